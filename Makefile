@@ -1,0 +1,273 @@
+# pkgstore: one non-recursive GNU Makefile.
+#
+#   make            build the library, the tools, the server and the agent
+#   make deps       install missing Debian packages (apt-get, as root or via sudo)
+#   make test       build and run every test (cmocka, fuzz corpus replay, TAP via prove)
+#   make asan       the same under -fsanitize=address,undefined with -Werror
+#   make demo       narrated walk-through on a temporary store
+#   make run        start pkgstored on the default store
+#   make bench      run the benchmarks under bench/
+#   make fuzz       build the libFuzzer harnesses (clang); make fuzz-smoke runs each 60 s
+#   make install    install library, headers, pkgstore.pc, programs and man pages
+#
+# Sources are discovered by convention so that adding a module, a tool or a
+# test needs no edit here:
+#   libpkgstore/*.c            -> libpkgstore.so.$(SOMAJOR) and libpkgstore.a
+#   tools/pkgstore*.c          -> one program each; other tools/*.c are shared CLI helpers
+#   server/*.c                 -> pkgstored
+#   agent/*.c                  -> pkgstore-agent
+#   tests/test_*.c             -> one cmocka binary each, linked with tests/helpers/*.c
+#   fuzz/fuzz_*.c              -> replayed over fuzz/corpus/<target>/ by make test
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+VERSION  := 0.1.0
+SOMAJOR  := 0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   := $(PREFIX)/bin
+LIBDIR   := $(PREFIX)/lib
+INCDIR   := $(PREFIX)/include
+MANDIR   := $(PREFIX)/share/man
+PCDIR    := $(LIBDIR)/pkgconfig
+
+BUILD    ?= build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARNINGS := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wvla -Wimplicit-fallthrough
+# Extra flags for special builds (asan sets -Werror and the sanitizers here).
+XCFLAGS  ?=
+XLDFLAGS ?=
+
+PKGCONF  ?= pkg-config
+LIB_PKGS    := libcrypto lmdb libzstd libarchive jansson
+SERVER_PKGS := libmicrohttpd
+AGENT_PKGS  := libcurl yaml-0.1
+TOOL_PKGS   := libcurl
+TEST_PKGS   := cmocka
+
+pc_cflags = $(shell $(PKGCONF) --cflags $(1) 2>/dev/null)
+pc_libs   = $(shell $(PKGCONF) --libs $(1) 2>/dev/null)
+# lmdb ships no .pc file on Debian 12; fall back to the plain library name.
+LMDB_LIBS := $(or $(call pc_libs,lmdb),-llmdb)
+LIB_LIBS  := $(call pc_libs,libcrypto libzstd libarchive jansson) $(LMDB_LIBS) -lpthread
+
+CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+                -DPKGSTORE_VERSION_STRING='"$(VERSION)"'
+CFLAGS_ALL   := $(WARNINGS) $(CFLAGS) $(XCFLAGS)
+
+# ---------------------------------------------------------------- sources
+LIB_SRCS    := $(sort $(wildcard libpkgstore/*.c))
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_MAINS  := $(sort $(wildcard tools/pkgstore*.c))
+TOOL_HELP   := $(filter-out $(TOOL_MAINS),$(sort $(wildcard tools/*.c)))
+TOOL_HOBJS  := $(TOOL_HELP:%.c=$(BUILD)/obj/%.o)
+TOOLS       := $(TOOL_MAINS:tools/%.c=$(BUILD)/bin/%)
+SERVER_SRCS := $(sort $(wildcard server/*.c))
+AGENT_SRCS  := $(sort $(wildcard agent/*.c))
+TEST_SRCS   := $(sort $(wildcard tests/test_*.c))
+TEST_HSRCS  := $(sort $(wildcard tests/helpers/*.c))
+TESTS       := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_REPLAY := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/replay_%)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLES    := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/bin/example-%)
+
+SHLIB_NAME  := libpkgstore.so
+SHLIB       := $(BUILD)/lib/$(SHLIB_NAME).$(VERSION)
+SHLIB_SONAME := $(SHLIB_NAME).$(SOMAJOR)
+STLIB       := $(BUILD)/lib/libpkgstore.a
+
+PROGRAMS := $(TOOLS) $(EXAMPLES)
+ifneq ($(SERVER_SRCS),)
+PROGRAMS += $(BUILD)/bin/pkgstored
+endif
+ifneq ($(AGENT_SRCS),)
+PROGRAMS += $(BUILD)/bin/pkgstore-agent
+endif
+
+# Programs link the shared library, so only exported symbols are reachable.
+RPATH_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
+PROG_LDLIBS   := -L$(BUILD)/lib -lpkgstore
+
+.PHONY: all lib tools programs
+all: lib programs $(BUILD)/pkgstore.pc
+lib: $(SHLIB) $(STLIB)
+programs: $(PROGRAMS)
+tools: $(TOOLS)
+
+# ---------------------------------------------------------------- objects
+$(BUILD)/obj/libpkgstore/%.o: libpkgstore/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -DPKGSTORE_BUILDING_LIBRARY $(call pc_cflags,$(LIB_PKGS)) \
+	    $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
+	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- library
+$(SHLIB): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,$(SHLIB_SONAME) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) \
+	    -o $@ $^ $(LIB_LIBS)
+	ln -sf $(SHLIB_NAME).$(VERSION) $(BUILD)/lib/$(SHLIB_SONAME)
+	ln -sf $(SHLIB_SONAME) $(BUILD)/lib/$(SHLIB_NAME)
+
+$(STLIB): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pkgstore.pc: Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	    'Name: pkgstore' 'Description: content-addressed package store for OpenTelemetry Collector fleets' \
+	    'Version: $(VERSION)' 'Libs: -L$${libdir} -lpkgstore' \
+	    'Libs.private: $(LIB_LIBS)' \
+	    'Requires.private: libcrypto libzstd libarchive jansson' \
+	    'Cflags: -I$${includedir}' > $@
+
+# ---------------------------------------------------------------- programs
+$(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread
+
+$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) -lpthread
+
+$(BUILD)/bin/pkgstore-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(AGENT_PKGS)) -lpthread
+
+$(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
+	    $(filter %.o,$^) $(PROG_LDLIBS)
+
+# ---------------------------------------------------------------- tests
+# Unit tests link the static library: they may reach ps_* internals where a
+# public entry point cannot provoke the case (fault injection).
+TEST_HOBJS := $(TEST_HSRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
+	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))
+
+# fuzz/replay.c gives every harness a main() that replays its corpus.
+$(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+.PHONY: test unit-test fuzz-replay e2e-test
+TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
+            PKGSTORE_SRC=$(CURDIR)
+
+test: all $(TESTS) $(FUZZ_REPLAY)
+	@$(MAKE) --no-print-directory unit-test fuzz-replay e2e-test
+
+unit-test: $(TESTS)
+	@fail=0; for t in $(TESTS); do \
+	    echo "== $$t"; \
+	    $(TEST_ENV) $$t || { echo "FAILED: $$t"; fail=1; }; \
+	done; exit $$fail
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@fail=0; for r in $(FUZZ_REPLAY); do \
+	    target=$${r##*/replay_fuzz_}; \
+	    $$r fuzz/corpus/$$target || { echo "FAILED: $$r"; fail=1; }; \
+	done; exit $$fail
+
+E2E := $(sort $(wildcard tests/e2e/*.t))
+e2e-test: all
+ifneq ($(E2E),)
+	$(TEST_ENV) prove -v $(E2E)
+endif
+
+# ---------------------------------------------------------------- sanitizers
+.PHONY: asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g' XCFLAGS='-Werror $(ASAN_FLAGS)' \
+	    XLDFLAGS='$(ASAN_FLAGS)' PKGSTORE_SANITIZED=1 test
+
+# ---------------------------------------------------------------- fuzzing (clang)
+.PHONY: fuzz fuzz-smoke
+FUZZ_BUILD := build-fuzz
+FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(CPPFLAGS_ALL)
+fuzz: $(FUZZ_BINS)
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(call pc_cflags,$(LIB_PKGS)) -o $@ $< $(LIB_SRCS) $(LIB_LIBS)
+FUZZ_SECONDS ?= 60
+fuzz-smoke: fuzz
+	@for f in $(FUZZ_BINS); do \
+	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+# ---------------------------------------------------------------- demo, run, bench
+.PHONY: demo run bench
+demo: deps all
+	@bash examples/demo.sh
+
+run: deps all
+	@bash examples/run.sh
+
+bench: deps all
+	@for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; bash $$b || exit 1; done
+
+# ---------------------------------------------------------------- deps
+# Debian packages needed to build, test, demo and benchmark.
+DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
+            libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
+            libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 \
+            util-linux
+.PHONY: deps
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	    echo "make deps: installing:" $$missing; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    if [ -z "$$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then \
+	        $$SUDO apt-get update -q || exit 1; \
+	    fi; \
+	    $$SUDO apt-get install -y -q --no-install-recommends $$missing \
+	      || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends $$missing; } \
+	      || exit 1; \
+	fi
+
+# ---------------------------------------------------------------- install
+.PHONY: install
+MANPAGES := $(sort $(wildcard docs/*.1 docs/*.8))
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/pkgstore \
+	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(filter-out $(EXAMPLES),$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SHLIB_NAME).$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHLIB_SONAME)
+	ln -sf $(SHLIB_SONAME) $(DESTDIR)$(LIBDIR)/$(SHLIB_NAME)
+	install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 include/pkgstore.h $(DESTDIR)$(INCDIR)/
+	install -m 0644 include/pkgstore/*.h $(DESTDIR)$(INCDIR)/pkgstore/
+	install -m 0644 $(BUILD)/pkgstore.pc $(DESTDIR)$(PCDIR)/
+	for m in $(MANPAGES); do \
+	    s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+.PHONY: clean
+clean:
+	rm -rf build build-asan build-fuzz

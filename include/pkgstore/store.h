@@ -1,0 +1,233 @@
+/*
+ * pkgstore/store.h - the content-addressed blob store.
+ *
+ * A store is a directory (see docs/store-format.md):
+ *   pkgstore.json   {"format": 1}
+ *   blobs/sha256/ab/<64 hex>       immutable blob, mode 0444
+ *   blobs/sha256/ab/<64 hex>.zst   optional zstd transfer copy
+ *   tmp/            in-progress ingests (same filesystem)
+ *   index/          the LMDB environment (see pkgstore/index.h)
+ *   lock            store-wide lock: writers shared, gc and repair exclusive
+ *
+ * A blob at blobs/sha256/xx/H always hashes to H: bytes go to tmp/, are
+ * fsynced, checked, then linked into place without replacing anything, and
+ * the directory is fsynced. Handles are safe to share between threads.
+ */
+#ifndef PKGSTORE_STORE_H
+#define PKGSTORE_STORE_H
+
+#include "common.h"
+#include "digest.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pkgstore_store pkgstore_store;
+typedef struct pkgstore_store_writer pkgstore_store_writer;
+
+typedef enum pkgstore_durability {
+    PKGSTORE_DURABILITY_FSYNC = 0, /* fsync every blob and its directory (default) */
+    PKGSTORE_DURABILITY_BATCH = 1, /* one sync for many blobs, at pkgstore_store_sync() */
+    PKGSTORE_DURABILITY_NONE = 2   /* never fsync: benchmarks and tests only */
+} pkgstore_durability;
+
+typedef struct pkgstore_store_options {
+    unsigned int version;           /* PKGSTORE_STORE_OPTIONS_VERSION */
+    pkgstore_durability durability;
+    int create;                     /* create the store if missing (default 1) */
+    int read_only;                  /* no writes, no tmp/ cleanup */
+    int zstd_copies;                /* write a .zst transfer copy beside each new blob */
+    int zstd_level;                 /* 0 = the default level (3) */
+    uint64_t index_map_size;        /* initial LMDB map size in bytes, 0 = default */
+} pkgstore_store_options;
+
+#define PKGSTORE_STORE_OPTIONS_VERSION 1
+#define PKGSTORE_STORE_OPTIONS_INIT \
+    { PKGSTORE_STORE_OPTIONS_VERSION, PKGSTORE_DURABILITY_FSYNC, 1, 0, 0, 0, 0 }
+
+/**
+ * Open (or create, if opts->create) the store at path into *out.
+ * Writes pkgstore.json on creation, refuses an unknown format, removes stale
+ * files in tmp/ and opens the index (clearing stale LMDB readers).
+ * opts may be NULL for the defaults.
+ * Errors: PKGSTORE_ENOTFOUND (no store and create is 0), PKGSTORE_EFORMAT
+ * (unknown or malformed pkgstore.json), PKGSTORE_EDENIED, PKGSTORE_EIO,
+ * PKGSTORE_ENOMEM. Free with pkgstore_store_free().
+ */
+PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
+                                     const pkgstore_store_options *opts);
+
+/** Sync a pending batch, close the index and free. Accepts NULL. */
+PKGSTORE_API void pkgstore_store_free(pkgstore_store *store);
+
+/** The store's directory. Valid while the store is open. */
+PKGSTORE_API const char *pkgstore_store_path(const pkgstore_store *store);
+
+/**
+ * Make every blob committed so far durable (batch mode: one sync for the
+ * batch). A no-op in the other modes. Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC.
+ */
+PKGSTORE_API int pkgstore_store_sync(pkgstore_store *store);
+
+/**
+ * Start a streaming write into *out. expected_digest may be NULL;
+ * expected_size < 0 means unknown. Errors: PKGSTORE_EINVALID,
+ * PKGSTORE_ENOSPC, PKGSTORE_EIO, PKGSTORE_EDENIED (read-only store).
+ * The writer is finished by exactly one of commit or abort.
+ */
+PKGSTORE_API int pkgstore_store_writer_open(pkgstore_store_writer **out, pkgstore_store *store,
+                                            const pkgstore_digest *expected_digest,
+                                            int64_t expected_size);
+
+/**
+ * Append len bytes. Errors: PKGSTORE_ENOSPC, PKGSTORE_EIO,
+ * PKGSTORE_ESIZE_MISMATCH (more bytes than expected_size). After an error the
+ * writer can only be aborted.
+ */
+PKGSTORE_API int pkgstore_store_writer_write(pkgstore_store_writer *writer, const void *data,
+                                             size_t len);
+
+/**
+ * Finish the blob: fsync (per the durability mode), check size and digest,
+ * link into place without replacing anything, fsync the directory, then
+ * record it in the index. A blob that already exists is a success that
+ * writes nothing. *digest_out and *size_out (each may be NULL) receive the
+ * blob's digest and size. Always frees the writer; on failure nothing is
+ * left under blobs/ or tmp/.
+ * Errors: PKGSTORE_EDIGEST_MISMATCH and PKGSTORE_ESIZE_MISMATCH (the detail
+ * holds the expected and the actual value), PKGSTORE_ENOSPC, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_writer_commit(pkgstore_digest *digest_out, uint64_t *size_out,
+                                              pkgstore_store_writer *writer);
+
+/** Discard the writer and its temporary file. Accepts NULL. */
+PKGSTORE_API void pkgstore_store_writer_abort(pkgstore_store_writer *writer);
+
+/**
+ * Add everything readable from fd in one pass (hashing while writing).
+ * expected_digest may be NULL, expected_size < 0 means unknown. Output and
+ * errors as pkgstore_store_writer_commit().
+ */
+PKGSTORE_API int pkgstore_store_add_fd(pkgstore_digest *digest_out, uint64_t *size_out,
+                                       pkgstore_store *store, int fd,
+                                       const pkgstore_digest *expected_digest,
+                                       int64_t expected_size);
+
+/** As pkgstore_store_add_fd() for a file path; adds PKGSTORE_ENOTFOUND. */
+PKGSTORE_API int pkgstore_store_add_file(pkgstore_digest *digest_out, uint64_t *size_out,
+                                         pkgstore_store *store, const char *path,
+                                         const pkgstore_digest *expected_digest,
+                                         int64_t expected_size);
+
+/** As pkgstore_store_add_fd() for a buffer in memory. */
+PKGSTORE_API int pkgstore_store_add_buffer(pkgstore_digest *digest_out, pkgstore_store *store,
+                                           const void *data, size_t len);
+
+/**
+ * Open a blob read-only into *fd_out (suitable for sendfile; the caller
+ * closes it) and its size into *size_out (may be NULL).
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EIO. On failure *fd_out is -1.
+ */
+PKGSTORE_API int pkgstore_store_blob_open(int *fd_out, uint64_t *size_out, pkgstore_store *store,
+                                          const pkgstore_digest *digest);
+
+/**
+ * Read a whole blob of at most max_len bytes into a new buffer *data_out
+ * (NUL-terminated for convenience, free with pkgstore_free()), its length in
+ * *len_out. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_ELIMIT (larger than max_len),
+ * PKGSTORE_ENOMEM, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_blob_read(void **data_out, size_t *len_out, pkgstore_store *store,
+                                          const pkgstore_digest *digest, size_t max_len);
+
+/** Size of a blob into *size_out. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EIO. */
+PKGSTORE_API int pkgstore_store_blob_stat(uint64_t *size_out, pkgstore_store *store,
+                                          const pkgstore_digest *digest);
+
+/** 1 if the blob exists, 0 if not, or a negative error. */
+PKGSTORE_API int pkgstore_store_blob_exists(pkgstore_store *store, const pkgstore_digest *digest);
+
+/**
+ * Delete a blob, its .zst copy and its blob record.
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EIO, PKGSTORE_EDENIED.
+ */
+PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstore_digest *digest);
+
+/**
+ * Re-hash a blob (and check its .zst copy, if any, decompresses to the same
+ * digest). Errors: PKGSTORE_ECORRUPT (detail has both digests),
+ * PKGSTORE_ENOTFOUND, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_blob_verify(pkgstore_store *store, const pkgstore_digest *digest);
+
+/** Called once per blob; a non-zero return stops the walk and is returned. */
+typedef int (*pkgstore_store_foreach_cb)(const pkgstore_digest *digest, uint64_t size,
+                                         void *payload);
+
+/** Walk every blob file under blobs/ (in no particular order). */
+PKGSTORE_API int pkgstore_store_foreach(pkgstore_store *store, pkgstore_store_foreach_cb cb,
+                                        void *payload);
+
+/**
+ * Write the zstd transfer copy blobs/sha256/xx/<hex>.zst for an existing
+ * blob, under the same durability rules. An existing copy is a success.
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_ENOSPC, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_zstd_write(pkgstore_store *store, const pkgstore_digest *digest);
+
+/**
+ * Open the .zst copy read-only into *fd_out (the caller closes it), its
+ * compressed size into *size_out (may be NULL). Errors: PKGSTORE_ENOTFOUND
+ * when the blob has no copy, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgstore_store *store,
+                                          const pkgstore_digest *digest);
+
+/* ---- fsck ---- */
+
+typedef enum pkgstore_fsck_kind {
+    PKGSTORE_FSCK_MISSING = 1, /* an index record points at a blob that is not there */
+    PKGSTORE_FSCK_CORRUPT = 2, /* a blob (or its .zst copy) does not hash to its name */
+    PKGSTORE_FSCK_STRAY = 3    /* a file that has no business in blobs/ or tmp/ */
+} pkgstore_fsck_kind;
+
+typedef struct pkgstore_fsck_problem {
+    pkgstore_fsck_kind kind;
+    const char *path;        /* relative to the store; valid during the callback */
+    int has_digest;
+    pkgstore_digest digest;  /* the blob concerned, when has_digest */
+    const char *detail;      /* human-readable cause; valid during the callback */
+    int repaired;            /* 1 if repair fixed it (quarantined, removed, dropped) */
+} pkgstore_fsck_problem;
+
+typedef struct pkgstore_fsck_report {
+    uint64_t blobs_checked;
+    uint64_t bytes_checked;
+    uint64_t missing;
+    uint64_t corrupt;
+    uint64_t stray;
+    uint64_t repaired;
+} pkgstore_fsck_report;
+
+#define PKGSTORE_FSCK_REPAIR 1u /* quarantine corrupt blobs, drop dangling records */
+
+/** Called once per problem found; a non-zero return stops fsck. */
+typedef int (*pkgstore_fsck_cb)(const pkgstore_fsck_problem *problem, void *payload);
+
+/**
+ * Check the whole store: every blob re-hashed, every index record's blob
+ * present, no stray files. With PKGSTORE_FSCK_REPAIR (which takes the store
+ * lock exclusively) corrupt blobs move to quarantine/ and index records that
+ * point at nothing are dropped. *report_out (may be NULL) receives the
+ * counts; cb (may be NULL) sees each problem. Returns 0 even when problems
+ * were found: read the report. Errors: PKGSTORE_EIO, PKGSTORE_ELOCKED.
+ */
+PKGSTORE_API int pkgstore_store_fsck(pkgstore_fsck_report *report_out, pkgstore_store *store,
+                                     unsigned int flags, pkgstore_fsck_cb cb, void *payload);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

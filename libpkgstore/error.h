@@ -1,0 +1,30 @@
+/*
+ * Private: setting the thread-local error detail.
+ */
+#ifndef PS_ERROR_H
+#define PS_ERROR_H
+
+#include "pkgstore/error.h"
+
+#if defined(__GNUC__)
+#define PS_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PS_PRINTF(a, b)
+#endif
+
+/* Set the detail from a format and return code (so callers can
+ * "return ps_error_set(PKGSTORE_EINVALID, ...)"). */
+int ps_error_set(int code, const char *fmt, ...) PS_PRINTF(2, 3);
+
+/* Map errno value err to a code (ENOSPC/EDQUOT -> ENOSPC, ENOENT -> ENOTFOUND,
+ * EEXIST -> EEXISTS, EACCES/EPERM/EROFS -> EDENIED, ENOMEM -> ENOMEM, else
+ * EIO), set the detail to "<formatted>: <strerror(err)>" and return it. */
+int ps_error_errno(int err, const char *fmt, ...) PS_PRINTF(2, 3);
+
+/* The code errno value err maps to, without touching the detail. */
+int ps_error_code_from_errno(int err);
+
+/* Prepend "prefix: " to the current detail (adds context on the way up). */
+void ps_error_prefix(const char *fmt, ...) PS_PRINTF(1, 2);
+
+#endif

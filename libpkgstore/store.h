@@ -1,0 +1,24 @@
+/*
+ * Private: what other library modules need from the store.
+ */
+#ifndef PS_STORE_H
+#define PS_STORE_H
+
+#include "pkgstore/store.h"
+#include "index.h"
+
+/* The store's LMDB index (owned by the store). */
+ps_index *ps_store_index(pkgstore_store *store);
+
+/* Store-wide lock on <store>/lock: shared for writers, exclusive for gc and
+ * repair. Blocking unless nonblock, which gives PKGSTORE_ELOCKED. Nests per
+ * handle; every successful lock is paired with ps_store_unlock(). */
+int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock);
+void ps_store_unlock(pkgstore_store *store);
+
+/* "<store>/blobs/sha256/xx/<hex>" (suffix "" or ".zst") into buf.
+ * Errors: PKGSTORE_EINVALID if it does not fit. */
+int ps_store_blob_path(char *buf, size_t size, const pkgstore_store *store,
+                       const pkgstore_digest *digest, const char *suffix);
+
+#endif
