@@ -172,8 +172,13 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
             PKGSTORE_SRC=$(CURDIR)
 
+# The three suites run one after the other (never interleaved under -j);
+# every suite runs even if an earlier one failed, and the result is failure.
 test: all $(TESTS) $(FUZZ_REPLAY)
-	@$(MAKE) --no-print-directory unit-test fuzz-replay e2e-test
+	@fail=0; for suite in unit-test fuzz-replay e2e-test; do \
+	    $(MAKE) --no-print-directory -j1 $$suite || fail=1; done; \
+	if [ $$fail = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; \
+	exit $$fail
 
 unit-test: $(TESTS)
 	@fail=0; for t in $(TESTS); do \
