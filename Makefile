@@ -93,7 +93,7 @@ RPATH_LDFLAGS := -Wl,-rpath,'$$ORIGIN/../lib'
 PROG_LDLIBS   := -L$(BUILD)/lib -lpkgstore
 
 .PHONY: all lib tools programs
-all: lib programs $(BUILD)/pkgstore.pc
+all: lib programs $(BUILD)/pkgstore.pc $(BENCH_BINS)
 lib: $(SHLIB) $(STLIB)
 programs: $(PROGRAMS)
 tools: $(TOOLS)
@@ -153,6 +153,16 @@ $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS)
+
+# Benchmark drivers (bench/*.c) link the static library.
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+# ---------------------------------------------------------------- fake collector
+# (section owned by the agent work: examples/fake-otelcol/ variants go here)
 
 # ---------------------------------------------------------------- tests
 # Unit tests link the static library: they may reach ps_* internals where a
