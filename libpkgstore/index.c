@@ -984,16 +984,20 @@ PKGSTORE_API int pkgstore_index_package_put(pkgstore_store *store,
         return error;
     if ((error = package_prepare(&op, record)) < 0)
         return error;
-    /* Invariant 2: the blob is durable before any record points at it. */
-    if ((error = pkgstore_store_blob_exists(store, &record->digest)) <= 0) {
+    /* Invariant 2: the blob is durable before any record points at it. The
+     * shared store lock keeps gc from deleting it between check and write. */
+    if ((error = ps_store_lock(store, 0, 0)) < 0)
+        return error;
+    if ((error = pkgstore_store_blob_exists(store, &record->digest)) == 0) {
         char hex[PKGSTORE_DIGEST_STR_SIZE];
-        if (error < 0)
-            return error;
         pkgstore_digest_format(hex, &record->digest);
-        return ps_error_set(PKGSTORE_ENOTFOUND, "package %s %s %s: blob %s is not in the store",
-                            record->name, record->version, record->platform, hex);
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "package %s %s %s: blob %s is not in the store",
+                             record->name, record->version, record->platform, hex);
     }
-    return ps_index_write(index, package_put_txn, &op);
+    if (error > 0)
+        error = ps_index_write(index, package_put_txn, &op);
+    ps_store_unlock(store);
+    return error;
 }
 
 PKGSTORE_API int pkgstore_index_package_get(pkgstore_package_record *out, pkgstore_store *store,

@@ -47,6 +47,18 @@ __attribute__((weak)) int pkgstore_store_blob_exists(pkgstore_store *store,
     return PKGSTORE_EINVALID;
 }
 
+__attribute__((weak)) int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
+{
+    (void)store;
+    (void)exclusive;
+    (void)nonblock;
+    return 0;
+}
+__attribute__((weak)) void ps_store_unlock(pkgstore_store *store)
+{
+    (void)store;
+}
+
 /* ---------------------------------------------------------------- fixture */
 
 struct fixture {
