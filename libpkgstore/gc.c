@@ -13,7 +13,7 @@
  * blob whose record or file is dated at or after the start of the run is
  * never deleted, whatever the grace.
  */
-#include "pkgstore/gc.h"
+#include "gc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +29,13 @@
 #include "error.h"
 #include "index.h"
 #include "store.h"
+
+static _Atomic int64_t clock_skew;
+
+void ps_gc_set_clock_skew(int64_t seconds)
+{
+    clock_skew = seconds;
+}
 
 /* ---------------------------------------------------------------- pins */
 
@@ -657,7 +664,7 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
     run.store = store;
     run.opts = opts;
     run.report.dry_run = opts->dry_run ? 1 : 0;
-    run.start = (int64_t)time(NULL);
+    run.start = (int64_t)time(NULL) + clock_skew;
     run.cutoff = run.start - opts->grace_seconds;
     if ((run.root_fd = open(pkgstore_store_path(store), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         error = ps_error_errno(errno, "%s: open", pkgstore_store_path(store));
