@@ -187,12 +187,12 @@ static int arm_generation(const char *variant)
 
 static int arch_rank(const pkgstore_platform *node, const pkgstore_platform *artifact)
 {
+    if (strcmp(node->arch, artifact->arch) == 0 && strcmp(node->variant, artifact->variant) == 0)
+        return 0;
     if (strcmp(artifact->arch, PKGSTORE_PLATFORM_ANY) == 0)
         return RANK_ARCH_ANY;
     if (strcmp(node->arch, artifact->arch) == 0) {
         int have, want;
-        if (strcmp(node->variant, artifact->variant) == 0)
-            return 0;
         if (artifact->variant[0] == '\0')
             return 1; /* a generic build runs on every variant */
         if (strcmp(node->arch, "arm") == 0) {

@@ -607,6 +607,58 @@ static void skip_spaces(parser *p)
         p->pos++;
 }
 
+/*
+ * After a plain version: " - " and a second version make a hyphen range,
+ * "1.2.3 - 2.3.4" = >=1.2.3 <=2.3.4. A partial upper end covers all its
+ * versions ("1 - 2.3" = >=1.0.0 <2.4.0-0); "*" at either end is unbounded.
+ */
+static int parse_hyphen_range(term *t, parser *p, const partial *low)
+{
+    size_t save = p->pos;
+    partial high;
+    int error;
+    skip_spaces(p);
+    if (p->pos == save || p->pos + 1 >= p->len || p->str[p->pos] != '-' ||
+        (p->str[p->pos + 1] != ' ' && p->str[p->pos + 1] != '\t')) {
+        p->pos = save;
+        return 0;
+    }
+    p->pos++;
+    skip_spaces(p);
+    if ((error = parse_partial(&high, p)) < 0)
+        return error;
+    memset(t, 0, sizeof(*t));
+    if (low->n > 0) {
+        t->lo = low->v;
+        t->flags |= TERM_LO;
+    }
+    if (high.n == 3) {
+        t->hi = high.v;
+        t->flags |= TERM_HI;
+    } else if (high.n > 0 && bump(&t->hi, &high.v, high.n - 1)) {
+        t->flags |= TERM_HI | TERM_HI_OPEN;
+    }
+    if (low->v.prerelease[0] != '\0') {
+        t->flags |= TERM_PRE;
+        t->pre_major = low->v.major;
+        t->pre_minor = low->v.minor;
+        t->pre_patch = low->v.patch;
+    }
+    /* Only one TERM_PRE tuple fits a term: a pre-release on the upper end
+     * gets its own always-true term carrying the tuple. */
+    if (high.v.prerelease[0] != '\0') {
+        term extra;
+        memset(&extra, 0, sizeof(extra));
+        extra.flags = TERM_PRE;
+        extra.pre_major = high.v.major;
+        extra.pre_minor = high.v.minor;
+        extra.pre_patch = high.v.patch;
+        if ((error = add_term(p, &extra)) < 0)
+            return error;
+    }
+    return 0;
+}
+
 static int end_alternative(parser *p)
 {
     if (p->alt_count == p->alt_cap) {
@@ -649,6 +701,8 @@ static int parse_constraint(parser *p)
                 return error;
             (void)comparator_start;
             desugar(&t, oper, &pv);
+            if (oper == OP_NONE && (error = parse_hyphen_range(&t, p, &pv)) < 0)
+                return error;
             if ((error = add_term(p, &t)) < 0)
                 return error;
             /* A comparator ends at a space, a comma, "||" or the end. */
