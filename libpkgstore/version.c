@@ -694,6 +694,8 @@ static int parse_constraint(parser *p)
                     return cerror(p, p->pos, "expected a comparator");
                 break;
             }
+            if (p->str[p->pos] == '|')
+                return cerror(p, p->pos, "expected \"||\"");
             comparator_start = p->pos;
             oper = parse_op(p);
             skip_spaces(p);
