@@ -219,7 +219,7 @@ asan:
 .PHONY: fuzz fuzz-smoke
 FUZZ_BUILD := build-fuzz
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(CPPFLAGS_ALL)
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) $(CPPFLAGS_ALL)
 fuzz: $(FUZZ_BINS)
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(@D)

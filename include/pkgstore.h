@@ -9,5 +9,7 @@
 #include "pkgstore/digest.h"
 #include "pkgstore/index.h"
 #include "pkgstore/gc.h"
+#include "pkgstore/version.h"
+#include "pkgstore/platform.h"
 
 #endif
