@@ -11,5 +11,7 @@
 #include "pkgstore/gc.h"
 #include "pkgstore/version.h"
 #include "pkgstore/platform.h"
+#include "pkgstore/manifest.h"
+#include "pkgstore/registry.h"
 
 #endif
