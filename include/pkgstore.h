@@ -7,5 +7,7 @@
 #include "pkgstore/common.h"
 #include "pkgstore/error.h"
 #include "pkgstore/digest.h"
+#include "pkgstore/archive.h"
+#include "pkgstore/install.h"
 
 #endif
