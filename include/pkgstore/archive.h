@@ -223,7 +223,7 @@ PKGSTORE_API int pkgstore_archive_remove_tree(const char *dir);
 
 typedef struct pkgstore_archive_create_options {
     unsigned int version; /* PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION */
-    int zstd_level;       /* 1..19; 0 = default (19) */
+    int zstd_level;       /* 1..19; 0 = default (9) */
     int keep_metadata;    /* 1: keep mtimes and owners; 0 (default): deterministic
                              output: entries sorted by path, mtime 0, uid/gid 0,
                              no owner names */
