@@ -278,6 +278,28 @@ static int sniff(const unsigned char *p, size_t len, const char **unsupported)
     return 0;
 }
 
+/* The compression named by the first bytes, or NULL. */
+static const char *compression_magic(const unsigned char *p, size_t len)
+{
+    if (has_magic(p, len, "\x1f\x8b", 2))
+        return "gzip";
+    if (has_magic(p, len, "\x28\xb5\x2f\xfd", 4))
+        return "zstd";
+    if (has_magic(p, len, "\xfd" "7zXZ\0", 6))
+        return "xz";
+    return NULL;
+}
+
+/* Why libarchive could not open data whose first bytes are head. */
+static int open_failure(int error, const unsigned char *head, size_t len)
+{
+    const char *compression = compression_magic(head, len);
+    if (error == PKGSTORE_EFORMAT && compression)
+        return ps_error_set(PKGSTORE_EFORMAT, "archive: %s data that is not a tar archive",
+                            compression);
+    return error;
+}
+
 /* The format of an opened reader whose first header was read. */
 static int format_of(pkgstore_archive_format *out, struct archive *a)
 {
@@ -370,13 +392,15 @@ PKGSTORE_API int pkgstore_archive_detect_fd(pkgstore_archive_format *out, int fd
         *out = PKGSTORE_ARCHIVE_BINARY;
         return 0;
     }
+    if (unsupported)
+        return ps_error_set(PKGSTORE_EFORMAT, "archive: %s is not a supported format", unsupported);
     if ((error = reader_open_fd(&a, &src, fd)) < 0) {
         /* libarchive refuses to open data it cannot bid on at all. */
         if (error == PKGSTORE_EFORMAT && sniff(head, (size_t)n, &unsupported) == 0 && !unsupported) {
             *out = PKGSTORE_ARCHIVE_BINARY;
             return 0;
         }
-        return error;
+        return open_failure(error, head, (size_t)n);
     }
     error = detect_with_reader(out, a, &src, head, (size_t)n);
     reader_close(a, &src);
@@ -428,6 +452,8 @@ PKGSTORE_API int pkgstore_archive_detect_buffer(pkgstore_archive_format *out, co
         *out = PKGSTORE_ARCHIVE_BINARY;
         return 0;
     }
+    if (unsupported)
+        return ps_error_set(PKGSTORE_EFORMAT, "archive: %s is not a supported format", unsupported);
     if ((error = reader_new(&a)) < 0)
         return error;
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
@@ -435,7 +461,7 @@ PKGSTORE_API int pkgstore_archive_detect_buffer(pkgstore_archive_format *out, co
             *out = PKGSTORE_ARCHIVE_BINARY;
             error = 0;
         } else {
-            error = reader_error(a, NULL, "archive");
+            error = open_failure(reader_error(a, NULL, "archive"), data, len);
         }
     } else {
         error = detect_with_reader(out, a, NULL, data, len);
