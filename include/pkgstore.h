@@ -13,5 +13,7 @@
 #include "pkgstore/platform.h"
 #include "pkgstore/manifest.h"
 #include "pkgstore/registry.h"
+#include "pkgstore/archive.h"
+#include "pkgstore/install.h"
 
 #endif
