@@ -7,5 +7,6 @@
 #include "pkgstore/common.h"
 #include "pkgstore/error.h"
 #include "pkgstore/digest.h"
+#include "pkgstore/policy.h"
 
 #endif
