@@ -109,8 +109,9 @@ typedef struct pkgstore_policy_options {
  * Open the policies and nodes of store into *out: loads every policy and
  * node record from the index into memory and starts the node flusher.
  * The store must outlive the handle. opts may be NULL for the defaults.
- * Errors: PKGSTORE_EINVALID, PKGSTORE_ECORRUPT (a stored record does not
- * parse; the detail names it), PKGSTORE_EIO, PKGSTORE_ENOMEM.
+ * A node record that does not parse is skipped (the node comes back on its
+ * next heartbeat). Errors: PKGSTORE_EINVALID, PKGSTORE_ECORRUPT (a policy
+ * record does not parse; the detail names it), PKGSTORE_EIO, PKGSTORE_ENOMEM.
  * Free with pkgstore_policy_free().
  */
 PKGSTORE_API int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *store,
