@@ -15,5 +15,6 @@
 #include "pkgstore/registry.h"
 #include "pkgstore/archive.h"
 #include "pkgstore/install.h"
+#include "pkgstore/policy.h"
 
 #endif
