@@ -286,3 +286,8 @@ install: all
 .PHONY: clean
 clean:
 	rm -rf build build-asan build-fuzz
+
+# ---------------------------------------------------------------- server (pkgstored, push, policy)
+# pkgstored and the operator tools read and write JSON themselves.
+SERVER_PKGS += jansson
+TOOL_PKGS   += jansson
