@@ -221,7 +221,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) $(CPPFLAGS_ALL)
 fuzz: $(FUZZ_BINS)
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS)
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS) $(wildcard include/*.h include/pkgstore/*.h libpkgstore/*.h)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $(call pc_cflags,$(LIB_PKGS)) -o $@ $< $(LIB_SRCS) $(LIB_LIBS)
 FUZZ_SECONDS ?= 60
