@@ -1,0 +1,32 @@
+/*
+ * Private: fault injection for the install module's tests.
+ *
+ * Every durable step of install.c (writing a temporary file, its fsync, the
+ * rename, the directory fsync) is a numbered crash point, counted from 1
+ * per thread since the last ps_install_set_fault(). Arming point n makes
+ * the n-th point reached fail with PKGSTORE_EINTERNAL ("injected fault at
+ * <point>"):
+ *   PS_INSTALL_FAULT_FAIL   through the normal error path (cleanup runs);
+ *   PS_INSTALL_FAULT_CRASH  at once, leaving every file exactly as a
+ *                           killed process would (a partial temporary file
+ *                           included), to prove the live path survives.
+ * Tests loop n = 1, 2, ... until the operation completes without reaching
+ * the armed point (ps_install_fault_hit() == 0).
+ */
+#ifndef PS_INSTALL_H
+#define PS_INSTALL_H
+
+#include "pkgstore/install.h"
+
+enum { PS_INSTALL_FAULT_FAIL = 1, PS_INSTALL_FAULT_CRASH = 2 };
+
+/* Arm crash point n (0 disarms) in mode; resets the counter and the hit flag. */
+void ps_install_set_fault(int n, int mode);
+
+/* 1 if the armed point was reached since ps_install_set_fault(). */
+int ps_install_fault_hit(void);
+
+/* The name of the last crash point reached ("bak:write", "new:rename", ...). */
+const char *ps_install_fault_point(void);
+
+#endif

@@ -1,0 +1,480 @@
+/*
+ * Tests for the install module: verify, prepare, swap with .bak, restore,
+ * atomic writes, and every crash point through fault injection (the
+ * private install.h): after a failure or a simulated kill at any point the
+ * live path holds a complete executable, the old one or the new one.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pkgstore.h"
+#include "install.h" /* private: fault injection */
+
+#define PAYLOAD_SIZE (256 * 1024)
+
+typedef struct fixture {
+    char root[256];
+    char live[300];
+    char bak[300];
+    char new_exe[300];
+    char work[300];
+    char *old_content;
+    char *new_content;
+} fixture;
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+static char *slurp(const char *path, size_t *len_out)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    fstat(fd, &st);
+    char *buf = malloc((size_t)st.st_size + 1);
+    ssize_t n = read(fd, buf, (size_t)st.st_size);
+    close(fd);
+    buf[n < 0 ? 0 : n] = '\0';
+    *len_out = n < 0 ? 0 : (size_t)n;
+    return buf;
+}
+
+/* A shell script padded to PAYLOAD_SIZE, printing its version. */
+static char *make_script(const char *version)
+{
+    char *buf = malloc(PAYLOAD_SIZE);
+    int n = snprintf(buf, PAYLOAD_SIZE, "#!/bin/sh\necho %s\nexit 0\n", version);
+    memset(buf + n, '#', PAYLOAD_SIZE - (size_t)n - 1);
+    buf[PAYLOAD_SIZE - 1] = '\n';
+    return buf;
+}
+
+/* 1 if path holds exactly content and is executable. */
+static int holds(const char *path, const char *content)
+{
+    size_t len;
+    struct stat st;
+    char *data = slurp(path, &len);
+    int ok = data && len == PAYLOAD_SIZE && memcmp(data, content, len) == 0 &&
+             stat(path, &st) == 0 && (st.st_mode & 0100);
+    free(data);
+    return ok;
+}
+
+/* Run path and return its first output line's version word. */
+static void assert_runs_as(const char *path, const char *version)
+{
+    char cmd[400], line[64] = "";
+    snprintf(cmd, sizeof(cmd), "'%s'", path);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(line, sizeof(line), p))
+        line[0] = '\0';
+    assert_int_equal(pclose(p), 0);
+    line[strcspn(line, "\n")] = '\0';
+    assert_string_equal(line, version);
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(fx->root, sizeof(fx->root), "%s/test_install.XXXXXX", tmp);
+    if (!mkdtemp(fx->root))
+        return -1;
+    snprintf(fx->live, sizeof(fx->live), "%s/otelcol", fx->root);
+    snprintf(fx->bak, sizeof(fx->bak), "%s/otelcol.bak", fx->root);
+    snprintf(fx->new_exe, sizeof(fx->new_exe), "%s/download", fx->root);
+    snprintf(fx->work, sizeof(fx->work), "%s/work", fx->root);
+    mkdir(fx->work, 0700);
+    fx->old_content = make_script("v1");
+    fx->new_content = make_script("v2");
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    ps_install_set_fault(0, 0);
+    pkgstore_archive_remove_tree(fx->root);
+    free(fx->old_content);
+    free(fx->new_content);
+    free(fx);
+    return 0;
+}
+
+/* ------------------------------------------------------------ verify */
+
+static void test_install__verify(void **state)
+{
+    fixture *fx = *state;
+    pkgstore_digest want, got;
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_digest_buffer(&want, fx->new_content, PAYLOAD_SIZE), 0);
+    assert_int_equal(pkgstore_install_verify(&got, fx->new_exe, &want, PAYLOAD_SIZE), 0);
+    assert_true(pkgstore_digest_equal(&got, &want));
+    assert_int_equal(pkgstore_install_verify(NULL, fx->new_exe, &want, 0), 0);
+
+    /* Oversize is refused before hashing. */
+    assert_int_equal(pkgstore_install_verify(&got, fx->new_exe, &want, PAYLOAD_SIZE - 1),
+                     PKGSTORE_ESIZE_MISMATCH);
+    assert_non_null(strstr(pkgstore_error_detail(), "more than"));
+
+    /* One flipped byte is a mismatch naming both digests. */
+    fx->new_content[100] ^= 1;
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_verify(&got, fx->new_exe, &want, PAYLOAD_SIZE),
+                     PKGSTORE_EDIGEST_MISMATCH);
+    char want_str[PKGSTORE_DIGEST_STR_SIZE];
+    pkgstore_digest_format(want_str, &want);
+    assert_non_null(strstr(pkgstore_error_detail(), want_str));
+    assert_false(pkgstore_digest_equal(&got, &want));
+
+    assert_int_equal(pkgstore_install_verify(&got, "/nonexistent/x", &want, 0), PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_install_verify(&got, fx->work, &want, 0), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_install_verify(&got, NULL, &want, 0), PKGSTORE_EINVALID);
+}
+
+/* ------------------------------------------------------------ prepare */
+
+static void make_tar_zst(const char *out, const char *entry_path, const char *data, size_t len,
+                         unsigned int mode, const char *extra_path)
+{
+    struct archive *a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_add_filter_zstd(a);
+    assert_int_equal(archive_write_open_filename(a, out), ARCHIVE_OK);
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, entry_path);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, mode);
+    archive_entry_set_size(e, (la_int64_t)len);
+    archive_write_header(a, e);
+    archive_write_data(a, data, len);
+    if (extra_path) {
+        archive_entry_clear(e);
+        archive_entry_set_pathname(e, extra_path);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0644);
+        archive_entry_set_size(e, 1);
+        archive_write_header(a, e);
+        archive_write_data(a, "x", 1);
+    }
+    archive_entry_free(e);
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_install__prepare_binary(void **state)
+{
+    fixture *fx = *state;
+    char *exe = NULL, *dir = NULL;
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0600);
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_BINARY,
+                                              "otelcol", fx->work, NULL), 0);
+    assert_string_equal(exe, fx->new_exe);
+    assert_null(dir);
+    assert_true(holds(exe, fx->new_content));
+    assert_runs_as(exe, "v2");
+    pkgstore_free(exe);
+
+    /* A binary declared as an archive is refused. */
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_TAR_ZSTD,
+                                              "otelcol", fx->work, NULL), PKGSTORE_EFORMAT);
+    assert_null(exe);
+    assert_null(dir);
+}
+
+static void test_install__prepare_archive(void **state)
+{
+    fixture *fx = *state;
+    char *exe = NULL, *dir = NULL;
+    make_tar_zst(fx->new_exe, "bin/otelcol", fx->new_content, PAYLOAD_SIZE, 0644, "README");
+    /* Detected from the content when the format is unknown. */
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_UNKNOWN,
+                                              "bin/otelcol", fx->work, NULL), 0);
+    assert_non_null(dir);
+    assert_ptr_equal(strstr(exe, dir), exe);
+    assert_true(holds(exe, fx->new_content)); /* made executable */
+    assert_runs_as(exe, "v2");
+    assert_int_equal(pkgstore_archive_remove_tree(dir), 0);
+    pkgstore_free(exe);
+    pkgstore_free(dir);
+    assert_int_equal(count_entries(fx->work), 0);
+
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_TAR_GZIP,
+                                              "bin/otelcol", fx->work, NULL), PKGSTORE_EFORMAT);
+    assert_non_null(strstr(pkgstore_error_detail(), "declared tar+gzip"));
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_TAR_ZSTD,
+                                              NULL, fx->work, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_TAR_ZSTD,
+                                              "otelcol", fx->work, NULL), PKGSTORE_ENOTFOUND);
+    /* An unsafe archive leaves nothing in the work directory. */
+    make_tar_zst(fx->new_exe, "bin/otelcol", fx->new_content, PAYLOAD_SIZE, 0755, "../../evil");
+    assert_int_equal(pkgstore_install_prepare(&exe, &dir, fx->new_exe, PKGSTORE_ARCHIVE_TAR_ZSTD,
+                                              "bin/otelcol", fx->work, NULL), PKGSTORE_EUNSAFE);
+    assert_null(exe);
+    assert_null(dir);
+    assert_int_equal(count_entries(fx->work), 0);
+}
+
+/* ------------------------------------------------------------ swap, restore */
+
+static void test_install__swap_keeps_bak(void **state)
+{
+    fixture *fx = *state;
+    /* First install: no live file yet, so no .bak. */
+    write_file(fx->new_exe, fx->old_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+    assert_true(holds(fx->live, fx->old_content));
+    assert_int_equal(pkgstore_install_has_backup(fx->live), 0);
+    assert_runs_as(fx->live, "v1");
+
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+    assert_true(holds(fx->live, fx->new_content));
+    assert_true(holds(fx->bak, fx->old_content));
+    assert_int_equal(pkgstore_install_has_backup(fx->live), 1);
+    assert_runs_as(fx->live, "v2");
+    /* The source stays; no temporary file is left. */
+    assert_true(holds(fx->new_exe, fx->new_content) || access(fx->new_exe, F_OK) == 0);
+    assert_int_equal(count_entries(fx->root), 4); /* live, .bak, download, work */
+
+    assert_int_equal(pkgstore_install_swap(fx->live, "/nonexistent/x"), PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->work), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_install_swap("/nonexistent/dir/otelcol", fx->new_exe),
+                     PKGSTORE_ENOTFOUND);
+    assert_true(holds(fx->live, fx->new_content));
+}
+
+static void test_install__restore(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(pkgstore_install_restore(fx->live), PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "no backup"));
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0755);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+    assert_int_equal(pkgstore_install_restore(fx->live), 0);
+    assert_true(holds(fx->live, fx->old_content));
+    assert_true(holds(fx->bak, fx->old_content)); /* kept */
+    assert_runs_as(fx->live, "v1");
+    assert_int_equal(pkgstore_install_restore(fx->live), 0); /* idempotent */
+    assert_true(holds(fx->live, fx->old_content));
+    assert_int_equal(count_entries(fx->root), 4);
+}
+
+static void test_install__write_atomic(void **state)
+{
+    fixture *fx = *state;
+    char path[400];
+    struct stat st;
+    size_t len;
+    snprintf(path, sizeof(path), "%s/journal.json", fx->root);
+    assert_int_equal(pkgstore_install_write_atomic(path, "{\"a\":1}", 7, 0600), 0);
+    char *data = slurp(path, &len);
+    assert_string_equal(data, "{\"a\":1}");
+    free(data);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* A stale temporary file from a crash is replaced. */
+    char tmp[420];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    write_file(tmp, "garbage garbage garbage", 23, 0644);
+    assert_int_equal(pkgstore_install_write_atomic(path, "{}", 2, 0600), 0);
+    data = slurp(path, &len);
+    assert_string_equal(data, "{}");
+    free(data);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    assert_int_equal(pkgstore_install_write_atomic(path, "", 0, 0600), 0);
+    assert_int_equal(pkgstore_install_write_atomic("/nonexistent/dir/j", "x", 1, 0600),
+                     PKGSTORE_ENOTFOUND);
+
+    char copy[420];
+    snprintf(copy, sizeof(copy), "%s/copy", fx->root);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_copy_atomic(copy, fx->new_exe, 0755), 0);
+    assert_true(holds(copy, fx->new_content));
+    assert_int_equal(pkgstore_install_copy_atomic(copy, "/nonexistent", 0755), PKGSTORE_ENOTFOUND);
+}
+
+/* ------------------------------------------------------------ crash points */
+
+/* Swap v1 -> v2 with point n armed; returns whether the point was hit. */
+static int swap_with_fault(fixture *fx, int n, int mode)
+{
+    unlink(fx->bak);
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    ps_install_set_fault(n, mode);
+    int r = pkgstore_install_swap(fx->live, fx->new_exe);
+    int hit = ps_install_fault_hit();
+    ps_install_set_fault(0, 0);
+    if (hit)
+        assert_int_equal(r, PKGSTORE_EINTERNAL);
+    else
+        assert_int_equal(r, 0);
+    return hit;
+}
+
+static void check_after_swap_fault(fixture *fx, int n, int mode)
+{
+    const char *point = ps_install_fault_point();
+    int is_old = holds(fx->live, fx->old_content), is_new = holds(fx->live, fx->new_content);
+    if (!is_old && !is_new)
+        fail_msg("point %d (%s, mode %d): live path is neither v1 nor v2", n, point, mode);
+    assert_runs_as(fx->live, is_old ? "v1" : "v2");
+    /* A .bak, if there is one, is always the complete old file. */
+    if (access(fx->bak, F_OK) == 0 && !holds(fx->bak, fx->old_content))
+        fail_msg("point %d (%s): .bak is partial", n, point);
+    if (mode == PS_INSTALL_FAULT_FAIL && is_old) {
+        /* The error path cleans its temporary files. */
+        char tmp[420];
+        snprintf(tmp, sizeof(tmp), "%s.new.tmp", fx->live);
+        assert_int_not_equal(access(tmp, F_OK), 0);
+        snprintf(tmp, sizeof(tmp), "%s.bak.tmp", fx->live);
+        assert_int_not_equal(access(tmp, F_OK), 0);
+    }
+    /* The agent restarts and retries: a clean swap then works, whatever
+     * the crash left behind. */
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+    assert_true(holds(fx->live, fx->new_content));
+}
+
+static void run_swap_faults(fixture *fx, int mode)
+{
+    int n, hits = 0;
+    for (n = 1; n < 100; n++) {
+        if (!swap_with_fault(fx, n, mode))
+            break;
+        hits++;
+        check_after_swap_fault(fx, n, mode);
+    }
+    /* bak: write fsync rename dirsync, new: write fsync rename dirsync */
+    assert_int_equal(hits, 8);
+}
+
+static void test_install__swap_fault_every_point(void **state)
+{
+    run_swap_faults(*state, PS_INSTALL_FAULT_FAIL);
+}
+
+static void test_install__swap_crash_every_point(void **state)
+{
+    run_swap_faults(*state, PS_INSTALL_FAULT_CRASH);
+}
+
+static void test_install__restore_crash_every_point(void **state)
+{
+    fixture *fx = *state;
+    static const int modes[] = {PS_INSTALL_FAULT_FAIL, PS_INSTALL_FAULT_CRASH};
+    for (size_t m = 0; m < 2; m++) {
+        int n, hits = 0;
+        for (n = 1; n < 100; n++) {
+            write_file(fx->live, fx->new_content, PAYLOAD_SIZE, 0755);
+            write_file(fx->bak, fx->old_content, PAYLOAD_SIZE, 0755);
+            ps_install_set_fault(n, modes[m]);
+            int r = pkgstore_install_restore(fx->live);
+            int hit = ps_install_fault_hit();
+            ps_install_set_fault(0, 0);
+            if (!hit) {
+                assert_int_equal(r, 0);
+                assert_true(holds(fx->live, fx->old_content));
+                break;
+            }
+            hits++;
+            assert_int_equal(r, PKGSTORE_EINTERNAL);
+            if (!holds(fx->live, fx->old_content) && !holds(fx->live, fx->new_content))
+                fail_msg("restore point %d (%s): live path partial", n, ps_install_fault_point());
+            assert_true(holds(fx->bak, fx->old_content));
+            assert_int_equal(pkgstore_install_restore(fx->live), 0);
+            assert_true(holds(fx->live, fx->old_content));
+        }
+        assert_int_equal(hits, 4);
+    }
+}
+
+static void test_install__write_atomic_crash_every_point(void **state)
+{
+    fixture *fx = *state;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/journal", fx->root);
+    for (int mode = PS_INSTALL_FAULT_FAIL; mode <= PS_INSTALL_FAULT_CRASH; mode++) {
+        int n, hits = 0;
+        for (n = 1; n < 100; n++) {
+            assert_int_equal(pkgstore_install_write_atomic(path, "old-state", 9, 0600), 0);
+            ps_install_set_fault(n, mode);
+            int r = pkgstore_install_write_atomic(path, "new-state!", 10, 0600);
+            int hit = ps_install_fault_hit();
+            ps_install_set_fault(0, 0);
+            size_t len;
+            char *data = slurp(path, &len);
+            assert_non_null(data);
+            assert_true(strcmp(data, "old-state") == 0 || strcmp(data, "new-state!") == 0);
+            free(data);
+            if (!hit) {
+                assert_int_equal(r, 0);
+                break;
+            }
+            hits++;
+        }
+        assert_int_equal(hits, 4);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_install__verify),
+        T(test_install__prepare_binary),
+        T(test_install__prepare_archive),
+        T(test_install__swap_keeps_bak),
+        T(test_install__restore),
+        T(test_install__write_atomic),
+        T(test_install__swap_fault_every_point),
+        T(test_install__swap_crash_every_point),
+        T(test_install__restore_crash_every_point),
+        T(test_install__write_atomic_crash_every_point),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
