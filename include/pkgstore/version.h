@@ -83,7 +83,8 @@ typedef struct pkgstore_version_constraint pkgstore_version_constraint;
  * or more comparators separated by spaces (or commas), all of which must
  * hold. A comparator is an optional operator (=, !=, >, >=, <, <=, ^, ~)
  * followed by a full or partial version with optional 'v' and the x, X, *
- * wildcards: "1.2.3", "1.2", "1", "1.2.x", "1.x", "*".
+ * wildcards: "1.2.3", "1.2", "1", "1.2.x", "1.x", "*". An alternative may
+ * instead be a hyphen range: "1.2.3 - 2.3.4" = >=1.2.3 <=2.3.4.
  *   ^1.2.3 = >=1.2.3 <2.0.0     ^0.98 = >=0.98.0 <0.99.0   ^0.0.3 = =0.0.3
  *   ~1.2.3 = >=1.2.3 <1.3.0     ~1.2  = >=1.2.0 <1.3.0     ~1 = >=1.0.0 <2.0.0
  *   1.2 = 1.2.x = >=1.2.0 <1.3.0      >1.2 = >=1.3.0      <=1.2 = <1.3.0
