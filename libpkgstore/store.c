@@ -174,7 +174,7 @@ int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
             }
             pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
         }
-        while (flock(store->lock_fd, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
+        while (store->lock_fd >= 0 && flock(store->lock_fd, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EWOULDBLOCK)
@@ -196,7 +196,8 @@ int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
         }
         pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
     }
-    if (store->shared_count == 0) {
+    /* a read-only store without a lock file has no writers to exclude */
+    if (store->shared_count == 0 && store->lock_fd >= 0) {
         while (flock(store->lock_fd, LOCK_SH | (nonblock ? LOCK_NB : 0)) < 0) {
             if (errno == EINTR)
                 continue;
@@ -221,12 +222,14 @@ void ps_store_unlock(pkgstore_store *store)
     pthread_mutex_lock(&store->lock_mutex);
     if (store->exclusive_depth > 0 && pthread_equal(store->exclusive_owner, pthread_self())) {
         if (--store->exclusive_depth == 0) {
-            (void)flock(store->lock_fd, LOCK_UN);
+            if (store->lock_fd >= 0)
+                (void)flock(store->lock_fd, LOCK_UN);
             pthread_cond_broadcast(&store->lock_cond);
         }
     } else if (store->shared_count > 0) {
         if (--store->shared_count == 0) {
-            (void)flock(store->lock_fd, LOCK_UN);
+            if (store->lock_fd >= 0)
+                (void)flock(store->lock_fd, LOCK_UN);
             pthread_cond_broadcast(&store->lock_cond);
         }
     }

@@ -466,9 +466,11 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
     }
     /* one mapping of the reserved length for the whole ingest: remapping
      * per chunk would cost a TLB shootdown against the copier each time */
-    if (file_size > (uint64_t)start && writer->expected_size < 0) {
+    if (file_size > (uint64_t)start) {
         map_len = (size_t)(file_size - (uint64_t)start);
-        map = mmap(NULL, map_len, PROT_READ, MAP_SHARED, writer->fd, 0);
+        if (writer->expected_size >= 0 && (uint64_t)writer->expected_size < map_len)
+            map_len = (size_t)writer->expected_size;
+        map = map_len ? mmap(NULL, map_len, PROT_READ, MAP_SHARED, writer->fd, 0) : MAP_FAILED;
         if (map == MAP_FAILED)
             map = NULL;
         else
@@ -525,14 +527,14 @@ out_nothread:
     return error;
 }
 
-static int add_stream(pkgstore_store_writer *writer, int fd)
+static int add_stream(pkgstore_store_writer *writer, int fd, size_t buf_size)
 {
-    unsigned char *buf = malloc(READ_CHUNK);
+    unsigned char *buf = malloc(buf_size);
     int error = 0;
     if (buf == NULL)
         return ps_error_set(PKGSTORE_ENOMEM, "add: allocating a read buffer");
     for (;;) {
-        ssize_t n = read(fd, buf, READ_CHUNK);
+        ssize_t n = read(fd, buf, buf_size);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -574,8 +576,13 @@ PKGSTORE_API int pkgstore_store_add_fd(pkgstore_digest *digest_out, uint64_t *si
     error = 1;
     if (S_ISREG(st.st_mode) && st.st_size >= (off_t)READ_CHUNK)
         error = add_regular(writer, fd, (uint64_t)st.st_size);
-    if (error == 1)
-        error = add_stream(writer, fd);
+    if (error == 1) {
+        /* a small file is read in one go (plus the read that sees EOF) */
+        size_t buf_size = READ_CHUNK;
+        if (S_ISREG(st.st_mode) && st.st_size < (off_t)READ_CHUNK)
+            buf_size = st.st_size < 4096 ? 4096 : (size_t)st.st_size + 1;
+        error = add_stream(writer, fd, buf_size);
+    }
     if (error < 0) {
         pkgstore_store_writer_abort(writer);
         return error;

@@ -394,6 +394,38 @@ static void test_store__read_side(void **state)
     }
 }
 
+static void test_store__read_only(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
+    pkgstore_store *ro = NULL;
+    pkgstore_store_writer *writer = NULL;
+    pkgstore_fsck_report report;
+    pkgstore_digest digest, other;
+    char stale[4096];
+
+    assert_int_equal(pkgstore_store_add_buffer(&digest, fx->store, "kept", 4), 0);
+    path_in(stale, sizeof(stale), fx, "tmp/ingest-5-dead");
+    write_file(stale, "x", 1);
+    opts.read_only = 1;
+    assert_int_equal(pkgstore_store_open(&ro, fx->store_dir, &opts), 0);
+    assert_int_equal(access(stale, F_OK), 0); /* read-only: no cleanup */
+    assert_int_equal(pkgstore_store_blob_verify(ro, &digest), 0);
+    assert_int_equal(pkgstore_store_add_buffer(&other, ro, "new", 3), PKGSTORE_EDENIED);
+    assert_int_equal(pkgstore_store_writer_open(&writer, ro, NULL, -1), PKGSTORE_EDENIED);
+    assert_null(writer);
+    assert_int_equal(pkgstore_store_blob_delete(ro, &digest), PKGSTORE_EDENIED);
+    assert_int_equal(pkgstore_store_zstd_write(ro, &digest), PKGSTORE_EDENIED);
+    assert_int_equal(pkgstore_store_fsck(&report, ro, 0, NULL, NULL), 0);
+    assert_int_equal(report.blobs_checked, 1);
+    assert_int_equal(report.stray, 1);
+    assert_int_equal(pkgstore_store_fsck(&report, ro, PKGSTORE_FSCK_REPAIR, NULL, NULL),
+                     PKGSTORE_EDENIED);
+    pkgstore_store_free(ro);
+    assert_int_equal(pkgstore_store_blob_exists(fx->store, &digest), 1);
+    unlink(stale);
+}
+
 /* ------------------------------------------------------------------ verify, fsck */
 
 struct problems {
@@ -811,6 +843,18 @@ static void test_store__enospc(void **state)
         if (error != PKGSTORE_ENOSPC && error != PKGSTORE_EINVALID)
             fprintf(stderr, "writer: %d %s\n", error, pkgstore_error_detail());
     }
+    /* a big file through the copy_file_range path */
+    if (error == PKGSTORE_ENOSPC || error == PKGSTORE_EINVALID) {
+        char input[4200];
+        int add_error;
+        snprintf(input, sizeof(input), "%s/big-input", fx->dir);
+        write_file(input, data, big);
+        add_error = pkgstore_store_add_file(&digest, NULL, small, input, NULL, -1);
+        if (add_error != PKGSTORE_ENOSPC) {
+            fprintf(stderr, "add_file: %d %s\n", add_error, pkgstore_error_detail());
+            error = add_error;
+        }
+    }
     free(data);
     assert_int_equal(count_files(sdir, 0) >= 4, 1);
     {
@@ -845,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__empty_blob, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__add_file_and_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__read_side, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__verify_catches_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__fsck_missing_and_stray, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__zstd_roundtrip, setup, teardown),
