@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -801,6 +802,66 @@ static void test_store__concurrent_processes(void **state)
     assert_int_equal(store_count(fx, "tmp"), 0);
 }
 
+/* ------------------------------------------------------------------ threads */
+
+struct thread_arg {
+    pkgstore_store *store;
+    int id;
+    int failures;
+};
+
+static void *adder_thread(void *arg)
+{
+    struct thread_arg *t = arg;
+    for (int i = 0; i < 40; i++) {
+        char text[64];
+        /* half of the blobs are shared with the other threads */
+        int n = snprintf(text, sizeof(text), "blob %d from %d", i, i % 2 ? t->id : -1);
+        if (pkgstore_store_add_buffer(NULL, t->store, text, (size_t)n) < 0)
+            t->failures++;
+    }
+    return NULL;
+}
+
+static void *repair_thread(void *arg)
+{
+    struct thread_arg *t = arg;
+    pkgstore_fsck_report report;
+    for (int i = 0; i < 5; i++)
+        if (pkgstore_store_fsck(&report, t->store, PKGSTORE_FSCK_REPAIR, NULL, NULL) < 0 ||
+            report.corrupt + report.missing > 0)
+            t->failures++;
+    return NULL;
+}
+
+static void test_store__threads_share_a_handle(void **state)
+{
+    struct fixture *fx = *state;
+    pthread_t threads[5];
+    struct thread_arg args[5];
+    pkgstore_fsck_report report;
+    int count = 0;
+
+    pkgstore_store_free(fx->store);
+    fx->store = open_store_mode(fx->store_dir, PKGSTORE_DURABILITY_BATCH);
+    for (int i = 0; i < 5; i++) {
+        args[i].store = fx->store;
+        args[i].id = i;
+        args[i].failures = 0;
+        assert_int_equal(pthread_create(&threads[i], NULL, i == 4 ? repair_thread : adder_thread,
+                                        &args[i]), 0);
+    }
+    for (int i = 0; i < 5; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(pkgstore_store_sync(fx->store), 0);
+    assert_int_equal(pkgstore_store_foreach(fx->store, count_cb, &count), 0);
+    assert_int_equal(count, 20 + 4 * 20);
+    assert_int_equal(pkgstore_store_fsck(&report, fx->store, 0, NULL, NULL), 0);
+    assert_int_equal(report.corrupt + report.missing + report.stray, 0);
+}
+
 /* ------------------------------------------------------------------ ENOSPC */
 
 static void test_store__enospc(void **state)
@@ -897,6 +958,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__reader_during_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__concurrent_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__threads_share_a_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__enospc, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -24,8 +24,11 @@
 
 static void child_loop(const char *store_dir, int iteration, int ready_fd)
 {
-    pkgstore_store *store = open_store_mode(
-        store_dir, iteration % 4 == 3 ? PKGSTORE_DURABILITY_FSYNC : PKGSTORE_DURABILITY_NONE);
+    static const pkgstore_durability modes[4] = {PKGSTORE_DURABILITY_NONE,
+                                                 PKGSTORE_DURABILITY_NONE,
+                                                 PKGSTORE_DURABILITY_BATCH,
+                                                 PKGSTORE_DURABILITY_FSYNC};
+    pkgstore_store *store = open_store_mode(store_dir, modes[iteration % 4]);
     unsigned int seed = (unsigned int)getpid() * 2654435761u;
     unsigned char *buf = malloc(1 << 20);
     if (store == NULL || buf == NULL)
