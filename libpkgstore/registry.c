@@ -30,17 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "index.h"
 #include "manifest.h"
+#include "pkgstore/archive.h"
 #include "pkgstore/platform.h"
 #include "pkgstore/registry.h"
 #include "pkgstore/version.h"
 #include "store.h"
 
 #define GENERATION_KEY "registry.generation"
-#define KEY_MAX (PKGSTORE_NAME_MAX + 1 + PKGSTORE_VERSION_MAX)
+#define KEY_MAX (PKGSTORE_NAME_MAX + 1 + PKGSTORE_VERSION_MAX + 1) /* + a NUL for prefixes */
 #define ADD_RETRIES 64
 
 /* ------------------------------------------------------------------ cache */
@@ -718,7 +720,7 @@ static int read_txn(MDB_txn *txn, ps_index *index, void *payload)
  * while another writer changed the manifest meanwhile, so the last writer's
  * view wins however the syncs interleave. */
 typedef struct stale_walk {
-    const char *version;
+    size_t prefix_len;                 /* of "name\0version\0" */
     const pkgstore_manifest *manifest; /* NULL: every record of version is stale */
     char (*stale)[PKGSTORE_PLATFORM_MAX + 1];
     size_t stale_count;
@@ -726,15 +728,23 @@ typedef struct stale_walk {
     int nomem;
 } stale_walk;
 
-static int stale_cb(const pkgstore_package_record *record, void *payload)
+/* Called for each PS_DB_PACKAGES key "name\0version\0platform" of one
+ * version: remember the platforms the manifest no longer lists. */
+static int stale_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                    void *payload)
 {
     stale_walk *walk = payload;
-    if (strcmp(record->version, walk->version) != 0)
+    char platform[PKGSTORE_PLATFORM_MAX + 1];
+    size_t len = key_len - walk->prefix_len;
+    (void)val;
+    (void)val_len;
+    if (key_len <= walk->prefix_len || len > PKGSTORE_PLATFORM_MAX)
         return 0;
+    memcpy(platform, (const char *)key + walk->prefix_len, len);
+    platform[len] = '\0';
     if (walk->manifest) {
         for (size_t i = 0; i < pkgstore_manifest_artifact_count(walk->manifest); i++)
-            if (strcmp(pkgstore_manifest_artifact(walk->manifest, i)->platform,
-                       record->platform) == 0)
+            if (strcmp(pkgstore_manifest_artifact(walk->manifest, i)->platform, platform) == 0)
                 return 0;
     }
     if (walk->stale_count == walk->stale_capacity) {
@@ -747,7 +757,7 @@ static int stale_cb(const pkgstore_package_record *record, void *payload)
         walk->stale = grown;
         walk->stale_capacity = capacity;
     }
-    strcpy(walk->stale[walk->stale_count++], record->platform);
+    strcpy(walk->stale[walk->stale_count++], platform);
     return 0;
 }
 
@@ -767,7 +777,9 @@ static int put_records(pkgstore_registry *reg, const pkgstore_manifest *m)
         strcpy(record.format, a->format);
         strcpy(record.entrypoint, a->entrypoint);
         record.created = pkgstore_manifest_created(m);
-        if ((error = pkgstore_index_package_put(reg->store, &record)) < 0)
+        /* the blobs were checked (or the manifest is committed, which
+         * implies they exist) and the caller holds the store lock */
+        if ((error = ps_index_package_put(reg->index, &record)) < 0)
             return error;
     }
     return 0;
@@ -782,7 +794,7 @@ static int sync_records(pkgstore_registry *reg, const char *name, const char *ve
     for (int attempt = 0; attempt < ADD_RETRIES; attempt++) {
         read_op before = {key, key_len, reg, name, version, 0, {{0}}, NULL, 1, 0};
         read_op after = {key, key_len, reg, name, version, 0, {{0}}, NULL, 0, 0};
-        stale_walk walk = {version, NULL, NULL, 0, 0, 0};
+        stale_walk walk = {key_len + 1, NULL, NULL, 0, 0, 0};
 
         if ((error = ps_index_read(reg->index, read_txn, &before)) < 0)
             return error;
@@ -790,7 +802,10 @@ static int sync_records(pkgstore_registry *reg, const char *name, const char *ve
         if (m && (error = put_records(reg, m)) < 0)
             goto next;
         walk.manifest = m;
-        if ((error = pkgstore_index_package_foreach(reg->store, name, stale_cb, &walk)) < 0 &&
+        /* the manifest key "name\0version" plus a NUL is the records' prefix */
+        key[key_len] = '\0';
+        if ((error = ps_index_foreach(reg->index, PS_DB_PACKAGES, key, key_len + 1, stale_cb,
+                                      &walk)) < 0 &&
             !walk.nomem)
             goto next;
         if (walk.nomem) {
@@ -854,6 +869,100 @@ static int check_blob(pkgstore_registry *reg, const pkgstore_digest *digest, uin
         return ps_error_set(PKGSTORE_ESIZE_MISMATCH, "%s: size %llu, but blob %s has %llu bytes",
                             field, (unsigned long long)*size, shown, (unsigned long long)actual);
     return 0;
+}
+
+/* "./bin//otelcol" -> "bin/otelcol": the archive module ignores these
+ * spellings, the manifest keeps one. */
+static void normalize_entrypoint(char *path)
+{
+    char *out = path;
+    const char *in = path;
+    while (in[0] == '.' && in[1] == '/') {
+        in += 2;
+        while (*in == '/')
+            in++;
+    }
+    for (; *in; in++) {
+        if (*in == '/' && in[1] == '/')
+            continue;
+        *out++ = *in;
+    }
+    *out = '\0';
+}
+
+/*
+ * Look at the artifact's blob (the caller holds the store lock and has
+ * checked that it exists): detect the format when none is given, and for an
+ * archive check every entry against the safety rules and the entrypoint
+ * (or take the archive's only executable when none is given). An unsafe
+ * archive is refused here, at upload, not at extraction on a node.
+ */
+static int inspect_artifact(pkgstore_registry *reg, pkgstore_artifact *artifact,
+                            const char *field)
+{
+    pkgstore_archive_format declared = PKGSTORE_ARCHIVE_UNKNOWN, detected;
+    pkgstore_archive_info *info = NULL;
+    char shown[PKGSTORE_DIGEST_STR_SIZE];
+    int fd = -1, error;
+
+    pkgstore_digest_format(shown, &artifact->digest);
+    if (artifact->format[0] &&
+        (error = pkgstore_archive_format_parse(&declared, artifact->format)) < 0) {
+        ps_error_prefix("%s.format", field);
+        return error;
+    }
+    if (declared == PKGSTORE_ARCHIVE_BINARY)
+        return 0; /* a binary is any bytes at all */
+    if ((error = pkgstore_store_blob_open(&fd, NULL, reg->store, &artifact->digest)) < 0)
+        return error;
+    if (declared == PKGSTORE_ARCHIVE_UNKNOWN) {
+        if ((error = pkgstore_archive_detect_fd(&detected, fd)) < 0) {
+            ps_error_prefix("%s: blob %s", field, shown);
+            goto out;
+        }
+        strcpy(artifact->format, pkgstore_archive_format_name(detected));
+        if (detected == PKGSTORE_ARCHIVE_BINARY)
+            goto out;
+    }
+    if (!(info = calloc(1, sizeof(*info)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        goto out;
+    }
+    normalize_entrypoint(artifact->entrypoint);
+    error = pkgstore_archive_validate_fd(info, fd, artifact->entrypoint[0] ? artifact->entrypoint
+                                                                           : NULL,
+                                         NULL);
+    if (error < 0) {
+        ps_error_prefix("%s: archive %s", field, shown);
+        goto out;
+    }
+    if (declared != PKGSTORE_ARCHIVE_UNKNOWN && info->format != declared) {
+        error = ps_error_set(PKGSTORE_EINVALID, "%s.format: declared %s, but blob %s is %s",
+                             field, artifact->format, shown,
+                             pkgstore_archive_format_name(info->format));
+        goto out;
+    }
+    if (!artifact->entrypoint[0]) {
+        if (info->executables != 1) {
+            error = ps_error_set(PKGSTORE_EINVALID,
+                                 "%s.entrypoint: required: archive %s holds %llu executable "
+                                 "files, not exactly one",
+                                 field, shown, (unsigned long long)info->executables);
+            goto out;
+        }
+        if (strlen(info->sole_executable) > PKGSTORE_ENTRYPOINT_MAX) {
+            error = ps_error_set(PKGSTORE_ELIMIT, "%s.entrypoint: longer than %d bytes", field,
+                                 PKGSTORE_ENTRYPOINT_MAX);
+            goto out;
+        }
+        strcpy(artifact->entrypoint, info->sole_executable);
+        normalize_entrypoint(artifact->entrypoint);
+    }
+out:
+    free(info);
+    if (fd >= 0)
+        close(fd);
+    return error;
 }
 
 /* Store m's blob and commit its record if the record is still `expected`
@@ -938,9 +1047,23 @@ int pkgstore_registry_add(pkgstore_manifest **manifest_out, pkgstore_digest *dig
     if ((error = check_name_version(normalized, name, version)) < 0)
         return error;
 
-    /* Validate the artifact on a scratch manifest before touching anything. */
+    /* From here on gc waits: the blob checked now stays until we are done. */
+    if ((error = ps_store_lock(reg->store, 0, 0)) < 0)
+        goto out;
+    locked = 1;
+    wanted = *artifact;
+    if (memchr(wanted.format, '\0', sizeof(wanted.format)) == NULL ||
+        memchr(wanted.entrypoint, '\0', sizeof(wanted.entrypoint)) == NULL) {
+        error = ps_error_set(PKGSTORE_EINVALID, "artifact: unterminated format or entrypoint");
+        goto out;
+    }
+    if ((error = check_blob(reg, &wanted.digest, &wanted.size, 1, "artifact")) < 0 ||
+        (error = inspect_artifact(reg, &wanted, "artifact")) < 0)
+        goto out;
+
+    /* Validate the rest on a scratch manifest before touching anything. */
     if ((error = pkgstore_manifest_new(&m, name, normalized, opts->type)) < 0 ||
-        (error = pkgstore_manifest_add_artifact(m, artifact)) < 0)
+        (error = pkgstore_manifest_add_artifact(m, &wanted)) < 0)
         goto out;
     wanted = *pkgstore_manifest_artifact(m, 0);
     for (size_t i = 0; i < opts->dependency_count; i++)
@@ -949,12 +1072,6 @@ int pkgstore_registry_add(pkgstore_manifest **manifest_out, pkgstore_digest *dig
             goto out;
     pkgstore_manifest_free(m);
     m = NULL;
-
-    if ((error = ps_store_lock(reg->store, 0, 0)) < 0)
-        goto out;
-    locked = 1;
-    if ((error = check_blob(reg, &wanted.digest, &wanted.size, 1, "artifact")) < 0)
-        goto out;
 
     size_t key_len = manifest_key(key, name, normalized);
     int attempt;
@@ -1035,8 +1152,10 @@ int pkgstore_registry_put(pkgstore_digest *digest_out, pkgstore_registry *reg,
         const pkgstore_artifact *a = pkgstore_manifest_artifact(manifest, i);
         char field[32];
         uint64_t size = a->size;
+        pkgstore_artifact inspected = *a;
         snprintf(field, sizeof(field), "artifacts[%zu]", i);
-        if ((error = check_blob(reg, &a->digest, &size, 0, field)) < 0)
+        if ((error = check_blob(reg, &a->digest, &size, 0, field)) < 0 ||
+            (error = inspect_artifact(reg, &inspected, field)) < 0)
             goto out;
     }
     if (!force && (error = pkgstore_registry_check_dependencies(reg, manifest)) < 0)

@@ -17,6 +17,11 @@
 
 #include <cmocka.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+
+#include "pkgstore/archive.h"
 #include "pkgstore/error.h"
 #include "pkgstore/index.h"
 #include "pkgstore/manifest.h"
@@ -84,6 +89,57 @@ static void add(fixture *f, const char *name, const char *version, const char *p
         fail_msg("add %s %s %s: %d %s", name, version, platform, rc, pkgstore_error_detail());
 }
 
+/* Write a tar.zst with the given entries (path, mode, content; a NULL
+ * content makes a symlink to "../../outside") into the store; return its
+ * artifact. Built with libarchive directly so that unsafe entries can be
+ * made too. */
+typedef struct entry_spec {
+    const char *path;
+    unsigned int mode;
+    const char *content;
+} entry_spec;
+
+static pkgstore_artifact archive_blob(fixture *f, const char *platform, const entry_spec *entries,
+                                      size_t count)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/archive.tar.zst", f->dir);
+    struct archive *a = archive_write_new();
+    assert_non_null(a);
+    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < count; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, entries[i].path);
+        if (entries[i].content) {
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_perm(e, entries[i].mode);
+            archive_entry_set_size(e, (la_int64_t)strlen(entries[i].content));
+        } else {
+            archive_entry_set_filetype(e, AE_IFLNK);
+            archive_entry_set_perm(e, 0777);
+            archive_entry_set_symlink(e, "../../outside");
+        }
+        assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+        if (entries[i].content)
+            assert_int_equal(archive_write_data(a, entries[i].content, strlen(entries[i].content)),
+                             (la_ssize_t)strlen(entries[i].content));
+        archive_entry_free(e);
+    }
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+
+    pkgstore_artifact artifact;
+    memset(&artifact, 0, sizeof(artifact));
+    assert_int_equal(pkgstore_store_add_file(&artifact.digest, &artifact.size, f->store, path,
+                                             NULL, -1),
+                     0);
+    unlink(path);
+    snprintf(artifact.platform, sizeof(artifact.platform), "%s", platform);
+    return artifact;
+}
+
 static void test_registry__add_creates_and_indexes(void **state)
 {
     fixture *f = *state;
@@ -146,7 +202,8 @@ static void test_registry__add_regenerates(void **state)
     fixture *f = *state;
     pkgstore_digest first, second, third;
     pkgstore_artifact amd = blob(f, "linux/amd64", "amd64 v1");
-    pkgstore_artifact arm = blob(f, "linux/arm64", "arm64 v1");
+    const entry_spec files[] = {{"bin/otelcol", 0755, "arm64 v1"}};
+    pkgstore_artifact arm = archive_blob(f, "linux/arm64", files, 1);
     pkgstore_artifact amd2 = blob(f, "linux/amd64", "amd64 v2");
     strcpy(arm.format, "tar+zstd");
     strcpy(arm.entrypoint, "bin/otelcol");
@@ -200,10 +257,13 @@ static void test_registry__add_refuses(void **state)
                      PKGSTORE_EINVALID);
     assert_non_null(strstr(pkgstore_error_detail(), "version"));
     pkgstore_artifact archive = a;
-    strcpy(archive.format, "zip");
+    strcpy(archive.format, "zip"); /* but it is not one */
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &archive, NULL),
+                     PKGSTORE_EFORMAT);
+    strcpy(archive.format, "rar");
     assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &archive, NULL),
                      PKGSTORE_EINVALID);
-    assert_non_null(strstr(pkgstore_error_detail(), "entrypoint"));
+    assert_non_null(strstr(pkgstore_error_detail(), "format"));
     pkgstore_artifact bad_platform = a;
     strcpy(bad_platform.platform, "linux");
     assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &bad_platform, NULL),
@@ -569,6 +629,72 @@ static void test_registry__concurrent_adds_are_all_kept(void **state)
                      0);
 }
 
+static void test_registry__archives_are_detected_and_checked(void **state)
+{
+    fixture *f = *state;
+    const entry_spec good[] = {{"otelcol/README", 0644, "read me"},
+                               {"otelcol/bin/otelcol", 0755, "#!/bin/sh\necho hi\n"}};
+    pkgstore_artifact a = archive_blob(f, "linux/amd64", good, 2);
+    pkgstore_manifest *m = NULL;
+
+    /* no format, no entrypoint: detected, and the only executable */
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.0", &a, NULL), 0);
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->format, "tar+zstd");
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/bin/otelcol");
+    pkgstore_manifest_free(m);
+
+    /* an explicit entrypoint, spelled loosely */
+    pkgstore_artifact named = a;
+    strcpy(named.format, "tar+zstd");
+    strcpy(named.entrypoint, "./otelcol//README");
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.1", &named, NULL), 0);
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/README");
+    pkgstore_manifest_free(m);
+
+    /* the entrypoint must be in it, and a regular file */
+    strcpy(named.entrypoint, "otelcol/bin/missing");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_ENOTFOUND);
+    strcpy(named.entrypoint, "otelcol/bin");
+    assert_int_not_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named,
+                                               NULL),
+                         0);
+
+    /* the declared format must be the real one */
+    strcpy(named.format, "tar+gzip");
+    strcpy(named.entrypoint, "otelcol/bin/otelcol");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "tar+zstd"));
+
+    /* two executables and no entrypoint: which one? */
+    const entry_spec two[] = {{"a", 0755, "a"}, {"b", 0755, "b"}};
+    pkgstore_artifact ambiguous = archive_blob(f, "linux/amd64", two, 2);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.3", &ambiguous,
+                                           NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "entrypoint"));
+
+    /* unsafe entries are refused at upload */
+    const entry_spec traversal[] = {{"../evil", 0755, "x"}, {"ok", 0755, "y"}};
+    pkgstore_artifact evil = archive_blob(f, "linux/amd64", traversal, 2);
+    strcpy(evil.entrypoint, "ok");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.4", &evil, NULL),
+                     PKGSTORE_EUNSAFE);
+    const entry_spec link[] = {{"bin/otelcol", 0755, "x"}, {"escape", 0777, NULL}};
+    pkgstore_artifact escaping = archive_blob(f, "linux/amd64", link, 2);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.5", &escaping,
+                                           NULL),
+                     PKGSTORE_EUNSAFE);
+
+    /* none of the refused versions exists */
+    char **versions = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "otelcol"), 0);
+    assert_int_equal(count, 2);
+    pkgstore_registry_strings_free(versions, count);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +712,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry__sees_changes_of_other_handles, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_registry__concurrent_adds_are_all_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__archives_are_detected_and_checked, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
