@@ -116,6 +116,7 @@ typedef struct source {
     int64_t offset;
     int64_t size;
     unsigned char *buf;
+    size_t buf_size;
     int read_errno;
 } source;
 
@@ -124,7 +125,7 @@ static la_ssize_t source_read(struct archive *a, void *data, const void **buf)
     source *src = data;
     (void)a;
     for (;;) {
-        ssize_t n = pread(src->fd, src->buf, READ_BLOCK, src->offset);
+        ssize_t n = pread(src->fd, src->buf, src->buf_size, src->offset);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -198,7 +199,11 @@ static int reader_open_fd(struct archive **out, source *src, int fd)
     memset(src, 0, sizeof(*src));
     src->fd = fd;
     src->size = st.st_size;
-    src->buf = malloc(READ_BLOCK);
+    /* Small archives (most uploads of scripts, the fuzzer) get a small buffer. */
+    src->buf_size = st.st_size < READ_BLOCK ? (size_t)st.st_size + 1 : READ_BLOCK;
+    if (src->buf_size < 4096)
+        src->buf_size = 4096;
+    src->buf = malloc(src->buf_size);
     if (!src->buf)
         return ps_error_set(PKGSTORE_ENOMEM, "archive: out of memory");
     if ((error = reader_new(&a)) < 0) {
