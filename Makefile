@@ -163,6 +163,32 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
 
 # ---------------------------------------------------------------- fake collector
 # (section owned by the agent work: examples/fake-otelcol/ variants go here)
+# One source, one binary per behaviour: build/bin/fake-otelcol-<variant>.
+# fake-otelcol-v1/v2 are "good" and fake-otelcol-v3 "crashes-after" with
+# distinct baked-in versions (so distinct digests) for the demo and tests.
+FAKE_SRC      := examples/fake-otelcol/fake-otelcol.c
+FAKE_VARIANTS := good validate-fails crashes-at-start crashes-after never-healthy \
+                 no-bind ignores-sigterm
+FAKE_BINS     := $(FAKE_VARIANTS:%=$(BUILD)/bin/fake-otelcol-%) \
+                 $(BUILD)/bin/fake-otelcol-v1 $(BUILD)/bin/fake-otelcol-v2 \
+                 $(BUILD)/bin/fake-otelcol-v3
+FAKE_CC = $(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
+    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
+$(FAKE_VARIANTS:%=$(BUILD)/bin/fake-otelcol-%): $(BUILD)/bin/fake-otelcol-%: $(FAKE_SRC)
+	@mkdir -p $(@D)
+	$(FAKE_CC) -DFAKE_VARIANT='"$*"' -DFAKE_VERSION='"0.1.0-$*"'
+$(BUILD)/bin/fake-otelcol-v1: $(FAKE_SRC)
+	@mkdir -p $(@D)
+	$(FAKE_CC) -DFAKE_VARIANT='"good"' -DFAKE_VERSION='"1.0.0"'
+$(BUILD)/bin/fake-otelcol-v2: $(FAKE_SRC)
+	@mkdir -p $(@D)
+	$(FAKE_CC) -DFAKE_VARIANT='"good"' -DFAKE_VERSION='"2.0.0"'
+$(BUILD)/bin/fake-otelcol-v3: $(FAKE_SRC)
+	@mkdir -p $(@D)
+	$(FAKE_CC) -DFAKE_VARIANT='"crashes-after"' -DFAKE_VERSION='"3.0.0"'
+all: $(FAKE_BINS)
+# The agent speaks JSON (jansson) itself, not only through the library.
+$(BUILD)/bin/pkgstore-agent: AGENT_PKGS += jansson
 
 # ---------------------------------------------------------------- tests
 # Unit tests link the static library: they may reach ps_* internals where a
@@ -219,7 +245,7 @@ asan:
 .PHONY: fuzz fuzz-smoke
 FUZZ_BUILD := build-fuzz
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(WARNINGS) $(CPPFLAGS_ALL)
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) $(CPPFLAGS_ALL)
 fuzz: $(FUZZ_BINS)
 $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS)
 	@mkdir -p $(@D)
@@ -286,3 +312,8 @@ install: all
 .PHONY: clean
 clean:
 	rm -rf build build-asan build-fuzz
+
+# ---------------------------------------------------------------- server (pkgstored, push, policy)
+# pkgstored and the operator tools read and write JSON themselves.
+SERVER_PKGS += jansson
+TOOL_PKGS   += jansson

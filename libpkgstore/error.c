@@ -115,6 +115,12 @@ void ps_error_prefix(const char *fmt, ...)
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     used = strlen(detail);
-    if (old[0] != '\0')
-        snprintf(detail + used, sizeof(detail) - used, ": %s", old);
+    /* Append ": old", truncated to fit (memcpy, not snprintf: GCC's
+     * -Wformat-truncation rejects a 1 KiB %s into what is left). */
+    if (old[0] != '\0' && used + 3 < sizeof(detail)) {
+        size_t n = strnlen(old, sizeof(detail) - used - 3);
+        memcpy(detail + used, ": ", 2);
+        memcpy(detail + used + 2, old, n);
+        detail[used + 2 + n] = '\0';
+    }
 }

@@ -16,7 +16,7 @@
 typedef struct ps_index ps_index;
 
 /* Named databases. Each module owns its own; the key and value layouts are
- * documented in docs/store-format.md. */
+ * documented in docs/index-format.md. */
 enum ps_index_db {
     PS_DB_META = 0,  /* index-wide settings */
     PS_DB_BLOBS,     /* digest(32) -> blob record */
@@ -46,6 +46,49 @@ MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db);
 typedef int (*ps_index_txn_fn)(MDB_txn *txn, ps_index *index, void *payload);
 int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload);
 int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload);
+
+/* Raw walk over one database, in key order, over the keys that start with
+ * prefix (prefix_len 0: all). The records are read in batches, each in its
+ * own short read transaction, and cb runs outside any transaction, so it
+ * may call ps_index_write(); the walk is therefore not a snapshot. key and
+ * val are valid during the call only. A non-zero return from cb stops the
+ * walk and is returned. */
+typedef int (*ps_index_raw_cb)(const void *key, size_t key_len, const void *val,
+                               size_t val_len, void *payload);
+int ps_index_foreach(ps_index *index, enum ps_index_db db, const void *prefix,
+                     size_t prefix_len, ps_index_raw_cb cb, void *payload);
+
+/* Blob records (PS_DB_BLOBS). put records size and the time added; an
+ * existing record keeps its first 'added' time (and takes the new size).
+ * del removes the record; a missing record is a success. get: ENOTFOUND. */
+int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size);
+int ps_index_blob_del(ps_index *index, const pkgstore_digest *digest);
+int ps_index_blob_get(pkgstore_blob_record *out, ps_index *index,
+                      const pkgstore_digest *digest);
+
+/* Package records without the store's blob check (the registry and the
+ * benchmarks call these; pkgstore_index_package_* wrap them). */
+int ps_index_package_put(ps_index *index, const pkgstore_package_record *record);
+int ps_index_package_get(pkgstore_package_record *out, ps_index *index, const char *name,
+                         const char *version, const char *platform);
+
+/* Decode a PS_DB_PACKAGES key and value (as fetched inside a transaction
+ * by callers that walk the database themselves, e.g. resolve) into *out.
+ * Errors: PKGSTORE_ECORRUPT. */
+int ps_index_package_decode(pkgstore_package_record *out, const void *key, size_t key_len,
+                            const void *val, size_t val_len);
+
+/* For fsck: every record of PS_DB_BLOBS, PS_DB_PACKAGES, PS_DB_MANIFESTS
+ * (the value starts with the 32-byte manifest digest) and PS_DB_PINS whose
+ * blob is missing is reported to cb as PKGSTORE_FSCK_MISSING (path like
+ * "index/packages/<name> <version> <platform>") and dropped when repair.
+ * *missing and *repaired (each may be NULL) are incremented. cb may be NULL;
+ * its non-zero return stops the check and is returned. */
+int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgstore_fsck_cb cb,
+                        void *payload, uint64_t *missing, uint64_t *repaired);
+
+/* The current map size in bytes (for tests and diagnostics). */
+uint64_t ps_index_map_size(ps_index *index);
 
 /* Translate an MDB return code into a PKGSTORE_E* code and set the detail
  * "lmdb: <mdb_strerror>: <formatted context>". MDB_NOTFOUND gives

@@ -1,0 +1,712 @@
+/*
+ * gc: pins, and mark-and-sweep of the blobs nothing refers to.
+ *
+ * The roots are the package records (their artifact digest), the manifest
+ * records (the manifest blob, the first 32 bytes of the value) and the pins.
+ * A run has two phases so that adders are blocked only briefly:
+ *   1. without the lock: mark, walk blobs/ and tmp/, and list candidates;
+ *   2. under the store lock (exclusive): mark again, and delete each
+ *      candidate only if it is still unreferenced, still there and still
+ *      old enough.
+ * Adders hold the store lock shared from the blob write to the record that
+ * refers to it, so phase 2 sees either no trace of an add or all of it. A
+ * blob whose record or file is dated at or after the start of the run is
+ * never deleted, whatever the grace.
+ */
+#include "gc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "index.h"
+#include "store.h"
+
+static _Atomic int64_t clock_skew;
+
+void ps_gc_set_clock_skew(int64_t seconds)
+{
+    clock_skew = seconds;
+}
+
+/* ---------------------------------------------------------------- pins */
+
+struct pin_op {
+    const pkgstore_digest *digest;
+    const char *reason;
+    size_t reason_len;
+};
+
+static int pin_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct pin_op *op = payload;
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes};
+    MDB_val val = {op->reason_len, (void *)(op->reason_len ? op->reason : "")};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_PINS), &key, &val, 0);
+    if (rc != 0) {
+        char text[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(text, op->digest);
+        return ps_index_error(rc, "while pinning %s", text);
+    }
+    return 0;
+}
+
+static int pin_del_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct pin_op *op = payload;
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes};
+    int rc = mdb_del(txn, ps_index_dbi(index, PS_DB_PINS), &key, NULL);
+    if (rc != 0) {
+        char text[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(text, op->digest);
+        if (rc == MDB_NOTFOUND)
+            return ps_error_set(PKGSTORE_ENOTFOUND, "%s: not pinned", text);
+        return ps_index_error(rc, "while unpinning %s", text);
+    }
+    return 0;
+}
+
+static int store_index(ps_index **out, pkgstore_store *store)
+{
+    if (store == NULL || (*out = ps_store_index(store)) == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "gc: NULL store");
+    return 0;
+}
+
+PKGSTORE_API int pkgstore_gc_pin(pkgstore_store *store, const pkgstore_digest *digest,
+                                 const char *reason)
+{
+    struct pin_op op = {digest, reason, 0};
+    ps_index *index;
+    int error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if (digest == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "pin: NULL digest");
+    if (reason != NULL) {
+        op.reason_len = strnlen(reason, PKGSTORE_PIN_REASON_MAX + 1);
+        if (op.reason_len > PKGSTORE_PIN_REASON_MAX)
+            return ps_error_set(PKGSTORE_EINVALID, "pin: reason longer than %d bytes",
+                                PKGSTORE_PIN_REASON_MAX);
+    }
+    /* Shared lock: gc cannot delete the blob between the check and the pin. */
+    if ((error = ps_store_lock(store, 0, 0)) < 0)
+        return error;
+    if ((error = pkgstore_store_blob_exists(store, digest)) == 0) {
+        char text[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(text, digest);
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no such blob in the store", text);
+    }
+    if (error > 0)
+        error = ps_index_write(index, pin_put_txn, &op);
+    ps_store_unlock(store);
+    return error;
+}
+
+PKGSTORE_API int pkgstore_gc_unpin(pkgstore_store *store, const pkgstore_digest *digest)
+{
+    struct pin_op op = {digest, NULL, 0};
+    ps_index *index;
+    int error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if (digest == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "unpin: NULL digest");
+    return ps_index_write(index, pin_del_txn, &op);
+}
+
+struct pin_walk {
+    pkgstore_gc_pin_cb cb;
+    void *payload;
+    char reason[PKGSTORE_PIN_REASON_MAX + 1];
+};
+
+static int pin_walk_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                       void *payload)
+{
+    struct pin_walk *walk = payload;
+    pkgstore_digest digest;
+
+    if (key_len != PKGSTORE_DIGEST_SIZE)
+        return ps_error_set(PKGSTORE_ECORRUPT, "index: pin with a %zu-byte key", key_len);
+    if (val_len > PKGSTORE_PIN_REASON_MAX)
+        val_len = PKGSTORE_PIN_REASON_MAX;
+    memcpy(digest.bytes, key, PKGSTORE_DIGEST_SIZE);
+    memcpy(walk->reason, val, val_len);
+    walk->reason[val_len] = '\0';
+    return walk->cb(&digest, walk->reason, walk->payload);
+}
+
+PKGSTORE_API int pkgstore_gc_pins_foreach(pkgstore_store *store, pkgstore_gc_pin_cb cb,
+                                          void *payload)
+{
+    struct pin_walk *walk;
+    ps_index *index;
+    int error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if (cb == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "pins: NULL callback");
+    if ((walk = malloc(sizeof(*walk))) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "pins: out of memory");
+    walk->cb = cb;
+    walk->payload = payload;
+    error = ps_index_foreach(index, PS_DB_PINS, NULL, 0, pin_walk_cb, walk);
+    free(walk);
+    return error;
+}
+
+/* ---------------------------------------------------------------- mark set */
+
+/* Open addressing over digests; SHA-256 is uniform, so its first bytes are
+ * a good hash. */
+struct mark_set {
+    pkgstore_digest *slots;
+    unsigned char *used;
+    size_t cap, count;
+};
+
+static size_t mark_slot(const pkgstore_digest *digest, size_t cap)
+{
+    uint64_t h;
+    memcpy(&h, digest->bytes, sizeof(h));
+    return (size_t)h & (cap - 1);
+}
+
+static int mark_add(struct mark_set *set, const pkgstore_digest *digest)
+{
+    size_t i;
+
+    if ((set->count + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        struct mark_set grown = {calloc(cap, sizeof(pkgstore_digest)), calloc(cap, 1), cap, 0};
+        if (grown.slots == NULL || grown.used == NULL) {
+            free(grown.slots);
+            free(grown.used);
+            return ps_error_set(PKGSTORE_ENOMEM, "gc: out of memory");
+        }
+        for (size_t j = 0; j < set->cap; j++)
+            if (set->used[j])
+                mark_add(&grown, &set->slots[j]);
+        free(set->slots);
+        free(set->used);
+        *set = grown;
+    }
+    for (i = mark_slot(digest, set->cap);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->used[i])
+            break;
+        if (memcmp(set->slots[i].bytes, digest->bytes, PKGSTORE_DIGEST_SIZE) == 0)
+            return 0;
+    }
+    set->used[i] = 1;
+    set->slots[i] = *digest;
+    set->count++;
+    return 0;
+}
+
+static int mark_has(const struct mark_set *set, const pkgstore_digest *digest)
+{
+    if (set->cap == 0)
+        return 0;
+    for (size_t i = mark_slot(digest, set->cap);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->used[i])
+            return 0;
+        if (memcmp(set->slots[i].bytes, digest->bytes, PKGSTORE_DIGEST_SIZE) == 0)
+            return 1;
+    }
+}
+
+static void mark_clear(struct mark_set *set)
+{
+    free(set->slots);
+    free(set->used);
+    memset(set, 0, sizeof(*set));
+}
+
+struct mark_walk {
+    struct mark_set *set;
+    enum ps_index_db db;
+};
+
+static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                   void *payload)
+{
+    struct mark_walk *walk = payload;
+    pkgstore_package_record *record;
+    pkgstore_digest digest;
+    int error;
+
+    switch (walk->db) {
+    case PS_DB_PACKAGES:
+        /* decode rather than peek, so a future layout is still marked */
+        if ((record = malloc(sizeof(*record))) == NULL)
+            return ps_error_set(PKGSTORE_ENOMEM, "gc: out of memory");
+        error = ps_index_package_decode(record, key, key_len, val, val_len);
+        if (error == 0)
+            digest = record->digest;
+        free(record);
+        if (error < 0) {
+            ps_error_prefix("gc: refusing to sweep");
+            return error; /* an unreadable root must stop gc, not free its blob */
+        }
+        break;
+    case PS_DB_MANIFESTS:
+        if (val_len < PKGSTORE_DIGEST_SIZE)
+            return ps_error_set(PKGSTORE_ECORRUPT,
+                                "gc: refusing to sweep: malformed manifest record");
+        memcpy(digest.bytes, val, PKGSTORE_DIGEST_SIZE);
+        break;
+    case PS_DB_PINS:
+        if (key_len != PKGSTORE_DIGEST_SIZE)
+            return ps_error_set(PKGSTORE_ECORRUPT, "gc: refusing to sweep: malformed pin");
+        memcpy(digest.bytes, key, PKGSTORE_DIGEST_SIZE);
+        break;
+    default:
+        return 0;
+    }
+    return mark_add(walk->set, &digest);
+}
+
+static int mark_all(struct mark_set *set, ps_index *index)
+{
+    static const enum ps_index_db roots[] = {PS_DB_PACKAGES, PS_DB_MANIFESTS, PS_DB_PINS};
+    int error;
+
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        struct mark_walk walk = {set, roots[i]};
+        if ((error = ps_index_foreach(index, roots[i], NULL, 0, mark_cb, &walk)) < 0)
+            return error;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- candidates */
+
+struct candidate {
+    pkgstore_gc_kind kind;
+    pkgstore_digest digest; /* BLOB and ZST */
+    char name[256];         /* TMP: the name in tmp/ */
+};
+
+struct gc_run {
+    pkgstore_store *store;
+    ps_index *index;
+    const pkgstore_gc_options *opts;
+    pkgstore_gc_report report;
+    int64_t start;  /* time the run started */
+    int64_t cutoff; /* start - grace */
+    int root_fd;
+    struct mark_set marks;
+    struct candidate *candidates;
+    size_t count, cap;
+};
+
+static int old_enough(const struct gc_run *run, int64_t when)
+{
+    return when < run->start && when <= run->cutoff;
+}
+
+static int add_candidate(struct gc_run *run, const struct candidate *candidate)
+{
+    if (run->count == run->cap) {
+        size_t cap = run->cap ? run->cap * 2 : 64;
+        struct candidate *grown = realloc(run->candidates, cap * sizeof(*grown));
+        if (grown == NULL)
+            return ps_error_set(PKGSTORE_ENOMEM, "gc: out of memory");
+        run->candidates = grown;
+        run->cap = cap;
+    }
+    run->candidates[run->count++] = *candidate;
+    return 0;
+}
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* "<64 hex>" or "<64 hex>.zst" into digest; returns 1 (blob), 2 (zst) or 0. */
+static int parse_blob_name(pkgstore_digest *digest, const char *name)
+{
+    size_t len = strlen(name);
+    int kind;
+
+    if (len == PKGSTORE_DIGEST_HEX_LEN)
+        kind = 1;
+    else if (len == PKGSTORE_DIGEST_HEX_LEN + 4 && strcmp(name + PKGSTORE_DIGEST_HEX_LEN, ".zst") == 0)
+        kind = 2;
+    else
+        return 0;
+    for (int i = 0; i < PKGSTORE_DIGEST_SIZE; i++) {
+        int hi = hex_value(name[2 * i]), lo = hex_value(name[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        digest->bytes[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return kind;
+}
+
+/* The time a blob's age counts from: its record, else its file. */
+static int blob_age_time(int64_t *out, struct gc_run *run, const pkgstore_digest *digest,
+                         const struct stat *st)
+{
+    pkgstore_blob_record record;
+    int error = ps_index_blob_get(&record, run->index, digest);
+    if (error == 0) {
+        /* the later of the two, to be safe against a clock step */
+        *out = record.added > (int64_t)st->st_mtime ? record.added : (int64_t)st->st_mtime;
+        return 0;
+    }
+    if (error != PKGSTORE_ENOTFOUND)
+        return error;
+    pkgstore_error_clear();
+    *out = (int64_t)st->st_mtime;
+    return 0;
+}
+
+static int scan_fanout(struct gc_run *run, int fanout_fd, const char *fanout)
+{
+    DIR *dir = fdopendir(fanout_fd);
+    struct dirent *entry;
+    int error = 0;
+
+    if (dir == NULL) {
+        error = ps_error_errno(errno, "blobs/sha256/%s: opendir", fanout);
+        close(fanout_fd);
+        return error;
+    }
+    while ((errno = 0, entry = readdir(dir)) != NULL) {
+        struct candidate candidate;
+        struct stat st;
+        int kind = parse_blob_name(&candidate.digest, entry->d_name);
+        int64_t when = 0;
+
+        if (kind == 0)
+            continue; /* not ours to judge: fsck reports strays */
+        if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            error = ps_error_errno(errno, "blobs/sha256/%s/%s: stat", fanout, entry->d_name);
+            goto out;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        if (kind == 1) {
+            run->report.blobs_total++;
+            if (mark_has(&run->marks, &candidate.digest)) {
+                run->report.blobs_referenced++;
+                continue;
+            }
+            if ((error = blob_age_time(&when, run, &candidate.digest, &st)) < 0)
+                goto out;
+            if (!old_enough(run, when)) {
+                run->report.blobs_young++;
+                continue;
+            }
+            candidate.kind = PKGSTORE_GC_BLOB;
+        } else {
+            char blob_name[PKGSTORE_DIGEST_HEX_LEN + 1];
+            memcpy(blob_name, entry->d_name, PKGSTORE_DIGEST_HEX_LEN);
+            blob_name[PKGSTORE_DIGEST_HEX_LEN] = '\0';
+            if (faccessat(dirfd(dir), blob_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+                continue; /* a copy beside its blob goes with the blob */
+            if (!old_enough(run, (int64_t)st.st_mtime))
+                continue;
+            candidate.kind = PKGSTORE_GC_ZST;
+        }
+        candidate.name[0] = '\0';
+        if ((error = add_candidate(run, &candidate)) < 0)
+            goto out;
+    }
+    if (errno != 0)
+        error = ps_error_errno(errno, "blobs/sha256/%s: readdir", fanout);
+out:
+    closedir(dir);
+    return error;
+}
+
+static int scan_blobs(struct gc_run *run)
+{
+    DIR *dir;
+    struct dirent *entry;
+    int fd, error = 0;
+
+    if ((fd = openat(run->root_fd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ps_error_errno(errno, "blobs/sha256: open");
+    }
+    if ((dir = fdopendir(fd)) == NULL) {
+        error = ps_error_errno(errno, "blobs/sha256: opendir");
+        close(fd);
+        return error;
+    }
+    while ((errno = 0, entry = readdir(dir)) != NULL) {
+        int fanout_fd;
+        if (strlen(entry->d_name) != 2 || hex_value(entry->d_name[0]) < 0 ||
+            hex_value(entry->d_name[1]) < 0)
+            continue;
+        fanout_fd = openat(dirfd(dir), entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fanout_fd < 0) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                continue;
+            error = ps_error_errno(errno, "blobs/sha256/%s: open", entry->d_name);
+            break;
+        }
+        if ((error = scan_fanout(run, fanout_fd, entry->d_name)) < 0)
+            break;
+    }
+    if (error == 0 && errno != 0)
+        error = ps_error_errno(errno, "blobs/sha256: readdir");
+    closedir(dir);
+    return error;
+}
+
+static int scan_tmp(struct gc_run *run)
+{
+    DIR *dir;
+    struct dirent *entry;
+    int fd, error = 0;
+
+    if ((fd = openat(run->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ps_error_errno(errno, "tmp: open");
+    }
+    if ((dir = fdopendir(fd)) == NULL) {
+        error = ps_error_errno(errno, "tmp: opendir");
+        close(fd);
+        return error;
+    }
+    while ((errno = 0, entry = readdir(dir)) != NULL) {
+        struct candidate candidate;
+        struct stat st;
+        size_t len = strlen(entry->d_name);
+
+        if (entry->d_name[0] == '.' &&
+            (entry->d_name[1] == '\0' || (entry->d_name[1] == '.' && entry->d_name[2] == '\0')))
+            continue;
+        if (len >= sizeof(candidate.name))
+            continue;
+        if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* gone meanwhile */
+        if (!S_ISREG(st.st_mode) || !old_enough(run, (int64_t)st.st_mtime))
+            continue;
+        memset(&candidate, 0, sizeof(candidate));
+        candidate.kind = PKGSTORE_GC_TMP;
+        memcpy(candidate.name, entry->d_name, len + 1);
+        if ((error = add_candidate(run, &candidate)) < 0)
+            break;
+    }
+    if (error == 0 && errno != 0)
+        error = ps_error_errno(errno, "tmp: readdir");
+    closedir(dir);
+    return error;
+}
+
+/* ---------------------------------------------------------------- sweep */
+
+static int report_item(struct gc_run *run, pkgstore_gc_kind kind, const char *path,
+                       const pkgstore_digest *digest, uint64_t bytes, int64_t when)
+{
+    pkgstore_gc_item item;
+
+    run->report.bytes_freed += bytes;
+    if (run->opts->cb == NULL)
+        return 0;
+    memset(&item, 0, sizeof(item));
+    item.kind = kind;
+    item.path = path;
+    if (digest != NULL) {
+        item.has_digest = 1;
+        item.digest = *digest;
+    }
+    item.bytes = bytes;
+    item.age_time = when;
+    return run->opts->cb(&item, run->opts->payload);
+}
+
+static void blob_relpath(char *buf, size_t size, const pkgstore_digest *digest, const char *suffix)
+{
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
+    pkgstore_digest_format_hex(hex, digest);
+    snprintf(buf, size, "blobs/sha256/%.2s/%s%s", hex, hex, suffix);
+}
+
+static int sweep_blob(struct gc_run *run, const struct candidate *candidate)
+{
+    char path[128], zst_path[128];
+    struct stat st, zst;
+    int64_t when = 0;
+    uint64_t bytes;
+    int has_zst, error;
+
+    if (mark_has(&run->marks, &candidate->digest)) {
+        /* referenced since the scan */
+        run->report.blobs_referenced++;
+        return 0;
+    }
+    blob_relpath(path, sizeof(path), &candidate->digest, "");
+    blob_relpath(zst_path, sizeof(zst_path), &candidate->digest, ".zst");
+    if (fstatat(run->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT) {
+            run->report.blobs_total--; /* deleted by someone else meanwhile */
+            return 0;
+        }
+        return ps_error_errno(errno, "%s: stat", path);
+    }
+    if ((error = blob_age_time(&when, run, &candidate->digest, &st)) < 0)
+        return error;
+    if (!old_enough(run, when)) {
+        run->report.blobs_young++;
+        return 0;
+    }
+    has_zst = fstatat(run->root_fd, zst_path, &zst, AT_SYMLINK_NOFOLLOW) == 0;
+    bytes = (uint64_t)st.st_size + (has_zst ? (uint64_t)zst.st_size : 0);
+    if (!run->opts->dry_run && (error = pkgstore_store_blob_delete(run->store, &candidate->digest)) < 0) {
+        if (error != PKGSTORE_ENOTFOUND)
+            return error;
+        pkgstore_error_clear();
+        run->report.blobs_total--;
+        return 0;
+    }
+    run->report.blobs_deleted++;
+    if (has_zst)
+        run->report.zst_deleted++;
+    return report_item(run, PKGSTORE_GC_BLOB, path, &candidate->digest, bytes, when);
+}
+
+static int sweep_zst(struct gc_run *run, const struct candidate *candidate)
+{
+    char path[128], blob_path[128];
+    struct stat st;
+
+    blob_relpath(path, sizeof(path), &candidate->digest, ".zst");
+    blob_relpath(blob_path, sizeof(blob_path), &candidate->digest, "");
+    if (faccessat(run->root_fd, blob_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0; /* its blob came (back) */
+    if (fstatat(run->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+        !old_enough(run, (int64_t)st.st_mtime))
+        return 0;
+    if (!run->opts->dry_run && unlinkat(run->root_fd, path, 0) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ps_error_errno(errno, "%s: unlink", path);
+    }
+    run->report.zst_deleted++;
+    return report_item(run, PKGSTORE_GC_ZST, path, &candidate->digest, (uint64_t)st.st_size,
+                       (int64_t)st.st_mtime);
+}
+
+static int sweep_tmp(struct gc_run *run, const struct candidate *candidate)
+{
+    char path[300];
+    struct stat st;
+    int fd, error = 0;
+
+    snprintf(path, sizeof(path), "tmp/%s", candidate->name);
+    fd = openat(run->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return 0; /* gone, or not a file we may open */
+    /* A writer keeps its named temporary file flock()ed while in use. */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !old_enough(run, (int64_t)st.st_mtime) ||
+        flock(fd, LOCK_EX | LOCK_NB) < 0)
+        goto out;
+    if (!run->opts->dry_run && unlinkat(run->root_fd, path, 0) < 0) {
+        if (errno != ENOENT)
+            error = ps_error_errno(errno, "%s: unlink", path);
+        goto out;
+    }
+    run->report.tmp_deleted++;
+    error = report_item(run, PKGSTORE_GC_TMP, path, NULL, (uint64_t)st.st_size,
+                        (int64_t)st.st_mtime);
+out:
+    close(fd);
+    return error;
+}
+
+PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store *store,
+                                 const pkgstore_gc_options *opts)
+{
+    static const pkgstore_gc_options defaults = PKGSTORE_GC_OPTIONS_INIT;
+    struct gc_run run;
+    int error, locked = 0;
+
+    if (report_out != NULL)
+        memset(report_out, 0, sizeof(*report_out));
+    memset(&run, 0, sizeof(run));
+    run.root_fd = -1;
+    if ((error = store_index(&run.index, store)) < 0)
+        return error;
+    if (opts == NULL)
+        opts = &defaults;
+    if (opts->version != PKGSTORE_GC_OPTIONS_VERSION)
+        return ps_error_set(PKGSTORE_EINVALID, "gc: options version %u (expected %u)",
+                            opts->version, PKGSTORE_GC_OPTIONS_VERSION);
+    if (opts->grace_seconds < 0)
+        return ps_error_set(PKGSTORE_EINVALID, "gc: negative grace period %lld",
+                            (long long)opts->grace_seconds);
+    run.store = store;
+    run.opts = opts;
+    run.report.dry_run = opts->dry_run ? 1 : 0;
+    run.start = (int64_t)time(NULL) + clock_skew;
+    run.cutoff = run.start - opts->grace_seconds;
+    if ((run.root_fd = open(pkgstore_store_path(store), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        error = ps_error_errno(errno, "%s: open", pkgstore_store_path(store));
+        goto out;
+    }
+
+    /* Phase 1, unlocked: the candidates. */
+    if ((error = mark_all(&run.marks, run.index)) < 0 || (error = scan_blobs(&run)) < 0 ||
+        (error = scan_tmp(&run)) < 0)
+        goto out;
+
+    /* Phase 2, locked: adds in progress finish first, none starts, and the
+     * marks are taken again so that whatever they registered is kept. */
+    if ((error = ps_store_lock(store, opts->dry_run ? 0 : 1, 0)) < 0)
+        goto out;
+    locked = 1;
+    mark_clear(&run.marks);
+    if ((error = mark_all(&run.marks, run.index)) < 0)
+        goto out;
+    for (size_t i = 0; i < run.count && error == 0; i++) {
+        switch (run.candidates[i].kind) {
+        case PKGSTORE_GC_BLOB:
+            error = sweep_blob(&run, &run.candidates[i]);
+            break;
+        case PKGSTORE_GC_ZST:
+            error = sweep_zst(&run, &run.candidates[i]);
+            break;
+        case PKGSTORE_GC_TMP:
+            error = sweep_tmp(&run, &run.candidates[i]);
+            break;
+        }
+    }
+    if (error == 0 && !opts->dry_run && (run.report.blobs_deleted > 0))
+        error = pkgstore_store_sync(store); /* batch mode: make the deletes durable */
+out:
+    if (locked)
+        ps_store_unlock(store);
+    if (report_out != NULL)
+        *report_out = run.report;
+    if (run.root_fd >= 0)
+        close(run.root_fd);
+    mark_clear(&run.marks);
+    free(run.candidates);
+    return error;
+}

@@ -1,0 +1,1237 @@
+/*
+ * index: the LMDB environment under <store>/index/ and the records every
+ * module keeps there (blob and package records here; the others in their
+ * own modules). This file hides the two things LMDB leaves to its caller:
+ * map growth (MDB_MAP_FULL is retried in a bigger map, MDB_MAP_RESIZED
+ * adopts the size another process chose) and error translation. The key and
+ * value layouts are documented in docs/index-format.md.
+ *
+ * Map resizing requires that no transaction of this process is live, so
+ * every transaction holds resize_lock shared and a resize takes it
+ * exclusively. Transactions must therefore never nest on one thread.
+ */
+#include "index.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "error.h"
+#include "store.h"
+
+#define DEFAULT_MAP_SIZE ((uint64_t)256 << 20)
+#define MIN_MAP_SIZE ((uint64_t)32 << 10)
+#define MAX_MAP_SIZE ((uint64_t)1 << 40) /* 1 TiB: beyond it MAP_FULL is ENOSPC */
+#define MAX_READERS 1024
+#define MAX_DBS 32
+#define INDEX_FORMAT 1u
+#define FOREACH_BATCH 256
+
+#define BLOB_LAYOUT 1u
+#define BLOB_VALUE_SIZE 24
+#define PACKAGE_LAYOUT 1u
+#define PACKAGE_FIXED_SIZE 56
+
+struct ps_index {
+    MDB_env *env;
+    MDB_dbi dbis[PS_DB_COUNT];
+    int read_only;
+    pthread_rwlock_t resize_lock; /* shared: a live txn; exclusive: resizing */
+    uint64_t map_size;            /* the size we mapped; changes under the exclusive lock */
+};
+
+static const char *const db_names[PS_DB_COUNT] = {
+    [PS_DB_META] = "meta",           [PS_DB_BLOBS] = "blobs", [PS_DB_PACKAGES] = "packages",
+    [PS_DB_MANIFESTS] = "manifests", [PS_DB_PINS] = "pins",   [PS_DB_POLICIES] = "policies",
+    [PS_DB_NODES] = "nodes",
+};
+
+/* The MDB code last translated on this thread: ps_index_write() looks here
+ * to see whether fn failed because the map was full. */
+static _Thread_local int last_mdb_rc;
+
+/* ---------------------------------------------------------------- errors */
+
+int ps_index_error(int mdb_rc, const char *fmt, ...)
+{
+    char context[512];
+    int code;
+    va_list ap;
+
+    last_mdb_rc = mdb_rc;
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof(context), fmt, ap);
+    va_end(ap);
+
+    switch (mdb_rc) {
+    case MDB_NOTFOUND:
+        code = PKGSTORE_ENOTFOUND;
+        break;
+    case MDB_KEYEXIST:
+        code = PKGSTORE_EEXISTS;
+        break;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+        code = PKGSTORE_ENOSPC;
+        break;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+        code = PKGSTORE_ECORRUPT;
+        break;
+    case MDB_VERSION_MISMATCH:
+    case MDB_INCOMPATIBLE:
+        code = PKGSTORE_EFORMAT;
+        break;
+    case MDB_READERS_FULL:
+        code = PKGSTORE_ELIMIT;
+        break;
+    case MDB_BAD_VALSIZE:
+        code = PKGSTORE_EINVALID;
+        break;
+    default:
+        code = mdb_rc > 0 ? ps_error_code_from_errno(mdb_rc) : PKGSTORE_EIO;
+        break;
+    }
+    return ps_error_set(code, "lmdb: %s: %s", mdb_strerror(mdb_rc), context);
+}
+
+/* ---------------------------------------------------------------- open */
+
+static int open_databases_once(ps_index *index)
+{
+    MDB_txn *txn = NULL;
+    unsigned int txn_flags = index->read_only ? MDB_RDONLY : 0;
+    unsigned int dbi_flags = index->read_only ? 0 : MDB_CREATE;
+    MDB_val key = {6, (void *)"format"}, val;
+    int rc;
+
+    if ((rc = mdb_txn_begin(index->env, NULL, txn_flags, &txn)) != 0)
+        return ps_index_error(rc, "begin transaction to open the databases");
+    for (int db = 0; db < PS_DB_COUNT; db++) {
+        if ((rc = mdb_dbi_open(txn, db_names[db], dbi_flags, &index->dbis[db])) != 0) {
+            mdb_txn_abort(txn);
+            if (rc == MDB_NOTFOUND)
+                return ps_error_set(PKGSTORE_EFORMAT,
+                                    "index: database '%s' is missing (open the store "
+                                    "read-write once to create it)",
+                                    db_names[db]);
+            return ps_index_error(rc, "open database '%s'", db_names[db]);
+        }
+    }
+
+    /* The layout version of the whole index lives in meta under "format". */
+    rc = mdb_get(txn, index->dbis[PS_DB_META], &key, &val);
+    if (rc == 0) {
+        uint32_t format;
+        if (val.mv_size != 4) {
+            mdb_txn_abort(txn);
+            return ps_error_set(PKGSTORE_EFORMAT, "index: malformed format record");
+        }
+        memcpy(&format, val.mv_data, 4);
+        if (format != INDEX_FORMAT) {
+            mdb_txn_abort(txn);
+            return ps_error_set(PKGSTORE_EFORMAT, "index: unknown format %" PRIu32
+                                " (this library knows %u)", format, INDEX_FORMAT);
+        }
+    } else if (rc == MDB_NOTFOUND && !index->read_only) {
+        uint32_t format = INDEX_FORMAT;
+        val.mv_size = 4;
+        val.mv_data = &format;
+        if ((rc = mdb_put(txn, index->dbis[PS_DB_META], &key, &val, 0)) != 0) {
+            mdb_txn_abort(txn);
+            return ps_index_error(rc, "write the index format");
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ps_index_error(rc, "read the index format");
+    }
+    /* Committing (even a read-only txn) makes the dbi handles env-wide. */
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return ps_index_error(rc, "open the databases");
+    return 0;
+}
+
+/* No other thread has the handle yet, so the map can be resized freely:
+ * adopt a size another process grew the map to, or grow it ourselves. */
+static int open_databases(ps_index *index)
+{
+    for (int attempt = 0;; attempt++) {
+        MDB_envinfo info;
+        int error, rc;
+
+        last_mdb_rc = 0;
+        if ((error = open_databases_once(index)) == 0 || attempt == 40)
+            return error;
+        if (last_mdb_rc == MDB_MAP_RESIZED)
+            rc = mdb_env_set_mapsize(index->env, 0);
+        else if (last_mdb_rc == MDB_MAP_FULL && !index->read_only &&
+                 index->map_size < MAX_MAP_SIZE)
+            rc = mdb_env_set_mapsize(index->env, (size_t)index->map_size * 2);
+        else
+            return error;
+        if (rc != 0)
+            return ps_index_error(rc, "resize map");
+        mdb_env_info(index->env, &info);
+        index->map_size = info.me_mapsize;
+        pkgstore_error_clear();
+    }
+}
+
+int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync, uint64_t map_size)
+{
+    ps_index *index = NULL;
+    unsigned int flags = MDB_NOTLS;
+    MDB_envinfo info;
+    char data_path[4096];
+    struct stat st;
+    int rc, error = 0, dead = 0, exists;
+
+    if (out == NULL || dir == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    *out = NULL;
+    if (map_size == 0)
+        map_size = DEFAULT_MAP_SIZE;
+    if (map_size < MIN_MAP_SIZE)
+        map_size = MIN_MAP_SIZE;
+    if (map_size > SIZE_MAX / 2)
+        return ps_error_set(PKGSTORE_EINVALID, "index: map size %" PRIu64 " too large", map_size);
+
+    if (!read_only && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ps_error_errno(errno, "%s: mkdir", dir);
+
+    if ((index = calloc(1, sizeof(*index))) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+    index->read_only = read_only;
+    if (pthread_rwlock_init(&index->resize_lock, NULL) != 0) {
+        free(index);
+        return ps_error_set(PKGSTORE_ENOMEM, "index: pthread_rwlock_init failed");
+    }
+
+    if ((rc = mdb_env_create(&index->env)) != 0) {
+        index->env = NULL;
+        error = ps_index_error(rc, "%s: create environment", dir);
+        goto out;
+    }
+    mdb_env_set_maxdbs(index->env, MAX_DBS);
+    mdb_env_set_maxreaders(index->env, MAX_READERS);
+    /* An existing environment keeps the size recorded in its file (another
+     * process may have grown it), raised below to what was asked for; a
+     * new one starts at the size asked for. */
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
+    exists = stat(data_path, &st) == 0 && st.st_size > 0;
+    mdb_env_set_mapsize(index->env, exists ? 0 : (size_t)map_size);
+    if (read_only)
+        flags |= MDB_RDONLY;
+    if (no_sync)
+        flags |= MDB_NOSYNC;
+    if ((rc = mdb_env_open(index->env, dir, flags, 0644)) != 0) {
+        error = ps_index_error(rc, "%s: open environment", dir);
+        if (rc == ENOENT)
+            error = ps_error_set(PKGSTORE_ENOTFOUND, "lmdb: %s: no index here", dir);
+        goto out;
+    }
+    mdb_env_info(index->env, &info);
+    if (info.me_mapsize < map_size && !read_only) {
+        if ((rc = mdb_env_set_mapsize(index->env, (size_t)map_size)) != 0) {
+            error = ps_index_error(rc, "%s: set map size %" PRIu64, dir, map_size);
+            goto out;
+        }
+        mdb_env_info(index->env, &info);
+    }
+    index->map_size = info.me_mapsize;
+
+    /* Readers left by killed processes would pin old pages forever and fill
+     * the reader table; a read-only open may lack the right to clean. */
+    if ((rc = mdb_reader_check(index->env, &dead)) != 0 && !read_only) {
+        error = ps_index_error(rc, "%s: reader check", dir);
+        goto out;
+    }
+
+    if ((error = open_databases(index)) < 0) {
+        ps_error_prefix("%s", dir);
+        goto out;
+    }
+    *out = index;
+    index = NULL; /* now owned by the caller */
+out:
+    ps_index_free(index);
+    return error;
+}
+
+void ps_index_free(ps_index *index)
+{
+    if (index == NULL)
+        return;
+    if (index->env != NULL)
+        mdb_env_close(index->env);
+    pthread_rwlock_destroy(&index->resize_lock);
+    free(index);
+}
+
+MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db)
+{
+    return index->dbis[db];
+}
+
+uint64_t ps_index_map_size(ps_index *index)
+{
+    uint64_t size;
+    pthread_rwlock_rdlock(&index->resize_lock);
+    size = index->map_size;
+    pthread_rwlock_unlock(&index->resize_lock);
+    return size;
+}
+
+/* ---------------------------------------------------------------- map size */
+
+/* Called with no transaction live on this thread. grow: double the map
+ * unless another thread already changed it since we saw seen_size; else
+ * adopt the size another process wrote (MDB_MAP_RESIZED). */
+static int resize_map(ps_index *index, int grow, uint64_t seen_size)
+{
+    MDB_envinfo info;
+    int rc, error = 0;
+
+    pthread_rwlock_wrlock(&index->resize_lock);
+    if (index->map_size != seen_size)
+        goto out; /* someone else resized meanwhile: just retry */
+    if (grow) {
+        uint64_t new_size = index->map_size * 2;
+        if (index->map_size >= MAX_MAP_SIZE || new_size > SIZE_MAX / 2) {
+            error = ps_error_set(PKGSTORE_ENOSPC,
+                                 "lmdb: MDB_MAP_FULL: map of %" PRIu64 " bytes at its limit",
+                                 index->map_size);
+            goto out;
+        }
+        rc = mdb_env_set_mapsize(index->env, (size_t)new_size);
+    } else {
+        rc = mdb_env_set_mapsize(index->env, 0);
+    }
+    if (rc != 0) {
+        error = ps_index_error(rc, "resize map from %" PRIu64 " bytes", index->map_size);
+        if (error == PKGSTORE_ENOMEM || grow)
+            error = ps_error_set(PKGSTORE_ENOSPC, "lmdb: cannot grow the map beyond %" PRIu64
+                                 " bytes: %s", index->map_size, mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_info(index->env, &info);
+    index->map_size = info.me_mapsize;
+out:
+    pthread_rwlock_unlock(&index->resize_lock);
+    return error;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
+{
+    if (index == NULL || fn == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    if (index->read_only)
+        return ps_error_set(PKGSTORE_EDENIED, "index: opened read-only");
+
+    for (;;) {
+        MDB_txn *txn = NULL;
+        uint64_t seen_size;
+        int rc, error, grow;
+
+        pthread_rwlock_rdlock(&index->resize_lock);
+        seen_size = index->map_size;
+        rc = mdb_txn_begin(index->env, NULL, 0, &txn);
+        if (rc == MDB_MAP_RESIZED) {
+            pthread_rwlock_unlock(&index->resize_lock);
+            if ((error = resize_map(index, 0, seen_size)) < 0)
+                return error;
+            continue;
+        }
+        if (rc != 0) {
+            pthread_rwlock_unlock(&index->resize_lock);
+            return ps_index_error(rc, "begin write transaction");
+        }
+
+        last_mdb_rc = 0;
+        error = fn(txn, index, payload);
+        grow = 0;
+        if (error < 0) {
+            grow = last_mdb_rc == MDB_MAP_FULL;
+            mdb_txn_abort(txn);
+        } else if ((rc = mdb_txn_commit(txn)) != 0) {
+            grow = rc == MDB_MAP_FULL;
+            /* A put that hit MAP_FULL but was ignored by fn leaves the txn
+             * in error: commit reports it as MDB_BAD_TXN. */
+            if (rc == MDB_BAD_TXN && last_mdb_rc == MDB_MAP_FULL)
+                grow = 1;
+            error = ps_index_error(rc, "commit");
+        }
+        pthread_rwlock_unlock(&index->resize_lock);
+
+        if (!grow)
+            return error;
+        if ((error = resize_map(index, 1, seen_size)) < 0)
+            return error;
+        pkgstore_error_clear();
+    }
+}
+
+int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
+{
+    if (index == NULL || fn == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+
+    for (;;) {
+        MDB_txn *txn = NULL;
+        uint64_t seen_size;
+        int rc, error;
+
+        pthread_rwlock_rdlock(&index->resize_lock);
+        seen_size = index->map_size;
+        rc = mdb_txn_begin(index->env, NULL, MDB_RDONLY, &txn);
+        if (rc == MDB_MAP_RESIZED) {
+            pthread_rwlock_unlock(&index->resize_lock);
+            if ((error = resize_map(index, 0, seen_size)) < 0)
+                return error;
+            continue;
+        }
+        if (rc != 0) {
+            pthread_rwlock_unlock(&index->resize_lock);
+            return ps_index_error(rc, "begin read transaction");
+        }
+        error = fn(txn, index, payload);
+        mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&index->resize_lock);
+        return error;
+    }
+}
+
+/* ---------------------------------------------------------------- raw walk */
+
+struct batch {
+    enum ps_index_db db;
+    const void *prefix;
+    size_t prefix_len;
+    /* resume point: the last key handed out (exclusive) */
+    unsigned char *resume;
+    size_t resume_len;
+    int started;
+    /* collected records: [u32 klen][u32 vlen][key][val] ... */
+    unsigned char *buf;
+    size_t used, cap;
+    size_t count;
+    int done;
+};
+
+static int batch_append(struct batch *batch, const MDB_val *key, const MDB_val *val)
+{
+    size_t need = 8 + key->mv_size + val->mv_size;
+    uint32_t klen = (uint32_t)key->mv_size, vlen = (uint32_t)val->mv_size;
+
+    if (batch->used + need > batch->cap) {
+        size_t cap = batch->cap ? batch->cap : 16384;
+        unsigned char *grown;
+        while (cap < batch->used + need)
+            cap *= 2;
+        if ((grown = realloc(batch->buf, cap)) == NULL)
+            return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+        batch->buf = grown;
+        batch->cap = cap;
+    }
+    memcpy(batch->buf + batch->used, &klen, 4);
+    memcpy(batch->buf + batch->used + 4, &vlen, 4);
+    memcpy(batch->buf + batch->used + 8, key->mv_data, key->mv_size);
+    memcpy(batch->buf + batch->used + 8 + key->mv_size, val->mv_data, val->mv_size);
+    batch->used += need;
+    batch->count++;
+    return 0;
+}
+
+static int collect_batch(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct batch *batch = payload;
+    MDB_cursor *cursor = NULL;
+    MDB_val key, val;
+    int rc, error = 0;
+
+    batch->used = 0;
+    batch->count = 0;
+    if ((rc = mdb_cursor_open(txn, index->dbis[batch->db], &cursor)) != 0)
+        return ps_index_error(rc, "open cursor on %s", db_names[batch->db]);
+
+    if (batch->started) {
+        key.mv_size = batch->resume_len;
+        key.mv_data = batch->resume;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == 0 && key.mv_size == batch->resume_len &&
+            memcmp(key.mv_data, batch->resume, key.mv_size) == 0)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    } else if (batch->prefix_len > 0) {
+        key.mv_size = batch->prefix_len;
+        key.mv_data = (void *)batch->prefix;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    }
+
+    while (rc == 0 && batch->count < FOREACH_BATCH) {
+        if (batch->prefix_len > 0 &&
+            (key.mv_size < batch->prefix_len ||
+             memcmp(key.mv_data, batch->prefix, batch->prefix_len) != 0)) {
+            rc = MDB_NOTFOUND;
+            break;
+        }
+        if ((error = batch_append(batch, &key, &val)) < 0)
+            goto out;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND)
+        batch->done = 1;
+    else if (rc != 0)
+        error = ps_index_error(rc, "walk %s", db_names[batch->db]);
+out:
+    mdb_cursor_close(cursor);
+    return error;
+}
+
+int ps_index_foreach(ps_index *index, enum ps_index_db db, const void *prefix, size_t prefix_len,
+                     ps_index_raw_cb cb, void *payload)
+{
+    struct batch batch;
+    int error = 0;
+
+    if (index == NULL || cb == NULL || (int)db < 0 || db >= PS_DB_COUNT ||
+        (prefix == NULL && prefix_len > 0))
+        return ps_error_set(PKGSTORE_EINVALID, "index: bad argument to foreach");
+    memset(&batch, 0, sizeof(batch));
+    batch.db = db;
+    batch.prefix = prefix;
+    batch.prefix_len = prefix_len;
+
+    while (!batch.done) {
+        size_t offset = 0, last_key_off = 0;
+        uint32_t last_klen = 0;
+
+        if ((error = ps_index_read(index, collect_batch, &batch)) < 0)
+            goto out;
+        for (size_t i = 0; i < batch.count; i++) {
+            uint32_t klen, vlen;
+            memcpy(&klen, batch.buf + offset, 4);
+            memcpy(&vlen, batch.buf + offset + 4, 4);
+            if ((error = cb(batch.buf + offset + 8, klen, batch.buf + offset + 8 + klen, vlen,
+                            payload)) != 0)
+                goto out;
+            last_key_off = offset + 8;
+            last_klen = klen;
+            offset += 8 + (size_t)klen + vlen;
+        }
+        if (batch.count > 0) {
+            unsigned char *resume = realloc(batch.resume, last_klen ? last_klen : 1);
+            if (resume == NULL) {
+                error = ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+                goto out;
+            }
+            memcpy(resume, batch.buf + last_key_off, last_klen);
+            batch.resume = resume;
+            batch.resume_len = last_klen;
+            batch.started = 1;
+        }
+    }
+out:
+    free(batch.buf);
+    free(batch.resume);
+    return error;
+}
+
+/* ---------------------------------------------------------------- little endian */
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/* ---------------------------------------------------------------- blob records */
+
+static void blob_encode(unsigned char value[BLOB_VALUE_SIZE], uint64_t size, int64_t added)
+{
+    memset(value, 0, BLOB_VALUE_SIZE);
+    value[0] = BLOB_LAYOUT;
+    put_u64(value + 8, size);
+    put_u64(value + 16, (uint64_t)added);
+}
+
+static int blob_decode(pkgstore_blob_record *out, const pkgstore_digest *digest, const MDB_val *val)
+{
+    const unsigned char *p = val->mv_data;
+    char hex[PKGSTORE_DIGEST_STR_SIZE];
+
+    if (val->mv_size < BLOB_VALUE_SIZE || p[0] != BLOB_LAYOUT) {
+        pkgstore_digest_format(hex, digest);
+        return ps_error_set(PKGSTORE_ECORRUPT, "index: blob record %s: unknown layout", hex);
+    }
+    out->digest = *digest;
+    out->size = get_u64(p + 8);
+    out->added = (int64_t)get_u64(p + 16);
+    return 0;
+}
+
+struct blob_op {
+    const pkgstore_digest *digest;
+    uint64_t size;
+    pkgstore_blob_record *out;
+};
+
+static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct blob_op *op = payload;
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes}, val;
+    unsigned char value[BLOB_VALUE_SIZE];
+    int64_t added = (int64_t)time(NULL);
+    int rc;
+
+    rc = mdb_get(txn, index->dbis[PS_DB_BLOBS], &key, &val);
+    if (rc == 0 && val.mv_size >= BLOB_VALUE_SIZE && ((unsigned char *)val.mv_data)[0] == BLOB_LAYOUT) {
+        int64_t first = (int64_t)get_u64((const unsigned char *)val.mv_data + 16);
+        uint64_t old_size = get_u64((const unsigned char *)val.mv_data + 8);
+        if (old_size == op->size)
+            return 0; /* nothing to change: keep the txn empty */
+        added = first;
+    } else if (rc != 0 && rc != MDB_NOTFOUND) {
+        return ps_index_error(rc, "read blob record");
+    }
+    blob_encode(value, op->size, added);
+    val.mv_size = sizeof(value);
+    val.mv_data = value;
+    if ((rc = mdb_put(txn, index->dbis[PS_DB_BLOBS], &key, &val, 0)) != 0) {
+        char hex[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(hex, op->digest);
+        return ps_index_error(rc, "while recording blob %s", hex);
+    }
+    return 0;
+}
+
+int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size)
+{
+    struct blob_op op = {digest, size, NULL};
+    if (digest == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL digest");
+    return ps_index_write(index, blob_put_txn, &op);
+}
+
+static int blob_del_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct blob_op *op = payload;
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes};
+    int rc = mdb_del(txn, index->dbis[PS_DB_BLOBS], &key, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return ps_index_error(rc, "delete blob record");
+    return 0;
+}
+
+int ps_index_blob_del(ps_index *index, const pkgstore_digest *digest)
+{
+    struct blob_op op = {digest, 0, NULL};
+    if (digest == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL digest");
+    return ps_index_write(index, blob_del_txn, &op);
+}
+
+static int blob_get_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct blob_op *op = payload;
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes}, val;
+    int rc = mdb_get(txn, index->dbis[PS_DB_BLOBS], &key, &val);
+    if (rc != 0) {
+        char hex[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(hex, op->digest);
+        if (rc == MDB_NOTFOUND)
+            return ps_error_set(PKGSTORE_ENOTFOUND, "index: no blob record for %s", hex);
+        return ps_index_error(rc, "read blob record %s", hex);
+    }
+    return blob_decode(op->out, op->digest, &val);
+}
+
+int ps_index_blob_get(pkgstore_blob_record *out, ps_index *index, const pkgstore_digest *digest)
+{
+    struct blob_op op = {digest, 0, out};
+    int error;
+    if (out == NULL || digest == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    if ((error = ps_index_read(index, blob_get_txn, &op)) < 0)
+        memset(out, 0, sizeof(*out));
+    return error;
+}
+
+/* ---------------------------------------------------------------- package records */
+
+/* "name\0version\0platform" into key; returns its length or an error. */
+static int package_key(unsigned char *key, size_t key_size, const char *name, const char *version,
+                       const char *platform)
+{
+    size_t name_len, version_len, platform_len;
+
+    if (name == NULL || version == NULL || platform == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "package: NULL name, version or platform");
+    name_len = strnlen(name, PKGSTORE_NAME_MAX + 1);
+    version_len = strnlen(version, PKGSTORE_VERSION_MAX + 1);
+    platform_len = strnlen(platform, PKGSTORE_PLATFORM_MAX + 1);
+    if (name_len == 0 || name_len > PKGSTORE_NAME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "package: name: empty or longer than %d bytes",
+                            PKGSTORE_NAME_MAX);
+    if (version_len == 0 || version_len > PKGSTORE_VERSION_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "package %s: version: empty or longer than %d bytes",
+                            name, PKGSTORE_VERSION_MAX);
+    if (platform_len == 0 || platform_len > PKGSTORE_PLATFORM_MAX)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "package %s %s: platform: empty or longer than %d bytes", name,
+                            version, PKGSTORE_PLATFORM_MAX);
+    if (name_len + version_len + platform_len + 2 > key_size)
+        return ps_error_set(PKGSTORE_EINVALID, "package: key too long");
+    memcpy(key, name, name_len);
+    key[name_len] = '\0';
+    memcpy(key + name_len + 1, version, version_len);
+    key[name_len + 1 + version_len] = '\0';
+    memcpy(key + name_len + version_len + 2, platform, platform_len);
+    return (int)(name_len + version_len + platform_len + 2);
+}
+
+#define PACKAGE_KEY_MAX (PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + PKGSTORE_PLATFORM_MAX + 2)
+#define PACKAGE_VALUE_MAX (PACKAGE_FIXED_SIZE + PKGSTORE_FORMAT_MAX + PKGSTORE_ENTRYPOINT_MAX)
+
+static int package_encode(unsigned char *value, size_t *value_len,
+                          const pkgstore_package_record *record)
+{
+    size_t format_len = strnlen(record->format, sizeof(record->format));
+    size_t entry_len = strnlen(record->entrypoint, sizeof(record->entrypoint));
+
+    if (record->type != PKGSTORE_TYPE_PRIMARY && record->type != PKGSTORE_TYPE_ADDON)
+        return ps_error_set(PKGSTORE_EINVALID, "package %s %s: type: unknown value %d",
+                            record->name, record->version, (int)record->type);
+    if (format_len == 0 || format_len > PKGSTORE_FORMAT_MAX)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "package %s %s: format: empty or longer than %d bytes", record->name,
+                            record->version, PKGSTORE_FORMAT_MAX);
+    if (entry_len > PKGSTORE_ENTRYPOINT_MAX)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "package %s %s: entrypoint: longer than %d bytes", record->name,
+                            record->version, PKGSTORE_ENTRYPOINT_MAX);
+    memset(value, 0, PACKAGE_FIXED_SIZE);
+    value[0] = PACKAGE_LAYOUT;
+    value[1] = (unsigned char)record->type;
+    value[2] = (unsigned char)format_len;
+    put_u16(value + 4, (uint16_t)entry_len);
+    memcpy(value + 8, record->digest.bytes, PKGSTORE_DIGEST_SIZE);
+    put_u64(value + 40, record->size);
+    put_u64(value + 48, (uint64_t)record->created);
+    memcpy(value + PACKAGE_FIXED_SIZE, record->format, format_len);
+    memcpy(value + PACKAGE_FIXED_SIZE + format_len, record->entrypoint, entry_len);
+    *value_len = PACKAGE_FIXED_SIZE + format_len + entry_len;
+    return 0;
+}
+
+int ps_index_package_decode(pkgstore_package_record *out, const void *key, size_t key_len,
+                            const void *val, size_t val_len)
+{
+    const unsigned char *k = key, *v = val;
+    const unsigned char *name = k, *version, *platform, *end = k + key_len, *nul;
+    size_t name_len, version_len, platform_len, format_len, entry_len;
+
+    if ((nul = memchr(name, '\0', key_len)) == NULL)
+        goto corrupt;
+    name_len = (size_t)(nul - name);
+    version = nul + 1;
+    if ((nul = memchr(version, '\0', (size_t)(end - version))) == NULL)
+        goto corrupt;
+    version_len = (size_t)(nul - version);
+    platform = nul + 1;
+    platform_len = (size_t)(end - platform);
+    if (name_len == 0 || name_len > PKGSTORE_NAME_MAX || version_len == 0 ||
+        version_len > PKGSTORE_VERSION_MAX || platform_len == 0 ||
+        platform_len > PKGSTORE_PLATFORM_MAX || memchr(platform, '\0', platform_len) != NULL)
+        goto corrupt;
+    if (val_len < PACKAGE_FIXED_SIZE || v[0] != PACKAGE_LAYOUT || v[1] > PKGSTORE_TYPE_ADDON)
+        goto corrupt;
+    format_len = v[2];
+    entry_len = get_u16(v + 4);
+    if (format_len > PKGSTORE_FORMAT_MAX || entry_len > PKGSTORE_ENTRYPOINT_MAX ||
+        PACKAGE_FIXED_SIZE + format_len + entry_len != val_len)
+        goto corrupt;
+
+    memset(out, 0, sizeof(*out)); /* records compare equal byte for byte */
+    memcpy(out->name, name, name_len);
+    out->name[name_len] = '\0';
+    memcpy(out->version, version, version_len);
+    out->version[version_len] = '\0';
+    memcpy(out->platform, platform, platform_len);
+    out->platform[platform_len] = '\0';
+    out->type = (pkgstore_package_type)v[1];
+    memcpy(out->digest.bytes, v + 8, PKGSTORE_DIGEST_SIZE);
+    out->size = get_u64(v + 40);
+    out->created = (int64_t)get_u64(v + 48);
+    memcpy(out->format, v + PACKAGE_FIXED_SIZE, format_len);
+    out->format[format_len] = '\0';
+    memcpy(out->entrypoint, v + PACKAGE_FIXED_SIZE + format_len, entry_len);
+    out->entrypoint[entry_len] = '\0';
+    return 0;
+corrupt:
+    return ps_error_set(PKGSTORE_ECORRUPT, "index: malformed package record");
+}
+
+struct package_op {
+    unsigned char key[PACKAGE_KEY_MAX];
+    size_t key_len;
+    unsigned char value[PACKAGE_VALUE_MAX];
+    size_t value_len;
+    pkgstore_package_record *out;
+};
+
+static int package_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct package_op *op = payload;
+    MDB_val key = {op->key_len, op->key}, val = {op->value_len, op->value};
+    int rc = mdb_put(txn, index->dbis[PS_DB_PACKAGES], &key, &val, 0);
+    if (rc != 0)
+        return ps_index_error(rc, "while adding %s %s", (char *)op->key,
+                              (char *)op->key + strlen((char *)op->key) + 1);
+    return 0;
+}
+
+static int package_prepare(struct package_op *op, const pkgstore_package_record *record)
+{
+    int key_len;
+    if (record == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "package: NULL record");
+    if (strnlen(record->name, sizeof(record->name)) == sizeof(record->name) ||
+        strnlen(record->version, sizeof(record->version)) == sizeof(record->version) ||
+        strnlen(record->platform, sizeof(record->platform)) == sizeof(record->platform))
+        return ps_error_set(PKGSTORE_EINVALID, "package: unterminated name, version or platform");
+    if ((key_len = package_key(op->key, sizeof(op->key), record->name, record->version,
+                               record->platform)) < 0)
+        return key_len;
+    op->key_len = (size_t)key_len;
+    return package_encode(op->value, &op->value_len, record);
+}
+
+int ps_index_package_put(ps_index *index, const pkgstore_package_record *record)
+{
+    struct package_op op;
+    int error;
+    if ((error = package_prepare(&op, record)) < 0)
+        return error;
+    return ps_index_write(index, package_put_txn, &op);
+}
+
+static int package_get_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct package_op *op = payload;
+    MDB_val key = {op->key_len, op->key}, val;
+    int rc = mdb_get(txn, index->dbis[PS_DB_PACKAGES], &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return PKGSTORE_ENOTFOUND; /* the caller words the detail */
+    if (rc != 0)
+        return ps_index_error(rc, "read package record");
+    return ps_index_package_decode(op->out, key.mv_data, key.mv_size, val.mv_data, val.mv_size);
+}
+
+int ps_index_package_get(pkgstore_package_record *out, ps_index *index, const char *name,
+                         const char *version, const char *platform)
+{
+    struct package_op op;
+    int key_len, error;
+
+    if (out == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "package: NULL out");
+    if ((key_len = package_key(op.key, sizeof(op.key), name, version, platform)) < 0) {
+        error = key_len;
+        goto out;
+    }
+    op.key_len = (size_t)key_len;
+    op.out = out;
+    if ((error = ps_index_read(index, package_get_txn, &op)) == PKGSTORE_ENOTFOUND)
+        ps_error_set(error, "package %s %s %s: not in the index", name, version, platform);
+out:
+    if (error < 0)
+        memset(out, 0, sizeof(*out));
+    return error;
+}
+
+static int package_del_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct package_op *op = payload;
+    MDB_val key = {op->key_len, op->key};
+    int rc = mdb_del(txn, index->dbis[PS_DB_PACKAGES], &key, NULL);
+    if (rc == MDB_NOTFOUND)
+        return PKGSTORE_ENOTFOUND;
+    if (rc != 0)
+        return ps_index_error(rc, "delete package record");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- public API */
+
+static int store_index(ps_index **out, pkgstore_store *store)
+{
+    if (store == NULL || (*out = ps_store_index(store)) == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL store");
+    return 0;
+}
+
+PKGSTORE_API const char *pkgstore_package_type_name(pkgstore_package_type type)
+{
+    switch (type) {
+    case PKGSTORE_TYPE_PRIMARY:
+        return "primary";
+    case PKGSTORE_TYPE_ADDON:
+        return "addon";
+    }
+    return NULL;
+}
+
+PKGSTORE_API int pkgstore_package_type_parse(pkgstore_package_type *out, const char *str)
+{
+    if (out == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "package type: NULL out");
+    *out = PKGSTORE_TYPE_PRIMARY;
+    if (str != NULL && strcmp(str, "primary") == 0)
+        return 0;
+    if (str != NULL && strcmp(str, "addon") == 0) {
+        *out = PKGSTORE_TYPE_ADDON;
+        return 0;
+    }
+    return ps_error_set(PKGSTORE_EINVALID, "type: '%s' is not primary or addon",
+                        str != NULL ? str : "(null)");
+}
+
+PKGSTORE_API int pkgstore_index_blob_get(pkgstore_blob_record *out, pkgstore_store *store,
+                                         const pkgstore_digest *digest)
+{
+    ps_index *index;
+    int error;
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    return ps_index_blob_get(out, index, digest);
+}
+
+struct blob_walk {
+    pkgstore_index_blob_cb cb;
+    void *payload;
+};
+
+static int blob_walk_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                        void *payload)
+{
+    struct blob_walk *walk = payload;
+    pkgstore_blob_record record;
+    pkgstore_digest digest;
+    MDB_val value = {val_len, (void *)val};
+    int error;
+
+    if (key_len != PKGSTORE_DIGEST_SIZE)
+        return ps_error_set(PKGSTORE_ECORRUPT, "index: blob record with a %zu-byte key", key_len);
+    memcpy(digest.bytes, key, PKGSTORE_DIGEST_SIZE);
+    if ((error = blob_decode(&record, &digest, &value)) < 0)
+        return error;
+    return walk->cb(&record, walk->payload);
+}
+
+PKGSTORE_API int pkgstore_index_blob_foreach(pkgstore_store *store, pkgstore_index_blob_cb cb,
+                                             void *payload)
+{
+    struct blob_walk walk = {cb, payload};
+    ps_index *index;
+    int error;
+    if (cb == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL callback");
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    return ps_index_foreach(index, PS_DB_BLOBS, NULL, 0, blob_walk_cb, &walk);
+}
+
+PKGSTORE_API int pkgstore_index_package_put(pkgstore_store *store,
+                                            const pkgstore_package_record *record)
+{
+    struct package_op op;
+    ps_index *index;
+    int error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if ((error = package_prepare(&op, record)) < 0)
+        return error;
+    /* Invariant 2: the blob is durable before any record points at it. The
+     * shared store lock keeps gc from deleting it between check and write. */
+    if ((error = ps_store_lock(store, 0, 0)) < 0)
+        return error;
+    if ((error = pkgstore_store_blob_exists(store, &record->digest)) == 0) {
+        char hex[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(hex, &record->digest);
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "package %s %s %s: blob %s is not in the store",
+                             record->name, record->version, record->platform, hex);
+    }
+    if (error > 0)
+        error = ps_index_write(index, package_put_txn, &op);
+    ps_store_unlock(store);
+    return error;
+}
+
+PKGSTORE_API int pkgstore_index_package_get(pkgstore_package_record *out, pkgstore_store *store,
+                                            const char *name, const char *version,
+                                            const char *platform)
+{
+    ps_index *index;
+    int error;
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    return ps_index_package_get(out, index, name, version, platform);
+}
+
+PKGSTORE_API int pkgstore_index_package_delete(pkgstore_store *store, const char *name,
+                                               const char *version, const char *platform)
+{
+    struct package_op op;
+    ps_index *index;
+    int key_len, error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if ((key_len = package_key(op.key, sizeof(op.key), name, version, platform)) < 0)
+        return key_len;
+    op.key_len = (size_t)key_len;
+    if ((error = ps_index_write(index, package_del_txn, &op)) == PKGSTORE_ENOTFOUND)
+        ps_error_set(error, "package %s %s %s: not in the index", name, version, platform);
+    return error;
+}
+
+struct package_walk {
+    pkgstore_index_package_cb cb;
+    void *payload;
+    pkgstore_package_record record;
+};
+
+static int package_walk_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                           void *payload)
+{
+    struct package_walk *walk = payload;
+    int error;
+    if ((error = ps_index_package_decode(&walk->record, key, key_len, val, val_len)) < 0)
+        return error;
+    return walk->cb(&walk->record, walk->payload);
+}
+
+PKGSTORE_API int pkgstore_index_package_foreach(pkgstore_store *store, const char *name,
+                                                pkgstore_index_package_cb cb, void *payload)
+{
+    struct package_walk *walk;
+    char prefix[PKGSTORE_NAME_MAX + 1];
+    size_t prefix_len = 0;
+    ps_index *index;
+    int error;
+
+    if (cb == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL callback");
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if (name != NULL) {
+        size_t name_len = strnlen(name, PKGSTORE_NAME_MAX + 1);
+        if (name_len == 0 || name_len > PKGSTORE_NAME_MAX)
+            return ps_error_set(PKGSTORE_EINVALID, "package: name: empty or longer than %d bytes",
+                                PKGSTORE_NAME_MAX);
+        memcpy(prefix, name, name_len);
+        prefix[name_len] = '\0'; /* the separator is part of the prefix */
+        prefix_len = name_len + 1;
+    }
+    if ((walk = malloc(sizeof(*walk))) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+    walk->cb = cb;
+    walk->payload = payload;
+    error = ps_index_foreach(index, PS_DB_PACKAGES, prefix_len ? prefix : NULL, prefix_len,
+                             package_walk_cb, walk);
+    free(walk);
+    return error;
+}
+
+/* ---------------------------------------------------------------- fsck */
+
+struct dangling {
+    enum ps_index_db db;
+    unsigned char *key;
+    size_t key_len;
+    pkgstore_digest digest;
+};
+
+struct refs_check {
+    pkgstore_store *store;
+    enum ps_index_db db;
+    struct dangling *items;
+    size_t count, cap;
+};
+
+static int refs_check_cb(const void *key, size_t key_len, const void *val, size_t val_len,
+                         void *payload)
+{
+    struct refs_check *check = payload;
+    pkgstore_digest digest;
+    int exists;
+
+    switch (check->db) {
+    case PS_DB_BLOBS:
+    case PS_DB_PINS:
+        if (key_len != PKGSTORE_DIGEST_SIZE)
+            return 0; /* not a digest: nothing it could point at */
+        memcpy(digest.bytes, key, PKGSTORE_DIGEST_SIZE);
+        break;
+    case PS_DB_PACKAGES:
+        if (val_len < PACKAGE_FIXED_SIZE)
+            return 0;
+        memcpy(digest.bytes, (const unsigned char *)val + 8, PKGSTORE_DIGEST_SIZE);
+        break;
+    case PS_DB_MANIFESTS:
+        if (val_len < PKGSTORE_DIGEST_SIZE)
+            return 0;
+        memcpy(digest.bytes, val, PKGSTORE_DIGEST_SIZE);
+        break;
+    default:
+        return 0;
+    }
+    if ((exists = pkgstore_store_blob_exists(check->store, &digest)) < 0)
+        return exists;
+    if (exists)
+        return 0;
+    if (check->count == check->cap) {
+        size_t cap = check->cap ? check->cap * 2 : 16;
+        struct dangling *grown = realloc(check->items, cap * sizeof(*grown));
+        if (grown == NULL)
+            return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+        check->items = grown;
+        check->cap = cap;
+    }
+    if ((check->items[check->count].key = malloc(key_len ? key_len : 1)) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+    memcpy(check->items[check->count].key, key, key_len);
+    check->items[check->count].key_len = key_len;
+    check->items[check->count].db = check->db;
+    check->items[check->count].digest = digest;
+    check->count++;
+    return 0;
+}
+
+struct refs_drop {
+    struct dangling *item;
+};
+
+static int refs_drop_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct refs_drop *drop = payload;
+    MDB_val key = {drop->item->key_len, drop->item->key};
+    int rc = mdb_del(txn, index->dbis[drop->item->db], &key, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return ps_index_error(rc, "drop dangling %s record", db_names[drop->item->db]);
+    return 0;
+}
+
+/* "index/<db>/<key as text>" for the report. */
+static void dangling_path(char *buf, size_t size, const struct dangling *item)
+{
+    char hex[PKGSTORE_DIGEST_STR_SIZE];
+    size_t used;
+
+    used = (size_t)snprintf(buf, size, "index/%s/", db_names[item->db]);
+    if (used >= size)
+        return;
+    if (item->db == PS_DB_BLOBS || item->db == PS_DB_PINS) {
+        pkgstore_digest_format(hex, &item->digest);
+        snprintf(buf + used, size - used, "%s", hex);
+        return;
+    }
+    /* name\0version[\0platform]: NULs become spaces */
+    for (size_t i = 0; i < item->key_len && used + 1 < size; i++) {
+        unsigned char c = item->key[i];
+        buf[used++] = c == '\0' ? ' ' : (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    buf[used] = '\0';
+}
+
+int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgstore_fsck_cb cb,
+                        void *payload, uint64_t *missing, uint64_t *repaired)
+{
+    static const enum ps_index_db checked[] = {PS_DB_BLOBS, PS_DB_PACKAGES, PS_DB_MANIFESTS,
+                                               PS_DB_PINS};
+    struct refs_check check;
+    int error = 0;
+
+    if (index == NULL || store == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    memset(&check, 0, sizeof(check));
+    check.store = store;
+    for (size_t i = 0; i < sizeof(checked) / sizeof(checked[0]); i++) {
+        check.db = checked[i];
+        if ((error = ps_index_foreach(index, check.db, NULL, 0, refs_check_cb, &check)) < 0)
+            goto out;
+    }
+
+    for (size_t i = 0; i < check.count; i++) {
+        struct dangling *item = &check.items[i];
+        char path[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + PKGSTORE_PLATFORM_MAX + 64];
+        char hex[PKGSTORE_DIGEST_STR_SIZE], detail[128];
+        pkgstore_fsck_problem problem;
+        int dropped = 0;
+
+        if (repair) {
+            struct refs_drop drop = {item};
+            if ((error = ps_index_write(index, refs_drop_txn, &drop)) < 0)
+                goto out;
+            dropped = 1;
+        }
+        if (missing != NULL)
+            (*missing)++;
+        if (dropped && repaired != NULL)
+            (*repaired)++;
+        if (cb == NULL)
+            continue;
+        dangling_path(path, sizeof(path), item);
+        pkgstore_digest_format(hex, &item->digest);
+        snprintf(detail, sizeof(detail), "blob %s is missing", hex);
+        memset(&problem, 0, sizeof(problem));
+        problem.kind = PKGSTORE_FSCK_MISSING;
+        problem.path = path;
+        problem.has_digest = 1;
+        problem.digest = item->digest;
+        problem.detail = detail;
+        problem.repaired = dropped;
+        if ((error = cb(&problem, payload)) != 0)
+            goto out;
+    }
+out:
+    for (size_t i = 0; i < check.count; i++)
+        free(check.items[i].key);
+    free(check.items);
+    return error;
+}

@@ -1,0 +1,56 @@
+/*
+ * tools/httpclient.h - the small libcurl client shared by the operator tools
+ * that talk to pkgstored (pkgstore-push, pkgstore-policy).
+ */
+#ifndef PKGSTORE_TOOLS_HTTPCLIENT_H
+#define PKGSTORE_TOOLS_HTTPCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct http_client {
+    const char *prog;     /* for messages */
+    char base_url[2048];  /* without a trailing slash */
+    char auth_header[600];
+    long timeout_s;       /* 0: none (uploads) */
+} http_client;
+
+typedef struct http_reply {
+    long status;          /* HTTP status, 0 when the request failed */
+    char *body;           /* NUL-terminated; free() */
+    size_t len;
+    char error[512];      /* transport error or the server's error message */
+} http_reply;
+
+/*
+ * Find the token: token_file, else $PKGSTORE_TOKEN_FILE, else $PKGSTORE_TOKEN
+ * (the token itself). A file holds the token on its first non-comment line
+ * ("ROLE TOKEN" lines are accepted too). Prints the reason and returns -1
+ * when none is found.
+ */
+int http_client_init(http_client *client, const char *prog, const char *server,
+                     const char *token_file);
+
+/* A request with an optional JSON body (NULL for none). Returns 0 when a
+ * response arrived (any status), -1 on a transport failure. */
+int http_request(http_reply *reply, const http_client *client, const char *method,
+                 const char *path, const char *body);
+
+/* Upload size bytes from file with PUT; progress on stderr when progress. The
+ * digest context (may be NULL) sees every byte sent. */
+struct pkgstore_digest_ctx;
+int http_upload(http_reply *reply, const http_client *client, const char *path, FILE *file,
+                uint64_t size, int progress, struct pkgstore_digest_ctx *digest);
+
+/* "CODE: message" from an error body, or the raw body. Points into a static
+ * buffer. */
+const char *http_reply_error(const http_reply *reply);
+
+void http_reply_free(http_reply *reply);
+
+/* Percent-encode s for a path segment or query value into a new string
+ * (free()); NULL on failure. */
+char *http_escape(const char *s);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * pkgstore-push - upload a package artifact to pkgstored.
+ *
+ *   pkgstore-push --server URL [--token-file F] --name N --version V
+ *                 [--platform P] [--type T] [--format F] [--entrypoint E] FILE
+ *
+ * Streams FILE with PUT /v1/packages/N/V?platform=&type=&format=&entrypoint=
+ * while hashing it, then checks that the manifest the server returns lists
+ * the artifact for that platform with the same digest and size.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "httpclient.h"
+#include "pkgstore/digest.h"
+#include "pkgstore/error.h"
+
+#define PROG "pkgstore-push"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pkgstore-push --server URL [--token-file FILE] --name NAME --version VERSION\n"
+            "                     [--platform OS/ARCH] [--type primary|addon] [--format FORMAT]\n"
+            "                     [--entrypoint PATH] [--force] [--json] [--quiet] FILE\n"
+            "\n"
+            "Upload FILE as the artifact of NAME VERSION for one platform and print the\n"
+            "resulting manifest.\n"
+            "\n"
+            "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
+            "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
+            "                      itself in $PKGSTORE_TOKEN)\n"
+            "  --platform P        os/arch[/variant] or 'any' (default: this host)\n"
+            "  --type T            primary (default) or addon\n"
+            "  --format F          binary, tar, tar+gzip, tar+zstd, tar+xz, zip\n"
+            "                      (default: from the file name, else binary)\n"
+            "  --entrypoint PATH   executable inside an archive; file name for a binary\n"
+            "                      (default for a binary: the package name)\n"
+            "  --force             skip the server's dependency check\n"
+            "  --json              print the manifest JSON\n"
+            "  --quiet             no progress bar\n"
+            "  --help, --version\n");
+}
+
+static const char *format_from_name(const char *path)
+{
+    static const struct {
+        const char *suffix, *format;
+    } map[] = {
+        {".tar.gz", "tar+gzip"}, {".tgz", "tar+gzip"},   {".tar.zst", "tar+zstd"},
+        {".tzst", "tar+zstd"},   {".tar.xz", "tar+xz"},   {".txz", "tar+xz"},
+        {".tar", "tar"},         {".zip", "zip"},
+    };
+    size_t len = strlen(path);
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        size_t n = strlen(map[i].suffix);
+        if (len > n && strcmp(path + len - n, map[i].suffix) == 0)
+            return map[i].format;
+    }
+    return "binary";
+}
+
+/* Append "&key=value" (escaped) to query. */
+static int query_add(char *query, size_t size, const char *key, const char *value)
+{
+    char *escaped = http_escape(value);
+    if (!escaped)
+        return -1;
+    size_t len = strlen(query);
+    int n = snprintf(query + len, size - len, "%s%s=%s", len ? "&" : "?", key, escaped);
+    free(escaped);
+    return (n < 0 || (size_t)n >= size - len) ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *name = NULL,
+               *version = NULL, *platform = NULL, *type = "primary", *format = NULL,
+               *entrypoint = NULL;
+    int force = 0, json_out = 0, quiet = 0;
+    enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
+           O_FORCE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG };
+    static const struct option options[] = {
+        {"server", required_argument, NULL, O_SERVER},
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"name", required_argument, NULL, O_NAME},
+        {"version", required_argument, NULL, O_VERSION},
+        {"platform", required_argument, NULL, O_PLATFORM},
+        {"type", required_argument, NULL, O_TYPE},
+        {"format", required_argument, NULL, O_FORMAT},
+        {"entrypoint", required_argument, NULL, O_ENTRY},
+        {"force", no_argument, NULL, O_FORCE},
+        {"json", no_argument, NULL, O_JSON},
+        {"quiet", no_argument, NULL, O_QUIET},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    /* "--version" alone prints ours; "--version V" names the package's. */
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("pkgstore-push %s\n", PKGSTORE_VERSION_STRING);
+        return 0;
+    }
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case O_SERVER: server = optarg; break;
+        case O_TOKEN: token_file = optarg; break;
+        case O_NAME: name = optarg; break;
+        case O_VERSION: version = optarg; break;
+        case O_PLATFORM: platform = optarg; break;
+        case O_TYPE: type = optarg; break;
+        case O_FORMAT: format = optarg; break;
+        case O_ENTRY: entrypoint = optarg; break;
+        case O_FORCE: force = 1; break;
+        case O_JSON: json_out = 1; break;
+        case O_QUIET: quiet = 1; break;
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 != argc || !name || !version) {
+        if (optind == argc && !name && !version && argc == 1) {
+            usage(stderr);
+            return 2;
+        }
+        fprintf(stderr, PROG ": %s\n",
+                optind + 1 != argc ? "exactly one FILE is required"
+                                   : "--name and --version are required");
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(type, "primary") != 0 && strcmp(type, "addon") != 0) {
+        fprintf(stderr, PROG ": --type: must be primary or addon: %s\n", type);
+        return 2;
+    }
+    const char *path = argv[optind];
+    char host_platform[128];
+    if (!platform) {
+        struct utsname uts;
+        if (uname(&uts) < 0) {
+            fprintf(stderr, PROG ": uname: %s\n", strerror(errno));
+            return 1;
+        }
+        /* the server normalizes aliases such as x86_64 and aarch64 */
+        snprintf(host_platform, sizeof host_platform, "linux/%s", uts.machine);
+        platform = host_platform;
+    }
+    if (!format)
+        format = format_from_name(path);
+
+    FILE *file = fopen(path, "rb");
+    if (!file) {
+        fprintf(stderr, PROG ": %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    struct stat st;
+    if (fstat(fileno(file), &st) < 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, PROG ": %s: not a regular file\n", path);
+        fclose(file);
+        return 1;
+    }
+
+    http_client client;
+    if (http_client_init(&client, PROG, server, token_file) < 0) {
+        fclose(file);
+        return 2;
+    }
+    char *name_escaped = http_escape(name), *version_escaped = http_escape(version);
+    char query[4096] = "";
+    int bad = !name_escaped || !version_escaped || query_add(query, sizeof query, "platform", platform) < 0 ||
+              query_add(query, sizeof query, "type", type) < 0 ||
+              query_add(query, sizeof query, "format", format) < 0 ||
+              (entrypoint && query_add(query, sizeof query, "entrypoint", entrypoint) < 0) ||
+              (force && query_add(query, sizeof query, "force", "1") < 0);
+    char url_path[8192];
+    if (!bad)
+        snprintf(url_path, sizeof url_path, "/v1/packages/%s/%s%s", name_escaped,
+                 version_escaped, query);
+    free(name_escaped);
+    free(version_escaped);
+    if (bad) {
+        fprintf(stderr, PROG ": arguments too long\n");
+        fclose(file);
+        return 2;
+    }
+
+    pkgstore_digest_ctx *ctx = NULL;
+    if (pkgstore_digest_ctx_new(&ctx) < 0) {
+        fprintf(stderr, PROG ": sha256: %s\n", pkgstore_error_detail());
+        fclose(file);
+        return 1;
+    }
+    http_reply reply;
+    int progress = !quiet && isatty(STDERR_FILENO);
+    int result = http_upload(&reply, &client, url_path, file, (uint64_t)st.st_size, progress, ctx);
+    fclose(file);
+    pkgstore_digest local;
+    pkgstore_digest_ctx_final(&local, ctx);
+    pkgstore_digest_ctx_free(ctx);
+    if (result < 0 || reply.status != 201) {
+        fprintf(stderr, PROG ": %s: %s\n", path, http_reply_error(&reply));
+        http_reply_free(&reply);
+        return 1;
+    }
+
+    /* The server hashed what it received: it must be what we sent. */
+    char local_str[PKGSTORE_DIGEST_STR_SIZE];
+    pkgstore_digest_format(local_str, &local);
+    json_error_t jerr;
+    json_t *manifest = json_loads(reply.body, 0, &jerr);
+    json_t *artifacts = json_object_get(manifest, "artifacts");
+    int matched = 0;
+    const char *stored_platform = platform;
+    for (size_t i = 0; i < json_array_size(artifacts); i++) {
+        json_t *artifact = json_array_get(artifacts, i);
+        const char *digest = json_string_value(json_object_get(artifact, "digest"));
+        json_int_t size = json_integer_value(json_object_get(artifact, "size"));
+        if (digest && strcmp(digest, local_str) == 0 && size == (json_int_t)st.st_size) {
+            matched = 1;
+            if (json_string_value(json_object_get(artifact, "platform")))
+                stored_platform = json_string_value(json_object_get(artifact, "platform"));
+        }
+    }
+    if (!matched) {
+        fprintf(stderr, PROG ": %s: the server's manifest does not list %s (%lld bytes)\n", path,
+                local_str, (long long)st.st_size);
+        json_decref(manifest);
+        http_reply_free(&reply);
+        return 1;
+    }
+    if (json_out) {
+        printf("%s\n", reply.body);
+    } else {
+        printf("pushed %s %s %s %s (%lld bytes)\n", json_string_value(json_object_get(manifest, "name")),
+               json_string_value(json_object_get(manifest, "version")), stored_platform, local_str,
+               (long long)st.st_size);
+    }
+    json_decref(manifest);
+    http_reply_free(&reply);
+    return 0;
+}
