@@ -402,6 +402,7 @@ PKGSTORE_API int pkgstore_archive_detect_fd(pkgstore_archive_format *out, int fd
     if ((error = reader_open_fd(&a, &src, fd)) < 0) {
         /* libarchive refuses to open data it cannot bid on at all. */
         if (error == PKGSTORE_EFORMAT && sniff(head, (size_t)n, &unsupported) == 0 && !unsupported) {
+            pkgstore_error_clear(); /* not an archive is an answer, not a failure */
             *out = PKGSTORE_ARCHIVE_BINARY;
             return 0;
         }
@@ -463,6 +464,7 @@ PKGSTORE_API int pkgstore_archive_detect_buffer(pkgstore_archive_format *out, co
         return error;
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
         if (sniff(data, len, &unsupported) == 0 && !unsupported) {
+            pkgstore_error_clear();
             *out = PKGSTORE_ARCHIVE_BINARY;
             error = 0;
         } else {
@@ -986,14 +988,12 @@ static int extract_dir(scan *s, struct archive_entry *entry)
         error = ps_error_errno(errno, "%.512s: mkdir", s->path);
         goto out;
     }
-    if (fchmodat(dirfd, base, mode, AT_SYMLINK_NOFOLLOW) < 0 && errno != EOPNOTSUPP) {
-        /* glibc's fchmodat refuses AT_SYMLINK_NOFOLLOW on some kernels:
-         * the entry was just checked to be a directory. */
-        if (fchmodat(dirfd, base, mode, 0) < 0) {
-            error = ps_error_errno(errno, "%.512s: chmod", s->path);
-            goto out;
-        }
-    }
+    /* chmod through an fd opened without following a symlink. */
+    int fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchmod(fd, mode) < 0)
+        error = ps_error_errno(errno, "%.512s: chmod", s->path);
+    if (fd >= 0)
+        close(fd);
 out:
     close(dirfd);
     return error;
