@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "error.h"
+#include "pkgstore/platform.h"
 #include "policy.h"
 
 /* ---------------------------------------------------------------- parsing */
@@ -36,7 +37,8 @@ struct hb_pkg {
 
 struct hb {
     const char *node_id;
-    const char *platform;
+    const char *platform; /* points at platform_buf once normalized */
+    char platform_buf[PKGSTORE_PLATFORM_STR_SIZE];
     const char *agent_version;
     size_t nlabels;
     pkgstore_label labels[PKGSTORE_LABELS_MAX];
@@ -184,6 +186,13 @@ static int parse_hb(struct hb *hb, json_t *root, int stored)
         (error = get_string(&hb->agent_version, root, "agent_version", "", 1, 64,
                             CS_TOKEN)) < 0)
         return error;
+    /* "linux/x86_64" is stored and matched as "linux/amd64" */
+    if (pkgstore_platform_normalize(hb->platform_buf, hb->platform) < 0) {
+        if (strncmp(pkgstore_error_detail(), "platform", 8) != 0)
+            ps_error_prefix("platform");
+        return PKGSTORE_EINVALID;
+    }
+    hb->platform = hb->platform_buf;
     if ((labels = json_object_get(root, "labels")) && !json_is_null(labels)) {
         if (!json_is_object(labels))
             return ps_error_set(PKGSTORE_EINVALID, "labels: not an object");

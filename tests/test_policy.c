@@ -356,6 +356,9 @@ static void test_policy__offer_carries_every_field(void **state)
     assert_string_equal(str_at(offer, "digest"), f->contrib98_arm64);
     assert_string_equal(str_at(offer, "platform"), "linux/arm64");
     json_decref(resp);
+    json_t *view = node_view(f, "edge-43"); /* stored normalized */
+    assert_string_equal(str_at(view, "platform"), "linux/arm64");
+    json_decref(view);
 
     /* a node the selector does not match gets nothing */
     resp = heartbeat(f, "{\"node_id\":\"edge-44\",\"labels\":{\"env\":\"dev\"},"
@@ -624,6 +627,8 @@ static void test_policy__heartbeat_validation(void **state)
     assert_fails(HB("{\"node_id\":\"n\"}"), PKGSTORE_EINVALID, "platform: missing");
     assert_fails(HB("{\"node_id\":\"n\",\"platform\":7}"), PKGSTORE_EINVALID,
                  "platform: not a string");
+    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux\"}"), PKGSTORE_EINVALID,
+                 "platform");
     assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"labels\":{\"bad key\":"
                     "\"x\"}}"),
                  PKGSTORE_EINVALID, "labels.bad key");
