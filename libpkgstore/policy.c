@@ -731,6 +731,7 @@ struct tally {
     pkgstore_policy_db *db;
     struct ps_policy_set *set;
     struct ps_slot *slots;
+    struct ps_target **targets;                  /* per by_rank index */
     uint64_t (*counts)[PKGSTORE_ROLLOUT_COUNT]; /* per by_rank index */
     uint64_t *matching;                          /* per by_rank index */
     size_t only;                                 /* by_rank index, or SIZE_MAX for all */
@@ -745,7 +746,8 @@ static int tally_node(struct ps_node *node, void *payload)
 
     if (!node->report)
         return 0;
-    ps_policy_evaluate(tally->slots, &nslots, tally->db, tally->set, node->report, node);
+    ps_policy_evaluate(tally->slots, &nslots, tally->db, tally->set, node->report, node,
+                       tally->targets);
     for (size_t i = 0; i < nslots; i++) {
         size_t idx = (size_t)(tally->slots[i].item - tally->set->by_rank);
         if (tally->only != SIZE_MAX && idx != tally->only)
@@ -805,11 +807,13 @@ static int tally_run(struct tally *tally, pkgstore_policy_db *db, struct ps_poli
     tally->only = only;
     size_t n = set->count ? set->count : 1;
     tally->slots = calloc(n, sizeof(*tally->slots));
+    tally->targets = calloc(n, sizeof(*tally->targets));
     tally->counts = calloc(n, sizeof(*tally->counts));
     tally->matching = calloc(n, sizeof(*tally->matching));
     if (with_nodes)
         tally->nodes = json_array();
-    if (!tally->slots || !tally->counts || !tally->matching || (with_nodes && !tally->nodes))
+    if (!tally->slots || !tally->targets || !tally->counts || !tally->matching ||
+        (with_nodes && !tally->nodes))
         return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
     ps_nodes_foreach(db, tally_node, tally);
     if (tally->failed || (tally->nodes && sort_by_id(tally->nodes) < 0))
@@ -819,6 +823,9 @@ static int tally_run(struct tally *tally, pkgstore_policy_db *db, struct ps_poli
 
 static void tally_free(struct tally *tally)
 {
+    if (tally->set)
+        ps_targets_release(tally->targets, tally->set->count);
+    free(tally->targets);
     free(tally->slots);
     free(tally->counts);
     free(tally->matching);

@@ -153,10 +153,14 @@ struct ps_slot {
 };
 
 /* Evaluate report (and history, may be NULL) against set into slots (room
- * for set->count entries); *nslots receives how many were filled. */
+ * for set->count entries); *nslots receives how many were filled.
+ * targets (may be NULL) is a per-caller cache of set->count entries, zeroed
+ * before first use and released with ps_targets_release(), so that a pass
+ * over many nodes looks each target up once. */
 void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_db *db,
                         const struct ps_policy_set *set, const struct ps_report *report,
-                        const struct ps_node *history);
+                        const struct ps_node *history, struct ps_target **targets);
+void ps_targets_release(struct ps_target **targets, size_t count);
 void ps_slots_release(struct ps_slot *slots, size_t nslots);
 
 /* The offer of a slot (offer set) as a JSON object text into *out (free

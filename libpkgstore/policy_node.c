@@ -546,7 +546,8 @@ static json_t *hist_json(const struct ps_hist *h, int stored)
  * fields) or the fleet view (set non-NULL: RFC 3339 times, rollout,
  * last_status). NULL when out of memory. */
 static json_t *node_json(pkgstore_policy_db *db, const struct ps_node *node,
-                         const struct ps_policy_set *set, int stored, int with_history)
+                         const struct ps_policy_set *set, struct ps_target **targets,
+                         int stored, int with_history)
 {
     const struct ps_report *r = node->report;
     json_t *obj = json_object(), *labels = json_object(), *pkgs = json_array();
@@ -590,7 +591,7 @@ static json_t *node_json(pkgstore_policy_db *db, const struct ps_node *node,
         if (set->count > 16 && !(slots = calloc(set->count, sizeof(*slots))))
             failed = 1;
         if (!failed && rollout) {
-            ps_policy_evaluate(slots, &nslots, db, set, r, node);
+            ps_policy_evaluate(slots, &nslots, db, set, r, node, targets);
             for (size_t i = 0; i < nslots; i++) {
                 const pkgstore_policy *p = &slots[i].item->policy;
                 failed |= json_array_append_new(
@@ -663,7 +664,7 @@ int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const
         error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
         goto out;
     }
-    ps_policy_evaluate(slots, &nslots, db, set, &report->report, NULL);
+    ps_policy_evaluate(slots, &nslots, db, set, &report->report, NULL, NULL);
 
     /* Record the node. */
     {
@@ -776,7 +777,7 @@ int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const
     struct ps_node *node = node_find(shard, node_id, hash);
     if (!node || !node->report)
         error = ps_error_set(PKGSTORE_ENOTFOUND, "node %.253s not found", node_id);
-    else if (!(obj = node_json(db, node, set, 0, 1)))
+    else if (!(obj = node_json(db, node, set, NULL, 0, 1)))
         error = ps_error_set(PKGSTORE_ENOMEM, "node %s: out of memory", node_id);
     pthread_mutex_unlock(&shard->lock);
     ps_policy_set_release(set);
@@ -792,6 +793,7 @@ int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const
 struct list_nodes {
     pkgstore_policy_db *db;
     struct ps_policy_set *set;
+    struct ps_target **targets;
     json_t **items;
     size_t count, cap;
     int with_history;
@@ -812,7 +814,7 @@ static int list_node(struct ps_node *node, void *payload)
         list->items = grown;
         list->cap = cap;
     }
-    if (!(obj = node_json(list->db, node, list->set, 0, list->with_history)))
+    if (!(obj = node_json(list->db, node, list->set, list->targets, 0, list->with_history)))
         return PKGSTORE_ENOMEM;
     list->items[list->count++] = obj;
     return 0;
@@ -826,7 +828,7 @@ static int cmp_node_obj(const void *a, const void *b)
 
 int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int with_history)
 {
-    struct list_nodes list = {db, NULL, NULL, 0, 0, with_history};
+    struct list_nodes list = {db, NULL, NULL, NULL, 0, 0, with_history};
     json_t *root = NULL, *array = NULL;
     int error = 0;
 
@@ -835,6 +837,10 @@ int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int 
     if (!json_out || !db)
         return ps_error_set(PKGSTORE_EINVALID, "node_list_json: NULL argument");
     list.set = ps_policy_set_get(db);
+    if (!(list.targets = calloc(list.set->count ? list.set->count : 1, sizeof(*list.targets)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
+        goto out;
+    }
     if (ps_nodes_foreach(db, list_node, &list) < 0) {
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
@@ -860,6 +866,8 @@ out:
         json_decref(list.items[i]);
     free(list.items);
     json_decref(root);
+    ps_targets_release(list.targets, list.set->count);
+    free(list.targets);
     ps_policy_set_release(list.set);
     return error;
 }
@@ -904,7 +912,7 @@ static int collect_node(struct ps_node *node, void *payload)
         batch->items = grown;
         batch->cap = cap;
     }
-    json_t *obj = node_json(batch->db, node, NULL, 1, 1);
+    json_t *obj = node_json(batch->db, node, NULL, NULL, 1, 1);
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     char *id = strdup(node->id);
     json_decref(obj);

@@ -178,7 +178,7 @@ static int reported_state(pkgstore_rollout_state *out, const pkgstore_policy_db 
 
 void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_db *db,
                         const struct ps_policy_set *set, const struct ps_report *report,
-                        const struct ps_node *history)
+                        const struct ps_node *history, struct ps_target **targets)
 {
     size_t n = 0;
     int primary_taken = 0;
@@ -206,7 +206,16 @@ void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_d
         struct ps_slot *slot = &slots[n++];
         memset(slot, 0, sizeof(*slot));
         slot->item = item;
-        slot->target = ps_target_get(db, policy->package, policy->version);
+        if (targets && targets[i]) {
+            slot->target = targets[i];
+            atomic_fetch_add(&slot->target->refs, 1);
+        } else {
+            slot->target = ps_target_get(db, policy->package, policy->version);
+            if (targets && slot->target) {
+                targets[i] = slot->target;
+                atomic_fetch_add(&slot->target->refs, 1);
+            }
+        }
         if (!slot->target || slot->target->error < 0) {
             slot->state = PKGSTORE_ROLLOUT_UNKNOWN;
             continue;
@@ -228,6 +237,14 @@ void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_d
     }
     *nslots = n;
     pkgstore_error_clear();
+}
+
+void ps_targets_release(struct ps_target **targets, size_t count)
+{
+    for (size_t i = 0; targets && i < count; i++) {
+        ps_target_release(targets[i]);
+        targets[i] = NULL;
+    }
 }
 
 void ps_slots_release(struct ps_slot *slots, size_t nslots)
