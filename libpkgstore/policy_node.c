@@ -592,6 +592,19 @@ static json_t *node_json(pkgstore_policy_db *db, const struct ps_node *node,
             failed = 1;
         if (!failed && rollout) {
             ps_policy_evaluate(slots, &nslots, db, set, r, node, targets);
+            /* one word for the fleet table: the primary slot's state, else
+             * the first addon's, else null (no policy governs the node) */
+            const struct ps_slot *headline = nslots > 0 ? &slots[0] : NULL;
+            for (size_t i = 0; i < nslots; i++) {
+                if (slots[i].item->policy.type == PKGSTORE_TYPE_PRIMARY) {
+                    headline = &slots[i];
+                    break;
+                }
+            }
+            failed |= json_object_set_new(
+                obj, "rollout_state",
+                headline ? json_string(pkgstore_rollout_state_name(headline->state))
+                         : json_null());
             for (size_t i = 0; i < nslots; i++) {
                 const pkgstore_policy *p = &slots[i].item->policy;
                 failed |= json_array_append_new(

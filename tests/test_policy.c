@@ -459,6 +459,7 @@ static void test_policy__incompatible_platform(void **state)
     json_t *view = node_view(f, "rv");
     json_t *rollout = json_array_get(json_object_get(view, "rollout"), 0);
     assert_string_equal(str_at(rollout, "state"), "Incompatible");
+    assert_string_equal(str_at(view, "rollout_state"), "Incompatible");
     json_decref(view);
 
     view = policy_view(f, "canary");
@@ -678,6 +679,7 @@ static void test_policy__node_views_and_delete(void **state)
     assert_string_equal(str_at(json_object_get(view, "labels"), "zone"), "z1");
     assert_non_null(strstr(str_at(view, "last_seen"), "Z"));
     assert_true(json_is_null(json_object_get(view, "last_status")));
+    assert_true(json_is_null(json_object_get(view, "rollout_state"))); /* no policy */
     assert_int_equal(json_array_size(json_object_get(view, "history")), 0);
     json_decref(view);
 
