@@ -25,6 +25,7 @@
 #include "pkgstore.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/index.h"
+#include "pkgstore/registry.h"
 #include "pkgstore/store.h"
 #include "gc.h"
 #include "index.h"
@@ -161,7 +162,7 @@ static void register_package(pkgstore_store *store, const char *name, const char
     assert_ok(pkgstore_index_package_put(store, &rec));
 }
 
-/* A manifest record as the registry writes it: name\0version -> digest(32) + rest. */
+/* A manifest record reduced to what gc must honour: name\0version -> digest(32). */
 struct raw_manifest {
     const char *key;
     size_t key_len;
@@ -171,10 +172,7 @@ struct raw_manifest {
 static int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
 {
     struct raw_manifest *raw = payload;
-    unsigned char value[40];
-    memcpy(value, raw->digest.bytes, 32);
-    memcpy(value + 32, "registry", 8);
-    MDB_val key = {raw->key_len, (void *)raw->key}, val = {sizeof(value), value};
+    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
     int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
     return rc ? ps_index_error(rc, "test") : 0;
 }
@@ -226,6 +224,75 @@ static void test_gc__mark_sweep(void **state)
     assert_int_equal(report.blobs_total, 2);
     assert_int_equal(report.blobs_deleted, 0);
     assert_int_equal(report.bytes_freed, 0);
+}
+
+/* Through the registry: a removed version's blobs go, a live version's
+ * manifest and artifacts stay even when its package records are lost. */
+static void test_gc__registry_manifests(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_registry *reg = NULL;
+    pkgstore_artifact artifact;
+    pkgstore_digest live_manifest, gone_manifest;
+    pkgstore_digest live = add_blob(fx->store, "live binary");
+    pkgstore_digest gone = add_blob(fx->store, "removed binary");
+    pkgstore_gc_report report;
+
+    assert_ok(pkgstore_registry_open(&reg, fx->store));
+    memset(&artifact, 0, sizeof(artifact));
+    snprintf(artifact.platform, sizeof(artifact.platform), "linux/amd64");
+    snprintf(artifact.format, sizeof(artifact.format), "binary");
+    snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "otelcol");
+    artifact.digest = live;
+    artifact.size = strlen("live binary");
+    assert_ok(pkgstore_registry_add(NULL, &live_manifest, reg, "otelcol", "1.0.0", &artifact, NULL));
+    artifact.digest = gone;
+    artifact.size = strlen("removed binary");
+    assert_ok(pkgstore_registry_add(NULL, &gone_manifest, reg, "otelcol", "0.9.0", &artifact, NULL));
+    assert_ok(pkgstore_registry_remove(reg, "otelcol", "0.9.0"));
+
+    /* lose the live version's package record: its manifest still holds it */
+    assert_ok(pkgstore_index_package_delete(fx->store, "otelcol", "1.0.0", "linux/amd64"));
+
+    backdate(fx->store, &live, 7200);
+    backdate(fx->store, &gone, 7200);
+    backdate(fx->store, &live_manifest, 7200);
+    backdate(fx->store, &gone_manifest, 7200);
+    report = run_gc(fx->store, 3600, 0);
+    assert_int_equal(report.blobs_deleted, 2);
+    assert_true(blob_exists(fx->store, &live));
+    assert_true(blob_exists(fx->store, &live_manifest));
+    assert_false(blob_exists(fx->store, &gone));
+    assert_false(blob_exists(fx->store, &gone_manifest));
+    pkgstore_registry_free(reg);
+}
+
+/* A manifest record whose bytes do not parse stops gc instead of freeing
+ * what it may refer to. */
+static int write_bad_manifest(MDB_txn *txn, ps_index *index, void *payload)
+{
+    unsigned char value[40] = {0};
+    (void)payload;
+    memcpy(value + 32, "not json", 8);
+    MDB_val key = {9, "bad\0" "1.0.0"}, val = {sizeof(value), value};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test") : 0;
+}
+
+static void test_gc__unreadable_manifest_stops_gc(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_digest orphan = add_blob(fx->store, "orphan");
+    pkgstore_gc_options opts = PKGSTORE_GC_OPTIONS_INIT;
+    pkgstore_gc_report report;
+
+    backdate(fx->store, &orphan, 7200);
+    assert_ok(ps_index_write(ps_store_index(fx->store), write_bad_manifest, NULL));
+    opts.grace_seconds = 0;
+    assert_true(pkgstore_gc_run(&report, fx->store, &opts) < 0);
+    assert_non_null(strstr(pkgstore_error_detail(), "refusing to sweep: manifest record bad 1.0.0"));
+    assert_int_equal(report.blobs_deleted, 0);
+    assert_true(blob_exists(fx->store, &orphan));
 }
 
 static void test_gc__grace(void **state)
@@ -641,6 +708,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gc__mark_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__registry_manifests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__unreadable_manifest_stops_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__age_from_mtime_without_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__dry_run, setup, teardown),
