@@ -693,7 +693,7 @@ static void test_gc__racing_adders(void **state)
     /* the locked (even) adders never lose an add */
     for (int n = 0; n < ADDERS; n += 2) {
         struct race_check one = {fx->store, 0, 0};
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "adder%d", n);
         assert_ok(pkgstore_index_package_foreach(fx->store, name, race_check_cb, &one));
         assert_int_equal(one.records, ADDS);
