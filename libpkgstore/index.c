@@ -62,6 +62,17 @@ static const char *const db_names[PS_DB_COUNT] = {
  * to see whether fn failed because the map was full. */
 static _Thread_local int last_mdb_rc;
 
+/* Transactions of this thread now running. A nested one could deadlock: a
+ * resize (exclusive lock) would wait for the outer transaction's shared
+ * lock held by the very same thread. So nesting is refused outright. */
+static _Thread_local int txn_depth;
+
+static int refuse_nested(void)
+{
+    return ps_error_set(PKGSTORE_EINTERNAL,
+                        "index: transaction started inside another one on this thread");
+}
+
 /* ---------------------------------------------------------------- errors */
 
 int ps_index_error(int mdb_rc, const char *fmt, ...)
@@ -350,6 +361,8 @@ int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
         return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
     if (index->read_only)
         return ps_error_set(PKGSTORE_EDENIED, "index: opened read-only");
+    if (txn_depth > 0)
+        return refuse_nested();
 
     for (;;) {
         MDB_txn *txn = NULL;
@@ -371,7 +384,9 @@ int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
         }
 
         last_mdb_rc = 0;
+        txn_depth++;
         error = fn(txn, index, payload);
+        txn_depth--;
         grow = 0;
         if (error < 0) {
             grow = last_mdb_rc == MDB_MAP_FULL;
@@ -398,6 +413,8 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
 {
     if (index == NULL || fn == NULL)
         return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    if (txn_depth > 0)
+        return refuse_nested();
 
     for (;;) {
         MDB_txn *txn = NULL;
@@ -425,7 +442,9 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
             pthread_rwlock_unlock(&index->resize_lock);
             return ps_index_error(rc, "begin read transaction");
         }
+        txn_depth++;
         error = fn(txn, index, payload);
+        txn_depth--;
         mdb_txn_reset(txn);
         pthread_mutex_lock(&index->pool_mutex);
         if (index->pooled < READ_POOL) {

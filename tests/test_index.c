@@ -423,6 +423,35 @@ static void test_index__foreach_order_prefix_and_batches(void **state)
     ps_index_free(index);
 }
 
+static int nested_read(MDB_txn *txn, ps_index *index, void *payload)
+{
+    (void)txn;
+    (void)payload;
+    return ps_index_read(index, nested_read, NULL);
+}
+
+static int nested_write(MDB_txn *txn, ps_index *index, void *payload)
+{
+    pkgstore_digest digest;
+    (void)txn;
+    (void)payload;
+    digest_of_int(&digest, 1);
+    return ps_index_blob_put(index, &digest, 1);
+}
+
+static void test_index__nested_transactions_refused(void **state)
+{
+    struct fixture *fx = *state;
+    ps_index *index = open_index(fx->index, 0);
+    assert_int_equal(ps_index_read(index, nested_read, NULL), PKGSTORE_EINTERNAL);
+    assert_non_null(strstr(pkgstore_error_detail(), "inside another"));
+    assert_int_equal(ps_index_write(index, nested_write, NULL), PKGSTORE_EINTERNAL);
+    assert_int_equal(ps_index_read(index, nested_write, NULL), PKGSTORE_EINTERNAL);
+    /* and the thread is usable afterwards */
+    assert_ok(ps_index_write(index, write_format, &(uint32_t){1}));
+    ps_index_free(index);
+}
+
 /* ---------------------------------------------------------------- map growth */
 
 struct many {
@@ -932,6 +961,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index__package_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__package_notfound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__foreach_order_prefix_and_batches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_index__nested_transactions_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_index__map_full_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__map_resized_by_other_process, setup,
