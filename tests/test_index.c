@@ -135,6 +135,42 @@ static void test_index__open_reopen(void **state)
     ps_index_free(index);
 }
 
+/* Two handles on one index in one process share one LMDB environment
+ * (LMDB forbids opening it twice); each free drops one reference. */
+static void test_index__open_twice_shares_environment(void **state)
+{
+    struct fixture *fx = *state;
+    char alias[160];
+    ps_index *first = open_index(fx->index, 0);
+    ps_index *second, *read_only = NULL, *other = NULL;
+    pkgstore_digest digest;
+    pkgstore_blob_record rec;
+
+    snprintf(alias, sizeof(alias), "%s/../index", fx->index); /* another spelling */
+    second = open_index(alias, 0);
+    assert_ptr_equal(first, second);
+    assert_ok(ps_index_open(&read_only, fx->index, 1, 0, 0));
+    assert_ptr_equal(first, read_only);
+    ps_index_free(read_only);
+
+    digest_of_int(&digest, 5);
+    assert_ok(ps_index_blob_put(first, &digest, 5));
+    ps_index_free(first);
+    assert_ok(ps_index_blob_get(&rec, second, &digest)); /* still open */
+    ps_index_free(second);
+
+    /* a read-only environment cannot serve a read-write open */
+    assert_ok(ps_index_open(&read_only, fx->index, 1, 0, 0));
+    assert_int_equal(ps_index_open(&other, fx->index, 0, 1, 0), PKGSTORE_ELOCKED);
+    assert_null(other);
+    ps_index_free(read_only);
+
+    /* once all are closed, a fresh open gets a new environment */
+    first = open_index(fx->index, 0);
+    assert_ok(ps_index_blob_get(&rec, first, &digest));
+    ps_index_free(first);
+}
+
 static void test_index__open_missing_read_only(void **state)
 {
     struct fixture *fx = *state;
@@ -951,6 +987,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_index__open_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index__open_twice_shares_environment, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_index__open_missing_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__unknown_format_refused, setup, teardown),
         cmocka_unit_test(test_index__error_translation),
