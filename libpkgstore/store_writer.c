@@ -481,7 +481,8 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
             (void)madvise(map, map_len, MADV_SEQUENTIAL);
     }
     if (pthread_create(&thread, NULL, copier_main, &job) != 0) {
-        error = 1;
+        /* the plain loop writes from offset 0: drop the reservation */
+        error = ftruncate(writer->fd, 0) == 0 ? 1 : io_error(errno, writer, "truncate");
         goto out_nothread;
     }
     for (;;) {
