@@ -210,10 +210,13 @@ int main(int argc, char **argv)
     pkgstore_policy_flush(db);
     malloc_trim(0);
     struct mallinfo2 after = mallinfo2();
+    double per_node = memory_nodes > nodes ? (double)(after.uordblks - before.uordblks) /
+                                                 (double)(memory_nodes - nodes)
+                                           : 0.0;
     printf("memory:     %zu nodes: heap in use %.1f MB (%.0f bytes per node), RSS %ld MB "
            "(+%ld MB; includes LMDB pages mapped by the flusher)\n",
            pkgstore_policy_node_count(db), (double)after.uordblks / 1048576.0,
-           (double)(after.uordblks - before.uordblks) / (double)(memory_nodes - nodes),
+           per_node,
            rss_kb() / 1024, (rss_kb() - rss_before) / 1024);
 
     /* 3. views, flush, reopen */
