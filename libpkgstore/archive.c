@@ -36,6 +36,9 @@
 #define MAX_PATH_LEN 4095
 #define MAX_NAME_LEN 255
 #define MAX_SYMLINK_HOPS 40
+#define MAX_DEPTH 128                   /* components in an entry path */
+#define MAX_RESOLVE_DEPTH (MAX_PATH_LEN / 2 + 2)
+#define RESOLVE_BUDGET 2000000u         /* symlink resolution steps per archive */
 #define MAX_FILTERS 1 /* one compression layer at most */
 
 /* ------------------------------------------------------------ formats */
@@ -116,6 +119,7 @@ typedef struct source {
     int64_t offset;
     int64_t size;
     unsigned char *buf;
+    size_t buf_size;
     int read_errno;
 } source;
 
@@ -124,7 +128,7 @@ static la_ssize_t source_read(struct archive *a, void *data, const void **buf)
     source *src = data;
     (void)a;
     for (;;) {
-        ssize_t n = pread(src->fd, src->buf, READ_BLOCK, src->offset);
+        ssize_t n = pread(src->fd, src->buf, src->buf_size, src->offset);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -198,7 +202,11 @@ static int reader_open_fd(struct archive **out, source *src, int fd)
     memset(src, 0, sizeof(*src));
     src->fd = fd;
     src->size = st.st_size;
-    src->buf = malloc(READ_BLOCK);
+    /* Small archives (most uploads of scripts, the fuzzer) get a small buffer. */
+    src->buf_size = st.st_size < READ_BLOCK ? (size_t)st.st_size + 1 : READ_BLOCK;
+    if (src->buf_size < 4096)
+        src->buf_size = 4096;
+    src->buf = malloc(src->buf_size);
     if (!src->buf)
         return ps_error_set(PKGSTORE_ENOMEM, "archive: out of memory");
     if ((error = reader_new(&a)) < 0) {
@@ -397,6 +405,7 @@ PKGSTORE_API int pkgstore_archive_detect_fd(pkgstore_archive_format *out, int fd
     if ((error = reader_open_fd(&a, &src, fd)) < 0) {
         /* libarchive refuses to open data it cannot bid on at all. */
         if (error == PKGSTORE_EFORMAT && sniff(head, (size_t)n, &unsupported) == 0 && !unsupported) {
+            pkgstore_error_clear(); /* not an archive is an answer, not a failure */
             *out = PKGSTORE_ARCHIVE_BINARY;
             return 0;
         }
@@ -458,6 +467,7 @@ PKGSTORE_API int pkgstore_archive_detect_buffer(pkgstore_archive_format *out, co
         return error;
     if (archive_read_open_memory(a, data, len) != ARCHIVE_OK) {
         if (sniff(data, len, &unsupported) == 0 && !unsupported) {
+            pkgstore_error_clear();
             *out = PKGSTORE_ARCHIVE_BINARY;
             error = 0;
         } else {
@@ -479,7 +489,7 @@ PKGSTORE_API int pkgstore_archive_detect_buffer(pkgstore_archive_format *out, co
  * result means the extraction directory itself. */
 static int normalize_path(char *out, size_t out_size, const char *in, const char *what)
 {
-    size_t n = 0;
+    size_t n = 0, depth = 0;
     const char *p = in;
 
     if (!in || !*in)
@@ -495,6 +505,9 @@ static int normalize_path(char *out, size_t out_size, const char *in, const char
         if (len > MAX_NAME_LEN)
             return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: file name too long", in);
         if (len > 0 && !(len == 1 && p[0] == '.')) {
+            if (++depth > MAX_DEPTH)
+                return ps_error_set(PKGSTORE_ELIMIT, "%.512s: more than %d levels of directories",
+                                    in, MAX_DEPTH);
             if (n + (n ? 1 : 0) + len >= out_size || n + len + 1 > MAX_PATH_LEN)
                 return ps_error_set(PKGSTORE_EUNSAFE, "%.512s...: path too long", in);
             if (n)
@@ -517,6 +530,7 @@ static int normalize_path(char *out, size_t out_size, const char *in, const char
 typedef struct node {
     char *path; /* normalized; owns the target too (path\0target\0) */
     const char *target;
+    uint64_t hash; /* of path */
     pkgstore_archive_entry_type type;
 } node;
 
@@ -527,9 +541,12 @@ typedef struct node_map {
     size_t symlinks;
 } node_map;
 
-static uint64_t hash_str(const char *s, size_t len)
+/* FNV-1a, extendable: the hash of "a/b" is hash_extend(hash("a"), "/b"),
+ * so every prefix of a path is looked up in linear time overall. */
+#define HASH_INIT 1469598103934665603ull
+
+static uint64_t hash_extend(uint64_t h, const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
@@ -537,17 +554,23 @@ static uint64_t hash_str(const char *s, size_t len)
     return h;
 }
 
-static node *map_find(const node_map *map, const char *path, size_t len)
+static node *map_find_hashed(const node_map *map, const char *path, size_t len, uint64_t hash)
 {
     if (!map->cap)
         return NULL;
-    size_t i = (size_t)hash_str(path, len) & (map->cap - 1);
+    size_t i = (size_t)hash & (map->cap - 1);
     while (map->slots[i].path) {
-        if (strncmp(map->slots[i].path, path, len) == 0 && map->slots[i].path[len] == '\0')
+        const node *n = &map->slots[i];
+        if (n->hash == hash && strncmp(n->path, path, len) == 0 && n->path[len] == '\0')
             return &map->slots[i];
         i = (i + 1) & (map->cap - 1);
     }
     return NULL;
+}
+
+static node *map_find(const node_map *map, const char *path, size_t len)
+{
+    return map_find_hashed(map, path, len, hash_extend(HASH_INIT, path, len));
 }
 
 static int map_grow(node_map *map)
@@ -559,7 +582,7 @@ static int map_grow(node_map *map)
     for (size_t j = 0; j < map->cap; j++) {
         if (!map->slots[j].path)
             continue;
-        size_t i = (size_t)hash_str(map->slots[j].path, strlen(map->slots[j].path)) & (cap - 1);
+        size_t i = (size_t)map->slots[j].hash & (cap - 1);
         while (slots[i].path)
             i = (i + 1) & (cap - 1);
         slots[i] = map->slots[j];
@@ -574,7 +597,8 @@ static int map_put(node_map *map, const char *path, pkgstore_archive_entry_type 
                    const char *target)
 {
     size_t plen = strlen(path), tlen = target ? strlen(target) : 0;
-    node *slot = map_find(map, path, plen);
+    uint64_t hash = hash_extend(HASH_INIT, path, plen);
+    node *slot = map_find_hashed(map, path, plen, hash);
     char *copy = malloc(plen + 1 + tlen + 1);
     int error;
 
@@ -592,13 +616,14 @@ static int map_put(node_map *map, const char *path, pkgstore_archive_entry_type 
             free(copy);
             return error;
         }
-        size_t i = (size_t)hash_str(path, plen) & (map->cap - 1);
+        size_t i = (size_t)hash & (map->cap - 1);
         while (map->slots[i].path)
             i = (i + 1) & (map->cap - 1);
         slot = &map->slots[i];
         map->count++;
     }
     slot->path = copy;
+    slot->hash = hash;
     slot->target = target ? copy + plen + 1 : NULL;
     slot->type = type;
     if (type == PKGSTORE_ENTRY_SYMLINK)
@@ -614,58 +639,98 @@ static void map_free(node_map *map)
     memset(map, 0, sizeof(*map));
 }
 
+/* Working memory of resolve_symlink(): the current directory as a string
+ * with, per depth, its length and hash (push and pop in O(component)). */
+typedef struct resolver {
+    char cur[MAX_PATH_LEN + 1];
+    size_t len[MAX_RESOLVE_DEPTH];
+    uint64_t hash[MAX_RESOLVE_DEPTH];
+    size_t depth;
+    uint64_t budget; /* steps left for the whole archive */
+} resolver;
+
+static int resolver_push(resolver *r, const char *comp, size_t len)
+{
+    size_t cur_len = r->len[r->depth];
+    size_t new_len = cur_len + (cur_len ? 1 : 0) + len;
+    if (new_len > MAX_PATH_LEN || r->depth + 1 >= MAX_RESOLVE_DEPTH)
+        return -1;
+    uint64_t h = r->hash[r->depth];
+    if (cur_len) {
+        r->cur[cur_len++] = '/';
+        h = hash_extend(h, "/", 1);
+    }
+    memcpy(r->cur + cur_len, comp, len);
+    r->cur[new_len] = '\0';
+    r->depth++;
+    r->len[r->depth] = new_len;
+    r->hash[r->depth] = hash_extend(h, comp, len);
+    return 0;
+}
+
+static void resolver_pop(resolver *r)
+{
+    r->depth--;
+    r->cur[r->len[r->depth]] = '\0';
+}
+
 /* Resolve a symlink's target from its directory through the archive's
  * other symlinks, as the kernel would once it is on disk; refuse when the
  * walk climbs above the root, reaches an absolute path or loops. */
-static int resolve_symlink(const node_map *map, const char *link_path, const char *target)
+static int resolve_symlink(resolver *r, const node_map *map, const char *link_path,
+                           const char *target)
 {
-    char cur[MAX_PATH_LEN + 1];
     char *queue = NULL;
-    size_t cur_len, hops = 0;
+    size_t hops = 0, pos = 0;
     int error = 0;
 
-    const char *slash = strrchr(link_path, '/');
-    cur_len = slash ? (size_t)(slash - link_path) : 0;
-    memcpy(cur, link_path, cur_len);
-    cur[cur_len] = '\0';
     if (target[0] == '/')
         return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: symlink to absolute path %.512s",
                             link_path, target);
+    /* Start in the link's directory. */
+    r->depth = 0;
+    r->len[0] = 0;
+    r->hash[0] = HASH_INIT;
+    r->cur[0] = '\0';
+    const char *slash = strrchr(link_path, '/');
+    for (const char *p = link_path; slash && p < slash;) {
+        size_t len = strcspn(p, "/");
+        if (resolver_push(r, p, len) < 0)
+            return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: path too long", link_path);
+        p += len + 1;
+    }
     queue = strdup(target);
     if (!queue)
         return ps_error_set(PKGSTORE_ENOMEM, "archive: out of memory");
-    size_t pos = 0;
     while (queue[pos]) {
         char *comp = queue + pos;
         size_t len = strcspn(comp, "/");
         pos += len + (comp[len] == '/');
+        if (r->budget == 0) {
+            error = ps_error_set(PKGSTORE_ELIMIT,
+                                 "%.512s: symlinks too many or too intricate to check",
+                                 link_path);
+            goto out;
+        }
+        r->budget--;
         if (len == 0 || (len == 1 && comp[0] == '.'))
             continue;
         if (len == 2 && comp[0] == '.' && comp[1] == '.') {
-            if (cur_len == 0) {
+            if (r->depth == 0) {
                 error = ps_error_set(PKGSTORE_EUNSAFE,
                                      "%.512s: symlink to %.512s leaves the extraction directory",
                                      link_path, target);
                 goto out;
             }
-            char *up = memrchr(cur, '/', cur_len);
-            cur_len = up ? (size_t)(up - cur) : 0;
-            cur[cur_len] = '\0';
+            resolver_pop(r);
             continue;
         }
-        size_t new_len = cur_len + (cur_len ? 1 : 0) + len;
-        if (new_len > MAX_PATH_LEN) {
+        if (resolver_push(r, comp, len) < 0) {
             error = ps_error_set(PKGSTORE_EUNSAFE, "%.512s: symlink target path too long",
                                  link_path);
             goto out;
         }
-        size_t saved = cur_len;
-        if (cur_len)
-            cur[cur_len++] = '/';
-        memcpy(cur + cur_len, comp, len);
-        cur_len += len;
-        cur[cur_len] = '\0';
-        const node *hit = map_find(map, cur, cur_len);
+        const node *hit = map_find_hashed(map, r->cur, r->len[r->depth], r->hash[r->depth]);
         if (hit && hit->type == PKGSTORE_ENTRY_SYMLINK) {
             if (++hops > MAX_SYMLINK_HOPS) {
                 error = ps_error_set(PKGSTORE_EUNSAFE, "%.512s: too many levels of symlinks",
@@ -679,8 +744,7 @@ static int resolve_symlink(const node_map *map, const char *link_path, const cha
                 goto out;
             }
             /* Continue with the link's target, then the rest of the queue. */
-            cur_len = saved;
-            cur[cur_len] = '\0';
+            resolver_pop(r);
             const char *rest = queue + pos;
             size_t tl = strlen(hit->target), rl = strlen(rest);
             char *next = malloc(tl + 1 + rl + 1);
@@ -726,6 +790,7 @@ typedef struct scan {
     uint64_t executables;
     char sole_executable[MAX_PATH_LEN + 1];
     node_map map;
+    resolver res;
     char path[MAX_PATH_LEN + 1];   /* normalized path of the current entry */
     char target[MAX_PATH_LEN + 1]; /* normalized hard link target */
     const char *entrypoint;        /* normalized, or NULL */
@@ -813,8 +878,12 @@ static int list_add(pkgstore_archive_list *list, struct archive_entry *entry, co
  * in the tree built so far: extraction never walks through those. */
 static int check_parents(scan *s)
 {
+    uint64_t hash = HASH_INIT;
+    const char *done = s->path;
     for (char *slash = strchr(s->path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        const node *hit = map_find(&s->map, s->path, (size_t)(slash - s->path));
+        hash = hash_extend(hash, done, (size_t)(slash - done));
+        done = slash;
+        const node *hit = map_find_hashed(&s->map, s->path, (size_t)(slash - s->path), hash);
         if (!hit || hit->type == PKGSTORE_ENTRY_DIR)
             continue;
         if (hit->type == PKGSTORE_ENTRY_SYMLINK)
@@ -981,14 +1050,12 @@ static int extract_dir(scan *s, struct archive_entry *entry)
         error = ps_error_errno(errno, "%.512s: mkdir", s->path);
         goto out;
     }
-    if (fchmodat(dirfd, base, mode, AT_SYMLINK_NOFOLLOW) < 0 && errno != EOPNOTSUPP) {
-        /* glibc's fchmodat refuses AT_SYMLINK_NOFOLLOW on some kernels:
-         * the entry was just checked to be a directory. */
-        if (fchmodat(dirfd, base, mode, 0) < 0) {
-            error = ps_error_errno(errno, "%.512s: chmod", s->path);
-            goto out;
-        }
-    }
+    /* chmod through an fd opened without following a symlink. */
+    int fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fchmod(fd, mode) < 0)
+        error = ps_error_errno(errno, "%.512s: chmod", s->path);
+    if (fd >= 0)
+        close(fd);
 out:
     close(dirfd);
     return error;
@@ -1075,7 +1142,7 @@ static int scan_entry(scan *s, struct archive_entry *entry)
         if (strlen(link) > MAX_PATH_LEN)
             return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: symlink target too long", raw);
         /* Early, order-independent check; chains are checked at the end. */
-        if ((error = resolve_symlink(&(node_map){0}, s->path, link)) < 0)
+        if ((error = resolve_symlink(&s->res, &(node_map){0}, s->path, link)) < 0)
             return error;
     } else if (type == PKGSTORE_ENTRY_HARDLINK) {
         const char *hl = archive_entry_hardlink(entry);
@@ -1154,7 +1221,7 @@ static int scan_finish(scan *s)
         for (size_t i = 0; i < s->map.cap; i++) {
             const node *n = &s->map.slots[i];
             if (n->path && n->type == PKGSTORE_ENTRY_SYMLINK &&
-                (error = resolve_symlink(&s->map, n->path, n->target)) < 0)
+                (error = resolve_symlink(&s->res, &s->map, n->path, n->target)) < 0)
                 return error;
         }
     }
@@ -1191,6 +1258,7 @@ static int scan_run(scan *s, int fd)
         return error;
     s->src = &src;
     s->archive_size = (uint64_t)src.size;
+    s->res.budget = RESOLVE_BUDGET;
     for (;;) {
         int r = archive_read_next_header(s->a, &entry);
         if (r == ARCHIVE_EOF)
