@@ -88,8 +88,9 @@ expect 0 "ls" "$BIN/pkgstore-ls" --store "$S"
 check "ls lists the blobs" "grep -q '^$A_DIGEST  *6 ' '$WORK/out' && grep -q '^$BIG_DIGEST' '$WORK/out'"
 check "ls lists the package records" "grep -q '^otelcol-contrib  *0.98.0  *linux/amd64' '$WORK/out'"
 expect 0 "ls --json" "$BIN/pkgstore-ls" --store "$S" --json
-check "ls --json has 3 blobs and 2 packages" \
-    "jq -e '(.blobs | length) == 3 and (.packages | length) == 2 and .packages[0].name == \"helper\"' '$WORK/out' >/dev/null"
+# 3 inputs + the 2 manifests that --name/--version wrote (manifests are blobs)
+check "ls --json has 5 blobs and 2 packages" \
+    "jq -e '(.blobs | length) == 5 and (.packages | length) == 2 and .packages[0].name == \"helper\"' '$WORK/out' >/dev/null"
 expect 2 "ls with an extra argument" "$BIN/pkgstore-ls" --store "$S" extra
 expect 2 "ls with no store" "$BIN/pkgstore-ls"
 expect 3 "ls of a directory that is not a store" "$BIN/pkgstore-ls" --store "$WORK/nothing-here"
@@ -113,7 +114,7 @@ expect 3 "verify --sha256 of a missing file" "$BIN/pkgstore-verify" --sha256 "${
 expect 2 "verify --sha256 with a bad digest" "$BIN/pkgstore-verify" --sha256 abc "$WORK/a.txt"
 expect 2 "verify --sha256 without a file" "$BIN/pkgstore-verify" --sha256 "${A_DIGEST#sha256:}"
 expect 0 "verify --all on a clean store" "$BIN/pkgstore-verify" --store "$S" --all
-check "the summary counts the blobs" "grep -q '^checked 3 blobs' '$WORK/out'"
+check "the summary counts the blobs" "grep -q '^checked 5 blobs' '$WORK/out'"
 expect 3 "verify --all on a missing store" "$BIN/pkgstore-verify" --store "$WORK/nothing-here" --all
 
 # corrupt the big blob on purpose
