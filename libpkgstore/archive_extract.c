@@ -355,7 +355,7 @@ static int scan_entry(scan *s, struct archive_entry *entry)
                                 "%.512s: hard link to %.512s leaves the extraction directory",
                                 raw, hl);
         const ps_archive_node *t = tree_lookup(&s->map, s->target);
-        if (!t || t->type != PKGSTORE_ENTRY_FILE)
+        if (!t || (t->type != PKGSTORE_ENTRY_FILE && t->type != PKGSTORE_ENTRY_HARDLINK))
             return ps_error_set(PKGSTORE_EUNSAFE,
                                 "%.512s: hard link to %.512s, which is not an earlier regular file",
                                 raw, hl);
@@ -369,9 +369,7 @@ static int scan_entry(scan *s, struct archive_entry *entry)
             snprintf(s->sole_executable, sizeof(s->sole_executable), "%s", s->path);
     }
 
-    if (s->path[0] && (error = ps_archive_tree_put(&s->map, s->path,
-                                       type == PKGSTORE_ENTRY_HARDLINK ? PKGSTORE_ENTRY_FILE : type,
-                                       link)) < 0)
+    if (s->path[0] && (error = ps_archive_tree_put(&s->map, s->path, type, link)) < 0)
         return error;
 
     if (s->mode == SCAN_EXTRACT) {
@@ -432,12 +430,15 @@ static int scan_finish(scan *s)
         if (!n)
             return ps_error_set(PKGSTORE_ENOTFOUND, "entrypoint %.512s: not in the archive",
                                 s->entrypoint);
+        if (n->type == PKGSTORE_ENTRY_HARDLINK)
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "entrypoint %.512s: a hard link, not a regular file",
+                                s->entrypoint);
         if (n->type != PKGSTORE_ENTRY_FILE)
             return ps_error_set(PKGSTORE_EINVALID, "entrypoint %.512s: not a regular file",
                                 s->entrypoint);
         if (s->mode == SCAN_EXTRACT && !s->entrypoint_written)
-            return ps_error_set(PKGSTORE_EINVALID,
-                                "entrypoint %.512s: a hard link, not a regular file",
+            return ps_error_set(PKGSTORE_EINTERNAL, "entrypoint %.512s: not written",
                                 s->entrypoint);
     }
     return 0;
