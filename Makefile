@@ -186,7 +186,13 @@ $(BUILD)/bin/fake-otelcol-v2: $(FAKE_SRC)
 $(BUILD)/bin/fake-otelcol-v3: $(FAKE_SRC)
 	@mkdir -p $(@D)
 	$(FAKE_CC) -DFAKE_VARIANT='"crashes-after"' -DFAKE_VERSION='"3.0.0"'
-all: $(FAKE_BINS)
+# A scripted stand-in for pkgstored (corrupt blobs, cut downloads) for the
+# agent's end-to-end tests.
+$(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
+	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
+all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 # The agent speaks JSON (jansson) itself, not only through the library.
 $(BUILD)/bin/pkgstore-agent: AGENT_PKGS += jansson
 
@@ -245,11 +251,24 @@ asan:
 .PHONY: fuzz fuzz-smoke
 FUZZ_BUILD := build-fuzz
 FUZZ_BINS  := $(FUZZ_SRCS:fuzz/%.c=$(FUZZ_BUILD)/%)
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(WARNINGS) $(CPPFLAGS_ALL)
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(WARNINGS) $(CPPFLAGS_ALL)
+# The library is compiled once into an instrumented static archive; each
+# harness links only the objects it needs (and one harness does not break
+# because an unrelated module is mid-merge).
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_HOBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
+.SECONDARY: $(FUZZ_HOBJS)
 fuzz: $(FUZZ_BINS)
-$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(LIB_SRCS)
+$(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) $(call pc_cflags,$(LIB_PKGS)) -o $@ $< $(LIB_SRCS) $(LIB_LIBS)
+	clang $(FUZZ_CFLAGS) $(call pc_cflags,$(LIB_PKGS)) -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpkgstore-fuzz.a
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60
 fuzz-smoke: fuzz
 	@for f in $(FUZZ_BINS); do \

@@ -6,7 +6,8 @@
  *     format is stable;
  *   - parse_n on the raw bytes agrees with parse on the NUL-terminated text;
  *   - compare is reflexive and antisymmetric against fixed versions;
- *   - "=V" and ">=V" match V, "<V" and ">V" do not;
+ *   - "=V", "!=V", ">V", ">=V", "<V", "<=V" agree with compare() on a set
+ *     of known versions (and V itself), with the pre-release rule;
  *   - every failure is EINVALID/ELIMIT with a detail.
  */
 #include <pkgstore.h>
@@ -52,21 +53,37 @@ static void check_constraint(const char *text, const pkgstore_semver *versions, 
     pkgstore_version_constraint_free(constraint);
 }
 
-static void check_exact_constraints(const pkgstore_semver *v)
+/* A full-version comparator against every known version must agree with
+ * pkgstore_version_compare(), plus the pre-release rule: a pre-release
+ * matches only when the comparator names a pre-release of its M.m.p. */
+static void check_exact_constraints(const pkgstore_semver *v, const pkgstore_semver *known,
+                                    size_t count)
 {
     char formatted[PKGSTORE_SEMVER_STR_SIZE];
     char text[PKGSTORE_SEMVER_STR_SIZE + 4];
-    static const struct {
-        const char *op;
-        int want;
-    } cases[] = {{"=", 1}, {">=", 1}, {"<=", 1}, {"", 1}, {"<", 0}, {">", 0}, {"!=", 0}};
+    static const char *const ops[] = {"=", ">=", "<=", "", "<", ">", "!="};
     pkgstore_version_format(formatted, v);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         pkgstore_version_constraint *constraint = NULL;
-        strcpy(text, cases[i].op);
+        strcpy(text, ops[i]);
         strcat(text, formatted);
         CHECK(pkgstore_version_constraint_parse(&constraint, text) == 0);
-        CHECK(pkgstore_version_constraint_match(constraint, v) == cases[i].want);
+        for (size_t k = 0; k < count; k++) {
+            const pkgstore_semver *w = &known[k];
+            int cmp = pkgstore_version_compare(w, v);
+            int want;
+            switch (ops[i][0]) {
+            case '>': want = ops[i][1] == '=' ? cmp >= 0 : cmp > 0; break;
+            case '<': want = ops[i][1] == '=' ? cmp <= 0 : cmp < 0; break;
+            case '!': want = cmp != 0; break;
+            default: want = cmp == 0; break;
+            }
+            if (w->prerelease[0] != '\0' &&
+                !(v->prerelease[0] != '\0' && v->major == w->major && v->minor == w->minor &&
+                  v->patch == w->patch))
+                want = 0;
+            CHECK(pkgstore_version_constraint_match(constraint, w) == want);
+        }
         pkgstore_version_constraint_free(constraint);
     }
 }
@@ -123,8 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int ba = pkgstore_version_compare(&fixed[i], &parsed);
             CHECK(sign(ab) == -sign(ba));
         }
-        check_exact_constraints(&parsed);
         fixed[count++] = parsed;
+        check_exact_constraints(&parsed, fixed, count);
     } else {
         CHECK(pkgstore_error_detail()[0] != '\0');
         CHECK(parsed.major == 0 && parsed.prerelease[0] == '\0');

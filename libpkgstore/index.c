@@ -32,6 +32,7 @@
 #define MAX_DBS 32
 #define INDEX_FORMAT 1u
 #define FOREACH_BATCH 256
+#define READ_POOL 64
 
 #define BLOB_LAYOUT 1u
 #define BLOB_VALUE_SIZE 24
@@ -44,6 +45,11 @@ struct ps_index {
     int read_only;
     pthread_rwlock_t resize_lock; /* shared: a live txn; exclusive: resizing */
     uint64_t map_size;            /* the size we mapped; changes under the exclusive lock */
+    /* Reset read transactions kept for reuse: renewing one skips the
+     * allocation and the reader-table lock of a fresh begin. */
+    pthread_mutex_t pool_mutex;
+    MDB_txn *pool[READ_POOL];
+    size_t pooled;
 };
 
 static const char *const db_names[PS_DB_COUNT] = {
@@ -213,6 +219,11 @@ int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync, u
         free(index);
         return ps_error_set(PKGSTORE_ENOMEM, "index: pthread_rwlock_init failed");
     }
+    if (pthread_mutex_init(&index->pool_mutex, NULL) != 0) {
+        pthread_rwlock_destroy(&index->resize_lock);
+        free(index);
+        return ps_error_set(PKGSTORE_ENOMEM, "index: pthread_mutex_init failed");
+    }
 
     if ((rc = mdb_env_create(&index->env)) != 0) {
         index->env = NULL;
@@ -269,8 +280,11 @@ void ps_index_free(ps_index *index)
 {
     if (index == NULL)
         return;
+    for (size_t i = 0; i < index->pooled; i++)
+        mdb_txn_abort(index->pool[i]);
     if (index->env != NULL)
         mdb_env_close(index->env);
+    pthread_mutex_destroy(&index->pool_mutex);
     pthread_rwlock_destroy(&index->resize_lock);
     free(index);
 }
@@ -392,7 +406,15 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
 
         pthread_rwlock_rdlock(&index->resize_lock);
         seen_size = index->map_size;
-        rc = mdb_txn_begin(index->env, NULL, MDB_RDONLY, &txn);
+        pthread_mutex_lock(&index->pool_mutex);
+        if (index->pooled > 0)
+            txn = index->pool[--index->pooled];
+        pthread_mutex_unlock(&index->pool_mutex);
+        if (txn != NULL && mdb_txn_renew(txn) != 0) {
+            mdb_txn_abort(txn); /* start afresh: the begin below reports why */
+            txn = NULL;
+        }
+        rc = txn != NULL ? 0 : mdb_txn_begin(index->env, NULL, MDB_RDONLY, &txn);
         if (rc == MDB_MAP_RESIZED) {
             pthread_rwlock_unlock(&index->resize_lock);
             if ((error = resize_map(index, 0, seen_size)) < 0)
@@ -404,7 +426,15 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
             return ps_index_error(rc, "begin read transaction");
         }
         error = fn(txn, index, payload);
-        mdb_txn_abort(txn);
+        mdb_txn_reset(txn);
+        pthread_mutex_lock(&index->pool_mutex);
+        if (index->pooled < READ_POOL) {
+            index->pool[index->pooled++] = txn;
+            txn = NULL; /* now owned by the pool */
+        }
+        pthread_mutex_unlock(&index->pool_mutex);
+        if (txn != NULL)
+            mdb_txn_abort(txn);
         pthread_rwlock_unlock(&index->resize_lock);
         return error;
     }

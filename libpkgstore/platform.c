@@ -170,6 +170,8 @@ PKGSTORE_API int pkgstore_platform_normalize(char out[PKGSTORE_PLATFORM_STR_SIZE
 
 PKGSTORE_API int pkgstore_platform_equal(const pkgstore_platform *a, const pkgstore_platform *b)
 {
+    if (a == NULL || b == NULL)
+        return 0;
     return strcmp(a->os, b->os) == 0 && strcmp(a->arch, b->arch) == 0 &&
            strcmp(a->variant, b->variant) == 0;
 }

@@ -504,6 +504,45 @@ static void test_index__map_full_grows(void **state)
     ps_index_free(index);
 }
 
+/* Another process grows the map far beyond ours: our next read (renewing a
+ * pooled transaction) and write must adopt the new size, not fail. */
+static void test_index__map_resized_by_other_process(void **state)
+{
+    struct fixture *fx = *state;
+    ps_index *index = open_index(fx->index, 64 << 10);
+    pkgstore_package_record rec, out;
+    pkgstore_blob_record blob;
+    pkgstore_digest digest;
+    uint64_t before = ps_index_map_size(index);
+    pid_t pid;
+    int status;
+
+    make_package(&rec, "first", "1.0.0", "linux/amd64", 1);
+    assert_ok(ps_index_package_put(index, &rec));
+    assert_ok(ps_index_package_get(&out, index, "first", "1.0.0", "linux/amd64"));
+
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ps_index *child = NULL;
+        struct many many = {0, 20000};
+        if (ps_index_open(&child, fx->index, 0, 1, 64 << 10) != 0 ||
+            ps_index_write(child, put_many, &many) != 0)
+            _exit(1);
+        ps_index_free(child);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    assert_ok(ps_index_package_get(&out, index, "first", "1.0.0", "linux/amd64"));
+    assert_true(ps_index_map_size(index) > before);
+    digest_of_int(&digest, 99);
+    assert_ok(ps_index_blob_put(index, &digest, 5));
+    assert_ok(ps_index_blob_get(&blob, index, &digest));
+    ps_index_free(index);
+}
+
 /* ---------------------------------------------------------------- concurrency */
 
 #define WRITERS 4
@@ -743,6 +782,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index__foreach_order_prefix_and_batches, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_index__map_full_grows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index__map_resized_by_other_process, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_index__concurrent_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__concurrent_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__stale_reader_cleared_at_open, setup,

@@ -196,6 +196,17 @@ static void test_platform__ranking_order(void **state)
     assert_int_equal(R("linux/amd64/v3", "linux/386"), 1);
 }
 
+/* Found by fuzz_platform's first replay: any/any ranked 8 against itself
+ * because the `any` fallback was checked before the exact match. */
+static void test_platform__wildcard_platform_is_exact_for_itself(void **state)
+{
+    (void)state;
+    assert_int_equal(R("any/any", "any/any"), 0);
+    assert_int_equal(R("linux/any", "linux/any"), 0);
+    assert_int_equal(R("any/amd64", "any/amd64"), 0);
+    assert_int_equal(R("any/any", "linux/amd64"), PKGSTORE_PLATFORM_RANK_NONE);
+}
+
 static void test_platform__compatible(void **state)
 {
     pkgstore_platform node = P("linux/arm64"), art = P("linux/armv6l");
@@ -296,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_platform__fields),
         cmocka_unit_test(test_platform__rejects_bad_input),
         cmocka_unit_test(test_platform__ranking_order),
+        cmocka_unit_test(test_platform__wildcard_platform_is_exact_for_itself),
         cmocka_unit_test(test_platform__compatible),
         cmocka_unit_test(test_platform__best_match),
         cmocka_unit_test(test_platform__best_match_ties_go_to_the_first),

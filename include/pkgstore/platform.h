@@ -57,7 +57,8 @@ PKGSTORE_API size_t pkgstore_platform_format(char out[PKGSTORE_PLATFORM_STR_SIZE
  * Errors: as pkgstore_platform_parse(); on failure out is "". */
 PKGSTORE_API int pkgstore_platform_normalize(char out[PKGSTORE_PLATFORM_STR_SIZE], const char *str);
 
-/** 1 if both platforms are identical (all three fields), else 0. */
+/** 1 if both platforms are identical (all three fields), else 0 (also
+ * when either is NULL). */
 PKGSTORE_API int pkgstore_platform_equal(const pkgstore_platform *a, const pkgstore_platform *b);
 
 /* pkgstore_platform_rank() result for an artifact the node cannot run. */

@@ -60,7 +60,7 @@ PKGSTORE_API size_t pkgstore_version_format(char out[PKGSTORE_SEMVER_STR_SIZE],
  * Build metadata is ignored (1.0.0+a == 1.0.0+b). A pre-release is lower
  * than its release; identifiers compare numerically when both are numeric,
  * else in ASCII order, numeric below alphanumeric, and a shorter list is
- * lower when all preceding identifiers are equal.
+ * lower when all preceding identifiers are equal. Both must be non-NULL.
  */
 PKGSTORE_API int pkgstore_version_compare(const pkgstore_semver *a, const pkgstore_semver *b);
 
@@ -83,7 +83,8 @@ typedef struct pkgstore_version_constraint pkgstore_version_constraint;
  * or more comparators separated by spaces (or commas), all of which must
  * hold. A comparator is an optional operator (=, !=, >, >=, <, <=, ^, ~)
  * followed by a full or partial version with optional 'v' and the x, X, *
- * wildcards: "1.2.3", "1.2", "1", "1.2.x", "1.x", "*".
+ * wildcards: "1.2.3", "1.2", "1", "1.2.x", "1.x", "*". An alternative may
+ * instead be a hyphen range: "1.2.3 - 2.3.4" = >=1.2.3 <=2.3.4.
  *   ^1.2.3 = >=1.2.3 <2.0.0     ^0.98 = >=0.98.0 <0.99.0   ^0.0.3 = =0.0.3
  *   ~1.2.3 = >=1.2.3 <1.3.0     ~1.2  = >=1.2.0 <1.3.0     ~1 = >=1.0.0 <2.0.0
  *   1.2 = 1.2.x = >=1.2.0 <1.3.0      >1.2 = >=1.3.0      <=1.2 = <1.3.0
@@ -91,8 +92,10 @@ typedef struct pkgstore_version_constraint pkgstore_version_constraint;
  * alternative names a pre-release of the same MAJOR.MINOR.PATCH (the npm
  * rule), so ">=1.0.0" does not match 2.0.0-rc.1 but ">=2.0.0-rc.0" does.
  *
- * Errors: PKGSTORE_EINVALID (detail: the position and an excerpt with the
- * offending character in brackets, e.g. `at position 6 in ">=1.2 [<]<1.3"`),
+ * Errors: PKGSTORE_EINVALID (detail: the reason, the 0-based position and
+ * an excerpt with the offending character in brackets, e.g. "constraint:
+ * expected the major number or a wildcard at position 7 ('<') in
+ * \">=1.2 <[<]1.3\""),
  * PKGSTORE_ELIMIT (longer than PKGSTORE_VERSION_CONSTRAINT_MAX_LEN or more
  * than PKGSTORE_VERSION_CONSTRAINT_MAX_TERMS comparators), PKGSTORE_ENOMEM.
  * On failure *out is NULL.
