@@ -22,7 +22,7 @@
 server g_server;
 
 /* Connection pool beyond the largest header block: the body read buffer. */
-#define POOL_EXTRA ((size_t)16u << 10)
+#define POOL_EXTRA ((size_t)8u << 10)
 
 static void usage(FILE *out)
 {
