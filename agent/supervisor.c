@@ -670,7 +670,8 @@ static void set_status(supervisor *sup, pkg_slot *slot, const char *status, cons
               status, shown_version ? shown_version : "-",
               slot->message ? slot->message : "");
     state_save(sup);
-    report(sup);
+    if (!sup->quiet) /* the first heartbeat carries it otherwise */
+        report(sup);
 }
 
 /* ------------------------------------------------------------------ validate */
@@ -1244,8 +1245,6 @@ static int parse_offer(offer *o, json_t *item, char *why, size_t why_len)
         return -1;
     }
     if (!o->url) {
-        char *fallback = NULL;
-        (void)fallback;
         snprintf(why, why_len, "%s: url: missing", o->name);
         return -1;
     }
@@ -1399,7 +1398,9 @@ void supervisor_free(supervisor *sup)
 int supervisor_start(supervisor *sup)
 {
     stop_leftovers(sup);
+    sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
+    sup->quiet = 0;
     /* What is on disk is the truth about what runs. */
     for (size_t i = 0; i <= sup->addon_count; i++) {
         pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];

@@ -51,6 +51,7 @@ typedef struct supervisor {
         int had_old;
     } upgrade;
     double server_interval_s;          /* from the last response; 0 = none */
+    int quiet;                         /* recovering at start: no immediate reports */
 } supervisor;
 
 int supervisor_init(supervisor *sup, agent_config *cfg);
