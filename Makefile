@@ -157,6 +157,8 @@ $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 # Benchmark drivers (bench/*.c) link the static library.
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+# `all` names $(BENCH_BINS) above, before it is set; say it again here.
+all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
@@ -186,7 +188,13 @@ $(BUILD)/bin/fake-otelcol-v2: $(FAKE_SRC)
 $(BUILD)/bin/fake-otelcol-v3: $(FAKE_SRC)
 	@mkdir -p $(@D)
 	$(FAKE_CC) -DFAKE_VARIANT='"crashes-after"' -DFAKE_VERSION='"3.0.0"'
-all: $(FAKE_BINS)
+# A scripted stand-in for pkgstored (corrupt blobs, cut downloads) for the
+# agent's end-to-end tests.
+$(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
+	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
+all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 # The agent speaks JSON (jansson) itself, not only through the library.
 $(BUILD)/bin/pkgstore-agent: AGENT_PKGS += jansson
 

@@ -7,6 +7,7 @@
 #include "pkgstore/common.h"
 #include "pkgstore/error.h"
 #include "pkgstore/digest.h"
+#include "pkgstore/store.h"
 #include "pkgstore/index.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/version.h"

@@ -459,6 +459,13 @@ static void test_archive__entrypoint_symlink_refused(void **state)
     };
     make_archive(fx->archive, FMT_TAR, specs, 2);
     expect_refused(fx, "otelcol", PKGSTORE_EINVALID, "not a regular file");
+    /* A hard link as the entrypoint, in validation as in extraction. */
+    static const spec hard[] = {
+        {"real", 'f', "#!/bin/sh\n", 0755, 0},
+        {"otelcol", 'h', "real", 0755, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, hard, 2);
+    expect_refused(fx, "otelcol", PKGSTORE_EINVALID, "a hard link");
 }
 
 static void test_archive__later_entry_replaces_earlier(void **state)
@@ -678,6 +685,35 @@ static void test_archive__refuses_zip_bomb_ratio(void **state)
     }
 }
 
+static void test_archive__refuses_deep_and_intricate(void **state)
+{
+    fixture *fx = *state;
+    /* 129 levels of directories. */
+    char deep[400] = "";
+    for (int i = 0; i < 129; i++)
+        strcat(deep, i ? "/d" : "d");
+    spec specs[] = {{deep, 'f', "x", 0644, 0}};
+    make_archive(fx->archive, FMT_TAR, specs, 1);
+    expect_refused(fx, NULL, PKGSTORE_ELIMIT, "levels of directories");
+
+    /* Thousands of symlinks with long targets: refused quickly, not
+     * resolved for minutes. */
+    enum { NLINKS = 3000 };
+    static char names[NLINKS][16];
+    static char target[4000];
+    static spec many[NLINKS];
+    target[0] = '\0';
+    for (int i = 0; i < 600; i++)
+        strcat(target, "x/../");
+    strcat(target, "x");
+    for (int i = 0; i < NLINKS; i++) {
+        snprintf(names[i], sizeof(names[i]), "l%04d", i);
+        many[i] = (spec){names[i], 'l', target, 0777, 0};
+    }
+    make_archive(fx->archive, FMT_TAR, many, NLINKS);
+    expect_refused(fx, NULL, PKGSTORE_ELIMIT, "too many or too intricate");
+}
+
 /* ------------------------------------------------------------ validation */
 
 static void test_archive__validate_info(void **state)
@@ -837,6 +873,7 @@ int main(void)
         T(test_archive__refuses_too_many_entries),
         T(test_archive__refuses_too_large),
         T(test_archive__refuses_zip_bomb_ratio),
+        T(test_archive__refuses_deep_and_intricate),
         T(test_archive__validate_info),
         T(test_archive__remove_tree_readonly_dirs),
         T(test_archive__create_deterministic),

@@ -309,6 +309,8 @@ PKGSTORE_API size_t pkgstore_policy_node_count(pkgstore_policy_db *db);
  *   {"id","labels":{...},"platform","agent_version","last_seen",
  *    "packages":[{"name","type","version","digest","state"}],
  *    "rollout":[{"policy","package","version","type","state"}],
+ *    "rollout_state": the primary slot's state (else the first addon's,
+ *                     else null when no policy governs the node),
  *    "last_status":{"time","package","version","status","message"} | null,
  *    "history":[{"time","package","version","status","message"}, ...]}
  * history is oldest first. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID.

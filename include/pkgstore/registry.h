@@ -65,9 +65,15 @@ typedef struct pkgstore_registry_add_options {
  * stored as a blob and indexed with one package record per artifact.
  *
  * The artifact's blob must already be in the store (pkgstore_store_add_*).
- * artifact->size 0 means "the blob's size", otherwise it must equal it;
- * an empty format means "binary"; an empty entrypoint of a binary means the
- * package name. The platform is normalized.
+ * artifact->size 0 means "the blob's size", otherwise it must equal it.
+ * An empty format is detected from the blob's content (pkgstore/archive.h);
+ * a declared archive format must match the content. An archive is checked
+ * entry by entry against the extraction safety rules before anything is
+ * recorded, and its entrypoint must be a regular file in it; an empty
+ * entrypoint means the archive's only executable file (refused when there
+ * is not exactly one). An empty entrypoint of a binary means the package
+ * name. The platform is normalized, "./" prefixes of the entrypoint are
+ * dropped.
  *
  * Unless opts->force, every dependency of the resulting manifest must be
  * met by an existing version of the named primary package.
@@ -78,7 +84,10 @@ typedef struct pkgstore_registry_add_options {
  * pkgstore_manifest_free()), *digest_out (may be NULL) its digest.
  * Errors: PKGSTORE_EINVALID (bad name, version, platform, format,
  * entrypoint or dependency; the detail says which), PKGSTORE_ENOTFOUND (the
- * blob is not in the store), PKGSTORE_ESIZE_MISMATCH, PKGSTORE_ECONFLICT
+ * blob is not in the store, or the entrypoint is not in the archive),
+ * PKGSTORE_EUNSAFE (an archive entry breaks the safety rules),
+ * PKGSTORE_EFORMAT (a malformed archive), PKGSTORE_ESIZE_MISMATCH,
+ * PKGSTORE_ECONFLICT
  * (the version exists with the other type), PKGSTORE_EDEPENDENCY (the
  * detail lists every unmet dependency), PKGSTORE_ELIMIT, PKGSTORE_EIO,
  * PKGSTORE_ENOSPC, PKGSTORE_ENOMEM.
@@ -91,7 +100,9 @@ PKGSTORE_API int pkgstore_registry_add(pkgstore_manifest **manifest_out,
 
 /**
  * Store a whole manifest as (name, version), replacing what was there.
- * Every artifact's blob must be in the store with the listed size. The
+ * Every artifact's blob must be in the store with the listed size, and
+ * archives are checked as by pkgstore_registry_add() (their format and
+ * entrypoint are taken as listed). The
  * dependency check is as for pkgstore_registry_add() (force skips it).
  * *digest_out (may be NULL) receives the manifest digest.
  * Errors: as pkgstore_registry_add().

@@ -73,8 +73,9 @@ PKGSTORE_API int pkgstore_store_sync(pkgstore_store *store);
 /**
  * Start a streaming write into *out. expected_digest may be NULL;
  * expected_size < 0 means unknown. Errors: PKGSTORE_EINVALID,
- * PKGSTORE_ENOSPC, PKGSTORE_EIO, PKGSTORE_EDENIED (read-only store).
- * The writer is finished by exactly one of commit or abort.
+ * PKGSTORE_ENOSPC (expected_size does not fit), PKGSTORE_EIO,
+ * PKGSTORE_EDENIED (read-only store). The writer holds the store lock
+ * shared until it is finished by exactly one of commit or abort.
  */
 PKGSTORE_API int pkgstore_store_writer_open(pkgstore_store_writer **out, pkgstore_store *store,
                                             const pkgstore_digest *expected_digest,
@@ -94,7 +95,9 @@ PKGSTORE_API int pkgstore_store_writer_write(pkgstore_store_writer *writer, cons
  * record it in the index. A blob that already exists is a success that
  * writes nothing. *digest_out and *size_out (each may be NULL) receive the
  * blob's digest and size. Always frees the writer; on failure nothing is
- * left under blobs/ or tmp/.
+ * left under tmp/ and nothing partial under blobs/ (only when the final
+ * index update fails does the complete, valid blob stay, unrecorded, for
+ * gc: another writer may already rely on it).
  * Errors: PKGSTORE_EDIGEST_MISMATCH and PKGSTORE_ESIZE_MISMATCH (the detail
  * holds the expected and the actual value), PKGSTORE_ENOSPC, PKGSTORE_EIO.
  */
@@ -218,10 +221,13 @@ typedef int (*pkgstore_fsck_cb)(const pkgstore_fsck_problem *problem, void *payl
 /**
  * Check the whole store: every blob re-hashed, every index record's blob
  * present, no stray files. With PKGSTORE_FSCK_REPAIR (which takes the store
- * lock exclusively) corrupt blobs move to quarantine/ and index records that
- * point at nothing are dropped. *report_out (may be NULL) receives the
- * counts; cb (may be NULL) sees each problem. Returns 0 even when problems
- * were found: read the report. Errors: PKGSTORE_EIO, PKGSTORE_ELOCKED.
+ * lock exclusively) corrupt blobs and stray files move to quarantine/,
+ * stale temporary files of dead ingests are removed and index records that
+ * point at nothing are dropped; repair waits until no writer holds the
+ * lock. *report_out (may be NULL) receives the counts; cb (may be NULL)
+ * sees each problem. Returns 0 even when problems were found: read the
+ * report. Errors: PKGSTORE_EIO, PKGSTORE_EDENIED (repair on a read-only
+ * store), or cb's non-zero return.
  */
 PKGSTORE_API int pkgstore_store_fsck(pkgstore_fsck_report *report_out, pkgstore_store *store,
                                      unsigned int flags, pkgstore_fsck_cb cb, void *payload);

@@ -1,0 +1,173 @@
+/*
+ * pkgstore-agent private header: the configuration, the supervised
+ * processes, the persistent state and the upgrade machinery shared by the
+ * agent's source files. Nothing here is part of libpkgstore's API.
+ */
+#ifndef PKGSTORE_AGENT_H
+#define PKGSTORE_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <pkgstore.h>
+#include <pkgstore/install.h>
+
+#define AGENT_NAME "pkgstore-agent"
+
+/* ------------------------------------------------------------------ config */
+
+typedef struct agent_kv {
+    char *key;
+    char *value;
+} agent_kv;
+
+typedef struct agent_strv {
+    char **items;
+    size_t count;
+} agent_strv;
+
+typedef struct agent_kvv {
+    agent_kv *items;
+    size_t count;
+} agent_kvv;
+
+/* What "healthy" means for one supervised program. */
+typedef struct agent_health_spec {
+    char *health_url;        /* NULL: no URL check */
+    int ports[32];
+    size_t port_count;
+    double monitor_window_s;
+} agent_health_spec;
+
+typedef struct agent_addon_config {
+    char *name;
+    agent_strv args;         /* may hold {executable} {state_dir} {addon_dir} */
+    int has_args;
+    agent_kvv env;
+    agent_health_spec health;
+    double stop_timeout_s;
+} agent_addon_config;
+
+typedef struct agent_config {
+    char *path;              /* the file it was read from */
+    char *server_url;        /* without trailing '/' */
+    char *token_file;        /* NULL: no token */
+    char *token;             /* read from token_file */
+    double heartbeat_interval_s;
+    double heartbeat_jitter;     /* fraction, 0.1 = +-10 % */
+    double heartbeat_retry_max_s;
+    int obey_server_interval;
+    double http_timeout_s;
+    char *node_id;
+    char *platform;
+    agent_kvv labels;
+    char *state_dir;
+
+    char *package;           /* collector package name */
+    char *initial_version;   /* informational: version installed at first start */
+    char *executable;
+    char *collector_config;
+    agent_strv args;         /* {executable} {config} substituted */
+    char *validate_command;  /* template split on blanks */
+    double validate_timeout_s;
+    double stop_timeout_s;
+    agent_health_spec health;
+
+    double backoff_initial_s;
+    double backoff_max_s;
+    double backoff_reset_s;  /* a run this long resets the backoff */
+    double retry_initial_s;  /* failed upgrade attempts back off from here */
+    double retry_max_s;
+
+    agent_addon_config *addons;
+    size_t addon_count;
+} agent_config;
+
+/* Read path into *out (0) or set the error detail and return <0. */
+int agent_config_load(agent_config *out, const char *path);
+void agent_config_free(agent_config *cfg);
+/* The resolved configuration as a JSON text (free with free()). */
+char *agent_config_dump_json(const agent_config *cfg);
+const agent_addon_config *agent_config_addon(const agent_config *cfg, const char *name);
+
+void agent_strv_free(agent_strv *v);
+void agent_kvv_free(agent_kvv *v);
+/* Expand {name} placeholders from vars into a new string (free()). */
+char *agent_expand(const char *template_text, const agent_kvv *vars);
+
+/* ------------------------------------------------------------------ util */
+
+/* The agent's own error detail (the library's setter is private to it):
+ * agent_error_set() stores "fmt" and returns code; agent_error() reads it. */
+int agent_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *agent_error(void);
+
+double agent_now(void);                         /* CLOCK_MONOTONIC seconds */
+void agent_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int agent_mkdirs(const char *path, int mode);
+char *agent_read_small_file(const char *path, size_t max);   /* NUL-terminated, or NULL */
+char *agent_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------------ processes */
+
+typedef struct agent_proc {
+    char *name;              /* "collector", "addon:<name>", "validate" */
+    pid_t pid;               /* 0 when not running */
+    int supervised;          /* restart it when it exits */
+    int exited;              /* set by the reaper */
+    int wait_status;
+    double started_at;
+    double restart_at;       /* 0: no restart scheduled */
+    unsigned failures;       /* consecutive short runs, for the backoff */
+    double backoff_initial_s, backoff_max_s, backoff_reset_s;
+    char **argv;             /* owned */
+    char **envp;             /* owned; NULL = inherit */
+    int output_fd;           /* -1: inherit; else dup'ed to stdout+stderr */
+    char *pid_file;          /* owned; NULL = none; rewritten at every spawn */
+} agent_proc;
+
+/* The event pump: signals (via signalfd) and child reaping. */
+int agent_signals_init(void);
+/* Wait up to timeout_s for a signal; reap children, handle restarts that
+ * are due. Returns 1 if the agent was asked to stop. */
+int agent_pump(double timeout_s);
+int agent_stop_requested(void);
+int agent_stop_signal(void);
+
+void agent_proc_register(agent_proc *proc);
+void agent_proc_unregister(agent_proc *proc);
+/* Spawn in a new process group with a clean signal mask. */
+int agent_proc_spawn(agent_proc *proc);
+/* SIGTERM (or sig) to the group, SIGKILL after timeout_s; waits. */
+void agent_proc_stop(agent_proc *proc, int sig, double timeout_s);
+/* Human text for a wait status, e.g. "exit 1", "killed by signal 9". */
+void agent_describe_status(char *buf, size_t len, int wait_status);
+void agent_proc_set_argv(agent_proc *proc, char **argv);   /* takes ownership */
+void agent_argv_free(char **argv);
+double agent_proc_next_restart(void);   /* earliest restart_at, or 0 */
+
+/* ------------------------------------------------------------------ http */
+
+int agent_http_init(void);
+void agent_http_cleanup(void);
+/* POST json to url; *response_out receives the body (free()). *status_out
+ * the HTTP status. Errors: PKGSTORE_ENET with detail. */
+int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, const char *body, double timeout_s);
+int agent_http_get_small(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, int with_token);
+/* Health probe: 0 if url answers 200 within timeout_s. */
+int agent_http_health(const char *url, double timeout_s, long *status_out);
+/* Download url into part_path, resuming from its current size with Range.
+ * Fails (PKGSTORE_ELIMIT) as soon as the body would exceed max_size. */
+int agent_http_download(const agent_config *cfg, const char *url, int with_token,
+                        const char *part_path, uint64_t max_size, uint64_t *size_out);
+
+/* ------------------------------------------------------------------ health */
+
+/* 0 if every port is in LISTEN state per /proc/net/tcp{,6}; else the first
+ * missing port is stored in *missing_out and PKGSTORE_ENOTFOUND returned. */
+int agent_ports_bound(const int *ports, size_t count, int *missing_out);
+
+#endif

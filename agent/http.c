@@ -1,0 +1,326 @@
+/*
+ * The agent's HTTP client (libcurl): heartbeat POSTs, small GETs, health
+ * probes and resumable blob downloads with a hard size cap. While a
+ * transfer runs the progress callback keeps the event pump turning, so
+ * children are still reaped and restarted and a stop request aborts it.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#define SMALL_BODY_MAX (4u << 20)
+
+int agent_http_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return agent_error_set(PKGSTORE_ENET, "curl_global_init failed");
+    return 0;
+}
+
+void agent_http_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+typedef struct membuf {
+    char *data;
+    size_t len;
+    int too_big;
+} membuf;
+
+static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    membuf *buf = userdata;
+    size_t n = size * nmemb;
+    if (buf->len + n > SMALL_BODY_MAX) {
+        buf->too_big = 1;
+        return 0;
+    }
+    char *grown = realloc(buf->data, buf->len + n + 1);
+    if (!grown)
+        return 0;
+    buf->data = grown;
+    memcpy(buf->data + buf->len, ptr, n);
+    buf->len += n;
+    buf->data[buf->len] = '\0';
+    return n;
+}
+
+static int progress_pump(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
+{
+    (void)clientp; (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    return agent_pump(0) ? 1 : 0; /* non-zero aborts the transfer */
+}
+
+static struct curl_slist *auth_headers(const agent_config *cfg, int with_token,
+                                       struct curl_slist *list)
+{
+    if (with_token && cfg && cfg->token && cfg->token[0]) {
+        char *line = agent_strdup_printf("Authorization: Bearer %s", cfg->token);
+        if (line) {
+            list = curl_slist_append(list, line);
+            free(line);
+        }
+    }
+    return list;
+}
+
+static CURL *easy_new(double timeout_s)
+{
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        return NULL;
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    if (timeout_s > 0)
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, AGENT_NAME "/" PKGSTORE_VERSION_STRING);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress_pump);
+    return curl;
+}
+
+static int perform(CURL *curl, const char *url, char *errbuf)
+{
+    CURLcode res = curl_easy_perform(curl);
+    if (res == CURLE_OK)
+        return 0;
+    if (res == CURLE_ABORTED_BY_CALLBACK && agent_stop_requested())
+        return agent_error_set(PKGSTORE_ENET, "%s: interrupted by stop request", url);
+    return agent_error_set(PKGSTORE_ENET, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
+}
+
+int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, const char *body, double timeout_s)
+{
+    *response_out = NULL;
+    *status_out = 0;
+    CURL *curl = easy_new(timeout_s);
+    if (!curl)
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    membuf buf = {0};
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    headers = auth_headers(cfg, 1, headers);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    int rc = perform(curl, url, errbuf);
+    if (rc == 0) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
+        *response_out = buf.data;
+        buf.data = NULL;
+    }
+    free(buf.data);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return rc;
+}
+
+int agent_http_get_small(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, int with_token)
+{
+    *response_out = NULL;
+    *status_out = 0;
+    CURL *curl = easy_new(cfg->http_timeout_s);
+    if (!curl)
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    membuf buf = {0};
+    struct curl_slist *headers = auth_headers(cfg, with_token, NULL);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    int rc = perform(curl, url, errbuf);
+    if (rc == 0) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
+        *response_out = buf.data;
+        buf.data = NULL;
+    }
+    free(buf.data);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return rc;
+}
+
+static size_t discard_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    (void)ptr; (void)userdata;
+    return size * nmemb;
+}
+
+int agent_http_health(const char *url, double timeout_s, long *status_out)
+{
+    *status_out = 0;
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_write);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    CURLcode res = curl_easy_perform(curl);
+    int rc = 0;
+    if (res != CURLE_OK)
+        rc = agent_error_set(PKGSTORE_ENET, "%s", errbuf[0] ? errbuf : curl_easy_strerror(res));
+    else {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
+        if (*status_out != 200)
+            rc = agent_error_set(PKGSTORE_ENET, "status %ld", *status_out);
+    }
+    curl_easy_cleanup(curl);
+    return rc;
+}
+
+typedef struct download_sink {
+    int fd;
+    uint64_t written;     /* bytes in the file, including a resumed prefix */
+    uint64_t max_size;
+    long status;          /* checked on the first body byte */
+    CURL *curl;
+    int too_big;
+    int io_error;
+    int truncated;
+} download_sink;
+
+static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    download_sink *sink = userdata;
+    size_t n = size * nmemb;
+    if (!sink->status) {
+        curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &sink->status);
+        if (sink->status == 200 && sink->written > 0) {
+            /* The server ignored our Range: start over. */
+            if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0) {
+                sink->io_error = errno;
+                return 0;
+            }
+            sink->written = 0;
+            sink->truncated = 1;
+        } else if (sink->status != 200 && sink->status != 206) {
+            return n; /* an error body: not written, reported after */
+        }
+    }
+    if (sink->status != 200 && sink->status != 206)
+        return n;
+    if (sink->written + n > sink->max_size) {
+        sink->too_big = 1;
+        return 0;
+    }
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(sink->fd, ptr + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            sink->io_error = errno;
+            return 0;
+        }
+        done += (size_t)w;
+    }
+    sink->written += n;
+    return n;
+}
+
+int agent_http_download(const agent_config *cfg, const char *url, int with_token,
+                        const char *part_path, uint64_t max_size, uint64_t *size_out)
+{
+    *size_out = 0;
+    int fd = open(part_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_END) < 0) {
+        int err = errno;
+        close(fd);
+        return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(err));
+    }
+    uint64_t have = (uint64_t)st.st_size;
+    if (have > max_size) { /* a stale part of something else: start over */
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+            close(fd);
+            return agent_error_set(PKGSTORE_EIO, "%s: truncate: %s", part_path, strerror(errno));
+        }
+        have = 0;
+    }
+    if (have == max_size && have > 0) {
+        close(fd);
+        *size_out = have;
+        return 0; /* complete already; verify decides */
+    }
+    CURL *curl = easy_new(0);
+    if (!curl) {
+        close(fd);
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    download_sink sink = {.fd = fd, .written = have, .max_size = max_size, .curl = curl};
+    struct curl_slist *headers = auth_headers(cfg, with_token, NULL);
+    char range[64];
+    if (have > 0) {
+        /* A Range addresses the identity encoding, so resumes ask for it. */
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)have);
+        curl_easy_setopt(curl, CURLOPT_RANGE, range);
+        curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "identity");
+        agent_log("info", "msg=\"resuming download\" url=%s offset=%llu", url,
+                  (unsigned long long)have);
+    } else {
+        /* libcurl decodes zstd itself, so the file holds the real bytes. */
+        curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "zstd");
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, file_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(cfg->http_timeout_s + 0.999));
+    CURLcode res = curl_easy_perform(curl);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    int rc = 0;
+    if (sink.too_big)
+        rc = agent_error_set(PKGSTORE_ELIMIT, "body grows past the offered size of %llu bytes",
+                             (unsigned long long)max_size);
+    else if (sink.io_error)
+        rc = agent_error_set(sink.io_error == ENOSPC ? PKGSTORE_ENOSPC : PKGSTORE_EIO, "%s: %s",
+                             part_path, strerror(sink.io_error));
+    else if (res != CURLE_OK)
+        rc = agent_error_set(PKGSTORE_ENET, "%s: %s", url,
+                             res == CURLE_ABORTED_BY_CALLBACK && agent_stop_requested()
+                                 ? "interrupted by stop request"
+                                 : (errbuf[0] ? errbuf : curl_easy_strerror(res)));
+    else if (status == 416 && have > 0)
+        rc = agent_error_set(PKGSTORE_ENET, "%s: range not satisfiable at offset %llu", url,
+                             (unsigned long long)have);
+    else if (status != 200 && status != 206)
+        rc = agent_error_set(PKGSTORE_ENET, "%s: HTTP status %ld", url, status);
+    if (fsync(fd) < 0 && rc == 0)
+        rc = agent_error_set(PKGSTORE_EIO, "%s: fsync: %s", part_path, strerror(errno));
+    close(fd);
+    if (status == 416 && have > 0)
+        unlink(part_path); /* the part is useless; next attempt starts over */
+    *size_out = sink.written;
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return rc;
+}

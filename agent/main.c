@@ -1,0 +1,181 @@
+/*
+ * pkgstore-agent: the Supervisor on an edge node. Parses the command line,
+ * loads the configuration and runs the event loop: supervise the children,
+ * heartbeat with jitter, back off while the server is unreachable, and stop
+ * cleanly on SIGTERM/SIGINT.
+ */
+#include "supervisor.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CONFIG "/etc/pkgstore/agent.yaml"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: " AGENT_NAME " [--config FILE]\n"
+            "       " AGENT_NAME " --check-config [--json] [--config FILE]\n"
+            "       " AGENT_NAME " --version | --help\n"
+            "\n"
+            "Supervise an OpenTelemetry Collector and its addon sidecars, heartbeat to\n"
+            "pkgstored and apply package offers safely: download, verify, validate,\n"
+            "swap (keeping a .bak), monitor, and roll back automatically on failure.\n"
+            "\n"
+            "  -c, --config FILE   configuration (default " DEFAULT_CONFIG ")\n"
+            "      --check-config  load the configuration, print it resolved, exit\n"
+            "      --json          with --check-config: print JSON\n"
+            "      --version       print the version\n"
+            "  -h, --help          this help\n"
+            "\n"
+            "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n"
+            "See pkgstore-agent(8) and docs/pkgstore-agent.md.\n");
+}
+
+static int check_config(const agent_config *cfg, int json)
+{
+    char *text = agent_config_dump_json(cfg);
+    if (!text) {
+        fprintf(stderr, AGENT_NAME ": %s: out of memory\n", cfg->path);
+        return 1;
+    }
+    if (json)
+        printf("%s\n", text);
+    else
+        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s)\n", cfg->path,
+               cfg->node_id, cfg->platform, cfg->package, cfg->executable, cfg->server_url);
+    free(text);
+    return 0;
+}
+
+static double next_interval(const supervisor *sup)
+{
+    const agent_config *cfg = sup->cfg;
+    double interval = cfg->heartbeat_interval_s;
+    if (cfg->obey_server_interval && sup->server_interval_s > 0)
+        interval = sup->server_interval_s;
+    return interval;
+}
+
+static double jitter(const agent_config *cfg, double seconds)
+{
+    double j = cfg->heartbeat_jitter > 0.9 ? 0.9 : cfg->heartbeat_jitter;
+    return seconds * (1.0 - j + 2.0 * j * drand48());
+}
+
+static int run(agent_config *cfg)
+{
+    supervisor sup;
+    int rc;
+    if ((rc = agent_signals_init()) < 0 || (rc = agent_http_init()) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        return 1;
+    }
+    if ((rc = supervisor_init(&sup, cfg)) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        supervisor_free(&sup);
+        agent_http_cleanup();
+        return 1;
+    }
+    agent_log("info", "msg=\"starting\" version=%s node=%s platform=%s server=%s collector=%s",
+              PKGSTORE_VERSION_STRING, cfg->node_id, cfg->platform, cfg->server_url,
+              cfg->executable);
+    supervisor_start(&sup);
+
+    double next_heartbeat = agent_now();
+    unsigned failures = 0;
+    while (!agent_stop_requested()) {
+        double wait = next_heartbeat - agent_now();
+        if (wait > 0) {
+            agent_pump(wait);
+            continue;
+        }
+        int upgraded = 0;
+        if (supervisor_heartbeat(&sup, &upgraded) < 0) {
+            /* Keep everything running, keep the state, try again later. */
+            failures++;
+            double delay = next_interval(&sup);
+            for (unsigned i = 1; i < failures && delay < cfg->heartbeat_retry_max_s; i++)
+                delay *= 2;
+            if (delay > cfg->heartbeat_retry_max_s)
+                delay = cfg->heartbeat_retry_max_s;
+            delay = jitter(cfg, delay);
+            agent_log("warn", "msg=\"heartbeat failed\" error=\"%s\" failures=%u retry_in_s=%.1f",
+                      agent_error(), failures, delay);
+            next_heartbeat = agent_now() + delay;
+            continue;
+        }
+        if (failures)
+            agent_log("info", "msg=\"server reachable again\" after_failures=%u", failures);
+        failures = 0;
+        /* After an upgrade, report its outcome and ask again right away. */
+        next_heartbeat = agent_now() + (upgraded ? 0 : jitter(cfg, next_interval(&sup)));
+    }
+    int sig = agent_stop_signal();
+    agent_log("info", "msg=\"stopping\" signal=%d", sig);
+    supervisor_shutdown(&sup, sig ? sig : SIGTERM);
+    supervisor_free(&sup);
+    agent_http_cleanup();
+    agent_log("info", "msg=\"stopped\"");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = DEFAULT_CONFIG;
+    int do_check = 0, json = 0;
+    enum { OPT_CHECK = 256, OPT_JSON, OPT_VERSION };
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case OPT_CHECK:
+            do_check = 1;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_VERSION:
+            printf(AGENT_NAME " %s (libpkgstore %s)\n", PKGSTORE_VERSION_STRING, pkgstore_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, AGENT_NAME ": %s: unknown option\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, AGENT_NAME ": %s: unexpected argument\n", argv[optind]);
+        return 2;
+    }
+    if (json && !do_check) {
+        fprintf(stderr, AGENT_NAME ": --json: only with --check-config\n");
+        return 2;
+    }
+    agent_config cfg;
+    if (agent_config_load(&cfg, config_path) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        agent_config_free(&cfg);
+        return 2;
+    }
+    int status = do_check ? check_config(&cfg, json) : run(&cfg);
+    agent_config_free(&cfg);
+    return status;
+}

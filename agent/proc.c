@@ -1,0 +1,268 @@
+/*
+ * Process supervision: the agent's signals arrive on a signalfd (no work in
+ * signal handlers), children run in their own process groups, exits are
+ * reaped in one place and supervised children restart with a capped
+ * exponential backoff.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_PROCS 64
+
+static int signal_fd = -1;
+static int stop_signal;
+static agent_proc *procs[MAX_PROCS];
+
+int agent_signals_init(void)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+        return agent_error_set(PKGSTORE_EIO, "sigprocmask: %s", strerror(errno));
+    signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd < 0)
+        return agent_error_set(PKGSTORE_EIO, "signalfd: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int agent_stop_requested(void)
+{
+    return stop_signal != 0;
+}
+
+int agent_stop_signal(void)
+{
+    return stop_signal;
+}
+
+void agent_proc_register(agent_proc *proc)
+{
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (procs[i] == proc)
+            return;
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (!procs[i]) {
+            procs[i] = proc;
+            return;
+        }
+}
+
+void agent_proc_unregister(agent_proc *proc)
+{
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (procs[i] == proc)
+            procs[i] = NULL;
+}
+
+void agent_describe_status(char *buf, size_t len, int status)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "status 0x%x", (unsigned)status);
+}
+
+static double backoff_delay(const agent_proc *proc)
+{
+    double delay = proc->backoff_initial_s;
+    for (unsigned i = 1; i < proc->failures && delay < proc->backoff_max_s; i++)
+        delay *= 2;
+    return delay > proc->backoff_max_s ? proc->backoff_max_s : delay;
+}
+
+static void reap(void)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            return;
+        for (int i = 0; i < MAX_PROCS; i++) {
+            agent_proc *proc = procs[i];
+            if (!proc || proc->pid != pid)
+                continue;
+            /* Children with their own group may have left grandchildren
+             * behind; take the whole group down with the leader. */
+            kill(-pid, SIGKILL);
+            proc->pid = 0;
+            proc->exited = 1;
+            proc->wait_status = status;
+            double ran = agent_now() - proc->started_at;
+            if (proc->supervised) {
+                char how[96];
+                agent_describe_status(how, sizeof how, status);
+                if (ran >= proc->backoff_reset_s)
+                    proc->failures = 0;
+                proc->failures++;
+                double delay = backoff_delay(proc);
+                proc->restart_at = agent_now() + delay;
+                agent_log("warn", "msg=\"child exited, restarting with backoff\" name=%s pid=%ld "
+                                  "status=\"%s\" ran_s=%.1f restart_in_s=%.2f failures=%u",
+                          proc->name, (long)pid, how, ran, delay, proc->failures);
+            }
+        }
+    }
+}
+
+static void restart_due(void)
+{
+    double now = agent_now();
+    for (int i = 0; i < MAX_PROCS; i++) {
+        agent_proc *proc = procs[i];
+        if (!proc || !proc->supervised || proc->pid || !proc->restart_at || proc->restart_at > now)
+            continue;
+        proc->restart_at = 0;
+        if (agent_proc_spawn(proc) < 0) {
+            proc->failures++;
+            double delay = backoff_delay(proc);
+            proc->restart_at = now + delay;
+            agent_log("error", "msg=\"cannot start child\" name=%s error=\"%s\" retry_in_s=%.2f",
+                      proc->name, agent_error(), delay);
+        }
+    }
+}
+
+double agent_proc_next_restart(void)
+{
+    double next = 0;
+    for (int i = 0; i < MAX_PROCS; i++) {
+        agent_proc *proc = procs[i];
+        if (proc && proc->supervised && !proc->pid && proc->restart_at &&
+            (!next || proc->restart_at < next))
+            next = proc->restart_at;
+    }
+    return next;
+}
+
+int agent_pump(double timeout_s)
+{
+    double next = agent_proc_next_restart();
+    if (next) {
+        double until = next - agent_now();
+        if (until < timeout_s)
+            timeout_s = until;
+    }
+    if (timeout_s < 0)
+        timeout_s = 0;
+    struct pollfd pfd = {.fd = signal_fd, .events = POLLIN};
+    int n = poll(&pfd, 1, (int)(timeout_s * 1000 + 0.999));
+    if (n > 0) {
+        struct signalfd_siginfo info;
+        while (read(signal_fd, &info, sizeof info) == (ssize_t)sizeof info) {
+            if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+                if (!stop_signal)
+                    agent_log("info", "msg=\"stop requested\" signal=%u", info.ssi_signo);
+                stop_signal = (int)info.ssi_signo;
+            }
+        }
+    }
+    reap();
+    if (!stop_signal)
+        restart_due();
+    return stop_signal != 0;
+}
+
+int agent_proc_spawn(agent_proc *proc)
+{
+    if (proc->pid)
+        return 0;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                         POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (proc->output_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 1);
+        posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 2);
+    }
+    pid_t pid;
+    int err = posix_spawn(&pid, proc->argv[0], &actions, &attr, proc->argv,
+                          proc->envp ? proc->envp : environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (err)
+        return agent_error_set(PKGSTORE_EIO, "%s: spawn: %s", proc->argv[0], strerror(err));
+    proc->pid = pid;
+    proc->exited = 0;
+    proc->wait_status = 0;
+    proc->started_at = agent_now();
+    proc->restart_at = 0;
+    agent_proc_register(proc);
+    if (proc->pid_file) {
+        char text[32];
+        int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
+        if (pkgstore_install_write_atomic(proc->pid_file, text, (size_t)n, 0644) < 0)
+            agent_log("warn", "msg=\"cannot write pid file\" path=%s error=\"%s\"",
+                      proc->pid_file, pkgstore_error_detail());
+    }
+    agent_log("info", "msg=\"child started\" name=%s pid=%ld exe=%s", proc->name, (long)pid,
+              proc->argv[0]);
+    return 0;
+}
+
+void agent_proc_stop(agent_proc *proc, int sig, double timeout_s)
+{
+    proc->supervised = 0;
+    proc->restart_at = 0;
+    if (!proc->pid)
+        return;
+    pid_t pid = proc->pid;
+    kill(-pid, sig);
+    double deadline = agent_now() + timeout_s;
+    while (proc->pid && agent_now() < deadline)
+        agent_pump(0.05 < deadline - agent_now() ? 0.05 : deadline - agent_now());
+    if (proc->pid) {
+        agent_log("warn", "msg=\"child ignored the stop signal, killing\" name=%s pid=%ld "
+                          "stop_timeout_s=%.1f", proc->name, (long)pid, timeout_s);
+        kill(-pid, SIGKILL);
+        while (proc->pid)
+            agent_pump(0.05);
+    }
+    char how[96];
+    agent_describe_status(how, sizeof how, proc->wait_status);
+    agent_log("info", "msg=\"child stopped\" name=%s pid=%ld status=\"%s\"", proc->name, (long)pid,
+              how);
+}
+
+void agent_argv_free(char **argv)
+{
+    if (!argv)
+        return;
+    for (char **p = argv; *p; p++)
+        free(*p);
+    free(argv);
+}
+
+void agent_proc_set_argv(agent_proc *proc, char **argv)
+{
+    agent_argv_free(proc->argv);
+    proc->argv = argv;
+}

@@ -1,0 +1,196 @@
+/*
+ * fuzz_archive: detection, listing, validation and safe extraction of
+ * arbitrary bytes.
+ *
+ * Layout per process: <tmp>/in holds the input, extraction happens in
+ * <tmp>/x/y/root, so that a write escaping by one, two or three levels
+ * lands somewhere this harness looks. The assertions (__builtin_trap):
+ * - after every input, <tmp> holds only "in" and "x", x only "y", y only
+ *   "root", and root is empty (refused extractions clean up; successful
+ *   ones are removed by the harness);
+ * - no extracted regular file or directory is reachable through a symlink
+ *   that resolves outside root (checked with realpath on every entry);
+ * - validate and extract agree: an archive validate accepts is extracted,
+ *   one it refuses for safety is refused by extraction.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pkgstore.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char base[PATH_MAX];
+static char input_path[PATH_MAX + 8];
+static char root_path[PATH_MAX + 16];
+static char real_root[PATH_MAX];
+
+static void cleanup(void)
+{
+    if (base[0])
+        pkgstore_archive_remove_tree(base);
+}
+
+static void init_once(void)
+{
+    char path[PATH_MAX + 16];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(base, sizeof(base), "%s/fuzz_archive.XXXXXX", tmp);
+    if (!mkdtemp(base))
+        __builtin_trap();
+    atexit(cleanup);
+    snprintf(input_path, sizeof(input_path), "%s/in", base);
+    snprintf(path, sizeof(path), "%s/x", base);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/x/y", base);
+    mkdir(path, 0755);
+    snprintf(root_path, sizeof(root_path), "%s/x/y/root", base);
+    mkdir(root_path, 0755);
+    if (!realpath(root_path, real_root))
+        __builtin_trap();
+}
+
+/* The names in dir must be exactly `expected` (n of them). */
+static void expect_only(const char *dir, const char *const *expected, int n)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int seen = 0;
+    if (!d)
+        __builtin_trap();
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        int ok = 0;
+        for (int i = 0; i < n; i++)
+            ok |= !strcmp(de->d_name, expected[i]);
+        if (!ok)
+            __builtin_trap(); /* something was written where it must not be */
+        seen++;
+    }
+    closedir(d);
+    if (seen != n)
+        __builtin_trap();
+}
+
+static void check_layout(void)
+{
+    char path[PATH_MAX + 16];
+    static const char *const top[] = {"in", "x"}, *const x[] = {"y"}, *const y[] = {"root"};
+    expect_only(base, top, 2);
+    snprintf(path, sizeof(path), "%s/x", base);
+    expect_only(path, x, 1);
+    snprintf(path, sizeof(path), "%s/x/y", base);
+    expect_only(path, y, 1);
+    expect_only(root_path, NULL, 0);
+}
+
+/* Every path below dir resolves (through symlinks) inside real_root, or
+ * does not resolve at all (a dangling link). */
+static void check_tree(const char *dir, int depth)
+{
+    DIR *d;
+    struct dirent *de;
+    if (depth > 64 || !(d = opendir(dir)))
+        return;
+    while ((de = readdir(d)) != NULL) {
+        char path[PATH_MAX], resolved[PATH_MAX];
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path))
+            continue;
+        if (realpath(path, resolved) &&
+            (strncmp(resolved, real_root, strlen(real_root)) != 0 ||
+             (resolved[strlen(real_root)] != '/' && resolved[strlen(real_root)] != '\0')))
+            __builtin_trap(); /* a link leads outside the extraction directory */
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            check_tree(path, depth + 1);
+    }
+    closedir(d);
+}
+
+static int is_safety_error(int error)
+{
+    return error == PKGSTORE_EUNSAFE || error == PKGSTORE_ELIMIT;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int initialised;
+    pkgstore_archive_options opts = PKGSTORE_ARCHIVE_OPTIONS_INIT;
+    pkgstore_archive_format format;
+    pkgstore_archive_list *list = NULL;
+    char entrypoint[4096] = "";
+    char *dir = NULL, *file = NULL;
+
+    if (!initialised) {
+        init_once();
+        initialised = 1;
+    }
+    /* Keep each run small and fast. */
+    opts.max_entries = 256;
+    opts.max_total_size = 8u << 20;
+    opts.ratio_min_size = 64u << 10;
+
+    int fd = open(input_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+        __builtin_trap();
+    close(fd);
+
+    pkgstore_archive_detect_buffer(&format, data, size);
+    int detected = pkgstore_archive_detect_file(&format, input_path);
+
+    if (pkgstore_archive_list_file(&list, input_path, &opts) == 0) {
+        for (size_t i = 0; i < pkgstore_archive_list_count(list); i++) {
+            const pkgstore_archive_entry *e = pkgstore_archive_list_get(list, i);
+            if (!e || !e->path)
+                __builtin_trap();
+            if (e->type == PKGSTORE_ENTRY_FILE && !entrypoint[0])
+                snprintf(entrypoint, sizeof(entrypoint), "%s", e->path);
+        }
+        pkgstore_archive_list_free(list);
+    }
+
+    pkgstore_archive_info info;
+    int valid = pkgstore_archive_validate_file(&info, input_path, NULL, &opts);
+
+    int extracted = pkgstore_archive_extract_file(&dir, NULL, input_path, root_path, NULL, &opts);
+    if (extracted == 0) {
+        if (!dir)
+            __builtin_trap();
+        check_tree(dir, 0);
+        pkgstore_archive_remove_tree(dir);
+        pkgstore_free(dir);
+        dir = NULL;
+    } else if (dir) {
+        __builtin_trap(); /* outputs must be NULL on failure */
+    }
+    check_layout();
+    /* Validation is the upload-time view of extraction: they agree. */
+    if (detected == 0 && ((valid == 0 && is_safety_error(extracted)) ||
+                          (is_safety_error(valid) && extracted == 0)))
+        __builtin_trap();
+
+    if (entrypoint[0]) {
+        int r = pkgstore_archive_extract_file(&dir, &file, input_path, root_path, entrypoint, &opts);
+        if (r == 0) {
+            struct stat st;
+            if (!dir || !file || lstat(file, &st) != 0 || !S_ISREG(st.st_mode))
+                __builtin_trap();
+            check_tree(dir, 0);
+            pkgstore_archive_remove_tree(dir);
+        }
+        pkgstore_free(dir);
+        pkgstore_free(file);
+        check_layout();
+    }
+    return 0;
+}

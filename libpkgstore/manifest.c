@@ -1,0 +1,856 @@
+/*
+ * manifest.c - the manifest v1 JSON: build, modify, validate values and
+ * serialize canonically (docs/manifest.md); parsing is manifest_parse.c.
+ *
+ * The manifest is kept as plain C values, not as a jansson tree: jansson is
+ * used only at the edges (parse, serialize), so that what we hold has always
+ * been validated and the canonical bytes are a pure function of it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "error.h"
+#include "manifest.h"
+#include "pkgstore/digest.h"
+#include "pkgstore/manifest.h"
+#include "pkgstore/platform.h"
+#include "pkgstore/version.h"
+
+
+static const char *const formats[] = {"binary", "tar", "tar+gzip", "tar+zstd", "tar+xz", "zip"};
+
+/* ------------------------------------------------------------------ checks */
+
+int pkgstore_manifest_name_validate(const char *name)
+{
+    if (!name)
+        return ps_error_set(PKGSTORE_EINVALID, "name: missing");
+    size_t len = strlen(name);
+    if (len == 0)
+        return ps_error_set(PKGSTORE_EINVALID, "name: empty");
+    if (len > PKGSTORE_NAME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "name: longer than %d characters",
+                            PKGSTORE_NAME_MAX);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (i > 0)
+            ok = ok || c == '.' || c == '_' || c == '-';
+        if (!ok) {
+            if (c >= 0x20 && c < 0x7f)
+                return ps_error_set(PKGSTORE_EINVALID,
+                                    "name: invalid character '%c' at position %zu "
+                                    "(names match [a-z0-9][a-z0-9._-]*)",
+                                    c, i + 1);
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "name: invalid byte 0x%02x at position %zu "
+                                "(names match [a-z0-9][a-z0-9._-]*)",
+                                c, i + 1);
+        }
+    }
+    return 0;
+}
+
+int pkgstore_manifest_format_validate(const char *format)
+{
+    if (!format)
+        return ps_error_set(PKGSTORE_EINVALID, "format: missing");
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+        if (strcmp(format, formats[i]) == 0)
+            return 0;
+    return ps_error_set(PKGSTORE_EINVALID,
+                        "format: not one of binary, tar, tar+gzip, tar+zstd, tar+xz, zip");
+}
+
+int ps_manifest_format_is_archive(const char *format)
+{
+    return format && strcmp(format, "binary") != 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil), so that times need neither timegm() nor the TZ. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const unsigned yoe = (unsigned)(y - era * 400);
+    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y_out, unsigned *m_out, unsigned *d_out)
+{
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const int64_t y = (int64_t)yoe + era * 400;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    *y_out = y + (m <= 2);
+    *m_out = m;
+    *d_out = d;
+}
+
+static int is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Earliest and latest second we can write as four-digit years. */
+#define TIME_MIN (-62167219200LL) /* 0000-01-01T00:00:00Z */
+#define TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+
+int pkgstore_manifest_time_parse(int64_t *out, const char *str)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    if (out)
+        *out = 0;
+    if (!out || !str)
+        return ps_error_set(PKGSTORE_EINVALID, "time: missing");
+    size_t len = strlen(str);
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        char c = i < len ? str[i] : '\0';
+        int ok = shape[i] == 'd' ? (c >= '0' && c <= '9') : c == shape[i];
+        if (!ok)
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "not an RFC 3339 UTC time YYYY-MM-DDTHH:MM:SSZ "
+                                "(unexpected %s at position %zu)",
+                                c ? "character" : "end", i + 1);
+    }
+    if (len != sizeof(shape) - 1)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "not an RFC 3339 UTC time YYYY-MM-DDTHH:MM:SSZ "
+                            "(trailing characters at position %zu)",
+                            sizeof(shape));
+#define DIGITS2(p) ((unsigned)((p)[0] - '0') * 10 + (unsigned)((p)[1] - '0'))
+    int64_t year = (int64_t)DIGITS2(str) * 100 + DIGITS2(str + 2);
+    unsigned month = DIGITS2(str + 5), day = DIGITS2(str + 8);
+    unsigned hour = DIGITS2(str + 11), minute = DIGITS2(str + 14), second = DIGITS2(str + 17);
+#undef DIGITS2
+    static const unsigned mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12)
+        return ps_error_set(PKGSTORE_EINVALID, "month %02u out of range", month);
+    unsigned last = mdays[month - 1] + (month == 2 && is_leap(year));
+    if (day < 1 || day > last)
+        return ps_error_set(PKGSTORE_EINVALID, "day %02u out of range", day);
+    if (hour > 23 || minute > 59 || second > 59)
+        return ps_error_set(PKGSTORE_EINVALID, "time of day %02u:%02u:%02u out of range", hour,
+                            minute, second);
+    *out = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    return 0;
+}
+
+int pkgstore_manifest_time_format(char out[PKGSTORE_MANIFEST_TIME_SIZE], int64_t seconds)
+{
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "time: no buffer");
+    out[0] = '\0';
+    if (seconds < TIME_MIN || seconds > TIME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "time: %lld is outside the years 0000-9999",
+                            (long long)seconds);
+    int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
+    int64_t rem = seconds - days * 86400;
+    int64_t year;
+    unsigned month, day;
+    civil_from_days(days, &year, &month, &day);
+    char text[64]; /* roomy: the compiler cannot see the ranges checked above */
+    snprintf(text, sizeof(text), "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)year, month, day,
+             (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
+    memcpy(out, text, PKGSTORE_MANIFEST_TIME_SIZE - 1);
+    out[PKGSTORE_MANIFEST_TIME_SIZE - 1] = '\0';
+    return 0;
+}
+
+/* A string is acceptable text: valid UTF-8 without NUL (the length is
+ * strlen's, so an embedded NUL would have cut it) and without C0 controls
+ * where the field is a path. */
+static int utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        size_t n;
+        unsigned cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - p) <= n)
+            return 0;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}
+
+/* Check a string field: present, within max bytes, UTF-8. field names it
+ * in the detail. */
+static int check_text(const char *field, const char *value, size_t max, int allow_empty)
+{
+    if (!value)
+        return ps_error_set(PKGSTORE_EINVALID, "%s: missing", field);
+    size_t len = strlen(value);
+    if (len == 0 && !allow_empty)
+        return ps_error_set(PKGSTORE_EINVALID, "%s: empty", field);
+    if (len > max)
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: longer than %zu bytes", field, max);
+    if (!utf8_valid(value, len))
+        return ps_error_set(PKGSTORE_EINVALID, "%s: not valid UTF-8", field);
+    return 0;
+}
+
+/* Normalize a SemVer version into out. */
+int ps_manifest_normalize_version(char out[PKGSTORE_VERSION_MAX + 1], const char *field,
+                             const char *version)
+{
+    pkgstore_semver parsed;
+    char formatted[PKGSTORE_SEMVER_STR_SIZE];
+    int error;
+
+    out[0] = '\0';
+    if (!version)
+        return ps_error_set(PKGSTORE_EINVALID, "%s: missing", field);
+    if (strlen(version) > PKGSTORE_VERSION_MAX + 1) /* +1: a leading 'v' */
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: longer than %d characters", field,
+                            PKGSTORE_VERSION_MAX);
+    if ((error = pkgstore_version_parse(&parsed, version)) < 0) {
+        /* the version module's detail already starts with "version: " */
+        if (strcmp(field, "version") != 0)
+            ps_error_prefix("%s", field);
+        return error;
+    }
+    size_t len = pkgstore_version_format(formatted, &parsed);
+    if (len > PKGSTORE_VERSION_MAX)
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: longer than %d characters", field,
+                            PKGSTORE_VERSION_MAX);
+    memcpy(out, formatted, len + 1);
+    return 0;
+}
+
+static int normalize_platform(char out[PKGSTORE_PLATFORM_MAX + 1], const char *field,
+                              const char *platform)
+{
+    char formatted[PKGSTORE_PLATFORM_STR_SIZE];
+    int error;
+
+    out[0] = '\0';
+    if (!platform)
+        return ps_error_set(PKGSTORE_EINVALID, "%s: missing", field);
+    if ((error = pkgstore_platform_normalize(formatted, platform)) < 0) {
+        ps_error_prefix("%s", field);
+        return error;
+    }
+    size_t len = strlen(formatted);
+    if (len > PKGSTORE_PLATFORM_MAX)
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: longer than %d characters", field,
+                            PKGSTORE_PLATFORM_MAX);
+    memcpy(out, formatted, len + 1);
+    return 0;
+}
+
+/* An entrypoint is a relative path inside the archive (or, for a binary, a
+ * plain file name): no absolute path, no "." or ".." component, no empty
+ * component, no control characters. */
+static int check_entrypoint(const char *field, const char *entrypoint, const char *format)
+{
+    int error;
+    if ((error = check_text(field, entrypoint, PKGSTORE_ENTRYPOINT_MAX, 0)) < 0)
+        return error;
+    for (const char *p = entrypoint; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "%s: control character or backslash at position %zu", field,
+                                (size_t)(p - entrypoint) + 1);
+    if (entrypoint[0] == '/')
+        return ps_error_set(PKGSTORE_EINVALID, "%s: absolute path", field);
+    if (!ps_manifest_format_is_archive(format) && strchr(entrypoint, '/'))
+        return ps_error_set(PKGSTORE_EINVALID, "%s: a binary's entrypoint is a file name, not a path",
+                            field);
+    const char *component = entrypoint;
+    for (;;) {
+        const char *slash = strchr(component, '/');
+        size_t clen = slash ? (size_t)(slash - component) : strlen(component);
+        if (clen == 0)
+            return ps_error_set(PKGSTORE_EINVALID, "%s: empty path component", field);
+        if ((clen == 1 && component[0] == '.') ||
+            (clen == 2 && component[0] == '.' && component[1] == '.'))
+            return ps_error_set(PKGSTORE_EINVALID, "%s: '.' or '..' path component", field);
+        if (!slash)
+            break;
+        component = slash + 1;
+    }
+    return 0;
+}
+
+int ps_manifest_copy_bounded(char *dst, size_t size, const char *field, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= size)
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: longer than %zu bytes", field, size - 1);
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+/* Validate and normalize an artifact into *out. An empty format is
+ * "binary"; an empty entrypoint of a binary is default_entrypoint. */
+int ps_manifest_artifact_check(pkgstore_artifact *out, const char *prefix, const pkgstore_artifact *in,
+                          const char *default_entrypoint)
+{
+    char field[64];
+    int error;
+
+    memset(out, 0, sizeof(*out));
+    if (memchr(in->platform, '\0', sizeof(in->platform)) == NULL ||
+        memchr(in->format, '\0', sizeof(in->format)) == NULL ||
+        memchr(in->entrypoint, '\0', sizeof(in->entrypoint)) == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "%s: unterminated string", prefix);
+
+    snprintf(field, sizeof(field), "%s.platform", prefix);
+    if ((error = normalize_platform(out->platform, field, in->platform)) < 0)
+        return error;
+
+    snprintf(field, sizeof(field), "%s.format", prefix);
+    const char *format = in->format[0] ? in->format : "binary";
+    if ((error = pkgstore_manifest_format_validate(format)) < 0) {
+        ps_error_prefix("%s", prefix);
+        return error;
+    }
+    strcpy(out->format, format);
+
+    snprintf(field, sizeof(field), "%s.entrypoint", prefix);
+    const char *entrypoint = in->entrypoint;
+    if (!entrypoint[0] && !ps_manifest_format_is_archive(format) && default_entrypoint)
+        entrypoint = default_entrypoint;
+    if (!entrypoint[0] && ps_manifest_format_is_archive(format))
+        return ps_error_set(PKGSTORE_EINVALID, "%s: required for an archive (format %s)", field,
+                            format);
+    if ((error = check_entrypoint(field, entrypoint, format)) < 0)
+        return error;
+    strcpy(out->entrypoint, entrypoint);
+
+    if (in->size > (uint64_t)INT64_MAX)
+        return ps_error_set(PKGSTORE_ELIMIT, "%s.size: larger than 2^63-1", prefix);
+    out->size = in->size;
+    out->digest = in->digest;
+    return 0;
+}
+
+int ps_manifest_check_constraint(const char *field, const char *constraint)
+{
+    pkgstore_version_constraint *parsed = NULL;
+    int error;
+    if ((error = check_text(field, constraint, PKGSTORE_MANIFEST_CONSTRAINT_MAX, 0)) < 0)
+        return error;
+    if ((error = pkgstore_version_constraint_parse(&parsed, constraint)) < 0) {
+        ps_error_prefix("%s", field);
+        return error;
+    }
+    pkgstore_version_constraint_free(parsed);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ build */
+
+int pkgstore_manifest_new(pkgstore_manifest **out, const char *name, const char *version,
+                          pkgstore_package_type type)
+{
+    pkgstore_manifest *m = NULL;
+    int error;
+
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: no output pointer");
+    *out = NULL;
+    if ((error = pkgstore_manifest_name_validate(name)) < 0)
+        return error;
+    if (type != PKGSTORE_TYPE_PRIMARY && type != PKGSTORE_TYPE_ADDON)
+        return ps_error_set(PKGSTORE_EINVALID, "type: neither primary nor addon");
+    if (!(m = calloc(1, sizeof(*m))))
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+    if ((error = ps_manifest_normalize_version(m->version, "version", version)) < 0)
+        goto out;
+    strcpy(m->name, name);
+    m->type = type;
+    time_t now = time(NULL);
+    m->created = (int64_t)now;
+    *out = m;
+    m = NULL; /* now owned by the caller */
+out:
+    pkgstore_manifest_free(m);
+    return error;
+}
+
+void pkgstore_manifest_free(pkgstore_manifest *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->annotation_count; i++) {
+        free(m->annotations[i].key);
+        free(m->annotations[i].value);
+    }
+    free(m->annotations);
+    free(m->artifacts);
+    free(m->dependencies);
+    free(m);
+}
+
+int pkgstore_manifest_dup(pkgstore_manifest **out, const pkgstore_manifest *m)
+{
+    pkgstore_manifest *copy = NULL;
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: no output pointer");
+    *out = NULL;
+    if (!m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if (!(copy = calloc(1, sizeof(*copy))))
+        goto nomem;
+    *copy = *m;
+    copy->artifacts = NULL;
+    copy->dependencies = NULL;
+    copy->annotations = NULL;
+    copy->artifact_count = copy->dependency_count = copy->annotation_count = 0;
+    if (m->artifact_count) {
+        if (!(copy->artifacts = malloc(m->artifact_count * sizeof(*m->artifacts))))
+            goto nomem;
+        memcpy(copy->artifacts, m->artifacts, m->artifact_count * sizeof(*m->artifacts));
+        copy->artifact_count = m->artifact_count;
+    }
+    if (m->dependency_count) {
+        if (!(copy->dependencies = malloc(m->dependency_count * sizeof(*m->dependencies))))
+            goto nomem;
+        memcpy(copy->dependencies, m->dependencies,
+               m->dependency_count * sizeof(*m->dependencies));
+        copy->dependency_count = m->dependency_count;
+    }
+    if (m->annotation_count) {
+        if (!(copy->annotations = calloc(m->annotation_count, sizeof(*m->annotations))))
+            goto nomem;
+        for (size_t i = 0; i < m->annotation_count; i++) {
+            copy->annotation_count = i + 1;
+            if (!(copy->annotations[i].key = strdup(m->annotations[i].key)) ||
+                !(copy->annotations[i].value = strdup(m->annotations[i].value)))
+                goto nomem;
+        }
+    }
+    *out = copy;
+    return 0;
+nomem:
+    pkgstore_manifest_free(copy);
+    return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+}
+
+const char *pkgstore_manifest_name(const pkgstore_manifest *m)
+{
+    return m ? m->name : NULL;
+}
+
+const char *pkgstore_manifest_version(const pkgstore_manifest *m)
+{
+    return m ? m->version : NULL;
+}
+
+pkgstore_package_type pkgstore_manifest_type(const pkgstore_manifest *m)
+{
+    return m ? m->type : PKGSTORE_TYPE_PRIMARY;
+}
+
+int64_t pkgstore_manifest_created(const pkgstore_manifest *m)
+{
+    return m ? m->created : 0;
+}
+
+void pkgstore_manifest_set_type(pkgstore_manifest *m, pkgstore_package_type type)
+{
+    if (m && (type == PKGSTORE_TYPE_PRIMARY || type == PKGSTORE_TYPE_ADDON))
+        m->type = type;
+}
+
+int pkgstore_manifest_set_created(pkgstore_manifest *m, int64_t seconds)
+{
+    if (!m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if (seconds < TIME_MIN || seconds > TIME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "created: %lld is outside the years 0000-9999",
+                            (long long)seconds);
+    m->created = seconds;
+    return 0;
+}
+
+size_t pkgstore_manifest_artifact_count(const pkgstore_manifest *m)
+{
+    return m ? m->artifact_count : 0;
+}
+
+const pkgstore_artifact *pkgstore_manifest_artifact(const pkgstore_manifest *m, size_t i)
+{
+    return m && i < m->artifact_count ? &m->artifacts[i] : NULL;
+}
+
+static pkgstore_artifact *find_artifact(const pkgstore_manifest *m, const char *platform)
+{
+    for (size_t i = 0; i < m->artifact_count; i++)
+        if (strcmp(m->artifacts[i].platform, platform) == 0)
+            return &m->artifacts[i];
+    return NULL;
+}
+
+const pkgstore_artifact *pkgstore_manifest_artifact_find(const pkgstore_manifest *m,
+                                                         const char *platform)
+{
+    char normalized[PKGSTORE_PLATFORM_STR_SIZE];
+    if (!m || !platform || pkgstore_platform_normalize(normalized, platform) < 0)
+        return NULL;
+    return find_artifact(m, normalized);
+}
+
+int pkgstore_manifest_add_artifact(pkgstore_manifest *m, const pkgstore_artifact *artifact)
+{
+    pkgstore_artifact checked;
+    int error;
+
+    if (!m || !artifact)
+        return ps_error_set(PKGSTORE_EINVALID, "artifact: NULL");
+    if ((error = ps_manifest_artifact_check(&checked, "artifact", artifact, m->name)) < 0)
+        return error;
+    pkgstore_artifact *existing = find_artifact(m, checked.platform);
+    if (existing) {
+        *existing = checked;
+        return 1;
+    }
+    if (m->artifact_count >= PKGSTORE_MANIFEST_ARTIFACTS_MAX)
+        return ps_error_set(PKGSTORE_ELIMIT, "artifacts: more than %d",
+                            PKGSTORE_MANIFEST_ARTIFACTS_MAX);
+    pkgstore_artifact *grown = realloc(m->artifacts, (m->artifact_count + 1) * sizeof(*grown));
+    if (!grown)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+    m->artifacts = grown;
+    m->artifacts[m->artifact_count++] = checked;
+    return 0;
+}
+
+int pkgstore_manifest_remove_artifact(pkgstore_manifest *m, const char *platform)
+{
+    char normalized[PKGSTORE_PLATFORM_STR_SIZE];
+    int error;
+    if (!m || !platform)
+        return ps_error_set(PKGSTORE_EINVALID, "platform: NULL");
+    if ((error = pkgstore_platform_normalize(normalized, platform)) < 0)
+        return error;
+    pkgstore_artifact *found = find_artifact(m, normalized);
+    if (!found)
+        return ps_error_set(PKGSTORE_ENOTFOUND, "%s %s: no artifact for %s", m->name,
+                            m->version, normalized);
+    size_t i = (size_t)(found - m->artifacts);
+    memmove(&m->artifacts[i], &m->artifacts[i + 1],
+            (m->artifact_count - i - 1) * sizeof(*m->artifacts));
+    m->artifact_count--;
+    return 0;
+}
+
+int pkgstore_manifest_best_artifact(const pkgstore_artifact **out, const pkgstore_manifest *m,
+                                    const char *node_platform)
+{
+    pkgstore_platform node, candidate;
+    int error, best_rank = PKGSTORE_PLATFORM_RANK_NONE;
+
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "artifact: no output pointer");
+    *out = NULL;
+    if (!m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if (node_platform)
+        error = pkgstore_platform_parse(&node, node_platform);
+    else
+        error = pkgstore_platform_host(&node);
+    if (error < 0)
+        return error;
+    for (size_t i = 0; i < m->artifact_count; i++) {
+        if (pkgstore_platform_parse(&candidate, m->artifacts[i].platform) < 0)
+            continue;
+        int rank = pkgstore_platform_rank(&node, &candidate);
+        if (rank != PKGSTORE_PLATFORM_RANK_NONE &&
+            (best_rank == PKGSTORE_PLATFORM_RANK_NONE || rank < best_rank)) {
+            best_rank = rank;
+            *out = &m->artifacts[i];
+        }
+    }
+    if (!*out) {
+        char formatted[PKGSTORE_PLATFORM_STR_SIZE];
+        pkgstore_platform_format(formatted, &node);
+        return ps_error_set(PKGSTORE_ENOTFOUND, "%s %s: no artifact for platform %s", m->name,
+                            m->version, formatted);
+    }
+    return 0;
+}
+
+size_t pkgstore_manifest_dependency_count(const pkgstore_manifest *m)
+{
+    return m ? m->dependency_count : 0;
+}
+
+const pkgstore_dependency *pkgstore_manifest_dependency(const pkgstore_manifest *m, size_t i)
+{
+    return m && i < m->dependency_count ? &m->dependencies[i] : NULL;
+}
+
+int pkgstore_manifest_add_dependency(pkgstore_manifest *m, const char *name,
+                                     const char *constraint)
+{
+    int error;
+    if (!m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if ((error = pkgstore_manifest_name_validate(name)) < 0) {
+        ps_error_prefix("dependency");
+        return error;
+    }
+    if ((error = ps_manifest_check_constraint("dependency version", constraint)) < 0)
+        return error;
+    for (size_t i = 0; i < m->dependency_count; i++) {
+        if (strcmp(m->dependencies[i].name, name) == 0) {
+            strcpy(m->dependencies[i].constraint, constraint);
+            return 1;
+        }
+    }
+    if (m->dependency_count >= PKGSTORE_MANIFEST_DEPENDENCIES_MAX)
+        return ps_error_set(PKGSTORE_ELIMIT, "dependencies: more than %d",
+                            PKGSTORE_MANIFEST_DEPENDENCIES_MAX);
+    pkgstore_dependency *grown =
+        realloc(m->dependencies, (m->dependency_count + 1) * sizeof(*grown));
+    if (!grown)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+    m->dependencies = grown;
+    pkgstore_dependency *dep = &m->dependencies[m->dependency_count++];
+    memset(dep, 0, sizeof(*dep));
+    strcpy(dep->name, name);
+    strcpy(dep->constraint, constraint);
+    return 0;
+}
+
+size_t pkgstore_manifest_annotation_count(const pkgstore_manifest *m)
+{
+    return m ? m->annotation_count : 0;
+}
+
+int pkgstore_manifest_annotation(const char **key, const char **value,
+                                 const pkgstore_manifest *m, size_t i)
+{
+    if (key)
+        *key = NULL;
+    if (value)
+        *value = NULL;
+    if (!m || i >= m->annotation_count)
+        return ps_error_set(PKGSTORE_ENOTFOUND, "annotations: no annotation %zu", i);
+    if (key)
+        *key = m->annotations[i].key;
+    if (value)
+        *value = m->annotations[i].value;
+    return 0;
+}
+
+/* Index of key, or -(insertion point) - 1. */
+static long annotation_search(const pkgstore_manifest *m, const char *key)
+{
+    size_t lo = 0, hi = m->annotation_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(m->annotations[mid].key, key);
+        if (cmp == 0)
+            return (long)mid;
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -(long)lo - 1;
+}
+
+const char *pkgstore_manifest_annotation_get(const pkgstore_manifest *m, const char *key)
+{
+    if (!m || !key)
+        return NULL;
+    long at = annotation_search(m, key);
+    return at >= 0 ? m->annotations[at].value : NULL;
+}
+
+int pkgstore_manifest_annotation_set(pkgstore_manifest *m, const char *key, const char *value)
+{
+    char field[PKGSTORE_MANIFEST_ANNOTATION_KEY_MAX + 32];
+    int error;
+    if (!m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if ((error = check_text("annotations key", key, PKGSTORE_MANIFEST_ANNOTATION_KEY_MAX, 0)) < 0)
+        return error;
+    long at = annotation_search(m, key);
+    if (!value) {
+        if (at >= 0) {
+            free(m->annotations[at].key);
+            free(m->annotations[at].value);
+            memmove(&m->annotations[at], &m->annotations[at + 1],
+                    (m->annotation_count - (size_t)at - 1) * sizeof(*m->annotations));
+            m->annotation_count--;
+        }
+        return 0;
+    }
+    snprintf(field, sizeof(field), "annotations.%s", key);
+    if ((error = check_text(field, value, PKGSTORE_MANIFEST_ANNOTATION_VALUE_MAX, 1)) < 0)
+        return error;
+    char *copy = strdup(value);
+    if (!copy)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+    if (at >= 0) {
+        free(m->annotations[at].value);
+        m->annotations[at].value = copy;
+        return 0;
+    }
+    if (m->annotation_count >= PKGSTORE_MANIFEST_ANNOTATIONS_MAX) {
+        free(copy);
+        return ps_error_set(PKGSTORE_ELIMIT, "annotations: more than %d",
+                            PKGSTORE_MANIFEST_ANNOTATIONS_MAX);
+    }
+    char *key_copy = strdup(key);
+    ps_manifest_annotation *grown = key_copy ? realloc(m->annotations,
+                                           (m->annotation_count + 1) * sizeof(*grown))
+                                 : NULL;
+    if (!grown) {
+        free(copy);
+        free(key_copy);
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory");
+    }
+    m->annotations = grown;
+    size_t insert = (size_t)(-at - 1);
+    memmove(&m->annotations[insert + 1], &m->annotations[insert],
+            (m->annotation_count - insert) * sizeof(*m->annotations));
+    m->annotations[insert].key = key_copy;
+    m->annotations[insert].value = copy;
+    m->annotation_count++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ serialize */
+
+static int set_new(json_t *object, const char *key, json_t *value)
+{
+    return value ? json_object_set_new(object, key, value) : -1;
+}
+
+static json_t *to_json(const pkgstore_manifest *m)
+{
+    char created[PKGSTORE_MANIFEST_TIME_SIZE];
+    char digest[PKGSTORE_DIGEST_STR_SIZE];
+    json_t *root = json_object(), *artifacts = json_array(), *deps = json_array(),
+           *annotations = json_object();
+    int failed = !root || !artifacts || !deps || !annotations;
+
+    if (pkgstore_manifest_time_format(created, m->created) < 0)
+        failed = 1;
+    for (size_t i = 0; !failed && i < m->artifact_count; i++) {
+        const pkgstore_artifact *a = &m->artifacts[i];
+        json_t *item = json_object();
+        pkgstore_digest_format(digest, &a->digest);
+        /* append first: the array owns item from here, even on failure */
+        failed = !item || json_array_append_new(artifacts, item) ||
+                 set_new(item, "platform", json_string(a->platform)) ||
+                 set_new(item, "digest", json_string(digest)) ||
+                 set_new(item, "size", json_integer((json_int_t)a->size)) ||
+                 set_new(item, "format", json_string(a->format)) ||
+                 set_new(item, "entrypoint", json_string(a->entrypoint));
+    }
+    for (size_t i = 0; !failed && i < m->dependency_count; i++) {
+        json_t *item = json_object();
+        failed = !item || json_array_append_new(deps, item) ||
+                 set_new(item, "name", json_string(m->dependencies[i].name)) ||
+                 set_new(item, "version", json_string(m->dependencies[i].constraint));
+    }
+    for (size_t i = 0; !failed && i < m->annotation_count; i++)
+        failed = set_new(annotations, m->annotations[i].key,
+                         json_string(m->annotations[i].value));
+    if (!failed) {
+        failed = set_new(root, "schemaVersion", json_integer(PKGSTORE_MANIFEST_SCHEMA_VERSION)) ||
+                 set_new(root, "name", json_string(m->name)) ||
+                 set_new(root, "version", json_string(m->version)) ||
+                 set_new(root, "type", json_string(pkgstore_package_type_name(m->type))) ||
+                 set_new(root, "created", json_string(created)) ||
+                 json_object_set_new(root, "artifacts", artifacts) ||
+                 json_object_set_new(root, "dependencies", deps) ||
+                 json_object_set_new(root, "annotations", annotations);
+        artifacts = deps = annotations = NULL; /* now owned by root (even on failure) */
+    }
+    json_decref(artifacts);
+    json_decref(deps);
+    json_decref(annotations);
+    if (failed) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+int pkgstore_manifest_serialize(char **out, size_t *len_out, const pkgstore_manifest *m,
+                                unsigned int flags)
+{
+    if (out)
+        *out = NULL;
+    if (len_out)
+        *len_out = 0;
+    if (!out || !m)
+        return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
+    if (m->artifact_count == 0)
+        return ps_error_set(PKGSTORE_EINVALID, "artifacts: %s %s has no artifact", m->name,
+                            m->version);
+    json_t *root = to_json(m);
+    if (!root)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory building JSON");
+    size_t dump_flags = JSON_SORT_KEYS | ((flags & PKGSTORE_MANIFEST_PRETTY) ? JSON_INDENT(2)
+                                                                           : JSON_COMPACT);
+    char *text = json_dumps(root, dump_flags);
+    json_decref(root);
+    if (!text)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
+    /* json_dumps() allocates with malloc (we never set custom allocators), so
+     * the buffer can be released with pkgstore_free(). */
+    *out = text;
+    if (len_out)
+        *len_out = strlen(text);
+    return 0;
+}
+
+int pkgstore_manifest_digest(pkgstore_digest *out, const pkgstore_manifest *m)
+{
+    char *canonical = NULL;
+    size_t len = 0;
+    int error;
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "digest: no output pointer");
+    if ((error = pkgstore_manifest_serialize(&canonical, &len, m, 0)) < 0)
+        return error;
+    error = pkgstore_digest_buffer(out, canonical, len);
+    free(canonical);
+    return error;
+}

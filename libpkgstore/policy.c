@@ -1,0 +1,1013 @@
+/*
+ * Policies: the handle, the policy records in PS_DB_POLICIES, and the
+ * rollout views built from the nodes.
+ *
+ * Policies are written through to the index at once and kept in memory as
+ * an immutable, reference-counted snapshot with compiled selectors, so a
+ * heartbeat evaluates them without a lock held and without parsing.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "policy.h"
+#include "store.h"
+
+static const char *const state_names[PKGSTORE_ROLLOUT_COUNT] = {
+    "Pending",       "Downloading", "Verifying",  "Validating",     "Swapping",
+    "Monitoring",    "Upgraded",    "UpgradeFailed", "RolledBack", "RollbackFailed",
+    "Incompatible",  "Unknown",
+};
+
+const char *pkgstore_rollout_state_name(pkgstore_rollout_state state)
+{
+    if ((int)state < 0 || state >= PKGSTORE_ROLLOUT_COUNT)
+        return NULL;
+    return state_names[state];
+}
+
+int pkgstore_rollout_state_parse(pkgstore_rollout_state *out, const char *status)
+{
+    if (!out || !status)
+        return ps_error_set(PKGSTORE_EINVALID, "status: NULL");
+    for (int s = PKGSTORE_ROLLOUT_DOWNLOADING; s <= PKGSTORE_ROLLOUT_ROLLBACK_FAILED; s++) {
+        if (strcmp(status, state_names[s]) == 0) {
+            *out = (pkgstore_rollout_state)s;
+            return 0;
+        }
+    }
+    return ps_error_set(PKGSTORE_EINVALID,
+                        "status: '%.64s' is not one of Downloading, Verifying, Validating, "
+                        "Swapping, Monitoring, Upgraded, UpgradeFailed, RolledBack, "
+                        "RollbackFailed",
+                        status);
+}
+
+int ps_policy_time_format(char out[32], int64_t seconds)
+{
+    struct tm tm;
+    time_t t = (time_t)seconds;
+    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        strcpy(out, "1970-01-01T00:00:00Z");
+        return PKGSTORE_EINVALID;
+    }
+    return 0;
+}
+
+int pkgstore_policy_name_validate(const char *name)
+{
+    size_t len;
+
+    if (!name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy name: NULL");
+    len = strlen(name);
+    if (len == 0)
+        return ps_error_set(PKGSTORE_EINVALID, "policy name: empty");
+    if (len > PKGSTORE_POLICY_NAME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "policy name: longer than %d characters",
+                            PKGSTORE_POLICY_NAME_MAX);
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 (i > 0 && (c == '.' || c == '_' || c == '-'));
+        if (!ok)
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "policy name: position %zu: invalid character 0x%02x "
+                                "(allowed: [a-z0-9][a-z0-9._-]*)",
+                                i + 1, (unsigned char)name[i]);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static void policy_set_free(struct ps_policy_set *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->count; i++)
+        pkgstore_selector_free(set->by_rank[i].selector);
+    free(set->by_rank);
+    free(set->by_name);
+    free(set);
+}
+
+void ps_policy_set_release(struct ps_policy_set *set)
+{
+    if (set && atomic_fetch_sub(&set->refs, 1) == 1)
+        policy_set_free(set);
+}
+
+struct ps_policy_set *ps_policy_set_get(pkgstore_policy_db *db)
+{
+    struct ps_policy_set *set;
+    pthread_mutex_lock(&db->policy_lock);
+    set = db->policies;
+    atomic_fetch_add(&set->refs, 1);
+    pthread_mutex_unlock(&db->policy_lock);
+    return set;
+}
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const pkgstore_policy *pa = &((const struct ps_policy_item *)a)->policy;
+    const pkgstore_policy *pb = &((const struct ps_policy_item *)b)->policy;
+    if (pa->priority != pb->priority)
+        return pa->priority > pb->priority ? -1 : 1;
+    return strcmp(pa->name, pb->name);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    const struct ps_policy_item *ia = *(const struct ps_policy_item *const *)a;
+    const struct ps_policy_item *ib = *(const struct ps_policy_item *const *)b;
+    return strcmp(ia->policy.name, ib->policy.name);
+}
+
+/* A new snapshot of count policies (selectors compiled here). */
+static int policy_set_new(struct ps_policy_set **out, const pkgstore_policy *policies,
+                          size_t count)
+{
+    struct ps_policy_set *set = calloc(1, sizeof(*set));
+    int error = 0;
+
+    *out = NULL;
+    if (!set)
+        return ps_error_set(PKGSTORE_ENOMEM, "policies: out of memory");
+    atomic_init(&set->refs, 1);
+    if (count > 0) {
+        set->by_rank = calloc(count, sizeof(*set->by_rank));
+        set->by_name = calloc(count, sizeof(*set->by_name));
+        if (!set->by_rank || !set->by_name) {
+            error = ps_error_set(PKGSTORE_ENOMEM, "policies: out of memory");
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        set->by_rank[i].policy = policies[i];
+        if ((error = pkgstore_selector_parse(&set->by_rank[i].selector,
+                                             policies[i].selector)) < 0) {
+            ps_error_prefix("policy %s", policies[i].name);
+            goto out;
+        }
+        set->count++;
+    }
+    if (count > 0)
+        qsort(set->by_rank, count, sizeof(*set->by_rank), cmp_rank);
+    for (size_t i = 0; i < count; i++)
+        set->by_name[i] = &set->by_rank[i];
+    if (count > 0)
+        qsort(set->by_name, count, sizeof(*set->by_name), cmp_name);
+    *out = set;
+    set = NULL; /* now owned by the caller */
+out:
+    policy_set_free(set);
+    return error;
+}
+
+static const struct ps_policy_item *policy_set_find(const struct ps_policy_set *set,
+                                                    const char *name)
+{
+    size_t lo = 0, hi = set->count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(name, set->by_name[mid]->policy.name);
+        if (c == 0)
+            return set->by_name[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+static void policy_set_swap(pkgstore_policy_db *db, struct ps_policy_set *set)
+{
+    struct ps_policy_set *old;
+    pthread_mutex_lock(&db->policy_lock);
+    old = db->policies;
+    db->policies = set;
+    pthread_mutex_unlock(&db->policy_lock);
+    ps_policy_set_release(old);
+}
+
+/* ---------------------------------------------------------------- records */
+
+static json_t *policy_to_record(const pkgstore_policy *policy)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "name", policy->name,
+                     "selector", policy->selector, "package", policy->package, "version",
+                     policy->version, "type", pkgstore_package_type_name(policy->type),
+                     "priority", policy->priority, "created", (json_int_t)policy->created,
+                     "updated", (json_int_t)policy->updated);
+}
+
+static int copy_field(char *dst, size_t size, json_t *obj, const char *key)
+{
+    const char *value = json_string_value(json_object_get(obj, key));
+    if (!value || strlen(value) >= size)
+        return -1;
+    memcpy(dst, value, strlen(value) + 1);
+    return 0;
+}
+
+static int policy_from_record(pkgstore_policy *out, const char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, 0, &jerr);
+    int error = PKGSTORE_ECORRUPT;
+    json_t *priority;
+
+    memset(out, 0, sizeof(*out));
+    if (!root)
+        return PKGSTORE_ECORRUPT;
+    priority = json_object_get(root, "priority");
+    if (copy_field(out->name, sizeof(out->name), root, "name") < 0 ||
+        copy_field(out->selector, sizeof(out->selector), root, "selector") < 0 ||
+        copy_field(out->package, sizeof(out->package), root, "package") < 0 ||
+        copy_field(out->version, sizeof(out->version), root, "version") < 0 ||
+        !json_is_integer(priority) ||
+        pkgstore_package_type_parse(&out->type,
+                                    json_string_value(json_object_get(root, "type"))) < 0)
+        goto out;
+    out->priority = (int)json_integer_value(priority);
+    out->created = (int64_t)json_integer_value(json_object_get(root, "created"));
+    out->updated = (int64_t)json_integer_value(json_object_get(root, "updated"));
+    error = 0;
+out:
+    json_decref(root);
+    return error;
+}
+
+struct load_policies {
+    pkgstore_policy *policies;
+    size_t count;
+};
+
+static int load_policies_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct load_policies *load = payload;
+    MDB_cursor *cursor = NULL;
+    MDB_val key, val;
+    int rc, error = 0;
+
+    free(load->policies);
+    load->policies = NULL;
+    load->count = 0;
+    if ((rc = mdb_cursor_open(txn, ps_index_dbi(index, PS_DB_POLICIES), &cursor)) != 0)
+        return ps_index_error(rc, "opening a cursor over the policies");
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        pkgstore_policy *grown = realloc(load->policies, (load->count + 1) * sizeof(*grown));
+        if (!grown) {
+            error = ps_error_set(PKGSTORE_ENOMEM, "policies: out of memory");
+            goto out;
+        }
+        load->policies = grown;
+        if (policy_from_record(&load->policies[load->count], val.mv_data, val.mv_size) < 0) {
+            error = ps_error_set(PKGSTORE_ECORRUPT, "index: policy record '%.*s' does not parse",
+                                 (int)(key.mv_size > 128 ? 128 : key.mv_size),
+                                 (const char *)key.mv_data);
+            goto out;
+        }
+        load->count++;
+    }
+    if (rc != MDB_NOTFOUND)
+        error = ps_index_error(rc, "reading the policies");
+out:
+    mdb_cursor_close(cursor);
+    return error;
+}
+
+struct policy_write {
+    const pkgstore_policy *policy; /* NULL: delete name */
+    const char *name;
+};
+
+static int policy_write_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct policy_write *write = payload;
+    MDB_val key = {strlen(write->name), (void *)write->name};
+    MDB_dbi dbi = ps_index_dbi(index, PS_DB_POLICIES);
+    int rc;
+
+    if (!write->policy) {
+        if ((rc = mdb_del(txn, dbi, &key, NULL)) != 0 && rc != MDB_NOTFOUND)
+            return ps_index_error(rc, "deleting policy %s", write->name);
+        return 0;
+    }
+    json_t *record = policy_to_record(write->policy);
+    char *text = record ? json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(record);
+    if (!text)
+        return ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", write->name);
+    MDB_val val = {strlen(text), text};
+    rc = mdb_put(txn, dbi, &key, &val, 0);
+    free(text);
+    if (rc != 0)
+        return ps_index_error(rc, "writing policy %s", write->name);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the handle */
+
+int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *store,
+                         const pkgstore_policy_options *opts)
+{
+    pkgstore_policy_options defaults = PKGSTORE_POLICY_OPTIONS_INIT;
+    struct load_policies load = {NULL, 0};
+    pkgstore_policy_db *db = NULL;
+    int error = 0;
+
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_open: NULL output");
+    *out = NULL;
+    if (!store)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_open: NULL store");
+    if (!opts)
+        opts = &defaults;
+    if (opts->version != PKGSTORE_POLICY_OPTIONS_VERSION)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_open: options version %u (expected %u)",
+                            opts->version, PKGSTORE_POLICY_OPTIONS_VERSION);
+    if (opts->history_max > 1024)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_open: history_max %u over 1024",
+                            opts->history_max);
+    if (!(db = calloc(1, sizeof(*db))))
+        return ps_error_set(PKGSTORE_ENOMEM, "policy_open: out of memory");
+    db->store = store;
+    db->index = ps_store_index(store);
+    db->heartbeat_interval_s = opts->heartbeat_interval_s ? opts->heartbeat_interval_s : 30;
+    db->history_max = opts->history_max ? opts->history_max : 32;
+    db->flush_interval_ms = opts->flush_interval_ms ? opts->flush_interval_ms : 1000;
+    pthread_mutex_init(&db->policy_write, NULL);
+    pthread_mutex_init(&db->policy_lock, NULL);
+    pthread_rwlock_init(&db->target_lock, NULL);
+    pthread_mutex_init(&db->flush_lock, NULL);
+    pthread_mutex_init(&db->flusher_lock, NULL);
+    pthread_cond_init(&db->flusher_cond, NULL);
+    atomic_init(&db->target_gen, 0);
+    atomic_init(&db->node_count, 0);
+    if ((error = ps_nodes_init(db)) < 0)
+        goto fail;
+    if (!db->index) {
+        error = ps_error_set(PKGSTORE_EINVALID, "policy_open: the store has no index");
+        goto fail;
+    }
+    if ((error = pkgstore_registry_open(&db->registry, store)) < 0)
+        goto fail;
+    if ((error = ps_index_read(db->index, load_policies_txn, &load)) < 0)
+        goto fail;
+    if ((error = policy_set_new(&db->policies, load.policies, load.count)) < 0)
+        goto fail;
+    if ((error = ps_nodes_load(db)) < 0)
+        goto fail;
+    if (!opts->no_flusher && (error = ps_flusher_start(db)) < 0)
+        goto fail;
+    free(load.policies);
+    *out = db;
+    return 0;
+fail:
+    free(load.policies);
+    pkgstore_policy_free(db);
+    return error;
+}
+
+void pkgstore_policy_free(pkgstore_policy_db *db)
+{
+    if (!db)
+        return;
+    ps_flusher_stop(db);
+    if (db->policies) /* fully opened: write what is pending */
+        pkgstore_policy_flush(db);
+    ps_nodes_free(db);
+    ps_target_cache_free(db);
+    ps_policy_set_release(db->policies);
+    pkgstore_registry_free(db->registry);
+    pthread_cond_destroy(&db->flusher_cond);
+    pthread_mutex_destroy(&db->flusher_lock);
+    pthread_mutex_destroy(&db->flush_lock);
+    pthread_rwlock_destroy(&db->target_lock);
+    pthread_mutex_destroy(&db->policy_lock);
+    pthread_mutex_destroy(&db->policy_write);
+    free(db);
+}
+
+/* ---------------------------------------------------------------- put, get, list, delete */
+
+/* Validate policy into *clean (selector canonical, version normalized).
+ * type_given 0 takes the package's own type. */
+static int policy_validate(pkgstore_policy *clean, pkgstore_policy_db *db,
+                           const pkgstore_policy *policy, int type_given)
+{
+    pkgstore_selector *selector = NULL;
+    pkgstore_manifest *manifest = NULL;
+    int error;
+
+    *clean = *policy;
+    if ((error = pkgstore_policy_name_validate(policy->name)) < 0)
+        return error;
+    if (memchr(policy->selector, '\0', sizeof(policy->selector)) == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "selector: not terminated");
+    if ((error = pkgstore_selector_parse(&selector, policy->selector)) < 0)
+        return error;
+    snprintf(clean->selector, sizeof(clean->selector), "%s", pkgstore_selector_string(selector));
+    pkgstore_selector_free(selector);
+    if (policy->priority < PKGSTORE_POLICY_PRIORITY_MIN ||
+        policy->priority > PKGSTORE_POLICY_PRIORITY_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "priority: %d is outside %d..%d",
+                            policy->priority, PKGSTORE_POLICY_PRIORITY_MIN,
+                            PKGSTORE_POLICY_PRIORITY_MAX);
+    if (type_given && !pkgstore_package_type_name(policy->type))
+        return ps_error_set(PKGSTORE_EINVALID, "type: must be primary or addon");
+    if (memchr(policy->package, '\0', sizeof(policy->package)) == NULL ||
+        (error = pkgstore_manifest_name_validate(policy->package)) < 0) {
+        ps_error_prefix("package");
+        return PKGSTORE_EINVALID;
+    }
+    if (memchr(policy->version, '\0', sizeof(policy->version)) == NULL || !policy->version[0])
+        return ps_error_set(PKGSTORE_EINVALID, "version: empty");
+
+    error = pkgstore_registry_get(&manifest, NULL, db->registry, policy->package,
+                                  policy->version);
+    if (error == PKGSTORE_ENOTFOUND)
+        return ps_error_set(PKGSTORE_ENOTFOUND, "package %s version %s not found",
+                            policy->package, policy->version);
+    if (error == PKGSTORE_EINVALID) {
+        ps_error_prefix("version");
+        return error;
+    }
+    if (error < 0)
+        return error;
+    snprintf(clean->version, sizeof(clean->version), "%s", pkgstore_manifest_version(manifest));
+    if (!type_given) {
+        clean->type = pkgstore_manifest_type(manifest);
+    } else if (policy->type != pkgstore_manifest_type(manifest)) {
+        error = ps_error_set(PKGSTORE_EINVALID, "type: %s %s is a%s %s package, not %s",
+                             policy->package, clean->version,
+                             pkgstore_manifest_type(manifest) == PKGSTORE_TYPE_ADDON ? "n" : "",
+                             pkgstore_package_type_name(pkgstore_manifest_type(manifest)),
+                             pkgstore_package_type_name(policy->type));
+    }
+    pkgstore_manifest_free(manifest);
+    return error;
+}
+
+static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+                      const pkgstore_policy *policy, int type_given)
+{
+    struct ps_policy_set *set = NULL, *next = NULL;
+    pkgstore_policy clean, *all = NULL;
+    size_t count = 0;
+    int error;
+
+    if (stored_out)
+        memset(stored_out, 0, sizeof(*stored_out));
+    if (!db || !policy)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_put: NULL argument");
+    if ((error = policy_validate(&clean, db, policy, type_given)) < 0)
+        return error;
+
+    pthread_mutex_lock(&db->policy_write);
+    set = ps_policy_set_get(db);
+    const struct ps_policy_item *existing = policy_set_find(set, clean.name);
+    clean.updated = (int64_t)time(NULL);
+    clean.created = existing ? existing->policy.created : clean.updated;
+    if (!(all = calloc(set->count + 1, sizeof(*all)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", clean.name);
+        goto out;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        if (strcmp(set->by_rank[i].policy.name, clean.name) != 0)
+            all[count++] = set->by_rank[i].policy;
+    }
+    all[count++] = clean;
+    if ((error = policy_set_new(&next, all, count)) < 0)
+        goto out;
+    struct policy_write write = {&clean, clean.name};
+    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
+        goto out;
+    policy_set_swap(db, next);
+    next = NULL; /* now owned by db */
+    if (stored_out)
+        *stored_out = clean;
+out:
+    pthread_mutex_unlock(&db->policy_write);
+    policy_set_free(next);
+    ps_policy_set_release(set);
+    free(all);
+    return error;
+}
+
+int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+                        const pkgstore_policy *policy)
+{
+    return policy_put(stored_out, db, policy, 1);
+}
+
+int pkgstore_policy_get(pkgstore_policy *out, pkgstore_policy_db *db, const char *name)
+{
+    struct ps_policy_set *set;
+    const struct ps_policy_item *item;
+    int error = 0;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (!out || !db || !name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_get: NULL argument");
+    set = ps_policy_set_get(db);
+    if ((item = policy_set_find(set, name)))
+        *out = item->policy;
+    else
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
+    ps_policy_set_release(set);
+    return error;
+}
+
+int pkgstore_policy_list(pkgstore_policy **out, size_t *count, pkgstore_policy_db *db)
+{
+    struct ps_policy_set *set;
+    int error = 0;
+
+    if (out)
+        *out = NULL;
+    if (count)
+        *count = 0;
+    if (!out || !count || !db)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_list: NULL argument");
+    set = ps_policy_set_get(db);
+    if (set->count > 0) {
+        if (!(*out = malloc(set->count * sizeof(**out)))) {
+            error = ps_error_set(PKGSTORE_ENOMEM, "policy_list: out of memory");
+        } else {
+            for (size_t i = 0; i < set->count; i++)
+                (*out)[i] = set->by_name[i]->policy;
+            *count = set->count;
+        }
+    }
+    ps_policy_set_release(set);
+    return error;
+}
+
+int pkgstore_policy_delete(pkgstore_policy_db *db, const char *name)
+{
+    struct ps_policy_set *set = NULL, *next = NULL;
+    pkgstore_policy *rest = NULL;
+    size_t count = 0;
+    int error = 0;
+
+    if (!db || !name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_delete: NULL argument");
+    pthread_mutex_lock(&db->policy_write);
+    set = ps_policy_set_get(db);
+    if (!policy_set_find(set, name)) {
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
+        goto out;
+    }
+    if (set->count > 1 && !(rest = calloc(set->count - 1, sizeof(*rest)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", name);
+        goto out;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        if (strcmp(set->by_rank[i].policy.name, name) != 0)
+            rest[count++] = set->by_rank[i].policy;
+    }
+    if ((error = policy_set_new(&next, rest, count)) < 0)
+        goto out;
+    struct policy_write write = {NULL, name};
+    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
+        goto out;
+    policy_set_swap(db, next);
+    next = NULL; /* now owned by db */
+out:
+    pthread_mutex_unlock(&db->policy_write);
+    policy_set_free(next);
+    ps_policy_set_release(set);
+    free(rest);
+    return error;
+}
+
+int pkgstore_policy_check_unreferenced(pkgstore_policy_db *db, const char *package,
+                                       const char *version)
+{
+    struct ps_policy_set *set;
+    int error = 0;
+
+    if (!db || !package)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_check_unreferenced: NULL argument");
+    set = ps_policy_set_get(db);
+    for (size_t i = 0; i < set->count && error == 0; i++) {
+        const pkgstore_policy *policy = &set->by_name[i]->policy;
+        if (strcmp(policy->package, package) != 0)
+            continue;
+        /* Versions are stored normalized; accept the "v" spelling too. */
+        if (version && strcmp(policy->version, version) != 0 &&
+            !(version[0] == 'v' && strcmp(policy->version, version + 1) == 0))
+            continue;
+        error = ps_error_set(PKGSTORE_ECONFLICT, "%s %s is referenced by policy %s", package,
+                             policy->version, policy->name);
+    }
+    ps_policy_set_release(set);
+    return error;
+}
+
+/* ---------------------------------------------------------------- JSON in */
+
+int pkgstore_policy_put_json(char **json_out, pkgstore_policy_db *db, const char *name,
+                             const char *body, size_t len)
+{
+    pkgstore_policy policy, stored;
+    json_error_t jerr;
+    json_t *root = NULL, *value;
+    const char *key;
+    int type_given = 0, error = 0;
+
+    if (json_out)
+        *json_out = NULL;
+    if (!json_out || !db || !name || (!body && len > 0))
+        return ps_error_set(PKGSTORE_EINVALID, "policy_put_json: NULL argument");
+    memset(&policy, 0, sizeof(policy));
+    if ((error = pkgstore_policy_name_validate(name)) < 0)
+        return error;
+    snprintf(policy.name, sizeof(policy.name), "%s", name);
+    if (!(root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr)))
+        return ps_error_set(PKGSTORE_EINVALID, "body: line %d column %d: %s", jerr.line,
+                            jerr.column, jerr.text);
+    if (!json_is_object(root)) {
+        error = ps_error_set(PKGSTORE_EINVALID, "body: not a JSON object");
+        goto out;
+    }
+    json_object_foreach(root, key, value) {
+        if (strcmp(key, "selector") == 0 || strcmp(key, "package") == 0 ||
+            strcmp(key, "version") == 0 || strcmp(key, "type") == 0) {
+            const char *str = json_string_value(value);
+            if (!str) {
+                error = ps_error_set(PKGSTORE_EINVALID, "%s: not a string", key);
+                goto out;
+            }
+            size_t slen = strlen(str);
+            if (key[0] == 's' && slen > PKGSTORE_SELECTOR_MAX) {
+                error = ps_error_set(PKGSTORE_ELIMIT, "selector: longer than %d bytes",
+                                     PKGSTORE_SELECTOR_MAX);
+                goto out;
+            }
+            if ((key[0] == 'p' && slen > PKGSTORE_NAME_MAX) ||
+                (key[0] == 'v' && slen > PKGSTORE_VERSION_MAX)) {
+                error = ps_error_set(PKGSTORE_EINVALID, "%s: too long", key);
+                goto out;
+            }
+            if (key[0] == 's')
+                memcpy(policy.selector, str, slen + 1);
+            else if (key[0] == 'p')
+                memcpy(policy.package, str, slen + 1);
+            else if (key[0] == 'v')
+                memcpy(policy.version, str, slen + 1);
+            else if (pkgstore_package_type_parse(&policy.type, str) < 0) {
+                error = ps_error_set(PKGSTORE_EINVALID, "type: must be primary or addon");
+                goto out;
+            } else
+                type_given = 1;
+        } else if (strcmp(key, "priority") == 0) {
+            if (!json_is_integer(value)) {
+                error = ps_error_set(PKGSTORE_EINVALID, "priority: not an integer");
+                goto out;
+            }
+            json_int_t p = json_integer_value(value);
+            if (p < PKGSTORE_POLICY_PRIORITY_MIN || p > PKGSTORE_POLICY_PRIORITY_MAX) {
+                error = ps_error_set(PKGSTORE_EINVALID, "priority: %lld is outside %d..%d",
+                                     (long long)p, PKGSTORE_POLICY_PRIORITY_MIN,
+                                     PKGSTORE_POLICY_PRIORITY_MAX);
+                goto out;
+            }
+            policy.priority = (int)p;
+        } else if (strcmp(key, "name") == 0) {
+            if (!json_is_string(value) || strcmp(json_string_value(value), name) != 0) {
+                error = ps_error_set(PKGSTORE_EINVALID,
+                                     "name: does not match the policy name in the path");
+                goto out;
+            }
+        } else if (strcmp(key, "created") == 0 || strcmp(key, "updated") == 0 ||
+                   strcmp(key, "status") == 0) {
+            /* read-only fields of a GET, accepted so a GET can be PUT back */
+        } else {
+            error = ps_error_set(PKGSTORE_EINVALID, "%.64s: unknown field", key);
+            goto out;
+        }
+    }
+    if (!policy.package[0]) {
+        error = ps_error_set(PKGSTORE_EINVALID, "package: missing");
+        goto out;
+    }
+    if (!policy.version[0]) {
+        error = ps_error_set(PKGSTORE_EINVALID, "version: missing");
+        goto out;
+    }
+    if ((error = policy_put(&stored, db, &policy, type_given)) < 0)
+        goto out;
+    error = pkgstore_policy_get_json(json_out, db, stored.name, -1);
+out:
+    json_decref(root);
+    return error;
+}
+
+/* ---------------------------------------------------------------- rollout views */
+
+static json_t *policy_to_json(const pkgstore_policy *policy)
+{
+    char created[32], updated[32];
+    ps_policy_time_format(created, policy->created);
+    ps_policy_time_format(updated, policy->updated);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "name", policy->name,
+                     "selector", policy->selector, "package", policy->package, "version",
+                     policy->version, "type", pkgstore_package_type_name(policy->type),
+                     "priority", policy->priority, "created", created, "updated", updated);
+}
+
+struct tally {
+    pkgstore_policy_db *db;
+    struct ps_policy_set *set;
+    struct ps_slot *slots;
+    struct ps_target **targets;                  /* per by_rank index */
+    uint64_t (*counts)[PKGSTORE_ROLLOUT_COUNT]; /* per by_rank index */
+    uint64_t *matching;                          /* per by_rank index */
+    size_t only;                                 /* by_rank index, or SIZE_MAX for all */
+    json_t *nodes;                               /* [{"id","state"}] for only, or NULL */
+    int failed;
+};
+
+static int tally_node(struct ps_node *node, void *payload)
+{
+    struct tally *tally = payload;
+    size_t nslots = 0;
+
+    if (!node->report)
+        return 0;
+    ps_policy_evaluate(tally->slots, &nslots, tally->db, tally->set, node->report, node,
+                       tally->targets);
+    for (size_t i = 0; i < nslots; i++) {
+        size_t idx = (size_t)(tally->slots[i].item - tally->set->by_rank);
+        if (tally->only != SIZE_MAX && idx != tally->only)
+            continue;
+        tally->counts[idx][tally->slots[i].state]++;
+        if (tally->nodes) {
+            json_t *entry = json_pack("{s:s, s:s}", "id", node->id, "state",
+                                      state_names[tally->slots[i].state]);
+            if (!entry || json_array_append_new(tally->nodes, entry) < 0)
+                tally->failed = 1;
+        }
+    }
+    ps_slots_release(tally->slots, nslots);
+    for (size_t idx = 0; idx < tally->set->count; idx++) {
+        if (tally->only != SIZE_MAX && idx != tally->only)
+            continue;
+        if (pkgstore_selector_matches(tally->set->by_rank[idx].selector, node->report->labels,
+                                      node->report->nlabels))
+            tally->matching[idx]++;
+    }
+    return 0;
+}
+
+static int cmp_node_entry(const void *a, const void *b)
+{
+    json_t *ja = *(json_t *const *)a, *jb = *(json_t *const *)b;
+    return strcmp(json_string_value(json_object_get(ja, "id")),
+                  json_string_value(json_object_get(jb, "id")));
+}
+
+/* Sort a JSON array of objects by their "id". */
+static int sort_by_id(json_t *array)
+{
+    size_t n = json_array_size(array);
+    json_t **items;
+    if (n < 2)
+        return 0;
+    if (!(items = malloc(n * sizeof(*items))))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(array, i));
+    qsort(items, n, sizeof(*items), cmp_node_entry);
+    json_array_clear(array);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(array, items[i]);
+    free(items);
+    return 0;
+}
+
+/* Tally the nodes for the policy at by_rank index only (SIZE_MAX: all). */
+static int tally_run(struct tally *tally, pkgstore_policy_db *db, struct ps_policy_set *set,
+                     size_t only, int with_nodes)
+{
+    memset(tally, 0, sizeof(*tally));
+    tally->db = db;
+    tally->set = set;
+    tally->only = only;
+    size_t n = set->count ? set->count : 1;
+    tally->slots = calloc(n, sizeof(*tally->slots));
+    tally->targets = calloc(n, sizeof(*tally->targets));
+    tally->counts = calloc(n, sizeof(*tally->counts));
+    tally->matching = calloc(n, sizeof(*tally->matching));
+    if (with_nodes)
+        tally->nodes = json_array();
+    if (!tally->slots || !tally->targets || !tally->counts || !tally->matching ||
+        (with_nodes && !tally->nodes))
+        return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+    ps_nodes_foreach(db, tally_node, tally);
+    if (tally->failed || (tally->nodes && sort_by_id(tally->nodes) < 0))
+        return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+    return 0;
+}
+
+static void tally_free(struct tally *tally)
+{
+    if (tally->set)
+        ps_targets_release(tally->targets, tally->set->count);
+    free(tally->targets);
+    free(tally->slots);
+    free(tally->counts);
+    free(tally->matching);
+    json_decref(tally->nodes);
+}
+
+/* The policy at by_rank index idx with its status; nodes (may be NULL) is
+ * borrowed. NULL when out of memory. */
+static json_t *policy_status_json(struct tally *tally, size_t idx, json_t *nodes)
+{
+    json_t *obj = policy_to_json(&tally->set->by_rank[idx].policy);
+    json_t *counts = json_object(), *status = json_object();
+    uint64_t total = 0;
+    int failed = 0;
+
+    if (!obj || !counts || !status) {
+        json_decref(obj);
+        json_decref(counts);
+        json_decref(status);
+        return NULL;
+    }
+    for (int s = 0; s < PKGSTORE_ROLLOUT_COUNT; s++) {
+        total += tally->counts[idx][s];
+        failed |= json_object_set_new(counts, state_names[s],
+                                      json_integer((json_int_t)tally->counts[idx][s]));
+    }
+    /* json_object_set_new() takes the reference even when it fails */
+    failed |= json_object_set_new(status, "nodes_total", json_integer((json_int_t)total));
+    failed |= json_object_set_new(status, "nodes_matching",
+                                  json_integer((json_int_t)tally->matching[idx]));
+    failed |= json_object_set_new(status, "counts", counts);
+    if (nodes)
+        failed |= json_object_set(status, "nodes", nodes);
+    failed |= json_object_set_new(obj, "status", status);
+    if (failed) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static int dump(char **json_out, json_t *root)
+{
+    if (!root)
+        return ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
+    *json_out = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!*json_out)
+        return ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
+    return 0;
+}
+
+int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db, const char *name,
+                             int with_nodes)
+{
+    struct ps_policy_set *set;
+    struct tally tally;
+    const struct ps_policy_item *item;
+    int error;
+
+    if (json_out)
+        *json_out = NULL;
+    if (!json_out || !db || !name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_get_json: NULL argument");
+    set = ps_policy_set_get(db);
+    if (!(item = policy_set_find(set, name))) {
+        ps_policy_set_release(set);
+        return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
+    }
+    size_t idx = (size_t)(item - set->by_rank);
+    if (with_nodes < 0) { /* the reply to a PUT: no status */
+        error = dump(json_out, policy_to_json(&item->policy));
+    } else if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0) {
+        error = dump(json_out, policy_status_json(&tally, idx, tally.nodes));
+        tally_free(&tally);
+    } else {
+        tally_free(&tally);
+    }
+    ps_policy_set_release(set);
+    return error;
+}
+
+int pkgstore_policy_list_json(char **json_out, pkgstore_policy_db *db, int with_nodes)
+{
+    struct ps_policy_set *set;
+    struct tally tally;
+    json_t *root = NULL, *list = NULL;
+    int error;
+
+    if (json_out)
+        *json_out = NULL;
+    if (!json_out || !db)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_list_json: NULL argument");
+    set = ps_policy_set_get(db);
+    /* One pass over the nodes for the counts; nodes lists need one per policy. */
+    if ((error = tally_run(&tally, db, set, SIZE_MAX, 0)) < 0)
+        goto out;
+    if (!(root = json_object()) || !(list = json_array()) ||
+        json_object_set_new(root, "policies", list) < 0) {
+        json_decref(list);
+        error = ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        size_t idx = (size_t)(set->by_name[i] - set->by_rank);
+        json_t *nodes = NULL, *obj;
+        struct tally one;
+        if (with_nodes) {
+            if ((error = tally_run(&one, db, set, idx, 1)) < 0) {
+                tally_free(&one);
+                goto out;
+            }
+            nodes = json_incref(one.nodes);
+            tally_free(&one);
+        }
+        obj = policy_status_json(&tally, idx, nodes);
+        json_decref(nodes);
+        if (!obj || json_array_append_new(list, obj) < 0) {
+            error = ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
+            goto out;
+        }
+    }
+    error = dump(json_out, root);
+    root = NULL; /* freed by dump */
+out:
+    json_decref(root);
+    tally_free(&tally);
+    ps_policy_set_release(set);
+    return error;
+}
+
+int pkgstore_policy_counts(uint64_t counts[PKGSTORE_ROLLOUT_COUNT], uint64_t *total,
+                           pkgstore_policy_db *db, const char *name)
+{
+    struct ps_policy_set *set;
+    struct tally tally;
+    const struct ps_policy_item *item;
+    int error;
+
+    if (counts)
+        memset(counts, 0, PKGSTORE_ROLLOUT_COUNT * sizeof(*counts));
+    if (total)
+        *total = 0;
+    if (!counts || !db || !name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_counts: NULL argument");
+    set = ps_policy_set_get(db);
+    if (!(item = policy_set_find(set, name))) {
+        ps_policy_set_release(set);
+        return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
+    }
+    size_t idx = (size_t)(item - set->by_rank);
+    if ((error = tally_run(&tally, db, set, idx, 0)) == 0) {
+        for (int s = 0; s < PKGSTORE_ROLLOUT_COUNT; s++) {
+            counts[s] = tally.counts[idx][s];
+            if (total)
+                *total += counts[s];
+        }
+    }
+    tally_free(&tally);
+    ps_policy_set_release(set);
+    return error;
+}
+
+int pkgstore_policy_count_foreach(pkgstore_policy_db *db, pkgstore_policy_count_cb cb,
+                                  void *payload)
+{
+    struct ps_policy_set *set;
+    struct tally tally;
+    int error;
+
+    if (!db || !cb)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_count_foreach: NULL argument");
+    set = ps_policy_set_get(db);
+    if ((error = tally_run(&tally, db, set, SIZE_MAX, 0)) == 0) {
+        for (size_t i = 0; i < set->count && error == 0; i++) {
+            size_t idx = (size_t)(set->by_name[i] - set->by_rank);
+            for (int s = 0; s < PKGSTORE_ROLLOUT_COUNT && error == 0; s++)
+                error = cb(set->by_rank[idx].policy.name, (pkgstore_rollout_state)s,
+                           tally.counts[idx][s], payload);
+        }
+    }
+    tally_free(&tally);
+    ps_policy_set_release(set);
+    return error;
+}

@@ -1,0 +1,59 @@
+#!/bin/bash
+# pkgstore-agent: command line, configuration errors, supervision of the
+# collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
+# and an unreachable server never stopping the collector.
+. "$(dirname "$0")/lib/agent.sh"
+echo "1..16"
+
+check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
+check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
+"$B/pkgstore-agent" --bogus > /dev/null 2>&1; check "unknown option exits 2" test $? = 2
+
+printf 'server:\n  url: http://127.0.0.1:1\nbogus: 1\n' > "$T/bad.yaml"
+err=$("$B/pkgstore-agent" --config "$T/bad.yaml" --check-config 2>&1); rc=$?
+check "unknown key rejected with its line (exit 2)" bash -c '[ "$0" = 2 ] && [[ "$1" == *"bad.yaml:3: top level: unknown key '"'"'bogus'"'"'"* ]]' "$rc" "$err"
+printf 'server:\n  url: http://127.0.0.1:1\n' > "$T/incomplete.yaml"
+err=$("$B/pkgstore-agent" --config "$T/incomplete.yaml" --check-config 2>&1)
+check "missing collector.package named" bash -c '[[ "$0" == *"collector.package: required"* ]]' "$err"
+
+new_node "$T/n1" "http://127.0.0.1:$(free_port)" 2
+json=$("$B/pkgstore-agent" --config "$T/n1/agent.yaml" --check-config --json)
+check "--check-config --json resolves defaults" bash -c 'echo "$0" | jq -e ".collector.validate_command == \"{executable} --config {config} validate\" and .node.id == \"n1\" and .collector.args == [\"--config\",\"{config}\"]" >/dev/null' "$json"
+
+# Server down from the start: the collector runs anyway.
+start_agent "$T/n1"
+check "collector healthy while the server is unreachable" wait_until 10 node_healthy "$T/n1"
+check "heartbeat failures are retried with backoff" wait_until 10 grep -q 'msg="heartbeat failed".*retry_in_s' "$T/n1/agent.log"
+pid1=$(cat "$T/n1/state/run/primary-otelcol.pid")
+check "collector runs in its own process group" test "$(ps -o pgid= -p "$pid1" | tr -d ' ')" = "$pid1"
+
+# Crash the collector: it comes back, with backoff.
+kill -KILL "$pid1"
+check "collector restarted after a crash" wait_until 10 bash -c 'p=$(cat "$0/state/run/primary-otelcol.pid" 2>/dev/null); [ -n "$p" ] && [ "$p" != "$1" ] && curl -fs -o /dev/null "http://127.0.0.1:$(cat "$0/health_port")/"' "$T/n1" "$pid1"
+check "restart logged with its backoff" grep -q 'msg="child exited, restarting with backoff".*restart_in_s' "$T/n1/agent.log"
+
+# SIGTERM to the agent: the collector is stopped and the agent exits 0.
+pid2=$(cat "$T/n1/state/run/primary-otelcol.pid")
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID"; rc=$?
+check "agent exits 0 on SIGTERM" test "$rc" = 0
+check "collector stopped with the agent" bash -c '! kill -0 "$0" 2>/dev/null' "$pid2"
+
+# A collector that ignores SIGTERM is killed after stop_timeout.
+make_variant ignores-sigterm "$T/n1/bin/otelcol" ign
+start_agent "$T/n1"
+wait_until 10 node_healthy "$T/n1"
+pid3=$(cat "$T/n1/state/run/primary-otelcol.pid")
+t0=$SECONDS
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID"
+check "SIGKILL after stop_timeout for a collector ignoring SIGTERM" bash -c '! kill -0 "$0" 2>/dev/null && grep -q "ignored the stop signal, killing" "$1"' "$pid3" "$T/n1/agent.log"
+check "stop took about stop_timeout (2 s)" test $((SECONDS - t0)) -le 6
+
+# A killed agent leaves its collector; the next agent stops it first.
+make_variant v1 "$T/n1/bin/otelcol" v1again
+start_agent "$T/n1"
+wait_until 10 node_healthy "$T/n1"
+orphan=$(cat "$T/n1/state/run/primary-otelcol.pid")
+kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+start_agent "$T/n1"
+check "restarted agent replaces the orphaned collector" wait_until 10 bash -c '! kill -0 "$0" 2>/dev/null && grep -q "left by a previous agent" "$1" && curl -fs -o /dev/null "http://127.0.0.1:$(cat "$2/health_port")/"' "$orphan" "$T/n1/agent.log" "$T/n1"
+[ "$FAILED" = 0 ] || dump "$T/n1/agent.log"

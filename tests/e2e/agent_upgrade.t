@@ -1,0 +1,100 @@
+#!/bin/bash
+# pkgstore-agent upgrades against a scripted server: the six steps in
+# order, and every failure variant of the fake collector ending in
+# UpgradeFailed (before the swap) or RolledBack (after it) with the old
+# collector healthy again within the monitor window + 5 s.
+. "$(dirname "$0")/lib/agent.sh"
+echo "1..30"
+W=2   # monitor window (s)
+
+# One scripted server per node so that each node gets its own offer.
+node_with_offer() { # NAME VARIANT [extra agent collector: yaml] [extra collector config]
+    local dir=$T/$1
+    mkdir -p "$dir"
+    start_fake_server "$dir" || return 1
+    new_node "$dir" "$FAKE_URL" "$W" "${3:-}"
+    [ -z "${4:-}" ] || printf '%s\n' "$4" >> "$dir/collector.yaml"
+    make_variant "$2" "$dir/new-binary" "$1-$2"
+    start_agent "$dir"
+    wait_until 10 node_healthy "$dir" || { diag "$1: v1 never healthy"; return 1; }
+    set_offers "$dir" "$(offer_json "$dir" "$dir/new-binary" otelcol 2.0.0)"
+    date +%s > "$dir/offered_at"
+}
+rolled_back_and_healthy() { # DIR
+    status_is "$1" RolledBack && node_healthy "$1" && [ "$(sha "$1/bin/otelcol")" = "$(sha "$1/v1-digest-ref")" ]
+}
+
+for n in happy validate crash_start crash_after never_healthy no_bind ign slow_validate; do
+    mkdir -p "$T/$n"
+done
+node_with_offer happy v2
+node_with_offer validate validate-fails
+node_with_offer crash_start crashes-at-start
+node_with_offer crash_after crashes-after
+node_with_offer never_healthy never-healthy
+node_with_offer no_bind no-bind
+node_with_offer ign ignores-sigterm
+node_with_offer slow_validate v2 "  validate_timeout_s: 1" "validate_sleep_s: 5"
+for n in happy validate crash_start crash_after never_healthy no_bind ign slow_validate; do
+    cp "$B/fake-otelcol-v1" "$T/$n/v1-digest-ref"; printf '\n#pkgstore-test %s\n' "$T/$n-v1" >> "$T/$n/v1-digest-ref"
+done
+
+# --- happy path
+check "happy: Upgraded" wait_until $((W + 10)) status_is "$T/happy" Upgraded
+check "happy: the six steps reported in order" \
+    bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Downloading Verifying Validating Swapping Monitoring Upgraded "* ]]' "$T/happy"
+check "happy: new version live and healthy" bash -c '[ "$("$0/bin/otelcol" --version | awk "{print \$3}")" = 2.0.0 ] && curl -fs -o /dev/null "http://127.0.0.1:$(cat "$0/health_port")/"' "$T/happy"
+check "happy: previous binary kept as .bak" test "$(sha "$T/happy/bin/otelcol.bak")" = "$(sha "$T/happy/v1-digest-ref")"
+check "happy: heartbeat reports version and digest" bash -c 'tail -1 "$0/heartbeats.jsonl" | jq -e ".packages[0].version == \"2.0.0\" and .packages[0].state == \"Running\" and (.packages[0].digest | startswith(\"sha256:\"))" > /dev/null' "$T/happy"
+check "happy: journal has no upgrade in progress" bash -c '! jq -e .upgrade "$0/state/state.json" > /dev/null' "$T/happy"
+
+# --- validate fails: before the swap
+check "validate-fails: UpgradeFailed" wait_until 10 status_is "$T/validate" UpgradeFailed
+check "validate-fails: message quotes the validator's output" bash -c '[[ "$(state_message "$0")" == *"validate: exit 1"*"unknown type"* ]]' "$T/validate"
+check "validate-fails: never swapped, old binary live" bash -c '[ "$(sha "$0/bin/otelcol")" = "$(sha "$0/v1-digest-ref")" ] && ! grep -q Swapping "$0/heartbeats.jsonl"' "$T/validate"
+check "validate-fails: old collector still healthy" node_healthy "$T/validate"
+
+check "slow validate: UpgradeFailed on the timeout" bash -c 'wait_until 15 status_is "$0" UpgradeFailed && [[ "$(state_message "$0")" == *"validate: timed out after 1.0 s"* ]]' "$T/slow_validate"
+
+# --- after the swap: rolled back, old collector healthy within window + 5 s
+for n in crash_start crash_after never_healthy no_bind; do
+    t0=$(cat "$T/$n/offered_at")
+    if wait_until $((W + 15)) rolled_back_and_healthy "$T/$n"; then
+        ok "$n: RolledBack, v1 live and healthy (after $(( $(date +%s) - t0 )) s)"
+    else
+        nok "$n: RolledBack, v1 live and healthy"; dump "$T/$n/agent.log"
+    fi
+done
+check "crash_start: message says the process exited" bash -c '[[ "$(state_message "$0")" == *"monitor: process exit 1"*"restored the previous binary"* ]]' "$T/crash_start"
+check "never_healthy: message names the health check" bash -c '[[ "$(state_message "$0")" == *"health http://127.0.0.1:"*"status 503"* ]]' "$T/never_healthy"
+check "no_bind: message names the port" bash -c '[[ "$(state_message "$0")" == *"port $(cat "$0/port") not bound"* ]]' "$T/no_bind"
+for n in crash_start crash_after never_healthy no_bind; do
+    check "$n: old collector back within window + 5 s of the swap" bash -c '
+        s=$(grep -m1 "status=Swapping" "$0/agent.log" | cut -c12-23)
+        r=$(grep -m1 "status=RolledBack" "$0/agent.log" | cut -c12-23)
+        [ -n "$s" ] && [ -n "$r" ] && awk -v s="$s" -v r="$r" -v w="$1" '"'"'
+            function sec(t, a) { split(t, a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
+            BEGIN { exit !(sec(r) - sec(s) <= w + 5) }'"'"'' "$T/$n" "$W"
+done
+check "rolled-back statuses reported in order" bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Swapping Monitoring RolledBack "* ]]' "$T/crash_start"
+
+# --- bad digests are remembered: no second attempt while the offer stands
+sleep 2
+check "bad digest not retried" test "$(grep -o '"status":"Downloading"' "$T/crash_start/heartbeats.jsonl" | wc -l)" = 1
+check "bad digest kept in the journal" bash -c '[ "$(jq -r ".packages[0].bad_digest" "$0/state/state.json")" = "sha256:$(sha "$0/new-binary")" ]' "$T/crash_start"
+# a new offer is tried
+make_variant v2 "$T/crash_start/v2" crash_start-v2
+set_offers "$T/crash_start" "$(offer_json "$T/crash_start" "$T/crash_start/v2" otelcol 2.0.1)"
+check "a changed offer is tried again and succeeds" wait_until $((W + 10)) status_is "$T/crash_start" Upgraded
+
+# --- a collector ignoring SIGTERM: the swap kills it after stop_timeout
+check "ignores-sigterm: Upgraded (it is healthy)" wait_until $((W + 10)) status_is "$T/ign" Upgraded
+make_variant v2 "$T/ign/v2" ign-v2
+set_offers "$T/ign" "$(offer_json "$T/ign" "$T/ign/v2" otelcol 2.0.1)"
+check "ignores-sigterm: next upgrade SIGKILLs it and succeeds" bash -c 'wait_until $(($1 + 12)) bash -c "[ \"\$(jq -r \".packages[0].status + .packages[0].version\" \"$0/state/state.json\")\" = Upgraded2.0.1 ]" && grep -q "ignored the stop signal, killing" "$0/agent.log"' "$T/ign" "$W"
+
+# --- malformed offers are ignored, never acted on
+set_offers "$T/happy" '{"name":"otelcol","type":"primary","version":"9","digest":"sha256:nothex","size":1,"url":"/x"}'
+check "malformed offer ignored with a warning" wait_until 5 grep -q 'ignoring a malformed offer.*digest: not a sha256 digest' "$T/happy/agent.log"
+check "still Upgraded and healthy after it" bash -c 'status_is "$0" Upgraded && node_healthy "$0"' "$T/happy"
+[ "$FAILED" = 0 ] || for n in happy validate slow_validate ign; do diag "== $n"; dump "$T/$n/agent.log"; done

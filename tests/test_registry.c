@@ -1,0 +1,720 @@
+/*
+ * test_registry.c - packages over a real store: add, regenerate, list,
+ * precedence order, resolve with platforms and constraints, remove,
+ * dependency checks, name validation, and changes seen across handles and
+ * processes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+
+#include "pkgstore/archive.h"
+#include "pkgstore/error.h"
+#include "pkgstore/index.h"
+#include "pkgstore/manifest.h"
+#include "pkgstore/registry.h"
+#include "pkgstore/store.h"
+
+typedef struct fixture {
+    char dir[64];
+    pkgstore_store *store;
+    pkgstore_registry *reg;
+} fixture;
+
+static int open_store(pkgstore_store **out, const char *dir)
+{
+    pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
+    opts.durability = PKGSTORE_DURABILITY_NONE;
+    return pkgstore_store_open(out, dir, &opts);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/test_registry.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(open_store(&f->store, f->dir), 0);
+    assert_int_equal(pkgstore_registry_open(&f->reg, f->store), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char command[128];
+    pkgstore_registry_free(f->reg);
+    pkgstore_store_free(f->store);
+    snprintf(command, sizeof(command), "rm -rf '%s'", f->dir);
+    if (system(command) != 0)
+        fprintf(stderr, "teardown: could not remove %s\n", f->dir);
+    free(f);
+    return 0;
+}
+
+/* Put a distinct blob in the store; return its artifact for platform. */
+static pkgstore_artifact blob(fixture *f, const char *platform, const char *content)
+{
+    pkgstore_artifact a;
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(pkgstore_store_add_buffer(&a.digest, f->store, content, strlen(content)), 0);
+    snprintf(a.platform, sizeof(a.platform), "%s", platform);
+    return a;
+}
+
+static void add(fixture *f, const char *name, const char *version, const char *platform,
+                pkgstore_package_type type)
+{
+    char content[256];
+    snprintf(content, sizeof(content), "%s %s %s", name, version, platform);
+    pkgstore_artifact a = blob(f, platform, content);
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    opts.type = type;
+    int rc = pkgstore_registry_add(NULL, NULL, f->reg, name, version, &a, &opts);
+    if (rc != 0)
+        fail_msg("add %s %s %s: %d %s", name, version, platform, rc, pkgstore_error_detail());
+}
+
+/* Write a tar.zst with the given entries (path, mode, content; a NULL
+ * content makes a symlink to "../../outside") into the store; return its
+ * artifact. Built with libarchive directly so that unsafe entries can be
+ * made too. */
+typedef struct entry_spec {
+    const char *path;
+    unsigned int mode;
+    const char *content;
+} entry_spec;
+
+static pkgstore_artifact archive_blob(fixture *f, const char *platform, const entry_spec *entries,
+                                      size_t count)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/archive.tar.zst", f->dir);
+    struct archive *a = archive_write_new();
+    assert_non_null(a);
+    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_add_filter_zstd(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < count; i++) {
+        struct archive_entry *e = archive_entry_new();
+        archive_entry_set_pathname(e, entries[i].path);
+        if (entries[i].content) {
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_perm(e, entries[i].mode);
+            archive_entry_set_size(e, (la_int64_t)strlen(entries[i].content));
+        } else {
+            archive_entry_set_filetype(e, AE_IFLNK);
+            archive_entry_set_perm(e, 0777);
+            archive_entry_set_symlink(e, "../../outside");
+        }
+        assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+        if (entries[i].content)
+            assert_int_equal(archive_write_data(a, entries[i].content, strlen(entries[i].content)),
+                             (la_ssize_t)strlen(entries[i].content));
+        archive_entry_free(e);
+    }
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+
+    pkgstore_artifact artifact;
+    memset(&artifact, 0, sizeof(artifact));
+    assert_int_equal(pkgstore_store_add_file(&artifact.digest, &artifact.size, f->store, path,
+                                             NULL, -1),
+                     0);
+    unlink(path);
+    snprintf(artifact.platform, sizeof(artifact.platform), "%s", platform);
+    return artifact;
+}
+
+static void test_registry__add_creates_and_indexes(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact a = blob(f, "Linux/x86_64", "the collector");
+    pkgstore_manifest *m = NULL;
+    pkgstore_digest manifest_digest, got_digest;
+
+    assert_int_equal(pkgstore_registry_add(&m, &manifest_digest, f->reg, "otelcol", "v0.98.0",
+                                           &a, NULL),
+                     0);
+    assert_string_equal(pkgstore_manifest_version(m), "0.98.0");
+    assert_int_equal(pkgstore_manifest_artifact_count(m), 1);
+    const pkgstore_artifact *stored = pkgstore_manifest_artifact(m, 0);
+    assert_string_equal(stored->platform, "linux/amd64");
+    assert_string_equal(stored->format, "binary");
+    assert_string_equal(stored->entrypoint, "otelcol"); /* a binary's default */
+    assert_int_equal(stored->size, strlen("the collector")); /* size 0: the blob's */
+
+    /* the manifest is a blob, named by the digest of its canonical bytes */
+    pkgstore_digest computed;
+    assert_int_equal(pkgstore_manifest_digest(&computed, m), 0);
+    assert_true(pkgstore_digest_equal(&computed, &manifest_digest));
+    assert_int_equal(pkgstore_store_blob_exists(f->store, &manifest_digest), 1);
+    void *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(pkgstore_store_blob_read(&bytes, &len, f->store, &manifest_digest, 1 << 20),
+                     0);
+    char *canonical = NULL;
+    size_t canonical_len = 0;
+    assert_int_equal(pkgstore_manifest_serialize(&canonical, &canonical_len, m, 0), 0);
+    assert_int_equal(len, canonical_len);
+    assert_memory_equal(bytes, canonical, len);
+    pkgstore_free(bytes);
+    pkgstore_free(canonical);
+
+    /* get gives it back */
+    pkgstore_manifest *got = NULL;
+    assert_int_equal(pkgstore_registry_get(&got, &got_digest, f->reg, "otelcol", "0.98.0"), 0);
+    assert_true(pkgstore_digest_equal(&got_digest, &manifest_digest));
+    assert_string_equal(pkgstore_manifest_name(got), "otelcol");
+    pkgstore_manifest_free(got);
+    assert_int_equal(pkgstore_registry_get(NULL, &got_digest, f->reg, "otelcol", "v0.98.0"), 0);
+    assert_int_equal(pkgstore_registry_get(&got, NULL, f->reg, "otelcol", "0.98.1"),
+                     PKGSTORE_ENOTFOUND);
+    assert_null(got);
+
+    /* one package record per artifact */
+    pkgstore_package_record record;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "0.98.0",
+                                                "linux/amd64"),
+                     0);
+    assert_true(pkgstore_digest_equal(&record.digest, &a.digest));
+    assert_int_equal(record.type, PKGSTORE_TYPE_PRIMARY);
+    assert_string_equal(record.entrypoint, "otelcol");
+    pkgstore_manifest_free(m);
+}
+
+static void test_registry__add_regenerates(void **state)
+{
+    fixture *f = *state;
+    pkgstore_digest first, second, third;
+    pkgstore_artifact amd = blob(f, "linux/amd64", "amd64 v1");
+    const entry_spec files[] = {{"bin/otelcol", 0755, "arm64 v1"}};
+    pkgstore_artifact arm = archive_blob(f, "linux/arm64", files, 1);
+    pkgstore_artifact amd2 = blob(f, "linux/amd64", "amd64 v2");
+    strcpy(arm.format, "tar+zstd");
+    strcpy(arm.entrypoint, "bin/otelcol");
+
+    assert_int_equal(pkgstore_registry_add(NULL, &first, f->reg, "otelcol", "1.0.0", &amd, NULL),
+                     0);
+    assert_int_equal(pkgstore_registry_add(NULL, &second, f->reg, "otelcol", "1.0.0", &arm, NULL),
+                     0);
+    assert_false(pkgstore_digest_equal(&first, &second));
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_registry_add(&m, &third, f->reg, "otelcol", "1.0.0", &amd2, NULL),
+                     0);
+    assert_int_equal(pkgstore_manifest_artifact_count(m), 2);
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->platform, "linux/amd64");
+    assert_true(pkgstore_digest_equal(&pkgstore_manifest_artifact(m, 0)->digest, &amd2.digest));
+    assert_string_equal(pkgstore_manifest_artifact(m, 1)->entrypoint, "bin/otelcol");
+    pkgstore_manifest_free(m);
+
+    /* adding the same artifact again changes nothing */
+    pkgstore_digest fourth;
+    assert_int_equal(pkgstore_registry_add(NULL, &fourth, f->reg, "otelcol", "1.0.0", &amd2, NULL),
+                     0);
+    assert_true(pkgstore_digest_equal(&third, &fourth));
+
+    pkgstore_package_record record;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
+                                                "linux/amd64"),
+                     0);
+    assert_true(pkgstore_digest_equal(&record.digest, &amd2.digest));
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
+                                                "linux/arm64"),
+                     0);
+    assert_string_equal(record.format, "tar+zstd");
+}
+
+static void test_registry__add_refuses(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact a = blob(f, "linux/amd64", "x");
+    pkgstore_artifact missing = a;
+    missing.digest.bytes[0] ^= 0xff;
+
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &missing, NULL),
+                     PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "not in the store"));
+    pkgstore_artifact wrong_size = a;
+    wrong_size.size = 99;
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &wrong_size, NULL),
+                     PKGSTORE_ESIZE_MISMATCH);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0", &a, NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "version"));
+    pkgstore_artifact archive = a;
+    strcpy(archive.format, "zip"); /* but it is not one */
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &archive, NULL),
+                     PKGSTORE_EFORMAT);
+    strcpy(archive.format, "rar");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &archive, NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "format"));
+    pkgstore_artifact bad_platform = a;
+    strcpy(bad_platform.platform, "linux");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &bad_platform, NULL),
+                     PKGSTORE_EINVALID);
+
+    /* a version keeps its type */
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &a, NULL), 0);
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    opts.type = PKGSTORE_TYPE_ADDON;
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "x", "1.0.0", &a, &opts),
+                     PKGSTORE_ECONFLICT);
+    assert_non_null(strstr(pkgstore_error_detail(), "primary"));
+
+    /* nothing half-done: the failed adds left no version behind */
+    char **versions = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "x"), 0);
+    assert_int_equal(count, 1);
+    pkgstore_registry_strings_free(versions, count);
+}
+
+static void test_registry__name_validation(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact a = blob(f, "linux/amd64", "x");
+    static const char *const bad[] = {"", "Otelcol", "-x", ".x", "_x", "a/b", "a b", "a:b",
+                                      "caf\xc3\xa9", "../x", "x\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = pkgstore_registry_add(NULL, NULL, f->reg, bad[i], "1.0.0", &a, NULL);
+        if (rc != PKGSTORE_EINVALID)
+            fail_msg("name \"%s\": %d", bad[i], rc);
+        assert_non_null(strstr(pkgstore_error_detail(), "name"));
+    }
+    char longest[PKGSTORE_NAME_MAX + 2];
+    memset(longest, 'a', PKGSTORE_NAME_MAX);
+    longest[PKGSTORE_NAME_MAX] = '\0';
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, longest, "1.0.0", &a, NULL), 0);
+    longest[PKGSTORE_NAME_MAX] = 'a';
+    longest[PKGSTORE_NAME_MAX + 1] = '\0';
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, longest, "1.0.0", &a, NULL),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "0.x_y-z", "1.0.0", &a, NULL), 0);
+    pkgstore_resolution r;
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "A", NULL, "linux/amd64"),
+                     PKGSTORE_EINVALID);
+    char **versions = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "a/b"),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_registry_remove(f->reg, "a b", "1.0.0"), PKGSTORE_EINVALID);
+}
+
+static void test_registry__lists_in_precedence_order(void **state)
+{
+    fixture *f = *state;
+    static const char *const added[] = {"1.0.0",  "1.0.0-rc.1", "0.9.0",       "1.10.0",
+                                        "1.2.0",  "v2.0.0-alpha", "1.0.0-alpha", "1.0.0-rc.10",
+                                        "1.0.0-rc.2"};
+    static const char *const sorted[] = {"0.9.0",      "1.0.0-alpha", "1.0.0-rc.1",
+                                         "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0",
+                                         "1.2.0",      "1.10.0",      "2.0.0-alpha"};
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
+        add(f, "otelcol", added[i], "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "alpha", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "zeta", "1.0.0", "linux/amd64", PKGSTORE_TYPE_ADDON);
+    add(f, "otelcol-contrib", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+
+    char **versions = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "otelcol"), 0);
+    assert_int_equal(count, sizeof(sorted) / sizeof(sorted[0]));
+    for (size_t i = 0; i < count; i++)
+        assert_string_equal(versions[i], sorted[i]);
+    pkgstore_registry_strings_free(versions, count);
+
+    char **names = NULL;
+    assert_int_equal(pkgstore_registry_names(&names, &count, f->reg), 0);
+    assert_int_equal(count, 4);
+    assert_string_equal(names[0], "alpha");
+    assert_string_equal(names[1], "otelcol");
+    assert_string_equal(names[2], "otelcol-contrib");
+    assert_string_equal(names[3], "zeta");
+    pkgstore_registry_strings_free(names, count);
+
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "nothing"),
+                     PKGSTORE_ENOTFOUND);
+    assert_null(versions);
+    assert_int_equal(count, 0);
+}
+
+static void expect_resolve(fixture *f, const char *name, const char *constraint,
+                           const char *platform, const char *want_version,
+                           const char *want_platform)
+{
+    pkgstore_resolution r;
+    int rc = pkgstore_registry_resolve(&r, f->reg, name, constraint, platform);
+    if (rc != 0)
+        fail_msg("resolve %s \"%s\" %s: %d %s", name, constraint ? constraint : "(null)",
+                 platform, rc, pkgstore_error_detail());
+    if (strcmp(r.version, want_version) != 0 || strcmp(r.artifact.platform, want_platform) != 0)
+        fail_msg("resolve %s \"%s\" %s: got %s %s, wanted %s %s", name,
+                 constraint ? constraint : "(null)", platform, r.version, r.artifact.platform,
+                 want_version, want_platform);
+}
+
+static void test_registry__resolve_platforms_and_constraints(void **state)
+{
+    fixture *f = *state;
+    add(f, "otelcol", "0.97.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "0.97.0", "linux/arm64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "0.98.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "0.98.0", "linux/386", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "0.98.0", "linux/arm/v6", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "0.99.0", "linux/386", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "1.0.0-rc.1", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "script", "1.0.0", "any/any", PKGSTORE_TYPE_ADDON);
+    add(f, "script", "1.1.0", "linux/amd64", PKGSTORE_TYPE_ADDON);
+    add(f, "beta-only", "2.0.0-beta.1", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "beta-only", "2.0.0-beta.2", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+
+    /* highest release with a compatible artifact; amd64 runs 386 */
+    expect_resolve(f, "otelcol", NULL, "linux/amd64", "0.99.0", "linux/386");
+    expect_resolve(f, "otelcol", "", "linux/x86_64", "0.99.0", "linux/386");
+    /* exact beats fallback within one version */
+    expect_resolve(f, "otelcol", "~0.98", "linux/amd64", "0.98.0", "linux/amd64");
+    expect_resolve(f, "otelcol", ">=0.97.0 <0.99.0", "linux/amd64", "0.98.0", "linux/amd64");
+    expect_resolve(f, "otelcol", "0.97.x || 0.98.x", "linux/386", "0.98.0", "linux/386");
+    /* arm64 has only 0.97.0 exactly; arm/v6 of 0.98.0 is a fallback for arm64 */
+    expect_resolve(f, "otelcol", NULL, "linux/arm64", "0.98.0", "linux/arm/v6");
+    expect_resolve(f, "otelcol", "<0.98.0", "linux/aarch64", "0.97.0", "linux/arm64");
+    expect_resolve(f, "otelcol", NULL, "linux/armv7l", "0.98.0", "linux/arm/v6");
+    /* pre-releases: only when asked for, or when nothing else exists */
+    expect_resolve(f, "otelcol", ">=1.0.0-rc.0", "linux/amd64", "1.0.0-rc.1", "linux/amd64");
+    expect_resolve(f, "beta-only", NULL, "linux/amd64", "2.0.0-beta.2", "linux/amd64");
+    /* any/any runs everywhere, but an exact artifact of a higher version wins */
+    expect_resolve(f, "script", NULL, "darwin/arm64", "1.0.0", "any/any");
+    expect_resolve(f, "script", NULL, "linux/amd64", "1.1.0", "linux/amd64");
+
+    pkgstore_resolution r;
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", NULL, "windows/amd64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "windows/amd64"));
+    assert_string_equal(r.version, "");
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", ">=5", "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "no version matches"));
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "nothing", NULL, "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "no such package"));
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", ">>1", "linux/amd64"),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", NULL, "linux"),
+                     PKGSTORE_EINVALID);
+
+    /* the resolution carries everything an offer needs */
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", "0.98.0", "linux/amd64"), 0);
+    assert_string_equal(r.name, "otelcol");
+    assert_int_equal(r.type, PKGSTORE_TYPE_PRIMARY);
+    assert_string_equal(r.artifact.format, "binary");
+    assert_string_equal(r.artifact.entrypoint, "otelcol");
+    pkgstore_digest manifest_digest;
+    assert_int_equal(pkgstore_registry_get(NULL, &manifest_digest, f->reg, "otelcol", "0.98.0"),
+                     0);
+    assert_true(pkgstore_digest_equal(&manifest_digest, &r.manifest_digest));
+
+    /* NULL platform: the host's; this test only needs it not to fail oddly */
+    int rc = pkgstore_registry_resolve(&r, f->reg, "script", NULL, NULL);
+    assert_true(rc == 0 || rc == PKGSTORE_ENOTFOUND);
+}
+
+static void test_registry__remove(void **state)
+{
+    fixture *f = *state;
+    add(f, "otelcol", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "1.1.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol", "1.1.0", "linux/arm64", PKGSTORE_TYPE_PRIMARY);
+    expect_resolve(f, "otelcol", NULL, "linux/amd64", "1.1.0", "linux/amd64");
+    pkgstore_digest manifest_digest;
+    assert_int_equal(pkgstore_registry_get(NULL, &manifest_digest, f->reg, "otelcol", "1.1.0"),
+                     0);
+
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol", "v1.1.0"), 0);
+    expect_resolve(f, "otelcol", NULL, "linux/amd64", "1.0.0", "linux/amd64");
+    assert_int_equal(pkgstore_registry_get(NULL, NULL, f->reg, "otelcol", "1.1.0"),
+                     PKGSTORE_ENOTFOUND);
+    pkgstore_package_record record;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.1.0",
+                                                "linux/arm64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
+                                                "linux/amd64"),
+                     0);
+    /* the blobs stay for gc */
+    assert_int_equal(pkgstore_store_blob_exists(f->store, &manifest_digest), 1);
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol", "1.1.0"), PKGSTORE_ENOTFOUND);
+
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol", "1.0.0"), 0);
+    char **names = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_names(&names, &count, f->reg), 0);
+    assert_int_equal(count, 0);
+    pkgstore_registry_strings_free(names, count);
+    pkgstore_resolution r;
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "otelcol", NULL, "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+}
+
+static void test_registry__dependency_check(void **state)
+{
+    fixture *f = *state;
+    add(f, "otelcol", "0.98.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "helper", "1.0.0", "linux/amd64", PKGSTORE_TYPE_ADDON);
+
+    pkgstore_artifact a = blob(f, "linux/amd64", "sidecar");
+    pkgstore_dependency deps[3];
+    memset(deps, 0, sizeof(deps));
+    strcpy(deps[0].name, "otelcol");
+    strcpy(deps[0].constraint, ">=0.99.0");
+    strcpy(deps[1].name, "missing");
+    strcpy(deps[1].constraint, "^1");
+    strcpy(deps[2].name, "helper");
+    strcpy(deps[2].constraint, "*");
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    opts.type = PKGSTORE_TYPE_ADDON;
+    opts.dependencies = deps;
+    opts.dependency_count = 3;
+
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "sidecar", "1.0.0", &a, &opts),
+                     PKGSTORE_EDEPENDENCY);
+    const char *detail = pkgstore_error_detail();
+    assert_non_null(strstr(detail, "otelcol >=0.99.0 (no matching version)"));
+    assert_non_null(strstr(detail, "missing ^1 (no such package)"));
+    assert_non_null(strstr(detail, "helper * (not a primary package)"));
+    assert_int_equal(pkgstore_registry_get(NULL, NULL, f->reg, "sidecar", "1.0.0"),
+                     PKGSTORE_ENOTFOUND);
+
+    /* met once the primary exists */
+    opts.dependency_count = 1;
+    add(f, "otelcol", "0.99.1", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "sidecar", "1.0.0", &a, &opts), 0);
+    assert_int_equal(pkgstore_manifest_dependency_count(m), 1);
+    assert_string_equal(pkgstore_manifest_dependency(m, 0)->constraint, ">=0.99.0");
+    pkgstore_manifest_free(m);
+
+    /* force skips the check */
+    opts.dependencies = &deps[1];
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "sidecar", "1.1.0", &a, &opts),
+                     PKGSTORE_EDEPENDENCY);
+    opts.force = 1;
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "sidecar", "1.1.0", &a, &opts), 0);
+
+    /* an unmet dependency already in the manifest blocks later adds too */
+    pkgstore_artifact arm = blob(f, "linux/arm64", "sidecar arm");
+    opts.force = 0;
+    opts.dependency_count = 0;
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "sidecar", "1.1.0", &arm, &opts),
+                     PKGSTORE_EDEPENDENCY);
+}
+
+static void test_registry__put_whole_manifest(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact a = blob(f, "linux/amd64", "put me");
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "2.0.0", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &a), PKGSTORE_OK);
+    assert_int_equal(pkgstore_manifest_annotation_set(m, "org.example.note", "hello"), 0);
+    /* size 0 is not "take the blob's" for a whole manifest */
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), PKGSTORE_ESIZE_MISMATCH);
+    a.size = strlen("put me");
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &a), 1);
+    pkgstore_digest digest, expected;
+    assert_int_equal(pkgstore_registry_put(&digest, f->reg, m, 0), 0);
+    assert_int_equal(pkgstore_manifest_digest(&expected, m), 0);
+    assert_true(pkgstore_digest_equal(&digest, &expected));
+    pkgstore_manifest *got = NULL;
+    assert_int_equal(pkgstore_registry_get(&got, NULL, f->reg, "otelcol", "2.0.0"), 0);
+    assert_string_equal(pkgstore_manifest_annotation_get(got, "org.example.note"), "hello");
+    pkgstore_manifest_free(got);
+    pkgstore_manifest_free(m);
+}
+
+static void test_registry__sees_changes_of_other_handles(void **state)
+{
+    fixture *f = *state;
+    pkgstore_registry *other = NULL;
+    pkgstore_resolution r;
+    assert_int_equal(pkgstore_registry_open(&other, f->store), 0);
+    add(f, "otelcol", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    assert_int_equal(pkgstore_registry_resolve(&r, other, "otelcol", NULL, "linux/amd64"), 0);
+    assert_string_equal(r.version, "1.0.0");
+    add(f, "otelcol", "1.1.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    assert_int_equal(pkgstore_registry_resolve(&r, other, "otelcol", NULL, "linux/amd64"), 0);
+    assert_string_equal(r.version, "1.1.0");
+
+    /* another process: the child opens its own store handle and adds */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pkgstore_store *store = NULL;
+        pkgstore_registry *reg = NULL;
+        pkgstore_artifact a;
+        memset(&a, 0, sizeof(a));
+        strcpy(a.platform, "linux/amd64");
+        int ok = open_store(&store, f->dir) == 0 && pkgstore_registry_open(&reg, store) == 0 &&
+                 pkgstore_store_add_buffer(&a.digest, store, "child", 5) == 0 &&
+                 pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.2.0", &a, NULL) == 0;
+        pkgstore_registry_free(reg);
+        pkgstore_store_free(store);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(pkgstore_registry_resolve(&r, other, "otelcol", NULL, "linux/amd64"), 0);
+    assert_string_equal(r.version, "1.2.0");
+    pkgstore_registry_free(other);
+}
+
+typedef struct adder {
+    fixture *f;
+    int index;
+    int rc;
+} adder;
+
+static void *add_thread(void *arg)
+{
+    adder *a = arg;
+    static const char *const platforms[] = {"linux/amd64", "linux/arm64", "linux/386",
+                                            "linux/arm/v7", "darwin/amd64", "darwin/arm64"};
+    char content[32];
+    pkgstore_artifact artifact;
+    memset(&artifact, 0, sizeof(artifact));
+    snprintf(content, sizeof(content), "thread %d", a->index);
+    strcpy(artifact.platform, platforms[a->index]);
+    a->rc = pkgstore_store_add_buffer(&artifact.digest, a->f->store, content, strlen(content));
+    if (a->rc == 0)
+        a->rc = pkgstore_registry_add(NULL, NULL, a->f->reg, "otelcol", "3.0.0", &artifact, NULL);
+    return NULL;
+}
+
+static void test_registry__concurrent_adds_are_all_kept(void **state)
+{
+    fixture *f = *state;
+    pthread_t threads[6];
+    adder adders[6];
+    for (int i = 0; i < 6; i++) {
+        adders[i] = (adder){f, i, -1};
+        assert_int_equal(pthread_create(&threads[i], NULL, add_thread, &adders[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(adders[i].rc, 0);
+    }
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_registry_get(&m, NULL, f->reg, "otelcol", "3.0.0"), 0);
+    assert_int_equal(pkgstore_manifest_artifact_count(m), 6);
+    pkgstore_manifest_free(m);
+    pkgstore_package_record record;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "3.0.0",
+                                                "darwin/arm64"),
+                     0);
+}
+
+static void test_registry__archives_are_detected_and_checked(void **state)
+{
+    fixture *f = *state;
+    const entry_spec good[] = {{"otelcol/README", 0644, "read me"},
+                               {"otelcol/bin/otelcol", 0755, "#!/bin/sh\necho hi\n"}};
+    pkgstore_artifact a = archive_blob(f, "linux/amd64", good, 2);
+    pkgstore_manifest *m = NULL;
+
+    /* no format, no entrypoint: detected, and the only executable */
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.0", &a, NULL), 0);
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->format, "tar+zstd");
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/bin/otelcol");
+    pkgstore_manifest_free(m);
+
+    /* an explicit entrypoint, spelled loosely */
+    pkgstore_artifact named = a;
+    strcpy(named.format, "tar+zstd");
+    strcpy(named.entrypoint, "./otelcol//README");
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.1", &named, NULL), 0);
+    assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/README");
+    pkgstore_manifest_free(m);
+
+    /* the entrypoint must be in it, and a regular file */
+    strcpy(named.entrypoint, "otelcol/bin/missing");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_ENOTFOUND);
+    strcpy(named.entrypoint, "otelcol/bin");
+    assert_int_not_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named,
+                                               NULL),
+                         0);
+
+    /* the declared format must be the real one */
+    strcpy(named.format, "tar+gzip");
+    strcpy(named.entrypoint, "otelcol/bin/otelcol");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "tar+zstd"));
+
+    /* two executables and no entrypoint: which one? */
+    const entry_spec two[] = {{"a", 0755, "a"}, {"b", 0755, "b"}};
+    pkgstore_artifact ambiguous = archive_blob(f, "linux/amd64", two, 2);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.3", &ambiguous,
+                                           NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "entrypoint"));
+
+    /* unsafe entries are refused at upload */
+    const entry_spec traversal[] = {{"../evil", 0755, "x"}, {"ok", 0755, "y"}};
+    pkgstore_artifact evil = archive_blob(f, "linux/amd64", traversal, 2);
+    strcpy(evil.entrypoint, "ok");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.4", &evil, NULL),
+                     PKGSTORE_EUNSAFE);
+    const entry_spec link[] = {{"bin/otelcol", 0755, "x"}, {"escape", 0777, NULL}};
+    pkgstore_artifact escaping = archive_blob(f, "linux/amd64", link, 2);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.5", &escaping,
+                                           NULL),
+                     PKGSTORE_EUNSAFE);
+
+    /* none of the refused versions exists */
+    char **versions = NULL;
+    size_t count = 0;
+    assert_int_equal(pkgstore_registry_versions(&versions, &count, f->reg, "otelcol"), 0);
+    assert_int_equal(count, 2);
+    pkgstore_registry_strings_free(versions, count);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_registry__add_creates_and_indexes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__add_regenerates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__add_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__name_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__lists_in_precedence_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__resolve_platforms_and_constraints, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__dependency_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__put_whole_manifest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__sees_changes_of_other_handles, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__concurrent_adds_are_all_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__archives_are_detected_and_checked, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
