@@ -54,6 +54,8 @@ struct added {
     int ok;
     pkgstore_digest digest;
     uint64_t size;
+    int error;     /* when !ok: the library's code */
+    char *message; /* when !ok: its detail (freed by main) */
 };
 
 #define MAX_DEPENDS 64
@@ -335,6 +337,8 @@ int main(int argc, char **argv)
             error = pkgstore_store_add_file(&item->digest, &item->size, store, item->input, NULL,
                                             -1);
         if (error < 0) {
+            item->error = error;
+            item->message = strdup(pkgstore_error_detail());
             cli_lib_error(strcmp(item->input, "-") == 0 ? "(stdin)" : NULL, error);
             status = CLI_EXIT_FAIL;
             continue;
@@ -361,14 +365,18 @@ int main(int argc, char **argv)
         printf("{\"blobs\": [");
         for (int i = 0, first = 1; i < ninputs; i++) {
             char text[PKGSTORE_DIGEST_STR_SIZE];
-            if (!added[i].ok)
-                continue;
-            pkgstore_digest_format(text, &added[i].digest);
             printf("%s{\"input\": ", first ? "" : ", ");
+            first = 0;
             cli_json_string(stdout, added[i].input);
+            if (!added[i].ok) {
+                printf(", \"error\": \"%s\", \"message\": ", pkgstore_error_name(added[i].error));
+                cli_json_string(stdout, added[i].message ? added[i].message : "");
+                printf("}");
+                continue;
+            }
+            pkgstore_digest_format(text, &added[i].digest);
             printf(", \"digest\": \"%s\", \"size\": %llu}", text,
                    (unsigned long long)added[i].size);
-            first = 0;
         }
         printf("]");
         if (have_record) {
@@ -386,6 +394,8 @@ int main(int argc, char **argv)
                (unsigned long long)a->size, a->format, a->entrypoint);
         printf("manifest %s\n", manifest);
     }
+    for (int i = 0; i < ninputs; i++)
+        free(added[i].message);
     free(added);
     pkgstore_store_free(store);
     if (fflush(stdout) != 0) {

@@ -54,6 +54,9 @@ expect 2 "add - twice" "$BIN/pkgstore-add" --store "$S" - -
 expect 1 "add a missing file" "$BIN/pkgstore-add" --store "$S" --no-fsync "$WORK/a.txt" "$WORK/missing"
 check "the other input is still added" "grep -q '$A_DIGEST' '$WORK/out'"
 check "the error names the file" "grep -q '^pkgstore-add: .*missing' '$WORK/err'"
+expect 1 "add --json with a missing file" "$BIN/pkgstore-add" --store "$S" --json "$WORK/a.txt" "$WORK/missing"
+check "the JSON names the failed input and its error" \
+    "jq -e '.blobs[0].digest == \"$A_DIGEST\" and .blobs[1].error == \"NOTFOUND\"' '$WORK/out' >/dev/null"
 COLLECTORCTRL_PACKAGES_DIR=$S expect 0 "add with the store from the environment" \
     "$BIN/pkgstore-add" --json "$WORK/a.txt"
 check "add --json is JSON with the digest" \
