@@ -369,86 +369,110 @@ int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const
     return error;
 }
 
-struct list_nodes {
-    pkgstore_policy_db *db;
-    struct ps_policy_set *set;
-    struct ps_target **targets;
-    json_t **items;
+struct list_ids {
+    const pkgstore_selector *selector; /* NULL: every node */
+    char **ids;
     size_t count, cap;
-    int with_history;
+    int failed;
 };
 
-static int list_node(struct ps_node *node, void *payload)
+static int collect_id(struct ps_node *node, void *payload)
 {
-    struct list_nodes *list = payload;
-    json_t *obj;
+    struct list_ids *list = payload;
 
     if (!node->report)
         return 0;
+    if (list->selector &&
+        !pkgstore_selector_matches(list->selector, node->report->labels, node->report->nlabels))
+        return 0;
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 64;
-        json_t **grown = realloc(list->items, cap * sizeof(*grown));
-        if (!grown)
-            return PKGSTORE_ENOMEM;
-        list->items = grown;
+        char **grown = realloc(list->ids, cap * sizeof(*grown));
+        if (!grown) {
+            list->failed = 1;
+            return 1;
+        }
+        list->ids = grown;
         list->cap = cap;
     }
-    if (!(obj = node_json(list->db, node, list->set, list->targets, 0, list->with_history)))
-        return PKGSTORE_ENOMEM;
-    list->items[list->count++] = obj;
+    if (!(list->ids[list->count] = strdup(node->id))) {
+        list->failed = 1;
+        return 1;
+    }
+    list->count++;
     return 0;
 }
 
-static int cmp_node_obj(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
-    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "id")),
-                  json_string_value(json_object_get(*(json_t *const *)b, "id")));
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int with_history)
+int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db, const char *selector,
+                                    size_t offset, size_t limit, int with_history)
 {
-    struct list_nodes list = {db, NULL, NULL, NULL, 0, 0, with_history};
+    struct list_ids list = {NULL, NULL, 0, 0, 0};
+    pkgstore_selector *parsed = NULL;
+    struct ps_policy_set *set = NULL;
+    struct ps_target **targets = NULL;
     json_t *root = NULL, *array = NULL;
     int error = 0;
 
     if (json_out)
         *json_out = NULL;
     if (!json_out || !db)
-        return ps_error_set(PKGSTORE_EINVALID, "node_list_json: NULL argument");
-    list.set = ps_policy_set_get(db);
-    if (!(list.targets = calloc(list.set->count ? list.set->count : 1, sizeof(*list.targets)))) {
+        return ps_error_set(PKGSTORE_EINVALID, "node_query_json: NULL argument");
+    if (selector && (error = pkgstore_selector_parse(&parsed, selector)) < 0)
+        return error;
+    list.selector = parsed;
+    /* ids first, then JSON only for the page: a page of a big fleet stays cheap */
+    ps_nodes_foreach(db, collect_id, &list);
+    if (list.failed) {
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
     }
-    if (ps_nodes_foreach(db, list_node, &list) < 0) {
+    qsort(list.ids, list.count, sizeof(*list.ids), cmp_id);
+    set = ps_policy_set_get(db);
+    if (!(targets = calloc(set->count ? set->count : 1, sizeof(*targets))) ||
+        !(root = json_object()) || !(array = json_array()) ||
+        json_object_set_new(root, "nodes", array) < 0 ||
+        json_object_set_new(root, "total", json_integer((json_int_t)list.count)) < 0) {
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
     }
-    qsort(list.items, list.count, sizeof(*list.items), cmp_node_obj);
-    if (!(root = json_object()) || !(array = json_array()) ||
-        json_object_set_new(root, "nodes", array) < 0) {
-        error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        if (json_array_append_new(array, list.items[i]) < 0) {
-            list.items[i] = NULL;
+    for (size_t i = offset; i < list.count && i - offset < limit; i++) {
+        uint64_t hash = ps_node_id_hash(list.ids[i]);
+        struct ps_shard *shard = ps_node_shard(db, hash);
+        json_t *obj = NULL;
+        pthread_mutex_lock(&shard->lock);
+        struct ps_node *node = ps_node_find(shard, list.ids[i], hash);
+        if (node && node->report) /* else deleted meanwhile: skip it */
+            obj = node_json(db, node, set, targets, 0, with_history);
+        pthread_mutex_unlock(&shard->lock);
+        if (node && node->report && (!obj || json_array_append_new(array, obj) < 0)) {
             error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
             goto out;
         }
-        list.items[i] = NULL; /* now owned by array */
     }
     if (!(*json_out = json_dumps(root, JSON_COMPACT)))
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
 out:
     for (size_t i = 0; i < list.count; i++)
-        json_decref(list.items[i]);
-    free(list.items);
+        free(list.ids[i]);
+    free(list.ids);
     json_decref(root);
-    ps_targets_release(list.targets, list.set->count);
-    free(list.targets);
-    ps_policy_set_release(list.set);
+    if (set) {
+        ps_targets_release(targets, set->count);
+        ps_policy_set_release(set);
+    }
+    free(targets);
+    pkgstore_selector_free(parsed);
     return error;
+}
+
+int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int with_history)
+{
+    return pkgstore_policy_node_query_json(json_out, db, NULL, 0, SIZE_MAX, with_history);
 }
 
 /* ---------------------------------------------------------------- persistence */

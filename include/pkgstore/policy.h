@@ -319,12 +319,25 @@ PKGSTORE_API int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_
                                                const char *node_id);
 
 /**
- * Every node as {"nodes": [...]}, sorted by id, each as
+ * Every node as {"nodes": [...], "total": N}, sorted by id, each as
  * pkgstore_policy_node_get_json() but without "history" when !with_history.
  * Free with pkgstore_free(). Errors: PKGSTORE_ENOMEM.
  */
 PKGSTORE_API int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db,
                                                 int with_history);
+
+/**
+ * As pkgstore_policy_node_list_json() for the nodes whose labels match
+ * selector (NULL: every node; "" too), sorted by id, from position offset,
+ * at most limit of them (SIZE_MAX: all). "total" is the number of matching
+ * nodes, so a client can page, or preview which nodes a policy's selector
+ * would reach before it PUTs the policy.
+ * Errors: PKGSTORE_EINVALID (the selector, with its position),
+ * PKGSTORE_ELIMIT (selector too long), PKGSTORE_ENOMEM.
+ */
+PKGSTORE_API int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db,
+                                                 const char *selector, size_t offset,
+                                                 size_t limit, int with_history);
 
 /**
  * Delete a node record (a decommissioned node). Errors: PKGSTORE_ENOTFOUND,
