@@ -58,7 +58,7 @@ int http_client_init(http_client *client, const char *prog, const char *server,
     while (len > 0 && client->base_url[len - 1] == '/')
         client->base_url[--len] = '\0';
 
-    char token[600] = "";
+    char token[520] = "";
     if (!token_file || !*token_file)
         token_file = getenv("PKGSTORE_TOKEN_FILE");
     if (token_file && *token_file) {

@@ -94,7 +94,7 @@ static int cmd_set(http_client *client, int json_out, int argc, char **argv)
         {"priority", required_argument, NULL, S_PRIORITY},
         {NULL, 0, NULL, 0},
     };
-    optind = 1;
+    optind = 0; /* glibc: 0 restarts the scan (argv[0] is the command) */
     int opt;
     char *end;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {

@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# bench/server.sh - pkgstored against nginx, side by side in one run.
+#
+#  1. Blob download: a 100 MB blob over loopback, pkgstored (sendfile from
+#     the store) against nginx serving the same file with sendfile on.
+#     Median throughput of $DL_RUNS downloads each. Target: >= 0.9x nginx.
+#  2. Heartbeats: wrk -t2 -c64 with a Lua script POSTing realistic heartbeats
+#     for 10,000 distinct node ids against 20 policies, against nginx
+#     serving a 200-byte static file. Median req/s of $HB_RUNS runs each,
+#     and pkgstored's p99 latency. Target: >= 0.5x nginx's req/s.
+#  3. Memory: pkgstored's RSS after 100,000 distinct nodes have heartbeated.
+#
+# nginx and wrk are installed from Debian when missing. Everything runs on
+# 127.0.0.1 with free ports; every process started here is stopped by pid.
+# Knobs: DL_RUNS (default 7), HB_RUNS (3), HB_SECONDS (8), BENCH_NICE (19).
+set -u
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${PKGSTORE_BIN:-$SRC/build/bin}
+DL_RUNS=${DL_RUNS:-7}
+HB_RUNS=${HB_RUNS:-3}
+HB_SECONDS=${HB_SECONDS:-8}
+NICE="nice -n ${BENCH_NICE:-19}"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+die() { echo "bench/server.sh: $*" >&2; exit 1; }
+
+install_missing() { # install_missing COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    [ -x "/usr/sbin/$1" ] && return 0
+    echo "bench/server.sh: installing $2 from Debian" >&2
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$2" \
+        || { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+             $sudo apt-get install -y -q --no-install-recommends "$2"; } \
+        || die "cannot install $2"
+}
+install_missing nginx nginx-light
+install_missing wrk wrk
+install_missing jq jq
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$BIN/pkgstored" ] || die "$BIN/pkgstored not built (run make)"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+        || echo $((20000 + RANDOM % 20000))
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# ---------------------------------------------------------------- servers
+start_pkgstored() { # start_pkgstored STORE
+    rm -f "$WORK/port"
+    $NICE "$BIN/pkgstored" --store "$1" --listen 127.0.0.1:0 --port-file "$WORK/port" \
+        --no-fsync --log-level warn 2>>"$WORK/pkgstored.log" &
+    PKGSTORED_PID=$!
+    PIDS+=("$PKGSTORED_PID")
+    for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done
+    [ -s "$WORK/port" ] || die "pkgstored did not start: $(cat "$WORK/pkgstored.log")"
+    PK_URL="http://127.0.0.1:$(cat "$WORK/port")"
+    TOKEN=$(cat "$1.admin-token")
+    AGENT_TOKEN=$(cat "$1.agent-token")
+}
+
+stop_pkgstored() {
+    kill "$PKGSTORED_PID" 2>/dev/null
+    wait "$PKGSTORED_PID" 2>/dev/null
+}
+
+mkdir -p "$WORK/www" "$WORK/nginx"
+NGINX_PORT=$(free_port)
+cat >"$WORK/nginx/nginx.conf" <<CONF
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes $(nproc);
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    types { application/octet-stream bin; application/json json; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $WORK/www;
+    }
+}
+CONF
+$NICE "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+NG_URL="http://127.0.0.1:$NGINX_PORT"
+
+# ---------------------------------------------------------------- 1. blob download
+echo "== blob download: 100 MB over loopback, $DL_RUNS runs each (median)"
+head -c 100000000 /dev/urandom >"$WORK/www/blob.bin"
+start_pkgstored "$WORK/store"
+BLOB=$(curl -s -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/www/blob.bin" "$PK_URL/v1/blobs" | jq -r .digest)
+[ "$(sha256sum "$WORK/www/blob.bin" | cut -c1-64)" = "${BLOB#sha256:}" ] || die "upload failed"
+for _ in $(seq 1 50); do curl -s -o /dev/null "$NG_URL/blob.bin" && break; sleep 0.1; done
+: >"$WORK/dl.pk"
+: >"$WORK/dl.ng"
+for i in $(seq 1 "$DL_RUNS"); do # interleaved, so both see the same machine load
+    curl -s -o /dev/null -w '%{speed_download}\n' -H "Authorization: Bearer $AGENT_TOKEN" \
+        "$PK_URL/v1/blobs/$BLOB" >>"$WORK/dl.pk"
+    curl -s -o /dev/null -w '%{speed_download}\n' "$NG_URL/blob.bin" >>"$WORK/dl.ng"
+done
+PK_DL=$(median <"$WORK/dl.pk")
+NG_DL=$(median <"$WORK/dl.ng")
+awk -v p="$PK_DL" -v n="$NG_DL" 'BEGIN {
+    printf "  pkgstored  %8.0f MB/s\n  nginx      %8.0f MB/s\n  ratio      %8.2fx nginx (target >= 0.90)\n",
+        p / 1e6, n / 1e6, p / n }'
+
+# ---------------------------------------------------------------- 2. heartbeats
+echo "== heartbeats: wrk -t2 -c64 ${HB_SECONDS}s, 10,000 nodes, 20 policies, $HB_RUNS runs each (median)"
+head -c 2000000 /dev/urandom >"$WORK/otelcol"
+for v in $(seq 90 109); do
+    curl -s -o /dev/null -f -H "Authorization: Bearer $TOKEN" -T "$WORK/otelcol" \
+        "$PK_URL/v1/packages/otelcol-contrib/0.$v.0?platform=linux/amd64" || die "package upload failed"
+done
+for r in $(seq 0 19); do
+    curl -s -o /dev/null -f -X PUT -H "Authorization: Bearer $TOKEN" "$PK_URL/v1/policies/ring-$r" \
+        -d "{\"selector\":\"env=prod,ring=$r\",\"package\":\"otelcol-contrib\",\"version\":\"0.$((90 + r)).0\",\"priority\":$r}" \
+        || die "policy upload failed"
+done
+cat >"$WORK/hb.lua" <<'LUA'
+-- Realistic heartbeats: node ids edge-00000.., labels spread over 20 rings,
+-- one running collector with a status now and then.
+local nodes = tonumber(os.getenv("HB_NODES") or "10000")
+local token = os.getenv("HB_TOKEN")
+local thread_count = 0
+local counter = 0
+
+function setup(thread)
+    thread:set("tid", thread_count)
+    thread_count = thread_count + 1
+end
+function init(args)
+    tid = tonumber(tid) or 0  -- set per thread by setup()
+    counter = 0
+end
+local statuses = {"Downloading", "Verifying", "Validating", "Swapping", "Monitoring", "Upgraded"}
+request = function()
+    local id = (counter * 2 + tid) % nodes
+    counter = counter + 1
+    local status = ""
+    if counter % 7 == 0 then
+        status = string.format(',"offer":{"version":"0.%d.0","digest":"sha256:%064d"},"status":"%s"',
+            90 + id % 20, id, statuses[(counter / 7) % 6 + 1])
+    end
+    local body = string.format(
+        '{"node_id":"edge-%05d","labels":{"env":"prod","ring":"%d","region":"eu-west-%d","team":"observability"},' ..
+        '"platform":"linux/amd64","agent_version":"0.1.0","packages":[{"name":"otelcol-contrib",' ..
+        '"type":"primary","version":"0.97.0","digest":"sha256:%064d","state":"Running"%s}]}',
+        id, id % 20, id % 3, 97, status)
+    return wrk.format("POST", "/v1/agents/heartbeat",
+        {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+end
+LUA
+head -c 200 /dev/urandom | base64 -w0 | head -c 200 >"$WORK/www/static.json"
+# warm up: every node once
+HB_NODES=10000 HB_TOKEN=$AGENT_TOKEN wrk -t2 -c64 -d3s -s "$WORK/hb.lua" "$PK_URL" >/dev/null
+: >"$WORK/hb.pk"
+: >"$WORK/hb.ng"
+: >"$WORK/p99.pk"
+wrk_rps() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
+wrk_p99() { # in ms
+    awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 }
+                       else if (v ~ /ms$/) sub(/ms$/, "", v);
+                       else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }; print v }' "$1"
+}
+for i in $(seq 1 "$HB_RUNS"); do
+    HB_NODES=10000 HB_TOKEN=$AGENT_TOKEN $NICE wrk -t2 -c64 -d"${HB_SECONDS}s" --latency \
+        -s "$WORK/hb.lua" "$PK_URL" >"$WORK/wrk.pk"
+    grep -q 'Non-2xx' "$WORK/wrk.pk" && { cat "$WORK/wrk.pk"; die "heartbeats failed"; }
+    wrk_rps "$WORK/wrk.pk" >>"$WORK/hb.pk"
+    wrk_p99 "$WORK/wrk.pk" >>"$WORK/p99.pk"
+    $NICE wrk -t2 -c64 -d"${HB_SECONDS}s" --latency "$NG_URL/static.json" >"$WORK/wrk.ng"
+    wrk_rps "$WORK/wrk.ng" >>"$WORK/hb.ng"
+    wrk_p99 "$WORK/wrk.ng" >>"$WORK/p99.ng"
+done
+PK_RPS=$(median <"$WORK/hb.pk")
+NG_RPS=$(median <"$WORK/hb.ng")
+PK_P99=$(median <"$WORK/p99.pk")
+NG_P99=$(median <"$WORK/p99.ng")
+awk -v p="$PK_RPS" -v n="$NG_RPS" -v pp="$PK_P99" -v np="$NG_P99" 'BEGIN {
+    printf "  pkgstored heartbeats  %9.0f req/s  p99 %7.2f ms\n", p, pp
+    printf "  nginx 200-byte file   %9.0f req/s  p99 %7.2f ms\n", n, np
+    printf "  ratio                 %9.2fx nginx (target >= 0.50)\n", p / n }'
+METRICS=$(curl -s -H "Authorization: Bearer $TOKEN" "$PK_URL/metrics")
+echo "  nodes known: $(echo "$METRICS" | awk '/^pkgstored_nodes_known/ {print $2}')," \
+     "RSS $(awk '/^VmRSS:/ {printf "%.1f MB", $2/1024}' "/proc/$PKGSTORED_PID/status")"
+
+# ---------------------------------------------------------------- 3. memory
+echo "== memory: RSS after 100,000 distinct nodes"
+RSS_BEFORE=$(awk '/^VmRSS:/ {print $2}' "/proc/$PKGSTORED_PID/status")
+for _ in $(seq 1 12); do
+    HB_NODES=100000 HB_TOKEN=$AGENT_TOKEN wrk -t2 -c64 -d10s -s "$WORK/hb.lua" "$PK_URL" >/dev/null
+    KNOWN=$(curl -s -H "Authorization: Bearer $TOKEN" "$PK_URL/metrics" | awk '/^pkgstored_nodes_known/ {print $2}')
+    [ "${KNOWN:-0}" -ge 100000 ] && break
+done
+RSS_AFTER=$(awk '/^VmRSS:/ {print $2}' "/proc/$PKGSTORED_PID/status")
+HWM=$(awk '/^VmHWM:/ {print $2}' "/proc/$PKGSTORED_PID/status")
+echo "  nodes known: $KNOWN"
+awk -v b="$RSS_BEFORE" -v a="$RSS_AFTER" -v h="$HWM" -v k="$KNOWN" 'BEGIN {
+    printf "  RSS %.1f MB (peak %.1f MB); %.1f MB at 10,000 nodes -> %.0f bytes per extra node\n",
+        a / 1024, h / 1024, b / 1024, (a - b) * 1024 / (k - 10000) }'
+stop_pkgstored

@@ -1,0 +1,740 @@
+/*
+ * server/http.c - request routing, authentication, body intake and JSON
+ * responses on top of libmicrohttpd.
+ *
+ * libmicrohttpd calls http_access() several times per request: once when
+ * the headers are in, once per chunk of body, and once more when the body
+ * is complete. The first call routes the request, checks the token and the
+ * declared size and may answer at once (the body is then never read). Body
+ * chunks stream into the store writer (uploads) or a capped buffer (JSON).
+ * The last call runs the route's handler. A failure found while the body is
+ * still arriving is remembered and answered on the last call, because
+ * libmicrohttpd cannot queue a response in the middle of an upload.
+ *
+ * The URL reaches us undecoded (http_unescape_none): we percent-decode each
+ * path segment ourselves, so that an encoded NUL, '/' or ".." is refused
+ * before anything is routed, let alone used in a path.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "server.h"
+
+/* Bytes of body we are willing to read and throw away after a failure so
+ * that the client can still read our answer; past this we close. */
+#define DISCARD_MAX (16u * 1024 * 1024)
+
+size_t http_unescape_none(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(uri);
+}
+
+/* ---------------------------------------------------------------- responses */
+
+static void add_common_headers(struct MHD_Response *response)
+{
+    MHD_add_response_header(response, "Server", SERVER_NAME "/" PKGSTORE_VERSION_STRING);
+}
+
+enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,
+                               struct MHD_Response *response)
+{
+    if (!response)
+        return MHD_NO;
+    add_common_headers(response);
+    if (req && req->extra_header_name)
+        MHD_add_response_header(response, req->extra_header_name, req->extra_header_value);
+    enum MHD_Result result = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    if (req)
+        req->status = status;
+    return result;
+}
+
+enum MHD_Result respond_json(struct MHD_Connection *conn, request *req, unsigned int status,
+                             json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"NOMEM\",\"message\":\"out of memory\"}}";
+        struct MHD_Response *response = MHD_create_response_from_buffer(
+            sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+        if (response)
+            MHD_add_response_header(response, "Content-Type", "application/json");
+        return queue_response(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, response);
+    }
+    size_t len = strlen(text);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer_with_free_callback(len, text, free);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    MHD_add_response_header(response, "Cache-Control", "no-store");
+    if (req)
+        req->response_bytes = len;
+    return queue_response(conn, req, status, response);
+}
+
+enum MHD_Result respond_error(struct MHD_Connection *conn, request *req, unsigned int status,
+                              int code, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", pkgstore_error_name(code),
+                             "message", message);
+    if (!body) /* message was not UTF-8: say so rather than fail */
+        body = json_pack("{s:{s:s,s:s}}", "error", "code", pkgstore_error_name(code), "message",
+                         "(message not valid UTF-8)");
+    if (req && status >= 500) {
+        char quoted[600];
+        log_msg(LOG_ERROR, "request failed", "route=%s status=%u code=%s detail=%s",
+                route_label(req->route), status, pkgstore_error_name(code),
+                log_quote(quoted, sizeof quoted, message));
+    }
+    return respond_json(conn, req, status, body);
+}
+
+unsigned int http_status_for_error(int error)
+{
+    switch (error) {
+    case PKGSTORE_ENOTFOUND:
+        return MHD_HTTP_NOT_FOUND;
+    case PKGSTORE_EEXISTS:
+    case PKGSTORE_ECONFLICT:
+    case PKGSTORE_EDEPENDENCY:
+        return MHD_HTTP_CONFLICT;
+    case PKGSTORE_EINVALID:
+    case PKGSTORE_EDIGEST_MISMATCH:
+    case PKGSTORE_ESIZE_MISMATCH:
+    case PKGSTORE_EFORMAT:
+    case PKGSTORE_EUNSAFE:
+    case PKGSTORE_EUNSUPPORTED:
+        return MHD_HTTP_BAD_REQUEST;
+    case PKGSTORE_EDENIED:
+        return MHD_HTTP_FORBIDDEN;
+    case PKGSTORE_ELIMIT:
+        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case PKGSTORE_ENOSPC:
+        return MHD_HTTP_INSUFFICIENT_STORAGE;
+    case PKGSTORE_ELOCKED:
+    case PKGSTORE_ENOMEM:
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+    case PKGSTORE_ETIMEOUT:
+        return MHD_HTTP_GATEWAY_TIMEOUT;
+    case PKGSTORE_ENET:
+        return MHD_HTTP_BAD_GATEWAY;
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+enum MHD_Result respond_pkgstore_error(struct MHD_Connection *conn, request *req, int error,
+                                       const char *context)
+{
+    const char *detail = pkgstore_error_detail();
+    if (!detail || !*detail)
+        detail = pkgstore_strerror(error);
+    if (context)
+        return respond_error(conn, req, http_status_for_error(error), error, "%s: %s", context,
+                             detail);
+    return respond_error(conn, req, http_status_for_error(error), error, "%s", detail);
+}
+
+void request_fail(request *req, unsigned int status, int code, const char *fmt, ...)
+{
+    if (req->fail_status)
+        return; /* keep the first cause */
+    req->fail_status = status;
+    req->fail_code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(req->fail_message, sizeof req->fail_message, fmt, ap);
+    va_end(ap);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode [src, src+len) into out. -1 on a bad escape, an encoded
+ * NUL, a result that does not fit, or (when no_slash) an encoded '/'. */
+static int percent_decode(char *out, size_t size, const char *src, size_t len, int no_slash)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            i += 2;
+            if (c == '\0' || (no_slash && c == '/'))
+                return -1;
+        }
+        if (o + 1 >= size)
+            return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int query_arg(char *out, size_t size, struct MHD_Connection *conn, const char *key)
+{
+    const char *raw = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+    if (!raw)
+        return 0;
+    return percent_decode(out, size, raw, strlen(raw), 0) < 0 ? -1 : 1;
+}
+
+/* Split the raw path into decoded segments. Returns 0, or -1 with a reason
+ * for a 400, or -2 for a path that cannot name any route (404). */
+static int split_path(request *req, const char *url, const char **reason)
+{
+    req->nseg = 0;
+    if (url[0] != '/') {
+        *reason = "path must start with '/'";
+        return -1;
+    }
+    const char *p = url + 1;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (req->nseg == PATH_SEGMENTS_MAX)
+            return -2;
+        char *seg = req->seg[req->nseg];
+        if (percent_decode(seg, PATH_SEGMENT_MAX, p, len, 1) < 0) {
+            *reason = len >= PATH_SEGMENT_MAX
+                          ? "path segment too long"
+                          : "path segment has a bad or forbidden escape (NUL, '/' or malformed %)";
+            return -1;
+        }
+        if (strcmp(seg, "..") == 0 || strcmp(seg, ".") == 0) {
+            *reason = "path segment '.' or '..' is not allowed";
+            return -1;
+        }
+        if (len == 0 && end) /* "//" */
+            return -2;
+        req->nseg++;
+        if (!end)
+            break;
+        p = end + 1;
+        if (*p == '\0') /* trailing slash */
+            return -2;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+enum {
+    M_GET = 1, M_HEAD = 2, M_POST = 4, M_PUT = 8, M_DELETE = 16
+};
+
+static unsigned int method_bit(const char *method)
+{
+    if (strcmp(method, "GET") == 0)
+        return M_GET;
+    if (strcmp(method, "HEAD") == 0)
+        return M_HEAD;
+    if (strcmp(method, "POST") == 0)
+        return M_POST;
+    if (strcmp(method, "PUT") == 0)
+        return M_PUT;
+    if (strcmp(method, "DELETE") == 0)
+        return M_DELETE;
+    return 0;
+}
+
+static const char *allow_header(unsigned int methods)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE"};
+    static _Thread_local char buf[64];
+    buf[0] = '\0';
+    for (int i = 0; i < 5; i++) {
+        if (methods & (1u << i)) {
+            if (buf[0])
+                strcat(buf, ", ");
+            strcat(buf, names[i]);
+        }
+    }
+    return buf;
+}
+
+static int seg_is(const request *req, int i, const char *s)
+{
+    return i < req->nseg && strcmp(req->seg[i], s) == 0;
+}
+
+/* Which route the path names and the methods it takes. */
+static enum route match_route(const request *req, unsigned int *methods)
+{
+    *methods = 0;
+    if (req->nseg == 1 && seg_is(req, 0, "healthz")) {
+        *methods = M_GET | M_HEAD;
+        return ROUTE_HEALTHZ;
+    }
+    if (req->nseg == 1 && seg_is(req, 0, "metrics")) {
+        *methods = M_GET | M_HEAD;
+        return ROUTE_METRICS;
+    }
+    if (req->nseg < 2 || !seg_is(req, 0, "v1"))
+        return ROUTE_OTHER;
+    if (seg_is(req, 1, "blobs")) {
+        if (req->nseg == 2) {
+            *methods = M_POST;
+            return ROUTE_BLOBS;
+        }
+        if (req->nseg == 3) {
+            *methods = M_GET | M_HEAD | M_PUT;
+            return ROUTE_BLOB;
+        }
+    } else if (seg_is(req, 1, "packages")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_PACKAGES;
+        }
+        if (req->nseg == 3) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_PACKAGE;
+        }
+        if (req->nseg == 4) {
+            *methods = M_GET | M_HEAD | M_PUT | M_DELETE;
+            return ROUTE_PACKAGE_VERSION;
+        }
+    } else if (seg_is(req, 1, "policies")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_POLICIES;
+        }
+        if (req->nseg == 3) {
+            *methods = M_GET | M_HEAD | M_PUT | M_DELETE;
+            return ROUTE_POLICY;
+        }
+    } else if (seg_is(req, 1, "agents")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_AGENTS;
+        }
+        if (req->nseg == 3 && seg_is(req, 2, "heartbeat")) {
+            *methods = M_POST;
+            return ROUTE_HEARTBEAT;
+        }
+        if (req->nseg == 3) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_AGENT;
+        }
+    }
+    return ROUTE_OTHER;
+}
+
+/* Roles allowed on a route and method. */
+static int role_allowed(enum route route, unsigned int method, enum role role)
+{
+    switch (route) {
+    case ROUTE_HEALTHZ:
+        return 1;
+    case ROUTE_METRICS:
+        return role == ROLE_ADMIN || role == ROLE_METRICS;
+    case ROUTE_BLOB:
+        if (method & (M_GET | M_HEAD))
+            return role == ROLE_ADMIN || role == ROLE_AGENT;
+        return role == ROLE_ADMIN;
+    case ROUTE_HEARTBEAT:
+        return role == ROLE_ADMIN || role == ROLE_AGENT;
+    default:
+        return role == ROLE_ADMIN;
+    }
+}
+
+static enum MHD_Result healthz(struct MHD_Connection *conn, request *req)
+{
+    return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+static enum MHD_Result metrics(struct MHD_Connection *conn, request *req)
+{
+    size_t len = 0;
+    char *text = metrics_render(g_server.store, &len);
+    if (!text)
+        return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_ENOMEM,
+                             "metrics: out of memory");
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer_with_free_callback(len, text, free);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    req->response_bytes = len;
+    return queue_response(conn, req, MHD_HTTP_OK, response);
+}
+
+/* Pick the handler and the body kind for a routed request. */
+static void select_handler(request *req, unsigned int method)
+{
+    req->body_kind = BODY_NONE;
+    switch (req->route) {
+    case ROUTE_HEALTHZ:
+        req->handler = healthz;
+        break;
+    case ROUTE_METRICS:
+        req->handler = metrics;
+        break;
+    case ROUTE_BLOBS:
+        req->handler = blob_upload_finish;
+        req->body_kind = BODY_BLOB;
+        break;
+    case ROUTE_BLOB:
+        if (method == M_PUT) {
+            req->handler = blob_upload_finish;
+            req->body_kind = BODY_BLOB;
+        } else {
+            req->handler = blob_download;
+        }
+        break;
+    case ROUTE_PACKAGES:
+        req->handler = packages_list;
+        break;
+    case ROUTE_PACKAGE:
+        req->handler = package_versions;
+        break;
+    case ROUTE_PACKAGE_VERSION:
+        if (method == M_PUT) {
+            req->handler = package_upload_finish;
+            req->body_kind = BODY_BLOB;
+        } else if (method == M_DELETE) {
+            req->handler = package_delete;
+        } else {
+            req->handler = package_manifest;
+        }
+        break;
+    case ROUTE_POLICIES:
+        req->handler = policies_list;
+        break;
+    case ROUTE_POLICY:
+        if (method == M_PUT) {
+            req->handler = policy_put;
+            req->body_kind = BODY_JSON;
+        } else if (method == M_DELETE) {
+            req->handler = policy_delete;
+        } else {
+            req->handler = policy_get;
+        }
+        break;
+    case ROUTE_HEARTBEAT:
+        req->handler = agent_heartbeat;
+        req->body_kind = BODY_JSON;
+        break;
+    case ROUTE_AGENTS:
+        req->handler = agents_list;
+        break;
+    case ROUTE_AGENT:
+        req->handler = agent_get;
+        break;
+    default:
+        req->handler = NULL;
+        break;
+    }
+}
+
+/* Bearer token from the Authorization header; NULL when absent/malformed. */
+static const char *bearer_token(struct MHD_Connection *conn, size_t *len)
+{
+    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return NULL;
+    value += 7;
+    while (*value == ' ')
+        value++;
+    size_t n = strlen(value);
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return n ? value : NULL;
+}
+
+static int parse_content_length(int64_t *out, struct MHD_Connection *conn)
+{
+    *out = -1;
+    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (!value)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(value, &end, 10);
+    if (errno || end == value || *end != '\0' || value[0] == '-' || n > INT64_MAX)
+        return -1;
+    *out = (int64_t)n;
+    return 0;
+}
+
+/* The first call for a request: route, authenticate, check sizes, open the
+ * upload. Returns MHD_YES to go on reading, or the result of an answer. */
+static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, const char *url,
+                                  const char *method)
+{
+    const char *reason = NULL;
+
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (info && info->header_size > g_server.config.max_header)
+        return respond_error(conn, req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, PKGSTORE_ELIMIT,
+                             "request header is %zu bytes; the limit is %zu", info->header_size,
+                             g_server.config.max_header);
+
+    int split = split_path(req, url, &reason);
+    if (split == -1)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", reason);
+
+    unsigned int methods = 0;
+    req->route = split == -2 ? ROUTE_OTHER : match_route(req, &methods);
+    if (req->route == ROUTE_OTHER)
+        return respond_error(conn, req, MHD_HTTP_NOT_FOUND, PKGSTORE_ENOTFOUND, "no such route");
+    unsigned int method_flag = method_bit(method);
+    if (!(methods & method_flag)) {
+        char message[128];
+        snprintf(message, sizeof message, "method %.16s not allowed; allowed: %s", method,
+                 allow_header(methods));
+        json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code",
+                                 pkgstore_error_name(PKGSTORE_EUNSUPPORTED), "message", message);
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        if (!text)
+            return MHD_NO;
+        struct MHD_Response *response =
+            MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
+        if (!response) {
+            free(text);
+            return MHD_NO;
+        }
+        MHD_add_response_header(response, "Content-Type", "application/json");
+        MHD_add_response_header(response, "Allow", allow_header(methods));
+        return queue_response(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, response);
+    }
+
+    if (req->route != ROUTE_HEALTHZ) {
+        size_t token_len = 0;
+        const char *token = bearer_token(conn, &token_len);
+        if (!token) {
+            req->extra_header_name = "WWW-Authenticate";
+            req->extra_header_value = "Bearer realm=\"pkgstored\"";
+            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
+                                 "missing 'Authorization: Bearer <token>'");
+        }
+        req->role = tokens_check(g_server.tokens, token, token_len);
+        if (req->role == ROLE_NONE) {
+            req->extra_header_name = "WWW-Authenticate";
+            req->extra_header_value = "Bearer realm=\"pkgstored\", error=\"invalid_token\"";
+            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
+                                 "unknown token");
+        }
+        if (!role_allowed(req->route, method_flag, req->role))
+            return respond_error(conn, req, MHD_HTTP_FORBIDDEN, PKGSTORE_EDENIED,
+                                 "this token's role may not %s %s", method,
+                                 route_label(req->route));
+    }
+
+    if (parse_content_length(&req->content_length, conn) < 0)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "malformed Content-Length");
+
+    select_handler(req, method_flag);
+    switch (req->body_kind) {
+    case BODY_BLOB:
+        if (req->content_length >= 0 && (uint64_t)req->content_length > g_server.config.max_upload)
+            return respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                                 "body of %" PRId64 " bytes is over the upload limit of %" PRIu64
+                                 " bytes",
+                                 req->content_length, g_server.config.max_upload);
+        if (req->route == ROUTE_PACKAGE_VERSION)
+            return package_upload_begin(conn, req);
+        return blob_upload_begin(conn, req);
+    case BODY_JSON:
+        if (req->content_length >= 0 && (uint64_t)req->content_length > g_server.config.max_json)
+            return respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                                 "JSON body of %" PRId64 " bytes is over the limit of %zu bytes",
+                                 req->content_length, g_server.config.max_json);
+        break;
+    case BODY_NONE:
+        break;
+    }
+    return MHD_YES;
+}
+
+static void body_chunk(request *req, const char *data, size_t size)
+{
+    req->body_bytes += size;
+    if (req->fail_status) {
+        req->discarded += size;
+        return;
+    }
+    switch (req->body_kind) {
+    case BODY_BLOB:
+        if (req->body_bytes > g_server.config.max_upload) {
+            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                         "body is over the upload limit of %" PRIu64 " bytes",
+                         g_server.config.max_upload);
+            pkgstore_store_writer_abort(req->writer);
+            req->writer = NULL;
+            return;
+        }
+        upload_feed(req, data, size);
+        break;
+    case BODY_JSON:
+        if (req->json_len + size > g_server.config.max_json) {
+            request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                         "JSON body is over the limit of %zu bytes", g_server.config.max_json);
+            return;
+        }
+        if (req->json_len + size + 1 > req->json_cap) {
+            size_t cap = req->json_cap ? req->json_cap : 1024;
+            while (cap < req->json_len + size + 1)
+                cap *= 2;
+            if (cap > g_server.config.max_json + 1)
+                cap = g_server.config.max_json + 1;
+            char *json = realloc(req->json, cap);
+            if (!json) {
+                request_fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
+                             "out of memory reading the body");
+                return;
+            }
+            req->json = json;
+            req->json_cap = cap;
+        }
+        memcpy(req->json + req->json_len, data, size);
+        req->json_len += size;
+        req->json[req->json_len] = '\0';
+        break;
+    case BODY_NONE:
+        req->discarded += size;
+        break;
+    }
+}
+
+enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
+                            const char *method, const char *version, const char *upload_data,
+                            size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    request *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        snprintf(req->method, sizeof req->method, "%s", method);
+        req->content_length = -1;
+        clock_gettime(CLOCK_MONOTONIC, &req->started);
+        if (log_threshold <= LOG_DEBUG)
+            log_quote(req->path_for_log, sizeof req->path_for_log, url);
+        atomic_fetch_add(&g_server.in_flight, 1);
+        return first_call(conn, req, url, method);
+    }
+    if (*upload_data_size > 0) {
+        body_chunk(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        if (req->discarded > DISCARD_MAX)
+            return MHD_NO; /* stop reading an unwanted body: close */
+        return MHD_YES;
+    }
+    if (req->fail_status) {
+        pkgstore_store_writer_abort(req->writer);
+        req->writer = NULL;
+        return respond_error(conn, req, req->fail_status, req->fail_code, "%s",
+                             req->fail_message);
+    }
+    if (!req->handler)
+        return MHD_NO;
+    return req->handler(conn, req);
+}
+
+json_t *request_json_object(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    json_error_t jerr;
+    if (!req->json || req->json_len == 0) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "request body: expected a JSON object");
+        return NULL;
+    }
+    json_t *root = json_loadb(req->json, req->json_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "request body: malformed JSON at line %d column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "request body: expected a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                    enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    if (req->writer) { /* the client went away mid-upload: leave nothing */
+        pkgstore_store_writer_abort(req->writer);
+        req->writer = NULL;
+        metrics_upload(0, 0);
+        log_msg(LOG_WARN, "upload aborted", "route=%s received=%" PRIu64 " reason=%d",
+                route_label(req->route), req->body_bytes, (int)toe);
+    }
+    if (req->status)
+        metrics_request(req->route, req->status);
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && strcmp(req->method, "HEAD") != 0)
+        metrics_bytes_served(req->response_bytes);
+    if (log_threshold <= LOG_DEBUG) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double ms = (double)(now.tv_sec - req->started.tv_sec) * 1e3 +
+                    (double)(now.tv_nsec - req->started.tv_nsec) / 1e6;
+        log_msg(LOG_DEBUG, "request",
+                "method=%s path=%s route=%s status=%u bytes_in=%" PRIu64 " bytes_out=%" PRIu64
+                " ms=%.3f end=%d",
+                req->method, req->path_for_log, route_label(req->route), req->status,
+                req->body_bytes, req->response_bytes, ms, (int)toe);
+    }
+    if (req->route_data_free)
+        req->route_data_free(req->route_data);
+    free(req->json);
+    free(req);
+    atomic_fetch_sub(&g_server.in_flight, 1);
+}

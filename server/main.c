@@ -1,0 +1,428 @@
+/*
+ * server/main.c - pkgstored: options, store and tokens, the libmicrohttpd
+ * daemon, and an orderly shutdown on SIGTERM or SIGINT.
+ *
+ * Shutdown: stop listening (MHD_quiesce_daemon), let the requests in flight
+ * finish (bounded by --shutdown-timeout), stop the daemon, close the store.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+server g_server;
+
+/* Connection pool beyond the largest header block: the body read buffer. */
+#define POOL_EXTRA ((size_t)8u << 10)
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pkgstored [--listen HOST:PORT] [--store DIR] [--tokens FILE]\n"
+            "                 [--max-upload BYTES] [options]\n"
+            "\n"
+            "The pkgstore registry server: blobs, packages, policies and agent heartbeats\n"
+            "over HTTP (see docs/api.md and pkgstored(8)).\n"
+            "\n"
+            "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080;\n"
+            "                            port 0 picks a free port, see --port-file)\n"
+            "  --store DIR               the store (default $COLLECTORCTRL_PACKAGES_DIR)\n"
+            "  --tokens FILE             \"ROLE TOKEN\" lines, roles admin|agent|metrics\n"
+            "                            (default: DIR.admin-token and DIR.agent-token,\n"
+            "                            created with mode 0600 on first start)\n"
+            "  --max-upload BYTES        largest upload body (default 4G; K, M, G suffixes)\n"
+            "  --max-json BYTES          largest JSON request body (default 1M)\n"
+            "  --max-header BYTES        largest request header block (default 8K)\n"
+            "  --threads N               worker threads (default: one per core)\n"
+            "  --heartbeat-interval S    interval told to agents (default 30)\n"
+            "  --shutdown-timeout S      wait for requests in flight at exit (default 30)\n"
+            "  --no-zstd                 do not write .zst transfer copies of uploads\n"
+            "  --no-fsync                skip fsync (benchmarks and tests only)\n"
+            "  --port-file FILE          write the bound port to FILE once listening\n"
+            "  --log-level LEVEL         debug|info|warn|error (default info; debug logs\n"
+            "                            every request)\n"
+            "  --help, --version\n");
+}
+
+static int parse_size(uint64_t *out, const char *str)
+{
+    char *end = NULL;
+    errno = 0;
+    if (!str || !*str || *str == '-')
+        return -1;
+    unsigned long long n = strtoull(str, &end, 10);
+    if (errno || end == str)
+        return -1;
+    unsigned long long mult = 1;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': mult = 1ull << 10; break;
+        case 'm': case 'M': mult = 1ull << 20; break;
+        case 'g': case 'G': mult = 1ull << 30; break;
+        case 't': case 'T': mult = 1ull << 40; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'i' || *end == 'B')
+            end++;
+        if (*end == 'B')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (n > UINT64_MAX / mult)
+        return -1;
+    *out = n * mult;
+    return 0;
+}
+
+static int parse_uint(unsigned int *out, const char *str, unsigned int max)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(str, &end, 10);
+    if (errno || end == str || *end || *str == '-' || n > max)
+        return -1;
+    *out = (unsigned int)n;
+    return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into a socket address. */
+static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, const char *listen)
+{
+    char host[256];
+    const char *port;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(close - listen - 1), listen + 1);
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+        port = colon + 1;
+    }
+    unsigned int port_number;
+    if (!*port || parse_uint(&port_number, port, 65535) < 0)
+        return -1;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0 || !res)
+        return -1;
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char message[512];
+    vsnprintf(message, sizeof message, fmt, ap);
+    size_t len = strlen(message);
+    while (len && (message[len - 1] == '\n' || message[len - 1] == '\r'))
+        message[--len] = '\0';
+    char quoted[600];
+    log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
+}
+
+static int write_port_file(const char *path, unsigned int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *file = fopen(tmp, "w");
+    if (!file)
+        return -1;
+    fprintf(file, "%u\n", port);
+    if (fclose(file) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Write pending node records, then close the handles in reverse order. */
+static int close_store(void)
+{
+    int error = 0;
+    if (g_server.policies) {
+        error = pkgstore_policy_flush(g_server.policies);
+        if (error < 0) {
+            char q[600];
+            log_msg(LOG_ERROR, "cannot write node records", "detail=%s",
+                    log_quote(q, sizeof q, pkgstore_error_detail()));
+        }
+    }
+    pkgstore_policy_free(g_server.policies);
+    g_server.policies = NULL;
+    pkgstore_registry_free(g_server.registry);
+    g_server.registry = NULL;
+    pkgstore_store_free(g_server.store);
+    g_server.store = NULL;
+    return error;
+}
+
+int main(int argc, char **argv)
+{
+    server_config *cfg = &g_server.config;
+    cfg->listen = "127.0.0.1:8080";
+    cfg->store_path = getenv("COLLECTORCTRL_PACKAGES_DIR");
+    cfg->max_upload = 4ull << 30;
+    cfg->max_json = 1u << 20;
+    cfg->max_header = 8u << 10;
+    cfg->heartbeat_interval_s = 30;
+    cfg->shutdown_timeout_s = 30;
+    cfg->zstd_copies = 1;
+
+    enum {
+        OPT_LISTEN = 256, OPT_STORE, OPT_TOKENS, OPT_MAX_UPLOAD, OPT_MAX_JSON, OPT_MAX_HEADER,
+        OPT_THREADS, OPT_HB, OPT_SHUTDOWN, OPT_NO_ZSTD, OPT_NO_FSYNC, OPT_PORT_FILE,
+        OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION
+    };
+    static const struct option options[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"store", required_argument, NULL, OPT_STORE},
+        {"tokens", required_argument, NULL, OPT_TOKENS},
+        {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
+        {"max-json", required_argument, NULL, OPT_MAX_JSON},
+        {"max-header", required_argument, NULL, OPT_MAX_HEADER},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"heartbeat-interval", required_argument, NULL, OPT_HB},
+        {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
+        {"no-zstd", no_argument, NULL, OPT_NO_ZSTD},
+        {"no-fsync", no_argument, NULL, OPT_NO_FSYNC},
+        {"port-file", required_argument, NULL, OPT_PORT_FILE},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    uint64_t size;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_LISTEN: cfg->listen = optarg; break;
+        case OPT_STORE: cfg->store_path = optarg; break;
+        case OPT_TOKENS: cfg->tokens_path = optarg; break;
+        case OPT_PORT_FILE: cfg->port_file = optarg; break;
+        case OPT_NO_ZSTD: cfg->zstd_copies = 0; break;
+        case OPT_NO_FSYNC: cfg->no_fsync = 1; break;
+        case OPT_MAX_UPLOAD:
+            if (parse_size(&cfg->max_upload, optarg) < 0 || cfg->max_upload == 0) {
+                fprintf(stderr, "pkgstored: --max-upload: not a size: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_MAX_JSON:
+            if (parse_size(&size, optarg) < 0 || size == 0 || size > (256u << 20)) {
+                fprintf(stderr, "pkgstored: --max-json: not a size up to 256M: %s\n", optarg);
+                return 2;
+            }
+            cfg->max_json = (size_t)size;
+            break;
+        case OPT_MAX_HEADER:
+            if (parse_size(&size, optarg) < 0 || size < 1024 || size > (48u << 10)) {
+                fprintf(stderr, "pkgstored: --max-header: not a size in 1K..48K: %s\n", optarg);
+                return 2;
+            }
+            cfg->max_header = (size_t)size;
+            break;
+        case OPT_THREADS:
+            if (parse_uint(&cfg->threads, optarg, 1024) < 0) {
+                fprintf(stderr, "pkgstored: --threads: not a number up to 1024: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_HB:
+            if (parse_uint(&cfg->heartbeat_interval_s, optarg, 86400) < 0 ||
+                cfg->heartbeat_interval_s == 0) {
+                fprintf(stderr, "pkgstored: --heartbeat-interval: not 1..86400: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_SHUTDOWN:
+            if (parse_uint(&cfg->shutdown_timeout_s, optarg, 86400) < 0) {
+                fprintf(stderr, "pkgstored: --shutdown-timeout: not 0..86400: %s\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_level_parse(&log_threshold, optarg) < 0) {
+                fprintf(stderr, "pkgstored: --log-level: not debug|info|warn|error: %s\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("pkgstored %s (libpkgstore %s)\n", PKGSTORE_VERSION_STRING, pkgstore_version());
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pkgstored: unexpected argument: %s\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!cfg->store_path || !*cfg->store_path) {
+        fprintf(stderr, "pkgstored: no store: pass --store DIR or set COLLECTORCTRL_PACKAGES_DIR\n");
+        return 2;
+    }
+    struct sockaddr_storage addr;
+    socklen_t addr_len = 0;
+    if (resolve_listen(&addr, &addr_len, cfg->listen) < 0) {
+        fprintf(stderr, "pkgstored: --listen: not HOST:PORT: %s\n", cfg->listen);
+        return 2;
+    }
+
+    /* Workers inherit this mask; only sigwait() below sees the signals. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pkgstore_store_options store_options = PKGSTORE_STORE_OPTIONS_INIT;
+    store_options.durability = cfg->no_fsync ? PKGSTORE_DURABILITY_NONE : PKGSTORE_DURABILITY_FSYNC;
+    store_options.zstd_copies = cfg->zstd_copies;
+    int error = pkgstore_store_open(&g_server.store, cfg->store_path, &store_options);
+    if (error < 0) {
+        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
+                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        return 1;
+    }
+
+    pthread_mutex_init(&g_server.catalog_lock, NULL);
+    error = pkgstore_registry_open(&g_server.registry, g_server.store);
+    if (error == 0) {
+        pkgstore_policy_options policy_options = PKGSTORE_POLICY_OPTIONS_INIT;
+        policy_options.heartbeat_interval_s = cfg->heartbeat_interval_s;
+        error = pkgstore_policy_open(&g_server.policies, g_server.store, &policy_options);
+    }
+    if (error < 0) {
+        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
+                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        close_store();
+        return 1;
+    }
+
+    char err[512], admin_path[4200], agent_path[4200];
+    int created = 0;
+    if (cfg->tokens_path)
+        error = tokens_load_file(&g_server.tokens, cfg->tokens_path, err, sizeof err);
+    else
+        error = tokens_load_default(&g_server.tokens, cfg->store_path, &created, admin_path,
+                                    agent_path, sizeof admin_path, err, sizeof err);
+    if (error < 0) {
+        fprintf(stderr, "pkgstored: tokens: %s\n", err);
+        close_store();
+        return 1;
+    }
+    char q1[4300], q2[4300];
+    if (created)
+        log_msg(LOG_INFO, "created tokens (mode 0600)", "admin_token_file=%s agent_token_file=%s",
+                log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));
+    else if (!cfg->tokens_path)
+        log_msg(LOG_INFO, "using tokens", "admin_token_file=%s agent_token_file=%s",
+                log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));
+
+    unsigned int threads = cfg->threads;
+    if (threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (unsigned int)cores : 1;
+    }
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem pool_option[2] = {{MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
+                                            {MHD_OPTION_END, 0, NULL}};
+    if (threads < 2)
+        pool_option[0].option = MHD_OPTION_END;
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_access, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_none, NULL,
+        /* The per-connection pool holds the headers and the read buffer.
+         * libmicrohttpd zeroes all of it between requests, so it is kept
+         * small: a large pool costs every keep-alive request a big memset. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->max_header + POOL_EXTRA),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)8192,
+        MHD_OPTION_ARRAY, pool_option,
+        MHD_OPTION_END);
+    if (!daemon) {
+        fprintf(stderr, "pkgstored: %s: cannot listen (address in use or not permitted?)\n",
+                cfg->listen);
+        tokens_free(g_server.tokens);
+        close_store();
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned int port = info ? info->port : 0;
+    if (cfg->port_file && write_port_file(cfg->port_file, port) < 0) {
+        fprintf(stderr, "pkgstored: %s: %s\n", cfg->port_file, strerror(errno));
+        MHD_stop_daemon(daemon);
+        tokens_free(g_server.tokens);
+        close_store();
+        return 1;
+    }
+    char q3[4300], q4[300];
+    log_msg(LOG_INFO, "listening",
+            "listen=%s port=%u store=%s threads=%u max_upload=%" PRIu64 " tokens=%zu pid=%ld",
+            log_quote(q4, sizeof q4, cfg->listen), port,
+            log_quote(q3, sizeof q3, cfg->store_path), threads, cfg->max_upload,
+            tokens_count(g_server.tokens), (long)getpid());
+
+    int signal_number = 0;
+    while (sigwait(&stop_signals, &signal_number) != 0) {
+    }
+    log_msg(LOG_INFO, "shutting down", "signal=%s in_flight=%ld",
+            signal_number == SIGTERM ? "SIGTERM" : "SIGINT", (long)atomic_load(&g_server.in_flight));
+
+    MHD_socket listen_fd = MHD_quiesce_daemon(daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        long busy = atomic_load(&g_server.in_flight);
+        if (busy <= 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= (time_t)cfg->shutdown_timeout_s) {
+            log_msg(LOG_WARN, "shutdown timeout: dropping requests", "in_flight=%ld", busy);
+            break;
+        }
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    MHD_stop_daemon(daemon);
+    int flushed = close_store();
+    tokens_free(g_server.tokens);
+    log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());
+    return flushed < 0 ? 1 : 0;
+}

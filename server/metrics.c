@@ -1,0 +1,187 @@
+/*
+ * server/metrics.c - counters for /metrics (Prometheus text format 0.0.4).
+ *
+ * Counters are lock-free atomics bumped from the worker threads; the
+ * per-policy node gauges are computed from the library's fleet view when
+ * /metrics is scraped.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server.h"
+
+#define STATUS_MAX 600
+
+static atomic_uint_fast64_t requests[ROUTE_COUNT][STATUS_MAX];
+static atomic_uint_fast64_t bytes_served;
+static atomic_uint_fast64_t uploads_ok, uploads_failed, upload_bytes;
+static atomic_uint_fast64_t heartbeats;
+static time_t started_at;
+
+static const char *const route_labels[ROUTE_COUNT] = {
+    [ROUTE_OTHER] = "other",
+    [ROUTE_HEALTHZ] = "/healthz",
+    [ROUTE_METRICS] = "/metrics",
+    [ROUTE_BLOBS] = "/v1/blobs",
+    [ROUTE_BLOB] = "/v1/blobs/{digest}",
+    [ROUTE_PACKAGES] = "/v1/packages",
+    [ROUTE_PACKAGE] = "/v1/packages/{name}",
+    [ROUTE_PACKAGE_VERSION] = "/v1/packages/{name}/{version}",
+    [ROUTE_POLICIES] = "/v1/policies",
+    [ROUTE_POLICY] = "/v1/policies/{name}",
+    [ROUTE_HEARTBEAT] = "/v1/agents/heartbeat",
+    [ROUTE_AGENTS] = "/v1/agents",
+    [ROUTE_AGENT] = "/v1/agents/{id}",
+};
+
+const char *route_label(enum route route)
+{
+    return (route >= 0 && route < ROUTE_COUNT) ? route_labels[route] : "other";
+}
+
+void metrics_request(enum route route, unsigned int status)
+{
+    if (route < 0 || route >= ROUTE_COUNT || status >= STATUS_MAX)
+        return;
+    if (!started_at)
+        started_at = time(NULL);
+    atomic_fetch_add_explicit(&requests[route][status], 1, memory_order_relaxed);
+}
+
+void metrics_bytes_served(uint64_t bytes)
+{
+    atomic_fetch_add_explicit(&bytes_served, bytes, memory_order_relaxed);
+}
+
+void metrics_upload(int ok, uint64_t bytes)
+{
+    atomic_fetch_add_explicit(ok ? &uploads_ok : &uploads_failed, 1, memory_order_relaxed);
+    if (ok)
+        atomic_fetch_add_explicit(&upload_bytes, bytes, memory_order_relaxed);
+}
+
+void metrics_heartbeat(void)
+{
+    atomic_fetch_add_explicit(&heartbeats, 1, memory_order_relaxed);
+}
+
+typedef struct text_buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+} text_buf;
+
+static void tb_printf(text_buf *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(text_buf *tb, const char *fmt, ...)
+{
+    if (tb->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(tb->data + tb->len, tb->cap - tb->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            tb->failed = 1;
+            return;
+        }
+        if ((size_t)n < tb->cap - tb->len) {
+            tb->len += (size_t)n;
+            return;
+        }
+        size_t cap = tb->cap * 2 + (size_t)n + 1;
+        char *data = realloc(tb->data, cap);
+        if (!data) {
+            tb->failed = 1;
+            return;
+        }
+        tb->data = data;
+        tb->cap = cap;
+    }
+}
+
+/* Label values are policy names and status words: escape per the format. */
+static const char *label_escape(char *buf, size_t size, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 3 < size; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        } else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *s;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void emit_node_gauge(void *ctx, const char *policy, const char *status, uint64_t count)
+{
+    char p[512], s[128];
+    tb_printf(ctx, "pkgstored_nodes{policy=\"%s\",status=\"%s\"} %llu\n",
+              label_escape(p, sizeof p, policy), label_escape(s, sizeof s, status),
+              (unsigned long long)count);
+}
+
+char *metrics_render(pkgstore_store *store, size_t *len_out)
+{
+    text_buf tb = {malloc(16384), 0, 16384, 0};
+    if (!tb.data)
+        return NULL;
+    tb_printf(&tb, "# HELP pkgstored_build_info Build information.\n"
+                   "# TYPE pkgstored_build_info gauge\n"
+                   "pkgstored_build_info{version=\"%s\"} 1\n",
+              pkgstore_version());
+    tb_printf(&tb, "# HELP pkgstored_requests_total HTTP requests by route and status.\n"
+                   "# TYPE pkgstored_requests_total counter\n");
+    for (int route = 0; route < ROUTE_COUNT; route++) {
+        for (int status = 0; status < STATUS_MAX; status++) {
+            uint64_t n = atomic_load_explicit(&requests[route][status], memory_order_relaxed);
+            if (n)
+                tb_printf(&tb, "pkgstored_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                          route_labels[route], status, (unsigned long long)n);
+        }
+    }
+    tb_printf(&tb,
+              "# HELP pkgstored_served_bytes_total Response body bytes sent.\n"
+              "# TYPE pkgstored_served_bytes_total counter\n"
+              "pkgstored_served_bytes_total %llu\n"
+              "# HELP pkgstored_uploads_total Blob and package uploads by result.\n"
+              "# TYPE pkgstored_uploads_total counter\n"
+              "pkgstored_uploads_total{result=\"ok\"} %llu\n"
+              "pkgstored_uploads_total{result=\"failed\"} %llu\n"
+              "# HELP pkgstored_uploaded_bytes_total Bytes of successful uploads.\n"
+              "# TYPE pkgstored_uploaded_bytes_total counter\n"
+              "pkgstored_uploaded_bytes_total %llu\n"
+              "# HELP pkgstored_heartbeats_total Agent heartbeats handled.\n"
+              "# TYPE pkgstored_heartbeats_total counter\n"
+              "pkgstored_heartbeats_total %llu\n"
+              "# HELP pkgstored_requests_in_flight Requests being handled.\n"
+              "# TYPE pkgstored_requests_in_flight gauge\n"
+              "pkgstored_requests_in_flight %ld\n",
+              (unsigned long long)atomic_load(&bytes_served),
+              (unsigned long long)atomic_load(&uploads_ok),
+              (unsigned long long)atomic_load(&uploads_failed),
+              (unsigned long long)atomic_load(&upload_bytes),
+              (unsigned long long)atomic_load(&heartbeats),
+              (long)atomic_load(&g_server.in_flight));
+    tb_printf(&tb, "# HELP pkgstored_nodes_known Nodes that have sent a heartbeat.\n"
+                   "# TYPE pkgstored_nodes_known gauge\n"
+                   "pkgstored_nodes_known %zu\n",
+              g_server.policies ? pkgstore_policy_node_count(g_server.policies) : (size_t)0);
+    tb_printf(&tb, "# HELP pkgstored_nodes Nodes by last status per policy.\n"
+                   "# TYPE pkgstored_nodes gauge\n");
+    metrics_render_nodes(store, emit_node_gauge, &tb);
+    if (tb.failed) {
+        free(tb.data);
+        return NULL;
+    }
+    *len_out = tb.len;
+    return tb.data;
+}

@@ -1,0 +1,288 @@
+/*
+ * server/packages.c - the package routes over the registry:
+ *   PUT    /v1/packages/NAME/VERSION?platform=&type=&entrypoint=&format=
+ *   GET    /v1/packages, /v1/packages/NAME, /v1/packages/NAME/VERSION
+ *   DELETE /v1/packages/NAME/VERSION   (409 while a policy references it)
+ *
+ * An upload is checked (name, version, platform, type, format) before a
+ * byte of the body is read, then streams into the store writer like a blob
+ * upload; once the blob is durable the registry adds it to the manifest.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+typedef struct package_upload {
+    pkgstore_artifact artifact;
+    pkgstore_package_type type;
+    int force;
+} package_upload;
+
+static enum MHD_Result bad_field(struct MHD_Connection *conn, request *req, const char *field)
+{
+    const char *detail = pkgstore_error_detail();
+    if (*detail && strncmp(detail, field, strlen(field)) == 0) /* already names it */
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", detail);
+    return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s: %s", field,
+                         *detail ? detail : "invalid");
+}
+
+/* 0 when name and version in the path are valid, else answers 400. */
+static int check_name_version(struct MHD_Connection *conn, request *req, int with_version,
+                              enum MHD_Result *result)
+{
+    if (pkgstore_manifest_name_validate(req->seg[2]) < 0) {
+        *result = bad_field(conn, req, "name");
+        return -1;
+    }
+    if (with_version) {
+        pkgstore_semver semver;
+        if (pkgstore_version_parse(&semver, req->seg[3]) < 0) {
+            *result = bad_field(conn, req, "version");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The agent installs the entrypoint under a directory of its own: refuse
+ * anything that could name a place outside it. */
+static int entrypoint_unsafe(const char *entrypoint, const char *format)
+{
+    if (entrypoint[0] == '/')
+        return 1;
+    if (strcmp(format, "binary") == 0 && strchr(entrypoint, '/'))
+        return 1;
+    for (const char *p = entrypoint; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+            return 1;
+    const char *segment = entrypoint;
+    for (;;) {
+        const char *end = strchr(segment, '/');
+        size_t len = end ? (size_t)(end - segment) : strlen(segment);
+        if ((len == 2 && segment[0] == '.' && segment[1] == '.') ||
+            (len == 1 && segment[0] == '.'))
+            return 1;
+        if (!end)
+            return 0;
+        segment = end + 1;
+    }
+}
+
+enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    if (check_name_version(conn, req, 1, &result) < 0)
+        return result;
+    package_upload *upload = calloc(1, sizeof *upload);
+    if (!upload)
+        return MHD_NO;
+    req->route_data = upload;
+    req->route_data_free = free;
+
+    char value[PKGSTORE_ENTRYPOINT_MAX + 1];
+    int present = query_arg(value, sizeof value, conn, "platform");
+    if (present <= 0)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             present < 0 ? "platform: bad escape or too long"
+                                         : "platform: missing (?platform=OS/ARCH, or 'any')");
+    char platform[PKGSTORE_PLATFORM_STR_SIZE];
+    if (strcmp(value, "any") == 0) /* shorthand for scripts that run anywhere */
+        snprintf(value, sizeof value, "any/any");
+    if (pkgstore_platform_normalize(platform, value) < 0)
+        return bad_field(conn, req, "platform");
+    if (strlen(platform) >= sizeof upload->artifact.platform)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "platform: too long");
+    memcpy(upload->artifact.platform, platform, strlen(platform) + 1);
+
+    upload->type = PKGSTORE_TYPE_PRIMARY;
+    present = query_arg(value, sizeof value, conn, "type");
+    if (present < 0 || (present > 0 && pkgstore_package_type_parse(&upload->type, value) < 0))
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "type: must be 'primary' or 'addon'");
+
+    snprintf(upload->artifact.format, sizeof upload->artifact.format, "binary");
+    present = query_arg(value, sizeof value, conn, "format");
+    if (present < 0 || (present > 0 && (strlen(value) > PKGSTORE_FORMAT_MAX ||
+                                        pkgstore_manifest_format_validate(value) < 0)))
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "format: must be one of binary, tar, tar+gzip, tar+zstd, tar+xz, "
+                             "zip");
+    if (present > 0) /* validated: at most PKGSTORE_FORMAT_MAX bytes */
+        memcpy(upload->artifact.format, value, strlen(value) + 1);
+
+    present = query_arg(upload->artifact.entrypoint, sizeof upload->artifact.entrypoint, conn,
+                        "entrypoint");
+    if (present < 0)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "entrypoint: bad escape, NUL or longer than %d bytes",
+                             PKGSTORE_ENTRYPOINT_MAX);
+
+    if (present > 0 && entrypoint_unsafe(upload->artifact.entrypoint, upload->artifact.format))
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "entrypoint: must be a relative path without '..' components "
+                             "(a plain file name for a binary)");
+
+    present = query_arg(value, sizeof value, conn, "force");
+    upload->force = present > 0 && (strcmp(value, "1") == 0 || strcmp(value, "true") == 0);
+
+    int error = upload_open_writer(req);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, "upload");
+    return MHD_YES;
+}
+
+/* Answer with a manifest: its canonical JSON and its digest. */
+static enum MHD_Result respond_manifest(struct MHD_Connection *conn, request *req,
+                                        unsigned int status, const pkgstore_manifest *manifest,
+                                        const pkgstore_digest *digest)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int error = pkgstore_manifest_serialize(&text, &len, manifest, 0);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, "manifest");
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer_with_free_callback(len, text, pkgstore_free);
+    if (!response) {
+        pkgstore_free(text);
+        return MHD_NO;
+    }
+    char digest_str[PKGSTORE_DIGEST_STR_SIZE], etag[PKGSTORE_DIGEST_STR_SIZE + 4];
+    pkgstore_digest_format(digest_str, digest);
+    snprintf(etag, sizeof etag, "\"%s\"", digest_str);
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    MHD_add_response_header(response, "X-Pkgstore-Manifest-Digest", digest_str);
+    MHD_add_response_header(response, "ETag", etag);
+    MHD_add_response_header(response, "Cache-Control", "no-cache");
+    req->response_bytes = len;
+    return queue_response(conn, req, status, response);
+}
+
+enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
+{
+    package_upload *upload = req->route_data;
+    if (!req->writer || !upload)
+        return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_EINTERNAL,
+                             "upload: no writer");
+    pkgstore_store_writer *writer = req->writer;
+    req->writer = NULL; /* now owned by commit, which always frees it */
+    int error = pkgstore_store_writer_commit(&upload->artifact.digest, &upload->artifact.size,
+                                             writer);
+    if (error < 0) {
+        metrics_upload(0, 0);
+        return respond_pkgstore_error(conn, req, error, "upload");
+    }
+    metrics_upload(1, upload->artifact.size);
+
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    opts.type = upload->type;
+    opts.force = upload->force;
+    pkgstore_manifest *manifest = NULL;
+    pkgstore_digest manifest_digest;
+    error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry, req->seg[2],
+                                  req->seg[3], &upload->artifact, &opts);
+    if (error < 0) /* the blob stays as an orphan for gc */
+        return respond_pkgstore_error(conn, req, error, "package");
+    pkgstore_policy_invalidate(g_server.policies);
+
+    char digest_str[PKGSTORE_DIGEST_STR_SIZE], manifest_str[PKGSTORE_DIGEST_STR_SIZE], q[300];
+    pkgstore_digest_format(digest_str, &upload->artifact.digest);
+    pkgstore_digest_format(manifest_str, &manifest_digest);
+    log_msg(LOG_INFO, "package artifact added",
+            "name=%s version=%s platform=%s digest=%s size=%" PRIu64 " manifest=%s",
+            req->seg[2], log_quote(q, sizeof q, pkgstore_manifest_version(manifest)),
+            upload->artifact.platform, digest_str, upload->artifact.size, manifest_str);
+    enum MHD_Result result =
+        respond_manifest(conn, req, MHD_HTTP_CREATED, manifest, &manifest_digest);
+    pkgstore_manifest_free(manifest);
+    return result;
+}
+
+static json_t *versions_array(const char *name, int *error_out)
+{
+    char **versions = NULL;
+    size_t count = 0;
+    *error_out = pkgstore_registry_versions(&versions, &count, g_server.registry, name);
+    if (*error_out < 0)
+        return NULL;
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < count; i++)
+        json_array_append_new(array, json_string(versions[i]));
+    pkgstore_registry_strings_free(versions, count);
+    return array;
+}
+
+enum MHD_Result packages_list(struct MHD_Connection *conn, request *req)
+{
+    char **names = NULL;
+    size_t count = 0;
+    int error = pkgstore_registry_names(&names, &count, g_server.registry);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, "packages");
+    json_t *packages = json_array();
+    for (size_t i = 0; packages && i < count; i++) {
+        json_t *versions = versions_array(names[i], &error);
+        if (!versions) /* removed in between: skip it */
+            continue;
+        json_array_append_new(packages,
+                              json_pack("{s:s,s:o}", "name", names[i], "versions", versions));
+    }
+    pkgstore_registry_strings_free(names, count);
+    return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:o}", "packages", packages));
+}
+
+enum MHD_Result package_versions(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    if (check_name_version(conn, req, 0, &result) < 0)
+        return result;
+    int error = 0;
+    json_t *versions = versions_array(req->seg[2], &error);
+    if (!versions)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    return respond_json(conn, req, MHD_HTTP_OK,
+                        json_pack("{s:s,s:o}", "name", req->seg[2], "versions", versions));
+}
+
+enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    if (check_name_version(conn, req, 1, &result) < 0)
+        return result;
+    pkgstore_manifest *manifest = NULL;
+    pkgstore_digest digest;
+    int error = pkgstore_registry_get(&manifest, &digest, g_server.registry, req->seg[2],
+                                      req->seg[3]);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    result = respond_manifest(conn, req, MHD_HTTP_OK, manifest, &digest);
+    pkgstore_manifest_free(manifest);
+    return result;
+}
+
+enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    if (check_name_version(conn, req, 1, &result) < 0)
+        return result;
+    /* The check and the removal hold the catalog lock, so that no policy
+     * can start referencing the version in between. */
+    pthread_mutex_lock(&g_server.catalog_lock);
+    int error = pkgstore_policy_check_unreferenced(g_server.policies, req->seg[2], req->seg[3]);
+    if (error == 0)
+        error = pkgstore_registry_remove(g_server.registry, req->seg[2], req->seg[3]);
+    pthread_mutex_unlock(&g_server.catalog_lock);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    pkgstore_policy_invalidate(g_server.policies);
+    char q[300];
+    log_msg(LOG_INFO, "package version removed", "name=%s version=%s", req->seg[2],
+            log_quote(q, sizeof q, req->seg[3]));
+    return respond_json(conn, req, MHD_HTTP_OK,
+                        json_pack("{s:{s:s,s:s}}", "deleted", "name", req->seg[2], "version",
+                                  req->seg[3]));
+}

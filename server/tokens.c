@@ -1,0 +1,282 @@
+/*
+ * server/tokens.c - bearer tokens and their roles.
+ *
+ * A presented token is compared in constant time against every known one:
+ * both are zero-padded to TOKEN_MAX_LEN and every byte of every entry is
+ * compared, lengths folded in, with no early exit, so neither the content
+ * nor the length of a token leaks through timing.
+ *
+ * Files: --tokens FILE holds "ROLE TOKEN" lines (roles admin, agent,
+ * metrics; '#' comments). Without --tokens, pkgstored uses two files beside
+ * the store, <store>.admin-token and <store>.agent-token, each holding one
+ * token; on first start it creates both (mode 0600).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define TOKEN_MIN_LEN 16
+#define TOKEN_MAX_LEN 512
+
+typedef struct token_entry {
+    uint64_t words[TOKEN_MAX_LEN / 8]; /* the token, zero-padded */
+    size_t len;
+    enum role role;
+} token_entry;
+
+struct token_set {
+    token_entry *entries;
+    size_t count, cap;
+};
+
+static int set_add(token_set *set, const char *token, size_t len, enum role role)
+{
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 4;
+        token_entry *entries = realloc(set->entries, cap * sizeof *entries);
+        if (!entries)
+            return -1;
+        set->entries = entries;
+        set->cap = cap;
+    }
+    if (len > TOKEN_MAX_LEN)
+        return -1;
+    memset(set->entries[set->count].words, 0, TOKEN_MAX_LEN);
+    memcpy(set->entries[set->count].words, token, len);
+    set->entries[set->count].len = len;
+    set->entries[set->count].role = role;
+    set->count++;
+    return 0;
+}
+
+static int role_parse(enum role *out, const char *word)
+{
+    if (strcmp(word, "admin") == 0)
+        *out = ROLE_ADMIN;
+    else if (strcmp(word, "agent") == 0)
+        *out = ROLE_AGENT;
+    else if (strcmp(word, "metrics") == 0)
+        *out = ROLE_METRICS;
+    else
+        return -1;
+    return 0;
+}
+
+static int token_chars_ok(const char *token, size_t len)
+{
+    if (len < TOKEN_MIN_LEN || len > TOKEN_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)token[i];
+        if (c <= ' ' || c >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+int tokens_load_file(token_set **out, const char *path, char *err, size_t err_size)
+{
+    *out = NULL;
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    token_set *set = calloc(1, sizeof *set);
+    char line[1024];
+    int lineno = 0, error = 0;
+    while (set && fgets(line, sizeof line, file)) {
+        lineno++;
+        char *save = NULL;
+        char *word = strtok_r(line, " \t\r\n", &save);
+        if (!word || word[0] == '#')
+            continue;
+        char *token = strtok_r(NULL, " \t\r\n", &save);
+        enum role role;
+        if (role_parse(&role, word) < 0) {
+            snprintf(err, err_size, "%s:%d: unknown role '%.32s' (admin, agent or metrics)",
+                     path, lineno, word);
+            error = -1;
+            break;
+        }
+        if (!token || !token_chars_ok(token, strlen(token))) {
+            snprintf(err, err_size, "%s:%d: token missing or not %d-%d printable characters",
+                     path, lineno, TOKEN_MIN_LEN, TOKEN_MAX_LEN);
+            error = -1;
+            break;
+        }
+        if (set_add(set, token, strlen(token), role) < 0) {
+            snprintf(err, err_size, "%s: out of memory", path);
+            error = -1;
+            break;
+        }
+    }
+    fclose(file);
+    if (!set) {
+        snprintf(err, err_size, "%s: out of memory", path);
+        return -1;
+    }
+    if (error == 0 && set->count == 0) {
+        snprintf(err, err_size, "%s: no tokens", path);
+        error = -1;
+    }
+    if (error < 0) {
+        tokens_free(set);
+        return -1;
+    }
+    *out = set;
+    return 0;
+}
+
+/* Read the single token held in path into buf. 0, -1 (error in err) or
+ * 1 when the file does not exist. */
+static int read_token_file(char *buf, size_t size, const char *path, char *err, size_t err_size)
+{
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        if (errno == ENOENT)
+            return 1;
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[TOKEN_MAX_LEN + 8];
+    int found = 0;
+    while (fgets(line, sizeof line, file)) {
+        char *save = NULL;
+        char *word = strtok_r(line, " \t\r\n", &save);
+        if (!word || word[0] == '#')
+            continue;
+        char *second = strtok_r(NULL, " \t\r\n", &save);
+        if (second) /* "ROLE TOKEN" form */
+            word = second;
+        snprintf(buf, size, "%s", word);
+        found = 1;
+        break;
+    }
+    fclose(file);
+    if (!found || !token_chars_ok(buf, strlen(buf))) {
+        snprintf(err, err_size, "%s: no valid token in the file", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int create_token_file(const char *path, char *token_out, size_t token_size, char *err,
+                             size_t err_size)
+{
+    unsigned char random_bytes[32];
+    if (getrandom(random_bytes, sizeof random_bytes, 0) != (ssize_t)sizeof random_bytes) {
+        snprintf(err, err_size, "getrandom: %s", strerror(errno));
+        return -1;
+    }
+    static const char hex[] = "0123456789abcdef";
+    char token[65];
+    for (size_t i = 0; i < sizeof random_bytes; i++) {
+        token[2 * i] = hex[random_bytes[i] >> 4];
+        token[2 * i + 1] = hex[random_bytes[i] & 15];
+    }
+    token[64] = '\0';
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[80];
+    int len = snprintf(line, sizeof line, "%s\n", token);
+    if (write(fd, line, (size_t)len) != len || fsync(fd) < 0) {
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    close(fd);
+    snprintf(token_out, token_size, "%s", token);
+    return 0;
+}
+
+int tokens_load_default(token_set **out, const char *store_path, int *created,
+                        char *admin_path, char *agent_path, size_t path_size, char *err,
+                        size_t err_size)
+{
+    *out = NULL;
+    *created = 0;
+    char base[4096];
+    snprintf(base, sizeof base, "%s", store_path);
+    size_t len = strlen(base);
+    while (len > 1 && base[len - 1] == '/')
+        base[--len] = '\0';
+    snprintf(admin_path, path_size, "%s.admin-token", base);
+    snprintf(agent_path, path_size, "%s.agent-token", base);
+
+    char admin[TOKEN_MAX_LEN + 1], agent[TOKEN_MAX_LEN + 1];
+    int admin_state = read_token_file(admin, sizeof admin, admin_path, err, err_size);
+    if (admin_state < 0)
+        return -1;
+    int agent_state = read_token_file(agent, sizeof agent, agent_path, err, err_size);
+    if (agent_state < 0)
+        return -1;
+    if (admin_state == 1) {
+        if (create_token_file(admin_path, admin, sizeof admin, err, err_size) < 0)
+            return -1;
+        *created = 1;
+    }
+    if (agent_state == 1) {
+        if (create_token_file(agent_path, agent, sizeof agent, err, err_size) < 0)
+            return -1;
+        *created = 1;
+    }
+    token_set *set = calloc(1, sizeof *set);
+    if (!set || set_add(set, admin, strlen(admin), ROLE_ADMIN) < 0 ||
+        set_add(set, agent, strlen(agent), ROLE_AGENT) < 0) {
+        tokens_free(set);
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    explicit_bzero(admin, sizeof admin); /* the set keeps its own copies */
+    explicit_bzero(agent, sizeof agent);
+    *out = set;
+    return 0;
+}
+
+enum role tokens_check(const token_set *set, const char *token, size_t len)
+{
+    if (!set || !token || len == 0 || len > TOKEN_MAX_LEN)
+        return ROLE_NONE;
+    uint64_t presented[TOKEN_MAX_LEN / 8] = {0};
+    memcpy(presented, token, len);
+    enum role role = ROLE_NONE;
+    for (size_t i = 0; i < set->count; i++) {
+        const token_entry *entry = &set->entries[i];
+        uint64_t diff = (uint64_t)(entry->len ^ len);
+        for (size_t j = 0; j < TOKEN_MAX_LEN / 8; j++)
+            diff |= presented[j] ^ entry->words[j];
+        /* equal is 1 when diff == 0, computed without a branch */
+        unsigned int equal = (unsigned int)(1u & (((diff | (0 - diff)) >> 63) ^ 1u));
+        unsigned int mask = 0u - equal;
+        role = (enum role)(((unsigned int)set->entries[i].role & mask) |
+                           ((unsigned int)role & ~mask));
+    }
+    return role;
+}
+
+size_t tokens_count(const token_set *set)
+{
+    return set ? set->count : 0;
+}
+
+void tokens_free(token_set *set)
+{
+    if (!set)
+        return;
+    if (set->entries)
+        explicit_bzero(set->entries, set->cap * sizeof *set->entries);
+    free(set->entries);
+    free(set);
+}

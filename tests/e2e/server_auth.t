@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Every authentication case: no token 401, unknown token 401, agent token on
+# an admin route 403, the roles of a --tokens file.
+. "$(dirname "$0")/server_common.sh"
+
+start_server
+printf 'blob\n' >"$TMP/blob"
+D=$(sha256 "$TMP/blob")
+req POST /v1/blobs --data-binary @"$TMP/blob"
+is "$STATUS" "201" "setup: a blob"
+
+# Every route but /healthz, without a token: 401 with WWW-Authenticate.
+while read -r method path; do
+    STATUS=$(curl -s -D "$TMP/h" -o "$TMP/body" -w '%{http_code}' -X "$method" "$URL$path")
+    BODY=$(cat "$TMP/body")
+    is "$STATUS $(error_code)" "401 DENIED" "no token: $method $path"
+done <<LIST
+GET /metrics
+POST /v1/blobs
+PUT /v1/blobs/sha256:$D
+GET /v1/blobs/sha256:$D
+GET /v1/packages
+GET /v1/packages/x
+GET /v1/packages/x/1.0.0
+PUT /v1/packages/x/1.0.0
+DELETE /v1/packages/x/1.0.0
+GET /v1/policies
+GET /v1/policies/p
+PUT /v1/policies/p
+DELETE /v1/policies/p
+POST /v1/agents/heartbeat
+GET /v1/agents
+GET /v1/agents/n
+LIST
+grep -qi '^www-authenticate: Bearer' "$TMP/h"
+ok $? "401 carries WWW-Authenticate: Bearer"
+
+req_as "0123456789abcdef0123456789abcdef" GET /v1/packages
+is "$STATUS $(error_code)" "401 DENIED" "an unknown token: 401"
+req_as "${ADMIN}x" GET /v1/packages
+is "$STATUS" "401" "the admin token with one more character: 401"
+req_as "${ADMIN%?}" GET /v1/packages
+is "$STATUS" "401" "the admin token missing its last character: 401"
+STATUS=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Basic $ADMIN" "$URL/v1/packages")
+is "$STATUS" "401" "another scheme (Basic): 401"
+STATUS=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: bearer $ADMIN" "$URL/v1/packages")
+is "$STATUS" "200" "the scheme name is case-insensitive"
+
+# The agent token: heartbeat and download only.
+while read -r method path; do
+    req_as "$AGENT" "$method" "$path" -d '{}'
+    is "$STATUS $(error_code)" "403 DENIED" "agent token on an admin route: $method $path"
+done <<LIST
+GET /metrics
+POST /v1/blobs
+PUT /v1/blobs/sha256:$D
+GET /v1/packages
+GET /v1/packages/x
+GET /v1/packages/x/1.0.0
+PUT /v1/packages/x/1.0.0
+DELETE /v1/packages/x/1.0.0
+GET /v1/policies
+GET /v1/policies/p
+PUT /v1/policies/p
+DELETE /v1/policies/p
+GET /v1/agents
+GET /v1/agents/n
+LIST
+req_as "$AGENT" GET "/v1/blobs/sha256:$D"
+is "$STATUS" "200" "agent token may download"
+req_as "$AGENT" HEAD "/v1/blobs/sha256:$D" -I
+is "$STATUS" "200" "agent token may HEAD a blob"
+req_as "$AGENT" POST /v1/agents/heartbeat -d '{"node_id":"n1","platform":"linux/amd64"}'
+is "$STATUS" "200" "agent token may heartbeat"
+req GET /v1/agents/n1
+is "$STATUS $(json .id)" "200 n1" "admin token may do anything"
+stop_server
+
+# A --tokens file with the three roles.
+MT=metrics-token-0123456789abcdef
+cat >"$TMP/tokens" <<TOKENS
+# role token
+admin admin-token-0123456789abcdef
+agent agent-token-0123456789abcdef
+agent agent2-token-0123456789abcdef
+metrics $MT
+TOKENS
+start_server --tokens "$TMP/tokens"
+req_as admin-token-0123456789abcdef GET /v1/packages
+is "$STATUS" "200" "--tokens: admin role"
+req_as agent2-token-0123456789abcdef GET "/v1/blobs/sha256:$D"
+is "$STATUS" "200" "--tokens: a second agent token"
+req_as "$MT" GET /metrics
+is "$STATUS" "200" "--tokens: the metrics role may scrape /metrics"
+req_as "$MT" GET "/v1/blobs/sha256:$D"
+is "$STATUS" "403" "--tokens: the metrics role may not download"
+req_as "$ADMIN" GET /v1/packages
+is "$STATUS" "401" "--tokens replaces the default token files"
+stop_server
+
+printf 'root not-a-role-token-0123456789\n' >"$TMP/bad-tokens"
+"$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
+is "$?" "1" "a tokens file with an unknown role is refused at start"
+diag "$(cat "$TMP/err")"
+printf 'admin short\n' >"$TMP/bad-tokens"
+"$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
+is "$?" "1" "a token shorter than 16 characters is refused at start"
+"$BIN/pkgstored" --bogus 2>/dev/null
+is "$?" "2" "a usage error exits 2"
+finish
