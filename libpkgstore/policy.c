@@ -708,7 +708,7 @@ int pkgstore_policy_put_json(char **json_out, pkgstore_policy_db *db, const char
     }
     if ((error = policy_put(&stored, db, &policy, type_given)) < 0)
         goto out;
-    error = pkgstore_policy_get_json(json_out, db, stored.name, -1);
+    error = ps_policy_dump(json_out, ps_policy_to_json(&stored));
 out:
     json_decref(root);
     return error;

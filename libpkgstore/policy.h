@@ -138,6 +138,12 @@ int ps_policy_time_format(char out[32], int64_t seconds);
 const struct ps_policy_item *ps_policy_set_find(const struct ps_policy_set *set,
                                                 const char *name);
 
+/* policy_view.c: the API JSON of a policy (RFC 3339 times, no status);
+ * NULL when out of memory. */
+json_t *ps_policy_to_json(const pkgstore_policy *policy);
+/* Serialize root compactly into *json_out and drop root (NULL: ENOMEM). */
+int ps_policy_dump(char **json_out, json_t *root);
+
 /* policy_offer.c */
 int64_t ps_policy_now_ms(void);
 /* The cached target for (package, version): a new reference (release with

@@ -9,7 +9,7 @@
 #include "error.h"
 #include "policy.h"
 
-static json_t *policy_to_json(const pkgstore_policy *policy)
+json_t *ps_policy_to_json(const pkgstore_policy *policy)
 {
     char created[32], updated[32];
     ps_policy_time_format(created, policy->created);
@@ -129,7 +129,7 @@ static void tally_free(struct tally *tally)
  * borrowed. NULL when out of memory. */
 static json_t *policy_status_json(struct tally *tally, size_t idx, json_t *nodes)
 {
-    json_t *obj = policy_to_json(&tally->set->by_rank[idx].policy);
+    json_t *obj = ps_policy_to_json(&tally->set->by_rank[idx].policy);
     json_t *counts = json_object(), *status = json_object();
     uint64_t total = 0;
     int failed = 0;
@@ -160,7 +160,7 @@ static json_t *policy_status_json(struct tally *tally, size_t idx, json_t *nodes
     return obj;
 }
 
-static int dump(char **json_out, json_t *root)
+int ps_policy_dump(char **json_out, json_t *root)
 {
     if (!root)
         return ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
@@ -189,10 +189,8 @@ int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db, const char
         return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
     }
     size_t idx = (size_t)(item - set->by_rank);
-    if (with_nodes < 0) { /* the reply to a PUT: no status */
-        error = dump(json_out, policy_to_json(&item->policy));
-    } else if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0) {
-        error = dump(json_out, policy_status_json(&tally, idx, tally.nodes));
+    if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0) {
+        error = ps_policy_dump(json_out, policy_status_json(&tally, idx, tally.nodes));
         tally_free(&tally);
     } else {
         tally_free(&tally);
@@ -241,7 +239,7 @@ int pkgstore_policy_list_json(char **json_out, pkgstore_policy_db *db, int with_
             goto out;
         }
     }
-    error = dump(json_out, root);
+    error = ps_policy_dump(json_out, root);
     root = NULL; /* freed by dump */
 out:
     json_decref(root);
