@@ -118,8 +118,9 @@ PKGSTORE_API int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *
                                       const pkgstore_policy_options *opts);
 
 /**
- * Write every pending node record to the index now (one transaction).
- * Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC (a failed batch stays pending).
+ * Write every pending node record to the index now (transactions of up to
+ * 4096 records). Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC, PKGSTORE_ENOMEM (a
+ * failed batch stays pending).
  */
 PKGSTORE_API int pkgstore_policy_flush(pkgstore_policy_db *db);
 
@@ -278,7 +279,8 @@ PKGSTORE_API int pkgstore_policy_counts(uint64_t counts[PKGSTORE_ROLLOUT_COUNT],
  * Handle one heartbeat: the JSON request body of len bytes, as in
  * DESIGN.md ("Heartbeat protocol"). Parsing is strict; node_id and platform
  * are required, labels, agent_version and packages are optional, unknown
- * fields are ignored (for newer agents).
+ * fields are ignored (for newer agents). The platform is normalized
+ * ("linux/x86_64" is kept as "linux/amd64").
  *
  * Records the node (labels, platform, agent version, packages, last seen),
  * appends each package "status" to the node's history when it differs from
