@@ -28,7 +28,7 @@ struct tally {
     uint64_t (*counts)[PKGSTORE_ROLLOUT_COUNT]; /* per by_rank index */
     uint64_t *matching;                          /* per by_rank index */
     size_t only;                                 /* by_rank index, or SIZE_MAX for all */
-    json_t *nodes;                               /* [{"id","state"}] for only, or NULL */
+    json_t **nodes;                              /* per by_rank index: [{"id","state"}], or NULL */
     int failed;
 };
 
@@ -46,10 +46,10 @@ static int tally_node(struct ps_node *node, void *payload)
         if (tally->only != SIZE_MAX && idx != tally->only)
             continue;
         tally->counts[idx][tally->slots[i].state]++;
-        if (tally->nodes) {
+        if (tally->nodes && tally->nodes[idx]) {
             json_t *entry = json_pack("{s:s, s:s}", "id", node->id, "state",
                                       pkgstore_rollout_state_name(tally->slots[i].state));
-            if (!entry || json_array_append_new(tally->nodes, entry) < 0)
+            if (!entry || json_array_append_new(tally->nodes[idx], entry) < 0)
                 tally->failed = 1;
         }
     }
@@ -103,14 +103,23 @@ static int tally_run(struct tally *tally, pkgstore_policy_db *db, struct ps_poli
     tally->targets = calloc(n, sizeof(*tally->targets));
     tally->counts = calloc(n, sizeof(*tally->counts));
     tally->matching = calloc(n, sizeof(*tally->matching));
-    if (with_nodes)
-        tally->nodes = json_array();
-    if (!tally->slots || !tally->targets || !tally->counts || !tally->matching ||
-        (with_nodes && !tally->nodes))
+    if (!tally->slots || !tally->targets || !tally->counts || !tally->matching)
         return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+    if (with_nodes) {
+        if (!(tally->nodes = calloc(n, sizeof(*tally->nodes))))
+            return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+        for (size_t idx = 0; idx < set->count; idx++) {
+            if ((only == SIZE_MAX || idx == only) && !(tally->nodes[idx] = json_array()))
+                return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+        }
+    }
     ps_nodes_foreach(db, tally_node, tally);
-    if (tally->failed || (tally->nodes && sort_by_id(tally->nodes) < 0))
+    if (tally->failed)
         return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+    for (size_t idx = 0; tally->nodes && idx < set->count; idx++) {
+        if (tally->nodes[idx] && sort_by_id(tally->nodes[idx]) < 0)
+            return ps_error_set(PKGSTORE_ENOMEM, "rollout status: out of memory");
+    }
     return 0;
 }
 
@@ -122,7 +131,9 @@ static void tally_free(struct tally *tally)
     free(tally->slots);
     free(tally->counts);
     free(tally->matching);
-    json_decref(tally->nodes);
+    for (size_t idx = 0; tally->nodes && tally->set && idx < tally->set->count; idx++)
+        json_decref(tally->nodes[idx]);
+    free(tally->nodes);
 }
 
 /* The policy at by_rank index idx with its status; nodes (may be NULL) is
@@ -190,7 +201,8 @@ int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db, const char
     }
     size_t idx = (size_t)(item - set->by_rank);
     if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0) {
-        error = ps_policy_dump(json_out, policy_status_json(&tally, idx, tally.nodes));
+        error = ps_policy_dump(json_out, policy_status_json(&tally, idx,
+                                                            tally.nodes ? tally.nodes[idx] : NULL));
         tally_free(&tally);
     } else {
         tally_free(&tally);
@@ -211,8 +223,8 @@ int pkgstore_policy_list_json(char **json_out, pkgstore_policy_db *db, int with_
     if (!json_out || !db)
         return ps_error_set(PKGSTORE_EINVALID, "policy_list_json: NULL argument");
     set = ps_policy_set_get(db);
-    /* One pass over the nodes for the counts; nodes lists need one per policy. */
-    if ((error = tally_run(&tally, db, set, SIZE_MAX, 0)) < 0)
+    /* one pass over the nodes for every policy */
+    if ((error = tally_run(&tally, db, set, SIZE_MAX, with_nodes)) < 0)
         goto out;
     if (!(root = json_object()) || !(list = json_array()) ||
         json_object_set_new(root, "policies", list) < 0) {
@@ -222,18 +234,7 @@ int pkgstore_policy_list_json(char **json_out, pkgstore_policy_db *db, int with_
     }
     for (size_t i = 0; i < set->count; i++) {
         size_t idx = (size_t)(set->by_name[i] - set->by_rank);
-        json_t *nodes = NULL, *obj;
-        struct tally one;
-        if (with_nodes) {
-            if ((error = tally_run(&one, db, set, idx, 1)) < 0) {
-                tally_free(&one);
-                goto out;
-            }
-            nodes = json_incref(one.nodes);
-            tally_free(&one);
-        }
-        obj = policy_status_json(&tally, idx, nodes);
-        json_decref(nodes);
+        json_t *obj = policy_status_json(&tally, idx, tally.nodes ? tally.nodes[idx] : NULL);
         if (!obj || json_array_append_new(list, obj) < 0) {
             error = ps_error_set(PKGSTORE_ENOMEM, "JSON: out of memory");
             goto out;

@@ -671,6 +671,18 @@ static void test_policy__rollout_counts(void **state)
     assert_string_equal(str_at(json_array_get(nodes, 4), "id"), "up");
     json_decref(view);
     assert_int_equal(pkgstore_policy_node_count(f->db), 6);
+
+    /* the list gives the same status, nodes included, in one pass */
+    char *json = NULL;
+    CHECK(pkgstore_policy_list_json(&json, f->db, 1));
+    json_t *list = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    json_t *first = json_array_get(json_object_get(list, "policies"), 0);
+    assert_string_equal(str_at(first, "name"), "canary");
+    assert_int_equal(count_of(first, "RolledBack"), 1);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(first, "status"), "nodes")),
+                     5);
+    json_decref(list);
 }
 
 struct metric_sum {
