@@ -157,6 +157,8 @@ $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 # Benchmark drivers (bench/*.c) link the static library.
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+# `all` names $(BENCH_BINS) above, before it is set; say it again here.
+all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)

@@ -8,6 +8,7 @@
  */
 #include "supervisor.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -192,20 +193,26 @@ static char **slot_envp(const supervisor *sup, const pkg_slot *slot)
         if (addon && addon->env.count)
             cfg_env = &addon->env;
     }
-    const agent_kvv *sources[2] = {&slot->env, cfg_env}; /* config wins */
-    size_t extra = slot->env.count + (cfg_env ? cfg_env->count : 0);
-    if (!slot->is_addon || extra == 0)
-        return NULL;
+    agent_kv marker_item = {"PKGSTORE_AGENT_CHILD", NULL};
+    marker_item.value = agent_strdup_printf("%s/%s-%s", sup->cfg->state_dir,
+                                            slot->is_addon ? "addon" : "primary", slot->name);
+    agent_kvv marker = {&marker_item, 1};
+    /* later sources win: manifest annotations, then the config, then the marker */
+    const agent_kvv *sources[3] = {slot->is_addon ? &slot->env : NULL, cfg_env, &marker};
+    size_t extra = 1 + slot->env.count + (cfg_env ? cfg_env->count : 0);
     size_t base = 0;
     while (environ[base])
         base++;
     char **envp = calloc(base + extra + 1, sizeof *envp);
-    if (!envp)
+    if (!envp || !marker_item.value) {
+        free(envp);
+        free(marker_item.value);
         return NULL;
+    }
     size_t n = 0;
     for (size_t i = 0; i < base; i++)
         envp[n++] = strdup(environ[i]);
-    for (int s = 0; s < 2; s++) {
+    for (int s = 0; s < 3; s++) {
         if (!sources[s])
             continue;
         for (size_t i = 0; i < sources[s]->count; i++) {
@@ -223,6 +230,7 @@ static char **slot_envp(const supervisor *sup, const pkg_slot *slot)
             envp[j] = entry;
         }
     }
+    free(marker_item.value);
     return envp;
 }
 
@@ -258,40 +266,72 @@ static int process_gone(pid_t pid)
     return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
 }
 
-/* Stop a child left running by a previous agent, if the pid file names a
- * live process group whose leader runs this slot's executable. */
-static void stop_leftover(const supervisor *sup, const pkg_slot *slot, double stop_timeout)
+/* Every child carries PKGSTORE_AGENT_CHILD=<state_dir>/<slot> in its
+ * environment. A restarted agent scans /proc for that marker and stops what
+ * a killed agent left behind (a pid file alone has a window between the
+ * spawn and its write). */
+#define CHILD_MARKER "PKGSTORE_AGENT_CHILD="
+
+static int environ_has_marker(long pid, const char *prefix)
 {
-    char *path = pid_path(sup, slot);
-    char *text = path ? agent_read_small_file(path, 64) : NULL;
-    long pid = text ? strtol(text, NULL, 10) : 0;
-    free(text);
-    if (pid > 1 && !process_gone((pid_t)pid)) {
-        char link[64], exe[4096];
-        snprintf(link, sizeof link, "/proc/%ld/exe", pid);
-        ssize_t n = readlink(link, exe, sizeof exe - 1);
-        exe[n > 0 ? n : 0] = '\0';
-        size_t len = strlen(slot->executable);
-        /* "<path>" or "<path> (deleted)" after a swap; also the .new.tmp
-         * name the file had when it was renamed in. */
-        if (n > 0 && (!strncmp(exe, slot->executable, len) ||
-                      strstr(exe, ".new.tmp") != NULL)) {
-            agent_log("warn", "msg=\"stopping a child left by a previous agent\" name=%s pid=%ld",
-                      slot->name, pid);
-            kill(-(pid_t)pid, SIGTERM);
-            double deadline = agent_now() + stop_timeout;
-            while (!process_gone((pid_t)pid) && agent_now() < deadline)
-                usleep(50000);
-            if (!process_gone((pid_t)pid)) {
-                kill(-(pid_t)pid, SIGKILL);
-                for (int i = 0; i < 100 && !process_gone((pid_t)pid); i++)
-                    usleep(20000);
-            }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    static char buf[65536];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    size_t plen = strlen(prefix);
+    for (char *p = buf; p < buf + n; p += strlen(p) + 1)
+        if (!strncmp(p, prefix, plen))
+            return 1;
+    return 0;
+}
+
+static void stop_leftovers(const supervisor *sup)
+{
+    char *prefix = agent_strdup_printf(CHILD_MARKER "%s/", sup->cfg->state_dir);
+    DIR *dir = opendir("/proc");
+    if (!prefix || !dir) {
+        free(prefix);
+        if (dir)
+            closedir(dir);
+        return;
+    }
+    pid_t found[64];
+    size_t count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) && count < 64) {
+        char *end;
+        long pid = strtol(entry->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == (long)getpid() || process_gone((pid_t)pid))
+            continue;
+        if (environ_has_marker(pid, prefix))
+            found[count++] = (pid_t)pid;
+    }
+    closedir(dir);
+    free(prefix);
+    if (!count)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        agent_log("warn", "msg=\"stopping a child left by a previous agent\" pid=%ld",
+                  (long)found[i]);
+        kill(getpgid(found[i]) == found[i] ? -found[i] : found[i], SIGTERM);
+    }
+    double deadline = agent_now() + sup->cfg->stop_timeout_s;
+    for (size_t i = 0; i < count; i++) {
+        while (!process_gone(found[i]) && agent_now() < deadline)
+            usleep(20000);
+        if (!process_gone(found[i])) {
+            kill(getpgid(found[i]) == found[i] ? -found[i] : found[i], SIGKILL);
+            for (int j = 0; j < 100 && !process_gone(found[i]); j++)
+                usleep(20000);
         }
     }
-    if (path)
-        unlink(path);
-    free(path);
 }
 
 /* Start a slot's program under supervision (restarts with backoff). */
@@ -1358,12 +1398,7 @@ void supervisor_free(supervisor *sup)
 
 int supervisor_start(supervisor *sup)
 {
-    for (size_t i = 0; i <= sup->addon_count; i++) {
-        pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
-        double stop_timeout;
-        slot_health(sup, slot, &stop_timeout);
-        stop_leftover(sup, slot, stop_timeout);
-    }
+    stop_leftovers(sup);
     recover(sup);
     /* What is on disk is the truth about what runs. */
     for (size_t i = 0; i <= sup->addon_count; i++) {

@@ -86,7 +86,9 @@ mkdir -p "$W/small"
 head -c $((SMALL_N * 4096)) /dev/urandom | (cd "$W/small" && split -a 5 -d -b 4096 - f)
 (cd "$W/small" && ls) | sed "s|^|$W/small/|" >"$W/small.list"
 cat "$W/small"/* >/dev/null
-small_add() { xargs -a "$W/small.list" "$BIN/pkgstore-add" --batch --store "$W/s3" >/dev/null; }
+mapfile -t SMALL_FILES <"$W/small.list"
+# one process, one batch: the whole list on one command line
+small_add() { "$BIN/pkgstore-add" --batch --store "$W/s3" "${SMALL_FILES[@]}" >/dev/null; }
 small_git() { git -C "$W/repo" hash-object -w --stdin-paths <"$W/small.list" >/dev/null; }
 times_a=() times_g=()
 for ((i = 0; i < REPS; i++)); do

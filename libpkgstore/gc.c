@@ -2,7 +2,8 @@
  * gc: pins, and mark-and-sweep of the blobs nothing refers to.
  *
  * The roots are the package records (their artifact digest), the manifest
- * records (the manifest blob, the first 32 bytes of the value) and the pins.
+ * records (the manifest blob, the first 32 bytes of the value, and the
+ * artifacts of the manifest bytes the registry keeps after it) and the pins.
  * A run has two phases so that adders are blocked only briefly:
  *   1. without the lock: mark, walk blobs/ and tmp/, and list candidates;
  *   2. under the store lock (exclusive): mark again, and delete each
@@ -28,6 +29,7 @@
 
 #include "error.h"
 #include "index.h"
+#include "pkgstore/manifest.h"
 #include "store.h"
 
 static _Atomic int64_t clock_skew;
@@ -234,6 +236,29 @@ static void mark_clear(struct mark_set *set)
     memset(set, 0, sizeof(*set));
 }
 
+static int mark_manifest_artifacts(struct mark_set *set, const void *key, size_t key_len,
+                                   const void *data, size_t len)
+{
+    pkgstore_manifest *manifest = NULL;
+    int error;
+
+    if ((error = pkgstore_manifest_parse(&manifest, data, len)) < 0) {
+        char name[300];
+        size_t n = key_len < sizeof(name) - 1 ? key_len : sizeof(name) - 1;
+        for (size_t i = 0; i < n; i++) {
+            char c = ((const char *)key)[i];
+            name[i] = c == '\0' ? ' ' : c;
+        }
+        name[n] = '\0';
+        ps_error_prefix("gc: refusing to sweep: manifest record %s", name);
+        return error; /* an unreadable root must stop gc, not free its blobs */
+    }
+    for (size_t i = 0; i < pkgstore_manifest_artifact_count(manifest) && error == 0; i++)
+        error = mark_add(set, &pkgstore_manifest_artifact(manifest, i)->digest);
+    pkgstore_manifest_free(manifest);
+    return error;
+}
+
 struct mark_walk {
     struct mark_set *set;
     enum ps_index_db db;
@@ -266,6 +291,14 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
             return ps_error_set(PKGSTORE_ECORRUPT,
                                 "gc: refusing to sweep: malformed manifest record");
         memcpy(digest.bytes, val, PKGSTORE_DIGEST_SIZE);
+        /* The registry keeps the manifest's bytes after its digest: mark its
+         * artifacts too, so they survive even a crash that left the package
+         * records behind the manifest. */
+        if (val_len > PKGSTORE_DIGEST_SIZE &&
+            (error = mark_manifest_artifacts(walk->set, key, key_len,
+                                             (const unsigned char *)val + PKGSTORE_DIGEST_SIZE,
+                                             val_len - PKGSTORE_DIGEST_SIZE)) < 0)
+            return error;
         break;
     case PS_DB_PINS:
         if (key_len != PKGSTORE_DIGEST_SIZE)

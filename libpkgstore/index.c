@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "store.h"
@@ -50,6 +51,13 @@ struct ps_index {
     pthread_mutex_t pool_mutex;
     MDB_txn *pool[READ_POOL];
     size_t pooled;
+    /* sharing between handles of one process (see ps_index_open) */
+    dev_t dev;
+    ino_t ino;
+    pid_t pid;
+    int no_sync;
+    unsigned int refs;
+    ps_index *next;
 };
 
 static const char *const db_names[PS_DB_COUNT] = {
@@ -61,6 +69,17 @@ static const char *const db_names[PS_DB_COUNT] = {
 /* The MDB code last translated on this thread: ps_index_write() looks here
  * to see whether fn failed because the map was full. */
 static _Thread_local int last_mdb_rc;
+
+/* Transactions of this thread now running. A nested one could deadlock: a
+ * resize (exclusive lock) would wait for the outer transaction's shared
+ * lock held by the very same thread. So nesting is refused outright. */
+static _Thread_local int txn_depth;
+
+static int refuse_nested(void)
+{
+    return ps_error_set(PKGSTORE_EINTERNAL,
+                        "index: transaction started inside another one on this thread");
+}
 
 /* ---------------------------------------------------------------- errors */
 
@@ -190,7 +209,9 @@ static int open_databases(ps_index *index)
     }
 }
 
-int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync, uint64_t map_size)
+static void close_env(ps_index *index);
+
+static int open_env(ps_index **out, const char *dir, int read_only, int no_sync, uint64_t map_size)
 {
     ps_index *index = NULL;
     unsigned int flags = MDB_NOTLS;
@@ -272,11 +293,11 @@ int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync, u
     *out = index;
     index = NULL; /* now owned by the caller */
 out:
-    ps_index_free(index);
+    close_env(index);
     return error;
 }
 
-void ps_index_free(ps_index *index)
+static void close_env(ps_index *index)
 {
     if (index == NULL)
         return;
@@ -287,6 +308,92 @@ void ps_index_free(ps_index *index)
     pthread_mutex_destroy(&index->pool_mutex);
     pthread_rwlock_destroy(&index->resize_lock);
     free(index);
+}
+
+/* LMDB must not open one environment twice in a process: closing either
+ * drops the process's POSIX locks on lock.mdb for both, and the next
+ * process to open it would then reset a reader table still in use. So
+ * handles on one data.mdb (same device and inode, same process) share one
+ * environment, counted. */
+static pthread_mutex_t open_envs_mutex = PTHREAD_MUTEX_INITIALIZER;
+static ps_index *open_envs;
+
+static ps_index *find_open_env(const char *dir)
+{
+    char data_path[4096];
+    struct stat st;
+
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
+    if (stat(data_path, &st) != 0)
+        return NULL;
+    for (ps_index *index = open_envs; index != NULL; index = index->next)
+        if (index->dev == st.st_dev && index->ino == st.st_ino && index->pid == getpid())
+            return index;
+    return NULL;
+}
+
+int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync, uint64_t map_size)
+{
+    char data_path[4096];
+    struct stat st;
+    ps_index *index;
+    int error = 0;
+
+    if (out == NULL || dir == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    *out = NULL;
+    pthread_mutex_lock(&open_envs_mutex);
+    if ((index = find_open_env(dir)) != NULL) {
+        if (index->read_only && !read_only) {
+            error = ps_error_set(PKGSTORE_ELOCKED,
+                                 "index: %s is already open read-only in this process", dir);
+            goto out;
+        }
+        /* durability wins: one handle asking for syncs gets them for all */
+        if (!no_sync && index->no_sync && mdb_env_set_flags(index->env, MDB_NOSYNC, 0) == 0)
+            index->no_sync = 0;
+        index->refs++;
+        *out = index;
+        goto out;
+    }
+    if ((error = open_env(&index, dir, read_only, no_sync, map_size)) < 0)
+        goto out;
+    snprintf(data_path, sizeof(data_path), "%s/data.mdb", dir);
+    if (stat(data_path, &st) != 0) {
+        error = ps_error_errno(errno, "%s: stat", data_path);
+        close_env(index);
+        goto out;
+    }
+    index->dev = st.st_dev;
+    index->ino = st.st_ino;
+    index->pid = getpid();
+    index->no_sync = no_sync;
+    index->refs = 1;
+    index->next = open_envs;
+    open_envs = index;
+    *out = index;
+out:
+    pthread_mutex_unlock(&open_envs_mutex);
+    return error;
+}
+
+void ps_index_free(ps_index *index)
+{
+    if (index == NULL)
+        return;
+    pthread_mutex_lock(&open_envs_mutex);
+    if (--index->refs > 0) {
+        pthread_mutex_unlock(&open_envs_mutex);
+        return;
+    }
+    for (ps_index **link = &open_envs; *link != NULL; link = &(*link)->next) {
+        if (*link == index) {
+            *link = index->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_envs_mutex);
+    close_env(index);
 }
 
 MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db)
@@ -350,6 +457,8 @@ int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
         return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
     if (index->read_only)
         return ps_error_set(PKGSTORE_EDENIED, "index: opened read-only");
+    if (txn_depth > 0)
+        return refuse_nested();
 
     for (;;) {
         MDB_txn *txn = NULL;
@@ -371,7 +480,9 @@ int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
         }
 
         last_mdb_rc = 0;
+        txn_depth++;
         error = fn(txn, index, payload);
+        txn_depth--;
         grow = 0;
         if (error < 0) {
             grow = last_mdb_rc == MDB_MAP_FULL;
@@ -398,6 +509,8 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
 {
     if (index == NULL || fn == NULL)
         return ps_error_set(PKGSTORE_EINVALID, "index: NULL argument");
+    if (txn_depth > 0)
+        return refuse_nested();
 
     for (;;) {
         MDB_txn *txn = NULL;
@@ -425,7 +538,9 @@ int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload)
             pthread_rwlock_unlock(&index->resize_lock);
             return ps_index_error(rc, "begin read transaction");
         }
+        txn_depth++;
         error = fn(txn, index, payload);
+        txn_depth--;
         mdb_txn_reset(txn);
         pthread_mutex_lock(&index->pool_mutex);
         if (index->pooled < READ_POOL) {

@@ -40,9 +40,11 @@ MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db);
 /* Runs fn inside a transaction. fn returns 0 to commit (write) or a
  * negative PKGSTORE_E* code to abort; that code is returned. fn may be run
  * more than once (after the map was grown), so it must only act through the
- * txn and must reset anything it writes to payload at its start. Safe from
- * many threads at once; write transactions are serialised by LMDB across
- * threads and processes. */
+ * txn and must reset anything it writes to payload at its start. fn must not
+ * start another index transaction (ps_index_* calls included): nesting is
+ * refused with PKGSTORE_EINTERNAL, because a map resize would deadlock on
+ * it. Safe from many threads at once; write transactions are serialised by
+ * LMDB across threads and processes. */
 typedef int (*ps_index_txn_fn)(MDB_txn *txn, ps_index *index, void *payload);
 int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload);
 int ps_index_read(ps_index *index, ps_index_txn_fn fn, void *payload);

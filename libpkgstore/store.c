@@ -382,13 +382,15 @@ static int mkdir_at(int dir_fd, const char *name, const char *root)
     return 0;
 }
 
-static int open_dirs(pkgstore_store *store, int creating)
+static int open_dirs(pkgstore_store *store)
 {
     int error;
     if (!store->opts.read_only) {
-        if ((error = mkdir_at(store->root_fd, "tmp", store->path)) < 0 ||
-            (error = mkdir_at(store->root_fd, "blobs", store->path)) < 0 ||
+        /* blobs/ first: a concurrent creator that finds the directory
+         * non-empty accepts it as a store being created when blobs/ is there */
+        if ((error = mkdir_at(store->root_fd, "blobs", store->path)) < 0 ||
             (error = mkdir_at(store->root_fd, "blobs/sha256", store->path)) < 0 ||
+            (error = mkdir_at(store->root_fd, "tmp", store->path)) < 0 ||
             (error = mkdir_at(store->root_fd, "index", store->path)) < 0)
             return error;
         store->tmp_fd = openat(store->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -401,7 +403,6 @@ static int open_dirs(pkgstore_store *store, int creating)
                             0644);
     if (store->lock_fd < 0 && !(store->opts.read_only && errno == ENOENT))
         return ps_error_errno(errno, "%s/lock: open", store->path);
-    (void)creating;
     return 0;
 }
 
@@ -476,7 +477,7 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
         goto fail;
     }
 
-    if ((error = open_dirs(store, creating)) < 0)
+    if ((error = open_dirs(store)) < 0)
         goto fail;
     if (creating) {
         if ((error = write_format(store)) < 0)

@@ -318,6 +318,10 @@ out:
 
 /* ------------------------------------------------------------------ add */
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+
 #define COPY_CHUNK ((size_t)8 << 20)
 #define READ_CHUNK ((size_t)1 << 20)
 
@@ -477,7 +481,8 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
             (void)madvise(map, map_len, MADV_SEQUENTIAL);
     }
     if (pthread_create(&thread, NULL, copier_main, &job) != 0) {
-        error = 1;
+        /* the plain loop writes from offset 0: drop the reservation */
+        error = ftruncate(writer->fd, 0) == 0 ? 1 : io_error(errno, writer, "truncate");
         goto out_nothread;
     }
     for (;;) {
@@ -492,8 +497,13 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
         while (hashed < available) {
             uint64_t to = available - hashed > ((uint64_t)64 << 20) ? hashed + ((uint64_t)64 << 20)
                                                                      : available;
-            if (map != NULL && to <= map_len)
+            if (map != NULL && to <= map_len) {
+                /* map the landed pages in one call instead of a fault per
+                 * few pages (best effort: older kernels say EINVAL) */
+                uint64_t first = hashed - hashed % 4096;
+                (void)madvise(map + first, (size_t)(to - first), MADV_POPULATE_READ);
                 error = pkgstore_digest_ctx_update(writer->ctx, map + hashed, (size_t)(to - hashed));
+            }
             else
                 error = hash_range(writer, hashed, to);
             if (error < 0)

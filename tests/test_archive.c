@@ -459,6 +459,13 @@ static void test_archive__entrypoint_symlink_refused(void **state)
     };
     make_archive(fx->archive, FMT_TAR, specs, 2);
     expect_refused(fx, "otelcol", PKGSTORE_EINVALID, "not a regular file");
+    /* A hard link as the entrypoint, in validation as in extraction. */
+    static const spec hard[] = {
+        {"real", 'f', "#!/bin/sh\n", 0755, 0},
+        {"otelcol", 'h', "real", 0755, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, hard, 2);
+    expect_refused(fx, "otelcol", PKGSTORE_EINVALID, "a hard link");
 }
 
 static void test_archive__later_entry_replaces_earlier(void **state)

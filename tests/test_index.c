@@ -22,42 +22,12 @@
 #include <unistd.h>
 
 #include "pkgstore.h"
+#include "pkgstore/gc.h"
 #include "pkgstore/index.h"
 #include "pkgstore/store.h"
 #include "error.h"
 #include "index.h"
 #include "store.h"
-
-/* Until the store module is on this branch, weak stand-ins let the index
- * tests link; the real definitions in libpkgstore.a win once they exist. */
-__attribute__((weak)) void pkgstore_store_free(pkgstore_store *store)
-{
-    (void)store;
-}
-__attribute__((weak)) ps_index *ps_store_index(pkgstore_store *store)
-{
-    (void)store;
-    return NULL;
-}
-__attribute__((weak)) int pkgstore_store_blob_exists(pkgstore_store *store,
-                                                     const pkgstore_digest *digest)
-{
-    (void)store;
-    (void)digest;
-    return PKGSTORE_EINVALID;
-}
-
-__attribute__((weak)) int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
-{
-    (void)store;
-    (void)exclusive;
-    (void)nonblock;
-    return 0;
-}
-__attribute__((weak)) void ps_store_unlock(pkgstore_store *store)
-{
-    (void)store;
-}
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -163,6 +133,42 @@ static void test_index__open_reopen(void **state)
     assert_int_equal(rec.size, 42);
     assert_int_equal(ps_index_blob_put(index, &digest, 1), PKGSTORE_EDENIED);
     ps_index_free(index);
+}
+
+/* Two handles on one index in one process share one LMDB environment
+ * (LMDB forbids opening it twice); each free drops one reference. */
+static void test_index__open_twice_shares_environment(void **state)
+{
+    struct fixture *fx = *state;
+    char alias[160];
+    ps_index *first = open_index(fx->index, 0);
+    ps_index *second, *read_only = NULL, *other = NULL;
+    pkgstore_digest digest;
+    pkgstore_blob_record rec;
+
+    snprintf(alias, sizeof(alias), "%s/../index", fx->index); /* another spelling */
+    second = open_index(alias, 0);
+    assert_ptr_equal(first, second);
+    assert_ok(ps_index_open(&read_only, fx->index, 1, 0, 0));
+    assert_ptr_equal(first, read_only);
+    ps_index_free(read_only);
+
+    digest_of_int(&digest, 5);
+    assert_ok(ps_index_blob_put(first, &digest, 5));
+    ps_index_free(first);
+    assert_ok(ps_index_blob_get(&rec, second, &digest)); /* still open */
+    ps_index_free(second);
+
+    /* a read-only environment cannot serve a read-write open */
+    assert_ok(ps_index_open(&read_only, fx->index, 1, 0, 0));
+    assert_int_equal(ps_index_open(&other, fx->index, 0, 1, 0), PKGSTORE_ELOCKED);
+    assert_null(other);
+    ps_index_free(read_only);
+
+    /* once all are closed, a fresh open gets a new environment */
+    first = open_index(fx->index, 0);
+    assert_ok(ps_index_blob_get(&rec, first, &digest));
+    ps_index_free(first);
 }
 
 static void test_index__open_missing_read_only(void **state)
@@ -450,6 +456,35 @@ static void test_index__foreach_order_prefix_and_batches(void **state)
     assert_ok(ps_index_foreach(index, PS_DB_PACKAGES, "zz", 3, walk_cb, walk));
     assert_int_equal(walk->count, 0);
     free(walk);
+    ps_index_free(index);
+}
+
+static int nested_read(MDB_txn *txn, ps_index *index, void *payload)
+{
+    (void)txn;
+    (void)payload;
+    return ps_index_read(index, nested_read, NULL);
+}
+
+static int nested_write(MDB_txn *txn, ps_index *index, void *payload)
+{
+    pkgstore_digest digest;
+    (void)txn;
+    (void)payload;
+    digest_of_int(&digest, 1);
+    return ps_index_blob_put(index, &digest, 1);
+}
+
+static void test_index__nested_transactions_refused(void **state)
+{
+    struct fixture *fx = *state;
+    ps_index *index = open_index(fx->index, 0);
+    assert_int_equal(ps_index_read(index, nested_read, NULL), PKGSTORE_EINTERNAL);
+    assert_non_null(strstr(pkgstore_error_detail(), "inside another"));
+    assert_int_equal(ps_index_write(index, nested_write, NULL), PKGSTORE_EINTERNAL);
+    assert_int_equal(ps_index_read(index, nested_write, NULL), PKGSTORE_EINTERNAL);
+    /* and the thread is usable afterwards */
+    assert_ok(ps_index_write(index, write_format, &(uint32_t){1}));
     ps_index_free(index);
 }
 
@@ -748,6 +783,188 @@ static void test_index__stale_reader_cleared_at_open(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ---------------------------------------------------------------- public API over a store */
+
+static pkgstore_store *open_store(struct fixture *fx)
+{
+    pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
+    opts.durability = PKGSTORE_DURABILITY_NONE;
+    assert_ok(pkgstore_store_open(&fx->store, fx->dir, &opts));
+    return fx->store;
+}
+
+struct names {
+    size_t count;
+    char seen[8][300];
+};
+
+static int names_cb(const pkgstore_package_record *record, void *payload)
+{
+    struct names *names = payload;
+    if (names->count < 8)
+        snprintf(names->seen[names->count], sizeof(names->seen[0]), "%s %s", record->name,
+                 record->version);
+    names->count++;
+    return 0;
+}
+
+static int blobs_cb(const pkgstore_blob_record *record, void *payload)
+{
+    (void)record;
+    (*(size_t *)payload)++;
+    return 0;
+}
+
+static void test_index__public_package_api(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_store *store = open_store(fx);
+    pkgstore_package_record rec, out;
+    pkgstore_blob_record blob;
+    pkgstore_digest digest, missing;
+    struct names names;
+    size_t blobs = 0;
+
+    assert_ok(pkgstore_store_add_buffer(&digest, store, "artifact", 8));
+    assert_ok(pkgstore_index_blob_get(&blob, store, &digest));
+    assert_int_equal(blob.size, 8);
+    assert_ok(pkgstore_index_blob_foreach(store, blobs_cb, &blobs));
+    assert_int_equal(blobs, 1);
+
+    make_package(&rec, "otelcol", "1.0.0", "linux/amd64", 1);
+    rec.digest = digest;
+    assert_ok(pkgstore_index_package_put(store, &rec));
+    make_package(&rec, "otelcol", "1.1.0", "linux/amd64", 2);
+    rec.digest = digest;
+    assert_ok(pkgstore_index_package_put(store, &rec));
+    make_package(&rec, "otelcol-contrib", "1.0.0", "linux/amd64", 3);
+    rec.digest = digest;
+    assert_ok(pkgstore_index_package_put(store, &rec));
+
+    /* invariant 2: no record for a blob that is not there */
+    make_package(&rec, "ghost", "1.0.0", "linux/amd64", 4);
+    memset(&missing, 0x5a, sizeof(missing));
+    rec.digest = missing;
+    assert_int_equal(pkgstore_index_package_put(store, &rec), PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "is not in the store"));
+    assert_int_equal(pkgstore_index_package_get(&out, store, "ghost", "1.0.0", "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+
+    assert_ok(pkgstore_index_package_get(&out, store, "otelcol", "1.1.0", "linux/amd64"));
+    assert_memory_equal(out.digest.bytes, digest.bytes, 32);
+
+    /* a name walk does not run into a longer name sharing the prefix */
+    memset(&names, 0, sizeof(names));
+    assert_ok(pkgstore_index_package_foreach(store, "otelcol", names_cb, &names));
+    assert_int_equal(names.count, 2);
+    assert_string_equal(names.seen[0], "otelcol 1.0.0");
+    assert_string_equal(names.seen[1], "otelcol 1.1.0");
+    memset(&names, 0, sizeof(names));
+    assert_ok(pkgstore_index_package_foreach(store, NULL, names_cb, &names));
+    assert_int_equal(names.count, 3);
+
+    assert_ok(pkgstore_index_package_delete(store, "otelcol", "1.0.0", "linux/amd64"));
+    assert_int_equal(pkgstore_index_package_delete(store, "otelcol", "1.0.0", "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_string_equal(pkgstore_error_detail(),
+                        "package otelcol 1.0.0 linux/amd64: not in the index");
+    assert_int_equal(pkgstore_index_package_get(&out, store, "otelcol", "1.0.0", "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+
+    assert_int_equal(pkgstore_index_package_put(NULL, &rec), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_index_package_foreach(store, NULL, NULL, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_index_blob_get(&blob, store, &missing), PKGSTORE_ENOTFOUND);
+}
+
+struct problems {
+    size_t count;
+    char paths[8][256];
+    int repaired[8];
+};
+
+static int problems_cb(const pkgstore_fsck_problem *problem, void *payload)
+{
+    struct problems *problems = payload;
+    if (problem->kind == PKGSTORE_FSCK_MISSING && problems->count < 8) {
+        snprintf(problems->paths[problems->count], sizeof(problems->paths[0]), "%s",
+                 problem->path);
+        problems->repaired[problems->count] = problem->repaired;
+        problems->count++;
+    }
+    return 0;
+}
+
+static int has_path(const struct problems *problems, const char *path)
+{
+    for (size_t i = 0; i < problems->count; i++)
+        if (strcmp(problems->paths[i], path) == 0)
+            return 1;
+    return 0;
+}
+
+struct raw_manifest {
+    const char *key;
+    size_t key_len;
+    pkgstore_digest digest;
+};
+
+static int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct raw_manifest *raw = payload;
+    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test") : 0;
+}
+
+/* fsck through the store: every kind of record pointing at a vanished blob
+ * is reported with a readable path, and repair drops it. */
+static void test_index__check_refs_reports_and_repairs(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_store *store = open_store(fx);
+    pkgstore_package_record rec;
+    pkgstore_digest digest;
+    pkgstore_fsck_report report;
+    struct problems problems;
+    struct raw_manifest manifest = {"demo\0" "1.0.0", 10, {{0}}};
+    char path[4096], text[PKGSTORE_DIGEST_STR_SIZE], expected[256];
+
+    assert_ok(pkgstore_store_add_buffer(&digest, store, "soon gone", 9));
+    make_package(&rec, "demo", "1.0.0", "linux/amd64", 1);
+    rec.digest = digest;
+    assert_ok(pkgstore_index_package_put(store, &rec));
+    manifest.digest = digest;
+    assert_ok(ps_index_write(ps_store_index(store), write_raw_manifest, &manifest));
+    assert_ok(pkgstore_gc_pin(store, &digest, "test"));
+
+    assert_ok(ps_store_blob_path(path, sizeof(path), store, &digest, ""));
+    assert_int_equal(unlink(path), 0);
+
+    memset(&problems, 0, sizeof(problems));
+    assert_ok(pkgstore_store_fsck(&report, store, 0, problems_cb, &problems));
+    assert_int_equal(report.missing, 4);
+    assert_int_equal(problems.count, 4);
+    pkgstore_digest_format(text, &digest);
+    assert_true(has_path(&problems, "index/packages/demo 1.0.0 linux/amd64"));
+    assert_true(has_path(&problems, "index/manifests/demo 1.0.0"));
+    snprintf(expected, sizeof(expected), "index/blobs/%s", text);
+    assert_true(has_path(&problems, expected));
+    snprintf(expected, sizeof(expected), "index/pins/%s", text);
+    assert_true(has_path(&problems, expected));
+    assert_int_equal(problems.repaired[0], 0);
+
+    memset(&problems, 0, sizeof(problems));
+    assert_ok(pkgstore_store_fsck(&report, store, PKGSTORE_FSCK_REPAIR, problems_cb, &problems));
+    assert_int_equal(report.missing, 4);
+    assert_int_equal(report.repaired, 4);
+    assert_int_equal(problems.repaired[0], 1);
+
+    memset(&problems, 0, sizeof(problems));
+    assert_ok(pkgstore_store_fsck(&report, store, 0, problems_cb, &problems));
+    assert_int_equal(report.missing, 0);
+    assert_int_equal(problems.count, 0);
+}
+
 /* ---------------------------------------------------------------- package types */
 
 static void test_index__package_type_names(void **state)
@@ -770,6 +987,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_index__open_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index__open_twice_shares_environment, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_index__open_missing_read_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__unknown_format_refused, setup, teardown),
         cmocka_unit_test(test_index__error_translation),
@@ -781,12 +1000,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index__package_notfound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__foreach_order_prefix_and_batches, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_index__nested_transactions_refused, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_index__map_full_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__map_resized_by_other_process, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_index__concurrent_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__concurrent_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__stale_reader_cleared_at_open, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_index__public_package_api, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index__check_refs_reports_and_repairs, setup,
                                         teardown),
         cmocka_unit_test(test_index__package_type_names),
     };

@@ -18,6 +18,9 @@
 #include "pkgstore.h"
 #include "pkgstore/manifest.h"
 #include "pkgstore/registry.h"
+/* private: to plant corrupt records the public API cannot write */
+#include "index.h"
+#include "store.h"
 
 struct fixture {
     char dir[64];
@@ -480,6 +483,91 @@ static void test_policy__incompatible_platform(void **state)
     json_decref(resp);
 }
 
+
+static void test_policy__addon_slots_per_package(void **state)
+{
+    struct fixture *f = *state;
+    add_artifact(f, "metrics-sidecar", "2.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "metrics sidecar 2.0.0", NULL);
+    add_artifact(f, "log-sidecar", "1.1.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "sidecar 1.1.0 amd64", NULL);
+    /* two addon packages side by side; for log-sidecar the higher priority wins */
+    put_policy(f, "logs-old", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\",\"priority\":1}");
+    put_policy(f, "logs-new", "{\"package\":\"log-sidecar\",\"version\":\"1.1.0\",\"priority\":2}");
+    put_policy(f, "metrics", "{\"package\":\"metrics-sidecar\",\"version\":\"2.0.0\"}");
+    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
+    json_t *offers = offers_of(resp);
+    assert_int_equal(json_array_size(offers), 2);
+    int logs = 0, metrics = 0;
+    for (size_t i = 0; i < json_array_size(offers); i++) {
+        json_t *offer = json_array_get(offers, i);
+        assert_string_equal(str_at(offer, "type"), "addon");
+        if (strcmp(str_at(offer, "name"), "log-sidecar") == 0) {
+            assert_string_equal(str_at(offer, "policy"), "logs-new");
+            assert_string_equal(str_at(offer, "version"), "1.1.0");
+            logs++;
+        } else {
+            assert_string_equal(str_at(offer, "name"), "metrics-sidecar");
+            metrics++;
+        }
+    }
+    assert_int_equal(logs, 1);
+    assert_int_equal(metrics, 1);
+    json_decref(resp);
+}
+
+static void test_policy__offer_uses_a_compatible_fallback(void **state)
+{
+    struct fixture *f = *state;
+    char digest[PKGSTORE_DIGEST_STR_SIZE];
+    add_artifact(f, "otelcol-lite", "1.0.0", PKGSTORE_TYPE_PRIMARY, "linux/386", "lite 386",
+                 digest);
+    put_policy(f, "lite", "{\"package\":\"otelcol-lite\",\"version\":\"1.0.0\"}");
+    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/x86_64\"}");
+    json_t *offer = json_array_get(offers_of(resp), 0);
+    assert_non_null(offer);
+    assert_string_equal(str_at(offer, "platform"), "linux/386"); /* the artifact's */
+    assert_string_equal(str_at(offer, "digest"), digest);
+    json_decref(resp);
+}
+
+struct plant {
+    enum ps_index_db db;
+    const char *key;
+    const char *value;
+};
+
+static int plant_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct plant *plant = payload;
+    MDB_val key = {strlen(plant->key), (void *)plant->key};
+    MDB_val val = {strlen(plant->value), (void *)plant->value};
+    return mdb_put(txn, ps_index_dbi(index, plant->db), &key, &val, 0) == 0 ? 0
+                                                                             : PKGSTORE_EIO;
+}
+
+static void test_policy__corrupt_records_on_open(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(heartbeat(f, "{\"node_id\":\"good\",\"platform\":\"linux/amd64\"}"));
+    pkgstore_policy_free(f->db);
+    f->db = NULL;
+
+    /* a node record that does not parse is dropped: the node comes back */
+    struct plant node = {PS_DB_NODES, "broken", "{\"id\":\"broken\",\"platform\":"};
+    CHECK(ps_index_write(ps_store_index(f->store), plant_txn, &node));
+    CHECK(open_db(f, 0));
+    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
+    pkgstore_policy_free(f->db);
+    f->db = NULL;
+
+    /* a policy record that does not parse refuses the open, naming it */
+    struct plant policy = {PS_DB_POLICIES, "mangled", "not json"};
+    CHECK(ps_index_write(ps_store_index(f->store), plant_txn, &policy));
+    assert_fails(open_db(f, 0), PKGSTORE_ECORRUPT, "policy record 'mangled'");
+    assert_null(f->db);
+}
+
 /* ---------------------------------------------------------------- status */
 
 static void send_status(struct fixture *f, const char *node, const char *status,
@@ -860,6 +948,9 @@ int main(void)
         T(test_policy__primary_and_addon_offers),
         T(test_policy__no_offer_when_running_the_digest),
         T(test_policy__incompatible_platform),
+        T(test_policy__addon_slots_per_package),
+        T(test_policy__offer_uses_a_compatible_fallback),
+        T(test_policy__corrupt_records_on_open),
         T(test_policy__history_bounded_and_deduplicated),
         T(test_policy__rollout_counts),
         T(test_policy__count_foreach_for_metrics),

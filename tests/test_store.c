@@ -151,6 +151,29 @@ static void test_store__tmp_cleanup_at_open(void **state)
     unlink(other);
 }
 
+static void test_store__concurrent_create(void **state)
+{
+    struct fixture *fx = *state;
+    char fresh[4200];
+    pid_t pids[6];
+    snprintf(fresh, sizeof(fresh), "%s/fresh", fx->dir);
+    for (int c = 0; c < 6; c++) {
+        pids[c] = fork();
+        if (pids[c] == 0) {
+            pkgstore_store *store = open_store_mode(fresh, PKGSTORE_DURABILITY_NONE);
+            int error = store ? pkgstore_store_add_buffer(NULL, store, "first", 5) : -1;
+            pkgstore_store_free(store);
+            _exit(error == 0 ? 0 : 1);
+        }
+    }
+    for (int c = 0; c < 6; c++) {
+        int status = -1;
+        waitpid(pids[c], &status, 0);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+}
+
 /* ------------------------------------------------------------------ writer */
 
 static void test_store__writer_commit(void **state)
@@ -942,6 +965,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store__open_creates_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__unknown_format_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__tmp_cleanup_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store__concurrent_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__writer_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__writer_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store__digest_mismatch, setup, teardown),

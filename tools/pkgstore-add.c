@@ -1,198 +1,243 @@
 /*
  * pkgstore-add: add files (or stdin) to the store as blobs, printing one
- * sha256:<hex> per input; with --name/--version also record a package.
+ * sha256:<hex> per input; with --name/--version also add it to that package
+ * version through the registry (manifest regenerated, archives checked).
  */
 #include "cli.h"
 
-#include <ctype.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage_text[] =
     "Usage: pkgstore-add [--store DIR] [--batch | --no-fsync] [--json]\n"
     "                    [--name N --version V [--type primary|addon]\n"
-    "                     [--platform OS/ARCH[/VARIANT]] [--entrypoint PATH]]\n"
+    "                     [--platform OS/ARCH[/VARIANT]] [--format F] [--entrypoint PATH]\n"
+    "                     [--depends 'NAME CONSTRAINT']... [--force]]\n"
     "                    FILE... | -\n"
     "Add each FILE (or standard input for -) to the store and print its\n"
-    "sha256:<hex> digest, one line per input.\n"
+    "sha256:<hex> digest, one line per input. With --name and --version, also\n"
+    "add it as the artifact of that package version for its platform: the\n"
+    "version's manifest is created or updated (replacing the artifact of the\n"
+    "same platform) and indexed.\n"
     "\n"
     "  --store DIR        the store (default: $COLLECTORCTRL_PACKAGES_DIR)\n"
     "  --batch            sync once for all inputs instead of once per blob\n"
     "  --no-fsync         never sync (benchmarks and tests only)\n"
     "  --json             print a JSON document instead of lines\n"
-    "  --name N           also record the input as package N (one input only)\n"
-    "  --version V        the package version (with --name)\n"
+    "  --name N           also add the input to package N (one input only)\n"
+    "  --version V        the package version, SemVer (with --name)\n"
     "  --type T           primary (default) or addon\n"
     "  --platform P       os/arch[/variant] (default: this machine's)\n"
-    "  --entrypoint PATH  executable name or path inside an archive\n"
-    "                     (default: the input's file name, or N)\n"
+    "  --format F         binary, tar, tar+gzip, tar+zstd, tar+xz or zip\n"
+    "                     (default: detected from the content)\n"
+    "  --entrypoint PATH  the executable inside an archive (default: its only\n"
+    "                     executable file), or a binary's file name (default:\n"
+    "                     the input's file name, or N for standard input)\n"
+    "  --depends 'NAME CONSTRAINT'\n"
+    "                     a primary package this one needs, e.g.\n"
+    "                     'otelcol-contrib >=0.90.0 <1.0.0' (repeatable)\n"
+    "  --force            skip the dependency check\n"
     "  --help             show this help\n"
     "  --version          (alone) show the program version\n"
     "\n"
+    "An archive is checked before anything is recorded: every entry must be\n"
+    "safe to extract and the entrypoint must be a regular file in it.\n"
+    "\n"
     "Exit status: 0 all added, 1 an input could not be added, 2 usage error,\n"
-    "3 the store could not be opened or the package not recorded.\n";
+    "3 the store could not be opened or the package not recorded (an unsafe\n"
+    "archive, an unmet dependency, ...).\n";
 
 struct added {
     const char *input;
     int ok;
     pkgstore_digest digest;
     uint64_t size;
+    int error;     /* when !ok: the library's code */
+    char *message; /* when !ok: its detail (freed by main) */
 };
+
+#define MAX_DEPENDS 64
 
 struct package_args {
-    const char *name, *version, *type, *platform, *entrypoint;
+    const char *name, *version, *type, *platform, *format, *entrypoint;
+    const char *depends[MAX_DEPENDS];
+    size_t depends_count;
+    int force;
 };
 
-/* This machine's platform, in the canonical os/arch[/variant] form. */
-static void host_platform(char *buf, size_t size)
-{
-    struct utsname u;
-    const char *arch;
-    char os[64];
-    size_t i;
-    if (uname(&u) != 0) {
-        snprintf(buf, size, "linux/amd64");
-        return;
-    }
-    for (i = 0; u.sysname[i] && i + 1 < sizeof(os); i++)
-        os[i] = (char)tolower((unsigned char)u.sysname[i]);
-    os[i] = '\0';
-    if (strcmp(u.machine, "x86_64") == 0)
-        arch = "amd64";
-    else if (strcmp(u.machine, "aarch64") == 0 || strcmp(u.machine, "arm64") == 0)
-        arch = "arm64";
-    else if (strncmp(u.machine, "armv7", 5) == 0)
-        arch = "arm/v7";
-    else if (strncmp(u.machine, "armv6", 5) == 0)
-        arch = "arm/v6";
-    else if (u.machine[0] == 'i' && strcmp(u.machine + 2, "86") == 0)
-        arch = "386";
-    else
-        arch = u.machine;
-    if ((size_t)snprintf(buf, size, "%.20s/%.40s", os, arch) >= size)
-        buf[size - 1] = '\0';
-}
+/* What was recorded, for the output. */
+struct recorded {
+    pkgstore_resolution what; /* name, version, type, manifest digest, artifact */
+    int64_t created;
+};
 
-static int platform_ok(const char *platform)
+/* "NAME CONSTRAINT" (or NAME alone: any version) into *dep. */
+static int parse_depends(pkgstore_dependency *dep, const char *text)
 {
-    int parts = 1, len = 0;
-    for (const char *p = platform; *p; p++) {
-        if (*p == '/') {
-            if (len == 0)
-                return 0;
-            parts++;
-            len = 0;
-            continue;
-        }
-        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
-            return 0;
-        len++;
-    }
-    return len > 0 && (parts == 2 || parts == 3);
-}
-
-/* [a-z0-9][a-z0-9._-]* as in pkgstore/index.h */
-static int name_ok(const char *name)
-{
-    if (!(islower((unsigned char)name[0]) || isdigit((unsigned char)name[0])))
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '.' || *p == '_' ||
-              *p == '-'))
-            return 0;
-    return 1;
-}
-
-static const char *format_for(const char *path)
-{
-    static const struct {
-        const char *suffix, *format;
-    } table[] = {{".tar.gz", "tar+gzip"}, {".tgz", "tar+gzip"}, {".tar.zst", "tar+zstd"},
-                 {".tar.xz", "tar+xz"},   {".tar", "tar"},      {".zip", "zip"}};
-    size_t len = strlen(path);
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        size_t n = strlen(table[i].suffix);
-        if (len > n && strcmp(path + len - n, table[i].suffix) == 0)
-            return table[i].format;
-    }
-    return "binary";
-}
-
-static int copy_field(char *dst, size_t size, const char *value, const char *what)
-{
-    if (value == NULL || value[0] == '\0' || strlen(value) >= size)
-        return cli_usage("%s: must be 1 to %zu characters", what, size - 1);
-    memcpy(dst, value, strlen(value) + 1);
+    const char *space = strchr(text, ' ');
+    size_t name_len = space ? (size_t)(space - text) : strlen(text);
+    const char *constraint = space ? space + 1 : "*";
+    memset(dep, 0, sizeof(*dep));
+    while (*constraint == ' ')
+        constraint++;
+    if (name_len == 0 || name_len > PKGSTORE_NAME_MAX || !*constraint ||
+        strlen(constraint) > PKGSTORE_MANIFEST_CONSTRAINT_MAX)
+        return cli_usage("--depends: '%s' is not 'NAME CONSTRAINT'", text);
+    memcpy(dep->name, text, name_len);
+    strcpy(dep->constraint, constraint);
     return 0;
 }
 
-/* The package-record part, kept apart: it fills and stores the record for
- * the one added input. (Later this goes through the registry.) */
-static int record_package(pkgstore_package_record *record, pkgstore_store *store,
+/* Check the package options up front, so a bad one is a usage error and
+ * nothing is added. */
+static int check_package_args(const struct package_args *args)
+{
+    pkgstore_package_type type;
+    pkgstore_semver version;
+    pkgstore_platform platform;
+    pkgstore_dependency dep;
+    int error;
+    if (args->type && pkgstore_package_type_parse(&type, args->type) < 0)
+        return cli_usage("--type: must be primary or addon, not '%s'", args->type);
+    if ((error = pkgstore_manifest_name_validate(args->name)) < 0)
+        return cli_usage("--name: %s", pkgstore_error_detail());
+    if (args->platform && (error = pkgstore_platform_parse(&platform, args->platform)) < 0)
+        return cli_usage("--platform: %s", pkgstore_error_detail());
+    if (args->format && (error = pkgstore_manifest_format_validate(args->format)) < 0)
+        return cli_usage("--format: '%s' is not one of binary, tar, tar+gzip, tar+zstd, "
+                         "tar+xz, zip",
+                         args->format);
+    if (args->entrypoint &&
+        (args->entrypoint[0] == '\0' || strlen(args->entrypoint) > PKGSTORE_ENTRYPOINT_MAX))
+        return cli_usage("--entrypoint: must be 1 to %d characters", PKGSTORE_ENTRYPOINT_MAX);
+    if ((error = pkgstore_version_parse(&version, args->version)) < 0)
+        return cli_usage("--version: %s", pkgstore_error_detail());
+    for (size_t i = 0; i < args->depends_count; i++) {
+        pkgstore_version_constraint *constraint = NULL;
+        if (parse_depends(&dep, args->depends[i]) != 0)
+            return CLI_EXIT_USAGE;
+        if (pkgstore_manifest_name_validate(dep.name) < 0)
+            return cli_usage("--depends: %s", pkgstore_error_detail());
+        if (pkgstore_version_constraint_parse(&constraint, dep.constraint) < 0)
+            return cli_usage("--depends: %s", pkgstore_error_detail());
+        pkgstore_version_constraint_free(constraint);
+    }
+    return 0;
+}
+
+/* Add the one input as the artifact of (name, version) through the
+ * registry, which regenerates and indexes the manifest. */
+static int record_package(struct recorded *out, pkgstore_store *store,
                           const struct package_args *args, const struct added *blob)
 {
-    char platform[PKGSTORE_PLATFORM_MAX + 1];
-    const char *entrypoint = args->entrypoint;
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    pkgstore_dependency deps[MAX_DEPENDS];
+    pkgstore_registry *reg = NULL;
+    pkgstore_manifest *manifest = NULL;
+    pkgstore_artifact artifact;
+    pkgstore_platform host;
     int error;
 
-    memset(record, 0, sizeof(*record));
-    if (args->platform == NULL)
-        host_platform(platform, sizeof(platform));
-    if (entrypoint == NULL) {
-        const char *slash = strrchr(blob->input, '/');
-        entrypoint = strcmp(blob->input, "-") == 0 ||
-                             strcmp(format_for(blob->input), "binary") != 0
-                         ? args->name
-                         : (slash ? slash + 1 : blob->input);
+    memset(out, 0, sizeof(*out));
+    memset(&artifact, 0, sizeof(artifact));
+    artifact.digest = blob->digest;
+    artifact.size = blob->size;
+    if (args->platform) {
+        snprintf(artifact.platform, sizeof(artifact.platform), "%s", args->platform);
+    } else {
+        char text[PKGSTORE_PLATFORM_STR_SIZE];
+        if ((error = pkgstore_platform_host(&host)) < 0) {
+            cli_lib_error("--platform", error);
+            return CLI_EXIT_ERROR;
+        }
+        if (pkgstore_platform_format(text, &host) >= sizeof(artifact.platform)) {
+            cli_error("--platform", "this machine's platform %s is too long", text);
+            return CLI_EXIT_ERROR;
+        }
+        memcpy(artifact.platform, text, strlen(text) + 1);
     }
-    if (copy_field(record->name, sizeof(record->name), args->name, "--name") ||
-        copy_field(record->version, sizeof(record->version), args->version, "--version") ||
-        copy_field(record->platform, sizeof(record->platform),
-                   args->platform ? args->platform : platform, "--platform") ||
-        copy_field(record->entrypoint, sizeof(record->entrypoint), entrypoint, "--entrypoint"))
-        return CLI_EXIT_USAGE;
-    snprintf(record->format, sizeof(record->format), "%s", format_for(blob->input));
-    if (pkgstore_package_type_parse(&record->type, args->type ? args->type : "primary") < 0)
-        return cli_usage("--type: must be primary or addon, not '%s'", args->type);
-    record->digest = blob->digest;
-    record->size = blob->size;
-    record->created = (int64_t)time(NULL);
+    if (args->format)
+        snprintf(artifact.format, sizeof(artifact.format), "%s", args->format);
+    if (args->entrypoint) {
+        snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "%s", args->entrypoint);
+    } else if (strcmp(blob->input, "-") != 0) {
+        /* a binary installs under its file name; for an archive the library
+         * takes its only executable, and standard input gets the package name */
+        pkgstore_archive_format detected = PKGSTORE_ARCHIVE_UNKNOWN;
+        if (args->format)
+            pkgstore_archive_format_parse(&detected, args->format);
+        else if (pkgstore_archive_detect_file(&detected, blob->input) < 0)
+            detected = PKGSTORE_ARCHIVE_UNKNOWN; /* the library will say why */
+        if (detected == PKGSTORE_ARCHIVE_BINARY) {
+            const char *slash = strrchr(blob->input, '/');
+            snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "%s",
+                     slash ? slash + 1 : blob->input);
+        }
+    }
+    for (size_t i = 0; i < args->depends_count; i++)
+        parse_depends(&deps[i], args->depends[i]); /* checked before */
+    if (args->type)
+        pkgstore_package_type_parse(&opts.type, args->type);
+    opts.dependencies = deps;
+    opts.dependency_count = args->depends_count;
+    opts.force = args->force;
+
     /* batch mode: the blob must be durable before a record names it */
     if ((error = pkgstore_store_sync(store)) < 0 ||
-        (error = pkgstore_index_package_put(store, record)) < 0) {
-        cli_lib_error(record->name, error);
+        (error = pkgstore_registry_open(&reg, store)) < 0) {
+        cli_lib_error(NULL, error);
         return CLI_EXIT_ERROR;
     }
+    error = pkgstore_registry_add(&manifest, &out->what.manifest_digest, reg, args->name,
+                                  args->version, &artifact, &opts);
+    if (error < 0) {
+        char object[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + 2];
+        snprintf(object, sizeof(object), "%s %s", args->name, args->version);
+        cli_lib_error(object, error);
+        pkgstore_registry_free(reg);
+        return CLI_EXIT_ERROR;
+    }
+    /* the artifact as recorded: normalized platform, detected format, ... */
+    const pkgstore_artifact *recorded = pkgstore_manifest_artifact_find(manifest, artifact.platform);
+    if (recorded)
+        out->what.artifact = *recorded;
+    snprintf(out->what.name, sizeof(out->what.name), "%s", pkgstore_manifest_name(manifest));
+    snprintf(out->what.version, sizeof(out->what.version), "%s",
+             pkgstore_manifest_version(manifest));
+    out->what.type = pkgstore_manifest_type(manifest);
+    out->created = pkgstore_manifest_created(manifest);
+    pkgstore_manifest_free(manifest);
+    pkgstore_registry_free(reg);
     return CLI_EXIT_OK;
 }
 
-static void print_package_json(const pkgstore_package_record *record)
+static void print_package_json(const struct recorded *record)
 {
-    char digest[PKGSTORE_DIGEST_STR_SIZE], created[32];
-    pkgstore_digest_format(digest, &record->digest);
+    char digest[PKGSTORE_DIGEST_STR_SIZE], manifest[PKGSTORE_DIGEST_STR_SIZE], created[32];
+    const pkgstore_artifact *a = &record->what.artifact;
+    pkgstore_digest_format(digest, &a->digest);
+    pkgstore_digest_format(manifest, &record->what.manifest_digest);
     cli_format_time(created, sizeof(created), record->created);
     printf("{\"name\": ");
-    cli_json_string(stdout, record->name);
+    cli_json_string(stdout, record->what.name);
     printf(", \"version\": ");
-    cli_json_string(stdout, record->version);
+    cli_json_string(stdout, record->what.version);
     printf(", \"platform\": ");
-    cli_json_string(stdout, record->platform);
+    cli_json_string(stdout, a->platform);
     printf(", \"type\": \"%s\", \"digest\": \"%s\", \"size\": %llu, \"format\": ",
-           pkgstore_package_type_name(record->type), digest, (unsigned long long)record->size);
-    cli_json_string(stdout, record->format);
+           pkgstore_package_type_name(record->what.type), digest, (unsigned long long)a->size);
+    cli_json_string(stdout, a->format);
     printf(", \"entrypoint\": ");
-    cli_json_string(stdout, record->entrypoint);
-    printf(", \"created\": \"%s\"}", created);
+    cli_json_string(stdout, a->entrypoint);
+    printf(", \"created\": \"%s\", \"manifest_digest\": \"%s\"}", created, manifest);
 }
 
 int main(int argc, char **argv)
 {
     enum { OPT_STORE = 256, OPT_BATCH, OPT_NOFSYNC, OPT_JSON, OPT_NAME, OPT_VERSION, OPT_TYPE,
-           OPT_PLATFORM, OPT_ENTRYPOINT, OPT_HELP };
+           OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_HELP };
     static const struct option options[] = {
         {"store", required_argument, NULL, OPT_STORE},
         {"batch", no_argument, NULL, OPT_BATCH},
@@ -202,17 +247,21 @@ int main(int argc, char **argv)
         {"version", required_argument, NULL, OPT_VERSION},
         {"type", required_argument, NULL, OPT_TYPE},
         {"platform", required_argument, NULL, OPT_PLATFORM},
+        {"format", required_argument, NULL, OPT_FORMAT},
         {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
+        {"depends", required_argument, NULL, OPT_DEPENDS},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
     pkgstore_durability durability = PKGSTORE_DURABILITY_FSYNC;
-    struct package_args package = {NULL, NULL, NULL, NULL, NULL};
-    pkgstore_package_record record;
+    struct package_args package;
+    struct recorded record;
     const char *store_opt = NULL, *store_dir;
     pkgstore_store *store = NULL;
     struct added *added = NULL;
     int json = 0, opt, ninputs, status = CLI_EXIT_OK, have_record = 0, stdin_used = 0, error;
 
+    memset(&package, 0, sizeof(package));
     cli_init(argv[0]);
     /* --version alone is the program's version; with a value, the package's */
     if (argc == 2 && strcmp(argv[1], "--version") == 0)
@@ -236,7 +285,14 @@ int main(int argc, char **argv)
         case OPT_VERSION: package.version = optarg; break;
         case OPT_TYPE: package.type = optarg; break;
         case OPT_PLATFORM: package.platform = optarg; break;
+        case OPT_FORMAT: package.format = optarg; break;
         case OPT_ENTRYPOINT: package.entrypoint = optarg; break;
+        case OPT_DEPENDS:
+            if (package.depends_count == MAX_DEPENDS)
+                return cli_usage("--depends: at most %d", MAX_DEPENDS);
+            package.depends[package.depends_count++] = optarg;
+            break;
+        case OPT_FORCE: package.force = 1; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
         default:
             if (optopt != 0)
@@ -249,21 +305,14 @@ int main(int argc, char **argv)
         return cli_usage("no input: give FILE... or - for standard input");
     if ((package.name == NULL) != (package.version == NULL))
         return cli_usage("--name and --version go together");
-    if (package.name == NULL &&
-        (package.type || package.platform || package.entrypoint))
-        return cli_usage("--type, --platform and --entrypoint need --name and --version");
+    if (package.name == NULL && (package.type || package.platform || package.format ||
+                                 package.entrypoint || package.depends_count || package.force))
+        return cli_usage("--type, --platform, --format, --entrypoint, --depends and --force "
+                         "need --name and --version");
     if (package.name != NULL && ninputs != 1)
         return cli_usage("--name records one package: give exactly one input");
-    if (package.type && strcmp(package.type, "primary") != 0 && strcmp(package.type, "addon") != 0)
-        return cli_usage("--type: must be primary or addon, not '%s'", package.type);
-    if (package.name && !name_ok(package.name))
-        return cli_usage("--name: '%s' is not [a-z0-9][a-z0-9._-]*", package.name);
-    if (package.version && (package.version[0] == '\0' || strchr(package.version, '/') ||
-                            strchr(package.version, ' ')))
-        return cli_usage("--version: '%s' is not a version", package.version);
-    if (package.platform && !platform_ok(package.platform))
-        return cli_usage("--platform: '%s' is not os/arch[/variant] in lower case",
-                         package.platform);
+    if (package.name != NULL && (error = check_package_args(&package)) != 0)
+        return error;
     for (int i = optind; i < argc; i++) {
         if (strcmp(argv[i], "-") == 0 && stdin_used++)
             return cli_usage("- (standard input) may be given only once");
@@ -288,6 +337,8 @@ int main(int argc, char **argv)
             error = pkgstore_store_add_file(&item->digest, &item->size, store, item->input, NULL,
                                             -1);
         if (error < 0) {
+            item->error = error;
+            item->message = strdup(pkgstore_error_detail());
             cli_lib_error(strcmp(item->input, "-") == 0 ? "(stdin)" : NULL, error);
             status = CLI_EXIT_FAIL;
             continue;
@@ -314,14 +365,18 @@ int main(int argc, char **argv)
         printf("{\"blobs\": [");
         for (int i = 0, first = 1; i < ninputs; i++) {
             char text[PKGSTORE_DIGEST_STR_SIZE];
-            if (!added[i].ok)
-                continue;
-            pkgstore_digest_format(text, &added[i].digest);
             printf("%s{\"input\": ", first ? "" : ", ");
+            first = 0;
             cli_json_string(stdout, added[i].input);
+            if (!added[i].ok) {
+                printf(", \"error\": \"%s\", \"message\": ", pkgstore_error_name(added[i].error));
+                cli_json_string(stdout, added[i].message ? added[i].message : "");
+                printf("}");
+                continue;
+            }
+            pkgstore_digest_format(text, &added[i].digest);
             printf(", \"digest\": \"%s\", \"size\": %llu}", text,
                    (unsigned long long)added[i].size);
-            first = 0;
         }
         printf("]");
         if (have_record) {
@@ -330,12 +385,17 @@ int main(int argc, char **argv)
         }
         printf("}\n");
     } else if (have_record) {
-        char text[PKGSTORE_DIGEST_STR_SIZE];
-        pkgstore_digest_format(text, &record.digest);
-        printf("package %s %s %s %s %s %llu %s %s\n", record.name, record.version,
-               record.platform, pkgstore_package_type_name(record.type), text,
-               (unsigned long long)record.size, record.format, record.entrypoint);
+        char text[PKGSTORE_DIGEST_STR_SIZE], manifest[PKGSTORE_DIGEST_STR_SIZE];
+        const pkgstore_artifact *a = &record.what.artifact;
+        pkgstore_digest_format(text, &a->digest);
+        pkgstore_digest_format(manifest, &record.what.manifest_digest);
+        printf("package %s %s %s %s %s %llu %s %s\n", record.what.name, record.what.version,
+               a->platform, pkgstore_package_type_name(record.what.type), text,
+               (unsigned long long)a->size, a->format, a->entrypoint);
+        printf("manifest %s\n", manifest);
     }
+    for (int i = 0; i < ninputs; i++)
+        free(added[i].message);
     free(added);
     pkgstore_store_free(store);
     if (fflush(stdout) != 0) {

@@ -221,7 +221,8 @@ typedef int (*pkgstore_fsck_cb)(const pkgstore_fsck_problem *problem, void *payl
 /**
  * Check the whole store: every blob re-hashed, every index record's blob
  * present, no stray files. With PKGSTORE_FSCK_REPAIR (which takes the store
- * lock exclusively) corrupt blobs move to quarantine/ and index records that
+ * lock exclusively) corrupt blobs and stray files move to quarantine/,
+ * stale temporary files of dead ingests are removed and index records that
  * point at nothing are dropped; repair waits until no writer holds the
  * lock. *report_out (may be NULL) receives the counts; cb (may be NULL)
  * sees each problem. Returns 0 even when problems were found: read the

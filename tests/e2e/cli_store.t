@@ -54,6 +54,9 @@ expect 2 "add - twice" "$BIN/pkgstore-add" --store "$S" - -
 expect 1 "add a missing file" "$BIN/pkgstore-add" --store "$S" --no-fsync "$WORK/a.txt" "$WORK/missing"
 check "the other input is still added" "grep -q '$A_DIGEST' '$WORK/out'"
 check "the error names the file" "grep -q '^pkgstore-add: .*missing' '$WORK/err'"
+expect 1 "add --json with a missing file" "$BIN/pkgstore-add" --store "$S" --json "$WORK/a.txt" "$WORK/missing"
+check "the JSON names the failed input and its error" \
+    "jq -e '.blobs[0].digest == \"$A_DIGEST\" and .blobs[1].error == \"NOTFOUND\"' '$WORK/out' >/dev/null"
 COLLECTORCTRL_PACKAGES_DIR=$S expect 0 "add with the store from the environment" \
     "$BIN/pkgstore-add" --json "$WORK/a.txt"
 check "add --json is JSON with the digest" \
@@ -85,8 +88,9 @@ expect 0 "ls" "$BIN/pkgstore-ls" --store "$S"
 check "ls lists the blobs" "grep -q '^$A_DIGEST  *6 ' '$WORK/out' && grep -q '^$BIG_DIGEST' '$WORK/out'"
 check "ls lists the package records" "grep -q '^otelcol-contrib  *0.98.0  *linux/amd64' '$WORK/out'"
 expect 0 "ls --json" "$BIN/pkgstore-ls" --store "$S" --json
-check "ls --json has 3 blobs and 2 packages" \
-    "jq -e '(.blobs | length) == 3 and (.packages | length) == 2 and .packages[0].name == \"helper\"' '$WORK/out' >/dev/null"
+# 3 inputs + the 2 manifests that --name/--version wrote (manifests are blobs)
+check "ls --json has 5 blobs and 2 packages" \
+    "jq -e '(.blobs | length) == 5 and (.packages | length) == 2 and .packages[0].name == \"helper\"' '$WORK/out' >/dev/null"
 expect 2 "ls with an extra argument" "$BIN/pkgstore-ls" --store "$S" extra
 expect 2 "ls with no store" "$BIN/pkgstore-ls"
 expect 3 "ls of a directory that is not a store" "$BIN/pkgstore-ls" --store "$WORK/nothing-here"
@@ -110,7 +114,7 @@ expect 3 "verify --sha256 of a missing file" "$BIN/pkgstore-verify" --sha256 "${
 expect 2 "verify --sha256 with a bad digest" "$BIN/pkgstore-verify" --sha256 abc "$WORK/a.txt"
 expect 2 "verify --sha256 without a file" "$BIN/pkgstore-verify" --sha256 "${A_DIGEST#sha256:}"
 expect 0 "verify --all on a clean store" "$BIN/pkgstore-verify" --store "$S" --all
-check "the summary counts the blobs" "grep -q '^checked 3 blobs' '$WORK/out'"
+check "the summary counts the blobs" "grep -q '^checked 5 blobs' '$WORK/out'"
 expect 3 "verify --all on a missing store" "$BIN/pkgstore-verify" --store "$WORK/nothing-here" --all
 
 # corrupt the big blob on purpose

@@ -25,6 +25,10 @@ cleanup() {
         while read -r f; do
             pid=$(cat "$f" 2>/dev/null) && [ -n "$pid" ] && kill -KILL "-$pid" 2>/dev/null
         done < <(find "$T" -path '*/state/run/*.pid' 2>/dev/null)
+        # children of SIGKILLed agents carry PKGSTORE_AGENT_CHILD=<state_dir>/...
+        for f in /proc/[0-9]*; do
+            grep -qa "PKGSTORE_AGENT_CHILD=$T/" "$f/environ" 2>/dev/null && kill -KILL "${f#/proc/}" 2>/dev/null
+        done
     fi
     if [ "$FAILED" = 0 ] && [ -z "${KEEP_TMP:-}" ]; then rm -rf "$T"; else echo "# kept $T"; fi
 }

@@ -1,0 +1,277 @@
+/*
+ * bench/policy: the policy module's heartbeat path and fleet views, on one
+ * core, without HTTP.
+ *
+ * Sets up a store with VERSIONS versions of one package and POLICIES
+ * policies (label selectors over ring/env/zone, distinct priorities), then:
+ *
+ *   1. posts a realistic heartbeat for each of NODES distinct node ids,
+ *      ROUNDS times, and quotes the median heartbeats per CPU second of a
+ *      round. The reference is what any JSON handler must do with the same
+ *      bodies at the least: parse them and serialize a reply with jansson
+ *      (json_loadb + json_dumps of the parsed body). The ratio says what
+ *      policy evaluation, node recording and offer building add on top;
+ *   2. grows the fleet to MEMORY_NODES distinct nodes and reports the heap
+ *      in use per node (mallinfo2) and the process RSS;
+ *   3. times a rollout view over the whole fleet (one policy with its
+ *      nodes), the /metrics pass (count_foreach), a full flush, and a
+ *      close and reopen that loads every node back.
+ *
+ * usage: policy [--nodes N] [--memory-nodes N] [--policies N] [--rounds N]
+ */
+#include <pkgstore.h>
+#include <pkgstore/registry.h>
+
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "policy: %s: %s: %s\n", what, pkgstore_strerror(rc), pkgstore_error_detail());
+    exit(2);
+}
+
+static long rss_kb(void)
+{
+    char line[256];
+    long kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atol(line + 6);
+    }
+    fclose(f);
+    return kb;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *values, int n)
+{
+    qsort(values, (size_t)n, sizeof(*values), cmp_double);
+    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+/* A heartbeat as pkgstore-agent sends it. */
+static int body_for(char *buf, size_t size, int node, int policies)
+{
+    static const char *const platforms[] = {"linux/amd64", "linux/arm64", "linux/x86_64"};
+    return snprintf(buf, size,
+                    "{\"node_id\":\"edge-%06d\",\"labels\":{\"env\":\"%s\",\"ring\":\"r%d\","
+                    "\"zone\":\"eu-west-%d\"},\"platform\":\"%s\",\"agent_version\":\"0.1.0\","
+                    "\"packages\":[{\"name\":\"otelcol-contrib\",\"type\":\"primary\","
+                    "\"version\":\"0.89.0\",\"digest\":\"sha256:0123456789abcdef0123456789abcdef"
+                    "0123456789abcdef0123456789abcdef\",\"state\":\"Running\"}]}",
+                    node, node % 3 ? "prod" : "dev", node % (policies + 5), node % 3,
+                    platforms[node % 3]);
+}
+
+int main(int argc, char **argv)
+{
+    int nodes = 10000, memory_nodes = 100000, npolicies = 20, rounds = 5;
+    char dir[] = "/tmp/pkgstore-bench-policy.XXXXXX", body[1024], cmd[128];
+    pkgstore_store_options sopts = PKGSTORE_STORE_OPTIONS_INIT;
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    pkgstore_policy_db *db = NULL;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--nodes") == 0 && i + 1 < argc)
+            nodes = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--memory-nodes") == 0 && i + 1 < argc)
+            memory_nodes = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--policies") == 0 && i + 1 < argc)
+            npolicies = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: policy [--nodes N] [--memory-nodes N] [--policies N] "
+                            "[--rounds N]\n");
+            return 2;
+        }
+    }
+    if (nodes < 1 || memory_nodes < nodes || npolicies < 1 || rounds < 1 || rounds > 99) {
+        fprintf(stderr, "policy: bad arguments\n");
+        return 2;
+    }
+    if (!mkdtemp(dir)) {
+        perror("policy: mkdtemp");
+        return 2;
+    }
+    sopts.durability = PKGSTORE_DURABILITY_NONE;
+    if ((rc = pkgstore_store_open(&store, dir, &sopts)) < 0)
+        die("store", rc);
+    if ((rc = pkgstore_registry_open(&reg, store)) < 0)
+        die("registry", rc);
+    for (int v = 0; v < npolicies; v++) {
+        static const char *const platforms[] = {"linux/amd64", "linux/arm64"};
+        char version[32], bytes[64];
+        for (int p = 0; p < 2; p++) {
+            pkgstore_artifact artifact;
+            pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+            memset(&artifact, 0, sizeof(artifact));
+            snprintf(version, sizeof(version), "0.%d.0", 90 + v);
+            snprintf(bytes, sizeof(bytes), "collector %s %s", version, platforms[p]);
+            if ((rc = pkgstore_store_add_buffer(&artifact.digest, store, bytes, strlen(bytes))) < 0)
+                die("add blob", rc);
+            snprintf(artifact.platform, sizeof(artifact.platform), "%s", platforms[p]);
+            opts.force = 1;
+            if ((rc = pkgstore_registry_add(NULL, NULL, reg, "otelcol-contrib", version, &artifact,
+                                            &opts)) < 0)
+                die("add package", rc);
+        }
+    }
+    if ((rc = pkgstore_policy_open(&db, store, NULL)) < 0)
+        die("open", rc);
+    for (int p = 0; p < npolicies; p++) {
+        char name[32], *json = NULL;
+        snprintf(name, sizeof(name), "ring-%02d", p);
+        int len = snprintf(body, sizeof(body),
+                           "{\"selector\":\"ring=r%d,env in (dev,prod),zone\",\"package\":"
+                           "\"otelcol-contrib\",\"version\":\"0.%d.0\",\"priority\":%d}",
+                           p, 90 + p, p % 5);
+        if ((rc = pkgstore_policy_put_json(&json, db, name, body, (size_t)len)) < 0)
+            die("put policy", rc);
+        pkgstore_free(json);
+    }
+
+    /* 1. heartbeats vs the jansson floor */
+    char **bodies = calloc((size_t)nodes, sizeof(*bodies));
+    size_t *lens = calloc((size_t)nodes, sizeof(*lens));
+    double hb_rates[99], ref_rates[99];
+    for (int n = 0; n < nodes; n++) {
+        lens[n] = (size_t)body_for(body, sizeof(body), n, npolicies);
+        bodies[n] = strdup(body);
+    }
+    size_t offers = 0;
+    for (int r = 0; r < rounds; r++) {
+        double start = cpu_now();
+        for (int n = 0; n < nodes; n++) {
+            char *response = NULL;
+            if ((rc = pkgstore_policy_heartbeat(&response, db, bodies[n], lens[n])) < 0)
+                die("heartbeat", rc);
+            offers += strstr(response, "\"digest\"") != NULL;
+            pkgstore_free(response);
+        }
+        hb_rates[r] = nodes / (cpu_now() - start);
+        start = cpu_now();
+        for (int n = 0; n < nodes; n++) {
+            json_t *root = json_loadb(bodies[n], lens[n], JSON_REJECT_DUPLICATES, NULL);
+            char *text = json_dumps(root, JSON_COMPACT);
+            free(text);
+            json_decref(root);
+        }
+        ref_rates[r] = nodes / (cpu_now() - start);
+    }
+    double hb = median(hb_rates, rounds), ref = median(ref_rates, rounds);
+    printf("heartbeats: %d nodes x %d policies, %d rounds: median %.0f heartbeats/CPU-s "
+           "(%.1f us each), %zu of %zu replies carried an offer\n",
+           nodes, npolicies, rounds, hb, 1e6 / hb, offers, (size_t)nodes * (size_t)rounds);
+    printf("reference:  jansson parse + serialize of the same bodies: median %.0f/CPU-s\n", ref);
+    printf("ratio:      heartbeat / jansson floor = %.2f\n", hb / ref);
+
+    /* 2. memory per node */
+    pkgstore_policy_flush(db);
+    malloc_trim(0);
+    struct mallinfo2 before = mallinfo2();
+    long rss_before = rss_kb();
+    for (int n = nodes; n < memory_nodes; n++) {
+        char *response = NULL;
+        int len = body_for(body, sizeof(body), n, npolicies);
+        if ((rc = pkgstore_policy_heartbeat(&response, db, body, (size_t)len)) < 0)
+            die("heartbeat", rc);
+        pkgstore_free(response);
+    }
+    pkgstore_policy_flush(db);
+    malloc_trim(0);
+    struct mallinfo2 after = mallinfo2();
+    double per_node = memory_nodes > nodes ? (double)(after.uordblks - before.uordblks) /
+                                                 (double)(memory_nodes - nodes)
+                                           : 0.0;
+    printf("memory:     %zu nodes: heap in use %.1f MB (%.0f bytes per node), RSS %ld MB "
+           "(+%ld MB; includes LMDB pages mapped by the flusher)\n",
+           pkgstore_policy_node_count(db), (double)after.uordblks / 1048576.0,
+           per_node,
+           rss_kb() / 1024, (rss_kb() - rss_before) / 1024);
+
+    /* 3. views, flush, reopen */
+    double view_cpu[99], metrics_cpu[99];
+    for (int r = 0; r < rounds; r++) {
+        char *json = NULL;
+        double start = cpu_now();
+        if ((rc = pkgstore_policy_get_json(&json, db, "ring-03", 1)) < 0)
+            die("policy view", rc);
+        view_cpu[r] = cpu_now() - start;
+        pkgstore_free(json);
+        uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
+        start = cpu_now();
+        if ((rc = pkgstore_policy_counts(counts, &total, db, "ring-03")) < 0)
+            die("counts", rc);
+        metrics_cpu[r] = cpu_now() - start;
+    }
+    printf("views:      rollout view with nodes over %zu nodes: median %.1f ms CPU; counts "
+           "only: %.1f ms CPU\n",
+           pkgstore_policy_node_count(db), median(view_cpu, rounds) * 1e3,
+           median(metrics_cpu, rounds) * 1e3);
+
+    /* half the nodes change: the flush rewrites them */
+    for (int n = 0; n < memory_nodes; n += 2) {
+        char *response = NULL;
+        /* the same node without labels and packages: a real change */
+        int len = snprintf(body, sizeof(body),
+                           "{\"node_id\":\"edge-%06d\",\"platform\":\"linux/amd64\"}", n);
+        if ((rc = pkgstore_policy_heartbeat(&response, db, body, (size_t)len)) < 0)
+            die("heartbeat", rc);
+        pkgstore_free(response);
+    }
+    double start = wall_now();
+    if ((rc = pkgstore_policy_flush(db)) < 0)
+        die("flush", rc);
+    double flushed = wall_now() - start;
+    start = wall_now();
+    pkgstore_policy_free(db);
+    db = NULL;
+    double closed = wall_now() - start;
+    start = wall_now();
+    if ((rc = pkgstore_policy_open(&db, store, NULL)) < 0)
+        die("reopen", rc);
+    printf("persist:    flush of %d changed nodes %.0f ms, close %.0f ms, reopen loading %zu "
+           "nodes %.0f ms (wall)\n",
+           (memory_nodes + 1) / 2, flushed * 1e3, closed * 1e3, pkgstore_policy_node_count(db),
+           (wall_now() - start) * 1e3);
+
+    pkgstore_policy_free(db);
+    pkgstore_registry_free(reg);
+    pkgstore_store_free(store);
+    for (int n = 0; n < nodes; n++)
+        free(bodies[n]);
+    free(bodies);
+    free(lens);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}

@@ -1,0 +1,47 @@
+/*
+ * Private: what registry.c (writes) and registry_cache.c (the cache behind
+ * resolve) share.
+ */
+#ifndef PS_REGISTRY_H
+#define PS_REGISTRY_H
+
+#include <pthread.h>
+
+#include "index.h"
+#include "pkgstore/registry.h"
+
+/* PS_DB_META key of the counter bumped by every manifest change. */
+#define GENERATION_KEY "registry.generation"
+/* A manifest key "name\0version", plus a NUL for package-record prefixes. */
+#define PS_REGISTRY_KEY_MAX (PKGSTORE_NAME_MAX + 1 + PKGSTORE_VERSION_MAX + 1)
+
+struct pkgstore_registry {
+    pkgstore_store *store;
+    ps_index *index;
+    pthread_rwlock_t lock; /* guards everything below */
+    uint64_t generation;   /* of the cache contents */
+    int generation_known;
+    struct ps_registry_package **buckets; /* the resolve cache (registry_cache.c) */
+    size_t bucket_count; /* power of two */
+    size_t package_count;
+};
+
+/* "name\0version" into key; returns its length. */
+size_t ps_registry_manifest_key(char key[PS_REGISTRY_KEY_MAX], const char *name,
+                                const char *version);
+
+/* The generation counter in txn (0 when never written). */
+int ps_registry_read_generation(uint64_t *out, MDB_txn *txn, ps_index *index);
+
+/* Parse a manifest record value (digest, then canonical bytes; a value of
+ * only the digest is served from the blob) into *out and *digest_out;
+ * verify re-hashes the bytes. Errors: PKGSTORE_ECORRUPT, PKGSTORE_EIO,
+ * PKGSTORE_ENOMEM. */
+int ps_registry_record_manifest(pkgstore_manifest **out, pkgstore_digest *digest_out,
+                                pkgstore_registry *reg, const char *name, const char *version,
+                                const void *data, size_t len, int verify);
+
+/* Drop every cached package (write lock held, or the handle's last use). */
+void ps_registry_cache_clear(pkgstore_registry *reg);
+
+#endif

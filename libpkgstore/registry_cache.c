@@ -1,0 +1,712 @@
+/*
+ * registry_cache.c - the registry's read side that must be fast: a cache per
+ * handle of the parsed versions and artifacts of each package name, and
+ * what is served from it: resolve(), the version lists and the dependency
+ * check.
+ *
+ * The cache is filled lazily, one name at a time, from PS_DB_MANIFESTS (the
+ * canonical manifest bytes are in the record: no file reads), and dropped
+ * whenever "registry.generation" in the index moves, which every change by
+ * any handle of any process does. Platforms are interned per package and
+ * every version carries a bitmask of its platforms, so resolve() ranks the
+ * node against each distinct platform once and skips versions that have
+ * nothing for it without looking at their artifacts.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "index.h"
+#include "pkgstore/platform.h"
+#include "pkgstore/registry.h"
+#include "pkgstore/version.h"
+#include "registry.h"
+
+/* ------------------------------------------------------------------ cache */
+
+/* Platforms are interned per package: resolve() ranks the node against
+ * each distinct platform once, and a version whose platform bitmask has no
+ * compatible bit is skipped without looking at its artifacts. */
+#define MASK_OTHER 63 /* platform ids >= 63 share the last bit */
+
+typedef struct cached_platform {
+    pkgstore_platform parsed;
+    char name[PKGSTORE_PLATFORM_MAX + 1];
+} cached_platform;
+
+typedef struct cached_artifact {
+    uint16_t platform; /* index into the package's platforms */
+    pkgstore_digest digest;
+    uint64_t size;
+    unsigned char format; /* index into format_names */
+    char *entrypoint;     /* owned */
+} cached_artifact;
+
+typedef struct cached_version {
+    pkgstore_semver semver;
+    char *version; /* owned, normalized */
+    pkgstore_package_type type;
+    pkgstore_digest manifest_digest;
+    cached_artifact *artifacts; /* owned, in manifest order */
+    size_t artifact_count;
+    uint64_t platform_mask; /* bit min(id, MASK_OTHER) per artifact */
+} cached_version;
+
+struct ps_registry_package {
+    struct ps_registry_package *next; /* hash chain */
+    char *name;                  /* owned */
+    cached_version *versions;    /* highest precedence first */
+    size_t version_count;
+    cached_platform *platforms;  /* distinct platforms of all versions */
+    size_t platform_count;
+    size_t platform_capacity;
+};
+typedef struct ps_registry_package cached_package;
+
+static const char *const format_names[] = {"binary", "tar", "tar+gzip", "tar+zstd", "tar+xz",
+                                           "zip"};
+
+
+static uint64_t hash_name(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *name; name++) {
+        h ^= (unsigned char)*name;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void package_free(cached_package *pkg)
+{
+    if (!pkg)
+        return;
+    for (size_t i = 0; i < pkg->version_count; i++) {
+        cached_version *v = &pkg->versions[i];
+        for (size_t j = 0; j < v->artifact_count; j++)
+            free(v->artifacts[j].entrypoint);
+        free(v->artifacts);
+        free(v->version);
+    }
+    free(pkg->versions);
+    free(pkg->platforms);
+    free(pkg->name);
+    free(pkg);
+}
+
+/* Drop every cached package. Caller holds the write lock (or is the last
+ * user, in pkgstore_registry_free()). */
+void ps_registry_cache_clear(pkgstore_registry *reg)
+{
+    for (size_t b = 0; b < reg->bucket_count; b++) {
+        cached_package *pkg = reg->buckets[b];
+        while (pkg) {
+            cached_package *next = pkg->next;
+            package_free(pkg);
+            pkg = next;
+        }
+        reg->buckets[b] = NULL;
+    }
+    reg->package_count = 0;
+}
+
+static cached_package *cache_find(const pkgstore_registry *reg, const char *name)
+{
+    cached_package *pkg = reg->buckets[hash_name(name) & (reg->bucket_count - 1)];
+    for (; pkg; pkg = pkg->next)
+        if (strcmp(pkg->name, name) == 0)
+            return pkg;
+    return NULL;
+}
+
+/* Insert pkg (the caller holds the write lock). Grows the table when full;
+ * a failed growth just leaves longer chains. */
+static void cache_insert(pkgstore_registry *reg, cached_package *pkg)
+{
+    if (reg->package_count >= reg->bucket_count) {
+        size_t count = reg->bucket_count * 2;
+        cached_package **buckets = calloc(count, sizeof(*buckets));
+        if (buckets) {
+            for (size_t b = 0; b < reg->bucket_count; b++) {
+                cached_package *p = reg->buckets[b];
+                while (p) {
+                    cached_package *next = p->next;
+                    size_t at = hash_name(p->name) & (count - 1);
+                    p->next = buckets[at];
+                    buckets[at] = p;
+                    p = next;
+                }
+            }
+            free(reg->buckets);
+            reg->buckets = buckets;
+            reg->bucket_count = count;
+        }
+    }
+    size_t at = hash_name(pkg->name) & (reg->bucket_count - 1);
+    pkg->next = reg->buckets[at];
+    reg->buckets[at] = pkg;
+    reg->package_count++;
+}
+
+/* ------------------------------------------------------------------ loading a package */
+
+static int version_desc(const void *a, const void *b)
+{
+    const cached_version *va = a, *vb = b;
+    int cmp = pkgstore_version_compare(&vb->semver, &va->semver);
+    return cmp ? cmp : strcmp(vb->version, va->version);
+}
+
+/* The id of platform in pkg's table, adding it if new; -1 on error. */
+static long intern_platform(cached_package *pkg, const char *platform)
+{
+    for (size_t i = 0; i < pkg->platform_count; i++)
+        if (strcmp(pkg->platforms[i].name, platform) == 0)
+            return (long)i;
+    if (pkg->platform_count >= UINT16_MAX)
+        return -1;
+    if (pkg->platform_count == pkg->platform_capacity) {
+        size_t capacity = pkg->platform_capacity ? pkg->platform_capacity * 2 : 8;
+        cached_platform *grown = realloc(pkg->platforms, capacity * sizeof(*grown));
+        if (!grown)
+            return -1;
+        pkg->platforms = grown;
+        pkg->platform_capacity = capacity;
+    }
+    cached_platform *c = &pkg->platforms[pkg->platform_count];
+    if (pkgstore_platform_parse(&c->parsed, platform) < 0 || strlen(platform) > PKGSTORE_PLATFORM_MAX)
+        return -1;
+    strcpy(c->name, platform);
+    return (long)pkg->platform_count++;
+}
+
+static int cached_version_fill(cached_version *v, cached_package *pkg, const pkgstore_manifest *m,
+                               const pkgstore_digest *digest)
+{
+    memset(v, 0, sizeof(*v));
+    if (pkgstore_version_parse(&v->semver, pkgstore_manifest_version(m)) < 0)
+        return PKGSTORE_ECORRUPT;
+    if (!(v->version = strdup(pkgstore_manifest_version(m))))
+        return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+    v->type = pkgstore_manifest_type(m);
+    v->manifest_digest = *digest;
+    size_t count = pkgstore_manifest_artifact_count(m);
+    if (!(v->artifacts = calloc(count ? count : 1, sizeof(*v->artifacts))))
+        return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+    for (size_t i = 0; i < count; i++) {
+        const pkgstore_artifact *a = pkgstore_manifest_artifact(m, i);
+        cached_artifact *c = &v->artifacts[i];
+        long id = intern_platform(pkg, a->platform);
+        if (id < 0)
+            return PKGSTORE_ECORRUPT;
+        c->platform = (uint16_t)id;
+        v->platform_mask |= 1ULL << (id < MASK_OTHER ? id : MASK_OTHER);
+        c->digest = a->digest;
+        c->size = a->size;
+        for (size_t f = 0; f < sizeof(format_names) / sizeof(format_names[0]); f++)
+            if (strcmp(format_names[f], a->format) == 0)
+                c->format = (unsigned char)f;
+        if (!(c->entrypoint = strdup(a->entrypoint)))
+            return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        v->artifact_count = i + 1;
+    }
+    return 0;
+}
+
+typedef struct load_op {
+    pkgstore_registry *reg;
+    const char *name;
+    cached_package *pkg; /* out */
+    uint64_t generation; /* out */
+} load_op;
+
+static int load_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    load_op *op = payload;
+    MDB_cursor *cursor = NULL;
+    char prefix[PKGSTORE_NAME_MAX + 2];
+    size_t prefix_len = strlen(op->name) + 1;
+    cached_package *pkg = NULL;
+    size_t capacity = 0;
+    int error = 0, rc;
+
+    package_free(op->pkg);
+    op->pkg = NULL;
+    if ((error = ps_registry_read_generation(&op->generation, txn, index)) < 0)
+        return error;
+    memcpy(prefix, op->name, prefix_len);
+    if (!(pkg = calloc(1, sizeof(*pkg))) || !(pkg->name = strdup(op->name))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &cursor)) != 0) {
+        error = ps_index_error(rc, "open manifests cursor");
+        goto out;
+    }
+    MDB_val key = {prefix_len, prefix}, val;
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        if (key.mv_size <= prefix_len || memcmp(key.mv_data, prefix, prefix_len) != 0)
+            break;
+        char version[PKGSTORE_VERSION_MAX + 1];
+        size_t version_len = key.mv_size - prefix_len;
+        if (version_len > PKGSTORE_VERSION_MAX) {
+            error = ps_error_set(PKGSTORE_ECORRUPT, "index: over-long manifest key for %s",
+                                 op->name);
+            goto out;
+        }
+        memcpy(version, (char *)key.mv_data + prefix_len, version_len);
+        version[version_len] = '\0';
+
+        pkgstore_manifest *m = NULL;
+        pkgstore_digest digest;
+        if ((error = ps_registry_record_manifest(&m, &digest, op->reg, op->name, version, val.mv_data,
+                                     val.mv_size, 0)) < 0)
+            goto out;
+        if (pkg->version_count == capacity) {
+            size_t grown_capacity = capacity ? capacity * 2 : 8;
+            cached_version *grown = realloc(pkg->versions, grown_capacity * sizeof(*grown));
+            if (!grown) {
+                pkgstore_manifest_free(m);
+                error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+                goto out;
+            }
+            pkg->versions = grown;
+            capacity = grown_capacity;
+        }
+        error = cached_version_fill(&pkg->versions[pkg->version_count++], pkg, m, &digest);
+        pkgstore_manifest_free(m);
+        if (error == PKGSTORE_ECORRUPT)
+            error = ps_error_set(error, "index: manifest of %s %s does not parse", op->name,
+                                 version);
+        if (error < 0)
+            goto out;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        error = ps_index_error(rc, "read manifests of %s", op->name);
+        goto out;
+    }
+    if (pkg->version_count > 1)
+        qsort(pkg->versions, pkg->version_count, sizeof(*pkg->versions), version_desc);
+    op->pkg = pkg;
+    pkg = NULL; /* now owned by op */
+out:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    package_free(pkg);
+    return error;
+}
+
+typedef struct generation_op {
+    uint64_t generation;
+} generation_op;
+
+static int generation_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    generation_op *op = payload;
+    return ps_registry_read_generation(&op->generation, txn, index);
+}
+
+/*
+ * Find name in the cache, loading it when missing, after dropping the cache
+ * if the generation moved. On success the lock is held (read or write, as
+ * *write_locked says) and *out points into the cache until the unlock; a
+ * package with no versions is a valid "no such package" answer. On failure
+ * the lock is released.
+ */
+static int cache_acquire(cached_package **out, int *write_locked, pkgstore_registry *reg,
+                         const char *name)
+{
+    generation_op gen;
+    load_op load = {reg, name, NULL, 0};
+    int error;
+
+    *out = NULL;
+    *write_locked = 0;
+    if ((error = ps_index_read(reg->index, generation_txn, &gen)) < 0)
+        return error;
+
+    pthread_rwlock_rdlock(&reg->lock);
+    if (reg->generation_known && reg->generation == gen.generation) {
+        cached_package *pkg = cache_find(reg, name);
+        if (pkg) {
+            *out = pkg;
+            return 0;
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+
+    /* Load outside the lock (it may parse many manifests), then insert. */
+    if ((error = ps_index_read(reg->index, load_txn, &load)) < 0)
+        return error;
+
+    pthread_rwlock_wrlock(&reg->lock);
+    if (!reg->generation_known || reg->generation != load.generation) {
+        ps_registry_cache_clear(reg);
+        reg->generation = load.generation;
+        reg->generation_known = 1;
+    }
+    cached_package *pkg = cache_find(reg, name);
+    if (pkg) {
+        package_free(load.pkg); /* another thread was first */
+    } else {
+        pkg = load.pkg;
+        cache_insert(reg, pkg);
+    }
+    *out = pkg;
+    *write_locked = 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ dependency check */
+
+/* Append to a growing detail buffer. */
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...)
+    PS_PRINTF(4, 5);
+static void append(char *buf, size_t size, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    if (*used >= size)
+        return;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used = *used + (size_t)n < size ? *used + (size_t)n : size;
+}
+
+int pkgstore_registry_check_dependencies(pkgstore_registry *reg,
+                                         const pkgstore_manifest *manifest)
+{
+    char detail[2048];
+    size_t used = 0, missing = 0;
+    int error = 0;
+
+    if (!reg || !manifest)
+        return ps_error_set(PKGSTORE_EINVALID, "registry: NULL argument");
+    detail[0] = '\0';
+    for (size_t i = 0; i < pkgstore_manifest_dependency_count(manifest); i++) {
+        const pkgstore_dependency *dep = pkgstore_manifest_dependency(manifest, i);
+        pkgstore_version_constraint *constraint = NULL;
+        const char *reason = NULL;
+        if ((error = pkgstore_version_constraint_parse(&constraint, dep->constraint)) < 0) {
+            ps_error_prefix("dependencies[%zu].version", i);
+            return error;
+        }
+        cached_package *pkg;
+        int write_locked;
+        if ((error = cache_acquire(&pkg, &write_locked, reg, dep->name)) < 0) {
+            pkgstore_version_constraint_free(constraint);
+            return error;
+        }
+        if (pkg->version_count == 0) {
+            reason = "no such package";
+        } else {
+            int primary = 0, matched = 0;
+            for (size_t v = 0; v < pkg->version_count && !matched; v++) {
+                if (pkg->versions[v].type != PKGSTORE_TYPE_PRIMARY)
+                    continue;
+                primary = 1;
+                matched = pkgstore_version_constraint_match(constraint, &pkg->versions[v].semver);
+            }
+            if (!primary)
+                reason = "not a primary package";
+            else if (!matched)
+                reason = "no matching version";
+        }
+        pthread_rwlock_unlock(&reg->lock);
+        pkgstore_version_constraint_free(constraint);
+        if (reason) {
+            append(detail, sizeof(detail), &used, "%s%s %s (%s)", missing ? "; " : "",
+                   dep->name, dep->constraint, reason);
+            missing++;
+        }
+    }
+    if (missing)
+        return ps_error_set(PKGSTORE_EDEPENDENCY, "%s %s: unmet dependenc%s: %s",
+                            pkgstore_manifest_name(manifest), pkgstore_manifest_version(manifest),
+                            missing == 1 ? "y" : "ies", detail);
+    return 0;
+}
+
+int pkgstore_registry_versions(char ***versions_out, size_t *count_out, pkgstore_registry *reg,
+                               const char *name)
+{
+    cached_package *pkg;
+    int write_locked, error;
+    char **versions = NULL;
+
+    if (versions_out)
+        *versions_out = NULL;
+    if (count_out)
+        *count_out = 0;
+    if (!versions_out || !count_out || !reg)
+        return ps_error_set(PKGSTORE_EINVALID, "registry: NULL argument");
+    if ((error = pkgstore_manifest_name_validate(name)) < 0)
+        return error;
+    if ((error = cache_acquire(&pkg, &write_locked, reg, name)) < 0)
+        return error;
+    size_t count = pkg->version_count;
+    if (count == 0) {
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no such package", name);
+        goto out;
+    }
+    if (!(versions = calloc(count, sizeof(*versions)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < count; i++) {
+        /* the cache is highest first; the list is lowest first */
+        if (!(versions[i] = strdup(pkg->versions[count - 1 - i].version))) {
+            pkgstore_registry_strings_free(versions, i);
+            versions = NULL;
+            error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+            goto out;
+        }
+    }
+    *versions_out = versions;
+    *count_out = count;
+out:
+    pthread_rwlock_unlock(&reg->lock);
+    return error;
+}
+
+/* ------------------------------------------------------------------ resolve */
+
+/* Per-thread memo of recently parsed constraints and node platforms: a
+ * fleet asks the same few questions over and over, and parsing them is a
+ * large part of a resolve. Freed by the key's destructor at thread exit
+ * (the main thread's stays reachable until the process ends). */
+#define MEMO_CONSTRAINTS 8
+#define MEMO_PLATFORMS 4
+#define MEMO_TEXT_MAX 160
+
+typedef struct memo {
+    struct {
+        char text[MEMO_TEXT_MAX];
+        pkgstore_version_constraint *constraint;
+    } constraints[MEMO_CONSTRAINTS];
+    unsigned next_constraint;
+    struct {
+        char text[MEMO_TEXT_MAX];
+        pkgstore_platform platform;
+    } platforms[MEMO_PLATFORMS];
+    unsigned next_platform;
+} memo;
+
+static pthread_key_t memo_key;
+static int memo_key_ok;
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+
+static void memo_free(void *ptr)
+{
+    memo *cache = ptr;
+    if (!cache)
+        return;
+    for (size_t i = 0; i < MEMO_CONSTRAINTS; i++)
+        pkgstore_version_constraint_free(cache->constraints[i].constraint);
+    free(cache);
+}
+
+static void memo_init(void)
+{
+    memo_key_ok = pthread_key_create(&memo_key, memo_free) == 0;
+}
+
+static memo *memo_get(void)
+{
+    pthread_once(&memo_once, memo_init);
+    if (!memo_key_ok)
+        return NULL;
+    memo *cache = pthread_getspecific(memo_key);
+    if (!cache && (cache = calloc(1, sizeof(*cache))) &&
+        pthread_setspecific(memo_key, cache) != 0) {
+        free(cache);
+        cache = NULL;
+    }
+    return cache;
+}
+
+/* A parsed constraint for text into *out. *owned says whether the caller
+ * must free it (it is not in the memo). */
+static int constraint_get(const pkgstore_version_constraint **out, int *owned, const char *text)
+{
+    pkgstore_version_constraint *parsed = NULL;
+    memo *cache = memo_get();
+    size_t len = strlen(text);
+    int error;
+
+    *out = NULL;
+    *owned = 0;
+    if (cache && len < MEMO_TEXT_MAX) {
+        for (size_t i = 0; i < MEMO_CONSTRAINTS; i++) {
+            if (cache->constraints[i].constraint &&
+                memcmp(cache->constraints[i].text, text, len + 1) == 0) {
+                *out = cache->constraints[i].constraint;
+                return 0;
+            }
+        }
+    }
+    if ((error = pkgstore_version_constraint_parse(&parsed, text)) < 0)
+        return error;
+    if (cache && len < MEMO_TEXT_MAX) {
+        unsigned slot = cache->next_constraint++ % MEMO_CONSTRAINTS;
+        pkgstore_version_constraint_free(cache->constraints[slot].constraint);
+        memcpy(cache->constraints[slot].text, text, len + 1);
+        cache->constraints[slot].constraint = parsed;
+    } else {
+        *owned = 1;
+    }
+    *out = parsed;
+    return 0;
+}
+
+static int platform_get(pkgstore_platform *out, const char *text)
+{
+    memo *cache = memo_get();
+    size_t len = strlen(text);
+    int error;
+    if (cache && len < MEMO_TEXT_MAX) {
+        for (size_t i = 0; i < MEMO_PLATFORMS; i++) {
+            if (memcmp(cache->platforms[i].text, text, len + 1) == 0 &&
+                cache->platforms[i].platform.os[0]) {
+                *out = cache->platforms[i].platform;
+                return 0;
+            }
+        }
+    }
+    if ((error = pkgstore_platform_parse(out, text)) < 0)
+        return error;
+    if (cache && len < MEMO_TEXT_MAX) {
+        unsigned slot = cache->next_platform++ % MEMO_PLATFORMS;
+        memcpy(cache->platforms[slot].text, text, len + 1);
+        cache->platforms[slot].platform = *out;
+    }
+    return 0;
+}
+
+/* The best artifact of v given the node's rank of each package platform:
+ * index into v->artifacts, or -1. */
+static long best_artifact(const cached_version *v, const int *ranks)
+{
+    long best = -1;
+    int best_rank = 0;
+    for (size_t i = 0; i < v->artifact_count; i++) {
+        int rank = ranks[v->artifacts[i].platform];
+        if (rank != PKGSTORE_PLATFORM_RANK_NONE && (best < 0 || rank < best_rank)) {
+            best = (long)i;
+            best_rank = rank;
+            if (rank == 0)
+                break;
+        }
+    }
+    return best;
+}
+
+int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, const char *name,
+                              const char *constraint, const char *node_platform)
+{
+    pkgstore_platform node;
+    const pkgstore_version_constraint *parsed = NULL;
+    cached_package *pkg;
+    int write_locked, owned = 0, error;
+
+    if (!out || !reg) {
+        if (out)
+            memset(out, 0, sizeof(*out));
+        return ps_error_set(PKGSTORE_EINVALID, "registry: NULL argument");
+    }
+    int any_version = !constraint || !constraint[0];
+    if ((error = pkgstore_manifest_name_validate(name)) < 0)
+        goto out_unlocked;
+    /* (the platform and version modules' details name the field already) */
+    error = node_platform ? platform_get(&node, node_platform) : pkgstore_platform_host(&node);
+    if (error < 0)
+        goto out_unlocked;
+    if (!any_version && (error = constraint_get(&parsed, &owned, constraint)) < 0)
+        goto out_unlocked;
+    if ((error = cache_acquire(&pkg, &write_locked, reg, name)) < 0)
+        goto out_unlocked;
+
+    if (pkg->version_count == 0) {
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no such package", name);
+        goto out;
+    }
+    /* rank the node against each distinct platform of the package once */
+    int ranks_small[64], *ranks = ranks_small;
+    if (pkg->platform_count > 64 && !(ranks = malloc(pkg->platform_count * sizeof(*ranks)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        goto out;
+    }
+    uint64_t compatible = 0;
+    for (size_t i = 0; i < pkg->platform_count; i++) {
+        ranks[i] = pkgstore_platform_rank(&node, &pkg->platforms[i].parsed);
+        if (ranks[i] != PKGSTORE_PLATFORM_RANK_NONE)
+            compatible |= 1ULL << (i < MASK_OTHER ? i : MASK_OTHER);
+    }
+    const cached_version *chosen = NULL;
+    long artifact = -1;
+    /* Without a constraint: releases first, pre-releases only as a last
+     * resort. With one, the constraint decides (npm pre-release rule).
+     * The platform mask is checked first: it is cheaper than matching. */
+    for (int pass = any_version ? 0 : 1; pass < 2 && !chosen && compatible; pass++) {
+        for (size_t i = 0; i < pkg->version_count; i++) {
+            const cached_version *v = &pkg->versions[i];
+            if (!(v->platform_mask & compatible))
+                continue;
+            if (any_version) {
+                if ((pass == 0) == pkgstore_version_is_prerelease(&v->semver))
+                    continue;
+            } else if (!pkgstore_version_constraint_match(parsed, &v->semver)) {
+                continue;
+            }
+            if ((artifact = best_artifact(v, ranks)) >= 0) {
+                chosen = v;
+                break;
+            }
+        }
+    }
+    if (!chosen) {
+        /* say why: no version matches at all, or none for this platform */
+        int matched_version = any_version;
+        for (size_t i = 0; i < pkg->version_count && !matched_version; i++)
+            matched_version = pkgstore_version_constraint_match(parsed, &pkg->versions[i].semver);
+        char shown[PKGSTORE_PLATFORM_STR_SIZE];
+        pkgstore_platform_format(shown, &node);
+        if (!matched_version)
+            error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no version matches %s", name,
+                                 any_version ? "*" : constraint);
+        else
+            error = ps_error_set(PKGSTORE_ENOTFOUND,
+                                 "%s: no version matching %s has an artifact for %s", name,
+                                 any_version ? "*" : constraint, shown);
+        if (ranks != ranks_small)
+            free(ranks);
+        goto out;
+    }
+    if (ranks != ranks_small)
+        free(ranks);
+    const cached_artifact *a = &chosen->artifacts[artifact];
+    /* (no memset of the 1.5 KB result on the hot path: every field is set;
+     * padding and the bytes after each string are left as they were) */
+    strcpy(out->name, pkg->name);
+    strcpy(out->version, chosen->version);
+    out->type = chosen->type;
+    out->manifest_digest = chosen->manifest_digest;
+    strcpy(out->artifact.platform, pkg->platforms[a->platform].name);
+    out->artifact.digest = a->digest;
+    out->artifact.size = a->size;
+    strcpy(out->artifact.format, format_names[a->format]);
+    strcpy(out->artifact.entrypoint, a->entrypoint);
+out:
+    pthread_rwlock_unlock(&reg->lock);
+out_unlocked:
+    if (owned)
+        pkgstore_version_constraint_free((pkgstore_version_constraint *)parsed);
+    if (error < 0)
+        memset(out, 0, sizeof(*out));
+    return error;
+}
