@@ -35,7 +35,7 @@ check "addon installed under state_dir/addons/NAME and Upgraded" bash -c 'wait_u
 check "addon runs with the configured args and is healthy" health_ok "$ah"
 check "addon env from the config" bash -c 'tr "\0" "\n" < /proc/$(addon_pid "$0" shipper)/environ | grep -qx SHIPPER_MODE=test' "$d"
 check "second addon runs with args from the manifest annotations" bash -c 'wait_until 15 health_ok "$1" && tr "\0" " " < /proc/$(addon_pid "$0" helper)/cmdline | grep -q -- "--config $0/helper.yaml"' "$d" "$hh"
-check "heartbeat lists the addons" bash -c 'tail -1 "$0/heartbeats.jsonl" | jq -e "[.packages[] | select(.type == \"addon\") | .name] | sort == [\"helper\", \"shipper\"]" > /dev/null' "$d"
+check "heartbeat lists the addons" wait_until 5 bash -c 'tail -1 "$0/heartbeats.jsonl" | jq -e "[.packages[] | select(.type == \"addon\") | .name] | sort == [\"helper\", \"shipper\"]" > /dev/null' "$d"
 
 old=$(addon_pid "$d" shipper)
 kill -KILL "$old"

@@ -42,10 +42,10 @@ done
 # --- happy path
 check "happy: Upgraded" wait_until $((W + 10)) status_is "$T/happy" Upgraded
 check "happy: the six steps reported in order" \
-    bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Downloading Verifying Validating Swapping Monitoring Upgraded "* ]]' "$T/happy"
+    wait_until 5 bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Downloading Verifying Validating Swapping Monitoring Upgraded "* ]]' "$T/happy"
 check "happy: new version live and healthy" bash -c '[ "$("$0/bin/otelcol" --version | awk "{print \$3}")" = 2.0.0 ] && curl -fs -o /dev/null "http://127.0.0.1:$(cat "$0/health_port")/"' "$T/happy"
 check "happy: previous binary kept as .bak" test "$(sha "$T/happy/bin/otelcol.bak")" = "$(sha "$T/happy/v1-digest-ref")"
-check "happy: heartbeat reports version and digest" bash -c 'tail -1 "$0/heartbeats.jsonl" | jq -e ".packages[0].version == \"2.0.0\" and .packages[0].state == \"Running\" and (.packages[0].digest | startswith(\"sha256:\"))" > /dev/null' "$T/happy"
+check "happy: heartbeat reports version and digest" wait_until 5 bash -c 'tail -1 "$0/heartbeats.jsonl" | jq -e ".packages[0].version == \"2.0.0\" and .packages[0].state == \"Running\" and (.packages[0].digest | startswith(\"sha256:\"))" > /dev/null' "$T/happy"
 check "happy: journal has no upgrade in progress" bash -c '! jq -e .upgrade "$0/state/state.json" > /dev/null' "$T/happy"
 
 # --- validate fails: before the swap
@@ -76,7 +76,7 @@ for n in crash_start crash_after never_healthy no_bind; do
             function sec(t, a) { split(t, a, ":"); return a[1] * 3600 + a[2] * 60 + a[3] }
             BEGIN { exit !(sec(r) - sec(s) <= w + 5) }'"'"'' "$T/$n" "$W"
 done
-check "rolled-back statuses reported in order" bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Swapping Monitoring RolledBack "* ]]' "$T/crash_start"
+check "rolled-back statuses reported in order" wait_until 5 bash -c '[[ "$(reported_statuses "$0/heartbeats.jsonl")" == *"Swapping Monitoring RolledBack "* ]]' "$T/crash_start"
 
 # --- bad digests are remembered: no second attempt while the offer stands
 sleep 2
