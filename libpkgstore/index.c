@@ -401,6 +401,11 @@ MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db)
     return index->dbis[db];
 }
 
+int ps_index_writable(ps_index *index)
+{
+    return index != NULL && !index->read_only;
+}
+
 uint64_t ps_index_map_size(ps_index *index)
 {
     uint64_t size;

@@ -89,6 +89,9 @@ int ps_index_package_decode(pkgstore_package_record *out, const void *key, size_
 int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgstore_fsck_cb cb,
                         void *payload, uint64_t *missing, uint64_t *repaired);
 
+/* 1 if the index takes writes, 0 if it was opened read-only. */
+int ps_index_writable(ps_index *index);
+
 /* The current map size in bytes (for tests and diagnostics). */
 uint64_t ps_index_map_size(ps_index *index);
 
