@@ -37,6 +37,9 @@ void ps_index_free(ps_index *index);
 
 MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db);
 
+/* The database's name in the environment ("blobs", "packages", ...). */
+const char *ps_index_db_name(enum ps_index_db db);
+
 /* Runs fn inside a transaction. fn returns 0 to commit (write) or a
  * negative PKGSTORE_E* code to abort; that code is returned. fn may be run
  * more than once (after the map was grown), so it must only act through the
