@@ -391,6 +391,11 @@ void ps_index_free(ps_index *index)
     close_env(index);
 }
 
+MDB_env *ps_index_env(ps_index *index)
+{
+    return index->env;
+}
+
 const char *ps_index_db_name(enum ps_index_db db)
 {
     return (int)db >= 0 && db < PS_DB_COUNT ? db_names[db] : "?";

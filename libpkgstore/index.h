@@ -37,6 +37,10 @@ void ps_index_free(ps_index *index);
 
 MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db);
 
+/* The LMDB environment itself, for benchmarks that compare against plain
+ * LMDB on the same pages (LMDB forbids a second handle in one process). */
+MDB_env *ps_index_env(ps_index *index);
+
 /* The database's name in the environment ("blobs", "packages", ...). */
 const char *ps_index_db_name(enum ps_index_db db);
 
