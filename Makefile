@@ -294,7 +294,7 @@ bench: deps all
 # Debian packages needed to build, test, demo and benchmark.
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
-            libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 \
+            libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux
 .PHONY: deps
 deps:

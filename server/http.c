@@ -95,9 +95,13 @@ enum MHD_Result respond_error(struct MHD_Connection *conn, request *req, unsigne
     va_end(ap);
     json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", pkgstore_error_name(code),
                              "message", message);
-    if (!body) /* message was not UTF-8: say so rather than fail */
+    if (!body) { /* the message quotes input that is not UTF-8: mask those bytes */
+        for (char *p = message; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
         body = json_pack("{s:{s:s,s:s}}", "error", "code", pkgstore_error_name(code), "message",
-                         "(message not valid UTF-8)");
+                         message);
+    }
     if (req && status >= 500) {
         char quoted[600];
         log_msg(LOG_ERROR, "request failed", "route=%s status=%u code=%s detail=%s",

@@ -6,6 +6,7 @@
  * The library parses and validates the JSON, computes the offers and keeps
  * the nodes; this file only moves text between HTTP and it.
  */
+#include <ctype.h>
 #include <string.h>
 
 #include "server.h"
@@ -27,6 +28,33 @@ static enum MHD_Result respond_library_json(struct MHD_Connection *conn, request
     return queue_response(conn, req, status, response);
 }
 
+/* 0 when the policy name in the path is valid, else answers 400. */
+static int check_policy_name(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    if (pkgstore_policy_name_validate(req->seg[2]) == 0)
+        return 0;
+    *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "policy name: %s",
+                            pkgstore_error_detail());
+    return -1;
+}
+
+/* Node ids: [A-Za-z0-9][A-Za-z0-9._:-]{0,252} (as the policy module). */
+static int check_node_id(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    const char *id = req->seg[2];
+    size_t len = strlen(id);
+    int valid = len >= 1 && len <= PKGSTORE_NODE_ID_MAX && isalnum((unsigned char)id[0]);
+    for (size_t i = 1; valid && i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        valid = isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-';
+    }
+    if (valid)
+        return 0;
+    *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                            "node id: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,252}");
+    return -1;
+}
+
 /* ?name=1|true|0|false; def when absent or unreadable. */
 static int query_flag(struct MHD_Connection *conn, const char *key, int def)
 {
@@ -42,6 +70,9 @@ static int query_flag(struct MHD_Connection *conn, const char *key, int def)
 
 enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
 {
+    enum MHD_Result result;
+    if (check_policy_name(conn, req, &result) < 0)
+        return result;
     if (!req->json || req->json_len == 0)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "body: expected a JSON object");
@@ -59,6 +90,9 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
 
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req)
 {
+    enum MHD_Result result;
+    if (check_policy_name(conn, req, &result) < 0)
+        return result;
     char *text = NULL;
     int error = pkgstore_policy_get_json(&text, g_server.policies, req->seg[2],
                                          query_flag(conn, "nodes", 1));
@@ -78,6 +112,9 @@ enum MHD_Result policies_list(struct MHD_Connection *conn, request *req)
 
 enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
 {
+    enum MHD_Result result;
+    if (check_policy_name(conn, req, &result) < 0)
+        return result;
     pthread_mutex_lock(&g_server.catalog_lock);
     int error = pkgstore_policy_delete(g_server.policies, req->seg[2]);
     pthread_mutex_unlock(&g_server.catalog_lock);
@@ -113,6 +150,9 @@ enum MHD_Result agents_list(struct MHD_Connection *conn, request *req)
 
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req)
 {
+    enum MHD_Result result;
+    if (check_node_id(conn, req, &result) < 0)
+        return result;
     char *text = NULL;
     int error = pkgstore_policy_node_get_json(&text, g_server.policies, req->seg[2]);
     if (error < 0)

@@ -671,6 +671,18 @@ static void test_policy__rollout_counts(void **state)
     assert_string_equal(str_at(json_array_get(nodes, 4), "id"), "up");
     json_decref(view);
     assert_int_equal(pkgstore_policy_node_count(f->db), 6);
+
+    /* the list gives the same status, nodes included, in one pass */
+    char *json = NULL;
+    CHECK(pkgstore_policy_list_json(&json, f->db, 1));
+    json_t *list = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    json_t *first = json_array_get(json_object_get(list, "policies"), 0);
+    assert_string_equal(str_at(first, "name"), "canary");
+    assert_int_equal(count_of(first, "RolledBack"), 1);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(first, "status"), "nodes")),
+                     5);
+    json_decref(list);
 }
 
 struct metric_sum {
@@ -785,6 +797,39 @@ static void test_policy__node_views_and_delete(void **state)
     CHECK(pkgstore_policy_node_delete(f->db, "a"));
     assert_fails(pkgstore_policy_node_delete(f->db, "a"), PKGSTORE_ENOTFOUND, "not found");
     assert_int_equal(pkgstore_policy_node_count(f->db), 1);
+}
+
+static void test_policy__node_query_by_selector_and_page(void **state)
+{
+    struct fixture *f = *state;
+    char body[256], *json = NULL;
+    for (int i = 0; i < 10; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"node_id\":\"n%d\",\"labels\":{\"env\":\"%s\"},\"platform\":\"linux/amd64\"}",
+                 i, i % 2 ? "dev" : "prod");
+        json_decref(heartbeat(f, body));
+    }
+    CHECK(pkgstore_policy_node_query_json(&json, f->db, "env=dev", 1, 2, 0));
+    json_t *page = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    assert_int_equal(json_integer_value(json_object_get(page, "total")), 5);
+    json_t *nodes = json_object_get(page, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    assert_string_equal(str_at(json_array_get(nodes, 0), "id"), "n3"); /* n1 n3 n5 n7 n9 */
+    assert_string_equal(str_at(json_array_get(nodes, 1), "id"), "n5");
+    json_decref(page);
+
+    CHECK(pkgstore_policy_node_query_json(&json, f->db, NULL, 8, SIZE_MAX, 1));
+    page = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    assert_int_equal(json_integer_value(json_object_get(page, "total")), 10);
+    assert_int_equal(json_array_size(json_object_get(page, "nodes")), 2); /* n8 n9 */
+    assert_non_null(json_object_get(json_array_get(json_object_get(page, "nodes"), 0), "history"));
+    json_decref(page);
+
+    assert_fails(pkgstore_policy_node_query_json(&json, f->db, "env in (", 0, 10, 0),
+                 PKGSTORE_EINVALID, "selector: position 9");
+    assert_null(json);
 }
 
 /* ---------------------------------------------------------------- persistence */
@@ -956,6 +1001,7 @@ int main(void)
         T(test_policy__count_foreach_for_metrics),
         T(test_policy__heartbeat_validation),
         T(test_policy__node_views_and_delete),
+        T(test_policy__node_query_by_selector_and_page),
         T(test_policy__survives_close_and_reopen),
         T(test_policy__background_flusher_writes_nodes),
         T(test_policy__concurrent_heartbeats),

@@ -95,6 +95,15 @@ req PUT "/v1/packages/good/1.0.0?platform=linux/amd64&format=tar&entrypoint=../.
 json_error "PUT with an entrypoint that leaves the archive" 400 INVALID
 req PUT /v1/policies/Bad%20Name -d '{"package":"x","version":"1.0.0"}'
 json_error "PUT of an invalid policy name" 400 INVALID
+req GET /v1/policies/UPPER
+json_error "GET of an invalid policy name" 400 INVALID
+req GET /v1/agents/a%20b
+json_error "GET of an invalid node id" 400 INVALID
+req GET /v1/agents/%ff%fe
+json_error "GET of a node id that is not UTF-8" 400 INVALID
+req GET /v1/packages/%ff
+is "$STATUS $(error_code) $(printf '%s' "$BODY" | jq -e . >/dev/null; echo $?)" "400 INVALID 0" \
+   "an error quoting bytes that are not UTF-8 is still valid JSON"
 req GET /v1/packages
 is "$STATUS $(json '.packages | length')" "200 0" "nothing was stored by the refused uploads"
 

@@ -109,7 +109,7 @@ req_as() {
     [ -n "$token" ] && auth=(-H "Authorization: Bearer $token")
     STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$method" "${auth[@]}" "$@" \
         "$URL$path")
-    BODY=$(cat "$TMP/body")
+    BODY=$(tr -d '\000' <"$TMP/body")  # blob bodies may hold NUL bytes
 }
 
 # json FILTER: apply jq to BODY.

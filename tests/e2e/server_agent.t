@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The real agent against the real server: packages pushed with
+# pkgstore-push, a policy set with pkgstore-policy, a node that heartbeats,
+# downloads, validates, swaps and reports; the fleet view and the policy's
+# rollout status show the result. Uses the agent tests' helpers
+# (tests/e2e/lib/agent.sh) for the node and its fake collector.
+SRC=${PKGSTORE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
+export PKGSTORE_BIN=${PKGSTORE_BIN:-$SRC/build/bin}
+. "$SRC/tests/e2e/lib/agent.sh"
+
+"$B/pkgstored" --store "$T/store" --listen 127.0.0.1:0 --port-file "$T/pk.port" --no-fsync \
+    2>"$T/pkgstored.log" &
+PIDS+=($!)
+wait_until 10 test -s "$T/pk.port" || { echo "Bail out! pkgstored did not start"; exit 1; }
+URL="http://127.0.0.1:$(cat "$T/pk.port")"
+ADMIN_FILE="$T/store.admin-token"
+export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
+api() { curl -s -H "Authorization: Bearer $(cat "$ADMIN_FILE")" "$URL$1"; }
+
+make_variant v2 "$T/otelcol-2" server-agent-v2
+make_variant validate-fails "$T/otelcol-3" server-agent-v3
+check "pkgstore-push 2.0.0" "$B/pkgstore-push" --quiet --name otelcol --version 2.0.0 "$T/otelcol-2"
+check "pkgstore-push 3.0.0 (fails its validation)" \
+    "$B/pkgstore-push" --quiet --name otelcol --version 3.0.0 "$T/otelcol-3"
+check "pkgstore-policy set: env=test gets 2.0.0" \
+    "$B/pkgstore-policy" set rollout --selector 'env=test' --package otelcol --version 2.0.0
+
+new_node "$T/edge-1" "$URL" 2
+sed -i "s|^  url: .*|&\n  token_file: $T/store.agent-token|" "$T/edge-1/agent.yaml"
+start_agent "$T/edge-1"
+
+node_state() { api "/v1/agents/$1" | jq -r '[.rollout[] | select(.policy=="rollout")][0].state // empty'; }
+export -f node_state api
+export URL ADMIN_FILE
+check "the node heartbeats with the agent token and appears in the fleet view" \
+    wait_until 15 bash -c '[ -n "$(api /v1/agents/edge-1 | jq -r .id 2>/dev/null | grep edge-1)" ]'
+check "the node is upgraded to 2.0.0 through pkgstored" \
+    wait_until 40 bash -c '[ "$(node_state edge-1)" = Upgraded ]'
+check "the collector runs the pushed binary" test "$(collector_version "$T/edge-1")" = 2.0.0
+check "the node's history shows every step up to Upgraded" \
+    wait_until 10 bash -c 'api /v1/agents/edge-1 | jq -e "[.history[].status] | . == [\"Downloading\",\"Verifying\",\"Validating\",\"Swapping\",\"Monitoring\",\"Upgraded\"]" >/dev/null'
+check "the policy's rollout counts one node Upgraded" \
+    bash -c '[ "$(api /v1/policies/rollout | jq -r .status.counts.Upgraded)" = 1 ]'
+
+check "pkgstore-policy set: move the ring to 3.0.0" \
+    "$B/pkgstore-policy" set rollout --selector 'env=test' --package otelcol --version 3.0.0
+check "a version that fails validation ends UpgradeFailed in the fleet view" \
+    wait_until 40 bash -c '[ "$(node_state edge-1)" = UpgradeFailed ]'
+check "the old collector keeps running" test "$(collector_version "$T/edge-1")" = 2.0.0
+check "the policy's rollout counts it as UpgradeFailed" \
+    bash -c '[ "$(api /v1/policies/rollout | jq -r .status.counts.UpgradeFailed)" = 1 ]'
+api /metrics | grep -q '^pkgstored_nodes{policy="rollout",status="UpgradeFailed"} 1$'
+check "/metrics shows the node by status" test $? = 0
+if [ "$FAILED" != 0 ]; then
+    dump "$T/edge-1/agent.log" "$T/pkgstored.log"
+fi
+echo "1..$TESTNUM"
