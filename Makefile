@@ -212,6 +212,9 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
+# Keep objects that are only intermediates of test and fuzz binaries.
+.SECONDARY:
+
 .PHONY: test unit-test fuzz-replay e2e-test
 TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
             PKGSTORE_SRC=$(CURDIR)
@@ -294,7 +297,7 @@ bench: deps all
 # Debian packages needed to build, test, demo and benchmark.
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
-            libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 \
+            libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux
 .PHONY: deps
 deps:

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,7 +200,25 @@ typedef struct download_sink {
     int too_big;
     int io_error;
     int truncated;
+    char encoding[32];    /* the response's Content-Encoding, "" if none */
 } download_sink;
+
+static size_t header_line(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+    download_sink *sink = userdata;
+    size_t n = size * nitems;
+    static const char name[] = "content-encoding:";
+    if (n > sizeof name && strncasecmp(buffer, name, sizeof name - 1) == 0) {
+        const char *v = buffer + sizeof name - 1;
+        size_t vlen = n - (sizeof name - 1);
+        while (vlen && (*v == ' ' || *v == '\t'))
+            v++, vlen--;
+        while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        snprintf(sink->encoding, sizeof sink->encoding, "%.*s", (int)vlen, v);
+    }
+    return n;
+}
 
 static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -289,6 +308,9 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, file_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_line);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &sink);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
@@ -314,12 +336,16 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
                              (unsigned long long)have);
     else if (status != 200 && status != 206)
         rc = agent_error_set(PKGSTORE_ENET, "%s: HTTP status %ld", url, status);
-    if (fsync(fd) < 0 && rc == 0)
-        rc = agent_error_set(PKGSTORE_EIO, "%s: fsync: %s", part_path, strerror(errno));
+    /* No fsync: a part torn by a power cut fails verification and is
+     * fetched again; the installed copy is fsynced by the install module. */
     close(fd);
     if (status == 416 && have > 0)
         unlink(part_path); /* the part is useless; next attempt starts over */
     *size_out = sink.written;
+    if (rc == 0)
+        agent_log("info", "msg=\"download finished\" url=%s status=%ld encoding=%s bytes=%llu",
+                  url, status, sink.encoding[0] ? sink.encoding : "identity",
+                  (unsigned long long)sink.written);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     return rc;

@@ -1,59 +1,167 @@
 #!/usr/bin/env bash
-# A short narrated walk-through of the pkgstore blob store on a temporary
-# store: add, list, verify, corrupt a blob on purpose, watch verify catch it,
-# repair. Run by `make demo` (which builds first).
-set -euo pipefail
+# The fleet demo, run by `make demo` (which builds everything first).
+#
+# A registry (pkgstored, temporary store) and three edge nodes, each a
+# pkgstore-agent supervising a fake OpenTelemetry Collector v1:
+#   edge-canary  canary=true, env=dev
+#   edge-dev     env=dev
+#   edge-prod    env=prod
+# Story: upload v2 (good) and v3 (crashes a second after it starts); roll v2
+# out to the canary ring, then to everyone; then roll v3 out to the canary
+# ring and watch the agent roll it back. Everything runs on 127.0.0.1 and is
+# stopped (by pid) at the end. The monitor window is 3 s instead of the
+# default 60 s so that the demo ends in well under two minutes.
+set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${PKGSTORE_BIN:-$SRC/build/bin}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-demo-XXXXXX")
-trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-export COLLECTORCTRL_PACKAGES_DIR=$WORK/store
+WINDOW=3
+PIDS=()
+START=$SECONDS
 
-if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
-say() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+if [ -t 1 ]; then BOLD=$'\033[1m' DIM=$'\033[2m' OFF=$'\033[0m'; else BOLD= DIM= OFF=; fi
+say()  { printf '\n%s== %s%s\n' "$BOLD" "$*" "$OFF"; }
+note() { printf '%s   %s%s\n' "$DIM" "$*" "$OFF"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+die()  { printf 'demo: %s\n' "$*" >&2; printf 'demo: logs kept in %s\n' "$WORK" >&2; KEEP=1; exit 1; }
 
-say "A store is a directory; the tools find it through \$COLLECTORCTRL_PACKAGES_DIR ($COLLECTORCTRL_PACKAGES_DIR)."
-printf '#!/bin/sh\necho "otelcol-contrib 0.98.0"\n' >"$WORK/otelcol-contrib"
-printf '#!/bin/sh\necho "log shipper 1.2.0"\n' >"$WORK/log-shipper"
-chmod +x "$WORK/otelcol-contrib" "$WORK/log-shipper"
+KEEP=
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ -z "$KEEP" ]; then chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-say "Add a collector binary as package otelcol-contrib 0.98.0 for linux/amd64. The blob is named by its SHA-256."
-show "$BIN/pkgstore-add" --name otelcol-contrib --version 0.98.0 --platform linux/amd64 "$WORK/otelcol-contrib"
+for tool in pkgstored pkgstore-agent pkgstore-push pkgstore-policy fake-otelcol-v1 fake-otelcol-v2 fake-otelcol-v3; do
+    [ -x "$BIN/$tool" ] || die "$BIN/$tool is missing: run make first"
+done
+command -v jq > /dev/null || die "jq is needed (make deps installs it)"
 
-say "Add an addon, and the same collector again: an existing blob is a success that writes nothing."
-show "$BIN/pkgstore-add" --name log-shipper --version 1.2.0 --type addon --platform linux/amd64 "$WORK/log-shipper"
-show "$BIN/pkgstore-add" "$WORK/otelcol-contrib"
+free_port() {
+    perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0", ReuseAddr => 1) or die; print $s->sockport, "\n"'
+}
+wait_until() { # SECONDS COMMAND...
+    local end=$((SECONDS + $1)); shift
+    until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
+}
 
-say "List blobs and package records."
-show "$BIN/pkgstore-ls"
+# ------------------------------------------------------------------ the registry
+say "Start the registry: pkgstored on 127.0.0.1 with a temporary store."
+"$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
+    --heartbeat-interval 1 --no-fsync 2> "$WORK/pkgstored.log" &
+PIDS+=($!)
+wait_until 10 test -s "$WORK/port" || die "pkgstored did not start (see $WORK/pkgstored.log)"
+URL=http://127.0.0.1:$(cat "$WORK/port")
+wait_until 5 test -s "$WORK/store.agent-token" || die "pkgstored wrote no tokens"
+ADMIN=$WORK/store.admin-token
+note "listening on $URL; admin and agent tokens in $WORK/store.{admin,agent}-token"
+push()   { "$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN" --quiet "$@"; }
+policy() { "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN" "$@"; }
+api()    { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL$1"; }
 
-DIGEST=$("$BIN/pkgstore-add" "$WORK/otelcol-contrib")
-HEX=${DIGEST#sha256:}
-BLOB=$COLLECTORCTRL_PACKAGES_DIR/blobs/sha256/${HEX:0:2}/$HEX
-say "On disk the blob is read-only and lives at blobs/sha256/${HEX:0:2}/<hex>:"
-show ls -l "$BLOB"
+# ------------------------------------------------------------------ the fleet
+start_node() { # NAME LABELS
+    local dir=$WORK/$1 port health
+    mkdir -p "$dir/bin"
+    port=$(free_port); health=$(free_port)
+    echo "$health" > "$dir/health_port"
+    cp "$BIN/fake-otelcol-v1" "$dir/bin/otelcol"
+    printf 'ports: [%s]\nhealth_port: %s\ncrash_after_s: 1\n' "$port" "$health" > "$dir/collector.yaml"
+    cat > "$dir/agent.yaml" <<YAML
+server:
+  url: $URL
+  token_file: $WORK/store.agent-token
+heartbeat:
+  interval_s: 1
+node:
+  id: $1
+  labels: {$2}
+state_dir: $dir/state
+collector:
+  package: otelcol
+  version: 1.0.0
+  executable: $dir/bin/otelcol
+  config: $dir/collector.yaml
+  health_url: http://127.0.0.1:$health/
+  ports: [$port]
+  monitor_window_s: $WINDOW
+  stop_timeout_s: 2
+restart_backoff: {initial_s: 0.5, max_s: 5}
+YAML
+    "$BIN/pkgstore-agent" --config "$dir/agent.yaml" > "$dir/agent.log" 2>&1 &
+    PIDS+=($!)
+}
 
-say "Verify re-hashes it. Any file can be checked against a digest too."
-show "$BIN/pkgstore-verify" "$DIGEST"
-show "$BIN/pkgstore-verify" --sha256 "$HEX" "$WORK/otelcol-contrib"
+NODES=(edge-canary edge-dev edge-prod)
+say "Start three edge nodes. Each runs pkgstore-agent, which starts fake collector v1 as its child."
+start_node edge-canary 'canary: "true", env: dev'
+start_node edge-dev 'env: dev'
+start_node edge-prod 'env: prod'
+note "edge-canary: canary=true env=dev    edge-dev: env=dev    edge-prod: env=prod"
+note "monitor window: $WINDOW s for this demo (the default is 60 s)"
+in_fleet() { [ "$(api /v1/agents | jq '.nodes | length')" = 3 ]; }
+wait_until 15 in_fleet || die "the agents did not check in"
 
-say "Now corrupt the blob on purpose (as a failing disk or a careless admin would)."
-chmod u+w "$BLOB"
-printf 'X' | dd of="$BLOB" bs=1 seek=12 conv=notrunc status=none
-printf '$ flip one byte of %s\n' "blobs/sha256/${HEX:0:2}/${HEX:0:12}..."
+fleet() {
+    printf '\n   %-12s %-22s %-8s %-9s %-14s %s\n' NODE LABELS RUNNING STATE "LAST STATUS" MESSAGE
+    api /v1/agents | jq -r '.nodes[] |
+        [.id, (.labels | to_entries | map("\(.key)=\(.value)") | join(",")),
+         (.packages[0].version // "-"), (.packages[0].state // "-"),
+         (.last_status.status // "-"), (.last_status.message // "")] | @tsv' |
+    while IFS=$'\t' read -r id labels version state status message; do
+        printf '   %-12s %-22s %-8s %-9s %-14s %s\n' "$id" "$labels" "$version" "$state" "$status" "${message:0:100}"
+    done
+}
+node_status() { jq -r '.packages[0].status + " " + (.packages[0].version // "")' "$WORK/$1/state/state.json" 2>/dev/null; }
+healthy() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$(cat "$WORK/$1/health_port")/"; }
+all_healthy() { local n; for n in "${NODES[@]}"; do healthy "$n" || return 1; done; }
+wait_until 10 all_healthy || die "a v1 collector is not healthy"
+say "The fleet view (GET /v1/agents): every node runs v1 and is healthy."
+fleet
 
-say "verify catches it (exit 1):"
-set +e
-"$BIN/pkgstore-verify" "$DIGEST" 2>&1; echo "exit status $?"
-say "fsck of the whole store finds it too (exit 1):"
-"$BIN/pkgstore-verify" --all; echo "exit status $?"
-say "Repair moves the corrupt blob to quarantine/ and drops the record that pointed at it:"
-"$BIN/pkgstore-verify" --all --repair; echo "exit status $?"
-set -e
-show ls "$COLLECTORCTRL_PACKAGES_DIR/quarantine"
+# ------------------------------------------------------------------ uploads
+say "Upload two new collector versions: v2 (good) and v3 (crashes one second after it starts)."
+show push --name otelcol --version 2.0.0 "$BIN/fake-otelcol-v2"
+show push --name otelcol --version 3.0.0 "$BIN/fake-otelcol-v3"
 
-say "Adding the original bytes again heals the store, and fsck is clean."
-show "$BIN/pkgstore-add" --name otelcol-contrib --version 0.98.0 --platform linux/amd64 "$WORK/otelcol-contrib"
-show "$BIN/pkgstore-verify" --all
-say "Done. (The temporary store is removed on exit.)"
+# ------------------------------------------------------------------ v2 to the canary ring
+say "Roll v2 out to the canary ring only: a policy with the selector canary=true."
+show policy set canary --package otelcol --version 2.0.0 --selector canary=true --priority 10
+note "the canary's agent downloads v2, checks its SHA-256, runs 'otelcol --config ... validate',"
+note "swaps it in (keeping otelcol.bak), and watches it for $WINDOW s before declaring it Upgraded."
+wait_until 30 bash -c '[ "$(jq -r .packages[0].status "$0" 2>/dev/null)" = Upgraded ]' "$WORK/edge-canary/state/state.json" \
+    || die "the canary did not upgrade"
+say "edge-canary reported every step to the server (its history):"
+api /v1/agents/edge-canary | jq -r '.history[] | "   \(.time)  \(.status)  \(.version // "")  \(.message // "")"' | tail -6
+say "Only the canary moved; dev and prod still run v1:"
+fleet
+
+# ------------------------------------------------------------------ v2 to everyone
+say "The canary is healthy, so roll v2 out to everyone (a lower-priority policy with no selector)."
+show policy set everyone --package otelcol --version 2.0.0 --priority 1
+all_v2() { local n; for n in "${NODES[@]}"; do [ "$(node_status "$n")" = "Upgraded 2.0.0" ] || return 1; done; }
+wait_until 30 all_v2 || die "the fleet did not reach v2"
+wait_until 10 all_healthy || die "a v2 collector is not healthy"
+say "Every node now runs v2:"
+fleet
+
+# ------------------------------------------------------------------ v3 to the canary ring
+say "Now roll v3 out to the canary ring. v3 passes validation, starts, then crashes after a second."
+show policy set canary --package otelcol --version 3.0.0 --selector canary=true --priority 10
+note "the agent sees v3 die inside the monitor window, stops it, restores otelcol.bak (v2),"
+note "restarts v2 and reports RolledBack. It remembers v3's digest and will not retry it."
+wait_until 40 bash -c '[ "$(jq -r .packages[0].status "$0" 2>/dev/null)" = RolledBack ]' "$WORK/edge-canary/state/state.json" \
+    || die "the canary did not roll back"
+wait_until 10 healthy edge-canary || die "the canary is not healthy after the rollback"
+say "edge-canary's history for v3:"
+api /v1/agents/edge-canary | jq -r '.history[] | select(.version == "3.0.0") | "   \(.time)  \(.status)  \(.message // "")"'
+say "The fleet: the canary is back on v2 and healthy; its last status says why v3 was rolled back."
+fleet
+printf '\n   '; show "$WORK/edge-canary/bin/otelcol" --version
+say "Policies and their rollout state:"
+policy ls | sed 's/^/   /'
+
+say "Done in $((SECONDS - START)) s. Stopping the three agents (each stops its collector) and pkgstored."

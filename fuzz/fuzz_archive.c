@@ -12,6 +12,11 @@
  *   that resolves outside root (checked with realpath on every entry);
  * - validate and extract agree: an archive validate accepts is extracted,
  *   one it refuses for safety is refused by extraction.
+ *
+ * Inputs starting with the byte 0xA5 are a small program instead of raw
+ * bytes: records of (type, path, target) turned into a tar by libarchive's
+ * writer, so the fuzzer steers paths, symlinks and hard links directly
+ * instead of fighting tar checksums.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,6 +27,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
 
 #include "pkgstore.h"
 
@@ -117,6 +125,74 @@ static void check_tree(const char *dir, int depth)
     closedir(d);
 }
 
+/* Read a length-prefixed string (at most 96 bytes) from the program. */
+static int take_string(char *out, const uint8_t **p, const uint8_t *end)
+{
+    if (*p >= end)
+        return -1;
+    size_t len = **p % 97;
+    (*p)++;
+    if ((size_t)(end - *p) < len)
+        len = (size_t)(end - *p);
+    for (size_t i = 0; i < len; i++)
+        out[i] = (*p)[i] ? (char)(*p)[i] : '/';
+    out[len] = '\0';
+    *p += len;
+    return 0;
+}
+
+/* Structured mode: turn records into a tar written at input_path. */
+static void write_program_tar(const uint8_t *data, size_t size)
+{
+    static unsigned char out[1 << 18];
+    size_t used = 0;
+    const uint8_t *p = data, *end = data + size;
+    struct archive *a = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    if (!a || !e)
+        __builtin_trap();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    if (archive_write_open_memory(a, out, sizeof(out), &used) != ARCHIVE_OK)
+        __builtin_trap();
+    for (int n = 0; p < end && n < 64; n++) {
+        char path[128], target[128];
+        int type = *p++ % 7;
+        if (take_string(path, &p, end) < 0 || take_string(target, &p, end) < 0)
+            break;
+        archive_entry_clear(e);
+        archive_entry_set_pathname(e, path);
+        archive_entry_set_perm(e, type == 5 ? 0755 : 0644);
+        switch (type) {
+        case 0: case 5: /* file (5: executable) with target as content */
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_size(e, (la_int64_t)strlen(target));
+            break;
+        case 1: archive_entry_set_filetype(e, AE_IFDIR); break;
+        case 2: case 6:
+            archive_entry_set_filetype(e, AE_IFLNK);
+            archive_entry_set_symlink(e, target);
+            break;
+        case 3:
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_hardlink(e, target);
+            break;
+        default: archive_entry_set_filetype(e, AE_IFIFO); break;
+        }
+        if (archive_write_header(a, e) < ARCHIVE_WARN)
+            break;
+        if ((type == 0 || type == 5) && target[0])
+            archive_write_data(a, target, strlen(target));
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+    archive_entry_free(e);
+    int fd = open(input_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, out, used) != (ssize_t)used)
+        __builtin_trap();
+    close(fd);
+}
+
 static int is_safety_error(int error)
 {
     return error == PKGSTORE_EUNSAFE || error == PKGSTORE_ELIMIT;
@@ -140,12 +216,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     opts.max_total_size = 8u << 20;
     opts.ratio_min_size = 64u << 10;
 
-    int fd = open(input_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, data, size) != (ssize_t)size)
-        __builtin_trap();
-    close(fd);
-
-    pkgstore_archive_detect_buffer(&format, data, size);
+    if (size > 1 && data[0] == 0xA5) {
+        write_program_tar(data + 1, size - 1);
+    } else {
+        int fd = open(input_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+            __builtin_trap();
+        close(fd);
+        pkgstore_archive_detect_buffer(&format, data, size);
+    }
     int detected = pkgstore_archive_detect_file(&format, input_path);
 
     if (pkgstore_archive_list_file(&list, input_path, &opts) == 0) {

@@ -343,7 +343,11 @@ struct gc_run {
     struct mark_set marks;
     struct candidate *candidates;
     size_t count, cap;
+    pkgstore_digest *doomed; /* blobs to delete at the next flush */
+    size_t doomed_count;
 };
+
+#define DELETE_BATCH 256
 
 static int old_enough(const struct gc_run *run, int64_t when)
 {
@@ -581,6 +585,49 @@ static void blob_relpath(char *buf, size_t size, const pkgstore_digest *digest, 
     snprintf(buf, size, "blobs/sha256/%.2s/%s%s", hex, hex, suffix);
 }
 
+static int drop_records_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct gc_run *run = payload;
+    for (size_t i = 0; i < run->doomed_count; i++) {
+        MDB_val key = {PKGSTORE_DIGEST_SIZE, run->doomed[i].bytes};
+        int rc = mdb_del(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return ps_index_error(rc, "gc: drop blob records");
+    }
+    return 0;
+}
+
+/* Delete the blobs collected so far: their records in one transaction
+ * first (a record must never outlive its file), then the files. The
+ * directories are not fsynced: a deletion lost in a crash only brings back
+ * a file without a record, which the next gc deletes again. One commit per
+ * batch instead of one per blob is what makes a large sweep fast. */
+static int flush_doomed(struct gc_run *run)
+{
+    int error = 0;
+
+    if (run->doomed_count == 0)
+        return 0;
+    if ((error = ps_index_write(run->index, drop_records_txn, run)) < 0)
+        goto out;
+    for (size_t i = 0; i < run->doomed_count; i++) {
+        char path[128];
+        blob_relpath(path, sizeof(path), &run->doomed[i], ".zst");
+        if (unlinkat(run->root_fd, path, 0) < 0 && errno != ENOENT) {
+            error = ps_error_errno(errno, "%s: unlink", path);
+            goto out;
+        }
+        blob_relpath(path, sizeof(path), &run->doomed[i], "");
+        if (unlinkat(run->root_fd, path, 0) < 0 && errno != ENOENT) {
+            error = ps_error_errno(errno, "%s: unlink", path);
+            goto out;
+        }
+    }
+out:
+    run->doomed_count = 0;
+    return error;
+}
+
 static int sweep_blob(struct gc_run *run, const struct candidate *candidate)
 {
     char path[128], zst_path[128];
@@ -611,16 +658,14 @@ static int sweep_blob(struct gc_run *run, const struct candidate *candidate)
     }
     has_zst = fstatat(run->root_fd, zst_path, &zst, AT_SYMLINK_NOFOLLOW) == 0;
     bytes = (uint64_t)st.st_size + (has_zst ? (uint64_t)zst.st_size : 0);
-    if (!run->opts->dry_run && (error = pkgstore_store_blob_delete(run->store, &candidate->digest)) < 0) {
-        if (error != PKGSTORE_ENOTFOUND)
-            return error;
-        pkgstore_error_clear();
-        run->report.blobs_total--;
-        return 0;
-    }
     run->report.blobs_deleted++;
     if (has_zst)
         run->report.zst_deleted++;
+    if (!run->opts->dry_run) {
+        if (run->doomed_count == DELETE_BATCH && (error = flush_doomed(run)) < 0)
+            return error;
+        run->doomed[run->doomed_count++] = candidate->digest;
+    }
     return report_item(run, PKGSTORE_GC_BLOB, path, &candidate->digest, bytes, when);
 }
 
@@ -678,7 +723,7 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
 {
     static const pkgstore_gc_options defaults = PKGSTORE_GC_OPTIONS_INIT;
     struct gc_run run;
-    int error, locked = 0;
+    int error, flush_error, locked = 0;
 
     if (report_out != NULL)
         memset(report_out, 0, sizeof(*report_out));
@@ -694,6 +739,9 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
     if (opts->grace_seconds < 0)
         return ps_error_set(PKGSTORE_EINVALID, "gc: negative grace period %lld",
                             (long long)opts->grace_seconds);
+    if (!opts->dry_run && !ps_index_writable(run.index))
+        return ps_error_set(PKGSTORE_EDENIED, "%s: store opened read-only (a dry run works)",
+                            pkgstore_store_path(store));
     run.store = store;
     run.opts = opts;
     run.report.dry_run = opts->dry_run ? 1 : 0;
@@ -708,6 +756,12 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
     if ((error = mark_all(&run.marks, run.index)) < 0 || (error = scan_blobs(&run)) < 0 ||
         (error = scan_tmp(&run)) < 0)
         goto out;
+
+    if (!opts->dry_run &&
+        (run.doomed = malloc(DELETE_BATCH * sizeof(*run.doomed))) == NULL) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "gc: out of memory");
+        goto out;
+    }
 
     /* Phase 2, locked: adds in progress finish first, none starts, and the
      * marks are taken again so that whatever they registered is kept. */
@@ -730,8 +784,9 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
             break;
         }
     }
-    if (error == 0 && !opts->dry_run && (run.report.blobs_deleted > 0))
-        error = pkgstore_store_sync(store); /* batch mode: make the deletes durable */
+    /* even after a callback stopped gc: what it was shown goes */
+    if ((flush_error = flush_doomed(&run)) < 0 && error >= 0)
+        error = flush_error;
 out:
     if (locked)
         ps_store_unlock(store);
@@ -741,5 +796,6 @@ out:
         close(run.root_fd);
     mark_clear(&run.marks);
     free(run.candidates);
+    free(run.doomed);
     return error;
 }

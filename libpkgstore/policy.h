@@ -1,8 +1,9 @@
 /*
- * Private: what the policy files share (policy.c: handle, policies and
- * rollout views; policy_node.c: nodes, heartbeats, history, persistence;
- * policy_offer.c: package resolution cache and the evaluation of a node
- * against the policies).
+ * Private: what the policy files share. policy.c: the handle and the
+ * policies; policy_view.c: rollout views; policy_heartbeat.c: heartbeat
+ * parsing and handling; policy_node.c: the node table, history, fleet view
+ * and persistence; policy_offer.c: the package resolution cache and the
+ * evaluation of a node against the policies.
  */
 #ifndef PS_POLICY_H
 #define PS_POLICY_H
@@ -13,6 +14,7 @@
 #include <jansson.h>
 
 #include "index.h"
+#include "pkgstore/platform.h"
 #include "pkgstore/policy.h"
 #include "pkgstore/registry.h"
 
@@ -51,6 +53,7 @@ struct ps_pkg {
 
 /* What a node last reported; immutable, one allocation (strings inside). */
 struct ps_report {
+    uint64_t hash; /* of the content, to tell a change from a repeat */
     const char *platform;
     const char *agent_version;
     size_t nlabels;
@@ -131,6 +134,15 @@ struct pkgstore_policy_db {
 struct ps_policy_set *ps_policy_set_get(pkgstore_policy_db *db);
 void ps_policy_set_release(struct ps_policy_set *set);
 int ps_policy_time_format(char out[32], int64_t seconds);
+/* The policy called name in set, or NULL. */
+const struct ps_policy_item *ps_policy_set_find(const struct ps_policy_set *set,
+                                                const char *name);
+
+/* policy_view.c: the API JSON of a policy (RFC 3339 times, no status);
+ * NULL when out of memory. */
+json_t *ps_policy_to_json(const pkgstore_policy *policy);
+/* Serialize root compactly into *json_out and drop root (NULL: ENOMEM). */
+int ps_policy_dump(char **json_out, json_t *root);
 
 /* policy_offer.c */
 int64_t ps_policy_now_ms(void);
@@ -168,7 +180,53 @@ void ps_slots_release(struct ps_slot *slots, size_t nslots);
  * Errors: PKGSTORE_ENOMEM. */
 int ps_offer_text(char **out, size_t *len_out, const struct ps_slot *slot);
 
+/* policy_heartbeat.c: a parsed heartbeat or stored node record; strings
+ * are borrowed from the JSON tree it was parsed from. */
+struct ps_hb_pkg {
+    const char *name;
+    const char *version;
+    const char *state;
+    pkgstore_package_type type;
+    int has_digest;
+    pkgstore_digest digest;
+    const char *offer_version;
+    int has_status;
+    pkgstore_rollout_state status;
+    const char *message;
+};
+
+struct ps_hb {
+    const char *node_id;
+    const char *platform; /* points at platform_buf once normalized */
+    char platform_buf[PKGSTORE_PLATFORM_STR_SIZE];
+    const char *agent_version;
+    size_t nlabels;
+    pkgstore_label labels[PKGSTORE_LABELS_MAX];
+    size_t npkgs;
+    struct ps_hb_pkg pkgs[PKGSTORE_NODE_PACKAGES_MAX];
+};
+
+/* Fill hb from a heartbeat (stored 0: "node_id") or a stored node record
+ * (stored 1: "id"). Errors: PKGSTORE_EINVALID, PKGSTORE_ELIMIT. */
+int ps_hb_parse(struct ps_hb *hb, json_t *root, int stored);
+/* A new report (free with free()), NULL when out of memory. */
+struct ps_report *ps_report_build(const struct ps_hb *hb);
+#define PS_FNV_OFFSET 14695981039346656037ULL
+uint64_t ps_fnv1a(uint64_t hash, const void *data, size_t len);
+
 /* policy_node.c */
+uint64_t ps_node_id_hash(const char *id);
+struct ps_shard *ps_node_shard(pkgstore_policy_db *db, uint64_t hash);
+/* The node called id, or NULL; the shard must be locked. */
+struct ps_node *ps_node_find(struct ps_shard *shard, const char *id, uint64_t hash);
+/* A new empty node in the locked shard; NULL when out of memory. */
+struct ps_node *ps_node_insert(pkgstore_policy_db *db, struct ps_shard *shard, const char *id,
+                               uint64_t hash);
+/* Append a status unless it repeats the node's last entry for the package.
+ * Returns 1 when appended, 0 when a repeat, or a negative error. */
+int ps_hist_append(pkgstore_policy_db *db, struct ps_node *node, int64_t time,
+                   const char *package, const char *version, pkgstore_rollout_state status,
+                   const char *message);
 int ps_nodes_init(pkgstore_policy_db *db);
 int ps_nodes_load(pkgstore_policy_db *db);
 void ps_nodes_free(pkgstore_policy_db *db);

@@ -1,10 +1,9 @@
 /*
- * Nodes: heartbeats, the node table, status history, the fleet view and
- * write-behind persistence to PS_DB_NODES.
+ * Nodes: the node table, status history, the fleet view and write-behind
+ * persistence to PS_DB_NODES (heartbeats themselves: policy_heartbeat.c).
  *
- * Nodes live in a sharded hash table in memory. A heartbeat parses its body
- * outside any lock, evaluates the policies outside any lock, then swaps the
- * node's report under its shard's lock. A background thread writes changed
+ * Nodes live in a sharded hash table in memory; a heartbeat swaps a node's
+ * report under its shard's lock only. A background thread writes changed
  * nodes in one LMDB transaction per period, so a heartbeat never waits on
  * the disk; pkgstore_policy_free() writes everything that is left.
  */
@@ -17,305 +16,7 @@
 #include <time.h>
 
 #include "error.h"
-#include "pkgstore/platform.h"
 #include "policy.h"
-
-/* ---------------------------------------------------------------- parsing */
-
-struct hb_pkg {
-    const char *name;
-    const char *version;
-    const char *state;
-    pkgstore_package_type type;
-    int has_digest;
-    pkgstore_digest digest;
-    const char *offer_version;
-    int has_status;
-    pkgstore_rollout_state status;
-    const char *message;
-};
-
-struct hb {
-    const char *node_id;
-    const char *platform; /* points at platform_buf once normalized */
-    char platform_buf[PKGSTORE_PLATFORM_STR_SIZE];
-    const char *agent_version;
-    size_t nlabels;
-    pkgstore_label labels[PKGSTORE_LABELS_MAX];
-    size_t npkgs;
-    struct hb_pkg pkgs[PKGSTORE_NODE_PACKAGES_MAX];
-};
-
-/* 1 if every byte of str is accepted by the character class. */
-enum charset { CS_NODE_ID, CS_PLATFORM, CS_TOKEN, CS_STATE };
-
-static int char_ok(enum charset cs, char c, size_t i)
-{
-    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    switch (cs) {
-    case CS_NODE_ID:
-        return alnum || (i > 0 && (c == '.' || c == '_' || c == '-' || c == ':'));
-    case CS_PLATFORM:
-        return alnum || c == '.' || c == '_' || c == '-' || c == '/';
-    case CS_TOKEN:
-        return c > 0x20 && c < 0x7f;
-    case CS_STATE:
-        return alnum || c == '_' || c == '-';
-    }
-    return 0;
-}
-
-/* A string field: present (unless optional), a string, 1..max bytes of cs. */
-static int get_string(const char **out, json_t *obj, const char *key, const char *where,
-                      int optional, size_t max, enum charset cs)
-{
-    json_t *value = json_object_get(obj, key);
-    const char *str;
-    size_t len;
-
-    *out = NULL;
-    if (!value || json_is_null(value)) {
-        if (optional)
-            return 0;
-        return ps_error_set(PKGSTORE_EINVALID, "%s%s: missing", where, key);
-    }
-    if (!(str = json_string_value(value)))
-        return ps_error_set(PKGSTORE_EINVALID, "%s%s: not a string", where, key);
-    len = strlen(str);
-    if (len == 0) {
-        if (optional)
-            return 0;
-        return ps_error_set(PKGSTORE_EINVALID, "%s%s: empty", where, key);
-    }
-    if (len > max)
-        return ps_error_set(PKGSTORE_EINVALID, "%s%s: longer than %zu bytes", where, key, max);
-    for (size_t i = 0; i < len; i++) {
-        if (!char_ok(cs, str[i], i))
-            return ps_error_set(PKGSTORE_EINVALID, "%s%s: position %zu: invalid character 0x%02x",
-                                where, key, i + 1, (unsigned char)str[i]);
-    }
-    *out = str;
-    return 0;
-}
-
-static int parse_pkg(struct hb_pkg *pkg, json_t *obj, size_t index)
-{
-    char where[48];
-    const char *str;
-    json_t *value;
-    int error;
-
-    memset(pkg, 0, sizeof(*pkg));
-    snprintf(where, sizeof(where), "packages[%zu].", index);
-    if (!json_is_object(obj))
-        return ps_error_set(PKGSTORE_EINVALID, "packages[%zu]: not an object", index);
-    if ((error = get_string(&pkg->name, obj, "name", where, 0, PKGSTORE_NAME_MAX, CS_TOKEN)) < 0)
-        return error;
-    if (pkgstore_manifest_name_validate(pkg->name) < 0) {
-        ps_error_prefix("%sname", where);
-        return PKGSTORE_EINVALID;
-    }
-    if ((error = get_string(&str, obj, "type", where, 1, 16, CS_TOKEN)) < 0)
-        return error;
-    pkg->type = PKGSTORE_TYPE_PRIMARY;
-    if (str && pkgstore_package_type_parse(&pkg->type, str) < 0)
-        return ps_error_set(PKGSTORE_EINVALID, "%stype: must be primary or addon", where);
-    if ((error = get_string(&pkg->version, obj, "version", where, 1, PKGSTORE_VERSION_MAX,
-                            CS_TOKEN)) < 0 ||
-        (error = get_string(&pkg->state, obj, "state", where, 1, 32, CS_STATE)) < 0)
-        return error;
-    if ((error = get_string(&str, obj, "digest", where, 1, 80, CS_TOKEN)) < 0)
-        return error;
-    if (str) {
-        if (pkgstore_digest_parse(&pkg->digest, str) < 0)
-            return ps_error_set(PKGSTORE_EINVALID, "%sdigest: not a sha256 digest", where);
-        pkg->has_digest = 1;
-    }
-    if ((value = json_object_get(obj, "offer")) && !json_is_null(value)) {
-        char offer_where[64];
-        snprintf(offer_where, sizeof(offer_where), "%soffer.", where);
-        if (!json_is_object(value))
-            return ps_error_set(PKGSTORE_EINVALID, "%soffer: not an object", where);
-        if ((error = get_string(&pkg->offer_version, value, "version", offer_where, 1,
-                                PKGSTORE_VERSION_MAX, CS_TOKEN)) < 0 ||
-            (error = get_string(&str, value, "digest", offer_where, 1, 80, CS_TOKEN)) < 0)
-            return error;
-        pkgstore_digest ignored;
-        if (str && pkgstore_digest_parse(&ignored, str) < 0)
-            return ps_error_set(PKGSTORE_EINVALID, "%soffer.digest: not a sha256 digest", where);
-    }
-    if ((error = get_string(&str, obj, "status", where, 1, 32, CS_STATE)) < 0)
-        return error;
-    if (str) {
-        if (pkgstore_rollout_state_parse(&pkg->status, str) < 0)
-            return ps_error_set(PKGSTORE_EINVALID,
-                                "%sstatus: '%s' is not one of Downloading, Verifying, "
-                                "Validating, Swapping, Monitoring, Upgraded, UpgradeFailed, "
-                                "RolledBack, RollbackFailed",
-                                where, str);
-        pkg->has_status = 1;
-    }
-    value = json_object_get(obj, "message");
-    if (value && !json_is_null(value)) {
-        if (!(pkg->message = json_string_value(value)))
-            return ps_error_set(PKGSTORE_EINVALID, "%smessage: not a string", where);
-    }
-    return 0;
-}
-
-static int cmp_label(const void *a, const void *b)
-{
-    return strcmp(((const pkgstore_label *)a)->key, ((const pkgstore_label *)b)->key);
-}
-
-/* Fill hb from a heartbeat (or a stored node record); strings borrowed
- * from root. */
-static int parse_hb(struct hb *hb, json_t *root, int stored)
-{
-    json_t *labels, *packages, *value;
-    const char *key;
-    int error;
-
-    memset(hb, 0, sizeof(*hb));
-    if (!json_is_object(root))
-        return ps_error_set(PKGSTORE_EINVALID, "body: not a JSON object");
-    if ((error = get_string(&hb->node_id, root, stored ? "id" : "node_id",
-                            "", 0, PKGSTORE_NODE_ID_MAX, CS_NODE_ID)) < 0 ||
-        (error = get_string(&hb->platform, root, "platform", "", 0, PKGSTORE_PLATFORM_MAX,
-                            CS_PLATFORM)) < 0 ||
-        (error = get_string(&hb->agent_version, root, "agent_version", "", 1, 64,
-                            CS_TOKEN)) < 0)
-        return error;
-    /* "linux/x86_64" is stored and matched as "linux/amd64" */
-    if (pkgstore_platform_normalize(hb->platform_buf, hb->platform) < 0) {
-        if (strncmp(pkgstore_error_detail(), "platform", 8) != 0)
-            ps_error_prefix("platform");
-        return PKGSTORE_EINVALID;
-    }
-    hb->platform = hb->platform_buf;
-    if ((labels = json_object_get(root, "labels")) && !json_is_null(labels)) {
-        if (!json_is_object(labels))
-            return ps_error_set(PKGSTORE_EINVALID, "labels: not an object");
-        if (json_object_size(labels) > PKGSTORE_LABELS_MAX)
-            return ps_error_set(PKGSTORE_ELIMIT, "labels: more than %d", PKGSTORE_LABELS_MAX);
-        json_object_foreach(labels, key, value) {
-            const char *str = json_string_value(value);
-            if (pkgstore_label_key_validate(key) < 0) {
-                ps_error_prefix("labels.%.64s", key);
-                return PKGSTORE_EINVALID;
-            }
-            if (!str)
-                return ps_error_set(PKGSTORE_EINVALID, "labels.%s: not a string", key);
-            if (pkgstore_label_value_validate(str) < 0) {
-                ps_error_prefix("labels.%s", key);
-                return PKGSTORE_EINVALID;
-            }
-            hb->labels[hb->nlabels].key = key;
-            hb->labels[hb->nlabels].value = str;
-            hb->nlabels++;
-        }
-        qsort(hb->labels, hb->nlabels, sizeof(*hb->labels), cmp_label);
-    }
-    if ((packages = json_object_get(root, "packages")) && !json_is_null(packages)) {
-        if (!json_is_array(packages))
-            return ps_error_set(PKGSTORE_EINVALID, "packages: not an array");
-        if (json_array_size(packages) > PKGSTORE_NODE_PACKAGES_MAX)
-            return ps_error_set(PKGSTORE_ELIMIT, "packages: more than %d",
-                                PKGSTORE_NODE_PACKAGES_MAX);
-        for (size_t i = 0; i < json_array_size(packages); i++) {
-            if ((error = parse_pkg(&hb->pkgs[i], json_array_get(packages, i), i)) < 0)
-                return error;
-            hb->npkgs++;
-        }
-    }
-    return 0;
-}
-
-/* ---------------------------------------------------------------- reports */
-
-static uint64_t fnv1a(uint64_t hash, const void *data, size_t len)
-{
-    const unsigned char *bytes = data;
-    for (size_t i = 0; i < len; i++) {
-        hash ^= bytes[i];
-        hash *= 1099511628211ULL;
-    }
-    return hash;
-}
-
-#define FNV_OFFSET 14695981039346656037ULL
-
-struct report_builder {
-    char *next;
-    uint64_t hash;
-};
-
-static const char *put_str(struct report_builder *b, const char *str)
-{
-    size_t len = strlen(str ? str : "") + 1;
-    char *dst = b->next;
-    memcpy(dst, str ? str : "", len);
-    b->next += len;
-    b->hash = fnv1a(b->hash, dst, len);
-    return dst;
-}
-
-struct report_full {
-    struct ps_report report;
-    uint64_t hash; /* of the content, to tell a change from a repeat */
-};
-
-static size_t str_size(const char *str)
-{
-    return strlen(str ? str : "") + 1;
-}
-
-static struct report_full *report_build(const struct hb *hb)
-{
-    size_t strings = str_size(hb->platform) + str_size(hb->agent_version);
-    for (size_t i = 0; i < hb->nlabels; i++)
-        strings += str_size(hb->labels[i].key) + str_size(hb->labels[i].value);
-    for (size_t i = 0; i < hb->npkgs; i++)
-        strings += str_size(hb->pkgs[i].name) + str_size(hb->pkgs[i].version) +
-                   str_size(hb->pkgs[i].state);
-    size_t head = sizeof(struct report_full) + hb->nlabels * sizeof(pkgstore_label) +
-                  hb->npkgs * sizeof(struct ps_pkg);
-    struct report_full *full = malloc(head + strings);
-    if (!full)
-        return NULL;
-    struct ps_report *r = &full->report;
-    struct report_builder b = {(char *)full + head, FNV_OFFSET};
-    r->labels = (pkgstore_label *)(full + 1);
-    r->pkgs = (struct ps_pkg *)(r->labels + hb->nlabels);
-    r->nlabels = hb->nlabels;
-    r->npkgs = hb->npkgs;
-    r->platform = put_str(&b, hb->platform);
-    r->agent_version = put_str(&b, hb->agent_version);
-    for (size_t i = 0; i < hb->nlabels; i++) {
-        r->labels[i].key = put_str(&b, hb->labels[i].key);
-        r->labels[i].value = put_str(&b, hb->labels[i].value);
-    }
-    for (size_t i = 0; i < hb->npkgs; i++) {
-        struct ps_pkg *pkg = &r->pkgs[i];
-        memset(pkg, 0, sizeof(*pkg));
-        pkg->name = put_str(&b, hb->pkgs[i].name);
-        pkg->version = put_str(&b, hb->pkgs[i].version);
-        pkg->state = put_str(&b, hb->pkgs[i].state);
-        pkg->type = hb->pkgs[i].type;
-        pkg->has_digest = hb->pkgs[i].has_digest;
-        pkg->digest = hb->pkgs[i].digest;
-        unsigned char extra[2] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest};
-        b.hash = fnv1a(b.hash, extra, sizeof(extra));
-        b.hash = fnv1a(b.hash, pkg->digest.bytes, sizeof(pkg->digest.bytes));
-    }
-    full->hash = b.hash;
-    return full;
-}
-
-static uint64_t report_hash(const struct ps_report *report)
-{
-    return ((const struct report_full *)report)->hash;
-}
 
 /* ---------------------------------------------------------------- history */
 
@@ -342,9 +43,7 @@ static size_t message_len(const char *message)
     return len;
 }
 
-/* Append a status unless it repeats the node's last entry for the package.
- * Returns 1 when appended, 0 when a repeat, or a negative error. */
-static int hist_append(pkgstore_policy_db *db, struct ps_node *node, int64_t time,
+int ps_hist_append(pkgstore_policy_db *db, struct ps_node *node, int64_t time,
                        const char *package, const char *version,
                        pkgstore_rollout_state status, const char *message)
 {
@@ -392,17 +91,17 @@ static int hist_append(pkgstore_policy_db *db, struct ps_node *node, int64_t tim
 
 /* ---------------------------------------------------------------- the table */
 
-static uint64_t id_hash(const char *id)
+uint64_t ps_node_id_hash(const char *id)
 {
-    return fnv1a(FNV_OFFSET, id, strlen(id));
+    return ps_fnv1a(PS_FNV_OFFSET, id, strlen(id));
 }
 
-static struct ps_shard *shard_of(pkgstore_policy_db *db, uint64_t hash)
+struct ps_shard *ps_node_shard(pkgstore_policy_db *db, uint64_t hash)
 {
     return &db->shards[hash % PS_NODE_SHARDS];
 }
 
-static struct ps_node *node_find(struct ps_shard *shard, const char *id, uint64_t hash)
+struct ps_node *ps_node_find(struct ps_shard *shard, const char *id, uint64_t hash)
 {
     struct ps_node *node = shard->buckets[(hash / PS_NODE_SHARDS) & (shard->nbuckets - 1)];
     for (; node; node = node->next) {
@@ -432,8 +131,7 @@ static void shard_grow(struct ps_shard *shard)
     shard->nbuckets = nbuckets;
 }
 
-/* A new empty node in the shard (locked by the caller). */
-static struct ps_node *node_insert(pkgstore_policy_db *db, struct ps_shard *shard,
+struct ps_node *ps_node_insert(pkgstore_policy_db *db, struct ps_shard *shard,
                                    const char *id, uint64_t hash)
 {
     size_t len = strlen(id);
@@ -461,7 +159,7 @@ static void node_free(pkgstore_policy_db *db, struct ps_node *node)
             free(node->ring[(node->hstart + k) % db->history_max].text);
         free(node->ring);
     }
-    free(node->report ? (struct report_full *)node->report : NULL);
+    free(node->report);
     free(node);
 }
 
@@ -639,138 +337,6 @@ static json_t *node_json(pkgstore_policy_db *db, const struct ps_node *node,
     return obj;
 }
 
-/* ---------------------------------------------------------------- heartbeat */
-
-int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const char *body,
-                              size_t len)
-{
-    struct ps_slot stack_slots[16], *slots = stack_slots;
-    struct ps_policy_set *set = NULL;
-    struct report_full *report = NULL;
-    struct hb *hb = NULL;
-    json_error_t jerr;
-    json_t *root = NULL;
-    size_t nslots = 0;
-    int error = 0;
-
-    if (response_out)
-        *response_out = NULL;
-    if (!response_out || !db || (!body && len > 0))
-        return ps_error_set(PKGSTORE_EINVALID, "heartbeat: NULL argument");
-    if (!(root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr)))
-        return ps_error_set(PKGSTORE_EINVALID, "body: line %d column %d: %s", jerr.line,
-                            jerr.column, jerr.text);
-    if (!(hb = malloc(sizeof(*hb)))) {
-        error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        goto out;
-    }
-    if ((error = parse_hb(hb, root, 0)) < 0)
-        goto out;
-    if (!(report = report_build(hb))) {
-        error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        goto out;
-    }
-
-    set = ps_policy_set_get(db);
-    if (set->count > 16 && !(slots = calloc(set->count, sizeof(*slots)))) {
-        slots = stack_slots;
-        error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        goto out;
-    }
-    ps_policy_evaluate(slots, &nslots, db, set, &report->report, NULL, NULL);
-
-    /* Record the node. */
-    {
-        uint64_t hash = id_hash(hb->node_id);
-        struct ps_shard *shard = shard_of(db, hash);
-        struct report_full *old = NULL;
-        int64_t now = (int64_t)time(NULL);
-
-        pthread_mutex_lock(&shard->lock);
-        struct ps_node *node = node_find(shard, hb->node_id, hash);
-        if (!node && !(node = node_insert(db, shard, hb->node_id, hash))) {
-            pthread_mutex_unlock(&shard->lock);
-            error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-            goto out;
-        }
-        if (!node->report || report_hash(node->report) != report->hash)
-            node->dirty = 1;
-        old = (struct report_full *)node->report;
-        node->report = &report->report;
-        report = NULL; /* now owned by the node */
-        node->last_seen = now;
-        for (size_t i = 0; i < hb->npkgs && error == 0; i++) {
-            const struct hb_pkg *pkg = &hb->pkgs[i];
-            if (!pkg->has_status)
-                continue;
-            int rc = hist_append(db, node, now, pkg->name,
-                                 pkg->offer_version ? pkg->offer_version : pkg->version,
-                                 pkg->status, pkg->message);
-            if (rc < 0)
-                error = rc;
-            else if (rc > 0)
-                node->dirty = 1;
-        }
-        pthread_mutex_unlock(&shard->lock);
-        free(old);
-        if (error < 0)
-            goto out;
-    }
-
-    /* {"heartbeat_interval_s":N,"offers":[...]} by hand: the offers are
-     * cached JSON texts, so no JSON tree is built per heartbeat. */
-    {
-        char head[64];
-        size_t head_len = (size_t)snprintf(head, sizeof(head),
-                                           "{\"heartbeat_interval_s\":%u,\"offers\":[",
-                                           db->heartbeat_interval_s);
-        char *stack_texts[16] = {0}, **texts = stack_texts;
-        size_t stack_lens[16] = {0}, *lens = stack_lens, total = head_len + 3, ntexts = 0;
-        if (nslots > 16) {
-            texts = calloc(nslots, sizeof(*texts));
-            lens = calloc(nslots, sizeof(*lens));
-            if (!texts || !lens)
-                error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        }
-        for (size_t i = 0; i < nslots && error == 0; i++) {
-            if (!slots[i].offer)
-                continue;
-            if ((error = ps_offer_text(&texts[ntexts], &lens[ntexts], &slots[i])) == 0)
-                total += lens[ntexts++] + 1;
-        }
-        char *text = error == 0 ? malloc(total) : NULL;
-        if (error == 0 && !text)
-            error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        if (text) {
-            size_t used = head_len;
-            memcpy(text, head, head_len);
-            for (size_t i = 0; i < ntexts; i++) {
-                if (i > 0)
-                    text[used++] = ',';
-                memcpy(text + used, texts[i], lens[i]);
-                used += lens[i];
-            }
-            memcpy(text + used, "]}", 3);
-            *response_out = text;
-        }
-        for (size_t i = 0; texts && i < ntexts; i++)
-            free(texts[i]);
-        if (texts != stack_texts)
-            free(texts);
-        if (lens != stack_lens)
-            free(lens);
-    }
-out:
-    ps_slots_release(slots, nslots);
-    if (slots != stack_slots)
-        free(slots);
-    ps_policy_set_release(set);
-    json_decref(root);
-    free(report);
-    free(hb);
-    return error;
-}
-
 /* ---------------------------------------------------------------- fleet view */
 
 int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const char *node_id)
@@ -783,11 +349,11 @@ int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const
         *json_out = NULL;
     if (!json_out || !db || !node_id)
         return ps_error_set(PKGSTORE_EINVALID, "node_get_json: NULL argument");
-    uint64_t hash = id_hash(node_id);
-    struct ps_shard *shard = shard_of(db, hash);
+    uint64_t hash = ps_node_id_hash(node_id);
+    struct ps_shard *shard = ps_node_shard(db, hash);
     set = ps_policy_set_get(db);
     pthread_mutex_lock(&shard->lock);
-    struct ps_node *node = node_find(shard, node_id, hash);
+    struct ps_node *node = ps_node_find(shard, node_id, hash);
     if (!node || !node->report)
         error = ps_error_set(PKGSTORE_ENOTFOUND, "node %.253s not found", node_id);
     else if (!(obj = node_json(db, node, set, NULL, 0, 1)))
@@ -803,86 +369,111 @@ int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db, const
     return error;
 }
 
-struct list_nodes {
-    pkgstore_policy_db *db;
-    struct ps_policy_set *set;
-    struct ps_target **targets;
-    json_t **items;
+struct list_ids {
+    const pkgstore_selector *selector; /* NULL: every node */
+    char **ids;
     size_t count, cap;
-    int with_history;
+    int failed;
 };
 
-static int list_node(struct ps_node *node, void *payload)
+static int collect_id(struct ps_node *node, void *payload)
 {
-    struct list_nodes *list = payload;
-    json_t *obj;
+    struct list_ids *list = payload;
 
     if (!node->report)
         return 0;
+    if (list->selector &&
+        !pkgstore_selector_matches(list->selector, node->report->labels, node->report->nlabels))
+        return 0;
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 64;
-        json_t **grown = realloc(list->items, cap * sizeof(*grown));
-        if (!grown)
-            return PKGSTORE_ENOMEM;
-        list->items = grown;
+        char **grown = realloc(list->ids, cap * sizeof(*grown));
+        if (!grown) {
+            list->failed = 1;
+            return 1;
+        }
+        list->ids = grown;
         list->cap = cap;
     }
-    if (!(obj = node_json(list->db, node, list->set, list->targets, 0, list->with_history)))
-        return PKGSTORE_ENOMEM;
-    list->items[list->count++] = obj;
+    if (!(list->ids[list->count] = strdup(node->id))) {
+        list->failed = 1;
+        return 1;
+    }
+    list->count++;
     return 0;
 }
 
-static int cmp_node_obj(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b)
 {
-    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "id")),
-                  json_string_value(json_object_get(*(json_t *const *)b, "id")));
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int with_history)
+int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db, const char *selector,
+                                    size_t offset, size_t limit, int with_history)
 {
-    struct list_nodes list = {db, NULL, NULL, NULL, 0, 0, with_history};
+    struct list_ids list = {NULL, NULL, 0, 0, 0};
+    pkgstore_selector *parsed = NULL;
+    struct ps_policy_set *set = NULL;
+    struct ps_target **targets = NULL;
     json_t *root = NULL, *array = NULL;
     int error = 0;
 
     if (json_out)
         *json_out = NULL;
     if (!json_out || !db)
-        return ps_error_set(PKGSTORE_EINVALID, "node_list_json: NULL argument");
-    list.set = ps_policy_set_get(db);
-    if (!(list.targets = calloc(list.set->count ? list.set->count : 1, sizeof(*list.targets)))) {
+        return ps_error_set(PKGSTORE_EINVALID, "node_query_json: NULL argument");
+    if (selector && (error = pkgstore_selector_parse(&parsed, selector)) < 0)
+        return error;
+    list.selector = parsed;
+    /* ids first, then JSON only for the page: a page of a big fleet stays cheap */
+    ps_nodes_foreach(db, collect_id, &list);
+    if (list.failed) {
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
     }
-    if (ps_nodes_foreach(db, list_node, &list) < 0) {
+    qsort(list.ids, list.count, sizeof(*list.ids), cmp_id);
+    set = ps_policy_set_get(db);
+    if (!(targets = calloc(set->count ? set->count : 1, sizeof(*targets))) ||
+        !(root = json_object()) || !(array = json_array()) ||
+        json_object_set_new(root, "nodes", array) < 0 ||
+        json_object_set_new(root, "total", json_integer((json_int_t)list.count)) < 0) {
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
     }
-    qsort(list.items, list.count, sizeof(*list.items), cmp_node_obj);
-    if (!(root = json_object()) || !(array = json_array()) ||
-        json_object_set_new(root, "nodes", array) < 0) {
-        error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < list.count; i++) {
-        if (json_array_append_new(array, list.items[i]) < 0) {
-            list.items[i] = NULL;
+    for (size_t i = offset; i < list.count && i - offset < limit; i++) {
+        uint64_t hash = ps_node_id_hash(list.ids[i]);
+        struct ps_shard *shard = ps_node_shard(db, hash);
+        json_t *obj = NULL;
+        pthread_mutex_lock(&shard->lock);
+        struct ps_node *node = ps_node_find(shard, list.ids[i], hash);
+        int present = node && node->report; /* else deleted meanwhile: skip it */
+        if (present)
+            obj = node_json(db, node, set, targets, 0, with_history);
+        pthread_mutex_unlock(&shard->lock);
+        if (present && (!obj || json_array_append_new(array, obj) < 0)) {
             error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
             goto out;
         }
-        list.items[i] = NULL; /* now owned by array */
     }
     if (!(*json_out = json_dumps(root, JSON_COMPACT)))
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
 out:
     for (size_t i = 0; i < list.count; i++)
-        json_decref(list.items[i]);
-    free(list.items);
+        free(list.ids[i]);
+    free(list.ids);
     json_decref(root);
-    ps_targets_release(list.targets, list.set->count);
-    free(list.targets);
-    ps_policy_set_release(list.set);
+    if (set) {
+        ps_targets_release(targets, set->count);
+        ps_policy_set_release(set);
+    }
+    free(targets);
+    pkgstore_selector_free(parsed);
     return error;
+}
+
+int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db, int with_history)
+{
+    return pkgstore_policy_node_query_json(json_out, db, NULL, 0, SIZE_MAX, with_history);
 }
 
 /* ---------------------------------------------------------------- persistence */
@@ -960,10 +551,10 @@ static int flush_txn(MDB_txn *txn, ps_index *index, void *payload)
 
 static void mark_dirty(pkgstore_policy_db *db, const char *id)
 {
-    uint64_t hash = id_hash(id);
-    struct ps_shard *shard = shard_of(db, hash);
+    uint64_t hash = ps_node_id_hash(id);
+    struct ps_shard *shard = ps_node_shard(db, hash);
     pthread_mutex_lock(&shard->lock);
-    struct ps_node *node = node_find(shard, id, hash);
+    struct ps_node *node = ps_node_find(shard, id, hash);
     if (node)
         node->dirty = 1;
     pthread_mutex_unlock(&shard->lock);
@@ -1062,18 +653,18 @@ void ps_flusher_stop(pkgstore_policy_db *db)
  * its next heartbeat, so one bad record must not keep the server down. */
 static void load_node(pkgstore_policy_db *db, const char *data, size_t len)
 {
-    struct hb *hb = malloc(sizeof(*hb));
+    struct ps_hb *hb = malloc(sizeof(*hb));
     json_t *root = json_loadb(data, len, 0, NULL), *history;
-    struct report_full *report = NULL;
+    struct ps_report *report = NULL;
 
-    if (!hb || !root || parse_hb(hb, root, 1) < 0 || !(report = report_build(hb)))
+    if (!hb || !root || ps_hb_parse(hb, root, 1) < 0 || !(report = ps_report_build(hb)))
         goto out;
-    uint64_t hash = id_hash(hb->node_id);
-    struct ps_shard *shard = shard_of(db, hash);
-    struct ps_node *node = node_find(shard, hb->node_id, hash);
-    if (node || !(node = node_insert(db, shard, hb->node_id, hash)))
+    uint64_t hash = ps_node_id_hash(hb->node_id);
+    struct ps_shard *shard = ps_node_shard(db, hash);
+    struct ps_node *node = ps_node_find(shard, hb->node_id, hash);
+    if (node || !(node = ps_node_insert(db, shard, hb->node_id, hash)))
         goto out;
-    node->report = &report->report;
+    node->report = report;
     report = NULL; /* now owned by the node */
     node->last_seen = (int64_t)json_integer_value(json_object_get(root, "last_seen"));
     node->persisted_seen = node->last_seen;
@@ -1085,7 +676,7 @@ static void load_node(pkgstore_policy_db *db, const char *data, size_t len)
         const char *status_str = json_string_value(json_object_get(h, "status"));
         if (!package || !status_str || pkgstore_rollout_state_parse(&status, status_str) < 0)
             continue;
-        hist_append(db, node, (int64_t)json_integer_value(json_object_get(h, "time")), package,
+        ps_hist_append(db, node, (int64_t)json_integer_value(json_object_get(h, "time")), package,
                     json_string_value(json_object_get(h, "version")), status,
                     json_string_value(json_object_get(h, "message")));
     }
@@ -1136,11 +727,11 @@ int pkgstore_policy_node_delete(pkgstore_policy_db *db, const char *node_id)
 
     if (!db || !node_id)
         return ps_error_set(PKGSTORE_EINVALID, "node_delete: NULL argument");
-    uint64_t hash = id_hash(node_id);
-    struct ps_shard *shard = shard_of(db, hash);
+    uint64_t hash = ps_node_id_hash(node_id);
+    struct ps_shard *shard = ps_node_shard(db, hash);
     pthread_mutex_lock(&db->flush_lock);
     pthread_mutex_lock(&shard->lock);
-    int known = node_find(shard, node_id, hash) != NULL;
+    int known = ps_node_find(shard, node_id, hash) != NULL;
     pthread_mutex_unlock(&shard->lock);
     if (!known) {
         error = ps_error_set(PKGSTORE_ENOTFOUND, "node %.253s not found", node_id);

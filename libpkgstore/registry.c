@@ -44,6 +44,8 @@
 
 #define ADD_RETRIES 64
 
+static uint64_t next_registry_id;
+
 /* ------------------------------------------------------------------ index helpers */
 
 size_t ps_registry_manifest_key(char key[PS_REGISTRY_KEY_MAX], const char *name, const char *version)
@@ -153,6 +155,8 @@ int pkgstore_registry_open(pkgstore_registry **out, pkgstore_store *store)
     reg->store = store;
     reg->index = ps_store_index(store);
     reg->bucket_count = 64;
+    /* never 0, never reused: per-thread memos of node ranks key on it */
+    reg->id = __atomic_add_fetch(&next_registry_id, 1, __ATOMIC_RELAXED);
     if (!reg->index) {
         free(reg);
         return ps_error_set(PKGSTORE_EINVALID, "registry: the store has no index");
@@ -174,8 +178,7 @@ void pkgstore_registry_free(pkgstore_registry *reg)
 {
     if (!reg)
         return;
-    ps_registry_cache_clear(reg);
-    free(reg->buckets);
+    ps_registry_cache_free(reg);
     pthread_rwlock_destroy(&reg->lock);
     free(reg);
 }

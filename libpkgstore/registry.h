@@ -16,6 +16,7 @@
 #define PS_REGISTRY_KEY_MAX (PKGSTORE_NAME_MAX + 1 + PKGSTORE_VERSION_MAX + 1)
 
 struct pkgstore_registry {
+    uint64_t id; /* unique per handle in this process (per-thread memos key on it) */
     pkgstore_store *store;
     ps_index *index;
     pthread_rwlock_t lock; /* guards everything below */
@@ -24,6 +25,9 @@ struct pkgstore_registry {
     struct ps_registry_package **buckets; /* the resolve cache (registry_cache.c) */
     size_t bucket_count; /* power of two */
     size_t package_count;
+    struct ps_registry_platform *platforms; /* interned; ids never change */
+    size_t platform_count;
+    size_t platform_capacity;
 };
 
 /* "name\0version" into key; returns its length. */
@@ -41,7 +45,10 @@ int ps_registry_record_manifest(pkgstore_manifest **out, pkgstore_digest *digest
                                 pkgstore_registry *reg, const char *name, const char *version,
                                 const void *data, size_t len, int verify);
 
-/* Drop every cached package (write lock held, or the handle's last use). */
+/* Drop every cached package (write lock held); the interned platforms stay. */
 void ps_registry_cache_clear(pkgstore_registry *reg);
+
+/* Free everything the cache holds (the handle's last use). */
+void ps_registry_cache_free(pkgstore_registry *reg);
 
 #endif

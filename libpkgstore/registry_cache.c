@@ -27,18 +27,21 @@
 
 /* ------------------------------------------------------------------ cache */
 
-/* Platforms are interned per package: resolve() ranks the node against
- * each distinct platform once, and a version whose platform bitmask has no
+/* Platforms are interned per registry handle (ids never change while the
+ * handle lives): resolve() ranks a node against each platform once per
+ * thread and keeps the ranks, and a version whose platform bitmask has no
  * compatible bit is skipped without looking at its artifacts. */
 #define MASK_OTHER 63 /* platform ids >= 63 share the last bit */
 
-typedef struct cached_platform {
+struct ps_registry_platform {
     pkgstore_platform parsed;
     char name[PKGSTORE_PLATFORM_MAX + 1];
-} cached_platform;
+};
+typedef struct ps_registry_platform cached_platform;
 
 typedef struct cached_artifact {
-    uint16_t platform; /* index into the package's platforms */
+    uint16_t platform; /* index into the registry's platforms (the package's
+                          while it is being loaded) */
     pkgstore_digest digest;
     uint64_t size;
     unsigned char format; /* index into format_names */
@@ -46,23 +49,30 @@ typedef struct cached_artifact {
 } cached_artifact;
 
 typedef struct cached_version {
+    /* hot: read for every version a resolve walks past (the mask, then the
+     * numbers at the start of semver) */
+    uint64_t platform_mask; /* bit min(id, MASK_OTHER) per artifact */
     pkgstore_semver semver;
+    /* cold: read for the chosen version only */
     char *version; /* owned, normalized */
     pkgstore_package_type type;
     pkgstore_digest manifest_digest;
     cached_artifact *artifacts; /* owned, in manifest order */
     size_t artifact_count;
-    uint64_t platform_mask; /* bit min(id, MASK_OTHER) per artifact */
 } cached_version;
 
+/* The hot fields of a lookup (next, hash, name) share the node's first
+ * cache lines: a resolve over a thousand packages is bound by memory. */
 struct ps_registry_package {
     struct ps_registry_package *next; /* hash chain */
-    char *name;                  /* owned */
-    cached_version *versions;    /* highest precedence first */
+    uint64_t hash;                    /* hash_name(name) */
+    cached_version *versions;         /* highest precedence first */
     size_t version_count;
-    cached_platform *platforms;  /* distinct platforms of all versions */
+    cached_platform *platforms;       /* while loading: the distinct platforms of
+                                         its versions; NULL once inserted */
     size_t platform_count;
     size_t platform_capacity;
+    char name[];                      /* NUL-terminated, allocated with the node */
 };
 typedef struct ps_registry_package cached_package;
 
@@ -93,7 +103,6 @@ static void package_free(cached_package *pkg)
     }
     free(pkg->versions);
     free(pkg->platforms);
-    free(pkg->name);
     free(pkg);
 }
 
@@ -113,13 +122,77 @@ void ps_registry_cache_clear(pkgstore_registry *reg)
     reg->package_count = 0;
 }
 
+void ps_registry_cache_free(pkgstore_registry *reg)
+{
+    ps_registry_cache_clear(reg);
+    free(reg->platforms);
+    free(reg->buckets);
+    reg->platforms = NULL;
+    reg->buckets = NULL;
+}
+
 static cached_package *cache_find(const pkgstore_registry *reg, const char *name)
 {
-    cached_package *pkg = reg->buckets[hash_name(name) & (reg->bucket_count - 1)];
+    uint64_t hash = hash_name(name);
+    cached_package *pkg = reg->buckets[hash & (reg->bucket_count - 1)];
     for (; pkg; pkg = pkg->next)
-        if (strcmp(pkg->name, name) == 0)
+        if (pkg->hash == hash && strcmp(pkg->name, name) == 0)
             return pkg;
     return NULL;
+}
+
+/* The registry-wide id of platform (write lock held), adding it if new;
+ * -1 when out of memory or ids. */
+static long intern_global(pkgstore_registry *reg, const cached_platform *platform)
+{
+    for (size_t i = 0; i < reg->platform_count; i++)
+        if (strcmp(reg->platforms[i].name, platform->name) == 0)
+            return (long)i;
+    if (reg->platform_count >= UINT16_MAX)
+        return -1;
+    if (reg->platform_count == reg->platform_capacity) {
+        size_t capacity = reg->platform_capacity ? reg->platform_capacity * 2 : 16;
+        cached_platform *grown = realloc(reg->platforms, capacity * sizeof(*grown));
+        if (!grown)
+            return -1;
+        reg->platforms = grown;
+        reg->platform_capacity = capacity;
+    }
+    reg->platforms[reg->platform_count] = *platform;
+    return (long)reg->platform_count++;
+}
+
+/* Turn pkg's platform ids (into its own table, from loading) into the
+ * registry's (write lock held) and drop its table. */
+static int remap_platforms(pkgstore_registry *reg, cached_package *pkg)
+{
+    uint16_t map_small[64], *map = map_small;
+    if (pkg->platform_count > 64 && !(map = malloc(pkg->platform_count * sizeof(*map))))
+        return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+    for (size_t i = 0; i < pkg->platform_count; i++) {
+        long id = intern_global(reg, &pkg->platforms[i]);
+        if (id < 0) {
+            if (map != map_small)
+                free(map);
+            return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory for platforms");
+        }
+        map[i] = (uint16_t)id;
+    }
+    for (size_t v = 0; v < pkg->version_count; v++) {
+        cached_version *version = &pkg->versions[v];
+        version->platform_mask = 0;
+        for (size_t a = 0; a < version->artifact_count; a++) {
+            uint16_t id = map[version->artifacts[a].platform];
+            version->artifacts[a].platform = id;
+            version->platform_mask |= 1ULL << (id < MASK_OTHER ? id : MASK_OTHER);
+        }
+    }
+    if (map != map_small)
+        free(map);
+    free(pkg->platforms);
+    pkg->platforms = NULL;
+    pkg->platform_count = pkg->platform_capacity = 0;
+    return 0;
 }
 
 /* Insert pkg (the caller holds the write lock). Grows the table when full;
@@ -134,7 +207,7 @@ static void cache_insert(pkgstore_registry *reg, cached_package *pkg)
                 cached_package *p = reg->buckets[b];
                 while (p) {
                     cached_package *next = p->next;
-                    size_t at = hash_name(p->name) & (count - 1);
+                    size_t at = p->hash & (count - 1);
                     p->next = buckets[at];
                     buckets[at] = p;
                     p = next;
@@ -145,7 +218,7 @@ static void cache_insert(pkgstore_registry *reg, cached_package *pkg)
             reg->bucket_count = count;
         }
     }
-    size_t at = hash_name(pkg->name) & (reg->bucket_count - 1);
+    size_t at = pkg->hash & (reg->bucket_count - 1);
     pkg->next = reg->buckets[at];
     reg->buckets[at] = pkg;
     reg->package_count++;
@@ -238,10 +311,12 @@ static int load_txn(MDB_txn *txn, ps_index *index, void *payload)
     if ((error = ps_registry_read_generation(&op->generation, txn, index)) < 0)
         return error;
     memcpy(prefix, op->name, prefix_len);
-    if (!(pkg = calloc(1, sizeof(*pkg))) || !(pkg->name = strdup(op->name))) {
+    if (!(pkg = calloc(1, sizeof(*pkg) + prefix_len))) {
         error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
         goto out;
     }
+    memcpy(pkg->name, op->name, prefix_len); /* with its NUL */
+    pkg->hash = hash_name(op->name);
     if ((rc = mdb_cursor_open(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &cursor)) != 0) {
         error = ps_index_error(rc, "open manifests cursor");
         goto out;
@@ -353,6 +428,11 @@ static int cache_acquire(cached_package **out, int *write_locked, pkgstore_regis
     if (pkg) {
         package_free(load.pkg); /* another thread was first */
     } else {
+        if ((error = remap_platforms(reg, load.pkg)) < 0) {
+            pthread_rwlock_unlock(&reg->lock);
+            package_free(load.pkg);
+            return error;
+        }
         pkg = load.pkg;
         cache_insert(reg, pkg);
     }
@@ -483,6 +563,7 @@ out:
 #define MEMO_CONSTRAINTS 8
 #define MEMO_PLATFORMS 4
 #define MEMO_TEXT_MAX 160
+#define MEMO_RANKS 64 /* registries with more platforms rank per call */
 
 typedef struct memo {
     struct {
@@ -490,9 +571,15 @@ typedef struct memo {
         pkgstore_version_constraint *constraint;
     } constraints[MEMO_CONSTRAINTS];
     unsigned next_constraint;
+    /* a node platform, parsed, and its rank against the first `ranked`
+     * platforms of registry handle `registry` (ids only ever get added) */
     struct {
-        char text[MEMO_TEXT_MAX];
+        char text[MEMO_TEXT_MAX]; /* "" for the host */
         pkgstore_platform platform;
+        uint64_t registry;
+        size_t ranked;
+        uint64_t compatible;
+        int ranks[MEMO_RANKS];
     } platforms[MEMO_PLATFORMS];
     unsigned next_platform;
 } memo;
@@ -564,28 +651,95 @@ static int constraint_get(const pkgstore_version_constraint **out, int *owned, c
     return 0;
 }
 
-static int platform_get(pkgstore_platform *out, const char *text)
+/* The node platform for text (NULL: the host's), parsed, as a memo entry
+ * (or in *scratch when there is no memo). */
+typedef struct node_entry {
+    pkgstore_platform platform;
+    uint64_t registry;
+    size_t ranked;
+    uint64_t compatible;
+    int *ranks; /* MEMO_RANKS of them */
+} node_entry;
+
+static int node_get(node_entry *out, int *ranks_scratch, const char *text)
 {
     memo *cache = memo_get();
-    size_t len = strlen(text);
+    const char *key = text ? text : "";
+    size_t len = strlen(key);
     int error;
     if (cache && len < MEMO_TEXT_MAX) {
         for (size_t i = 0; i < MEMO_PLATFORMS; i++) {
-            if (memcmp(cache->platforms[i].text, text, len + 1) == 0 &&
-                cache->platforms[i].platform.os[0]) {
-                *out = cache->platforms[i].platform;
+            if (cache->platforms[i].platform.os[0] &&
+                memcmp(cache->platforms[i].text, key, len + 1) == 0) {
+                out->platform = cache->platforms[i].platform;
+                out->registry = cache->platforms[i].registry;
+                out->ranked = cache->platforms[i].ranked;
+                out->compatible = cache->platforms[i].compatible;
+                out->ranks = cache->platforms[i].ranks;
                 return 0;
             }
         }
     }
-    if ((error = pkgstore_platform_parse(out, text)) < 0)
+    memset(out, 0, sizeof(*out));
+    error = text ? pkgstore_platform_parse(&out->platform, text)
+                 : pkgstore_platform_host(&out->platform);
+    if (error < 0)
         return error;
+    out->ranks = ranks_scratch;
     if (cache && len < MEMO_TEXT_MAX) {
         unsigned slot = cache->next_platform++ % MEMO_PLATFORMS;
-        memcpy(cache->platforms[slot].text, text, len + 1);
-        cache->platforms[slot].platform = *out;
+        memcpy(cache->platforms[slot].text, key, len + 1);
+        cache->platforms[slot].platform = out->platform;
+        cache->platforms[slot].registry = 0;
+        cache->platforms[slot].ranked = 0;
+        cache->platforms[slot].compatible = 0;
+        out->ranks = cache->platforms[slot].ranks;
     }
     return 0;
+}
+
+/* Bring node's ranks up to date with reg's platforms (read lock held):
+ * only platforms interned since the last call are ranked. Returns the ranks
+ * (node->ranks, or a malloc'd array in *owned past MEMO_RANKS). */
+static const int *node_ranks(node_entry *node, int **owned, const pkgstore_registry *reg)
+{
+    *owned = NULL;
+    if (node->registry != reg->id) {
+        node->registry = reg->id;
+        node->ranked = 0;
+        node->compatible = 0;
+    }
+    size_t count = reg->platform_count;
+    int *ranks = node->ranks;
+    if (count > MEMO_RANKS) {
+        if (!(ranks = malloc(count * sizeof(*ranks))))
+            return NULL;
+        *owned = ranks;
+        memcpy(ranks, node->ranks, node->ranked * sizeof(*ranks));
+    }
+    for (size_t i = node->ranked; i < count; i++) {
+        ranks[i] = pkgstore_platform_rank(&node->platform, &reg->platforms[i].parsed);
+        if (ranks[i] != PKGSTORE_PLATFORM_RANK_NONE)
+            node->compatible |= 1ULL << (i < MASK_OTHER ? i : MASK_OTHER);
+    }
+    if (count <= MEMO_RANKS)
+        node->ranked = count;
+    return ranks;
+}
+
+/* Write back what node_ranks() learnt into the memo entry it came from. */
+static void node_put(const node_entry *node)
+{
+    memo *cache = memo_get();
+    if (!cache)
+        return;
+    for (size_t i = 0; i < MEMO_PLATFORMS; i++) {
+        if (cache->platforms[i].ranks == node->ranks) {
+            cache->platforms[i].registry = node->registry;
+            cache->platforms[i].ranked = node->ranked;
+            cache->platforms[i].compatible = node->compatible;
+        }
+    }
 }
 
 /* The best artifact of v given the node's rank of each package platform:
@@ -609,9 +763,10 @@ static long best_artifact(const cached_version *v, const int *ranks)
 int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, const char *name,
                               const char *constraint, const char *node_platform)
 {
-    pkgstore_platform node;
     const pkgstore_version_constraint *parsed = NULL;
     cached_package *pkg;
+    node_entry node;
+    int ranks_scratch[MEMO_RANKS], *ranks_owned = NULL;
     int write_locked, owned = 0, error;
 
     if (!out || !reg) {
@@ -623,8 +778,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
     if ((error = pkgstore_manifest_name_validate(name)) < 0)
         goto out_unlocked;
     /* (the platform and version modules' details name the field already) */
-    error = node_platform ? platform_get(&node, node_platform) : pkgstore_platform_host(&node);
-    if (error < 0)
+    if ((error = node_get(&node, ranks_scratch, node_platform)) < 0)
         goto out_unlocked;
     if (!any_version && (error = constraint_get(&parsed, &owned, constraint)) < 0)
         goto out_unlocked;
@@ -635,18 +789,13 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
         error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no such package", name);
         goto out;
     }
-    /* rank the node against each distinct platform of the package once */
-    int ranks_small[64], *ranks = ranks_small;
-    if (pkg->platform_count > 64 && !(ranks = malloc(pkg->platform_count * sizeof(*ranks)))) {
+    const int *ranks = node_ranks(&node, &ranks_owned, reg);
+    if (!ranks) {
         error = ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
         goto out;
     }
-    uint64_t compatible = 0;
-    for (size_t i = 0; i < pkg->platform_count; i++) {
-        ranks[i] = pkgstore_platform_rank(&node, &pkg->platforms[i].parsed);
-        if (ranks[i] != PKGSTORE_PLATFORM_RANK_NONE)
-            compatible |= 1ULL << (i < MASK_OTHER ? i : MASK_OTHER);
-    }
+    node_put(&node);
+    uint64_t compatible = node.compatible;
     const cached_version *chosen = NULL;
     long artifact = -1;
     /* Without a constraint: releases first, pre-releases only as a last
@@ -675,7 +824,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
         for (size_t i = 0; i < pkg->version_count && !matched_version; i++)
             matched_version = pkgstore_version_constraint_match(parsed, &pkg->versions[i].semver);
         char shown[PKGSTORE_PLATFORM_STR_SIZE];
-        pkgstore_platform_format(shown, &node);
+        pkgstore_platform_format(shown, &node.platform);
         if (!matched_version)
             error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: no version matches %s", name,
                                  any_version ? "*" : constraint);
@@ -683,12 +832,8 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
             error = ps_error_set(PKGSTORE_ENOTFOUND,
                                  "%s: no version matching %s has an artifact for %s", name,
                                  any_version ? "*" : constraint, shown);
-        if (ranks != ranks_small)
-            free(ranks);
         goto out;
     }
-    if (ranks != ranks_small)
-        free(ranks);
     const cached_artifact *a = &chosen->artifacts[artifact];
     /* (no memset of the 1.5 KB result on the hot path: every field is set;
      * padding and the bytes after each string are left as they were) */
@@ -696,7 +841,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
     strcpy(out->version, chosen->version);
     out->type = chosen->type;
     out->manifest_digest = chosen->manifest_digest;
-    strcpy(out->artifact.platform, pkg->platforms[a->platform].name);
+    strcpy(out->artifact.platform, reg->platforms[a->platform].name);
     out->artifact.digest = a->digest;
     out->artifact.size = a->size;
     strcpy(out->artifact.format, format_names[a->format]);
@@ -704,6 +849,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
 out:
     pthread_rwlock_unlock(&reg->lock);
 out_unlocked:
+    free(ranks_owned);
     if (owned)
         pkgstore_version_constraint_free((pkgstore_version_constraint *)parsed);
     if (error < 0)

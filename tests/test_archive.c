@@ -327,6 +327,36 @@ static void test_archive__detect_refuses_odd_content(void **state)
     assert_int_equal(pkgstore_archive_detect_file(&f, "/nonexistent/x"), PKGSTORE_ENOTFOUND);
 }
 
+static void test_archive__fd_variants_keep_offset(void **state)
+{
+    fixture *fx = *state;
+    make_archive(fx->archive, FMT_ZIP, good_specs, NGOOD);
+    int fd = open(fx->archive, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 13, SEEK_SET), 13);
+    pkgstore_archive_list *list = NULL;
+    assert_int_equal(pkgstore_archive_list_fd(&list, fd, NULL), 0);
+    assert_int_equal(pkgstore_archive_list_count(list), NGOOD);
+    pkgstore_archive_list_free(list);
+    pkgstore_archive_info info;
+    assert_int_equal(pkgstore_archive_validate_fd(&info, fd, "otelcol", NULL), 0);
+    assert_int_equal(info.format, PKGSTORE_ARCHIVE_ZIP);
+    char *dir = NULL, *file = NULL;
+    assert_int_equal(pkgstore_archive_extract_fd(&dir, &file, fd, fx->parent, "otelcol", NULL), 0);
+    assert_int_equal(access(file, X_OK), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_CUR), 13);
+    close(fd);
+    pkgstore_archive_remove_tree(dir);
+    pkgstore_free(dir);
+    pkgstore_free(file);
+    /* Bad arguments. */
+    assert_int_equal(pkgstore_archive_extract_fd(&dir, NULL, -1, fx->parent, NULL, NULL),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_archive_validate_fd(NULL, -1, NULL, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_archive_extract_file(&dir, NULL, fx->archive, "/nonexistent/dir",
+                                                   NULL, NULL), PKGSTORE_ENOTFOUND);
+}
+
 /* ------------------------------------------------------------ listing */
 
 static void test_archive__list_entries(void **state)
@@ -858,6 +888,7 @@ int main(void)
         T(test_archive__detect_each_format),
         T(test_archive__detect_binary),
         T(test_archive__detect_refuses_odd_content),
+        T(test_archive__fd_variants_keep_offset),
         T(test_archive__list_entries),
         T(test_archive__list_shows_unsafe_entries),
         T(test_archive__extract_all_keeps_exec_bit),

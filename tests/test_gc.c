@@ -501,6 +501,13 @@ static void test_gc__zst_copies_and_tmp(void **state)
     close(busy_fd);
 }
 
+static int count_blob_records(const pkgstore_blob_record *record, void *payload)
+{
+    (void)record;
+    (*(size_t *)payload)++;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- callbacks and options */
 
 struct items {
@@ -562,10 +569,60 @@ static void test_gc__callback_and_options(void **state)
     assert_int_equal(pkgstore_gc_run(&report, fx->store, &opts), PKGSTORE_EINVALID);
     assert_int_equal(pkgstore_gc_run(&report, NULL, NULL), PKGSTORE_EINVALID);
 
+    /* a read-only store: only a dry run */
+    {
+        pkgstore_store_options ro = PKGSTORE_STORE_OPTIONS_INIT;
+        pkgstore_store *read_only = NULL;
+        pkgstore_store_free(fx->store);
+        ro.read_only = 1;
+        assert_ok(pkgstore_store_open(&read_only, fx->dir, &ro));
+        opts.grace_seconds = 0;
+        assert_int_equal(pkgstore_gc_run(&report, read_only, &opts), PKGSTORE_EDENIED);
+        assert_non_null(strstr(pkgstore_error_detail(), "read-only"));
+        opts.dry_run = 1;
+        opts.cb = NULL;
+        assert_ok(pkgstore_gc_run(&report, read_only, &opts));
+        assert_int_equal(report.blobs_deleted, 1);
+        pkgstore_store_free(read_only);
+        fx->store = open_store(fx->dir);
+    }
+
     /* NULL options: the defaults (one hour), so nothing young is touched */
     assert_ok(pkgstore_gc_run(&report, fx->store, NULL));
     assert_int_equal(report.blobs_deleted, 0);
     assert_int_equal(report.blobs_young, 1);
+}
+
+/* More blobs than one delete batch: every one goes, records included, and
+ * the ones kept are untouched. */
+static void test_gc__large_sweep_in_batches(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_digest keep = add_blob(fx->store, "keep me");
+    pkgstore_digest first, last;
+    pkgstore_gc_report report;
+    pkgstore_blob_record rec;
+    size_t blobs = 0;
+
+    assert_ok(pkgstore_gc_pin(fx->store, &keep, NULL));
+    for (int i = 0; i < 300; i++) { /* more than DELETE_BATCH (256) */
+        char text[32];
+        snprintf(text, sizeof(text), "garbage %d", i);
+        last = add_blob(fx->store, text);
+        if (i == 0)
+            first = last;
+    }
+    ps_gc_set_clock_skew(60);
+    report = run_gc(fx->store, 0, 0);
+    ps_gc_set_clock_skew(0);
+    assert_int_equal(report.blobs_deleted, 300);
+    assert_int_equal(report.blobs_referenced, 1);
+    assert_false(blob_exists(fx->store, &first));
+    assert_false(blob_exists(fx->store, &last));
+    assert_int_equal(pkgstore_index_blob_get(&rec, fx->store, &last), PKGSTORE_ENOTFOUND);
+    assert_true(blob_exists(fx->store, &keep));
+    assert_ok(pkgstore_index_blob_foreach(fx->store, count_blob_records, &blobs));
+    assert_int_equal(blobs, 1);
 }
 
 /* ---------------------------------------------------------------- racing adders */
@@ -716,6 +773,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc__pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__zst_copies_and_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__callback_and_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__large_sweep_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__racing_adders, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -671,6 +671,18 @@ static void test_policy__rollout_counts(void **state)
     assert_string_equal(str_at(json_array_get(nodes, 4), "id"), "up");
     json_decref(view);
     assert_int_equal(pkgstore_policy_node_count(f->db), 6);
+
+    /* the list gives the same status, nodes included, in one pass */
+    char *json = NULL;
+    CHECK(pkgstore_policy_list_json(&json, f->db, 1));
+    json_t *list = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    json_t *first = json_array_get(json_object_get(list, "policies"), 0);
+    assert_string_equal(str_at(first, "name"), "canary");
+    assert_int_equal(count_of(first, "RolledBack"), 1);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(first, "status"), "nodes")),
+                     5);
+    json_decref(list);
 }
 
 struct metric_sum {
@@ -787,6 +799,39 @@ static void test_policy__node_views_and_delete(void **state)
     assert_int_equal(pkgstore_policy_node_count(f->db), 1);
 }
 
+static void test_policy__node_query_by_selector_and_page(void **state)
+{
+    struct fixture *f = *state;
+    char body[256], *json = NULL;
+    for (int i = 0; i < 10; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"node_id\":\"n%d\",\"labels\":{\"env\":\"%s\"},\"platform\":\"linux/amd64\"}",
+                 i, i % 2 ? "dev" : "prod");
+        json_decref(heartbeat(f, body));
+    }
+    CHECK(pkgstore_policy_node_query_json(&json, f->db, "env=dev", 1, 2, 0));
+    json_t *page = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    assert_int_equal(json_integer_value(json_object_get(page, "total")), 5);
+    json_t *nodes = json_object_get(page, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    assert_string_equal(str_at(json_array_get(nodes, 0), "id"), "n3"); /* n1 n3 n5 n7 n9 */
+    assert_string_equal(str_at(json_array_get(nodes, 1), "id"), "n5");
+    json_decref(page);
+
+    CHECK(pkgstore_policy_node_query_json(&json, f->db, NULL, 8, SIZE_MAX, 1));
+    page = json_loads(json, 0, NULL);
+    pkgstore_free(json);
+    assert_int_equal(json_integer_value(json_object_get(page, "total")), 10);
+    assert_int_equal(json_array_size(json_object_get(page, "nodes")), 2); /* n8 n9 */
+    assert_non_null(json_object_get(json_array_get(json_object_get(page, "nodes"), 0), "history"));
+    json_decref(page);
+
+    assert_fails(pkgstore_policy_node_query_json(&json, f->db, "env in (", 0, 10, 0),
+                 PKGSTORE_EINVALID, "selector: position 9");
+    assert_null(json);
+}
+
 /* ---------------------------------------------------------------- persistence */
 
 static void test_policy__survives_close_and_reopen(void **state)
@@ -871,10 +916,12 @@ static void *heartbeat_worker(void *arg)
     char body[256];
     for (int i = 0; i < 300; i++) {
         char *out = NULL;
+        static const char *const statuses[] = {"Downloading", "Verifying", "RolledBack"};
         int len = snprintf(body, sizeof(body),
                            "{\"node_id\":\"t%d-n%d\",\"labels\":{\"env\":\"%s\"},"
-                           "\"platform\":\"linux/amd64\"}",
-                           w->index, i % 100, i % 2 ? "dev" : "prod");
+                           "\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+                           "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},\"status\":\"%s\"}]}",
+                           w->index, i % 100, i % 2 ? "dev" : "prod", statuses[i % 3]);
         if (pkgstore_policy_heartbeat(&out, w->f->db, body, (size_t)len) != 0 || !out)
             w->failures++;
         pkgstore_free(out);
@@ -894,9 +941,15 @@ static void test_policy__concurrent_heartbeats(void **state)
         workers[i] = (struct worker){f, i, 0};
         assert_int_equal(pthread_create(&threads[i], NULL, heartbeat_worker, &workers[i]), 0);
     }
-    /* policy changes and views while heartbeats run */
+    /* policy changes, views, flushes and node deletes while heartbeats run */
     for (int i = 0; i < 20; i++) {
         char *json = NULL;
+        json_decref(heartbeat(f, "{\"node_id\":\"victim\",\"platform\":\"linux/amd64\"}"));
+        CHECK(pkgstore_policy_node_delete(f->db, "victim"));
+        CHECK(pkgstore_policy_node_list_json(&json, f->db, 1));
+        pkgstore_free(json);
+        CHECK(pkgstore_policy_get_json(&json, f->db, "dev", 1));
+        pkgstore_free(json);
         put_policy(f, "prod", i % 2 ? "{\"selector\":\"env=prod\",\"package\":"
                                       "\"otelcol-contrib\",\"version\":\"0.97.0\"}"
                                     : "{\"selector\":\"env=prod\",\"package\":"
@@ -913,7 +966,10 @@ static void test_policy__concurrent_heartbeats(void **state)
     uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
     CHECK(pkgstore_policy_counts(counts, &total, f->db, "dev"));
     assert_int_equal(total, 200);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_PENDING], 200);
+    /* every dev node last reported Downloading, Verifying or RolledBack */
+    assert_int_equal(counts[PKGSTORE_ROLLOUT_DOWNLOADING] + counts[PKGSTORE_ROLLOUT_VERIFYING] +
+                         counts[PKGSTORE_ROLLOUT_ROLLED_BACK],
+                     200);
 }
 
 static void test_policy__misuse_is_refused(void **state)
@@ -956,6 +1012,7 @@ int main(void)
         T(test_policy__count_foreach_for_metrics),
         T(test_policy__heartbeat_validation),
         T(test_policy__node_views_and_delete),
+        T(test_policy__node_query_by_selector_and_page),
         T(test_policy__survives_close_and_reopen),
         T(test_policy__background_flusher_writes_nodes),
         T(test_policy__concurrent_heartbeats),

@@ -584,6 +584,30 @@ static void test_registry__sees_changes_of_other_handles(void **state)
     pkgstore_registry_free(other);
 }
 
+static void test_registry__new_platforms_are_ranked(void **state)
+{
+    fixture *f = *state;
+    pkgstore_resolution r;
+    pkgstore_registry *other = NULL;
+    add(f, "script", "1.0.0", "linux/amd64", PKGSTORE_TYPE_ADDON);
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "script", NULL, "darwin/arm64"),
+                     PKGSTORE_ENOTFOUND);
+    /* a platform the handle has never seen, then one every node can run */
+    add(f, "script", "0.9.0", "darwin/arm64", PKGSTORE_TYPE_ADDON);
+    expect_resolve(f, "script", NULL, "darwin/arm64", "0.9.0", "darwin/arm64");
+    add(f, "script", "1.0.0", "any/any", PKGSTORE_TYPE_ADDON);
+    expect_resolve(f, "script", NULL, "darwin/arm64", "1.0.0", "any/any");
+    expect_resolve(f, "script", NULL, "linux/amd64", "1.0.0", "linux/amd64");
+    /* a second handle in the same thread keeps its own platform ids */
+    assert_int_equal(pkgstore_registry_open(&other, f->store), 0);
+    assert_int_equal(pkgstore_registry_resolve(&r, other, "script", "<1", "darwin/arm64"), 0);
+    assert_string_equal(r.artifact.platform, "darwin/arm64");
+    assert_int_equal(pkgstore_registry_resolve(&r, other, "script", NULL, "windows/386"), 0);
+    assert_string_equal(r.artifact.platform, "any/any");
+    pkgstore_registry_free(other);
+    expect_resolve(f, "script", "<1", "darwin/arm64", "0.9.0", "darwin/arm64");
+}
+
 typedef struct adder {
     fixture *f;
     int index;
@@ -715,6 +739,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_registry__archives_are_detected_and_checked, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_registry__new_platforms_are_ranked, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

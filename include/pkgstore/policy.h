@@ -118,8 +118,9 @@ PKGSTORE_API int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *
                                       const pkgstore_policy_options *opts);
 
 /**
- * Write every pending node record to the index now (one transaction).
- * Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC (a failed batch stays pending).
+ * Write every pending node record to the index now (transactions of up to
+ * 4096 records). Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC, PKGSTORE_ENOMEM (a
+ * failed batch stays pending).
  */
 PKGSTORE_API int pkgstore_policy_flush(pkgstore_policy_db *db);
 
@@ -278,7 +279,8 @@ PKGSTORE_API int pkgstore_policy_counts(uint64_t counts[PKGSTORE_ROLLOUT_COUNT],
  * Handle one heartbeat: the JSON request body of len bytes, as in
  * DESIGN.md ("Heartbeat protocol"). Parsing is strict; node_id and platform
  * are required, labels, agent_version and packages are optional, unknown
- * fields are ignored (for newer agents).
+ * fields are ignored (for newer agents). The platform is normalized
+ * ("linux/x86_64" is kept as "linux/amd64").
  *
  * Records the node (labels, platform, agent version, packages, last seen),
  * appends each package "status" to the node's history when it differs from
@@ -319,12 +321,25 @@ PKGSTORE_API int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_
                                                const char *node_id);
 
 /**
- * Every node as {"nodes": [...]}, sorted by id, each as
+ * Every node as {"nodes": [...], "total": N}, sorted by id, each as
  * pkgstore_policy_node_get_json() but without "history" when !with_history.
  * Free with pkgstore_free(). Errors: PKGSTORE_ENOMEM.
  */
 PKGSTORE_API int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db,
                                                 int with_history);
+
+/**
+ * As pkgstore_policy_node_list_json() for the nodes whose labels match
+ * selector (NULL: every node; "" too), sorted by id, from position offset,
+ * at most limit of them (SIZE_MAX: all). "total" is the number of matching
+ * nodes, so a client can page, or preview which nodes a policy's selector
+ * would reach before it PUTs the policy.
+ * Errors: PKGSTORE_EINVALID (the selector, with its position),
+ * PKGSTORE_ELIMIT (selector too long), PKGSTORE_ENOMEM.
+ */
+PKGSTORE_API int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db,
+                                                 const char *selector, size_t offset,
+                                                 size_t limit, int with_history);
 
 /**
  * Delete a node record (a decommissioned node). Errors: PKGSTORE_ENOTFOUND,

@@ -181,6 +181,8 @@ expect 0 "rm --help" "$BIN/pkgstore-rm" --help
 expect 0 "rm --version" "$BIN/pkgstore-rm" --version
 expect 2 "rm without a version" "$BIN/pkgstore-rm" --store "$S" otelcol
 expect 2 "rm with a bad version" "$BIN/pkgstore-rm" --store "$S" otelcol 1.0
+expect 0 "the 0.99.0 manifest digest" "$BIN/pkgstore-show" --store "$S" --digest otelcol 0.99.0
+M99=$(cat "$WORK/out")
 expect 0 "rm otelcol 0.99.0" "$BIN/pkgstore-rm" --store "$S" otelcol 0.99.0
 check "rm prints nothing" "[ ! -s '$WORK/out' ]"
 expect 1 "rm it again" "$BIN/pkgstore-rm" --store "$S" otelcol v0.99.0
@@ -191,6 +193,17 @@ check "0.99.0 is gone" "grep -q '^otelcol  *0.97.0 0.98.0$' '$WORK/out'"
 expect 0 "ls has no record of 0.99.0" "$BIN/pkgstore-ls" --store "$S" --json
 check "no 0.99.0 package record" "jq -e '[.packages[] | select(.version == \"0.99.0\")] | length == 0' '$WORK/out' >/dev/null"
 expect 0 "the blobs stay: verify --all is clean" "$BIN/pkgstore-verify" --store "$S" --all
+
+# gc after rm: the removed version's blobs go, everything still listed stays
+D99=sha256:$(sha256sum <"$WORK/otelcol-0.99.0-amd64" | cut -d' ' -f1)
+expect 0 "gc --grace 0 after rm" "$BIN/pkgstore-gc" --store "$S" --grace 0
+expect 1 "the manifest of the removed 0.99.0 is gone" "$BIN/pkgstore-cat" --store "$S" "$M99"
+expect 1 "the artifact replaced in 0.99.0 is gone" "$BIN/pkgstore-cat" --store "$S" "$D99"
+expect 0 "the manifest of 0.98.0 is kept" "$BIN/pkgstore-cat" --store "$S" "$MANIFEST"
+expect 0 "an artifact of 0.97.0 is kept" "$BIN/pkgstore-cat" --store "$S" "$D"
+expect 0 "every kept version still resolves" "$BIN/pkgstore-resolve" --store "$S" \
+    --platform linux/amd64 otelcol '0.97.0'
+expect 0 "verify --all is clean after gc" "$BIN/pkgstore-verify" --store "$S" --all
 
 # ---------------------------------------------------------------- pkgstore front command
 expect 0 "pkgstore --help" "$BIN/pkgstore" --help

@@ -108,6 +108,7 @@ new_node() {
 server:
   url: $url
   timeout_s: 5
+${TOKEN_FILE:+  token_file: $TOKEN_FILE}
 heartbeat:
   interval_s: ${HB_INTERVAL:-0.5}
   jitter: 0.1
@@ -158,6 +159,22 @@ status_is() { [ "$(state_status "$1")" = "$2" ]; }
 # Statuses reported to the fake server, in order, deduplicated.
 reported_statuses() {
     jq -r '.packages[] | select(.type=="primary") | .status // empty' "$1" 2>/dev/null | uniq | tr '\n' ' '
+}
+
+# start_real_server DIR [pkgstored options]: pkgstored on a free port with
+# the store DIR/store; sets URL, ADMIN_TOKEN_FILE, AGENT_TOKEN_FILE.
+start_real_server() {
+    local dir=$1; shift
+    mkdir -p "$dir"
+    rm -f "$dir/port"
+    "$B/pkgstored" --store "$dir/store" --listen 127.0.0.1:0 --port-file "$dir/port" \
+        --no-fsync "$@" 2>> "$dir/server.log" &
+    PIDS+=($!)
+    wait_until 10 test -s "$dir/port" || return 1
+    URL="http://127.0.0.1:$(cat "$dir/port")"
+    ADMIN_TOKEN_FILE=$dir/store.admin-token
+    AGENT_TOKEN_FILE=$dir/store.agent-token
+    wait_until 5 test -s "$AGENT_TOKEN_FILE"
 }
 
 # Checks run through "bash -c" see the helpers too.

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/agent.sh - the agent's costs, with reference tools run in the same run.
+#
+# 1. Idle cost: pkgstore-agent supervising the fake collector and
+#    heartbeating to pkgstored every 2 s, sampled over 10 s (3 runs, medians):
+#    RSS and CPU of the agent next to the fake collector's own.
+#    Target: agent RSS <= 8 MB, CPU near 0 between heartbeats.
+# 2. Upgrade time for a 100 MB collector binary over loopback, from the
+#    offer being picked up to the swapped process running (the monitor
+#    window excluded), split into download / verify / validate / swap
+#    (3 upgrades, medians), against curl downloading the same blob and
+#    sha256sum hashing it.
+# Everything runs at nice 19 on 127.0.0.1 and is stopped by pid at the end.
+set -uo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${PKGSTORE_BIN:-$SRC/build/bin}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-bench-agent-XXXXXX")
+SIZE_MB=${BENCH_AGENT_MB:-100}
+RUNS=${BENCH_RUNS:-3}
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+renice -n 19 $$ > /dev/null 2>&1 || true
+
+free_port() {
+    perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0", ReuseAddr => 1) or die; print $s->sockport, "\n"'
+}
+wait_until() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done; }
+median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# proportional set size and private memory: RSS counts every shared library
+# page the process touched (libcrypto, libcurl's TLS stack, ...) in full
+pss_kb() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+priv_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+now_s() { date +%s.%N; }
+
+"$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
+    --heartbeat-interval 2 --no-fsync 2> "$WORK/pkgstored.log" &
+PIDS+=($!)
+wait_until 10 test -s "$WORK/port" || { echo "bench/agent.sh: pkgstored did not start" >&2; exit 1; }
+URL=http://127.0.0.1:$(cat "$WORK/port")
+wait_until 5 test -s "$WORK/store.admin-token"
+ADMIN=$WORK/store.admin-token
+
+mkdir -p "$WORK/node/bin"
+port=$(free_port); health=$(free_port)
+cp "$BIN/fake-otelcol-v1" "$WORK/node/bin/otelcol"
+printf 'ports: [%s]\nhealth_port: %s\n' "$port" "$health" > "$WORK/node/collector.yaml"
+cat > "$WORK/node/agent.yaml" <<YAML
+server: {url: $URL, token_file: $WORK/store.agent-token}
+heartbeat: {interval_s: 2, jitter: 0}
+node: {id: bench, labels: {env: bench}}
+state_dir: $WORK/node/state
+collector:
+  package: otelcol
+  version: 1.0.0
+  executable: $WORK/node/bin/otelcol
+  config: $WORK/node/collector.yaml
+  health_url: http://127.0.0.1:$health/
+  ports: [$port]
+  monitor_window_s: 1
+YAML
+"$BIN/pkgstore-agent" --config "$WORK/node/agent.yaml" > "$WORK/node/agent.log" 2>&1 &
+AGENT=$!
+PIDS+=($AGENT)
+wait_until 10 curl -fs -o /dev/null "http://127.0.0.1:$health/" || { echo "bench/agent.sh: collector not healthy" >&2; exit 1; }
+HZ=$(getconf CLK_TCK)
+
+echo "== idle cost: agent vs the fake collector it supervises (heartbeat every 2 s, $RUNS x 10 s)"
+collector=$(cat "$WORK/node/state/run/primary-otelcol.pid")
+for run in $(seq "$RUNS"); do
+    a0=$(cpu_ticks "$AGENT"); c0=$(cpu_ticks "$collector"); t0=$(now_s)
+    sleep 10
+    a1=$(cpu_ticks "$AGENT"); c1=$(cpu_ticks "$collector"); t1=$(now_s)
+    awk -v a=$((a1 - a0)) -v c=$((c1 - c0)) -v hz="$HZ" -v t0="$t0" -v t1="$t1" \
+        'BEGIN { printf "%.3f %.3f\n", 100 * a / hz / (t1 - t0), 100 * c / hz / (t1 - t0) }' >> "$WORK/cpu"
+    echo "$(rss_kb "$AGENT") $(rss_kb "$collector") $(pss_kb "$AGENT") $(pss_kb "$collector") $(priv_kb "$AGENT") $(priv_kb "$collector")" >> "$WORK/rss"
+done
+agent_rss=$(awk '{print $1}' "$WORK/rss" | median); coll_rss=$(awk '{print $2}' "$WORK/rss" | median)
+agent_cpu=$(awk '{print $1}' "$WORK/cpu" | median); coll_cpu=$(awk '{print $2}' "$WORK/cpu" | median)
+mb() { awk -v c="$1" '{print $c}' "$WORK/rss" | median | awk '{printf "%.2f", $1 / 1024}'; }
+printf '   %-16s %9s %9s %13s %9s\n' "" "RSS (MB)" "PSS (MB)" "private (MB)" "CPU (%)"
+printf '   %-16s %9s %9s %13s %9s\n' "pkgstore-agent" "$(mb 1)" "$(mb 3)" "$(mb 5)" "$agent_cpu"
+printf '   %-16s %9s %9s %13s %9s\n' "fake collector" "$(mb 2)" "$(mb 4)" "$(mb 6)" "$coll_cpu"
+awk -v a="$agent_rss" -v c="$coll_rss" 'BEGIN { printf "   agent/collector RSS ratio: %.2f; target agent RSS <= 8 MB: %s\n", a / c, (a <= 8192 ? "met" : "NOT met") }'
+echo "   (CPU over 10 s including 5 heartbeats; RSS includes shared library pages, PSS shares them out)"
+
+echo
+echo "== upgrade time: ${SIZE_MB} MB binary over loopback ($RUNS upgrades, medians)"
+push() { "$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN" --quiet "$@"; }
+policy() { "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN" "$@" > /dev/null; }
+# a log line's time of day in seconds
+ts() { grep -m1 "$1" "$2" | cut -c12-23 | awk -F: '{printf "%.3f\n", $1 * 3600 + $2 * 60 + $3}'; }
+for run in $(seq "$RUNS"); do
+    big=$WORK/big-$run
+    cp "$BIN/fake-otelcol-v2" "$big"
+    head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom >> "$big"
+    push --name otelcol --version "2.0.$run" "$big" > /dev/null || { echo "bench/agent.sh: push failed" >&2; exit 1; }
+    lines_before=$(wc -l < "$WORK/node/agent.log")
+    policy set bench --package otelcol --version "2.0.$run"
+    wait_until 120 bash -c 'tail -n +"$1" "$0" | grep -q "status=Upgraded version=2.0.$2"' "$WORK/node/agent.log" "$((lines_before + 1))" "$run" \
+        || { echo "bench/agent.sh: upgrade $run did not finish" >&2; tail -20 "$WORK/node/agent.log" >&2; exit 1; }
+    tail -n +"$((lines_before + 1))" "$WORK/node/agent.log" > "$WORK/run.log"
+    start=$(ts 'msg="upgrade starting"' "$WORK/run.log")
+    dl=$(ts 'status=Verifying' "$WORK/run.log"); ver=$(ts 'status=Validating' "$WORK/run.log")
+    val=$(ts 'status=Swapping' "$WORK/run.log"); swp=$(ts 'msg="swapped"' "$WORK/run.log")
+    awk -v s="$start" -v d="$dl" -v v="$ver" -v a="$val" -v w="$swp" \
+        'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f\n", d - s, v - d, a - v, w - a, w - s }' >> "$WORK/upgrade"
+    # references on the same bytes: curl download of the blob, sha256sum
+    h=$(sha256sum "$big" | cut -d' ' -f1)
+    t0=$(now_s)
+    curl -fsS -o "$WORK/curl.out" -H "Authorization: Bearer $(cat "$WORK/store.agent-token")" "$URL/v1/blobs/sha256:$h"
+    t1=$(now_s)
+    sha256sum "$WORK/curl.out" > /dev/null
+    t2=$(now_s)
+    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f\n", b - a, c - b }' >> "$WORK/ref"
+    rm -f "$WORK/curl.out" "$big"
+done
+col() { awk -v c="$1" '{print $c}' "$2" | median; }
+total=$(col 5 "$WORK/upgrade")
+printf '   %-10s %9s %7s   %s\n' step "time (s)" share reference
+for i in 1 2 3 4; do
+    name=$(echo download verify validate swap | awk -v i=$i '{print $i}')
+    t=$(col $i "$WORK/upgrade")
+    ref=
+    [ $i = 1 ] && ref=$(awk -v a="$t" -v r="$(col 1 "$WORK/ref")" 'BEGIN { printf "curl %.3f s (agent/curl %.2fx)", r, a / r }')
+    [ $i = 2 ] && ref=$(awk -v a="$t" -v r="$(col 2 "$WORK/ref")" 'BEGIN { printf "sha256sum %.3f s (agent/sha256sum %.2fx)", r, a / r }')
+    awk -v t="$t" -v T="$total" -v n="$name" -v r="$ref" 'BEGIN { printf "   %-10s %9.3f %6.1f%%   %s\n", n, t, 100 * t / T, r }'
+done
+printf '   %-10s %9.3f          (offer picked up -> swapped process running; monitor window not included)\n' total "$total"
+echo "   (swap = stop the old collector, copy it to .bak, install and fsync the new one, start it)"
