@@ -157,6 +157,17 @@ static int write_port_file(const char *path, unsigned int port)
     return 0;
 }
 
+/* "pkgstored: <object>: <reason>"; the library's detail usually names the
+ * object already. */
+static void store_error(const char *store_path, int error)
+{
+    const char *detail = pkgstore_error_detail();
+    if (*detail && strstr(detail, store_path))
+        fprintf(stderr, "pkgstored: %s\n", detail);
+    else
+        fprintf(stderr, "pkgstored: %s: %s\n", store_path, *detail ? detail : pkgstore_strerror(error));
+}
+
 /* Write pending node records, then close the handles in reverse order. */
 static int close_store(void)
 {
@@ -309,8 +320,7 @@ int main(int argc, char **argv)
     store_options.zstd_copies = cfg->zstd_copies;
     int error = pkgstore_store_open(&g_server.store, cfg->store_path, &store_options);
     if (error < 0) {
-        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
-                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        store_error(cfg->store_path, error);
         return 1;
     }
 
@@ -322,8 +332,7 @@ int main(int argc, char **argv)
         error = pkgstore_policy_open(&g_server.policies, g_server.store, &policy_options);
     }
     if (error < 0) {
-        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
-                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        store_error(cfg->store_path, error);
         close_store();
         return 1;
     }
