@@ -431,7 +431,8 @@ int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db, con
         error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
         goto out;
     }
-    qsort(list.ids, list.count, sizeof(*list.ids), cmp_id);
+    if (list.count) /* qsort(NULL, 0) is undefined (UBSan, empty fleet) */
+        qsort(list.ids, list.count, sizeof(*list.ids), cmp_id);
     set = ps_policy_set_get(db);
     if (!(targets = calloc(set->count ? set->count : 1, sizeof(*targets))) ||
         !(root = json_object()) || !(array = json_array()) ||
