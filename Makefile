@@ -212,6 +212,9 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
+# Keep objects that are only intermediates of test and fuzz binaries.
+.SECONDARY:
+
 .PHONY: test unit-test fuzz-replay e2e-test
 TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
             PKGSTORE_SRC=$(CURDIR)

@@ -308,6 +308,7 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, file_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_line);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &sink);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -335,8 +336,8 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
                              (unsigned long long)have);
     else if (status != 200 && status != 206)
         rc = agent_error_set(PKGSTORE_ENET, "%s: HTTP status %ld", url, status);
-    if (fsync(fd) < 0 && rc == 0)
-        rc = agent_error_set(PKGSTORE_EIO, "%s: fsync: %s", part_path, strerror(errno));
+    /* No fsync: a part torn by a power cut fails verification and is
+     * fetched again; the installed copy is fsynced by the install module. */
     close(fd);
     if (status == 416 && have > 0)
         unlink(part_path); /* the part is useless; next attempt starts over */

@@ -8,6 +8,8 @@
 
 #include "agent.h"
 
+#include <jansson.h>
+
 #define STATUS_LEN 24
 
 typedef struct pkg_slot {
@@ -51,6 +53,7 @@ typedef struct supervisor {
         int had_old;
     } upgrade;
     double server_interval_s;          /* from the last response; 0 = none */
+    int quiet;                         /* recovering at start: no immediate reports */
 } supervisor;
 
 int supervisor_init(supervisor *sup, agent_config *cfg);
@@ -61,5 +64,48 @@ int supervisor_start(supervisor *sup);
 int supervisor_heartbeat(supervisor *sup, int *upgraded_out);
 /* Forward sig to every child, wait stop_timeout, then SIGKILL. */
 void supervisor_shutdown(supervisor *sup, int sig);
+
+#define MESSAGE_MAX 480
+
+/* An offer from a heartbeat response; strings borrowed from its JSON. */
+typedef struct offer {
+    const char *name, *type, *version, *digest, *format, *entrypoint, *url, *policy;
+    uint64_t size;
+} offer;
+
+/* state.c: helpers, slots, leftovers, the journal */
+char *dup_or_null(const char *s);
+void set_str(char **dst, const char *src);
+double jittered(const agent_config *cfg, double seconds);
+double retry_delay(const agent_config *cfg, unsigned attempts);
+const char *proc_state(const pkg_slot *slot);
+int live_digest(char out[PKGSTORE_DIGEST_STR_SIZE], const char *path);
+void slot_init(pkg_slot *slot, const char *name, int is_addon, const char *executable,
+               const agent_config *cfg);
+void slot_free(pkg_slot *slot);
+char *addon_dir(const supervisor *sup, const char *name);
+char *addon_executable(const supervisor *sup, const char *name, const char *entrypoint);
+const agent_health_spec *slot_health(const supervisor *sup, const pkg_slot *slot,
+                                     double *stop_timeout_s);
+void slot_start(supervisor *sup, pkg_slot *slot, int supervised);
+void slot_stop(supervisor *sup, pkg_slot *slot, int sig);
+void stop_leftovers(const supervisor *sup);
+int state_save(supervisor *sup);
+int state_load(supervisor *sup);
+const char *jstr(json_t *obj, const char *key);
+void copy_digest(char dst[PKGSTORE_DIGEST_STR_SIZE], const char *src);
+void copy_status(char dst[STATUS_LEN], const char *src);
+int valid_package_name(const char *name);
+pkg_slot *find_addon(supervisor *sup, const char *name);
+pkg_slot *add_addon(supervisor *sup, const char *name, const char *entrypoint);
+void remove_addon(supervisor *sup, pkg_slot *slot);
+void upgrade_clear(supervisor *sup);
+
+/* upgrade.c: status reports, the six steps, recovery */
+int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s);
+void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void upgrade(supervisor *sup, pkg_slot *slot, const offer *o);
+void recover(supervisor *sup);
 
 #endif

@@ -107,11 +107,11 @@ for run in $(seq "$RUNS"); do
     wait_until 120 bash -c 'tail -n +"$1" "$0" | grep -q "status=Upgraded version=2.0.$2"' "$WORK/node/agent.log" "$((lines_before + 1))" "$run" \
         || { echo "bench/agent.sh: upgrade $run did not finish" >&2; tail -20 "$WORK/node/agent.log" >&2; exit 1; }
     tail -n +"$((lines_before + 1))" "$WORK/node/agent.log" > "$WORK/run.log"
-    start=$(ts 'msg="upgrade starting"' "$WORK/run.log")
-    dl=$(ts 'status=Verifying' "$WORK/run.log"); ver=$(ts 'status=Validating' "$WORK/run.log")
-    val=$(ts 'status=Swapping' "$WORK/run.log"); swp=$(ts 'msg="swapped"' "$WORK/run.log")
-    awk -v s="$start" -v d="$dl" -v v="$ver" -v a="$val" -v w="$swp" \
-        'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f\n", d - s, v - d, a - v, w - a, w - s }' >> "$WORK/upgrade"
+    start=$(ts 'msg="upgrade starting"' "$WORK/run.log"); end=$(ts 'msg="swapped"' "$WORK/run.log")
+    secs() { grep -m1 "$1" "$WORK/run.log" | sed -n 's/.* seconds=\([0-9.]*\).*/\1/p'; }
+    awk -v d="$(secs 'msg="downloaded"')" -v v="$(secs 'msg="verified"')" -v a="$(secs 'msg="validated"')" \
+        -v w="$(secs 'msg="swapped"')" -v s="$start" -v e="$end" \
+        'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", d, v, a, w, e - s - d - v - a - w, e - s }' >> "$WORK/upgrade"
     # references on the same bytes: curl download of the blob, sha256sum
     h=$(sha256sum "$big" | cut -d' ' -f1)
     t0=$(now_s)
@@ -123,15 +123,16 @@ for run in $(seq "$RUNS"); do
     rm -f "$WORK/curl.out" "$big"
 done
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
-total=$(col 5 "$WORK/upgrade")
-printf '   %-10s %9s %7s   %s\n' step "time (s)" share reference
-for i in 1 2 3 4; do
-    name=$(echo download verify validate swap | awk -v i=$i '{print $i}')
+total=$(col 6 "$WORK/upgrade")
+printf '   %-16s %9s %7s   %s\n' step "time (s)" share reference
+for i in 1 2 3 4 5; do
+    name=$(echo download verify validate swap journal+reports | awk -v i=$i '{print $i}')
     t=$(col $i "$WORK/upgrade")
     ref=
     [ $i = 1 ] && ref=$(awk -v a="$t" -v r="$(col 1 "$WORK/ref")" 'BEGIN { printf "curl %.3f s (agent/curl %.2fx)", r, a / r }')
     [ $i = 2 ] && ref=$(awk -v a="$t" -v r="$(col 2 "$WORK/ref")" 'BEGIN { printf "sha256sum %.3f s (agent/sha256sum %.2fx)", r, a / r }')
-    awk -v t="$t" -v T="$total" -v n="$name" -v r="$ref" 'BEGIN { printf "   %-10s %9.3f %6.1f%%   %s\n", n, t, 100 * t / T, r }'
+    awk -v t="$t" -v T="$total" -v n="$name" -v r="$ref" 'BEGIN { printf "   %-16s %9.3f %6.1f%%   %s\n", n, t, 100 * t / T, r }'
 done
-printf '   %-10s %9.3f          (offer picked up -> swapped process running; monitor window not included)\n' total "$total"
-echo "   (swap = stop the old collector, copy it to .bak, install and fsync the new one, start it)"
+printf '   %-16s %9.3f          (offer picked up -> swapped process running; monitor window not included)\n' total "$total"
+echo "   (swap = stop the old collector, copy it to .bak, install and fsync the new one, start it;"
+echo "    journal+reports = the journal written atomically and the status sent to the server before each step)"

@@ -4,7 +4,7 @@
 # size is refused, and an absolute url (a mirror) works; transient failures
 # retry with backoff.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..12"
+echo "1..14"
 W=1
 export RETRY_INITIAL=1
 
@@ -58,4 +58,15 @@ offer=${offer/\"url\":\"\//\"url\":\"$mirror/}
 start_agent "$d"; wait_until 10 node_healthy "$d"
 set_offers "$d" "$offer"
 check "mirror: Upgraded from an absolute url" bash -c 'wait_until 10 status_is "$0" Upgraded && [ "$(collector_version "$0")" = 2.0.0 ]' "$d"
-[ "$FAILED" = 0 ] || for n in corrupt resume oversize mirror; do diag "== $n"; dump "$T/$n/agent.log"; done
+# --- an archive artifact: the entrypoint is extracted, then validated and installed
+d=$T/archive; mkdir -p "$d/pkg/bin"
+start_fake_server "$d"; new_node "$d" "$FAKE_URL" $W
+make_variant v2 "$d/pkg/bin/otelcol" archive-v2
+printf 'docs\n' > "$d/pkg/README"
+tar -C "$d/pkg" -czf "$d/otelcol.tar.gz" bin/otelcol README
+start_agent "$d"; wait_until 10 node_healthy "$d"
+set_offers "$d" "$(offer_json "$d" "$d/otelcol.tar.gz" otelcol 2.0.0 primary tar+gzip bin/otelcol)"
+check "archive: tar+gzip offer Upgraded with the extracted entrypoint" bash -c 'wait_until 10 status_is "$0" Upgraded && [ "$(sha "$0/bin/otelcol")" = "$(sha "$0/pkg/bin/otelcol")" ] && node_healthy "$0"' "$d"
+check "archive: the extraction directory is cleaned up" bash -c '! ls -d "$0"/state/tmp/extract.* 2>/dev/null | grep -q .' "$d"
+
+[ "$FAILED" = 0 ] || for n in corrupt resume oversize mirror archive; do diag "== $n"; dump "$T/$n/agent.log"; done

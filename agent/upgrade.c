@@ -1,0 +1,664 @@
+/*
+ * The six upgrade steps of DESIGN.md (Downloading, Verifying, Validating,
+ * Swapping, Monitoring, Upgraded) with automatic fallback (UpgradeFailed,
+ * RolledBack, RollbackFailed), each reported to the server as it starts,
+ * and the recovery of an upgrade interrupted by the agent's death.
+ */
+#include "supervisor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define REPORT_TIMEOUT_S 3.0
+
+/* ------------------------------------------------------------------ heartbeat */
+
+static json_t *heartbeat_request(const supervisor *sup)
+{
+    const agent_config *cfg = sup->cfg;
+    json_t *labels = json_object();
+    for (size_t i = 0; i < cfg->labels.count; i++)
+        json_object_set_new(labels, cfg->labels.items[i].key, json_string(cfg->labels.items[i].value));
+    json_t *packages = json_array();
+    for (size_t i = 0; i <= sup->addon_count; i++) {
+        const pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
+        json_t *pkg = json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "name", slot->name, "type",
+                                slot->is_addon ? "addon" : "primary", "version", slot->version,
+                                "digest", slot->digest[0] ? slot->digest : NULL, "state",
+                                proc_state(slot));
+        if (slot->offer_digest[0])
+            json_object_set_new(pkg, "offer", json_pack("{s:s?, s:s}", "version",
+                                                        slot->offer_version, "digest",
+                                                        slot->offer_digest));
+        if (slot->status[0]) {
+            json_object_set_new(pkg, "status", json_string(slot->status));
+            if (slot->message)
+                json_object_set_new(pkg, "message", json_string(slot->message));
+        }
+        json_array_append_new(packages, pkg);
+    }
+    return json_pack("{s:s, s:o, s:s, s:s, s:o}", "node_id", cfg->node_id, "labels", labels,
+                     "platform", cfg->platform, "agent_version", PKGSTORE_VERSION_STRING,
+                     "packages", packages);
+}
+
+/* POST a heartbeat; on success *response_out is the parsed reply. */
+int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s)
+{
+    *response_out = NULL;
+    json_t *request = heartbeat_request(sup);
+    char *body = request ? json_dumps(request, JSON_COMPACT) : NULL;
+    json_decref(request);
+    if (!body)
+        return agent_error_set(PKGSTORE_ENOMEM, "heartbeat: cannot build the request");
+    char *url = agent_strdup_printf("%s/v1/agents/heartbeat", sup->cfg->server_url);
+    char *reply = NULL;
+    long status = 0;
+    int rc = agent_http_post_json(&reply, &status, sup->cfg, url, body, timeout_s);
+    free(body);
+    if (rc == 0 && status != 200) {
+        json_t *err = reply ? json_loads(reply, 0, NULL) : NULL;
+        const char *msg = err ? jstr(json_object_get(err, "error"), "message") : NULL;
+        rc = agent_error_set(status == 401 || status == 403 ? PKGSTORE_EDENIED : PKGSTORE_ENET,
+                             "%s: HTTP %ld%s%s", url, status, msg ? ": " : "", msg ? msg : "");
+        json_decref(err);
+    } else if (rc == 0) {
+        json_error_t jerr;
+        *response_out = json_loads(reply, 0, &jerr);
+        if (!json_is_object(*response_out)) {
+            json_decref(*response_out);
+            *response_out = NULL;
+            rc = agent_error_set(PKGSTORE_EFORMAT, "%s: response is not a JSON object: %s", url,
+                                 jerr.text);
+        }
+    }
+    free(reply);
+    free(url);
+    return rc;
+}
+
+/* Tell the server about a step now (best effort; the next heartbeat
+ * carries the latest status anyway). */
+static void report(supervisor *sup)
+{
+    json_t *reply = NULL;
+    if (heartbeat_post(sup, &reply, REPORT_TIMEOUT_S) < 0)
+        agent_log("warn", "msg=\"status report failed\" error=\"%s\"", agent_error());
+    json_decref(reply);
+}
+
+void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
+{
+    copy_status(slot->status, status);
+    free(slot->message);
+    slot->message = NULL;
+    if (fmt) {
+        char msg[MESSAGE_MAX + 1];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        slot->message = strdup(msg);
+    }
+    if (sup->upgrade.active && !strcmp(sup->upgrade.name, slot->name))
+        copy_status(sup->upgrade.step, status);
+    const char *shown_version = sup->upgrade.version ? sup->upgrade.version : slot->version;
+    agent_log(strcmp(status, "UpgradeFailed") && strcmp(status, "RolledBack") &&
+                      strcmp(status, "RollbackFailed")
+                  ? "info"
+                  : "warn",
+              "msg=\"upgrade status\" package=%s status=%s version=%s message=\"%s\"", slot->name,
+              status, shown_version ? shown_version : "-",
+              slot->message ? slot->message : "");
+    state_save(sup);
+    if (!sup->quiet) /* the first heartbeat carries it otherwise */
+        report(sup);
+}
+
+/* ------------------------------------------------------------------ validate */
+
+/* Keep the first lines of a program's output, joined with " | ". */
+static void first_lines(char *out, size_t len, const char *text)
+{
+    size_t n = 0;
+    int lines = 0;
+    out[0] = '\0';
+    while (*text && lines < 4 && n + 4 < len) {
+        const char *end = strchr(text, '\n');
+        size_t l = end ? (size_t)(end - text) : strlen(text);
+        if (l > 0) {
+            if (lines > 0)
+                n += (size_t)snprintf(out + n, len - n, " | ");
+            if (n < len) {
+                size_t room = len - n - 1;
+                size_t take = l < room ? l : room;
+                memcpy(out + n, text, take);
+                n += take;
+                out[n] = '\0';
+            }
+            lines++;
+        }
+        if (!end)
+            break;
+        text = end + 1;
+    }
+}
+
+static int run_validate(supervisor *sup, const char *candidate, char *why, size_t why_len)
+{
+    const agent_config *cfg = sup->cfg;
+    agent_kv var_items[] = {{"executable", (char *)candidate}, {"config", cfg->collector_config}};
+    agent_kvv vars = {var_items, 2};
+    char *template_copy = strdup(cfg->validate_command);
+    char **argv = calloc(strlen(cfg->validate_command) / 2 + 2, sizeof *argv);
+    size_t argc = 0;
+    if (!template_copy || !argv) {
+        free(template_copy);
+        free(argv);
+        snprintf(why, why_len, "validate: out of memory");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(template_copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
+        argv[argc++] = agent_expand(tok, &vars);
+    free(template_copy);
+    if (argc == 0) {
+        agent_argv_free(argv);
+        snprintf(why, why_len, "validate: empty validate_command");
+        return -1;
+    }
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        agent_argv_free(argv);
+        snprintf(why, why_len, "validate: pipe: %s", strerror(errno));
+        return -1;
+    }
+    agent_proc proc = {.name = "validate", .output_fd = pipefd[1], .argv = argv};
+    if (agent_proc_spawn(&proc) < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        agent_argv_free(argv);
+        snprintf(why, why_len, "validate: %s", agent_error());
+        return -1;
+    }
+    close(pipefd[1]);
+    char output[8192];
+    size_t out_len = 0;
+    int eof = 0, timed_out = 0;
+    double deadline = agent_now() + cfg->validate_timeout_s;
+    while (!eof || proc.pid) {
+        if (agent_now() >= deadline) {
+            timed_out = 1;
+            break;
+        }
+        if (!eof) {
+            struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
+            if (poll(&pfd, 1, 50) > 0) {
+                char chunk[1024];
+                ssize_t n = read(pipefd[0], chunk, sizeof chunk);
+                if (n <= 0)
+                    eof = 1;
+                else if (out_len < sizeof output - 1) {
+                    size_t take = (size_t)n < sizeof output - 1 - out_len ? (size_t)n
+                                                                          : sizeof output - 1 - out_len;
+                    memcpy(output + out_len, chunk, take);
+                    out_len += take;
+                }
+            }
+            agent_pump(0);
+        } else {
+            agent_pump(0.05);
+        }
+        if (agent_stop_requested()) {
+            timed_out = -1;
+            break;
+        }
+    }
+    output[out_len] = '\0';
+    close(pipefd[0]);
+    if (proc.pid) {
+        kill(-proc.pid, SIGKILL);
+        while (proc.pid)
+            agent_pump(0.05);
+    }
+    agent_proc_unregister(&proc);
+    agent_argv_free(argv);
+    char lines[MESSAGE_MAX];
+    first_lines(lines, sizeof lines, output);
+    if (timed_out > 0) {
+        snprintf(why, why_len, "validate: timed out after %.1f s%s%s", cfg->validate_timeout_s,
+                 lines[0] ? ": " : "", lines);
+        return -1;
+    }
+    if (timed_out < 0) {
+        snprintf(why, why_len, "validate: interrupted by stop request");
+        return -1;
+    }
+    if (!WIFEXITED(proc.wait_status) || WEXITSTATUS(proc.wait_status) != 0) {
+        char how[96];
+        agent_describe_status(how, sizeof how, proc.wait_status);
+        snprintf(why, why_len, "validate: %s%s%s", how, lines[0] ? ": " : "", lines);
+        return -1;
+    }
+    agent_log("info", "msg=\"validate passed\" output=\"%s\"", lines);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ monitor */
+
+static int health_check(const agent_health_spec *spec, char *why, size_t why_len)
+{
+    if (spec->port_count) {
+        int missing = 0;
+        if (agent_ports_bound(spec->ports, spec->port_count, &missing) < 0) {
+            snprintf(why, why_len, "port %d not bound", missing);
+            return -1;
+        }
+    }
+    if (spec->health_url) {
+        long status = 0;
+        if (agent_http_health(spec->health_url, 1.0, &status) < 0) {
+            snprintf(why, why_len, "health %s: %s", spec->health_url, agent_error());
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Watch a freshly swapped program for the window. 0 if it stayed alive
+ * and is healthy at the end; else -1 with the reason in why. */
+static int monitor(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
+{
+    double stop_timeout;
+    const agent_health_spec *spec = slot_health(sup, slot, &stop_timeout);
+    double start = agent_now(), end = start + spec->monitor_window_s;
+    char last[256] = "";
+    int healthy = 0;
+    for (;;) {
+        if (!slot->proc.pid) {
+            char how[96];
+            if (slot->proc.exited)
+                agent_describe_status(how, sizeof how, slot->proc.wait_status);
+            else
+                snprintf(how, sizeof how, "did not start: %s", agent_error());
+            snprintf(why, why_len, "monitor: process %s after %.1f s (window %.0f s)", how,
+                     agent_now() - start, spec->monitor_window_s);
+            return -1;
+        }
+        if (agent_stop_requested()) {
+            snprintf(why, why_len, "monitor: agent stopped during the window");
+            return -1;
+        }
+        double now = agent_now();
+        if (now >= end)
+            break;
+        healthy = health_check(spec, last, sizeof last) == 0;
+        double nap = end - agent_now();
+        agent_pump(nap < 0.25 ? (nap > 0 ? nap : 0) : 0.25);
+    }
+    /* The end of the window: alive, ports bound, health 200 (a short grace
+     * lets a check that was in flight settle). */
+    double grace_end = agent_now() + 2.0;
+    while (!(healthy = health_check(spec, last, sizeof last) == 0) && agent_now() < grace_end &&
+           slot->proc.pid && !agent_stop_requested())
+        agent_pump(0.2);
+    if (!slot->proc.pid) {
+        char how[96];
+        agent_describe_status(how, sizeof how, slot->proc.wait_status);
+        snprintf(why, why_len, "monitor: process %s at the end of the window", how);
+        return -1;
+    }
+    if (!healthy) {
+        snprintf(why, why_len, "monitor: %s", last);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ upgrade */
+
+static void fail_transient(supervisor *sup, pkg_slot *slot, const char *status, const char *why)
+{
+    slot->attempts++;
+    double delay = retry_delay(sup->cfg, slot->attempts);
+    slot->retry_at = agent_now() + delay;
+    upgrade_clear(sup);
+    set_status(sup, slot, status, "%s (attempt %u, retry in %.0f s)", why, slot->attempts, delay);
+}
+
+static void fail_bad(supervisor *sup, pkg_slot *slot, const char *status, const char *why)
+{
+    copy_digest(slot->bad_digest, sup->upgrade.digest);
+    slot->attempts = 0;
+    slot->retry_at = 0;
+    upgrade_clear(sup);
+    set_status(sup, slot, status, "%s", why);
+}
+
+/* After the swap: stop the new program, put the previous one back. */
+static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int transient)
+{
+    slot_stop(sup, slot, SIGTERM);
+    int rc = 0;
+    char detail[256] = "";
+    if (sup->upgrade.had_old) {
+        rc = pkgstore_install_restore(slot->executable);
+        if (rc < 0)
+            snprintf(detail, sizeof detail, "%s", pkgstore_error_detail());
+    } else if (unlink(slot->executable) < 0 && errno != ENOENT) {
+        rc = -1;
+        snprintf(detail, sizeof detail, "%s: %s", slot->executable, strerror(errno));
+    }
+    if (rc < 0) {
+        /* The new binary stays; run it rather than nothing. */
+        agent_log("error", "msg=\"rollback failed\" package=%s error=\"%s\"", slot->name, detail);
+        slot_start(sup, slot, 1);
+        copy_digest(slot->bad_digest, sup->upgrade.digest);
+        upgrade_clear(sup);
+        set_status(sup, slot, "RollbackFailed", "%s; restore: %s", why, detail);
+        return;
+    }
+    set_str(&slot->version, sup->upgrade.old_version);
+    copy_digest(slot->digest, sup->upgrade.had_old ? sup->upgrade.old_digest : "");
+    if (sup->upgrade.had_old)
+        live_digest(slot->digest, slot->executable);
+    if (!agent_stop_requested())
+        slot_start(sup, slot, 1);
+    char msg[MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "%.400s; %s", why,
+             sup->upgrade.had_old ? "restored the previous binary" : "removed (no previous binary)");
+    if (transient)
+        fail_transient(sup, slot, "RolledBack", msg);
+    else
+        fail_bad(sup, slot, "RolledBack", msg);
+}
+
+static char *resolve_url(const supervisor *sup, const char *url, int *with_token)
+{
+    const char *server = sup->cfg->server_url;
+    size_t slen = strlen(server);
+    if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8)) {
+        /* The token goes only to our own server, never to a mirror. */
+        *with_token = !strncmp(url, server, slen) && (url[slen] == '/' || url[slen] == '\0');
+        return strdup(url);
+    }
+    *with_token = 1;
+    return agent_strdup_printf("%s%s%s", server, url[0] == '/' ? "" : "/", url);
+}
+
+/* Addons: args and env from the manifest's annotations
+ * ("io.pkgstore.addon.args": a JSON array, "io.pkgstore.addon.env": a JSON
+ * object, both as strings). Best effort. */
+static void fetch_addon_annotations(supervisor *sup, pkg_slot *slot, const offer *o)
+{
+    char *url = agent_strdup_printf("%s/v1/packages/%s/%s", sup->cfg->server_url, o->name,
+                                    o->version);
+    char *body = NULL;
+    long status = 0;
+    agent_strv_free(&slot->args);
+    agent_kvv_free(&slot->env);
+    slot->has_manifest_args = 1;
+    if (agent_http_get_small(&body, &status, sup->cfg, url, 1) < 0 || status != 200) {
+        agent_log("warn", "msg=\"no manifest annotations\" url=%s status=%ld", url, status);
+        free(body);
+        free(url);
+        return;
+    }
+    json_t *manifest = json_loads(body, 0, NULL);
+    json_t *ann = json_object_get(json_object_get(manifest, "manifest") ? json_object_get(manifest, "manifest") : manifest,
+                                  "annotations");
+    const char *args_text = jstr(ann, "io.pkgstore.addon.args");
+    const char *env_text = jstr(ann, "io.pkgstore.addon.env");
+    json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
+    json_t *env = env_text ? json_loads(env_text, 0, NULL) : NULL;
+    size_t i;
+    json_t *v;
+    const char *k;
+    if (json_is_array(args)) {
+        slot->args.items = calloc(json_array_size(args) + 1, sizeof(char *));
+        json_array_foreach(args, i, v) if (json_is_string(v) && slot->args.items)
+            slot->args.items[slot->args.count++] = strdup(json_string_value(v));
+    }
+    if (json_is_object(env)) {
+        slot->env.items = calloc(json_object_size(env) + 1, sizeof(agent_kv));
+        json_object_foreach(env, k, v) if (json_is_string(v) && slot->env.items) {
+            slot->env.items[slot->env.count].key = strdup(k);
+            slot->env.items[slot->env.count++].value = strdup(json_string_value(v));
+        }
+    }
+    json_decref(args);
+    json_decref(env);
+    json_decref(manifest);
+    free(body);
+    free(url);
+}
+
+void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
+{
+    const agent_config *cfg = sup->cfg;
+    char why[MESSAGE_MAX + 64];
+    pkgstore_digest expected;
+    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
+    pkgstore_digest_parse(&expected, o->digest); /* validated by the caller */
+    if (o->format)
+        pkgstore_archive_format_parse(&format, o->format);
+
+    /* Step 1 happened: the offer is new, not running, not known bad. */
+    upgrade_clear(sup);
+    sup->upgrade.active = 1;
+    sup->upgrade.name = strdup(slot->name);
+    sup->upgrade.is_addon = slot->is_addon;
+    sup->upgrade.version = dup_or_null(o->version);
+    copy_digest(sup->upgrade.digest, o->digest);
+    sup->upgrade.old_version = dup_or_null(slot->version);
+    copy_digest(sup->upgrade.old_digest, slot->digest);
+    if (slot->is_addon && (!slot->entrypoint || !o->entrypoint || strcmp(slot->entrypoint, o->entrypoint))) {
+        /* first install, or the entrypoint's name changed */
+        if (!slot->digest[0]) {
+            set_str(&slot->entrypoint, o->entrypoint);
+            char *exe = addon_executable(sup, slot->name, o->entrypoint);
+            set_str(&slot->executable, exe);
+            free(exe);
+        }
+    }
+    sup->upgrade.had_old = slot->digest[0] && access(slot->executable, F_OK) == 0;
+    agent_log("info", "msg=\"upgrade starting\" package=%s from=%s to=%s digest=%s", slot->name,
+              slot->version ? slot->version : "-", o->version ? o->version : "-", o->digest);
+
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
+    pkgstore_digest_format_hex(hex, &expected);
+    char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, hex);
+    char *exe = NULL, *extract_dir = NULL;
+
+    /* 2. Download */
+    set_status(sup, slot, "Downloading", NULL);
+    int with_token = 0;
+    char *url = resolve_url(sup, o->url, &with_token);
+    uint64_t got = 0;
+    double t0 = agent_now();
+    int rc = agent_http_download(cfg, url, with_token, part, o->size, &got);
+    free(url);
+    if (rc == PKGSTORE_ELIMIT)
+        unlink(part);
+    if (rc == 0 && got != o->size)
+        rc = agent_error_set(PKGSTORE_ESIZE_MISMATCH, "short body: %llu of %llu bytes",
+                             (unsigned long long)got, (unsigned long long)o->size);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "download: %s", agent_error());
+        if (agent_stop_requested()) {
+            upgrade_clear(sup);
+            state_save(sup);
+        } else
+            fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
+    agent_log("info", "msg=\"downloaded\" package=%s bytes=%llu seconds=%.3f", slot->name,
+              (unsigned long long)got, agent_now() - t0);
+
+    /* 3. Verify */
+    set_status(sup, slot, "Verifying", NULL);
+    t0 = agent_now();
+    pkgstore_digest actual;
+    rc = pkgstore_install_verify(&actual, part, &expected, o->size);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "verify: %s", pkgstore_error_detail());
+        unlink(part);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
+    agent_log("info", "msg=\"verified\" package=%s digest=%s seconds=%.3f", slot->name, o->digest,
+              agent_now() - t0);
+
+    /* 4. Extract the entrypoint, then the dry-run validation */
+    set_status(sup, slot, "Validating", NULL);
+    t0 = agent_now();
+    rc = pkgstore_install_prepare(&exe, &extract_dir, part, format, o->entrypoint, sup->tmp_dir,
+                                  NULL);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "extract: %s", pkgstore_error_detail());
+        unlink(part);
+        fail_bad(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
+    if (!slot->is_addon) {
+        if (run_validate(sup, exe, why, sizeof why) < 0) {
+            unlink(part);
+            if (agent_stop_requested()) {
+                upgrade_clear(sup);
+                state_save(sup);
+            } else
+                fail_bad(sup, slot, "UpgradeFailed", why);
+            goto out;
+        }
+    } else if (!agent_config_addon(cfg, slot->name) || !agent_config_addon(cfg, slot->name)->has_args) {
+        fetch_addon_annotations(sup, slot, o);
+    }
+    agent_log("info", "msg=\"validated\" package=%s seconds=%.3f", slot->name, agent_now() - t0);
+    if (agent_stop_requested()) {
+        upgrade_clear(sup);
+        state_save(sup);
+        goto out;
+    }
+
+    /* 5. Swap: stop, keep .bak, rename the new binary in, start it */
+    set_status(sup, slot, "Swapping", NULL);
+    t0 = agent_now();
+    slot_stop(sup, slot, SIGTERM);
+    if (slot->is_addon) {
+        char *dir = addon_dir(sup, slot->name);
+        agent_mkdirs(dir, 0755);
+        free(dir);
+    }
+    rc = pkgstore_install_swap(slot->executable, exe);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "swap: %s", pkgstore_error_detail());
+        slot_start(sup, slot, 1); /* the live path is unchanged */
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
+    unlink(part);
+    copy_digest(slot->digest, o->digest);
+    set_str(&slot->version, o->version);
+    slot_start(sup, slot, 0); /* unsupervised: a death in the window is a failure */
+    agent_log("info", "msg=\"swapped\" package=%s seconds=%.3f", slot->name, agent_now() - t0);
+
+    /* 6. Monitor */
+    set_status(sup, slot, "Monitoring", NULL);
+    if (monitor(sup, slot, why, sizeof why) < 0) {
+        rollback(sup, slot, why, agent_stop_requested());
+        goto out;
+    }
+    slot->proc.supervised = 1;
+    slot->proc.failures = 0;
+    slot->attempts = 0;
+    slot->retry_at = 0;
+    slot->bad_digest[0] = '\0';
+    upgrade_clear(sup);
+    set_status(sup, slot, "Upgraded", "%s %s is running", slot->name,
+               slot->version ? slot->version : slot->digest);
+
+out:
+    if (extract_dir) {
+        pkgstore_archive_remove_tree(extract_dir);
+        pkgstore_free(extract_dir);
+    }
+    pkgstore_free(exe);
+    free(part);
+}
+
+/* ------------------------------------------------------------------ recovery */
+
+void recover(supervisor *sup)
+{
+    if (!sup->upgrade.active)
+        return;
+    pkg_slot *slot = sup->upgrade.is_addon ? find_addon(sup, sup->upgrade.name)
+                                           : (!strcmp(sup->upgrade.name, sup->primary.name)
+                                                  ? &sup->primary
+                                                  : NULL);
+    if (!slot) {
+        upgrade_clear(sup);
+        state_save(sup);
+        return;
+    }
+    char step[STATUS_LEN];
+    copy_status(step, sup->upgrade.step);
+    agent_log("warn", "msg=\"recovering an interrupted upgrade\" package=%s step=%s", slot->name,
+              step);
+    if (strcmp(step, "Swapping") && strcmp(step, "Monitoring")) {
+        /* Before the swap the live binary was never touched. */
+        char why[128];
+        snprintf(why, sizeof why, "agent restarted during %s", step);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        return;
+    }
+    char live[PKGSTORE_DIGEST_STR_SIZE];
+    int have_live = live_digest(live, slot->executable) == 0;
+    int rc = 0;
+    char detail[256] = "";
+    if (have_live && sup->upgrade.old_digest[0] && !strcmp(live, sup->upgrade.old_digest)) {
+        /* died before the rename: the old binary is still live */
+    } else if (sup->upgrade.had_old) {
+        rc = pkgstore_install_restore(slot->executable);
+        if (rc < 0)
+            snprintf(detail, sizeof detail, "%s", pkgstore_error_detail());
+    } else if (have_live) {
+        unlink(slot->executable);
+    }
+    char why[MESSAGE_MAX];
+    if (rc < 0) {
+        copy_digest(slot->digest, have_live ? live : "");
+        set_str(&slot->version, have_live && !strcmp(live, sup->upgrade.digest) ? sup->upgrade.version : NULL);
+        copy_digest(slot->bad_digest, sup->upgrade.digest);
+        upgrade_clear(sup);
+        state_save(sup);
+        copy_status(slot->status, "RollbackFailed");
+        set_str(&slot->message, detail);
+        return;
+    }
+    live_digest(slot->digest, slot->executable);
+    set_str(&slot->version, sup->upgrade.old_version);
+    snprintf(why, sizeof why, "agent restarted during %s; restored the previous binary", step);
+    /* Not the binary's fault as far as we know: retry later, with backoff. */
+    slot->attempts++;
+    slot->retry_at = agent_now() + retry_delay(sup->cfg, slot->attempts);
+    upgrade_clear(sup);
+    copy_status(slot->status, "RolledBack");
+    set_str(&slot->message, why);
+    state_save(sup);
+    agent_log("warn", "msg=\"rolled back after restart\" package=%s", slot->name);
+}
+
