@@ -26,9 +26,13 @@ check "v2 uploaded" jq -e '.version == "2.0.0"' "$T/push-v2.json"
 policy set canary --package otelcol --version 2.0.0 --selector canary=true --priority 10 > /dev/null
 
 check "canary node Upgraded to 2.0.0" bash -c 'wait_until 15 status_is "$0" Upgraded && [ "$(collector_version "$0")" = 2.0.0 ] && node_healthy "$0"' "$T/canary"
-check "the server saw the six steps for the canary" bash -c '
-    h=$(curl -fsS -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/agents/canary" | jq -r "[.history[].status] | join(\" \")")
-    [[ "$h" == *"Downloading Verifying Validating Swapping Monitoring Upgraded"* ]] || { echo "# history: $h"; false; }'
+history_has_six() {
+    local h
+    h=$(curl -fsS -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/agents/canary" | jq -r '[.history[].status] | join(" ")')
+    [[ "$h" == *"Downloading Verifying Validating Swapping Monitoring Upgraded"* ]]
+}
+# the agent journals a status before it reports it: give the report a moment
+check "the server saw the six steps for the canary" wait_until 5 history_has_six
 check "dev and prod untouched (still 1.0.0, no status)" bash -c 'for n in dev prod; do [ "$(collector_version "$0/$n")" = 1.0.0 ] && [ -z "$(state_status "$0/$n")" ] || exit 1; done' "$T"
 check "fleet view: canary runs 2.0.0, the others 1.0.0" bash -c '[ "$(fleet | jq -c "[.nodes[] | {(.id): (.packages[0].version)}] | add")" = "{\"canary\":\"2.0.0\",\"dev\":\"1.0.0\",\"prod\":\"1.0.0\"}" ]'
 
