@@ -180,5 +180,45 @@ else
     show "$WORK/cc-static.log"
 fi
 
+# ---------------------------------------------------------------- the built examples
+# build/bin/example-* (make builds every examples/*.c) against the build tree.
+X=$WORK/examples
+mkdir -p "$X"
+printf '\177ELF fake collector\n' >"$X/collector"
+COLLECTOR=sha256:$(sha256sum "$X/collector" | cut -d' ' -f1)
+COLLECTOR_SIZE=$(wc -c <"$X/collector")
+"$BIN/example-embed_registry" "$X/store" otelcol-contrib 0.98.0 linux/x86_64 "$X/collector" \
+    '>=0.90.0 <1.0.0' linux/amd64 >"$X/out" 2>"$X/err"; rc=$?
+check "example-embed_registry adds and resolves (exit $rc)" "[ $rc = 0 ]"
+[ $rc = 0 ] || show "$X/err"
+check "it prints the manifest with the normalized platform" \
+    "grep -q '\"platform\": \"linux/amd64\"' '$X/out' && grep -q '\"schemaVersion\": 1' '$X/out'"
+check "it resolves to the artifact" \
+    "grep -qx 'resolved otelcol-contrib 0.98.0 linux/amd64 $COLLECTOR $COLLECTOR_SIZE binary otelcol-contrib' '$X/out'"
+"$BIN/example-embed_registry" "$X/store" otelcol-contrib 0.98.0 linux/amd64 "$X/collector" '^2' \
+    >"$X/out" 2>"$X/err"; rc=$?
+check "an unmatched constraint fails with exit 1 and one line naming it" \
+    "[ $rc = 1 ] && [ \$(wc -l <'$X/err') = 1 ] && grep -q '^example-embed_registry: resolve: .*\\^2' '$X/err'"
+"$BIN/example-embed_registry" "$X/store" Bad-Name 1.0.0 linux/amd64 "$X/collector" >"$X/out" 2>"$X/err"; rc=$?
+check "a bad package name fails with exit 1" "[ $rc = 1 ] && grep -q '^example-embed_registry: Bad-Name 1.0.0: name: ' '$X/err'"
+"$BIN/example-embed_registry" "$X/store" >"$X/out" 2>"$X/err"; rc=$?
+check "example-embed_registry without arguments is a usage error (exit 2)" "[ $rc = 2 ]"
+
+"$BIN/example-embed_policy" "$X/pstore" "$X/collector" >"$X/out" 2>"$X/err"; rc=$?
+check "example-embed_policy puts a policy and answers a heartbeat (exit $rc)" "[ $rc = 0 ]"
+[ $rc = 0 ] || show "$X/err"
+check "the heartbeat response offers the canary version for linux/amd64" \
+    "grep '^heartbeat response: ' '$X/out' | grep -q '\"policy\":\"canary\".*\"version\":\"0.98.0\",\"platform\":\"linux/amd64\",\"digest\":\"$COLLECTOR\"'"
+check "the policy status counts the node as Pending" \
+    "grep '^policy status: ' '$X/out' | grep -q '\"nodes\":\\[{\"id\":\"edge-42\",\"state\":\"Pending\"}\\]'"
+"$BIN/example-embed_policy" "$X/pstore" "$X/missing" >"$X/out" 2>"$X/err"; rc=$?
+check "a missing file fails with exit 1 and one line" \
+    "[ $rc = 1 ] && [ \$(wc -l <'$X/err') = 1 ] && grep -q '^example-embed_policy: artifact: ' '$X/err'"
+for e in "$BIN"/example-*; do
+    "$e" --version >"$X/out" 2>&1 && "$e" --help >>"$X/out" 2>&1 ||
+        { not_ok "${e##*/} --help and --version"; continue; }
+    check "${e##*/} --help and --version" "grep -q '(pkgstore) $VERSION' '$X/out' && grep -q '^usage: ' '$X/out'"
+done
+
 echo "1..$n"
 [ "$fails" = 0 ]
