@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -340,6 +341,12 @@ int main(int argc, char **argv)
         return 1;
     }
     char q1[4300], q2[4300];
+    struct stat tokens_stat;
+    if (cfg->tokens_path && stat(cfg->tokens_path, &tokens_stat) == 0 &&
+        (tokens_stat.st_mode & 077))
+        log_msg(LOG_WARN, "tokens file is readable by other users; chmod 600 it",
+                "file=%s mode=%03o", log_quote(q1, sizeof q1, cfg->tokens_path),
+                (unsigned int)(tokens_stat.st_mode & 0777));
     if (created)
         log_msg(LOG_INFO, "created tokens (mode 0600)", "admin_token_file=%s agent_token_file=%s",
                 log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));

@@ -569,6 +569,24 @@ static void test_gc__callback_and_options(void **state)
     assert_int_equal(pkgstore_gc_run(&report, fx->store, &opts), PKGSTORE_EINVALID);
     assert_int_equal(pkgstore_gc_run(&report, NULL, NULL), PKGSTORE_EINVALID);
 
+    /* a read-only store: only a dry run */
+    {
+        pkgstore_store_options ro = PKGSTORE_STORE_OPTIONS_INIT;
+        pkgstore_store *read_only = NULL;
+        pkgstore_store_free(fx->store);
+        ro.read_only = 1;
+        assert_ok(pkgstore_store_open(&read_only, fx->dir, &ro));
+        opts.grace_seconds = 0;
+        assert_int_equal(pkgstore_gc_run(&report, read_only, &opts), PKGSTORE_EDENIED);
+        assert_non_null(strstr(pkgstore_error_detail(), "read-only"));
+        opts.dry_run = 1;
+        opts.cb = NULL;
+        assert_ok(pkgstore_gc_run(&report, read_only, &opts));
+        assert_int_equal(report.blobs_deleted, 1);
+        pkgstore_store_free(read_only);
+        fx->store = open_store(fx->dir);
+    }
+
     /* NULL options: the defaults (one hour), so nothing young is touched */
     assert_ok(pkgstore_gc_run(&report, fx->store, NULL));
     assert_int_equal(report.blobs_deleted, 0);
