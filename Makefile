@@ -329,7 +329,12 @@ install: all
 	install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/pkgstore.h $(DESTDIR)$(INCDIR)/
 	install -m 0644 include/pkgstore/*.h $(DESTDIR)$(INCDIR)/pkgstore/
-	install -m 0644 $(BUILD)/pkgstore.pc $(DESTDIR)$(PCDIR)/
+	# $(BUILD)/pkgstore.pc keeps the PREFIX it was built with (it depends
+	# only on the Makefile): write the install-time paths into the copy.
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+	    -e 's|^includedir=.*|includedir=$(INCDIR)|' $(BUILD)/pkgstore.pc \
+	    > $(DESTDIR)$(PCDIR)/pkgstore.pc
+	chmod 0644 $(DESTDIR)$(PCDIR)/pkgstore.pc
 	for m in $(MANPAGES); do \
 	    s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 
