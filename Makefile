@@ -212,6 +212,9 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
+# Keep objects that are only intermediates of test and fuzz binaries.
+.SECONDARY:
+
 .PHONY: test unit-test fuzz-replay e2e-test
 TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
             PKGSTORE_SRC=$(CURDIR)
@@ -326,7 +329,12 @@ install: all
 	install -m 0644 $(STLIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/pkgstore.h $(DESTDIR)$(INCDIR)/
 	install -m 0644 include/pkgstore/*.h $(DESTDIR)$(INCDIR)/pkgstore/
-	install -m 0644 $(BUILD)/pkgstore.pc $(DESTDIR)$(PCDIR)/
+	# $(BUILD)/pkgstore.pc keeps the PREFIX it was built with (it depends
+	# only on the Makefile): write the install-time paths into the copy.
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+	    -e 's|^includedir=.*|includedir=$(INCDIR)|' $(BUILD)/pkgstore.pc \
+	    > $(DESTDIR)$(PCDIR)/pkgstore.pc
+	chmod 0644 $(DESTDIR)$(PCDIR)/pkgstore.pc
 	for m in $(MANPAGES); do \
 	    s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 

@@ -12,14 +12,14 @@
 #
 # nginx and wrk are installed from Debian when missing. Everything runs on
 # 127.0.0.1 with free ports; every process started here is stopped by pid.
-# Knobs: DL_RUNS (default 7), HB_RUNS (3), HB_SECONDS (8), BENCH_NICE (19).
+# Knobs: DL_RUNS (default 9), HB_RUNS (5), HB_SECONDS (6), BENCH_NICE (19).
 set -u
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${PKGSTORE_BIN:-$SRC/build/bin}
-DL_RUNS=${DL_RUNS:-7}
-HB_RUNS=${HB_RUNS:-3}
-HB_SECONDS=${HB_SECONDS:-8}
+DL_RUNS=${DL_RUNS:-9}
+HB_RUNS=${HB_RUNS:-5}
+HB_SECONDS=${HB_SECONDS:-6}
 NICE="nice -n ${BENCH_NICE:-19}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-bench.XXXXXX")
 PIDS=()

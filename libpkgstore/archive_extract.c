@@ -369,6 +369,12 @@ static int scan_entry(scan *s, struct archive_entry *entry)
             snprintf(s->sole_executable, sizeof(s->sole_executable), "%s", s->path);
     }
 
+    if (s->path[0] && type != PKGSTORE_ENTRY_DIR) {
+        /* As on disk: a directory is never replaced by a non-directory. */
+        const ps_archive_node *old = tree_lookup(&s->map, s->path);
+        if (old && old->type == PKGSTORE_ENTRY_DIR)
+            return ps_error_set(PKGSTORE_EFORMAT, "%.512s: replaces a directory", raw);
+    }
     if (s->path[0] && (error = ps_archive_tree_put(&s->map, s->path, type, link)) < 0)
         return error;
 

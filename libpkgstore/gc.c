@@ -739,6 +739,9 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
     if (opts->grace_seconds < 0)
         return ps_error_set(PKGSTORE_EINVALID, "gc: negative grace period %lld",
                             (long long)opts->grace_seconds);
+    if (!opts->dry_run && !ps_index_writable(run.index))
+        return ps_error_set(PKGSTORE_EDENIED, "%s: store opened read-only (a dry run works)",
+                            pkgstore_store_path(store));
     run.store = store;
     run.opts = opts;
     run.report.dry_run = opts->dry_run ? 1 : 0;

@@ -37,6 +37,13 @@ void ps_index_free(ps_index *index);
 
 MDB_dbi ps_index_dbi(ps_index *index, enum ps_index_db db);
 
+/* The LMDB environment itself, for benchmarks that compare against plain
+ * LMDB on the same pages (LMDB forbids a second handle in one process). */
+MDB_env *ps_index_env(ps_index *index);
+
+/* The database's name in the environment ("blobs", "packages", ...). */
+const char *ps_index_db_name(enum ps_index_db db);
+
 /* Runs fn inside a transaction. fn returns 0 to commit (write) or a
  * negative PKGSTORE_E* code to abort; that code is returned. fn may be run
  * more than once (after the map was grown), so it must only act through the
@@ -88,6 +95,9 @@ int ps_index_package_decode(pkgstore_package_record *out, const void *key, size_
  * its non-zero return stops the check and is returned. */
 int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgstore_fsck_cb cb,
                         void *payload, uint64_t *missing, uint64_t *repaired);
+
+/* 1 if the index takes writes, 0 if it was opened read-only. */
+int ps_index_writable(ps_index *index);
 
 /* The current map size in bytes (for tests and diagnostics). */
 uint64_t ps_index_map_size(ps_index *index);

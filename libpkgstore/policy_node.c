@@ -447,10 +447,11 @@ int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db, con
         json_t *obj = NULL;
         pthread_mutex_lock(&shard->lock);
         struct ps_node *node = ps_node_find(shard, list.ids[i], hash);
-        if (node && node->report) /* else deleted meanwhile: skip it */
+        int present = node && node->report; /* else deleted meanwhile: skip it */
+        if (present)
             obj = node_json(db, node, set, targets, 0, with_history);
         pthread_mutex_unlock(&shard->lock);
-        if (node && node->report && (!obj || json_array_append_new(array, obj) < 0)) {
+        if (present && (!obj || json_array_append_new(array, obj) < 0)) {
             error = ps_error_set(PKGSTORE_ENOMEM, "nodes: out of memory");
             goto out;
         }

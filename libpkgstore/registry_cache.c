@@ -45,7 +45,7 @@ typedef struct cached_artifact {
     pkgstore_digest digest;
     uint64_t size;
     unsigned char format; /* index into format_names */
-    char *entrypoint;     /* owned */
+    char *entrypoint;     /* in the same allocation as the artifacts */
 } cached_artifact;
 
 typedef struct cached_version {
@@ -54,7 +54,7 @@ typedef struct cached_version {
     uint64_t platform_mask; /* bit min(id, MASK_OTHER) per artifact */
     pkgstore_semver semver;
     /* cold: read for the chosen version only */
-    char *version; /* owned, normalized */
+    char version[PKGSTORE_VERSION_MAX + 1]; /* normalized */
     pkgstore_package_type type;
     pkgstore_digest manifest_digest;
     cached_artifact *artifacts; /* owned, in manifest order */
@@ -96,10 +96,7 @@ static void package_free(cached_package *pkg)
         return;
     for (size_t i = 0; i < pkg->version_count; i++) {
         cached_version *v = &pkg->versions[i];
-        for (size_t j = 0; j < v->artifact_count; j++)
-            free(v->artifacts[j].entrypoint);
         free(v->artifacts);
-        free(v->version);
     }
     free(pkg->versions);
     free(pkg->platforms);
@@ -262,13 +259,16 @@ static int cached_version_fill(cached_version *v, cached_package *pkg, const pkg
     memset(v, 0, sizeof(*v));
     if (pkgstore_version_parse(&v->semver, pkgstore_manifest_version(m)) < 0)
         return PKGSTORE_ECORRUPT;
-    if (!(v->version = strdup(pkgstore_manifest_version(m))))
-        return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+    strcpy(v->version, pkgstore_manifest_version(m)); /* fits: the manifest checked it */
     v->type = pkgstore_manifest_type(m);
     v->manifest_digest = *digest;
-    size_t count = pkgstore_manifest_artifact_count(m);
-    if (!(v->artifacts = calloc(count ? count : 1, sizeof(*v->artifacts))))
+    /* the artifacts and their entrypoints in one block: one miss, not two */
+    size_t count = pkgstore_manifest_artifact_count(m), strings = 0;
+    for (size_t i = 0; i < count; i++)
+        strings += strlen(pkgstore_manifest_artifact(m, i)->entrypoint) + 1;
+    if (!(v->artifacts = calloc(1, (count ? count : 1) * sizeof(*v->artifacts) + strings)))
         return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+    char *next_string = (char *)(v->artifacts + count);
     for (size_t i = 0; i < count; i++) {
         const pkgstore_artifact *a = pkgstore_manifest_artifact(m, i);
         cached_artifact *c = &v->artifacts[i];
@@ -282,8 +282,9 @@ static int cached_version_fill(cached_version *v, cached_package *pkg, const pkg
         for (size_t f = 0; f < sizeof(format_names) / sizeof(format_names[0]); f++)
             if (strcmp(format_names[f], a->format) == 0)
                 c->format = (unsigned char)f;
-        if (!(c->entrypoint = strdup(a->entrypoint)))
-            return ps_error_set(PKGSTORE_ENOMEM, "registry: out of memory");
+        size_t len = strlen(a->entrypoint) + 1;
+        c->entrypoint = memcpy(next_string, a->entrypoint, len);
+        next_string += len;
         v->artifact_count = i + 1;
     }
     return 0;

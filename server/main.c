@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,17 @@ static int write_port_file(const char *path, unsigned int port)
         return -1;
     }
     return 0;
+}
+
+/* "pkgstored: <object>: <reason>"; the library's detail usually names the
+ * object already. */
+static void store_error(const char *store_path, int error)
+{
+    const char *detail = pkgstore_error_detail();
+    if (*detail && strstr(detail, store_path))
+        fprintf(stderr, "pkgstored: %s\n", detail);
+    else
+        fprintf(stderr, "pkgstored: %s: %s\n", store_path, *detail ? detail : pkgstore_strerror(error));
 }
 
 /* Write pending node records, then close the handles in reverse order. */
@@ -308,8 +320,7 @@ int main(int argc, char **argv)
     store_options.zstd_copies = cfg->zstd_copies;
     int error = pkgstore_store_open(&g_server.store, cfg->store_path, &store_options);
     if (error < 0) {
-        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
-                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        store_error(cfg->store_path, error);
         return 1;
     }
 
@@ -321,8 +332,7 @@ int main(int argc, char **argv)
         error = pkgstore_policy_open(&g_server.policies, g_server.store, &policy_options);
     }
     if (error < 0) {
-        fprintf(stderr, "pkgstored: %s: %s\n", cfg->store_path,
-                *pkgstore_error_detail() ? pkgstore_error_detail() : pkgstore_strerror(error));
+        store_error(cfg->store_path, error);
         close_store();
         return 1;
     }
@@ -340,6 +350,12 @@ int main(int argc, char **argv)
         return 1;
     }
     char q1[4300], q2[4300];
+    struct stat tokens_stat;
+    if (cfg->tokens_path && stat(cfg->tokens_path, &tokens_stat) == 0 &&
+        (tokens_stat.st_mode & 077))
+        log_msg(LOG_WARN, "tokens file is readable by other users; chmod 600 it",
+                "file=%s mode=%03o", log_quote(q1, sizeof q1, cfg->tokens_path),
+                (unsigned int)(tokens_stat.st_mode & 0777));
     if (created)
         log_msg(LOG_INFO, "created tokens (mode 0600)", "admin_token_file=%s agent_token_file=%s",
                 log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));

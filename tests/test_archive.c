@@ -515,6 +515,17 @@ static void test_archive__later_entry_replaces_earlier(void **state)
     pkgstore_archive_remove_tree(dir);
     pkgstore_free(dir);
     pkgstore_free(file);
+
+    /* A directory is never replaced by a file: validation and both
+     * extraction modes agree. */
+    static const spec over_dir[] = {
+        {"otelcol", 'f', "x", 0755, 0},
+        {"conf", 'd', NULL, 0755, 0},
+        {"conf", 'f', "y", 0644, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, over_dir, 3);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "conf: replaces a directory");
+    expect_refused(fx, "otelcol", PKGSTORE_EFORMAT, "conf: replaces a directory");
 }
 
 /* ------------------------------------------------------------ attacks */

@@ -569,6 +569,24 @@ static void test_gc__callback_and_options(void **state)
     assert_int_equal(pkgstore_gc_run(&report, fx->store, &opts), PKGSTORE_EINVALID);
     assert_int_equal(pkgstore_gc_run(&report, NULL, NULL), PKGSTORE_EINVALID);
 
+    /* a read-only store: only a dry run */
+    {
+        pkgstore_store_options ro = PKGSTORE_STORE_OPTIONS_INIT;
+        pkgstore_store *read_only = NULL;
+        pkgstore_store_free(fx->store);
+        ro.read_only = 1;
+        assert_ok(pkgstore_store_open(&read_only, fx->dir, &ro));
+        opts.grace_seconds = 0;
+        assert_int_equal(pkgstore_gc_run(&report, read_only, &opts), PKGSTORE_EDENIED);
+        assert_non_null(strstr(pkgstore_error_detail(), "read-only"));
+        opts.dry_run = 1;
+        opts.cb = NULL;
+        assert_ok(pkgstore_gc_run(&report, read_only, &opts));
+        assert_int_equal(report.blobs_deleted, 1);
+        pkgstore_store_free(read_only);
+        fx->store = open_store(fx->dir);
+    }
+
     /* NULL options: the defaults (one hour), so nothing young is touched */
     assert_ok(pkgstore_gc_run(&report, fx->store, NULL));
     assert_int_equal(report.blobs_deleted, 0);
@@ -607,10 +625,75 @@ static void test_gc__large_sweep_in_batches(void **state)
     assert_int_equal(blobs, 1);
 }
 
+#define ROUNDS 15
+#define JUNK 20
+
+/* gc SIGKILLed at random moments leaves a consistent store: no record
+ * without its blob, every registered blob in place, and the next run
+ * finishes the job. */
+static void test_gc__killed_midway(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_digest kept[10];
+    pkgstore_fsck_report fsck;
+    pkgstore_gc_report report;
+    unsigned int seed = (unsigned int)getpid();
+    int kills = 0;
+
+    for (int i = 0; i < 10; i++) {
+        char text[32], version[16];
+        snprintf(text, sizeof(text), "registered %d", i);
+        snprintf(version, sizeof(version), "1.0.%d", i);
+        kept[i] = add_blob(fx->store, text);
+        register_package(fx->store, "kept", version, &kept[i]);
+    }
+    for (int round = 0; round < ROUNDS; round++) {
+        pid_t pid;
+        int status;
+        for (int i = 0; i < JUNK; i++) {
+            char text[48];
+            snprintf(text, sizeof(text), "junk %d %d", round, i);
+            add_blob(fx->store, text);
+        }
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            pkgstore_store *store = open_store(fx->dir);
+            pkgstore_gc_options opts = PKGSTORE_GC_OPTIONS_INIT;
+            opts.grace_seconds = 0;
+            ps_gc_set_clock_skew(60);
+            _exit(pkgstore_gc_run(NULL, store, &opts) == 0 ? 0 : 1);
+        }
+        usleep((useconds_t)(rand_r(&seed) % 40000));
+        kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        if (WIFSIGNALED(status))
+            kills++;
+        else
+            assert_int_equal(WEXITSTATUS(status), 0);
+    }
+
+    assert_ok(pkgstore_store_fsck(&fsck, fx->store, 0, NULL, NULL));
+    assert_int_equal(fsck.missing, 0);
+    assert_int_equal(fsck.corrupt, 0);
+    for (int i = 0; i < 10; i++)
+        assert_true(blob_exists(fx->store, &kept[i]));
+
+    ps_gc_set_clock_skew(60);
+    report = run_gc(fx->store, 0, 0);
+    ps_gc_set_clock_skew(0);
+    print_message("gc killed in %d of %d runs; they deleted %d of %d junk blobs\n", kills,
+                  ROUNDS, ROUNDS * JUNK - (int)report.blobs_deleted, ROUNDS * JUNK);
+    assert_int_equal(report.blobs_total, report.blobs_referenced + report.blobs_deleted);
+    assert_int_equal(report.blobs_referenced, 10);
+    report = run_gc(fx->store, 0, 0);
+    assert_int_equal(report.blobs_total, 10);
+}
+
 /* ---------------------------------------------------------------- racing adders */
 
 #define ADDERS 3
-#define ADDS 100
+#define ADDS 60
 
 /* Adder n: blobs registered as package "adder<n>" (under the shared store
  * lock from the write to the record, as the registry does), and as many
@@ -756,6 +839,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc__zst_copies_and_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__callback_and_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__large_sweep_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__killed_midway, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__racing_adders, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

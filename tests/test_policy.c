@@ -916,10 +916,12 @@ static void *heartbeat_worker(void *arg)
     char body[256];
     for (int i = 0; i < 300; i++) {
         char *out = NULL;
+        static const char *const statuses[] = {"Downloading", "Verifying", "RolledBack"};
         int len = snprintf(body, sizeof(body),
                            "{\"node_id\":\"t%d-n%d\",\"labels\":{\"env\":\"%s\"},"
-                           "\"platform\":\"linux/amd64\"}",
-                           w->index, i % 100, i % 2 ? "dev" : "prod");
+                           "\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+                           "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},\"status\":\"%s\"}]}",
+                           w->index, i % 100, i % 2 ? "dev" : "prod", statuses[i % 3]);
         if (pkgstore_policy_heartbeat(&out, w->f->db, body, (size_t)len) != 0 || !out)
             w->failures++;
         pkgstore_free(out);
@@ -939,9 +941,15 @@ static void test_policy__concurrent_heartbeats(void **state)
         workers[i] = (struct worker){f, i, 0};
         assert_int_equal(pthread_create(&threads[i], NULL, heartbeat_worker, &workers[i]), 0);
     }
-    /* policy changes and views while heartbeats run */
+    /* policy changes, views, flushes and node deletes while heartbeats run */
     for (int i = 0; i < 20; i++) {
         char *json = NULL;
+        json_decref(heartbeat(f, "{\"node_id\":\"victim\",\"platform\":\"linux/amd64\"}"));
+        CHECK(pkgstore_policy_node_delete(f->db, "victim"));
+        CHECK(pkgstore_policy_node_list_json(&json, f->db, 1));
+        pkgstore_free(json);
+        CHECK(pkgstore_policy_get_json(&json, f->db, "dev", 1));
+        pkgstore_free(json);
         put_policy(f, "prod", i % 2 ? "{\"selector\":\"env=prod\",\"package\":"
                                       "\"otelcol-contrib\",\"version\":\"0.97.0\"}"
                                     : "{\"selector\":\"env=prod\",\"package\":"
@@ -958,7 +966,10 @@ static void test_policy__concurrent_heartbeats(void **state)
     uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
     CHECK(pkgstore_policy_counts(counts, &total, f->db, "dev"));
     assert_int_equal(total, 200);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_PENDING], 200);
+    /* every dev node last reported Downloading, Verifying or RolledBack */
+    assert_int_equal(counts[PKGSTORE_ROLLOUT_DOWNLOADING] + counts[PKGSTORE_ROLLOUT_VERIFYING] +
+                         counts[PKGSTORE_ROLLOUT_ROLLED_BACK],
+                     200);
 }
 
 static void test_policy__misuse_is_refused(void **state)

@@ -36,7 +36,8 @@ gc --pin sha256:$(printf '%064d' 0) 2>/dev/null; is $? 1 "pin of a missing blob 
 gc --pins | grep -q "$B keep b"; ok $? "--pins lists the pin"
 
 json=$(gc --grace 0 --dry-run --json)
-is "$(echo "$json" | jq -r '.blobs_deleted, .dry_run, .blobs_referenced' | tr '\n' ' ')" "1 true 3 " "dry run: counts (artifact, its manifest, the pin)"
+# referenced: the artifact, its manifest blob and the pin
+is "$(echo "$json" | jq -r '.blobs_deleted, .dry_run, .blobs_referenced, .blobs_young' | tr '\n' ' ')" "1 true 3 0 " "dry run: counts"
 is "$(echo "$json" | jq -r '.items[0].digest')" "$C" "dry run lists the orphan"
 [ -e "$STORE/blobs/sha256/${C:7:2}/${C:7}" ]; ok $? "dry run deleted nothing"
 

@@ -78,6 +78,7 @@ stop_server
 
 # A --tokens file with the three roles.
 MT=metrics-token-0123456789abcdef
+umask 022
 cat >"$TMP/tokens" <<TOKENS
 # role token
 admin admin-token-0123456789abcdef
@@ -88,6 +89,8 @@ TOKENS
 start_server --tokens "$TMP/tokens"
 req_as admin-token-0123456789abcdef GET /v1/packages
 is "$STATUS" "200" "--tokens: admin role"
+grep -q 'msg="tokens file is readable by other users' "$TMP/server.log"
+ok $? "a tokens file readable by others (mode 644) is warned about"
 req_as agent2-token-0123456789abcdef GET "/v1/blobs/sha256:$D"
 is "$STATUS" "200" "--tokens: a second agent token"
 req_as "$MT" GET /metrics
