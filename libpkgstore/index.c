@@ -701,3 +701,18 @@ out:
     free(batch.resume);
     return error;
 }
+
+/* (Added for the registry's cache check; see index.h.) mdb_env_info() reads
+ * the meta pages through the map, so it runs under the resize lock like a
+ * transaction would. */
+uint64_t ps_index_last_txnid(ps_index *index)
+{
+    MDB_envinfo info;
+    int rc;
+    if (index == NULL)
+        return 0;
+    pthread_rwlock_rdlock(&index->resize_lock);
+    rc = mdb_env_info(index->env, &info);
+    pthread_rwlock_unlock(&index->resize_lock);
+    return rc == 0 ? (uint64_t)info.me_last_txnid : 0;
+}

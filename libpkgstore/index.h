@@ -102,6 +102,12 @@ int ps_index_writable(ps_index *index);
 /* The current map size in bytes (for tests and diagnostics). */
 uint64_t ps_index_map_size(ps_index *index);
 
+/* The id of the environment's last committed write transaction (any
+ * process), read without a transaction; 0 when unknown. It moves on every
+ * commit, so "unchanged" proves that nothing in the index changed: the
+ * registry polls it before paying for a read transaction. */
+uint64_t ps_index_last_txnid(ps_index *index);
+
 /* Translate an MDB return code into a PKGSTORE_E* code and set the detail
  * "lmdb: <mdb_strerror>: <formatted context>". MDB_NOTFOUND gives
  * PKGSTORE_ENOTFOUND, MDB_MAP_FULL is handled by ps_index_write() itself. */

@@ -22,6 +22,8 @@ struct pkgstore_registry {
     pthread_rwlock_t lock; /* guards everything below */
     uint64_t generation;   /* of the cache contents */
     int generation_known;
+    uint64_t checked_txnid; /* the index's last txn id when generation was last
+                               confirmed; atomic (read under the read lock) */
     struct ps_registry_package **buckets; /* the resolve cache (registry_cache.c) */
     size_t bucket_count; /* power of two */
     size_t package_count;

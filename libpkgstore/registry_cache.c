@@ -402,11 +402,27 @@ static int cache_acquire(cached_package **out, int *write_locked, pkgstore_regis
 
     *out = NULL;
     *write_locked = 0;
+
+    /* Fast: no commit at all since the generation was last confirmed. */
+    uint64_t txnid = ps_index_last_txnid(reg->index);
+    pthread_rwlock_rdlock(&reg->lock);
+    if (reg->generation_known && txnid != 0 &&
+        __atomic_load_n(&reg->checked_txnid, __ATOMIC_ACQUIRE) == txnid) {
+        cached_package *pkg = cache_find(reg, name);
+        if (pkg) {
+            *out = pkg;
+            return 0;
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+
+    /* Something was committed (maybe not by the registry): read the
+     * generation. txnid was read first, so confirming it is conservative. */
     if ((error = ps_index_read(reg->index, generation_txn, &gen)) < 0)
         return error;
-
     pthread_rwlock_rdlock(&reg->lock);
     if (reg->generation_known && reg->generation == gen.generation) {
+        __atomic_store_n(&reg->checked_txnid, txnid, __ATOMIC_RELEASE);
         cached_package *pkg = cache_find(reg, name);
         if (pkg) {
             *out = pkg;
@@ -424,6 +440,8 @@ static int cache_acquire(cached_package **out, int *write_locked, pkgstore_regis
         ps_registry_cache_clear(reg);
         reg->generation = load.generation;
         reg->generation_known = 1;
+        /* only what this load saw is confirmed: the next call reads again */
+        __atomic_store_n(&reg->checked_txnid, 0, __ATOMIC_RELEASE);
     }
     cached_package *pkg = cache_find(reg, name);
     if (pkg) {
