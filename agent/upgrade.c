@@ -570,6 +570,11 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         goto out;
     }
     unlink(part);
+    if (extract_dir) { /* the executable is installed: the extraction is done with */
+        pkgstore_archive_remove_tree(extract_dir);
+        pkgstore_free(extract_dir);
+        extract_dir = NULL;
+    }
     copy_digest(slot->digest, o->digest);
     set_str(&slot->version, o->version);
     slot_start(sup, slot, 0); /* unsupervised: a death in the window is a failure */

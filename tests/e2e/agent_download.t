@@ -67,6 +67,6 @@ tar -C "$d/pkg" -czf "$d/otelcol.tar.gz" bin/otelcol README
 start_agent "$d"; wait_until 10 node_healthy "$d"
 set_offers "$d" "$(offer_json "$d" "$d/otelcol.tar.gz" otelcol 2.0.0 primary tar+gzip bin/otelcol)"
 check "archive: tar+gzip offer Upgraded with the extracted entrypoint" bash -c 'wait_until 10 status_is "$0" Upgraded && [ "$(sha "$0/bin/otelcol")" = "$(sha "$0/pkg/bin/otelcol")" ] && node_healthy "$0"' "$d"
-check "archive: the extraction directory is cleaned up" bash -c '! ls -d "$0"/state/tmp/extract.* 2>/dev/null | grep -q .' "$d"
+check "archive: the extraction directory is cleaned up" wait_until 5 bash -c '! ls -d "$0"/state/tmp/extract.* 2>/dev/null | grep -q .' "$d"
 
 [ "$FAILED" = 0 ] || for n in corrupt resume oversize mirror archive; do diag "== $n"; dump "$T/$n/agent.log"; done
