@@ -263,7 +263,6 @@ FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) $(WARNINGS) $(CPPFLA
 # because an unrelated module is mid-merge).
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_HOBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
-.SECONDARY: $(FUZZ_HOBJS)
 fuzz: $(FUZZ_BINS)
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
