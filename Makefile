@@ -72,6 +72,8 @@ TEST_HSRCS  := $(sort $(wildcard tests/helpers/*.c))
 TESTS       := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS   := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/replay_%)
+BENCH_SRCS  := $(sort $(wildcard bench/*.c))
+BENCH_BINS  := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLES    := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/bin/example-%)
 
@@ -155,10 +157,6 @@ $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 	    $(filter %.o,$^) $(PROG_LDLIBS)
 
 # Benchmark drivers (bench/*.c) link the static library.
-BENCH_SRCS := $(sort $(wildcard bench/*.c))
-BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
-# `all` names $(BENCH_BINS) above, before it is set; say it again here.
-all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
