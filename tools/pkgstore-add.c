@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "Usage: pkgstore-add [--store DIR] [--batch | --no-fsync] [--json]\n"
+    "Usage: pkgstore-add [--store DIR] [--batch | --no-fsync] [--json] [--zstd]\n"
     "                    [--name N --version V [--type primary|addon]\n"
     "                     [--platform OS/ARCH[/VARIANT]] [--format F] [--entrypoint PATH]\n"
     "                     [--depends 'NAME CONSTRAINT']... [--force]]\n"
@@ -26,6 +26,8 @@ static const char usage_text[] =
     "  --batch            sync once for all inputs instead of once per blob\n"
     "  --no-fsync         never sync (benchmarks and tests only)\n"
     "  --json             print a JSON document instead of lines\n"
+    "  --zstd             also write the zstd transfer copy (<blob>.zst) that\n"
+    "                     pkgstored serves with Content-Encoding: zstd\n"
     "  --name N           also add the input to package N (one input only)\n"
     "  --version V        the package version, SemVer (with --name)\n"
     "  --type T           primary (default) or addon\n"
@@ -237,7 +239,7 @@ static void print_package_json(const struct recorded *record)
 int main(int argc, char **argv)
 {
     enum { OPT_STORE = 256, OPT_BATCH, OPT_NOFSYNC, OPT_JSON, OPT_NAME, OPT_VERSION, OPT_TYPE,
-           OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_HELP };
+           OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_ZSTD, OPT_HELP };
     static const struct option options[] = {
         {"store", required_argument, NULL, OPT_STORE},
         {"batch", no_argument, NULL, OPT_BATCH},
@@ -251,6 +253,7 @@ int main(int argc, char **argv)
         {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
         {"depends", required_argument, NULL, OPT_DEPENDS},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"zstd", no_argument, NULL, OPT_ZSTD},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
     pkgstore_durability durability = PKGSTORE_DURABILITY_FSYNC;
@@ -259,7 +262,7 @@ int main(int argc, char **argv)
     const char *store_opt = NULL, *store_dir;
     pkgstore_store *store = NULL;
     struct added *added = NULL;
-    int json = 0, opt, ninputs, status = CLI_EXIT_OK, have_record = 0, stdin_used = 0, error;
+    int json = 0, zstd = 0, opt, ninputs, status = CLI_EXIT_OK, have_record = 0, stdin_used = 0, error;
 
     memset(&package, 0, sizeof(package));
     cli_init(argv[0]);
@@ -281,6 +284,7 @@ int main(int argc, char **argv)
             durability = PKGSTORE_DURABILITY_NONE;
             break;
         case OPT_JSON: json = 1; break;
+        case OPT_ZSTD: zstd = 1; break;
         case OPT_NAME: package.name = optarg; break;
         case OPT_VERSION: package.version = optarg; break;
         case OPT_TYPE: package.type = optarg; break;
@@ -336,6 +340,9 @@ int main(int argc, char **argv)
         else
             error = pkgstore_store_add_file(&item->digest, &item->size, store, item->input, NULL,
                                             -1);
+        /* also for a blob that was already there: the copy may be missing */
+        if (error == 0 && zstd)
+            error = pkgstore_store_zstd_write(store, &item->digest);
         if (error < 0) {
             item->error = error;
             item->message = strdup(pkgstore_error_detail());

@@ -134,5 +134,18 @@ expect 1 "verify reports the quarantined blob missing" "$BIN/pkgstore-verify" --
 expect 0 "re-adding the blob heals the store" "$BIN/pkgstore-add" --store "$S" "$WORK/big.bin"
 expect 0 "verify finds it again" "$BIN/pkgstore-verify" --store "$S" "$BIG_DIGEST"
 
+# ---------------------------------------------------------------- zstd transfer copies
+Z=$WORK/zstore
+yes 'compressible line' | head -c 200000 >"$WORK/z.txt"
+Z_DIGEST=sha256:$(sha256sum "$WORK/z.txt" | cut -d' ' -f1)
+ZBLOB=$Z/blobs/sha256/${Z_DIGEST:7:2}/${Z_DIGEST:7}
+expect 0 "add without --zstd" "$BIN/pkgstore-add" --store "$Z" "$WORK/z.txt"
+check "no .zst copy without --zstd" "[ ! -e '$ZBLOB.zst' ]"
+expect 0 "add --zstd of a blob already there writes its copy" "$BIN/pkgstore-add" --store "$Z" --zstd "$WORK/z.txt"
+check "the .zst copy decodes to the blob" "[ \"\$(zstd -dc '$ZBLOB.zst' | sha256sum | cut -d' ' -f1)\" = '${Z_DIGEST:7}' ]"
+expect 0 "verify checks the copy too" "$BIN/pkgstore-verify" --store "$Z" "$Z_DIGEST"
+chmod u+w "$ZBLOB.zst" && zstd -q -c "$WORK/a.txt" >"$ZBLOB.zst"
+expect 1 "verify catches a .zst copy of other bytes" "$BIN/pkgstore-verify" --store "$Z" "$Z_DIGEST"
+
 echo "1..$n"
 [ "$fails" = 0 ]
