@@ -101,8 +101,10 @@ static int perform(CURL *curl, const char *url, char *errbuf)
     return agent_error_set(PKGSTORE_ENET, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
 }
 
-int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, const char *body, double timeout_s)
+/* One small request whose whole response body is kept in memory: a JSON
+ * POST when body is not NULL, else a GET. */
+static int request_small(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, const char *body, int with_token, double timeout_s)
 {
     *response_out = NULL;
     *status_out = 0;
@@ -111,11 +113,14 @@ int agent_http_post_json(char **response_out, long *status_out, const agent_conf
         return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
     char errbuf[CURL_ERROR_SIZE] = "";
     membuf buf = {0};
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    headers = auth_headers(cfg, 1, headers);
+    struct curl_slist *headers = NULL;
+    if (body != NULL)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = auth_headers(cfg, with_token, headers);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    if (body != NULL)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, mem_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -131,32 +136,17 @@ int agent_http_post_json(char **response_out, long *status_out, const agent_conf
     return rc;
 }
 
+int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
+                         const char *url, const char *body, double timeout_s)
+{
+    return request_small(response_out, status_out, cfg, url, body, 1, timeout_s);
+}
+
 int agent_http_get_small(char **response_out, long *status_out, const agent_config *cfg,
                          const char *url, int with_token)
 {
-    *response_out = NULL;
-    *status_out = 0;
-    CURL *curl = easy_new(cfg->http_timeout_s);
-    if (!curl)
-        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
-    char errbuf[CURL_ERROR_SIZE] = "";
-    membuf buf = {0};
-    struct curl_slist *headers = auth_headers(cfg, with_token, NULL);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, mem_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-    int rc = perform(curl, url, errbuf);
-    if (rc == 0) {
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status_out);
-        *response_out = buf.data;
-        buf.data = NULL;
-    }
-    free(buf.data);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return rc;
+    return request_small(response_out, status_out, cfg, url, NULL, with_token,
+                         cfg->http_timeout_s);
 }
 
 static size_t discard_write(char *ptr, size_t size, size_t nmemb, void *userdata)

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helpers/index_fixture.h"
 #include "pkgstore.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/index.h"
@@ -104,27 +105,8 @@ static int blob_exists(pkgstore_store *store, const pkgstore_digest *digest)
     return exists;
 }
 
-/* Make a blob look added seconds_ago: its record (layout 1 of
- * docs/index-format.md) and its file's mtime. */
-struct raw_blob {
-    pkgstore_digest digest;
-    uint64_t size;
-    int64_t added;
-};
-
-static int write_raw_blob(MDB_txn *txn, ps_index *index, void *payload)
-{
-    struct raw_blob *raw = payload;
-    unsigned char value[24] = {1};
-    MDB_val key = {32, raw->digest.bytes}, val = {24, value};
-    for (int i = 0; i < 8; i++) {
-        value[8 + i] = (unsigned char)(raw->size >> (8 * i));
-        value[16 + i] = (unsigned char)((uint64_t)raw->added >> (8 * i));
-    }
-    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, &val, 0);
-    return rc ? ps_index_error(rc, "test") : 0;
-}
-
+/* Making a blob look added seconds_ago takes its record (written raw by
+ * tests/helpers/index_fixture.c) and its file's mtime. */
 static void set_mtime(const char *path, int64_t when)
 {
     struct timespec times[2] = {{(time_t)when, 0}, {(time_t)when, 0}};

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helpers/index_fixture.h"
 #include "pkgstore.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/index.h"
@@ -216,25 +217,7 @@ static void test_index__error_translation(void **state)
 
 /* ---------------------------------------------------------------- blobs */
 
-/* Writes a raw v1 blob record (docs/index-format.md) with a chosen time. */
-struct raw_blob {
-    pkgstore_digest digest;
-    uint64_t size;
-    int64_t added;
-};
-
-static int write_raw_blob(MDB_txn *txn, ps_index *index, void *payload)
-{
-    struct raw_blob *raw = payload;
-    unsigned char value[24] = {1};
-    MDB_val key = {32, raw->digest.bytes}, val = {24, value};
-    for (int i = 0; i < 8; i++) {
-        value[8 + i] = (unsigned char)(raw->size >> (8 * i));
-        value[16 + i] = (unsigned char)((uint64_t)raw->added >> (8 * i));
-    }
-    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, &val, 0);
-    return rc ? ps_index_error(rc, "test") : 0;
-}
+/* Raw blob records with a chosen time: tests/helpers/index_fixture.c. */
 
 static void test_index__blob_roundtrip_keeps_first_added(void **state)
 {
