@@ -39,6 +39,11 @@ void cli_error(const char *object, const char *fmt, ...)
 void cli_lib_error(const char *object, int code)
 {
     const char *detail = pkgstore_error_detail();
+    size_t object_len = object != NULL ? strlen(object) : 0;
+    /* the library's detail usually names the object already: say it once */
+    if (detail != NULL && object != NULL && strncmp(detail, object, object_len) == 0 &&
+        detail[object_len] == ':')
+        object = NULL;
     if (detail != NULL && detail[0] != '\0')
         cli_error(object, "%s", detail);
     else

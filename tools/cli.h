@@ -29,7 +29,8 @@ void cli_error(const char *object, const char *fmt, ...)
 #endif
     ;
 
-/* "prog: object: <library detail, or the code's message>" on stderr. */
+/* "prog: object: <library detail, or the code's message>" on stderr; the object
+ * is left out when the detail already starts with "object:". */
 void cli_lib_error(const char *object, int code);
 
 /* Usage error: the message, a hint to --help, and CLI_EXIT_USAGE. */

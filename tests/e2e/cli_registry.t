@@ -120,6 +120,8 @@ check "versions as JSON" \
     "jq -e '.versions[0].version == \"1.0.0\" and .versions[0].platforms == [\"linux/amd64\", \"linux/arm64\"]' '$WORK/out' >/dev/null"
 expect 1 "show an unknown package" "$BIN/pkgstore-show" --store "$S" nothing
 check "the error says so" "grep -q '^pkgstore-show: nothing: .*no such package' '$WORK/err'"
+check "the error names the package once" \
+    "[ \"\$(cat '$WORK/err')\" = 'pkgstore-show: nothing: no such package' ]"
 expect 0 "show NAME VERSION" "$BIN/pkgstore-show" --store "$S" otelcol v0.98.0
 check "the manifest table has the artifacts" \
     "grep -q '^linux/amd64  *binary ' '$WORK/out' && grep -q '^linux/arm64  *binary ' '$WORK/out' && grep -q '^version:   0.98.0' '$WORK/out'"
@@ -186,6 +188,9 @@ M99=$(cat "$WORK/out")
 expect 0 "rm otelcol 0.99.0" "$BIN/pkgstore-rm" --store "$S" otelcol 0.99.0
 check "rm prints nothing" "[ ! -s '$WORK/out' ]"
 expect 1 "rm it again" "$BIN/pkgstore-rm" --store "$S" otelcol v0.99.0
+expect 1 "rm it once more" "$BIN/pkgstore-rm" --store "$S" otelcol 0.99.0
+check "the error names the version once" \
+    "[ \"\$(cat '$WORK/err')\" = 'pkgstore-rm: otelcol 0.99.0: no such version' ]"
 expect 0 "resolve falls back to 0.98.0" "$BIN/pkgstore-resolve" --store "$S" --platform linux/amd64 otelcol
 check "0.98.0 now" "grep -q '^version:    0.98.0$' '$WORK/out'"
 expect 0 "show no longer lists 0.99.0" "$BIN/pkgstore-show" --store "$S"
