@@ -196,7 +196,8 @@ int main(int argc, char **argv)
     pkgstore_digest digest;
 
     cli_init(argv[0]);
-    while ((opt = getopt_long(argc, argv, "v", long_options, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":v", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_STORE: store_opt = optarg; break;
         case OPT_DRY_RUN: out.dry_run = 1; break;
@@ -212,7 +213,8 @@ int main(int argc, char **argv)
         case OPT_PINS: list_pins = 1; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
         case OPT_VERSION: return cli_version();
-        default: return cli_usage("unknown option");
+        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)

@@ -9,7 +9,7 @@ n=0 fails=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
 is() { [ "$1" = "$2" ]; local r=$?; ok $r "$3"; [ $r = 0 ] || echo "#   got '$1', expected '$2'"; }
 gc() { "$BIN/pkgstore-gc" --store "$STORE" "$@"; }
-echo "1..22"
+echo "1..25"
 
 printf 'artifact\n' > "$WORK/a"; printf 'orphan one\n' > "$WORK/b"; printf 'orphan two\n' > "$WORK/c"
 "$BIN/pkgstore-add" --store "$STORE" --no-fsync --name demo --version 1.0.0 --platform linux/amd64 "$WORK/a" >/dev/null
@@ -22,7 +22,10 @@ gc --help | grep -q -- '--dry-run'; ok $? "--help shows the usage"
 gc --version | grep -q 'pkgstore'; ok $? "--version"
 gc --grace 1y 2>"$WORK/err"; is $? 2 "bad --grace is a usage error"
 grep -q "^pkgstore-gc: --grace: '1y'" "$WORK/err"; ok $? "one-line usage message"
-gc --bogus 2>/dev/null; is $? 2 "unknown option is a usage error"
+gc --bogus 2>"$WORK/err"; is $? 2 "unknown option is a usage error"
+is "$(head -n1 "$WORK/err")" "pkgstore-gc: unknown option '--bogus'" "it names the option, once"
+gc --grace 2>"$WORK/err"; is $? 2 "an option without its value is a usage error"
+is "$(head -n1 "$WORK/err")" "pkgstore-gc: option '--grace' needs a value" "it says the value is missing"
 env -u COLLECTORCTRL_PACKAGES_DIR "$BIN/pkgstore-gc" 2>"$WORK/err"; is $? 2 "no store given"
 grep -q COLLECTORCTRL_PACKAGES_DIR "$WORK/err"; ok $? "the message names the variable"
 "$BIN/pkgstore-gc" --store "$WORK/none" 2>/dev/null; is $? 3 "a missing store is an error"
