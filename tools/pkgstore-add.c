@@ -270,7 +270,7 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "--version") == 0)
         return cli_version();
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case OPT_STORE: store_opt = optarg; break;
         case OPT_BATCH:
@@ -298,10 +298,8 @@ int main(int argc, char **argv)
             break;
         case OPT_FORCE: package.force = 1; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
-        default:
-            if (optopt != 0)
-                return cli_usage("option '%s' needs a value", argv[optind - 1]);
-            return cli_usage("unknown option '%s'", argv[optind - 1]);
+        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
     ninputs = argc - optind;

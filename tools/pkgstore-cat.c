@@ -50,15 +50,13 @@ int main(int argc, char **argv)
 
     cli_init(argv[0]);
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case OPT_STORE: store_opt = optarg; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
         case OPT_VERSION: return cli_version();
-        default:
-            if (optopt != 0)
-                return cli_usage("option '%s' needs a value", argv[optind - 1]);
-            return cli_usage("unknown option '%s'", argv[optind - 1]);
+        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 1)

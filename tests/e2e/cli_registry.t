@@ -101,6 +101,11 @@ expect 0 "show --help" "$BIN/pkgstore-show" --help
 check "show --help shows the usage" "grep -q '^Usage: pkgstore-show' '$WORK/out'"
 expect 0 "show --version" "$BIN/pkgstore-show" --version
 expect 2 "show with an unknown option" "$BIN/pkgstore-show" --bogus
+for tool in show resolve rm cat; do
+    expect 2 "$tool with an unknown short option" "$BIN/pkgstore-$tool" -x
+    check "$tool calls -x unknown, not short of a value" \
+        "[ \"\$(head -n1 '$WORK/err')\" = \"pkgstore-$tool: unknown option '-x'\" ]"
+done
 expect 2 "show without a store" "$BIN/pkgstore-show"
 expect 2 "show with an invalid name" "$BIN/pkgstore-show" --store "$S" 'Bad/Name'
 expect 2 "show with three arguments" "$BIN/pkgstore-show" --store "$S" a b c

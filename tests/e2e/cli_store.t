@@ -36,6 +36,11 @@ expect 0 "add --version" "$BIN/pkgstore-add" --version
 check "add --version names the program" "grep -q '^pkgstore-add (pkgstore) ' '$WORK/out'"
 expect 2 "add without inputs" "$BIN/pkgstore-add" --store "$S"
 expect 2 "add with an unknown option" "$BIN/pkgstore-add" --bogus "$WORK/a.txt"
+for tool in add verify ls; do
+    expect 2 "$tool with an unknown short option" "$BIN/pkgstore-$tool" -x
+    check "$tool calls -x unknown, not short of a value" \
+        "[ \"\$(head -n1 '$WORK/err')\" = \"pkgstore-$tool: unknown option '-x'\" ]"
+done
 expect 2 "add --batch --no-fsync" "$BIN/pkgstore-add" --store "$S" --batch --no-fsync "$WORK/a.txt"
 expect 2 "add with no store" "$BIN/pkgstore-add" "$WORK/a.txt"
 check "the error names --store and the variable" \
