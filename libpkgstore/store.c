@@ -842,10 +842,6 @@ PKGSTORE_API int pkgstore_store_blob_verify(pkgstore_store *store, const pkgstor
     error = ps_store_zstd_hash_fd(&actual, &size, fd);
     close(fd);
     ps_store_blob_relpath(rel, sizeof(rel), digest, ".zst");
-    if (error == PKGSTORE_ECORRUPT) {
-        ps_error_prefix("%s", rel);
-        return error;
-    }
     if (error < 0) {
         ps_error_prefix("%s", rel);
         return error;
