@@ -124,11 +124,12 @@ out:
     return error;
 }
 
-/* Compress blob_fd into tmp_fd, hashing the source as it goes. */
-static int compress_into(pkgstore_digest *source_digest, int tmp_fd, int blob_fd, int level)
+/* Compress blob_fd into tmp_fd. The source is not hashed here: the caller
+ * checks that the copy decompresses to the digest, which also catches a
+ * source that does not hash to it, with one pass over the bytes less. */
+static int compress_into(int tmp_fd, int blob_fd, int level)
 {
     ZSTD_CCtx *cctx = ZSTD_createCCtx();
-    pkgstore_digest_ctx *ctx = NULL;
     size_t in_cap = ZSTD_CStreamInSize(), out_cap = ZSTD_CStreamOutSize();
     unsigned char *in_buf = malloc(in_cap), *out_buf = malloc(out_cap);
     off_t offset = 0;
@@ -139,8 +140,6 @@ static int compress_into(pkgstore_digest *source_digest, int tmp_fd, int blob_fd
         error = ps_error_set(PKGSTORE_ENOMEM, "zstd: allocating a compression context");
         goto out;
     }
-    if ((error = pkgstore_digest_ctx_new(&ctx)) < 0)
-        goto out;
     if (ZSTD_isError(rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) ||
         ZSTD_isError(rc = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1))) {
         error = zstd_error(rc, "setting parameters");
@@ -158,8 +157,6 @@ static int compress_into(pkgstore_digest *source_digest, int tmp_fd, int blob_fd
             goto out;
         }
         offset += n;
-        if ((error = pkgstore_digest_ctx_update(ctx, in_buf, (size_t)n)) < 0)
-            goto out;
         mode = n == 0 ? ZSTD_e_end : ZSTD_e_continue;
         input.src = in_buf;
         input.size = (size_t)n;
@@ -182,10 +179,8 @@ static int compress_into(pkgstore_digest *source_digest, int tmp_fd, int blob_fd
         if (n == 0)
             break;
     }
-    error = pkgstore_digest_ctx_final(source_digest, ctx);
 out:
     ZSTD_freeCCtx(cctx);
-    pkgstore_digest_ctx_free(ctx);
     free(in_buf);
     free(out_buf);
     return error;
@@ -210,25 +205,22 @@ int ps_store_zstd_write_fd(pkgstore_store *store, const pkgstore_digest *digest,
         goto out; /* an existing copy is a success */
     if ((error = ps_store_tmp_create(&tmp_fd, tmp_name, sizeof(tmp_name), store)) < 0)
         goto out;
-    if ((error = compress_into(&actual, tmp_fd, blob_fd, level)) < 0) {
+    if ((error = compress_into(tmp_fd, blob_fd, level)) < 0) {
         ps_error_prefix("%s", rel);
         goto out;
     }
-    if (!pkgstore_digest_equal(&actual, digest)) {
-        pkgstore_digest_format(got, &actual);
-        error = ps_error_set(PKGSTORE_ECORRUPT, "%s: the blob hashes to %s, expected %s", rel,
-                             got, want);
-        goto out;
-    }
-    /* check the copy before anyone can be served it */
+    /* check the copy before anyone can be served it (a corrupt blob fails
+     * here too: its copy decompresses to what the blob hashes to) */
     if ((error = ps_store_zstd_hash_fd(&actual, NULL, tmp_fd)) < 0) {
         ps_error_prefix("%s", rel);
         goto out;
     }
     if (!pkgstore_digest_equal(&actual, digest)) {
         pkgstore_digest_format(got, &actual);
-        error = ps_error_set(PKGSTORE_ECORRUPT, "%s: decompresses to %s, expected %s", rel, got,
-                             want);
+        error = ps_error_set(PKGSTORE_ECORRUPT,
+                             "%s: decompresses to %s, expected %s (the blob or the copy is "
+                             "corrupt)",
+                             rel, got, want);
         goto out;
     }
     if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC && fdatasync(tmp_fd) < 0) {
