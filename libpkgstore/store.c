@@ -630,9 +630,13 @@ static int open_blob_file(int *fd_out, uint64_t *size_out, pkgstore_store *store
         }
         return error;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        error = S_ISREG(st.st_mode) ? ps_error_errno(errno, "%s: fstat", rel)
-                                    : ps_error_set(PKGSTORE_EIO, "%s: not a regular file", rel);
+    if (fstat(fd, &st) < 0) {
+        error = ps_error_errno(errno, "%s: fstat", rel);
+        close(fd);
+        return error == PKGSTORE_ENOMEM ? error : PKGSTORE_EIO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        error = ps_error_set(PKGSTORE_EIO, "%s: not a regular file", rel);
         close(fd);
         return error < 0 && error != PKGSTORE_ENOMEM ? PKGSTORE_EIO : error;
     }

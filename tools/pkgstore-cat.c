@@ -59,9 +59,10 @@ int main(int argc, char **argv)
         default: return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (argc - optind != 1)
-        return cli_usage(argc == optind ? "missing DIGEST" : "unexpected argument '%s'",
-                         argv[optind + 1]);
+    if (argc == optind)
+        return cli_usage("missing DIGEST");
+    if (argc - optind > 1)
+        return cli_usage("unexpected argument '%s'", argv[optind + 1]);
     if ((error = pkgstore_digest_parse(&digest, argv[optind])) < 0) {
         cli_lib_error(argv[optind], error);
         return CLI_EXIT_USAGE;

@@ -155,6 +155,9 @@ check "the bytes are the input's" "cmp -s '$WORK/out' '$WORK/otelcol-0.97.0-arm6
 expect 1 "cat a missing blob" "$BIN/pkgstore-cat" --store "$S" "sha256:$(printf '%064d' 0)"
 expect 2 "cat a malformed digest" "$BIN/pkgstore-cat" --store "$S" sha256:xyz
 expect 2 "cat without a digest" "$BIN/pkgstore-cat" --store "$S"
+check "it says the digest is missing" "grep -q 'missing DIGEST' '$WORK/err'"
+expect 2 "cat with two digests" "$BIN/pkgstore-cat" --store "$S" "$D" "$D"
+check "it names the extra argument" "grep -q \"unexpected argument '$D'\" '$WORK/err'"
 COLLECTORCTRL_PACKAGES_DIR=$S expect 0 "cat with the store from the environment" \
     "$BIN/pkgstore-cat" "$D"
 
