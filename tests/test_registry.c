@@ -25,6 +25,7 @@
 #include "pkgstore/error.h"
 #include "pkgstore/index.h"
 #include "pkgstore/manifest.h"
+#include "pkgstore/platform.h"
 #include "pkgstore/registry.h"
 #include "pkgstore/store.h"
 
@@ -429,9 +430,17 @@ static void test_registry__resolve_platforms_and_constraints(void **state)
                      0);
     assert_true(pkgstore_digest_equal(&manifest_digest, &r.manifest_digest));
 
-    /* NULL platform: the host's; this test only needs it not to fail oddly */
-    int rc = pkgstore_registry_resolve(&r, f->reg, "script", NULL, NULL);
-    assert_true(rc == 0 || rc == PKGSTORE_ENOTFOUND);
+    /* NULL platform means the host's: same answer as naming the host, and
+     * "script" has an any/any artifact, so it always resolves */
+    pkgstore_platform host;
+    char host_text[PKGSTORE_PLATFORM_STR_SIZE];
+    pkgstore_resolution named;
+    assert_int_equal(pkgstore_platform_host(&host), 0);
+    pkgstore_platform_format(host_text, &host);
+    assert_int_equal(pkgstore_registry_resolve(&named, f->reg, "script", NULL, host_text), 0);
+    assert_int_equal(pkgstore_registry_resolve(&r, f->reg, "script", NULL, NULL), 0);
+    assert_string_equal(r.version, named.version);
+    assert_string_equal(r.artifact.platform, named.artifact.platform);
 }
 
 static void test_registry__remove(void **state)
