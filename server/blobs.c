@@ -109,8 +109,10 @@ static int accepts_zstd(const char *value)
     return 0;
 }
 
-/* 1 when an entity-tag list (If-None-Match / If-Range) names etag or '*'. */
-static int etag_listed(const char *list, const char *etag, int allow_star)
+/* 1 when an entity-tag list (If-None-Match / If-Range) names etag or '*'.
+ * weak_ok: If-None-Match compares weakly (W/"x" matches "x"); If-Range
+ * must compare strongly, so there a weak tag never matches (RFC 9110 13.1.5). */
+static int etag_listed(const char *list, const char *etag, int allow_star, int weak_ok)
 {
     if (!list)
         return 0;
@@ -127,7 +129,8 @@ static int etag_listed(const char *list, const char *etag, int allow_star)
             p++;
             continue;
         }
-        if (p[0] == 'W' && p[1] == '/') /* weak comparison for If-None-Match */
+        int weak = p[0] == 'W' && p[1] == '/';
+        if (weak)
             p += 2;
         const char *start = p;
         if (*p == '"') {
@@ -139,7 +142,8 @@ static int etag_listed(const char *list, const char *etag, int allow_star)
             while (*p && *p != ',')
                 p++;
         }
-        if ((size_t)(p - start) == etag_len && strncmp(start, etag, etag_len) == 0)
+        if ((!weak || weak_ok) && (size_t)(p - start) == etag_len &&
+            strncmp(start, etag, etag_len) == 0)
             return 1;
     }
     return 0;
@@ -259,7 +263,8 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
 
     /* Blobs are immutable: a client holding either representation is current. */
     const char *if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-    if (etag_listed(if_none_match, etag, 1) || etag_listed(if_none_match, other_etag, 0)) {
+    if (etag_listed(if_none_match, etag, 1, 1) ||
+        etag_listed(if_none_match, other_etag, 0, 1)) {
         close(fd);
         struct MHD_Response *response =
             MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -272,7 +277,7 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     uint64_t start = 0, length = size;
     const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
     const char *if_range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Range");
-    if (range && if_range && !etag_listed(if_range, etag, 0))
+    if (range && if_range && !etag_listed(if_range, etag, 0, 0))
         range = NULL; /* the client's copy is another representation: send it all */
     enum range_result range_result = parse_range(range, size, &start, &length);
     if (range_result == RANGE_UNSATISFIABLE) {
