@@ -681,30 +681,6 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *
     return req->handler(conn, req);
 }
 
-json_t *request_json_object(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
-{
-    json_error_t jerr;
-    if (!req->json || req->json_len == 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: expected a JSON object");
-        return NULL;
-    }
-    json_t *root = json_loadb(req->json, req->json_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: malformed JSON at line %d column %d: %s",
-                                jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: expected a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
 void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     enum MHD_RequestTerminationCode toe)
 {
