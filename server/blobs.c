@@ -34,6 +34,7 @@ void upload_feed(request *req, const char *data, size_t size)
                      *detail ? detail : pkgstore_strerror(error));
         pkgstore_store_writer_abort(req->writer);
         req->writer = NULL;
+        metrics_upload(0, 0);
     }
 }
 

@@ -608,6 +608,7 @@ static void body_chunk(request *req, const char *data, size_t size)
                          g_server.config.max_upload);
             pkgstore_store_writer_abort(req->writer);
             req->writer = NULL;
+            metrics_upload(0, 0);
             return;
         }
         upload_feed(req, data, size);
