@@ -524,24 +524,11 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
         return respond_error(conn, req, MHD_HTTP_NOT_FOUND, PKGSTORE_ENOTFOUND, "no such route");
     unsigned int method_flag = method_bit(method);
     if (!(methods & method_flag)) {
-        char message[128];
-        snprintf(message, sizeof message, "method %.16s not allowed; allowed: %s", method,
-                 allow_header(methods));
-        json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code",
-                                 pkgstore_error_name(PKGSTORE_EUNSUPPORTED), "message", message);
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        json_decref(body);
-        if (!text)
-            return MHD_NO;
-        struct MHD_Response *response =
-            MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
-        if (!response) {
-            free(text);
-            return MHD_NO;
-        }
-        MHD_add_response_header(response, "Content-Type", "application/json");
-        MHD_add_response_header(response, "Allow", allow_header(methods));
-        return queue_response(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, response);
+        req->extra_header_name = "Allow";
+        req->extra_header_value = allow_header(methods);
+        return respond_error(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, PKGSTORE_EUNSUPPORTED,
+                             "method %.16s not allowed; allowed: %s", method,
+                             req->extra_header_value);
     }
 
     if (req->route != ROUTE_HEALTHZ) {

@@ -123,6 +123,8 @@ while read -r method path allow; do
     json_error "wrong method $method $path: 405" 405 UNSUPPORTED
     grep -qi "^allow: $allow" "$TMP/h"
     ok $? "405 lists the allowed methods ($allow)"
+    grep -qi '^cache-control: no-store' "$TMP/h"
+    ok $? "405 is a JSON error like the others (Cache-Control: no-store)"
 done <<LIST
 DELETE /v1/blobs/sha256:$(printf '%064d' 0) GET, HEAD, PUT
 GET /v1/blobs POST
