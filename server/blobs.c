@@ -191,9 +191,9 @@ static enum range_result parse_range(const char *value, uint64_t size, uint64_t 
     if (!has_first) { /* suffix: the last N bytes */
         if (last == 0)
             return RANGE_UNSATISFIABLE;
+        if (size == 0) /* satisfiable (RFC 9110 14.1.1) but no byte to name: send it all */
+            return RANGE_NONE;
         uint64_t n = last > size ? size : last;
-        if (n == 0)
-            return RANGE_UNSATISFIABLE;
         *start_out = size - n;
         *length_out = n;
         return RANGE_OK;

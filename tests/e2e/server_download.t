@@ -44,6 +44,11 @@ is "$STATUS" "304" "If-None-Match compares weakly: W/ETag gives 304"
 STATUS=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" -H 'If-None-Match: "sha256:0000", *' "$BURL")
 is "$STATUS" "304" "If-None-Match: * gives 304"
 
+EMPTY=$(printf '' | sha256sum | cut -c1-64)
+req POST /v1/blobs --data-binary ''
+STATUS=$(curl -s -o "$TMP/empty" -w '%{http_code}' "${H[@]}" -H 'Range: bytes=-100' "$URL/v1/blobs/sha256:$EMPTY")
+is "$STATUS $(stat -c %s "$TMP/empty")" "200 0" "a suffix range over an empty blob: 200 with the (empty) blob, not 416"
+
 # --- zstd
 ZST=$(find "$TMP/store/blobs" -name '*.zst' | head -n 1)
 ok "$([ -n "$ZST" ]; echo $?)" "the upload wrote a .zst transfer copy"
