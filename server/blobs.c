@@ -34,6 +34,7 @@ void upload_feed(request *req, const char *data, size_t size)
                      *detail ? detail : pkgstore_strerror(error));
         pkgstore_store_writer_abort(req->writer);
         req->writer = NULL;
+        metrics_upload(0, 0);
     }
 }
 
@@ -109,8 +110,10 @@ static int accepts_zstd(const char *value)
     return 0;
 }
 
-/* 1 when an entity-tag list (If-None-Match / If-Range) names etag or '*'. */
-static int etag_listed(const char *list, const char *etag, int allow_star)
+/* 1 when an entity-tag list (If-None-Match / If-Range) names etag or '*'.
+ * weak_ok: If-None-Match compares weakly (W/"x" matches "x"); If-Range
+ * must compare strongly, so there a weak tag never matches (RFC 9110 13.1.5). */
+static int etag_listed(const char *list, const char *etag, int allow_star, int weak_ok)
 {
     if (!list)
         return 0;
@@ -127,7 +130,8 @@ static int etag_listed(const char *list, const char *etag, int allow_star)
             p++;
             continue;
         }
-        if (p[0] == 'W' && p[1] == '/') /* weak comparison for If-None-Match */
+        int weak = p[0] == 'W' && p[1] == '/';
+        if (weak)
             p += 2;
         const char *start = p;
         if (*p == '"') {
@@ -139,7 +143,8 @@ static int etag_listed(const char *list, const char *etag, int allow_star)
             while (*p && *p != ',')
                 p++;
         }
-        if ((size_t)(p - start) == etag_len && strncmp(start, etag, etag_len) == 0)
+        if ((!weak || weak_ok) && (size_t)(p - start) == etag_len &&
+            strncmp(start, etag, etag_len) == 0)
             return 1;
     }
     return 0;
@@ -186,9 +191,9 @@ static enum range_result parse_range(const char *value, uint64_t size, uint64_t 
     if (!has_first) { /* suffix: the last N bytes */
         if (last == 0)
             return RANGE_UNSATISFIABLE;
+        if (size == 0) /* satisfiable (RFC 9110 14.1.1) but no byte to name: send it all */
+            return RANGE_NONE;
         uint64_t n = last > size ? size : last;
-        if (n == 0)
-            return RANGE_UNSATISFIABLE;
         *start_out = size - n;
         *length_out = n;
         return RANGE_OK;
@@ -259,7 +264,8 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
 
     /* Blobs are immutable: a client holding either representation is current. */
     const char *if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-    if (etag_listed(if_none_match, etag, 1) || etag_listed(if_none_match, other_etag, 0)) {
+    if (etag_listed(if_none_match, etag, 1, 1) ||
+        etag_listed(if_none_match, other_etag, 0, 1)) {
         close(fd);
         struct MHD_Response *response =
             MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -272,7 +278,7 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     uint64_t start = 0, length = size;
     const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
     const char *if_range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Range");
-    if (range && if_range && !etag_listed(if_range, etag, 0))
+    if (range && if_range && !etag_listed(if_range, etag, 0, 0))
         range = NULL; /* the client's copy is another representation: send it all */
     enum range_result range_result = parse_range(range, size, &start, &length);
     if (range_result == RANGE_UNSATISFIABLE) {

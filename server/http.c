@@ -524,24 +524,11 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
         return respond_error(conn, req, MHD_HTTP_NOT_FOUND, PKGSTORE_ENOTFOUND, "no such route");
     unsigned int method_flag = method_bit(method);
     if (!(methods & method_flag)) {
-        char message[128];
-        snprintf(message, sizeof message, "method %.16s not allowed; allowed: %s", method,
-                 allow_header(methods));
-        json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code",
-                                 pkgstore_error_name(PKGSTORE_EUNSUPPORTED), "message", message);
-        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-        json_decref(body);
-        if (!text)
-            return MHD_NO;
-        struct MHD_Response *response =
-            MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
-        if (!response) {
-            free(text);
-            return MHD_NO;
-        }
-        MHD_add_response_header(response, "Content-Type", "application/json");
-        MHD_add_response_header(response, "Allow", allow_header(methods));
-        return queue_response(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, response);
+        req->extra_header_name = "Allow";
+        req->extra_header_value = allow_header(methods);
+        return respond_error(conn, req, MHD_HTTP_METHOD_NOT_ALLOWED, PKGSTORE_EUNSUPPORTED,
+                             "method %.16s not allowed; allowed: %s", method,
+                             req->extra_header_value);
     }
 
     if (req->route != ROUTE_HEALTHZ) {
@@ -608,6 +595,7 @@ static void body_chunk(request *req, const char *data, size_t size)
                          g_server.config.max_upload);
             pkgstore_store_writer_abort(req->writer);
             req->writer = NULL;
+            metrics_upload(0, 0);
             return;
         }
         upload_feed(req, data, size);
@@ -679,30 +667,6 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *
     if (!req->handler)
         return MHD_NO;
     return req->handler(conn, req);
-}
-
-json_t *request_json_object(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
-{
-    json_error_t jerr;
-    if (!req->json || req->json_len == 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: expected a JSON object");
-        return NULL;
-    }
-    json_t *root = json_loadb(req->json, req->json_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: malformed JSON at line %d column %d: %s",
-                                jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "request body: expected a JSON object");
-        return NULL;
-    }
-    return root;
 }
 
 void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

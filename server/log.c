@@ -50,7 +50,9 @@ const char *log_quote(char *buf, size_t size, const char *s)
         buf[o++] = '"';
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (o + 6 >= size) {
+        /* this character's escape, then room for "...", the quote and NUL */
+        size_t need = (c == '"' || c == '\\') ? 2 : (c < 0x20 || c == 0x7f) ? 4 : 1;
+        if (o + need + 5 > size) {
             buf[o++] = '.';
             buf[o++] = '.';
             buf[o++] = '.';

@@ -235,10 +235,6 @@ enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req);
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req);
 
-/* Parse req->json into a JSON object; answers 400 itself and returns NULL
- * when it is not one. */
-json_t *request_json_object(struct MHD_Connection *conn, request *req, enum MHD_Result *result);
-
 /* The access-handler callback and its completion notice (http.c). */
 enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,

@@ -46,9 +46,14 @@ req POST /v1/blobs --data-binary @"$TMP/2m"
 json_error "Content-Length over --max-upload: 413" 413 LIMIT
 req PUT /v1/packages/p/1.0.0?platform=linux/amd64 --data-binary @"$TMP/2m"
 json_error "a package upload over --max-upload: 413" 413 LIMIT
+failed_uploads() {
+    curl -s "${H[@]}" "$URL/metrics" | sed -n 's/^pkgstored_uploads_total{result="failed"} //p'
+}
+FAILED_BEFORE=$(failed_uploads)
 STATUS=$(head -c 2000000 /dev/zero | curl -s -o "$TMP/body" -w '%{http_code}' "${H[@]}" -X POST -T - "$URL/v1/blobs")
 BODY=$(cat "$TMP/body")
 json_error "a chunked body that grows over --max-upload: 413" 413 LIMIT
+is "$(failed_uploads)" "$((FAILED_BEFORE + 1))" "the upload stopped at the limit counts as a failed upload"
 head -c 100000 /dev/zero | tr '\0' ' ' >"$TMP/bigjson"
 req_as "$AGENT" POST /v1/agents/heartbeat --data-binary @"$TMP/bigjson"
 json_error "a JSON body over --max-json: 413" 413 LIMIT
@@ -118,6 +123,8 @@ while read -r method path allow; do
     json_error "wrong method $method $path: 405" 405 UNSUPPORTED
     grep -qi "^allow: $allow" "$TMP/h"
     ok $? "405 lists the allowed methods ($allow)"
+    grep -qi '^cache-control: no-store' "$TMP/h"
+    ok $? "405 is a JSON error like the others (Cache-Control: no-store)"
 done <<LIST
 DELETE /v1/blobs/sha256:$(printf '%064d' 0) GET, HEAD, PUT
 GET /v1/blobs POST

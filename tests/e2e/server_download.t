@@ -37,8 +37,17 @@ STATUS=$(curl -s -o "$TMP/all" -w '%{http_code}' "${H[@]}" -H 'Range: bytes=0-9'
 is "$STATUS $(stat -c %s "$TMP/all")" "200 $SIZE" "If-Range with another ETag: the whole blob"
 STATUS=$(curl -s -o "$TMP/all" -w '%{http_code}' "${H[@]}" -H 'Range: bytes=0-9' -H "If-Range: \"sha256:$D\"" "$BURL")
 is "$STATUS $(stat -c %s "$TMP/all")" "206 10" "If-Range with the ETag: the range"
+STATUS=$(curl -s -o "$TMP/all" -w '%{http_code}' "${H[@]}" -H 'Range: bytes=0-9' -H "If-Range: W/\"sha256:$D\"" "$BURL")
+is "$STATUS $(stat -c %s "$TMP/all")" "200 $SIZE" "If-Range compares strongly: a weak ETag gets the whole blob"
+STATUS=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" -H "If-None-Match: W/\"sha256:$D\"" "$BURL")
+is "$STATUS" "304" "If-None-Match compares weakly: W/ETag gives 304"
 STATUS=$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" -H 'If-None-Match: "sha256:0000", *' "$BURL")
 is "$STATUS" "304" "If-None-Match: * gives 304"
+
+EMPTY=$(printf '' | sha256sum | cut -c1-64)
+req POST /v1/blobs --data-binary ''
+STATUS=$(curl -s -o "$TMP/empty" -w '%{http_code}' "${H[@]}" -H 'Range: bytes=-100' "$URL/v1/blobs/sha256:$EMPTY")
+is "$STATUS $(stat -c %s "$TMP/empty")" "200 0" "a suffix range over an empty blob: 200 with the (empty) blob, not 416"
 
 # --- zstd
 ZST=$(find "$TMP/store/blobs" -name '*.zst' | head -n 1)
