@@ -100,7 +100,7 @@ static void report(supervisor *sup)
     json_decref(reply);
 }
 
-void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
+int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
 {
     copy_status(slot->status, status);
     free(slot->message);
@@ -123,9 +123,10 @@ void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char 
               "msg=\"upgrade status\" package=%s status=%s version=%s message=\"%s\"", slot->name,
               status, shown_version ? shown_version : "-",
               slot->message ? slot->message : "");
-    state_save(sup);
+    int saved = state_save(sup);
     if (!sup->quiet) /* the first heartbeat carries it otherwise */
         report(sup);
+    return saved;
 }
 
 /* ------------------------------------------------------------------ validate */
@@ -600,7 +601,12 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     }
 
     /* 5. Swap: stop, keep .bak, rename the new binary in, start it */
-    set_status(sup, slot, "Swapping", NULL);
+    if (set_status(sup, slot, "Swapping", NULL) < 0) {
+        /* Without Swapping in the journal a restart could not roll back. */
+        snprintf(why, sizeof why, "swap: %s cannot be written", sup->state_path);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
     t0 = agent_now();
     slot_stop(sup, slot, SIGTERM);
     if (slot->is_addon) {
