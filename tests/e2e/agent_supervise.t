@@ -3,7 +3,7 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..16"
+echo "1..17"
 
 check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
@@ -15,6 +15,10 @@ check "unknown key rejected with its line (exit 2)" bash -c '[ "$0" = 2 ] && [[ 
 printf 'server:\n  url: http://127.0.0.1:1\n' > "$T/incomplete.yaml"
 err=$("$B/pkgstore-agent" --config "$T/incomplete.yaml" --check-config 2>&1)
 check "missing collector.package named" bash -c '[[ "$0" == *"collector.package: required"* ]]' "$err"
+
+printf 'server:\n  url: http://127.0.0.1:1\naddons:\n  - name: a\n  - name: b\naddons:\n  - name: c\n' > "$T/twice.yaml"
+err=$("$B/pkgstore-agent" --config "$T/twice.yaml" --check-config 2>&1); rc=$?
+check "a repeated addons key is a usage error, not a crash" bash -c '[ "$0" = 2 ] && [[ "$1" == *"twice.yaml:7: addons: listed twice"* ]]' "$rc" "$err"
 
 new_node "$T/n1" "http://127.0.0.1:$(free_port)" 2
 json=$("$B/pkgstore-agent" --config "$T/n1/agent.yaml" --check-config --json)
