@@ -293,6 +293,8 @@ static int addons_value(parse_ctx *ctx, yaml_node_t *v, agent_config *cfg)
 {
     if (v->type != YAML_SEQUENCE_NODE)
         FAIL(v, "addons: expected a list");
+    if (cfg->addons) /* YAML allows a repeated key; a second list would overrun the first */
+        FAIL(v, "addons: listed twice");
     size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     cfg->addons = calloc(n + 1, sizeof *cfg->addons);
     if (!cfg->addons)

@@ -156,6 +156,13 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
         return rc;
     json_t *interval = json_object_get(reply, "heartbeat_interval_s");
     sup->server_interval_s = json_is_number(interval) ? json_number_value(interval) : 0;
+    if (sup->server_interval_s && (sup->server_interval_s < 0.1 || sup->server_interval_s > 86400)) {
+        /* pkgstored sends 1 s .. 1 day; anything else would make us hammer
+         * the server or go silent for good. Keep our configured interval. */
+        agent_log("warn", "msg=\"ignoring the server's heartbeat interval\" interval_s=%g",
+                  sup->server_interval_s);
+        sup->server_interval_s = 0;
+    }
     json_t *offers = json_object_get(reply, "offers");
     if (offers && !json_is_array(offers))
         agent_log("warn", "msg=\"offers is not an array, ignored\"");

@@ -103,7 +103,7 @@ void upgrade_clear(supervisor *sup);
 
 /* upgrade.c: status reports, the six steps, recovery */
 int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s);
-void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
+int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void upgrade(supervisor *sup, pkg_slot *slot, const offer *o);
 void recover(supervisor *sup);

@@ -100,7 +100,7 @@ static void report(supervisor *sup)
     json_decref(reply);
 }
 
-void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
+int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
 {
     copy_status(slot->status, status);
     free(slot->message);
@@ -123,9 +123,10 @@ void set_status(supervisor *sup, pkg_slot *slot, const char *status, const char 
               "msg=\"upgrade status\" package=%s status=%s version=%s message=\"%s\"", slot->name,
               status, shown_version ? shown_version : "-",
               slot->message ? slot->message : "");
-    state_save(sup);
+    int saved = state_save(sup);
     if (!sup->quiet) /* the first heartbeat carries it otherwise */
         report(sup);
+    return saved;
 }
 
 /* ------------------------------------------------------------------ validate */
@@ -446,6 +447,51 @@ static void fetch_addon_annotations(supervisor *sup, pkg_slot *slot, const offer
     free(url);
 }
 
+/* Is name "<hex>.part" for a digest some slot is offered right now? */
+static int part_still_offered(const supervisor *sup, const char *name)
+{
+    size_t len = strlen(name);
+    if (len != PKGSTORE_DIGEST_HEX_LEN + 5 || strcmp(name + PKGSTORE_DIGEST_HEX_LEN, ".part"))
+        return 0;
+    for (size_t i = 0; i <= sup->addon_count; i++) {
+        const pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
+        const char *hex = strchr(slot->offer_digest, ':');
+        if (hex && !strncmp(hex + 1, name, PKGSTORE_DIGEST_HEX_LEN))
+            return 1;
+    }
+    return 0;
+}
+
+/* Only one upgrade runs at a time, so anything else in tmp_dir is left
+ * over: an extraction directory from an agent that died while
+ * validating, or a part of a digest no longer offered. Parts still
+ * offered are kept so that their download can resume. */
+static void clean_tmp(const supervisor *sup)
+{
+    DIR *dir = opendir(sup->tmp_dir);
+    if (!dir)
+        return;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        const char *name = entry->d_name;
+        if (!strcmp(name, ".") || !strcmp(name, "..") || part_still_offered(sup, name))
+            continue;
+        char *path = agent_strdup_printf("%s/%s", sup->tmp_dir, name);
+        if (!path)
+            continue;
+        struct stat st;
+        int rc = 0;
+        if (lstat(path, &st) == 0)
+            rc = S_ISDIR(st.st_mode) ? pkgstore_archive_remove_tree(path) : unlink(path);
+        if (rc < 0)
+            agent_log("warn", "msg=\"cannot remove a leftover\" path=%s", path);
+        else
+            agent_log("info", "msg=\"removed a leftover\" path=%s", path);
+        free(path);
+    }
+    closedir(dir);
+}
+
 void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
 {
     const agent_config *cfg = sup->cfg;
@@ -482,6 +528,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     pkgstore_digest_format_hex(hex, &expected);
     char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, hex);
     char *exe = NULL, *extract_dir = NULL;
+    clean_tmp(sup);
 
     /* 2. Download */
     set_status(sup, slot, "Downloading", NULL);
@@ -554,7 +601,12 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     }
 
     /* 5. Swap: stop, keep .bak, rename the new binary in, start it */
-    set_status(sup, slot, "Swapping", NULL);
+    if (set_status(sup, slot, "Swapping", NULL) < 0) {
+        /* Without Swapping in the journal a restart could not roll back. */
+        snprintf(why, sizeof why, "swap: %s cannot be written", sup->state_path);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
     t0 = agent_now();
     slot_stop(sup, slot, SIGTERM);
     if (slot->is_addon) {

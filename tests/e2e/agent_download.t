@@ -4,7 +4,7 @@
 # size is refused, and an absolute url (a mirror) works; transient failures
 # retry with backoff.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..14"
+echo "1..16"
 W=1
 export RETRY_INITIAL=1
 
@@ -69,4 +69,17 @@ set_offers "$d" "$(offer_json "$d" "$d/otelcol.tar.gz" otelcol 2.0.0 primary tar
 check "archive: tar+gzip offer Upgraded with the extracted entrypoint" bash -c 'wait_until 10 status_is "$0" Upgraded && [ "$(sha "$0/bin/otelcol")" = "$(sha "$0/pkg/bin/otelcol")" ] && node_healthy "$0"' "$d"
 check "archive: the extraction directory is cleaned up" wait_until 5 bash -c '! ls -d "$0"/state/tmp/extract.* 2>/dev/null | grep -q .' "$d"
 
-[ "$FAILED" = 0 ] || for n in corrupt resume oversize mirror archive; do diag "== $n"; dump "$T/$n/agent.log"; done
+# --- leftovers in state/tmp from a crash or an offer withdrawn mid-download
+d=$T/stale; mkdir -p "$d"
+start_fake_server "$d"; new_node "$d" "$FAKE_URL" $W
+make_variant v2 "$d/v2" stale-v2
+mkdir -p "$d/state/tmp/extract.Ab12Cd/bin"
+printf 'half\n' > "$d/state/tmp/extract.Ab12Cd/bin/otelcol"
+stale_part="$d/state/tmp/$(printf 'withdrawn' | sha256sum | cut -c1-64).part"
+head -c 4096 /dev/zero > "$stale_part"
+start_agent "$d"; wait_until 10 node_healthy "$d"
+set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
+check "stale: Upgraded" bash -c 'wait_until 10 status_is "$0" Upgraded && [ "$(collector_version "$0")" = 2.0.0 ]' "$d"
+check "stale: a dead extraction and a part nobody offers are removed" bash -c '[ ! -e "$0/state/tmp/extract.Ab12Cd" ] && [ ! -e "$1" ]' "$d" "$stale_part"
+
+[ "$FAILED" = 0 ] || for n in corrupt resume oversize mirror archive stale; do diag "== $n"; dump "$T/$n/agent.log"; done

@@ -3,7 +3,7 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..16"
+echo "1..18"
 
 check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
@@ -15,6 +15,10 @@ check "unknown key rejected with its line (exit 2)" bash -c '[ "$0" = 2 ] && [[ 
 printf 'server:\n  url: http://127.0.0.1:1\n' > "$T/incomplete.yaml"
 err=$("$B/pkgstore-agent" --config "$T/incomplete.yaml" --check-config 2>&1)
 check "missing collector.package named" bash -c '[[ "$0" == *"collector.package: required"* ]]' "$err"
+
+printf 'server:\n  url: http://127.0.0.1:1\naddons:\n  - name: a\n  - name: b\naddons:\n  - name: c\n' > "$T/twice.yaml"
+err=$("$B/pkgstore-agent" --config "$T/twice.yaml" --check-config 2>&1); rc=$?
+check "a repeated addons key is a usage error, not a crash" bash -c '[ "$0" = 2 ] && [[ "$1" == *"twice.yaml:7: addons: listed twice"* ]]' "$rc" "$err"
 
 new_node "$T/n1" "http://127.0.0.1:$(free_port)" 2
 json=$("$B/pkgstore-agent" --config "$T/n1/agent.yaml" --check-config --json)
@@ -56,4 +60,12 @@ orphan=$(cat "$T/n1/state/run/primary-otelcol.pid")
 kill -KILL "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 start_agent "$T/n1"
 check "restarted agent replaces the orphaned collector" wait_until 10 bash -c '! kill -0 "$0" 2>/dev/null && grep -q "left by a previous agent" "$1" && curl -fs -o /dev/null "http://127.0.0.1:$(cat "$2/health_port")/"' "$orphan" "$T/n1/agent.log" "$T/n1"
+# A server's heartbeat_interval_s outside what pkgstored sends (1 s .. 1 day)
+# must not make the agent hammer it.
+d=$T/hammer; mkdir -p "$d"
+start_fake_server "$d" --interval 0.000001; new_node "$d" "$FAKE_URL" 2
+sed -i 's/obey_server_interval: false/obey_server_interval: true/' "$d/agent.yaml"
+start_agent "$d"; sleep 2; kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+check "a bogus server interval is ignored ($(wc -l < "$d/heartbeats.jsonl") heartbeats in 2 s)" test "$(wc -l < "$d/heartbeats.jsonl")" -lt 20
+
 [ "$FAILED" = 0 ] || dump "$T/n1/agent.log"

@@ -4,7 +4,7 @@
 # UpgradeFailed (before the swap) or RolledBack (after it) with the old
 # collector healthy again within the monitor window + 5 s.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..30"
+echo "1..32"
 W=2   # monitor window (s)
 
 # One scripted server per node so that each node gets its own offer.
@@ -97,4 +97,15 @@ check "ignores-sigterm: next upgrade SIGKILLs it and succeeds" bash -c 'wait_unt
 set_offers "$T/happy" '{"name":"otelcol","type":"primary","version":"9","digest":"sha256:nothex","size":1,"url":"/x"}'
 check "malformed offer ignored with a warning" wait_until 5 grep -q 'ignoring a malformed offer.*digest: not a sha256 digest' "$T/happy/agent.log"
 check "still Upgraded and healthy after it" bash -c 'status_is "$0" Upgraded && node_healthy "$0"' "$T/happy"
-[ "$FAILED" = 0 ] || for n in happy validate slow_validate ign; do diag "== $n"; dump "$T/$n/agent.log"; done
+# --- the journal cannot be written: never swap what a restart could not roll back
+d=$T/nojournal; mkdir -p "$d"
+start_fake_server "$d"; new_node "$d" "$FAKE_URL" $W
+mkdir -p "$d/state/state.json.tmp/blocked"   # every atomic write of state.json fails
+make_variant v2 "$d/v2" nojournal-v2
+v1=$(sha "$d/bin/otelcol")
+start_agent "$d"; wait_until 10 node_healthy "$d"
+set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
+check "nojournal: UpgradeFailed before the swap" wait_until 10 grep -q '"status":"UpgradeFailed","message":"swap: [^"]*state.json cannot be written' "$d/heartbeats.jsonl"
+check "nojournal: the old binary stays live and healthy" bash -c '[ "$(sha "$0/bin/otelcol")" = "$1" ] && ! grep -q Monitoring "$0/heartbeats.jsonl" && node_healthy "$0"' "$d" "$v1"
+
+[ "$FAILED" = 0 ] || for n in happy validate slow_validate ign nojournal; do diag "== $n"; dump "$T/$n/agent.log"; done
