@@ -1,7 +1,7 @@
 /*
  * Private: fault injection for the install module's tests.
  *
- * Every durable step of install.c (writing a temporary file, its fsync, the
+ * Every durable step of install_files.c (writing a temporary file, its fsync, the
  * rename, the directory fsync) is a numbered crash point, counted from 1
  * per thread since the last ps_install_set_fault(). Arming point n makes
  * the n-th point reached fail with PKGSTORE_EINTERNAL ("injected fault at
@@ -18,10 +18,21 @@
 
 #include "pkgstore/install.h"
 
+#include <sys/stat.h>
+
+/* Open name (relative to dirfd) read-only; refuse anything but a regular
+ * file. display names it in errors. */
+int ps_install_open_regular(int *fd_out, struct stat *st, int dirfd, const char *name,
+                            const char *display);
+
 enum { PS_INSTALL_FAULT_FAIL = 1, PS_INSTALL_FAULT_CRASH = 2 };
 
 /* Arm crash point n (0 disarms) in mode; resets the counter and the hit flag. */
 void ps_install_set_fault(int n, int mode);
+
+/* Arm the point named point ("new:dirsync", ...) instead of counting;
+ * every time it is reached it fails in mode. NULL or "" disarms. */
+void ps_install_set_fault_point(const char *point, int mode);
 
 /* 1 if the armed point was reached since ps_install_set_fault(). */
 int ps_install_fault_hit(void);

@@ -460,6 +460,31 @@ static void test_install__write_atomic_crash_every_point(void **state)
     }
 }
 
+/* A point armed by name fails there every time it is reached: a swap
+ * failing at its final directory fsync has already put v2 live. */
+static void test_install__fault_by_name(void **state)
+{
+    fixture *fx = *state;
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    ps_install_set_fault_point("new:dirsync", PS_INSTALL_FAULT_FAIL);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), PKGSTORE_EINTERNAL);
+    assert_int_equal(ps_install_fault_hit(), 1);
+    assert_string_equal(ps_install_fault_point(), "new:dirsync");
+    assert_non_null(strstr(pkgstore_error_detail(), "new:dirsync"));
+    assert_true(holds(fx->live, fx->new_content));
+    assert_true(holds(fx->bak, fx->old_content));
+    /* still armed: the restore's own points are named differently */
+    assert_int_equal(pkgstore_install_restore(fx->live), 0);
+    assert_true(holds(fx->live, fx->old_content));
+    /* a point that is never reached leaves the swap alone */
+    ps_install_set_fault_point("nowhere:write", PS_INSTALL_FAULT_FAIL);
+    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+    assert_int_equal(ps_install_fault_hit(), 0);
+    ps_install_set_fault_point(NULL, 0);
+    assert_true(holds(fx->live, fx->new_content));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +499,7 @@ int main(void)
         T(test_install__swap_crash_every_point),
         T(test_install__restore_crash_every_point),
         T(test_install__write_atomic_crash_every_point),
+        T(test_install__fault_by_name),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
