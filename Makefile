@@ -30,6 +30,8 @@ BINDIR   := $(PREFIX)/bin
 LIBDIR   := $(PREFIX)/lib
 INCDIR   := $(PREFIX)/include
 MANDIR   := $(PREFIX)/share/man
+# pkgstore-agent finds its worker here, relative to its own bin/ directory.
+LIBEXECDIR := $(PREFIX)/libexec/pkgstore
 PCDIR    := $(LIBDIR)/pkgconfig
 
 BUILD    ?= build
@@ -67,6 +69,8 @@ TOOL_HOBJS  := $(TOOL_HELP:%.c=$(BUILD)/obj/%.o)
 TOOLS       := $(TOOL_MAINS:tools/%.c=$(BUILD)/bin/%)
 SERVER_SRCS := $(sort $(wildcard server/*.c))
 AGENT_SRCS  := $(sort $(wildcard agent/*.c))
+# The agent's worker: its own main plus the agent's small helpers (util.c).
+HELPER_SRCS := $(sort $(wildcard agent/helper/*.c)) agent/util.c
 TEST_SRCS   := $(sort $(wildcard tests/test_*.c))
 TEST_HSRCS  := $(sort $(wildcard tests/helpers/*.c))
 TESTS       := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -87,7 +91,7 @@ ifneq ($(SERVER_SRCS),)
 PROGRAMS += $(BUILD)/bin/pkgstored
 endif
 ifneq ($(AGENT_SRCS),)
-PROGRAMS += $(BUILD)/bin/pkgstore-agent
+PROGRAMS += $(BUILD)/bin/pkgstore-agent $(BUILD)/bin/pkgstore-agent-helper
 endif
 
 # Programs link the shared library, so only exported symbols are reachable.
@@ -146,10 +150,20 @@ $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) -lpthread
 
-$(BUILD)/bin/pkgstore-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+# The resident agent maps neither libcurl nor OpenSSL nor libarchive (its
+# idle memory budget is smaller than theirs): it takes only libpkgstore's
+# POSIX-only objects (install_files, digest_text, error) from the static
+# library, and runs pkgstore-agent-helper for the rest. Linking without
+# $(LIB_LIBS) proves it: a pulled object that needs them fails the link.
+$(BUILD)/bin/pkgstore-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(STLIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
-	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(AGENT_PKGS)) -lpthread
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,--as-needed -o $@ \
+	    $(filter %.o,$^) $(STLIB) $(call pc_libs,yaml-0.1 jansson)
+
+$(BUILD)/bin/pkgstore-agent-helper: $(HELPER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../../lib' \
+	    -o $@ $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,libcurl jansson) -lpthread
 
 $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 	@mkdir -p $(@D)
@@ -193,8 +207,6 @@ $(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
 	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
 	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
 all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
-# The agent speaks JSON (jansson) itself, not only through the library.
-$(BUILD)/bin/pkgstore-agent: AGENT_PKGS += jansson
 
 # ---------------------------------------------------------------- tests
 # Unit tests link the static library: they may reach ps_* internals where a
@@ -319,7 +331,9 @@ MANPAGES := $(sort $(wildcard docs/*.1 docs/*.8))
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR)/pkgstore \
 	    $(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8
-	install -m 0755 $(filter-out $(EXAMPLES),$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(filter-out $(EXAMPLES) %-helper,$(PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0755 $(filter %-helper,$(PROGRAMS)) $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0755 $(SHLIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(SHLIB_NAME).$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHLIB_SONAME)
 	ln -sf $(SHLIB_SONAME) $(DESTDIR)$(LIBDIR)/$(SHLIB_NAME)

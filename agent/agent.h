@@ -10,6 +10,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <jansson.h>
+/* The resident agent links only libpkgstore's POSIX-only parts: the digest
+ * text form, the install module's file operations and the error detail.
+ * Everything that needs OpenSSL, libarchive or libcurl goes through
+ * agent_helper_call(). */
 #include <pkgstore.h>
 #include <pkgstore/install.h>
 
@@ -123,7 +128,10 @@ typedef struct agent_proc {
     double backoff_initial_s, backoff_max_s, backoff_reset_s;
     char **argv;             /* owned */
     char **envp;             /* owned; NULL = inherit */
-    int output_fd;           /* -1: inherit; else dup'ed to stdout+stderr */
+    int output_fd;           /* -1: inherit; else dup'ed to stdout (+stderr) */
+    int stdout_only;         /* output_fd is stdout only; stderr is inherited */
+    int input_fd;            /* > 0: dup'ed to stdin; else /dev/null */
+    int quiet;               /* no "child started" log line */
     char *pid_file;          /* owned; NULL = none; rewritten at every spawn */
 } agent_proc;
 
@@ -147,22 +155,53 @@ void agent_proc_set_argv(agent_proc *proc, char **argv);   /* takes ownership */
 void agent_argv_free(char **argv);
 double agent_proc_next_restart(void);   /* earliest restart_at, or 0 */
 
-/* ------------------------------------------------------------------ http */
+/* Run a program to completion (not supervised) while the pump keeps
+ * turning: input (NULL: /dev/null) goes to its stdin, its stdout (and
+ * stderr with merge_stderr) is collected up to max_output bytes (0: 64 KiB;
+ * the rest is read and dropped). A timeout (0: none) or, when
+ * interruptible, a stop request kills its process group. Returns 0 with
+ * result->outcome (free result->output) or <0 if it could not start. */
+enum { AGENT_RUN_EXITED = 0, AGENT_RUN_TIMEOUT = 1, AGENT_RUN_STOPPED = 2 };
+typedef struct agent_run_opts {
+    const char *name;
+    char **argv;
+    char **envp;             /* NULL: inherit */
+    const char *input;
+    size_t input_len;
+    int merge_stderr;
+    double timeout_s;
+    int interruptible;
+    size_t max_output;
+} agent_run_opts;
+typedef struct agent_run_result {
+    int outcome;
+    int wait_status;
+    char *output;            /* NUL-terminated; may be NULL (out of memory) */
+    size_t len;
+} agent_run_result;
+int agent_run(const agent_run_opts *opts, agent_run_result *result);
 
-int agent_http_init(void);
-void agent_http_cleanup(void);
-/* POST json to url; *response_out receives the body (free()). *status_out
- * the HTTP status. Errors: PKGSTORE_ENET with detail. */
-int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, const char *body, double timeout_s);
-int agent_http_get_small(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, int with_token);
-/* Health probe: 0 if url answers 200 within timeout_s. */
-int agent_http_health(const char *url, double timeout_s, long *status_out);
-/* Download url into part_path, resuming from its current size with Range.
- * Fails (PKGSTORE_ELIMIT) as soon as the body would exceed max_size. */
-int agent_http_download(const agent_config *cfg, const char *url, int with_token,
-                        const char *part_path, uint64_t max_size, uint64_t *size_out);
+/* ------------------------------------------------------------------ helper */
+
+/* The resident agent maps neither libcurl nor OpenSSL nor libarchive:
+ * requests, hashing, verification and extraction run in
+ * pkgstore-agent-helper (agent/helper/), one process per call. agent_helper_init() finds it beside the agent's own
+ * executable or in ../libexec/pkgstore/. */
+int agent_helper_init(const agent_config *cfg);
+void agent_helper_cleanup(void);
+const char *agent_helper_path(void);
+/* Run "helper CMD ARGS..." (args NULL-terminated) with input on stdin.
+ * timeout_s (0: the configured http timeout) bounds network commands; a
+ * download only when it stalls that long; file operations are not bounded.
+ * The token goes with network commands unless flags has NO_TOKEN.
+ * 0: *reply_out (may be NULL: not wanted) is its JSON reply (json_decref).
+ * <0: the PKGSTORE_E* code it reported, with its detail in agent_error(). */
+#define AGENT_HELPER_NO_TOKEN 1u
+int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, unsigned flags,
+                      const char *cmd, ...) __attribute__((sentinel));
+/* The helper's common operations. */
+int agent_file_digest(char out[PKGSTORE_DIGEST_STR_SIZE], const char *path);
+int agent_remove_tree(const char *path);
 
 /* ------------------------------------------------------------------ health */
 

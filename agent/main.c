@@ -37,17 +37,32 @@ static void usage(FILE *out)
 
 static int check_config(const agent_config *cfg, int json)
 {
+    /* The configuration is only half of what the agent needs to run. */
+    if (agent_helper_init(cfg) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        agent_helper_cleanup();
+        return 1;
+    }
     char *text = agent_config_dump_json(cfg);
+    json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (root)
+        json_object_set_new(root, "helper", json_string(agent_helper_path()));
+    text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
     if (!text) {
         fprintf(stderr, AGENT_NAME ": %s: out of memory\n", cfg->path);
+        agent_helper_cleanup();
         return 1;
     }
     if (json)
         printf("%s\n", text);
     else
-        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s)\n", cfg->path,
-               cfg->node_id, cfg->platform, cfg->package, cfg->executable, cfg->server_url);
+        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s, helper %s)\n",
+               cfg->path, cfg->node_id, cfg->platform, cfg->package, cfg->executable,
+               cfg->server_url, agent_helper_path());
     free(text);
+    agent_helper_cleanup();
     return 0;
 }
 
@@ -60,24 +75,19 @@ static double next_interval(const supervisor *sup)
     return interval;
 }
 
-static double jitter(const agent_config *cfg, double seconds)
-{
-    double j = cfg->heartbeat_jitter > 0.9 ? 0.9 : cfg->heartbeat_jitter;
-    return seconds * (1.0 - j + 2.0 * j * drand48());
-}
-
 static int run(agent_config *cfg)
 {
     supervisor sup;
     int rc;
-    if ((rc = agent_signals_init()) < 0 || (rc = agent_http_init()) < 0) {
+    if ((rc = agent_signals_init()) < 0 || (rc = agent_helper_init(cfg)) < 0) {
         fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        agent_helper_cleanup();
         return 1;
     }
     if ((rc = supervisor_init(&sup, cfg)) < 0) {
         fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
         supervisor_free(&sup);
-        agent_http_cleanup();
+        agent_helper_cleanup();
         return 1;
     }
     agent_log("info", "msg=\"starting\" version=%s node=%s platform=%s server=%s collector=%s",
@@ -97,12 +107,7 @@ static int run(agent_config *cfg)
         if (supervisor_heartbeat(&sup, &upgraded) < 0) {
             /* Keep everything running, keep the state, try again later. */
             failures++;
-            double delay = next_interval(&sup);
-            for (unsigned i = 1; i < failures && delay < cfg->heartbeat_retry_max_s; i++)
-                delay *= 2;
-            if (delay > cfg->heartbeat_retry_max_s)
-                delay = cfg->heartbeat_retry_max_s;
-            delay = jitter(cfg, delay);
+            double delay = backoff(cfg, next_interval(&sup), cfg->heartbeat_retry_max_s, failures);
             agent_log("warn", "msg=\"heartbeat failed\" error=\"%s\" failures=%u retry_in_s=%.1f",
                       agent_error(), failures, delay);
             next_heartbeat = agent_now() + delay;
@@ -112,13 +117,13 @@ static int run(agent_config *cfg)
             agent_log("info", "msg=\"server reachable again\" after_failures=%u", failures);
         failures = 0;
         /* After an upgrade, report its outcome and ask again right away. */
-        next_heartbeat = agent_now() + (upgraded ? 0 : jitter(cfg, next_interval(&sup)));
+        next_heartbeat = agent_now() + (upgraded ? 0 : jittered(cfg, next_interval(&sup)));
     }
     int sig = agent_stop_signal();
     agent_log("info", "msg=\"stopping\" signal=%d", sig);
     supervisor_shutdown(&sup, sig ? sig : SIGTERM);
     supervisor_free(&sup);
-    agent_http_cleanup();
+    agent_helper_cleanup();
     agent_log("info", "msg=\"stopped\"");
     return 0;
 }
@@ -150,7 +155,7 @@ int main(int argc, char **argv)
             json = 1;
             break;
         case OPT_VERSION:
-            printf(AGENT_NAME " %s (libpkgstore %s)\n", PKGSTORE_VERSION_STRING, pkgstore_version());
+            printf(AGENT_NAME " %s\n", PKGSTORE_VERSION_STRING);
             return 0;
         case 'h':
             usage(stdout);

@@ -164,6 +164,8 @@ int agent_pump(double timeout_s)
     }
     if (timeout_s < 0)
         timeout_s = 0;
+    if (timeout_s > 3600) /* poll() takes an int of ms; callers loop anyway */
+        timeout_s = 3600;
     struct pollfd pfd = {.fd = signal_fd, .events = POLLIN};
     int n = poll(&pfd, 1, (int)(timeout_s * 1000 + 0.999));
     if (n > 0) {
@@ -198,10 +200,14 @@ int agent_proc_spawn(agent_proc *proc)
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &empty);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (proc->input_fd > 0)
+        posix_spawn_file_actions_adddup2(&actions, proc->input_fd, 0);
+    else
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     if (proc->output_fd >= 0) {
         posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 1);
-        posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 2);
+        if (!proc->stdout_only)
+            posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 2);
     }
     pid_t pid;
     int err = posix_spawn(&pid, proc->argv[0], &actions, &attr, proc->argv,
@@ -223,8 +229,9 @@ int agent_proc_spawn(agent_proc *proc)
             agent_log("warn", "msg=\"cannot write pid file\" path=%s error=\"%s\"",
                       proc->pid_file, pkgstore_error_detail());
     }
-    agent_log("info", "msg=\"child started\" name=%s pid=%ld exe=%s", proc->name, (long)pid,
-              proc->argv[0]);
+    if (!proc->quiet)
+        agent_log("info", "msg=\"child started\" name=%s pid=%ld exe=%s", proc->name, (long)pid,
+                  proc->argv[0]);
     return 0;
 }
 
@@ -265,4 +272,99 @@ void agent_proc_set_argv(agent_proc *proc, char **argv)
 {
     agent_argv_free(proc->argv);
     proc->argv = argv;
+}
+
+/* ------------------------------------------------------------------ run to completion */
+
+static void run_kill(agent_proc *proc)
+{
+    if (!proc->pid)
+        return;
+    kill(-proc->pid, SIGKILL);
+    while (proc->pid)
+        agent_pump(0.05);
+}
+
+int agent_run(const agent_run_opts *opts, agent_run_result *result)
+{
+    memset(result, 0, sizeof *result);
+    int out[2] = {-1, -1}, in[2] = {-1, -1};
+    if (pipe2(out, O_CLOEXEC) < 0 || (opts->input && pipe2(in, O_CLOEXEC) < 0)) {
+        int err = errno;
+        if (out[0] >= 0) {
+            close(out[0]);
+            close(out[1]);
+        }
+        return agent_error_set(PKGSTORE_EIO, "%s: pipe: %s", opts->name, strerror(err));
+    }
+    agent_proc proc = {.name = (char *)opts->name, .argv = opts->argv, .envp = opts->envp,
+                       .output_fd = out[1], .stdout_only = !opts->merge_stderr,
+                       .input_fd = in[0], .quiet = 1};
+    int rc = agent_proc_spawn(&proc);
+    close(out[1]);
+    if (in[0] >= 0)
+        close(in[0]);
+    if (rc < 0) {
+        close(out[0]);
+        if (in[1] >= 0)
+            close(in[1]);
+        return rc;
+    }
+    if (in[1] >= 0)
+        fcntl(in[1], F_SETFL, O_NONBLOCK);
+    size_t cap = opts->max_output ? opts->max_output : 65536, sent = 0;
+    result->output = malloc(cap + 1);
+    if (result->output)
+        result->output[0] = '\0';
+    double deadline = opts->timeout_s > 0 ? agent_now() + opts->timeout_s : 0;
+    while (out[0] >= 0 || proc.pid) {
+        struct pollfd pfd[3] = {{.fd = signal_fd, .events = POLLIN},
+                                {.fd = out[0], .events = POLLIN},
+                                {.fd = in[1], .events = POLLOUT}};
+        double wait = 0.25;
+        if (deadline && deadline - agent_now() < wait)
+            wait = deadline - agent_now();
+        if (wait < 0)
+            wait = 0;
+        poll(pfd, 3, (int)(wait * 1000 + 0.999));
+        if (out[0] >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            char chunk[16384];
+            ssize_t n = read(out[0], chunk, sizeof chunk);
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+                close(out[0]);
+                out[0] = -1;
+            } else if (n > 0 && result->output && result->len < cap) {
+                size_t take = (size_t)n < cap - result->len ? (size_t)n : cap - result->len;
+                memcpy(result->output + result->len, chunk, take);
+                result->len += take;
+                result->output[result->len] = '\0';
+            }
+        }
+        if (in[1] >= 0 && (pfd[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(in[1], opts->input + sent, opts->input_len - sent);
+            if (n > 0)
+                sent += (size_t)n;
+            if ((n < 0 && errno != EINTR && errno != EAGAIN) || sent == opts->input_len) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+        agent_pump(0);
+        if (opts->interruptible && agent_stop_requested()) {
+            result->outcome = AGENT_RUN_STOPPED;
+            break;
+        }
+        if (deadline && agent_now() >= deadline) {
+            result->outcome = AGENT_RUN_TIMEOUT;
+            break;
+        }
+    }
+    if (out[0] >= 0)
+        close(out[0]);
+    if (in[1] >= 0)
+        close(in[1]);
+    run_kill(&proc);
+    agent_proc_unregister(&proc);
+    result->wait_status = proc.wait_status;
+    return 0;
 }

@@ -47,14 +47,21 @@ double jittered(const agent_config *cfg, double seconds)
     return seconds * (1.0 - j + 2.0 * j * drand48());
 }
 
+/* initial_s doubled per attempt after the first, capped at max_s, jittered:
+ * failed heartbeats and failed upgrade attempts both back off this way. */
+double backoff(const agent_config *cfg, double initial_s, double max_s, unsigned attempts)
+{
+    double delay = initial_s;
+    for (unsigned i = 1; i < attempts && delay < max_s; i++)
+        delay *= 2;
+    if (delay > max_s)
+        delay = max_s;
+    return jittered(cfg, delay);
+}
+
 double retry_delay(const agent_config *cfg, unsigned attempts)
 {
-    double delay = cfg->retry_initial_s;
-    for (unsigned i = 1; i < attempts && delay < cfg->retry_max_s; i++)
-        delay *= 2;
-    if (delay > cfg->retry_max_s)
-        delay = cfg->retry_max_s;
-    return jittered(cfg, delay);
+    return backoff(cfg, cfg->retry_initial_s, cfg->retry_max_s, attempts);
 }
 
 const char *proc_state(const pkg_slot *slot)
@@ -66,16 +73,6 @@ const char *proc_state(const pkg_slot *slot)
     if (slot->proc.supervised && slot->proc.restart_at)
         return "Restarting";
     return "Stopped";
-}
-
-int live_digest(char out[PKGSTORE_DIGEST_STR_SIZE], const char *path)
-{
-    pkgstore_digest digest;
-    out[0] = '\0';
-    if (pkgstore_digest_file(&digest, NULL, path) < 0)
-        return -1;
-    pkgstore_digest_format(out, &digest);
-    return 0;
 }
 
 /* ------------------------------------------------------------------ slots */
@@ -122,6 +119,8 @@ char *addon_executable(const supervisor *sup, const char *name, const char *entr
     char *dir = addon_dir(sup, name);
     const char *base = entrypoint && *entrypoint ? strrchr(entrypoint, '/') : NULL;
     base = base ? base + 1 : (entrypoint && *entrypoint ? entrypoint : name);
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        base = name;
     char *exe = agent_strdup_printf("%s/%s", dir, base);
     free(dir);
     return exe;
@@ -356,9 +355,10 @@ void slot_stop(supervisor *sup, pkg_slot *slot, int sig)
 
 static json_t *slot_json(const pkg_slot *slot)
 {
-    json_t *obj = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:s?, s:s, s:s, s:i, s:s?}",
+    json_t *obj = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:i, s:s?}",
                             "name", slot->name, "type", slot->is_addon ? "addon" : "primary",
-                            "version", slot->version, "digest", slot->digest, "status",
+                            "version", slot->version, "digest", slot->digest, "exe_digest",
+                            slot->exe_digest, "status",
                             slot->status, "message", slot->message, "offer_version",
                             slot->offer_version, "offer_digest", slot->offer_digest,
                             "bad_digest", slot->bad_digest, "attempts", (int)slot->attempts,
@@ -385,13 +385,17 @@ int state_save(supervisor *sup)
     json_object_set_new(root, "format", json_integer(STATE_FORMAT));
     json_object_set_new(root, "packages", packages);
     if (sup->upgrade.active)
-        json_object_set_new(root, "upgrade",
-                            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?, s:s, s:b}", "step",
-                                      sup->upgrade.step, "name", sup->upgrade.name, "type",
-                                      sup->upgrade.is_addon ? "addon" : "primary", "version",
-                                      sup->upgrade.version, "digest", sup->upgrade.digest,
-                                      "old_version", sup->upgrade.old_version, "old_digest",
-                                      sup->upgrade.old_digest, "had_old", sup->upgrade.had_old));
+        json_object_set_new(
+            root, "upgrade",
+            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:s?, s:s, s:s, s:b, s:b, s:s?}", "step",
+                      sup->upgrade.step, "name", sup->upgrade.name, "type",
+                      sup->upgrade.is_addon ? "addon" : "primary", "version",
+                      sup->upgrade.version, "digest", sup->upgrade.digest, "exe_digest",
+                      sup->upgrade.exe_digest, "old_version", sup->upgrade.old_version,
+                      "old_digest", sup->upgrade.old_digest, "old_exe_digest",
+                      sup->upgrade.old_exe_digest, "had_old", sup->upgrade.had_old,
+                      "moved", sup->upgrade.old_executable != NULL, "old_entrypoint",
+                      sup->upgrade.old_entrypoint));
     char *text = json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS);
     json_decref(root);
     if (!text)
@@ -480,6 +484,7 @@ static void slot_load(pkg_slot *slot, json_t *obj)
 {
     set_str(&slot->version, jstr(obj, "version"));
     copy_digest(slot->digest, jstr(obj, "digest"));
+    copy_digest(slot->exe_digest, jstr(obj, "exe_digest"));
     copy_status(slot->status, jstr(obj, "status"));
     set_str(&slot->message, jstr(obj, "message"));
     set_str(&slot->offer_version, jstr(obj, "offer_version"));
@@ -539,9 +544,16 @@ int state_load(supervisor *sup)
         sup->upgrade.is_addon = jstr(upgrade, "type") && !strcmp(jstr(upgrade, "type"), "addon");
         set_str(&sup->upgrade.version, jstr(upgrade, "version"));
         copy_digest(sup->upgrade.digest, jstr(upgrade, "digest"));
+        copy_digest(sup->upgrade.exe_digest, jstr(upgrade, "exe_digest"));
         set_str(&sup->upgrade.old_version, jstr(upgrade, "old_version"));
         copy_digest(sup->upgrade.old_digest, jstr(upgrade, "old_digest"));
+        copy_digest(sup->upgrade.old_exe_digest, jstr(upgrade, "old_exe_digest"));
         sup->upgrade.had_old = json_is_true(json_object_get(upgrade, "had_old"));
+        set_str(&sup->upgrade.old_entrypoint, jstr(upgrade, "old_entrypoint"));
+        /* paths are derived from the (checked) name, never read back */
+        if (sup->upgrade.is_addon && json_is_true(json_object_get(upgrade, "moved")))
+            sup->upgrade.old_executable =
+                addon_executable(sup, sup->upgrade.name, sup->upgrade.old_entrypoint);
     }
     json_decref(root);
     return 0;
@@ -552,6 +564,8 @@ void upgrade_clear(supervisor *sup)
     free(sup->upgrade.name);
     free(sup->upgrade.version);
     free(sup->upgrade.old_version);
+    free(sup->upgrade.old_executable);
+    free(sup->upgrade.old_entrypoint);
     memset(&sup->upgrade, 0, sizeof sup->upgrade);
 }
 

@@ -52,9 +52,12 @@ static int parse_offer(offer *o, json_t *item, char *why, size_t why_len)
         return -1;
     }
     o->size = (uint64_t)json_integer_value(size);
-    pkgstore_archive_format format;
-    if (o->format && pkgstore_archive_format_parse(&format, o->format) < 0) {
-        snprintf(why, why_len, "%s: format: %s", o->name, pkgstore_error_detail());
+    /* The helper parses the format name itself (an unknown one fails the
+     * upgrade at its extract step); here it only has to be a plain word. */
+    if (o->format && (!*o->format || strlen(o->format) > 32 ||
+                      strspn(o->format, "abcdefghijklmnopqrstuvwxyz0123456789+-_.") !=
+                          strlen(o->format))) {
+        snprintf(why, why_len, "%s: format: not a format name", o->name);
         return -1;
     }
     if (!o->url) {
@@ -137,9 +140,9 @@ static void process_offers(supervisor *sup, json_t *offers, int *upgraded_out)
         agent_log("info", "msg=\"addon no longer offered, removing\" addon=%s", slot->name);
         slot_stop(sup, slot, SIGTERM);
         char *dir = addon_dir(sup, slot->name);
-        if (pkgstore_archive_remove_tree(dir) < 0)
+        if (agent_remove_tree(dir) < 0)
             agent_log("warn", "msg=\"cannot remove addon directory\" dir=%s error=\"%s\"", dir,
-                      pkgstore_error_detail());
+                      agent_error());
         free(dir);
         remove_addon(sup, slot);
         *upgraded_out = 1;
@@ -221,22 +224,29 @@ int supervisor_start(supervisor *sup)
     sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
     sup->quiet = 0;
-    /* What is on disk is the truth about what runs. */
+    /* What is on disk is the truth about what runs. A slot's digest is its
+     * package's (an archive's, say); exe_digest is the installed file's. */
     for (size_t i = 0; i <= sup->addon_count; i++) {
         pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
         char actual[PKGSTORE_DIGEST_STR_SIZE];
-        if (live_digest(actual, slot->executable) < 0) {
+        if (agent_file_digest(actual, slot->executable) < 0) {
             if (slot->digest[0])
-                agent_log("warn", "msg=\"executable missing\" package=%s path=%s", slot->name,
-                          slot->executable);
-            slot->digest[0] = '\0';
+                agent_log("warn", "msg=\"executable missing\" package=%s path=%s error=\"%s\"",
+                          slot->name, slot->executable, agent_error());
+            slot->digest[0] = slot->exe_digest[0] = '\0';
             continue;
         }
-        if (strcmp(actual, slot->digest)) {
-            set_str(&slot->version, !slot->is_addon && !slot->digest[0] ? sup->cfg->initial_version
-                                                                        : NULL);
-            copy_digest(slot->digest, actual);
+        if (!strcmp(actual, slot->exe_digest))
+            continue;
+        if (!slot->exe_digest[0] && !strcmp(actual, slot->digest)) {
+            copy_digest(slot->exe_digest, actual); /* a journal older than exe_digest */
+            continue;
         }
+        /* Not what we installed: someone put it there. */
+        set_str(&slot->version, !slot->is_addon && !slot->digest[0] ? sup->cfg->initial_version
+                                                                    : NULL);
+        copy_digest(slot->digest, actual);
+        copy_digest(slot->exe_digest, actual);
     }
     state_save(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {

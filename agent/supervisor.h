@@ -16,7 +16,8 @@ typedef struct pkg_slot {
     char *name;
     int is_addon;
     char *version;                     /* running version, NULL if unknown */
-    char digest[PKGSTORE_DIGEST_STR_SIZE];       /* running digest, "" if none */
+    char digest[PKGSTORE_DIGEST_STR_SIZE];       /* running package's digest (the offer's), "" if none */
+    char exe_digest[PKGSTORE_DIGEST_STR_SIZE];   /* the live executable file's own digest */
     char status[STATUS_LEN];           /* last upgrade status, "" if none */
     char *message;
     char *offer_version;               /* the offer last seen */
@@ -47,10 +48,16 @@ typedef struct supervisor {
         char *name;
         int is_addon;
         char *version;
-        char digest[PKGSTORE_DIGEST_STR_SIZE];
+        char digest[PKGSTORE_DIGEST_STR_SIZE];          /* the offer's */
+        char exe_digest[PKGSTORE_DIGEST_STR_SIZE];      /* its executable's, once prepared */
         char *old_version;
-        char old_digest[PKGSTORE_DIGEST_STR_SIZE];
-        int had_old;
+        char old_digest[PKGSTORE_DIGEST_STR_SIZE];      /* the package running before */
+        char old_exe_digest[PKGSTORE_DIGEST_STR_SIZE];  /* the live file before */
+        int had_old;                                    /* a previous binary to go back to */
+        /* addons whose entrypoint's name changed: the new version goes to a
+         * new path and the old path stays untouched until Upgraded */
+        char *old_executable;                           /* NULL: same path */
+        char *old_entrypoint;
     } upgrade;
     double server_interval_s;          /* from the last response; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
@@ -77,9 +84,9 @@ typedef struct offer {
 char *dup_or_null(const char *s);
 void set_str(char **dst, const char *src);
 double jittered(const agent_config *cfg, double seconds);
+double backoff(const agent_config *cfg, double initial_s, double max_s, unsigned attempts);
 double retry_delay(const agent_config *cfg, unsigned attempts);
 const char *proc_state(const pkg_slot *slot);
-int live_digest(char out[PKGSTORE_DIGEST_STR_SIZE], const char *path);
 void slot_init(pkg_slot *slot, const char *name, int is_addon, const char *executable,
                const agent_config *cfg);
 void slot_free(pkg_slot *slot);

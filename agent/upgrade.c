@@ -6,6 +6,8 @@
  */
 #include "supervisor.h"
 
+#include "install.h" /* libpkgstore's private fault hook, for the test hook below */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +57,26 @@ static json_t *heartbeat_request(const supervisor *sup)
                      "packages", packages);
 }
 
+/* One small request through the helper: a JSON POST when body is not
+ * NULL, else a GET. *response_out (free()) gets the body. */
+static int http_small(char **response_out, long *status_out, const char *url, const char *body,
+                      double timeout_s)
+{
+    *response_out = NULL;
+    *status_out = 0;
+    json_t *reply = NULL;
+    int rc = agent_helper_call(&reply, body, timeout_s, 0, body ? "http-post" : "http-get", url,
+                               NULL);
+    if (rc < 0)
+        return rc;
+    json_t *status = json_object_get(reply, "status");
+    const char *text = jstr(reply, "body");
+    *status_out = json_is_integer(status) ? (long)json_integer_value(status) : 0;
+    *response_out = strdup(text ? text : "");
+    json_decref(reply);
+    return *response_out ? 0 : agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+}
+
 /* POST a heartbeat; on success *response_out is the parsed reply. */
 int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s)
 {
@@ -67,7 +89,7 @@ int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s)
     char *url = agent_strdup_printf("%s/v1/agents/heartbeat", sup->cfg->server_url);
     char *reply = NULL;
     long status = 0;
-    int rc = agent_http_post_json(&reply, &status, sup->cfg, url, body, timeout_s);
+    int rc = http_small(&reply, &status, url, body, timeout_s);
     free(body);
     if (rc == 0 && status != 200) {
         json_t *err = reply ? json_loads(reply, 0, NULL) : NULL;
@@ -181,64 +203,22 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
         snprintf(why, why_len, "validate: empty validate_command");
         return -1;
     }
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        agent_argv_free(argv);
-        snprintf(why, why_len, "validate: pipe: %s", strerror(errno));
-        return -1;
-    }
-    agent_proc proc = {.name = "validate", .output_fd = pipefd[1], .argv = argv};
-    if (agent_proc_spawn(&proc) < 0) {
-        close(pipefd[0]);
-        close(pipefd[1]);
-        agent_argv_free(argv);
+    agent_run_opts opts = {.name = "validate", .argv = argv, .merge_stderr = 1,
+                           .timeout_s = cfg->validate_timeout_s, .interruptible = 1,
+                           .max_output = 8192};
+    agent_run_result res;
+    int rc = agent_run(&opts, &res);
+    agent_argv_free(argv);
+    if (rc < 0) {
         snprintf(why, why_len, "validate: %s", agent_error());
         return -1;
     }
-    close(pipefd[1]);
-    char output[8192];
-    size_t out_len = 0;
-    int eof = 0, timed_out = 0;
-    double deadline = agent_now() + cfg->validate_timeout_s;
-    while (!eof || proc.pid) {
-        if (agent_now() >= deadline) {
-            timed_out = 1;
-            break;
-        }
-        if (!eof) {
-            struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
-            if (poll(&pfd, 1, 50) > 0) {
-                char chunk[1024];
-                ssize_t n = read(pipefd[0], chunk, sizeof chunk);
-                if (n <= 0)
-                    eof = 1;
-                else if (out_len < sizeof output - 1) {
-                    size_t take = (size_t)n < sizeof output - 1 - out_len ? (size_t)n
-                                                                          : sizeof output - 1 - out_len;
-                    memcpy(output + out_len, chunk, take);
-                    out_len += take;
-                }
-            }
-            agent_pump(0);
-        } else {
-            agent_pump(0.05);
-        }
-        if (agent_stop_requested()) {
-            timed_out = -1;
-            break;
-        }
-    }
-    output[out_len] = '\0';
-    close(pipefd[0]);
-    if (proc.pid) {
-        kill(-proc.pid, SIGKILL);
-        while (proc.pid)
-            agent_pump(0.05);
-    }
-    agent_proc_unregister(&proc);
-    agent_argv_free(argv);
+    const char *output = res.output ? res.output : "";
+    int timed_out = res.outcome == AGENT_RUN_TIMEOUT ? 1 : res.outcome == AGENT_RUN_STOPPED ? -1 : 0;
     char lines[MESSAGE_MAX];
     first_lines(lines, sizeof lines, output);
+    int wait_status = res.wait_status;
+    free(res.output);
     if (timed_out > 0) {
         snprintf(why, why_len, "validate: timed out after %.1f s%s%s", cfg->validate_timeout_s,
                  lines[0] ? ": " : "", lines);
@@ -248,9 +228,9 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
         snprintf(why, why_len, "validate: interrupted by stop request");
         return -1;
     }
-    if (!WIFEXITED(proc.wait_status) || WEXITSTATUS(proc.wait_status) != 0) {
+    if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
         char how[96];
-        agent_describe_status(how, sizeof how, proc.wait_status);
+        agent_describe_status(how, sizeof how, wait_status);
         snprintf(why, why_len, "validate: %s%s%s", how, lines[0] ? ": " : "", lines);
         return -1;
     }
@@ -270,8 +250,7 @@ static int health_check(const agent_health_spec *spec, char *why, size_t why_len
         }
     }
     if (spec->health_url) {
-        long status = 0;
-        if (agent_http_health(spec->health_url, 1.0, &status) < 0) {
+        if (agent_helper_call(NULL, NULL, 1.0, AGENT_HELPER_NO_TOKEN, "health", spec->health_url, NULL) < 0) {
             snprintf(why, why_len, "health %s: %s", spec->health_url, agent_error());
             return -1;
         }
@@ -303,12 +282,12 @@ static int monitor(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
             snprintf(why, why_len, "monitor: agent stopped during the window");
             return -1;
         }
-        double now = agent_now();
-        if (now >= end)
-            break;
-        healthy = health_check(spec, last, sizeof last) == 0;
+        /* Only death counts inside the window (SIGCHLD wakes the pump);
+         * ports and health are judged at its end. */
         double nap = end - agent_now();
-        agent_pump(nap < 0.25 ? (nap > 0 ? nap : 0) : 0.25);
+        if (nap <= 0)
+            break;
+        agent_pump(nap);
     }
     /* The end of the window: alive, ports bound, health 200 (a short grace
      * lets a check that was in flight settle). */
@@ -349,21 +328,68 @@ static void fail_bad(supervisor *sup, pkg_slot *slot, const char *status, const 
     set_status(sup, slot, status, "%s", why);
 }
 
+static void unlink_with_bak(const char *path)
+{
+    char *bak = agent_strdup_printf("%s.bak", path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        agent_log("warn", "msg=\"cannot remove\" path=%s error=\"%s\"", path, strerror(errno));
+    if (bak)
+        unlink(bak);
+    free(bak);
+}
+
+/* Addons whose entrypoint was renamed: go back to the old path (never
+ * touched) and, with remove_new, delete what was installed at the new one. */
+static void undo_move(supervisor *sup, pkg_slot *slot, int remove_new)
+{
+    if (!sup->upgrade.old_executable)
+        return;
+    if (remove_new)
+        unlink_with_bak(slot->executable);
+    set_str(&slot->executable, sup->upgrade.old_executable);
+    set_str(&slot->entrypoint, sup->upgrade.old_entrypoint);
+}
+
+/* Put the previous binary back at the live path: nothing to do if it is
+ * still there (the swap never renamed), else restore the .bak, or remove
+ * the new file when there was no previous one. 0, or <0 with detail. */
+static int put_back(supervisor *sup, pkg_slot *slot, char *detail, size_t len)
+{
+    if (sup->upgrade.old_executable) {
+        undo_move(sup, slot, 1);
+        return 0;
+    }
+    if (sup->upgrade.had_old) {
+        char live[PKGSTORE_DIGEST_STR_SIZE];
+        if (sup->upgrade.old_exe_digest[0] && agent_file_digest(live, slot->executable) == 0 &&
+            !strcmp(live, sup->upgrade.old_exe_digest))
+            return 0;
+        int rc = pkgstore_install_restore(slot->executable);
+        if (rc < 0)
+            snprintf(detail, len, "%s", pkgstore_error_detail());
+        return rc;
+    }
+    if (unlink(slot->executable) < 0 && errno != ENOENT) {
+        snprintf(detail, len, "%s: %s", slot->executable, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The slot runs what it ran before the upgrade. */
+static void slot_set_previous(supervisor *sup, pkg_slot *slot)
+{
+    set_str(&slot->version, sup->upgrade.had_old ? sup->upgrade.old_version : NULL);
+    copy_digest(slot->digest, sup->upgrade.had_old ? sup->upgrade.old_digest : "");
+    copy_digest(slot->exe_digest, sup->upgrade.had_old ? sup->upgrade.old_exe_digest : "");
+}
+
 /* After the swap: stop the new program, put the previous one back. */
 static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int transient)
 {
     slot_stop(sup, slot, SIGTERM);
-    int rc = 0;
     char detail[256] = "";
-    if (sup->upgrade.had_old) {
-        rc = pkgstore_install_restore(slot->executable);
-        if (rc < 0)
-            snprintf(detail, sizeof detail, "%s", pkgstore_error_detail());
-    } else if (unlink(slot->executable) < 0 && errno != ENOENT) {
-        rc = -1;
-        snprintf(detail, sizeof detail, "%s: %s", slot->executable, strerror(errno));
-    }
-    if (rc < 0) {
+    if (put_back(sup, slot, detail, sizeof detail) < 0) {
         /* The new binary stays; run it rather than nothing. */
         agent_log("error", "msg=\"rollback failed\" package=%s error=\"%s\"", slot->name, detail);
         slot_start(sup, slot, 1);
@@ -372,10 +398,7 @@ static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int trans
         set_status(sup, slot, "RollbackFailed", "%s; restore: %s", why, detail);
         return;
     }
-    set_str(&slot->version, sup->upgrade.old_version);
-    copy_digest(slot->digest, sup->upgrade.had_old ? sup->upgrade.old_digest : "");
-    if (sup->upgrade.had_old)
-        live_digest(slot->digest, slot->executable);
+    slot_set_previous(sup, slot);
     if (!agent_stop_requested())
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
@@ -400,27 +423,48 @@ static char *resolve_url(const supervisor *sup, const char *url, int *with_token
     return agent_strdup_printf("%s%s%s", server, url[0] == '/' ? "" : "/", url);
 }
 
+/* An addon's args and env from its manifest, held aside until the version
+ * they belong to has passed its monitor window. */
+typedef struct manifest_args {
+    agent_strv args;
+    agent_kvv env;
+    int has;
+} manifest_args;
+
+static void exchange_args(pkg_slot *slot, manifest_args *m)
+{
+    agent_strv args = slot->args;
+    agent_kvv env = slot->env;
+    int has = slot->has_manifest_args;
+    slot->args = m->args;
+    slot->env = m->env;
+    slot->has_manifest_args = m->has;
+    m->args = args;
+    m->env = env;
+    m->has = has;
+}
+
 /* Addons: args and env from the manifest's annotations
  * ("io.pkgstore.addon.args": a JSON array, "io.pkgstore.addon.env": a JSON
- * object, both as strings). Best effort. */
-static void fetch_addon_annotations(supervisor *sup, pkg_slot *slot, const offer *o)
+ * object, both as strings). Best effort: none when they cannot be read. */
+static void fetch_addon_annotations(supervisor *sup, manifest_args *out, const offer *o)
 {
     char *url = agent_strdup_printf("%s/v1/packages/%s/%s", sup->cfg->server_url, o->name,
                                     o->version);
     char *body = NULL;
     long status = 0;
-    agent_strv_free(&slot->args);
-    agent_kvv_free(&slot->env);
-    slot->has_manifest_args = 1;
-    if (agent_http_get_small(&body, &status, sup->cfg, url, 1) < 0 || status != 200) {
-        agent_log("warn", "msg=\"no manifest annotations\" url=%s status=%ld", url, status);
+    out->has = 1;
+    if (!url || http_small(&body, &status, url, NULL, sup->cfg->http_timeout_s) < 0 ||
+        status != 200) {
+        agent_log("warn", "msg=\"no manifest annotations\" url=%s status=%ld", url ? url : "-",
+                  status);
         free(body);
         free(url);
         return;
     }
     json_t *manifest = json_loads(body, 0, NULL);
-    json_t *ann = json_object_get(json_object_get(manifest, "manifest") ? json_object_get(manifest, "manifest") : manifest,
-                                  "annotations");
+    json_t *inner = json_object_get(manifest, "manifest");
+    json_t *ann = json_object_get(inner ? inner : manifest, "annotations");
     const char *args_text = jstr(ann, "io.pkgstore.addon.args");
     const char *env_text = jstr(ann, "io.pkgstore.addon.env");
     json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
@@ -429,15 +473,15 @@ static void fetch_addon_annotations(supervisor *sup, pkg_slot *slot, const offer
     json_t *v;
     const char *k;
     if (json_is_array(args)) {
-        slot->args.items = calloc(json_array_size(args) + 1, sizeof(char *));
-        json_array_foreach(args, i, v) if (json_is_string(v) && slot->args.items)
-            slot->args.items[slot->args.count++] = strdup(json_string_value(v));
+        out->args.items = calloc(json_array_size(args) + 1, sizeof(char *));
+        json_array_foreach(args, i, v) if (json_is_string(v) && out->args.items)
+            out->args.items[out->args.count++] = strdup(json_string_value(v));
     }
     if (json_is_object(env)) {
-        slot->env.items = calloc(json_object_size(env) + 1, sizeof(agent_kv));
-        json_object_foreach(env, k, v) if (json_is_string(v) && slot->env.items) {
-            slot->env.items[slot->env.count].key = strdup(k);
-            slot->env.items[slot->env.count++].value = strdup(json_string_value(v));
+        out->env.items = calloc(json_object_size(env) + 1, sizeof(agent_kv));
+        json_object_foreach(env, k, v) if (json_is_string(v) && out->env.items) {
+            out->env.items[out->env.count].key = strdup(k);
+            out->env.items[out->env.count++].value = strdup(json_string_value(v));
         }
     }
     json_decref(args);
@@ -482,7 +526,7 @@ static void clean_tmp(const supervisor *sup)
         struct stat st;
         int rc = 0;
         if (lstat(path, &st) == 0)
-            rc = S_ISDIR(st.st_mode) ? pkgstore_archive_remove_tree(path) : unlink(path);
+            rc = S_ISDIR(st.st_mode) ? agent_remove_tree(path) : unlink(path);
         if (rc < 0)
             agent_log("warn", "msg=\"cannot remove a leftover\" path=%s", path);
         else
@@ -492,15 +536,71 @@ static void clean_tmp(const supervisor *sup)
     closedir(dir);
 }
 
+/* The prepared executable: its path, its extraction directory (archives)
+ * and its own digest. */
+typedef struct prepared {
+    char *executable;
+    char *extract_dir;
+} prepared;
+
+static int prepare(supervisor *sup, prepared *out, const char *part, const offer *o)
+{
+    json_t *reply = NULL;
+    int rc = agent_helper_call(&reply, NULL, 0, 0, "prepare", part, o->format ? o->format : "",
+                               o->entrypoint ? o->entrypoint : "", sup->tmp_dir, NULL);
+    if (rc < 0)
+        return rc;
+    out->executable = dup_or_null(jstr(reply, "executable"));
+    out->extract_dir = dup_or_null(jstr(reply, "extract_dir"));
+    copy_digest(sup->upgrade.exe_digest, jstr(reply, "digest"));
+    json_decref(reply);
+    if (!out->executable || !sup->upgrade.exe_digest[0])
+        return agent_error_set(PKGSTORE_EIO, "prepare: malformed reply");
+    return 0;
+}
+
+static void prepared_free(prepared *p)
+{
+    if (p->extract_dir && agent_remove_tree(p->extract_dir) < 0)
+        agent_log("warn", "msg=\"cannot remove\" path=%s error=\"%s\"", p->extract_dir,
+                  agent_error());
+    free(p->extract_dir);
+    free(p->executable);
+    p->extract_dir = p->executable = NULL;
+}
+
+static void stopped_midway(supervisor *sup)
+{
+    upgrade_clear(sup);
+    state_save(sup);
+}
+
+/* Is the live path still what it was before the swap? */
+static int live_unchanged(supervisor *sup, pkg_slot *slot)
+{
+    char live[PKGSTORE_DIGEST_STR_SIZE];
+    int have = agent_file_digest(live, slot->executable) == 0;
+    if (sup->upgrade.had_old && !sup->upgrade.old_executable)
+        return have && !strcmp(live, sup->upgrade.old_exe_digest);
+    return !have;
+}
+
+/* Test hook: PKGSTORE_AGENT_TEST_FAULT=swap-after-rename fails the swap at
+ * its last step, the directory fsync after the rename, so the new binary
+ * is live when the swap reports its failure. */
+static void arm_test_fault(void)
+{
+    const char *fault = getenv("PKGSTORE_AGENT_TEST_FAULT");
+    if (fault && !strcmp(fault, "swap-after-rename"))
+        ps_install_set_fault_point("new:dirsync", PS_INSTALL_FAULT_FAIL);
+}
+
 void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
 {
     const agent_config *cfg = sup->cfg;
     char why[MESSAGE_MAX + 64];
-    pkgstore_digest expected;
-    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
-    pkgstore_digest_parse(&expected, o->digest); /* validated by the caller */
-    if (o->format)
-        pkgstore_archive_format_parse(&format, o->format);
+    manifest_args pending = {0};
+    prepared prep = {0};
 
     /* Step 1 happened: the offer is new, not running, not known bad. */
     upgrade_clear(sup);
@@ -511,33 +611,40 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     copy_digest(sup->upgrade.digest, o->digest);
     sup->upgrade.old_version = dup_or_null(slot->version);
     copy_digest(sup->upgrade.old_digest, slot->digest);
-    if (slot->is_addon && (!slot->entrypoint || !o->entrypoint || strcmp(slot->entrypoint, o->entrypoint))) {
-        /* first install, or the entrypoint's name changed */
-        if (!slot->digest[0]) {
-            set_str(&slot->entrypoint, o->entrypoint);
-            char *exe = addon_executable(sup, slot->name, o->entrypoint);
-            set_str(&slot->executable, exe);
-            free(exe);
-        }
-    }
+    copy_digest(sup->upgrade.old_exe_digest, slot->exe_digest);
     sup->upgrade.had_old = slot->digest[0] && access(slot->executable, F_OK) == 0;
+    /* An addon lives at addons/NAME/<entrypoint's base name>. */
+    char *target = slot->is_addon ? addon_executable(sup, slot->name, o->entrypoint) : NULL;
+    if (target && !strcmp(target, slot->executable)) {
+        free(target);
+        target = NULL;
+    } else if (target && !sup->upgrade.had_old) {
+        set_str(&slot->executable, target); /* nothing installed at the old path */
+        set_str(&slot->entrypoint, o->entrypoint);
+        free(target);
+        target = NULL;
+    }
     agent_log("info", "msg=\"upgrade starting\" package=%s from=%s to=%s digest=%s", slot->name,
               slot->version ? slot->version : "-", o->version ? o->version : "-", o->digest);
 
-    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
-    pkgstore_digest_format_hex(hex, &expected);
-    char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, hex);
-    char *exe = NULL, *extract_dir = NULL;
+    char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, strchr(o->digest, ':') + 1);
     clean_tmp(sup);
 
     /* 2. Download */
     set_status(sup, slot, "Downloading", NULL);
     int with_token = 0;
     char *url = resolve_url(sup, o->url, &with_token);
-    uint64_t got = 0;
+    char max_text[32];
+    snprintf(max_text, sizeof max_text, "%llu", (unsigned long long)o->size);
     double t0 = agent_now();
-    int rc = agent_http_download(cfg, url, with_token, part, o->size, &got);
+    json_t *reply = NULL;
+    int rc = agent_helper_call(&reply, NULL, cfg->http_timeout_s,
+                               with_token ? 0 : AGENT_HELPER_NO_TOKEN, "download", url, part,
+                               max_text, NULL);
     free(url);
+    json_t *got_json = json_object_get(reply, "size");
+    uint64_t got = json_is_integer(got_json) ? (uint64_t)json_integer_value(got_json) : 0;
+    json_decref(reply);
     if (rc == PKGSTORE_ELIMIT)
         unlink(part);
     if (rc == 0 && got != o->size)
@@ -545,10 +652,9 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
                              (unsigned long long)got, (unsigned long long)o->size);
     if (rc < 0) {
         snprintf(why, sizeof why, "download: %s", agent_error());
-        if (agent_stop_requested()) {
-            upgrade_clear(sup);
-            state_save(sup);
-        } else
+        if (agent_stop_requested())
+            stopped_midway(sup);
+        else
             fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
     }
@@ -558,10 +664,9 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     /* 3. Verify */
     set_status(sup, slot, "Verifying", NULL);
     t0 = agent_now();
-    pkgstore_digest actual;
-    rc = pkgstore_install_verify(&actual, part, &expected, o->size);
+    rc = agent_helper_call(NULL, NULL, 0, 0, "verify", part, o->digest, max_text, NULL);
     if (rc < 0) {
-        snprintf(why, sizeof why, "verify: %s", pkgstore_error_detail());
+        snprintf(why, sizeof why, "verify: %s", agent_error());
         unlink(part);
         fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
@@ -572,37 +677,43 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     /* 4. Extract the entrypoint, then the dry-run validation */
     set_status(sup, slot, "Validating", NULL);
     t0 = agent_now();
-    rc = pkgstore_install_prepare(&exe, &extract_dir, part, format, o->entrypoint, sup->tmp_dir,
-                                  NULL);
-    if (rc < 0) {
-        snprintf(why, sizeof why, "extract: %s", pkgstore_error_detail());
+    if (prepare(sup, &prep, part, o) < 0) {
+        snprintf(why, sizeof why, "extract: %s", agent_error());
         unlink(part);
         fail_bad(sup, slot, "UpgradeFailed", why);
         goto out;
     }
     if (!slot->is_addon) {
-        if (run_validate(sup, exe, why, sizeof why) < 0) {
+        if (run_validate(sup, prep.executable, why, sizeof why) < 0) {
             unlink(part);
-            if (agent_stop_requested()) {
-                upgrade_clear(sup);
-                state_save(sup);
-            } else
+            if (agent_stop_requested())
+                stopped_midway(sup);
+            else
                 fail_bad(sup, slot, "UpgradeFailed", why);
             goto out;
         }
-    } else if (!agent_config_addon(cfg, slot->name) || !agent_config_addon(cfg, slot->name)->has_args) {
-        fetch_addon_annotations(sup, slot, o);
+    } else if (!agent_config_addon(cfg, slot->name) ||
+               !agent_config_addon(cfg, slot->name)->has_args) {
+        fetch_addon_annotations(sup, &pending, o);
     }
     agent_log("info", "msg=\"validated\" package=%s seconds=%.3f", slot->name, agent_now() - t0);
     if (agent_stop_requested()) {
-        upgrade_clear(sup);
-        state_save(sup);
+        stopped_midway(sup);
         goto out;
     }
 
-    /* 5. Swap: stop, keep .bak, rename the new binary in, start it */
+    /* 5. Swap: stop, keep .bak, rename the new binary in, start it. A
+     * renamed addon entrypoint goes to its new path instead; the old path
+     * is left alone until the new version has passed its window. */
+    if (target) {
+        sup->upgrade.old_executable = strdup(slot->executable);
+        sup->upgrade.old_entrypoint = dup_or_null(slot->entrypoint);
+        set_str(&slot->executable, target);
+        set_str(&slot->entrypoint, o->entrypoint);
+    }
     if (set_status(sup, slot, "Swapping", NULL) < 0) {
         /* Without Swapping in the journal a restart could not roll back. */
+        undo_move(sup, slot, 0);
         snprintf(why, sizeof why, "swap: %s cannot be written", sup->state_path);
         fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
@@ -614,22 +725,34 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         agent_mkdirs(dir, 0755);
         free(dir);
     }
-    rc = pkgstore_install_swap(slot->executable, exe);
+    arm_test_fault();
+    rc = pkgstore_install_swap(slot->executable, prep.executable);
+    ps_install_set_fault(0, 0);
     if (rc < 0) {
         snprintf(why, sizeof why, "swap: %s", pkgstore_error_detail());
-        slot_start(sup, slot, 1); /* the live path is unchanged */
-        fail_transient(sup, slot, "UpgradeFailed", why);
+        if (live_unchanged(sup, slot)) {
+            undo_move(sup, slot, 1);
+            slot_start(sup, slot, 1);
+            fail_transient(sup, slot, "UpgradeFailed", why);
+        } else {
+            /* It failed after its rename (at the directory fsync): the
+             * new binary is live but unproven. Put the old one back. */
+            agent_log("warn", "msg=\"swap failed with the new binary live, rolling back\" "
+                              "package=%s", slot->name);
+            rollback(sup, slot, why, 1);
+        }
         goto out;
     }
     unlink(part);
-    if (extract_dir) { /* the executable is installed: the extraction is done with */
-        pkgstore_archive_remove_tree(extract_dir);
-        pkgstore_free(extract_dir);
-        extract_dir = NULL;
-    }
+    prepared_free(&prep); /* the executable is installed: the extraction is done with */
     copy_digest(slot->digest, o->digest);
+    copy_digest(slot->exe_digest, sup->upgrade.exe_digest);
     set_str(&slot->version, o->version);
+    if (pending.has)
+        exchange_args(slot, &pending); /* the new version starts with its own args */
     slot_start(sup, slot, 0); /* unsupervised: a death in the window is a failure */
+    if (pending.has)
+        exchange_args(slot, &pending); /* the journal keeps the old ones until Upgraded */
     agent_log("info", "msg=\"swapped\" package=%s seconds=%.3f", slot->name, agent_now() - t0);
 
     /* 6. Monitor */
@@ -638,6 +761,12 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         rollback(sup, slot, why, agent_stop_requested());
         goto out;
     }
+    if (pending.has)
+        exchange_args(slot, &pending);
+    if (sup->upgrade.old_executable)
+        unlink_with_bak(sup->upgrade.old_executable);
+    if (slot->is_addon)
+        set_str(&slot->entrypoint, o->entrypoint);
     slot->proc.supervised = 1;
     slot->proc.failures = 0;
     slot->attempts = 0;
@@ -648,11 +777,10 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
                slot->version ? slot->version : slot->digest);
 
 out:
-    if (extract_dir) {
-        pkgstore_archive_remove_tree(extract_dir);
-        pkgstore_free(extract_dir);
-    }
-    pkgstore_free(exe);
+    agent_strv_free(&pending.args);
+    agent_kvv_free(&pending.env);
+    prepared_free(&prep);
+    free(target);
     free(part);
 }
 
@@ -682,33 +810,20 @@ void recover(supervisor *sup)
         fail_transient(sup, slot, "UpgradeFailed", why);
         return;
     }
-    char live[PKGSTORE_DIGEST_STR_SIZE];
-    int have_live = live_digest(live, slot->executable) == 0;
-    int rc = 0;
     char detail[256] = "";
-    if (have_live && sup->upgrade.old_digest[0] && !strcmp(live, sup->upgrade.old_digest)) {
-        /* died before the rename: the old binary is still live */
-    } else if (sup->upgrade.had_old) {
-        rc = pkgstore_install_restore(slot->executable);
-        if (rc < 0)
-            snprintf(detail, sizeof detail, "%s", pkgstore_error_detail());
-    } else if (have_live) {
-        unlink(slot->executable);
-    }
-    char why[MESSAGE_MAX];
-    if (rc < 0) {
-        copy_digest(slot->digest, have_live ? live : "");
-        set_str(&slot->version, have_live && !strcmp(live, sup->upgrade.digest) ? sup->upgrade.version : NULL);
+    if (put_back(sup, slot, detail, sizeof detail) < 0) {
+        /* Whatever is live stays; the start-up check records what it is. */
         copy_digest(slot->bad_digest, sup->upgrade.digest);
         upgrade_clear(sup);
-        state_save(sup);
         copy_status(slot->status, "RollbackFailed");
         set_str(&slot->message, detail);
+        state_save(sup);
         return;
     }
-    live_digest(slot->digest, slot->executable);
-    set_str(&slot->version, sup->upgrade.old_version);
-    snprintf(why, sizeof why, "agent restarted during %s; restored the previous binary", step);
+    slot_set_previous(sup, slot);
+    char why[MESSAGE_MAX];
+    snprintf(why, sizeof why, "agent restarted during %s; %s", step,
+             sup->upgrade.had_old ? "restored the previous binary" : "removed (no previous binary)");
     /* Not the binary's fault as far as we know: retry later, with backoff. */
     slot->attempts++;
     slot->retry_at = agent_now() + retry_delay(sup->cfg, slot->attempts);
@@ -718,4 +833,3 @@ void recover(supervisor *sup)
     state_save(sup);
     agent_log("warn", "msg=\"rolled back after restart\" package=%s", slot->name);
 }
-

@@ -1,10 +1,10 @@
 /*
- * The agent's HTTP client (libcurl): heartbeat POSTs, small GETs, health
- * probes and resumable blob downloads with a hard size cap. While a
- * transfer runs the progress callback keeps the event pump turning, so
- * children are still reaped and restarted and a stop request aborts it.
+ * The agent helper's HTTP client (libcurl): heartbeat POSTs, small GETs,
+ * health probes and resumable blob downloads with a hard size cap. The
+ * helper runs one request and exits; the resident agent stops it with a
+ * signal when it must not wait any longer.
  */
-#include "agent.h"
+#include "helper.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,14 +19,14 @@
 
 #define SMALL_BODY_MAX (4u << 20)
 
-int agent_http_init(void)
+int helper_http_init(void)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return agent_error_set(PKGSTORE_ENET, "curl_global_init failed");
     return 0;
 }
 
-void agent_http_cleanup(void)
+void helper_http_cleanup(void)
 {
     curl_global_cleanup();
 }
@@ -55,18 +55,10 @@ static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static int progress_pump(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                         curl_off_t ulnow)
+static struct curl_slist *auth_headers(const char *token, struct curl_slist *list)
 {
-    (void)clientp; (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
-    return agent_pump(0) ? 1 : 0; /* non-zero aborts the transfer */
-}
-
-static struct curl_slist *auth_headers(const agent_config *cfg, int with_token,
-                                       struct curl_slist *list)
-{
-    if (with_token && cfg && cfg->token && cfg->token[0]) {
-        char *line = agent_strdup_printf("Authorization: Bearer %s", cfg->token);
+    if (token && token[0]) {
+        char *line = agent_strdup_printf("Authorization: Bearer %s", token);
         if (line) {
             list = curl_slist_append(list, line);
             free(line);
@@ -86,8 +78,6 @@ static CURL *easy_new(double timeout_s)
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
     curl_easy_setopt(curl, CURLOPT_USERAGENT, AGENT_NAME "/" PKGSTORE_VERSION_STRING);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, progress_pump);
     return curl;
 }
 
@@ -96,15 +86,13 @@ static int perform(CURL *curl, const char *url, char *errbuf)
     CURLcode res = curl_easy_perform(curl);
     if (res == CURLE_OK)
         return 0;
-    if (res == CURLE_ABORTED_BY_CALLBACK && agent_stop_requested())
-        return agent_error_set(PKGSTORE_ENET, "%s: interrupted by stop request", url);
     return agent_error_set(PKGSTORE_ENET, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
 }
 
 /* One small request whose whole response body is kept in memory: a JSON
  * POST when body is not NULL, else a GET. */
-static int request_small(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, const char *body, int with_token, double timeout_s)
+int helper_http_request(char **response_out, long *status_out, const char *token,
+                        const char *url, const char *body, double timeout_s)
 {
     *response_out = NULL;
     *status_out = 0;
@@ -116,7 +104,7 @@ static int request_small(char **response_out, long *status_out, const agent_conf
     struct curl_slist *headers = NULL;
     if (body != NULL)
         headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = auth_headers(cfg, with_token, headers);
+    headers = auth_headers(token, headers);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     if (body != NULL)
@@ -136,26 +124,13 @@ static int request_small(char **response_out, long *status_out, const agent_conf
     return rc;
 }
 
-int agent_http_post_json(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, const char *body, double timeout_s)
-{
-    return request_small(response_out, status_out, cfg, url, body, 1, timeout_s);
-}
-
-int agent_http_get_small(char **response_out, long *status_out, const agent_config *cfg,
-                         const char *url, int with_token)
-{
-    return request_small(response_out, status_out, cfg, url, NULL, with_token,
-                         cfg->http_timeout_s);
-}
-
 static size_t discard_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     (void)ptr; (void)userdata;
     return size * nmemb;
 }
 
-int agent_http_health(const char *url, double timeout_s, long *status_out)
+int helper_http_health(const char *url, double timeout_s, long *status_out)
 {
     *status_out = 0;
     CURL *curl = curl_easy_init();
@@ -248,8 +223,8 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-int agent_http_download(const agent_config *cfg, const char *url, int with_token,
-                        const char *part_path, uint64_t max_size, uint64_t *size_out)
+int helper_http_download(const char *token, const char *url, const char *part_path,
+                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out)
 {
     *size_out = 0;
     int fd = open(part_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -281,7 +256,7 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
     }
     char errbuf[CURL_ERROR_SIZE] = "";
     download_sink sink = {.fd = fd, .written = have, .max_size = max_size, .curl = curl};
-    struct curl_slist *headers = auth_headers(cfg, with_token, NULL);
+    struct curl_slist *headers = auth_headers(token, NULL);
     char range[64];
     if (have > 0) {
         /* A Range addresses the identity encoding, so resumes ask for it. */
@@ -305,7 +280,7 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(cfg->http_timeout_s + 0.999));
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(stall_timeout_s + 0.999));
     CURLcode res = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -318,9 +293,7 @@ int agent_http_download(const agent_config *cfg, const char *url, int with_token
                              part_path, strerror(sink.io_error));
     else if (res != CURLE_OK)
         rc = agent_error_set(PKGSTORE_ENET, "%s: %s", url,
-                             res == CURLE_ABORTED_BY_CALLBACK && agent_stop_requested()
-                                 ? "interrupted by stop request"
-                                 : (errbuf[0] ? errbuf : curl_easy_strerror(res)));
+                             errbuf[0] ? errbuf : curl_easy_strerror(res));
     else if (status == 416 && have > 0)
         rc = agent_error_set(PKGSTORE_ENET, "%s: range not satisfiable at offset %llu", url,
                              (unsigned long long)have);

@@ -1,0 +1,27 @@
+/*
+ * pkgstore-agent-helper private header: the HTTP client (libcurl) of the
+ * agent's short-lived worker process. See main.c for the protocol.
+ */
+#ifndef PKGSTORE_AGENT_HELPER_H
+#define PKGSTORE_AGENT_HELPER_H
+
+#include "../agent.h"
+
+#define HELPER_NAME "pkgstore-agent-helper"
+
+int helper_http_init(void);
+void helper_http_cleanup(void);
+/* One request whose whole response body is kept in memory (at most
+ * 4 MiB): a JSON POST when body is not NULL, else a GET. token may be NULL.
+ * *response_out (free()) and *status_out are set on success. */
+int helper_http_request(char **response_out, long *status_out, const char *token,
+                        const char *url, const char *body, double timeout_s);
+/* 0 if url answers 200 within timeout_s; *status_out gets the status. */
+int helper_http_health(const char *url, double timeout_s, long *status_out);
+/* Download url into part_path, resuming from its current size with Range.
+ * Fails (PKGSTORE_ELIMIT) as soon as the body would exceed max_size, and
+ * (PKGSTORE_ENET) when no byte arrives for stall_timeout_s. */
+int helper_http_download(const char *token, const char *url, const char *part_path,
+                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out);
+
+#endif
