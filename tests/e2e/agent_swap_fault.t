@@ -53,7 +53,7 @@ start_agent "$d"
 unset PKGSTORE_AGENT_TEST_FAULT
 wait_until 10 node_healthy "$d" || diag "v1 never healthy"
 sampler "$exe" "$d/state/state.json" "$d/sample" &
-SAMPLER=$!; PIDS+=($SAMPLER)
+SAMPLER=$!; PIDS+=("$SAMPLER")
 # expects: the fault switch really reached the agent (else nothing below means anything)
 check "agent runs with PKGSTORE_AGENT_TEST_FAULT=swap-after-rename" \
     bash -c 'tr "\0" "\n" < /proc/$0/environ | grep -qx PKGSTORE_AGENT_TEST_FAULT=swap-after-rename' "$AGENT_PID"
@@ -74,7 +74,7 @@ check "live executable is v1 again" wait_until 5 bash -c '[ "$(sha "$0")" = "$1"
 # expects: v1 restarted from the restored path, healthy within window + 5 s
 check "collector runs v1 (/proc/PID/exe) and answers 200 within window + 5 s" \
     wait_until $((W + 5)) runs_healthy "$d" "$v1"
-check "collector --version is 1.0.0" test "$(collector_version "$d")" = 1.0.0
+check "collector --version is 1.0.0" wait_until 5 bash -c '[ "$(collector_version "$0")" = 1.0.0 ]' "$d"
 # let a retry or two (the fault is still on) happen under the sampler
 sleep 3
 kill -TERM "$SAMPLER"; wait "$SAMPLER" 2>/dev/null
@@ -82,7 +82,7 @@ phase1_heartbeats=$(wc -l < "$d/heartbeats.jsonl")
 samples=$(cat "$d/sample.count" 2>/dev/null || echo 0)
 # expects: rename() only ever replaces a complete file; the live path never
 # disappears nor loses its mode, not even during the failed swap and restore
-if [ "$samples" -ge 300 ] && [ ! -s "$d/sample.bad" ]; then
+if [ "$samples" -ge 100 ] && [ ! -s "$d/sample.bad" ]; then
     ok "executable always present and executable ($samples samples, 10 ms apart)"
 else
     nok "executable always present and executable ($samples samples, $(wc -l < "$d/sample.bad" 2>/dev/null || echo 0) bad)"
