@@ -1,0 +1,115 @@
+#!/bin/bash
+# A swap that fails after the new binary was already renamed over the live
+# path (PKGSTORE_AGENT_TEST_FAULT=swap-after-rename: the rename happened,
+# then the swap reports a failure as if the final directory fsync failed).
+# The agent must not believe the old binary is still live: it restores the
+# .bak, restarts v1 and reports RolledBack; v2's digest is never recorded
+# as running. The failure is transient: an agent restarted without the
+# fault converges to v2.
+. "$(dirname "$0")/lib/agent.sh"
+echo "1..13"
+W=2   # monitor window (s)
+export HB_INTERVAL=0.5 RETRY_INITIAL=1
+d=$T/node; mkdir -p "$d"
+start_fake_server "$d"
+new_node "$d" "$FAKE_URL" $W
+sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 1, max_s: 2}/' "$d/agent.yaml"
+exe=$d/bin/otelcol
+v1=$(sha "$exe")
+make_variant v2 "$d/v2" swap-fault-v2
+v2=$(sha "$d/v2")
+
+# The primary package as recorded in the journal, "status<TAB>message",
+# from one read of state.json (the status and its message belong together).
+primary_sm() { jq -r '.packages[] | select(.type == "primary") | [.status // "", .message // ""] | @tsv' "$1/state/state.json" 2>/dev/null; }
+terminal() { case "$(primary_sm "$1" | cut -f1)" in RolledBack|UpgradeFailed|Upgraded|RollbackFailed) return 0;; esac; return 1; }
+collector_pid() { cat "$1/state/run/primary-otelcol.pid" 2>/dev/null; }
+# The running collector's own binary is v1 ($2) and it answers 200.
+runs_healthy() { local p; p=$(collector_pid "$1"); [ -n "$p" ] && [ "$(sha256sum "/proc/$p/exe" 2>/dev/null | cut -d' ' -f1)" = "$2" ] && node_healthy "$1"; }
+export -f primary_sm terminal collector_pid runs_healthy
+
+# Every 10 ms: the live path exists and is executable; every distinct
+# state.json is kept (the journal is replaced by rename, so reads are whole).
+sampler() { # EXE STATE OUT
+    local n=0 cur prev=
+    while :; do
+        n=$((n + 1))
+        if [ ! -e "$1" ]; then
+            echo "sample $n: missing" >> "$3.bad"
+        elif [ ! -x "$1" ]; then
+            echo "sample $n: not executable" >> "$3.bad"
+        fi
+        cur=
+        IFS= read -r -d '' cur < "$2" 2>/dev/null
+        if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then printf '%s\n' "$cur" >> "$3.states"; prev=$cur; fi
+        echo "$n" > "$3.count"
+        sleep 0.01
+    done
+}
+
+# --- phase 1: the agent (and its helper, which inherits the environment) injects the fault
+export PKGSTORE_AGENT_TEST_FAULT=swap-after-rename
+start_agent "$d"
+unset PKGSTORE_AGENT_TEST_FAULT
+wait_until 10 node_healthy "$d" || diag "v1 never healthy"
+sampler "$exe" "$d/state/state.json" "$d/sample" &
+SAMPLER=$!; PIDS+=("$SAMPLER")
+# expects: the fault switch really reached the agent (else nothing below means anything)
+check "agent runs with PKGSTORE_AGENT_TEST_FAULT=swap-after-rename" \
+    bash -c 'tr "\0" "\n" < /proc/$0/environ | grep -qx PKGSTORE_AGENT_TEST_FAULT=swap-after-rename' "$AGENT_PID"
+set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
+wait_until 20 terminal "$d"
+sm=$(primary_sm "$d")
+st=${sm%%$'\t'*}; msg=${sm#*$'\t'}
+diag "first outcome: status=$st message=$msg"
+# expects: the binary was renamed in, so the swap failure is a rollback
+# (RolledBack), not an UpgradeFailed that leaves v2 live, nor Upgraded
+# (which means the fault was not injected at all)
+check "swap failed after the rename: status RolledBack" test "$st" = RolledBack
+# expects: the message names the failing step and the restore
+check "message has \"swap:\" and \"restored the previous binary\"" \
+    bash -c '[[ "$0" == *"swap:"* && "$0" == *"restored the previous binary"* ]]' "$msg"
+# expects: the .bak was put back over the live path
+check "live executable is v1 again" wait_until 5 bash -c '[ "$(sha "$0")" = "$1" ]' "$exe" "$v1"
+# expects: v1 restarted from the restored path, healthy within window + 5 s
+check "collector runs v1 (/proc/PID/exe) and answers 200 within window + 5 s" \
+    wait_until $((W + 5)) runs_healthy "$d" "$v1"
+check "collector --version is 1.0.0" wait_until 5 bash -c '[ "$(collector_version "$0")" = 1.0.0 ]' "$d"
+# let a retry or two (the fault is still on) happen under the sampler
+sleep 3
+kill -TERM "$SAMPLER"; wait "$SAMPLER" 2>/dev/null
+phase1_heartbeats=$(wc -l < "$d/heartbeats.jsonl")
+samples=$(cat "$d/sample.count" 2>/dev/null || echo 0)
+# expects: rename() only ever replaces a complete file; the live path never
+# disappears nor loses its mode, not even during the failed swap and restore
+if [ "$samples" -ge 100 ] && [ ! -s "$d/sample.bad" ]; then
+    ok "executable always present and executable ($samples samples, 10 ms apart)"
+else
+    nok "executable always present and executable ($samples samples, $(wc -l < "$d/sample.bad" 2>/dev/null || echo 0) bad)"
+    dump "$d/sample.bad"
+fi
+# expects: no heartbeat ever reports v2's digest as the primary's running digest
+check "heartbeats never report v2's digest as running ($phase1_heartbeats heartbeats)" \
+    bash -c '! jq -e --arg v2 "sha256:$1" "select(.packages[]? | select(.type == \"primary\") | .digest == \$v2)" "$0" > /dev/null' "$d/heartbeats.jsonl" "$v2"
+# expects: no journal state ever records v2's digest as the primary's
+# running digest (packages[].digest; the offer and the upgrade in progress
+# may name it)
+check "state.json never records v2's digest as running ($(grep -c '^{' "$d/sample.states" 2>/dev/null) states)" \
+    bash -c '[ -s "$0" ] && ! jq -e --arg v2 "sha256:$1" "select(.packages[]? | select(.type == \"primary\") | .digest == \$v2)" "$0" > /dev/null' "$d/sample.states" "$v2"
+
+# --- phase 2: the same agent restarted without the fault converges to v2
+pid=$(cat "$d/agent.pid")
+kill -TERM "$pid"; wait "$pid"; rc=$?
+# expects: SIGTERM stops the agent cleanly (exit 0)
+check "agent stops on SIGTERM with exit 0" test "$rc" = 0
+start_agent "$d"
+# expects: the transient swap failure did not mark v2 bad forever: retried, Upgraded
+check "restarted without the fault: Upgraded to 2.0.0" \
+    wait_until 20 bash -c '[ "$(jq -r ".packages[] | select(.type == \"primary\") | .status + .version" "$0/state/state.json" 2>/dev/null)" = Upgraded2.0.0 ]' "$d"
+# expects: v2 is live and it is what runs
+check "live executable is v2 and the collector runs it, healthy" \
+    bash -c '[ "$(sha "$0/bin/otelcol")" = "$1" ] && wait_until 5 runs_healthy "$0" "$1"' "$d" "$v2"
+# expects: and it is reported as running v2
+check "heartbeat reports v2's digest, Running" \
+    wait_until 5 bash -c 'tail -1 "$0" | jq -e --arg v2 "sha256:$1" "[.packages[] | select(.type == \"primary\")][0] | .digest == \$v2 and .state == \"Running\"" > /dev/null' "$d/heartbeats.jsonl" "$v2"
+[ "$FAILED" = 0 ] || dump "$d/agent.log"
