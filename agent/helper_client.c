@@ -46,9 +46,10 @@ static char *find_helper(void)
     const char *candidates[] = {"/" HELPER_NAME, "/../libexec/pkgstore/" HELPER_NAME};
     for (size_t i = 0; i < 2; i++) {
         char *path = agent_strdup_printf("%s%s", self, candidates[i]);
-        if (path && access(path, X_OK) == 0)
-            return path;
+        char *real = path && access(path, X_OK) == 0 ? realpath(path, NULL) : NULL;
         free(path);
+        if (real)
+            return real;
     }
     return NULL;
 }

@@ -552,7 +552,8 @@ static int prepare(supervisor *sup, prepared *out, const char *part, const offer
         return rc;
     out->executable = dup_or_null(jstr(reply, "executable"));
     out->extract_dir = dup_or_null(jstr(reply, "extract_dir"));
-    copy_digest(sup->upgrade.exe_digest, jstr(reply, "digest"));
+    /* a plain binary is the verified download: the offer's digest is its own */
+    copy_digest(sup->upgrade.exe_digest, out->extract_dir ? jstr(reply, "digest") : o->digest);
     json_decref(reply);
     if (!out->executable || !sup->upgrade.exe_digest[0])
         return agent_error_set(PKGSTORE_EIO, "prepare: malformed reply");

@@ -15,7 +15,7 @@
  *   verify FILE DIGEST MAX   size and SHA-256      {"digest":"sha256:..."}
  *   prepare FILE FORMAT ENTRYPOINT WORKDIR
  *                            ("": none)            {"executable":P,"extract_dir":P|null,
- *                                                   "digest":"sha256:..."}
+ *                                                   "digest":"sha256:..." (archives)}
  *   digest FILE              SHA-256 of a file     {"digest":"sha256:..."}
  *   rmtree DIR               remove a tree         {}
  *
@@ -167,7 +167,8 @@ static int cmd_prepare(char **args)
         return fail_lib(rc);
     json_object_set_new(reply, "executable", json_string(exe));
     json_object_set_new(reply, "extract_dir", dir ? json_string(dir) : json_null());
-    rc = cmd_digest_of(exe, "digest");
+    /* A plain binary is the verified download itself: its digest is known. */
+    rc = dir ? cmd_digest_of(exe, "digest") : 0;
     if (rc < 0) {
         int code = fail_lib(rc);
         if (dir)

@@ -89,9 +89,25 @@ check "pkg-config --static --libs resolves (Requires.private present)" \
 # ---------------------------------------------------------------- programs and man pages
 missing=
 for p in "$BIN"/pkgstore*; do
+    [ "${p##*/}" = pkgstore-agent-helper ] && continue
     [ -x "$DEST$PREFIX/bin/${p##*/}" ] || missing="$missing ${p##*/}"
 done
 check "every pkgstore* program installed in \$prefix/bin${missing:+ (missing:$missing)}" "[ -z '$missing' ]"
+HELPER=$DEST$PREFIX/libexec/pkgstore/pkgstore-agent-helper
+check "the agent's helper installed in \$prefix/libexec/pkgstore, not in bin" \
+    "[ -x '$HELPER' ] && [ ! -e '$DEST$PREFIX/bin/pkgstore-agent-helper' ]"
+check "the installed helper finds the installed library (rpath \$ORIGIN/../../lib)" \
+    "[ \"\$(readlink -f \"\$(ldd '$HELPER' | awk '/libpkgstore\\.so/ {print \$3}')\")\" = '$LIBDIR/$REAL' ]"
+check "the installed helper runs" "'$HELPER' --version | grep -q '$VERSION'"
+cat > "$WORK/agent.yaml" <<YAML
+server: {url: http://127.0.0.1:9}
+state_dir: $WORK/agent-state
+collector: {package: otelcol, executable: $WORK/otelcol, config: $WORK/otelcol.yaml}
+YAML
+check "the installed agent finds the installed helper" \
+    "'$DEST$PREFIX/bin/pkgstore-agent' --config '$WORK/agent.yaml' --check-config | grep -q 'helper $HELPER)'"
+check "the installed agent maps neither libcurl nor OpenSSL nor libarchive" \
+    "! ldd '$DEST$PREFIX/bin/pkgstore-agent' | grep -Eq 'libcurl|libcrypto|libarchive|libpkgstore'"
 check "no example or test program installed" \
     "[ -z \"\$(ls '$DEST$PREFIX/bin' | grep -E '^(example-|fake-)')\" ]"
 # loaded_lib PROGRAM: the libpkgstore the dynamic linker picks for PROGRAM
@@ -107,7 +123,7 @@ done
 check "every docs/*.1 and *.8 installed in share/man/man1 or man8${man_bad:+ (missing:$man_bad)}" \
     "[ -z '$man_bad' ]"
 check "every program has its man page" \
-    "for p in '$DEST$PREFIX'/bin/*; do b=\${p##*/}; ls '$DEST$PREFIX'/share/man/man[18]/\$b.[18] >/dev/null 2>&1 || { echo \"# no man page for \$b\"; exit 1; }; done"
+    "for p in '$DEST$PREFIX'/bin/* '$HELPER'; do b=\${p##*/}; ls '$DEST$PREFIX'/share/man/man[18]/\$b.[18] >/dev/null 2>&1 || { echo \"# no man page for \$b\"; exit 1; }; done"
 
 # ---------------------------------------------------------------- exported symbols
 nm -D --defined-only "$LIBDIR/$REAL" | awk '{print $3}' | sort -u >"$WORK/exported"
