@@ -312,7 +312,7 @@ int agent_run(const agent_run_opts *opts, agent_run_result *result)
     }
     if (in[1] >= 0)
         fcntl(in[1], F_SETFL, O_NONBLOCK);
-    size_t cap = opts->max_output ? opts->max_output : 65536, sent = 0;
+    size_t max = opts->max_output ? opts->max_output : 65536, cap = 4096, sent = 0;
     result->output = malloc(cap + 1);
     if (result->output)
         result->output[0] = '\0';
@@ -333,11 +333,27 @@ int agent_run(const agent_run_opts *opts, agent_run_result *result)
             if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
                 close(out[0]);
                 out[0] = -1;
-            } else if (n > 0 && result->output && result->len < cap) {
-                size_t take = (size_t)n < cap - result->len ? (size_t)n : cap - result->len;
-                memcpy(result->output + result->len, chunk, take);
-                result->len += take;
-                result->output[result->len] = '\0';
+            } else if (n > 0 && result->output && result->len < max) {
+                size_t take = (size_t)n < max - result->len ? (size_t)n : max - result->len;
+                if (result->len + take > cap) {
+                    size_t grown_cap = cap;
+                    while (grown_cap < result->len + take)
+                        grown_cap *= 2;
+                    if (grown_cap > max)
+                        grown_cap = max;
+                    char *grown = realloc(result->output, grown_cap + 1);
+                    if (!grown)
+                        free(result->output); /* the caller sees no output */
+                    result->output = grown;
+                    cap = grown_cap;
+                }
+                if (result->output) {
+                    memcpy(result->output + result->len, chunk, take);
+                    result->len += take;
+                    result->output[result->len] = '\0';
+                } else {
+                    result->len = 0;
+                }
             }
         }
         if (in[1] >= 0 && (pfd[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
