@@ -324,7 +324,7 @@ void stop_leftovers(const supervisor *sup)
 /* Start a slot's program under supervision (restarts with backoff). */
 void slot_start(supervisor *sup, pkg_slot *slot, int supervised)
 {
-    if (!slot->executable || !slot->digest[0])
+    if (!slot->executable || access(slot->executable, F_OK) != 0)
         return;
     agent_proc_set_argv(&slot->proc, slot_argv(sup, slot, slot->executable));
     agent_argv_free(slot->proc.envp);

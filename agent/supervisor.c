@@ -229,11 +229,19 @@ int supervisor_start(supervisor *sup)
     for (size_t i = 0; i <= sup->addon_count; i++) {
         pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
         char actual[PKGSTORE_DIGEST_STR_SIZE];
-        if (agent_file_digest(actual, slot->executable) < 0) {
+        int rc = agent_file_digest(actual, slot->executable);
+        if (rc == PKGSTORE_ENOTFOUND) {
             if (slot->digest[0])
-                agent_log("warn", "msg=\"executable missing\" package=%s path=%s error=\"%s\"",
-                          slot->name, slot->executable, agent_error());
+                agent_log("warn", "msg=\"executable missing\" package=%s path=%s", slot->name,
+                          slot->executable);
             slot->digest[0] = slot->exe_digest[0] = '\0';
+            continue;
+        }
+        if (rc < 0) {
+            /* It is there and it runs; what it is is decided next time. */
+            agent_log("warn", "msg=\"cannot hash the executable, keeping the journal's digest\" "
+                              "package=%s path=%s error=\"%s\"",
+                      slot->name, slot->executable, agent_error());
             continue;
         }
         if (!strcmp(actual, slot->exe_digest))
@@ -251,7 +259,7 @@ int supervisor_start(supervisor *sup)
     state_save(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {
         pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
-        if (slot->digest[0])
+        if (access(slot->executable, F_OK) == 0)
             slot_start(sup, slot, 1);
         else if (!slot->is_addon)
             agent_log("warn", "msg=\"no collector binary yet, waiting for an offer\" path=%s",

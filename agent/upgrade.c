@@ -350,20 +350,40 @@ static void undo_move(supervisor *sup, pkg_slot *slot, int remove_new)
     set_str(&slot->entrypoint, sup->upgrade.old_entrypoint);
 }
 
-/* Put the previous binary back at the live path: nothing to do if it is
- * still there (the swap never renamed), else restore the .bak, or remove
- * the new file when there was no previous one. 0, or <0 with detail. */
+/* Is the new binary live? Only the swap's last rename puts it there.
+ * 1 yes, 0 no (the previous binary, or nothing, is still there), -1 the
+ * live file could not be hashed. */
+static int new_binary_live(supervisor *sup, pkg_slot *slot)
+{
+    char live[PKGSTORE_DIGEST_STR_SIZE];
+    int rc = agent_file_digest(live, slot->executable);
+    if (rc == PKGSTORE_ENOTFOUND)
+        return 0;
+    if (rc < 0) {
+        agent_log("warn", "msg=\"cannot hash the live executable\" path=%s error=\"%s\"",
+                  slot->executable, agent_error());
+        return -1;
+    }
+    if (sup->upgrade.exe_digest[0])
+        return !strcmp(live, sup->upgrade.exe_digest);
+    /* a journal written before exe_digest was recorded */
+    if (sup->upgrade.old_exe_digest[0])
+        return strcmp(live, sup->upgrade.old_exe_digest) != 0;
+    return -1;
+}
+
+/* Put the previous binary back at the live path: nothing to do if the new
+ * one never got there, else restore the .bak, or remove the new file when
+ * there was no previous one. 0, or <0 with detail. */
 static int put_back(supervisor *sup, pkg_slot *slot, char *detail, size_t len)
 {
     if (sup->upgrade.old_executable) {
         undo_move(sup, slot, 1);
         return 0;
     }
+    if (new_binary_live(sup, slot) == 0)
+        return 0;
     if (sup->upgrade.had_old) {
-        char live[PKGSTORE_DIGEST_STR_SIZE];
-        if (sup->upgrade.old_exe_digest[0] && agent_file_digest(live, slot->executable) == 0 &&
-            !strcmp(live, sup->upgrade.old_exe_digest))
-            return 0;
         int rc = pkgstore_install_restore(slot->executable);
         if (rc < 0)
             snprintf(detail, len, "%s", pkgstore_error_detail());
@@ -576,16 +596,6 @@ static void stopped_midway(supervisor *sup)
     state_save(sup);
 }
 
-/* Is the live path still what it was before the swap? */
-static int live_unchanged(supervisor *sup, pkg_slot *slot)
-{
-    char live[PKGSTORE_DIGEST_STR_SIZE];
-    int have = agent_file_digest(live, slot->executable) == 0;
-    if (sup->upgrade.had_old && !sup->upgrade.old_executable)
-        return have && !strcmp(live, sup->upgrade.old_exe_digest);
-    return !have;
-}
-
 /* Test hook: PKGSTORE_AGENT_TEST_FAULT=swap-after-rename fails the swap at
  * its last step, the directory fsync after the rename, so the new binary
  * is live when the swap reports its failure. */
@@ -613,7 +623,8 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     sup->upgrade.old_version = dup_or_null(slot->version);
     copy_digest(sup->upgrade.old_digest, slot->digest);
     copy_digest(sup->upgrade.old_exe_digest, slot->exe_digest);
-    sup->upgrade.had_old = slot->digest[0] && access(slot->executable, F_OK) == 0;
+    /* a file at the live path is what runs, whether or not its digest is known */
+    sup->upgrade.had_old = access(slot->executable, F_OK) == 0;
     /* An addon lives at addons/NAME/<entrypoint's base name>. */
     char *target = slot->is_addon ? addon_executable(sup, slot->name, o->entrypoint) : NULL;
     if (target && !strcmp(target, slot->executable)) {
@@ -731,7 +742,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     ps_install_set_fault(0, 0);
     if (rc < 0) {
         snprintf(why, sizeof why, "swap: %s", pkgstore_error_detail());
-        if (live_unchanged(sup, slot)) {
+        if (new_binary_live(sup, slot) == 0) {
             undo_move(sup, slot, 1);
             slot_start(sup, slot, 1);
             fail_transient(sup, slot, "UpgradeFailed", why);
