@@ -220,7 +220,7 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
     int wait_status = res.wait_status;
     free(res.output);
     if (timed_out > 0) {
-        snprintf(why, why_len, "validate: timed out after %.1f s%s%s", cfg->validate_timeout_s,
+        snprintf(why, why_len, "validate: timed out after %.1f s%s%.400s", cfg->validate_timeout_s,
                  lines[0] ? ": " : "", lines);
         return -1;
     }
@@ -231,7 +231,7 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
     if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
         char how[96];
         agent_describe_status(how, sizeof how, wait_status);
-        snprintf(why, why_len, "validate: %s%s%s", how, lines[0] ? ": " : "", lines);
+        snprintf(why, why_len, "validate: %s%s%.400s", how, lines[0] ? ": " : "", lines);
         return -1;
     }
     agent_log("info", "msg=\"validate passed\" output=\"%s\"", lines);
