@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 static const char *prog_name = "pkgstore";
 
 void cli_init(const char *argv0)
@@ -91,24 +93,49 @@ int cli_open_store(pkgstore_store **out, const char *dir, pkgstore_durability du
     return error;
 }
 
-void cli_json_string(FILE *out, const char *s)
+/* A copy of s in which every byte that does not start a valid UTF-8
+ * character becomes U+FFFD (jansson judges validity: json_stringn()). */
+static char *utf8_sanitized(const char *s)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default:
-            if (*p < 0x20)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
+    size_t len = strlen(s), n = 0;
+    char *out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t take = 0;
+        for (size_t k = 1; k <= 4 && i + k <= len && !take; k++) {
+            json_t *probe = json_stringn(s + i, k);
+            if (probe)
+                take = k;
+            json_decref(probe);
+        }
+        if (take) {
+            memcpy(out + n, s + i, take);
+            n += take;
+            i += take;
+        } else {
+            memcpy(out + n, "\xEF\xBF\xBD", 3);
+            n += 3;
+            i++;
         }
     }
-    fputc('"', out);
+    out[n] = '\0';
+    return out;
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+    /* jansson does the escaping. Bytes that are not UTF-8 (a file name,
+     * say) are shown as U+FFFD, so the output is always valid JSON. */
+    json_t *value = json_string(s);
+    if (!value) {
+        char *clean = utf8_sanitized(s);
+        value = clean ? json_string(clean) : NULL;
+        free(clean);
+    }
+    if (!value || json_dumpf(value, out, JSON_ENCODE_ANY) < 0)
+        fputs("null", out);
+    json_decref(value);
 }
 
 void cli_format_time(char *buf, size_t size, long long unix_time)

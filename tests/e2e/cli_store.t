@@ -66,6 +66,16 @@ COLLECTORCTRL_PACKAGES_DIR=$S expect 0 "add with the store from the environment"
     "$BIN/pkgstore-add" --json "$WORK/a.txt"
 check "add --json is JSON with the digest" \
     "jq -e '.blobs[0].digest == \"$A_DIGEST\" and .blobs[0].size == 6' '$WORK/out' >/dev/null"
+# names with quotes, backslashes, control characters and non-UTF-8 bytes
+odd=$WORK/$'we"ird\\na\tme\001\xff'
+printf 'odd' >"$odd"
+expect 0 "add --json of a file with an odd name" "$BIN/pkgstore-add" --store "$WORK/odd-store" \
+    --json "$odd"
+cat >"$WORK/odd.jq" <<'JQ'
+.blobs[0].size == 3 and (.blobs[0].input | endswith("/we\"ird\\na\tme\u0001\ufffd"))
+JQ
+check "the odd name is escaped: valid JSON, invalid UTF-8 shown as U+FFFD" \
+    "jq -e -f '$WORK/odd.jq' '$WORK/out' >/dev/null"
 expect 0 "add a package record" "$BIN/pkgstore-add" --store "$S" --name otelcol-contrib \
     --version 0.98.0 --platform linux/amd64 "$WORK/big.bin"
 check "the package record is printed" \
