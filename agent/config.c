@@ -278,17 +278,6 @@ static int addon_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj
     return health_pair(ctx, key, v, &addon->health, "addons[]");
 }
 
-static int valid_name(const char *name)
-{
-    if (!name || !*name || strlen(name) > 128 || name[0] == '.')
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.'))
-            return 0;
-    return 1;
-}
-
 static int addons_value(parse_ctx *ctx, yaml_node_t *v, agent_config *cfg)
 {
     if (v->type != YAML_SEQUENCE_NODE)
@@ -307,7 +296,7 @@ static int addons_value(parse_ctx *ctx, yaml_node_t *v, agent_config *cfg)
         int rc = each_pair(ctx, item, "addons[]", addon_pair, addon);
         if (rc < 0)
             return rc;
-        if (!valid_name(addon->name))
+        if (!agent_valid_name(addon->name))
             FAIL(item, "addons[%zu].name: missing or not a valid package name", i);
     }
     return 0;
@@ -383,7 +372,7 @@ static int apply_defaults(agent_config *cfg)
     if (strncmp(cfg->server_url, "http://", 7) && strncmp(cfg->server_url, "https://", 8))
         return agent_error_set(PKGSTORE_EINVALID, "%s: server.url: must start with http:// or https://",
                                cfg->path);
-    if (!cfg->package || !valid_name(cfg->package))
+    if (!cfg->package || !agent_valid_name(cfg->package))
         return agent_error_set(PKGSTORE_EINVALID, "%s: collector.package: required (a package name)",
                                cfg->path);
     if (!cfg->executable || cfg->executable[0] != '/')

@@ -428,17 +428,6 @@ void copy_status(char dst[STATUS_LEN], const char *src)
     snprintf(dst, STATUS_LEN, "%s", src ? src : "");
 }
 
-int valid_package_name(const char *name)
-{
-    if (!name || !*name || strlen(name) > 128 || name[0] == '.')
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_' || *p == '.'))
-            return 0;
-    return 1;
-}
-
 pkg_slot *find_addon(supervisor *sup, const char *name)
 {
     for (size_t i = 0; i < sup->addon_count; i++)
@@ -480,6 +469,28 @@ void remove_addon(supervisor *sup, pkg_slot *slot)
     free(slot);
 }
 
+void strv_from_json(agent_strv *out, json_t *array)
+{
+    size_t i;
+    json_t *v;
+    agent_strv_free(out);
+    out->items = calloc(json_array_size(array) + 1, sizeof(char *));
+    json_array_foreach(array, i, v) if (json_is_string(v) && out->items)
+        out->items[out->count++] = strdup(json_string_value(v));
+}
+
+void kvv_from_json(agent_kvv *out, json_t *object)
+{
+    const char *k;
+    json_t *v;
+    agent_kvv_free(out);
+    out->items = calloc(json_object_size(object) + 1, sizeof(agent_kv));
+    json_object_foreach(object, k, v) if (json_is_string(v) && out->items) {
+        out->items[out->count].key = strdup(k);
+        out->items[out->count++].value = strdup(json_string_value(v));
+    }
+}
+
 static void slot_load(pkg_slot *slot, json_t *obj)
 {
     set_str(&slot->version, jstr(obj, "version"));
@@ -494,19 +505,8 @@ static void slot_load(pkg_slot *slot, json_t *obj)
     slot->attempts = json_is_integer(attempts) ? (unsigned)json_integer_value(attempts) : 0;
     json_t *args = json_object_get(obj, "args"), *env = json_object_get(obj, "env");
     if (json_is_array(args) && json_is_object(env)) {
-        agent_strv_free(&slot->args);
-        agent_kvv_free(&slot->env);
-        slot->args.items = calloc(json_array_size(args) + 1, sizeof(char *));
-        slot->env.items = calloc(json_object_size(env) + 1, sizeof(agent_kv));
-        size_t i;
-        json_t *v;
-        const char *k;
-        json_array_foreach(args, i, v) if (json_is_string(v) && slot->args.items)
-            slot->args.items[slot->args.count++] = strdup(json_string_value(v));
-        json_object_foreach(env, k, v) if (json_is_string(v) && slot->env.items) {
-            slot->env.items[slot->env.count].key = strdup(k);
-            slot->env.items[slot->env.count++].value = strdup(json_string_value(v));
-        }
+        strv_from_json(&slot->args, args);
+        kvv_from_json(&slot->env, env);
         slot->has_manifest_args = 1;
     }
 }
@@ -526,7 +526,7 @@ int state_load(supervisor *sup)
     json_t *item;
     json_array_foreach(packages, i, item) {
         const char *name = jstr(item, "name"), *type = jstr(item, "type");
-        if (!valid_package_name(name) || !type)
+        if (!agent_valid_name(name) || !type)
             continue;
         if (!strcmp(type, "primary") && !strcmp(name, sup->cfg->package))
             slot_load(&sup->primary, item);
@@ -537,7 +537,7 @@ int state_load(supervisor *sup)
         }
     }
     json_t *upgrade = json_object_get(root, "upgrade");
-    if (json_is_object(upgrade) && valid_package_name(jstr(upgrade, "name"))) {
+    if (json_is_object(upgrade) && agent_valid_name(jstr(upgrade, "name"))) {
         sup->upgrade.active = 1;
         copy_status(sup->upgrade.step, jstr(upgrade, "step"));
         set_str(&sup->upgrade.name, jstr(upgrade, "name"));

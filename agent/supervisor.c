@@ -35,7 +35,7 @@ static int parse_offer(offer *o, json_t *item, char *why, size_t why_len)
     o->url = jstr(item, "url");
     o->policy = jstr(item, "policy");
     json_t *size = json_object_get(item, "size");
-    if (!valid_package_name(o->name)) {
+    if (!agent_valid_name(o->name)) {
         snprintf(why, why_len, "name: missing or invalid");
         return -1;
     }

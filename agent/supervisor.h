@@ -102,7 +102,9 @@ int state_load(supervisor *sup);
 const char *jstr(json_t *obj, const char *key);
 void copy_digest(char dst[PKGSTORE_DIGEST_STR_SIZE], const char *src);
 void copy_status(char dst[STATUS_LEN], const char *src);
-int valid_package_name(const char *name);
+/* A JSON array of strings / object of strings into out (replaced). */
+void strv_from_json(agent_strv *out, json_t *array);
+void kvv_from_json(agent_kvv *out, json_t *object);
 pkg_slot *find_addon(supervisor *sup, const char *name);
 pkg_slot *add_addon(supervisor *sup, const char *name, const char *entrypoint);
 void remove_addon(supervisor *sup, pkg_slot *slot);

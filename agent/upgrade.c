@@ -489,21 +489,10 @@ static void fetch_addon_annotations(supervisor *sup, manifest_args *out, const o
     const char *env_text = jstr(ann, "io.pkgstore.addon.env");
     json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
     json_t *env = env_text ? json_loads(env_text, 0, NULL) : NULL;
-    size_t i;
-    json_t *v;
-    const char *k;
-    if (json_is_array(args)) {
-        out->args.items = calloc(json_array_size(args) + 1, sizeof(char *));
-        json_array_foreach(args, i, v) if (json_is_string(v) && out->args.items)
-            out->args.items[out->args.count++] = strdup(json_string_value(v));
-    }
-    if (json_is_object(env)) {
-        out->env.items = calloc(json_object_size(env) + 1, sizeof(agent_kv));
-        json_object_foreach(env, k, v) if (json_is_string(v) && out->env.items) {
-            out->env.items[out->env.count].key = strdup(k);
-            out->env.items[out->env.count++].value = strdup(json_string_value(v));
-        }
-    }
+    if (json_is_array(args))
+        strv_from_json(&out->args, args);
+    if (json_is_object(env))
+        kvv_from_json(&out->env, env);
     json_decref(args);
     json_decref(env);
     json_decref(manifest);

@@ -166,3 +166,14 @@ const char *agent_error(void)
 {
     return error_detail;
 }
+
+int agent_valid_name(const char *name)
+{
+    if (!name || !*name || strlen(name) > 128 || name[0] == '.')
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return 0;
+    return 1;
+}
