@@ -96,7 +96,7 @@ PIDS+=($agent)
 helper=
 wait_until 5 bash -c 'pgrep -P "$0" >/dev/null' "$agent" && helper=$(pgrep -P "$agent")
 [ -n "$helper" ] && PIDS+=($helper)
-kill -KILL "$agent"
+kill -KILL "$agent"; wait "$agent" 2>/dev/null
 check "the helper dies when its agent is SIGKILLed" \
     bash -c '[ -n "$0" ] && for i in $(seq 50); do kill -0 "$0" 2>/dev/null || exit 0; sleep 0.1; done; exit 1' "$helper"
 
