@@ -58,7 +58,6 @@ typedef struct agent_config {
     char *path;              /* the file it was read from */
     char *server_url;        /* without trailing '/' */
     char *token_file;        /* NULL: no token */
-    char *token;             /* read from token_file */
     double heartbeat_interval_s;
     double heartbeat_jitter;     /* fraction, 0.1 = +-10 % */
     double heartbeat_retry_max_s;

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -340,26 +339,26 @@ static char *trimmed(char *text)
     return text;
 }
 
-static char *detect_platform(void)
+/* node.platform as configured (normalized: x86_64 -> amd64, ...), else the
+ * host's, both through libpkgstore's platform module. */
+static int resolve_platform(agent_config *cfg)
 {
-    struct utsname u;
-    const char *arch = "unknown";
-    if (uname(&u) == 0) {
-        const char *m = u.machine;
-        if (!strcmp(m, "x86_64") || !strcmp(m, "amd64"))
-            arch = "amd64";
-        else if (!strcmp(m, "aarch64") || !strcmp(m, "arm64"))
-            arch = "arm64";
-        else if (!strncmp(m, "armv7", 5))
-            arch = "arm/v7";
-        else if (!strncmp(m, "armv6", 5))
-            arch = "arm/v6";
-        else if (!strcmp(m, "i386") || !strcmp(m, "i686"))
-            arch = "386";
-        else
-            arch = m;
+    char text[PKGSTORE_PLATFORM_STR_SIZE];
+    if (cfg->platform) {
+        if (pkgstore_platform_normalize(text, cfg->platform) < 0)
+            return agent_error_set(PKGSTORE_EINVALID, "%s: node.platform: %s", cfg->path,
+                                   pkgstore_error_detail());
+    } else {
+        pkgstore_platform host;
+        if (pkgstore_platform_host(&host) < 0)
+            return agent_error_set(PKGSTORE_EINVALID,
+                                   "%s: node.platform: cannot detect the host's (%s); set it",
+                                   cfg->path, pkgstore_error_detail());
+        pkgstore_platform_format(text, &host);
     }
-    return agent_strdup_printf("linux/%s", arch);
+    free(cfg->platform);
+    cfg->platform = strdup(text);
+    return cfg->platform ? 0 : PKGSTORE_ENOMEM;
 }
 
 static int apply_defaults(agent_config *cfg)
@@ -397,8 +396,9 @@ static int apply_defaults(agent_config *cfg)
         cfg->backoff_max_s = cfg->backoff_initial_s;
     if (cfg->retry_max_s < cfg->retry_initial_s)
         cfg->retry_max_s = cfg->retry_initial_s;
-    if (!cfg->platform && !(cfg->platform = detect_platform()))
-        return PKGSTORE_ENOMEM;
+    int rc = resolve_platform(cfg);
+    if (rc < 0)
+        return rc;
     if (!cfg->node_id) {
         char *id = trimmed(agent_read_small_file("/etc/machine-id", 256));
         if (id && !*id) {
@@ -415,10 +415,12 @@ static int apply_defaults(agent_config *cfg)
             return PKGSTORE_ENOMEM;
     }
     if (cfg->token_file) {
-        cfg->token = trimmed(agent_read_small_file(cfg->token_file, 4096));
-        if (!cfg->token)
+        /* read by the helper at every request; checked here to fail early */
+        char *token = agent_read_small_file(cfg->token_file, 4096);
+        if (!token)
             return agent_error_set(PKGSTORE_EIO, "%s: server.token_file: %s: cannot read: %s",
                                    cfg->path, cfg->token_file, strerror(errno));
+        free(token);
     }
     for (size_t i = 0; i < cfg->addon_count; i++) {
         agent_addon_config *addon = &cfg->addons[i];
@@ -499,7 +501,6 @@ void agent_config_free(agent_config *cfg)
     free(cfg->path);
     free(cfg->server_url);
     free(cfg->token_file);
-    free(cfg->token);
     free(cfg->node_id);
     free(cfg->platform);
     agent_kvv_free(&cfg->labels);

@@ -3,7 +3,7 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..18"
+echo "1..20"
 
 check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
@@ -19,6 +19,13 @@ check "missing collector.package named" bash -c '[[ "$0" == *"collector.package:
 printf 'server:\n  url: http://127.0.0.1:1\naddons:\n  - name: a\n  - name: b\naddons:\n  - name: c\n' > "$T/twice.yaml"
 err=$("$B/pkgstore-agent" --config "$T/twice.yaml" --check-config 2>&1); rc=$?
 check "a repeated addons key is a usage error, not a crash" bash -c '[ "$0" = 2 ] && [[ "$1" == *"twice.yaml:7: addons: listed twice"* ]]' "$rc" "$err"
+
+printf 'server: {url: http://127.0.0.1:1}\nnode: {platform: "linux/"}\ncollector: {package: otelcol, executable: /x, config: /y}\n' > "$T/plat.yaml"
+err=$("$B/pkgstore-agent" --config "$T/plat.yaml" --check-config 2>&1); rc=$?
+check "a malformed node.platform is a configuration error (exit 2)" bash -c '[ "$0" = 2 ] && [[ "$1" == *"node.platform:"* ]]' "$rc" "$err"
+sed -i 's|linux/|Linux/x86_64|' "$T/plat.yaml"
+check "node.platform is normalized (Linux/x86_64 -> linux/amd64)" \
+    bash -c '"$0/pkgstore-agent" --config "$1" --check-config --json | jq -e ".node.platform == \"linux/amd64\"" >/dev/null' "$B" "$T/plat.yaml"
 
 new_node "$T/n1" "http://127.0.0.1:$(free_port)" 2
 json=$("$B/pkgstore-agent" --config "$T/n1/agent.yaml" --check-config --json)
