@@ -111,6 +111,8 @@ double agent_now(void);                         /* CLOCK_MONOTONIC seconds */
 void agent_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int agent_mkdirs(const char *path, int mode);
 char *agent_read_small_file(const char *path, size_t max);   /* NUL-terminated, or NULL */
+/* Strip leading and trailing blanks in place; NULL stays NULL. */
+char *agent_trimmed(char *text);
 char *agent_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A package or addon name: [A-Za-z0-9._-], 1..128, not starting with '.'. */
 int agent_valid_name(const char *name);

@@ -323,22 +323,6 @@ static int top_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
     return 1;
 }
 
-static char *trimmed(char *text)
-{
-    if (!text)
-        return NULL;
-    char *start = text;
-    while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
-        start++;
-    size_t n = strlen(start);
-    while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t' || start[n - 1] == '\n' ||
-                     start[n - 1] == '\r'))
-        n--;
-    memmove(text, start, n);
-    text[n] = '\0';
-    return text;
-}
-
 /* node.platform as configured (normalized: x86_64 -> amd64, ...), else the
  * host's, both through libpkgstore's platform module. */
 static int resolve_platform(agent_config *cfg)
@@ -400,7 +384,7 @@ static int apply_defaults(agent_config *cfg)
     if (rc < 0)
         return rc;
     if (!cfg->node_id) {
-        char *id = trimmed(agent_read_small_file("/etc/machine-id", 256));
+        char *id = agent_trimmed(agent_read_small_file("/etc/machine-id", 256));
         if (id && !*id) {
             free(id);
             id = NULL;

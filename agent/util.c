@@ -177,3 +177,19 @@ int agent_valid_name(const char *name)
             return 0;
     return 1;
 }
+
+char *agent_trimmed(char *text)
+{
+    if (!text)
+        return NULL;
+    char *start = text;
+    while (*start == ' ' || *start == '\t' || *start == '\n' || *start == '\r')
+        start++;
+    size_t n = strlen(start);
+    while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t' || start[n - 1] == '\n' ||
+                     start[n - 1] == '\r'))
+        n--;
+    memmove(text, start, n);
+    text[n] = '\0';
+    return text;
+}

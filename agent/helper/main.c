@@ -102,18 +102,6 @@ static char *read_stdin(size_t *len_out)
     return buf;
 }
 
-static char *read_token(const char *path)
-{
-    char *text = agent_read_small_file(path, 4096);
-    if (!text)
-        return NULL;
-    size_t len = strlen(text);
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-                   text[len - 1] == '\t'))
-        text[--len] = '\0';
-    return text;
-}
-
 static int parse_u64(uint64_t *out, const char *text)
 {
     char *end;
@@ -296,7 +284,7 @@ int main(int argc, char **argv)
         return fail(PKGSTORE_EINVALID, "the agent that started this helper is gone");
     signal(SIGPIPE, SIG_IGN);
     char *token = NULL;
-    if (token_file && !(token = read_token(token_file))) {
+    if (token_file && !(token = agent_trimmed(agent_read_small_file(token_file, 4096)))) {
         char detail[512];
         snprintf(detail, sizeof detail, "%s: cannot read: %s", token_file, strerror(errno));
         return fail(PKGSTORE_EIO, detail);
