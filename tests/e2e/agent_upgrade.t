@@ -4,7 +4,7 @@
 # UpgradeFailed (before the swap) or RolledBack (after it) with the old
 # collector healthy again within the monitor window + 5 s.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..32"
+echo "1..33"
 W=2   # monitor window (s)
 
 # One scripted server per node so that each node gets its own offer.
@@ -108,4 +108,22 @@ set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
 check "nojournal: UpgradeFailed before the swap" wait_until 10 grep -q '"status":"UpgradeFailed","message":"swap: [^"]*state.json cannot be written' "$d/heartbeats.jsonl"
 check "nojournal: the old binary stays live and healthy" bash -c '[ "$(sha "$0/bin/otelcol")" = "$1" ] && ! grep -q Monitoring "$0/heartbeats.jsonl" && node_healthy "$0"' "$d" "$v1"
 
-[ "$FAILED" = 0 ] || for n in happy validate slow_validate ign nojournal; do diag "== $n"; dump "$T/$n/agent.log"; done
+# --- a port held by an IPv6 socket counts: /proc/net/tcp6 is read too.
+# The socket is bound to ::ffff:127.0.0.1, so it is in tcp6 only and on
+# loopback only.
+d=$T/tcp6; mkdir -p "$d"
+start_fake_server "$d"; new_node "$d" "$FAKE_URL" $W
+p6=$(free_port)
+perl -MIO::Socket::IP -e '
+    my $s = IO::Socket::IP->new(Listen => 1, LocalHost => "::ffff:127.0.0.1", LocalPort => $ARGV[0],
+                                ReuseAddr => 1) or die "listen: $@";
+    sleep 600' "$p6" &
+PIDS+=($!)
+sed -i "s/^  ports: \[\(.*\)\]$/  ports: [\1, $p6]/" "$d/agent.yaml"
+make_variant v2 "$d/v2" tcp6-v2
+start_agent "$d"; wait_until 10 node_healthy "$d"
+set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
+check "tcp6: a port listening only in /proc/net/tcp6 is bound (Upgraded)" \
+    bash -c 'grep -qi ":$(printf %04X "$1") .* 0A " /proc/net/tcp6 && ! grep -qi ":$(printf %04X "$1") .* 0A " /proc/net/tcp && grep -q "ports: \[.*$1\]" "$0/agent.yaml" && wait_until $(($2 + 10)) status_is "$0" Upgraded' "$d" "$p6" "$W"
+
+[ "$FAILED" = 0 ] || for n in happy validate slow_validate ign nojournal tcp6; do diag "== $n"; dump "$T/$n/agent.log"; done
