@@ -34,6 +34,14 @@ int agent_signals_init(void)
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGCHLD);
     sigaddset(&mask, SIGHUP);
+    /* An ignored signal never reaches a signalfd, and an ignored SIGCHLD
+     * makes the kernel reap children behind our back: a disposition
+     * inherited as SIG_IGN (a shell's background job ignores SIGINT and
+     * SIGQUIT) is reset first. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
         return agent_error_set(PKGSTORE_EIO, "sigprocmask: %s", strerror(errno));
     signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -3,7 +3,7 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..20"
+echo "1..21"
 
 check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
@@ -48,6 +48,19 @@ pid2=$(cat "$T/n1/state/run/primary-otelcol.pid")
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID"; rc=$?
 check "agent exits 0 on SIGTERM" test "$rc" = 0
 check "collector stopped with the agent" bash -c '! kill -0 "$0" 2>/dev/null' "$pid2"
+
+# SIGINT is forwarded as SIGINT (the collector logs the signal it got),
+# even when the agent was started with SIGINT and SIGCHLD ignored.
+bash -c 'trap "" INT CHLD; exec "$0/pkgstore-agent" --config "$1/agent.yaml" >> "$1/agent.log" 2>&1' "$B" "$T/n1" &
+AGENT_PID=$!; PIDS+=($AGENT_PID)
+wait_until 10 node_healthy "$T/n1"
+pid_int=$(cat "$T/n1/state/run/primary-otelcol.pid")
+kill -INT "$AGENT_PID"
+(sleep 15; kill -KILL "$AGENT_PID" 2>/dev/null) & watchdog=$!   # a lost SIGINT must not hang the test
+wait "$AGENT_PID"; rc=$?
+kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
+check "SIGINT (inherited as ignored): forwarded to the collector as SIGINT, agent exits 0" \
+    bash -c '[ "$0" = 0 ] && ! kill -0 "$1" 2>/dev/null && grep -q "received signal, shutting down\" signal=2" "$2"' "$rc" "$pid_int" "$T/n1/agent.log"
 
 # A collector that ignores SIGTERM is killed after stop_timeout.
 make_variant ignores-sigterm "$T/n1/bin/otelcol" ign
