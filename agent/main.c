@@ -108,7 +108,7 @@ static int run(agent_config *cfg)
             /* Keep everything running, keep the state, try again later. */
             failures++;
             double delay = backoff(cfg, next_interval(&sup), cfg->heartbeat_retry_max_s, failures);
-            agent_log("warn", "msg=\"heartbeat failed\" error=\"%s\" failures=%u retry_in_s=%.1f",
+            agent_log("warn", "msg=\"heartbeat failed\" error=\"%s\" failures=%u retry_in_s=%.2f",
                       agent_error(), failures, delay);
             next_heartbeat = agent_now() + delay;
             continue;

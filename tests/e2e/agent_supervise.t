@@ -3,7 +3,7 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..21"
+echo "1..23"
 
 check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
@@ -87,5 +87,24 @@ start_fake_server "$d" --interval 0.000001; new_node "$d" "$FAKE_URL" 2
 sed -i 's/obey_server_interval: false/obey_server_interval: true/' "$d/agent.yaml"
 start_agent "$d"; sleep 2; kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 check "a bogus server interval is ignored ($(wc -l < "$d/heartbeats.jsonl") heartbeats in 2 s)" test "$(wc -l < "$d/heartbeats.jsonl")" -lt 20
+
+# Jitter: with the server unreachable, every retry waits interval_s (capped
+# at retry_max_s) times a random factor in [1 - jitter, 1 + jitter].
+for j in jit nojit; do
+    d=$T/$j; mkdir -p "$d"
+    new_node "$d" "http://127.0.0.1:$(free_port)" 2
+    sed -i -e 's/^  interval_s: .*/  interval_s: 0.4/' -e 's/^  retry_max_s: .*/  retry_max_s: 0.4/' "$d/agent.yaml"
+    [ $j = nojit ] && sed -i 's/^  jitter: .*/  jitter: 0/' "$d/agent.yaml"
+    [ $j = jit ] && sed -i 's/^  jitter: .*/  jitter: 0.5/' "$d/agent.yaml"
+    start_agent "$d"; echo "$AGENT_PID" > "$d/pid"
+done
+delays() { grep -o 'msg="heartbeat failed".*retry_in_s=[0-9.]*' "$1/agent.log" | sed 's/.*retry_in_s=//'; }
+export -f delays
+wait_until 15 bash -c '[ "$(delays "$0" | wc -l)" -ge 8 ] && [ "$(delays "$1" | wc -l)" -ge 8 ]' "$T/jit" "$T/nojit"
+for j in jit nojit; do kill -TERM "$(cat "$T/$j/pid")"; wait "$(cat "$T/$j/pid")" 2>/dev/null; done
+check "jitter 0.5: retry delays vary within [0.2, 0.6] s ($(delays "$T/jit" | sort -u | tr '\n' ' '))" \
+    bash -c '[ "$(delays "$0" | wc -l)" -ge 8 ] && [ "$(delays "$0" | sort -u | wc -l)" -ge 3 ] && delays "$0" | awk "\$1 < 0.2 || \$1 > 0.6 {bad = 1} END {exit bad}"' "$T/jit"
+check "jitter 0: every retry delay is the interval ($(delays "$T/nojit" | sort -u | tr '\n' ' '))" \
+    bash -c '[ "$(delays "$0" | wc -l)" -ge 8 ] && [ "$(delays "$0" | sort -u)" = 0.40 ]' "$T/nojit"
 
 [ "$FAILED" = 0 ] || dump "$T/n1/agent.log"
