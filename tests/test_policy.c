@@ -797,6 +797,26 @@ static void test_policy__heartbeat_validation(void **state)
     assert_fails(HB(big), PKGSTORE_ELIMIT, "labels: more than");
     assert_int_equal(pkgstore_policy_node_count(f->db), 0);
 
+    /* packages fill a fixed array: the limit itself is accepted, one more is not */
+    for (int count = PKGSTORE_NODE_PACKAGES_MAX; count <= PKGSTORE_NODE_PACKAGES_MAX + 1;
+         count++) {
+        len = (size_t)snprintf(big, sizeof(big),
+                               "{\"node_id\":\"p%d\",\"platform\":\"linux/amd64\",\"packages\":[",
+                               count);
+        for (int i = 0; i < count; i++)
+            len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{\"name\":\"p%d\"}",
+                                    i ? "," : "", i);
+        assert_true(len + 3 < sizeof(big));
+        snprintf(big + len, sizeof(big) - len, "]}");
+        if (count == PKGSTORE_NODE_PACKAGES_MAX) {
+            CHECK(HB(big));
+            pkgstore_free(out);
+        } else {
+            assert_fails(HB(big), PKGSTORE_ELIMIT, "packages: more than");
+        }
+    }
+    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
+
     /* unknown fields are ignored (newer agents) */
     CHECK(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"uptime_s\":5}"));
     pkgstore_free(out);
