@@ -175,10 +175,11 @@ void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_d
 void ps_targets_release(struct ps_target **targets, size_t count);
 void ps_slots_release(struct ps_slot *slots, size_t nslots);
 
-/* The offer of a slot (offer set) as a JSON object text into *out (free
- * with free()), e.g. {"policy":"canary","name":...}; *len_out its length.
- * Errors: PKGSTORE_ENOMEM. */
-int ps_offer_text(char **out, size_t *len_out, const struct ps_slot *slot);
+/* The members of a slot's offer (offer set) other than "policy", as JSON
+ * text without the braces ("name":...,"manifest_digest":"..."); built once
+ * per target and artifact and valid while slot->target is referenced.
+ * NULL when out of memory. */
+const char *ps_offer_members(const struct ps_slot *slot);
 
 /* policy_heartbeat.c: a parsed heartbeat or stored node record; strings
  * are borrowed from the JSON tree it was parsed from. */

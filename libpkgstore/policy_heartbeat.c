@@ -349,48 +349,49 @@ int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const
             goto out;
     }
 
-    /* {"heartbeat_interval_s":N,"offers":[...]} by hand: the offers are
-     * cached JSON texts, so no JSON tree is built per heartbeat. */
+    /* {"heartbeat_interval_s":N,"offers":[{"policy":"P",MEMBERS},...]} by
+     * hand: the members are cached JSON texts, so no JSON tree is built per
+     * heartbeat and each offer is copied once, into the response. */
     {
+        static const char offer_head[] = "{\"policy\":\"", offer_mid[] = "\",";
         char head[64];
         size_t head_len = (size_t)snprintf(head, sizeof(head),
                                            "{\"heartbeat_interval_s\":%u,\"offers\":[",
                                            db->heartbeat_interval_s);
-        char *stack_texts[16] = {0}, **texts = stack_texts;
-        size_t stack_lens[16] = {0}, *lens = stack_lens, total = head_len + 3, ntexts = 0;
-        if (nslots > 16) {
-            texts = calloc(nslots, sizeof(*texts));
-            lens = calloc(nslots, sizeof(*lens));
-            if (!texts || !lens)
-                error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        }
-        for (size_t i = 0; i < nslots && error == 0; i++) {
+        size_t total = head_len + sizeof("]}");
+        for (size_t i = 0; i < nslots; i++) {
             if (!slots[i].offer)
                 continue;
-            if ((error = ps_offer_text(&texts[ntexts], &lens[ntexts], &slots[i])) == 0)
-                total += lens[ntexts++] + 1;
-        }
-        char *text = error == 0 ? malloc(total) : NULL;
-        if (error == 0 && !text)
-            error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
-        if (text) {
-            size_t used = head_len;
-            memcpy(text, head, head_len);
-            for (size_t i = 0; i < ntexts; i++) {
-                if (i > 0)
-                    text[used++] = ',';
-                memcpy(text + used, texts[i], lens[i]);
-                used += lens[i];
+            const char *members = ps_offer_members(&slots[i]);
+            if (!members) {
+                error = ps_error_set(PKGSTORE_ENOMEM, "offer: out of memory");
+                goto out;
             }
-            memcpy(text + used, "]}", 3);
-            *response_out = text;
+            /* policy names are [a-z0-9._-]: they need no escaping */
+            total += sizeof(offer_head) - 1 + strlen(slots[i].item->policy.name) +
+                     sizeof(offer_mid) - 1 + strlen(members) + sizeof("},") - 1;
         }
-        for (size_t i = 0; texts && i < ntexts; i++)
-            free(texts[i]);
-        if (texts != stack_texts)
-            free(texts);
-        if (lens != stack_lens)
-            free(lens);
+        char *text = malloc(total), *at = text;
+        if (!text) {
+            error = ps_error_set(PKGSTORE_ENOMEM, "heartbeat: out of memory");
+            goto out;
+        }
+        memcpy(at, head, head_len);
+        at += head_len;
+        for (size_t i = 0, first = 1; i < nslots; i++) {
+            if (!slots[i].offer)
+                continue;
+            if (!first)
+                *at++ = ',';
+            first = 0;
+            at = stpcpy(at, offer_head);
+            at = stpcpy(at, slots[i].item->policy.name);
+            at = stpcpy(at, offer_mid);
+            at = stpcpy(at, ps_offer_members(&slots[i])); /* cached by the first pass */
+            *at++ = '}';
+        }
+        memcpy(at, "]}", sizeof("]}"));
+        *response_out = text;
     }
 out:
     ps_slots_release(slots, nslots);

@@ -255,10 +255,10 @@ void ps_slots_release(struct ps_slot *slots, size_t nslots)
     }
 }
 
-/* The members of an offer other than "policy", as JSON text without the
- * braces: they depend only on the manifest and the artifact, so they are
- * built once per target and artifact and shared by every heartbeat. */
-static const char *offer_members(const struct ps_slot *slot)
+/* The members of an offer other than "policy" depend only on the manifest
+ * and the artifact, so they are built once per target and artifact and
+ * shared by every heartbeat. */
+const char *ps_offer_members(const struct ps_slot *slot)
 {
     struct ps_target *target = slot->target;
     size_t index = 0;
@@ -299,21 +299,4 @@ static const char *offer_members(const struct ps_slot *slot)
         return expected;
     }
     return dumped;
-}
-
-int ps_offer_text(char **out, size_t *len_out, const struct ps_slot *slot)
-{
-    const char *members = offer_members(slot);
-    const char *policy = slot->item->policy.name; /* [a-z0-9._-]: needs no escaping */
-    size_t len;
-
-    *out = NULL;
-    if (!members)
-        return ps_error_set(PKGSTORE_ENOMEM, "offer: out of memory");
-    len = strlen("{\"policy\":\"\",}") + strlen(policy) + strlen(members);
-    if (!(*out = malloc(len + 1)))
-        return ps_error_set(PKGSTORE_ENOMEM, "offer: out of memory");
-    snprintf(*out, len + 1, "{\"policy\":\"%s\",%s}", policy, members);
-    *len_out = len;
-    return 0;
 }

@@ -200,13 +200,10 @@ int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db, const char
         return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
     }
     size_t idx = (size_t)(item - set->by_rank);
-    if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0) {
+    if ((error = tally_run(&tally, db, set, idx, with_nodes)) == 0)
         error = ps_policy_dump(json_out, policy_status_json(&tally, idx,
                                                             tally.nodes ? tally.nodes[idx] : NULL));
-        tally_free(&tally);
-    } else {
-        tally_free(&tally);
-    }
+    tally_free(&tally);
     ps_policy_set_release(set);
     return error;
 }

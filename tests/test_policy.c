@@ -516,6 +516,45 @@ static void test_policy__addon_slots_per_package(void **state)
     json_decref(resp);
 }
 
+/* More policies and offers than the heartbeat keeps on its stack (16). */
+static void test_policy__many_addon_offers(void **state)
+{
+    struct fixture *f = *state;
+    enum { ADDONS = 40 };
+    char name[32], body[160], bytes[32];
+
+    put_policy(f, "collector", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
+    for (int i = 0; i < ADDONS; i++) {
+        snprintf(name, sizeof(name), "addon-%02d", i);
+        snprintf(bytes, sizeof(bytes), "addon %02d", i);
+        add_artifact(f, name, "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64", bytes, NULL);
+        snprintf(body, sizeof(body), "{\"package\":\"%s\",\"version\":\"1.0.0\"}", name);
+        put_policy(f, name, body);
+    }
+    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
+    json_t *offers = offers_of(resp);
+    assert_int_equal(json_array_size(offers), ADDONS + 1);
+    int seen[ADDONS] = {0}, primary = 0;
+    for (size_t i = 0; i < json_array_size(offers); i++) {
+        json_t *offer = json_array_get(offers, i);
+        const char *offered = str_at(offer, "name");
+        if (strcmp(offered, "otelcol-contrib") == 0) {
+            assert_string_equal(str_at(offer, "digest"), f->contrib98_amd64);
+            primary++;
+            continue;
+        }
+        int n = -1;
+        assert_int_equal(sscanf(offered, "addon-%d", &n), 1);
+        assert_in_range(n, 0, ADDONS - 1);
+        assert_string_equal(str_at(offer, "policy"), offered);
+        seen[n]++;
+    }
+    assert_int_equal(primary, 1);
+    for (int i = 0; i < ADDONS; i++)
+        assert_int_equal(seen[i], 1);
+    json_decref(resp);
+}
+
 static void test_policy__offer_uses_a_compatible_fallback(void **state)
 {
     struct fixture *f = *state;
@@ -757,6 +796,26 @@ static void test_policy__heartbeat_validation(void **state)
     snprintf(big + len, sizeof(big) - len, "}}");
     assert_fails(HB(big), PKGSTORE_ELIMIT, "labels: more than");
     assert_int_equal(pkgstore_policy_node_count(f->db), 0);
+
+    /* packages fill a fixed array: the limit itself is accepted, one more is not */
+    for (int count = PKGSTORE_NODE_PACKAGES_MAX; count <= PKGSTORE_NODE_PACKAGES_MAX + 1;
+         count++) {
+        len = (size_t)snprintf(big, sizeof(big),
+                               "{\"node_id\":\"p%d\",\"platform\":\"linux/amd64\",\"packages\":[",
+                               count);
+        for (int i = 0; i < count; i++)
+            len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{\"name\":\"p%d\"}",
+                                    i ? "," : "", i);
+        assert_true(len + 3 < sizeof(big));
+        snprintf(big + len, sizeof(big) - len, "]}");
+        if (count == PKGSTORE_NODE_PACKAGES_MAX) {
+            CHECK(HB(big));
+            pkgstore_free(out);
+        } else {
+            assert_fails(HB(big), PKGSTORE_ELIMIT, "packages: more than");
+        }
+    }
+    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
 
     /* unknown fields are ignored (newer agents) */
     CHECK(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"uptime_s\":5}"));
@@ -1005,6 +1064,7 @@ int main(void)
         T(test_policy__no_offer_when_running_the_digest),
         T(test_policy__incompatible_platform),
         T(test_policy__addon_slots_per_package),
+        T(test_policy__many_addon_offers),
         T(test_policy__offer_uses_a_compatible_fallback),
         T(test_policy__corrupt_records_on_open),
         T(test_policy__history_bounded_and_deduplicated),

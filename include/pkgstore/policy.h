@@ -244,10 +244,13 @@ PKGSTORE_API int pkgstore_rollout_state_parse(pkgstore_rollout_state *out, const
  * The policy and its rollout status as JSON into *json_out (free with
  * pkgstore_free()):
  *   {"name","selector","package","version","type","priority","created",
- *    "updated", "status": {"nodes_total": N, "counts": {"Pending": 1, ...},
+ *    "updated", "status": {"nodes_total": N, "nodes_matching": M,
+ *    "counts": {"Pending": 1, ...},
  *    "nodes": [{"id": "edge-42", "state": "Upgraded"}, ...]}}
- * counts lists every state (zeros included); nodes is sorted by id and
- * present only when with_nodes. Times are RFC 3339 UTC strings.
+ * nodes_total counts the nodes the policy governs, nodes_matching those its
+ * selector matches (also those a higher-priority policy governs). counts
+ * lists every state (zeros included); nodes is sorted by id and present
+ * only when with_nodes. Times are RFC 3339 UTC strings.
  * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_ENOMEM.
  */
 PKGSTORE_API int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db,

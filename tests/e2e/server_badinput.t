@@ -57,6 +57,10 @@ is "$(failed_uploads)" "$((FAILED_BEFORE + 1))" "the upload stopped at the limit
 head -c 100000 /dev/zero | tr '\0' ' ' >"$TMP/bigjson"
 req_as "$AGENT" POST /v1/agents/heartbeat --data-binary @"$TMP/bigjson"
 json_error "a JSON body over --max-json: 413" 413 LIMIT
+STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -H "Authorization: Bearer $AGENT" -X POST -T - \
+    "$URL/v1/agents/heartbeat" <"$TMP/bigjson")
+BODY=$(cat "$TMP/body")
+json_error "a chunked JSON body that grows over --max-json: 413" 413 LIMIT
 STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' "${H[@]}" -X POST -H 'Content-Length: 12abc' "$URL/v1/blobs")
 ok "$([ "$STATUS" = 400 ] || [ "$STATUS" = 413 ]; echo $?)" "a malformed Content-Length: 4xx ($STATUS)"
 ls "$TMP/store/tmp" | wc -l >"$TMP/n"

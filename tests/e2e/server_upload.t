@@ -75,6 +75,23 @@ req PUT "/v1/blobs/sha256:$(printf x | sha256sum | cut -c1-64)" --data-binary @"
 is "$STATUS $(error_code)" "400 DIGEST_MISMATCH" "digest mismatch"
 is "$(count_tmp) $(find "$TMP/store/blobs" -type f | wc -l)" "0 1" "the mismatched upload left nothing"
 
+# a declared Content-Length, fewer bytes, then the client hangs up
+head -c 100000 /dev/urandom >"$TMP/short"
+ABORTED_BEFORE=$(grep -c 'msg="upload aborted"' "$TMP/server.log")
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'PUT /v1/blobs/sha256:%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\n' \
+    "$(sha256 "$TMP/short")" "$ADMIN" >&3
+head -c 5000 "$TMP/short" >&3
+exec 3>&-
+for i in $(seq 1 400); do
+    [ "$(grep -c 'msg="upload aborted"' "$TMP/server.log")" -gt "$ABORTED_BEFORE" ] && break
+    sleep 0.05
+done
+is "$(grep -c 'msg="upload aborted"' "$TMP/server.log")" "$((ABORTED_BEFORE + 1))" \
+   "the server saw the short body as an aborted upload"
+is "$(tmp_open) $(count_tmp) $(find "$TMP/store/blobs" -type f | wc -l)" "0 0 1" \
+   "a body shorter than its Content-Length leaves nothing"
+
 server_alive
 ok $? "the server is still running"
 finish
