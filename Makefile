@@ -45,7 +45,7 @@ XLDFLAGS ?=
 
 PKGCONF  ?= pkg-config
 LIB_PKGS    := libcrypto lmdb libzstd libarchive jansson
-SERVER_PKGS := libmicrohttpd
+SERVER_PKGS := libmicrohttpd libcrypto
 AGENT_PKGS  := libcurl yaml-0.1
 TOOL_PKGS   := libcurl
 TEST_PKGS   := cmocka

@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/evp.h> /* EVP_EncodeBlock: base64 for Repr-Digest */
+
 #include "server.h"
 
 int upload_open_writer(request *req)
@@ -209,28 +211,6 @@ static enum range_result parse_range(const char *value, uint64_t size, uint64_t 
     return RANGE_OK;
 }
 
-static void base64_encode(char *out, const unsigned char *in, size_t len)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = alphabet[v >> 6 & 63];
-        out[o++] = alphabet[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = alphabet[v >> 18 & 63];
-        out[o++] = alphabet[v >> 12 & 63];
-        out[o++] = i + 1 < len ? alphabet[v >> 6 & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = '\0';
-}
-
 static void add_cache_headers(struct MHD_Response *response, const char *etag)
 {
     MHD_add_response_header(response, "ETag", etag);
@@ -307,8 +287,8 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     } else {
         /* Repr-Digest is the digest of the representation: the blob's own
          * bytes; for the zstd representation we would have to hash the copy. */
-        char b64[48], repr[64];
-        base64_encode(b64, digest.bytes, sizeof digest.bytes);
+        char b64[48], repr[64]; /* 32 bytes: 44 characters and a NUL */
+        EVP_EncodeBlock((unsigned char *)b64, digest.bytes, (int)sizeof digest.bytes);
         snprintf(repr, sizeof repr, "sha-256=:%s:", b64);
         MHD_add_response_header(response, "Repr-Digest", repr);
     }
