@@ -16,6 +16,11 @@ ps_index *ps_store_index(pkgstore_store *store);
 int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock);
 void ps_store_unlock(pkgstore_store *store);
 
+/* "blobs/sha256/xx/<hex><suffix>" (relative to the store) into buf.
+ * Errors: PKGSTORE_EINVALID if it does not fit (128 bytes always do). */
+int ps_store_blob_relpath(char *buf, size_t size, const pkgstore_digest *digest,
+                          const char *suffix);
+
 /* "<store>/blobs/sha256/xx/<hex>" (suffix "" or ".zst") into buf.
  * Errors: PKGSTORE_EINVALID if it does not fit. */
 int ps_store_blob_path(char *buf, size_t size, const pkgstore_store *store,

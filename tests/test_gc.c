@@ -323,6 +323,49 @@ static void test_gc__age_from_mtime_without_record(void **state)
     assert_false(blob_exists(fx->store, &digest));
 }
 
+/* Only "<64 lowercase hex>" (and ".zst") files in a two-lowercase-hex
+ * fan-out directory are gc's; anything else, however old, is fsck's to
+ * report and stays. */
+static void test_gc__leaves_other_names_alone(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_digest orphan = add_blob(fx->store, "an old orphan");
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1], upper[PKGSTORE_DIGEST_HEX_LEN + 1], path[4096];
+    const char *names[4];
+    pkgstore_gc_report report;
+    int64_t old = (int64_t)time(NULL) - 7200;
+
+    backdate(fx->store, &orphan, 7200);
+    pkgstore_digest_format_hex(hex, &orphan);
+    for (size_t i = 0; i <= PKGSTORE_DIGEST_HEX_LEN; i++)
+        upper[i] = (char)(hex[i] >= 'a' && hex[i] <= 'f' ? hex[i] - 'a' + 'A' : hex[i]);
+    names[0] = upper;        /* upper-case hex */
+    names[1] = hex + 1;      /* 63 characters */
+    names[2] = "not-a-blob"; /* not hex at all */
+    names[3] = NULL;
+    for (size_t i = 0; names[i] != NULL; i++) {
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx->dir, hex, names[i]);
+        assert_int_equal(close(open(path, O_CREAT | O_WRONLY, 0444)), 0);
+        set_mtime(path, old);
+    }
+    /* a blob name in a fan-out directory that is not two lowercase hex digits */
+    snprintf(path, sizeof(path), "%s/blobs/sha256/xy", fx->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/xy/%s", fx->dir, hex);
+    assert_int_equal(close(open(path, O_CREAT | O_WRONLY, 0444)), 0);
+    set_mtime(path, old);
+
+    report = run_gc(fx->store, 0, 0);
+    assert_int_equal(report.blobs_total, 1);
+    assert_int_equal(report.blobs_deleted, 1);
+    assert_false(blob_exists(fx->store, &orphan));
+    assert_int_equal(access(path, F_OK), 0);
+    for (size_t i = 0; names[i] != NULL; i++) {
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx->dir, hex, names[i]);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+}
+
 static void test_gc__dry_run(void **state)
 {
     struct fixture *fx = *state;
@@ -816,6 +859,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc__unreadable_manifest_stops_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__age_from_mtime_without_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__leaves_other_names_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__zst_copies_and_tmp, setup, teardown),
