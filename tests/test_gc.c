@@ -144,21 +144,6 @@ static void register_package(pkgstore_store *store, const char *name, const char
     assert_ok(pkgstore_index_package_put(store, &rec));
 }
 
-/* A manifest record reduced to what gc must honour: name\0version -> digest(32). */
-struct raw_manifest {
-    const char *key;
-    size_t key_len;
-    pkgstore_digest digest;
-};
-
-static int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
-{
-    struct raw_manifest *raw = payload;
-    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
-    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
-    return rc ? ps_index_error(rc, "test") : 0;
-}
-
 static pkgstore_gc_report run_gc(pkgstore_store *store, int64_t grace, int dry_run)
 {
     pkgstore_gc_options opts = PKGSTORE_GC_OPTIONS_INIT;
