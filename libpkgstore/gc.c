@@ -526,9 +526,8 @@ static int scan_tmp(struct gc_run *run)
         struct stat st;
         size_t len = strlen(entry->d_name);
 
-        if (entry->d_name[0] == '.' &&
-            (entry->d_name[1] == '\0' || (entry->d_name[1] == '.' && entry->d_name[2] == '\0')))
-            continue;
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0)
+            continue; /* not the store's: fsck reports it, nobody deletes it */
         if (len >= sizeof(candidate.name))
             continue;
         if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)

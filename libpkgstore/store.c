@@ -344,7 +344,7 @@ static void clean_tmp(pkgstore_store *store)
     while ((entry = readdir(dir)) != NULL) {
         struct stat st;
         int file_fd;
-        if (strncmp(entry->d_name, "ingest-", 7) != 0)
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0)
             continue; /* not ours: fsck reports it as stray */
         file_fd = openat(store->tmp_fd, entry->d_name,
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);

@@ -7,6 +7,11 @@
 #include "pkgstore/store.h"
 #include "index.h"
 
+/* Names of the store's temporary files in tmp/ start with this; anything
+ * else in tmp/ is not the store's (fsck reports it, nothing deletes it). */
+#define PS_STORE_TMP_PREFIX "ingest-"
+#define PS_STORE_TMP_PREFIX_LEN 7
+
 /* The store's LMDB index (owned by the store). */
 ps_index *ps_store_index(pkgstore_store *store);
 

@@ -300,7 +300,7 @@ static int check_tmp(struct fsck_run *run)
         if (dot(entry->d_name))
             continue;
         snprintf(rel, sizeof(rel), "tmp/%s", entry->d_name);
-        if (strncmp(entry->d_name, "ingest-", 7) != 0) {
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0) {
             error = stray(run, tmp_fd, rel, entry->d_name, "unknown entry in tmp/");
             continue;
         }

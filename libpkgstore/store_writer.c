@@ -59,7 +59,7 @@ int ps_store_tmp_create(int *fd_out, char *name_out, size_t name_size, pkgstore_
         int fd;
         if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != (ssize_t)sizeof(nonce))
             nonce = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
-        snprintf(name_out, name_size, "ingest-%ld-%016llx", (long)getpid(),
+        snprintf(name_out, name_size, PS_STORE_TMP_PREFIX "%ld-%016llx", (long)getpid(),
                  (unsigned long long)nonce);
         fd = openat(store->tmp_fd, name_out, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
         if (fd < 0) {
