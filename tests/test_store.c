@@ -117,6 +117,12 @@ static void test_store__unknown_format_refused(void **state)
     snprintf(path, sizeof(path), "%s/notastore", fx->dir);
     assert_int_equal(pkgstore_store_open(&other, path, NULL), PKGSTORE_EFORMAT);
 
+    /* a file where the store should be: said so, with no hint to create it */
+    snprintf(path, sizeof(path), "%s/notastore/file", fx->dir);
+    assert_int_equal(pkgstore_store_open(&other, path, NULL), PKGSTORE_ENOTFOUND);
+    assert_non_null(strstr(pkgstore_error_detail(), "Not a directory"));
+    assert_null(strstr(pkgstore_error_detail(), "create it"));
+
     /* create = 0 on a missing store */
     opts.create = 0;
     snprintf(path, sizeof(path), "%s/missing", fx->dir);
