@@ -267,8 +267,10 @@ PKGSTORE_API int pkgstore_store_writer_commit(pkgstore_digest *digest_out, uint6
     if ((error = ps_store_fanout_open(&fanout_fd, &created_dir, store, &digest, 1)) < 0)
         goto out;
     /* a re-upload of a blob already there: the temporary file is dropped,
-     * so syncing it (the whole upload) would be wasted */
-    existed = !created_dir && faccessat(fanout_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+     * so syncing it (the whole upload) would be wasted; without syncs,
+     * link()'s EEXIST finds out at no extra cost */
+    existed = store->opts.durability == PKGSTORE_DURABILITY_FSYNC && !created_dir &&
+              faccessat(fanout_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
     if (!existed) {
         if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC && fdatasync(writer->fd) < 0) {
             error = ps_error_errno(errno, "%s: fsync", rel);
