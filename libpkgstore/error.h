@@ -16,8 +16,9 @@
  * "return ps_error_set(PKGSTORE_EINVALID, ...)"). */
 int ps_error_set(int code, const char *fmt, ...) PS_PRINTF(2, 3);
 
-/* Map errno value err to a code (ENOSPC/EDQUOT -> ENOSPC, ENOENT -> ENOTFOUND,
- * EEXIST -> EEXISTS, EACCES/EPERM/EROFS -> EDENIED, ENOMEM -> ENOMEM, else
+/* Map errno value err to a code (ENOSPC/EDQUOT -> ENOSPC, ENOENT/ENOTDIR ->
+ * ENOTFOUND, EEXIST -> EEXISTS, EACCES/EPERM/EROFS -> EDENIED, ENOMEM ->
+ * ENOMEM, EWOULDBLOCK -> ELOCKED, EINVAL/ENAMETOOLONG -> EINVALID, else
  * EIO), set the detail to "<formatted>: <strerror(err)>" and return it. */
 int ps_error_errno(int err, const char *fmt, ...) PS_PRINTF(2, 3);
 

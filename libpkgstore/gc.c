@@ -368,18 +368,10 @@ static int add_candidate(struct gc_run *run, const struct candidate *candidate)
     return 0;
 }
 
-static int hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* "<64 hex>" or "<64 hex>.zst" into digest; returns 1 (blob), 2 (zst) or 0. */
 static int parse_blob_name(pkgstore_digest *digest, const char *name)
 {
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
     size_t len = strlen(name);
     int kind;
 
@@ -389,11 +381,11 @@ static int parse_blob_name(pkgstore_digest *digest, const char *name)
         kind = 2;
     else
         return 0;
-    for (int i = 0; i < PKGSTORE_DIGEST_SIZE; i++) {
-        int hi = hex_value(name[2 * i]), lo = hex_value(name[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return 0;
-        digest->bytes[i] = (unsigned char)(hi << 4 | lo);
+    memcpy(hex, name, PKGSTORE_DIGEST_HEX_LEN);
+    hex[PKGSTORE_DIGEST_HEX_LEN] = '\0';
+    if (pkgstore_digest_parse_hex(digest, hex) < 0) {
+        pkgstore_error_clear(); /* not a blob name: not ours to judge */
+        return 0;
     }
     return kind;
 }
@@ -495,8 +487,7 @@ static int scan_blobs(struct gc_run *run)
     }
     while ((errno = 0, entry = readdir(dir)) != NULL) {
         int fanout_fd;
-        if (strlen(entry->d_name) != 2 || hex_value(entry->d_name[0]) < 0 ||
-            hex_value(entry->d_name[1]) < 0)
+        if (strlen(entry->d_name) != 2 || strspn(entry->d_name, "0123456789abcdef") != 2)
             continue;
         fanout_fd = openat(dirfd(dir), entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fanout_fd < 0) {
@@ -535,9 +526,8 @@ static int scan_tmp(struct gc_run *run)
         struct stat st;
         size_t len = strlen(entry->d_name);
 
-        if (entry->d_name[0] == '.' &&
-            (entry->d_name[1] == '\0' || (entry->d_name[1] == '.' && entry->d_name[2] == '\0')))
-            continue;
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0)
+            continue; /* not the store's: fsck reports it, nobody deletes it */
         if (len >= sizeof(candidate.name))
             continue;
         if (fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -578,13 +568,6 @@ static int report_item(struct gc_run *run, pkgstore_gc_kind kind, const char *pa
     return run->opts->cb(&item, run->opts->payload);
 }
 
-static void blob_relpath(char *buf, size_t size, const pkgstore_digest *digest, const char *suffix)
-{
-    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
-    pkgstore_digest_format_hex(hex, digest);
-    snprintf(buf, size, "blobs/sha256/%.2s/%s%s", hex, hex, suffix);
-}
-
 static int drop_records_txn(MDB_txn *txn, ps_index *index, void *payload)
 {
     struct gc_run *run = payload;
@@ -612,12 +595,12 @@ static int flush_doomed(struct gc_run *run)
         goto out;
     for (size_t i = 0; i < run->doomed_count; i++) {
         char path[128];
-        blob_relpath(path, sizeof(path), &run->doomed[i], ".zst");
+        ps_store_blob_relpath(path, sizeof(path), &run->doomed[i], ".zst");
         if (unlinkat(run->root_fd, path, 0) < 0 && errno != ENOENT) {
             error = ps_error_errno(errno, "%s: unlink", path);
             goto out;
         }
-        blob_relpath(path, sizeof(path), &run->doomed[i], "");
+        ps_store_blob_relpath(path, sizeof(path), &run->doomed[i], "");
         if (unlinkat(run->root_fd, path, 0) < 0 && errno != ENOENT) {
             error = ps_error_errno(errno, "%s: unlink", path);
             goto out;
@@ -641,8 +624,8 @@ static int sweep_blob(struct gc_run *run, const struct candidate *candidate)
         run->report.blobs_referenced++;
         return 0;
     }
-    blob_relpath(path, sizeof(path), &candidate->digest, "");
-    blob_relpath(zst_path, sizeof(zst_path), &candidate->digest, ".zst");
+    ps_store_blob_relpath(path, sizeof(path), &candidate->digest, "");
+    ps_store_blob_relpath(zst_path, sizeof(zst_path), &candidate->digest, ".zst");
     if (fstatat(run->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT) {
             run->report.blobs_total--; /* deleted by someone else meanwhile */
@@ -674,8 +657,8 @@ static int sweep_zst(struct gc_run *run, const struct candidate *candidate)
     char path[128], blob_path[128];
     struct stat st;
 
-    blob_relpath(path, sizeof(path), &candidate->digest, ".zst");
-    blob_relpath(blob_path, sizeof(blob_path), &candidate->digest, "");
+    ps_store_blob_relpath(path, sizeof(path), &candidate->digest, ".zst");
+    ps_store_blob_relpath(blob_path, sizeof(blob_path), &candidate->digest, "");
     if (faccessat(run->root_fd, blob_path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
         return 0; /* its blob came (back) */
     if (fstatat(run->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||

@@ -30,7 +30,8 @@ enum ps_index_db {
 
 /* Open or create the environment in dir (created if missing unless
  * read_only). Clears stale readers. no_sync maps to MDB_NOSYNC (the store's
- * PKGSTORE_DURABILITY_NONE). map_size 0 means the default. */
+ * BATCH and NONE modes; BATCH syncs with syncfs() instead). map_size 0
+ * means the default. */
 int ps_index_open(ps_index **out, const char *dir, int read_only, int no_sync,
                   uint64_t map_size);
 void ps_index_free(ps_index *index);

@@ -344,7 +344,7 @@ static void clean_tmp(pkgstore_store *store)
     while ((entry = readdir(dir)) != NULL) {
         struct stat st;
         int file_fd;
-        if (strncmp(entry->d_name, "ingest-", 7) != 0)
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0)
             continue; /* not ours: fsck reports it as stray */
         file_fd = openat(store->tmp_fd, entry->d_name,
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -451,8 +451,9 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
         store->root_fd = open(store->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
     if (store->root_fd < 0) {
-        error = ps_error_errno(errno, "%s: open store directory", store->path);
-        if (error == PKGSTORE_ENOTFOUND)
+        int open_errno = errno;
+        error = ps_error_errno(open_errno, "%s: open store directory", store->path);
+        if (open_errno == ENOENT) /* not for ENOTDIR: a file is in the way */
             ps_error_set(error, "%s: no store here (create it by adding a blob)", store->path);
         goto fail;
     }

@@ -7,6 +7,11 @@
 #include "pkgstore/store.h"
 #include "index.h"
 
+/* Names of the store's temporary files in tmp/ start with this; anything
+ * else in tmp/ is not the store's (fsck reports it, nothing deletes it). */
+#define PS_STORE_TMP_PREFIX "ingest-"
+#define PS_STORE_TMP_PREFIX_LEN 7
+
 /* The store's LMDB index (owned by the store). */
 ps_index *ps_store_index(pkgstore_store *store);
 
@@ -15,6 +20,11 @@ ps_index *ps_store_index(pkgstore_store *store);
  * handle; every successful lock is paired with ps_store_unlock(). */
 int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock);
 void ps_store_unlock(pkgstore_store *store);
+
+/* "blobs/sha256/xx/<hex><suffix>" (relative to the store) into buf.
+ * Errors: PKGSTORE_EINVALID if it does not fit (128 bytes always do). */
+int ps_store_blob_relpath(char *buf, size_t size, const pkgstore_digest *digest,
+                          const char *suffix);
 
 /* "<store>/blobs/sha256/xx/<hex>" (suffix "" or ".zst") into buf.
  * Errors: PKGSTORE_EINVALID if it does not fit. */

@@ -86,8 +86,7 @@ static int quarantine(struct fsck_run *run, int dir_fd, const char *name, char *
     return 1;
 }
 
-static int check_blob(struct fsck_run *run, int fan_fd, const char *fan, const char *name,
-                      const struct stat *st)
+static int check_blob(struct fsck_run *run, int fan_fd, const char *fan, const char *name)
 {
     char rel[128], detail[512], repair_note[256] = "";
     char want[PKGSTORE_DIGEST_STR_SIZE], got[PKGSTORE_DIGEST_STR_SIZE];
@@ -108,7 +107,6 @@ static int check_blob(struct fsck_run *run, int fan_fd, const char *fan, const c
     }
     run->report.blobs_checked++;
     run->report.bytes_checked += size;
-    (void)st;
     if (pkgstore_digest_equal(&actual, &digest))
         return 0;
     pkgstore_digest_format(want, &digest);
@@ -231,7 +229,7 @@ static int check_fanout(struct fsck_run *run, int sha_fd, const char *fan)
         if (len >= PKGSTORE_DIGEST_HEX_LEN && is_hex(name, PKGSTORE_DIGEST_HEX_LEN) &&
             strncmp(name, fan, 2) == 0 && S_ISREG(st.st_mode)) {
             if (len == PKGSTORE_DIGEST_HEX_LEN) {
-                error = check_blob(run, fan_fd, fan, name, &st);
+                error = check_blob(run, fan_fd, fan, name);
                 continue;
             }
             if (strcmp(name + PKGSTORE_DIGEST_HEX_LEN, ".zst") == 0) {
@@ -300,7 +298,7 @@ static int check_tmp(struct fsck_run *run)
         if (dot(entry->d_name))
             continue;
         snprintf(rel, sizeof(rel), "tmp/%s", entry->d_name);
-        if (strncmp(entry->d_name, "ingest-", 7) != 0) {
+        if (strncmp(entry->d_name, PS_STORE_TMP_PREFIX, PS_STORE_TMP_PREFIX_LEN) != 0) {
             error = stray(run, tmp_fd, rel, entry->d_name, "unknown entry in tmp/");
             continue;
         }

@@ -48,10 +48,6 @@ struct pkgstore_store {
     int batch_dirty;
 };
 
-/* Relative blob path "blobs/sha256/xx/<hex><suffix>" into buf. */
-int ps_store_blob_relpath(char *buf, size_t size, const pkgstore_digest *digest,
-                          const char *suffix);
-
 /* Open (creating when create is set) blobs/sha256/xx for digest; *created is
  * set when the directory was made now (its parent then needs an fsync). */
 int ps_store_fanout_open(int *fd_out, int *created, pkgstore_store *store,

@@ -59,7 +59,7 @@ int ps_store_tmp_create(int *fd_out, char *name_out, size_t name_size, pkgstore_
         int fd;
         if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != (ssize_t)sizeof(nonce))
             nonce = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)attempt;
-        snprintf(name_out, name_size, "ingest-%ld-%016llx", (long)getpid(),
+        snprintf(name_out, name_size, PS_STORE_TMP_PREFIX "%ld-%016llx", (long)getpid(),
                  (unsigned long long)nonce);
         fd = openat(store->tmp_fd, name_out, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
         if (fd < 0) {
@@ -264,29 +264,36 @@ PKGSTORE_API int pkgstore_store_writer_commit(pkgstore_digest *digest_out, uint6
     pkgstore_digest_format_hex(hex, &digest);
     ps_store_blob_relpath(rel, sizeof(rel), &digest, "");
 
-    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC && fdatasync(writer->fd) < 0) {
-        error = ps_error_errno(errno, "%s: fsync", rel);
-        if (error != PKGSTORE_ENOSPC)
-            error = PKGSTORE_EIO;
-        goto out;
-    }
-    if (fchmod(writer->fd, 0444) < 0) {
-        error = ps_error_errno(errno, "%s: chmod", rel);
-        goto out;
-    }
     if ((error = ps_store_fanout_open(&fanout_fd, &created_dir, store, &digest, 1)) < 0)
         goto out;
-    if (created_dir && store->opts.durability == PKGSTORE_DURABILITY_FSYNC &&
-        (error = ps_store_fsync_dir(store, "blobs/sha256")) < 0)
-        goto out;
-    error = ps_store_tmp_link(store, writer->fd, writer->tmp_name, fanout_fd, hex, rel);
-    if (error == PKGSTORE_EEXISTS) {
-        pkgstore_error_clear();
-        existed = 1;
-        error = 0;
+    /* a re-upload of a blob already there: the temporary file is dropped,
+     * so syncing it (the whole upload) would be wasted; without syncs,
+     * link()'s EEXIST finds out at no extra cost */
+    existed = store->opts.durability == PKGSTORE_DURABILITY_FSYNC && !created_dir &&
+              faccessat(fanout_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!existed) {
+        if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC && fdatasync(writer->fd) < 0) {
+            error = ps_error_errno(errno, "%s: fsync", rel);
+            if (error != PKGSTORE_ENOSPC)
+                error = PKGSTORE_EIO;
+            goto out;
+        }
+        if (fchmod(writer->fd, 0444) < 0) {
+            error = ps_error_errno(errno, "%s: chmod", rel);
+            goto out;
+        }
+        if (created_dir && store->opts.durability == PKGSTORE_DURABILITY_FSYNC &&
+            (error = ps_store_fsync_dir(store, "blobs/sha256")) < 0)
+            goto out;
+        error = ps_store_tmp_link(store, writer->fd, writer->tmp_name, fanout_fd, hex, rel);
+        if (error == PKGSTORE_EEXISTS) { /* another writer linked it meanwhile */
+            pkgstore_error_clear();
+            existed = 1;
+            error = 0;
+        }
+        if (error < 0)
+            goto out;
     }
-    if (error < 0)
-        goto out;
     if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC) {
         if (existed)
             error = sync_existing(store, fanout_fd, hex, rel);

@@ -144,21 +144,6 @@ static void register_package(pkgstore_store *store, const char *name, const char
     assert_ok(pkgstore_index_package_put(store, &rec));
 }
 
-/* A manifest record reduced to what gc must honour: name\0version -> digest(32). */
-struct raw_manifest {
-    const char *key;
-    size_t key_len;
-    pkgstore_digest digest;
-};
-
-static int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
-{
-    struct raw_manifest *raw = payload;
-    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
-    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
-    return rc ? ps_index_error(rc, "test") : 0;
-}
-
 static pkgstore_gc_report run_gc(pkgstore_store *store, int64_t grace, int dry_run)
 {
     pkgstore_gc_options opts = PKGSTORE_GC_OPTIONS_INIT;
@@ -323,6 +308,49 @@ static void test_gc__age_from_mtime_without_record(void **state)
     assert_false(blob_exists(fx->store, &digest));
 }
 
+/* Only "<64 lowercase hex>" (and ".zst") files in a two-lowercase-hex
+ * fan-out directory are gc's; anything else, however old, is fsck's to
+ * report and stays. */
+static void test_gc__leaves_other_names_alone(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_digest orphan = add_blob(fx->store, "an old orphan");
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1], upper[PKGSTORE_DIGEST_HEX_LEN + 1], path[4096];
+    const char *names[4];
+    pkgstore_gc_report report;
+    int64_t old = (int64_t)time(NULL) - 7200;
+
+    backdate(fx->store, &orphan, 7200);
+    pkgstore_digest_format_hex(hex, &orphan);
+    for (size_t i = 0; i <= PKGSTORE_DIGEST_HEX_LEN; i++)
+        upper[i] = (char)(hex[i] >= 'a' && hex[i] <= 'f' ? hex[i] - 'a' + 'A' : hex[i]);
+    names[0] = upper;        /* upper-case hex */
+    names[1] = hex + 1;      /* 63 characters */
+    names[2] = "not-a-blob"; /* not hex at all */
+    names[3] = NULL;
+    for (size_t i = 0; names[i] != NULL; i++) {
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx->dir, hex, names[i]);
+        assert_int_equal(close(open(path, O_CREAT | O_WRONLY, 0444)), 0);
+        set_mtime(path, old);
+    }
+    /* a blob name in a fan-out directory that is not two lowercase hex digits */
+    snprintf(path, sizeof(path), "%s/blobs/sha256/xy", fx->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/xy/%s", fx->dir, hex);
+    assert_int_equal(close(open(path, O_CREAT | O_WRONLY, 0444)), 0);
+    set_mtime(path, old);
+
+    report = run_gc(fx->store, 0, 0);
+    assert_int_equal(report.blobs_total, 1);
+    assert_int_equal(report.blobs_deleted, 1);
+    assert_false(blob_exists(fx->store, &orphan));
+    assert_int_equal(access(path, F_OK), 0);
+    for (size_t i = 0; names[i] != NULL; i++) {
+        snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx->dir, hex, names[i]);
+        assert_int_equal(access(path, F_OK), 0);
+    }
+}
+
 static void test_gc__dry_run(void **state)
 {
     struct fixture *fx = *state;
@@ -427,7 +455,7 @@ static void test_gc__zst_copies_and_tmp(void **state)
     pkgstore_digest with_copy = add_blob(fx->store, "a blob with a transfer copy, a blob with a transfer copy");
     pkgstore_digest orphaned = add_blob(fx->store, "its blob will vanish, its blob will vanish");
     pkgstore_digest young = add_blob(fx->store, "young orphan copy, young orphan copy");
-    char path[4096], zst[4096], tmp_old[4096], tmp_new[4096], tmp_busy[4096];
+    char path[4096], zst[4096], tmp_old[4096], tmp_new[4096], tmp_busy[4096], tmp_other[4096];
     int64_t old = (int64_t)time(NULL) - 7200;
     pkgstore_gc_report report;
     struct stat st;
@@ -462,6 +490,9 @@ static void test_gc__zst_copies_and_tmp(void **state)
     write_file(tmp_old, "12345", old);
     write_file(tmp_new, "123", (int64_t)time(NULL));
     write_file(tmp_busy, "1234567", old);
+    /* not the store's (fsck calls it a stray): gc leaves it, however old */
+    snprintf(tmp_other, sizeof(tmp_other), "%s/tmp/notes.txt", fx->dir);
+    write_file(tmp_other, "someone's data", old);
     expected += 5;
     busy_fd = open(tmp_busy, O_RDONLY);
     assert_true(busy_fd >= 0);
@@ -480,6 +511,7 @@ static void test_gc__zst_copies_and_tmp(void **state)
     assert_int_equal(access(tmp_old, F_OK), -1);
     assert_int_equal(access(tmp_new, F_OK), 0);
     assert_int_equal(access(tmp_busy, F_OK), 0);
+    assert_int_equal(access(tmp_other, F_OK), 0);
     close(busy_fd);
 }
 
@@ -816,6 +848,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc__unreadable_manifest_stops_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__grace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__age_from_mtime_without_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__leaves_other_names_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__zst_copies_and_tmp, setup, teardown),

@@ -885,20 +885,6 @@ static int has_path(const struct problems *problems, const char *path)
     return 0;
 }
 
-struct raw_manifest {
-    const char *key;
-    size_t key_len;
-    pkgstore_digest digest;
-};
-
-static int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
-{
-    struct raw_manifest *raw = payload;
-    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
-    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
-    return rc ? ps_index_error(rc, "test") : 0;
-}
-
 /* fsck through the store: every kind of record pointing at a vanished blob
  * is reported with a readable path, and repair drops it. */
 static void test_index__check_refs_reports_and_repairs(void **state)

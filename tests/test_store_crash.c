@@ -30,7 +30,7 @@ static void child_loop(const char *store_dir, int iteration, int ready_fd)
                                                  PKGSTORE_DURABILITY_FSYNC};
     pkgstore_store *store = open_store_mode(store_dir, modes[iteration % 4]);
     unsigned int seed = (unsigned int)getpid() * 2654435761u;
-    unsigned char *buf = malloc(1 << 20);
+    unsigned char *buf = malloc(2 << 20);
     if (store == NULL || buf == NULL)
         _exit(1);
     if (iteration % 2)
@@ -38,9 +38,11 @@ static void child_loop(const char *store_dir, int iteration, int ready_fd)
     if (write(ready_fd, "r", 1) != 1)
         _exit(1);
     for (int n = 0;; n++) {
-        /* a mix of sizes (some past the fast-path threshold), pieces and
-         * repeats of blobs other iterations added */
-        size_t len = (size_t)(rand_r(&seed) % (n % 7 == 0 ? (1 << 20) : 65536));
+        /* a mix of sizes, pieces and repeats of blobs other iterations
+         * added; one in seven (the first ingest of each child among them,
+         * through add_fd) is past add_fd's copier-thread threshold of 1 MiB */
+        size_t len = n % 7 == 0 ? (size_t)(1 << 20) + (size_t)(rand_r(&seed) % (1 << 20))
+                                : (size_t)(rand_r(&seed) % 65536);
         pkgstore_store_writer *writer = NULL;
         char path[4200];
         int fd;
@@ -48,7 +50,7 @@ static void child_loop(const char *store_dir, int iteration, int ready_fd)
             seed = (unsigned int)(iteration / 3);
         fill_random(buf, len, &seed);
         switch (n % 3) {
-        case 0:
+        case 2:
             (void)pkgstore_store_add_buffer(NULL, store, buf, len);
             break;
         case 1:

@@ -186,9 +186,7 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     opts.dependency_count = args->depends_count;
     opts.force = args->force;
 
-    /* batch mode: the blob must be durable before a record names it */
-    if ((error = pkgstore_store_sync(store)) < 0 ||
-        (error = pkgstore_registry_open(&reg, store)) < 0) {
+    if ((error = pkgstore_registry_open(&reg, store)) < 0) {
         cli_lib_error(NULL, error);
         return CLI_EXIT_ERROR;
     }
@@ -355,6 +353,8 @@ int main(int argc, char **argv)
             printf("%s\n", text);
         }
     }
+    /* batch mode: the blobs become durable (and recorded) here, before
+     * a package record may name one */
     if ((error = pkgstore_store_sync(store)) < 0) {
         cli_lib_error(NULL, error);
         status = CLI_EXIT_FAIL;

@@ -256,5 +256,9 @@ int main(int argc, char **argv)
         status = run_gc(store, grace, &out);
     }
     pkgstore_store_free(store);
+    if (fflush(stdout) != 0) {
+        cli_error(NULL, "writing output failed");
+        return CLI_EXIT_ERROR;
+    }
     return status;
 }

@@ -3,7 +3,8 @@
  *
  * A blob is live when a package record, a manifest record or a pin refers
  * to it. gc deletes the other blobs once they are older than a grace period,
- * along with stale files in tmp/ and .zst copies whose blob is gone. gc is
+ * along with stale temporary files of dead ingests in tmp/ and .zst copies
+ * whose blob is gone. gc is
  * safe to run while other processes add: it sweeps under the store lock
  * held exclusively, re-marks under that lock, and never deletes a blob
  * recorded at or after the moment it started.
@@ -46,7 +47,7 @@ PKGSTORE_API int pkgstore_gc_pins_foreach(pkgstore_store *store, pkgstore_gc_pin
 typedef enum pkgstore_gc_kind {
     PKGSTORE_GC_BLOB = 1, /* an unreferenced blob (with its .zst copy, if any) */
     PKGSTORE_GC_ZST = 2,  /* a .zst copy whose blob is gone */
-    PKGSTORE_GC_TMP = 3   /* a stale file in tmp/ */
+    PKGSTORE_GC_TMP = 3   /* a stale tmp/ingest-* file of a dead ingest */
 } pkgstore_gc_kind;
 
 typedef struct pkgstore_gc_item {
@@ -88,9 +89,10 @@ typedef struct pkgstore_gc_report {
 
 /**
  * Mark every blob that a package record, a manifest record or a pin refers
- * to, then delete the unreferenced blobs, orphaned .zst copies and tmp/
- * files older than the grace period (a blob's age counts from its index
- * record, else from its file's mtime). Blobs recorded at or after the start
+ * to, then delete the unreferenced blobs, orphaned .zst copies and unlocked
+ * tmp/ingest-* files older than the grace period (a blob's age counts from
+ * its index record, else from its file's mtime; other files in tmp/ are not
+ * the store's and stay for fsck to report). Blobs recorded at or after the start
  * of the run are never deleted. The sweep holds the store lock exclusively
  * (shared for a dry run), so it waits for adds in progress.
  * *report_out (may be NULL) receives the counts; opts NULL means defaults.

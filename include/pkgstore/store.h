@@ -95,9 +95,10 @@ PKGSTORE_API int pkgstore_store_writer_write(pkgstore_store_writer *writer, cons
  * record it in the index. A blob that already exists is a success that
  * writes nothing. *digest_out and *size_out (each may be NULL) receive the
  * blob's digest and size. Always frees the writer; on failure nothing is
- * left under tmp/ and nothing partial under blobs/ (only when the final
- * index update fails does the complete, valid blob stay, unrecorded, for
- * gc: another writer may already rely on it).
+ * left under tmp/ and nothing partial under blobs/ (only when a step after
+ * the link fails, the .zst copy of a zstd_copies store or the index
+ * update, does the complete, valid blob stay, unrecorded, for gc: another
+ * writer may already rely on it).
  * Errors: PKGSTORE_EDIGEST_MISMATCH and PKGSTORE_ESIZE_MISMATCH (the detail
  * holds the expected and the actual value), PKGSTORE_ENOSPC, PKGSTORE_EIO.
  */

@@ -9,7 +9,7 @@ n=0 fails=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
 is() { [ "$1" = "$2" ]; local r=$?; ok $r "$3"; [ $r = 0 ] || echo "#   got '$1', expected '$2'"; }
 gc() { "$BIN/pkgstore-gc" --store "$STORE" "$@"; }
-echo "1..25"
+echo "1..27"
 
 printf 'artifact\n' > "$WORK/a"; printf 'orphan one\n' > "$WORK/b"; printf 'orphan two\n' > "$WORK/c"
 "$BIN/pkgstore-add" --store "$STORE" --no-fsync --name demo --version 1.0.0 --platform linux/amd64 "$WORK/a" >/dev/null
@@ -50,5 +50,7 @@ echo "$out" | grep -q "^deleted blob $C (11 bytes)"; ok $? "verbose run lists th
 ok $? "the orphan went, the pinned blob stayed"
 
 gc --unpin "$B" >/dev/null && gc --unpin "$B" 2>/dev/null; is $? 1 "unpin twice: the second exits 1"
+gc --dry-run >/dev/full 2>"$WORK/err"; is $? 3 "output that cannot be written is an error"
+is "$(cat "$WORK/err")" "pkgstore-gc: writing output failed" "it says so on one line"
 "$BIN/pkgstore-verify" --store "$STORE" --all >/dev/null; ok $? "fsck is clean afterwards"
 exit $((fails > 0))

@@ -1,5 +1,5 @@
 /*
- * Test helper: raw index records with chosen timestamps.
+ * Test helpers: raw index records (chosen timestamps, bare manifest records).
  */
 #include "index_fixture.h"
 
@@ -13,5 +13,13 @@ int write_raw_blob(MDB_txn *txn, ps_index *index, void *payload)
         value[16 + i] = (unsigned char)((uint64_t)raw->added >> (8 * i));
     }
     int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test") : 0;
+}
+
+int write_raw_manifest(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct raw_manifest *raw = payload;
+    MDB_val key = {raw->key_len, (void *)raw->key}, val = {32, raw->digest.bytes};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, &val, 0);
     return rc ? ps_index_error(rc, "test") : 0;
 }
