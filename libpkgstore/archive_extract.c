@@ -184,29 +184,45 @@ static int write_all_at(int fd, const void *data, size_t len, int64_t offset, co
     return 0;
 }
 
+/* Count the bytes between *end and new_end as expanded. */
+static int grow_to(scan *s, const char *rel, uint64_t *end, uint64_t new_end)
+{
+    if (new_end <= *end)
+        return 0;
+    int error = check_size(s, rel, new_end - *end);
+    if (error < 0)
+        return error;
+    s->expanded += new_end - *end;
+    *end = new_end;
+    return 0;
+}
+
 /* Consume the current entry's data: write it to fd when fd >= 0, else just
- * count it. Sizes are measured against the limits as they grow. */
-static int consume_data(scan *s, int fd, const char *rel)
+ * count it. What counts against the limits, as it grows, is the size of
+ * the file extraction makes: up to the last byte written or the declared
+ * size, holes included, so a sparse entry whose data lies at a far
+ * offset cannot make a terabyte file out of a kilobyte archive. */
+static int consume_data(scan *s, int fd, const char *rel, int64_t declared)
 {
     const void *buf;
     size_t len;
     la_int64_t offset;
+    uint64_t end = 0;
+    int error;
     for (;;) {
         int r = archive_read_data_block(s->a, &buf, &len, &offset);
         if (r == ARCHIVE_EOF)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            int error = ps_archive_reader_error(s->a, s->src, rel);
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+            return ps_archive_reader_error(s->a, s->src, rel);
+        if (offset < 0)
+            return ps_error_set(PKGSTORE_EFORMAT, "%.512s: data at a negative offset", rel);
+        if ((error = grow_to(s, rel, &end, (uint64_t)offset + len)) < 0)
             return error;
-        }
-        int error = check_size(s, rel, len);
-        if (error < 0)
-            return error;
-        s->expanded += len;
         if (fd >= 0 && len && (error = write_all_at(fd, buf, len, offset, rel)) < 0)
             return error;
     }
-    return 0;
+    return declared > 0 ? grow_to(s, rel, &end, (uint64_t)declared) : 0;
 }
 
 static int extract_file(scan *s, struct archive_entry *entry)
@@ -223,9 +239,9 @@ static int extract_file(scan *s, struct archive_entry *entry)
         error = ps_error_errno(errno, "%.512s: create", s->path);
         goto out;
     }
-    if ((error = consume_data(s, fd, s->path)) < 0)
-        goto out;
     int64_t size = archive_entry_size(entry);
+    if ((error = consume_data(s, fd, s->path, size)) < 0)
+        goto out;
     struct stat st;
     if (size > 0 && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) < 0) {
         error = ps_error_errno(errno, "%.512s: truncate", s->path);
@@ -414,7 +430,7 @@ static int scan_entry(scan *s, struct archive_entry *entry)
     }
     /* SCAN_VALIDATE: measure the data itself. */
     if (type == PKGSTORE_ENTRY_FILE)
-        return consume_data(s, -1, s->path);
+        return consume_data(s, -1, s->path, archive_entry_size(entry));
     return 0;
 }
 
