@@ -36,6 +36,7 @@ typedef struct scan {
     struct archive *a;
     ps_archive_source *src;
     uint64_t archive_size;
+    pkgstore_archive_format format;
     uint64_t entries;
     uint64_t expanded;     /* bytes of file data, measured (or header sizes when skipped) */
     uint64_t executables;
@@ -470,12 +471,11 @@ static int scan_run(scan *s, int fd)
 {
     ps_archive_source src;
     struct archive_entry *entry;
-    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
     int error;
 
-    if ((error = pkgstore_archive_detect_fd(&format, fd)) < 0)
+    if ((error = pkgstore_archive_detect_fd(&s->format, fd)) < 0)
         return error;
-    if (!pkgstore_archive_format_is_archive(format))
+    if (!pkgstore_archive_format_is_archive(s->format))
         return ps_error_set(PKGSTORE_EFORMAT, "not an archive (a plain binary)");
     if ((error = ps_archive_reader_open_fd(&s->a, &src, fd)) < 0)
         return error;
@@ -510,12 +510,12 @@ static void scan_free(scan *s)
 
 /* ------------------------------------------------------------ validation */
 
-static void fill_info(pkgstore_archive_info *info, const scan *s, pkgstore_archive_format format)
+static void fill_info(pkgstore_archive_info *info, const scan *s)
 {
     if (!info)
         return;
     memset(info, 0, sizeof(*info));
-    info->format = format;
+    info->format = s->format;
     info->entries = s->entries;
     info->total_size = s->expanded;
     info->archive_size = s->archive_size;
@@ -541,7 +541,6 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
                                               const pkgstore_archive_options *opts)
 {
     char ep[PS_ARCHIVE_MAX_PATH_LEN + 1];
-    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
     scan *s;
     int error;
 
@@ -557,11 +556,9 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
     s->mode = SCAN_VALIDATE;
     s->root_fd = -1;
     s->entrypoint = entrypoint ? ep : NULL;
-    if ((error = ps_archive_limits_from(&s->lim, opts)) == 0) {
-        pkgstore_archive_detect_fd(&format, fd);
+    if ((error = ps_archive_limits_from(&s->lim, opts)) == 0)
         error = scan_run(s, fd);
-    }
-    fill_info(info_out, s, format);
+    fill_info(info_out, s);
     scan_free(s);
     free(s);
     return error;
