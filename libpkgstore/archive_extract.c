@@ -86,25 +86,38 @@ static const char *other_type_name(struct archive_entry *entry)
     }
 }
 
+/* The first proper prefix of path that is a non-directory in the tree
+ * (its length in *len_out), or NULL. */
+static const ps_archive_node *non_dir_parent(const ps_archive_tree *tree, const char *path,
+                                             size_t *len_out)
+{
+    uint64_t hash = PS_ARCHIVE_HASH_INIT;
+    const char *done = path;
+    for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+        hash = ps_archive_hash(hash, done, (size_t)(slash - done));
+        done = slash;
+        const ps_archive_node *hit = ps_archive_tree_find(tree, path, (size_t)(slash - path), hash);
+        if (hit && hit->type != PKGSTORE_ENTRY_DIR) {
+            *len_out = (size_t)(slash - path);
+            return hit;
+        }
+    }
+    return NULL;
+}
+
 /* Check that no proper prefix of s->path is a symlink or a non-directory
  * in the tree built so far: extraction never walks through those. */
 static int check_parents(scan *s)
 {
-    uint64_t hash = PS_ARCHIVE_HASH_INIT;
-    const char *done = s->path;
-    for (char *slash = strchr(s->path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        hash = ps_archive_hash(hash, done, (size_t)(slash - done));
-        done = slash;
-        const ps_archive_node *hit = ps_archive_tree_find(&s->map, s->path, (size_t)(slash - s->path), hash);
-        if (!hit || hit->type == PKGSTORE_ENTRY_DIR)
-            continue;
-        if (hit->type == PKGSTORE_ENTRY_SYMLINK)
-            return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: path passes through symlink %.*s",
-                                s->path, (int)(slash - s->path), s->path);
-        return ps_error_set(PKGSTORE_EFORMAT, "%.512s: parent %.*s is not a directory",
-                            s->path, (int)(slash - s->path), s->path);
-    }
-    return 0;
+    size_t len;
+    const ps_archive_node *hit = non_dir_parent(&s->map, s->path, &len);
+    if (!hit)
+        return 0;
+    if (hit->type == PKGSTORE_ENTRY_SYMLINK)
+        return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: path passes through symlink %.*s",
+                            s->path, (int)len, s->path);
+    return ps_error_set(PKGSTORE_EFORMAT, "%.512s: parent %.*s is not a directory", s->path,
+                        (int)len, s->path);
 }
 
 /* ---- writing below root_fd, never through a symlink ---- */
@@ -440,6 +453,17 @@ static int scan_entry(scan *s, struct archive_entry *entry)
 static int scan_finish(scan *s)
 {
     int error;
+    /* check_parents() saw the tree so far; a later entry may have put a
+     * non-directory where an earlier path implied a directory ("bin/x",
+     * then a symlink "bin"). Extraction of everything finds that on disk;
+     * validation and entrypoint-only extraction must refuse it too. */
+    for (size_t i = 0; i < s->map.cap; i++) {
+        const ps_archive_node *n = &s->map.slots[i];
+        size_t len;
+        if (n->path && non_dir_parent(&s->map, n->path, &len))
+            return ps_error_set(PKGSTORE_EFORMAT, "%.*s: replaces a directory", (int)len,
+                                n->path);
+    }
     if (s->map.symlinks) {
         for (size_t i = 0; i < s->map.cap; i++) {
             const ps_archive_node *n = &s->map.slots[i];

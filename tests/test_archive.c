@@ -587,6 +587,25 @@ static void test_archive__later_entry_replaces_earlier(void **state)
     make_archive(fx->archive, FMT_TAR, over_dir, 3);
     expect_refused(fx, NULL, PKGSTORE_EFORMAT, "conf: replaces a directory");
     expect_refused(fx, "otelcol", PKGSTORE_EFORMAT, "conf: replaces a directory");
+
+    /* Nor a directory that an earlier path only implied: validation and
+     * entrypoint-only extraction must not hand out bin/otelcol when the
+     * archive finally makes bin a symlink (or a file). */
+    static const spec over_implied[] = {
+        {"bin/otelcol", 'f', "x", 0755, 0},
+        {"sbin/otelcol", 'f', "y", 0755, 0},
+        {"bin", 'l', "sbin", 0777, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, over_implied, 3);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
+    expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
+    static const spec file_over_implied[] = {
+        {"bin/otelcol", 'f', "x", 0755, 0},
+        {"bin", 'f', "y", 0755, 0},
+    };
+    make_archive(fx->archive, FMT_ZIP, file_over_implied, 2);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
+    expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
 }
 
 /* ------------------------------------------------------------ attacks */
