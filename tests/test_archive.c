@@ -982,6 +982,17 @@ static void test_archive__create_refuses_bad_inputs(void **state)
     assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, missing, 1, NULL), PKGSTORE_ENOTFOUND);
     const char *twice[] = {"f", "./f"};
     assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, twice, 2, NULL), PKGSTORE_EINVALID);
+    /* A file inside a listed directory, even when another name sorts
+     * between the two. */
+    snprintf(path, sizeof(path), "%s/d", src);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/d/g", src);
+    write_file(path, "g", 1, 0644);
+    snprintf(path, sizeof(path), "%s/d-x", src);
+    write_file(path, "x", 1, 0644);
+    const char *inside[] = {"d/g", "d-x", "d"};
+    assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, inside, 3, NULL), PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "d/g: listed twice"));
     snprintf(path, sizeof(path), "%s/fifo", src);
     assert_int_equal(mkfifo(path, 0644), 0);
     const char *fifo[] = {"fifo"};
