@@ -689,9 +689,9 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
                      PKGSTORE_ENOTFOUND);
     strcpy(named.entrypoint, "otelcol/bin");
-    assert_int_not_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named,
-                                               NULL),
-                         0);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_ENOTFOUND); /* a directory only implied by a path */
+    assert_non_null(strstr(pkgstore_error_detail(), "not in the archive"));
 
     /* the declared format must be the real one */
     strcpy(named.format, "tar+gzip");
