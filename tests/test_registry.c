@@ -57,12 +57,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    char command[128];
     pkgstore_registry_free(f->reg);
     pkgstore_store_free(f->store);
-    snprintf(command, sizeof(command), "rm -rf '%s'", f->dir);
-    if (system(command) != 0)
-        fprintf(stderr, "teardown: could not remove %s\n", f->dir);
+    if (pkgstore_archive_remove_tree(f->dir) < 0)
+        fprintf(stderr, "teardown: %s\n", pkgstore_error_detail());
     free(f);
     return 0;
 }
