@@ -677,7 +677,7 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     /* an explicit entrypoint, spelled loosely */
     pkgstore_artifact named = a;
     strcpy(named.format, "tar+zstd");
-    strcpy(named.entrypoint, "./otelcol//README");
+    strcpy(named.entrypoint, "./otelcol/.//README/");
     assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.1", &named, NULL), 0);
     assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/README");
     pkgstore_manifest_free(m);
