@@ -384,6 +384,9 @@ static int scan_entry(scan *s, struct archive_entry *entry)
             return ps_error_set(PKGSTORE_EUNSAFE,
                                 "%.512s: hard link to %.512s leaves the extraction directory",
                                 raw, hl);
+        /* Extraction would remove the file to make room for the link. */
+        if (strcmp(s->target, s->path) == 0)
+            return ps_error_set(PKGSTORE_EFORMAT, "%.512s: hard link to itself", raw);
         const ps_archive_node *t = tree_lookup(&s->map, s->target);
         if (!t || (t->type != PKGSTORE_ENTRY_FILE && t->type != PKGSTORE_ENTRY_HARDLINK))
             return ps_error_set(PKGSTORE_EUNSAFE,

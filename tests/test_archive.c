@@ -712,6 +712,12 @@ static void test_archive__refuses_hardlink_escape(void **state)
     make_archive(fx->archive, FMT_TAR, via_symlink, 3);
     expect_refused(fx, NULL, PKGSTORE_EUNSAFE, "not an earlier regular file");
 
+    /* A hard link to itself would remove its own target: refused by
+     * validation as by extraction. */
+    static const spec self[] = {{"f", 'f', "data", 0755, 0}, {"./f", 'h', "f", 0755, 0}};
+    make_archive(fx->archive, FMT_TAR, self, 2);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "hard link to itself");
+
     /* A hard link inside is extracted as a link. */
     static const spec fine[] = {{"f", 'f', "data", 0755, 0}, {"g", 'h', "f", 0755, 0}};
     char *dir = NULL, path[600];
