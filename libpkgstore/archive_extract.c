@@ -38,7 +38,7 @@ typedef struct scan {
     uint64_t archive_size;
     pkgstore_archive_format format;
     uint64_t entries;
-    uint64_t expanded;     /* bytes of file data, measured (or header sizes when skipped) */
+    uint64_t expanded;     /* file sizes as extraction makes them, holes included (header sizes when skipped) */
     uint64_t executables;
     char sole_executable[PS_ARCHIVE_MAX_PATH_LEN + 1];
     ps_archive_tree map;
