@@ -189,20 +189,10 @@ void pkgstore_registry_free(pkgstore_registry *reg)
 static int check_name_version(char version_out[PKGSTORE_VERSION_MAX + 1], const char *name,
                               const char *version)
 {
-    pkgstore_semver parsed;
-    char formatted[PKGSTORE_SEMVER_STR_SIZE];
     int error;
     if ((error = pkgstore_manifest_name_validate(name)) < 0)
         return error;
-    if (!version)
-        return ps_error_set(PKGSTORE_EINVALID, "version: missing");
-    if ((error = pkgstore_version_parse(&parsed, version)) < 0)
-        return error; /* the detail starts with "version: " */
-    if (pkgstore_version_format(formatted, &parsed) > PKGSTORE_VERSION_MAX)
-        return ps_error_set(PKGSTORE_ELIMIT, "version: longer than %d characters",
-                            PKGSTORE_VERSION_MAX);
-    strcpy(version_out, formatted);
-    return 0;
+    return ps_manifest_normalize_version(version_out, "version", version);
 }
 
 /* ------------------------------------------------------------------ writing */
