@@ -50,6 +50,22 @@ def tar_bytes(members, fmt=tarfile.GNU_FORMAT):
     return buf.getvalue()
 
 
+def sparse_tar(name, size, offset, data):
+    """A PAX (GNU 0.1) sparse file: size bytes with data at offset, which
+    may lie past size (tarfile writes the map as given)."""
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.mode = 0o755
+    info.size = len(data)
+    info.pax_headers = {"GNU.sparse.major": "0", "GNU.sparse.minor": "1",
+                        "GNU.sparse.size": str(size), "GNU.sparse.numblocks": "1",
+                        "GNU.sparse.map": "%d,%d" % (offset, len(data))}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def zinfo(name, mode=0o644):
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -94,6 +110,9 @@ def main():
     write("fifo.tar", tar_bytes([("f", "ok", b"x"), ("p", "fifo")]))
     write("duplicate.tar", tar_bytes([("f", "otelcol", b"old"), ("f", "otelcol", exe, 0o755)]))
     write("file-replaces-dir.tar", tar_bytes([("d", "a"), ("f", "a/b", b"x"), ("f", "a", b"y")]))
+    write("implied-dir-replaced.tar",
+          tar_bytes([("f", "bin/otelcol", b"x"), ("f", "sbin/otelcol", b"y"), ("l", "bin", "sbin")]))
+    write("sparse-far.tar", sparse_tar("otelcol", 100, 1 << 40, b"hello"))
     write("dot-entries.tar", tar_bytes([("d", "./"), ("f", "./x", b"x"), ("f", ".//y", b"y")]))
 
     buf = io.BytesIO()

@@ -296,12 +296,16 @@ PKGSTORE_API int pkgstore_archive_create_tar_zstd(const char *out_path, const ch
             goto out;
     }
     qsort(inputs.items, inputs.count, sizeof(char *), cmp_paths);
-    for (size_t i = 1; i < inputs.count; i++) {
-        size_t len = strlen(inputs.items[i - 1]);
-        if (strcmp(inputs.items[i - 1], inputs.items[i]) == 0 ||
-            (strncmp(inputs.items[i - 1], inputs.items[i], len) == 0 && inputs.items[i][len] == '/')) {
-            error = ps_error_set(PKGSTORE_EINVALID, "%s: listed twice", inputs.items[i]);
-            goto out;
+    /* Sorted, the paths that start with a given one follow it, though not
+     * always at once ("d", "d-x", "d/f"): look at all of them. */
+    for (size_t i = 0; i < inputs.count; i++) {
+        const char *dir = inputs.items[i];
+        size_t len = strlen(dir);
+        for (size_t j = i + 1; j < inputs.count && strncmp(dir, inputs.items[j], len) == 0; j++) {
+            if (inputs.items[j][len] == '\0' || inputs.items[j][len] == '/') {
+                error = ps_error_set(PKGSTORE_EINVALID, "%s: listed twice", inputs.items[j]);
+                goto out;
+            }
         }
     }
     for (size_t i = 0; i < inputs.count; i++)

@@ -36,8 +36,9 @@ typedef struct scan {
     struct archive *a;
     ps_archive_source *src;
     uint64_t archive_size;
+    pkgstore_archive_format format;
     uint64_t entries;
-    uint64_t expanded;     /* bytes of file data, measured (or header sizes when skipped) */
+    uint64_t expanded;     /* file sizes as extraction makes them, holes included (header sizes when skipped) */
     uint64_t executables;
     char sole_executable[PS_ARCHIVE_MAX_PATH_LEN + 1];
     ps_archive_tree map;
@@ -85,25 +86,38 @@ static const char *other_type_name(struct archive_entry *entry)
     }
 }
 
+/* The first proper prefix of path that is a non-directory in the tree
+ * (its length in *len_out), or NULL. */
+static const ps_archive_node *non_dir_parent(const ps_archive_tree *tree, const char *path,
+                                             size_t *len_out)
+{
+    uint64_t hash = PS_ARCHIVE_HASH_INIT;
+    const char *done = path;
+    for (const char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+        hash = ps_archive_hash(hash, done, (size_t)(slash - done));
+        done = slash;
+        const ps_archive_node *hit = ps_archive_tree_find(tree, path, (size_t)(slash - path), hash);
+        if (hit && hit->type != PKGSTORE_ENTRY_DIR) {
+            *len_out = (size_t)(slash - path);
+            return hit;
+        }
+    }
+    return NULL;
+}
+
 /* Check that no proper prefix of s->path is a symlink or a non-directory
  * in the tree built so far: extraction never walks through those. */
 static int check_parents(scan *s)
 {
-    uint64_t hash = PS_ARCHIVE_HASH_INIT;
-    const char *done = s->path;
-    for (char *slash = strchr(s->path, '/'); slash; slash = strchr(slash + 1, '/')) {
-        hash = ps_archive_hash(hash, done, (size_t)(slash - done));
-        done = slash;
-        const ps_archive_node *hit = ps_archive_tree_find(&s->map, s->path, (size_t)(slash - s->path), hash);
-        if (!hit || hit->type == PKGSTORE_ENTRY_DIR)
-            continue;
-        if (hit->type == PKGSTORE_ENTRY_SYMLINK)
-            return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: path passes through symlink %.*s",
-                                s->path, (int)(slash - s->path), s->path);
-        return ps_error_set(PKGSTORE_EFORMAT, "%.512s: parent %.*s is not a directory",
-                            s->path, (int)(slash - s->path), s->path);
-    }
-    return 0;
+    size_t len;
+    const ps_archive_node *hit = non_dir_parent(&s->map, s->path, &len);
+    if (!hit)
+        return 0;
+    if (hit->type == PKGSTORE_ENTRY_SYMLINK)
+        return ps_error_set(PKGSTORE_EUNSAFE, "%.512s: path passes through symlink %.*s",
+                            s->path, (int)len, s->path);
+    return ps_error_set(PKGSTORE_EFORMAT, "%.512s: parent %.*s is not a directory", s->path,
+                        (int)len, s->path);
 }
 
 /* ---- writing below root_fd, never through a symlink ---- */
@@ -184,29 +198,45 @@ static int write_all_at(int fd, const void *data, size_t len, int64_t offset, co
     return 0;
 }
 
+/* Count the bytes between *end and new_end as expanded. */
+static int grow_to(scan *s, const char *rel, uint64_t *end, uint64_t new_end)
+{
+    if (new_end <= *end)
+        return 0;
+    int error = check_size(s, rel, new_end - *end);
+    if (error < 0)
+        return error;
+    s->expanded += new_end - *end;
+    *end = new_end;
+    return 0;
+}
+
 /* Consume the current entry's data: write it to fd when fd >= 0, else just
- * count it. Sizes are measured against the limits as they grow. */
-static int consume_data(scan *s, int fd, const char *rel)
+ * count it. What counts against the limits, as it grows, is the size of
+ * the file extraction makes: up to the last byte written or the declared
+ * size, holes included, so a sparse entry whose data lies at a far
+ * offset cannot make a terabyte file out of a kilobyte archive. */
+static int consume_data(scan *s, int fd, const char *rel, int64_t declared)
 {
     const void *buf;
     size_t len;
     la_int64_t offset;
+    uint64_t end = 0;
+    int error;
     for (;;) {
         int r = archive_read_data_block(s->a, &buf, &len, &offset);
         if (r == ARCHIVE_EOF)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            int error = ps_archive_reader_error(s->a, s->src, rel);
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
+            return ps_archive_reader_error(s->a, s->src, rel);
+        if (offset < 0)
+            return ps_error_set(PKGSTORE_EFORMAT, "%.512s: data at a negative offset", rel);
+        if ((error = grow_to(s, rel, &end, (uint64_t)offset + len)) < 0)
             return error;
-        }
-        int error = check_size(s, rel, len);
-        if (error < 0)
-            return error;
-        s->expanded += len;
         if (fd >= 0 && len && (error = write_all_at(fd, buf, len, offset, rel)) < 0)
             return error;
     }
-    return 0;
+    return declared > 0 ? grow_to(s, rel, &end, (uint64_t)declared) : 0;
 }
 
 static int extract_file(scan *s, struct archive_entry *entry)
@@ -223,9 +253,9 @@ static int extract_file(scan *s, struct archive_entry *entry)
         error = ps_error_errno(errno, "%.512s: create", s->path);
         goto out;
     }
-    if ((error = consume_data(s, fd, s->path)) < 0)
-        goto out;
     int64_t size = archive_entry_size(entry);
+    if ((error = consume_data(s, fd, s->path, size)) < 0)
+        goto out;
     struct stat st;
     if (size > 0 && fstat(fd, &st) == 0 && st.st_size < size && ftruncate(fd, size) < 0) {
         error = ps_error_errno(errno, "%.512s: truncate", s->path);
@@ -354,6 +384,9 @@ static int scan_entry(scan *s, struct archive_entry *entry)
             return ps_error_set(PKGSTORE_EUNSAFE,
                                 "%.512s: hard link to %.512s leaves the extraction directory",
                                 raw, hl);
+        /* Extraction would remove the file to make room for the link. */
+        if (strcmp(s->target, s->path) == 0)
+            return ps_error_set(PKGSTORE_EFORMAT, "%.512s: hard link to itself", raw);
         const ps_archive_node *t = tree_lookup(&s->map, s->target);
         if (!t || (t->type != PKGSTORE_ENTRY_FILE && t->type != PKGSTORE_ENTRY_HARDLINK))
             return ps_error_set(PKGSTORE_EUNSAFE,
@@ -414,7 +447,7 @@ static int scan_entry(scan *s, struct archive_entry *entry)
     }
     /* SCAN_VALIDATE: measure the data itself. */
     if (type == PKGSTORE_ENTRY_FILE)
-        return consume_data(s, -1, s->path);
+        return consume_data(s, -1, s->path, archive_entry_size(entry));
     return 0;
 }
 
@@ -423,6 +456,17 @@ static int scan_entry(scan *s, struct archive_entry *entry)
 static int scan_finish(scan *s)
 {
     int error;
+    /* check_parents() saw the tree so far; a later entry may have put a
+     * non-directory where an earlier path implied a directory ("bin/x",
+     * then a symlink "bin"). Extraction of everything finds that on disk;
+     * validation and entrypoint-only extraction must refuse it too. */
+    for (size_t i = 0; i < s->map.cap; i++) {
+        const ps_archive_node *n = &s->map.slots[i];
+        size_t len;
+        if (n->path && non_dir_parent(&s->map, n->path, &len))
+            return ps_error_set(PKGSTORE_EFORMAT, "%.*s: replaces a directory", (int)len,
+                                n->path);
+    }
     if (s->map.symlinks) {
         for (size_t i = 0; i < s->map.cap; i++) {
             const ps_archive_node *n = &s->map.slots[i];
@@ -454,12 +498,11 @@ static int scan_run(scan *s, int fd)
 {
     ps_archive_source src;
     struct archive_entry *entry;
-    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
     int error;
 
-    if ((error = pkgstore_archive_detect_fd(&format, fd)) < 0)
+    if ((error = pkgstore_archive_detect_fd(&s->format, fd)) < 0)
         return error;
-    if (!pkgstore_archive_format_is_archive(format))
+    if (!pkgstore_archive_format_is_archive(s->format))
         return ps_error_set(PKGSTORE_EFORMAT, "not an archive (a plain binary)");
     if ((error = ps_archive_reader_open_fd(&s->a, &src, fd)) < 0)
         return error;
@@ -494,12 +537,12 @@ static void scan_free(scan *s)
 
 /* ------------------------------------------------------------ validation */
 
-static void fill_info(pkgstore_archive_info *info, const scan *s, pkgstore_archive_format format)
+static void fill_info(pkgstore_archive_info *info, const scan *s)
 {
     if (!info)
         return;
     memset(info, 0, sizeof(*info));
-    info->format = format;
+    info->format = s->format;
     info->entries = s->entries;
     info->total_size = s->expanded;
     info->archive_size = s->archive_size;
@@ -525,7 +568,6 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
                                               const pkgstore_archive_options *opts)
 {
     char ep[PS_ARCHIVE_MAX_PATH_LEN + 1];
-    pkgstore_archive_format format = PKGSTORE_ARCHIVE_UNKNOWN;
     scan *s;
     int error;
 
@@ -541,11 +583,9 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
     s->mode = SCAN_VALIDATE;
     s->root_fd = -1;
     s->entrypoint = entrypoint ? ep : NULL;
-    if ((error = ps_archive_limits_from(&s->lim, opts)) == 0) {
-        pkgstore_archive_detect_fd(&format, fd);
+    if ((error = ps_archive_limits_from(&s->lim, opts)) == 0)
         error = scan_run(s, fd);
-    }
-    fill_info(info_out, s, format);
+    fill_info(info_out, s);
     scan_free(s);
     free(s);
     return error;

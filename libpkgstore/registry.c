@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive_private.h"
 #include "error.h"
 #include "index.h"
 #include "manifest.h"
@@ -188,20 +189,10 @@ void pkgstore_registry_free(pkgstore_registry *reg)
 static int check_name_version(char version_out[PKGSTORE_VERSION_MAX + 1], const char *name,
                               const char *version)
 {
-    pkgstore_semver parsed;
-    char formatted[PKGSTORE_SEMVER_STR_SIZE];
     int error;
     if ((error = pkgstore_manifest_name_validate(name)) < 0)
         return error;
-    if (!version)
-        return ps_error_set(PKGSTORE_EINVALID, "version: missing");
-    if ((error = pkgstore_version_parse(&parsed, version)) < 0)
-        return error; /* the detail starts with "version: " */
-    if (pkgstore_version_format(formatted, &parsed) > PKGSTORE_VERSION_MAX)
-        return ps_error_set(PKGSTORE_ELIMIT, "version: longer than %d characters",
-                            PKGSTORE_VERSION_MAX);
-    strcpy(version_out, formatted);
-    return 0;
+    return ps_manifest_normalize_version(version_out, "version", version);
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -458,23 +449,16 @@ static int check_blob(pkgstore_registry *reg, const pkgstore_digest *digest, uin
     return 0;
 }
 
-/* "./bin//otelcol" -> "bin/otelcol": the archive module ignores these
- * spellings, the manifest keeps one. */
+/* "./bin//otelcol/" -> "bin/otelcol": the archive module ignores these
+ * spellings, the manifest keeps one. A path the archive module refuses is
+ * left alone for validation to report. Normalizing never lengthens. */
 static void normalize_entrypoint(char *path)
 {
-    char *out = path;
-    const char *in = path;
-    while (in[0] == '.' && in[1] == '/') {
-        in += 2;
-        while (*in == '/')
-            in++;
-    }
-    for (; *in; in++) {
-        if (*in == '/' && in[1] == '/')
-            continue;
-        *out++ = *in;
-    }
-    *out = '\0';
+    char clean[PS_ARCHIVE_MAX_PATH_LEN + 1];
+    if (ps_archive_normalize_path(clean, sizeof(clean), path, "entrypoint") == 0)
+        strcpy(path, clean);
+    else
+        pkgstore_error_clear();
 }
 
 /*
@@ -542,8 +526,7 @@ static int inspect_artifact(pkgstore_registry *reg, pkgstore_artifact *artifact,
                                  PKGSTORE_ENTRYPOINT_MAX);
             goto out;
         }
-        strcpy(artifact->entrypoint, info->sole_executable);
-        normalize_entrypoint(artifact->entrypoint);
+        strcpy(artifact->entrypoint, info->sole_executable); /* normalized by the scan */
     }
 out:
     free(info);

@@ -108,6 +108,67 @@ static void make_archive(const char *out, int fmt, const spec *specs, size_t n)
     archive_write_free(a);
 }
 
+/* A ustar header block (libarchive's writer never writes a sparse map
+ * that points past the file's size, so such an attack is written here). */
+static void tar_header(FILE *f, const char *name, char type, size_t size, unsigned int mode)
+{
+    unsigned char h[512] = {0};
+    unsigned int sum = 0;
+    snprintf((char *)h, 100, "%s", name);
+    snprintf((char *)h + 100, 8, "%07o", mode);
+    snprintf((char *)h + 108, 8, "%07o", 0);
+    snprintf((char *)h + 116, 8, "%07o", 0);
+    snprintf((char *)h + 124, 12, "%011zo", size);
+    snprintf((char *)h + 136, 12, "%011o", 1000000);
+    memset(h + 148, ' ', 8);
+    h[156] = (unsigned char)type;
+    memcpy(h + 257, "ustar\0" "00", 8);
+    for (size_t i = 0; i < sizeof(h); i++)
+        sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    assert_int_equal(fwrite(h, 1, sizeof(h), f), sizeof(h));
+}
+
+/* Data padded to whole blocks. */
+static void tar_data(FILE *f, const char *data, size_t len)
+{
+    static const char zeros[512];
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    if (len % 512)
+        assert_int_equal(fwrite(zeros, 1, 512 - len % 512, f), 512 - len % 512);
+}
+
+/* A PAX (GNU 0.1) sparse file: declared_size bytes with the 5 bytes
+ * "hello" at offset data_offset. */
+static void make_sparse_tar(const char *out, const char *name, const char *declared_size,
+                            const char *data_offset)
+{
+    char pax[512], rec[128];
+    const char *keys[][2] = {{"GNU.sparse.major", "0"},    {"GNU.sparse.minor", "1"},
+                             {"GNU.sparse.size", declared_size}, {"GNU.sparse.map", NULL},
+                             {"GNU.sparse.numblocks", "1"}};
+    char map[64];
+    size_t len = 0;
+    snprintf(map, sizeof(map), "%s,5", data_offset);
+    keys[3][1] = map;
+    for (size_t i = 0; i < 5; i++) {
+        /* "<n> key=value\n", n counting its own digits. */
+        size_t body = strlen(keys[i][0]) + strlen(keys[i][1]) + 3, n = body + 1;
+        while (snprintf(rec, sizeof(rec), "%zu", n) + body != n)
+            n++;
+        len += (size_t)snprintf(pax + len, sizeof(pax) - len, "%zu %s=%s\n", n, keys[i][0], keys[i][1]);
+    }
+    FILE *f = fopen(out, "wb");
+    assert_non_null(f);
+    tar_header(f, "PaxHeader", 'x', len, 0644);
+    tar_data(f, pax, len);
+    tar_header(f, name, '0', 5, 0755);
+    tar_data(f, "hello", 5);
+    static const char end[1024];
+    assert_int_equal(fwrite(end, 1, sizeof(end), f), sizeof(end));
+    fclose(f);
+}
+
 static void write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
@@ -526,6 +587,25 @@ static void test_archive__later_entry_replaces_earlier(void **state)
     make_archive(fx->archive, FMT_TAR, over_dir, 3);
     expect_refused(fx, NULL, PKGSTORE_EFORMAT, "conf: replaces a directory");
     expect_refused(fx, "otelcol", PKGSTORE_EFORMAT, "conf: replaces a directory");
+
+    /* Nor a directory that an earlier path only implied: validation and
+     * entrypoint-only extraction must not hand out bin/otelcol when the
+     * archive finally makes bin a symlink (or a file). */
+    static const spec over_implied[] = {
+        {"bin/otelcol", 'f', "x", 0755, 0},
+        {"sbin/otelcol", 'f', "y", 0755, 0},
+        {"bin", 'l', "sbin", 0777, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, over_implied, 3);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
+    expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
+    static const spec file_over_implied[] = {
+        {"bin/otelcol", 'f', "x", 0755, 0},
+        {"bin", 'f', "y", 0755, 0},
+    };
+    make_archive(fx->archive, FMT_ZIP, file_over_implied, 2);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
+    expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
 }
 
 /* ------------------------------------------------------------ attacks */
@@ -632,6 +712,12 @@ static void test_archive__refuses_hardlink_escape(void **state)
     make_archive(fx->archive, FMT_TAR, via_symlink, 3);
     expect_refused(fx, NULL, PKGSTORE_EUNSAFE, "not an earlier regular file");
 
+    /* A hard link to itself would remove its own target: refused by
+     * validation as by extraction. */
+    static const spec self[] = {{"f", 'f', "data", 0755, 0}, {"./f", 'h', "f", 0755, 0}};
+    make_archive(fx->archive, FMT_TAR, self, 2);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "hard link to itself");
+
     /* A hard link inside is extracted as a link. */
     static const spec fine[] = {{"f", 'f', "data", 0755, 0}, {"g", 'h', "f", 0755, 0}};
     char *dir = NULL, path[600];
@@ -724,6 +810,37 @@ static void test_archive__refuses_zip_bomb_ratio(void **state)
         assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "otelcol", &opts), 0);
         assert_int_equal(info.total_size, (32 << 20) + 10);
     }
+}
+
+static void test_archive__sparse_holes_count_as_expanded(void **state)
+{
+    fixture *fx = *state;
+    /* A 3 KiB archive whose sparse map puts 5 bytes at 1 TiB: the file
+     * extraction would make is a terabyte, whatever the header claims. */
+    make_sparse_tar(fx->archive, "otelcol", "100", "1099511627776");
+    expect_refused(fx, NULL, PKGSTORE_ELIMIT, "otelcol: total expanded size");
+    expect_refused(fx, "otelcol", PKGSTORE_ELIMIT, "otelcol: total expanded size");
+
+    /* Holes inside the declared size are fine, and counted. */
+    char *dir = NULL, *file = NULL;
+    struct stat st;
+    pkgstore_archive_info info;
+    make_sparse_tar(fx->archive, "otelcol", "100", "10");
+    assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "otelcol", NULL), 0);
+    assert_int_equal(info.total_size, 100);
+    assert_int_equal(pkgstore_archive_extract_file(&dir, &file, fx->archive, fx->parent, "otelcol",
+                                                   NULL), 0);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_size, 100);
+    size_t len = 0;
+    char *content = read_file(file, &len);
+    assert_int_equal(len, 100);
+    assert_memory_equal(content + 10, "hello", 5);
+    free(content);
+    pkgstore_archive_remove_tree(dir);
+    pkgstore_free(dir);
+    pkgstore_free(file);
+    assert_nothing_outside(fx);
 }
 
 static void test_archive__refuses_deep_and_intricate(void **state)
@@ -871,6 +988,17 @@ static void test_archive__create_refuses_bad_inputs(void **state)
     assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, missing, 1, NULL), PKGSTORE_ENOTFOUND);
     const char *twice[] = {"f", "./f"};
     assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, twice, 2, NULL), PKGSTORE_EINVALID);
+    /* A file inside a listed directory, even when another name sorts
+     * between the two. */
+    snprintf(path, sizeof(path), "%s/d", src);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/d/g", src);
+    write_file(path, "g", 1, 0644);
+    snprintf(path, sizeof(path), "%s/d-x", src);
+    write_file(path, "x", 1, 0644);
+    const char *inside[] = {"d/g", "d-x", "d"};
+    assert_int_equal(pkgstore_archive_create_tar_zstd(out, src, inside, 3, NULL), PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "d/g: listed twice"));
     snprintf(path, sizeof(path), "%s/fifo", src);
     assert_int_equal(mkfifo(path, 0644), 0);
     const char *fifo[] = {"fifo"};
@@ -916,6 +1044,7 @@ int main(void)
         T(test_archive__refuses_too_large),
         T(test_archive__refuses_zip_bomb_ratio),
         T(test_archive__refuses_deep_and_intricate),
+    T(test_archive__sparse_holes_count_as_expanded),
         T(test_archive__validate_info),
         T(test_archive__remove_tree_readonly_dirs),
         T(test_archive__create_deterministic),

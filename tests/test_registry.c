@@ -57,12 +57,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    char command[128];
     pkgstore_registry_free(f->reg);
     pkgstore_store_free(f->store);
-    snprintf(command, sizeof(command), "rm -rf '%s'", f->dir);
-    if (system(command) != 0)
-        fprintf(stderr, "teardown: could not remove %s\n", f->dir);
+    if (pkgstore_archive_remove_tree(f->dir) < 0)
+        fprintf(stderr, "teardown: %s\n", pkgstore_error_detail());
     free(f);
     return 0;
 }
@@ -679,7 +677,7 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     /* an explicit entrypoint, spelled loosely */
     pkgstore_artifact named = a;
     strcpy(named.format, "tar+zstd");
-    strcpy(named.entrypoint, "./otelcol//README");
+    strcpy(named.entrypoint, "./otelcol/.//README/");
     assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.1", &named, NULL), 0);
     assert_string_equal(pkgstore_manifest_artifact(m, 0)->entrypoint, "otelcol/README");
     pkgstore_manifest_free(m);
@@ -689,9 +687,9 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
                      PKGSTORE_ENOTFOUND);
     strcpy(named.entrypoint, "otelcol/bin");
-    assert_int_not_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named,
-                                               NULL),
-                         0);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.2", &named, NULL),
+                     PKGSTORE_ENOTFOUND); /* a directory only implied by a path */
+    assert_non_null(strstr(pkgstore_error_detail(), "not in the archive"));
 
     /* the declared format must be the real one */
     strcpy(named.format, "tar+gzip");

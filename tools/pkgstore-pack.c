@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pkgstore.h"
+#include "cli.h"
 
 #define PROG "pkgstore-pack"
 
@@ -34,21 +34,6 @@ static void usage(FILE *out)
             "  -V, --version         show the version\n"
             "\n"
             "exit status: 0 packed, 1 error, 2 usage error\n");
-}
-
-/* Print s as a JSON string (paths are bytes; escape what JSON needs). */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
 }
 
 int main(int argc, char **argv)
@@ -121,14 +106,14 @@ int main(int argc, char **argv)
     pkgstore_digest_format(digest_str, &digest);
     if (json) {
         printf("{\"path\":");
-        json_string(output);
+        cli_json_string(stdout, output);
         printf(",\"format\":\"tar+zstd\",\"digest\":\"%s\",\"size\":%llu,\"entries\":%llu,"
                "\"expanded_size\":%llu",
                digest_str, (unsigned long long)size, (unsigned long long)info.entries,
                (unsigned long long)info.total_size);
         if (info.executables == 1) {
             printf(",\"entrypoint\":");
-            json_string(info.sole_executable);
+            cli_json_string(stdout, info.sole_executable);
         }
         printf("}\n");
     } else {

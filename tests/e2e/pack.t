@@ -12,7 +12,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
 check() { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
 
-echo "1..12"
+echo "1..13"
 
 mkdir -p "$work/src/share"
 printf '#!/bin/sh\necho v1\n' > "$work/src/otelcol"
@@ -37,6 +37,13 @@ check "tar sees sorted entries, mode kept, owner 0" test "$listing" = "$expected
 
 json=$("$pack" --json -o "$work/j.tar.zst" -C "$work/src" otelcol)
 check "--json names the sole executable" bash -c "echo '$json' | grep -q '\"entrypoint\":\"otelcol\"'"
+
+odd=$work/$(printf 'out\351').tar.zst
+"$pack" --json -o "$odd" -C "$work/src" otelcol > "$work/odd.json"
+# JSON is UTF-8: iconv refuses any other byte (jq would quietly replace it).
+check "--json stays valid JSON for an output name that is not UTF-8" \
+    bash -c "iconv -f UTF-8 -t UTF-8 '$work/odd.json' > /dev/null &&
+             jq -e '.entrypoint == \"otelcol\" and (.path | endswith(\".tar.zst\"))' '$work/odd.json' > /dev/null"
 
 "$pack" -o "$work/x.tar.zst" /etc/hostname 2> "$work/err"; rc=$?
 check "absolute input refused with exit 1" test $rc = 1
