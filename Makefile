@@ -292,14 +292,20 @@ fuzz-smoke: fuzz
 	done
 
 # ---------------------------------------------------------------- demo, run, bench
-.PHONY: demo run bench
-demo: deps all
+# deps, then a sub-make for the build and the script: as plain prerequisites
+# deps and all would run side by side under -j, compiling against packages
+# still being installed.
+.PHONY: demo run bench demo-now run-now bench-now
+demo run bench: deps
+	@$(MAKE) --no-print-directory $@-now
+
+demo-now: all
 	@bash examples/demo.sh
 
-run: deps all
+run-now: all
 	@bash examples/run.sh
 
-bench: deps all
+bench-now: all
 	@for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; bash $$b || exit 1; done
 
 # ---------------------------------------------------------------- deps

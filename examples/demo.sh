@@ -116,6 +116,7 @@ fleet() {
     done
 }
 node_status() { jq -r '.packages[0].status + " " + (.packages[0].version // "")' "$WORK/$1/state/state.json" 2>/dev/null; }
+status_is() { [[ "$(node_status "$1")" == $2 ]]; } # NODE PATTERN
 healthy() { curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$(cat "$WORK/$1/health_port")/"; }
 all_healthy() { local n; for n in "${NODES[@]}"; do healthy "$n" || return 1; done; }
 wait_until 10 all_healthy || die "a v1 collector is not healthy"
@@ -132,8 +133,7 @@ say "Roll v2 out to the canary ring only: a policy with the selector canary=true
 show policy set canary --package otelcol --version 2.0.0 --selector canary=true --priority 10
 note "the canary's agent downloads v2, checks its SHA-256, runs 'otelcol --config ... validate',"
 note "swaps it in (keeping otelcol.bak), and watches it for $WINDOW s before declaring it Upgraded."
-wait_until 30 bash -c '[ "$(jq -r .packages[0].status "$0" 2>/dev/null)" = Upgraded ]' "$WORK/edge-canary/state/state.json" \
-    || die "the canary did not upgrade"
+wait_until 30 status_is edge-canary "Upgraded 2.0.0" || die "the canary did not upgrade"
 say "edge-canary reported every step to the server (its history):"
 api /v1/agents/edge-canary | jq -r '.history[] | "   \(.time)  \(.status)  \(.version // "")  \(.message // "")"' | tail -6
 say "Only the canary moved; dev and prod still run v1:"
@@ -142,7 +142,7 @@ fleet
 # ------------------------------------------------------------------ v2 to everyone
 say "The canary is healthy, so roll v2 out to everyone (a lower-priority policy with no selector)."
 show policy set everyone --package otelcol --version 2.0.0 --priority 1
-all_v2() { local n; for n in "${NODES[@]}"; do [ "$(node_status "$n")" = "Upgraded 2.0.0" ] || return 1; done; }
+all_v2() { local n; for n in "${NODES[@]}"; do status_is "$n" "Upgraded 2.0.0" || return 1; done; }
 wait_until 30 all_v2 || die "the fleet did not reach v2"
 wait_until 10 all_healthy || die "a v2 collector is not healthy"
 say "Every node now runs v2:"
@@ -153,8 +153,7 @@ say "Now roll v3 out to the canary ring. v3 passes validation, starts, then cras
 show policy set canary --package otelcol --version 3.0.0 --selector canary=true --priority 10
 note "the agent sees v3 die inside the monitor window, stops it, restores otelcol.bak (v2),"
 note "restarts v2 and reports RolledBack. It remembers v3's digest and will not retry it."
-wait_until 40 bash -c '[ "$(jq -r .packages[0].status "$0" 2>/dev/null)" = RolledBack ]' "$WORK/edge-canary/state/state.json" \
-    || die "the canary did not roll back"
+wait_until 40 status_is edge-canary "RolledBack *" || die "the canary did not roll back"
 wait_until 10 healthy edge-canary || die "the canary is not healthy after the rollback"
 say "edge-canary's history for v3:"
 api /v1/agents/edge-canary | jq -r '.history[] | select(.version == "3.0.0") | "   \(.time)  \(.status)  \(.message // "")"'

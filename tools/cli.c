@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -140,8 +139,9 @@ void cli_json_string(FILE *out, const char *s)
 
 void cli_format_time(char *buf, size_t size, long long unix_time)
 {
-    time_t t = (time_t)unix_time;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    char text[PKGSTORE_MANIFEST_TIME_SIZE];
+    if (pkgstore_manifest_time_format(text, (int64_t)unix_time) == 0)
+        snprintf(buf, size, "%s", text);
+    else
         snprintf(buf, size, "%lld", unix_time);
 }

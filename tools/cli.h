@@ -54,7 +54,8 @@ int cli_open_store(pkgstore_store **out, const char *dir, pkgstore_durability du
 /* Write s as a JSON string literal (quotes included) to out. */
 void cli_json_string(FILE *out, const char *s);
 
-/* Unix time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
+/* Unix time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes), through
+ * pkgstore_manifest_time_format(); the bare number outside years 0000-9999. */
 void cli_format_time(char *buf, size_t size, long long unix_time);
 
 #endif

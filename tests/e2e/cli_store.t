@@ -101,6 +101,8 @@ expect 0 "ls --help" "$BIN/pkgstore-ls" --help
 expect 0 "ls --version" "$BIN/pkgstore-ls" --version
 expect 0 "ls" "$BIN/pkgstore-ls" --store "$S"
 check "ls lists the blobs" "grep -q '^$A_DIGEST  *6 ' '$WORK/out' && grep -q '^$BIG_DIGEST' '$WORK/out'"
+check "ls shows when each blob was added, in UTC (YYYY-MM-DDTHH:MM:SSZ)" \
+    "grep -Eq '^$A_DIGEST  *6  *[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\$' '$WORK/out'"
 check "ls lists the package records" "grep -q '^otelcol-contrib  *0.98.0  *linux/amd64' '$WORK/out'"
 expect 0 "ls --json" "$BIN/pkgstore-ls" --store "$S" --json
 # 3 inputs + the 2 manifests that --name/--version wrote (manifests are blobs)

@@ -122,6 +122,14 @@ for m in "$SRC"/docs/*.[18]; do
 done
 check "every docs/*.1 and *.8 installed in share/man/man1 or man8${man_bad:+ (missing:$man_bad)}" \
     "[ -z '$man_bad' ]"
+# A cross-reference such as ".BR pkgstore\-agent (8)" names an installed page.
+bad_refs=$(for m in "$DEST$PREFIX"/share/man/man[18]/*.[18]; do
+    sed -n 's/\\-/-/g; s/^\.BR* \(pkgstore[a-z-]*\) (\([18]\)).*/\1 \2/p' "$m" | while read -r page s; do
+        [ -f "$DEST$PREFIX/share/man/man$s/$page.$s" ] || echo "${m##*/}:$page($s)"
+    done
+done)
+check "every man page cross-reference names an installed page${bad_refs:+ (dangling: $(echo $bad_refs))}" \
+    "[ -z '$bad_refs' ]"
 check "every program has its man page" \
     "for p in '$DEST$PREFIX'/bin/* '$HELPER'; do b=\${p##*/}; ls '$DEST$PREFIX'/share/man/man[18]/\$b.[18] >/dev/null 2>&1 || { echo \"# no man page for \$b\"; exit 1; }; done"
 
