@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     };
     int opt;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:h", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
@@ -160,6 +160,10 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case ':':
+            fprintf(stderr, AGENT_NAME ": %s: needs a value\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
         default:
             fprintf(stderr, AGENT_NAME ": %s: unknown option\n", argv[optind - 1]);
             usage(stderr);
