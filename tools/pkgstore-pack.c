@@ -15,6 +15,15 @@
 
 #define PROG "pkgstore-pack"
 
+/* The library's codes for an input the checks refuse (see REFUSED INPUTS in
+ * docs/pkgstore-pack.1): exit 1. Anything else (writing the output, memory)
+ * is exit 3. */
+static int refused(int error)
+{
+    return error == PKGSTORE_EINVALID || error == PKGSTORE_ENOTFOUND ||
+           error == PKGSTORE_EUNSAFE || error == PKGSTORE_ELIMIT;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -33,7 +42,8 @@ static void usage(FILE *out)
             "  -h, --help            show this help\n"
             "  -V, --version         show the version\n"
             "\n"
-            "exit status: 0 packed, 1 error, 2 usage error\n");
+            "exit status: 0 packed, 1 an input was refused or not found, 2 usage error,\n"
+            "3 any other error (the output cannot be written, ...)\n");
 }
 
 int main(int argc, char **argv)
@@ -52,46 +62,45 @@ int main(int argc, char **argv)
     const char *output = NULL, *directory = NULL;
     int json = 0, c;
 
-    while ((c = getopt_long(argc, argv, "o:C:l:hV", longopts, NULL)) != -1) {
+    cli_init(argv[0]);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:C:l:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
         case 'C': directory = optarg; break;
         case 'l': {
             char *end;
             long level = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || level < 1 || level > 19) {
-                fprintf(stderr, PROG ": --level %s: not a number in 1..19\n", optarg);
-                return 2;
-            }
+            if (*optarg == '\0' || *end != '\0' || level < 1 || level > 19)
+                return cli_usage("--level: '%s' is not a number in 1..19", optarg);
             opts.zstd_level = (int)level;
             break;
         }
         case 'k': opts.keep_metadata = 1; break;
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
-        case 'V': printf(PROG " %s\n", pkgstore_version()); return 0;
+        case 'V': return cli_version();
+        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
         default:
-            fprintf(stderr, PROG ": try '" PROG " --help'\n");
-            return 2;
+            /* optopt is the letter of an unknown short option (argv[optind - 1]
+             * may not hold it yet), 0 for an unknown long one */
+            if (optopt)
+                return cli_usage("unknown option '-%c'", optopt);
+            return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (!output) {
-        fprintf(stderr, PROG ": missing -o OUT.tar.zst (try '" PROG " --help')\n");
-        return 2;
-    }
-    if (optind >= argc) {
-        fprintf(stderr, PROG ": no FILE to pack (try '" PROG " --help')\n");
-        return 2;
-    }
+    if (!output)
+        return cli_usage("missing -o OUT.tar.zst");
+    if (optind >= argc)
+        return cli_usage("no FILE to pack");
 
     size_t n = (size_t)(argc - optind);
     int error = pkgstore_archive_create_tar_zstd(output, directory, (const char *const *)&argv[optind],
                                                  n, &opts);
     if (error < 0) {
         /* The detail names the object (the input or the output). */
-        fprintf(stderr, PROG ": %s\n", pkgstore_error_detail()[0] ? pkgstore_error_detail()
-                                                                  : pkgstore_strerror(error));
-        return 1;
+        cli_lib_error(NULL, error);
+        return refused(error) ? CLI_EXIT_FAIL : CLI_EXIT_ERROR;
     }
 
     pkgstore_archive_info info;
@@ -100,8 +109,8 @@ int main(int argc, char **argv)
     char digest_str[PKGSTORE_DIGEST_STR_SIZE];
     if ((error = pkgstore_archive_validate_file(&info, output, NULL, NULL)) < 0 ||
         (error = pkgstore_digest_file(&digest, &size, output)) < 0) {
-        fprintf(stderr, PROG ": %s\n", pkgstore_error_detail());
-        return 1;
+        cli_lib_error(output, error);
+        return CLI_EXIT_ERROR;
     }
     pkgstore_digest_format(digest_str, &digest);
     if (json) {
@@ -121,5 +130,9 @@ int main(int argc, char **argv)
                (unsigned long long)info.entries, (unsigned long long)size,
                (unsigned long long)info.total_size, digest_str);
     }
-    return 0;
+    if (fflush(stdout) != 0) {
+        cli_error(NULL, "writing output failed");
+        return CLI_EXIT_ERROR;
+    }
+    return CLI_EXIT_OK;
 }

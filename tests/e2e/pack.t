@@ -12,7 +12,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $1"; }
 check() { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
 
-echo "1..13"
+echo "1..19"
 
 mkdir -p "$work/src/share"
 printf '#!/bin/sh\necho v1\n' > "$work/src/otelcol"
@@ -21,7 +21,8 @@ echo a > "$work/src/share/a.txt"
 ln -s a.txt "$work/src/share/link"
 
 check "--help exits 0" bash -c "'$pack' --help > /dev/null"
-check "--version prints the version" bash -c "'$pack' --version | grep -q '^pkgstore-pack [0-9]'"
+check "--version prints the version like the other tools" \
+    bash -c "'$pack' --version | grep -q '^pkgstore-pack (pkgstore) [0-9]'"
 
 "$pack" -o "$work/one.tar.zst" -C "$work/src" otelcol share > "$work/out1" 2>&1
 check "packs files and a directory" test -s "$work/one.tar.zst"
@@ -57,3 +58,23 @@ check "escaping symlink refused, no output left" bash -c "[ $rc = 1 ] && [ ! -e 
 check "no FILE is a usage error (exit 2)" test $rc = 2
 "$pack" --bogus 2> /dev/null; rc=$?
 check "unknown option is a usage error (exit 2)" test $rc = 2
+"$pack" --bogus 2> "$work/err"; rc=$?
+check "unknown option: exit 2, one line naming it (not argv[0]) and the --help pointer" \
+    bash -c "[ $rc = 2 ] && [ \$(wc -l < '$work/err') = 2 ] &&
+             [ \"\$(head -1 '$work/err')\" = \"pkgstore-pack: unknown option '--bogus'\" ] &&
+             grep -q \"^Try 'pkgstore-pack --help'\" '$work/err'"
+"$pack" -x -o "$work/x.tar.zst" otelcol 2> "$work/err"; rc=$?
+check "unknown short option named as -x" \
+    bash -c "[ $rc = 2 ] && [ \"\$(head -1 '$work/err')\" = \"pkgstore-pack: unknown option '-x'\" ]"
+"$pack" -o "$work/x.tar.zst" --level 2> "$work/err"; rc=$?
+check "--level without a value: exit 2, says it needs a value" \
+    bash -c "[ $rc = 2 ] && [ \"\$(head -1 '$work/err')\" = \"pkgstore-pack: option '--level' needs a value\" ]"
+"$pack" -o "$work/x.tar.zst" --level 42 otelcol 2> "$work/err"; rc=$?
+check "--level out of range: exit 2, one line" \
+    bash -c "[ $rc = 2 ] && head -1 '$work/err' | grep -q \"^pkgstore-pack: --level: '42' is not a number in 1..19\$\""
+
+mkdir -p "$work/outdir/full"
+"$pack" -o "$work/outdir/full" -C "$work/src" otelcol 2> "$work/err"; rc=$?
+check "an output that cannot be written (a directory is there) exits 3" \
+    bash -c "[ $rc = 3 ] && [ \$(wc -l < '$work/err') = 1 ] && grep -q '^pkgstore-pack: ' '$work/err'"
+check "no temporary file is left beside it" bash -c "[ \$(ls '$work/outdir' | wc -l) = 1 ]"
