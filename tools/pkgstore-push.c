@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "httpclient.h"
 #include "pkgstore/digest.h"
 #include "pkgstore/error.h"
@@ -103,13 +104,13 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
+    cli_init(argv[0]);
     /* "--version" alone prints ours; "--version V" names the package's. */
-    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("pkgstore-push %s\n", PKGSTORE_VERSION_STRING);
-        return 0;
-    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0)
+        return cli_version();
     int opt;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case O_SERVER: server = optarg; break;
         case O_TOKEN: token_file = optarg; break;
@@ -123,24 +124,21 @@ int main(int argc, char **argv)
         case O_JSON: json_out = 1; break;
         case O_QUIET: quiet = 1; break;
         case O_HELP: usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
+        default:
+            /* optopt: an unknown short option, which argv[optind - 1] may not
+             * hold yet; 0 for an unknown long one */
+            if (optopt)
+                return cli_usage("unknown option '-%c'", optopt);
+            return cli_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind + 1 != argc || !name || !version) {
-        if (optind == argc && !name && !version && argc == 1) {
-            usage(stderr);
-            return 2;
-        }
-        fprintf(stderr, PROG ": %s\n",
-                optind + 1 != argc ? "exactly one FILE is required"
-                                   : "--name and --version are required");
-        usage(stderr);
-        return 2;
-    }
-    if (strcmp(type, "primary") != 0 && strcmp(type, "addon") != 0) {
-        fprintf(stderr, PROG ": --type: must be primary or addon: %s\n", type);
-        return 2;
-    }
+    if (!name || !version)
+        return cli_usage("--name and --version are required");
+    if (optind + 1 != argc)
+        return cli_usage("exactly one FILE is required");
+    if (strcmp(type, "primary") != 0 && strcmp(type, "addon") != 0)
+        return cli_usage("--type: must be primary or addon, not '%s'", type);
     const char *path = argv[optind];
     char host_platform[128];
     if (!platform) {
@@ -187,9 +185,8 @@ int main(int argc, char **argv)
     free(name_escaped);
     free(version_escaped);
     if (bad) {
-        fprintf(stderr, PROG ": arguments too long\n");
         fclose(file);
-        return 2;
+        return cli_usage("arguments too long");
     }
 
     pkgstore_digest_ctx *ctx = NULL;
