@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "httpclient.h"
 
 #define PROG "pkgstore-policy"
@@ -37,6 +38,18 @@ static void usage(FILE *out)
             "  --help, --version\n"
             "\n"
             "Selectors: comma means AND; key=value, key!=value, key in (a,b), key, !key.\n");
+}
+
+/* A getopt error (opt ':' or '?') as a one-line usage error. */
+static int option_error(int opt, char **argv)
+{
+    if (opt == ':')
+        return cli_usage("option '%s' needs a value", argv[optind - 1]);
+    /* optopt: an unknown short option, which argv[optind - 1] may not hold
+     * yet; 0 for an unknown long one */
+    if (optopt)
+        return cli_usage("unknown option '-%c'", optopt);
+    return cli_usage("unknown option '%s'", argv[optind - 1]);
 }
 
 static int fail(http_reply *reply, const char *object)
@@ -80,7 +93,10 @@ static void print_header(void)
            "VERSION", "TYPE", "NODES", "UPGRADED", "ACTIVE", "FAILED", "INCOMP", "SELECTOR");
 }
 
-static int cmd_set(http_client *client, int json_out, int argc, char **argv)
+/* The arguments of "set" (argv[0] is the command): the policy's NAME into
+ * *name and its JSON body into *text (free()). 0, or a usage error, checked
+ * before the client needs a server or a token. */
+static int set_parse(const char **name, char **text, int argc, char **argv)
 {
     const char *selector = "", *package = NULL, *version = NULL, *type = NULL;
     long priority = 0;
@@ -97,7 +113,7 @@ static int cmd_set(http_client *client, int json_out, int argc, char **argv)
     optind = 0; /* glibc: 0 restarts the scan (argv[0] is the command) */
     int opt;
     char *end;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case S_SELECTOR: selector = optarg; break;
         case S_PACKAGE: package = optarg; break;
@@ -106,32 +122,40 @@ static int cmd_set(http_client *client, int json_out, int argc, char **argv)
         case S_PRIORITY:
             errno = 0;
             priority = strtol(optarg, &end, 10);
-            if (errno || *end || end == optarg) {
-                fprintf(stderr, PROG ": --priority: not an integer: %s\n", optarg);
-                return 2;
-            }
+            if (errno || *end || end == optarg)
+                return cli_usage("--priority: '%s' is not an integer", optarg);
             has_priority = 1;
             break;
-        default: usage(stderr); return 2;
+        default: return option_error(opt, argv);
         }
     }
-    if (optind + 1 != argc || !package || !version) {
-        fprintf(stderr, PROG ": set NAME --package P --version V [--selector S] ...\n");
-        return 2;
-    }
-    const char *name = argv[optind];
+    if (!package || !version)
+        return cli_usage("set: --package and --version are required");
+    if (optind + 1 != argc)
+        return cli_usage("set: give exactly one NAME");
+    *name = argv[optind];
     json_t *body = json_pack("{s:s,s:s,s:s}", "selector", selector, "package", package,
                              "version", version);
-    if (!body) {
-        fprintf(stderr, PROG ": arguments must be UTF-8\n");
-        return 2;
+    if (body && type && json_object_set_new(body, "type", json_string(type)) < 0) {
+        json_decref(body);
+        body = NULL;
     }
-    if (type)
-        json_object_set_new(body, "type", json_string(type));
+    if (!body)
+        return cli_usage("set: arguments must be UTF-8");
     if (has_priority)
         json_object_set_new(body, "priority", json_integer(priority));
-    char *text = json_dumps(body, JSON_COMPACT);
+    *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    if (!*text) {
+        cli_error(NULL, "out of memory");
+        return 1;
+    }
+    return 0;
+}
+
+/* PUT the policy NAME with the JSON body text (freed here). */
+static int cmd_set(http_client *client, int json_out, const char *name, char *text)
+{
     char *escaped = http_escape(name);
     char path[1024];
     snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
@@ -145,11 +169,14 @@ static int cmd_set(http_client *client, int json_out, int argc, char **argv)
         printf("%s\n", reply.body);
     } else {
         json_t *p = json_loads(reply.body, 0, NULL);
-        printf("policy %s: %s %s for nodes matching '%s' (priority %lld)\n", name,
-               json_string_value(json_object_get(p, "package")),
-               json_string_value(json_object_get(p, "version")),
-               json_string_value(json_object_get(p, "selector")),
-               (long long)json_integer_value(json_object_get(p, "priority")));
+        const char *matching = json_string_value(json_object_get(p, "selector"));
+        printf("policy %s: %s %s for ", name, json_string_value(json_object_get(p, "package")),
+               json_string_value(json_object_get(p, "version")));
+        if (matching && *matching)
+            printf("nodes matching '%s'", matching);
+        else
+            printf("all nodes"); /* the empty selector matches every node */
+        printf(" (priority %lld)\n", (long long)json_integer_value(json_object_get(p, "priority")));
         json_decref(p);
     }
     http_reply_free(&reply);
@@ -251,38 +278,44 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int opt;
+    cli_init(argv[0]);
+    opterr = 0;
     /* '+': stop at the command; its own options follow it */
-    while ((opt = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
         switch (opt) {
         case O_SERVER: server = optarg; break;
         case O_TOKEN: token_file = optarg; break;
         case O_JSON: json_out = 1; break;
         case O_HELP: usage(stdout); return 0;
-        case O_VERSION: printf("pkgstore-policy %s\n", PKGSTORE_VERSION_STRING); return 0;
-        default: usage(stderr); return 2;
+        case O_VERSION: return cli_version();
+        default: return option_error(opt, argv);
         }
     }
-    if (optind >= argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind >= argc)
+        return cli_usage("no command: give set, ls, show or rm");
     const char *command = argv[optind];
     int rest_argc = argc - optind;
     char **rest_argv = argv + optind;
     int needs_name = strcmp(command, "show") == 0 || strcmp(command, "rm") == 0;
-    if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 && !needs_name) {
-        fprintf(stderr, PROG ": unknown command '%s' (set, ls, show, rm)\n", command);
-        return 2;
-    }
-    if ((needs_name && rest_argc != 2) || (strcmp(command, "ls") == 0 && rest_argc != 1)) {
-        fprintf(stderr, PROG ": usage: %s%s\n", command, needs_name ? " NAME" : "");
-        return 2;
-    }
+    if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 && !needs_name)
+        return cli_usage("%s: unknown command (set, ls, show, rm)", command);
+    if (needs_name && rest_argc != 2)
+        return cli_usage("%s: give exactly one NAME", command);
+    if (strcmp(command, "ls") == 0 && rest_argc != 1)
+        return cli_usage("ls: takes no arguments");
+    const char *set_name = NULL;
+    char *set_text = NULL;
+    int error;
+    if (strcmp(command, "set") == 0 && (error = set_parse(&set_name, &set_text, rest_argc,
+                                                          rest_argv)) != 0)
+        return error;
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file) < 0)
+    if (http_client_init(&client, PROG, server, token_file) < 0) {
+        free(set_text);
         return 2;
+    }
     if (strcmp(command, "set") == 0)
-        return cmd_set(&client, json_out, rest_argc, rest_argv);
+        return cmd_set(&client, json_out, set_name, set_text);
     if (strcmp(command, "ls") == 0)
         return cmd_ls(&client, json_out);
     if (strcmp(command, "show") == 0)

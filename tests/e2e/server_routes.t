@@ -170,6 +170,13 @@ diag "$(cat "$TMP/err")"
 "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" set ring1 --selector 'ring=1' \
     --package otelcol-tool --version 1.2.3 --priority 5 >"$TMP/out" 2>"$TMP/err"
 is "$?" "0" "pkgstore-policy set"
+is "$(cat "$TMP/out")" "policy ring1: otelcol-tool 1.2.3 for nodes matching 'ring=1' (priority 5)" \
+    "pkgstore-policy set names the selector"
+"$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" set everyone \
+    --package otelcol-tool --version 1.2.3 >"$TMP/out" 2>"$TMP/err"
+is "$? $(cat "$TMP/out")" "0 policy everyone: otelcol-tool 1.2.3 for all nodes (priority 0)" \
+    "pkgstore-policy set without --selector says 'for all nodes'"
+"$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" rm everyone >/dev/null
 "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" ls >"$TMP/out"
 grep -q '^ring1 ' "$TMP/out"
 ok $? "pkgstore-policy ls"
@@ -180,6 +187,49 @@ is "$?" "0" "pkgstore-policy rm"
 "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" show ring1 >/dev/null 2>"$TMP/err"
 is "$?" "1" "pkgstore-policy show of a removed policy fails"
 diag "$(cat "$TMP/err")"
+
+# usage errors: one line "prog: ...: reason" and the --help pointer, exit 2;
+# never getopt's own message with the full argv[0] path
+usage_error() { # usage_error DESCRIPTION EXPECTED-FIRST-LINE COMMAND...
+    local desc=$1 expected=$2
+    shift 2
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local rc=$? prog=${expected%%:*}
+    is "$rc|$(head -1 "$TMP/err")|$(sed -n 2p "$TMP/err")|$(wc -l <"$TMP/err")|$(wc -c <"$TMP/out")" \
+        "2|$expected|Try '$prog --help' for more information.|2|0" "$desc"
+}
+usage_error "pkgstore-push: unknown option" "pkgstore-push: unknown option '--bogus'" \
+    "$BIN/pkgstore-push" --bogus
+usage_error "pkgstore-push: an unknown short option is named" "pkgstore-push: unknown option '-x'" \
+    "$BIN/pkgstore-push" -xy
+usage_error "pkgstore-push: an option without its value" "pkgstore-push: option '--name' needs a value" \
+    "$BIN/pkgstore-push" --version 1.0.0 --name
+usage_error "pkgstore-push without arguments" "pkgstore-push: --name and --version are required" \
+    "$BIN/pkgstore-push"
+usage_error "pkgstore-push without FILE" "pkgstore-push: exactly one FILE is required" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0
+usage_error "pkgstore-push: a bad --type" "pkgstore-push: --type: must be primary or addon, not 'x'" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --type x "$TMP/tool-bin"
+usage_error "pkgstore-policy: unknown option" "pkgstore-policy: unknown option '--bogus'" \
+    "$BIN/pkgstore-policy" --bogus ls
+usage_error "pkgstore-policy: an option without its value" \
+    "pkgstore-policy: option '--server' needs a value" "$BIN/pkgstore-policy" --server
+usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show or rm" \
+    "$BIN/pkgstore-policy"
+usage_error "pkgstore-policy: an unknown command" \
+    "pkgstore-policy: frob: unknown command (set, ls, show, rm)" "$BIN/pkgstore-policy" frob
+usage_error "pkgstore-policy show without NAME" "pkgstore-policy: show: give exactly one NAME" \
+    "$BIN/pkgstore-policy" show
+usage_error "pkgstore-policy set: an unknown option" "pkgstore-policy: unknown option '--bogus'" \
+    "$BIN/pkgstore-policy" set x --bogus
+usage_error "pkgstore-policy set: an option without its value, before any server is needed" \
+    "pkgstore-policy: option '--package' needs a value" env -u PKGSTORE_SERVER "$BIN/pkgstore-policy" set x --package
+usage_error "pkgstore-policy set: a bad --priority" "pkgstore-policy: --priority: 'high' is not an integer" \
+    "$BIN/pkgstore-policy" --server "$URL" set x --package p --version 1.0.0 --priority high
+for tool in pkgstore-push pkgstore-policy; do
+    is "$("$BIN/$tool" --version)" "$tool (pkgstore) $(sed -n 's/^VERSION *:= *//p' "$SRC/Makefile")" \
+        "$tool --version prints like the other tools"
+done
 
 server_alive
 ok $? "the server is still running"
