@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,20 @@ static void usage(FILE *out)
             "  --log-level LEVEL         debug|info|warn|error (default info; debug logs\n"
             "                            every request)\n"
             "  --help, --version\n");
+}
+
+/* A usage error: "pkgstored: <message>" in one line, a pointer to --help,
+ * exit status 2 (the form the pkgstore-* tools print through tools/cli.c). */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("pkgstored: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'pkgstored --help' for more information.\n", stderr);
+    return 2;
 }
 
 static int parse_size(uint64_t *out, const char *str)
@@ -226,7 +241,8 @@ int main(int argc, char **argv)
     };
     int opt;
     uint64_t size;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    opterr = 0; /* getopt's own messages name the full argv[0] path */
+    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case OPT_LISTEN: cfg->listen = optarg; break;
         case OPT_STORE: cfg->store_path = optarg; break;
@@ -284,18 +300,19 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case OPT_VERSION:
-            printf("pkgstored %s (libpkgstore %s)\n", PKGSTORE_VERSION_STRING, pkgstore_version());
+            printf("pkgstored (pkgstore) %s\n", pkgstore_version());
             return 0;
+        case ':': return usage_error("%s: needs a value", argv[optind - 1]);
         default:
-            usage(stderr);
-            return 2;
+            /* optopt: an unknown short option (argv[optind - 1] may not hold
+             * it yet); 0 for an unknown long one */
+            if (optopt)
+                return usage_error("-%c: unknown option", optopt);
+            return usage_error("%s: unknown option", argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "pkgstored: unexpected argument: %s\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
+    if (optind < argc)
+        return usage_error("%s: unexpected argument", argv[optind]);
     if (!cfg->store_path || !*cfg->store_path) {
         fprintf(stderr, "pkgstored: no store: pass --store DIR or set COLLECTORCTRL_PACKAGES_DIR\n");
         return 2;

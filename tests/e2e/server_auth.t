@@ -108,6 +108,15 @@ diag "$(cat "$TMP/err")"
 printf 'admin short\n' >"$TMP/bad-tokens"
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
 is "$?" "1" "a token shorter than 16 characters is refused at start"
-"$BIN/pkgstored" --bogus 2>/dev/null
-is "$?" "2" "a usage error exits 2"
+"$BIN/pkgstored" --bogus 2>"$TMP/err"
+is "$?|$(cat "$TMP/err")" "2|pkgstored: --bogus: unknown option
+Try 'pkgstored --help' for more information." "an unknown option: exit 2, one line (not getopt's argv[0] message)"
+"$BIN/pkgstored" --listen 127.0.0.1:0 --store 2>"$TMP/err"
+is "$?|$(head -1 "$TMP/err")|$(wc -l <"$TMP/err")" "2|pkgstored: --store: needs a value|2" \
+    "an option without its value: exit 2, says it needs a value"
+"$BIN/pkgstored" --store "$TMP/store" extra 2>"$TMP/err"
+is "$?|$(head -1 "$TMP/err")|$(wc -l <"$TMP/err")" "2|pkgstored: extra: unexpected argument|2" \
+    "an unexpected argument: exit 2, one line and the --help pointer"
+is "$("$BIN/pkgstored" --version)" "pkgstored (pkgstore) $(sed -n 's/^VERSION *:= *//p' "$SRC/Makefile")" \
+    "--version prints like the other tools"
 finish
