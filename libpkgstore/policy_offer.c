@@ -36,9 +36,10 @@ void ps_target_release(struct ps_target *target)
 static int target_matches(const struct ps_target *target, const char *package,
                           const char *version)
 {
-    size_t plen = strlen(package);
-    return memcmp(target->key, package, plen + 1) == 0 &&
-           strcmp(target->key + plen + 1, version) == 0;
+    /* strcmp, not memcmp over plen + 1 bytes: a target with a shorter
+     * package name has a shorter key, and memcmp may read all plen + 1. */
+    return strcmp(target->key, package) == 0 &&
+           strcmp(target->key + strlen(package) + 1, version) == 0;
 }
 
 static int target_fresh(pkgstore_policy_db *db, const struct ps_target *target, int64_t now)
