@@ -39,10 +39,14 @@ static void child_loop(const char *store_dir, int iteration, int ready_fd)
         _exit(1);
     for (int n = 0;; n++) {
         /* a mix of sizes, pieces and repeats of blobs other iterations
-         * added; one in seven (the first ingest of each child among them,
-         * through add_fd) is past add_fd's copier-thread threshold of 1 MiB */
-        size_t len = n % 7 == 0 ? (size_t)(1 << 20) + (size_t)(rand_r(&seed) % (1 << 20))
-                                : (size_t)(rand_r(&seed) % 65536);
+         * added; one in seven (through add_fd) is past add_fd's
+         * copier-thread threshold of 1 MiB: the first ingest of even
+         * children, so that kills land inside the copier, and the fourth
+         * of odd ones, whose small first ingests complete even when the
+         * kill comes late (a sanitized build is slow) */
+        int big = n % 7 == (iteration % 2 ? 3 : 0);
+        size_t len = big ? (size_t)(1 << 20) + (size_t)(rand_r(&seed) % (1 << 20))
+                         : (size_t)(rand_r(&seed) % 65536);
         pkgstore_store_writer *writer = NULL;
         char path[4200];
         int fd;
