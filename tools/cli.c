@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,17 @@ int cli_usage(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\nTry '%s --help' for more information.\n", prog_name);
     return CLI_EXIT_USAGE;
+}
+
+int cli_option_error(int opt, char **argv)
+{
+    if (opt == ':')
+        return cli_usage("option '%s' needs a value", argv[optind - 1]);
+    /* optopt: an unknown short option, which argv[optind - 1] may not hold
+     * (options grouped as in -xy); 0 for an unknown long one */
+    if (optopt)
+        return cli_usage("unknown option '-%c'", optopt);
+    return cli_usage("unknown option '%s'", argv[optind - 1]);
 }
 
 int cli_version(void)

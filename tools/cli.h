@@ -41,6 +41,9 @@ int cli_usage(const char *fmt, ...)
     ;
 
 /* "prog (pkgstore) X.Y.Z" on stdout; returns CLI_EXIT_OK. */
+/* A getopt error (opt ':' or '?', with ":" leading the optstring) as a
+ * one-line usage error naming the option; returns 2. */
+int cli_option_error(int opt, char **argv);
 int cli_version(void);
 
 /* The store directory: --store value, else $COLLECTORCTRL_PACKAGES_DIR.

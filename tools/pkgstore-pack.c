@@ -80,13 +80,8 @@ int main(int argc, char **argv)
         case 'j': json = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': return cli_version();
-        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
-        default:
-            /* optopt is the letter of an unknown short option (argv[optind - 1]
-             * may not hold it yet), 0 for an unknown long one */
-            if (optopt)
-                return cli_usage("unknown option '-%c'", optopt);
-            return cli_usage("unknown option '%s'", argv[optind - 1]);
+        case ':':
+        default: return cli_option_error(c, argv);
         }
     }
     if (!output)

@@ -40,18 +40,6 @@ static void usage(FILE *out)
             "Selectors: comma means AND; key=value, key!=value, key in (a,b), key, !key.\n");
 }
 
-/* A getopt error (opt ':' or '?') as a one-line usage error. */
-static int option_error(int opt, char **argv)
-{
-    if (opt == ':')
-        return cli_usage("option '%s' needs a value", argv[optind - 1]);
-    /* optopt: an unknown short option, which argv[optind - 1] may not hold
-     * yet; 0 for an unknown long one */
-    if (optopt)
-        return cli_usage("unknown option '-%c'", optopt);
-    return cli_usage("unknown option '%s'", argv[optind - 1]);
-}
-
 static int fail(http_reply *reply, const char *object)
 {
     fprintf(stderr, PROG ": %s: %s\n", object, http_reply_error(reply));
@@ -126,7 +114,7 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
                 return cli_usage("--priority: '%s' is not an integer", optarg);
             has_priority = 1;
             break;
-        default: return option_error(opt, argv);
+        default: return cli_option_error(opt, argv);
         }
     }
     if (!package || !version)
@@ -288,7 +276,7 @@ int main(int argc, char **argv)
         case O_JSON: json_out = 1; break;
         case O_HELP: usage(stdout); return 0;
         case O_VERSION: return cli_version();
-        default: return option_error(opt, argv);
+        default: return cli_option_error(opt, argv);
         }
     }
     if (optind >= argc)

@@ -124,13 +124,8 @@ int main(int argc, char **argv)
         case O_JSON: json_out = 1; break;
         case O_QUIET: quiet = 1; break;
         case O_HELP: usage(stdout); return 0;
-        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
-        default:
-            /* optopt: an unknown short option, which argv[optind - 1] may not
-             * hold yet; 0 for an unknown long one */
-            if (optopt)
-                return cli_usage("unknown option '-%c'", optopt);
-            return cli_usage("unknown option '%s'", argv[optind - 1]);
+        case ':':
+        default: return cli_option_error(opt, argv);
         }
     }
     if (!name || !version)

@@ -36,8 +36,8 @@ int main(int argc, char **argv)
         case OPT_STORE: store_opt = optarg; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
         case OPT_VERSION: return cli_version();
-        case ':': return cli_usage("option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage("unknown option '%s'", argv[optind - 1]);
+        case ':':
+        default: return cli_option_error(opt, argv);
         }
     }
     if (argc - optind < 2)

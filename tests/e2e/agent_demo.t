@@ -21,7 +21,7 @@ dir=$(grep -o '/[^ ]*/pkgstore-demo-[A-Za-z0-9]*' "$LOG" | head -1)
 left=()
 for p in /proc/[0-9]*; do
     args=()
-    mapfile -d '' args <"$p/cmdline" 2>/dev/null
+    mapfile -d '' args 2>/dev/null <"$p/cmdline"   # stderr first: a process may be gone
     if [[ -n "$dir" && "${args[*]}" == *"$dir/"* ]] ||
         grep -qa "PKGSTORE_AGENT_CHILD=$dir/" "$p/environ" 2>/dev/null; then
         left+=("${p#/proc/}")

@@ -40,6 +40,9 @@ for tool in add verify ls; do
     expect 2 "$tool with an unknown short option" "$BIN/pkgstore-$tool" -x
     check "$tool calls -x unknown, not short of a value" \
         "[ \"\$(head -n1 '$WORK/err')\" = \"pkgstore-$tool: unknown option '-x'\" ]"
+    expect 2 "$tool with grouped unknown short options" "$BIN/pkgstore-$tool" -xy
+    check "$tool names -x, not its own path" \
+        "[ \"\$(head -n1 '$WORK/err')\" = \"pkgstore-$tool: unknown option '-x'\" ]"
 done
 expect 2 "add --batch --no-fsync" "$BIN/pkgstore-add" --store "$S" --batch --no-fsync "$WORK/a.txt"
 expect 2 "add with no store" "$BIN/pkgstore-add" "$WORK/a.txt"
