@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,18 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n"
             "See pkgstore-agent(8) and docs/pkgstore-agent.md.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs(AGENT_NAME ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry '" AGENT_NAME " --help' for more information.\n", stderr);
+    return 2;
 }
 
 static int check_config(const agent_config *cfg, int json)
@@ -155,29 +168,25 @@ int main(int argc, char **argv)
             json = 1;
             break;
         case OPT_VERSION:
-            printf(AGENT_NAME " %s\n", PKGSTORE_VERSION_STRING);
+            printf(AGENT_NAME " (pkgstore) %s\n", pkgstore_version());
             return 0;
         case 'h':
             usage(stdout);
             return 0;
         case ':':
-            fprintf(stderr, AGENT_NAME ": %s: needs a value\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            return usage_error("%s: needs a value", argv[optind - 1]);
         default:
-            fprintf(stderr, AGENT_NAME ": %s: unknown option\n", argv[optind - 1]);
-            usage(stderr);
-            return 2;
+            /* optopt: an unknown short option (argv[optind - 1] may not hold
+             * it yet); 0 for an unknown long one */
+            if (optopt)
+                return usage_error("-%c: unknown option", optopt);
+            return usage_error("%s: unknown option", argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, AGENT_NAME ": %s: unexpected argument\n", argv[optind]);
-        return 2;
-    }
-    if (json && !do_check) {
-        fprintf(stderr, AGENT_NAME ": --json: only with --check-config\n");
-        return 2;
-    }
+    if (optind < argc)
+        return usage_error("%s: unexpected argument", argv[optind]);
+    if (json && !do_check)
+        return usage_error("--json: only with --check-config");
     agent_config cfg;
     if (agent_config_load(&cfg, config_path) < 0) {
         fprintf(stderr, AGENT_NAME ": %s\n", agent_error());

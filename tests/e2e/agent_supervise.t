@@ -3,13 +3,16 @@
 # collector (restart with backoff, SIGTERM then SIGKILL, stop on SIGTERM),
 # and an unreachable server never stopping the collector.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..24"
+echo "1..25"
 
-check "--version" bash -c '"$0/pkgstore-agent" --version | grep -q "^pkgstore-agent 0\."' "$B"
+check "--version" bash -c '[ "$("$0/pkgstore-agent" --version)" = "pkgstore-agent (pkgstore) $("$0/pkgstore-add" --version | cut -d" " -f3)" ]' "$B"
 check "--help" bash -c '"$0/pkgstore-agent" --help | grep -q -- "--check-config"' "$B"
 "$B/pkgstore-agent" --bogus > /dev/null 2>&1; check "unknown option exits 2" test $? = 2
 err=$("$B/pkgstore-agent" --config 2>&1); rc=$?
-check "--config without a value: exit 2, says so" bash -c '[ "$0" = 2 ] && [[ "$1" == "pkgstore-agent: --config: needs a value"* ]]' "$rc" "$err"
+check "--config without a value: exit 2, one line and a pointer to --help" bash -c '[ "$0" = 2 ] && [ "$1" = "pkgstore-agent: --config: needs a value
+Try '"'"'pkgstore-agent --help'"'"' for more information." ]' "$rc" "$err"
+err=$("$B/pkgstore-agent" -xc 2>&1)
+check "grouped unknown short options: -x named" bash -c '[[ "$0" == "pkgstore-agent: -x: unknown option"* ]]' "$err"
 
 printf 'server:\n  url: http://127.0.0.1:1\nbogus: 1\n' > "$T/bad.yaml"
 err=$("$B/pkgstore-agent" --config "$T/bad.yaml" --check-config 2>&1); rc=$?
