@@ -14,7 +14,7 @@
 # test needs no edit here:
 #   libpkgstore/*.c            -> libpkgstore.so.$(SOMAJOR) and libpkgstore.a
 #   tools/pkgstore*.c          -> one program each; other tools/*.c are shared CLI helpers
-#   server/*.c                 -> pkgstored
+#   server/*.c, server/*/*.c    -> pkgstored (http/, api/, fleet/: docs/architecture.md)
 #   agent/*.c                  -> pkgstore-agent
 #   tests/test_*.c             -> one cmocka binary each, linked with tests/helpers/*.c
 #   fuzz/fuzz_*.c              -> replayed over fuzz/corpus/<target>/ by make test
@@ -67,7 +67,7 @@ TOOL_MAINS  := $(sort $(wildcard tools/pkgstore*.c))
 TOOL_HELP   := $(filter-out $(TOOL_MAINS),$(sort $(wildcard tools/*.c)))
 TOOL_HOBJS  := $(TOOL_HELP:%.c=$(BUILD)/obj/%.o)
 TOOLS       := $(TOOL_MAINS:tools/%.c=$(BUILD)/bin/%)
-SERVER_SRCS := $(sort $(wildcard server/*.c))
+SERVER_SRCS := $(sort $(wildcard server/*.c server/*/*.c))
 AGENT_SRCS  := $(sort $(wildcard agent/*.c))
 # The agent's worker: its own main plus the agent's small helpers (util.c).
 HELPER_SRCS := $(sort $(wildcard agent/helper/*.c)) agent/util.c

@@ -202,6 +202,11 @@ unsigned int http_status_for_error(int error);
 enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,
                                struct MHD_Response *response);
 
+/* Answer with JSON text the library allocated (freed with pkgstore_free()
+ * once sent). */
+enum MHD_Result respond_library_json(struct MHD_Connection *conn, request *req,
+                                     unsigned int status, char *text);
+
 /* Record a failure while a body is still arriving; it is answered once the
  * body is consumed (libmicrohttpd cannot answer mid-upload). */
 void request_fail(request *req, unsigned int status, int code, const char *fmt, ...)
@@ -210,6 +215,9 @@ void request_fail(request *req, unsigned int status, int code, const char *fmt, 
 /* Percent-decode a query argument into out (NUL and bad escapes refused).
  * Returns 1 if present and valid, 0 if absent, -1 if invalid. */
 int query_arg(char *out, size_t size, struct MHD_Connection *conn, const char *key);
+
+/* ?key=1|true|0|false; def when absent or unreadable. */
+int query_flag(struct MHD_Connection *conn, const char *key, int def);
 
 /* Handlers (blobs.c, packages.c, policies.c, agents.c, main.c) */
 enum MHD_Result blob_upload_begin(struct MHD_Connection *conn, request *req);

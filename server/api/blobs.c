@@ -1,5 +1,5 @@
 /*
- * server/blobs.c - blob uploads (streamed into the store writer, which
+ * server/api/blobs.c - blob uploads (streamed into the store writer, which
  * hashes as it writes) and downloads (sendfile from the store's fd).
  *
  * Downloads pick a representation first - the .zst transfer copy when the
@@ -16,7 +16,7 @@
 
 #include <openssl/evp.h> /* EVP_EncodeBlock: base64 for Repr-Digest */
 
-#include "server.h"
+#include "../server.h"
 
 int upload_open_writer(request *req)
 {

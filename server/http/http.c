@@ -1,5 +1,5 @@
 /*
- * server/http.c - request routing, authentication, body intake and JSON
+ * server/http/http.c - request routing, authentication, body intake and JSON
  * responses on top of libmicrohttpd.
  *
  * libmicrohttpd calls http_access() several times per request: once when
@@ -22,7 +22,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "server.h"
+#include "../server.h"
 
 /* Bytes of body we are willing to read and throw away after a failure so
  * that the client can still read our answer; past this we close. */
@@ -157,6 +157,23 @@ enum MHD_Result respond_pkgstore_error(struct MHD_Connection *conn, request *req
     return respond_error(conn, req, http_status_for_error(error), error, "%s", detail);
 }
 
+/* Answer with JSON text the library allocated (freed by MHD when sent). */
+enum MHD_Result respond_library_json(struct MHD_Connection *conn, request *req,
+                                            unsigned int status, char *text)
+{
+    size_t len = strlen(text);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer_with_free_callback(len, text, pkgstore_free);
+    if (!response) {
+        pkgstore_free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    MHD_add_response_header(response, "Cache-Control", "no-store");
+    req->response_bytes = len;
+    return queue_response(conn, req, status, response);
+}
+
 void request_fail(request *req, unsigned int status, int code, const char *fmt, ...)
 {
     if (req->fail_status)
@@ -214,6 +231,19 @@ int query_arg(char *out, size_t size, struct MHD_Connection *conn, const char *k
     if (!raw)
         return 0;
     return percent_decode(out, size, raw, strlen(raw), 0) < 0 ? -1 : 1;
+}
+
+/* ?name=1|true|0|false; def when absent or unreadable. */
+int query_flag(struct MHD_Connection *conn, const char *key, int def)
+{
+    char value[8];
+    if (query_arg(value, sizeof value, conn, key) <= 0)
+        return def;
+    if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0)
+        return 1;
+    if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0)
+        return 0;
+    return def;
 }
 
 /* Split the raw path into decoded segments. Returns 0, or -1 with a reason

@@ -1,5 +1,5 @@
 /*
- * server/metrics.c - counters for /metrics (Prometheus text format 0.0.4).
+ * server/api/metrics.c - counters for /metrics (Prometheus text format 0.0.4).
  *
  * Counters are lock-free atomics bumped from the worker threads; the
  * per-policy node gauges are computed from the library's fleet view when
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "server.h"
+#include "../server.h"
 
 #define STATUS_MAX 600
 

@@ -1,5 +1,5 @@
 /*
- * server/packages.c - the package routes over the registry:
+ * server/api/packages.c - the package routes over the registry:
  *   PUT    /v1/packages/NAME/VERSION?platform=&type=&entrypoint=&format=
  *   GET    /v1/packages, /v1/packages/NAME, /v1/packages/NAME/VERSION
  *   DELETE /v1/packages/NAME/VERSION   (409 while a policy references it)
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server.h"
+#include "../server.h"
 
 typedef struct package_upload {
     pkgstore_artifact artifact;
