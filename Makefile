@@ -148,7 +148,7 @@ $(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(SHLIB)
 $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
-	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) -lpthread
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) -lpthread
 
 # The resident agent maps neither libcurl nor OpenSSL nor libarchive (its
 # idle memory budget is smaller than theirs): it takes only libpkgstore's
@@ -172,6 +172,13 @@ $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 
 # Benchmark drivers (bench/*.c) link the static library.
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+# The fleet (server/fleet/) without HTTP: bench/policy.c and
+# tests/test_fleet.c link it with the server's log.c.
+FLEET_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
+$(BUILD)/bench/policy: $(BUILD)/obj/bench/policy.o $(FLEET_OBJS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
@@ -213,6 +220,11 @@ all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 # public entry point cannot provoke the case (fault injection).
 TEST_HOBJS := $(TEST_HSRCS:%.c=$(BUILD)/obj/%.o)
 $(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
+	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))
+
+$(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET_OBJS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
 	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))

@@ -1,6 +1,6 @@
 /*
- * bench/policy: the policy module's heartbeat path and fleet views, on one
- * core, without HTTP.
+ * bench/policy: the fleet's heartbeat path and views (server/fleet/ over
+ * the library's policy evaluation), on one core, without HTTP.
  *
  * Sets up a store with VERSIONS versions of one package and POLICIES
  * policies (label selectors over ring/env/zone, distinct priorities), then:
@@ -12,15 +12,19 @@
  *      (json_loadb + json_dumps of the parsed body). The ratio says what
  *      policy evaluation, node recording and offer building add on top;
  *   2. grows the fleet to MEMORY_NODES distinct nodes and reports the heap
- *      in use per node (mallinfo2) and the process RSS;
- *   3. times a rollout view over the whole fleet (one policy with its
- *      nodes), the /metrics pass (count_foreach), a full flush, and a
+ *      in use per node (mallinfo2) and the process RSS, first for nodes of
+ *      shared label sets (rings), then for nodes that each carry a unique
+ *      "host" label (no report is shared);
+ *   3. times a rollout view over the whole fleet (one policy with a page of
+ *      its nodes), the /metrics pass (count_foreach), a full flush, and a
  *      close and reopen that loads every node back.
  *
  * usage: policy [--nodes N] [--memory-nodes N] [--policies N] [--rounds N]
  */
 #include <pkgstore.h>
 #include <pkgstore/registry.h>
+
+#include "../server/fleet/fleet.h"
 
 #include <jansson.h>
 #include <malloc.h>
@@ -46,6 +50,12 @@ static double wall_now(void)
 static void die(const char *what, int rc)
 {
     fprintf(stderr, "policy: %s: %s: %s\n", what, pkgstore_strerror(rc), pkgstore_error_detail());
+    exit(2);
+}
+
+static void die_fleet(const char *what, const fleet_error *err)
+{
+    fprintf(stderr, "policy: %s: %s\n", what, err->message);
     exit(2);
 }
 
@@ -76,17 +86,21 @@ static double median(double *values, int n)
     return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
 }
 
-/* A heartbeat as pkgstore-agent sends it. */
-static int body_for(char *buf, size_t size, int node, int policies)
+/* A heartbeat as pkgstore-agent sends it; unique adds a label of its own
+ * ("host"), so that no two nodes share a report. */
+static int body_for(char *buf, size_t size, int node, int policies, int unique)
 {
     static const char *const platforms[] = {"linux/amd64", "linux/arm64", "linux/x86_64"};
+    char host[48] = "";
+    if (unique)
+        snprintf(host, sizeof(host), "\"host\":\"edge-host-%06d\",", node);
     return snprintf(buf, size,
-                    "{\"node_id\":\"edge-%06d\",\"labels\":{\"env\":\"%s\",\"ring\":\"r%d\","
+                    "{\"node_id\":\"edge-%06d\",\"labels\":{%s\"env\":\"%s\",\"ring\":\"r%d\","
                     "\"zone\":\"eu-west-%d\"},\"platform\":\"%s\",\"agent_version\":\"0.1.0\","
                     "\"packages\":[{\"name\":\"otelcol-contrib\",\"type\":\"primary\","
                     "\"version\":\"0.89.0\",\"digest\":\"sha256:0123456789abcdef0123456789abcdef"
                     "0123456789abcdef0123456789abcdef\",\"state\":\"Running\"}]}",
-                    node, node % 3 ? "prod" : "dev", node % (policies + 5), node % 3,
+                    node, host, node % 3 ? "prod" : "dev", node % (policies + 5), node % 3,
                     platforms[node % 3]);
 }
 
@@ -97,7 +111,10 @@ int main(int argc, char **argv)
     pkgstore_store_options sopts = PKGSTORE_STORE_OPTIONS_INIT;
     pkgstore_store *store = NULL;
     pkgstore_registry *reg = NULL;
-    pkgstore_policy_db *db = NULL;
+    fleet *db = NULL;
+    fleet_options fopts;
+    fleet_error ferr;
+    char fleet_dir[64];
     int rc;
 
     for (int i = 1; i < argc; i++) {
@@ -146,26 +163,36 @@ int main(int argc, char **argv)
                 die("add package", rc);
         }
     }
-    if ((rc = pkgstore_policy_open(&db, store, NULL)) < 0)
-        die("open", rc);
+    snprintf(fleet_dir, sizeof(fleet_dir), "%s/fleet", dir);
+    fleet_options_init(&fopts);
+    fopts.dir = fleet_dir;
+    fopts.no_fsync = 1;
+    fopts.no_flusher = 1;
+    fopts.new_nodes_per_s = 0; /* unlimited: one credential adds the whole fleet */
+    fopts.max_nodes = (size_t)memory_nodes * 2;
+    if (fleet_open(&db, reg, &fopts, &ferr) < 0)
+        die_fleet("open", &ferr);
     for (int p = 0; p < npolicies; p++) {
-        char name[32], *json = NULL;
+        char name[32], selector[96], version[32];
+        pkgstore_policy *policy = NULL;
         snprintf(name, sizeof(name), "ring-%02d", p);
-        int len = snprintf(body, sizeof(body),
-                           "{\"selector\":\"ring=r%d,env in (dev,prod),zone\",\"package\":"
-                           "\"otelcol-contrib\",\"version\":\"0.%d.0\",\"priority\":%d}",
-                           p, 90 + p, p % 5);
-        if ((rc = pkgstore_policy_put_json(&json, db, name, body, (size_t)len)) < 0)
+        snprintf(selector, sizeof(selector), "ring=r%d,env in (dev,prod),zone", p);
+        snprintf(version, sizeof(version), "0.%d.0", 90 + p);
+        if ((rc = pkgstore_policy_new(&policy, name, "otelcol-contrib", version)) < 0 ||
+            (rc = pkgstore_policy_set_selector(policy, selector)) < 0 ||
+            (rc = pkgstore_policy_set_priority(policy, p % 5)) < 0 ||
+            (rc = pkgstore_policy_put(NULL, reg, policy)) < 0)
             die("put policy", rc);
-        pkgstore_free(json);
+        pkgstore_policy_free(policy);
     }
+    fleet_policies_changed(db);
 
     /* 1. heartbeats vs the jansson floor */
     char **bodies = calloc((size_t)nodes, sizeof(*bodies));
     size_t *lens = calloc((size_t)nodes, sizeof(*lens));
     double hb_rates[99], ref_rates[99];
     for (int n = 0; n < nodes; n++) {
-        lens[n] = (size_t)body_for(body, sizeof(body), n, npolicies);
+        lens[n] = (size_t)body_for(body, sizeof(body), n, npolicies, 0);
         bodies[n] = strdup(body);
     }
     size_t offers = 0;
@@ -173,10 +200,11 @@ int main(int argc, char **argv)
         double start = cpu_now();
         for (int n = 0; n < nodes; n++) {
             char *response = NULL;
-            if ((rc = pkgstore_policy_heartbeat(&response, db, bodies[n], lens[n])) < 0)
-                die("heartbeat", rc);
-            offers += strstr(response, "\"digest\"") != NULL;
-            pkgstore_free(response);
+            size_t len = 0;
+            if (fleet_heartbeat(&response, &len, db, bodies[n], lens[n], 1, &ferr) < 0)
+                die_fleet("heartbeat", &ferr);
+            offers += strstr(response, "\"offers\":[{") != NULL;
+            free(response);
         }
         hb_rates[r] = nodes / (cpu_now() - start);
         start = cpu_now();
@@ -195,77 +223,88 @@ int main(int argc, char **argv)
     printf("reference:  jansson parse + serialize of the same bodies: median %.0f/CPU-s\n", ref);
     printf("ratio:      heartbeat / jansson floor = %.2f\n", hb / ref);
 
-    /* 2. memory per node */
-    pkgstore_policy_flush(db);
-    malloc_trim(0);
-    struct mallinfo2 before = mallinfo2();
-    long rss_before = rss_kb();
-    for (int n = nodes; n < memory_nodes; n++) {
-        char *response = NULL;
-        int len = body_for(body, sizeof(body), n, npolicies);
-        if ((rc = pkgstore_policy_heartbeat(&response, db, body, (size_t)len)) < 0)
-            die("heartbeat", rc);
-        pkgstore_free(response);
+    /* 2. memory per node: shared reports, then unique ones */
+    fleet_stats stats;
+    for (int unique = 0; unique <= 1; unique++) {
+        int first = unique ? memory_nodes : nodes, last = unique ? 2 * memory_nodes - nodes
+                                                                  : memory_nodes;
+        if (fleet_flush(db, &ferr) < 0)
+            die_fleet("flush", &ferr);
+        malloc_trim(0);
+        struct mallinfo2 before = mallinfo2();
+        long rss_before = rss_kb();
+        for (int n = first; n < last; n++) {
+            char *response = NULL;
+            size_t rlen = 0;
+            int len = body_for(body, sizeof(body), n, npolicies, unique);
+            if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, &ferr) < 0)
+                die_fleet("heartbeat", &ferr);
+            free(response);
+        }
+        malloc_trim(0);
+        struct mallinfo2 after = mallinfo2();
+        double per_node = last > first ? (double)(after.uordblks - before.uordblks) /
+                                             (double)(last - first)
+                                       : 0.0;
+        fleet_stats_get(db, &stats);
+        printf("memory:     +%d nodes with %s reports: heap %.0f bytes per node (goal <= 512), "
+               "RSS +%ld MB; fleet %zu nodes, %zu distinct reports, RSS %ld MB\n",
+               last - first, unique ? "unique" : "shared", per_node,
+               (rss_kb() - rss_before) / 1024, stats.nodes, stats.profiles, rss_kb() / 1024);
     }
-    pkgstore_policy_flush(db);
-    malloc_trim(0);
-    struct mallinfo2 after = mallinfo2();
-    double per_node = memory_nodes > nodes ? (double)(after.uordblks - before.uordblks) /
-                                                 (double)(memory_nodes - nodes)
-                                           : 0.0;
-    printf("memory:     %zu nodes: heap in use %.1f MB (%.0f bytes per node), RSS %ld MB "
-           "(+%ld MB; includes LMDB pages mapped by the flusher)\n",
-           pkgstore_policy_node_count(db), (double)after.uordblks / 1048576.0,
-           per_node,
-           rss_kb() / 1024, (rss_kb() - rss_before) / 1024);
 
     /* 3. views, flush, reopen */
     double view_cpu[99], metrics_cpu[99];
     for (int r = 0; r < rounds; r++) {
-        char *json = NULL;
+        json_t *status = NULL;
+        fleet_query page = {0};
+        page.limit = 100;
         double start = cpu_now();
-        if ((rc = pkgstore_policy_get_json(&json, db, "ring-03", 1)) < 0)
-            die("policy view", rc);
+        if (fleet_policy_status(&status, db, "ring-03", &page, &ferr) < 0)
+            die_fleet("policy view", &ferr);
         view_cpu[r] = cpu_now() - start;
-        pkgstore_free(json);
-        uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
+        json_decref(status);
         start = cpu_now();
-        if ((rc = pkgstore_policy_counts(counts, &total, db, "ring-03")) < 0)
-            die("counts", rc);
+        if (fleet_policies_status(&status, db, &ferr) < 0)
+            die_fleet("counts", &ferr);
         metrics_cpu[r] = cpu_now() - start;
+        json_decref(status);
     }
-    printf("views:      rollout view with nodes over %zu nodes: median %.1f ms CPU; counts "
-           "only: %.1f ms CPU\n",
-           pkgstore_policy_node_count(db), median(view_cpu, rounds) * 1e3,
-           median(metrics_cpu, rounds) * 1e3);
+    fleet_stats_get(db, &stats);
+    printf("views:      rollout view with a page of nodes over %zu nodes: median %.1f ms CPU; "
+           "counts of every policy: %.1f ms CPU\n",
+           stats.nodes, median(view_cpu, rounds) * 1e3, median(metrics_cpu, rounds) * 1e3);
 
     /* half the nodes change: the flush rewrites them */
     for (int n = 0; n < memory_nodes; n += 2) {
         char *response = NULL;
+        size_t rlen = 0;
         /* the same node without labels and packages: a real change */
         int len = snprintf(body, sizeof(body),
                            "{\"node_id\":\"edge-%06d\",\"platform\":\"linux/amd64\"}", n);
-        if ((rc = pkgstore_policy_heartbeat(&response, db, body, (size_t)len)) < 0)
-            die("heartbeat", rc);
-        pkgstore_free(response);
+        if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, &ferr) < 0)
+            die_fleet("heartbeat", &ferr);
+        free(response);
     }
     double start = wall_now();
-    if ((rc = pkgstore_policy_flush(db)) < 0)
-        die("flush", rc);
+    if (fleet_flush(db, &ferr) < 0)
+        die_fleet("flush", &ferr);
     double flushed = wall_now() - start;
     start = wall_now();
-    pkgstore_policy_free(db);
+    if (fleet_close(db, &ferr) < 0)
+        die_fleet("close", &ferr);
     db = NULL;
     double closed = wall_now() - start;
     start = wall_now();
-    if ((rc = pkgstore_policy_open(&db, store, NULL)) < 0)
-        die("reopen", rc);
+    if (fleet_open(&db, reg, &fopts, &ferr) < 0)
+        die_fleet("reopen", &ferr);
+    fleet_stats_get(db, &stats);
     printf("persist:    flush of %d changed nodes %.0f ms, close %.0f ms, reopen loading %zu "
            "nodes %.0f ms (wall)\n",
-           (memory_nodes + 1) / 2, flushed * 1e3, closed * 1e3, pkgstore_policy_node_count(db),
+           (memory_nodes + 1) / 2, flushed * 1e3, closed * 1e3, stats.nodes,
            (wall_now() - start) * 1e3);
 
-    pkgstore_policy_free(db);
+    fleet_close(db, &ferr);
     pkgstore_registry_free(reg);
     pkgstore_store_free(store);
     for (int n = 0; n < nodes; n++)

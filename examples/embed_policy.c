@@ -3,15 +3,15 @@
  *
  * Publishes FILE as otelcol-contrib 0.98.0 for linux/amd64, puts a policy
  * "canary" that assigns it to the nodes labelled env=dev,canary=true, then
- * hands a sample heartbeat of such a node (running 0.97.0 on linux/x86_64)
- * to the library and prints the response JSON with the offer, and the
- * policy's rollout status:
+ * evaluates a sample node (labels env=dev, canary=true, region=eu; platform
+ * linux/amd64; running 0.97.0) against every stored policy and prints what
+ * to offer it:
  *
  *   example-embed_policy STORE FILE
  *
- * This is what pkgstored does per request, minus HTTP: the body of
- * POST /v1/agents/heartbeat goes to pkgstore_policy_heartbeat() and its
- * result is the reply. Only the public API is used (#include <pkgstore.h>).
+ * This is the decision pkgstored makes per heartbeat, minus HTTP and the
+ * node table (which are the server's: server/fleet/). Only the public API
+ * is used (#include <pkgstore.h>).
  * Exit status: 0 success, 1 failure (one line on stderr), 2 usage error.
  */
 #include <stdio.h>
@@ -31,29 +31,44 @@ static void lib_error(const char *object, int code)
             detail[0] != '\0' ? detail : pkgstore_strerror(code));
 }
 
-/* A node's heartbeat as an agent sends it (DESIGN.md, "Heartbeat
- * protocol"). The platform alias is normalized to linux/amd64. */
-static const char sample_heartbeat[] =
-    "{\"node_id\": \"edge-42\","
-    " \"labels\": {\"env\": \"dev\", \"canary\": \"true\", \"region\": \"eu\"},"
-    " \"platform\": \"linux/x86_64\", \"agent_version\": \"0.1.0\","
-    " \"packages\": [{\"name\": \"otelcol-contrib\", \"type\": \"primary\","
-    "                 \"version\": \"0.97.0\", \"state\": \"Running\"}]}";
+/* The lookup pkgstore_policy_evaluate() asks for manifests: here straight
+ * from the registry; the manifests are kept until the decisions are done. */
+struct lookup {
+    pkgstore_registry *reg;
+    pkgstore_manifest *manifests[8];
+    size_t count;
+};
+
+static int lookup_manifest(const pkgstore_manifest **out, const char *package,
+                           const char *version, void *payload)
+{
+    struct lookup *lookup = payload;
+    pkgstore_manifest *manifest = NULL;
+    int error;
+    if (lookup->count == sizeof(lookup->manifests) / sizeof(*lookup->manifests))
+        return PKGSTORE_ELIMIT;
+    if ((error = pkgstore_registry_get(&manifest, NULL, lookup->reg, package, version)) < 0)
+        return error;
+    lookup->manifests[lookup->count++] = manifest;
+    *out = manifest;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
     pkgstore_store *store = NULL;
     pkgstore_registry *reg = NULL;
-    pkgstore_policy_db *db = NULL;
-    pkgstore_policy_options policy_opts = PKGSTORE_POLICY_OPTIONS_INIT;
+    pkgstore_policy *policy = NULL, *stored = NULL;
+    pkgstore_policies *set = NULL;
     pkgstore_artifact artifact;
-    pkgstore_policy policy, stored;
-    char *response = NULL, *status_json = NULL;
+    pkgstore_decision decisions[8];
+    struct lookup lookup = {NULL, {NULL}, 0};
+    size_t count = 0;
     int error, status = 1;
 
     if (argc == 2 && strcmp(argv[1], "--help") == 0) {
-        printf("usage: %s STORE FILE\nPublish FILE, put a canary policy and print the "
-               "offer for a sample heartbeat.\n", PROG);
+        printf("usage: %s STORE FILE\nPublish FILE, put a canary policy and print what it "
+               "offers a sample node.\n", PROG);
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
@@ -90,61 +105,59 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    /*
-     * 2. The policy database. Nodes are kept in memory and written behind
-     * by a background thread; a short-lived program can do without the
-     * thread: pkgstore_policy_flush() / _free() write what is pending.
-     */
-    policy_opts.no_flusher = 1;
-    if ((error = pkgstore_policy_open(&db, store, &policy_opts)) < 0) {
-        lib_error("store", error);
-        goto out;
-    }
-
-    /* 3. The policy: a plain value; put validates every field, stores the
-     * selector in canonical form and sets created/updated. */
-    memset(&policy, 0, sizeof(policy));
-    strcpy(policy.name, "canary");
-    strcpy(policy.selector, "env=dev,canary=true");
-    strcpy(policy.package, "otelcol-contrib");
-    strcpy(policy.version, "0.98.0");
-    policy.type = PKGSTORE_TYPE_PRIMARY;
-    policy.priority = 10;
-    if ((error = pkgstore_policy_put(&stored, db, &policy)) < 0) {
+    /* 2. The policy: built, then stored through the registry, which checks
+     * in the same transaction that the version exists, keeps the selector
+     * in canonical form and sets created/updated. */
+    if ((error = pkgstore_policy_new(&policy, "canary", "otelcol-contrib", "0.98.0")) < 0 ||
+        (error = pkgstore_policy_set_selector(policy, "env=dev,canary=true")) < 0 ||
+        (error = pkgstore_policy_set_priority(policy, 10)) < 0 ||
+        (error = pkgstore_policy_put(&stored, reg, policy)) < 0) {
         lib_error("policy canary", error);
         goto out;
     }
-    printf("policy %s: selector \"%s\" -> %s %s (priority %d)\n", stored.name, stored.selector,
-           stored.package, stored.version, stored.priority);
+    printf("policy %s: selector \"%s\" -> %s %s (priority %d)\n", pkgstore_policy_name(stored),
+           pkgstore_policy_selector_text(stored), pkgstore_policy_package(stored),
+           pkgstore_policy_version(stored), pkgstore_policy_priority(stored));
 
-    /* 4. A heartbeat in, the response (with the offers) out. The response
-     * is a new string: free it with pkgstore_free(). */
-    if ((error = pkgstore_policy_heartbeat(&response, db, sample_heartbeat,
-                                           strlen(sample_heartbeat))) < 0) {
-        lib_error("heartbeat", error);
+    /* 3. Every stored policy, ranked, and a node to evaluate. */
+    if ((error = pkgstore_policies_load(&set, reg)) < 0) {
+        lib_error("policies", error);
         goto out;
     }
-    printf("heartbeat response: %s\n", response);
-
-    /* 5. The rollout status the server shows under GET /v1/policies/canary. */
-    if ((error = pkgstore_policy_get_json(&status_json, db, "canary", 1)) < 0) {
-        lib_error("policy canary", error);
+    static const pkgstore_label labels[] = {
+        {"canary", "true"}, {"env", "dev"}, {"region", "eu"}};
+    static const pkgstore_node_package running[] = {
+        {"otelcol-contrib", PKGSTORE_TYPE_PRIMARY, "0.97.0", NULL}};
+    pkgstore_node_facts node = {"linux/amd64", labels, 3, running, 1};
+    lookup.reg = reg;
+    if ((error = pkgstore_policy_evaluate(decisions, 8, &count, set, &node, lookup_manifest,
+                                          &lookup)) < 0) {
+        lib_error("evaluate", error);
         goto out;
     }
-    printf("policy status: %s\n", status_json);
 
-    /* Write the node record now, to see the error (free would drop it). */
-    if ((error = pkgstore_policy_flush(db)) < 0) {
-        lib_error("nodes", error);
-        goto out;
+    /* 4. One decision per package slot: the governing policy and what it
+     * means for this node. */
+    for (size_t i = 0; i < count; i++) {
+        const pkgstore_decision *d = &decisions[i];
+        char digest[PKGSTORE_DIGEST_STR_SIZE] = "-";
+        if (d->artifact)
+            pkgstore_digest_format(digest, &d->artifact->digest);
+        printf("decision: policy=%s verdict=%s package=%s version=%s platform=%s digest=%s\n",
+               pkgstore_policy_name(d->policy), pkgstore_verdict_name(d->verdict),
+               pkgstore_policy_package(d->policy), pkgstore_policy_version(d->policy),
+               d->artifact ? d->artifact->platform : "-", digest);
     }
     status = 0;
 
 out:
-    /* Reverse order: the policy db and the registry borrow the store. */
-    pkgstore_free(status_json);
-    pkgstore_free(response);
-    pkgstore_policy_free(db);
+    /* Reverse order: the decisions borrow the set and the manifests, the
+     * registry borrows the store. */
+    for (size_t i = 0; i < lookup.count; i++)
+        pkgstore_manifest_free(lookup.manifests[i]);
+    pkgstore_policies_free(set);
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
     pkgstore_registry_free(reg);
     pkgstore_store_free(store);
     return status;

@@ -386,6 +386,20 @@ static int generation_txn(MDB_txn *txn, ps_index *index, void *payload)
     return ps_registry_read_generation(&op->generation, txn, index);
 }
 
+int pkgstore_registry_generation(uint64_t *out, pkgstore_registry *reg)
+{
+    generation_op gen = {0};
+    int error;
+    if (out)
+        *out = 0;
+    if (!out || !reg)
+        return ps_error_set(PKGSTORE_EINVALID, "registry_generation: NULL argument");
+    if ((error = ps_index_read(reg->index, generation_txn, &gen)) < 0)
+        return error;
+    *out = gen.generation;
+    return 0;
+}
+
 /*
  * Find name in the cache, loading it when missing, after dropping the cache
  * if the generation moved. On success the lock is held (read or write, as

@@ -46,6 +46,13 @@ static void usage(FILE *out)
             "  --max-header BYTES        largest request header block (default 8K)\n"
             "  --threads N               worker threads (default: one per core)\n"
             "  --heartbeat-interval S    interval told to agents (default 30)\n"
+            "  --fleet-dir DIR           node records (default: the store's path + .fleet)\n"
+            "  --max-nodes N             nodes the fleet holds at most (default 200000)\n"
+            "  --node-expiry S           forget nodes silent this long; 0 never\n"
+            "                            (default 2592000, 30 days)\n"
+            "  --history-max N           status entries kept per node, 1..1024 (default 32)\n"
+            "  --new-nodes-rate N[/B]    new node ids per second per token, burst B\n"
+            "                            (default 50/2000; 0 unlimited)\n"
             "  --shutdown-timeout S      wait for requests in flight at exit (default 30)\n"
             "  --no-zstd                 do not write .zst transfer copies of uploads\n"
             "  --no-fsync                skip fsync (benchmarks and tests only)\n"
@@ -187,16 +194,13 @@ static void store_error(const char *store_path, int error)
 static int close_store(void)
 {
     int error = 0;
-    if (g_server.policies) {
-        error = pkgstore_policy_flush(g_server.policies);
-        if (error < 0) {
-            char q[600];
-            log_msg(LOG_ERROR, "cannot write node records", "detail=%s",
-                    log_quote(q, sizeof q, pkgstore_error_detail()));
-        }
+    fleet_error err;
+    if (g_server.fleet && (error = fleet_close(g_server.fleet, &err)) < 0) {
+        char q[600];
+        log_msg(LOG_ERROR, "cannot write node records", "detail=%s",
+                log_quote(q, sizeof q, err.message));
     }
-    pkgstore_policy_free(g_server.policies);
-    g_server.policies = NULL;
+    g_server.fleet = NULL;
     pkgstore_registry_free(g_server.registry);
     g_server.registry = NULL;
     pkgstore_store_free(g_server.store);
@@ -215,11 +219,13 @@ int main(int argc, char **argv)
     cfg->heartbeat_interval_s = 30;
     cfg->shutdown_timeout_s = 30;
     cfg->zstd_copies = 1;
+    fleet_options_init(&cfg->fleet);
 
     enum {
         OPT_LISTEN = 256, OPT_STORE, OPT_TOKENS, OPT_MAX_UPLOAD, OPT_MAX_JSON, OPT_MAX_HEADER,
         OPT_THREADS, OPT_HB, OPT_SHUTDOWN, OPT_NO_ZSTD, OPT_NO_FSYNC, OPT_PORT_FILE,
-        OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION
+        OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_FLEET_DIR, OPT_MAX_NODES, OPT_NODE_EXPIRY,
+        OPT_HISTORY_MAX, OPT_NEW_NODES_RATE
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -235,6 +241,11 @@ int main(int argc, char **argv)
         {"no-fsync", no_argument, NULL, OPT_NO_FSYNC},
         {"port-file", required_argument, NULL, OPT_PORT_FILE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"fleet-dir", required_argument, NULL, OPT_FLEET_DIR},
+        {"max-nodes", required_argument, NULL, OPT_MAX_NODES},
+        {"node-expiry", required_argument, NULL, OPT_NODE_EXPIRY},
+        {"history-max", required_argument, NULL, OPT_HISTORY_MAX},
+        {"new-nodes-rate", required_argument, NULL, OPT_NEW_NODES_RATE},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -296,6 +307,39 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_FLEET_DIR: cfg->fleet_dir = optarg; break;
+        case OPT_MAX_NODES: {
+            unsigned int n;
+            if (parse_uint(&n, optarg, 100000000) < 0 || n == 0)
+                return usage_error("--max-nodes: not a number in 1..100000000: %s", optarg);
+            cfg->fleet.max_nodes = n;
+            break;
+        }
+        case OPT_NODE_EXPIRY:
+            if (parse_uint(&cfg->fleet.expiry_s, optarg, 100u * 365 * 86400) < 0)
+                return usage_error("--node-expiry: not a number of seconds: %s", optarg);
+            break;
+        case OPT_HISTORY_MAX:
+            if (parse_uint(&cfg->fleet.history_max, optarg, 1024) < 0 ||
+                cfg->fleet.history_max == 0)
+                return usage_error("--history-max: not a number in 1..1024: %s", optarg);
+            break;
+        case OPT_NEW_NODES_RATE: {
+            unsigned int rate = 0, burst = 0;
+            char rate_text[32];
+            const char *slash = strchr(optarg, '/');
+            snprintf(rate_text, sizeof rate_text, "%.*s",
+                     (int)(slash ? (size_t)(slash - optarg) : strlen(optarg)), optarg);
+            if (parse_uint(&rate, rate_text, 1000000) < 0 ||
+                (slash && (parse_uint(&burst, slash + 1, 100000000) < 0 || burst == 0)))
+                return usage_error("--new-nodes-rate: not N or N/BURST: %s", optarg);
+            cfg->fleet.new_nodes_per_s = rate;
+            if (slash)
+                cfg->fleet.new_nodes_burst = burst;
+            else if (rate && cfg->fleet.new_nodes_burst < rate)
+                cfg->fleet.new_nodes_burst = rate;
+            break;
+        }
         case OPT_HELP:
             usage(stdout);
             return 0;
@@ -343,13 +387,19 @@ int main(int argc, char **argv)
 
     pthread_mutex_init(&g_server.catalog_lock, NULL);
     error = pkgstore_registry_open(&g_server.registry, g_server.store);
-    if (error == 0) {
-        pkgstore_policy_options policy_options = PKGSTORE_POLICY_OPTIONS_INIT;
-        policy_options.heartbeat_interval_s = cfg->heartbeat_interval_s;
-        error = pkgstore_policy_open(&g_server.policies, g_server.store, &policy_options);
-    }
     if (error < 0) {
         store_error(cfg->store_path, error);
+        close_store();
+        return 1;
+    }
+    char fleet_dir[4200];
+    snprintf(fleet_dir, sizeof fleet_dir, "%s.fleet", cfg->store_path);
+    cfg->fleet.dir = cfg->fleet_dir ? cfg->fleet_dir : fleet_dir;
+    cfg->fleet.heartbeat_interval_s = cfg->heartbeat_interval_s;
+    cfg->fleet.no_fsync = cfg->no_fsync;
+    fleet_error fleet_err;
+    if (fleet_open(&g_server.fleet, g_server.registry, &cfg->fleet, &fleet_err) < 0) {
+        fprintf(stderr, "pkgstored: %s\n", fleet_err.message);
         close_store();
         return 1;
     }
@@ -423,12 +473,17 @@ int main(int argc, char **argv)
         close_store();
         return 1;
     }
-    char q3[4300], q4[300];
+    char q3[4300], q4[300], q5[4300];
+    fleet_stats fleet_now;
+    fleet_stats_get(g_server.fleet, &fleet_now);
+    size_t fleet_nodes = fleet_now.nodes;
     log_msg(LOG_INFO, "listening",
-            "listen=%s port=%u store=%s threads=%u max_upload=%" PRIu64 " tokens=%zu pid=%ld",
+            "listen=%s port=%u store=%s fleet=%s nodes=%zu threads=%u max_upload=%" PRIu64
+            " tokens=%zu pid=%ld",
             log_quote(q4, sizeof q4, cfg->listen), port,
-            log_quote(q3, sizeof q3, cfg->store_path), threads, cfg->max_upload,
-            tokens_count(g_server.tokens), (long)getpid());
+            log_quote(q3, sizeof q3, cfg->store_path), log_quote(q5, sizeof q5, cfg->fleet.dir),
+            fleet_nodes, threads, cfg->max_upload, tokens_count(g_server.tokens),
+            (long)getpid());
 
     int signal_number = 0;
     while (sigwait(&stop_signals, &signal_number) != 0) {

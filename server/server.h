@@ -25,6 +25,8 @@
 #include "pkgstore/store.h"
 #include "pkgstore/version.h"
 
+#include "fleet/fleet.h"
+
 #define SERVER_NAME "pkgstored"
 
 /* ---------------------------------------------------------------- logging */
@@ -80,6 +82,7 @@ enum route {
     ROUTE_PACKAGE_VERSION, /* /v1/packages/{name}/{version} */
     ROUTE_POLICIES,        /* /v1/policies */
     ROUTE_POLICY,          /* /v1/policies/{name} */
+    ROUTE_POLICY_RETRY,    /* /v1/policies/{name}/retry */
     ROUTE_HEARTBEAT,       /* /v1/agents/heartbeat */
     ROUTE_AGENTS,          /* /v1/agents */
     ROUTE_AGENT,           /* /v1/agents/{id} */
@@ -94,13 +97,12 @@ void metrics_request(enum route route, unsigned int status);
 void metrics_bytes_served(uint64_t bytes);
 void metrics_upload(int ok, uint64_t bytes);
 void metrics_heartbeat(void);
-/* Walk (policy, status, count) for the node gauges (policies.c). */
-void metrics_render_nodes(pkgstore_store *store,
-                          void (*emit)(void *ctx, const char *policy, const char *status,
+/* Walk (policy, status, count) for the node gauges (api/agents.c). */
+void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),
                           void *ctx);
 /* Render the Prometheus text exposition into a new string (free()). */
-char *metrics_render(pkgstore_store *store, size_t *len_out);
+char *metrics_render(size_t *len_out);
 
 /* ---------------------------------------------------------------- server state */
 
@@ -117,13 +119,16 @@ typedef struct server_config {
     unsigned int shutdown_timeout_s;
     int zstd_copies;
     int no_fsync;
+    /* the fleet (server/fleet/fleet.h) */
+    const char *fleet_dir;   /* NULL: STORE.fleet */
+    fleet_options fleet;
 } server_config;
 
 typedef struct server {
     server_config config;
     pkgstore_store *store;
     pkgstore_registry *registry;
-    pkgstore_policy_db *policies;
+    fleet *fleet;
     /* held by policy writes and package deletes: a delete's "no policy
      * references it" check stays true until the version is gone */
     pthread_mutex_t catalog_lock;
@@ -177,6 +182,13 @@ struct request {
     int fail_code;
     char fail_message[512];
     uint64_t discarded;
+
+    /* who sent it: a hash of the token (the fleet's new-node rate) */
+    uint64_t credential;
+
+    /* query arguments of node listings, decoded (api/agents.c) */
+    char query_after[256];
+    char query_filters[3][1040]; /* selector, policy, state */
 
     /* one extra response header (WWW-Authenticate, Location) */
     const char *extra_header_name;
@@ -239,7 +251,17 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req);
 enum MHD_Result policies_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req);
+enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req);
+enum MHD_Result agent_delete(struct MHD_Connection *conn, request *req);
+/* Answer with a fleet error (its HTTP status, Retry-After and message). */
+enum MHD_Result respond_fleet_error(struct MHD_Connection *conn, request *req,
+                                    const fleet_error *err);
+/* The query arguments of a node listing (limit, after, history and, with
+ * with_filters, selector, policy, state); -1 when one is malformed, with
+ * the 400 answered. */
+int fleet_query_from_request(fleet_query *q, struct MHD_Connection *conn, request *req,
+                             int with_filters);
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req);
 

@@ -1,24 +1,28 @@
 /*
- * pkgstore/policy.h - label selectors, upgrade policies, nodes, heartbeats,
- * offers and rollout status.
+ * pkgstore/policy.h - label selectors, upgrade policies, and the evaluation
+ * of a node against them.
  *
  * A policy assigns one package version to the nodes whose labels match its
- * selector. A node reports itself with a heartbeat; the reply carries the
- * offers computed for it. docs/policies.md has the selector grammar, the
- * priority rules, the rollout states and the heartbeat semantics.
+ * selector. Policies are records in the store's index, written through a
+ * registry handle (they name package versions, and the registry refuses to
+ * remove a version a policy references). pkgstore_policy_evaluate() is a
+ * pure function: given a node's labels, platform and running packages and
+ * a set of policies, it says which policy governs each package slot and
+ * what to offer. Node tables, heartbeats, history and rollout views belong
+ * to the program that keeps a fleet (pkgstored's server/fleet/).
  *
- * Policies live in the index (PS_DB_POLICIES) and are written through at
- * once. Nodes are kept in memory and written behind to the index
- * (PS_DB_NODES) by a background flusher; pkgstore_policy_flush() and
- * pkgstore_policy_free() write every pending node. A handle is safe to share
- * between threads.
+ * docs/policies.md has the selector grammar and the priority rules. Nothing
+ * here starts a thread or keeps a cache; every object is immutable once
+ * stored and safe to read from many threads.
  */
 #ifndef PKGSTORE_POLICY_H
 #define PKGSTORE_POLICY_H
 
 #include "common.h"
+#include "digest.h"
 #include "index.h"
-#include "store.h"
+#include "manifest.h"
+#include "registry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,133 +92,226 @@ PKGSTORE_API const char *pkgstore_selector_string(const pkgstore_selector *selec
 PKGSTORE_API int pkgstore_selector_matches(const pkgstore_selector *selector,
                                            const pkgstore_label *labels, size_t count);
 
-/* ---------------------------------------------------------------- the handle */
-
-/** Policies and nodes of one store (opaque, thread-safe). */
-typedef struct pkgstore_policy_db pkgstore_policy_db;
-
-typedef struct pkgstore_policy_options {
-    unsigned int version;         /* PKGSTORE_POLICY_OPTIONS_VERSION */
-    unsigned int heartbeat_interval_s; /* sent to agents; 0 = 30 */
-    unsigned int history_max;     /* status entries kept per node; 0 = 32 (max 1024) */
-    unsigned int flush_interval_ms; /* write-behind period for nodes; 0 = 1000 */
-    int no_flusher;               /* 1: no background thread; nodes are written only by
-                                     pkgstore_policy_flush() and pkgstore_policy_free() */
-} pkgstore_policy_options;
-
-#define PKGSTORE_POLICY_OPTIONS_VERSION 1
-#define PKGSTORE_POLICY_OPTIONS_INIT { PKGSTORE_POLICY_OPTIONS_VERSION, 0, 0, 0, 0 }
-
-/**
- * Open the policies and nodes of store into *out: loads every policy and
- * node record from the index into memory and starts the node flusher.
- * The store must outlive the handle. opts may be NULL for the defaults.
- * A node record that does not parse is skipped (the node comes back on its
- * next heartbeat). Errors: PKGSTORE_EINVALID, PKGSTORE_ECORRUPT (a policy
- * record does not parse; the detail names it), PKGSTORE_EIO, PKGSTORE_ENOMEM.
- * Free with pkgstore_policy_free().
- */
-PKGSTORE_API int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *store,
-                                      const pkgstore_policy_options *opts);
-
-/**
- * Write every pending node record to the index now (transactions of up to
- * 4096 records). Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC, PKGSTORE_ENOMEM (a
- * failed batch stays pending).
- */
-PKGSTORE_API int pkgstore_policy_flush(pkgstore_policy_db *db);
-
-/** Stop the flusher, write pending nodes (errors are dropped: call
- * pkgstore_policy_flush() first to see them) and free. Accepts NULL. */
-PKGSTORE_API void pkgstore_policy_free(pkgstore_policy_db *db);
-
-/**
- * Forget cached package resolutions (which artifact fits which platform).
- * Call after adding or removing package artifacts; the cache also expires
- * by itself after 2 seconds, so changes by other processes are seen too.
- */
-PKGSTORE_API void pkgstore_policy_invalidate(pkgstore_policy_db *db);
-
 /* ---------------------------------------------------------------- policies */
 
 #define PKGSTORE_POLICY_NAME_MAX 128      /* [a-z0-9][a-z0-9._-]{0,127} */
 #define PKGSTORE_POLICY_PRIORITY_MIN (-1000000)
 #define PKGSTORE_POLICY_PRIORITY_MAX 1000000
 
-typedef struct pkgstore_policy {
-    char name[PKGSTORE_POLICY_NAME_MAX + 1];
-    char selector[PKGSTORE_SELECTOR_MAX + 1]; /* canonical form once stored */
-    char package[PKGSTORE_NAME_MAX + 1];
-    char version[PKGSTORE_VERSION_MAX + 1];   /* an exact version */
-    pkgstore_package_type type;
-    int priority;                             /* higher wins */
-    int64_t created;                          /* Unix seconds; set by put */
-    int64_t updated;                          /* Unix seconds; set by put */
-} pkgstore_policy;
+/** A policy (opaque). Built with pkgstore_policy_new() and the setters;
+ * those returned by the store and by sets are read-only. */
+typedef struct pkgstore_policy pkgstore_policy;
 
 /** 0 if name is a valid policy name, else PKGSTORE_EINVALID with a detail. */
 PKGSTORE_API int pkgstore_policy_name_validate(const char *name);
 
 /**
- * Create or replace the policy policy->name. Validates the name, the
- * selector (stored in canonical form), the priority range and the type, and
- * checks that package@version exists in the registry with that type.
- * created is kept from an existing policy; created and updated are set
- * here (the input's values are ignored).
- * *stored_out (may be NULL) receives the stored policy.
- * Errors: PKGSTORE_EINVALID (detail names the field, e.g. "selector:
- * position 5: expected a value"), PKGSTORE_ENOTFOUND (detail: "package
- * otelcol-contrib 0.99.0 not found" - an HTTP 404), PKGSTORE_EIO.
+ * A new policy called name that assigns package at version (an exact
+ * SemVer version; a leading "v" is dropped) to every node: the empty
+ * selector, priority 0, and the type of the package itself. The strings are
+ * copied. Errors: PKGSTORE_EINVALID (the detail names the field: "name",
+ * "package" or "version"), PKGSTORE_ENOMEM. On failure *out is NULL.
+ * Free with pkgstore_policy_free().
  */
-PKGSTORE_API int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+PKGSTORE_API int pkgstore_policy_new(pkgstore_policy **out, const char *name,
+                                     const char *package, const char *version);
+
+/**
+ * Set the label selector (parsed and kept in canonical form; "" matches
+ * every node). Errors: PKGSTORE_EINVALID ("selector: position N: ..."),
+ * PKGSTORE_ELIMIT (longer than PKGSTORE_SELECTOR_MAX), PKGSTORE_ENOMEM;
+ * PKGSTORE_EINVALID for a policy that came from the store or a set.
+ * On failure the policy is unchanged.
+ */
+PKGSTORE_API int pkgstore_policy_set_selector(pkgstore_policy *policy, const char *selector);
+
+/** Set the priority (higher wins), PKGSTORE_POLICY_PRIORITY_MIN..MAX.
+ * Errors: PKGSTORE_EINVALID. */
+PKGSTORE_API int pkgstore_policy_set_priority(pkgstore_policy *policy, int priority);
+
+/** Require the package to be of this type (pkgstore_policy_put() refuses
+ * a mismatch). Errors: PKGSTORE_EINVALID. */
+PKGSTORE_API int pkgstore_policy_set_type(pkgstore_policy *policy, pkgstore_package_type type);
+
+/** Free a policy. Accepts NULL. */
+PKGSTORE_API void pkgstore_policy_free(pkgstore_policy *policy);
+
+/* Accessors. Strings are valid while the policy lives; never NULL. */
+PKGSTORE_API const char *pkgstore_policy_name(const pkgstore_policy *policy);
+/** The canonical selector text. */
+PKGSTORE_API const char *pkgstore_policy_selector_text(const pkgstore_policy *policy);
+/** The compiled selector (borrowed, valid while the policy lives). */
+PKGSTORE_API const pkgstore_selector *pkgstore_policy_selector(const pkgstore_policy *policy);
+PKGSTORE_API const char *pkgstore_policy_package(const pkgstore_policy *policy);
+PKGSTORE_API const char *pkgstore_policy_version(const pkgstore_policy *policy);
+/** The package type; for a new policy without pkgstore_policy_set_type(),
+ * PKGSTORE_TYPE_PRIMARY until pkgstore_policy_put() fills in the package's. */
+PKGSTORE_API pkgstore_package_type pkgstore_policy_type(const pkgstore_policy *policy);
+PKGSTORE_API int pkgstore_policy_priority(const pkgstore_policy *policy);
+/** Unix seconds of the first put and of the last change (0 before put). */
+PKGSTORE_API int64_t pkgstore_policy_created(const pkgstore_policy *policy);
+PKGSTORE_API int64_t pkgstore_policy_updated(const pkgstore_policy *policy);
+/**
+ * The retry generation: 0 for a new policy, raised by
+ * pkgstore_policy_retry(). Agents that marked this policy's version bad
+ * try it again when they see a higher value (docs/api.md).
+ */
+PKGSTORE_API uint64_t pkgstore_policy_retry_generation(const pkgstore_policy *policy);
+
+/* ---------------------------------------------------------------- stored policies */
+
+/**
+ * Create or replace the policy of the same name in reg's store, in one
+ * index write transaction that also checks that package@version exists with
+ * the policy's type (so that no concurrent pkgstore_registry_remove() can
+ * take it away). created and the retry generation are kept from an
+ * existing policy; updated is set now. Every policy change moves the
+ * generation that pkgstore_policies_current() compares.
+ * *stored_out (may be NULL) receives the stored policy (free it).
+ * Errors: PKGSTORE_EINVALID (a field; the detail names it, e.g. "type:
+ * otelcol 1.0.0 is a primary package, not addon"), PKGSTORE_ENOTFOUND
+ * ("package otelcol-contrib version 0.99.0 not found"), PKGSTORE_EIO,
+ * PKGSTORE_ENOSPC, PKGSTORE_ENOMEM.
+ */
+PKGSTORE_API int pkgstore_policy_put(pkgstore_policy **stored_out, pkgstore_registry *reg,
                                      const pkgstore_policy *policy);
 
-/**
- * As pkgstore_policy_put() for a JSON request body of len bytes:
- *   {"selector": "env=dev", "package": "otelcol-contrib", "version": "0.98.0",
- *    "type": "primary", "priority": 10}
- * selector defaults to "" (every node), type to the package's own type and
- * priority to 0; unknown fields are refused. *json_out receives the stored
- * policy as JSON (as pkgstore_policy_get_json() without "status"); free it
- * with pkgstore_free(). Errors: as pkgstore_policy_put(), plus
- * PKGSTORE_EINVALID for malformed JSON ("body: line 1 column 9: ...") or a
- * field of the wrong type ("priority: not an integer").
- */
-PKGSTORE_API int pkgstore_policy_put_json(char **json_out, pkgstore_policy_db *db,
-                                          const char *name, const char *body, size_t len);
-
-/** The policy called name into *out. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID. */
-PKGSTORE_API int pkgstore_policy_get(pkgstore_policy *out, pkgstore_policy_db *db,
+/** The stored policy called name into *out (free it).
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_ECORRUPT, PKGSTORE_EIO. */
+PKGSTORE_API int pkgstore_policy_get(pkgstore_policy **out, pkgstore_registry *reg,
                                      const char *name);
 
-/**
- * Every policy, sorted by name, into a new array *out of *count entries
- * (free with pkgstore_free(); NULL when there are none).
- * Errors: PKGSTORE_ENOMEM.
- */
-PKGSTORE_API int pkgstore_policy_list(pkgstore_policy **out, size_t *count,
-                                      pkgstore_policy_db *db);
+/** Delete the policy called name. Errors: PKGSTORE_ENOTFOUND,
+ * PKGSTORE_EINVALID, PKGSTORE_EIO. */
+PKGSTORE_API int pkgstore_policy_delete(pkgstore_registry *reg, const char *name);
 
 /**
- * Delete the policy called name. Nodes it governed get no offer from it
- * any more. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_EIO.
+ * Raise the retry generation of the policy called name by one, so that
+ * agents retry its version once even where they recorded it as bad.
+ * *stored_out (may be NULL) receives the stored policy (free it).
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_EIO.
  */
-PKGSTORE_API int pkgstore_policy_delete(pkgstore_policy_db *db, const char *name);
+PKGSTORE_API int pkgstore_policy_retry(pkgstore_policy **stored_out, pkgstore_registry *reg,
+                                       const char *name);
+
+/* ---------------------------------------------------------------- sets */
+
+/** Every stored policy at one moment, ranked (opaque, immutable, safe to
+ * share between threads). */
+typedef struct pkgstore_policies pkgstore_policies;
 
 /**
- * Whether a policy references package at version (version NULL: at any
- * version). Returns 0 if none does, or PKGSTORE_ECONFLICT with the detail
- * "otelcol-contrib 0.98.0 is referenced by policy canary" (an HTTP 409 for
- * DELETE of a package version). Errors: PKGSTORE_EINVALID.
+ * Read every stored policy into *out, with the generation it was read at.
+ * Errors: PKGSTORE_ECORRUPT (a record does not parse; the detail names it),
+ * PKGSTORE_EIO, PKGSTORE_ENOMEM. Free with pkgstore_policies_free().
  */
-PKGSTORE_API int pkgstore_policy_check_unreferenced(pkgstore_policy_db *db, const char *package,
-                                                    const char *version);
+PKGSTORE_API int pkgstore_policies_load(pkgstore_policies **out, pkgstore_registry *reg);
+
+/**
+ * 1 if set still holds what is stored (no policy was put, deleted or
+ * retried since it was loaded, by any handle or process), 0 if it is
+ * stale. A cheap index read. Errors: PKGSTORE_EINVALID, PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_policies_current(const pkgstore_policies *set, pkgstore_registry *reg);
+
+/** The number of policies. */
+PKGSTORE_API size_t pkgstore_policies_count(const pkgstore_policies *set);
+
+/** Policy i in rank order (priority descending, then name ascending), or
+ * NULL when out of range. Borrowed: valid while the set lives. */
+PKGSTORE_API const pkgstore_policy *pkgstore_policies_at(const pkgstore_policies *set, size_t i);
+
+/** Policy i in name order, or NULL; *rank_out (may be NULL) receives its
+ * rank (the index for pkgstore_policies_at()). Borrowed. */
+PKGSTORE_API const pkgstore_policy *pkgstore_policies_by_name(const pkgstore_policies *set,
+                                                              size_t i, size_t *rank_out);
+
+/** The policy called name or NULL; *rank_out (may be NULL) its rank. */
+PKGSTORE_API const pkgstore_policy *pkgstore_policies_find(const pkgstore_policies *set,
+                                                           const char *name, size_t *rank_out);
+
+/** Free a set. Accepts NULL. */
+PKGSTORE_API void pkgstore_policies_free(pkgstore_policies *set);
+
+/* ---------------------------------------------------------------- evaluation */
+
+/** A package a node runs, as it reports it. */
+typedef struct pkgstore_node_package {
+    const char *name;
+    pkgstore_package_type type;
+    const char *version;           /* NULL or "" when unknown */
+    const pkgstore_digest *digest; /* NULL when unknown */
+} pkgstore_node_package;
+
+/** What a node says about itself; every pointer is borrowed. */
+typedef struct pkgstore_node_facts {
+    const char *platform;                   /* canonical os/arch[/variant] */
+    const pkgstore_label *labels;           /* keys unique */
+    size_t label_count;
+    const pkgstore_node_package *packages;
+    size_t package_count;
+} pkgstore_node_facts;
+
+/** What a policy means for a node. */
+typedef enum pkgstore_verdict {
+    PKGSTORE_VERDICT_OFFER = 0,     /* offer artifact */
+    PKGSTORE_VERDICT_CURRENT,       /* the node runs artifact's digest: nothing to do */
+    PKGSTORE_VERDICT_INCOMPATIBLE,  /* no artifact of the version fits the node's platform */
+    PKGSTORE_VERDICT_UNMET,         /* a dependency is not met by what the node runs */
+    PKGSTORE_VERDICT_UNRESOLVED     /* the version's manifest could not be read */
+} pkgstore_verdict;
+
+/** "offer", "current", "incompatible", "unmet", "unresolved"; NULL out of range. */
+PKGSTORE_API const char *pkgstore_verdict_name(pkgstore_verdict verdict);
+
+/** One slot of a node: the primary package, or one addon package. */
+typedef struct pkgstore_decision {
+    const pkgstore_policy *policy;      /* the governing policy, borrowed from the set */
+    size_t rank;                        /* its rank in the set */
+    pkgstore_verdict verdict;
+    const pkgstore_manifest *manifest;  /* from the lookup; NULL when UNRESOLVED */
+    const pkgstore_artifact *artifact;  /* borrowed from manifest: OFFER and CURRENT */
+    const pkgstore_dependency *unmet;   /* borrowed from manifest: UNMET (the first) */
+    int error;                          /* the lookup's error: UNRESOLVED */
+} pkgstore_decision;
+
+/**
+ * Find the manifest of package at version for pkgstore_policy_evaluate():
+ * 0 and a manifest in *out that stays valid as long as the caller keeps
+ * the decisions, or a negative PKGSTORE_E* code (the slot becomes
+ * UNRESOLVED with that error).
+ */
+typedef int (*pkgstore_manifest_lookup)(const pkgstore_manifest **out, const char *package,
+                                        const char *version, void *payload);
+
+/**
+ * Evaluate node against set. For the primary slot, and for each addon
+ * package, the highest-ranked policy whose selector matches the node's
+ * labels governs it (one decision each, in rank order). Its version's
+ * manifest comes from lookup, then:
+ *   - no artifact for the node's platform (pkgstore_manifest_best_artifact)
+ *     gives INCOMPATIBLE;
+ *   - a node that runs the artifact's digest gives CURRENT;
+ *   - a dependency (other than on the package itself) that the node does
+ *     not run at a version meeting its constraint gives UNMET;
+ *   - else OFFER.
+ * decisions has room for capacity entries (pkgstore_policies_count() is
+ * always enough); *count receives how many were filled.
+ * Errors: PKGSTORE_EINVALID (NULL argument), PKGSTORE_ELIMIT (capacity too
+ * small; *count then says how many always fit). Lookup failures are not
+ * errors: the slot is UNRESOLVED.
+ */
+PKGSTORE_API int pkgstore_policy_evaluate(pkgstore_decision *decisions, size_t capacity,
+                                          size_t *count, const pkgstore_policies *set,
+                                          const pkgstore_node_facts *node,
+                                          pkgstore_manifest_lookup lookup, void *payload);
 
 /* ---------------------------------------------------------------- rollout states */
 
 /*
- * The state of one node for the policy that governs it. The first nine are
- * the agent's status values (DESIGN.md); the others are computed here.
+ * Where a node stands for the policy that governs one of its slots. The
+ * first ten are the agent's status values after Pending (docs/api.md);
+ * Incompatible and Unknown come from the verdicts.
  */
 typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_PENDING = 0,     /* offered; the node reported nothing for it yet */
@@ -227,8 +324,8 @@ typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_UPGRADE_FAILED,
     PKGSTORE_ROLLOUT_ROLLED_BACK,
     PKGSTORE_ROLLOUT_ROLLBACK_FAILED,
-    PKGSTORE_ROLLOUT_INCOMPATIBLE,    /* no artifact of the version fits the node's platform */
-    PKGSTORE_ROLLOUT_UNKNOWN,         /* the assigned version could not be resolved */
+    PKGSTORE_ROLLOUT_INCOMPATIBLE,    /* INCOMPATIBLE or UNMET */
+    PKGSTORE_ROLLOUT_UNKNOWN,         /* UNRESOLVED */
     PKGSTORE_ROLLOUT_COUNT
 } pkgstore_rollout_state;
 
@@ -239,128 +336,6 @@ PKGSTORE_API const char *pkgstore_rollout_state_name(pkgstore_rollout_state stat
 /** Parse an agent status value ("Downloading" ... "RollbackFailed") into
  * *out. Errors: PKGSTORE_EINVALID (also for the computed states). */
 PKGSTORE_API int pkgstore_rollout_state_parse(pkgstore_rollout_state *out, const char *status);
-
-/**
- * The policy and its rollout status as JSON into *json_out (free with
- * pkgstore_free()):
- *   {"name","selector","package","version","type","priority","created",
- *    "updated", "status": {"nodes_total": N, "nodes_matching": M,
- *    "counts": {"Pending": 1, ...},
- *    "nodes": [{"id": "edge-42", "state": "Upgraded"}, ...]}}
- * nodes_total counts the nodes the policy governs, nodes_matching those its
- * selector matches (also those a higher-priority policy governs). counts
- * lists every state (zeros included); nodes is sorted by id and present
- * only when with_nodes. Times are RFC 3339 UTC strings.
- * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_ENOMEM.
- */
-PKGSTORE_API int pkgstore_policy_get_json(char **json_out, pkgstore_policy_db *db,
-                                          const char *name, int with_nodes);
-
-/**
- * Every policy as {"policies": [...]}, sorted by name, each as
- * pkgstore_policy_get_json() (status counts always, nodes when with_nodes).
- * Free with pkgstore_free(). Errors: PKGSTORE_ENOMEM.
- */
-PKGSTORE_API int pkgstore_policy_list_json(char **json_out, pkgstore_policy_db *db,
-                                           int with_nodes);
-
-/**
- * The rollout counts of one policy into counts[] (indexed by
- * pkgstore_rollout_state) and the number of nodes it governs into *total
- * (may be NULL). Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID.
- */
-PKGSTORE_API int pkgstore_policy_counts(uint64_t counts[PKGSTORE_ROLLOUT_COUNT], uint64_t *total,
-                                        pkgstore_policy_db *db, const char *name);
-
-/* ---------------------------------------------------------------- heartbeats and nodes */
-
-#define PKGSTORE_NODE_ID_MAX 253          /* [A-Za-z0-9][A-Za-z0-9._:-]{0,252} */
-#define PKGSTORE_NODE_PACKAGES_MAX 64     /* packages per heartbeat */
-#define PKGSTORE_STATUS_MESSAGE_MAX 1024  /* longer messages are truncated */
-
-/**
- * Handle one heartbeat: the JSON request body of len bytes, as in
- * DESIGN.md ("Heartbeat protocol"). Parsing is strict; node_id and platform
- * are required, labels, agent_version and packages are optional, unknown
- * fields are ignored (for newer agents). The platform is normalized
- * ("linux/x86_64" is kept as "linux/amd64").
- *
- * Records the node (labels, platform, agent version, packages, last seen),
- * appends each package "status" to the node's history when it differs from
- * the last entry for that package, then computes the offers: for the
- * primary type, and for each addon package, the version of the
- * highest-priority matching policy (ties: the lexically first name),
- * resolved to the artifact for the node's platform. No offer when the node
- * already runs that digest or no artifact fits the platform (the node is
- * then "Incompatible").
- *
- * *response_out receives the response JSON text, e.g.
- *   {"heartbeat_interval_s":30,"offers":[{"name","type","version","policy",
- *    "platform","digest","size","format","entrypoint","url","manifest_digest"}]}
- * (free with pkgstore_free()).
- * Errors: PKGSTORE_EINVALID with the offending field in the detail, e.g.
- * "packages[0].digest: not a sha256 digest" or "body: line 1 column 2:
- * ..."; PKGSTORE_ELIMIT (too many labels or packages); PKGSTORE_ENOMEM.
- * Registry failures never fail a heartbeat: that offer is left out.
- */
-PKGSTORE_API int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db,
-                                           const char *body, size_t len);
-
-/** The number of nodes known. */
-PKGSTORE_API size_t pkgstore_policy_node_count(pkgstore_policy_db *db);
-
-/**
- * One node as JSON into *json_out (free with pkgstore_free()):
- *   {"id","labels":{...},"platform","agent_version","last_seen",
- *    "packages":[{"name","type","version","digest","state"}],
- *    "rollout":[{"policy","package","version","type","state"}],
- *    "rollout_state": the primary slot's state (else the first addon's,
- *                     else null when no policy governs the node),
- *    "last_status":{"time","package","version","status","message"} | null,
- *    "history":[{"time","package","version","status","message"}, ...]}
- * history is oldest first. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID.
- */
-PKGSTORE_API int pkgstore_policy_node_get_json(char **json_out, pkgstore_policy_db *db,
-                                               const char *node_id);
-
-/**
- * Every node as {"nodes": [...], "total": N}, sorted by id, each as
- * pkgstore_policy_node_get_json() but without "history" when !with_history.
- * Free with pkgstore_free(). Errors: PKGSTORE_ENOMEM.
- */
-PKGSTORE_API int pkgstore_policy_node_list_json(char **json_out, pkgstore_policy_db *db,
-                                                int with_history);
-
-/**
- * As pkgstore_policy_node_list_json() for the nodes whose labels match
- * selector (NULL: every node; "" too), sorted by id, from position offset,
- * at most limit of them (SIZE_MAX: all). "total" is the number of matching
- * nodes, so a client can page, or preview which nodes a policy's selector
- * would reach before it PUTs the policy.
- * Errors: PKGSTORE_EINVALID (the selector, with its position),
- * PKGSTORE_ELIMIT (selector too long), PKGSTORE_ENOMEM.
- */
-PKGSTORE_API int pkgstore_policy_node_query_json(char **json_out, pkgstore_policy_db *db,
-                                                 const char *selector, size_t offset,
-                                                 size_t limit, int with_history);
-
-/**
- * Delete a node record (a decommissioned node). Errors: PKGSTORE_ENOTFOUND,
- * PKGSTORE_EIO.
- */
-PKGSTORE_API int pkgstore_policy_node_delete(pkgstore_policy_db *db, const char *node_id);
-
-/** Called per (policy, state) with the number of nodes in that state; a
- * non-zero return stops the walk and is returned. */
-typedef int (*pkgstore_policy_count_cb)(const char *policy, pkgstore_rollout_state state,
-                                        uint64_t count, void *payload);
-
-/**
- * For /metrics: every policy (by name) and every state, with its count
- * (zeros included). One pass over the nodes.
- */
-PKGSTORE_API int pkgstore_policy_count_foreach(pkgstore_policy_db *db,
-                                               pkgstore_policy_count_cb cb, void *payload);
 
 #ifdef __cplusplus
 }

@@ -180,6 +180,15 @@ PKGSTORE_API int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_re
                                            const char *name, const char *constraint,
                                            const char *node_platform);
 
+/**
+ * The registry's generation into *out: a counter that every change to any
+ * package version (add, put, remove), by any handle or process, moves. A
+ * program that caches what it read from the registry compares it to know
+ * when to read again. A cheap index read. Errors: PKGSTORE_EINVALID,
+ * PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_registry_generation(uint64_t *out, pkgstore_registry *reg);
+
 /* ---- remove ---- */
 
 /**

@@ -2,7 +2,7 @@
  * server/api/metrics.c - counters for /metrics (Prometheus text format 0.0.4).
  *
  * Counters are lock-free atomics bumped from the worker threads; the
- * per-policy node gauges are computed from the library's fleet view when
+ * per-policy node gauges are computed from the fleet (server/fleet/) when
  * /metrics is scraped.
  */
 #include <stdarg.h>
@@ -31,6 +31,7 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_PACKAGE_VERSION] = "/v1/packages/{name}/{version}",
     [ROUTE_POLICIES] = "/v1/policies",
     [ROUTE_POLICY] = "/v1/policies/{name}",
+    [ROUTE_POLICY_RETRY] = "/v1/policies/{name}/retry",
     [ROUTE_HEARTBEAT] = "/v1/agents/heartbeat",
     [ROUTE_AGENTS] = "/v1/agents",
     [ROUTE_AGENT] = "/v1/agents/{id}",
@@ -129,7 +130,7 @@ static void emit_node_gauge(void *ctx, const char *policy, const char *status, u
               (unsigned long long)count);
 }
 
-char *metrics_render(pkgstore_store *store, size_t *len_out)
+char *metrics_render(size_t *len_out)
 {
     text_buf tb = {malloc(16384), 0, 16384, 0};
     if (!tb.data)
@@ -171,13 +172,39 @@ char *metrics_render(pkgstore_store *store, size_t *len_out)
               (unsigned long long)atomic_load(&upload_bytes),
               (unsigned long long)atomic_load(&heartbeats),
               (long)atomic_load(&g_server.in_flight));
-    tb_printf(&tb, "# HELP pkgstored_nodes_known Nodes that have sent a heartbeat.\n"
-                   "# TYPE pkgstored_nodes_known gauge\n"
-                   "pkgstored_nodes_known %zu\n",
-              g_server.policies ? pkgstore_policy_node_count(g_server.policies) : (size_t)0);
-    tb_printf(&tb, "# HELP pkgstored_nodes Nodes by last status per policy.\n"
+    fleet_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (g_server.fleet)
+        fleet_stats_get(g_server.fleet, &stats);
+    tb_printf(&tb,
+              "# HELP pkgstored_nodes_known Nodes that have sent a heartbeat.\n"
+              "# TYPE pkgstored_nodes_known gauge\n"
+              "pkgstored_nodes_known %zu\n"
+              "# HELP pkgstored_node_profiles Distinct node reports held (nodes share them).\n"
+              "# TYPE pkgstored_node_profiles gauge\n"
+              "pkgstored_node_profiles %zu\n"
+              "# HELP pkgstored_nodes_unsaved Nodes changed since their record was last written.\n"
+              "# TYPE pkgstored_nodes_unsaved gauge\n"
+              "pkgstored_nodes_unsaved %zu\n"
+              "# HELP pkgstored_fleet_degraded 1 while node records cannot be written.\n"
+              "# TYPE pkgstored_fleet_degraded gauge\n"
+              "pkgstored_fleet_degraded %d\n"
+              "# HELP pkgstored_fleet_flush_failures_total Write-behind rounds that failed.\n"
+              "# TYPE pkgstored_fleet_flush_failures_total counter\n"
+              "pkgstored_fleet_flush_failures_total %llu\n"
+              "# HELP pkgstored_nodes_expired_total Nodes forgotten after their silence.\n"
+              "# TYPE pkgstored_nodes_expired_total counter\n"
+              "pkgstored_nodes_expired_total %llu\n"
+              "# HELP pkgstored_nodes_refused_total New node ids refused, by reason.\n"
+              "# TYPE pkgstored_nodes_refused_total counter\n"
+              "pkgstored_nodes_refused_total{reason=\"max_nodes\"} %llu\n"
+              "pkgstored_nodes_refused_total{reason=\"rate\"} %llu\n",
+              stats.nodes, stats.profiles, stats.unsaved, stats.degraded,
+              (unsigned long long)stats.flushes_failed, (unsigned long long)stats.nodes_expired,
+              (unsigned long long)stats.nodes_refused, (unsigned long long)stats.nodes_throttled);
+    tb_printf(&tb, "# HELP pkgstored_nodes Nodes by rollout state per policy.\n"
                    "# TYPE pkgstored_nodes gauge\n");
-    metrics_render_nodes(store, emit_node_gauge, &tb);
+    metrics_render_nodes(emit_node_gauge, &tb);
     if (tb.failed) {
         free(tb.data);
         return NULL;

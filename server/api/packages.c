@@ -187,7 +187,6 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
                                   req->seg[3], &upload->artifact, &opts);
     if (error < 0) /* the blob stays as an orphan for gc */
         return respond_pkgstore_error(conn, req, error, "package");
-    pkgstore_policy_invalidate(g_server.policies);
 
     char digest_str[PKGSTORE_DIGEST_STR_SIZE], manifest_str[PKGSTORE_DIGEST_STR_SIZE], q[300];
     pkgstore_digest_format(digest_str, &upload->artifact.digest);
@@ -264,6 +263,25 @@ enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
     return result;
 }
 
+/* The name of a policy that references name at version ("" when none). */
+static int policy_referencing(char out[PKGSTORE_POLICY_NAME_MAX + 1], const char *name,
+                              const char *version)
+{
+    pkgstore_policies *set = NULL;
+    int error = pkgstore_policies_load(&set, g_server.registry);
+    out[0] = '\0';
+    for (size_t i = 0; error == 0 && i < pkgstore_policies_count(set) && !out[0]; i++) {
+        const pkgstore_policy *policy = pkgstore_policies_by_name(set, i, NULL);
+        const char *v = pkgstore_policy_version(policy);
+        /* versions are stored normalized; accept the "v" spelling too */
+        if (strcmp(pkgstore_policy_package(policy), name) == 0 &&
+            (strcmp(v, version) == 0 || (version[0] == 'v' && strcmp(v, version + 1) == 0)))
+            snprintf(out, PKGSTORE_POLICY_NAME_MAX + 1, "%s", pkgstore_policy_name(policy));
+    }
+    pkgstore_policies_free(set);
+    return error;
+}
+
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
@@ -272,13 +290,19 @@ enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
     /* The check and the removal hold the catalog lock, so that no policy
      * can start referencing the version in between. */
     pthread_mutex_lock(&g_server.catalog_lock);
-    int error = pkgstore_policy_check_unreferenced(g_server.policies, req->seg[2], req->seg[3]);
-    if (error == 0)
+    char referenced_by[PKGSTORE_POLICY_NAME_MAX + 1];
+    int error = policy_referencing(referenced_by, req->seg[2], req->seg[3]);
+    if (error == 0 && referenced_by[0])
+        error = PKGSTORE_ECONFLICT;
+    else if (error == 0)
         error = pkgstore_registry_remove(g_server.registry, req->seg[2], req->seg[3]);
     pthread_mutex_unlock(&g_server.catalog_lock);
+    if (error == PKGSTORE_ECONFLICT && referenced_by[0])
+        return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
+                             "%s %s is referenced by policy %s", req->seg[2], req->seg[3],
+                             referenced_by);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
-    pkgstore_policy_invalidate(g_server.policies);
     char q[300];
     log_msg(LOG_INFO, "package version removed", "name=%s version=%s", req->seg[2],
             log_quote(q, sizeof q, req->seg[3]));

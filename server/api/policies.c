@@ -1,7 +1,12 @@
 /*
  * server/api/policies.c - the policy routes:
- *   PUT/GET/DELETE /v1/policies/NAME, GET /v1/policies
+ *   PUT/GET/DELETE /v1/policies/NAME, GET /v1/policies,
+ *   POST /v1/policies/NAME/retry
+ *
+ * The JSON of a request body is read here; the library validates and stores
+ * the policy (pkgstore_policy_put()), and the fleet adds the rollout status.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "../server.h"
@@ -16,46 +21,274 @@ static int check_policy_name(struct MHD_Connection *conn, request *req, enum MHD
     return -1;
 }
 
+/* The API form of a policy, without its status. */
+static json_t *policy_json(const pkgstore_policy *policy)
+{
+    char created[32], updated[32];
+    fleet_time_format(created, pkgstore_policy_created(policy));
+    fleet_time_format(updated, pkgstore_policy_updated(policy));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "name",
+                     pkgstore_policy_name(policy), "selector", pkgstore_policy_selector_text(policy),
+                     "package", pkgstore_policy_package(policy), "version",
+                     pkgstore_policy_version(policy), "type",
+                     pkgstore_package_type_name(pkgstore_policy_type(policy)), "priority",
+                     pkgstore_policy_priority(policy), "retry",
+                     (json_int_t)pkgstore_policy_retry_generation(policy), "created", created,
+                     "updated", updated);
+}
+
+/* A string member of the body: NULL when absent, -1 (answered) when not a
+ * string or longer than max. */
+static int body_string(const char **out, json_t *value, const char *key, size_t max,
+                       int limit_code, struct MHD_Connection *conn, request *req,
+                       enum MHD_Result *result)
+{
+    *out = json_string_value(value);
+    if (!*out) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "%s: not a string", key);
+        return -1;
+    }
+    if (strlen(*out) > max) {
+        *result = limit_code == PKGSTORE_ELIMIT
+                      ? respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                                      "%s: longer than %zu bytes", key, max)
+                      : respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                      "%s: too long", key);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse the body of a PUT into a new policy called name.
+ *   {"selector":"env=dev","package":"otelcol-contrib","version":"0.98.0",
+ *    "type":"primary","priority":10}
+ * selector defaults to "" (every node), type to the package's own, priority
+ * to 0; unknown fields are refused; the read-only fields of a GET (name,
+ * created, updated, retry, status) are accepted so that a GET can be PUT
+ * back. 0, or -1 with the answer queued. */
+static int policy_from_body(pkgstore_policy **out, struct MHD_Connection *conn, request *req,
+                            enum MHD_Result *result)
+{
+    const char *name = req->seg[2], *key;
+    const char *selector = "", *package = NULL, *version = NULL, *type = NULL;
+    json_t *priority = NULL, *value;
+    json_error_t jerr;
+    pkgstore_policy *policy = NULL;
+    int error = 0;
+
+    *out = NULL;
+    json_t *root = json_loadb(req->json, req->json_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "body: line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "body: not a JSON object");
+        goto fail;
+    }
+    json_object_foreach(root, key, value) {
+        if (strcmp(key, "selector") == 0) {
+            if (body_string(&selector, value, key, PKGSTORE_SELECTOR_MAX, PKGSTORE_ELIMIT, conn,
+                            req, result) < 0)
+                goto fail;
+        } else if (strcmp(key, "package") == 0) {
+            if (body_string(&package, value, key, PKGSTORE_NAME_MAX, 0, conn, req, result) < 0)
+                goto fail;
+        } else if (strcmp(key, "version") == 0) {
+            if (body_string(&version, value, key, PKGSTORE_VERSION_MAX, 0, conn, req, result) < 0)
+                goto fail;
+        } else if (strcmp(key, "type") == 0) {
+            if (body_string(&type, value, key, 16, 0, conn, req, result) < 0)
+                goto fail;
+        } else if (strcmp(key, "priority") == 0) {
+            if (!json_is_integer(value)) {
+                *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                        "priority: not an integer");
+                goto fail;
+            }
+            priority = value;
+        } else if (strcmp(key, "name") == 0) {
+            if (!json_is_string(value) || strcmp(json_string_value(value), name) != 0) {
+                *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                        "name: does not match the policy name in the path");
+                goto fail;
+            }
+        } else if (strcmp(key, "created") != 0 && strcmp(key, "updated") != 0 &&
+                   strcmp(key, "status") != 0 && strcmp(key, "retry") != 0) {
+            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                    "%.64s: unknown field", key);
+            goto fail;
+        }
+    }
+    if (!package || !version) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "%s: missing", package ? "version" : "package");
+        goto fail;
+    }
+    pkgstore_package_type parsed_type;
+    if (type && pkgstore_package_type_parse(&parsed_type, type) < 0) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "type: must be primary or addon");
+        goto fail;
+    }
+    json_int_t prio = priority ? json_integer_value(priority) : 0;
+    if (prio < PKGSTORE_POLICY_PRIORITY_MIN || prio > PKGSTORE_POLICY_PRIORITY_MAX) {
+        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                "priority: %lld is outside %d..%d", (long long)prio,
+                                PKGSTORE_POLICY_PRIORITY_MIN, PKGSTORE_POLICY_PRIORITY_MAX);
+        goto fail;
+    }
+    if ((error = pkgstore_policy_new(&policy, name, package, version)) < 0 ||
+        (error = pkgstore_policy_set_selector(policy, selector)) < 0 ||
+        (error = pkgstore_policy_set_priority(policy, (int)prio)) < 0 ||
+        (type && (error = pkgstore_policy_set_type(policy, parsed_type)) < 0)) {
+        *result = respond_pkgstore_error(conn, req, error, NULL);
+        goto fail;
+    }
+    json_decref(root);
+    *out = policy;
+    return 0;
+fail:
+    pkgstore_policy_free(policy);
+    json_decref(root);
+    return -1;
+}
+
+/* Answer with a fleet error (its status, Retry-After, message). */
+enum MHD_Result respond_fleet_error(struct MHD_Connection *conn, request *req,
+                                    const fleet_error *err)
+{
+    if (err->retry_after_s) {
+        snprintf(req->extra_header_buf, sizeof req->extra_header_buf, "%u", err->retry_after_s);
+        req->extra_header_name = "Retry-After";
+        req->extra_header_value = req->extra_header_buf;
+    }
+    unsigned int status = err->http_status ? err->http_status : http_status_for_error(err->code);
+    return respond_error(conn, req, status, err->code, "%s", err->message);
+}
+
+/* The stored policy with its rollout status (and a page of its nodes). */
+static enum MHD_Result respond_policy(struct MHD_Connection *conn, request *req,
+                                      unsigned int status, const pkgstore_policy *policy,
+                                      int with_nodes)
+{
+    fleet_query nodes;
+    fleet_error err;
+    json_t *rollout = NULL, *obj = policy_json(policy);
+    if (!obj)
+        return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
+                             "policy: out of memory");
+    if (with_nodes && fleet_query_from_request(&nodes, conn, req, 0) < 0) {
+        json_decref(obj);
+        return MHD_YES; /* answered */
+    }
+    if (fleet_policy_status(&rollout, g_server.fleet, pkgstore_policy_name(policy),
+                            with_nodes ? &nodes : NULL, &err) < 0) {
+        json_decref(obj);
+        return respond_fleet_error(conn, req, &err);
+    }
+    json_object_set_new(obj, "status", rollout);
+    return respond_json(conn, req, status, obj);
+}
+
 enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
+    pkgstore_policy *policy = NULL, *stored = NULL;
     if (check_policy_name(conn, req, &result) < 0)
         return result;
     if (!req->json || req->json_len == 0)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "body: expected a JSON object");
-    char *text = NULL;
+    if (policy_from_body(&policy, conn, req, &result) < 0)
+        return result;
     pthread_mutex_lock(&g_server.catalog_lock);
-    int error = pkgstore_policy_put_json(&text, g_server.policies, req->seg[2], req->json,
-                                         req->json_len);
+    int error = pkgstore_policy_put(&stored, g_server.registry, policy);
     pthread_mutex_unlock(&g_server.catalog_lock);
+    pkgstore_policy_free(policy);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
+    fleet_policies_changed(g_server.fleet);
+    char q[300], s[1100];
+    log_msg(LOG_INFO, "policy stored", "policy=%s package=%s version=%s selector=%s",
+            log_quote(q, sizeof q, req->seg[2]), pkgstore_policy_package(stored),
+            pkgstore_policy_version(stored),
+            log_quote(s, sizeof s, pkgstore_policy_selector_text(stored)));
+    json_t *obj = policy_json(stored);
+    pkgstore_policy_free(stored);
+    return respond_json(conn, req, MHD_HTTP_OK, obj);
+}
+
+enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    pkgstore_policy *stored = NULL;
+    if (check_policy_name(conn, req, &result) < 0)
+        return result;
+    int error = pkgstore_policy_retry(&stored, g_server.registry, req->seg[2]);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    fleet_policies_changed(g_server.fleet);
     char q[300];
-    log_msg(LOG_INFO, "policy stored", "policy=%s", log_quote(q, sizeof q, req->seg[2]));
-    return respond_library_json(conn, req, MHD_HTTP_OK, text);
+    log_msg(LOG_INFO, "policy retry requested", "policy=%s retry=%" PRIu64,
+            log_quote(q, sizeof q, req->seg[2]), pkgstore_policy_retry_generation(stored));
+    json_t *obj = policy_json(stored);
+    pkgstore_policy_free(stored);
+    return respond_json(conn, req, MHD_HTTP_OK, obj);
 }
 
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
+    pkgstore_policy *policy = NULL;
     if (check_policy_name(conn, req, &result) < 0)
         return result;
-    char *text = NULL;
-    int error = pkgstore_policy_get_json(&text, g_server.policies, req->seg[2],
-                                         query_flag(conn, "nodes", 1));
+    int error = pkgstore_policy_get(&policy, g_server.registry, req->seg[2]);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
-    return respond_library_json(conn, req, MHD_HTTP_OK, text);
+    result = respond_policy(conn, req, MHD_HTTP_OK, policy, query_flag(conn, "nodes", 1));
+    pkgstore_policy_free(policy);
+    return result;
 }
 
 enum MHD_Result policies_list(struct MHD_Connection *conn, request *req)
 {
-    char *text = NULL;
-    int error = pkgstore_policy_list_json(&text, g_server.policies, query_flag(conn, "nodes", 0));
+    pkgstore_policies *set = NULL;
+    json_t *statuses = NULL, *list = NULL;
+    fleet_error err;
+
+    if (query_flag(conn, "nodes", 0))
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "nodes: a listing of every policy carries counts only; page the "
+                             "nodes of one with GET /v1/policies/NAME?nodes=1 or "
+                             "GET /v1/agents?policy=NAME");
+    int error = pkgstore_policies_load(&set, g_server.registry);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
-    return respond_library_json(conn, req, MHD_HTTP_OK, text);
+    if (fleet_policies_status(&statuses, g_server.fleet, &err) < 0) {
+        pkgstore_policies_free(set);
+        return respond_fleet_error(conn, req, &err);
+    }
+    list = json_array();
+    for (size_t i = 0; list && i < pkgstore_policies_count(set); i++) {
+        const pkgstore_policy *policy = pkgstore_policies_by_name(set, i, NULL);
+        json_t *obj = policy_json(policy);
+        json_t *status = json_object_get(statuses, pkgstore_policy_name(policy));
+        if (!obj || json_object_set(obj, "status", status ? status : json_null()) < 0 ||
+            json_array_append_new(list, obj) < 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    json_decref(statuses);
+    pkgstore_policies_free(set);
+    if (!list)
+        return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
+                             "policies: out of memory");
+    return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:o}", "policies", list));
 }
 
 enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
@@ -64,12 +297,12 @@ enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
     if (check_policy_name(conn, req, &result) < 0)
         return result;
     pthread_mutex_lock(&g_server.catalog_lock);
-    int error = pkgstore_policy_delete(g_server.policies, req->seg[2]);
+    int error = pkgstore_policy_delete(g_server.registry, req->seg[2]);
     pthread_mutex_unlock(&g_server.catalog_lock);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
+    fleet_policies_changed(g_server.fleet);
     char q[300];
     log_msg(LOG_INFO, "policy deleted", "policy=%s", log_quote(q, sizeof q, req->seg[2]));
     return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "deleted", req->seg[2]));
 }
-

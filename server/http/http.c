@@ -372,6 +372,10 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_GET | M_HEAD | M_PUT | M_DELETE;
             return ROUTE_POLICY;
         }
+        if (req->nseg == 4 && seg_is(req, 3, "retry")) {
+            *methods = M_POST;
+            return ROUTE_POLICY_RETRY;
+        }
     } else if (seg_is(req, 1, "agents")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD;
@@ -382,7 +386,7 @@ static enum route match_route(const request *req, unsigned int *methods)
             return ROUTE_HEARTBEAT;
         }
         if (req->nseg == 3) {
-            *methods = M_GET | M_HEAD;
+            *methods = M_GET | M_HEAD | M_DELETE;
             return ROUTE_AGENT;
         }
     }
@@ -408,15 +412,30 @@ static int role_allowed(enum route route, unsigned int method, enum role role)
     }
 }
 
+/* {"status":"ok"}, or "degraded" with the problems when the fleet cannot
+ * write its node records (200 either way: the server still serves; with
+ * ?strict=1 a degraded server answers 503, for probes that read only the
+ * status code). */
 static enum MHD_Result healthz(struct MHD_Connection *conn, request *req)
 {
-    return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+    fleet_stats stats;
+    if (!g_server.fleet)
+        return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+    fleet_stats_get(g_server.fleet, &stats);
+    if (!stats.degraded)
+        return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+    json_t *body = json_pack("{s:s, s:[{s:s, s:s, s:I}]}", "status", "degraded", "problems",
+                             "component", "fleet", "detail", stats.last_error, "unsaved_nodes",
+                             (json_int_t)stats.unsaved);
+    return respond_json(conn, req,
+                        query_flag(conn, "strict", 0) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
+                        body);
 }
 
 static enum MHD_Result metrics(struct MHD_Connection *conn, request *req)
 {
     size_t len = 0;
-    char *text = metrics_render(g_server.store, &len);
+    char *text = metrics_render(&len);
     if (!text)
         return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_ENOMEM,
                              "metrics: out of memory");
@@ -491,12 +510,27 @@ static void select_handler(request *req, unsigned int method)
         req->handler = agents_list;
         break;
     case ROUTE_AGENT:
-        req->handler = agent_get;
+        req->handler = method == M_DELETE ? agent_delete : agent_get;
+        break;
+    case ROUTE_POLICY_RETRY:
+        req->handler = policy_retry;
         break;
     default:
         req->handler = NULL;
         break;
     }
+}
+
+/* A token's name for per-credential limits: FNV-1a of its bytes (the token
+ * itself is not kept). */
+static uint64_t credential_hash(const char *token, size_t len)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) {
+        hash ^= (unsigned char)token[i];
+        hash *= 1099511628211ULL;
+    }
+    return hash;
 }
 
 /* Bearer token from the Authorization header; NULL when absent/malformed. */
@@ -571,6 +605,7 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                                  "missing 'Authorization: Bearer <token>'");
         }
         req->role = tokens_check(g_server.tokens, token, token_len);
+        req->credential = credential_hash(token, token_len);
         if (req->role == ROLE_NONE) {
             req->extra_header_name = "WWW-Authenticate";
             req->extra_header_value = "Bearer realm=\"pkgstored\", error=\"invalid_token\"";

@@ -229,12 +229,12 @@ check "a bad package name fails with exit 1" "[ $rc = 1 ] && grep -q '^example-e
 check "example-embed_registry without arguments is a usage error (exit 2)" "[ $rc = 2 ]"
 
 "$BIN/example-embed_policy" "$X/pstore" "$X/collector" >"$X/out" 2>"$X/err"; rc=$?
-check "example-embed_policy puts a policy and answers a heartbeat (exit $rc)" "[ $rc = 0 ]"
+check "example-embed_policy puts a policy and evaluates a node (exit $rc)" "[ $rc = 0 ]"
 [ $rc = 0 ] || show "$X/err"
-check "the heartbeat response offers the canary version for linux/amd64" \
-    "grep '^heartbeat response: ' '$X/out' | grep -q '\"policy\":\"canary\".*\"version\":\"0.98.0\",\"platform\":\"linux/amd64\",\"digest\":\"$COLLECTOR\"'"
-check "the policy status counts the node as Pending" \
-    "grep '^policy status: ' '$X/out' | grep -q '\"nodes\":\\[{\"id\":\"edge-42\",\"state\":\"Pending\"}\\]'"
+check "the canary policy offers its version for linux/amd64" \
+    "grep -q '^decision: policy=canary verdict=offer package=otelcol-contrib version=0.98.0 platform=linux/amd64 digest=$COLLECTOR\$' '$X/out'"
+check "the stored policy has the selector in canonical form" \
+    "grep -q '^policy canary: selector \"canary=true,env=dev\" -> otelcol-contrib 0.98.0 (priority 10)\$' '$X/out'"
 "$BIN/example-embed_policy" "$X/pstore" "$X/missing" >"$X/out" 2>"$X/err"; rc=$?
 check "a missing file fails with exit 1 and one line" \
     "[ $rc = 1 ] && [ \$(wc -l <'$X/err') = 1 ] && grep -q '^example-embed_policy: artifact: ' '$X/err'"

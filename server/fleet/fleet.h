@@ -1,0 +1,136 @@
+/*
+ * server/fleet/fleet.h - the fleet: every node that sends heartbeats, what
+ * it reported, its status history, and the offers the policies make to it.
+ *
+ * The library decides what a policy means for one node
+ * (pkgstore_policy_evaluate()); the fleet keeps the nodes, runs that
+ * evaluation per heartbeat and per view, persists the nodes in an LMDB
+ * environment of its own (--fleet-dir) and bounds everything an agent can
+ * make it hold: the number of nodes, the rate of new node ids per
+ * credential, the history per node, and the size of every listing.
+ *
+ * Layout: intern.c (shared, reference-counted node reports and strings),
+ * nodes.c (the node table and history), targets.c (manifests and offer
+ * texts per policy target), heartbeat.c (a heartbeat in, the reply out),
+ * views.c (node JSON, paging, rollout tallies, /metrics counts), persist.c
+ * (the LMDB environment, the write-behind flusher, expiry).
+ *
+ * Every function is safe to call from many threads at once.
+ */
+#ifndef PKGSTORED_FLEET_H
+#define PKGSTORED_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "pkgstore.h"
+
+/* An error for an HTTP answer: a PKGSTORE_E* code, an optional HTTP status
+ * that overrides the code's usual one, a Retry-After, and the message. */
+typedef struct fleet_error {
+    int code;
+    unsigned int http_status;   /* 0: the code's status */
+    unsigned int retry_after_s; /* 0: no Retry-After */
+    char message[512];
+} fleet_error;
+
+typedef struct fleet fleet;
+
+typedef struct fleet_options {
+    const char *dir;                  /* the LMDB environment (created) */
+    unsigned int heartbeat_interval_s;
+    unsigned int history_max;         /* status entries kept per node (1..1024) */
+    size_t max_nodes;                 /* known nodes at most; a new id past it gets 503 */
+    unsigned int expiry_s;            /* forget nodes silent this long; 0 = never */
+    double new_nodes_per_s;           /* new node ids per credential per second */
+    unsigned int new_nodes_burst;     /* ... with this burst */
+    unsigned int flush_interval_ms;   /* write-behind period */
+    int no_fsync;                     /* tests and benchmarks */
+    int no_flusher;                   /* no background thread (tests, benchmarks) */
+} fleet_options;
+
+/* Defaults for everything but dir. */
+void fleet_options_init(fleet_options *opts);
+
+/* Open the fleet over reg (which must outlive it): load the policies and
+ * every node from opts->dir, and start the flusher. */
+int fleet_open(fleet **out, pkgstore_registry *reg, const fleet_options *opts,
+               fleet_error *err);
+
+/* Stop the flusher, write what is pending (its error into err, return < 0)
+ * and free. Accepts NULL. */
+int fleet_close(fleet *f, fleet_error *err);
+
+/* Write every pending node now. */
+int fleet_flush(fleet *f, fleet_error *err);
+
+/* One heartbeat: the request body; credential identifies who sent it (for
+ * the new-node rate). *reply_out receives the reply JSON (free()). */
+int fleet_heartbeat(char **reply_out, size_t *reply_len, fleet *f, const char *body,
+                    size_t len, uint64_t credential, fleet_error *err);
+
+/* One node as JSON, with its history (free()). */
+int fleet_node_json(char **json_out, size_t *len_out, fleet *f, const char *id,
+                    fleet_error *err);
+
+/* Forget a node (memory and disk). */
+int fleet_node_delete(fleet *f, const char *id, fleet_error *err);
+
+/* A page of nodes. Filters are ANDed; NULL means no filter. */
+typedef struct fleet_query {
+    const char *selector;  /* label selector */
+    const char *policy;    /* nodes that policy governs */
+    const char *state;     /* with that rollout state (with policy: for it) */
+    const char *after;     /* ids greater than this (the previous page's "next") */
+    size_t limit;          /* nodes per page */
+    size_t max_bytes;      /* stop early past this many bytes of JSON */
+    int with_history;
+} fleet_query;
+
+#define FLEET_PAGE_DEFAULT 100
+#define FLEET_PAGE_MAX 1000
+#define FLEET_PAGE_BYTES_MAX ((size_t)4 << 20)
+
+/* {"nodes":[...],"total":N,"next":"id"|null} (free()). total counts every
+ * node that passes the filters; next is set when more follow. */
+int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_query *query,
+                    fleet_error *err);
+
+/* The rollout status of the policy called name (counts per state, nodes
+ * governed and matching) as a new JSON object, and, when nodes is given, a
+ * page of {"id","state"} of the nodes it governs in *nodes_out. */
+int fleet_policy_status(json_t **status_out, fleet *f, const char *name,
+                        const fleet_query *nodes, fleet_error *err);
+
+/* The status of every policy, keyed by name: {"name": {...}, ...}. */
+int fleet_policies_status(json_t **out, fleet *f, fleet_error *err);
+
+/* The policies changed (this server wrote them): reload before the next use. */
+void fleet_policies_changed(fleet *f);
+
+/* For /metrics: per policy and state, the number of nodes. */
+typedef void (*fleet_count_cb)(void *ctx, const char *policy, const char *state,
+                               uint64_t count);
+int fleet_count_foreach(fleet *f, fleet_count_cb cb, void *ctx, fleet_error *err);
+
+/* RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ". */
+void fleet_time_format(char out[32], int64_t seconds);
+
+/* Health of the fleet for /healthz and /metrics. */
+typedef struct fleet_stats {
+    size_t nodes;
+    size_t profiles;           /* distinct interned node reports */
+    size_t unsaved;            /* nodes changed since their last successful write */
+    uint64_t flushes_failed;   /* write-behind rounds that failed, ever */
+    uint64_t nodes_expired;    /* forgotten for silence, ever */
+    uint64_t nodes_refused;    /* new ids refused: the cap */
+    uint64_t nodes_throttled;  /* new ids refused: the per-credential rate */
+    int degraded;              /* the last write failed; last_error says why */
+    char last_error[256];
+} fleet_stats;
+
+void fleet_stats_get(fleet *f, fleet_stats *out);
+
+#endif
