@@ -481,7 +481,10 @@ static void *flusher_main(void *arg)
          * logged and counted by fl_nodes_flush() */
         fl_nodes_flush(f, 0, NULL);
         int64_t now = (int64_t)time(NULL);
-        if (now - f->last_expiry >= 60) {
+        /* look for silent nodes every minute, or twice per expiry period
+         * when that is shorter */
+        int64_t period = f->opts.expiry_s / 2 < 60 ? f->opts.expiry_s / 2 : 60;
+        if (f->opts.expiry_s && now - f->last_expiry >= (period > 0 ? period : 1)) {
             f->last_expiry = now;
             fl_expire(f, now);
         }
