@@ -2,8 +2,8 @@
 #
 #   make            build the library, the tools, the server and the agent
 #   make deps       install missing Debian packages (apt-get, as root or via sudo)
-#   make test       build and run every test (cmocka, fuzz corpus replay, TAP via prove)
-#   make asan       the same under -fsanitize=address,undefined with -Werror
+#   make test       deps, then build and run every test (cmocka, fuzz corpus replay, TAP via prove)
+#   make asan       deps, then the same under -fsanitize=address,undefined with -Werror
 #   make demo       narrated walk-through on a temporary store
 #   make run        start pkgstored on the default store
 #   make bench      run the benchmarks under bench/
@@ -56,8 +56,10 @@ pc_libs   = $(shell $(PKGCONF) --libs $(1) 2>/dev/null)
 LMDB_LIBS := $(or $(call pc_libs,lmdb),-llmdb)
 LIB_LIBS  := $(call pc_libs,libcrypto libzstd libarchive jansson) $(LMDB_LIBS) -lpthread
 
+# $(CPPFLAGS) last: a distribution's hardening flags (dpkg-buildflags'
+# -D_FORTIFY_SOURCE=2 ...) apply to every object.
 CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-                -DPKGSTORE_VERSION_STRING='"$(VERSION)"'
+                -DPKGSTORE_VERSION_STRING='"$(VERSION)"' $(CPPFLAGS)
 CFLAGS_ALL   := $(WARNINGS) $(CFLAGS) $(XCFLAGS)
 
 # ---------------------------------------------------------------- sources
@@ -104,13 +106,28 @@ lib: $(SHLIB) $(STLIB)
 programs: $(PROGRAMS)
 tools: $(TOOLS)
 
+# ---------------------------------------------------------------- preflight
+# Before the first object: every library the build needs must be found, else
+# one line that says what to do instead of hundreds of undefined references.
+# (A recipe, not a parse-time check: `make test` installs them first.)
+PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd libcurl yaml-0.1 cmocka)
+.PHONY: preflight
+preflight:
+	@missing=; for p in $(PREFLIGHT_PKGS); do \
+	    $(PKGCONF) --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
+	echo '#include <lmdb.h>' | $(CC) $(CPPFLAGS) -E -x c - >/dev/null 2>&1 || missing="$$missing lmdb"; \
+	if [ -n "$$missing" ]; then \
+	    echo "pkgstore: missing build dependencies:$$missing; run 'make deps' (installs them with apt-get)" >&2; \
+	    exit 1; fi
+
 # ---------------------------------------------------------------- objects
+$(LIB_OBJS): | preflight
 $(BUILD)/obj/libpkgstore/%.o: libpkgstore/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) -DPKGSTORE_BUILDING_LIBRARY $(call pc_cflags,$(LIB_PKGS)) \
 	    $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | preflight
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
 	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
@@ -135,7 +152,7 @@ $(BUILD)/pkgstore.pc: Makefile
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	    'Name: pkgstore' 'Description: content-addressed package store for OpenTelemetry Collector fleets' \
 	    'Version: $(VERSION)' 'Libs: -L$${libdir} -lpkgstore' \
-	    'Libs.private: $(LIB_LIBS)' \
+	    'Libs.private: $(LMDB_LIBS) -lpthread' \
 	    'Requires.private: libcrypto libzstd libarchive jansson' \
 	    'Cflags: -I$${includedir}' > $@
 
@@ -237,13 +254,20 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 # Keep objects that are only intermediates of test and fuzz binaries.
 .SECONDARY:
 
-.PHONY: test unit-test fuzz-replay e2e-test
+.PHONY: test asan unit-test fuzz-replay e2e-test
 TEST_ENV := PKGSTORE_BIN=$(abspath $(BUILD)/bin) PKGSTORE_BUILD=$(abspath $(BUILD)) \
             PKGSTORE_SRC=$(CURDIR)
 
+# `make test` and `make asan` install what is missing first (make deps, a
+# quick dpkg-query when all is there), then build in a sub-make: as plain
+# prerequisites deps and the build would run side by side under -j.
+.PHONY: test-now asan-now
+test asan: deps
+	@$(MAKE) --no-print-directory $@-now
+
 # The three suites run one after the other (never interleaved under -j);
 # every suite runs even if an earlier one failed, and the result is failure.
-test: all $(TESTS) $(FUZZ_REPLAY)
+test-now: all $(TESTS) $(FUZZ_REPLAY)
 	@fail=0; for suite in unit-test fuzz-replay e2e-test; do \
 	    $(MAKE) --no-print-directory -j1 $$suite || fail=1; done; \
 	if [ $$fail = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; \
@@ -270,9 +294,9 @@ endif
 # ---------------------------------------------------------------- sanitizers
 .PHONY: asan
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-asan:
+asan-now:
 	$(MAKE) BUILD=build-asan CFLAGS='-O1 -g' XCFLAGS='-Werror $(ASAN_FLAGS)' \
-	    XLDFLAGS='$(ASAN_FLAGS)' PKGSTORE_SANITIZED=1 test
+	    XLDFLAGS='$(ASAN_FLAGS)' PKGSTORE_SANITIZED=1 test-now
 
 # ---------------------------------------------------------------- fuzzing (clang)
 .PHONY: fuzz fuzz-smoke
