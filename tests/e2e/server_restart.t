@@ -19,12 +19,28 @@ HISTORY_BEFORE=$(json '.history | length')
 ADMIN_BEFORE=$ADMIN
 
 # SIGTERM while an upload is in flight: it completes, then the server exits.
-( head -c 1000000 /dev/urandom; sleep 1; head -c 1000000 /dev/urandom ) | tee "$TMP/slow" |
+# The client sends half its body, then waits on a fifo that is written only
+# after SIGTERM, so the upload is in flight at the signal by construction.
+mkfifo "$TMP/second-half"
+( head -c 1000000 /dev/urandom; cat "$TMP/second-half" ) | tee "$TMP/slow" |
     curl -s -o "$TMP/slow.body" -w '%{http_code}' -H "Authorization: Bearer $ADMIN" -X POST -T - \
         "$URL/v1/blobs" >"$TMP/slow.status" &
 CURL_PID=$!
 EXTRA_PIDS+=($CURL_PID)
-sleep 0.5
+# wait for the event: the upload is in flight (it and this scrape)
+for _ in $(seq 1 200); do
+    req GET /metrics
+    echo "$BODY" | grep -q '^pkgstored_requests_in_flight 2$' && break
+    sleep 0.05
+done
+echo "$BODY" | grep -q '^pkgstored_requests_in_flight 2$'
+ok $? "setup: an upload is in flight"
+kill -TERM "$SERVER_PID"
+for _ in $(seq 1 200); do # the signal is taken: the server logs it
+    grep -q 'msg="shutting down"' "$TMP/server.log" && break
+    sleep 0.05
+done
+head -c 1000000 /dev/urandom >"$TMP/second-half"
 stop_server
 wait "$CURL_PID"
 is "$(cat "$TMP/slow.status") $(jq -r .digest "$TMP/slow.body")" "201 sha256:$(sha256 "$TMP/slow")" \
