@@ -8,7 +8,8 @@
 #     for 10,000 distinct node ids against 20 policies, against nginx
 #     serving a 200-byte static file. Median req/s of $HB_RUNS runs each,
 #     and pkgstored's p99 latency. Target: >= 0.5x nginx's req/s.
-#  3. Memory: pkgstored's RSS after 100,000 distinct nodes have heartbeated.
+#  3. Memory: pkgstored's RSS after 100,000 distinct nodes have heartbeated
+#     (new ids unthrottled: --new-nodes-rate 0). Target: <= 256 MB.
 #
 # nginx and wrk are installed from Debian when missing. Everything runs on
 # 127.0.0.1 with free ports; every process started here is stopped by pid.
@@ -64,7 +65,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else pr
 start_pkgstored() { # start_pkgstored STORE
     rm -f "$WORK/port"
     $NICE "$BIN/pkgstored" --store "$1" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-        --no-fsync --log-level warn 2>>"$WORK/pkgstored.log" &
+        --no-fsync --log-level warn --new-nodes-rate 0 2>>"$WORK/pkgstored.log" &
     PKGSTORED_PID=$!
     PIDS+=("$PKGSTORED_PID")
     for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done
