@@ -246,8 +246,13 @@ $(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
 	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))
 
-# fuzz/replay.c gives every harness a main() that replays its corpus.
-$(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o $(STLIB)
+# fuzz/replay.c gives every harness a main() that replays its corpus. A
+# harness of program code lists the objects of the program sources it needs
+# in FUZZ_EXTRA_<target> (they must not need libmicrohttpd, libcurl or libyaml).
+FUZZ_EXTRA_policy_body := server/api/policy_body.o
+.SECONDEXPANSION:
+$(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o \
+        $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
@@ -316,7 +321,8 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
-$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpkgstore-fuzz.a
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o \
+        $$(addprefix $(FUZZ_BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60

@@ -3,13 +3,15 @@
  *   PUT/GET/DELETE /v1/policies/NAME, GET /v1/policies,
  *   POST /v1/policies/NAME/retry
  *
- * The JSON of a request body is read here; the library validates and stores
- * the policy (pkgstore_policy_put()), and the fleet adds the rollout status.
+ * The JSON of a request body is read by policy_body.c; the library
+ * validates and stores the policy (pkgstore_policy_put()), and the fleet
+ * adds the rollout status.
  */
 #include <inttypes.h>
 #include <string.h>
 
 #include "../server.h"
+#include "policy_body.h"
 
 /* 0 when the policy name in the path is valid, else answers 400. */
 static int check_policy_name(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
@@ -35,126 +37,6 @@ static json_t *policy_json(const pkgstore_policy *policy)
                      pkgstore_policy_priority(policy), "retry",
                      (json_int_t)pkgstore_policy_retry_generation(policy), "created", created,
                      "updated", updated);
-}
-
-/* A string member of the body: NULL when absent, -1 (answered) when not a
- * string or longer than max. */
-static int body_string(const char **out, json_t *value, const char *key, size_t max,
-                       int limit_code, struct MHD_Connection *conn, request *req,
-                       enum MHD_Result *result)
-{
-    *out = json_string_value(value);
-    if (!*out) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "%s: not a string", key);
-        return -1;
-    }
-    if (strlen(*out) > max) {
-        *result = limit_code == PKGSTORE_ELIMIT
-                      ? respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
-                                      "%s: longer than %zu bytes", key, max)
-                      : respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                      "%s: too long", key);
-        return -1;
-    }
-    return 0;
-}
-
-/* Parse the body of a PUT into a new policy called name.
- *   {"selector":"env=dev","package":"otelcol-contrib","version":"0.98.0",
- *    "type":"primary","priority":10}
- * selector defaults to "" (every node), type to the package's own, priority
- * to 0; unknown fields are refused; the read-only fields of a GET (name,
- * created, updated, retry, status) are accepted so that a GET can be PUT
- * back. 0, or -1 with the answer queued. */
-static int policy_from_body(pkgstore_policy **out, struct MHD_Connection *conn, request *req,
-                            enum MHD_Result *result)
-{
-    const char *name = req->seg[2], *key;
-    const char *selector = "", *package = NULL, *version = NULL, *type = NULL;
-    json_t *priority = NULL, *value;
-    json_error_t jerr;
-    pkgstore_policy *policy = NULL;
-    int error = 0;
-
-    *out = NULL;
-    json_t *root = json_loadb(req->json, req->json_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "body: line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-        return -1;
-    }
-    if (!json_is_object(root)) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "body: not a JSON object");
-        goto fail;
-    }
-    json_object_foreach(root, key, value) {
-        if (strcmp(key, "selector") == 0) {
-            if (body_string(&selector, value, key, PKGSTORE_SELECTOR_MAX, PKGSTORE_ELIMIT, conn,
-                            req, result) < 0)
-                goto fail;
-        } else if (strcmp(key, "package") == 0) {
-            if (body_string(&package, value, key, PKGSTORE_NAME_MAX, 0, conn, req, result) < 0)
-                goto fail;
-        } else if (strcmp(key, "version") == 0) {
-            if (body_string(&version, value, key, PKGSTORE_VERSION_MAX, 0, conn, req, result) < 0)
-                goto fail;
-        } else if (strcmp(key, "type") == 0) {
-            if (body_string(&type, value, key, 16, 0, conn, req, result) < 0)
-                goto fail;
-        } else if (strcmp(key, "priority") == 0) {
-            if (!json_is_integer(value)) {
-                *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                        "priority: not an integer");
-                goto fail;
-            }
-            priority = value;
-        } else if (strcmp(key, "name") == 0) {
-            if (!json_is_string(value) || strcmp(json_string_value(value), name) != 0) {
-                *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                        "name: does not match the policy name in the path");
-                goto fail;
-            }
-        } else if (strcmp(key, "created") != 0 && strcmp(key, "updated") != 0 &&
-                   strcmp(key, "status") != 0 && strcmp(key, "retry") != 0) {
-            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                    "%.64s: unknown field", key);
-            goto fail;
-        }
-    }
-    if (!package || !version) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "%s: missing", package ? "version" : "package");
-        goto fail;
-    }
-    pkgstore_package_type parsed_type;
-    if (type && pkgstore_package_type_parse(&parsed_type, type) < 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "type: must be primary or addon");
-        goto fail;
-    }
-    json_int_t prio = priority ? json_integer_value(priority) : 0;
-    if (prio < PKGSTORE_POLICY_PRIORITY_MIN || prio > PKGSTORE_POLICY_PRIORITY_MAX) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                                "priority: %lld is outside %d..%d", (long long)prio,
-                                PKGSTORE_POLICY_PRIORITY_MIN, PKGSTORE_POLICY_PRIORITY_MAX);
-        goto fail;
-    }
-    if ((error = pkgstore_policy_new(&policy, name, package, version)) < 0 ||
-        (error = pkgstore_policy_set_selector(policy, selector)) < 0 ||
-        (error = pkgstore_policy_set_priority(policy, (int)prio)) < 0 ||
-        (type && (error = pkgstore_policy_set_type(policy, parsed_type)) < 0)) {
-        *result = respond_pkgstore_error(conn, req, error, NULL);
-        goto fail;
-    }
-    json_decref(root);
-    *out = policy;
-    return 0;
-fail:
-    pkgstore_policy_free(policy);
-    json_decref(root);
-    return -1;
 }
 
 /* Answer with a fleet error (its status, Retry-After, message). */
@@ -203,8 +85,12 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
     if (!req->json || req->json_len == 0)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "body: expected a JSON object");
-    if (policy_from_body(&policy, conn, req, &result) < 0)
-        return result;
+    fleet_error err;
+    if (policy_body_parse(&policy, req->seg[2], req->json, req->json_len, &err) < 0) {
+        if (!err.http_status && err.code != PKGSTORE_EINVALID)
+            return respond_pkgstore_error(conn, req, err.code, NULL);
+        return respond_fleet_error(conn, req, &err);
+    }
     pthread_mutex_lock(&g_server.catalog_lock);
     int error = pkgstore_policy_put(&stored, g_server.registry, policy);
     pthread_mutex_unlock(&g_server.catalog_lock);
