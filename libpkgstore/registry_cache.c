@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "index.h"
+#include "pkgstore/archive.h"
 #include "pkgstore/platform.h"
 #include "pkgstore/registry.h"
 #include "pkgstore/version.h"
@@ -44,7 +45,7 @@ typedef struct cached_artifact {
                           while it is being loaded) */
     pkgstore_digest digest;
     uint64_t size;
-    unsigned char format; /* index into format_names */
+    unsigned char format; /* a pkgstore_archive_format */
     char *entrypoint;     /* in the same allocation as the artifacts */
 } cached_artifact;
 
@@ -75,9 +76,6 @@ struct ps_registry_package {
     char name[];                      /* NUL-terminated, allocated with the node */
 };
 typedef struct ps_registry_package cached_package;
-
-static const char *const format_names[] = {"binary", "tar", "tar+gzip", "tar+zstd", "tar+xz",
-                                           "zip"};
 
 
 static uint64_t hash_name(const char *name)
@@ -279,9 +277,10 @@ static int cached_version_fill(cached_version *v, cached_package *pkg, const pkg
         v->platform_mask |= 1ULL << (id < MASK_OTHER ? id : MASK_OTHER);
         c->digest = a->digest;
         c->size = a->size;
-        for (size_t f = 0; f < sizeof(format_names) / sizeof(format_names[0]); f++)
-            if (strcmp(format_names[f], a->format) == 0)
-                c->format = (unsigned char)f;
+        pkgstore_archive_format format;
+        if (pkgstore_archive_format_parse(&format, a->format) < 0)
+            return PKGSTORE_ECORRUPT; /* the manifest parser checked it */
+        c->format = (unsigned char)format;
         size_t len = strlen(a->entrypoint) + 1;
         c->entrypoint = memcpy(next_string, a->entrypoint, len);
         next_string += len;
@@ -863,7 +862,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
     strcpy(out->artifact.platform, reg->platforms[a->platform].name);
     out->artifact.digest = a->digest;
     out->artifact.size = a->size;
-    strcpy(out->artifact.format, format_names[a->format]);
+    strcpy(out->artifact.format, pkgstore_archive_format_name((pkgstore_archive_format)a->format));
     strcpy(out->artifact.entrypoint, a->entrypoint);
 out:
     pthread_rwlock_unlock(&reg->lock);

@@ -12,8 +12,12 @@
 
 #include <cmocka.h>
 
+#include "pkgstore/archive.h"
 #include "pkgstore/error.h"
 #include "pkgstore/manifest.h"
+
+#include "name.h"      /* private: the shared name grammar */
+#include "time_text.h" /* private: the shared RFC 3339 text */
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
@@ -498,6 +502,46 @@ static void test_manifest__times(void **state)
     assert_int_equal(pkgstore_manifest_time_parse(&t, "2001-1-01T00:00:00Z"), PKGSTORE_EINVALID);
 }
 
+/* The grammar, the time text and the format names exist once in the
+ * library (issue 10 section 6): package and policy names, manifests and
+ * policy records, manifests and archives all use the same code. */
+static void test_manifest__shared_helpers(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_name_check("policy name", "Canary", 64), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(),
+                        "policy name: invalid character 'C' at position 1 "
+                        "(names match [a-z0-9][a-z0-9._-]*)");
+    assert_int_equal(ps_name_check("policy name", "canary-1", 8), 0);
+    assert_int_equal(ps_name_check("policy name", "canary-12", 8), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(), "policy name: longer than 8 characters");
+    assert_int_equal(pkgstore_manifest_name_validate("a\x01"), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(),
+                        "name: invalid byte 0x01 at position 2 (names match [a-z0-9][a-z0-9._-]*)");
+
+    char text[PS_TIME_SIZE], public_text[PKGSTORE_MANIFEST_TIME_SIZE];
+    int64_t back = 0;
+    assert_int_equal(ps_time_format(text, 1795773600), 0);
+    assert_string_equal(text, "2026-11-27T10:00:00Z");
+    assert_int_equal(pkgstore_manifest_time_format(public_text, 1795773600), 0);
+    assert_string_equal(public_text, text);
+    assert_int_equal(ps_time_parse(&back, text), 0);
+    assert_int_equal(back, 1795773600);
+    assert_int_equal(ps_time_format(text, PS_TIME_MAX + 1), PKGSTORE_EINVALID);
+    assert_string_equal(text, "");
+
+    /* every name the archive module knows is a manifest format, and back */
+    for (int f = PKGSTORE_ARCHIVE_BINARY; f <= PKGSTORE_ARCHIVE_ZIP; f++) {
+        pkgstore_archive_format parsed;
+        const char *name = pkgstore_archive_format_name((pkgstore_archive_format)f);
+        assert_int_equal(pkgstore_manifest_format_validate(name), 0);
+        assert_int_equal(pkgstore_archive_format_parse(&parsed, name), 0);
+        assert_int_equal(parsed, f);
+    }
+    assert_int_equal(pkgstore_manifest_format_validate("unknown"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_manifest_format_validate("tar+bzip2"), PKGSTORE_EINVALID);
+}
+
 static void test_manifest__best_artifact(void **state)
 {
     (void)state;
@@ -544,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_manifest__names),
         cmocka_unit_test(test_manifest__times),
         cmocka_unit_test(test_manifest__best_artifact),
+        cmocka_unit_test(test_manifest__shared_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
