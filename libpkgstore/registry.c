@@ -171,6 +171,7 @@ int pkgstore_registry_open(pkgstore_registry **out, pkgstore_store *store)
         free(reg);
         return ps_error_set(PKGSTORE_ENOMEM, "registry: cannot create a lock");
     }
+    ps_registry_memo_acquire();
     *out = reg;
     return 0;
 }
@@ -182,6 +183,7 @@ void pkgstore_registry_free(pkgstore_registry *reg)
     ps_registry_cache_free(reg);
     pthread_rwlock_destroy(&reg->lock);
     free(reg);
+    ps_registry_memo_release();
 }
 
 /* ------------------------------------------------------------------ validation */

@@ -53,4 +53,10 @@ void ps_registry_cache_clear(pkgstore_registry *reg);
 /* Free everything the cache holds (the handle's last use). */
 void ps_registry_cache_free(pkgstore_registry *reg);
 
+/* Count an open handle (pkgstore_registry_open()) and drop one
+ * (pkgstore_registry_free()): the per-thread resolve memos and their
+ * pthread key live while any handle does. */
+void ps_registry_memo_acquire(void);
+void ps_registry_memo_release(void);
+
 #endif

@@ -19,6 +19,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
+#include <signal.h>
 #include <fcntl.h>
 
 #include "pkgstore/archive.h"
@@ -726,6 +728,75 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     pkgstore_registry_strings_free(versions, count);
 }
 
+/* What a dlopen()ed copy of the library does in a thread: open, resolve
+ * (which makes the thread's memo), free everything, dlclose(). The thread
+ * then exits; a pthread key left behind would run its destructor in the
+ * unloaded library. */
+static const char *dl_path;
+static void *dl_thread(void *arg)
+{
+    const char *dir = arg;
+    void *lib = dlopen(dl_path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "dlopen %s: %s\n", dl_path, dlerror());
+        _exit(2);
+    }
+    int (*store_open)(pkgstore_store **, const char *, const pkgstore_store_options *) =
+        (int (*)(pkgstore_store **, const char *, const pkgstore_store_options *))dlsym(
+            lib, "pkgstore_store_open");
+    void (*store_free)(pkgstore_store *) = (void (*)(pkgstore_store *))dlsym(lib, "pkgstore_store_free");
+    int (*reg_open)(pkgstore_registry **, pkgstore_store *) =
+        (int (*)(pkgstore_registry **, pkgstore_store *))dlsym(lib, "pkgstore_registry_open");
+    void (*reg_free)(pkgstore_registry *) =
+        (void (*)(pkgstore_registry *))dlsym(lib, "pkgstore_registry_free");
+    int (*resolve)(pkgstore_resolution *, pkgstore_registry *, const char *, const char *,
+                   const char *) =
+        (int (*)(pkgstore_resolution *, pkgstore_registry *, const char *, const char *,
+                 const char *))dlsym(lib, "pkgstore_registry_resolve");
+    if (!store_open || !store_free || !reg_open || !reg_free || !resolve)
+        _exit(3);
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    static pkgstore_resolution r;
+    if (store_open(&store, dir, NULL) != 0 || reg_open(&reg, store) != 0)
+        _exit(4);
+    if (resolve(&r, reg, "otelcol", ">=1.0.0", "linux/amd64") != 0)
+        _exit(5);
+    reg_free(reg);
+    store_free(store);
+    dlclose(lib);
+    return NULL;
+}
+
+static void test_registry__leaves_nothing_behind_after_dlclose(void **state)
+{
+    fixture *f = *state;
+    static char path[4096];
+    const char *build = getenv("PKGSTORE_BUILD");
+    snprintf(path, sizeof(path), "%s/lib/libpkgstore.so", build ? build : "build");
+    if (access(path, R_OK) != 0)
+        fail_msg("%s: not found (set PKGSTORE_BUILD to the build directory)", path);
+    dl_path = path;
+    add(f, "otelcol", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pthread_t thread;
+        signal(SIGSEGV, SIG_DFL); /* not cmocka's handler: die of it, for the parent to see */
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        if (pthread_create(&thread, NULL, dl_thread, f->dir) != 0)
+            _exit(6);
+        pthread_join(thread, NULL); /* the thread's exit ran the key destructors */
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("the process died of signal %d after dlclose()", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +818,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry__archives_are_detected_and_checked, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_registry__new_platforms_are_ranked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__leaves_nothing_behind_after_dlclose, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
