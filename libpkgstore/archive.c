@@ -57,8 +57,10 @@ static la_ssize_t source_read(struct archive *a, void *data, const void **buf)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            char text[256];
             src->read_errno = errno;
-            archive_set_error(a, errno, "read: %s", strerror(errno));
+            archive_set_error(a, errno, "read: %s",
+                              ps_error_errno_text(errno, text, sizeof(text)));
             return -1;
         }
         src->offset += n;

@@ -4,6 +4,8 @@
 #ifndef PS_ERROR_H
 #define PS_ERROR_H
 
+#include <stddef.h>
+
 #include "pkgstore/error.h"
 
 #if defined(__GNUC__)
@@ -21,6 +23,10 @@ int ps_error_set(int code, const char *fmt, ...) PS_PRINTF(2, 3);
  * ENOMEM, EWOULDBLOCK -> ELOCKED, EINVAL/ENAMETOOLONG -> EINVALID, else
  * EIO), set the detail to "<formatted>: <strerror(err)>" and return it. */
 int ps_error_errno(int err, const char *fmt, ...) PS_PRINTF(2, 3);
+
+/* The text of errno value err (strerror_r: safe in any thread), in buf or
+ * in static storage; never NULL. */
+const char *ps_error_errno_text(int err, char *buf, size_t size);
 
 /* The code errno value err maps to, without touching the detail. */
 int ps_error_code_from_errno(int err);
