@@ -22,7 +22,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
-VERSION  := 0.1.0
+# The version is the one in include/pkgstore/common.h (the headers' macros).
+version_part = $(shell sed -n 's/^\#define PKGSTORE_VERSION_$(1) \([0-9]*\)$$/\1/p' include/pkgstore/common.h)
+VERSION  := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SOMAJOR  := 0
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -56,8 +58,7 @@ pc_libs   = $(shell $(PKGCONF) --libs $(1) 2>/dev/null)
 LMDB_LIBS := $(or $(call pc_libs,lmdb),-llmdb)
 LIB_LIBS  := $(call pc_libs,libcrypto libzstd libarchive jansson) $(LMDB_LIBS) -lpthread
 
-CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-                -DPKGSTORE_VERSION_STRING='"$(VERSION)"'
+CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
 CFLAGS_ALL   := $(WARNINGS) $(CFLAGS) $(XCFLAGS)
 
 # ---------------------------------------------------------------- sources
@@ -113,9 +114,14 @@ $(BUILD)/obj/libpkgstore/%.o: libpkgstore/%.c
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
-	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	    $(CFLAGS_ALL) $(DEPRECATED_OK) -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# pkgstore_version() is deprecated (pkgstore_library_version() replaces it,
+# issue 10 section 5) but server/ and agent/ still call it: keep the warning
+# visible without failing -Werror builds. Drop this once they have switched.
+$(BUILD)/obj/server/%.o $(BUILD)/obj/agent/%.o: DEPRECATED_OK := -Wno-error=deprecated-declarations
 
 # ---------------------------------------------------------------- library
 $(SHLIB): $(LIB_OBJS)

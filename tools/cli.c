@@ -76,7 +76,7 @@ int cli_option_error(int opt, char **argv)
 
 int cli_version(void)
 {
-    printf("%s (pkgstore) %s\n", prog_name, pkgstore_version());
+    printf("%s (pkgstore) %s\n", prog_name, pkgstore_library_version());
     return CLI_EXIT_OK;
 }
 
