@@ -170,8 +170,7 @@ int main(int argc, char **argv)
     store_dir = argv[argi];
     file = argv[argi + 1];
 
-    /* Defaults: create the store if missing, fsync every blob. */
-    opts.create = 1;
+    /* The defaults: create the store if missing, fsync every blob. */
     if ((error = pkgstore_store_open(&store, store_dir, &opts)) < 0) {
         lib_error("store", error);
         return 1;

@@ -31,9 +31,9 @@ int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_option
     out->ratio_min_size = PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE;
     if (!opts)
         return 0;
-    if (opts->version != PKGSTORE_ARCHIVE_OPTIONS_VERSION)
-        return ps_error_set(PKGSTORE_EINVALID, "archive options: unsupported version %u",
-                            opts->version);
+    int error;
+    if ((error = ps_options_version("archive", opts->version, PKGSTORE_ARCHIVE_OPTIONS_VERSION)) < 0)
+        return error;
     if (opts->max_entries)
         out->max_entries = opts->max_entries;
     if (opts->max_total_size)
@@ -42,6 +42,23 @@ int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_option
         out->max_ratio = opts->max_ratio;
     if (opts->ratio_min_size)
         out->ratio_min_size = opts->ratio_min_size;
+    return 0;
+}
+
+PKGSTORE_API int pkgstore_archive_options_init(pkgstore_archive_options *opts,
+                                               unsigned int version)
+{
+    int error;
+    if (!opts)
+        return ps_error_set(PKGSTORE_EINVALID, "archive options: NULL");
+    if ((error = ps_options_version("archive", version, PKGSTORE_ARCHIVE_OPTIONS_VERSION)) < 0)
+        return error;
+    memset(opts, 0, sizeof(*opts));
+    opts->version = version;
+    opts->max_entries = PKGSTORE_ARCHIVE_DEFAULT_MAX_ENTRIES;
+    opts->max_total_size = PKGSTORE_ARCHIVE_DEFAULT_MAX_TOTAL_SIZE;
+    opts->max_ratio = PKGSTORE_ARCHIVE_DEFAULT_MAX_RATIO;
+    opts->ratio_min_size = PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE;
     return 0;
 }
 

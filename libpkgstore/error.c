@@ -144,3 +144,13 @@ void ps_error_prefix(const char *fmt, ...)
         detail[used + 2 + n] = '\0';
     }
 }
+
+int ps_options_version(const char *what, unsigned int version, unsigned int current)
+{
+    if (version >= 1 && version <= current)
+        return 0;
+    return ps_error_set(PKGSTORE_EINVALID,
+                        "%s options: version %u is not one this library reads (1 to %u); start "
+                        "from the _OPTIONS_INIT macro or the _options_init() function",
+                        what, version, current);
+}

@@ -31,6 +31,11 @@ const char *ps_error_errno_text(int err, char *buf, size_t size);
 /* The code errno value err maps to, without touching the detail. */
 int ps_error_code_from_errno(int err);
 
+/* 0 when an options struct's version is one this library reads, 1 up to
+ * current; else PKGSTORE_EINVALID with a detail naming what and the
+ * versions it takes. */
+int ps_options_version(const char *what, unsigned int version, unsigned int current);
+
 /* Prepend "prefix: " to the current detail (adds context on the way up). */
 void ps_error_prefix(const char *fmt, ...) PS_PRINTF(1, 2);
 

@@ -186,6 +186,20 @@ void pkgstore_registry_free(pkgstore_registry *reg)
     ps_registry_memo_release();
 }
 
+int pkgstore_registry_add_options_init(pkgstore_registry_add_options *opts, unsigned int version)
+{
+    int error;
+    if (!opts)
+        return ps_error_set(PKGSTORE_EINVALID, "registry add options: NULL");
+    if ((error = ps_options_version("registry add", version,
+                                    PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION)) < 0)
+        return error;
+    memset(opts, 0, sizeof(*opts));
+    opts->version = version;
+    opts->type = PKGSTORE_TYPE_PRIMARY;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ validation */
 
 static int check_name_version(char version_out[PKGSTORE_VERSION_MAX + 1], const char *name,
@@ -611,9 +625,9 @@ int pkgstore_registry_add(pkgstore_manifest **manifest_out, pkgstore_digest *dig
         return ps_error_set(PKGSTORE_EINVALID, "registry: NULL argument");
     if (!opts)
         opts = &defaults;
-    if (opts->version != PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION)
-        return ps_error_set(PKGSTORE_EINVALID, "registry: unknown add options version %u",
-                            opts->version);
+    if ((error = ps_options_version("registry add", opts->version,
+                                    PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION)) < 0)
+        return error;
     if (opts->type != PKGSTORE_TYPE_PRIMARY && opts->type != PKGSTORE_TYPE_ADDON)
         return ps_error_set(PKGSTORE_EINVALID, "type: neither primary nor addon");
     if ((error = check_name_version(normalized, name, version)) < 0)

@@ -123,8 +123,8 @@ static void test_store__unknown_format_refused(void **state)
     assert_non_null(strstr(pkgstore_error_detail(), "Not a directory"));
     assert_null(strstr(pkgstore_error_detail(), "create it"));
 
-    /* create = 0 on a missing store */
-    opts.create = 0;
+    /* no_create on a missing store */
+    opts.no_create = 1;
     snprintf(path, sizeof(path), "%s/missing", fx->dir);
     assert_int_equal(pkgstore_store_open(&other, path, &opts), PKGSTORE_ENOTFOUND);
     opts.version = 99;

@@ -98,8 +98,11 @@ int cli_open_store(pkgstore_store **out, const char *dir, pkgstore_durability du
     pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
     int error;
     opts.durability = durability;
-    opts.create = create;
-    if ((error = pkgstore_store_open(out, dir, &opts)) < 0)
+    opts.no_create = !create;
+    if ((error = pkgstore_store_open(out, dir, &opts)) == PKGSTORE_ENOTFOUND && !create &&
+        strstr(pkgstore_error_detail(), ": no store here") != NULL)
+        cli_error(NULL, "%s (pkgstore-add creates one)", pkgstore_error_detail());
+    else if (error < 0)
         cli_lib_error(NULL, error);
     return error;
 }

@@ -72,6 +72,16 @@ typedef struct pkgstore_archive_options {
       PKGSTORE_ARCHIVE_DEFAULT_MAX_TOTAL_SIZE, PKGSTORE_ARCHIVE_DEFAULT_MAX_RATIO, \
       PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE }
 
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_ARCHIVE_OPTIONS_VERSION), the same as
+ * PKGSTORE_ARCHIVE_OPTIONS_INIT. A zero limit also means its default.
+ * Errors: PKGSTORE_EINVALID (NULL opts, a version this library does not
+ * know).
+ */
+PKGSTORE_API int pkgstore_archive_options_init(pkgstore_archive_options *opts,
+                                               unsigned int version);
+
 /* ---- detection ---- */
 
 /**
@@ -231,6 +241,15 @@ typedef struct pkgstore_archive_create_options {
 
 #define PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION 1
 #define PKGSTORE_ARCHIVE_CREATE_OPTIONS_INIT { PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION, 0, 0 }
+
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION), the same as
+ * PKGSTORE_ARCHIVE_CREATE_OPTIONS_INIT. Errors: PKGSTORE_EINVALID (NULL
+ * opts, a version this library does not know).
+ */
+PKGSTORE_API int pkgstore_archive_create_options_init(pkgstore_archive_create_options *opts,
+                                                      unsigned int version);
 
 /**
  * Write a tar+zstd archive (pax format) at out_path holding paths (n of

@@ -60,6 +60,15 @@ typedef struct pkgstore_registry_add_options {
     { PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION, PKGSTORE_TYPE_PRIMARY, 0, NULL, 0, 0 }
 
 /**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION), the same as
+ * PKGSTORE_REGISTRY_ADD_OPTIONS_INIT. Errors: PKGSTORE_EINVALID (NULL opts,
+ * a version this library does not know).
+ */
+PKGSTORE_API int pkgstore_registry_add_options_init(pkgstore_registry_add_options *opts,
+                                                    unsigned int version);
+
+/**
  * Add artifact to (name, version): the manifest is created, or regenerated
  * with the artifact added (or replacing the one of the same platform),
  * stored as a blob and indexed with one package record per artifact.
