@@ -22,9 +22,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
-# The version is the one in include/pkgstore/common.h (the headers' macros).
+VERSION  := 0.1.0
+# The headers carry it too (PKGSTORE_VERSION_MAJOR/MINOR/PATCH in
+# include/pkgstore/common.h, for programs at compile time): they must agree.
 version_part = $(shell sed -n 's/^\#define PKGSTORE_VERSION_$(1) \([0-9]*\)$$/\1/p' include/pkgstore/common.h)
-VERSION  := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+HEADER_VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+ifneq ($(VERSION),$(HEADER_VERSION))
+$(error VERSION $(VERSION) in the Makefile is not $(HEADER_VERSION) of include/pkgstore/common.h)
+endif
 SOMAJOR  := 0
 PREFIX   ?= /usr/local
 DESTDIR  ?=

@@ -44,7 +44,7 @@ void cli_lib_error(const char *object, int code)
     size_t object_len = object != NULL ? strlen(object) : 0;
     /* the library's detail usually names the object already: say it once */
     if (detail != NULL && object != NULL && strncmp(detail, object, object_len) == 0 &&
-        detail[object_len] == ':')
+        (detail[object_len] == ':' || detail[object_len] == ' '))
         object = NULL;
     if (detail != NULL && detail[0] != '\0')
         cli_error(object, "%s", detail);

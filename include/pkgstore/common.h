@@ -48,8 +48,8 @@ PKGSTORE_API const char *pkgstore_library_version(void);
 /** Deprecated alias of pkgstore_library_version(), kept for the 0.1
  * release series and removed after it: its name read as one of the
  * pkgstore_version_* SemVer functions (pkgstore/version.h). */
-PKGSTORE_API PKGSTORE_DEPRECATED("use pkgstore_library_version()") const char *
-pkgstore_version(void);
+PKGSTORE_API const char *pkgstore_version(void)
+    PKGSTORE_DEPRECATED("use pkgstore_library_version()");
 
 /** Free memory the library returned and documented as "free with
  * pkgstore_free()". Accepts NULL. */

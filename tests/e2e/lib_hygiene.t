@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the built library itself must (not) contain: no thread-unsafe
-# strerror() in any of its objects, and the exports it promises. Reads the
-# objects and the shared library with nm. Prints TAP; run by prove.
+# strerror() in any of its objects, and none of the record-writing index
+# calls among its exports (the registry is the only writer of package
+# records). Reads the objects and the shared library with nm. Prints TAP;
+# run by prove.
 set -u
 SRC=${PKGSTORE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${PKGSTORE_BUILD:-$SRC/build}
@@ -28,7 +30,12 @@ if [ -z "$users" ]; then ok "no library object calls strerror() (${#objects[@]} 
 else not_ok "no library object calls strerror(): called in$users"; fi
 
 exports=$(nm -D --defined-only "$BUILD/lib/libpkgstore.so" | awk '{print $3}')
-for kept in pkgstore_library_version pkgstore_version; do
+for gone in pkgstore_index_package_put pkgstore_index_package_delete; do
+    if grep -qx "$gone" <<<"$exports"; then not_ok "$gone is not exported (the registry is the only writer)"
+    else ok "$gone is not exported (the registry is the only writer)"; fi
+done
+for kept in pkgstore_index_package_get pkgstore_index_package_foreach pkgstore_library_version \
+            pkgstore_version; do
     if grep -qx "$kept" <<<"$exports"; then ok "$kept is exported"
     else not_ok "$kept is exported"; fi
 done
