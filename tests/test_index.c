@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "helpers/index_fixture.h"
+#include "helpers/small_disk.h"
 #include "pkgstore.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/index.h"
@@ -961,9 +962,88 @@ static void test_index__package_type_names(void **state)
     assert_int_equal(pkgstore_package_type_parse(&type, NULL), PKGSTORE_EINVALID);
 }
 
+/* ---------------------------------------------------------------- a full disk */
+
+static int put_big(MDB_txn *txn, ps_index *index, void *payload)
+{
+    static char value[256 * 1024]; /* overflow pages, written at the end of the file */
+    MDB_val key = {strlen(payload), payload}, val = {sizeof(value), value};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_META), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test: put %s", (const char *)payload) : 0;
+}
+
+/* The child's side: 0 when a full disk under the index is PKGSTORE_ENOSPC,
+ * and the index works again once there is room. */
+static int enospc_child(const char *dir)
+{
+    char index_dir[256], filler[256];
+    ps_index *index = NULL;
+    snprintf(index_dir, sizeof(index_dir), "%s/index", dir);
+    snprintf(filler, sizeof(filler), "%s/filler", dir);
+    if (mkdir(index_dir, 0755) != 0 || ps_index_open(&index, index_dir, 0, 0, 0) != 0) {
+        fprintf(stderr, "open: %s\n", pkgstore_error_detail());
+        return 10;
+    }
+    if (ps_index_write(index, put_big, "before") != 0) {
+        fprintf(stderr, "first write: %s\n", pkgstore_error_detail());
+        return 11;
+    }
+    /* one page left: LMDB's write of the next transaction comes short */
+    if (small_disk_fill(filler, 4096) != 0)
+        return 12;
+    int error = ps_index_write(index, put_big, "full");
+    if (error != PKGSTORE_ENOSPC) {
+        fprintf(stderr, "a full disk gave %s: %s\n", pkgstore_error_name(error),
+                pkgstore_error_detail());
+        return 13;
+    }
+    fprintf(stderr, "full disk: %s\n", pkgstore_error_detail());
+    if (!strstr(pkgstore_error_detail(), "no space left on device") ||
+        !strstr(pkgstore_error_detail(), "index")) {
+        fprintf(stderr, "detail: %s\n", pkgstore_error_detail());
+        return 14;
+    }
+    /* room again: the index takes writes, and kept what it had */
+    if (unlink(filler) != 0 || ps_index_write(index, put_big, "after") != 0) {
+        fprintf(stderr, "after: %s\n", pkgstore_error_detail());
+        return 15;
+    }
+    ps_index_free(index);
+    return 0;
+}
+
+/* Issue 9: LMDB turns the short write of a full disk into EIO
+ * ("lmdb: Input/output error"); the index says ENOSPC. */
+static void test_index__full_disk_is_enospc(void **state)
+{
+    struct fixture *fx = *state;
+    char dir[200];
+    int status = 0;
+    snprintf(dir, sizeof(dir), "%s/small", fx->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (small_disk_mount(dir, "2m") != 0) {
+            fprintf(stderr, "cannot mount a private tmpfs: %s\n", strerror(errno));
+            _exit(77);
+        }
+        _exit(enospc_child(dir));
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        print_message("SKIP test_index__full_disk_is_enospc: no private tmpfs (neither root "
+                      "nor user namespaces)\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_index__full_disk_is_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__open_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__open_twice_shares_environment, setup,
                                         teardown),

@@ -4,6 +4,7 @@
  * dependency checks, name validation, and changes seen across handles and
  * processes.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +37,8 @@
  * writes them (the tests link the static library) */
 #include "index.h"
 #include "store.h"
+
+#include "helpers/small_disk.h"
 
 typedef struct fixture {
     char dir[64];
@@ -1030,6 +1034,91 @@ static void test_registry__format_comes_from_the_content(void **state)
                      0);
 }
 
+/* ---------------------------------------------------------------- a full disk */
+
+/* The child's side of the test below; 0 when all went as it should. */
+static int full_disk_child(const char *dir)
+{
+    char store_dir[256], filler[256];
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    pkgstore_artifact a, b;
+    pkgstore_fsck_report report;
+    char **versions = NULL;
+    size_t count = 0;
+
+    snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
+    snprintf(filler, sizeof(filler), "%s/filler", dir);
+    memset(&a, 0, sizeof(a));
+    strcpy(a.platform, "linux/amd64");
+    b = a;
+    if (pkgstore_store_open(&store, store_dir, NULL) != 0 ||
+        pkgstore_registry_open(&reg, store) != 0 ||
+        pkgstore_store_add_buffer(&a.digest, store, "1.0.0 build", 11) != 0 ||
+        pkgstore_store_add_buffer(&b.digest, store, "1.1.0 build", 11) != 0 ||
+        pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.0.0", &a, NULL) != 0) {
+        fprintf(stderr, "set-up: %s\n", pkgstore_error_detail());
+        return 10;
+    }
+    /* two pages left: one for the manifest blob, one for LMDB, whose write
+     * of more then comes short */
+    if (small_disk_fill(filler, 8192) != 0)
+        return 11;
+    int error = pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.1.0", &b, NULL);
+    fprintf(stderr, "full disk: %s\n", pkgstore_error_detail());
+    if (error != PKGSTORE_ENOSPC)
+        return 12;
+    /* nothing half-done, nothing broken */
+    if (pkgstore_registry_versions(&versions, &count, reg, "otelcol") != 0 || count != 1)
+        return 13;
+    pkgstore_registry_strings_free(versions, count);
+    if (pkgstore_store_fsck(&report, store, 0, NULL, NULL) != 0 ||
+        report.missing + report.corrupt + report.stray != 0) {
+        fprintf(stderr, "fsck: missing %llu corrupt %llu stray %llu\n",
+                (unsigned long long)report.missing, (unsigned long long)report.corrupt,
+                (unsigned long long)report.stray);
+        return 14;
+    }
+    /* room again: the same add goes through */
+    if (unlink(filler) != 0 ||
+        pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.1.0", &b, NULL) != 0) {
+        fprintf(stderr, "after: %s\n", pkgstore_error_detail());
+        return 15;
+    }
+    pkgstore_registry_free(reg);
+    pkgstore_store_free(store);
+    return 0;
+}
+
+/* Issue 9: a registry change on a full disk fails with ENOSPC (LMDB's
+ * short write is EIO to it), changes nothing, and works once there is
+ * room again. */
+static void test_registry__full_disk(void **state)
+{
+    fixture *f = *state;
+    char dir[128];
+    int status = 0;
+    snprintf(dir, sizeof(dir), "%s/small", f->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (small_disk_mount(dir, "2m") != 0) {
+            fprintf(stderr, "cannot mount a private tmpfs: %s\n", strerror(errno));
+            _exit(77);
+        }
+        _exit(full_disk_child(dir));
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        print_message("SKIP test_registry__full_disk: no private tmpfs (neither root nor user "
+                      "namespaces)\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* What a dlopen()ed copy of the library does in a thread: open, resolve
  * (which makes the thread's memo), free everything, dlclose(). The thread
  * then exits; a pthread key left behind would run its destructor in the
@@ -1131,6 +1220,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_registry__format_comes_from_the_content, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_registry__full_disk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
