@@ -724,11 +724,22 @@ int pkgstore_manifest_serialize(char **out, size_t *len_out, const pkgstore_mani
     json_decref(root);
     if (!text)
         return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
-    /* json_dumps() allocates with malloc (we never set custom allocators), so
-     * the buffer can be released with pkgstore_free(). */
-    *out = text;
+    /* jansson allocated text with whatever allocator the program gave it
+     * (json_set_alloc_funcs()): hand out our own copy, which pkgstore_free()
+     * frees, and give text back to jansson's free. */
+    json_malloc_t jansson_malloc;
+    json_free_t jansson_free;
+    json_get_alloc_funcs(&jansson_malloc, &jansson_free);
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (copy)
+        memcpy(copy, text, len + 1);
+    jansson_free(text);
+    if (!copy)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
+    *out = copy;
     if (len_out)
-        *len_out = strlen(text);
+        *len_out = len;
     return 0;
 }
 

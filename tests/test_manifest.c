@@ -12,6 +12,10 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "pkgstore/archive.h"
 #include "pkgstore/error.h"
 #include "pkgstore/manifest.h"
@@ -542,6 +546,106 @@ static void test_manifest__shared_helpers(void **state)
     assert_int_equal(pkgstore_manifest_format_validate("tar+bzip2"), PKGSTORE_EINVALID);
 }
 
+/* The canonical bytes are what signing will sign: they must never change
+ * for a given manifest, whatever jansson's version. Pinned here, byte for
+ * byte and by digest, with what jansson's escaper could treat differently:
+ * non-ASCII text (raw UTF-8, also in keys, which sort bytewise), quotes and
+ * backslashes, the short escapes, other control characters (\u00XX,
+ * upper-case hex), DEL and U+2028 (raw), and '/' (not escaped). */
+static void test_manifest__canonical_bytes_are_pinned(void **state)
+{
+    (void)state;
+    static const char expected[] =
+        "{\"annotations\":{\"a\":\"caf\xc3\xa9 \xe2\x98\x95 \xf0\x9d\x84\x9e \\\"q\\\" b\\\\s /x "
+        "\\n\\t\\r\\b\\f \\u0001\\u001F \x7f \xe2\x80\xa8.\",\"z\":\"last\",\"\xc3\xa9t\xc3\xa9\":"
+        "\"non-ASCII key\"},\"artifacts\":[{\"digest\":\"" D1 "\",\"entrypoint\":\"otelcol-caf"
+        "\xc3\xa9\",\"format\":\"binary\",\"platform\":\"linux/amd64\",\"size\":10}],\"created\":"
+        "\"2026-11-27T10:00:00Z\",\"dependencies\":[],\"name\":\"otelcol\",\"schemaVersion\":1,"
+        "\"type\":\"primary\",\"version\":\"1.2.3\"}";
+    /* sha256sum of exactly those bytes */
+    static const char expected_digest[] =
+        "sha256:4e98596b0bbe1f9250ad5deab4d20b718a1ba6c02be7df99a55938222223a85a";
+    pkgstore_manifest *m = NULL, *again = NULL;
+    pkgstore_artifact a = artifact("linux/amd64", D1, 10, "", "otelcol-caf\xc3\xa9");
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "1.2.3", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_set_created(m, 1795773600), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &a), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(m, "z", "last"), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(m, "\xc3\xa9t\xc3\xa9", "non-ASCII key"), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(
+                         m, "a",
+                         "caf\xc3\xa9 \xe2\x98\x95 \xf0\x9d\x84\x9e \"q\" b\\s /x \n\t\r\b\f "
+                         "\x01\x1f \x7f \xe2\x80\xa8."),
+                     0);
+
+    char *json = NULL, digest_text[PKGSTORE_DIGEST_STR_SIZE];
+    size_t len = 0;
+    pkgstore_digest digest;
+    assert_int_equal(pkgstore_manifest_serialize(&json, &len, m, 0), 0);
+    assert_int_equal(len, sizeof(expected) - 1);
+    assert_memory_equal(json, expected, len);
+    assert_int_equal(pkgstore_manifest_digest(&digest, m), 0);
+    pkgstore_digest_format(digest_text, &digest);
+    assert_string_equal(digest_text, expected_digest);
+
+    /* parsed back, it gives the very same bytes */
+    assert_int_equal(pkgstore_manifest_parse(&again, expected, sizeof(expected) - 1), 0);
+    pkgstore_free(json);
+    assert_int_equal(pkgstore_manifest_serialize(&json, &len, again, 0), 0);
+    assert_memory_equal(json, expected, sizeof(expected) - 1);
+    pkgstore_free(json);
+    pkgstore_manifest_free(again);
+    pkgstore_manifest_free(m);
+}
+
+/* jansson's allocator, as an embedder may set it: blocks behind a header
+ * that plain free() would choke on. */
+static void *shifted_malloc(size_t size)
+{
+    unsigned char *block = malloc(size + 16);
+    return block ? block + 16 : NULL;
+}
+
+static void shifted_free(void *ptr)
+{
+    if (ptr)
+        free((unsigned char *)ptr - 16);
+}
+
+/* What the library hands out is freed with pkgstore_free(), whatever
+ * allocator the program gave jansson; jansson's own memory goes back
+ * through jansson's free. */
+static void test_manifest__serialize_with_another_jansson_allocator(void **state)
+{
+    (void)state;
+    int status = 0;
+    pid_t pid = fork(); /* a wrong free() aborts: let it abort a child */
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pkgstore_manifest *m = NULL;
+        char *json = NULL;
+        size_t len = 0;
+        pkgstore_digest digest;
+        pkgstore_artifact a = artifact("linux/amd64", D1, 10, "", "");
+        json_set_alloc_funcs(shifted_malloc, shifted_free);
+        if (pkgstore_manifest_new(&m, "otelcol", "1.2.3", PKGSTORE_TYPE_PRIMARY) != 0 ||
+            pkgstore_manifest_add_artifact(m, &a) != 0 ||
+            pkgstore_manifest_serialize(&json, &len, m, 0) != 0 ||
+            pkgstore_manifest_digest(&digest, m) != 0)
+            _exit(2);
+        if (strlen(json) != len)
+            _exit(3);
+        pkgstore_free(json);
+        pkgstore_manifest_free(m);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("serialize/pkgstore_free with another jansson allocator: signal %d",
+                 WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_manifest__best_artifact(void **state)
 {
     (void)state;
@@ -589,6 +693,8 @@ int main(void)
         cmocka_unit_test(test_manifest__times),
         cmocka_unit_test(test_manifest__best_artifact),
         cmocka_unit_test(test_manifest__shared_helpers),
+        cmocka_unit_test(test_manifest__canonical_bytes_are_pinned),
+        cmocka_unit_test(test_manifest__serialize_with_another_jansson_allocator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
