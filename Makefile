@@ -324,7 +324,7 @@ bench-now: all
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux
+            util-linux strace
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
