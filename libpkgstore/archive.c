@@ -48,13 +48,10 @@ int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_option
 PKGSTORE_API int pkgstore_archive_options_init(pkgstore_archive_options *opts,
                                                unsigned int version)
 {
-    int error;
-    if (!opts)
-        return ps_error_set(PKGSTORE_EINVALID, "archive options: NULL");
-    if ((error = ps_options_version("archive", version, PKGSTORE_ARCHIVE_OPTIONS_VERSION)) < 0)
+    int error = ps_options_init(opts, sizeof(*opts), "archive", version,
+                                PKGSTORE_ARCHIVE_OPTIONS_VERSION);
+    if (error < 0)
         return error;
-    memset(opts, 0, sizeof(*opts));
-    opts->version = version;
     opts->max_entries = PKGSTORE_ARCHIVE_DEFAULT_MAX_ENTRIES;
     opts->max_total_size = PKGSTORE_ARCHIVE_DEFAULT_MAX_TOTAL_SIZE;
     opts->max_ratio = PKGSTORE_ARCHIVE_DEFAULT_MAX_RATIO;

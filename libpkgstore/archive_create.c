@@ -259,15 +259,8 @@ static int fsync_dir_of(const char *path)
 PKGSTORE_API int pkgstore_archive_create_options_init(pkgstore_archive_create_options *opts,
                                                       unsigned int version)
 {
-    int error;
-    if (!opts)
-        return ps_error_set(PKGSTORE_EINVALID, "archive create options: NULL");
-    if ((error = ps_options_version("archive create", version,
-                                    PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION)) < 0)
-        return error;
-    memset(opts, 0, sizeof(*opts));
-    opts->version = version;
-    return 0;
+    return ps_options_init(opts, sizeof(*opts), "archive create", version,
+                           PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION);
 }
 
 PKGSTORE_API int pkgstore_archive_create_tar_zstd(const char *out_path, const char *base_dir,

@@ -154,3 +154,16 @@ int ps_options_version(const char *what, unsigned int version, unsigned int curr
                         "from the _OPTIONS_INIT macro or the _options_init() function",
                         what, version, current);
 }
+
+int ps_options_init(void *opts, size_t size, const char *what, unsigned int version,
+                    unsigned int current)
+{
+    int error;
+    if (!opts)
+        return ps_error_set(PKGSTORE_EINVALID, "%s options: NULL", what);
+    if ((error = ps_options_version(what, version, current)) < 0)
+        return error;
+    memset(opts, 0, size);
+    memcpy(opts, &version, sizeof(version)); /* every options struct starts with it */
+    return 0;
+}

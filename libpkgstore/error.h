@@ -36,6 +36,12 @@ int ps_error_code_from_errno(int err);
  * versions it takes. */
 int ps_options_version(const char *what, unsigned int version, unsigned int current);
 
+/* The start of every pkgstore_*_options_init(): check opts and version as
+ * above, zero size bytes of opts (the size of that version's struct) and
+ * set its leading version field. The caller then fills in the defaults. */
+int ps_options_init(void *opts, size_t size, const char *what, unsigned int version,
+                    unsigned int current);
+
 /* Prepend "prefix: " to the current detail (adds context on the way up). */
 void ps_error_prefix(const char *fmt, ...) PS_PRINTF(1, 2);
 

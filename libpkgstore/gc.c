@@ -703,15 +703,10 @@ out:
 
 PKGSTORE_API int pkgstore_gc_options_init(pkgstore_gc_options *opts, unsigned int version)
 {
-    int error;
-    if (opts == NULL)
-        return ps_error_set(PKGSTORE_EINVALID, "gc options: NULL");
-    if ((error = ps_options_version("gc", version, PKGSTORE_GC_OPTIONS_VERSION)) < 0)
-        return error;
-    memset(opts, 0, sizeof(*opts));
-    opts->version = version;
-    opts->grace_seconds = PKGSTORE_GC_GRACE_DEFAULT;
-    return 0;
+    int error = ps_options_init(opts, sizeof(*opts), "gc", version, PKGSTORE_GC_OPTIONS_VERSION);
+    if (error == 0)
+        opts->grace_seconds = PKGSTORE_GC_GRACE_DEFAULT;
+    return error;
 }
 
 PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store *store,

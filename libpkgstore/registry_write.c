@@ -41,18 +41,14 @@
 
 int pkgstore_registry_add_options_init(pkgstore_registry_add_options *opts, unsigned int version)
 {
-    int error;
-    if (!opts)
-        return ps_error_set(PKGSTORE_EINVALID, "registry add options: NULL");
-    if ((error = ps_options_version("registry add", version,
-                                    PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION)) < 0)
-        return error;
     /* version 1 ends before `replace`: write no further than it did */
-    memset(opts, 0, version == 1 ? offsetof(pkgstore_registry_add_options, replace)
-                                 : sizeof(*opts));
-    opts->version = version;
-    opts->type = PKGSTORE_TYPE_PRIMARY;
-    return 0;
+    int error = ps_options_init(opts,
+                                version == 1 ? offsetof(pkgstore_registry_add_options, replace)
+                                             : sizeof(*opts),
+                                "registry add", version, PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION);
+    if (error == 0)
+        opts->type = PKGSTORE_TYPE_PRIMARY;
+    return error;
 }
 
 /* ------------------------------------------------------------------ the transaction */

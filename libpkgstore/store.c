@@ -510,15 +510,11 @@ fail:
 
 PKGSTORE_API int pkgstore_store_options_init(pkgstore_store_options *opts, unsigned int version)
 {
-    int error;
-    if (opts == NULL)
-        return ps_error_set(PKGSTORE_EINVALID, "store options: NULL");
-    if ((error = ps_options_version("store", version, PKGSTORE_STORE_OPTIONS_VERSION)) < 0)
-        return error;
-    memset(opts, 0, sizeof(*opts));
-    opts->version = version;
-    opts->no_create = version == 1; /* version 1's `create`, default 1 */
-    return 0;
+    int error = ps_options_init(opts, sizeof(*opts), "store", version,
+                                PKGSTORE_STORE_OPTIONS_VERSION);
+    if (error == 0)
+        opts->no_create = version == 1; /* version 1's `create`, default 1 */
+    return error;
 }
 
 PKGSTORE_API void pkgstore_store_free(pkgstore_store *store)

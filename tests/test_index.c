@@ -1017,27 +1017,7 @@ static int enospc_child(const char *dir)
 static void test_index__full_disk_is_enospc(void **state)
 {
     struct fixture *fx = *state;
-    char dir[200];
-    int status = 0;
-    snprintf(dir, sizeof(dir), "%s/small", fx->dir);
-    assert_int_equal(mkdir(dir, 0755), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (small_disk_mount(dir, "2m") != 0) {
-            fprintf(stderr, "cannot mount a private tmpfs: %s\n", strerror(errno));
-            _exit(77);
-        }
-        _exit(enospc_child(dir));
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    if (WEXITSTATUS(status) == 77) {
-        print_message("SKIP test_index__full_disk_is_enospc: no private tmpfs (neither root "
-                      "nor user namespaces)\n");
-        skip();
-    }
-    assert_int_equal(WEXITSTATUS(status), 0);
+    small_disk_test(fx->dir, enospc_child);
 }
 
 int main(void)

@@ -1096,27 +1096,7 @@ static int full_disk_child(const char *dir)
 static void test_registry__full_disk(void **state)
 {
     fixture *f = *state;
-    char dir[128];
-    int status = 0;
-    snprintf(dir, sizeof(dir), "%s/small", f->dir);
-    assert_int_equal(mkdir(dir, 0755), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (small_disk_mount(dir, "2m") != 0) {
-            fprintf(stderr, "cannot mount a private tmpfs: %s\n", strerror(errno));
-            _exit(77);
-        }
-        _exit(full_disk_child(dir));
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    if (WEXITSTATUS(status) == 77) {
-        print_message("SKIP test_registry__full_disk: no private tmpfs (neither root nor user "
-                      "namespaces)\n");
-        skip();
-    }
-    assert_int_equal(WEXITSTATUS(status), 0);
+    small_disk_test(f->dir, full_disk_child);
 }
 
 /* What a dlopen()ed copy of the library does in a thread: open, resolve

@@ -4,12 +4,22 @@
  */
 #include "small_disk.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int small_disk_mount(const char *dir, const char *size)
@@ -58,4 +68,35 @@ int small_disk_fill(const char *path, off_t keep)
     int ok = errno == ENOSPC && ftruncate(fd, size > keep ? size - keep : 0) == 0;
     close(fd);
     return ok ? 0 : -1;
+}
+
+int small_disk_run(const char *dir, const char *size, int (*child)(const char *dir))
+{
+    int status = 0;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (small_disk_mount(dir, size) != 0) {
+            fprintf(stderr, "cannot mount a private tmpfs: %s\n", strerror(errno));
+            _exit(SMALL_DISK_UNAVAILABLE);
+        }
+        _exit(child(dir));
+    }
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void small_disk_test(const char *parent, int (*child)(const char *dir))
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/small", parent);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    int status = small_disk_run(dir, "2m", child);
+    if (status == SMALL_DISK_UNAVAILABLE) {
+        print_message("SKIP: no private tmpfs here (neither root nor user namespaces)\n");
+        skip();
+    }
+    assert_int_equal(status, 0);
 }
