@@ -23,6 +23,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 VERSION  := 0.1.0
+# The headers carry it too (PKGSTORE_VERSION_MAJOR/MINOR/PATCH in
+# include/pkgstore/common.h, for programs at compile time): they must agree.
+version_part = $(shell sed -n 's/^\#define PKGSTORE_VERSION_$(1) \([0-9]*\)$$/\1/p' include/pkgstore/common.h)
+HEADER_VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+ifneq ($(VERSION),$(HEADER_VERSION))
+$(error VERSION $(VERSION) in the Makefile is not $(HEADER_VERSION) of include/pkgstore/common.h)
+endif
 SOMAJOR  := 0
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -58,8 +65,7 @@ LIB_LIBS  := $(call pc_libs,libcrypto libzstd libarchive jansson) $(LMDB_LIBS) -
 
 # $(CPPFLAGS) last: a distribution's hardening flags (dpkg-buildflags'
 # -D_FORTIFY_SOURCE=2 ...) apply to every object.
-CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-                -DPKGSTORE_VERSION_STRING='"$(VERSION)"' $(CPPFLAGS)
+CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(CPPFLAGS)
 CFLAGS_ALL   := $(WARNINGS) $(CFLAGS) $(XCFLAGS)
 
 # ---------------------------------------------------------------- sources
@@ -130,9 +136,14 @@ $(BUILD)/obj/libpkgstore/%.o: libpkgstore/%.c
 $(BUILD)/obj/%.o: %.c | preflight
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
-	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	    $(CFLAGS_ALL) $(DEPRECATED_OK) -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# pkgstore_version() is deprecated (pkgstore_library_version() replaces it,
+# issue 10 section 5) but server/ and agent/ still call it: keep the warning
+# visible without failing -Werror builds. Drop this once they have switched.
+$(BUILD)/obj/server/%.o $(BUILD)/obj/agent/%.o: DEPRECATED_OK := -Wno-error=deprecated-declarations
 
 # ---------------------------------------------------------------- library
 $(SHLIB): $(LIB_OBJS)
@@ -355,7 +366,7 @@ bench-now: all
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux
+            util-linux strace
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \

@@ -126,8 +126,8 @@ static int ref_cb(const pkgstore_package_record *record, void *payload)
     ref_walk *walk = payload;
     pkgstore_semver version;
     pkgstore_platform platform;
-    if (pkgstore_version_parse(&version, record->version) < 0 ||
-        pkgstore_platform_parse(&platform, record->platform) < 0)
+    if (pkgstore_version_parse(&version, pkgstore_package_record_version(record)) < 0 ||
+        pkgstore_platform_parse(&platform, pkgstore_package_record_platform(record)) < 0)
         return 0;
     if (walk->constraint && !pkgstore_version_constraint_match(walk->constraint, &version))
         return 0;
@@ -139,7 +139,7 @@ static int ref_cb(const pkgstore_package_record *record, void *payload)
         walk->best_version = version;
         walk->best_rank = rank;
         walk->found = 1;
-        strcpy(walk->best_platform, record->platform);
+        strcpy(walk->best_platform, pkgstore_package_record_platform(record));
     }
     return 0;
 }

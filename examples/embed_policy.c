@@ -72,7 +72,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("%s (pkgstore) %s\n", PROG, pkgstore_version());
+        printf("%s (pkgstore) %s\n", PROG, pkgstore_library_version());
         return 0;
     }
     if (argc != 3) {

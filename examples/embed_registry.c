@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return usage(stdout, 0);
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("%s (pkgstore) %s\n", PROG, pkgstore_version());
+        printf("%s (pkgstore) %s\n", PROG, pkgstore_library_version());
         return 0;
     }
     if (argc < 6 || argc > 8)

@@ -153,7 +153,7 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "--help") == 0)
         return usage(stdout, 0);
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("%s (pkgstore) %s\n", PROG, pkgstore_version());
+        printf("%s (pkgstore) %s\n", PROG, pkgstore_library_version());
         return 0;
     }
     if (argi + 1 < argc && strcmp(argv[argi], "--expect") == 0) {
@@ -170,8 +170,7 @@ int main(int argc, char **argv)
     store_dir = argv[argi];
     file = argv[argi + 1];
 
-    /* Defaults: create the store if missing, fsync every blob. */
-    opts.create = 1;
+    /* The defaults: create the store if missing, fsync every blob. */
     if ((error = pkgstore_store_open(&store, store_dir, &opts)) < 0) {
         lib_error("store", error);
         return 1;

@@ -277,8 +277,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pkgstore_archive_list_free(list);
     }
 
-    pkgstore_archive_info info;
+    pkgstore_archive_info *info = NULL;
     int valid = pkgstore_archive_validate_file(&info, input_path, NULL, &opts);
+    if ((valid == 0) != (info != NULL))
+        __builtin_trap(); /* info exactly on success */
+    pkgstore_archive_info_free(info);
 
     int extracted = pkgstore_archive_extract_file(&dir, NULL, input_path, root_path, NULL, &opts);
     if (extracted == 0) {

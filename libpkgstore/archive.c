@@ -21,44 +21,6 @@
 
 #define READ_BLOCK (1u << 20) /* bytes per read callback, at most */
 
-/* ------------------------------------------------------------ formats */
-
-static const char *const format_names[] = {
-    [PKGSTORE_ARCHIVE_UNKNOWN] = "unknown",   [PKGSTORE_ARCHIVE_BINARY] = "binary",
-    [PKGSTORE_ARCHIVE_TAR] = "tar",           [PKGSTORE_ARCHIVE_TAR_GZIP] = "tar+gzip",
-    [PKGSTORE_ARCHIVE_TAR_ZSTD] = "tar+zstd", [PKGSTORE_ARCHIVE_TAR_XZ] = "tar+xz",
-    [PKGSTORE_ARCHIVE_ZIP] = "zip",
-};
-
-PKGSTORE_API const char *pkgstore_archive_format_name(pkgstore_archive_format format)
-{
-    if ((int)format < 0 || (size_t)format >= sizeof(format_names) / sizeof(format_names[0]))
-        return "unknown";
-    return format_names[format];
-}
-
-PKGSTORE_API int pkgstore_archive_format_parse(pkgstore_archive_format *out, const char *name)
-{
-    if (out)
-        *out = PKGSTORE_ARCHIVE_UNKNOWN;
-    if (!out || !name)
-        return ps_error_set(PKGSTORE_EINVALID, "format: NULL argument");
-    for (int f = PKGSTORE_ARCHIVE_BINARY; f <= PKGSTORE_ARCHIVE_ZIP; f++) {
-        if (strcmp(name, format_names[f]) == 0) {
-            *out = (pkgstore_archive_format)f;
-            return 0;
-        }
-    }
-    return ps_error_set(PKGSTORE_EINVALID,
-                        "format '%.64s': not one of binary, tar, tar+gzip, tar+zstd, tar+xz, zip",
-                        name);
-}
-
-PKGSTORE_API int pkgstore_archive_format_is_archive(pkgstore_archive_format format)
-{
-    return format >= PKGSTORE_ARCHIVE_TAR && format <= PKGSTORE_ARCHIVE_ZIP;
-}
-
 /* ------------------------------------------------------------ limits */
 
 int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_options *opts)
@@ -69,9 +31,9 @@ int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_option
     out->ratio_min_size = PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE;
     if (!opts)
         return 0;
-    if (opts->version != PKGSTORE_ARCHIVE_OPTIONS_VERSION)
-        return ps_error_set(PKGSTORE_EINVALID, "archive options: unsupported version %u",
-                            opts->version);
+    int error;
+    if ((error = ps_options_version("archive", opts->version, PKGSTORE_ARCHIVE_OPTIONS_VERSION)) < 0)
+        return error;
     if (opts->max_entries)
         out->max_entries = opts->max_entries;
     if (opts->max_total_size)
@@ -80,6 +42,20 @@ int ps_archive_limits_from(ps_archive_limits *out, const pkgstore_archive_option
         out->max_ratio = opts->max_ratio;
     if (opts->ratio_min_size)
         out->ratio_min_size = opts->ratio_min_size;
+    return 0;
+}
+
+PKGSTORE_API int pkgstore_archive_options_init(pkgstore_archive_options *opts,
+                                               unsigned int version)
+{
+    int error = ps_options_init(opts, sizeof(*opts), "archive", version,
+                                PKGSTORE_ARCHIVE_OPTIONS_VERSION);
+    if (error < 0)
+        return error;
+    opts->max_entries = PKGSTORE_ARCHIVE_DEFAULT_MAX_ENTRIES;
+    opts->max_total_size = PKGSTORE_ARCHIVE_DEFAULT_MAX_TOTAL_SIZE;
+    opts->max_ratio = PKGSTORE_ARCHIVE_DEFAULT_MAX_RATIO;
+    opts->ratio_min_size = PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE;
     return 0;
 }
 
@@ -95,8 +71,10 @@ static la_ssize_t source_read(struct archive *a, void *data, const void **buf)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            char text[256];
             src->read_errno = errno;
-            archive_set_error(a, errno, "read: %s", strerror(errno));
+            archive_set_error(a, errno, "read: %s",
+                              ps_error_errno_text(errno, text, sizeof(text)));
             return -1;
         }
         src->offset += n;

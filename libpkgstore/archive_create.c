@@ -256,6 +256,13 @@ static int fsync_dir_of(const char *path)
     return error;
 }
 
+PKGSTORE_API int pkgstore_archive_create_options_init(pkgstore_archive_create_options *opts,
+                                                      unsigned int version)
+{
+    return ps_options_init(opts, sizeof(*opts), "archive create", version,
+                           PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION);
+}
+
 PKGSTORE_API int pkgstore_archive_create_tar_zstd(const char *out_path, const char *base_dir,
                                                   const char *const *paths, size_t n,
                                                   const pkgstore_archive_create_options *opts)
@@ -271,9 +278,9 @@ PKGSTORE_API int pkgstore_archive_create_tar_zstd(const char *out_path, const ch
     if (!out_path || !*out_path || !paths || n == 0)
         return ps_error_set(PKGSTORE_EINVALID, "pack: no output or no input paths");
     if (opts) {
-        if (opts->version != PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION)
-            return ps_error_set(PKGSTORE_EINVALID, "pack options: unsupported version %u",
-                                opts->version);
+        if ((error = ps_options_version("archive create", opts->version,
+                                        PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION)) < 0)
+            return error;
         if (opts->zstd_level < 0 || opts->zstd_level > 19)
             return ps_error_set(PKGSTORE_EINVALID, "pack: zstd level %d not in 1..19",
                                 opts->zstd_level);

@@ -537,18 +537,66 @@ static void scan_free(scan *s)
 
 /* ------------------------------------------------------------ validation */
 
-static void fill_info(pkgstore_archive_info *info, const scan *s)
+/* What validation learnt; the path lives in the same allocation. */
+struct pkgstore_archive_info {
+    pkgstore_archive_format format;
+    uint64_t entries;
+    uint64_t total_size;
+    uint64_t archive_size;
+    uint64_t executables;
+    char sole_executable[]; /* "" unless executables == 1 */
+};
+
+static int make_info(pkgstore_archive_info **out, const scan *s)
 {
+    const char *sole = s->executables == 1 ? s->sole_executable : "";
+    size_t len = strlen(sole);
+    pkgstore_archive_info *info = malloc(sizeof(*info) + len + 1);
     if (!info)
-        return;
-    memset(info, 0, sizeof(*info));
+        return ps_error_set(PKGSTORE_ENOMEM, "archive: out of memory");
     info->format = s->format;
     info->entries = s->entries;
     info->total_size = s->expanded;
     info->archive_size = s->archive_size;
     info->executables = s->executables;
-    if (s->executables == 1)
-        snprintf(info->sole_executable, sizeof(info->sole_executable), "%s", s->sole_executable);
+    memcpy(info->sole_executable, sole, len + 1);
+    *out = info;
+    return 0;
+}
+
+PKGSTORE_API pkgstore_archive_format pkgstore_archive_info_format(const pkgstore_archive_info *info)
+{
+    return info->format;
+}
+
+PKGSTORE_API uint64_t pkgstore_archive_info_entries(const pkgstore_archive_info *info)
+{
+    return info->entries;
+}
+
+PKGSTORE_API uint64_t pkgstore_archive_info_total_size(const pkgstore_archive_info *info)
+{
+    return info->total_size;
+}
+
+PKGSTORE_API uint64_t pkgstore_archive_info_archive_size(const pkgstore_archive_info *info)
+{
+    return info->archive_size;
+}
+
+PKGSTORE_API uint64_t pkgstore_archive_info_executables(const pkgstore_archive_info *info)
+{
+    return info->executables;
+}
+
+PKGSTORE_API const char *pkgstore_archive_info_sole_executable(const pkgstore_archive_info *info)
+{
+    return info->sole_executable;
+}
+
+PKGSTORE_API void pkgstore_archive_info_free(pkgstore_archive_info *info)
+{
+    free(info);
 }
 
 static int prepare_entrypoint(char *out, size_t size, const char *entrypoint)
@@ -563,7 +611,7 @@ static int prepare_entrypoint(char *out, size_t size, const char *entrypoint)
     return 0;
 }
 
-PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, int fd,
+PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info **info_out, int fd,
                                               const char *entrypoint,
                                               const pkgstore_archive_options *opts)
 {
@@ -572,7 +620,7 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
     int error;
 
     if (info_out)
-        memset(info_out, 0, sizeof(*info_out));
+        *info_out = NULL;
     if (fd < 0)
         return ps_error_set(PKGSTORE_EINVALID, "archive validate: bad fd");
     if (entrypoint && (error = prepare_entrypoint(ep, sizeof(ep), entrypoint)) < 0)
@@ -585,19 +633,20 @@ PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, i
     s->entrypoint = entrypoint ? ep : NULL;
     if ((error = ps_archive_limits_from(&s->lim, opts)) == 0)
         error = scan_run(s, fd);
-    fill_info(info_out, s);
+    if (error == 0 && info_out)
+        error = make_info(info_out, s);
     scan_free(s);
     free(s);
     return error;
 }
 
-PKGSTORE_API int pkgstore_archive_validate_file(pkgstore_archive_info *info_out,
+PKGSTORE_API int pkgstore_archive_validate_file(pkgstore_archive_info **info_out,
                                                 const char *path, const char *entrypoint,
                                                 const pkgstore_archive_options *opts)
 {
     int fd, error;
     if (info_out)
-        memset(info_out, 0, sizeof(*info_out));
+        *info_out = NULL;
     if ((error = ps_archive_open_input(&fd, path)) < 0)
         return error;
     error = pkgstore_archive_validate_fd(info_out, fd, entrypoint, opts);

@@ -14,9 +14,14 @@
 
 static _Thread_local char detail[DETAIL_SIZE];
 
-PKGSTORE_API const char *pkgstore_version(void)
+PKGSTORE_API const char *pkgstore_library_version(void)
 {
     return PKGSTORE_VERSION_STRING;
+}
+
+PKGSTORE_API const char *pkgstore_version(void)
+{
+    return pkgstore_library_version();
 }
 
 PKGSTORE_API void pkgstore_free(void *ptr)
@@ -93,15 +98,30 @@ int ps_error_code_from_errno(int err)
     }
 }
 
+const char *ps_error_errno_text(int err, char *buf, size_t size)
+{
+    /* strerror() may share one buffer between threads; strerror_r() comes
+     * in two flavours, the GNU one with _GNU_SOURCE (as we build). */
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(err, buf, size);
+#else
+    if (strerror_r(err, buf, size) != 0)
+        snprintf(buf, size, "error %d", err);
+    return buf;
+#endif
+}
+
 int ps_error_errno(int err, const char *fmt, ...)
 {
+    char text[256];
     size_t used;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     used = strlen(detail);
-    snprintf(detail + used, sizeof(detail) - used, ": %s", strerror(err));
+    snprintf(detail + used, sizeof(detail) - used, ": %s",
+             ps_error_errno_text(err, text, sizeof(text)));
     return ps_error_code_from_errno(err);
 }
 
@@ -123,4 +143,27 @@ void ps_error_prefix(const char *fmt, ...)
         memcpy(detail + used + 2, old, n);
         detail[used + 2 + n] = '\0';
     }
+}
+
+int ps_options_version(const char *what, unsigned int version, unsigned int current)
+{
+    if (version >= 1 && version <= current)
+        return 0;
+    return ps_error_set(PKGSTORE_EINVALID,
+                        "%s options: version %u is not one this library reads (1 to %u); start "
+                        "from the _OPTIONS_INIT macro or the _options_init() function",
+                        what, version, current);
+}
+
+int ps_options_init(void *opts, size_t size, const char *what, unsigned int version,
+                    unsigned int current)
+{
+    int error;
+    if (!opts)
+        return ps_error_set(PKGSTORE_EINVALID, "%s options: NULL", what);
+    if ((error = ps_options_version(what, version, current)) < 0)
+        return error;
+    memset(opts, 0, size);
+    memcpy(opts, &version, sizeof(version)); /* every options struct starts with it */
+    return 0;
 }

@@ -701,6 +701,14 @@ out:
     return error;
 }
 
+PKGSTORE_API int pkgstore_gc_options_init(pkgstore_gc_options *opts, unsigned int version)
+{
+    int error = ps_options_init(opts, sizeof(*opts), "gc", version, PKGSTORE_GC_OPTIONS_VERSION);
+    if (error == 0)
+        opts->grace_seconds = PKGSTORE_GC_GRACE_DEFAULT;
+    return error;
+}
+
 PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store *store,
                                  const pkgstore_gc_options *opts)
 {
@@ -716,9 +724,8 @@ PKGSTORE_API int pkgstore_gc_run(pkgstore_gc_report *report_out, pkgstore_store 
         return error;
     if (opts == NULL)
         opts = &defaults;
-    if (opts->version != PKGSTORE_GC_OPTIONS_VERSION)
-        return ps_error_set(PKGSTORE_EINVALID, "gc: options version %u (expected %u)",
-                            opts->version, PKGSTORE_GC_OPTIONS_VERSION);
+    if ((error = ps_options_version("gc", opts->version, PKGSTORE_GC_OPTIONS_VERSION)) < 0)
+        return error;
     if (opts->grace_seconds < 0)
         return ps_error_set(PKGSTORE_EINVALID, "gc: negative grace period %lld",
                             (long long)opts->grace_seconds);

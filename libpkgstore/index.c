@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -119,7 +120,39 @@ int ps_index_error(int mdb_rc, const char *fmt, ...)
         code = mdb_rc > 0 ? ps_error_code_from_errno(mdb_rc) : PKGSTORE_EIO;
         break;
     }
-    return ps_error_set(code, "lmdb: %s: %s", mdb_strerror(mdb_rc), context);
+    /* (mdb_strerror() of an errno value is strerror(), shared between threads) */
+    char text[256];
+    return ps_error_set(code, "lmdb: %s: %s",
+                        mdb_rc > 0 ? ps_error_errno_text(mdb_rc, text, sizeof(text))
+                                   : mdb_strerror(mdb_rc),
+                        context);
+}
+
+/* A full disk, told apart from an I/O error. LMDB reports a short write
+ * (which is what a write that runs out of space returns when it wrote
+ * anything at all) as EIO. When the write that failed was LMDB's and the
+ * index's filesystem is now (nearly) out of blocks for us, the cause is the
+ * space: say PKGSTORE_ENOSPC, quoting LMDB. error is returned otherwise. */
+#define FULL_DISK_SLACK (1u << 20) /* bytes free that still count as full */
+
+static int full_disk(ps_index *index, int error)
+{
+    struct statvfs vfs;
+    const char *dir = NULL;
+    char lmdb_detail[600];
+
+    if (error >= 0 || last_mdb_rc != EIO || index == NULL ||
+        mdb_env_get_path(index->env, &dir) != 0 || dir == NULL || statvfs(dir, &vfs) != 0)
+        return error;
+    /* root may use the blocks reserved for it */
+    uint64_t blocks = geteuid() == 0 ? (uint64_t)vfs.f_bfree : (uint64_t)vfs.f_bavail;
+    uint64_t bytes = blocks * (uint64_t)vfs.f_frsize;
+    if (bytes >= FULL_DISK_SLACK)
+        return error;
+    snprintf(lmdb_detail, sizeof(lmdb_detail), "%s", pkgstore_error_detail());
+    return ps_error_set(PKGSTORE_ENOSPC,
+                        "%s: no space left on device (%" PRIu64 " bytes free; %s: a short write)",
+                        dir, bytes, lmdb_detail);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -508,7 +541,7 @@ int ps_index_write(ps_index *index, ps_index_txn_fn fn, void *payload)
         pthread_rwlock_unlock(&index->resize_lock);
 
         if (!grow)
-            return error;
+            return full_disk(index, error);
         if ((error = resize_map(index, 1, seen_size)) < 0)
             return error;
         pkgstore_error_clear();

@@ -72,12 +72,35 @@ int ps_index_foreach(ps_index *index, enum ps_index_db db, const void *prefix,
  * existing record keeps its first 'added' time (and takes the new size).
  * del removes the record; a missing record is a success. get: ENOTFOUND. */
 int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size);
+int ps_index_blob_put_txn(MDB_txn *txn, ps_index *index, const pkgstore_digest *digest,
+                          uint64_t size);
 int ps_index_blob_del(ps_index *index, const pkgstore_digest *digest);
 int ps_index_blob_get(pkgstore_blob_record *out, ps_index *index,
                       const pkgstore_digest *digest);
 
-/* Package records without the store's blob check (the registry and the
- * benchmarks call these; pkgstore_index_package_* wrap them). */
+/* A package record as the library holds it (opaque to programs: the
+ * layout may change freely; the on-disk layout is docs/index-format.md). */
+struct pkgstore_package_record {
+    char name[PKGSTORE_NAME_MAX + 1];
+    char version[PKGSTORE_VERSION_MAX + 1];
+    char platform[PKGSTORE_PLATFORM_MAX + 1];
+    pkgstore_package_type type;
+    pkgstore_digest digest;
+    uint64_t size;
+    char format[PKGSTORE_FORMAT_MAX + 1];
+    char entrypoint[PKGSTORE_ENTRYPOINT_MAX + 1];
+    int64_t created; /* Unix time (seconds) */
+};
+
+/* Package records are written by the registry only, inside its own
+ * transaction (put_txn inserts or replaces; del_txn: a missing record is
+ * PKGSTORE_ENOTFOUND, without a detail). No blob check: the caller holds
+ * the store lock and knows the blob is there. ps_index_package_put() is the
+ * same in a transaction of its own, for benchmarks and tests. */
+int ps_index_package_put_txn(MDB_txn *txn, ps_index *index,
+                             const pkgstore_package_record *record);
+int ps_index_package_del_txn(MDB_txn *txn, ps_index *index, const char *name,
+                             const char *version, const char *platform);
 int ps_index_package_put(ps_index *index, const pkgstore_package_record *record);
 int ps_index_package_get(pkgstore_package_record *out, ps_index *index, const char *name,
                          const char *version, const char *platform);

@@ -77,10 +77,11 @@ struct blob_op {
     pkgstore_blob_record *out;
 };
 
-static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+int ps_index_blob_put_txn(MDB_txn *txn, ps_index *index, const pkgstore_digest *digest,
+                          uint64_t size)
 {
-    struct blob_op *op = payload;
-    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes}, val;
+    struct blob_op op = {digest, size, NULL};
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)digest->bytes}, val;
     unsigned char value[BLOB_VALUE_SIZE];
     int64_t added = (int64_t)time(NULL);
     int rc;
@@ -89,21 +90,27 @@ static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
     if (rc == 0 && val.mv_size >= BLOB_VALUE_SIZE && ((unsigned char *)val.mv_data)[0] == BLOB_LAYOUT) {
         int64_t first = (int64_t)get_u64((const unsigned char *)val.mv_data + 16);
         uint64_t old_size = get_u64((const unsigned char *)val.mv_data + 8);
-        if (old_size == op->size)
+        if (old_size == op.size)
             return 0; /* nothing to change: keep the txn empty */
         added = first;
     } else if (rc != 0 && rc != MDB_NOTFOUND) {
         return ps_index_error(rc, "read blob record");
     }
-    blob_encode(value, op->size, added);
+    blob_encode(value, op.size, added);
     val.mv_size = sizeof(value);
     val.mv_data = value;
     if ((rc = mdb_put(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, &val, 0)) != 0) {
         char hex[PKGSTORE_DIGEST_STR_SIZE];
-        pkgstore_digest_format(hex, op->digest);
+        pkgstore_digest_format(hex, digest);
         return ps_index_error(rc, "while recording blob %s", hex);
     }
     return 0;
+}
+
+static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct blob_op *op = payload;
+    return ps_index_blob_put_txn(txn, index, op->digest, op->size);
 }
 
 int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size)
@@ -281,15 +288,35 @@ struct package_op {
     pkgstore_package_record *out;
 };
 
-static int package_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+static int package_prepare(struct package_op *op, const pkgstore_package_record *record);
+
+static int package_write(MDB_txn *txn, ps_index *index, const struct package_op *op)
 {
-    struct package_op *op = payload;
-    MDB_val key = {op->key_len, op->key}, val = {op->value_len, op->value};
+    MDB_val key = {op->key_len, (void *)op->key}, val = {op->value_len, (void *)op->value};
     int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_PACKAGES), &key, &val, 0);
     if (rc != 0)
-        return ps_index_error(rc, "while adding %s %s", (char *)op->key,
-                              (char *)op->key + strlen((char *)op->key) + 1);
+        return ps_index_error(rc, "while adding %s %s", (const char *)op->key,
+                              (const char *)op->key + strlen((const char *)op->key) + 1);
     return 0;
+}
+
+static int package_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    return package_write(txn, index, payload);
+}
+
+int ps_index_package_put_txn(MDB_txn *txn, ps_index *index, const pkgstore_package_record *record)
+{
+    struct package_op *op;
+    int error;
+    /* (the op holds a key and a value of up to 1.4 KB: not on the stack of
+     * a transaction that may run deep in a caller's) */
+    if ((op = malloc(sizeof(*op))) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+    if ((error = package_prepare(op, record)) == 0)
+        error = package_write(txn, index, op);
+    free(op);
+    return error;
 }
 
 static int package_prepare(struct package_op *op, const pkgstore_package_record *record)
@@ -351,15 +378,19 @@ out:
     return error;
 }
 
-static int package_del_txn(MDB_txn *txn, ps_index *index, void *payload)
+int ps_index_package_del_txn(MDB_txn *txn, ps_index *index, const char *name,
+                             const char *version, const char *platform)
 {
-    struct package_op *op = payload;
-    MDB_val key = {op->key_len, op->key};
+    unsigned char key_bytes[PACKAGE_KEY_MAX];
+    int key_len = package_key(key_bytes, sizeof(key_bytes), name, version, platform);
+    if (key_len < 0)
+        return key_len;
+    MDB_val key = {(size_t)key_len, key_bytes};
     int rc = mdb_del(txn, ps_index_dbi(index, PS_DB_PACKAGES), &key, NULL);
     if (rc == MDB_NOTFOUND)
         return PKGSTORE_ENOTFOUND;
     if (rc != 0)
-        return ps_index_error(rc, "delete package record");
+        return ps_index_error(rc, "delete package record %s %s %s", name, version, platform);
     return 0;
 }
 
@@ -445,61 +476,79 @@ PKGSTORE_API int pkgstore_index_blob_foreach(pkgstore_store *store, pkgstore_ind
     return ps_index_foreach(index, PS_DB_BLOBS, NULL, 0, blob_walk_cb, &walk);
 }
 
-PKGSTORE_API int pkgstore_index_package_put(pkgstore_store *store,
-                                            const pkgstore_package_record *record)
-{
-    struct package_op op;
-    ps_index *index;
-    int error;
-
-    if ((error = store_index(&index, store)) < 0)
-        return error;
-    if ((error = package_prepare(&op, record)) < 0)
-        return error;
-    /* Invariant 2: the blob is durable before any record points at it. The
-     * shared store lock keeps gc from deleting it between check and write. */
-    if ((error = ps_store_lock(store, 0, 0)) < 0)
-        return error;
-    if ((error = pkgstore_store_blob_exists(store, &record->digest)) == 0) {
-        char hex[PKGSTORE_DIGEST_STR_SIZE];
-        pkgstore_digest_format(hex, &record->digest);
-        error = ps_error_set(PKGSTORE_ENOTFOUND, "package %s %s %s: blob %s is not in the store",
-                             record->name, record->version, record->platform, hex);
-    }
-    if (error > 0)
-        error = ps_index_write(index, package_put_txn, &op);
-    ps_store_unlock(store);
-    return error;
-}
-
-PKGSTORE_API int pkgstore_index_package_get(pkgstore_package_record *out, pkgstore_store *store,
+PKGSTORE_API int pkgstore_index_package_get(pkgstore_package_record **out, pkgstore_store *store,
                                             const char *name, const char *version,
                                             const char *platform)
 {
+    pkgstore_package_record *record;
     ps_index *index;
     int error;
-    if (out != NULL)
-        memset(out, 0, sizeof(*out));
+    if (out == NULL)
+        return ps_error_set(PKGSTORE_EINVALID, "package: NULL out");
+    *out = NULL;
     if ((error = store_index(&index, store)) < 0)
         return error;
-    return ps_index_package_get(out, index, name, version, platform);
+    if ((record = malloc(sizeof(*record))) == NULL)
+        return ps_error_set(PKGSTORE_ENOMEM, "index: out of memory");
+    if ((error = ps_index_package_get(record, index, name, version, platform)) < 0) {
+        free(record);
+        return error;
+    }
+    *out = record;
+    return 0;
 }
 
-PKGSTORE_API int pkgstore_index_package_delete(pkgstore_store *store, const char *name,
-                                               const char *version, const char *platform)
+PKGSTORE_API void pkgstore_package_record_free(pkgstore_package_record *record)
 {
-    struct package_op op;
-    ps_index *index;
-    int key_len, error;
+    free(record);
+}
 
-    if ((error = store_index(&index, store)) < 0)
-        return error;
-    if ((key_len = package_key(op.key, sizeof(op.key), name, version, platform)) < 0)
-        return key_len;
-    op.key_len = (size_t)key_len;
-    if ((error = ps_index_write(index, package_del_txn, &op)) == PKGSTORE_ENOTFOUND)
-        ps_error_set(error, "package %s %s %s: not in the index", name, version, platform);
-    return error;
+PKGSTORE_API const char *pkgstore_package_record_name(const pkgstore_package_record *record)
+{
+    return record->name;
+}
+
+PKGSTORE_API const char *pkgstore_package_record_version(const pkgstore_package_record *record)
+{
+    return record->version;
+}
+
+PKGSTORE_API const char *pkgstore_package_record_platform(const pkgstore_package_record *record)
+{
+    return record->platform;
+}
+
+PKGSTORE_API pkgstore_package_type
+pkgstore_package_record_type(const pkgstore_package_record *record)
+{
+    return record->type;
+}
+
+PKGSTORE_API const pkgstore_digest *
+pkgstore_package_record_digest(const pkgstore_package_record *record)
+{
+    return &record->digest;
+}
+
+PKGSTORE_API uint64_t pkgstore_package_record_size(const pkgstore_package_record *record)
+{
+    return record->size;
+}
+
+PKGSTORE_API const char *pkgstore_package_record_format(const pkgstore_package_record *record)
+{
+    return record->format;
+}
+
+PKGSTORE_API const char *
+pkgstore_package_record_entrypoint(const pkgstore_package_record *record)
+{
+    return record->entrypoint;
+}
+
+PKGSTORE_API int64_t pkgstore_package_record_created(const pkgstore_package_record *record)
+{
+    return record->created;
 }
 
 struct package_walk {

@@ -15,158 +15,51 @@
 
 #include "error.h"
 #include "manifest.h"
+#include "name.h"
+#include "pkgstore/archive.h"
 #include "pkgstore/digest.h"
 #include "pkgstore/manifest.h"
 #include "pkgstore/platform.h"
 #include "pkgstore/version.h"
-
-
-static const char *const formats[] = {"binary", "tar", "tar+gzip", "tar+zstd", "tar+xz", "zip"};
+#include "time_text.h"
 
 /* ------------------------------------------------------------------ checks */
 
 int pkgstore_manifest_name_validate(const char *name)
 {
-    if (!name)
-        return ps_error_set(PKGSTORE_EINVALID, "name: missing");
-    size_t len = strlen(name);
-    if (len == 0)
-        return ps_error_set(PKGSTORE_EINVALID, "name: empty");
-    if (len > PKGSTORE_NAME_MAX)
-        return ps_error_set(PKGSTORE_EINVALID, "name: longer than %d characters",
-                            PKGSTORE_NAME_MAX);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (i > 0)
-            ok = ok || c == '.' || c == '_' || c == '-';
-        if (!ok) {
-            if (c >= 0x20 && c < 0x7f)
-                return ps_error_set(PKGSTORE_EINVALID,
-                                    "name: invalid character '%c' at position %zu "
-                                    "(names match [a-z0-9][a-z0-9._-]*)",
-                                    c, i + 1);
-            return ps_error_set(PKGSTORE_EINVALID,
-                                "name: invalid byte 0x%02x at position %zu "
-                                "(names match [a-z0-9][a-z0-9._-]*)",
-                                c, i + 1);
-        }
-    }
-    return 0;
+    return ps_name_check("name", name, PKGSTORE_NAME_MAX);
 }
 
 int pkgstore_manifest_format_validate(const char *format)
 {
+    pkgstore_archive_format parsed;
     if (!format)
         return ps_error_set(PKGSTORE_EINVALID, "format: missing");
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
-        if (strcmp(format, formats[i]) == 0)
-            return 0;
+    if (pkgstore_archive_format_parse(&parsed, format) == 0)
+        return 0;
     return ps_error_set(PKGSTORE_EINVALID,
                         "format: not one of binary, tar, tar+gzip, tar+zstd, tar+xz, zip");
 }
 
 int ps_manifest_format_is_archive(const char *format)
 {
-    return format && strcmp(format, "binary") != 0;
+    pkgstore_archive_format parsed;
+    return format && pkgstore_archive_format_parse(&parsed, format) == 0 &&
+           pkgstore_archive_format_is_archive(parsed);
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil), so that times need neither timegm() nor the TZ. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    const int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y_out, unsigned *m_out, unsigned *d_out)
-{
-    z += 719468;
-    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    const unsigned doe = (unsigned)(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const int64_t y = (int64_t)yoe + era * 400;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    *y_out = y + (m <= 2);
-    *m_out = m;
-    *d_out = d;
-}
-
-static int is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* Earliest and latest second we can write as four-digit years. */
-#define TIME_MIN (-62167219200LL) /* 0000-01-01T00:00:00Z */
-#define TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+_Static_assert(PKGSTORE_MANIFEST_TIME_SIZE == PS_TIME_SIZE, "one time text size");
 
 int pkgstore_manifest_time_parse(int64_t *out, const char *str)
 {
-    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
-    if (out)
-        *out = 0;
-    if (!out || !str)
-        return ps_error_set(PKGSTORE_EINVALID, "time: missing");
-    size_t len = strlen(str);
-    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-        char c = i < len ? str[i] : '\0';
-        int ok = shape[i] == 'd' ? (c >= '0' && c <= '9') : c == shape[i];
-        if (!ok)
-            return ps_error_set(PKGSTORE_EINVALID,
-                                "not an RFC 3339 UTC time YYYY-MM-DDTHH:MM:SSZ "
-                                "(unexpected %s at position %zu)",
-                                c ? "character" : "end", i + 1);
-    }
-    if (len != sizeof(shape) - 1)
-        return ps_error_set(PKGSTORE_EINVALID,
-                            "not an RFC 3339 UTC time YYYY-MM-DDTHH:MM:SSZ "
-                            "(trailing characters at position %zu)",
-                            sizeof(shape));
-#define DIGITS2(p) ((unsigned)((p)[0] - '0') * 10 + (unsigned)((p)[1] - '0'))
-    int64_t year = (int64_t)DIGITS2(str) * 100 + DIGITS2(str + 2);
-    unsigned month = DIGITS2(str + 5), day = DIGITS2(str + 8);
-    unsigned hour = DIGITS2(str + 11), minute = DIGITS2(str + 14), second = DIGITS2(str + 17);
-#undef DIGITS2
-    static const unsigned mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (month < 1 || month > 12)
-        return ps_error_set(PKGSTORE_EINVALID, "month %02u out of range", month);
-    unsigned last = mdays[month - 1] + (month == 2 && is_leap(year));
-    if (day < 1 || day > last)
-        return ps_error_set(PKGSTORE_EINVALID, "day %02u out of range", day);
-    if (hour > 23 || minute > 59 || second > 59)
-        return ps_error_set(PKGSTORE_EINVALID, "time of day %02u:%02u:%02u out of range", hour,
-                            minute, second);
-    *out = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
-    return 0;
+    return ps_time_parse(out, str);
 }
 
 int pkgstore_manifest_time_format(char out[PKGSTORE_MANIFEST_TIME_SIZE], int64_t seconds)
 {
     if (!out)
         return ps_error_set(PKGSTORE_EINVALID, "time: no buffer");
-    out[0] = '\0';
-    if (seconds < TIME_MIN || seconds > TIME_MAX)
-        return ps_error_set(PKGSTORE_EINVALID, "time: %lld is outside the years 0000-9999",
-                            (long long)seconds);
-    int64_t days = seconds >= 0 ? seconds / 86400 : -((-seconds + 86399) / 86400);
-    int64_t rem = seconds - days * 86400;
-    int64_t year;
-    unsigned month, day;
-    civil_from_days(days, &year, &month, &day);
-    char text[64]; /* roomy: the compiler cannot see the ranges checked above */
-    snprintf(text, sizeof(text), "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)year, month, day,
-             (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
-    memcpy(out, text, PKGSTORE_MANIFEST_TIME_SIZE - 1);
-    out[PKGSTORE_MANIFEST_TIME_SIZE - 1] = '\0';
-    return 0;
+    return ps_time_format(out, seconds);
 }
 
 /* A string is acceptable text: valid UTF-8 without NUL (the length is
@@ -494,7 +387,7 @@ int pkgstore_manifest_set_created(pkgstore_manifest *m, int64_t seconds)
 {
     if (!m)
         return ps_error_set(PKGSTORE_EINVALID, "manifest: NULL");
-    if (seconds < TIME_MIN || seconds > TIME_MAX)
+    if (seconds < PS_TIME_MIN || seconds > PS_TIME_MAX)
         return ps_error_set(PKGSTORE_EINVALID, "created: %lld is outside the years 0000-9999",
                             (long long)seconds);
     m->created = seconds;
@@ -831,11 +724,22 @@ int pkgstore_manifest_serialize(char **out, size_t *len_out, const pkgstore_mani
     json_decref(root);
     if (!text)
         return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
-    /* json_dumps() allocates with malloc (we never set custom allocators), so
-     * the buffer can be released with pkgstore_free(). */
-    *out = text;
+    /* jansson allocated text with whatever allocator the program gave it
+     * (json_set_alloc_funcs()): hand out our own copy, which pkgstore_free()
+     * frees, and give text back to jansson's free. */
+    json_malloc_t jansson_malloc;
+    json_free_t jansson_free;
+    json_get_alloc_funcs(&jansson_malloc, &jansson_free);
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (copy)
+        memcpy(copy, text, len + 1);
+    jansson_free(text);
+    if (!copy)
+        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
+    *out = copy;
     if (len_out)
-        *len_out = strlen(text);
+        *len_out = len;
     return 0;
 }
 

@@ -15,7 +15,9 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "name.h"
 #include "policy.h"
+#include "policy_refs.h"
 #include "pkgstore/version.h"
 #include "registry.h"
 
@@ -51,27 +53,7 @@ int pkgstore_rollout_state_parse(pkgstore_rollout_state *out, const char *status
 
 int pkgstore_policy_name_validate(const char *name)
 {
-    size_t len;
-
-    if (!name)
-        return ps_error_set(PKGSTORE_EINVALID, "policy name: NULL");
-    len = strlen(name);
-    if (len == 0)
-        return ps_error_set(PKGSTORE_EINVALID, "policy name: empty");
-    if (len > PKGSTORE_POLICY_NAME_MAX)
-        return ps_error_set(PKGSTORE_EINVALID, "policy name: longer than %d characters",
-                            PKGSTORE_POLICY_NAME_MAX);
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                 (i > 0 && (c == '.' || c == '_' || c == '-'));
-        if (!ok)
-            return ps_error_set(PKGSTORE_EINVALID,
-                                "policy name: position %zu: invalid character 0x%02x "
-                                "(allowed: [a-z0-9][a-z0-9._-]*)",
-                                i + 1, (unsigned char)name[i]);
-    }
-    return 0;
+    return ps_name_check("policy name", name, PKGSTORE_POLICY_NAME_MAX);
 }
 
 /* ---------------------------------------------------------------- the object */
@@ -372,32 +354,22 @@ static int write_policy(MDB_txn *txn, ps_index *index, const pkgstore_policy *po
 static int check_package(pkgstore_package_type *type_out, MDB_txn *txn, pkgstore_registry *reg,
                          const pkgstore_policy *policy)
 {
-    char key_buf[PS_REGISTRY_KEY_MAX];
-    pkgstore_manifest *manifest = NULL;
-    size_t key_len = ps_registry_manifest_key(key_buf, policy->package, policy->version);
-    MDB_val key = {key_len, key_buf}, val;
-    int rc = mdb_get(txn, ps_index_dbi(reg->index, PS_DB_MANIFESTS), &key, &val);
-    int error = 0;
-
-    if (rc == MDB_NOTFOUND)
+    pkgstore_package_type type = PKGSTORE_TYPE_PRIMARY;
+    int error = ps_policy_refs_target(&type, txn, reg->index, reg->store, policy->package,
+                                      policy->version);
+    if (error == PKGSTORE_ENOTFOUND)
         return ps_error_set(PKGSTORE_ENOTFOUND, "package %s version %s not found",
                             policy->package, policy->version);
-    if (rc != 0)
-        return ps_index_error(rc, "reading %s %s", policy->package, policy->version);
-    pkgstore_digest manifest_digest;
-    if ((error = ps_registry_record_manifest(&manifest, &manifest_digest, reg, policy->package,
-                                             policy->version, val.mv_data, val.mv_size, 0)) < 0)
+    if (error < 0)
         return error;
-    pkgstore_package_type type = pkgstore_manifest_type(manifest);
     if (policy->type_given && policy->type != type)
-        error = ps_error_set(PKGSTORE_EINVALID, "type: %s %s is a%s %s package, not %s",
-                             policy->package, policy->version,
-                             type == PKGSTORE_TYPE_ADDON ? "n" : "",
-                             pkgstore_package_type_name(type),
-                             pkgstore_package_type_name(policy->type));
-    pkgstore_manifest_free(manifest);
+        return ps_error_set(PKGSTORE_EINVALID, "type: %s %s is a%s %s package, not %s",
+                            policy->package, policy->version,
+                            type == PKGSTORE_TYPE_ADDON ? "n" : "",
+                            pkgstore_package_type_name(type),
+                            pkgstore_package_type_name(policy->type));
     *type_out = type;
-    return error;
+    return 0;
 }
 
 /* A stored copy of src (the selector re-parsed from its canonical text). */
@@ -454,7 +426,7 @@ static int policy_txn_fn(MDB_txn *txn, ps_index *index, void *payload)
         op->result = existing;
         return write_policy(txn, index, existing);
     case OP_PUT: {
-        pkgstore_package_type type;
+        pkgstore_package_type type = PKGSTORE_TYPE_PRIMARY;
         if ((error = check_package(&type, txn, op->reg, op->input)) < 0 ||
             (error = policy_copy(&op->result, op->input)) < 0) {
             pkgstore_policy_free(existing);

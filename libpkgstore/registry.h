@@ -1,6 +1,6 @@
 /*
- * Private: what registry.c (writes) and registry_cache.c (the cache behind
- * resolve) share.
+ * Private: what registry.c (handles, reads), registry_write.c (changes) and
+ * registry_cache.c (the cache behind resolve) share.
  */
 #ifndef PS_REGISTRY_H
 #define PS_REGISTRY_H
@@ -47,10 +47,29 @@ int ps_registry_record_manifest(pkgstore_manifest **out, pkgstore_digest *digest
                                 pkgstore_registry *reg, const char *name, const char *version,
                                 const void *data, size_t len, int verify);
 
+/* Validate name and normalize version into version_out. Errors:
+ * PKGSTORE_EINVALID, PKGSTORE_ELIMIT (the detail names the field). */
+int ps_registry_check_name_version(char version_out[PKGSTORE_VERSION_MAX + 1], const char *name,
+                                   const char *version);
+
+/* The manifest record of (name, version) (version normalized), in one read
+ * transaction: *found 0 when there is none; else its digest into
+ * *digest_out and, when manifest_out is not NULL, the manifest into
+ * *manifest_out (verify: re-hash the record's bytes). Errors:
+ * PKGSTORE_ECORRUPT, PKGSTORE_EIO, PKGSTORE_ENOMEM. */
+int ps_registry_read(int *found, pkgstore_manifest **manifest_out, pkgstore_digest *digest_out,
+                     pkgstore_registry *reg, const char *name, const char *version, int verify);
+
 /* Drop every cached package (write lock held); the interned platforms stay. */
 void ps_registry_cache_clear(pkgstore_registry *reg);
 
 /* Free everything the cache holds (the handle's last use). */
 void ps_registry_cache_free(pkgstore_registry *reg);
+
+/* Count an open handle (pkgstore_registry_open()) and drop one
+ * (pkgstore_registry_free()): the per-thread resolve memos and their
+ * pthread key live while any handle does. */
+void ps_registry_memo_acquire(void);
+void ps_registry_memo_release(void);
 
 #endif

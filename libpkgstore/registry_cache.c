@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "index.h"
+#include "pkgstore/archive.h"
 #include "pkgstore/platform.h"
 #include "pkgstore/registry.h"
 #include "pkgstore/version.h"
@@ -44,7 +45,7 @@ typedef struct cached_artifact {
                           while it is being loaded) */
     pkgstore_digest digest;
     uint64_t size;
-    unsigned char format; /* index into format_names */
+    unsigned char format; /* a pkgstore_archive_format */
     char *entrypoint;     /* in the same allocation as the artifacts */
 } cached_artifact;
 
@@ -75,9 +76,6 @@ struct ps_registry_package {
     char name[];                      /* NUL-terminated, allocated with the node */
 };
 typedef struct ps_registry_package cached_package;
-
-static const char *const format_names[] = {"binary", "tar", "tar+gzip", "tar+zstd", "tar+xz",
-                                           "zip"};
 
 
 static uint64_t hash_name(const char *name)
@@ -279,9 +277,10 @@ static int cached_version_fill(cached_version *v, cached_package *pkg, const pkg
         v->platform_mask |= 1ULL << (id < MASK_OTHER ? id : MASK_OTHER);
         c->digest = a->digest;
         c->size = a->size;
-        for (size_t f = 0; f < sizeof(format_names) / sizeof(format_names[0]); f++)
-            if (strcmp(format_names[f], a->format) == 0)
-                c->format = (unsigned char)f;
+        pkgstore_archive_format format;
+        if (pkgstore_archive_format_parse(&format, a->format) < 0)
+            return PKGSTORE_ECORRUPT; /* the manifest parser checked it */
+        c->format = (unsigned char)format;
         size_t len = strlen(a->entrypoint) + 1;
         c->entrypoint = memcpy(next_string, a->entrypoint, len);
         next_string += len;
@@ -591,14 +590,18 @@ out:
 
 /* Per-thread memo of recently parsed constraints and node platforms: a
  * fleet asks the same few questions over and over, and parsing them is a
- * large part of a resolve. Freed by the key's destructor at thread exit
- * (the main thread's stays reachable until the process ends). */
+ * large part of a resolve. A thread's memo is freed by the key's destructor
+ * when the thread exits. The key lives only while a registry handle does:
+ * the last pkgstore_registry_free() deletes it and frees every memo left,
+ * so that nothing (no destructor pointing into an unloaded library, no
+ * memory) outlives the library's last use, as after a dlclose(). */
 #define MEMO_CONSTRAINTS 8
 #define MEMO_PLATFORMS 4
 #define MEMO_TEXT_MAX 160
 #define MEMO_RANKS 64 /* registries with more platforms rank per call */
 
 typedef struct memo {
+    struct memo *next; /* every live memo, to free them with the key */
     struct {
         char text[MEMO_TEXT_MAX];
         pkgstore_version_constraint *constraint;
@@ -617,36 +620,79 @@ typedef struct memo {
     unsigned next_platform;
 } memo;
 
-static pthread_key_t memo_key;
+static pthread_mutex_t memo_mutex = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long memo_users; /* open registry handles */
 static int memo_key_ok;
-static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+static pthread_key_t memo_key;
+static memo *memo_list;
 
-static void memo_free(void *ptr)
+static void memo_release(memo *cache)
 {
-    memo *cache = ptr;
-    if (!cache)
-        return;
     for (size_t i = 0; i < MEMO_CONSTRAINTS; i++)
         pkgstore_version_constraint_free(cache->constraints[i].constraint);
     free(cache);
 }
 
-static void memo_init(void)
+/* The key's destructor, at thread exit. The memo may be gone already (the
+ * last handle was freed meanwhile): only a memo still listed is freed. */
+static void memo_thread_exit(void *ptr)
 {
-    memo_key_ok = pthread_key_create(&memo_key, memo_free) == 0;
+    pthread_mutex_lock(&memo_mutex);
+    for (memo **link = &memo_list; *link; link = &(*link)->next) {
+        if (*link == ptr) {
+            *link = ((memo *)ptr)->next;
+            memo_release(ptr);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&memo_mutex);
 }
 
+void ps_registry_memo_acquire(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    if (memo_users++ == 0)
+        __atomic_store_n(&memo_key_ok, pthread_key_create(&memo_key, memo_thread_exit) == 0,
+                         __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&memo_mutex);
+}
+
+void ps_registry_memo_release(void)
+{
+    pthread_mutex_lock(&memo_mutex);
+    if (memo_users > 0 && --memo_users == 0) {
+        if (memo_key_ok)
+            pthread_key_delete(memo_key);
+        __atomic_store_n(&memo_key_ok, 0, __ATOMIC_RELEASE);
+        while (memo_list) {
+            memo *next = memo_list->next;
+            memo_release(memo_list);
+            memo_list = next;
+        }
+    }
+    pthread_mutex_unlock(&memo_mutex);
+}
+
+/* This thread's memo, made on first use; NULL without one (no key, no
+ * memory): callers then parse every time. A registry handle is open. */
 static memo *memo_get(void)
 {
-    pthread_once(&memo_once, memo_init);
-    if (!memo_key_ok)
+    memo *cache;
+    if (!__atomic_load_n(&memo_key_ok, __ATOMIC_ACQUIRE))
         return NULL;
-    memo *cache = pthread_getspecific(memo_key);
-    if (!cache && (cache = calloc(1, sizeof(*cache))) &&
-        pthread_setspecific(memo_key, cache) != 0) {
+    if ((cache = pthread_getspecific(memo_key)))
+        return cache;
+    if (!(cache = calloc(1, sizeof(*cache))))
+        return NULL;
+    pthread_mutex_lock(&memo_mutex);
+    if (!memo_key_ok || pthread_setspecific(memo_key, cache) != 0) {
+        pthread_mutex_unlock(&memo_mutex);
         free(cache);
-        cache = NULL;
+        return NULL;
     }
+    cache->next = memo_list;
+    memo_list = cache;
+    pthread_mutex_unlock(&memo_mutex);
     return cache;
 }
 
@@ -877,7 +923,7 @@ int pkgstore_registry_resolve(pkgstore_resolution *out, pkgstore_registry *reg, 
     strcpy(out->artifact.platform, reg->platforms[a->platform].name);
     out->artifact.digest = a->digest;
     out->artifact.size = a->size;
-    strcpy(out->artifact.format, format_names[a->format]);
+    strcpy(out->artifact.format, pkgstore_archive_format_name((pkgstore_archive_format)a->format));
     strcpy(out->artifact.entrypoint, a->entrypoint);
 out:
     pthread_rwlock_unlock(&reg->lock);

@@ -412,16 +412,17 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
     pkgstore_store_options defaults = PKGSTORE_STORE_OPTIONS_INIT;
     pkgstore_store *store = NULL;
     char index_dir[PATH_MAX];
-    int error = 0, have_format, creating = 0;
+    int error = 0, have_format, creating = 0, create;
 
     if (out == NULL || path == NULL || path[0] == '\0')
         return ps_error_set(PKGSTORE_EINVALID, "store open: NULL output or empty path");
     *out = NULL;
     if (opts == NULL)
         opts = &defaults;
-    if (opts->version != PKGSTORE_STORE_OPTIONS_VERSION)
-        return ps_error_set(PKGSTORE_EINVALID, "store open: options version %u, expected %u",
-                            opts->version, PKGSTORE_STORE_OPTIONS_VERSION);
+    if ((error = ps_options_version("store", opts->version, PKGSTORE_STORE_OPTIONS_VERSION)) < 0)
+        return error;
+    /* version 1 named the field `create`, with the opposite meaning */
+    create = opts->version == 1 ? opts->no_create : !opts->no_create;
     if (opts->durability < PKGSTORE_DURABILITY_FSYNC || opts->durability > PKGSTORE_DURABILITY_NONE)
         return ps_error_set(PKGSTORE_EINVALID, "store open: unknown durability mode %d",
                             (int)opts->durability);
@@ -443,7 +444,7 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
     pthread_mutex_init(&store->batch_mutex, NULL);
 
     store->root_fd = open(store->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (store->root_fd < 0 && errno == ENOENT && opts->create && !opts->read_only) {
+    if (store->root_fd < 0 && errno == ENOENT && create && !opts->read_only) {
         if (mkdir(store->path, 0755) < 0 && errno != EEXIST) {
             error = ps_error_errno(errno, "%s: mkdir", store->path);
             goto fail;
@@ -454,13 +455,13 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
         int open_errno = errno;
         error = ps_error_errno(open_errno, "%s: open store directory", store->path);
         if (open_errno == ENOENT) /* not for ENOTDIR: a file is in the way */
-            ps_error_set(error, "%s: no store here (create it by adding a blob)", store->path);
+            ps_error_set(error, "%s: no store here", store->path);
         goto fail;
     }
 
     have_format = faccessat(store->root_fd, FORMAT_FILE, F_OK, 0) == 0;
     if (!have_format) {
-        if (!opts->create || opts->read_only) {
+        if (!create || opts->read_only) {
             error = ps_error_set(PKGSTORE_ENOTFOUND, "%s: not a pkgstore store (no %s)",
                                  store->path, FORMAT_FILE);
             goto fail;
@@ -504,6 +505,15 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
 
 fail:
     pkgstore_store_free(store);
+    return error;
+}
+
+PKGSTORE_API int pkgstore_store_options_init(pkgstore_store_options *opts, unsigned int version)
+{
+    int error = ps_options_init(opts, sizeof(*opts), "store", version,
+                                PKGSTORE_STORE_OPTIONS_VERSION);
+    if (error == 0)
+        opts->no_create = version == 1; /* version 1's `create`, default 1 */
     return error;
 }
 

@@ -31,4 +31,17 @@ int ps_store_blob_relpath(char *buf, size_t size, const pkgstore_digest *digest,
 int ps_store_blob_path(char *buf, size_t size, const pkgstore_store *store,
                        const pkgstore_digest *digest, const char *suffix);
 
+/* Batch mode: make the next pkgstore_store_sync() flush (after a delete or
+ * an index write made through this handle). A no-op in effect in the other
+ * modes. */
+void ps_store_mark_dirty(pkgstore_store *store);
+
+/* As pkgstore_store_add_buffer(), but the blob record is left to the
+ * caller, who writes it (ps_index_blob_put_txn()) in the transaction that
+ * also refers to the blob: the registry makes one transaction per change.
+ * In BATCH mode the blob is not durable yet: the caller runs
+ * pkgstore_store_sync() before that transaction (invariant 2). */
+int ps_store_add_buffer_unrecorded(pkgstore_digest *digest_out, pkgstore_store *store,
+                                   const void *data, size_t len);
+
 #endif

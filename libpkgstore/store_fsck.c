@@ -58,24 +58,27 @@ static int report_problem(struct fsck_run *run, pkgstore_fsck_kind kind, const c
 static int quarantine(struct fsck_run *run, int dir_fd, const char *name, char *why,
                       size_t why_size)
 {
-    char target[PKGSTORE_DIGEST_HEX_LEN + 96];
+    char target[PKGSTORE_DIGEST_HEX_LEN + 96], text[256];
     pkgstore_store *store = run->store;
     if (run->quarantine_fd < 0) {
         if (mkdirat(store->root_fd, "quarantine", 0755) < 0 && errno != EEXIST) {
-            snprintf(why, why_size, "; quarantine/: mkdir: %s", strerror(errno));
+            snprintf(why, why_size, "; quarantine/: mkdir: %s",
+                     ps_error_errno_text(errno, text, sizeof(text)));
             return 0;
         }
         run->quarantine_fd = openat(store->root_fd, "quarantine",
                                     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (run->quarantine_fd < 0) {
-            snprintf(why, why_size, "; quarantine/: open: %s", strerror(errno));
+            snprintf(why, why_size, "; quarantine/: open: %s",
+                     ps_error_errno_text(errno, text, sizeof(text)));
             return 0;
         }
     }
     snprintf(target, sizeof(target), "%.*s.%lld.%ld.%u", PKGSTORE_DIGEST_HEX_LEN + 8, name,
              (long long)time(NULL), (long)getpid(), run->quarantined++);
     if (renameat(dir_fd, name, run->quarantine_fd, target) < 0) {
-        snprintf(why, why_size, "; quarantine: rename: %s", strerror(errno));
+        snprintf(why, why_size, "; quarantine: rename: %s",
+                 ps_error_errno_text(errno, text, sizeof(text)));
         return 0;
     }
     if (store->opts.durability != PKGSTORE_DURABILITY_NONE) {

@@ -74,10 +74,6 @@ int ps_store_tmp_link(pkgstore_store *store, int tmp_fd, const char *tmp_name, i
 /* Drop a temporary file (unlink the named one). */
 void ps_store_tmp_discard(pkgstore_store *store, int tmp_fd, const char *tmp_name);
 
-/* Batch mode: make the next pkgstore_store_sync() flush (after a delete or
- * an index write made through this handle). */
-void ps_store_mark_dirty(pkgstore_store *store);
-
 /* Test hook: force a temporary-file mode (fault injection and coverage). */
 void ps_store_set_tmp_mode(pkgstore_store *store, enum ps_tmp_mode mode);
 

@@ -35,6 +35,7 @@ struct pkgstore_store_writer {
     uint64_t size;
     int failed;
     int locked;
+    int unrecorded; /* the caller records the blob (ps_store_add_buffer_unrecorded) */
 };
 
 /* ------------------------------------------------------------------ tmp files */
@@ -310,7 +311,9 @@ PKGSTORE_API int pkgstore_store_writer_commit(pkgstore_digest *digest_out, uint6
         if (error < 0)
             goto out;
     }
-    if ((error = ps_store_record_blob(store, &digest, writer->size)) < 0)
+    if (writer->unrecorded)
+        ps_store_mark_dirty(store); /* BATCH: the next sync must sync it */
+    else if ((error = ps_store_record_blob(store, &digest, writer->size)) < 0)
         goto out;
     if (digest_out)
         *digest_out = digest;
@@ -629,8 +632,8 @@ PKGSTORE_API int pkgstore_store_add_file(pkgstore_digest *digest_out, uint64_t *
     return error;
 }
 
-PKGSTORE_API int pkgstore_store_add_buffer(pkgstore_digest *digest_out, pkgstore_store *store,
-                                           const void *data, size_t len)
+static int add_buffer(pkgstore_digest *digest_out, pkgstore_store *store, const void *data,
+                      size_t len, int unrecorded)
 {
     pkgstore_store_writer *writer = NULL;
     int error;
@@ -640,9 +643,22 @@ PKGSTORE_API int pkgstore_store_add_buffer(pkgstore_digest *digest_out, pkgstore
         return ps_error_set(PKGSTORE_EINVALID, "add: NULL store or data");
     if ((error = pkgstore_store_writer_open(&writer, store, NULL, (int64_t)len)) < 0)
         return error;
+    writer->unrecorded = unrecorded;
     if ((error = pkgstore_store_writer_write(writer, data, len)) < 0) {
         pkgstore_store_writer_abort(writer);
         return error;
     }
     return pkgstore_store_writer_commit(digest_out, NULL, writer);
+}
+
+PKGSTORE_API int pkgstore_store_add_buffer(pkgstore_digest *digest_out, pkgstore_store *store,
+                                           const void *data, size_t len)
+{
+    return add_buffer(digest_out, store, data, len, 0);
+}
+
+int ps_store_add_buffer_unrecorded(pkgstore_digest *digest_out, pkgstore_store *store,
+                                   const void *data, size_t len)
+{
+    return add_buffer(digest_out, store, data, len, 1);
 }

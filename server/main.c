@@ -344,7 +344,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         case OPT_VERSION:
-            printf("pkgstored (pkgstore) %s\n", pkgstore_version());
+            printf("pkgstored (pkgstore) %s\n", pkgstore_library_version());
             return 0;
         case ':': return usage_error("%s: needs a value", argv[optind - 1]);
         default:
@@ -385,7 +385,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    pthread_mutex_init(&g_server.catalog_lock, NULL);
     error = pkgstore_registry_open(&g_server.registry, g_server.store);
     if (error < 0) {
         store_error(cfg->store_path, error);

@@ -129,9 +129,6 @@ typedef struct server {
     pkgstore_store *store;
     pkgstore_registry *registry;
     fleet *fleet;
-    /* held by policy writes and package deletes: a delete's "no policy
-     * references it" check stays true until the version is gone */
-    pthread_mutex_t catalog_lock;
     token_set *tokens;
     atomic_long in_flight; /* requests between their first call and completion */
 } server;

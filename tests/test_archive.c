@@ -399,9 +399,10 @@ static void test_archive__fd_variants_keep_offset(void **state)
     assert_int_equal(pkgstore_archive_list_fd(&list, fd, NULL), 0);
     assert_int_equal(pkgstore_archive_list_count(list), NGOOD);
     pkgstore_archive_list_free(list);
-    pkgstore_archive_info info;
+    pkgstore_archive_info *info = NULL;
     assert_int_equal(pkgstore_archive_validate_fd(&info, fd, "otelcol", NULL), 0);
-    assert_int_equal(info.format, PKGSTORE_ARCHIVE_ZIP);
+    assert_int_equal(pkgstore_archive_info_format(info), PKGSTORE_ARCHIVE_ZIP);
+    pkgstore_archive_info_free(info);
     char *dir = NULL, *file = NULL;
     assert_int_equal(pkgstore_archive_extract_fd(&dir, &file, fd, fx->parent, "otelcol", NULL), 0);
     assert_int_equal(access(file, X_OK), 0);
@@ -806,9 +807,10 @@ static void test_archive__refuses_zip_bomb_ratio(void **state)
         /* A generous ratio lets it through. */
         pkgstore_archive_options opts = PKGSTORE_ARCHIVE_OPTIONS_INIT;
         opts.max_ratio = 1000000;
-        pkgstore_archive_info info;
+        pkgstore_archive_info *info = NULL;
         assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "otelcol", &opts), 0);
-        assert_int_equal(info.total_size, (32 << 20) + 10);
+        assert_int_equal(pkgstore_archive_info_total_size(info), (32 << 20) + 10);
+        pkgstore_archive_info_free(info);
     }
 }
 
@@ -824,10 +826,11 @@ static void test_archive__sparse_holes_count_as_expanded(void **state)
     /* Holes inside the declared size are fine, and counted. */
     char *dir = NULL, *file = NULL;
     struct stat st;
-    pkgstore_archive_info info;
+    pkgstore_archive_info *info = NULL;
     make_sparse_tar(fx->archive, "otelcol", "100", "10");
     assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "otelcol", NULL), 0);
-    assert_int_equal(info.total_size, 100);
+    assert_int_equal(pkgstore_archive_info_total_size(info), 100);
+    pkgstore_archive_info_free(info);
     assert_int_equal(pkgstore_archive_extract_file(&dir, &file, fx->archive, fx->parent, "otelcol",
                                                    NULL), 0);
     assert_int_equal(stat(file, &st), 0);
@@ -877,18 +880,23 @@ static void test_archive__refuses_deep_and_intricate(void **state)
 static void test_archive__validate_info(void **state)
 {
     fixture *fx = *state;
-    pkgstore_archive_info info;
+    pkgstore_archive_info *info = NULL;
     make_archive(fx->archive, FMT_TZST, good_specs, NGOOD);
     assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "./otelcol", NULL), 0);
-    assert_int_equal(info.format, PKGSTORE_ARCHIVE_TAR_ZSTD);
-    assert_int_equal(info.entries, NGOOD);
-    assert_int_equal(info.executables, 1);
-    assert_string_equal(info.sole_executable, "otelcol");
-    assert_true(info.archive_size > 0);
-    assert_int_equal(info.total_size, strlen(good_specs[0].data) + strlen(good_specs[1].data) +
-                                          strlen(good_specs[3].data));
+    assert_int_equal(pkgstore_archive_info_format(info), PKGSTORE_ARCHIVE_TAR_ZSTD);
+    assert_int_equal(pkgstore_archive_info_entries(info), NGOOD);
+    assert_int_equal(pkgstore_archive_info_executables(info), 1);
+    assert_string_equal(pkgstore_archive_info_sole_executable(info), "otelcol");
+    assert_true(pkgstore_archive_info_archive_size(info) > 0);
+    assert_int_equal(pkgstore_archive_info_total_size(info),
+                     strlen(good_specs[0].data) + strlen(good_specs[1].data) +
+                         strlen(good_specs[3].data));
+    pkgstore_archive_info_free(info);
+    /* (refusals leave no info to free) */
+    info = (pkgstore_archive_info *)&info;
     assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "nope", NULL),
                      PKGSTORE_ENOTFOUND);
+    assert_null(info);
     assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "conf/link", NULL),
                      PKGSTORE_EINVALID);
     assert_int_equal(pkgstore_archive_validate_file(&info, fx->archive, "conf", NULL),

@@ -177,9 +177,26 @@ static void test_error__detail_is_thread_local(void **state)
 
 static void test_error__library_version(void **state)
 {
+    char from_numbers[32];
     (void)state;
-    assert_non_null(pkgstore_version());
-    assert_string_equal(pkgstore_version(), PKGSTORE_VERSION_STRING);
+    /* the headers' version, at compile time, in its three spellings */
+    snprintf(from_numbers, sizeof(from_numbers), "%d.%d.%d", PKGSTORE_VERSION_MAJOR,
+             PKGSTORE_VERSION_MINOR, PKGSTORE_VERSION_PATCH);
+    assert_string_equal(from_numbers, PKGSTORE_VERSION_STRING);
+    assert_int_equal(PKGSTORE_VERSION_NUMBER, PKGSTORE_VERSION_MAJOR * 10000 +
+                                                  PKGSTORE_VERSION_MINOR * 100 +
+                                                  PKGSTORE_VERSION_PATCH);
+#if PKGSTORE_VERSION_NUMBER < 100
+#error "PKGSTORE_VERSION_NUMBER is usable in #if and is at least 0.1.0"
+#endif
+    /* the library built from these headers says the same at run time */
+    assert_non_null(pkgstore_library_version());
+    assert_string_equal(pkgstore_library_version(), PKGSTORE_VERSION_STRING);
+    /* the old name stays, deprecated, for the 0.1 series */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    assert_string_equal(pkgstore_version(), pkgstore_library_version());
+#pragma GCC diagnostic pop
     pkgstore_free(NULL);
 }
 

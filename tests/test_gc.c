@@ -141,7 +141,15 @@ static void register_package(pkgstore_store *store, const char *name, const char
     rec.digest = *digest;
     snprintf(rec.format, sizeof(rec.format), "binary");
     assert_ok(pkgstore_store_blob_stat(&rec.size, store, digest));
-    assert_ok(pkgstore_index_package_put(store, &rec));
+    /* a package record alone, without a manifest: only the registry writes
+     * them, so through the private call */
+    assert_ok(ps_index_package_put(ps_store_index(store), &rec));
+}
+
+static int drop_package_record(MDB_txn *txn, ps_index *index, void *payload)
+{
+    (void)payload;
+    return ps_index_package_del_txn(txn, index, "otelcol", "1.0.0", "linux/amd64");
 }
 
 static pkgstore_gc_report run_gc(pkgstore_store *store, int64_t grace, int dry_run)
@@ -219,7 +227,7 @@ static void test_gc__registry_manifests(void **state)
     assert_ok(pkgstore_registry_remove(reg, "otelcol", "0.9.0"));
 
     /* lose the live version's package record: its manifest still holds it */
-    assert_ok(pkgstore_index_package_delete(fx->store, "otelcol", "1.0.0", "linux/amd64"));
+    assert_ok(ps_index_write(ps_store_index(fx->store), drop_package_record, NULL));
 
     backdate(fx->store, &live, 7200);
     backdate(fx->store, &gone, 7200);
@@ -709,11 +717,12 @@ static void test_gc__killed_midway(void **state)
 #define ADDERS 3
 #define ADDS 60
 
-/* Adder n: blobs registered as package "adder<n>" (under the shared store
- * lock from the write to the record, as the registry does), and as many
- * unregistered blobs that gc may take at any time. Odd adders use the
- * public API only: add then put, so their put may fail with ENOTFOUND when
- * gc took the blob in between, but must never leave a dangling record. */
+/* Adder n: blobs registered as package "adder<n>" through the registry
+ * (even adders also hold the shared store lock from the blob's write to
+ * the registry add), and as many unregistered blobs that gc may take at
+ * any time. Odd adders use the public API only: add then register, so the
+ * registry may refuse with ENOTFOUND when gc took the blob in between, but
+ * must never leave a dangling record. */
 static int adder(const char *dir, int n)
 {
     pkgstore_store *store = NULL;
@@ -721,27 +730,29 @@ static int adder(const char *dir, int n)
     opts.durability = PKGSTORE_DURABILITY_NONE;
     if (pkgstore_store_open(&store, dir, &opts) != 0)
         return 10;
+    pkgstore_registry *reg = NULL;
+    if (pkgstore_registry_open(&reg, store) != 0)
+        return 10;
     for (int i = 0; i < ADDS; i++) {
-        char text[128], junk[128];
-        pkgstore_package_record rec;
-        pkgstore_digest digest, junk_digest;
+        char text[128], junk[128], name[32], version[32];
+        pkgstore_artifact artifact;
+        pkgstore_digest junk_digest;
         int locked = n % 2 == 0, error;
 
         snprintf(text, sizeof(text), "adder %d blob %d pid %d", n, i, (int)getpid());
         snprintf(junk, sizeof(junk), "adder %d junk %d pid %d", n, i, (int)getpid());
-        memset(&rec, 0, sizeof(rec));
-        snprintf(rec.name, sizeof(rec.name), "adder%d", n);
-        snprintf(rec.version, sizeof(rec.version), "1.0.%d", i);
-        snprintf(rec.platform, sizeof(rec.platform), "linux/amd64");
-        snprintf(rec.format, sizeof(rec.format), "binary");
-        rec.size = strlen(text);
+        snprintf(name, sizeof(name), "adder%d", n);
+        snprintf(version, sizeof(version), "1.0.%d", i);
+        memset(&artifact, 0, sizeof(artifact));
+        snprintf(artifact.platform, sizeof(artifact.platform), "linux/amd64");
+        snprintf(artifact.format, sizeof(artifact.format), "binary");
+        artifact.size = strlen(text);
 
         if (locked && ps_store_lock(store, 0, 0) != 0)
             return 11;
-        if (pkgstore_store_add_buffer(&digest, store, text, strlen(text)) != 0)
+        if (pkgstore_store_add_buffer(&artifact.digest, store, text, strlen(text)) != 0)
             return 12;
-        rec.digest = digest;
-        error = pkgstore_index_package_put(store, &rec);
+        error = pkgstore_registry_add(NULL, NULL, reg, name, version, &artifact, NULL);
         if (locked)
             ps_store_unlock(store);
         if (error != 0 && (locked || error != PKGSTORE_ENOTFOUND)) {
@@ -751,6 +762,7 @@ static int adder(const char *dir, int n)
         if (pkgstore_store_add_buffer(&junk_digest, store, junk, strlen(junk)) != 0)
             return 14;
     }
+    pkgstore_registry_free(reg);
     pkgstore_store_free(store);
     return 0;
 }
@@ -765,7 +777,7 @@ static int race_check_cb(const pkgstore_package_record *record, void *payload)
 {
     struct race_check *check = payload;
     check->records++;
-    if (pkgstore_store_blob_exists(check->store, &record->digest) != 1)
+    if (pkgstore_store_blob_exists(check->store, pkgstore_package_record_digest(record)) != 1)
         check->missing++;
     return 0;
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "helpers/index_fixture.h"
+#include "helpers/small_disk.h"
 #include "pkgstore.h"
 #include "pkgstore/gc.h"
 #include "pkgstore/index.h"
@@ -785,8 +786,8 @@ static int names_cb(const pkgstore_package_record *record, void *payload)
 {
     struct names *names = payload;
     if (names->count < 8)
-        snprintf(names->seen[names->count], sizeof(names->seen[0]), "%s %s", record->name,
-                 record->version);
+        snprintf(names->seen[names->count], sizeof(names->seen[0]), "%s %s",
+                 pkgstore_package_record_name(record), pkgstore_package_record_version(record));
     names->count++;
     return 0;
 }
@@ -798,11 +799,14 @@ static int blobs_cb(const pkgstore_blob_record *record, void *payload)
     return 0;
 }
 
+/* The public side reads: package records come from the registry (here
+ * written through the private call, as it does), blob records from the
+ * store; records are opaque and read through accessors. */
 static void test_index__public_package_api(void **state)
 {
     struct fixture *fx = *state;
     pkgstore_store *store = open_store(fx);
-    pkgstore_package_record rec, out;
+    pkgstore_package_record rec, *out = NULL;
     pkgstore_blob_record blob;
     pkgstore_digest digest, missing;
     struct names names;
@@ -816,25 +820,39 @@ static void test_index__public_package_api(void **state)
 
     make_package(&rec, "otelcol", "1.0.0", "linux/amd64", 1);
     rec.digest = digest;
-    assert_ok(pkgstore_index_package_put(store, &rec));
+    assert_ok(ps_index_package_put(ps_store_index(store), &rec));
     make_package(&rec, "otelcol", "1.1.0", "linux/amd64", 2);
     rec.digest = digest;
-    assert_ok(pkgstore_index_package_put(store, &rec));
+    rec.type = PKGSTORE_TYPE_ADDON;
+    rec.created = 1795773600;
+    assert_ok(ps_index_package_put(ps_store_index(store), &rec));
     make_package(&rec, "otelcol-contrib", "1.0.0", "linux/amd64", 3);
     rec.digest = digest;
-    assert_ok(pkgstore_index_package_put(store, &rec));
-
-    /* invariant 2: no record for a blob that is not there */
-    make_package(&rec, "ghost", "1.0.0", "linux/amd64", 4);
-    memset(&missing, 0x5a, sizeof(missing));
-    rec.digest = missing;
-    assert_int_equal(pkgstore_index_package_put(store, &rec), PKGSTORE_ENOTFOUND);
-    assert_non_null(strstr(pkgstore_error_detail(), "is not in the store"));
-    assert_int_equal(pkgstore_index_package_get(&out, store, "ghost", "1.0.0", "linux/amd64"),
-                     PKGSTORE_ENOTFOUND);
+    assert_ok(ps_index_package_put(ps_store_index(store), &rec));
 
     assert_ok(pkgstore_index_package_get(&out, store, "otelcol", "1.1.0", "linux/amd64"));
-    assert_memory_equal(out.digest.bytes, digest.bytes, 32);
+    assert_non_null(out);
+    assert_string_equal(pkgstore_package_record_name(out), "otelcol");
+    assert_string_equal(pkgstore_package_record_version(out), "1.1.0");
+    assert_string_equal(pkgstore_package_record_platform(out), "linux/amd64");
+    assert_int_equal(pkgstore_package_record_type(out), PKGSTORE_TYPE_ADDON);
+    assert_memory_equal(pkgstore_package_record_digest(out)->bytes, digest.bytes, 32);
+    assert_int_equal(pkgstore_package_record_size(out), 1002); /* make_package, seed 2 */
+    assert_string_equal(pkgstore_package_record_format(out), "tar+zstd");
+    assert_string_equal(pkgstore_package_record_entrypoint(out), "bin/otelcol-2");
+    assert_int_equal(pkgstore_package_record_created(out), 1795773600);
+    pkgstore_package_record_free(out);
+    pkgstore_package_record_free(NULL);
+
+    out = &rec; /* a failure leaves NULL, nothing to free */
+    assert_int_equal(pkgstore_index_package_get(&out, store, "ghost", "1.0.0", "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+    assert_null(out);
+    assert_string_equal(pkgstore_error_detail(), "package ghost 1.0.0 linux/amd64: not in the index");
+    assert_int_equal(pkgstore_index_package_get(&out, store, "", "1.0.0", "linux/amd64"),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_index_package_get(NULL, store, "otelcol", "1.0.0", "linux/amd64"),
+                     PKGSTORE_EINVALID);
 
     /* a name walk does not run into a longer name sharing the prefix */
     memset(&names, 0, sizeof(names));
@@ -846,16 +864,8 @@ static void test_index__public_package_api(void **state)
     assert_ok(pkgstore_index_package_foreach(store, NULL, names_cb, &names));
     assert_int_equal(names.count, 3);
 
-    assert_ok(pkgstore_index_package_delete(store, "otelcol", "1.0.0", "linux/amd64"));
-    assert_int_equal(pkgstore_index_package_delete(store, "otelcol", "1.0.0", "linux/amd64"),
-                     PKGSTORE_ENOTFOUND);
-    assert_string_equal(pkgstore_error_detail(),
-                        "package otelcol 1.0.0 linux/amd64: not in the index");
-    assert_int_equal(pkgstore_index_package_get(&out, store, "otelcol", "1.0.0", "linux/amd64"),
-                     PKGSTORE_ENOTFOUND);
-
-    assert_int_equal(pkgstore_index_package_put(NULL, &rec), PKGSTORE_EINVALID);
     assert_int_equal(pkgstore_index_package_foreach(store, NULL, NULL, NULL), PKGSTORE_EINVALID);
+    memset(&missing, 0x5a, sizeof(missing));
     assert_int_equal(pkgstore_index_blob_get(&blob, store, &missing), PKGSTORE_ENOTFOUND);
 }
 
@@ -901,7 +911,7 @@ static void test_index__check_refs_reports_and_repairs(void **state)
     assert_ok(pkgstore_store_add_buffer(&digest, store, "soon gone", 9));
     make_package(&rec, "demo", "1.0.0", "linux/amd64", 1);
     rec.digest = digest;
-    assert_ok(pkgstore_index_package_put(store, &rec));
+    assert_ok(ps_index_package_put(ps_store_index(store), &rec));
     manifest.digest = digest;
     assert_ok(ps_index_write(ps_store_index(store), write_raw_manifest, &manifest));
     assert_ok(pkgstore_gc_pin(store, &digest, "test"));
@@ -952,9 +962,68 @@ static void test_index__package_type_names(void **state)
     assert_int_equal(pkgstore_package_type_parse(&type, NULL), PKGSTORE_EINVALID);
 }
 
+/* ---------------------------------------------------------------- a full disk */
+
+static int put_big(MDB_txn *txn, ps_index *index, void *payload)
+{
+    static char value[256 * 1024]; /* overflow pages, written at the end of the file */
+    MDB_val key = {strlen(payload), payload}, val = {sizeof(value), value};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_META), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test: put %s", (const char *)payload) : 0;
+}
+
+/* The child's side: 0 when a full disk under the index is PKGSTORE_ENOSPC,
+ * and the index works again once there is room. */
+static int enospc_child(const char *dir)
+{
+    char index_dir[256], filler[256];
+    ps_index *index = NULL;
+    snprintf(index_dir, sizeof(index_dir), "%s/index", dir);
+    snprintf(filler, sizeof(filler), "%s/filler", dir);
+    if (mkdir(index_dir, 0755) != 0 || ps_index_open(&index, index_dir, 0, 0, 0) != 0) {
+        fprintf(stderr, "open: %s\n", pkgstore_error_detail());
+        return 10;
+    }
+    if (ps_index_write(index, put_big, "before") != 0) {
+        fprintf(stderr, "first write: %s\n", pkgstore_error_detail());
+        return 11;
+    }
+    /* one page left: LMDB's write of the next transaction comes short */
+    if (small_disk_fill(filler, 4096) != 0)
+        return 12;
+    int error = ps_index_write(index, put_big, "full");
+    if (error != PKGSTORE_ENOSPC) {
+        fprintf(stderr, "a full disk gave %s: %s\n", pkgstore_error_name(error),
+                pkgstore_error_detail());
+        return 13;
+    }
+    fprintf(stderr, "full disk: %s\n", pkgstore_error_detail());
+    if (!strstr(pkgstore_error_detail(), "no space left on device") ||
+        !strstr(pkgstore_error_detail(), "index")) {
+        fprintf(stderr, "detail: %s\n", pkgstore_error_detail());
+        return 14;
+    }
+    /* room again: the index takes writes, and kept what it had */
+    if (unlink(filler) != 0 || ps_index_write(index, put_big, "after") != 0) {
+        fprintf(stderr, "after: %s\n", pkgstore_error_detail());
+        return 15;
+    }
+    ps_index_free(index);
+    return 0;
+}
+
+/* Issue 9: LMDB turns the short write of a full disk into EIO
+ * ("lmdb: Input/output error"); the index says ENOSPC. */
+static void test_index__full_disk_is_enospc(void **state)
+{
+    struct fixture *fx = *state;
+    small_disk_test(fx->dir, enospc_child);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_index__full_disk_is_enospc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__open_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index__open_twice_shares_environment, setup,
                                         teardown),

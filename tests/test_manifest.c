@@ -12,8 +12,16 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pkgstore/archive.h"
 #include "pkgstore/error.h"
 #include "pkgstore/manifest.h"
+
+#include "name.h"      /* private: the shared name grammar */
+#include "time_text.h" /* private: the shared RFC 3339 text */
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
@@ -498,6 +506,146 @@ static void test_manifest__times(void **state)
     assert_int_equal(pkgstore_manifest_time_parse(&t, "2001-1-01T00:00:00Z"), PKGSTORE_EINVALID);
 }
 
+/* The grammar, the time text and the format names exist once in the
+ * library (issue 10 section 6): package and policy names, manifests and
+ * policy records, manifests and archives all use the same code. */
+static void test_manifest__shared_helpers(void **state)
+{
+    (void)state;
+    assert_int_equal(ps_name_check("policy name", "Canary", 64), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(),
+                        "policy name: invalid character 'C' at position 1 "
+                        "(names match [a-z0-9][a-z0-9._-]*)");
+    assert_int_equal(ps_name_check("policy name", "canary-1", 8), 0);
+    assert_int_equal(ps_name_check("policy name", "canary-12", 8), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(), "policy name: longer than 8 characters");
+    assert_int_equal(pkgstore_manifest_name_validate("a\x01"), PKGSTORE_EINVALID);
+    assert_string_equal(pkgstore_error_detail(),
+                        "name: invalid byte 0x01 at position 2 (names match [a-z0-9][a-z0-9._-]*)");
+
+    char text[PS_TIME_SIZE], public_text[PKGSTORE_MANIFEST_TIME_SIZE];
+    int64_t back = 0;
+    assert_int_equal(ps_time_format(text, 1795773600), 0);
+    assert_string_equal(text, "2026-11-27T10:00:00Z");
+    assert_int_equal(pkgstore_manifest_time_format(public_text, 1795773600), 0);
+    assert_string_equal(public_text, text);
+    assert_int_equal(ps_time_parse(&back, text), 0);
+    assert_int_equal(back, 1795773600);
+    assert_int_equal(ps_time_format(text, PS_TIME_MAX + 1), PKGSTORE_EINVALID);
+    assert_string_equal(text, "");
+
+    /* every name the archive module knows is a manifest format, and back */
+    for (int f = PKGSTORE_ARCHIVE_BINARY; f <= PKGSTORE_ARCHIVE_ZIP; f++) {
+        pkgstore_archive_format parsed;
+        const char *name = pkgstore_archive_format_name((pkgstore_archive_format)f);
+        assert_int_equal(pkgstore_manifest_format_validate(name), 0);
+        assert_int_equal(pkgstore_archive_format_parse(&parsed, name), 0);
+        assert_int_equal(parsed, f);
+    }
+    assert_int_equal(pkgstore_manifest_format_validate("unknown"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_manifest_format_validate("tar+bzip2"), PKGSTORE_EINVALID);
+}
+
+/* The canonical bytes are what signing will sign: they must never change
+ * for a given manifest, whatever jansson's version. Pinned here, byte for
+ * byte and by digest, with what jansson's escaper could treat differently:
+ * non-ASCII text (raw UTF-8, also in keys, which sort bytewise), quotes and
+ * backslashes, the short escapes, other control characters (\u00XX,
+ * upper-case hex), DEL and U+2028 (raw), and '/' (not escaped). */
+static void test_manifest__canonical_bytes_are_pinned(void **state)
+{
+    (void)state;
+    static const char expected[] =
+        "{\"annotations\":{\"a\":\"caf\xc3\xa9 \xe2\x98\x95 \xf0\x9d\x84\x9e \\\"q\\\" b\\\\s /x "
+        "\\n\\t\\r\\b\\f \\u0001\\u001F \x7f \xe2\x80\xa8.\",\"z\":\"last\",\"\xc3\xa9t\xc3\xa9\":"
+        "\"non-ASCII key\"},\"artifacts\":[{\"digest\":\"" D1 "\",\"entrypoint\":\"otelcol-caf"
+        "\xc3\xa9\",\"format\":\"binary\",\"platform\":\"linux/amd64\",\"size\":10}],\"created\":"
+        "\"2026-11-27T10:00:00Z\",\"dependencies\":[],\"name\":\"otelcol\",\"schemaVersion\":1,"
+        "\"type\":\"primary\",\"version\":\"1.2.3\"}";
+    /* sha256sum of exactly those bytes */
+    static const char expected_digest[] =
+        "sha256:4e98596b0bbe1f9250ad5deab4d20b718a1ba6c02be7df99a55938222223a85a";
+    pkgstore_manifest *m = NULL, *again = NULL;
+    pkgstore_artifact a = artifact("linux/amd64", D1, 10, "", "otelcol-caf\xc3\xa9");
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "1.2.3", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_set_created(m, 1795773600), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &a), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(m, "z", "last"), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(m, "\xc3\xa9t\xc3\xa9", "non-ASCII key"), 0);
+    assert_int_equal(pkgstore_manifest_annotation_set(
+                         m, "a",
+                         "caf\xc3\xa9 \xe2\x98\x95 \xf0\x9d\x84\x9e \"q\" b\\s /x \n\t\r\b\f "
+                         "\x01\x1f \x7f \xe2\x80\xa8."),
+                     0);
+
+    char *json = NULL, digest_text[PKGSTORE_DIGEST_STR_SIZE];
+    size_t len = 0;
+    pkgstore_digest digest;
+    assert_int_equal(pkgstore_manifest_serialize(&json, &len, m, 0), 0);
+    assert_int_equal(len, sizeof(expected) - 1);
+    assert_memory_equal(json, expected, len);
+    assert_int_equal(pkgstore_manifest_digest(&digest, m), 0);
+    pkgstore_digest_format(digest_text, &digest);
+    assert_string_equal(digest_text, expected_digest);
+
+    /* parsed back, it gives the very same bytes */
+    assert_int_equal(pkgstore_manifest_parse(&again, expected, sizeof(expected) - 1), 0);
+    pkgstore_free(json);
+    assert_int_equal(pkgstore_manifest_serialize(&json, &len, again, 0), 0);
+    assert_memory_equal(json, expected, sizeof(expected) - 1);
+    pkgstore_free(json);
+    pkgstore_manifest_free(again);
+    pkgstore_manifest_free(m);
+}
+
+/* jansson's allocator, as an embedder may set it: blocks behind a header
+ * that plain free() would choke on. */
+static void *shifted_malloc(size_t size)
+{
+    unsigned char *block = malloc(size + 16);
+    return block ? block + 16 : NULL;
+}
+
+static void shifted_free(void *ptr)
+{
+    if (ptr)
+        free((unsigned char *)ptr - 16);
+}
+
+/* What the library hands out is freed with pkgstore_free(), whatever
+ * allocator the program gave jansson; jansson's own memory goes back
+ * through jansson's free. */
+static void test_manifest__serialize_with_another_jansson_allocator(void **state)
+{
+    (void)state;
+    int status = 0;
+    pid_t pid = fork(); /* a wrong free() aborts: let it abort a child */
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pkgstore_manifest *m = NULL;
+        char *json = NULL;
+        size_t len = 0;
+        pkgstore_digest digest;
+        pkgstore_artifact a = artifact("linux/amd64", D1, 10, "", "");
+        json_set_alloc_funcs(shifted_malloc, shifted_free);
+        if (pkgstore_manifest_new(&m, "otelcol", "1.2.3", PKGSTORE_TYPE_PRIMARY) != 0 ||
+            pkgstore_manifest_add_artifact(m, &a) != 0 ||
+            pkgstore_manifest_serialize(&json, &len, m, 0) != 0 ||
+            pkgstore_manifest_digest(&digest, m) != 0)
+            _exit(2);
+        if (strlen(json) != len)
+            _exit(3);
+        pkgstore_free(json);
+        pkgstore_manifest_free(m);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("serialize/pkgstore_free with another jansson allocator: signal %d",
+                 WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_manifest__best_artifact(void **state)
 {
     (void)state;
@@ -544,6 +692,9 @@ int main(void)
         cmocka_unit_test(test_manifest__names),
         cmocka_unit_test(test_manifest__times),
         cmocka_unit_test(test_manifest__best_artifact),
+        cmocka_unit_test(test_manifest__shared_helpers),
+        cmocka_unit_test(test_manifest__canonical_bytes_are_pinned),
+        cmocka_unit_test(test_manifest__serialize_with_another_jansson_allocator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

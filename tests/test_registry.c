@@ -4,6 +4,7 @@
  * dependency checks, name validation, and changes seen across handles and
  * processes.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +21,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
+#include <signal.h>
 #include <fcntl.h>
 
 #include "pkgstore/archive.h"
@@ -28,6 +32,13 @@
 #include "pkgstore/platform.h"
 #include "pkgstore/registry.h"
 #include "pkgstore/store.h"
+
+/* private: commit counts, and policy records written as the policy module
+ * writes them (the tests link the static library) */
+#include "index.h"
+#include "store.h"
+
+#include "helpers/small_disk.h"
 
 typedef struct fixture {
     char dir[64];
@@ -186,13 +197,14 @@ static void test_registry__add_creates_and_indexes(void **state)
     assert_null(got);
 
     /* one package record per artifact */
-    pkgstore_package_record record;
+    pkgstore_package_record *record = NULL;
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "0.98.0",
                                                 "linux/amd64"),
                      0);
-    assert_true(pkgstore_digest_equal(&record.digest, &a.digest));
-    assert_int_equal(record.type, PKGSTORE_TYPE_PRIMARY);
-    assert_string_equal(record.entrypoint, "otelcol");
+    assert_true(pkgstore_digest_equal(pkgstore_package_record_digest(record), &a.digest));
+    assert_int_equal(pkgstore_package_record_type(record), PKGSTORE_TYPE_PRIMARY);
+    assert_string_equal(pkgstore_package_record_entrypoint(record), "otelcol");
+    pkgstore_package_record_free(record);
     pkgstore_manifest_free(m);
 }
 
@@ -203,39 +215,37 @@ static void test_registry__add_regenerates(void **state)
     pkgstore_artifact amd = blob(f, "linux/amd64", "amd64 v1");
     const entry_spec files[] = {{"bin/otelcol", 0755, "arm64 v1"}};
     pkgstore_artifact arm = archive_blob(f, "linux/arm64", files, 1);
-    pkgstore_artifact amd2 = blob(f, "linux/amd64", "amd64 v2");
     strcpy(arm.format, "tar+zstd");
     strcpy(arm.entrypoint, "bin/otelcol");
 
     assert_int_equal(pkgstore_registry_add(NULL, &first, f->reg, "otelcol", "1.0.0", &amd, NULL),
                      0);
-    assert_int_equal(pkgstore_registry_add(NULL, &second, f->reg, "otelcol", "1.0.0", &arm, NULL),
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_registry_add(&m, &second, f->reg, "otelcol", "1.0.0", &arm, NULL),
                      0);
     assert_false(pkgstore_digest_equal(&first, &second));
-    pkgstore_manifest *m = NULL;
-    assert_int_equal(pkgstore_registry_add(&m, &third, f->reg, "otelcol", "1.0.0", &amd2, NULL),
-                     0);
     assert_int_equal(pkgstore_manifest_artifact_count(m), 2);
     assert_string_equal(pkgstore_manifest_artifact(m, 0)->platform, "linux/amd64");
-    assert_true(pkgstore_digest_equal(&pkgstore_manifest_artifact(m, 0)->digest, &amd2.digest));
+    assert_true(pkgstore_digest_equal(&pkgstore_manifest_artifact(m, 0)->digest, &amd.digest));
     assert_string_equal(pkgstore_manifest_artifact(m, 1)->entrypoint, "bin/otelcol");
     pkgstore_manifest_free(m);
 
     /* adding the same artifact again changes nothing */
-    pkgstore_digest fourth;
-    assert_int_equal(pkgstore_registry_add(NULL, &fourth, f->reg, "otelcol", "1.0.0", &amd2, NULL),
+    assert_int_equal(pkgstore_registry_add(NULL, &third, f->reg, "otelcol", "1.0.0", &amd, NULL),
                      0);
-    assert_true(pkgstore_digest_equal(&third, &fourth));
+    assert_true(pkgstore_digest_equal(&second, &third));
 
-    pkgstore_package_record record;
+    pkgstore_package_record *record = NULL;
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
                                                 "linux/amd64"),
                      0);
-    assert_true(pkgstore_digest_equal(&record.digest, &amd2.digest));
+    assert_true(pkgstore_digest_equal(pkgstore_package_record_digest(record), &amd.digest));
+    pkgstore_package_record_free(record);
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
                                                 "linux/arm64"),
                      0);
-    assert_string_equal(record.format, "tar+zstd");
+    assert_string_equal(pkgstore_package_record_format(record), "tar+zstd");
+    pkgstore_package_record_free(record);
 }
 
 static void test_registry__add_refuses(void **state)
@@ -456,13 +466,14 @@ static void test_registry__remove(void **state)
     expect_resolve(f, "otelcol", NULL, "linux/amd64", "1.0.0", "linux/amd64");
     assert_int_equal(pkgstore_registry_get(NULL, NULL, f->reg, "otelcol", "1.1.0"),
                      PKGSTORE_ENOTFOUND);
-    pkgstore_package_record record;
+    pkgstore_package_record *record = NULL;
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.1.0",
                                                 "linux/arm64"),
                      PKGSTORE_ENOTFOUND);
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
                                                 "linux/amd64"),
                      0);
+    pkgstore_package_record_free(record);
     /* the blobs stay for gc */
     assert_int_equal(pkgstore_store_blob_exists(f->store, &manifest_digest), 1);
     assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol", "1.1.0"), PKGSTORE_ENOTFOUND);
@@ -654,10 +665,11 @@ static void test_registry__concurrent_adds_are_all_kept(void **state)
     assert_int_equal(pkgstore_registry_get(&m, NULL, f->reg, "otelcol", "3.0.0"), 0);
     assert_int_equal(pkgstore_manifest_artifact_count(m), 6);
     pkgstore_manifest_free(m);
-    pkgstore_package_record record;
+    pkgstore_package_record *record = NULL;
     assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "3.0.0",
                                                 "darwin/arm64"),
                      0);
+    pkgstore_package_record_free(record);
 }
 
 static void test_registry__archives_are_detected_and_checked(void **state)
@@ -726,6 +738,436 @@ static void test_registry__archives_are_detected_and_checked(void **state)
     pkgstore_registry_strings_free(versions, count);
 }
 
+/* ---------------------------------------------------------------- one transaction per change */
+
+static uint64_t commits(fixture *f)
+{
+    return ps_index_last_txnid(ps_store_index(f->store));
+}
+
+/* Issue 10 section 3: manifest, package records and generation commit in
+ * one LMDB transaction per change (it was 5 for one new artifact). */
+static void test_registry__one_transaction_per_change(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact amd = blob(f, "linux/amd64", "amd64 build");
+    pkgstore_artifact arm = blob(f, "linux/arm64", "arm64 build");
+    uint64_t before = commits(f);
+
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &amd, NULL), 0);
+    assert_int_equal(commits(f) - before, 1);
+    before = commits(f);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &arm, NULL), 0);
+    assert_int_equal(commits(f) - before, 1);
+    /* the same artifact again writes nothing at all */
+    before = commits(f);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &arm, NULL), 0);
+    assert_int_equal(commits(f) - before, 0);
+    /* the manifest blob got its blob record in that transaction */
+    pkgstore_digest manifest_digest;
+    pkgstore_blob_record blob_record;
+    assert_int_equal(pkgstore_registry_get(NULL, &manifest_digest, f->reg, "otelcol", "1.0.0"), 0);
+    assert_int_equal(pkgstore_index_blob_get(&blob_record, f->store, &manifest_digest), 0);
+
+    before = commits(f);
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol", "1.0.0"), 0);
+    assert_int_equal(commits(f) - before, 1);
+    pkgstore_package_record *record = NULL;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
+                                                "linux/arm64"),
+                     PKGSTORE_ENOTFOUND);
+
+    /* a whole manifest: one transaction too */
+    pkgstore_manifest *m = NULL;
+    amd.size = strlen("amd64 build");
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "2.0.0", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &amd), 0);
+    before = commits(f);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), 0);
+    assert_int_equal(commits(f) - before, 1);
+    pkgstore_manifest_free(m);
+}
+
+/* In batch mode the manifest blob (and the artifact) are synced before
+ * the transaction that names them: the store records a batch blob only
+ * after its sync, so their blob records exist as soon as the add returns
+ * (store-format.md, invariant 2). */
+static void test_registry__batch_mode_records_only_synced_blobs(void **state)
+{
+    fixture *f = *state;
+    pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    pkgstore_blob_record record;
+    pkgstore_digest manifest_digest;
+    pkgstore_artifact a;
+    char dir[128];
+
+    snprintf(dir, sizeof(dir), "%s/batch", f->dir);
+    opts.durability = PKGSTORE_DURABILITY_BATCH;
+    assert_int_equal(pkgstore_store_open(&store, dir, &opts), 0);
+    assert_int_equal(pkgstore_registry_open(&reg, store), 0);
+    memset(&a, 0, sizeof(a));
+    strcpy(a.platform, "linux/amd64");
+    assert_int_equal(pkgstore_store_add_buffer(&a.digest, store, "batched", 7), 0);
+    /* not synced yet, so not recorded yet */
+    assert_int_equal(pkgstore_index_blob_get(&record, store, &a.digest), PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_registry_add(NULL, &manifest_digest, reg, "otelcol", "1.0.0", &a,
+                                           NULL),
+                     0);
+    assert_int_equal(pkgstore_index_blob_get(&record, store, &manifest_digest), 0);
+    assert_int_equal(pkgstore_index_blob_get(&record, store, &a.digest), 0);
+    pkgstore_registry_free(reg);
+    pkgstore_store_free(store);
+}
+
+/* ---------------------------------------------------------------- immutable versions */
+
+static void test_registry__versions_are_immutable(void **state)
+{
+    fixture *f = *state;
+    pkgstore_artifact first = blob(f, "linux/amd64", "first build");
+    pkgstore_artifact second = blob(f, "linux/amd64", "second build");
+    pkgstore_digest before, after;
+    pkgstore_manifest *m = NULL;
+
+    assert_int_equal(pkgstore_registry_add(NULL, &before, f->reg, "otelcol", "1.0.0", &first,
+                                           NULL),
+                     0);
+    /* a different artifact for (otelcol, 1.0.0, linux/amd64): refused */
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &second, NULL),
+                     PKGSTORE_ECONFLICT);
+    assert_non_null(strstr(pkgstore_error_detail(),
+                           "otelcol 1.0.0 linux/amd64: already has a different artifact"));
+    assert_non_null(strstr(pkgstore_error_detail(), "only with replace"));
+    /* so is another entrypoint for the same bytes */
+    pkgstore_artifact renamed = first;
+    strcpy(renamed.entrypoint, "collector");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &renamed, NULL),
+                     PKGSTORE_ECONFLICT);
+    assert_int_equal(pkgstore_registry_get(&m, &after, f->reg, "otelcol", "1.0.0"), 0);
+    assert_true(pkgstore_digest_equal(&before, &after));
+    assert_true(pkgstore_digest_equal(&pkgstore_manifest_artifact(m, 0)->digest, &first.digest));
+    pkgstore_manifest_free(m);
+
+    /* the identical artifact again is fine */
+    assert_int_equal(pkgstore_registry_add(NULL, &after, f->reg, "otelcol", "1.0.0", &first, NULL),
+                     0);
+    assert_true(pkgstore_digest_equal(&before, &after));
+
+    /* a version-1 options struct has no replace: still refused */
+    pkgstore_registry_add_options v1;
+    assert_int_equal(pkgstore_registry_add_options_init(&v1, 1), 0);
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &second, &v1),
+                     PKGSTORE_ECONFLICT);
+
+    /* replace: done, said (returns 1), and the old artifact handed back */
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    pkgstore_artifact old;
+    memset(&old, 0, sizeof(old));
+    opts.replace = 1;
+    opts.replaced = &old;
+    assert_int_equal(pkgstore_registry_add(&m, NULL, f->reg, "otelcol", "1.0.0", &second, &opts),
+                     1);
+    assert_true(pkgstore_digest_equal(&old.digest, &first.digest));
+    assert_true(pkgstore_digest_equal(&pkgstore_manifest_artifact(m, 0)->digest, &second.digest));
+    pkgstore_manifest_free(m);
+    /* replace with the same artifact: nothing replaced */
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &second, &opts),
+                     0);
+
+    /* a whole manifest may add platforms, not change or drop one */
+    pkgstore_artifact arm = blob(f, "linux/arm64", "arm build");
+    arm.size = strlen("arm build");
+    first.size = strlen("first build");
+    second.size = strlen("second build");
+    assert_int_equal(pkgstore_registry_get(&m, NULL, f->reg, "otelcol", "1.0.0"), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &arm), 0);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &first), 1);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), PKGSTORE_ECONFLICT);
+    assert_int_equal(pkgstore_manifest_remove_artifact(m, "linux/amd64"), 0);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), PKGSTORE_ECONFLICT);
+    assert_non_null(strstr(pkgstore_error_detail(), "drops this artifact"));
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, PKGSTORE_REGISTRY_REPLACE), 1);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0x80), PKGSTORE_EINVALID);
+    pkgstore_manifest_free(m);
+    pkgstore_package_record *record = NULL;
+    assert_int_equal(pkgstore_index_package_get(&record, f->store, "otelcol", "1.0.0",
+                                                "linux/amd64"),
+                     PKGSTORE_ENOTFOUND);
+}
+
+/* ---------------------------------------------------------------- policies */
+
+typedef struct raw_policy {
+    const char *name;
+    const char *json;
+} raw_policy;
+
+static int write_policy(MDB_txn *txn, ps_index *index, void *payload)
+{
+    raw_policy *policy = payload;
+    MDB_val key = {strlen(policy->name), (void *)policy->name};
+    MDB_val val = {strlen(policy->json), (void *)policy->json};
+    int rc = mdb_put(txn, ps_index_dbi(index, PS_DB_POLICIES), &key, &val, 0);
+    return rc ? ps_index_error(rc, "test: write policy") : 0;
+}
+
+/* A policy record as policy_to_record() in policy.c writes it. */
+static void put_policy(fixture *f, const char *name, const char *package, const char *version)
+{
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"created\":1795773600,\"name\":\"%s\",\"package\":\"%s\",\"priority\":0,"
+             "\"selector\":\"env=prod\",\"type\":\"primary\",\"updated\":1795773600,"
+             "\"version\":\"%s\"}",
+             name, package, version);
+    raw_policy policy = {name, json};
+    assert_int_equal(ps_index_write(ps_store_index(f->store), write_policy, &policy), 0);
+}
+
+static int drop_policy(MDB_txn *txn, ps_index *index, void *payload)
+{
+    MDB_val key = {strlen(payload), payload};
+    int rc = mdb_del(txn, ps_index_dbi(index, PS_DB_POLICIES), &key, NULL);
+    return rc ? ps_index_error(rc, "test: drop policy") : 0;
+}
+
+/* Issue 10 section 2: the check that a version a policy references is not
+ * removed (or replaced) lives in the registry's own transaction, so every
+ * program gets it, not only the server. */
+static void test_registry__policies_pin_their_versions(void **state)
+{
+    fixture *f = *state;
+    add(f, "otelcol-contrib", "0.98.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    add(f, "otelcol-contrib", "0.99.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0");
+
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol-contrib", "v0.98.0"),
+                     PKGSTORE_ECONFLICT);
+    assert_string_equal(pkgstore_error_detail(),
+                        "otelcol-contrib 0.98.0 is referenced by policy canary");
+    assert_int_equal(pkgstore_registry_get(NULL, NULL, f->reg, "otelcol-contrib", "0.98.0"), 0);
+    /* not even with replace */
+    pkgstore_artifact other = blob(f, "linux/amd64", "a rebuilt 0.98.0");
+    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    opts.replace = 1;
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol-contrib", "0.98.0", &other,
+                                           &opts),
+                     PKGSTORE_ECONFLICT);
+    assert_string_equal(pkgstore_error_detail(),
+                        "otelcol-contrib 0.98.0 is referenced by policy canary");
+    /* adding a platform to it is no replacement */
+    pkgstore_artifact arm = blob(f, "linux/arm64", "0.98.0 for arm");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol-contrib", "0.98.0", &arm,
+                                           NULL),
+                     0);
+
+    /* every referencing policy is named */
+    put_policy(f, "prod", "otelcol-contrib", "0.98.0");
+    put_policy(f, "other", "otelcol-contrib", "0.99.0");
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"),
+                     PKGSTORE_ECONFLICT);
+    assert_string_equal(pkgstore_error_detail(),
+                        "otelcol-contrib 0.98.0 is referenced by policies canary, prod");
+
+    /* once nothing references it, it goes */
+    assert_int_equal(ps_index_write(ps_store_index(f->store), drop_policy, "canary"), 0);
+    assert_int_equal(ps_index_write(ps_store_index(f->store), drop_policy, "prod"), 0);
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"), 0);
+
+    /* a policy record that cannot be read might reference anything */
+    raw_policy broken = {"broken", "{not json"};
+    assert_int_equal(ps_index_write(ps_store_index(f->store), write_policy, &broken), 0);
+    assert_int_equal(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.99.0"),
+                     PKGSTORE_ECORRUPT);
+    assert_non_null(strstr(pkgstore_error_detail(), "policy record broken"));
+}
+
+/* ---------------------------------------------------------------- formats from the content */
+
+/* Issue 9: the format is detected from the content even when one is
+ * declared; a declaration the content contradicts is refused. */
+static void test_registry__format_comes_from_the_content(void **state)
+{
+    fixture *f = *state;
+    const entry_spec traversal[] = {{"../evil", 0755, "x"}, {"otelcol", 0755, "y"}};
+    pkgstore_artifact evil = archive_blob(f, "linux/amd64", traversal, 2);
+
+    /* a tar declared a binary would be installed whole and unchecked */
+    strcpy(evil.format, "binary");
+    strcpy(evil.entrypoint, "otelcol");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &evil, NULL),
+                     PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(),
+                           "artifact.format: declared binary, but blob sha256:"));
+    assert_non_null(strstr(pkgstore_error_detail(), "is a tar+zstd archive"));
+    /* undeclared, it is detected, checked and refused as unsafe */
+    evil.format[0] = '\0';
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &evil, NULL),
+                     PKGSTORE_EUNSAFE);
+    assert_non_null(strstr(pkgstore_error_detail(), "../evil"));
+
+    /* a binary declared an archive */
+    pkgstore_artifact binary = blob(f, "linux/amd64", "\x7f" "ELF not an archive");
+    strcpy(binary.format, "tar+gzip");
+    strcpy(binary.entrypoint, "otelcol");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &binary, NULL),
+                     PKGSTORE_EFORMAT);
+    assert_non_null(strstr(pkgstore_error_detail(), "declared tar+gzip, but blob"));
+    assert_non_null(strstr(pkgstore_error_detail(), "is not an archive"));
+    /* and a whole manifest gets the same checks */
+    pkgstore_manifest *m = NULL;
+    strcpy(evil.format, "binary");
+    evil.size = 0;
+    assert_int_equal(pkgstore_store_blob_stat(&evil.size, f->store, &evil.digest), 0);
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "1.0.0", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &evil), 0);
+    assert_int_equal(pkgstore_registry_put(NULL, f->reg, m, 0), PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), "artifacts[0].format: declared binary"));
+    pkgstore_manifest_free(m);
+
+    /* the honest binary goes in */
+    strcpy(binary.format, "binary");
+    assert_int_equal(pkgstore_registry_add(NULL, NULL, f->reg, "otelcol", "1.0.0", &binary, NULL),
+                     0);
+}
+
+/* ---------------------------------------------------------------- a full disk */
+
+/* The child's side of the test below; 0 when all went as it should. */
+static int full_disk_child(const char *dir)
+{
+    char store_dir[256], filler[256];
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    pkgstore_artifact a, b;
+    pkgstore_fsck_report report;
+    char **versions = NULL;
+    size_t count = 0;
+
+    snprintf(store_dir, sizeof(store_dir), "%s/store", dir);
+    snprintf(filler, sizeof(filler), "%s/filler", dir);
+    memset(&a, 0, sizeof(a));
+    strcpy(a.platform, "linux/amd64");
+    b = a;
+    if (pkgstore_store_open(&store, store_dir, NULL) != 0 ||
+        pkgstore_registry_open(&reg, store) != 0 ||
+        pkgstore_store_add_buffer(&a.digest, store, "1.0.0 build", 11) != 0 ||
+        pkgstore_store_add_buffer(&b.digest, store, "1.1.0 build", 11) != 0 ||
+        pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.0.0", &a, NULL) != 0) {
+        fprintf(stderr, "set-up: %s\n", pkgstore_error_detail());
+        return 10;
+    }
+    /* two pages left: one for the manifest blob, one for LMDB, whose write
+     * of more then comes short */
+    if (small_disk_fill(filler, 8192) != 0)
+        return 11;
+    int error = pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.1.0", &b, NULL);
+    fprintf(stderr, "full disk: %s\n", pkgstore_error_detail());
+    if (error != PKGSTORE_ENOSPC)
+        return 12;
+    /* nothing half-done, nothing broken */
+    if (pkgstore_registry_versions(&versions, &count, reg, "otelcol") != 0 || count != 1)
+        return 13;
+    pkgstore_registry_strings_free(versions, count);
+    if (pkgstore_store_fsck(&report, store, 0, NULL, NULL) != 0 ||
+        report.missing + report.corrupt + report.stray != 0) {
+        fprintf(stderr, "fsck: missing %llu corrupt %llu stray %llu\n",
+                (unsigned long long)report.missing, (unsigned long long)report.corrupt,
+                (unsigned long long)report.stray);
+        return 14;
+    }
+    /* room again: the same add goes through */
+    if (unlink(filler) != 0 ||
+        pkgstore_registry_add(NULL, NULL, reg, "otelcol", "1.1.0", &b, NULL) != 0) {
+        fprintf(stderr, "after: %s\n", pkgstore_error_detail());
+        return 15;
+    }
+    pkgstore_registry_free(reg);
+    pkgstore_store_free(store);
+    return 0;
+}
+
+/* Issue 9: a registry change on a full disk fails with ENOSPC (LMDB's
+ * short write is EIO to it), changes nothing, and works once there is
+ * room again. */
+static void test_registry__full_disk(void **state)
+{
+    fixture *f = *state;
+    small_disk_test(f->dir, full_disk_child);
+}
+
+/* What a dlopen()ed copy of the library does in a thread: open, resolve
+ * (which makes the thread's memo), free everything, dlclose(). The thread
+ * then exits; a pthread key left behind would run its destructor in the
+ * unloaded library. */
+static const char *dl_path;
+static void *dl_thread(void *arg)
+{
+    const char *dir = arg;
+    void *lib = dlopen(dl_path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        fprintf(stderr, "dlopen %s: %s\n", dl_path, dlerror());
+        _exit(2);
+    }
+    int (*store_open)(pkgstore_store **, const char *, const pkgstore_store_options *) =
+        (int (*)(pkgstore_store **, const char *, const pkgstore_store_options *))dlsym(
+            lib, "pkgstore_store_open");
+    void (*store_free)(pkgstore_store *) = (void (*)(pkgstore_store *))dlsym(lib, "pkgstore_store_free");
+    int (*reg_open)(pkgstore_registry **, pkgstore_store *) =
+        (int (*)(pkgstore_registry **, pkgstore_store *))dlsym(lib, "pkgstore_registry_open");
+    void (*reg_free)(pkgstore_registry *) =
+        (void (*)(pkgstore_registry *))dlsym(lib, "pkgstore_registry_free");
+    int (*resolve)(pkgstore_resolution *, pkgstore_registry *, const char *, const char *,
+                   const char *) =
+        (int (*)(pkgstore_resolution *, pkgstore_registry *, const char *, const char *,
+                 const char *))dlsym(lib, "pkgstore_registry_resolve");
+    if (!store_open || !store_free || !reg_open || !reg_free || !resolve)
+        _exit(3);
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    static pkgstore_resolution r;
+    if (store_open(&store, dir, NULL) != 0 || reg_open(&reg, store) != 0)
+        _exit(4);
+    if (resolve(&r, reg, "otelcol", ">=1.0.0", "linux/amd64") != 0)
+        _exit(5);
+    reg_free(reg);
+    store_free(store);
+    dlclose(lib);
+    return NULL;
+}
+
+static void test_registry__leaves_nothing_behind_after_dlclose(void **state)
+{
+    fixture *f = *state;
+    static char path[4096];
+    const char *build = getenv("PKGSTORE_BUILD");
+    snprintf(path, sizeof(path), "%s/lib/libpkgstore.so", build ? build : "build");
+    if (access(path, R_OK) != 0)
+        fail_msg("%s: not found (set PKGSTORE_BUILD to the build directory)", path);
+    dl_path = path;
+    add(f, "otelcol", "1.0.0", "linux/amd64", PKGSTORE_TYPE_PRIMARY);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pthread_t thread;
+        signal(SIGSEGV, SIG_DFL); /* not cmocka's handler: die of it, for the parent to see */
+        signal(SIGBUS, SIG_DFL);
+        signal(SIGILL, SIG_DFL);
+        if (pthread_create(&thread, NULL, dl_thread, f->dir) != 0)
+            _exit(6);
+        pthread_join(thread, NULL); /* the thread's exit ran the key destructors */
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status))
+        fail_msg("the process died of signal %d after dlclose()", WTERMSIG(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -747,6 +1189,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry__archives_are_detected_and_checked, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_registry__new_platforms_are_ranked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__leaves_nothing_behind_after_dlclose, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__one_transaction_per_change, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__batch_mode_records_only_synced_blobs,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__versions_are_immutable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry__policies_pin_their_versions, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__format_comes_from_the_content, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_registry__full_disk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

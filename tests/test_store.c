@@ -123,8 +123,8 @@ static void test_store__unknown_format_refused(void **state)
     assert_non_null(strstr(pkgstore_error_detail(), "Not a directory"));
     assert_null(strstr(pkgstore_error_detail(), "create it"));
 
-    /* create = 0 on a missing store */
-    opts.create = 0;
+    /* no_create on a missing store */
+    opts.no_create = 1;
     snprintf(path, sizeof(path), "%s/missing", fx->dir);
     assert_int_equal(pkgstore_store_open(&other, path, &opts), PKGSTORE_ENOTFOUND);
     opts.version = 99;
@@ -543,7 +543,7 @@ static void test_store__fsck_missing_and_stray(void **state)
     strcpy(record.entrypoint, "otelcol");
     record.digest = digest;
     record.size = 6;
-    assert_int_equal(pkgstore_index_package_put(fx->store, &record), 0);
+    assert_int_equal(ps_index_package_put(ps_store_index(fx->store), &record), 0);
     /* the blob vanishes behind the store's back */
     blob_file(path, sizeof(path), fx, &digest);
     assert_int_equal(unlink(path), 0);
@@ -568,8 +568,8 @@ static void test_store__fsck_missing_and_stray(void **state)
                                          &found), 0);
     assert_int_equal(report.repaired, 5);
     assert_int_equal(found.repaired, 5);
-    assert_int_equal(pkgstore_index_package_get(&record, fx->store, "otelcol", "0.98.0",
-                                                "linux/amd64"), PKGSTORE_ENOTFOUND);
+    assert_int_equal(ps_index_package_get(&record, ps_store_index(fx->store), "otelcol",
+                                          "0.98.0", "linux/amd64"), PKGSTORE_ENOTFOUND);
     assert_int_equal(store_count(fx, "tmp"), 0);
     assert_int_equal(pkgstore_store_fsck(&report, fx->store, 0, NULL, NULL), 0);
     assert_int_equal(report.corrupt + report.missing + report.stray, 0);

@@ -44,7 +44,7 @@ void cli_lib_error(const char *object, int code)
     size_t object_len = object != NULL ? strlen(object) : 0;
     /* the library's detail usually names the object already: say it once */
     if (detail != NULL && object != NULL && strncmp(detail, object, object_len) == 0 &&
-        detail[object_len] == ':')
+        (detail[object_len] == ':' || detail[object_len] == ' '))
         object = NULL;
     if (detail != NULL && detail[0] != '\0')
         cli_error(object, "%s", detail);
@@ -76,7 +76,7 @@ int cli_option_error(int opt, char **argv)
 
 int cli_version(void)
 {
-    printf("%s (pkgstore) %s\n", prog_name, pkgstore_version());
+    printf("%s (pkgstore) %s\n", prog_name, pkgstore_library_version());
     return CLI_EXIT_OK;
 }
 
@@ -98,8 +98,11 @@ int cli_open_store(pkgstore_store **out, const char *dir, pkgstore_durability du
     pkgstore_store_options opts = PKGSTORE_STORE_OPTIONS_INIT;
     int error;
     opts.durability = durability;
-    opts.create = create;
-    if ((error = pkgstore_store_open(out, dir, &opts)) < 0)
+    opts.no_create = !create;
+    if ((error = pkgstore_store_open(out, dir, &opts)) == PKGSTORE_ENOTFOUND && !create &&
+        strstr(pkgstore_error_detail(), ": no store here") != NULL)
+        cli_error(NULL, "%s (pkgstore-add creates one)", pkgstore_error_detail());
+    else if (error < 0)
         cli_lib_error(NULL, error);
     return error;
 }

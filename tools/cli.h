@@ -30,7 +30,7 @@ void cli_error(const char *object, const char *fmt, ...)
     ;
 
 /* "prog: object: <library detail, or the code's message>" on stderr; the object
- * is left out when the detail already starts with "object:". */
+ * is left out when the detail already starts with it ("object:" or "object "). */
 void cli_lib_error(const char *object, int code);
 
 /* Usage error: the message, a hint to --help, and CLI_EXIT_USAGE. */

@@ -1,7 +1,8 @@
 /*
  * pkgstore-add: add files (or stdin) to the store as blobs, printing one
  * sha256:<hex> per input; with --name/--version also add it to that package
- * version through the registry (manifest regenerated, archives checked).
+ * version through the registry (manifest regenerated, format detected,
+ * archives checked, existing artifacts kept unless --replace).
  */
 #include "cli.h"
 
@@ -14,13 +15,14 @@ static const char usage_text[] =
     "Usage: pkgstore-add [--store DIR] [--batch | --no-fsync] [--json] [--zstd]\n"
     "                    [--name N --version V [--type primary|addon]\n"
     "                     [--platform OS/ARCH[/VARIANT]] [--format F] [--entrypoint PATH]\n"
-    "                     [--depends 'NAME CONSTRAINT']... [--force]]\n"
+    "                     [--depends 'NAME CONSTRAINT']... [--force] [--replace]]\n"
     "                    FILE... | -\n"
     "Add each FILE (or standard input for -) to the store and print its\n"
     "sha256:<hex> digest, one line per input. With --name and --version, also\n"
     "add it as the artifact of that package version for its platform: the\n"
-    "version's manifest is created or updated (replacing the artifact of the\n"
-    "same platform) and indexed.\n"
+    "version's manifest is created or updated and indexed. A version's\n"
+    "artifacts are immutable: the same artifact again changes nothing, a\n"
+    "different one for a platform the version has is refused without --replace.\n"
     "\n"
     "  --store DIR        the store (default: $COLLECTORCTRL_PACKAGES_DIR)\n"
     "  --batch            sync once for all inputs instead of once per blob\n"
@@ -32,8 +34,8 @@ static const char usage_text[] =
     "  --version V        the package version, SemVer (with --name)\n"
     "  --type T           primary (default) or addon\n"
     "  --platform P       os/arch[/variant] (default: this machine's)\n"
-    "  --format F         binary, tar, tar+gzip, tar+zstd, tar+xz or zip\n"
-    "                     (default: detected from the content)\n"
+    "  --format F         binary, tar, tar+gzip, tar+zstd, tar+xz or zip; the\n"
+    "                     content must be that (default: detected from it)\n"
     "  --entrypoint PATH  the executable inside an archive (default: its only\n"
     "                     executable file), or a binary's file name (default:\n"
     "                     the input's file name, or N for standard input)\n"
@@ -41,6 +43,9 @@ static const char usage_text[] =
     "                     a primary package this one needs, e.g.\n"
     "                     'otelcol-contrib >=0.90.0 <1.0.0' (repeatable)\n"
     "  --force            skip the dependency check\n"
+    "  --replace          replace the artifact the version has for the platform\n"
+    "                     (said on stderr; refused while a policy references\n"
+    "                     the version)\n"
     "  --help             show this help\n"
     "  --version          (alone) show the program version\n"
     "\n"
@@ -49,7 +54,8 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 all added, 1 an input could not be added, 2 usage error,\n"
     "3 the store could not be opened or the package not recorded (an unsafe\n"
-    "archive, an unmet dependency, ...).\n";
+    "archive, a format the content contradicts, an unmet dependency, a\n"
+    "different artifact without --replace, ...).\n";
 
 struct added {
     const char *input;
@@ -67,12 +73,15 @@ struct package_args {
     const char *depends[MAX_DEPENDS];
     size_t depends_count;
     int force;
+    int replace;
 };
 
 /* What was recorded, for the output. */
 struct recorded {
     pkgstore_resolution what; /* name, version, type, manifest digest, artifact */
     int64_t created;
+    int replaced;              /* --replace took effect: */
+    pkgstore_artifact previous; /* the artifact it replaced */
 };
 
 /* "NAME CONSTRAINT" (or NAME alone: any version) into *dep. */
@@ -185,6 +194,8 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     opts.dependencies = deps;
     opts.dependency_count = args->depends_count;
     opts.force = args->force;
+    opts.replace = args->replace;
+    opts.replaced = &out->previous;
 
     if ((error = pkgstore_registry_open(&reg, store)) < 0) {
         cli_lib_error(NULL, error);
@@ -195,10 +206,15 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     if (error < 0) {
         char object[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + 2];
         snprintf(object, sizeof(object), "%s %s", args->name, args->version);
-        cli_lib_error(object, error);
+        if (error == PKGSTORE_ECONFLICT && !args->replace &&
+            strstr(pkgstore_error_detail(), "only with replace") != NULL)
+            cli_error(NULL, "%s (--replace replaces it)", pkgstore_error_detail());
+        else
+            cli_lib_error(object, error);
         pkgstore_registry_free(reg);
         return CLI_EXIT_ERROR;
     }
+    out->replaced = error == 1;
     /* the artifact as recorded: normalized platform, detected format, ... */
     const pkgstore_artifact *recorded = pkgstore_manifest_artifact_find(manifest, artifact.platform);
     if (recorded)
@@ -208,6 +224,14 @@ static int record_package(struct recorded *out, pkgstore_store *store,
              pkgstore_manifest_version(manifest));
     out->what.type = pkgstore_manifest_type(manifest);
     out->created = pkgstore_manifest_created(manifest);
+    if (out->replaced) {
+        /* a replaced artifact is always said, whatever the output format */
+        char old[PKGSTORE_DIGEST_STR_SIZE], new_digest[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(old, &out->previous.digest);
+        pkgstore_digest_format(new_digest, &out->what.artifact.digest);
+        fprintf(stderr, "%s: %s %s %s: replaced %s with %s\n", cli_prog(), out->what.name,
+                out->what.version, out->what.artifact.platform, old, new_digest);
+    }
     pkgstore_manifest_free(manifest);
     pkgstore_registry_free(reg);
     return CLI_EXIT_OK;
@@ -231,13 +255,20 @@ static void print_package_json(const struct recorded *record)
     cli_json_string(stdout, a->format);
     printf(", \"entrypoint\": ");
     cli_json_string(stdout, a->entrypoint);
-    printf(", \"created\": \"%s\", \"manifest_digest\": \"%s\"}", created, manifest);
+    printf(", \"created\": \"%s\", \"manifest_digest\": \"%s\"", created, manifest);
+    if (record->replaced) {
+        char old[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(old, &record->previous.digest);
+        printf(", \"replaced\": \"%s\"", old);
+    }
+    printf("}");
 }
 
 int main(int argc, char **argv)
 {
     enum { OPT_STORE = 256, OPT_BATCH, OPT_NOFSYNC, OPT_JSON, OPT_NAME, OPT_VERSION, OPT_TYPE,
-           OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_ZSTD, OPT_HELP };
+           OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_REPLACE, OPT_ZSTD,
+           OPT_HELP };
     static const struct option options[] = {
         {"store", required_argument, NULL, OPT_STORE},
         {"batch", no_argument, NULL, OPT_BATCH},
@@ -251,6 +282,7 @@ int main(int argc, char **argv)
         {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
         {"depends", required_argument, NULL, OPT_DEPENDS},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"replace", no_argument, NULL, OPT_REPLACE},
         {"zstd", no_argument, NULL, OPT_ZSTD},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0}};
@@ -295,6 +327,7 @@ int main(int argc, char **argv)
             package.depends[package.depends_count++] = optarg;
             break;
         case OPT_FORCE: package.force = 1; break;
+        case OPT_REPLACE: package.replace = 1; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
         case ':':
         default: return cli_option_error(opt, argv);
@@ -306,9 +339,10 @@ int main(int argc, char **argv)
     if ((package.name == NULL) != (package.version == NULL))
         return cli_usage("--name and --version go together");
     if (package.name == NULL && (package.type || package.platform || package.format ||
-                                 package.entrypoint || package.depends_count || package.force))
-        return cli_usage("--type, --platform, --format, --entrypoint, --depends and --force "
-                         "need --name and --version");
+                                 package.entrypoint || package.depends_count || package.force ||
+                                 package.replace))
+        return cli_usage("--type, --platform, --format, --entrypoint, --depends, --force and "
+                         "--replace need --name and --version");
     if (package.name != NULL && ninputs != 1)
         return cli_usage("--name records one package: give exactly one input");
     if (package.name != NULL && (error = check_package_args(&package)) != 0)

@@ -58,27 +58,32 @@ static int package_count;
 static int print_package(const pkgstore_package_record *record, void *payload)
 {
     char digest[PKGSTORE_DIGEST_STR_SIZE], created[32];
+    const char *name = pkgstore_package_record_name(record);
+    const char *version = pkgstore_package_record_version(record);
+    const char *platform = pkgstore_package_record_platform(record);
+    const char *type = pkgstore_package_type_name(pkgstore_package_record_type(record));
+    const char *format = pkgstore_package_record_format(record);
+    const char *entrypoint = pkgstore_package_record_entrypoint(record);
+    unsigned long long size = pkgstore_package_record_size(record);
     (void)payload;
-    pkgstore_digest_format(digest, &record->digest);
-    cli_format_time(created, sizeof(created), record->created);
+    pkgstore_digest_format(digest, pkgstore_package_record_digest(record));
+    cli_format_time(created, sizeof(created), pkgstore_package_record_created(record));
     if (json_out) {
         printf("%s\n    {\"name\": ", package_count ? "," : "");
-        cli_json_string(stdout, record->name);
+        cli_json_string(stdout, name);
         printf(", \"version\": ");
-        cli_json_string(stdout, record->version);
+        cli_json_string(stdout, version);
         printf(", \"platform\": ");
-        cli_json_string(stdout, record->platform);
-        printf(", \"type\": \"%s\", \"digest\": \"%s\", \"size\": %llu, \"format\": ",
-               pkgstore_package_type_name(record->type), digest,
-               (unsigned long long)record->size);
-        cli_json_string(stdout, record->format);
+        cli_json_string(stdout, platform);
+        printf(", \"type\": \"%s\", \"digest\": \"%s\", \"size\": %llu, \"format\": ", type,
+               digest, size);
+        cli_json_string(stdout, format);
         printf(", \"entrypoint\": ");
-        cli_json_string(stdout, record->entrypoint);
+        cli_json_string(stdout, entrypoint);
         printf(", \"created\": \"%s\"}", created);
     } else {
-        printf("%-24s %-12s %-14s %-7s %s %12llu %-8s %s\n", record->name, record->version,
-               record->platform, pkgstore_package_type_name(record->type), digest,
-               (unsigned long long)record->size, record->format, record->entrypoint);
+        printf("%-24s %-12s %-14s %-7s %s %12llu %-8s %s\n", name, version, platform, type,
+               digest, size, format, entrypoint);
     }
     package_count++;
     return 0;

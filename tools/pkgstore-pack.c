@@ -98,33 +98,35 @@ int main(int argc, char **argv)
         return refused(error) ? CLI_EXIT_FAIL : CLI_EXIT_ERROR;
     }
 
-    pkgstore_archive_info info;
+    pkgstore_archive_info *info = NULL;
     pkgstore_digest digest;
     uint64_t size = 0;
     char digest_str[PKGSTORE_DIGEST_STR_SIZE];
     if ((error = pkgstore_archive_validate_file(&info, output, NULL, NULL)) < 0 ||
         (error = pkgstore_digest_file(&digest, &size, output)) < 0) {
         cli_lib_error(output, error);
+        pkgstore_archive_info_free(info);
         return CLI_EXIT_ERROR;
     }
+    unsigned long long entries = pkgstore_archive_info_entries(info);
+    unsigned long long expanded = pkgstore_archive_info_total_size(info);
     pkgstore_digest_format(digest_str, &digest);
     if (json) {
         printf("{\"path\":");
         cli_json_string(stdout, output);
         printf(",\"format\":\"tar+zstd\",\"digest\":\"%s\",\"size\":%llu,\"entries\":%llu,"
                "\"expanded_size\":%llu",
-               digest_str, (unsigned long long)size, (unsigned long long)info.entries,
-               (unsigned long long)info.total_size);
-        if (info.executables == 1) {
+               digest_str, (unsigned long long)size, entries, expanded);
+        if (pkgstore_archive_info_executables(info) == 1) {
             printf(",\"entrypoint\":");
-            cli_json_string(stdout, info.sole_executable);
+            cli_json_string(stdout, pkgstore_archive_info_sole_executable(info));
         }
         printf("}\n");
     } else {
-        printf("%s: tar+zstd, %llu entries, %llu bytes (%llu expanded), %s\n", output,
-               (unsigned long long)info.entries, (unsigned long long)size,
-               (unsigned long long)info.total_size, digest_str);
+        printf("%s: tar+zstd, %llu entries, %llu bytes (%llu expanded), %s\n", output, entries,
+               (unsigned long long)size, expanded, digest_str);
     }
+    pkgstore_archive_info_free(info);
     if (fflush(stdout) != 0) {
         cli_error(NULL, "writing output failed");
         return CLI_EXIT_ERROR;

@@ -31,7 +31,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: pkgstore-push --server URL [--token-file FILE] --name NAME --version VERSION\n"
             "                     [--platform OS/ARCH] [--type primary|addon] [--format FORMAT]\n"
-            "                     [--entrypoint PATH] [--force] [--json] [--quiet] FILE\n"
+            "                     [--entrypoint PATH] [--force] [--replace] [--json] [--quiet]\n"
+            "                     FILE\n"
             "\n"
             "Upload FILE as the artifact of NAME VERSION for one platform and print the\n"
             "resulting manifest.\n"
@@ -46,27 +47,12 @@ static void usage(FILE *out)
             "  --entrypoint PATH   executable inside an archive; file name for a binary\n"
             "                      (default for a binary: the package name)\n"
             "  --force             skip the server's dependency check\n"
+            "  --replace           replace the artifact this version already has for the\n"
+            "                      platform (versions are immutable otherwise; refused\n"
+            "                      while a policy references the version)\n"
             "  --json              print the manifest JSON\n"
             "  --quiet             no progress bar\n"
             "  --help, --version\n");
-}
-
-static const char *format_from_name(const char *path)
-{
-    static const struct {
-        const char *suffix, *format;
-    } map[] = {
-        {".tar.gz", "tar+gzip"}, {".tgz", "tar+gzip"},   {".tar.zst", "tar+zstd"},
-        {".tzst", "tar+zstd"},   {".tar.xz", "tar+xz"},   {".txz", "tar+xz"},
-        {".tar", "tar"},         {".zip", "zip"},
-    };
-    size_t len = strlen(path);
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        size_t n = strlen(map[i].suffix);
-        if (len > n && strcmp(path + len - n, map[i].suffix) == 0)
-            return map[i].format;
-    }
-    return "binary";
 }
 
 /* Append "&key=value" (escaped) to query. */
@@ -86,9 +72,9 @@ int main(int argc, char **argv)
     const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *name = NULL,
                *version = NULL, *platform = NULL, *type = "primary", *format = NULL,
                *entrypoint = NULL;
-    int force = 0, json_out = 0, quiet = 0;
+    int force = 0, replace = 0, json_out = 0, quiet = 0;
     enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
-           O_FORCE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG };
+           O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
@@ -99,6 +85,7 @@ int main(int argc, char **argv)
         {"format", required_argument, NULL, O_FORMAT},
         {"entrypoint", required_argument, NULL, O_ENTRY},
         {"force", no_argument, NULL, O_FORCE},
+        {"replace", no_argument, NULL, O_REPLACE},
         {"json", no_argument, NULL, O_JSON},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
@@ -121,6 +108,7 @@ int main(int argc, char **argv)
         case O_FORMAT: format = optarg; break;
         case O_ENTRY: entrypoint = optarg; break;
         case O_FORCE: force = 1; break;
+        case O_REPLACE: replace = 1; break;
         case O_JSON: json_out = 1; break;
         case O_QUIET: quiet = 1; break;
         case O_HELP: usage(stdout); return 0;
@@ -146,8 +134,6 @@ int main(int argc, char **argv)
         snprintf(host_platform, sizeof host_platform, "linux/%s", uts.machine);
         platform = host_platform;
     }
-    if (!format)
-        format = format_from_name(path);
 
     FILE *file = fopen(path, "rb");
     if (!file) {
@@ -170,9 +156,10 @@ int main(int argc, char **argv)
     char query[4096] = "";
     int bad = !name_escaped || !version_escaped || query_add(query, sizeof query, "platform", platform) < 0 ||
               query_add(query, sizeof query, "type", type) < 0 ||
-              query_add(query, sizeof query, "format", format) < 0 ||
+              (format && query_add(query, sizeof query, "format", format) < 0) ||
               (entrypoint && query_add(query, sizeof query, "entrypoint", entrypoint) < 0) ||
-              (force && query_add(query, sizeof query, "force", "1") < 0);
+              (force && query_add(query, sizeof query, "force", "1") < 0) ||
+              (replace && query_add(query, sizeof query, "replace", "1") < 0);
     char url_path[8192];
     if (!bad)
         snprintf(url_path, sizeof url_path, "/v1/packages/%s/%s%s", name_escaped,

@@ -9,13 +9,15 @@
 static const char usage_text[] =
     "Usage: pkgstore-rm [--store DIR] NAME VERSION\n"
     "Remove VERSION of package NAME: its manifest record and its package\n"
-    "records. The blobs stay until pkgstore-gc finds them unreferenced.\n"
+    "records. A version a policy references is not removed. The blobs stay\n"
+    "until pkgstore-gc finds them unreferenced.\n"
     "\n"
     "  --store DIR   the store (default: $COLLECTORCTRL_PACKAGES_DIR)\n"
     "  --help        show this help\n"
     "  --version     show the program version\n"
     "\n"
-    "Exit status: 0 success, 1 no such version, 2 usage error, 3 any other error.\n";
+    "Exit status: 0 success, 1 no such version, or a policy references it,\n"
+    "2 usage error, 3 any other error.\n";
 
 int main(int argc, char **argv)
 {
@@ -58,7 +60,7 @@ int main(int argc, char **argv)
     if ((error = pkgstore_registry_open(&reg, store)) < 0 ||
         (error = pkgstore_registry_remove(reg, name, version)) < 0) {
         cli_lib_error(object, error);
-        status = error == PKGSTORE_ENOTFOUND  ? CLI_EXIT_FAIL
+        status = error == PKGSTORE_ENOTFOUND || error == PKGSTORE_ECONFLICT ? CLI_EXIT_FAIL
                  : error == PKGSTORE_EINVALID ? CLI_EXIT_USAGE
                                               : CLI_EXIT_ERROR;
     }

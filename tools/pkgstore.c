@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(command, "--version") == 0) {
-        printf("pkgstore (pkgstore) %s\n", pkgstore_version());
+        printf("pkgstore (pkgstore) %s\n", pkgstore_library_version());
         return 0;
     }
     if (strcmp(command, "help") == 0) {

@@ -72,6 +72,16 @@ typedef struct pkgstore_archive_options {
       PKGSTORE_ARCHIVE_DEFAULT_MAX_TOTAL_SIZE, PKGSTORE_ARCHIVE_DEFAULT_MAX_RATIO, \
       PKGSTORE_ARCHIVE_DEFAULT_RATIO_MIN_SIZE }
 
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_ARCHIVE_OPTIONS_VERSION), the same as
+ * PKGSTORE_ARCHIVE_OPTIONS_INIT. A zero limit also means its default.
+ * Errors: PKGSTORE_EINVALID (NULL opts, a version this library does not
+ * know).
+ */
+PKGSTORE_API int pkgstore_archive_options_init(pkgstore_archive_options *opts,
+                                               unsigned int version);
+
 /* ---- detection ---- */
 
 /**
@@ -146,16 +156,24 @@ PKGSTORE_API void pkgstore_archive_list_free(pkgstore_archive_list *list);
 
 /* ---- validation (upload-time checks) ---- */
 
-/** What validation learnt about an archive. */
-typedef struct pkgstore_archive_info {
-    pkgstore_archive_format format;
-    uint64_t entries;         /* number of entries */
-    uint64_t total_size;      /* sum of the expanded sizes of regular files */
-    uint64_t archive_size;    /* bytes of the archive itself */
-    uint64_t executables;     /* regular files with an executable bit */
-    char sole_executable[4096]; /* normalized path of the only executable
-                                   regular file when executables == 1, else "" */
-} pkgstore_archive_info;
+/** What validation learnt about an archive (opaque). */
+typedef struct pkgstore_archive_info pkgstore_archive_info;
+
+/** The archive's format. */
+PKGSTORE_API pkgstore_archive_format pkgstore_archive_info_format(const pkgstore_archive_info *info);
+/** The number of entries. */
+PKGSTORE_API uint64_t pkgstore_archive_info_entries(const pkgstore_archive_info *info);
+/** The sum of the expanded sizes of its regular files, in bytes. */
+PKGSTORE_API uint64_t pkgstore_archive_info_total_size(const pkgstore_archive_info *info);
+/** The size of the archive itself, in bytes. */
+PKGSTORE_API uint64_t pkgstore_archive_info_archive_size(const pkgstore_archive_info *info);
+/** The number of regular files with an executable bit. */
+PKGSTORE_API uint64_t pkgstore_archive_info_executables(const pkgstore_archive_info *info);
+/** The normalized path of the only executable regular file when
+ * executables is 1, else "". Owned by info, valid as long as it. */
+PKGSTORE_API const char *pkgstore_archive_info_sole_executable(const pkgstore_archive_info *info);
+/** Free what validation returned. Accepts NULL. */
+PKGSTORE_API void pkgstore_archive_info_free(pkgstore_archive_info *info);
 
 /**
  * Check every entry of the archive in fd against the safety rules and the
@@ -163,19 +181,20 @@ typedef struct pkgstore_archive_info {
  * included, so the expanded size and ratio are measured, not trusted).
  * When entrypoint is not NULL it must name a regular file of the archive
  * ("./" prefixes and duplicate slashes are ignored).
- * *info_out (may be NULL) receives what was learnt (also on refusal, as far
- * as it got). Writes nothing to disk.
+ * On success *info_out (info_out may be NULL) receives what was learnt;
+ * free it with pkgstore_archive_info_free(). On failure it is NULL. Writes
+ * nothing to disk.
  * Errors: PKGSTORE_EUNSAFE and PKGSTORE_ELIMIT (detail names the entry),
  * PKGSTORE_ENOTFOUND (no such entrypoint), PKGSTORE_EINVALID (entrypoint is
  * not a regular file, or a bad argument), PKGSTORE_EFORMAT (not an archive,
  * or malformed), PKGSTORE_EIO, PKGSTORE_ENOMEM.
  */
-PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info *info_out, int fd,
+PKGSTORE_API int pkgstore_archive_validate_fd(pkgstore_archive_info **info_out, int fd,
                                               const char *entrypoint,
                                               const pkgstore_archive_options *opts);
 
 /** As pkgstore_archive_validate_fd() for a path. */
-PKGSTORE_API int pkgstore_archive_validate_file(pkgstore_archive_info *info_out,
+PKGSTORE_API int pkgstore_archive_validate_file(pkgstore_archive_info **info_out,
                                                 const char *path, const char *entrypoint,
                                                 const pkgstore_archive_options *opts);
 
@@ -231,6 +250,15 @@ typedef struct pkgstore_archive_create_options {
 
 #define PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION 1
 #define PKGSTORE_ARCHIVE_CREATE_OPTIONS_INIT { PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION, 0, 0 }
+
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_ARCHIVE_CREATE_OPTIONS_VERSION), the same as
+ * PKGSTORE_ARCHIVE_CREATE_OPTIONS_INIT. Errors: PKGSTORE_EINVALID (NULL
+ * opts, a version this library does not know).
+ */
+PKGSTORE_API int pkgstore_archive_create_options_init(pkgstore_archive_create_options *opts,
+                                                      unsigned int version);
 
 /**
  * Write a tar+zstd archive (pax format) at out_path holding paths (n of

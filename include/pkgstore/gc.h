@@ -76,6 +76,14 @@ typedef struct pkgstore_gc_options {
 #define PKGSTORE_GC_OPTIONS_INIT \
     { PKGSTORE_GC_OPTIONS_VERSION, PKGSTORE_GC_GRACE_DEFAULT, 0, NULL, NULL }
 
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_GC_OPTIONS_VERSION), the same as PKGSTORE_GC_OPTIONS_INIT.
+ * Errors: PKGSTORE_EINVALID (NULL opts, a version this library does not
+ * know).
+ */
+PKGSTORE_API int pkgstore_gc_options_init(pkgstore_gc_options *opts, unsigned int version);
+
 typedef struct pkgstore_gc_report {
     uint64_t blobs_total;      /* blob files found */
     uint64_t blobs_referenced; /* kept: referenced by a package, a manifest or a pin */

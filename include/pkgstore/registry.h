@@ -8,6 +8,15 @@
  *     pkgstore_index_package_foreach() sees every artifact;
  *   - a generation counter bumped by every change, so that every handle (in
  *     any process) notices changes made elsewhere.
+ * The registry is the only writer of these records, and every change (add,
+ * put, remove) writes all three in one LMDB transaction.
+ *
+ * Versions are immutable: once (name, version, platform) has an artifact,
+ * a different one is refused with PKGSTORE_ECONFLICT unless the caller asks
+ * to replace it, and never while a policy references the version (checked
+ * in the same transaction). Adding the same artifact again is a success
+ * that changes nothing; adding an artifact for another platform is
+ * allowed.
  *
  * Names match [a-z0-9][a-z0-9._-]{0,127}; versions are SemVer 2.0.0 and are
  * normalized (a leading "v" dropped) before use, so "v1.2.3" and "1.2.3" are
@@ -53,21 +62,36 @@ typedef struct pkgstore_registry_add_options {
     const pkgstore_dependency *dependencies;
     size_t dependency_count;
     int64_t created;             /* for a new version: Unix seconds, 0 = now */
+    /* Version 2: */
+    int replace;                 /* replace a different artifact of the same platform
+                                    (0: refuse it with PKGSTORE_ECONFLICT) */
+    pkgstore_artifact *replaced; /* may be NULL; when the call returns 1, receives the
+                                    artifact it replaced (for the caller's log) */
 } pkgstore_registry_add_options;
 
-#define PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION 1
+#define PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION 2
 #define PKGSTORE_REGISTRY_ADD_OPTIONS_INIT \
-    { PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION, PKGSTORE_TYPE_PRIMARY, 0, NULL, 0, 0 }
+    { PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION, PKGSTORE_TYPE_PRIMARY, 0, NULL, 0, 0, 0, NULL }
+
+/**
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_REGISTRY_ADD_OPTIONS_VERSION), the same as
+ * PKGSTORE_REGISTRY_ADD_OPTIONS_INIT. Errors: PKGSTORE_EINVALID (NULL opts,
+ * a version this library does not know).
+ */
+PKGSTORE_API int pkgstore_registry_add_options_init(pkgstore_registry_add_options *opts,
+                                                    unsigned int version);
 
 /**
  * Add artifact to (name, version): the manifest is created, or regenerated
- * with the artifact added (or replacing the one of the same platform),
- * stored as a blob and indexed with one package record per artifact.
+ * with the artifact added, stored as a blob and indexed with one package
+ * record per artifact, all in one transaction.
  *
  * The artifact's blob must already be in the store (pkgstore_store_add_*).
  * artifact->size 0 means "the blob's size", otherwise it must equal it.
- * An empty format is detected from the blob's content (pkgstore/archive.h);
- * a declared archive format must match the content. An archive is checked
+ * The format is always detected from the blob's content (pkgstore/archive.h):
+ * an empty format takes the detected one, a declared one must match it (a
+ * blob declared "binary" that is a tar is refused). An archive is checked
  * entry by entry against the extraction safety rules before anything is
  * recorded, and its entrypoint must be a regular file in it; an empty
  * entrypoint means the archive's only executable file (refused when there
@@ -75,22 +99,33 @@ typedef struct pkgstore_registry_add_options {
  * name. The platform is normalized, "./" prefixes of the entrypoint are
  * dropped.
  *
+ * When the version already has an artifact for the platform: the same one
+ * (digest, size, format, entrypoint) is a success that writes nothing; a
+ * different one is PKGSTORE_ECONFLICT unless opts->replace, and even then
+ * PKGSTORE_ECONFLICT while a policy references the version.
+ *
  * Unless opts->force, every dependency of the resulting manifest must be
  * met by an existing version of the named primary package.
  * Concurrent adds to the same (name, version), from any thread or process,
- * are all kept. opts may be NULL for the defaults (a primary package).
+ * are all kept. opts may be NULL for the defaults (a primary package);
+ * options of version 1 are read as such.
  *
+ * Returns 0 when the artifact was added (or was there already), 1 when it
+ * replaced another (opts->replace; opts->replaced receives the old one).
  * *manifest_out (may be NULL) receives the new manifest (free with
  * pkgstore_manifest_free()), *digest_out (may be NULL) its digest.
- * Errors: PKGSTORE_EINVALID (bad name, version, platform, format,
- * entrypoint or dependency; the detail says which), PKGSTORE_ENOTFOUND (the
- * blob is not in the store, or the entrypoint is not in the archive),
- * PKGSTORE_EUNSAFE (an archive entry breaks the safety rules),
- * PKGSTORE_EFORMAT (a malformed archive), PKGSTORE_ESIZE_MISMATCH,
- * PKGSTORE_ECONFLICT
- * (the version exists with the other type), PKGSTORE_EDEPENDENCY (the
- * detail lists every unmet dependency), PKGSTORE_ELIMIT, PKGSTORE_EIO,
- * PKGSTORE_ENOSPC, PKGSTORE_ENOMEM.
+ * Errors: PKGSTORE_EINVALID (bad name, version, platform, format or
+ * entrypoint, a declared format the content contradicts, a bad dependency;
+ * the detail says which), PKGSTORE_ENOTFOUND (the blob is not in the store,
+ * or the entrypoint is not in the archive), PKGSTORE_EUNSAFE (an archive
+ * entry breaks the safety rules), PKGSTORE_EFORMAT (a malformed archive, or
+ * an archive format declared for a blob that is none), PKGSTORE_ESIZE_MISMATCH,
+ * PKGSTORE_ECONFLICT (the version exists with the other type; a different
+ * artifact for the platform without replace; replacing one of a version a
+ * policy references, e.g. "otelcol-contrib 0.98.0 is referenced by policy
+ * canary"; the version kept changing under concurrent writers),
+ * PKGSTORE_EDEPENDENCY (the detail lists every unmet dependency),
+ * PKGSTORE_ELIMIT, PKGSTORE_EIO, PKGSTORE_ENOSPC, PKGSTORE_ENOMEM.
  */
 PKGSTORE_API int pkgstore_registry_add(pkgstore_manifest **manifest_out,
                                        pkgstore_digest *digest_out, pkgstore_registry *reg,
@@ -98,17 +133,25 @@ PKGSTORE_API int pkgstore_registry_add(pkgstore_manifest **manifest_out,
                                        const pkgstore_artifact *artifact,
                                        const pkgstore_registry_add_options *opts);
 
+/* pkgstore_registry_put() flags. */
+#define PKGSTORE_REGISTRY_FORCE 1u   /* skip the dependency check */
+#define PKGSTORE_REGISTRY_REPLACE 2u /* allow changing or dropping existing artifacts */
+
 /**
- * Store a whole manifest as (name, version), replacing what was there.
- * Every artifact's blob must be in the store with the listed size, and
- * archives are checked as by pkgstore_registry_add() (their format and
- * entrypoint are taken as listed). The
- * dependency check is as for pkgstore_registry_add() (force skips it).
+ * Store a whole manifest as (name, version). Every artifact's blob must be
+ * in the store with the listed size, and is checked as by
+ * pkgstore_registry_add() (format from the content, archive safety; the
+ * entrypoint is taken as listed). The dependency check is as for
+ * pkgstore_registry_add() (PKGSTORE_REGISTRY_FORCE skips it). An existing
+ * version may gain platforms and change its annotations and dependencies;
+ * changing or dropping an artifact it has, or its type, needs
+ * PKGSTORE_REGISTRY_REPLACE and is refused while a policy references the
+ * version. Returns 0, or 1 when existing artifacts were replaced.
  * *digest_out (may be NULL) receives the manifest digest.
- * Errors: as pkgstore_registry_add().
+ * Errors: as pkgstore_registry_add(); PKGSTORE_EINVALID for unknown flags.
  */
 PKGSTORE_API int pkgstore_registry_put(pkgstore_digest *digest_out, pkgstore_registry *reg,
-                                       const pkgstore_manifest *manifest, int force);
+                                       const pkgstore_manifest *manifest, unsigned int flags);
 
 /**
  * Check that every dependency of manifest is met by an existing version of
@@ -192,9 +235,14 @@ PKGSTORE_API int pkgstore_registry_generation(uint64_t *out, pkgstore_registry *
 /* ---- remove ---- */
 
 /**
- * Remove (name, version): its manifest record and its package records. The
- * blobs stay until gc finds them unreferenced.
- * Errors: PKGSTORE_EINVALID, PKGSTORE_ENOTFOUND, PKGSTORE_EIO.
+ * Remove (name, version): its manifest record and its package records, in
+ * one transaction, unless a policy references the version (checked in that
+ * same transaction, so every program gets the check). The blobs stay until
+ * gc finds them unreferenced.
+ * Errors: PKGSTORE_EINVALID, PKGSTORE_ENOTFOUND, PKGSTORE_ECONFLICT (a
+ * policy references it: "otelcol-contrib 0.98.0 is referenced by policy
+ * canary"), PKGSTORE_ECORRUPT (a policy record that does not parse),
+ * PKGSTORE_EIO, PKGSTORE_ENOSPC.
  */
 PKGSTORE_API int pkgstore_registry_remove(pkgstore_registry *reg, const char *name,
                                           const char *version);

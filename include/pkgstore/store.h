@@ -34,24 +34,37 @@ typedef enum pkgstore_durability {
 
 typedef struct pkgstore_store_options {
     unsigned int version;           /* PKGSTORE_STORE_OPTIONS_VERSION */
-    pkgstore_durability durability;
-    int create;                     /* create the store if missing (default 1) */
+    pkgstore_durability durability; /* default PKGSTORE_DURABILITY_FSYNC */
+    int no_create;                  /* 1: PKGSTORE_ENOTFOUND where there is no store;
+                                       0 (default): create it. (Version 1 called this
+                                       field `create`, meaning the opposite.) */
     int read_only;                  /* no writes, no tmp/ cleanup */
     int zstd_copies;                /* write a .zst transfer copy beside each new blob */
     int zstd_level;                 /* 0 = the default level (3) */
     uint64_t index_map_size;        /* initial LMDB map size in bytes, 0 = default */
 } pkgstore_store_options;
 
-#define PKGSTORE_STORE_OPTIONS_VERSION 1
+/* Every field zero but the version is the default: a zeroed struct with a
+ * version is safe and useful. Version 1 is still accepted. */
+#define PKGSTORE_STORE_OPTIONS_VERSION 2
 #define PKGSTORE_STORE_OPTIONS_INIT \
-    { PKGSTORE_STORE_OPTIONS_VERSION, PKGSTORE_DURABILITY_FSYNC, 1, 0, 0, 0, 0 }
+    { PKGSTORE_STORE_OPTIONS_VERSION, PKGSTORE_DURABILITY_FSYNC, 0, 0, 0, 0, 0 }
 
 /**
- * Open (or create, if opts->create) the store at path into *out.
+ * Fill *opts with the defaults of options version (1 to
+ * PKGSTORE_STORE_OPTIONS_VERSION; pass PKGSTORE_STORE_OPTIONS_VERSION),
+ * the same as PKGSTORE_STORE_OPTIONS_INIT. Errors: PKGSTORE_EINVALID (NULL
+ * opts, a version this library does not know).
+ */
+PKGSTORE_API int pkgstore_store_options_init(pkgstore_store_options *opts, unsigned int version);
+
+/**
+ * Open (or create, unless opts->no_create) the store at path into *out.
  * Writes pkgstore.json on creation, refuses an unknown format, removes stale
  * files in tmp/ and opens the index (clearing stale LMDB readers).
  * opts may be NULL for the defaults.
- * Errors: PKGSTORE_ENOTFOUND (no store and create is 0), PKGSTORE_EFORMAT
+ * Errors: PKGSTORE_ENOTFOUND (no store, and no_create or read_only),
+ * PKGSTORE_EINVALID (bad options), PKGSTORE_EFORMAT
  * (unknown or malformed pkgstore.json), PKGSTORE_EDENIED, PKGSTORE_EIO,
  * PKGSTORE_ENOMEM. Free with pkgstore_store_free().
  */

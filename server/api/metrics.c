@@ -138,7 +138,7 @@ char *metrics_render(size_t *len_out)
     tb_printf(&tb, "# HELP pkgstored_build_info Build information.\n"
                    "# TYPE pkgstored_build_info gauge\n"
                    "pkgstored_build_info{version=\"%s\"} 1\n",
-              pkgstore_version());
+              pkgstore_library_version());
     tb_printf(&tb, "# HELP pkgstored_requests_total HTTP requests by route and status.\n"
                    "# TYPE pkgstored_requests_total counter\n");
     for (int route = 0; route < ROUTE_COUNT; route++) {

@@ -18,6 +18,7 @@ typedef struct package_upload {
     pkgstore_artifact artifact;
     pkgstore_package_type type;
     int force;
+    int replace; /* ?replace=1: a different artifact may replace the platform's */
 } package_upload;
 
 static enum MHD_Result bad_field(struct MHD_Connection *conn, request *req, const char *field)
@@ -104,7 +105,9 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "type: must be 'primary' or 'addon'");
 
-    snprintf(upload->artifact.format, sizeof upload->artifact.format, "binary");
+    /* absent: the registry detects the format from the content (and checks
+     * a declared one against it) */
+    upload->artifact.format[0] = '\0';
     present = query_arg(value, sizeof value, conn, "format");
     if (present < 0 || (present > 0 && (strlen(value) > PKGSTORE_FORMAT_MAX ||
                                         pkgstore_manifest_format_validate(value) < 0)))
@@ -126,8 +129,8 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
                              "entrypoint: must be a relative path without '..' components "
                              "(a plain file name for a binary)");
 
-    present = query_arg(value, sizeof value, conn, "force");
-    upload->force = present > 0 && (strcmp(value, "1") == 0 || strcmp(value, "true") == 0);
+    upload->force = query_flag(conn, "force", 0);
+    upload->replace = query_flag(conn, "replace", 0);
 
     int error = upload_open_writer(req);
     if (error < 0)
@@ -179,14 +182,26 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     metrics_upload(1, upload->artifact.size);
 
     pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
+    pkgstore_artifact replaced;
     opts.type = upload->type;
     opts.force = upload->force;
+    opts.replace = upload->replace;
+    opts.replaced = &replaced;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest manifest_digest;
     error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry, req->seg[2],
                                   req->seg[3], &upload->artifact, &opts);
     if (error < 0) /* the blob stays as an orphan for gc */
         return respond_pkgstore_error(conn, req, error, "package");
+    if (error == 1) { /* replaced: versions are immutable unless asked, so say it */
+        char old[PKGSTORE_DIGEST_STR_SIZE], new_digest[PKGSTORE_DIGEST_STR_SIZE], qv[300];
+        pkgstore_digest_format(old, &replaced.digest);
+        pkgstore_digest_format(new_digest, &upload->artifact.digest);
+        log_msg(LOG_WARN, "package artifact replaced",
+                "name=%s version=%s platform=%s old_digest=%s new_digest=%s", req->seg[2],
+                log_quote(qv, sizeof qv, req->seg[3]), upload->artifact.platform, old,
+                new_digest);
+    }
 
     char digest_str[PKGSTORE_DIGEST_STR_SIZE], manifest_str[PKGSTORE_DIGEST_STR_SIZE], q[300];
     pkgstore_digest_format(digest_str, &upload->artifact.digest);
@@ -263,44 +278,14 @@ enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
     return result;
 }
 
-/* The name of a policy that references name at version ("" when none). */
-static int policy_referencing(char out[PKGSTORE_POLICY_NAME_MAX + 1], const char *name,
-                              const char *version)
-{
-    pkgstore_policies *set = NULL;
-    int error = pkgstore_policies_load(&set, g_server.registry);
-    out[0] = '\0';
-    for (size_t i = 0; error == 0 && i < pkgstore_policies_count(set) && !out[0]; i++) {
-        const pkgstore_policy *policy = pkgstore_policies_by_name(set, i, NULL);
-        const char *v = pkgstore_policy_version(policy);
-        /* versions are stored normalized; accept the "v" spelling too */
-        if (strcmp(pkgstore_policy_package(policy), name) == 0 &&
-            (strcmp(v, version) == 0 || (version[0] == 'v' && strcmp(v, version + 1) == 0)))
-            snprintf(out, PKGSTORE_POLICY_NAME_MAX + 1, "%s", pkgstore_policy_name(policy));
-    }
-    pkgstore_policies_free(set);
-    return error;
-}
-
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
     if (check_name_version(conn, req, 1, &result) < 0)
         return result;
-    /* The check and the removal hold the catalog lock, so that no policy
-     * can start referencing the version in between. */
-    pthread_mutex_lock(&g_server.catalog_lock);
-    char referenced_by[PKGSTORE_POLICY_NAME_MAX + 1];
-    int error = policy_referencing(referenced_by, req->seg[2], req->seg[3]);
-    if (error == 0 && referenced_by[0])
-        error = PKGSTORE_ECONFLICT;
-    else if (error == 0)
-        error = pkgstore_registry_remove(g_server.registry, req->seg[2], req->seg[3]);
-    pthread_mutex_unlock(&g_server.catalog_lock);
-    if (error == PKGSTORE_ECONFLICT && referenced_by[0])
-        return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
-                             "%s %s is referenced by policy %s", req->seg[2], req->seg[3],
-                             referenced_by);
+    /* The registry refuses, in its remove transaction, a version a policy
+     * references (409). */
+    int error = pkgstore_registry_remove(g_server.registry, req->seg[2], req->seg[3]);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
     char q[300];

@@ -91,9 +91,7 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
             return respond_pkgstore_error(conn, req, err.code, NULL);
         return respond_fleet_error(conn, req, &err);
     }
-    pthread_mutex_lock(&g_server.catalog_lock);
     int error = pkgstore_policy_put(&stored, g_server.registry, policy);
-    pthread_mutex_unlock(&g_server.catalog_lock);
     pkgstore_policy_free(policy);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
@@ -182,9 +180,7 @@ enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
     enum MHD_Result result;
     if (check_policy_name(conn, req, &result) < 0)
         return result;
-    pthread_mutex_lock(&g_server.catalog_lock);
     int error = pkgstore_policy_delete(g_server.registry, req->seg[2]);
-    pthread_mutex_unlock(&g_server.catalog_lock);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
     fleet_policies_changed(g_server.fleet);

@@ -53,8 +53,21 @@ expect 0 "add 0.99.0 for amd64 only, as v0.99.0, JSON" add --json --name otelcol
     --version v0.99.0 --platform linux/x86_64 "$WORK/otelcol-0.99.0-amd64"
 check "the JSON names the normalized version, platform and the manifest" \
     "jq -e '.package.version == \"0.99.0\" and .package.platform == \"linux/amd64\" and (.package.manifest_digest | startswith(\"sha256:\"))' '$WORK/out' >/dev/null"
-expect 0 "replace the 0.99.0 amd64 artifact" add --name otelcol --version 0.99.0 \
-    --platform linux/amd64 "$WORK/otelcol-0.98.0-amd64"
+OLD_099=$(jq -r .package.digest "$WORK/out")
+expect 3 "another artifact for 0.99.0 amd64 without --replace" add --name otelcol \
+    --version 0.99.0 --platform linux/amd64 "$WORK/otelcol-0.98.0-amd64"
+check "the refusal names the version, the platform, the old artifact and --replace, once" \
+    "[ \"\$(cat '$WORK/err')\" = \"pkgstore-add: otelcol 0.99.0 linux/amd64: already has a different artifact ($OLD_099, binary, entrypoint otelcol-0.99.0-amd64); an existing version changes its artifacts only with replace (--replace replaces it)\" ]"
+expect 0 "the same artifact again is fine" add --name otelcol --version 0.99.0 \
+    --platform linux/amd64 "$WORK/otelcol-0.99.0-amd64"
+check "and says nothing on stderr" "[ ! -s '$WORK/err' ]"
+expect 0 "replace the 0.99.0 amd64 artifact with --replace" add --json --replace --name otelcol \
+    --version 0.99.0 --platform linux/amd64 --entrypoint otelcol-0.99.0-amd64 \
+    "$WORK/otelcol-0.98.0-amd64"
+NEW_099=$(jq -r .package.digest "$WORK/out")
+check "the replacement is said on stderr" \
+    "[ \"\$(cat '$WORK/err')\" = 'pkgstore-add: otelcol 0.99.0 linux/amd64: replaced $OLD_099 with $NEW_099' ]"
+check "and in the JSON" "jq -e '.package.replaced == \"$OLD_099\"' '$WORK/out' >/dev/null"
 expect 0 "add a tar.zst without --format or --entrypoint" add --name archived --version 1.0.0 \
     --platform linux/amd64 "$WORK/otelcol.tar.zst"
 check "the format is detected and the only executable is the entrypoint" \
@@ -76,6 +89,14 @@ check "the error names the unsafe entry" "grep -q '\.\./evil' '$WORK/err'"
 check "the error is one line" "[ \$(wc -l <'$WORK/err') = 1 ]"
 expect 3 "a declared format that is not the content" add --name archived --version 1.0.2 \
     --platform linux/amd64 --format zip "$WORK/otelcol.tar.zst"
+expect 3 "an archive with ../ declared binary is refused too" add --name archived \
+    --version 1.0.2 --platform linux/amd64 --format binary --entrypoint evil "$WORK/evil.tar"
+check "the error says the content is a tar" \
+    "grep -q '^pkgstore-add: archived 1.0.2: artifact.format: declared binary, but blob sha256:[0-9a-f]* is a tar archive$' '$WORK/err'"
+expect 3 "a binary declared an archive is refused" add --name archived --version 1.0.2 \
+    --platform linux/amd64 --format tar+gzip --entrypoint x "$WORK/helper.sh"
+check "the error says it is no archive" "grep -q 'declared tar+gzip, but blob .* is not an archive' '$WORK/err'"
+expect 1 "none of the refused adds made 1.0.2" "$BIN/pkgstore-show" --store "$S" archived 1.0.2
 expect 2 "--format must be a known one" add --name archived --version 1.0.2 --format rar \
     "$WORK/otelcol.tar.zst"
 expect 2 "--version must be SemVer" add --name otelcol --version 1.0 "$WORK/helper.sh"

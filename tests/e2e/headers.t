@@ -90,7 +90,7 @@ for h in "${headers[@]}"; do
 done
 if [ -z "$missing" ]; then ok "pkgstore.h includes every include/pkgstore/*.h"
 else not_ok "pkgstore.h includes every include/pkgstore/*.h (missing:$missing)"; fi
-printf '#include <pkgstore.h>\n#include <pkgstore.h>\nint main(void) { return pkgstore_version() == 0; }\n' \
+printf '#include <pkgstore.h>\n#include <pkgstore.h>\nint main(void) { return pkgstore_library_version() == 0; }\n' \
     >"$WORK/umbrella.c"
 cp "$WORK/umbrella.c" "$WORK/umbrella.cc"
 compile "pkgstore.h compiles as C99 (-pedantic -Werror)" "$WORK/umbrella.c.log" \
