@@ -158,13 +158,16 @@ $(STLIB): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
+# Libs.private names every library libpkgstore.a needs, once; there is no
+# Requires.private, whose `pkg-config --static` would recurse into the
+# private libraries of libarchive (static -dev packages a Debian system
+# need not have). The public headers include no third-party header.
 $(BUILD)/pkgstore.pc: Makefile
 	@mkdir -p $(@D)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	    'Name: pkgstore' 'Description: content-addressed package store for OpenTelemetry Collector fleets' \
 	    'Version: $(VERSION)' 'Libs: -L$${libdir} -lpkgstore' \
-	    'Libs.private: $(LMDB_LIBS) -lpthread' \
-	    'Requires.private: libcrypto libzstd libarchive jansson' \
+	    'Libs.private: $(LIB_LIBS)' \
 	    'Cflags: -I$${includedir}' > $@
 
 # ---------------------------------------------------------------- programs
