@@ -433,13 +433,18 @@ static int policy_txn_fn(MDB_txn *txn, ps_index *index, void *payload)
 
     pkgstore_policy_free(op->result); /* the function may run again */
     op->result = NULL;
-    if ((error = read_policy(&existing, txn, index, op->name)) < 0)
+    error = read_policy(&existing, txn, index, op->name);
+    /* A record that does not parse stops every set from loading (and
+     * pkgstored from starting): deleting or replacing it is the repair, so
+     * neither may depend on reading it. A replacement starts afresh. */
+    int corrupt = error == PKGSTORE_ECORRUPT && op->op != OP_RETRY;
+    if (error < 0 && !corrupt)
         return error;
     switch (op->op) {
     case OP_DELETE: {
         MDB_val key = {strlen(op->name), (void *)op->name};
         int rc;
-        if (!existing)
+        if (!existing && !corrupt)
             return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", op->name);
         pkgstore_policy_free(existing);
         if ((rc = mdb_del(txn, ps_index_dbi(index, PS_DB_POLICIES), &key, NULL)) != 0)

@@ -614,9 +614,18 @@ static void test_policy__corrupt_records_are_named(void **state)
                      "policy record 'mangled'");
         assert_null(got);
     }
-    /* the good one stays readable */
+    /* the good one stays readable, and the bad one can be removed or replaced */
     CHECK(pkgstore_policy_get(&got, f->reg, "good"));
     pkgstore_policy_free(got);
+    CHECK(pkgstore_policy_delete(f->reg, "mangled"));
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 1);
+    pkgstore_policies_free(set);
+    plant(f, "mangled", "not json");
+    put_policy(f, "mangled", "otelcol-contrib", "0.97.0", NULL, 0);
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 2);
+    pkgstore_policies_free(set);
 }
 
 /* ---------------------------------------------------------------- evaluation */
