@@ -36,6 +36,7 @@
 #include "error.h"
 #include "index.h"
 #include "manifest.h"
+#include "policy.h"
 #include "registry.h"
 #include "pkgstore/archive.h"
 #include "pkgstore/platform.h"
@@ -750,17 +751,22 @@ out:
 typedef struct remove_op {
     const char *key;
     size_t key_len;
+    const char *name, *version;
 } remove_op;
 
 static int remove_txn(MDB_txn *txn, ps_index *index, void *payload)
 {
     remove_op *op = payload;
     MDB_val key = {op->key_len, (void *)op->key};
-    int rc = mdb_del(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, NULL);
+    int error, rc = mdb_del(txn, ps_index_dbi(index, PS_DB_MANIFESTS), &key, NULL);
     if (rc == MDB_NOTFOUND)
         return PKGSTORE_ENOTFOUND;
     if (rc != 0)
         return ps_index_error(rc, "delete manifest record");
+    /* in the transaction of the delete (a refusal aborts it): a policy put
+     * checks the version in its own, so neither can slip past the other */
+    if ((error = ps_policy_check_unreferenced(txn, index, op->name, op->version)) < 0)
+        return error;
     return bump_generation(txn, index);
 }
 
@@ -773,7 +779,7 @@ int pkgstore_registry_remove(pkgstore_registry *reg, const char *name, const cha
         return ps_error_set(PKGSTORE_EINVALID, "registry: NULL");
     if ((error = check_name_version(normalized, name, version)) < 0)
         return error;
-    remove_op op = {key, ps_registry_manifest_key(key, name, normalized)};
+    remove_op op = {key, ps_registry_manifest_key(key, name, normalized), name, normalized};
     if ((error = ps_store_lock(reg->store, 0, 0)) < 0)
         return error;
     error = ps_index_write(reg->index, remove_txn, &op);

@@ -468,6 +468,37 @@ static void test_policy__put_needs_the_package_version(void **state)
     assert_int_equal(pkgstore_policy_get(&stored, f->reg, "ok"), PKGSTORE_ENOTFOUND);
 }
 
+static void test_policy__referenced_versions_cannot_be_removed(void **state)
+{
+    struct fixture *f = *state;
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"), PKGSTORE_ECONFLICT,
+                 "otelcol-contrib 0.98.0 is referenced by policy canary");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "v0.98.0"), PKGSTORE_ECONFLICT,
+                 "canary");
+    assert_fails(pkgstore_registry_remove(f->reg, "log-sidecar", "1.0.0"), PKGSTORE_ECONFLICT,
+                 "policy side");
+    /* still there for resolve and for the policy */
+    pkgstore_manifest *manifest = NULL;
+    CHECK(pkgstore_registry_get(&manifest, NULL, f->reg, "otelcol-contrib", "0.98.0"));
+    pkgstore_manifest_free(manifest);
+
+    /* a policy record that cannot be read might name the version: refused */
+    plant(f, "broken", "not json");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.97.0"), PKGSTORE_ECORRUPT,
+                 "policy record 'broken'");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.90.0"), PKGSTORE_ENOTFOUND,
+                 "no such version");
+    CHECK(pkgstore_policy_delete(f->reg, "broken"));
+
+    /* an unreferenced version goes; once the policy is gone, so does this one */
+    CHECK(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.97.0"));
+    CHECK(pkgstore_policy_delete(f->reg, "canary"));
+    CHECK(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"));
+}
+
 /* ---------------------------------------------------------------- sets */
 
 static void test_policy__sets_rank_by_priority_then_name(void **state)
@@ -1104,6 +1135,7 @@ int main(void)
         T(test_policy__retry_generation_is_kept_and_raised),
         T(test_policy__type_comes_from_the_package),
         T(test_policy__put_needs_the_package_version),
+        T(test_policy__referenced_versions_cannot_be_removed),
         T(test_policy__sets_rank_by_priority_then_name),
         T(test_policy__sets_go_stale_on_changes_by_other_handles),
         T(test_policy__corrupt_records_are_named),

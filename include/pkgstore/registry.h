@@ -193,8 +193,11 @@ PKGSTORE_API int pkgstore_registry_generation(uint64_t *out, pkgstore_registry *
 
 /**
  * Remove (name, version): its manifest record and its package records. The
- * blobs stay until gc finds them unreferenced.
- * Errors: PKGSTORE_EINVALID, PKGSTORE_ENOTFOUND, PKGSTORE_EIO.
+ * blobs stay until gc finds them unreferenced. A version that a stored
+ * policy names stays too (checked in the transaction of the removal).
+ * Errors: PKGSTORE_EINVALID, PKGSTORE_ENOTFOUND, PKGSTORE_ECONFLICT ("otelcol
+ * 1.0.0 is referenced by policy canary ..."), PKGSTORE_ECORRUPT (a policy
+ * record that cannot be read), PKGSTORE_EIO.
  */
 PKGSTORE_API int pkgstore_registry_remove(pkgstore_registry *reg, const char *name,
                                           const char *version);
