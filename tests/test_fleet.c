@@ -1027,12 +1027,14 @@ static void test_fleet__pages_stop_at_the_byte_budget(void **state)
         json_decref(heartbeat(f, body));
     }
     q.limit = 100;
-    memset(seen, 0, sizeof(seen));
-    q.max_bytes = 2000;
-    int pages = walk_pages(f, q, seen, N, N);
-    assert_true(pages >= N * 300 / 2000); /* a page holds few of these nodes */
-    for (int i = 0; i < N; i++)
-        assert_int_equal(seen[i], 1);
+    for (size_t budget = 700; budget < 4000; budget += 97) {
+        memset(seen, 0, sizeof(seen));
+        q.max_bytes = budget;
+        int pages = walk_pages(f, q, seen, N, N);
+        assert_true(pages >= (int)(N * 300 / budget)); /* a page holds few of these nodes */
+        for (int i = 0; i < N; i++)
+            assert_int_equal(seen[i], 1);
+    }
 
     /* with history, and a budget smaller than one node: one node a page */
     memset(seen, 0, sizeof(seen));

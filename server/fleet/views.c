@@ -480,6 +480,10 @@ static size_t page_bytes(const fleet_query *q)
     return max > FLEET_PAGE_BYTES_MAX ? FLEET_PAGE_BYTES_MAX : max;
 }
 
+/* The end of a page at its longest: a 20-digit total and the longest id
+ * (ids need no escaping). A page keeps room for it. */
+#define PAGE_TAIL_MAX (sizeof("],\"total\":,\"next\":\"\"}") - 1 + 20 + FL_NODE_ID_MAX)
+
 int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_query *q,
                     fleet_error *err)
 {
@@ -523,7 +527,7 @@ int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_quer
         if (!text)
             continue;
         size_t len = strlen(text);
-        if (shown > 0 && out.len + len + 128 > max_bytes) {
+        if (shown > 0 && out.len + 1 + len + PAGE_TAIL_MAX > max_bytes) {
             free(text);
             next = w.heap.ids[i - 1]; /* the byte budget ends the page early */
             break;
