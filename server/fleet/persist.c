@@ -130,6 +130,7 @@ void fl_store_close(fleet *f)
 struct flush_item {
     char *id;
     char *json; /* NULL: delete the record */
+    int held;   /* a dirty node's count in f->unsaved, kept until the write is done */
 };
 
 struct flush_batch {
@@ -274,6 +275,7 @@ static int batch_add(struct flush_batch *batch, const char *id, char *json)
         return -1;
     batch->items[batch->count].id = copy;
     batch->items[batch->count].json = json;
+    batch->items[batch->count].held = 0;
     batch->count++;
     return 0;
 }
@@ -308,10 +310,10 @@ static int collect_node(struct fl_node *node, void *payload)
         batch->failed = 1;
         return 1;
     }
-    if (node->dirty) {
-        node->dirty = 0;
-        atomic_fetch_sub(&batch->f->unsaved, 1);
-    }
+    /* clean from now on, so that a heartbeat during the write marks it
+     * again; it stays counted as unsaved until the write is done */
+    batch->items[batch->count - 1].held = node->dirty;
+    node->dirty = 0;
     node->persisted_seen = node->last_seen;
     return 0;
 }
@@ -349,14 +351,22 @@ static int batch_write(fleet *f, struct flush_batch *batch, fleet_error *err)
     }
 }
 
-static void mark_dirty_again(fleet *f, const char *id)
+/* The write of item failed: its node is dirty again, for the next round. A
+ * node collected dirty kept its count in unsaved meanwhile. */
+static void requeue(fleet *f, const struct flush_item *item)
 {
-    uint64_t hash = fl_node_hash(id);
+    uint64_t hash = fl_node_hash(item->id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     pthread_mutex_lock(&shard->lock);
-    struct fl_node *node = fl_node_find(shard, id, hash);
-    if (node)
+    struct fl_node *node = fl_node_find(shard, item->id, hash);
+    if (item->held) {
+        if (node && !node->dirty)
+            node->dirty = 1;
+        else /* counted again since, or gone */
+            atomic_fetch_sub(&f->unsaved, 1);
+    } else if (node) {
         fl_node_mark_dirty(f, node);
+    }
     pthread_mutex_unlock(&shard->lock);
 }
 
@@ -405,7 +415,13 @@ int fl_nodes_flush(fleet *f, int full, fleet_error *err)
         more = fl_nodes_foreach(f, collect_node, &batch) != 0 && !batch.failed;
         if (batch.count > 0 && (error = batch_write(f, &batch, err)) < 0) {
             for (size_t i = 0; i < batch.count; i++)
-                mark_dirty_again(f, batch.items[i].id);
+                requeue(f, &batch.items[i]);
+        } else {
+            /* written: only now do the collected nodes stop counting */
+            size_t held = 0;
+            for (size_t i = 0; i < batch.count; i++)
+                held += (size_t)batch.items[i].held;
+            atomic_fetch_sub(&f->unsaved, held);
         }
         if (batch.failed && error == 0)
             error = fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory while writing nodes");
