@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1045,6 +1046,118 @@ static void test_fleet__pages_stop_at_the_byte_budget(void **state)
         assert_int_equal(seen[i], 1);
 }
 
+/* A page asked for on another thread. */
+struct pager {
+    fleet *fleet;
+    fleet_query q;
+    _Atomic pid_t tid;
+    char *json;
+    size_t len;
+    int rc;
+    fleet_error err;
+};
+
+static void *pager_main(void *arg)
+{
+    struct pager *p = arg;
+    atomic_store(&p->tid, gettid());
+    p->rc = fleet_node_page(&p->json, &p->len, p->fleet, &p->q, &p->err);
+    return NULL;
+}
+
+/* Wait (bounded) until thread tid sleeps in futex() on mutex: blocked on
+ * it, as /proc/self/task/TID/syscall shows. */
+static void wait_blocked_on(pid_t tid, pthread_mutex_t *mutex)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    for (int polls = 0; polls < 20000; polls++) {
+        FILE *file = fopen(path, "r");
+        long nr = -1;
+        unsigned long long addr = 0;
+        if (file && fgets(line, sizeof(line), file) && sscanf(line, "%ld %llx", &nr, &addr) == 2 &&
+            nr == SYS_futex && addr == (unsigned long long)(uintptr_t)mutex) {
+            fclose(file);
+            return;
+        }
+        if (file)
+            fclose(file);
+        usleep(500);
+    }
+    fail_msg("thread %d never blocked on the shard lock", (int)tid);
+}
+
+static void test_fleet__a_node_deleted_during_a_walk_is_not_paged_twice(void **state)
+{
+    struct fixture *f = *state;
+    char body[128], id[16], first[16];
+    struct pager pager;
+    pthread_t thread;
+    fleet_error err;
+    size_t shard = FL_SHARDS;
+
+    /* node ids whose smallest is not in the last shard (the walk must pass it) */
+    for (char prefix = 'a'; shard >= FL_SHARDS - 1 && prefix <= 'z'; prefix++) {
+        snprintf(first, sizeof(first), "%c00", prefix);
+        shard = (size_t)(fl_shard_of(f->fleet, fl_node_hash(first)) - f->fleet->shards);
+    }
+    assert_true(shard < FL_SHARDS - 1);
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "%c%02d", first[0], i);
+        snprintf(body, sizeof(body), "{\"node_id\":\"%s\",\"platform\":\"linux/amd64\"}", id);
+        json_decref(heartbeat(f, body));
+    }
+
+    /* the walk takes the shards in order: stop it just past the first node's,
+     * delete that node, and let the page finish */
+    memset(&pager, 0, sizeof(pager));
+    pager.fleet = f->fleet;
+    pager.q.limit = 2;
+    pthread_mutex_t *next_shard = &f->fleet->shards[shard + 1].lock;
+    pthread_mutex_lock(next_shard);
+    assert_int_equal(pthread_create(&thread, NULL, pager_main, &pager), 0);
+    while (atomic_load(&pager.tid) == 0)
+        usleep(100);
+    wait_blocked_on(atomic_load(&pager.tid), next_shard);
+    CHECK_FLEET(fleet_node_delete(f->fleet, first, &err), err);
+    pthread_mutex_unlock(next_shard);
+    pthread_join(thread, NULL);
+    CHECK_FLEET(pager.rc, pager.err);
+
+    json_t *root = json_loads(pager.json, 0, NULL);
+    free(pager.json);
+    json_t *nodes = json_object_get(root, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    /* the next page starts after the last node this one showed */
+    assert_string_equal(json_string_value(json_object_get(root, "next")),
+                        str_at(json_array_get(nodes, 1), "id"));
+    json_decref(root);
+
+    /* and the whole walk shows every other node once */
+    int seen[10] = {0};
+    fleet_query q = {0};
+    q.limit = 2;
+    q.after = NULL;
+    char after[16] = "";
+    for (int pages = 0; pages < 10; pages++) {
+        q.after = after[0] ? after : NULL;
+        root = page(f, &q, NULL);
+        nodes = json_object_get(root, "nodes");
+        for (size_t i = 0; i < json_array_size(nodes); i++)
+            seen[atoi(str_at(json_array_get(nodes, i), "id") + 1)]++;
+        json_t *next = json_object_get(root, "next");
+        if (json_is_null(next)) {
+            json_decref(root);
+            break;
+        }
+        snprintf(after, sizeof(after), "%s", json_string_value(next));
+        json_decref(root);
+    }
+    assert_int_equal(seen[0], 0);
+    for (int i = 1; i < 10; i++)
+        assert_int_equal(seen[i], 1);
+}
+
 /* ---------------------------------------------------------------- nodes */
 
 static void test_fleet__node_view_and_delete(void **state)
@@ -1730,6 +1843,7 @@ int main(void)
         T(test_fleet__pages_cover_every_node_once),
         T(test_fleet__pages_filter_by_selector_policy_and_state),
         T(test_fleet__pages_stop_at_the_byte_budget),
+        T(test_fleet__a_node_deleted_during_a_walk_is_not_paged_twice),
         T(test_fleet__node_view_and_delete),
         T(test_fleet__survives_close_and_reopen),
         T(test_fleet__unreadable_records_and_policies),
