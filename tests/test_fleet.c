@@ -1066,12 +1066,14 @@ static void *pager_main(void *arg)
 }
 
 /* Wait (bounded) until thread tid sleeps in futex() on mutex: blocked on
- * it, as /proc/self/task/TID/syscall shows. */
-static void wait_blocked_on(pid_t tid, pthread_mutex_t *mutex)
+ * it, as /proc/self/task/TID/syscall shows; or until *done (may be NULL). */
+static void wait_blocked_on(pid_t tid, pthread_mutex_t *mutex, atomic_int *done)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
     for (int polls = 0; polls < 20000; polls++) {
+        if (done && atomic_load(done))
+            return;
         FILE *file = fopen(path, "r");
         long nr = -1;
         unsigned long long addr = 0;
@@ -1118,7 +1120,7 @@ static void test_fleet__a_node_deleted_during_a_walk_is_not_paged_twice(void **s
     assert_int_equal(pthread_create(&thread, NULL, pager_main, &pager), 0);
     while (atomic_load(&pager.tid) == 0)
         usleep(100);
-    wait_blocked_on(atomic_load(&pager.tid), next_shard);
+    wait_blocked_on(atomic_load(&pager.tid), next_shard, NULL);
     CHECK_FLEET(fleet_node_delete(f->fleet, first, &err), err);
     pthread_mutex_unlock(next_shard);
     pthread_join(thread, NULL);
@@ -1452,6 +1454,69 @@ static void test_fleet__node_cap_refuses_new_ids_only(void **state)
     CHECK_FLEET(fleet_node_delete(f->fleet, "n1", &err), err);
     json_decref(heartbeat(f, fourth));
     assert_int_equal(stats(f).nodes, 3);
+}
+
+/* A heartbeat of a new node on another thread. */
+struct newcomer {
+    fleet *fleet;
+    char body[128];
+    _Atomic pid_t tid;
+    atomic_int done;
+    int rc;
+    fleet_error err;
+};
+
+static void *newcomer_main(void *arg)
+{
+    struct newcomer *n = arg;
+    char *reply = NULL;
+    size_t len;
+    atomic_store(&n->tid, gettid());
+    n->rc = fleet_heartbeat(&reply, &len, n->fleet, n->body, strlen(n->body), 1, &n->err);
+    free(reply);
+    atomic_store(&n->done, 1);
+    return NULL;
+}
+
+static void test_fleet__node_cap_holds_under_concurrent_newcomers(void **state)
+{
+    struct fixture *f = *state;
+    struct newcomer racers[2];
+    pthread_t threads[2];
+    char ids[2][16];
+
+    close_fleet(f);
+    f->opts.max_nodes = 1;
+    CHECK(open_fleet(f));
+    /* two new ids in two shards, so that neither waits for the other's */
+    snprintf(ids[0], sizeof(ids[0]), "r0");
+    for (int i = 1; i < 100; i++) {
+        snprintf(ids[1], sizeof(ids[1]), "r%d", i);
+        if (fl_shard_of(f->fleet, fl_node_hash(ids[0])) !=
+            fl_shard_of(f->fleet, fl_node_hash(ids[1])))
+            break;
+    }
+    /* both pass the cap while the first waits for its new-node token */
+    pthread_mutex_lock(&f->fleet->rate_lock);
+    for (int i = 0; i < 2; i++) {
+        memset(&racers[i], 0, sizeof(racers[i]));
+        racers[i].fleet = f->fleet;
+        snprintf(racers[i].body, sizeof(racers[i].body),
+                 "{\"node_id\":\"%s\",\"platform\":\"linux/amd64\"}", ids[i]);
+        assert_int_equal(pthread_create(&threads[i], NULL, newcomer_main, &racers[i]), 0);
+        while (atomic_load(&racers[i].tid) == 0)
+            usleep(100);
+        wait_blocked_on(atomic_load(&racers[i].tid), &f->fleet->rate_lock, &racers[i].done);
+    }
+    pthread_mutex_unlock(&f->fleet->rate_lock);
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+
+    assert_int_equal(stats(f).nodes, 1);
+    assert_int_equal(racers[0].rc, 0);
+    assert_int_equal(racers[1].rc, PKGSTORE_ELIMIT);
+    assert_int_equal(racers[1].err.http_status, 503);
+    assert_int_equal(stats(f).nodes_refused, 1);
 }
 
 static void test_fleet__new_node_rate_is_per_credential(void **state)
@@ -1850,6 +1915,7 @@ int main(void)
         T(test_fleet__flusher_writes_without_a_flush),
         T(test_fleet__one_server_per_fleet_directory),
         T(test_fleet__node_cap_refuses_new_ids_only),
+        T(test_fleet__node_cap_holds_under_concurrent_newcomers),
         T(test_fleet__new_node_rate_is_per_credential),
         T(test_fleet__silent_nodes_expire),
         T(test_fleet__shared_label_sets_share_one_profile),

@@ -171,8 +171,9 @@ static enum load_outcome load_node(fleet *f, const char *data, size_t len, int64
     uint64_t hash = fl_node_hash(hb->node_id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     struct fl_node *node = fl_node_find(shard, hb->node_id, hash);
-    if (node || !(node = fl_node_insert(f, shard, hb->node_id, hash)))
+    if (node || !(node = fl_node_insert(shard, hb->node_id, hash)))
         goto out;
+    atomic_fetch_add(&f->node_count, 1);
     node->profile = profile;
     profile = NULL; /* now owned by the node */
     node->last_seen = last_seen;
