@@ -37,6 +37,8 @@
 #include "index.h"
 #include "store.h"
 
+#include "helpers/policy_fixture.h"
+
 struct fixture {
     char dir[64];
     char fleet_dir[256];
@@ -49,14 +51,6 @@ struct fixture {
     char contrib98_arm64[PKGSTORE_DIGEST_STR_SIZE];
     char sidecar_amd64[PKGSTORE_DIGEST_STR_SIZE];
 };
-
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        int check_rc_ = (expr);                                                                    \
-        if (check_rc_ != 0)                                                                        \
-            print_error("%s: %d %s\n", #expr, check_rc_, pkgstore_error_detail());                 \
-        assert_int_equal(check_rc_, 0);                                                            \
-    } while (0)
 
 #define CHECK_FLEET(expr, err)                                                                     \
     do {                                                                                           \
@@ -75,26 +69,16 @@ static void assert_fleet_fails(int rc, const fleet_error *err, int code, const c
     }
 }
 
-/* Add an artifact of the given bytes; its digest string into digest_out. */
+/* fixture_add_artifact() on the fixture's store; the digest as a string. */
 static void add_artifact(struct fixture *f, const char *name, const char *version,
                          pkgstore_package_type type, const char *platform, const char *bytes,
                          char *digest_out, const pkgstore_dependency *deps, size_t ndeps)
 {
-    pkgstore_artifact artifact;
-    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
-
-    memset(&artifact, 0, sizeof(artifact));
-    CHECK(pkgstore_store_add_buffer(&artifact.digest, f->store, bytes, strlen(bytes)));
-    snprintf(artifact.platform, sizeof(artifact.platform), "%s", platform);
-    snprintf(artifact.format, sizeof(artifact.format), "binary");
-    snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "%s", name);
-    opts.type = type;
-    opts.force = 1;
-    opts.dependencies = deps;
-    opts.dependency_count = ndeps;
-    CHECK(pkgstore_registry_add(NULL, NULL, f->reg, name, version, &artifact, &opts));
+    pkgstore_digest digest;
+    CHECK(fixture_add_artifact(&digest, f->store, f->reg, name, version, type, platform, bytes,
+                               deps, ndeps));
     if (digest_out)
-        pkgstore_digest_format(digest_out, &artifact.digest);
+        pkgstore_digest_format(digest_out, &digest);
 }
 
 /* Set an annotation on a stored version (the registry keeps whole manifests). */
@@ -111,13 +95,7 @@ static void annotate(struct fixture *f, const char *name, const char *version, c
 static void put_policy(struct fixture *f, const char *name, const char *package,
                        const char *version, const char *selector, int priority)
 {
-    pkgstore_policy *policy = NULL;
-    CHECK(pkgstore_policy_new(&policy, name, package, version));
-    if (selector)
-        CHECK(pkgstore_policy_set_selector(policy, selector));
-    CHECK(pkgstore_policy_set_priority(policy, priority));
-    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
-    pkgstore_policy_free(policy);
+    CHECK(fixture_put_policy(f->reg, name, package, version, selector, priority));
 }
 
 static int open_fleet(struct fixture *f)

@@ -23,20 +23,14 @@
 #include "index.h"
 #include "store.h"
 
+#include "helpers/policy_fixture.h"
+
 struct fixture {
     char dir[64];
     pkgstore_store *store;
     pkgstore_registry *reg;
     pkgstore_digest contrib97_amd64, contrib98_amd64, contrib98_arm64, sidecar_amd64;
 };
-
-#define CHECK(expr)                                                                                \
-    do {                                                                                           \
-        int check_rc_ = (expr);                                                                    \
-        if (check_rc_ != 0)                                                                        \
-            print_error("%s: %d %s\n", #expr, check_rc_, pkgstore_error_detail());                 \
-        assert_int_equal(check_rc_, 0);                                                            \
-    } while (0)
 
 static void assert_fails(int rc, int code, const char *needle)
 {
@@ -47,27 +41,13 @@ static void assert_fails(int rc, int code, const char *needle)
     }
 }
 
-/* Add an artifact of the given bytes as name@version; its digest into
- * digest_out (may be NULL). deps (may be NULL) become the manifest's. */
+/* fixture_add_artifact() on the fixture's store. */
 static void add_artifact(struct fixture *f, const char *name, const char *version,
                          pkgstore_package_type type, const char *platform, const char *bytes,
                          pkgstore_digest *digest_out, const pkgstore_dependency *deps, size_t ndeps)
 {
-    pkgstore_artifact artifact;
-    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
-
-    memset(&artifact, 0, sizeof(artifact));
-    CHECK(pkgstore_store_add_buffer(&artifact.digest, f->store, bytes, strlen(bytes)));
-    snprintf(artifact.platform, sizeof(artifact.platform), "%s", platform);
-    snprintf(artifact.format, sizeof(artifact.format), "binary");
-    snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "%s", name);
-    opts.type = type;
-    opts.force = 1;
-    opts.dependencies = deps;
-    opts.dependency_count = ndeps;
-    CHECK(pkgstore_registry_add(NULL, NULL, f->reg, name, version, &artifact, &opts));
-    if (digest_out)
-        *digest_out = artifact.digest;
+    CHECK(fixture_add_artifact(digest_out, f->store, f->reg, name, version, type, platform, bytes,
+                               deps, ndeps));
 }
 
 static int open_store(pkgstore_store **store, pkgstore_registry **reg, const char *dir)
@@ -123,13 +103,10 @@ static pkgstore_policy *make_policy(const char *name, const char *package, const
     return policy;
 }
 
-/* Put a new policy and return nothing: the common case of a test's set-up. */
 static void put_policy(struct fixture *f, const char *name, const char *package,
                        const char *version, const char *selector, int priority)
 {
-    pkgstore_policy *policy = make_policy(name, package, version, selector, priority);
-    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
-    pkgstore_policy_free(policy);
+    CHECK(fixture_put_policy(f->reg, name, package, version, selector, priority));
 }
 
 static pkgstore_policies *load(struct fixture *f)
