@@ -250,15 +250,11 @@ $(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET
 # harness of program code lists the objects of the program sources it needs
 # in FUZZ_EXTRA_<target> (they must not need libmicrohttpd, libcurl or libyaml).
 FUZZ_EXTRA_policy_body := server/api/policy_body.o
+# fuzz_heartbeat posts to the fleet, as tests/test_fleet.c does.
+FUZZ_EXTRA_heartbeat := $(patsubst %.c,%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o \
         $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
-
-# fuzz_heartbeat posts to the fleet (server/fleet/), as tests/test_fleet.c does.
-$(BUILD)/fuzz/replay_fuzz_heartbeat: $(BUILD)/obj/fuzz/fuzz_heartbeat.o $(BUILD)/obj/fuzz/replay.o \
-    $(FLEET_OBJS) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
@@ -329,12 +325,6 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 	ar rcs $@ $^
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o \
         $$(addprefix $(FUZZ_BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
-	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
-# The fleet, instrumented too, for fuzz_heartbeat.
-FUZZ_FLEET_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(sort $(wildcard server/fleet/*.c)) \
-    server/log.c)
-$(FUZZ_BUILD)/fuzz_heartbeat: $(FUZZ_BUILD)/obj/fuzz/fuzz_heartbeat.o $(FUZZ_FLEET_OBJS) \
-    $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60
