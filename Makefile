@@ -264,6 +264,8 @@ $(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET
 # harness of program code lists the objects of the program sources it needs
 # in FUZZ_EXTRA_<target> (they must not need libmicrohttpd, libcurl or libyaml).
 FUZZ_EXTRA_policy_body := server/api/policy_body.o
+# fuzz_heartbeat posts to the fleet, as tests/test_fleet.c does.
+FUZZ_EXTRA_heartbeat := $(patsubst %.c,%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o \
         $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)

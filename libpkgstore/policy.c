@@ -304,6 +304,39 @@ ps_index *ps_policy_index(pkgstore_registry *reg)
     return reg->index;
 }
 
+int ps_policy_check_unreferenced(MDB_txn *txn, ps_index *index, const char *package,
+                                 const char *version)
+{
+    MDB_cursor *cursor = NULL;
+    MDB_val key, val;
+    int rc, error = 0;
+
+    if ((rc = mdb_cursor_open(txn, ps_index_dbi(index, PS_DB_POLICIES), &cursor)) != 0)
+        return ps_index_error(rc, "opening a cursor over the policies");
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0 && error == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        pkgstore_policy *policy = NULL;
+        int name_len = (int)(key.mv_size > 128 ? 128 : key.mv_size);
+        if (ps_policy_from_record(&policy, val.mv_data, val.mv_size) < 0) {
+            /* it may name this version: refuse rather than guess */
+            ps_error_prefix("%s %s: cannot tell whether policy record '%.*s' references it",
+                            package, version, name_len, (const char *)key.mv_data);
+            error = PKGSTORE_ECORRUPT;
+        } else if (strcmp(policy->package, package) == 0 &&
+                   strcmp(policy->version, version) == 0) {
+            error = ps_error_set(PKGSTORE_ECONFLICT,
+                                 "%s %s is referenced by policy %s (delete the policy or point "
+                                 "it at another version first)",
+                                 package, version, policy->name);
+        }
+        pkgstore_policy_free(policy);
+    }
+    if (error == 0 && rc != MDB_NOTFOUND)
+        error = ps_index_error(rc, "reading the policies");
+    mdb_cursor_close(cursor);
+    return error;
+}
+
 /* ---------------------------------------------------------------- put, get, delete, retry */
 
 enum policy_op { OP_PUT, OP_DELETE, OP_RETRY };
@@ -405,13 +438,18 @@ static int policy_txn_fn(MDB_txn *txn, ps_index *index, void *payload)
 
     pkgstore_policy_free(op->result); /* the function may run again */
     op->result = NULL;
-    if ((error = read_policy(&existing, txn, index, op->name)) < 0)
+    error = read_policy(&existing, txn, index, op->name);
+    /* A record that does not parse stops every set from loading (and
+     * pkgstored from starting): deleting or replacing it is the repair, so
+     * neither may depend on reading it. A replacement starts afresh. */
+    int corrupt = error == PKGSTORE_ECORRUPT && op->op != OP_RETRY;
+    if (error < 0 && !corrupt)
         return error;
     switch (op->op) {
     case OP_DELETE: {
         MDB_val key = {strlen(op->name), (void *)op->name};
         int rc;
-        if (!existing)
+        if (!existing && !corrupt)
             return ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", op->name);
         pkgstore_policy_free(existing);
         if ((rc = mdb_del(txn, ps_index_dbi(index, PS_DB_POLICIES), &key, NULL)) != 0)

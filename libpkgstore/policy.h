@@ -31,6 +31,12 @@ int ps_policy_from_record(pkgstore_policy **out, const void *data, size_t len);
 /* The policy generation counter in txn (0 when never written). */
 int ps_policy_read_generation(uint64_t *out, MDB_txn *txn, ps_index *index);
 
+/* PKGSTORE_ECONFLICT (naming the policy) when a stored policy names
+ * package at version (normalized), for pkgstore_registry_remove()'s
+ * transaction; PKGSTORE_ECORRUPT when a record cannot be read to tell. */
+int ps_policy_check_unreferenced(MDB_txn *txn, ps_index *index, const char *package,
+                                 const char *version);
+
 /* The index of reg's store. */
 ps_index *ps_policy_index(pkgstore_registry *reg);
 

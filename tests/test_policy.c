@@ -1,6 +1,9 @@
 /*
- * Policies, nodes, heartbeats, offers, history and rollout status, through
- * the public API on a real store (no HTTP).
+ * test_policy.c - the library's policies on a real store: the policy object
+ * and its validation, put/get/delete/retry through a registry handle, the
+ * ranked sets and their staleness across handles and processes, corrupt
+ * records, and pkgstore_policy_evaluate(). The fleet that uses them
+ * (nodes, heartbeats, history, views) is tested in test_fleet.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,172 +12,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <jansson.h>
 
 #include "pkgstore.h"
-#include "pkgstore/manifest.h"
-#include "pkgstore/registry.h"
-/* private: to plant corrupt records the public API cannot write */
+/* private: to plant records that the public API cannot write */
 #include "index.h"
 #include "store.h"
+
+#include "helpers/policy_fixture.h"
 
 struct fixture {
     char dir[64];
     pkgstore_store *store;
     pkgstore_registry *reg;
-    pkgstore_policy_db *db;
-    char contrib97_amd64[PKGSTORE_DIGEST_STR_SIZE];
-    char contrib98_amd64[PKGSTORE_DIGEST_STR_SIZE];
-    char contrib98_arm64[PKGSTORE_DIGEST_STR_SIZE];
-    char sidecar_amd64[PKGSTORE_DIGEST_STR_SIZE];
+    pkgstore_digest contrib97_amd64, contrib98_amd64, contrib98_arm64, sidecar_amd64;
 };
-
-#define CHECK(expr)                                                                        \
-    do {                                                                                   \
-        int check_rc_ = (expr);                                                            \
-        if (check_rc_ != 0)                                                                \
-            print_error("%s: %d %s\n", #expr, check_rc_, pkgstore_error_detail());         \
-        assert_int_equal(check_rc_, 0);                                                    \
-    } while (0)
-
-/* Add an artifact with the given bytes; its digest string into digest_out. */
-static void add_artifact(struct fixture *f, const char *name, const char *version,
-                         pkgstore_package_type type, const char *platform, const char *bytes,
-                         char *digest_out)
-{
-    pkgstore_artifact artifact;
-    pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
-
-    memset(&artifact, 0, sizeof(artifact));
-    CHECK(pkgstore_store_add_buffer(&artifact.digest, f->store, bytes, strlen(bytes)));
-    snprintf(artifact.platform, sizeof(artifact.platform), "%s", platform);
-    snprintf(artifact.format, sizeof(artifact.format), "binary");
-    snprintf(artifact.entrypoint, sizeof(artifact.entrypoint), "%s", name);
-    opts.type = type;
-    opts.force = 1;
-    CHECK(pkgstore_registry_add(NULL, NULL, f->reg, name, version, &artifact, &opts));
-    if (digest_out)
-        pkgstore_digest_format(digest_out, &artifact.digest);
-}
-
-static int open_db(struct fixture *f, unsigned int history_max)
-{
-    pkgstore_policy_options opts = PKGSTORE_POLICY_OPTIONS_INIT;
-    opts.no_flusher = 1;
-    opts.history_max = history_max;
-    return pkgstore_policy_open(&f->db, f->store, &opts);
-}
-
-static int open_store(struct fixture *f)
-{
-    pkgstore_store_options sopts = PKGSTORE_STORE_OPTIONS_INIT;
-    sopts.durability = PKGSTORE_DURABILITY_NONE;
-    int rc = pkgstore_store_open(&f->store, f->dir, &sopts);
-    if (rc == 0)
-        rc = pkgstore_registry_open(&f->reg, f->store);
-    return rc;
-}
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_policy.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    CHECK(open_store(f));
-    add_artifact(f, "otelcol-contrib", "0.97.0", PKGSTORE_TYPE_PRIMARY, "linux/amd64",
-                 "contrib 0.97.0 amd64", f->contrib97_amd64);
-    add_artifact(f, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/amd64",
-                 "contrib 0.98.0 amd64", f->contrib98_amd64);
-    add_artifact(f, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/arm64",
-                 "contrib 0.98.0 arm64", f->contrib98_arm64);
-    add_artifact(f, "log-sidecar", "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
-                 "sidecar 1.0.0 amd64", f->sidecar_amd64);
-    CHECK(open_db(f, 0));
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char cmd[128];
-    pkgstore_policy_free(f->db);
-    pkgstore_registry_free(f->reg);
-    pkgstore_store_free(f->store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-static void put_policy(struct fixture *f, const char *name, const char *body)
-{
-    char *json = NULL;
-    CHECK(pkgstore_policy_put_json(&json, f->db, name, body, strlen(body)));
-    assert_non_null(json);
-    pkgstore_free(json);
-}
-
-/* POST a heartbeat; returns the parsed response (json_decref it). */
-static json_t *heartbeat(struct fixture *f, const char *body)
-{
-    char *response = NULL;
-    CHECK(pkgstore_policy_heartbeat(&response, f->db, body, strlen(body)));
-    json_t *root = json_loads(response, 0, NULL);
-    assert_non_null(root);
-    pkgstore_free(response);
-    return root;
-}
-
-static json_t *offers_of(json_t *response)
-{
-    json_t *offers = json_object_get(response, "offers");
-    assert_true(json_is_array(offers));
-    return offers;
-}
-
-static const char *str_at(json_t *obj, const char *key)
-{
-    const char *value = json_string_value(json_object_get(obj, key));
-    if (!value) {
-        print_error("no string \"%s\" in %s\n", key, json_dumps(obj, 0));
-        fail();
-    }
-    return value;
-}
-
-static json_t *node_view(struct fixture *f, const char *id)
-{
-    char *json = NULL;
-    CHECK(pkgstore_policy_node_get_json(&json, f->db, id));
-    json_t *root = json_loads(json, 0, NULL);
-    assert_non_null(root);
-    pkgstore_free(json);
-    return root;
-}
-
-static json_t *policy_view(struct fixture *f, const char *name)
-{
-    char *json = NULL;
-    CHECK(pkgstore_policy_get_json(&json, f->db, name, 1));
-    json_t *root = json_loads(json, 0, NULL);
-    assert_non_null(root);
-    pkgstore_free(json);
-    return root;
-}
-
-static json_int_t count_of(json_t *policy, const char *state)
-{
-    json_t *counts = json_object_get(json_object_get(policy, "status"), "counts");
-    json_t *value = json_object_get(counts, state);
-    assert_true(json_is_integer(value));
-    return json_integer_value(value);
-}
 
 static void assert_fails(int rc, int code, const char *needle)
 {
@@ -185,897 +41,1088 @@ static void assert_fails(int rc, int code, const char *needle)
     }
 }
 
-/* ---------------------------------------------------------------- policies */
-
-static void test_policy__put_get_list_delete(void **state)
+/* fixture_add_artifact() on the fixture's store. */
+static void add_artifact(struct fixture *f, const char *name, const char *version,
+                         pkgstore_package_type type, const char *platform, const char *bytes,
+                         pkgstore_digest *digest_out, const pkgstore_dependency *deps, size_t ndeps)
 {
-    struct fixture *f = *state;
-    pkgstore_policy policy, stored, got, *list = NULL;
-    size_t count = 0;
-    char *json = NULL;
-
-    memset(&policy, 0, sizeof(policy));
-    snprintf(policy.name, sizeof(policy.name), "zeta");
-    snprintf(policy.selector, sizeof(policy.selector), " env = dev , canary ");
-    snprintf(policy.package, sizeof(policy.package), "otelcol-contrib");
-    snprintf(policy.version, sizeof(policy.version), "v0.98.0");
-    policy.type = PKGSTORE_TYPE_PRIMARY;
-    policy.priority = 5;
-    CHECK(pkgstore_policy_put(&stored, f->db, &policy));
-    assert_string_equal(stored.selector, "canary,env=dev");
-    assert_string_equal(stored.version, "0.98.0");
-    assert_true(stored.created > 0);
-    assert_int_equal(stored.created, stored.updated);
-
-    const char *body = "{\"selector\":\"env=prod\",\"package\":\"otelcol-contrib\","
-                       "\"version\":\"0.97.0\",\"type\":\"primary\",\"priority\":10}";
-    CHECK(pkgstore_policy_put_json(&json, f->db, "alpha", body, strlen(body)));
-    json_t *reply = json_loads(json, 0, NULL);
-    assert_string_equal(str_at(reply, "name"), "alpha");
-    assert_string_equal(str_at(reply, "selector"), "env=prod");
-    assert_int_equal(json_integer_value(json_object_get(reply, "priority")), 10);
-    assert_non_null(strstr(str_at(reply, "created"), "T"));
-    json_decref(reply);
-    pkgstore_free(json);
-
-    CHECK(pkgstore_policy_get(&got, f->db, "alpha"));
-    assert_string_equal(got.version, "0.97.0");
-    assert_int_equal(got.type, PKGSTORE_TYPE_PRIMARY);
-
-    CHECK(pkgstore_policy_list(&list, &count, f->db));
-    assert_int_equal(count, 2);
-    assert_string_equal(list[0].name, "alpha");
-    assert_string_equal(list[1].name, "zeta");
-    pkgstore_free(list);
-
-    /* replacing keeps created */
-    policy.priority = 7;
-    CHECK(pkgstore_policy_put(&got, f->db, &policy));
-    assert_int_equal(got.created, stored.created);
-    assert_int_equal(got.priority, 7);
-
-    CHECK(pkgstore_policy_list_json(&json, f->db, 0));
-    reply = json_loads(json, 0, NULL);
-    assert_int_equal(json_array_size(json_object_get(reply, "policies")), 2);
-    json_decref(reply);
-    pkgstore_free(json);
-
-    CHECK(pkgstore_policy_delete(f->db, "zeta"));
-    assert_fails(pkgstore_policy_get(&got, f->db, "zeta"), PKGSTORE_ENOTFOUND, "zeta");
-    assert_fails(pkgstore_policy_delete(f->db, "zeta"), PKGSTORE_ENOTFOUND, "not found");
-    assert_fails(pkgstore_policy_get_json(&json, f->db, "zeta", 1), PKGSTORE_ENOTFOUND,
-                 "not found");
-    assert_null(json);
+    CHECK(fixture_add_artifact(digest_out, f->store, f->reg, name, version, type, platform, bytes,
+                               deps, ndeps));
 }
 
-static void test_policy__put_validates(void **state)
+static int open_store(pkgstore_store **store, pkgstore_registry **reg, const char *dir)
+{
+    pkgstore_store_options sopts = PKGSTORE_STORE_OPTIONS_INIT;
+    sopts.durability = PKGSTORE_DURABILITY_NONE;
+    int rc = pkgstore_store_open(store, dir, &sopts);
+    if (rc == 0)
+        rc = pkgstore_registry_open(reg, *store);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_policy.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    CHECK(open_store(&f->store, &f->reg, f->dir));
+    add_artifact(f, "otelcol-contrib", "0.97.0", PKGSTORE_TYPE_PRIMARY, "linux/amd64",
+                 "contrib 0.97.0 amd64", &f->contrib97_amd64, NULL, 0);
+    add_artifact(f, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/amd64",
+                 "contrib 0.98.0 amd64", &f->contrib98_amd64, NULL, 0);
+    add_artifact(f, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/arm64",
+                 "contrib 0.98.0 arm64", &f->contrib98_arm64, NULL, 0);
+    add_artifact(f, "log-sidecar", "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "sidecar 1.0.0 amd64", &f->sidecar_amd64, NULL, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char *json = (char *)0x1;
-#define PUT(name, body) pkgstore_policy_put_json(&json, f->db, name, body, strlen(body))
+    char cmd[128];
+    pkgstore_registry_free(f->reg);
+    pkgstore_store_free(f->store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
 
-    assert_fails(PUT("Bad", "{}"), PKGSTORE_EINVALID, "policy name: position 1");
-    assert_null(json);
-    assert_fails(PUT("ok", "{\"package\":"), PKGSTORE_EINVALID, "body: line 1");
-    assert_fails(PUT("ok", "[]"), PKGSTORE_EINVALID, "not a JSON object");
-    assert_fails(PUT("ok", "{\"version\":\"0.98.0\"}"), PKGSTORE_EINVALID, "package: missing");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\"}"), PKGSTORE_EINVALID,
+/* A new policy with the given selector and priority (NULL selector: none). */
+static pkgstore_policy *make_policy(const char *name, const char *package, const char *version,
+                                    const char *selector, int priority)
+{
+    pkgstore_policy *policy = NULL;
+    CHECK(pkgstore_policy_new(&policy, name, package, version));
+    if (selector)
+        CHECK(pkgstore_policy_set_selector(policy, selector));
+    CHECK(pkgstore_policy_set_priority(policy, priority));
+    return policy;
+}
+
+static void put_policy(struct fixture *f, const char *name, const char *package,
+                       const char *version, const char *selector, int priority)
+{
+    CHECK(fixture_put_policy(f->reg, name, package, version, selector, priority));
+}
+
+static pkgstore_policies *load(struct fixture *f)
+{
+    pkgstore_policies *set = NULL;
+    CHECK(pkgstore_policies_load(&set, f->reg));
+    assert_non_null(set);
+    return set;
+}
+
+/* ---------------------------------------------------------------- the object */
+
+static void test_policy__new_validates_its_fields(void **state)
+{
+    (void)state;
+    pkgstore_policy *policy = (pkgstore_policy *)0x1;
+    char long_name[PKGSTORE_POLICY_NAME_MAX + 2];
+
+    assert_fails(pkgstore_policy_new(&policy, "Bad", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: invalid character 'B' at position 1");
+    assert_null(policy);
+    assert_fails(pkgstore_policy_new(&policy, "-x", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: position 1");
+    assert_fails(pkgstore_policy_new(&policy, "a b", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: position 2");
+    assert_fails(pkgstore_policy_new(&policy, "", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: empty");
+    assert_fails(pkgstore_policy_new(&policy, NULL, "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: NULL");
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    assert_fails(pkgstore_policy_new(&policy, long_name, "otelcol", "1.0.0"), PKGSTORE_EINVALID,
+                 "policy name: longer than 128");
+    long_name[PKGSTORE_POLICY_NAME_MAX] = '\0'; /* exactly the limit */
+    CHECK(pkgstore_policy_name_validate(long_name));
+    CHECK(pkgstore_policy_name_validate("a.b_c-9"));
+
+    assert_fails(pkgstore_policy_new(&policy, "ok", NULL, "1.0.0"), PKGSTORE_EINVALID,
+                 "package: missing");
+    assert_fails(pkgstore_policy_new(&policy, "ok", "Bad/Name", "1.0.0"), PKGSTORE_EINVALID,
+                 "package");
+    assert_fails(pkgstore_policy_new(&policy, "ok", "otelcol", NULL), PKGSTORE_EINVALID,
                  "version: missing");
-    CHECK(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                    "\"selector\":\"env=\"}"));
-    pkgstore_free(json);
-    json = NULL;
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"selector\":\"env in (a\"}"),
-                 PKGSTORE_EINVALID, "selector: position 10");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"priority\":1000001}"),
-                 PKGSTORE_EINVALID, "priority: 1000001 is outside");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"priority\":\"high\"}"),
-                 PKGSTORE_EINVALID, "priority: not an integer");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"type\":\"sidecar\"}"),
-                 PKGSTORE_EINVALID, "type: must be primary or addon");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"type\":\"addon\"}"),
-                 PKGSTORE_EINVALID, "is a primary package, not addon");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
-                           "\"colour\":\"red\"}"),
-                 PKGSTORE_EINVALID, "colour: unknown field");
-    assert_fails(PUT("ok", "{\"package\":\"otelcol-contrib\",\"version\":\"0.99.0\"}"),
-                 PKGSTORE_ENOTFOUND, "otelcol-contrib version 0.99.0 not found");
-    assert_fails(PUT("ok", "{\"package\":\"no-such\",\"version\":\"1.0.0\"}"),
-                 PKGSTORE_ENOTFOUND, "no-such version 1.0.0 not found");
-    assert_fails(PUT("ok", "{\"package\":\"Bad/Name\",\"version\":\"1.0.0\"}"),
-                 PKGSTORE_EINVALID, "package");
-    /* type defaults to the package's own */
-    CHECK(PUT("side", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\"}"));
-    json_t *reply = json_loads(json, 0, NULL);
-    assert_string_equal(str_at(reply, "type"), "addon");
-    assert_string_equal(str_at(reply, "selector"), "");
-    json_decref(reply);
-    pkgstore_free(json);
-#undef PUT
+    assert_fails(pkgstore_policy_new(&policy, "ok", "otelcol", ""), PKGSTORE_EINVALID,
+                 "version: missing");
+    assert_fails(pkgstore_policy_new(&policy, "ok", "otelcol", "1.0"), PKGSTORE_EINVALID,
+                 "version");
+    assert_null(policy);
+
+    /* the defaults: every node, priority 0, the package's type, never stored */
+    CHECK(pkgstore_policy_new(&policy, "canary", "otelcol-contrib", "v0.98.0"));
+    assert_string_equal(pkgstore_policy_name(policy), "canary");
+    assert_string_equal(pkgstore_policy_package(policy), "otelcol-contrib");
+    assert_string_equal(pkgstore_policy_version(policy), "0.98.0"); /* the "v" dropped */
+    assert_string_equal(pkgstore_policy_selector_text(policy), "");
+    assert_non_null(pkgstore_policy_selector(policy));
+    assert_int_equal(pkgstore_policy_priority(policy), 0);
+    assert_int_equal(pkgstore_policy_type(policy), PKGSTORE_TYPE_PRIMARY);
+    assert_int_equal(pkgstore_policy_created(policy), 0);
+    assert_int_equal(pkgstore_policy_updated(policy), 0);
+    assert_int_equal(pkgstore_policy_retry_generation(policy), 0);
+    pkgstore_policy_free(policy);
 }
 
-static void test_policy__reference_check(void **state)
+static void test_policy__selector_is_canonical_and_errors_name_a_position(void **state)
 {
-    struct fixture *f = *state;
-    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    assert_fails(pkgstore_policy_check_unreferenced(f->db, "otelcol-contrib", "0.98.0"),
-                 PKGSTORE_ECONFLICT, "otelcol-contrib 0.98.0 is referenced by policy canary");
-    assert_fails(pkgstore_policy_check_unreferenced(f->db, "otelcol-contrib", "v0.98.0"),
-                 PKGSTORE_ECONFLICT, "canary");
-    assert_fails(pkgstore_policy_check_unreferenced(f->db, "otelcol-contrib", NULL),
-                 PKGSTORE_ECONFLICT, "canary");
-    CHECK(pkgstore_policy_check_unreferenced(f->db, "otelcol-contrib", "0.97.0"));
-    CHECK(pkgstore_policy_check_unreferenced(f->db, "log-sidecar", NULL));
-    CHECK(pkgstore_policy_delete(f->db, "canary"));
-    CHECK(pkgstore_policy_check_unreferenced(f->db, "otelcol-contrib", "0.98.0"));
+    (void)state;
+    pkgstore_policy *policy = NULL;
+    char long_selector[PKGSTORE_SELECTOR_MAX + 16];
+
+    CHECK(pkgstore_policy_new(&policy, "p", "otelcol", "1.0.0"));
+    CHECK(pkgstore_policy_set_selector(policy, " env = dev , canary "));
+    assert_string_equal(pkgstore_policy_selector_text(policy), "canary,env=dev");
+    CHECK(pkgstore_policy_set_selector(policy, "zone notin (b,a,b), ring in (z, y)"));
+    assert_string_equal(pkgstore_policy_selector_text(policy), "ring in (y,z),zone notin (a,b)");
+
+    /* a failure leaves the policy as it was */
+    assert_fails(pkgstore_policy_set_selector(policy, "env in (a"), PKGSTORE_EINVALID,
+                 "selector: position 10");
+    assert_string_equal(pkgstore_policy_selector_text(policy), "ring in (y,z),zone notin (a,b)");
+    assert_fails(pkgstore_policy_set_selector(policy, "env=dev,,x"), PKGSTORE_EINVALID,
+                 "selector: position ");
+    memset(long_selector, 'k', sizeof(long_selector) - 1);
+    long_selector[sizeof(long_selector) - 1] = '\0';
+    assert_int_equal(pkgstore_policy_set_selector(policy, long_selector), PKGSTORE_ELIMIT);
+    assert_string_equal(pkgstore_policy_selector_text(policy), "ring in (y,z),zone notin (a,b)");
+
+    /* NULL and "" both mean every node */
+    CHECK(pkgstore_policy_set_selector(policy, NULL));
+    assert_string_equal(pkgstore_policy_selector_text(policy), "");
+    pkgstore_label label = {"env", "dev"};
+    assert_int_equal(pkgstore_selector_matches(pkgstore_policy_selector(policy), &label, 1), 1);
+    pkgstore_policy_free(policy);
 }
 
-/* ---------------------------------------------------------------- offers */
-
-static void test_policy__offer_carries_every_field(void **state)
+static void test_policy__priority_and_type_are_checked(void **state)
 {
-    struct fixture *f = *state;
-    pkgstore_digest manifest_digest;
-    char manifest_str[PKGSTORE_DIGEST_STR_SIZE], url[128];
+    (void)state;
+    pkgstore_policy *policy = NULL;
 
-    put_policy(f, "canary", "{\"selector\":\"env=dev,canary=true\",\"package\":"
-                            "\"otelcol-contrib\",\"version\":\"0.98.0\",\"priority\":10}");
-    json_t *resp = heartbeat(
-        f, "{\"node_id\":\"edge-42\",\"labels\":{\"env\":\"dev\",\"canary\":\"true\"},"
-           "\"platform\":\"linux/amd64\",\"agent_version\":\"0.1.0\",\"packages\":[{\"name\":"
-           "\"otelcol-contrib\",\"type\":\"primary\",\"version\":\"0.97.0\",\"state\":"
-           "\"Running\"}]}");
-    assert_int_equal(json_integer_value(json_object_get(resp, "heartbeat_interval_s")), 30);
-    json_t *offers = offers_of(resp);
-    assert_int_equal(json_array_size(offers), 1);
-    json_t *offer = json_array_get(offers, 0);
-    assert_string_equal(str_at(offer, "name"), "otelcol-contrib");
-    assert_string_equal(str_at(offer, "type"), "primary");
-    assert_string_equal(str_at(offer, "version"), "0.98.0");
-    assert_string_equal(str_at(offer, "policy"), "canary");
-    assert_string_equal(str_at(offer, "platform"), "linux/amd64");
-    assert_string_equal(str_at(offer, "digest"), f->contrib98_amd64);
-    assert_int_equal(json_integer_value(json_object_get(offer, "size")),
-                     strlen("contrib 0.98.0 amd64"));
-    assert_string_equal(str_at(offer, "format"), "binary");
-    assert_string_equal(str_at(offer, "entrypoint"), "otelcol-contrib");
-    snprintf(url, sizeof(url), "/v1/blobs/%s", f->contrib98_amd64);
-    assert_string_equal(str_at(offer, "url"), url);
-    CHECK(pkgstore_registry_get(NULL, &manifest_digest, f->reg, "otelcol-contrib", "0.98.0"));
-    pkgstore_digest_format(manifest_str, &manifest_digest);
-    assert_string_equal(str_at(offer, "manifest_digest"), manifest_str);
-    json_decref(resp);
+    CHECK(pkgstore_policy_new(&policy, "p", "otelcol", "1.0.0"));
+    CHECK(pkgstore_policy_set_priority(policy, PKGSTORE_POLICY_PRIORITY_MAX));
+    assert_int_equal(pkgstore_policy_priority(policy), PKGSTORE_POLICY_PRIORITY_MAX);
+    CHECK(pkgstore_policy_set_priority(policy, PKGSTORE_POLICY_PRIORITY_MIN));
+    assert_fails(pkgstore_policy_set_priority(policy, PKGSTORE_POLICY_PRIORITY_MAX + 1),
+                 PKGSTORE_EINVALID, "priority: 1000001 is outside -1000000..1000000");
+    assert_fails(pkgstore_policy_set_priority(policy, PKGSTORE_POLICY_PRIORITY_MIN - 1),
+                 PKGSTORE_EINVALID, "priority: -1000001 is outside");
+    assert_int_equal(pkgstore_policy_priority(policy), PKGSTORE_POLICY_PRIORITY_MIN);
 
-    /* an arm64 node gets the arm64 artifact */
-    resp = heartbeat(f, "{\"node_id\":\"edge-43\",\"labels\":{\"env\":\"dev\",\"canary\":"
-                        "\"true\"},\"platform\":\"linux/aarch64\"}");
-    offer = json_array_get(offers_of(resp), 0);
-    assert_non_null(offer);
-    assert_string_equal(str_at(offer, "digest"), f->contrib98_arm64);
-    assert_string_equal(str_at(offer, "platform"), "linux/arm64");
-    json_decref(resp);
-    json_t *view = node_view(f, "edge-43"); /* stored normalized */
-    assert_string_equal(str_at(view, "platform"), "linux/arm64");
-    json_decref(view);
-
-    /* a node the selector does not match gets nothing */
-    resp = heartbeat(f, "{\"node_id\":\"edge-44\",\"labels\":{\"env\":\"dev\"},"
-                        "\"platform\":\"linux/amd64\"}");
-    assert_int_equal(json_array_size(offers_of(resp)), 0);
-    json_decref(resp);
+    CHECK(pkgstore_policy_set_type(policy, PKGSTORE_TYPE_ADDON));
+    assert_int_equal(pkgstore_policy_type(policy), PKGSTORE_TYPE_ADDON);
+    assert_fails(pkgstore_policy_set_type(policy, (pkgstore_package_type)7), PKGSTORE_EINVALID,
+                 "type: must be primary or addon");
+    assert_int_equal(pkgstore_policy_type(policy), PKGSTORE_TYPE_ADDON);
+    pkgstore_policy_free(policy);
 }
 
-static void test_policy__priority_and_tie_break(void **state)
+static void test_policy__stored_policies_are_read_only(void **state)
 {
     struct fixture *f = *state;
-    const char *node = "{\"node_id\":\"n1\",\"labels\":{\"env\":\"dev\"},\"platform\":"
-                       "\"linux/amd64\"}";
+    pkgstore_policy *policy = make_policy("canary", "otelcol-contrib", "0.98.0", "env=dev", 3);
+    pkgstore_policy *stored = NULL, *got = NULL;
 
-    put_policy(f, "low", "{\"selector\":\"env=dev\",\"package\":\"otelcol-contrib\","
-                         "\"version\":\"0.97.0\",\"priority\":1}");
-    put_policy(f, "high", "{\"selector\":\"env\",\"package\":\"otelcol-contrib\","
-                          "\"version\":\"0.98.0\",\"priority\":2}");
-    json_t *resp = heartbeat(f, node);
-    assert_int_equal(json_array_size(offers_of(resp)), 1);
-    assert_string_equal(str_at(json_array_get(offers_of(resp), 0), "policy"), "high");
-    json_decref(resp);
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    CHECK(pkgstore_policy_get(&got, f->reg, "canary"));
+    pkgstore_policies *set = load(f);
+    pkgstore_policy *in_set = (pkgstore_policy *)pkgstore_policies_at(set, 0);
+    pkgstore_policy *read_only[] = {stored, got, in_set};
 
-    /* equal priority: the lexically first name wins */
-    put_policy(f, "aaa", "{\"selector\":\"env=dev\",\"package\":\"otelcol-contrib\","
-                         "\"version\":\"0.97.0\",\"priority\":2}");
-    resp = heartbeat(f, node);
-    assert_string_equal(str_at(json_array_get(offers_of(resp), 0), "policy"), "aaa");
-    assert_string_equal(str_at(json_array_get(offers_of(resp), 0), "version"), "0.97.0");
-    json_decref(resp);
-
-    /* the losers govern nothing */
-    json_t *view = policy_view(f, "high");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(view, "status"),
-                                                        "nodes_total")),
-                     0);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(view, "status"),
-                                                        "nodes_matching")),
-                     1);
-    json_decref(view);
-
-    /* deleting the winner hands the node to the next one */
-    CHECK(pkgstore_policy_delete(f->db, "aaa"));
-    resp = heartbeat(f, node);
-    assert_string_equal(str_at(json_array_get(offers_of(resp), 0), "policy"), "high");
-    json_decref(resp);
-}
-
-static void test_policy__primary_and_addon_offers(void **state)
-{
-    struct fixture *f = *state;
-    put_policy(f, "collector", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    put_policy(f, "sidecar", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\"}");
-    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
-    json_t *offers = offers_of(resp);
-    assert_int_equal(json_array_size(offers), 2);
-    int seen_primary = 0, seen_addon = 0;
-    for (size_t i = 0; i < 2; i++) {
-        const char *type = str_at(json_array_get(offers, i), "type");
-        seen_primary += strcmp(type, "primary") == 0;
-        seen_addon += strcmp(type, "addon") == 0;
+    for (size_t i = 0; i < 3; i++) {
+        assert_non_null(read_only[i]);
+        assert_fails(pkgstore_policy_set_selector(read_only[i], "env=prod"), PKGSTORE_EINVALID,
+                     "policy canary is read-only");
+        assert_fails(pkgstore_policy_set_priority(read_only[i], 9), PKGSTORE_EINVALID, "read-only");
+        assert_fails(pkgstore_policy_set_type(read_only[i], PKGSTORE_TYPE_ADDON), PKGSTORE_EINVALID,
+                     "read-only");
+        assert_string_equal(pkgstore_policy_selector_text(read_only[i]), "env=dev");
+        assert_int_equal(pkgstore_policy_priority(read_only[i]), 3);
+        assert_int_equal(pkgstore_policy_type(read_only[i]), PKGSTORE_TYPE_PRIMARY);
     }
-    assert_int_equal(seen_primary, 1);
-    assert_int_equal(seen_addon, 1);
-    json_decref(resp);
+    /* the caller's own object stays writable */
+    CHECK(pkgstore_policy_set_priority(policy, 4));
+    pkgstore_policies_free(set);
+    pkgstore_policy_free(got);
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
 }
 
-static void test_policy__no_offer_when_running_the_digest(void **state)
-{
-    struct fixture *f = *state;
-    char body[512];
-
-    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"otelcol-contrib\",\"version\":\"0.98.0\",\"digest\":\"%s\",\"state\":"
-             "\"Running\"}]}",
-             f->contrib98_amd64);
-    json_t *resp = heartbeat(f, body);
-    assert_int_equal(json_array_size(offers_of(resp)), 0);
-    json_decref(resp);
-
-    json_t *view = node_view(f, "n1");
-    json_t *rollout = json_array_get(json_object_get(view, "rollout"), 0);
-    assert_string_equal(str_at(rollout, "state"), "Upgraded");
-    assert_string_equal(str_at(rollout, "policy"), "canary");
-    json_decref(view);
-}
-
-static void test_policy__incompatible_platform(void **state)
-{
-    struct fixture *f = *state;
-    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    json_t *resp = heartbeat(f, "{\"node_id\":\"rv\",\"platform\":\"linux/riscv64\"}");
-    assert_int_equal(json_array_size(offers_of(resp)), 0);
-    json_decref(resp);
-
-    json_t *view = node_view(f, "rv");
-    json_t *rollout = json_array_get(json_object_get(view, "rollout"), 0);
-    assert_string_equal(str_at(rollout, "state"), "Incompatible");
-    assert_string_equal(str_at(view, "rollout_state"), "Incompatible");
-    json_decref(view);
-
-    view = policy_view(f, "canary");
-    assert_int_equal(count_of(view, "Incompatible"), 1);
-    json_t *nodes = json_object_get(json_object_get(view, "status"), "nodes");
-    assert_int_equal(json_array_size(nodes), 1);
-    assert_string_equal(str_at(json_array_get(nodes, 0), "state"), "Incompatible");
-    json_decref(view);
-
-    /* a riscv64 artifact appears: after invalidation the node gets it */
-    char digest[PKGSTORE_DIGEST_STR_SIZE];
-    add_artifact(f, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/riscv64",
-                 "contrib 0.98.0 riscv64", digest);
-    pkgstore_policy_invalidate(f->db);
-    resp = heartbeat(f, "{\"node_id\":\"rv\",\"platform\":\"linux/riscv64\"}");
-    assert_int_equal(json_array_size(offers_of(resp)), 1);
-    assert_string_equal(str_at(json_array_get(offers_of(resp), 0), "digest"), digest);
-    json_decref(resp);
-}
-
-
-static void test_policy__addon_slots_per_package(void **state)
-{
-    struct fixture *f = *state;
-    add_artifact(f, "metrics-sidecar", "2.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
-                 "metrics sidecar 2.0.0", NULL);
-    add_artifact(f, "log-sidecar", "1.1.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
-                 "sidecar 1.1.0 amd64", NULL);
-    /* two addon packages side by side; for log-sidecar the higher priority wins */
-    put_policy(f, "logs-old", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\",\"priority\":1}");
-    put_policy(f, "logs-new", "{\"package\":\"log-sidecar\",\"version\":\"1.1.0\",\"priority\":2}");
-    put_policy(f, "metrics", "{\"package\":\"metrics-sidecar\",\"version\":\"2.0.0\"}");
-    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
-    json_t *offers = offers_of(resp);
-    assert_int_equal(json_array_size(offers), 2);
-    int logs = 0, metrics = 0;
-    for (size_t i = 0; i < json_array_size(offers); i++) {
-        json_t *offer = json_array_get(offers, i);
-        assert_string_equal(str_at(offer, "type"), "addon");
-        if (strcmp(str_at(offer, "name"), "log-sidecar") == 0) {
-            assert_string_equal(str_at(offer, "policy"), "logs-new");
-            assert_string_equal(str_at(offer, "version"), "1.1.0");
-            logs++;
-        } else {
-            assert_string_equal(str_at(offer, "name"), "metrics-sidecar");
-            metrics++;
-        }
-    }
-    assert_int_equal(logs, 1);
-    assert_int_equal(metrics, 1);
-    json_decref(resp);
-}
-
-/* More policies and offers than the heartbeat keeps on its stack (16). */
-static void test_policy__many_addon_offers(void **state)
-{
-    struct fixture *f = *state;
-    enum { ADDONS = 40 };
-    char name[32], body[160], bytes[32];
-
-    put_policy(f, "collector", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    for (int i = 0; i < ADDONS; i++) {
-        snprintf(name, sizeof(name), "addon-%02d", i);
-        snprintf(bytes, sizeof(bytes), "addon %02d", i);
-        add_artifact(f, name, "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64", bytes, NULL);
-        snprintf(body, sizeof(body), "{\"package\":\"%s\",\"version\":\"1.0.0\"}", name);
-        put_policy(f, name, body);
-    }
-    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
-    json_t *offers = offers_of(resp);
-    assert_int_equal(json_array_size(offers), ADDONS + 1);
-    int seen[ADDONS] = {0}, primary = 0;
-    for (size_t i = 0; i < json_array_size(offers); i++) {
-        json_t *offer = json_array_get(offers, i);
-        const char *offered = str_at(offer, "name");
-        if (strcmp(offered, "otelcol-contrib") == 0) {
-            assert_string_equal(str_at(offer, "digest"), f->contrib98_amd64);
-            primary++;
-            continue;
-        }
-        int n = -1;
-        assert_int_equal(sscanf(offered, "addon-%d", &n), 1);
-        assert_in_range(n, 0, ADDONS - 1);
-        assert_string_equal(str_at(offer, "policy"), offered);
-        seen[n]++;
-    }
-    assert_int_equal(primary, 1);
-    for (int i = 0; i < ADDONS; i++)
-        assert_int_equal(seen[i], 1);
-    json_decref(resp);
-}
-
-static void test_policy__offer_uses_a_compatible_fallback(void **state)
-{
-    struct fixture *f = *state;
-    char digest[PKGSTORE_DIGEST_STR_SIZE];
-    add_artifact(f, "otelcol-lite", "1.0.0", PKGSTORE_TYPE_PRIMARY, "linux/386", "lite 386",
-                 digest);
-    put_policy(f, "lite", "{\"package\":\"otelcol-lite\",\"version\":\"1.0.0\"}");
-    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/x86_64\"}");
-    json_t *offer = json_array_get(offers_of(resp), 0);
-    assert_non_null(offer);
-    assert_string_equal(str_at(offer, "platform"), "linux/386"); /* the artifact's */
-    assert_string_equal(str_at(offer, "digest"), digest);
-    json_decref(resp);
-}
+/* ---------------------------------------------------------------- stored policies */
 
 struct plant {
     enum ps_index_db db;
     const char *key;
-    const char *value;
+    const char *value; /* NULL: delete the key */
 };
 
 static int plant_txn(MDB_txn *txn, ps_index *index, void *payload)
 {
     struct plant *plant = payload;
     MDB_val key = {strlen(plant->key), (void *)plant->key};
-    MDB_val val = {strlen(plant->value), (void *)plant->value};
-    return mdb_put(txn, ps_index_dbi(index, plant->db), &key, &val, 0) == 0 ? 0
-                                                                             : PKGSTORE_EIO;
+    int rc;
+    if (plant->value) {
+        MDB_val val = {strlen(plant->value), (void *)plant->value};
+        rc = mdb_put(txn, ps_index_dbi(index, plant->db), &key, &val, 0);
+    } else {
+        rc = mdb_del(txn, ps_index_dbi(index, plant->db), &key, NULL);
+    }
+    return rc == 0 ? 0 : PKGSTORE_EIO;
 }
 
-static void test_policy__corrupt_records_on_open(void **state)
+static void plant(struct fixture *f, const char *key, const char *value)
+{
+    struct plant p = {PS_DB_POLICIES, key, value};
+    CHECK(ps_index_write(ps_store_index(f->store), plant_txn, &p));
+}
+
+static void test_policy__put_get_delete_round_trip(void **state)
 {
     struct fixture *f = *state;
-    json_decref(heartbeat(f, "{\"node_id\":\"good\",\"platform\":\"linux/amd64\"}"));
-    pkgstore_policy_free(f->db);
-    f->db = NULL;
+    pkgstore_policy *policy = make_policy("zeta", "otelcol-contrib", "v0.98.0", " env = dev ", 5);
+    pkgstore_policy *stored = NULL, *got = NULL;
+    int64_t before = (int64_t)time(NULL);
 
-    /* a node record that does not parse is dropped: the node comes back */
-    struct plant node = {PS_DB_NODES, "broken", "{\"id\":\"broken\",\"platform\":"};
-    CHECK(ps_index_write(ps_store_index(f->store), plant_txn, &node));
-    CHECK(open_db(f, 0));
-    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
-    pkgstore_policy_free(f->db);
-    f->db = NULL;
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_string_equal(pkgstore_policy_name(stored), "zeta");
+    assert_string_equal(pkgstore_policy_selector_text(stored), "env=dev");
+    assert_string_equal(pkgstore_policy_version(stored), "0.98.0");
+    assert_int_equal(pkgstore_policy_priority(stored), 5);
+    assert_int_equal(pkgstore_policy_type(stored), PKGSTORE_TYPE_PRIMARY);
+    assert_true(pkgstore_policy_created(stored) >= before);
+    assert_int_equal(pkgstore_policy_created(stored), pkgstore_policy_updated(stored));
+    assert_int_equal(pkgstore_policy_retry_generation(stored), 0);
+    /* the caller's object is not changed by the put */
+    assert_int_equal(pkgstore_policy_created(policy), 0);
 
-    /* a policy record that does not parse refuses the open, naming it */
-    struct plant policy = {PS_DB_POLICIES, "mangled", "not json"};
-    CHECK(ps_index_write(ps_store_index(f->store), plant_txn, &policy));
-    assert_fails(open_db(f, 0), PKGSTORE_ECORRUPT, "policy record 'mangled'");
-    assert_null(f->db);
+    CHECK(pkgstore_policy_get(&got, f->reg, "zeta"));
+    assert_string_equal(pkgstore_policy_selector_text(got), "env=dev");
+    assert_string_equal(pkgstore_policy_package(got), "otelcol-contrib");
+    assert_string_equal(pkgstore_policy_version(got), "0.98.0");
+    assert_int_equal(pkgstore_policy_priority(got), 5);
+    assert_int_equal(pkgstore_policy_created(got), pkgstore_policy_created(stored));
+    assert_int_equal(pkgstore_policy_updated(got), pkgstore_policy_updated(stored));
+    pkgstore_policy_free(got);
+    got = NULL;
+    pkgstore_policy_free(stored);
+    stored = NULL;
+
+    /* a replacement keeps created and sets updated: make the stored times
+     * old so that both are visible within one second */
+    plant(f, "zeta",
+          "{\"created\":1000,\"name\":\"zeta\",\"package\":\"otelcol-contrib\","
+          "\"priority\":5,\"retry\":0,\"selector\":\"env=dev\",\"type\":\"primary\","
+          "\"updated\":2000,\"version\":\"0.98.0\"}");
+    CHECK(pkgstore_policy_set_priority(policy, 7));
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_int_equal(pkgstore_policy_created(stored), 1000);
+    assert_true(pkgstore_policy_updated(stored) >= before);
+    assert_int_equal(pkgstore_policy_priority(stored), 7);
+    CHECK(pkgstore_policy_get(&got, f->reg, "zeta"));
+    assert_int_equal(pkgstore_policy_created(got), 1000);
+    assert_int_equal(pkgstore_policy_priority(got), 7);
+
+    /* a policy read back can be put again as it is */
+    pkgstore_policy_free(stored);
+    stored = NULL;
+    CHECK(pkgstore_policy_put(&stored, f->reg, got));
+    assert_int_equal(pkgstore_policy_created(stored), 1000);
+    assert_string_equal(pkgstore_policy_selector_text(stored), "env=dev");
+
+    CHECK(pkgstore_policy_delete(f->reg, "zeta"));
+    pkgstore_policy_free(got);
+    got = (pkgstore_policy *)0x1;
+    assert_fails(pkgstore_policy_get(&got, f->reg, "zeta"), PKGSTORE_ENOTFOUND,
+                 "policy zeta not found");
+    assert_null(got);
+    assert_fails(pkgstore_policy_delete(f->reg, "zeta"), PKGSTORE_ENOTFOUND, "not found");
+    assert_fails(pkgstore_policy_get(&got, f->reg, "Bad"), PKGSTORE_EINVALID, "policy name");
+    assert_fails(pkgstore_policy_delete(f->reg, "Bad"), PKGSTORE_EINVALID, "policy name");
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
 }
 
-/* ---------------------------------------------------------------- status */
-
-static void send_status(struct fixture *f, const char *node, const char *status,
-                        const char *message)
-{
-    char body[4096];
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"%s\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"otelcol-contrib\",\"version\":\"0.97.0\",\"offer\":{\"version\":\"0.98.0\"},"
-             "\"status\":\"%s\",\"message\":\"%s\"}]}",
-             node, status, message);
-    json_decref(heartbeat(f, body));
-}
-
-static void test_policy__history_bounded_and_deduplicated(void **state)
-{
-    struct fixture *f = *state;
-    pkgstore_policy_free(f->db);
-    CHECK(open_db(f, 4));
-    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-
-    send_status(f, "n1", "Downloading", "");
-    send_status(f, "n1", "Downloading", ""); /* a repeat: not recorded again */
-    send_status(f, "n1", "Verifying", "");
-    send_status(f, "n1", "Validating", "");
-    send_status(f, "n1", "UpgradeFailed", "validate: exit 1");
-    send_status(f, "n1", "Downloading", "retry");
-    send_status(f, "n1", "Downloading", "retry");
-
-    json_t *view = node_view(f, "n1");
-    json_t *history = json_object_get(view, "history");
-    assert_int_equal(json_array_size(history), 4);
-    assert_string_equal(str_at(json_array_get(history, 0), "status"), "Verifying");
-    assert_string_equal(str_at(json_array_get(history, 2), "status"), "UpgradeFailed");
-    assert_string_equal(str_at(json_array_get(history, 2), "message"), "validate: exit 1");
-    assert_string_equal(str_at(json_array_get(history, 2), "version"), "0.98.0");
-    assert_string_equal(str_at(json_array_get(history, 3), "message"), "retry");
-    json_t *last = json_object_get(view, "last_status");
-    assert_string_equal(str_at(last, "status"), "Downloading");
-    assert_string_equal(str_at(last, "package"), "otelcol-contrib");
-    json_t *rollout = json_array_get(json_object_get(view, "rollout"), 0);
-    assert_string_equal(str_at(rollout, "state"), "Downloading");
-    json_decref(view);
-
-    /* a long message is cut, never refused */
-    char *message = malloc(3000);
-    memset(message, 'm', 2999);
-    message[2999] = '\0';
-    send_status(f, "n1", "RolledBack", message);
-    free(message);
-    view = node_view(f, "n1");
-    history = json_object_get(view, "history");
-    assert_int_equal(strlen(str_at(json_array_get(history, 3), "message")),
-                     PKGSTORE_STATUS_MESSAGE_MAX);
-    json_decref(view);
-}
-
-static void test_policy__rollout_counts(void **state)
+static void test_policy__retry_generation_is_kept_and_raised(void **state)
 {
     struct fixture *f = *state;
-    char body[512];
-    uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
+    pkgstore_policy *policy = make_policy("canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    pkgstore_policy *stored = NULL;
 
-    put_policy(f, "canary", "{\"selector\":\"ring=canary\",\"package\":\"otelcol-contrib\","
-                            "\"version\":\"0.98.0\"}");
-    json_decref(heartbeat(f, "{\"node_id\":\"pending\",\"labels\":{\"ring\":\"canary\"},"
-                             "\"platform\":\"linux/amd64\"}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"other\",\"labels\":{\"ring\":\"main\"},"
-                             "\"platform\":\"linux/amd64\"}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"odd\",\"labels\":{\"ring\":\"canary\"},"
-                             "\"platform\":\"plan9/mips\"}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"dl\",\"labels\":{\"ring\":\"canary\"},"
-                             "\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                             "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},"
-                             "\"status\":\"Downloading\"}]}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"rb\",\"labels\":{\"ring\":\"canary\"},"
-                             "\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                             "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},"
-                             "\"status\":\"RolledBack\",\"message\":\"health check\"}]}"));
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"up\",\"labels\":{\"ring\":\"canary\"},\"platform\":"
-             "\"linux/amd64\",\"packages\":[{\"name\":\"otelcol-contrib\",\"version\":"
-             "\"0.98.0\",\"digest\":\"%s\",\"status\":\"Upgraded\"}]}",
-             f->contrib98_amd64);
-    json_decref(heartbeat(f, body));
+    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+    CHECK(pkgstore_policy_retry(&stored, f->reg, "canary"));
+    assert_int_equal(pkgstore_policy_retry_generation(stored), 1);
+    pkgstore_policy_free(stored);
+    stored = NULL;
+    CHECK(pkgstore_policy_retry(NULL, f->reg, "canary"));
 
-    CHECK(pkgstore_policy_counts(counts, &total, f->db, "canary"));
-    assert_int_equal(total, 5);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_PENDING], 1);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_DOWNLOADING], 1);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_ROLLED_BACK], 1);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_UPGRADED], 1);
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_INCOMPATIBLE], 1);
+    /* a put (a new version for the same policy) keeps the generation */
+    pkgstore_policy_free(policy);
+    policy = make_policy("canary", "otelcol-contrib", "0.97.0", "env=dev", 1);
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_int_equal(pkgstore_policy_retry_generation(stored), 2);
+    assert_string_equal(pkgstore_policy_version(stored), "0.97.0");
+    pkgstore_policy_free(stored);
+    stored = NULL;
+    CHECK(pkgstore_policy_get(&stored, f->reg, "canary"));
+    assert_int_equal(pkgstore_policy_retry_generation(stored), 2);
+    assert_string_equal(pkgstore_policy_selector_text(stored), "env=dev");
+    pkgstore_policy_free(stored);
+    stored = (pkgstore_policy *)0x1;
 
-    json_t *view = policy_view(f, "canary");
-    assert_int_equal(count_of(view, "Pending"), 1);
-    assert_int_equal(count_of(view, "Unknown"), 0);
-    json_t *nodes = json_object_get(json_object_get(view, "status"), "nodes");
-    assert_int_equal(json_array_size(nodes), 5);
-    assert_string_equal(str_at(json_array_get(nodes, 0), "id"), "dl"); /* sorted by id */
-    assert_string_equal(str_at(json_array_get(nodes, 4), "id"), "up");
-    json_decref(view);
-    assert_int_equal(pkgstore_policy_node_count(f->db), 6);
-
-    /* the list gives the same status, nodes included, in one pass */
-    char *json = NULL;
-    CHECK(pkgstore_policy_list_json(&json, f->db, 1));
-    json_t *list = json_loads(json, 0, NULL);
-    pkgstore_free(json);
-    json_t *first = json_array_get(json_object_get(list, "policies"), 0);
-    assert_string_equal(str_at(first, "name"), "canary");
-    assert_int_equal(count_of(first, "RolledBack"), 1);
-    assert_int_equal(json_array_size(json_object_get(json_object_get(first, "status"), "nodes")),
-                     5);
-    json_decref(list);
+    assert_fails(pkgstore_policy_retry(&stored, f->reg, "nope"), PKGSTORE_ENOTFOUND,
+                 "policy nope not found");
+    assert_null(stored);
+    /* a deleted and re-created policy starts again from 0 */
+    CHECK(pkgstore_policy_delete(f->reg, "canary"));
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_int_equal(pkgstore_policy_retry_generation(stored), 0);
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
 }
 
-struct metric_sum {
-    uint64_t total;
+static void test_policy__type_comes_from_the_package(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_policy *policy = NULL, *stored = NULL;
+
+    /* not given: the package's own type */
+    CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", "1.0.0"));
+    assert_int_equal(pkgstore_policy_type(policy), PKGSTORE_TYPE_PRIMARY);
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_int_equal(pkgstore_policy_type(stored), PKGSTORE_TYPE_ADDON);
+    pkgstore_policy_free(stored);
+    stored = NULL;
+    CHECK(pkgstore_policy_get(&stored, f->reg, "side"));
+    assert_int_equal(pkgstore_policy_type(stored), PKGSTORE_TYPE_ADDON);
+    pkgstore_policy_free(stored);
+    stored = (pkgstore_policy *)0x1;
+
+    /* given and wrong: refused, nothing written */
+    CHECK(pkgstore_policy_set_type(policy, PKGSTORE_TYPE_PRIMARY));
+    assert_fails(pkgstore_policy_put(&stored, f->reg, policy), PKGSTORE_EINVALID,
+                 "type: log-sidecar 1.0.0 is an addon package, not primary");
+    assert_null(stored);
+    pkgstore_policy_free(policy);
+    CHECK(pkgstore_policy_new(&policy, "collector", "otelcol-contrib", "0.98.0"));
+    CHECK(pkgstore_policy_set_type(policy, PKGSTORE_TYPE_ADDON));
+    assert_fails(pkgstore_policy_put(NULL, f->reg, policy), PKGSTORE_EINVALID,
+                 "type: otelcol-contrib 0.98.0 is a primary package, not addon");
+    assert_int_equal(pkgstore_policy_get(&stored, f->reg, "collector"), PKGSTORE_ENOTFOUND);
+
+    /* given and right */
+    CHECK(pkgstore_policy_set_type(policy, PKGSTORE_TYPE_PRIMARY));
+    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+    pkgstore_policy_free(policy);
+}
+
+static void test_policy__put_needs_the_package_version(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_policy *policy = NULL, *stored = (pkgstore_policy *)0x1;
+    pkgstore_policies *before = load(f);
+
+    CHECK(pkgstore_policy_new(&policy, "ok", "otelcol-contrib", "0.99.0"));
+    assert_fails(pkgstore_policy_put(&stored, f->reg, policy), PKGSTORE_ENOTFOUND,
+                 "package otelcol-contrib version 0.99.0 not found");
+    assert_null(stored);
+    pkgstore_policy_free(policy);
+    CHECK(pkgstore_policy_new(&policy, "ok", "no-such", "1.0.0"));
+    assert_fails(pkgstore_policy_put(NULL, f->reg, policy), PKGSTORE_ENOTFOUND,
+                 "package no-such version 1.0.0 not found");
+    pkgstore_policy_free(policy);
+
+    /* a refused put changes nothing: not even the generation */
+    assert_int_equal(pkgstore_policies_current(before, f->reg), 1);
+    pkgstore_policies_free(before);
+    assert_int_equal(pkgstore_policy_get(&stored, f->reg, "ok"), PKGSTORE_ENOTFOUND);
+}
+
+static void test_policy__referenced_versions_cannot_be_removed(void **state)
+{
+    struct fixture *f = *state;
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"), PKGSTORE_ECONFLICT,
+                 "otelcol-contrib 0.98.0 is referenced by policy canary");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "v0.98.0"), PKGSTORE_ECONFLICT,
+                 "canary");
+    assert_fails(pkgstore_registry_remove(f->reg, "log-sidecar", "1.0.0"), PKGSTORE_ECONFLICT,
+                 "policy side");
+    /* still there for resolve and for the policy */
+    pkgstore_manifest *manifest = NULL;
+    CHECK(pkgstore_registry_get(&manifest, NULL, f->reg, "otelcol-contrib", "0.98.0"));
+    pkgstore_manifest_free(manifest);
+
+    /* a policy record that cannot be read might name the version: refused */
+    plant(f, "broken", "not json");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.97.0"), PKGSTORE_ECORRUPT,
+                 "policy record broken has no readable package and version");
+    assert_fails(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.90.0"), PKGSTORE_ENOTFOUND,
+                 "no such version");
+    CHECK(pkgstore_policy_delete(f->reg, "broken"));
+
+    /* an unreferenced version goes; once the policy is gone, so does this one */
+    CHECK(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.97.0"));
+    CHECK(pkgstore_policy_delete(f->reg, "canary"));
+    CHECK(pkgstore_registry_remove(f->reg, "otelcol-contrib", "0.98.0"));
+}
+
+/* ---------------------------------------------------------------- sets */
+
+static void test_policy__sets_rank_by_priority_then_name(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const rank_order[] = {"top", "alpha", "beta", "zero", "below"};
+    static const char *const name_order[] = {"alpha", "below", "beta", "top", "zero"};
+
+    put_policy(f, "beta", "otelcol-contrib", "0.98.0", NULL, 5);
+    put_policy(f, "zero", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "alpha", "otelcol-contrib", "0.97.0", NULL, 5);
+    put_policy(f, "below", "log-sidecar", "1.0.0", NULL, -3);
+    put_policy(f, "top", "otelcol-contrib", "0.97.0", NULL, 100);
+    pkgstore_policies *set = load(f);
+
+    assert_int_equal(pkgstore_policies_count(set), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(pkgstore_policy_name(pkgstore_policies_at(set, i)), rank_order[i]);
+    assert_null(pkgstore_policies_at(set, 5));
+    for (size_t i = 0; i < 5; i++) {
+        size_t rank = 99;
+        const pkgstore_policy *policy = pkgstore_policies_by_name(set, i, &rank);
+        assert_string_equal(pkgstore_policy_name(policy), name_order[i]);
+        assert_ptr_equal(pkgstore_policies_at(set, rank), policy);
+        size_t found_rank = 99;
+        assert_ptr_equal(pkgstore_policies_find(set, name_order[i], &found_rank), policy);
+        assert_int_equal(found_rank, rank);
+    }
+    assert_null(pkgstore_policies_by_name(set, 5, NULL));
+    assert_null(pkgstore_policies_find(set, "nope", NULL));
+    assert_null(pkgstore_policies_find(set, "", NULL));
+    assert_non_null(pkgstore_policies_find(set, "zero", NULL));
+    assert_int_equal(pkgstore_policy_type(pkgstore_policies_find(set, "below", NULL)),
+                     PKGSTORE_TYPE_ADDON);
+    pkgstore_policies_free(set);
+
+    /* an empty store gives an empty set */
+    for (size_t i = 0; i < 5; i++)
+        CHECK(pkgstore_policy_delete(f->reg, name_order[i]));
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 0);
+    assert_null(pkgstore_policies_at(set, 0));
+    assert_null(pkgstore_policies_find(set, "top", NULL));
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__sets_go_stale_on_changes_by_other_handles(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_store *other_store = NULL;
+    pkgstore_registry *other = NULL;
+    pkgstore_policies *set;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    CHECK(open_store(&other_store, &other, f->dir));
+
+    set = load(f);
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 1);
+    assert_int_equal(pkgstore_policies_current(set, other), 1);
+
+    /* a put by another handle */
+    pkgstore_policy *policy = make_policy("second", "otelcol-contrib", "0.97.0", NULL, 1);
+    CHECK(pkgstore_policy_put(NULL, other, policy));
+    pkgstore_policy_free(policy);
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 0);
+    pkgstore_policies_free(set);
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 2);
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 1);
+
+    /* a delete by another handle */
+    CHECK(pkgstore_policy_delete(other, "second"));
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 0);
+    pkgstore_policies_free(set);
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 1);
+
+    /* a retry by another handle */
+    CHECK(pkgstore_policy_retry(NULL, other, "canary"));
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 0);
+    pkgstore_policies_free(set);
+    set = load(f);
+    assert_int_equal(pkgstore_policy_retry_generation(pkgstore_policies_at(set, 0)), 1);
+    pkgstore_registry_free(other);
+    pkgstore_store_free(other_store);
+
+    /* and a retry by another process */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pkgstore_store *child_store = NULL;
+        pkgstore_registry *child = NULL;
+        int ok = open_store(&child_store, &child, f->dir) == 0 &&
+                 pkgstore_policy_retry(NULL, child, "canary") == 0;
+        pkgstore_registry_free(child);
+        pkgstore_store_free(child_store);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(pkgstore_policies_current(set, f->reg), 0);
+    pkgstore_policies_free(set);
+    set = load(f);
+    assert_int_equal(pkgstore_policy_retry_generation(pkgstore_policies_at(set, 0)), 2);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__corrupt_records_are_named(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *value;
+        const char *detail;
+    } corrupt[] = {
+        {"not json", "not JSON"},
+        {"{\"name\":\"mangled\",\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
+         "\"selector\":\"env in (\",\"type\":\"primary\",\"priority\":0}",
+         "selector: position"},
+        {"{\"name\":\"mangled\",\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
+         "\"selector\":\"\",\"type\":\"sidecar\",\"priority\":0}",
+         "type: not primary or addon"},
+        {"{\"name\":\"mangled\",\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
+         "\"selector\":\"\",\"type\":\"primary\",\"priority\":\"high\"}",
+         "priority or retry: not an integer"},
+        {"{\"name\":\"mangled\",\"package\":\"otelcol-contrib\",\"type\":\"primary\","
+         "\"selector\":\"\",\"priority\":0}",
+         "version: missing"},
+        {"{\"name\":\"mangled\",\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\","
+         "\"type\":\"primary\",\"priority\":0}",
+         "selector: missing"},
+    };
+    pkgstore_policies *set = (pkgstore_policies *)0x1;
+    pkgstore_policy *got = (pkgstore_policy *)0x1;
+
+    put_policy(f, "good", "otelcol-contrib", "0.98.0", NULL, 0);
+    for (size_t i = 0; i < sizeof(corrupt) / sizeof(*corrupt); i++) {
+        plant(f, "mangled", corrupt[i].value);
+        assert_fails(pkgstore_policies_load(&set, f->reg), PKGSTORE_ECORRUPT,
+                     "index: policy record 'mangled'");
+        assert_null(set);
+        assert_fails(pkgstore_policies_load(&set, f->reg), PKGSTORE_ECORRUPT, corrupt[i].detail);
+        assert_fails(pkgstore_policy_get(&got, f->reg, "mangled"), PKGSTORE_ECORRUPT,
+                     "policy record 'mangled'");
+        assert_null(got);
+    }
+    /* the good one stays readable, and the bad one can be removed or replaced */
+    CHECK(pkgstore_policy_get(&got, f->reg, "good"));
+    pkgstore_policy_free(got);
+    CHECK(pkgstore_policy_delete(f->reg, "mangled"));
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 1);
+    pkgstore_policies_free(set);
+    plant(f, "mangled", "not json");
+    put_policy(f, "mangled", "otelcol-contrib", "0.97.0", NULL, 0);
+    set = load(f);
+    assert_int_equal(pkgstore_policies_count(set), 2);
+    pkgstore_policies_free(set);
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+/* The manifest lookup: straight from the registry, the manifests kept
+ * until the test is done with the decisions. fail_package fails with
+ * fail_error instead. */
+struct lookup {
+    pkgstore_registry *reg;
+    pkgstore_manifest *held[64];
+    size_t count;
     unsigned int calls;
+    const char *fail_package;
+    int fail_error;
 };
 
-static int sum_counts(const char *policy, pkgstore_rollout_state st, uint64_t count, void *p)
+static int lookup_manifest(const pkgstore_manifest **out, const char *package, const char *version,
+                           void *payload)
 {
-    struct metric_sum *sum = p;
-    assert_string_equal(policy, "canary");
-    assert_non_null(pkgstore_rollout_state_name(st));
-    sum->total += count;
-    sum->calls++;
+    struct lookup *lookup = payload;
+    pkgstore_manifest *manifest = NULL;
+    int error;
+
+    lookup->calls++;
+    if (lookup->fail_package && strcmp(package, lookup->fail_package) == 0)
+        return lookup->fail_error;
+    if (lookup->count == sizeof(lookup->held) / sizeof(*lookup->held))
+        return PKGSTORE_ELIMIT;
+    if ((error = pkgstore_registry_get(&manifest, NULL, lookup->reg, package, version)) < 0)
+        return error;
+    lookup->held[lookup->count++] = manifest;
+    *out = manifest;
     return 0;
 }
 
-static void test_policy__count_foreach_for_metrics(void **state)
+static void lookup_done(struct lookup *lookup)
 {
-    struct fixture *f = *state;
-    struct metric_sum sum = {0, 0};
-    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-    json_decref(heartbeat(f, "{\"node_id\":\"a\",\"platform\":\"linux/amd64\"}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"b\",\"platform\":\"linux/amd64\"}"));
-    CHECK(pkgstore_policy_count_foreach(f->db, sum_counts, &sum));
-    assert_int_equal(sum.calls, PKGSTORE_ROLLOUT_COUNT);
-    assert_int_equal(sum.total, 2);
+    for (size_t i = 0; i < lookup->count; i++)
+        pkgstore_manifest_free(lookup->held[i]);
+    lookup->count = 0;
 }
 
-/* ---------------------------------------------------------------- heartbeats */
-
-static void test_policy__heartbeat_validation(void **state)
-{
-    struct fixture *f = *state;
-    char *out = (char *)0x1;
-#define HB(body) pkgstore_policy_heartbeat(&out, f->db, body, strlen(body))
-    assert_fails(HB("{\"node_id\":"), PKGSTORE_EINVALID, "body: line 1");
-    assert_null(out);
-    assert_fails(HB("[1]"), PKGSTORE_EINVALID, "body: not a JSON object");
-    assert_fails(HB("{\"platform\":\"linux/amd64\"}"), PKGSTORE_EINVALID, "node_id: missing");
-    assert_fails(HB("{\"node_id\":\"a b\",\"platform\":\"linux/amd64\"}"), PKGSTORE_EINVALID,
-                 "node_id: position 2");
-    assert_fails(HB("{\"node_id\":\"n\"}"), PKGSTORE_EINVALID, "platform: missing");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":7}"), PKGSTORE_EINVALID,
-                 "platform: not a string");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux\"}"), PKGSTORE_EINVALID,
-                 "platform");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"labels\":{\"bad key\":"
-                    "\"x\"}}"),
-                 PKGSTORE_EINVALID, "labels.bad key");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"labels\":{\"k\":1}}"),
-                 PKGSTORE_EINVALID, "labels.k: not a string");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                    "\"x\",\"digest\":\"sha256:zz\"}]}"),
-                 PKGSTORE_EINVALID, "packages[0].digest: not a sha256 digest");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                    "\"x\"},{\"version\":\"1\"}]}"),
-                 PKGSTORE_EINVALID, "packages[1].name: missing");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                    "\"x\",\"status\":\"Exploded\"}]}"),
-                 PKGSTORE_EINVALID, "packages[0].status: 'Exploded' is not one of");
-    assert_fails(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"packages\":{}}"),
-                 PKGSTORE_EINVALID, "packages: not an array");
-    assert_fails(HB("{\"node_id\":\"n\",\"node_id\":\"m\",\"platform\":\"linux/amd64\"}"),
-                 PKGSTORE_EINVALID, "duplicate");
-
-    char big[8192];
-    size_t len = (size_t)snprintf(big, sizeof(big), "{\"node_id\":\"n\",\"platform\":\"x/y\","
-                                                    "\"labels\":{");
-    for (int i = 0; i <= PKGSTORE_LABELS_MAX; i++)
-        len += (size_t)snprintf(big + len, sizeof(big) - len, "%s\"k%d\":\"v\"", i ? "," : "", i);
-    snprintf(big + len, sizeof(big) - len, "}}");
-    assert_fails(HB(big), PKGSTORE_ELIMIT, "labels: more than");
-    assert_int_equal(pkgstore_policy_node_count(f->db), 0);
-
-    /* packages fill a fixed array: the limit itself is accepted, one more is not */
-    for (int count = PKGSTORE_NODE_PACKAGES_MAX; count <= PKGSTORE_NODE_PACKAGES_MAX + 1;
-         count++) {
-        len = (size_t)snprintf(big, sizeof(big),
-                               "{\"node_id\":\"p%d\",\"platform\":\"linux/amd64\",\"packages\":[",
-                               count);
-        for (int i = 0; i < count; i++)
-            len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{\"name\":\"p%d\"}",
-                                    i ? "," : "", i);
-        assert_true(len + 3 < sizeof(big));
-        snprintf(big + len, sizeof(big) - len, "]}");
-        if (count == PKGSTORE_NODE_PACKAGES_MAX) {
-            CHECK(HB(big));
-            pkgstore_free(out);
-        } else {
-            assert_fails(HB(big), PKGSTORE_ELIMIT, "packages: more than");
-        }
-    }
-    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
-
-    /* unknown fields are ignored (newer agents) */
-    CHECK(HB("{\"node_id\":\"n\",\"platform\":\"linux/amd64\",\"uptime_s\":5}"));
-    pkgstore_free(out);
-#undef HB
-}
-
-static void test_policy__node_views_and_delete(void **state)
-{
-    struct fixture *f = *state;
-    char *json = NULL;
-    json_decref(heartbeat(f, "{\"node_id\":\"b\",\"labels\":{\"zone\":\"z1\",\"env\":\"dev\"},"
-                             "\"platform\":\"linux/amd64\",\"agent_version\":\"0.1.0\"}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"a\",\"platform\":\"linux/arm64\"}"));
-
-    json_t *view = node_view(f, "b");
-    assert_string_equal(str_at(view, "id"), "b");
-    assert_string_equal(str_at(view, "platform"), "linux/amd64");
-    assert_string_equal(str_at(view, "agent_version"), "0.1.0");
-    assert_string_equal(str_at(json_object_get(view, "labels"), "zone"), "z1");
-    assert_non_null(strstr(str_at(view, "last_seen"), "Z"));
-    assert_true(json_is_null(json_object_get(view, "last_status")));
-    assert_true(json_is_null(json_object_get(view, "rollout_state"))); /* no policy */
-    assert_int_equal(json_array_size(json_object_get(view, "history")), 0);
-    json_decref(view);
-
-    CHECK(pkgstore_policy_node_list_json(&json, f->db, 0));
-    json_t *list = json_loads(json, 0, NULL);
-    pkgstore_free(json);
-    json_t *nodes = json_object_get(list, "nodes");
-    assert_int_equal(json_array_size(nodes), 2);
-    assert_string_equal(str_at(json_array_get(nodes, 0), "id"), "a");
-    assert_null(json_object_get(json_array_get(nodes, 0), "history"));
-    json_decref(list);
-
-    assert_fails(pkgstore_policy_node_get_json(&json, f->db, "zz"), PKGSTORE_ENOTFOUND,
-                 "node zz not found");
-    CHECK(pkgstore_policy_node_delete(f->db, "a"));
-    assert_fails(pkgstore_policy_node_delete(f->db, "a"), PKGSTORE_ENOTFOUND, "not found");
-    assert_int_equal(pkgstore_policy_node_count(f->db), 1);
-}
-
-static void test_policy__node_query_by_selector_and_page(void **state)
-{
-    struct fixture *f = *state;
-    char body[256], *json = NULL;
-    for (int i = 0; i < 10; i++) {
-        snprintf(body, sizeof(body),
-                 "{\"node_id\":\"n%d\",\"labels\":{\"env\":\"%s\"},\"platform\":\"linux/amd64\"}",
-                 i, i % 2 ? "dev" : "prod");
-        json_decref(heartbeat(f, body));
-    }
-    CHECK(pkgstore_policy_node_query_json(&json, f->db, "env=dev", 1, 2, 0));
-    json_t *page = json_loads(json, 0, NULL);
-    pkgstore_free(json);
-    assert_int_equal(json_integer_value(json_object_get(page, "total")), 5);
-    json_t *nodes = json_object_get(page, "nodes");
-    assert_int_equal(json_array_size(nodes), 2);
-    assert_string_equal(str_at(json_array_get(nodes, 0), "id"), "n3"); /* n1 n3 n5 n7 n9 */
-    assert_string_equal(str_at(json_array_get(nodes, 1), "id"), "n5");
-    json_decref(page);
-
-    CHECK(pkgstore_policy_node_query_json(&json, f->db, NULL, 8, SIZE_MAX, 1));
-    page = json_loads(json, 0, NULL);
-    pkgstore_free(json);
-    assert_int_equal(json_integer_value(json_object_get(page, "total")), 10);
-    assert_int_equal(json_array_size(json_object_get(page, "nodes")), 2); /* n8 n9 */
-    assert_non_null(json_object_get(json_array_get(json_object_get(page, "nodes"), 0), "history"));
-    json_decref(page);
-
-    assert_fails(pkgstore_policy_node_query_json(&json, f->db, "env in (", 0, 10, 0),
-                 PKGSTORE_EINVALID, "selector: position 9");
-    assert_null(json);
-}
-
-/* ---------------------------------------------------------------- persistence */
-
-static void test_policy__survives_close_and_reopen(void **state)
-{
-    struct fixture *f = *state;
-    put_policy(f, "canary", "{\"selector\":\"env=dev\",\"package\":\"otelcol-contrib\","
-                            "\"version\":\"0.98.0\",\"priority\":3}");
-    json_decref(heartbeat(f, "{\"node_id\":\"n1\",\"labels\":{\"env\":\"dev\"},"
-                             "\"platform\":\"linux/amd64\",\"agent_version\":\"0.1.0\","
-                             "\"packages\":[{\"name\":\"otelcol-contrib\",\"version\":"
-                             "\"0.97.0\",\"state\":\"Running\",\"offer\":{\"version\":"
-                             "\"0.98.0\"},\"status\":\"RolledBack\",\"message\":\"port\"}]}"));
-    json_decref(heartbeat(f, "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\"}"));
-    CHECK(pkgstore_policy_node_delete(f->db, "n2"));
-    json_decref(heartbeat(f, "{\"node_id\":\"n3\",\"platform\":\"linux/amd64\"}"));
-
-    /* close everything, reopen from disk */
-    pkgstore_policy_free(f->db);
-    f->db = NULL;
-    pkgstore_registry_free(f->reg);
-    f->reg = NULL;
-    pkgstore_store_free(f->store);
-    f->store = NULL;
-    CHECK(open_store(f));
-    CHECK(open_db(f, 0));
-
-    pkgstore_policy policy;
-    CHECK(pkgstore_policy_get(&policy, f->db, "canary"));
-    assert_int_equal(policy.priority, 3);
-    assert_string_equal(policy.selector, "env=dev");
-    assert_int_equal(pkgstore_policy_node_count(f->db), 2);
-    json_t *view = node_view(f, "n1");
-    assert_string_equal(str_at(json_object_get(view, "labels"), "env"), "dev");
-    assert_string_equal(str_at(view, "agent_version"), "0.1.0");
-    json_t *history = json_object_get(view, "history");
-    assert_int_equal(json_array_size(history), 1);
-    assert_string_equal(str_at(json_array_get(history, 0), "status"), "RolledBack");
-    assert_string_equal(str_at(json_array_get(history, 0), "message"), "port");
-    json_t *rollout = json_array_get(json_object_get(view, "rollout"), 0);
-    assert_string_equal(str_at(rollout, "state"), "RolledBack");
-    json_decref(view);
-    char *json = NULL;
-    assert_int_equal(pkgstore_policy_node_get_json(&json, f->db, "n2"), PKGSTORE_ENOTFOUND);
-}
-
-static void test_policy__background_flusher_writes_nodes(void **state)
-{
-    struct fixture *f = *state;
-    pkgstore_policy_options opts = PKGSTORE_POLICY_OPTIONS_INIT;
-    pkgstore_policy_db *second = NULL;
-
-    pkgstore_policy_free(f->db);
-    f->db = NULL;
-    opts.flush_interval_ms = 20;
-    CHECK(pkgstore_policy_open(&f->db, f->store, &opts));
-    json_decref(heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}"));
-    /* a second handle over the same store loads what the flusher wrote */
-    for (int tries = 0; tries < 200; tries++) {
-        opts.no_flusher = 1;
-        CHECK(pkgstore_policy_open(&second, f->store, &opts));
-        size_t seen = pkgstore_policy_node_count(second);
-        pkgstore_policy_free(second);
-        second = NULL;
-        if (seen == 1)
-            return;
-        usleep(10000);
-    }
-    fail_msg("the flusher never wrote node n1");
-}
-
-/* ---------------------------------------------------------------- threads */
-
-struct worker {
-    struct fixture *f;
-    int index;
-    int failures;
+struct evaluation {
+    struct lookup lookup;
+    pkgstore_decision decisions[64];
+    size_t count;
 };
 
-static void *heartbeat_worker(void *arg)
+/* Evaluate a node against the stored policies into ev (CHECKed). */
+static void evaluate(struct evaluation *ev, struct fixture *f, pkgstore_policies *set,
+                     const pkgstore_node_facts *node)
 {
-    struct worker *w = arg;
-    char body[256];
-    for (int i = 0; i < 300; i++) {
-        char *out = NULL;
-        static const char *const statuses[] = {"Downloading", "Verifying", "RolledBack"};
-        int len = snprintf(body, sizeof(body),
-                           "{\"node_id\":\"t%d-n%d\",\"labels\":{\"env\":\"%s\"},"
-                           "\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-                           "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},\"status\":\"%s\"}]}",
-                           w->index, i % 100, i % 2 ? "dev" : "prod", statuses[i % 3]);
-        if (pkgstore_policy_heartbeat(&out, w->f->db, body, (size_t)len) != 0 || !out)
-            w->failures++;
-        pkgstore_free(out);
+    memset(ev, 0, sizeof(*ev));
+    ev->lookup.reg = f->reg;
+    CHECK(pkgstore_policy_evaluate(ev->decisions, 64, &ev->count, set, node, lookup_manifest,
+                                   &ev->lookup));
+}
+
+/* The decision for package, or fail. */
+static const pkgstore_decision *decision_for(const struct evaluation *ev, const char *package)
+{
+    for (size_t i = 0; i < ev->count; i++) {
+        if (strcmp(pkgstore_policy_package(ev->decisions[i].policy), package) == 0)
+            return &ev->decisions[i];
     }
+    print_error("no decision for %s\n", package);
+    fail();
     return NULL;
 }
 
-static void test_policy__concurrent_heartbeats(void **state)
+static void test_policy__evaluate_priority_and_tie_break(void **state)
 {
     struct fixture *f = *state;
-    pthread_t threads[4];
-    struct worker workers[4];
+    pkgstore_label labels[] = {{"env", "dev"}};
+    pkgstore_node_facts node = {"linux/amd64", labels, 1, NULL, 0};
+    struct evaluation ev;
 
-    put_policy(f, "dev", "{\"selector\":\"env=dev\",\"package\":\"otelcol-contrib\","
-                         "\"version\":\"0.98.0\"}");
-    for (int i = 0; i < 4; i++) {
-        workers[i] = (struct worker){f, i, 0};
-        assert_int_equal(pthread_create(&threads[i], NULL, heartbeat_worker, &workers[i]), 0);
+    put_policy(f, "low", "otelcol-contrib", "0.97.0", "env=dev", 1);
+    put_policy(f, "high", "otelcol-contrib", "0.98.0", "env", 2);
+    put_policy(f, "other-env", "otelcol-contrib", "0.97.0", "env=prod", 50);
+    pkgstore_policies *set = load(f);
+    evaluate(&ev, f, set, &node);
+    assert_int_equal(ev.count, 1); /* one primary slot */
+    assert_string_equal(pkgstore_policy_name(ev.decisions[0].policy), "high");
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER);
+    assert_memory_equal(ev.decisions[0].artifact->digest.bytes, f->contrib98_amd64.bytes,
+                        PKGSTORE_DIGEST_SIZE);
+    size_t rank = 99;
+    assert_non_null(pkgstore_policies_find(set, "high", &rank));
+    assert_int_equal(ev.decisions[0].rank, rank);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+
+    /* equal priority: the name first in byte order wins */
+    put_policy(f, "aaa", "otelcol-contrib", "0.97.0", "env=dev", 2);
+    set = load(f);
+    evaluate(&ev, f, set, &node);
+    assert_int_equal(ev.count, 1);
+    assert_string_equal(pkgstore_policy_name(ev.decisions[0].policy), "aaa");
+    assert_memory_equal(ev.decisions[0].artifact->digest.bytes, f->contrib97_amd64.bytes,
+                        PKGSTORE_DIGEST_SIZE);
+    /* the losers were never looked up */
+    assert_int_equal(ev.lookup.calls, 1);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+
+    /* a node no selector matches gets no decision */
+    pkgstore_label staging[] = {{"zone", "z1"}};
+    pkgstore_node_facts bare = {"linux/amd64", staging, 1, NULL, 0};
+    set = load(f);
+    evaluate(&ev, f, set, &bare);
+    assert_int_equal(ev.count, 0);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_one_primary_slot_and_one_per_addon(void **state)
+{
+    struct fixture *f = *state;
+    enum { ADDONS = 40 };
+    char name[32], bytes[32];
+    pkgstore_node_facts node = {"linux/amd64", NULL, 0, NULL, 0};
+    struct evaluation ev;
+
+    add_artifact(f, "otelcol-core", "1.0.0", PKGSTORE_TYPE_PRIMARY, "linux/amd64", "core 1.0.0",
+                 NULL, NULL, 0);
+    add_artifact(f, "log-sidecar", "1.1.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "sidecar 1.1.0 amd64", NULL, NULL, 0);
+    /* two primary packages compete for the one primary slot */
+    put_policy(f, "contrib", "otelcol-contrib", "0.98.0", NULL, 10);
+    put_policy(f, "core", "otelcol-core", "1.0.0", NULL, 5);
+    /* two versions of one addon compete for its slot */
+    put_policy(f, "logs-old", "log-sidecar", "1.0.0", NULL, 1);
+    put_policy(f, "logs-new", "log-sidecar", "1.1.0", NULL, 2);
+    /* and many more addons than any small array holds, each in its slot */
+    for (int i = 0; i < ADDONS; i++) {
+        snprintf(name, sizeof(name), "addon-%02d", i);
+        snprintf(bytes, sizeof(bytes), "addon %02d", i);
+        add_artifact(f, name, "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64", bytes, NULL, NULL, 0);
+        put_policy(f, name, name, "1.0.0", NULL, 0);
     }
-    /* policy changes, views, flushes and node deletes while heartbeats run */
-    for (int i = 0; i < 20; i++) {
-        char *json = NULL;
-        json_decref(heartbeat(f, "{\"node_id\":\"victim\",\"platform\":\"linux/amd64\"}"));
-        CHECK(pkgstore_policy_node_delete(f->db, "victim"));
-        CHECK(pkgstore_policy_node_list_json(&json, f->db, 1));
-        pkgstore_free(json);
-        CHECK(pkgstore_policy_get_json(&json, f->db, "dev", 1));
-        pkgstore_free(json);
-        put_policy(f, "prod", i % 2 ? "{\"selector\":\"env=prod\",\"package\":"
-                                      "\"otelcol-contrib\",\"version\":\"0.97.0\"}"
-                                    : "{\"selector\":\"env=prod\",\"package\":"
-                                      "\"otelcol-contrib\",\"version\":\"0.98.0\"}");
-        CHECK(pkgstore_policy_list_json(&json, f->db, 1));
-        pkgstore_free(json);
-        CHECK(pkgstore_policy_flush(f->db));
+    pkgstore_policies *set = load(f);
+    evaluate(&ev, f, set, &node);
+    assert_int_equal(ev.count, 1 + 1 + ADDONS);
+    size_t primaries = 0;
+    for (size_t i = 0; i < ev.count; i++) {
+        const pkgstore_decision *d = &ev.decisions[i];
+        assert_int_equal(d->verdict, PKGSTORE_VERDICT_OFFER);
+        if (i > 0)
+            assert_true(d->rank > ev.decisions[i - 1].rank); /* in rank order */
+        if (pkgstore_policy_type(d->policy) == PKGSTORE_TYPE_PRIMARY) {
+            primaries++;
+            assert_string_equal(pkgstore_policy_name(d->policy), "contrib");
+        }
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(pkgstore_policy_package(d->policy),
+                                    pkgstore_policy_package(ev.decisions[j].policy));
     }
-    for (int i = 0; i < 4; i++) {
-        pthread_join(threads[i], NULL);
-        assert_int_equal(workers[i].failures, 0);
-    }
-    assert_int_equal(pkgstore_policy_node_count(f->db), 400);
-    uint64_t counts[PKGSTORE_ROLLOUT_COUNT], total = 0;
-    CHECK(pkgstore_policy_counts(counts, &total, f->db, "dev"));
-    assert_int_equal(total, 200);
-    /* every dev node last reported Downloading, Verifying or RolledBack */
-    assert_int_equal(counts[PKGSTORE_ROLLOUT_DOWNLOADING] + counts[PKGSTORE_ROLLOUT_VERIFYING] +
-                         counts[PKGSTORE_ROLLOUT_ROLLED_BACK],
-                     200);
+    assert_int_equal(primaries, 1);
+    assert_string_equal(pkgstore_policy_name(decision_for(&ev, "log-sidecar")->policy), "logs-new");
+    assert_string_equal(pkgstore_policy_name(decision_for(&ev, "addon-39")->policy), "addon-39");
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_current_when_the_node_runs_the_digest(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_node_package runs[] = {
+        {"otelcol-contrib", PKGSTORE_TYPE_PRIMARY, "0.98.0", &f->contrib98_amd64},
+        {"log-sidecar", PKGSTORE_TYPE_ADDON, "1.0.0", NULL}, /* digest unknown */
+    };
+    pkgstore_node_facts node = {"linux/amd64", NULL, 0, runs, 2};
+    struct evaluation ev;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+    pkgstore_policies *set = load(f);
+    evaluate(&ev, f, set, &node);
+    assert_int_equal(ev.count, 2);
+    const pkgstore_decision *d = decision_for(&ev, "otelcol-contrib");
+    assert_int_equal(d->verdict, PKGSTORE_VERDICT_CURRENT);
+    assert_non_null(d->artifact);
+    assert_non_null(d->manifest);
+    /* a version without a digest proves nothing: offered */
+    assert_int_equal(decision_for(&ev, "log-sidecar")->verdict, PKGSTORE_VERDICT_OFFER);
+    lookup_done(&ev.lookup);
+
+    /* the same version's other artifact is not what an amd64 node runs */
+    runs[0].digest = &f->contrib98_arm64;
+    evaluate(&ev, f, set, &node);
+    assert_int_equal(decision_for(&ev, "otelcol-contrib")->verdict, PKGSTORE_VERDICT_OFFER);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_incompatible_and_compatible_fallbacks(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_digest lite386, edge_v6;
+    struct evaluation ev;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    pkgstore_policies *set = load(f);
+    pkgstore_node_facts riscv = {"linux/riscv64", NULL, 0, NULL, 0};
+    evaluate(&ev, f, set, &riscv);
+    assert_int_equal(ev.count, 1);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_INCOMPATIBLE);
+    assert_null(ev.decisions[0].artifact);
+    assert_non_null(ev.decisions[0].manifest);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+
+    /* docs/platforms.md: an amd64 node runs 386, an arm/v7 node runs arm/v6 */
+    add_artifact(f, "otelcol-lite", "1.0.0", PKGSTORE_TYPE_PRIMARY, "linux/386", "lite 386",
+                 &lite386, NULL, 0);
+    add_artifact(f, "otelcol-lite", "1.0.0", PKGSTORE_TYPE_PRIMARY, "linux/arm/v6", "lite v6",
+                 &edge_v6, NULL, 0);
+    CHECK(pkgstore_policy_delete(f->reg, "canary"));
+    put_policy(f, "lite", "otelcol-lite", "1.0.0", NULL, 0);
+    set = load(f);
+    pkgstore_node_facts amd64 = {"linux/amd64", NULL, 0, NULL, 0};
+    evaluate(&ev, f, set, &amd64);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER);
+    assert_string_equal(ev.decisions[0].artifact->platform, "linux/386");
+    assert_memory_equal(ev.decisions[0].artifact->digest.bytes, lite386.bytes,
+                        PKGSTORE_DIGEST_SIZE);
+    lookup_done(&ev.lookup);
+    pkgstore_node_facts armv7 = {"linux/arm/v7", NULL, 0, NULL, 0};
+    evaluate(&ev, f, set, &armv7);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER);
+    assert_string_equal(ev.decisions[0].artifact->platform, "linux/arm/v6");
+    lookup_done(&ev.lookup);
+    /* never the other way round */
+    pkgstore_node_facts i386 = {"linux/386", NULL, 0, NULL, 0};
+    pkgstore_node_facts armv5 = {"linux/arm/v5", NULL, 0, NULL, 0};
+    evaluate(&ev, f, set, &i386);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER); /* its own: exact */
+    lookup_done(&ev.lookup);
+    evaluate(&ev, f, set, &armv5);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_INCOMPATIBLE);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_unmet_dependency_until_the_node_meets_it(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_dependency needs;
+    struct evaluation ev;
+
+    memset(&needs, 0, sizeof(needs));
+    snprintf(needs.name, sizeof(needs.name), "otelcol-contrib");
+    snprintf(needs.constraint, sizeof(needs.constraint), ">=0.98.0");
+    add_artifact(f, "log-shipper", "1.0.0", PKGSTORE_TYPE_ADDON, "linux/amd64", "shipper", NULL,
+                 &needs, 1);
+    put_policy(f, "ship", "log-shipper", "1.0.0", NULL, 0);
+    pkgstore_policies *set = load(f);
+
+    /* the node does not run the package at all */
+    pkgstore_node_facts bare = {"linux/amd64", NULL, 0, NULL, 0};
+    evaluate(&ev, f, set, &bare);
+    assert_int_equal(ev.count, 1);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_UNMET);
+    assert_non_null(ev.decisions[0].unmet);
+    assert_string_equal(ev.decisions[0].unmet->name, "otelcol-contrib");
+    assert_string_equal(ev.decisions[0].unmet->constraint, ">=0.98.0");
+    assert_non_null(ev.decisions[0].artifact); /* it would fit: the dependency stops it */
+    lookup_done(&ev.lookup);
+
+    /* it runs a version that does not meet the constraint, or an unknown one */
+    pkgstore_node_package runs = {"otelcol-contrib", PKGSTORE_TYPE_PRIMARY, "0.97.0", NULL};
+    pkgstore_node_facts old = {"linux/amd64", NULL, 0, &runs, 1};
+    evaluate(&ev, f, set, &old);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_UNMET);
+    lookup_done(&ev.lookup);
+    runs.version = NULL;
+    evaluate(&ev, f, set, &old);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_UNMET);
+    lookup_done(&ev.lookup);
+    runs.version = "not-semver";
+    evaluate(&ev, f, set, &old);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_UNMET);
+    lookup_done(&ev.lookup);
+
+    /* once it runs a version that meets it, the addon is offered */
+    runs.version = "0.98.0";
+    evaluate(&ev, f, set, &old);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER);
+    assert_null(ev.decisions[0].unmet);
+    lookup_done(&ev.lookup);
+    runs.version = "v0.99.1";
+    evaluate(&ev, f, set, &old);
+    assert_int_equal(ev.decisions[0].verdict, PKGSTORE_VERDICT_OFFER);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_unresolved_keeps_the_lookup_error(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_node_facts node = {"linux/amd64", NULL, 0, NULL, 0};
+    struct evaluation ev;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+    pkgstore_policies *set = load(f);
+    memset(&ev, 0, sizeof(ev));
+    ev.lookup.reg = f->reg;
+    ev.lookup.fail_package = "log-sidecar";
+    ev.lookup.fail_error = PKGSTORE_ECORRUPT;
+    CHECK(pkgstore_policy_evaluate(ev.decisions, 64, &ev.count, set, &node, lookup_manifest,
+                                   &ev.lookup));
+    assert_int_equal(ev.count, 2);
+    const pkgstore_decision *d = decision_for(&ev, "log-sidecar");
+    assert_int_equal(d->verdict, PKGSTORE_VERDICT_UNRESOLVED);
+    assert_int_equal(d->error, PKGSTORE_ECORRUPT);
+    assert_null(d->manifest);
+    assert_null(d->artifact);
+    /* one slot's failure is not the other's */
+    assert_int_equal(decision_for(&ev, "otelcol-contrib")->verdict, PKGSTORE_VERDICT_OFFER);
+    lookup_done(&ev.lookup);
+
+    /* the version was removed behind the policy's back: the lookup's ENOTFOUND */
+    memset(&ev, 0, sizeof(ev));
+    ev.lookup.reg = f->reg;
+    ev.lookup.fail_package = "otelcol-contrib";
+    ev.lookup.fail_error = PKGSTORE_ENOTFOUND;
+    CHECK(pkgstore_policy_evaluate(ev.decisions, 64, &ev.count, set, &node, lookup_manifest,
+                                   &ev.lookup));
+    assert_int_equal(decision_for(&ev, "otelcol-contrib")->verdict, PKGSTORE_VERDICT_UNRESOLVED);
+    assert_int_equal(decision_for(&ev, "otelcol-contrib")->error, PKGSTORE_ENOTFOUND);
+    lookup_done(&ev.lookup);
+    pkgstore_policies_free(set);
+}
+
+static void test_policy__evaluate_refuses_a_small_capacity(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_node_facts node = {"linux/amd64", NULL, 0, NULL, 0};
+    pkgstore_decision decisions[2];
+    struct lookup lookup = {f->reg, {0}, 0, 0, NULL, 0};
+    size_t count = 99;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+    put_policy(f, "unused", "otelcol-contrib", "0.97.0", "env=none", 0);
+    pkgstore_policies *set = load(f);
+    assert_fails(
+        pkgstore_policy_evaluate(decisions, 1, &count, set, &node, lookup_manifest, &lookup),
+        PKGSTORE_ELIMIT, "room for 1 decisions");
+    assert_int_equal(count, pkgstore_policies_count(set)); /* what always fits */
+    lookup_done(&lookup);
+    assert_int_equal(
+        pkgstore_policy_evaluate(NULL, 0, &count, set, &node, lookup_manifest, &lookup),
+        PKGSTORE_ELIMIT);
+    lookup_done(&lookup);
+    /* exactly enough is enough */
+    CHECK(pkgstore_policy_evaluate(decisions, 2, &count, set, &node, lookup_manifest, &lookup));
+    assert_int_equal(count, 2);
+    lookup_done(&lookup);
+    /* nothing to decide needs no room */
+    pkgstore_label labels[] = {{"env", "none"}};
+    pkgstore_policies *empty = NULL;
+    CHECK(pkgstore_policy_delete(f->reg, "canary"));
+    CHECK(pkgstore_policy_delete(f->reg, "side"));
+    CHECK(pkgstore_policy_delete(f->reg, "unused"));
+    CHECK(pkgstore_policies_load(&empty, f->reg));
+    pkgstore_node_facts labelled = {"linux/amd64", labels, 1, NULL, 0};
+    CHECK(pkgstore_policy_evaluate(NULL, 0, &count, empty, &labelled, lookup_manifest, &lookup));
+    assert_int_equal(count, 0);
+    pkgstore_policies_free(empty);
+    pkgstore_policies_free(set);
+}
+
+/* ---------------------------------------------------------------- misuse */
+
+static int never_called(const pkgstore_manifest **out, const char *package, const char *version,
+                        void *payload)
+{
+    (void)out;
+    (void)package;
+    (void)version;
+    (void)payload;
+    fail_msg("the lookup was called");
+    return PKGSTORE_EINTERNAL;
 }
 
 static void test_policy__misuse_is_refused(void **state)
 {
     struct fixture *f = *state;
-    pkgstore_policy_db *db = (pkgstore_policy_db *)0x1;
-    char *out = NULL;
-    assert_int_equal(pkgstore_policy_open(&db, NULL, NULL), PKGSTORE_EINVALID);
-    assert_null(db);
-    assert_int_equal(pkgstore_policy_heartbeat(&out, NULL, "{}", 2), PKGSTORE_EINVALID);
-    assert_int_equal(pkgstore_policy_put(NULL, f->db, NULL), PKGSTORE_EINVALID);
-    assert_int_equal(pkgstore_policy_get_json(NULL, f->db, "x", 0), PKGSTORE_EINVALID);
-    assert_string_equal(pkgstore_rollout_state_name(PKGSTORE_ROLLOUT_INCOMPATIBLE),
-                        "Incompatible");
+    pkgstore_policy *policy = NULL, *out = (pkgstore_policy *)0x1;
+    pkgstore_policies *set = (pkgstore_policies *)0x1;
+    pkgstore_decision decisions[4];
+    pkgstore_node_facts node = {"linux/amd64", NULL, 0, NULL, 0};
+    size_t count = 99;
+
+    assert_int_equal(pkgstore_policy_new(NULL, "p", "otelcol", "1.0.0"), PKGSTORE_EINVALID);
+    CHECK(pkgstore_policy_new(&policy, "p", "otelcol-contrib", "0.98.0"));
+    assert_int_equal(pkgstore_policy_set_selector(NULL, "a"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_set_priority(NULL, 1), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_set_type(NULL, PKGSTORE_TYPE_ADDON), PKGSTORE_EINVALID);
+
+    assert_int_equal(pkgstore_policy_put(&out, NULL, policy), PKGSTORE_EINVALID);
+    assert_null(out);
+    assert_int_equal(pkgstore_policy_put(NULL, f->reg, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_get(NULL, f->reg, "p"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_get(&out, NULL, "p"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_get(&out, f->reg, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_delete(NULL, "p"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_delete(f->reg, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_retry(&out, NULL, "p"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_retry(NULL, f->reg, NULL), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policies_load(NULL, f->reg), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policies_load(&set, NULL), PKGSTORE_EINVALID);
+    assert_null(set);
+    assert_int_equal(pkgstore_policies_current(NULL, f->reg), PKGSTORE_EINVALID);
+    set = load(f);
+    assert_int_equal(pkgstore_policies_current(set, NULL), PKGSTORE_EINVALID);
+
+    assert_int_equal(pkgstore_policy_evaluate(decisions, 4, NULL, set, &node, never_called, NULL),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(
+        pkgstore_policy_evaluate(decisions, 4, &count, NULL, &node, never_called, NULL),
+        PKGSTORE_EINVALID);
+    assert_int_equal(count, 0);
+    assert_int_equal(pkgstore_policy_evaluate(decisions, 4, &count, set, NULL, never_called, NULL),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_evaluate(decisions, 4, &count, set, &node, NULL, NULL),
+                     PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_policy_evaluate(NULL, 4, &count, set, &node, never_called, NULL),
+                     PKGSTORE_EINVALID);
+
+    /* accessors and frees take NULL */
+    assert_string_equal(pkgstore_policy_name(NULL), "");
+    assert_string_equal(pkgstore_policy_selector_text(NULL), "");
+    assert_null(pkgstore_policy_selector(NULL));
+    assert_int_equal(pkgstore_policy_priority(NULL), 0);
+    assert_int_equal(pkgstore_policies_count(NULL), 0);
+    assert_null(pkgstore_policies_at(NULL, 0));
+    assert_null(pkgstore_policies_find(NULL, "p", NULL));
+    assert_null(pkgstore_policies_find(set, NULL, NULL));
+    pkgstore_policy_free(NULL);
+    pkgstore_policies_free(NULL);
+
+    /* names of verdicts and rollout states */
+    assert_string_equal(pkgstore_verdict_name(PKGSTORE_VERDICT_OFFER), "offer");
+    assert_string_equal(pkgstore_verdict_name(PKGSTORE_VERDICT_UNRESOLVED), "unresolved");
+    assert_null(pkgstore_verdict_name((pkgstore_verdict)5));
+    assert_null(pkgstore_verdict_name((pkgstore_verdict)-1));
+    assert_string_equal(pkgstore_rollout_state_name(PKGSTORE_ROLLOUT_INCOMPATIBLE), "Incompatible");
     assert_null(pkgstore_rollout_state_name(PKGSTORE_ROLLOUT_COUNT));
     pkgstore_rollout_state st;
-    assert_int_equal(pkgstore_rollout_state_parse(&st, "Pending"), PKGSTORE_EINVALID);
+    assert_fails(pkgstore_rollout_state_parse(&st, "Pending"), PKGSTORE_EINVALID,
+                 "status: 'Pending' is not one of");
+    assert_int_equal(pkgstore_rollout_state_parse(&st, "Unknown"), PKGSTORE_EINVALID);
+    assert_int_equal(pkgstore_rollout_state_parse(NULL, "Verifying"), PKGSTORE_EINVALID);
     CHECK(pkgstore_rollout_state_parse(&st, "RollbackFailed"));
     assert_int_equal(st, PKGSTORE_ROLLOUT_ROLLBACK_FAILED);
-    pkgstore_policy_free(NULL);
+    for (int s = PKGSTORE_ROLLOUT_DOWNLOADING; s <= PKGSTORE_ROLLOUT_ROLLBACK_FAILED; s++) {
+        CHECK(pkgstore_rollout_state_parse(&st, pkgstore_rollout_state_name(s)));
+        assert_int_equal(st, s);
+    }
+    pkgstore_policies_free(set);
+    pkgstore_policy_free(policy);
 }
 
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_policy__put_get_list_delete),
-        T(test_policy__put_validates),
-        T(test_policy__reference_check),
-        T(test_policy__offer_carries_every_field),
-        T(test_policy__priority_and_tie_break),
-        T(test_policy__primary_and_addon_offers),
-        T(test_policy__no_offer_when_running_the_digest),
-        T(test_policy__incompatible_platform),
-        T(test_policy__addon_slots_per_package),
-        T(test_policy__many_addon_offers),
-        T(test_policy__offer_uses_a_compatible_fallback),
-        T(test_policy__corrupt_records_on_open),
-        T(test_policy__history_bounded_and_deduplicated),
-        T(test_policy__rollout_counts),
-        T(test_policy__count_foreach_for_metrics),
-        T(test_policy__heartbeat_validation),
-        T(test_policy__node_views_and_delete),
-        T(test_policy__node_query_by_selector_and_page),
-        T(test_policy__survives_close_and_reopen),
-        T(test_policy__background_flusher_writes_nodes),
-        T(test_policy__concurrent_heartbeats),
+        T(test_policy__new_validates_its_fields),
+        T(test_policy__selector_is_canonical_and_errors_name_a_position),
+        T(test_policy__priority_and_type_are_checked),
+        T(test_policy__stored_policies_are_read_only),
+        T(test_policy__put_get_delete_round_trip),
+        T(test_policy__retry_generation_is_kept_and_raised),
+        T(test_policy__type_comes_from_the_package),
+        T(test_policy__put_needs_the_package_version),
+        T(test_policy__referenced_versions_cannot_be_removed),
+        T(test_policy__sets_rank_by_priority_then_name),
+        T(test_policy__sets_go_stale_on_changes_by_other_handles),
+        T(test_policy__corrupt_records_are_named),
+        T(test_policy__evaluate_priority_and_tie_break),
+        T(test_policy__evaluate_one_primary_slot_and_one_per_addon),
+        T(test_policy__evaluate_current_when_the_node_runs_the_digest),
+        T(test_policy__evaluate_incompatible_and_compatible_fallbacks),
+        T(test_policy__evaluate_unmet_dependency_until_the_node_meets_it),
+        T(test_policy__evaluate_unresolved_keeps_the_lookup_error),
+        T(test_policy__evaluate_refuses_a_small_capacity),
         T(test_policy__misuse_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -165,7 +165,8 @@ PKGSTORE_API uint64_t pkgstore_policy_retry_generation(const pkgstore_policy *po
  * index write transaction that also checks that package@version exists with
  * the policy's type (so that no concurrent pkgstore_registry_remove() can
  * take it away). created and the retry generation are kept from an
- * existing policy; updated is set now. Every policy change moves the
+ * existing policy; updated is set now (an existing record that does not
+ * parse is replaced as if absent). Every policy change moves the
  * generation that pkgstore_policies_current() compares.
  * *stored_out (may be NULL) receives the stored policy (free it).
  * Errors: PKGSTORE_EINVALID (a field; the detail names it, e.g. "type:
@@ -181,8 +182,9 @@ PKGSTORE_API int pkgstore_policy_put(pkgstore_policy **stored_out, pkgstore_regi
 PKGSTORE_API int pkgstore_policy_get(pkgstore_policy **out, pkgstore_registry *reg,
                                      const char *name);
 
-/** Delete the policy called name. Errors: PKGSTORE_ENOTFOUND,
- * PKGSTORE_EINVALID, PKGSTORE_EIO. */
+/** Delete the policy called name, also when its record does not parse
+ * (the repair for PKGSTORE_ECORRUPT from pkgstore_policies_load()).
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_EIO. */
 PKGSTORE_API int pkgstore_policy_delete(pkgstore_registry *reg, const char *name);
 
 /**

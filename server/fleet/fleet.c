@@ -81,8 +81,7 @@ int fleet_open(fleet **out, pkgstore_registry *reg, const fleet_options *opts, f
     fl_policies_release(p);
     if ((error = fl_store_open(f, err)) < 0 || (error = fl_store_load(f, err)) < 0)
         goto fail;
-    f->last_expiry = (int64_t)time(NULL);
-    fl_expire(f, f->last_expiry); /* records loaded as expired are dropped on disk too */
+    f->last_expiry = (int64_t)time(NULL); /* fl_store_load() dropped the expired records */
     if (!opts->no_flusher && (error = fl_flusher_start(f, err)) < 0)
         goto fail;
     *out = f;

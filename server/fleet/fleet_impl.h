@@ -152,8 +152,10 @@ uint64_t fl_node_hash(const char *id);
 struct fl_shard *fl_shard_of(fleet *f, uint64_t hash);
 /* The node called id, or NULL; the shard must be locked. */
 struct fl_node *fl_node_find(struct fl_shard *shard, const char *id, uint64_t hash);
-/* A new empty node in the locked shard; NULL when out of memory. */
-struct fl_node *fl_node_insert(fleet *f, struct fl_shard *shard, const char *id, uint64_t hash);
+/* A new empty node in the locked shard; NULL when out of memory. The caller
+ * counts it in f->node_count (a heartbeat takes its place under the cap
+ * before it inserts). */
+struct fl_node *fl_node_insert(struct fl_shard *shard, const char *id, uint64_t hash);
 /* Unlink and free the node called id from the locked shard; 1 if it was there. */
 int fl_node_remove(fleet *f, struct fl_shard *shard, const char *id, uint64_t hash);
 void fl_node_set_profile(fleet *f, struct fl_node *node, struct fl_profile *profile);

@@ -82,17 +82,23 @@ static int record(struct fl_profile **profile_out, fleet *f, const struct fl_hb 
     struct fl_node *node = fl_node_find(shard, hb->node_id, hash);
     if (!node) {
         unsigned int retry_s = 0;
-        if (atomic_load(&f->node_count) >= f->opts.max_nodes) {
-            pthread_mutex_unlock(&shard->lock);
-            atomic_fetch_add(&f->nodes_refused, 1);
-            error = fl_fail(err, PKGSTORE_ELIMIT,
-                            "node %s: the fleet is full (%zu nodes, the --max-nodes limit)",
-                            hb->node_id, f->opts.max_nodes);
-            err->http_status = 503;
-            err->retry_after_s = 3600;
-            return error;
-        }
+        /* Take a place under the cap first, in one step: new nodes of other
+         * shards, added meanwhile, see it taken. */
+        size_t count = atomic_load(&f->node_count);
+        do {
+            if (count >= f->opts.max_nodes) {
+                pthread_mutex_unlock(&shard->lock);
+                atomic_fetch_add(&f->nodes_refused, 1);
+                error = fl_fail(err, PKGSTORE_ELIMIT,
+                                "node %s: the fleet is full (%zu nodes, the --max-nodes limit)",
+                                hb->node_id, f->opts.max_nodes);
+                err->http_status = 503;
+                err->retry_after_s = 3600;
+                return error;
+            }
+        } while (!atomic_compare_exchange_weak(&f->node_count, &count, count + 1));
         if (!take_new_node_token(f, credential, &retry_s)) {
+            atomic_fetch_sub(&f->node_count, 1);
             pthread_mutex_unlock(&shard->lock);
             atomic_fetch_add(&f->nodes_throttled, 1);
             error = fl_fail(err, PKGSTORE_ELIMIT,
@@ -103,7 +109,8 @@ static int record(struct fl_profile **profile_out, fleet *f, const struct fl_hb 
             err->retry_after_s = retry_s;
             return error;
         }
-        if (!(node = fl_node_insert(f, shard, hb->node_id, hash))) {
+        if (!(node = fl_node_insert(shard, hb->node_id, hash))) {
+            atomic_fetch_sub(&f->node_count, 1);
             pthread_mutex_unlock(&shard->lock);
             return fl_fail(err, PKGSTORE_ENOMEM, "heartbeat: out of memory");
         }

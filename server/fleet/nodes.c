@@ -57,7 +57,7 @@ static void shard_grow(struct fl_shard *shard)
     shard->nbuckets = nbuckets;
 }
 
-struct fl_node *fl_node_insert(fleet *f, struct fl_shard *shard, const char *id, uint64_t hash)
+struct fl_node *fl_node_insert(struct fl_shard *shard, const char *id, uint64_t hash)
 {
     size_t len = strlen(id);
     struct fl_node *node = calloc(1, sizeof(*node) + len + 1);
@@ -71,7 +71,6 @@ struct fl_node *fl_node_insert(fleet *f, struct fl_shard *shard, const char *id,
     node->next = shard->buckets[b];
     shard->buckets[b] = node;
     shard->count++;
-    atomic_fetch_add(&f->node_count, 1);
     return node;
 }
 

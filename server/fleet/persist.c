@@ -127,29 +127,53 @@ void fl_store_close(fleet *f)
 
 /* ---------------------------------------------------------------- loading */
 
+struct flush_item {
+    char *id;
+    char *json; /* NULL: delete the record */
+    int held;   /* a dirty node's count in f->unsaved, kept until the write is done */
+};
+
+struct flush_batch {
+    fleet *f;
+    struct flush_item *items;
+    size_t count, cap;
+    int full;
+    int failed;
+};
+
+static int batch_add(struct flush_batch *batch, const char *id, char *json);
+static void batch_clear(struct flush_batch *batch);
+static int batch_write(fleet *f, struct flush_batch *batch, fleet_error *err);
+
+enum load_outcome { LOAD_INSTALLED, LOAD_UNREADABLE, LOAD_EXPIRED };
+
 /* Install a stored record. One that does not parse is skipped: the node
  * comes back on its next heartbeat, and one bad record must not keep the
- * server down. Returns 1 when installed. */
-static int load_node(fleet *f, const char *data, size_t len, int64_t now)
+ * server down. One silent for longer than the expiry is not installed
+ * (the caller deletes it). */
+static enum load_outcome load_node(fleet *f, const char *data, size_t len, int64_t now)
 {
     struct fl_hb *hb = malloc(sizeof(*hb));
     json_t *root = json_loadb(data, len, 0, NULL), *history;
     struct fl_profile *profile = NULL;
     fleet_error ignored;
-    int installed = 0;
+    enum load_outcome outcome = LOAD_UNREADABLE;
 
     if (!hb || !root || fl_hb_parse(hb, root, 1, &ignored) < 0)
         goto out;
     int64_t last_seen = (int64_t)json_integer_value(json_object_get(root, "last_seen"));
-    if (f->opts.expiry_s && last_seen < now - (int64_t)f->opts.expiry_s)
-        goto out; /* expired while the server was down: fl_expire() drops the record */
+    if (f->opts.expiry_s && last_seen < now - (int64_t)f->opts.expiry_s) {
+        outcome = LOAD_EXPIRED; /* while the server was down */
+        goto out;
+    }
     if (!(profile = fl_profile_intern(f, hb, fl_hb_hash(hb))))
         goto out;
     uint64_t hash = fl_node_hash(hb->node_id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     struct fl_node *node = fl_node_find(shard, hb->node_id, hash);
-    if (node || !(node = fl_node_insert(f, shard, hb->node_id, hash)))
+    if (node || !(node = fl_node_insert(shard, hb->node_id, hash)))
         goto out;
+    atomic_fetch_add(&f->node_count, 1);
     node->profile = profile;
     profile = NULL; /* now owned by the node */
     node->last_seen = last_seen;
@@ -169,13 +193,13 @@ static int load_node(fleet *f, const char *data, size_t len, int64_t now)
         fl_hist_append(f, node, (int64_t)json_integer_value(json_object_get(h, "time")), package,
                        version, status, json_string_value(json_object_get(h, "message")));
     }
-    installed = 1;
+    outcome = LOAD_INSTALLED;
 out:
     if (profile)
         fl_profile_release(f, profile);
     json_decref(root);
     free(hb);
-    return installed;
+    return outcome;
 }
 
 int fl_store_load(fleet *f, fleet_error *err)
@@ -183,6 +207,7 @@ int fl_store_load(fleet *f, fleet_error *err)
     MDB_txn *txn = NULL;
     MDB_cursor *cursor = NULL;
     MDB_val key, val;
+    struct flush_batch expired = {f, NULL, 0, 0, 0, 0};
     size_t loaded = 0, skipped = 0;
     int64_t now = (int64_t)time(NULL);
     int rc;
@@ -196,35 +221,45 @@ int fl_store_load(fleet *f, fleet_error *err)
     /* single-threaded at open; the shard locks are not needed */
     for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
-        if (load_node(f, val.mv_data, val.mv_size, now))
+        enum load_outcome outcome = load_node(f, val.mv_data, val.mv_size, now);
+        char *id = outcome == LOAD_EXPIRED ? strndup(key.mv_data, key.mv_size) : NULL;
+        if (outcome == LOAD_INSTALLED)
             loaded++;
-        else
+        else if (outcome == LOAD_UNREADABLE || !id || batch_add(&expired, id, NULL) < 0)
             skipped++;
+        free(id);
     }
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
-    if (rc != MDB_NOTFOUND)
+    if (rc != MDB_NOTFOUND) {
+        batch_clear(&expired);
+        free(expired.items);
         return lmdb_fail(f, err, rc, "reading the nodes");
+    }
     if (skipped)
-        log_msg(LOG_WARN, "fleet: node records not loaded (unreadable, or expired)",
-                "loaded=%zu skipped=%zu", loaded, skipped);
+        log_msg(LOG_WARN, "fleet: node records not loaded (unreadable)", "loaded=%zu skipped=%zu",
+                loaded, skipped);
+    /* Forget the records of nodes that expired while the server was down,
+     * as fl_expire() forgets those that go silent while it runs. */
+    if (expired.count > 0) {
+        fleet_error delete_err;
+        if (batch_write(f, &expired, &delete_err) < 0) {
+            char q[600];
+            log_msg(LOG_WARN, "fleet: cannot delete expired nodes; retrying at the next start",
+                    "nodes=%zu detail=%s", expired.count,
+                    log_quote(q, sizeof(q), delete_err.message));
+        } else {
+            atomic_fetch_add(&f->nodes_expired, expired.count);
+            log_msg(LOG_INFO, "fleet: forgot silent nodes", "nodes=%zu silent_for_s=%u",
+                    expired.count, f->opts.expiry_s);
+        }
+    }
+    batch_clear(&expired);
+    free(expired.items);
     return 0;
 }
 
 /* ---------------------------------------------------------------- writing */
-
-struct flush_item {
-    char *id;
-    char *json; /* NULL: delete the record */
-};
-
-struct flush_batch {
-    fleet *f;
-    struct flush_item *items;
-    size_t count, cap;
-    int full;
-    int failed;
-};
 
 static int batch_add(struct flush_batch *batch, const char *id, char *json)
 {
@@ -241,6 +276,7 @@ static int batch_add(struct flush_batch *batch, const char *id, char *json)
         return -1;
     batch->items[batch->count].id = copy;
     batch->items[batch->count].json = json;
+    batch->items[batch->count].held = 0;
     batch->count++;
     return 0;
 }
@@ -275,10 +311,10 @@ static int collect_node(struct fl_node *node, void *payload)
         batch->failed = 1;
         return 1;
     }
-    if (node->dirty) {
-        node->dirty = 0;
-        atomic_fetch_sub(&batch->f->unsaved, 1);
-    }
+    /* clean from now on, so that a heartbeat during the write marks it
+     * again; it stays counted as unsaved until the write is done */
+    batch->items[batch->count - 1].held = node->dirty;
+    node->dirty = 0;
     node->persisted_seen = node->last_seen;
     return 0;
 }
@@ -316,14 +352,22 @@ static int batch_write(fleet *f, struct flush_batch *batch, fleet_error *err)
     }
 }
 
-static void mark_dirty_again(fleet *f, const char *id)
+/* The write of item failed: its node is dirty again, for the next round. A
+ * node collected dirty kept its count in unsaved meanwhile. */
+static void requeue(fleet *f, const struct flush_item *item)
 {
-    uint64_t hash = fl_node_hash(id);
+    uint64_t hash = fl_node_hash(item->id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     pthread_mutex_lock(&shard->lock);
-    struct fl_node *node = fl_node_find(shard, id, hash);
-    if (node)
+    struct fl_node *node = fl_node_find(shard, item->id, hash);
+    if (item->held) {
+        if (node && !node->dirty)
+            node->dirty = 1;
+        else /* counted again since, or gone */
+            atomic_fetch_sub(&f->unsaved, 1);
+    } else if (node) {
         fl_node_mark_dirty(f, node);
+    }
     pthread_mutex_unlock(&shard->lock);
 }
 
@@ -372,7 +416,13 @@ int fl_nodes_flush(fleet *f, int full, fleet_error *err)
         more = fl_nodes_foreach(f, collect_node, &batch) != 0 && !batch.failed;
         if (batch.count > 0 && (error = batch_write(f, &batch, err)) < 0) {
             for (size_t i = 0; i < batch.count; i++)
-                mark_dirty_again(f, batch.items[i].id);
+                requeue(f, &batch.items[i]);
+        } else {
+            /* written: only now do the collected nodes stop counting */
+            size_t held = 0;
+            for (size_t i = 0; i < batch.count; i++)
+                held += (size_t)batch.items[i].held;
+            atomic_fetch_sub(&f->unsaved, held);
         }
         if (batch.failed && error == 0)
             error = fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory while writing nodes");

@@ -480,6 +480,10 @@ static size_t page_bytes(const fleet_query *q)
     return max > FLEET_PAGE_BYTES_MAX ? FLEET_PAGE_BYTES_MAX : max;
 }
 
+/* The end of a page at its longest: a 20-digit total and the longest id
+ * (ids need no escaping). A page keeps room for it. */
+#define PAGE_TAIL_MAX (sizeof("],\"total\":,\"next\":\"\"}") - 1 + 20 + FL_NODE_ID_MAX)
+
 int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_query *q,
                     fleet_error *err)
 {
@@ -487,7 +491,7 @@ int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_quer
     struct fl_lookup lookup;
     struct walk w;
     struct text out = {0};
-    size_t limit = page_limit(q), max_bytes = page_bytes(q), shown = 0;
+    size_t limit = page_limit(q), max_bytes = page_bytes(q), shown = 0, i = 0;
     const char *next = NULL;
     int error;
 
@@ -505,7 +509,7 @@ int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_quer
     }
     heap_sort(&w.heap);
     text_add(&out, "{\"nodes\":[", 10);
-    for (size_t i = 0; i < w.heap.count && shown < limit; i++) {
+    for (; i < w.heap.count && shown < limit; i++) {
         const char *id = w.heap.ids[i];
         uint64_t hash = fl_node_hash(id);
         struct fl_shard *shard = fl_shard_of(f, hash);
@@ -523,9 +527,8 @@ int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_quer
         if (!text)
             continue;
         size_t len = strlen(text);
-        if (shown > 0 && out.len + len + 128 > max_bytes) {
-            free(text);
-            next = w.heap.ids[i - 1]; /* the byte budget ends the page early */
+        if (shown > 0 && out.len + 1 + len + PAGE_TAIL_MAX > max_bytes) {
+            free(text); /* the byte budget ends the page early */
             break;
         }
         if (shown > 0)
@@ -534,8 +537,11 @@ int fleet_node_page(char **json_out, size_t *len_out, fleet *f, const fleet_quer
         free(text);
         shown++;
     }
-    if (!next && w.heap.count > limit)
-        next = w.heap.ids[limit - 1];
+    /* The next page starts after the last id looked at (shown, or deleted
+     * since the walk), when more follow: the page stopped before the end
+     * of the heap, or the heap was full (it keeps limit + 1 ids). */
+    if (i > 0 && (i < w.heap.count || w.heap.count > limit))
+        next = w.heap.ids[i - 1];
     char tail[400];
     json_t *next_json = next ? json_string(next) : json_null();
     char *next_text = next_json ? json_dumps(next_json, JSON_ENCODE_ANY) : NULL;
