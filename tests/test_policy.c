@@ -129,9 +129,9 @@ static void test_policy__new_validates_its_fields(void **state)
                  "policy name: invalid character 'B' at position 1");
     assert_null(policy);
     assert_fails(pkgstore_policy_new(&policy, "-x", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
-                 "policy name: position 1");
+                 "policy name: invalid character '-' at position 1");
     assert_fails(pkgstore_policy_new(&policy, "a b", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
-                 "policy name: position 2");
+                 "policy name: invalid character ' ' at position 2");
     assert_fails(pkgstore_policy_new(&policy, "", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
                  "policy name: empty");
     assert_fails(pkgstore_policy_new(&policy, NULL, "otelcol", "1.0.0"), PKGSTORE_EINVALID,
