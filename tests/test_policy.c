@@ -135,7 +135,7 @@ static void test_policy__new_validates_its_fields(void **state)
     assert_fails(pkgstore_policy_new(&policy, "", "otelcol", "1.0.0"), PKGSTORE_EINVALID,
                  "policy name: empty");
     assert_fails(pkgstore_policy_new(&policy, NULL, "otelcol", "1.0.0"), PKGSTORE_EINVALID,
-                 "policy name: NULL");
+                 "policy name: missing");
     memset(long_name, 'a', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
     assert_fails(pkgstore_policy_new(&policy, long_name, "otelcol", "1.0.0"), PKGSTORE_EINVALID,
