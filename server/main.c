@@ -171,16 +171,46 @@ static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, co
     return 0;
 }
 
+/* libmicrohttpd logs one line per refused or dropped connection, so a
+ * flood would flood the log too: at most MHD_LOG_PER_SECOND lines a second
+ * pass, and the next line that passes says how many were suppressed. */
+#define MHD_LOG_PER_SECOND 20
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned int in_window;
+    static unsigned long suppressed;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&lock);
+    if (now.tv_sec != window) {
+        window = now.tv_sec;
+        in_window = 0;
+    }
+    if (in_window >= MHD_LOG_PER_SECOND) {
+        suppressed++;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    in_window++;
+    unsigned long dropped = suppressed;
+    suppressed = 0;
+    pthread_mutex_unlock(&lock);
+
     char message[512];
     vsnprintf(message, sizeof message, fmt, ap);
     size_t len = strlen(message);
     while (len && (message[len - 1] == '\n' || message[len - 1] == '\r'))
         message[--len] = '\0';
     char quoted[600];
-    log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
+    if (dropped)
+        log_msg(LOG_WARN, "libmicrohttpd", "detail=%s suppressed=%lu",
+                log_quote(quoted, sizeof quoted, message), dropped);
+    else
+        log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
 }
 
 static int write_port_file(const char *path, unsigned int port)
