@@ -15,6 +15,7 @@
 #   libpkgstore/*.c            -> libpkgstore.so.$(SOMAJOR) and libpkgstore.a
 #   tools/pkgstore*.c          -> one program each; other tools/*.c are shared CLI helpers
 #   server/*.c, server/*/*.c    -> pkgstored (http/, api/, fleet/: docs/architecture.md)
+#   common/*.c                 -> linked into pkgstored and the tools (token files)
 #   agent/*.c                  -> pkgstore-agent
 #   tests/test_*.c             -> one cmocka binary each, linked with tests/helpers/*.c
 #   fuzz/fuzz_*.c              -> replayed over fuzz/corpus/<target>/ by make test
@@ -68,6 +69,9 @@ TOOL_HELP   := $(filter-out $(TOOL_MAINS),$(sort $(wildcard tools/*.c)))
 TOOL_HOBJS  := $(TOOL_HELP:%.c=$(BUILD)/obj/%.o)
 TOOLS       := $(TOOL_MAINS:tools/%.c=$(BUILD)/bin/%)
 SERVER_SRCS := $(sort $(wildcard server/*.c server/*/*.c))
+# Program-side code shared by pkgstored and the tools (token files).
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
 AGENT_SRCS  := $(sort $(wildcard agent/*.c))
 # The agent's worker: its own main plus the agent's small helpers (util.c).
 HELPER_SRCS := $(sort $(wildcard agent/helper/*.c)) agent/util.c
@@ -140,12 +144,12 @@ $(BUILD)/pkgstore.pc: Makefile
 	    'Cflags: -I$${includedir}' > $@
 
 # ---------------------------------------------------------------- programs
-$(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(SHLIB)
+$(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread
 
-$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) -lpthread
@@ -222,6 +226,11 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
+# fuzz_http_parse drives the parsers pkgstored runs before authentication
+# (server/http/parse.c, which depends on neither libmicrohttpd nor the
+# library): link that object too.
+$(BUILD)/fuzz/replay_fuzz_http_parse: $(BUILD)/obj/server/http/parse.o
+
 # Keep objects that are only intermediates of test and fuzz binaries.
 .SECONDARY:
 
@@ -282,6 +291,7 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 	ar rcs $@ $^
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+$(FUZZ_BUILD)/fuzz_http_parse: $(FUZZ_BUILD)/obj/server/http/parse.o
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60
 fuzz-smoke: fuzz
