@@ -66,6 +66,20 @@ grep -q 'suppressed=' "$TMP/server.log"
 ok $? "libmicrohttpd's repeated messages were counted as suppressed"
 stop_server
 
+# --- the caps are checked at start, after raising the soft descriptor limit
+if [ "$HARD" != unlimited ] && [ "$HARD" -le 2097152 ]; then
+    (ulimit -Sn 512; exec timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 \
+        --max-connections $((HARD / 2))) 2>"$TMP/err"
+    is "$?" "2" "--max-connections beyond RLIMIT_NOFILE: exit 2"
+    grep -q "RLIMIT_NOFILE is $HARD " "$TMP/err"
+    ok $? "started with a soft limit of 512, pkgstored counts the raised limit ($HARD)"
+    diag "$(cat "$TMP/err")"
+fi
+timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --max-connections 100 \
+    --max-connections-per-ip 100 2>"$TMP/err"
+is "$?|$(head -c 60 "$TMP/err")" "2|pkgstored: --max-connections-per-ip: 100 must be below --max" \
+    "a per-address cap that is not below the total: exit 2"
+
 # --- deadlines
 start_server --header-timeout 2 --idle-timeout 3 --body-timeout 1 --min-body-rate 1K
 
