@@ -138,6 +138,16 @@ static int parse_uint(unsigned int *out, const char *str, unsigned int max)
     return 0;
 }
 
+/* A whole-number option value in min..max into *out; 0, or the exit
+ * status of the usage error it printed. */
+static int option_uint(unsigned int *out, const char *name, const char *arg, unsigned int min,
+                       unsigned int max, const char *unit)
+{
+    if (parse_uint(out, arg, max) < 0 || *out < min)
+        return usage_error("--%s: not %u..%u%s: %s", name, min, max, unit, arg);
+    return 0;
+}
+
 /* "HOST:PORT" or "[V6]:PORT" into a socket address. */
 static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, const char *listen)
 {
@@ -360,7 +370,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
-    int opt;
+    int opt, status;
     uint64_t size;
     opterr = 0; /* getopt's own messages name the full argv[0] path */
     while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -392,48 +402,47 @@ int main(int argc, char **argv)
             cfg->max_header = (size_t)size;
             break;
         case OPT_THREADS:
-            if (parse_uint(&cfg->threads, optarg, 1024) < 0) {
-                fprintf(stderr, "pkgstored: --threads: not a number up to 1024: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->threads, "threads", optarg, 0, 1024, "")) != 0)
+                return status;
             break;
         case OPT_HB:
-            if (parse_uint(&cfg->heartbeat_interval_s, optarg, 86400) < 0 ||
-                cfg->heartbeat_interval_s == 0) {
-                fprintf(stderr, "pkgstored: --heartbeat-interval: not 1..86400: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->heartbeat_interval_s, "heartbeat-interval", optarg, 1,
+                                      86400, " seconds")) != 0)
+                return status;
             break;
         case OPT_SHUTDOWN:
-            if (parse_uint(&cfg->shutdown_timeout_s, optarg, 86400) < 0) {
-                fprintf(stderr, "pkgstored: --shutdown-timeout: not 0..86400: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->shutdown_timeout_s, "shutdown-timeout", optarg, 0,
+                                      86400, " seconds")) != 0)
+                return status;
             break;
         case OPT_HEADER_TIMEOUT:
-            if (parse_uint(&cfg->header_timeout_s, optarg, 3600) < 0 || cfg->header_timeout_s == 0)
-                return usage_error("--header-timeout: not 1..3600 seconds: %s", optarg);
+            if ((status = option_uint(&cfg->header_timeout_s, "header-timeout", optarg, 1, 3600,
+                                      " seconds")) != 0)
+                return status;
             break;
         case OPT_IDLE_TIMEOUT:
-            if (parse_uint(&cfg->idle_timeout_s, optarg, 86400) < 0 || cfg->idle_timeout_s == 0)
-                return usage_error("--idle-timeout: not 1..86400 seconds: %s", optarg);
+            if ((status = option_uint(&cfg->idle_timeout_s, "idle-timeout", optarg, 1, 86400,
+                                      " seconds")) != 0)
+                return status;
             break;
         case OPT_BODY_TIMEOUT:
-            if (parse_uint(&cfg->body_timeout_s, optarg, 86400) < 0 || cfg->body_timeout_s == 0)
-                return usage_error("--body-timeout: not 1..86400 seconds: %s", optarg);
+            if ((status = option_uint(&cfg->body_timeout_s, "body-timeout", optarg, 1, 86400,
+                                      " seconds")) != 0)
+                return status;
             break;
         case OPT_MIN_BODY_RATE:
             if (parse_size(&cfg->min_body_rate, optarg) < 0 || cfg->min_body_rate > (1ull << 30))
                 return usage_error("--min-body-rate: not a size up to 1G: %s", optarg);
             break;
         case OPT_MAX_CONNECTIONS:
-            if (parse_uint(&cfg->max_connections, optarg, 1u << 20) < 0 ||
-                cfg->max_connections == 0)
-                return usage_error("--max-connections: not 1..1048576: %s", optarg);
+            if ((status = option_uint(&cfg->max_connections, "max-connections", optarg, 1,
+                                      1u << 20, "")) != 0)
+                return status;
             break;
         case OPT_MAX_PER_IP:
-            if (parse_uint(&cfg->max_connections_per_ip, optarg, 1u << 20) < 0)
-                return usage_error("--max-connections-per-ip: not 0..1048576: %s", optarg);
+            if ((status = option_uint(&cfg->max_connections_per_ip, "max-connections-per-ip",
+                                      optarg, 0, 1u << 20, "")) != 0)
+                return status;
             cfg->per_ip_set = 1;
             break;
         case OPT_LOG_LEVEL:
