@@ -15,6 +15,7 @@
 #   libpkgstore/*.c            -> libpkgstore.so.$(SOMAJOR) and libpkgstore.a
 #   tools/pkgstore*.c          -> one program each; other tools/*.c are shared CLI helpers
 #   server/*.c, server/*/*.c    -> pkgstored (http/, api/, fleet/: docs/architecture.md)
+#   common/*.c                 -> linked into pkgstored and the tools (token files)
 #   agent/*.c                  -> pkgstore-agent
 #   tests/test_*.c             -> one cmocka binary each, linked with tests/helpers/*.c
 #   fuzz/fuzz_*.c              -> replayed over fuzz/corpus/<target>/ by make test
@@ -76,6 +77,9 @@ TOOL_HELP   := $(filter-out $(TOOL_MAINS),$(sort $(wildcard tools/*.c)))
 TOOL_HOBJS  := $(TOOL_HELP:%.c=$(BUILD)/obj/%.o)
 TOOLS       := $(TOOL_MAINS:tools/%.c=$(BUILD)/bin/%)
 SERVER_SRCS := $(sort $(wildcard server/*.c server/*/*.c))
+# Program-side code shared by pkgstored and the tools (token files).
+COMMON_SRCS := $(sort $(wildcard common/*.c))
+COMMON_OBJS := $(COMMON_SRCS:%.c=$(BUILD)/obj/%.o)
 AGENT_SRCS  := $(sort $(wildcard agent/*.c))
 # The agent's worker: its own main plus the agent's small helpers (util.c).
 HELPER_SRCS := $(sort $(wildcard agent/helper/*.c)) agent/util.c
@@ -171,12 +175,12 @@ $(BUILD)/pkgstore.pc: Makefile
 	    'Cflags: -I$${includedir}' > $@
 
 # ---------------------------------------------------------------- programs
-$(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(SHLIB)
+$(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread
 
-$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) -lpthread
@@ -264,6 +268,8 @@ $(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET
 # harness of program code lists the objects of the program sources it needs
 # in FUZZ_EXTRA_<target> (they must not need libmicrohttpd, libcurl or libyaml).
 FUZZ_EXTRA_policy_body := server/api/policy_body.o
+# the parsers pkgstored runs before authentication (no libmicrohttpd)
+FUZZ_EXTRA_http_parse := server/http/parse.o
 # fuzz_heartbeat posts to the fleet, as tests/test_fleet.c does.
 FUZZ_EXTRA_heartbeat := $(patsubst %.c,%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
 .SECONDEXPANSION:

@@ -62,6 +62,12 @@ static int copy_field(char *out, size_t size, const char *name, const char *str,
         out[i - start] = c;
     }
     out[end - start] = '\0';
+    /* "..", "." or ".x" would name a directory when a platform is used in
+     * a path: a field starts with a letter or a digit. */
+    if (!((out[0] >= 'a' && out[0] <= 'z') || (out[0] >= '0' && out[0] <= '9')))
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "platform \"%.64s\": %s must start with a letter or a digit", str,
+                            name);
     return 0;
 }
 

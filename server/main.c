@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +26,20 @@ server g_server;
 
 /* Connection pool beyond the largest header block: the body read buffer. */
 #define POOL_EXTRA ((size_t)8u << 10)
+
+/* Descriptors kept out of the connection budget: stdio, the listening
+ * socket, the store's directory and lock fds, LMDB's files, the fleet's
+ * files and transient ones (a zstd copy at commit), plus per worker thread
+ * an epoll fd and an inter-thread pipe. */
+#define FD_RESERVE_BASE 128u
+#define FD_RESERVE_PER_THREAD 4u
+/* Descriptors a connection may hold: its socket and a blob (download) or
+ * temporary file (upload). */
+#define FDS_PER_CONNECTION 2u
+/* The default connection cap, whatever RLIMIT_NOFILE allows: each
+ * connection costs a memory pool of --max-header + 8K. */
+#define CONNECTIONS_DEFAULT_MAX 16384u
+#define PER_IP_DEFAULT_MAX 256u
 
 static void usage(FILE *out)
 {
@@ -44,6 +59,17 @@ static void usage(FILE *out)
             "  --max-upload BYTES        largest upload body (default 4G; K, M, G suffixes)\n"
             "  --max-json BYTES          largest JSON request body (default 1M)\n"
             "  --max-header BYTES        largest request header block (default 8K)\n"
+            "  --header-timeout S        the whole header block must arrive within S\n"
+            "                            seconds (default 30)\n"
+            "  --idle-timeout S          close a connection silent for S seconds, or kept\n"
+            "                            alive S seconds without a new request (default 120)\n"
+            "  --body-timeout S          grace before --min-body-rate applies (default 30)\n"
+            "  --min-body-rate BYTES     cut bodies slower than this per second on average\n"
+            "                            (default 1K; 0 disables)\n"
+            "  --max-connections N       total connections (default: from RLIMIT_NOFILE,\n"
+            "                            at most 16384)\n"
+            "  --max-connections-per-ip N  per client address (default 256, at most a\n"
+            "                            quarter of --max-connections; 0: no cap)\n"
             "  --threads N               worker threads (default: one per core)\n"
             "  --heartbeat-interval S    interval told to agents (default 30)\n"
             "  --fleet-dir DIR           node records (default: the store's path + .fleet)\n"
@@ -119,6 +145,16 @@ static int parse_uint(unsigned int *out, const char *str, unsigned int max)
     return 0;
 }
 
+/* A whole-number option value in min..max into *out; 0, or the exit
+ * status of the usage error it printed. */
+static int option_uint(unsigned int *out, const char *name, const char *arg, unsigned int min,
+                       unsigned int max, const char *unit)
+{
+    if (parse_uint(out, arg, max) < 0 || *out < min)
+        return usage_error("--%s: not %u..%u%s: %s", name, min, max, unit, arg);
+    return 0;
+}
+
 /* "HOST:PORT" or "[V6]:PORT" into a socket address. */
 static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, const char *listen)
 {
@@ -152,16 +188,46 @@ static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, co
     return 0;
 }
 
+/* libmicrohttpd logs one line per refused or dropped connection, so a
+ * flood would flood the log too: at most MHD_LOG_PER_SECOND lines a second
+ * pass, and the next line that passes says how many were suppressed. */
+#define MHD_LOG_PER_SECOND 20
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned int in_window;
+    static unsigned long suppressed;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&lock);
+    if (now.tv_sec != window) {
+        window = now.tv_sec;
+        in_window = 0;
+    }
+    if (in_window >= MHD_LOG_PER_SECOND) {
+        suppressed++;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    in_window++;
+    unsigned long dropped = suppressed;
+    suppressed = 0;
+    pthread_mutex_unlock(&lock);
+
     char message[512];
     vsnprintf(message, sizeof message, fmt, ap);
     size_t len = strlen(message);
     while (len && (message[len - 1] == '\n' || message[len - 1] == '\r'))
         message[--len] = '\0';
     char quoted[600];
-    log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
+    if (dropped)
+        log_msg(LOG_WARN, "libmicrohttpd", "detail=%s suppressed=%lu",
+                log_quote(quoted, sizeof quoted, message), dropped);
+    else
+        log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
 }
 
 static int write_port_file(const char *path, unsigned int port)
@@ -175,6 +241,60 @@ static int write_port_file(const char *path, unsigned int port)
     if (fclose(file) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
+    }
+    return 0;
+}
+
+/* Raise the soft RLIMIT_NOFILE to the hard limit and size the connection
+ * caps from it. Returns 0, or an exit status after printing why. */
+static int connection_budget(server_config *cfg, unsigned int threads, rlim_t *nofile_out)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0) {
+        fprintf(stderr, "pkgstored: getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+        return 1;
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (raised.rlim_cur == RLIM_INFINITY)
+            raised.rlim_cur = 1u << 20; /* Linux's default fs.nr_open */
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit = raised;
+    }
+    rlim_t nofile = limit.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : limit.rlim_cur;
+    *nofile_out = nofile;
+    rlim_t reserve = FD_RESERVE_BASE + (rlim_t)FD_RESERVE_PER_THREAD * threads;
+    rlim_t fit = nofile > reserve ? (nofile - reserve) / FDS_PER_CONNECTION : 0;
+    if (fit > (1u << 20))
+        fit = 1u << 20;
+    if (fit < 8) {
+        fprintf(stderr,
+                "pkgstored: RLIMIT_NOFILE is %llu: too low for %u threads and 8 connections "
+                "(raise it with ulimit -n or LimitNOFILE=)\n",
+                (unsigned long long)nofile, threads);
+        return 1;
+    }
+    if (cfg->max_connections == 0) {
+        cfg->max_connections = fit < CONNECTIONS_DEFAULT_MAX ? (unsigned int)fit
+                                                            : CONNECTIONS_DEFAULT_MAX;
+    } else if (cfg->max_connections > fit) {
+        fprintf(stderr,
+                "pkgstored: --max-connections: %u needs %u descriptors but RLIMIT_NOFILE is "
+                "%llu (at most %llu connections fit)\n",
+                cfg->max_connections, cfg->max_connections * FDS_PER_CONNECTION,
+                (unsigned long long)nofile, (unsigned long long)fit);
+        return 2;
+    }
+    if (!cfg->per_ip_set) {
+        unsigned int quarter = cfg->max_connections / 4 ? cfg->max_connections / 4 : 1;
+        cfg->max_connections_per_ip = quarter < PER_IP_DEFAULT_MAX ? quarter : PER_IP_DEFAULT_MAX;
+    } else if (cfg->max_connections_per_ip >= cfg->max_connections) {
+        fprintf(stderr,
+                "pkgstored: --max-connections-per-ip: %u must be below --max-connections (%u), "
+                "or one address could take every connection\n",
+                cfg->max_connections_per_ip, cfg->max_connections);
+        return 2;
     }
     return 0;
 }
@@ -220,12 +340,17 @@ int main(int argc, char **argv)
     cfg->shutdown_timeout_s = 30;
     cfg->zstd_copies = 1;
     fleet_options_init(&cfg->fleet);
+    cfg->header_timeout_s = 30;
+    cfg->idle_timeout_s = 120;
+    cfg->body_timeout_s = 30;
+    cfg->min_body_rate = 1024;
 
     enum {
         OPT_LISTEN = 256, OPT_STORE, OPT_TOKENS, OPT_MAX_UPLOAD, OPT_MAX_JSON, OPT_MAX_HEADER,
         OPT_THREADS, OPT_HB, OPT_SHUTDOWN, OPT_NO_ZSTD, OPT_NO_FSYNC, OPT_PORT_FILE,
         OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_FLEET_DIR, OPT_MAX_NODES, OPT_NODE_EXPIRY,
-        OPT_HISTORY_MAX, OPT_NEW_NODES_RATE
+        OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
+        OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -246,11 +371,17 @@ int main(int argc, char **argv)
         {"node-expiry", required_argument, NULL, OPT_NODE_EXPIRY},
         {"history-max", required_argument, NULL, OPT_HISTORY_MAX},
         {"new-nodes-rate", required_argument, NULL, OPT_NEW_NODES_RATE},
+        {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+        {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+        {"min-body-rate", required_argument, NULL, OPT_MIN_BODY_RATE},
+        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+        {"max-connections-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
-    int opt;
+    int opt, status;
     uint64_t size;
     opterr = 0; /* getopt's own messages name the full argv[0] path */
     while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -282,23 +413,48 @@ int main(int argc, char **argv)
             cfg->max_header = (size_t)size;
             break;
         case OPT_THREADS:
-            if (parse_uint(&cfg->threads, optarg, 1024) < 0) {
-                fprintf(stderr, "pkgstored: --threads: not a number up to 1024: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->threads, "threads", optarg, 0, 1024, "")) != 0)
+                return status;
             break;
         case OPT_HB:
-            if (parse_uint(&cfg->heartbeat_interval_s, optarg, 86400) < 0 ||
-                cfg->heartbeat_interval_s == 0) {
-                fprintf(stderr, "pkgstored: --heartbeat-interval: not 1..86400: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->heartbeat_interval_s, "heartbeat-interval", optarg, 1,
+                                      86400, " seconds")) != 0)
+                return status;
             break;
         case OPT_SHUTDOWN:
-            if (parse_uint(&cfg->shutdown_timeout_s, optarg, 86400) < 0) {
-                fprintf(stderr, "pkgstored: --shutdown-timeout: not 0..86400: %s\n", optarg);
-                return 2;
-            }
+            if ((status = option_uint(&cfg->shutdown_timeout_s, "shutdown-timeout", optarg, 0,
+                                      86400, " seconds")) != 0)
+                return status;
+            break;
+        case OPT_HEADER_TIMEOUT:
+            if ((status = option_uint(&cfg->header_timeout_s, "header-timeout", optarg, 1, 3600,
+                                      " seconds")) != 0)
+                return status;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if ((status = option_uint(&cfg->idle_timeout_s, "idle-timeout", optarg, 1, 86400,
+                                      " seconds")) != 0)
+                return status;
+            break;
+        case OPT_BODY_TIMEOUT:
+            if ((status = option_uint(&cfg->body_timeout_s, "body-timeout", optarg, 1, 86400,
+                                      " seconds")) != 0)
+                return status;
+            break;
+        case OPT_MIN_BODY_RATE:
+            if (parse_size(&cfg->min_body_rate, optarg) < 0 || cfg->min_body_rate > (1ull << 30))
+                return usage_error("--min-body-rate: not a size up to 1G: %s", optarg);
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if ((status = option_uint(&cfg->max_connections, "max-connections", optarg, 1,
+                                      1u << 20, "")) != 0)
+                return status;
+            break;
+        case OPT_MAX_PER_IP:
+            if ((status = option_uint(&cfg->max_connections_per_ip, "max-connections-per-ip",
+                                      optarg, 0, 1u << 20, "")) != 0)
+                return status;
+            cfg->per_ip_set = 1;
             break;
         case OPT_LOG_LEVEL:
             if (log_level_parse(&log_threshold, optarg) < 0) {
@@ -367,6 +523,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "pkgstored: --listen: not HOST:PORT: %s\n", cfg->listen);
         return 2;
     }
+    unsigned int threads = cfg->threads;
+    if (threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (unsigned int)cores : 1;
+    }
+    rlim_t nofile = 0;
+    int budget_status = connection_budget(cfg, threads, &nofile);
+    if (budget_status != 0)
+        return budget_status;
 
     /* Workers inherit this mask; only sigwait() below sees the signals. */
     sigset_t stop_signals;
@@ -429,11 +594,6 @@ int main(int argc, char **argv)
         log_msg(LOG_INFO, "using tokens", "admin_token_file=%s agent_token_file=%s",
                 log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));
 
-    unsigned int threads = cfg->threads;
-    if (threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? (unsigned int)cores : 1;
-    }
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -441,24 +601,36 @@ int main(int argc, char **argv)
                                             {MHD_OPTION_END, 0, NULL}};
     if (threads < 2)
         pool_option[0].option = MHD_OPTION_END;
+    guard_config guard = {cfg->header_timeout_s, cfg->idle_timeout_s, cfg->body_timeout_s,
+                          cfg->min_body_rate};
+    if (guard_start(&guard) < 0) {
+        fprintf(stderr, "pkgstored: cannot start the connection watchdog: %s\n", strerror(errno));
+        tokens_free(g_server.tokens);
+        close_store();
+        return 1;
+    }
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, http_access, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, guard_notify_connection, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, http_uri_log, NULL,
         MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_none, NULL,
         /* The per-connection pool holds the headers and the read buffer.
          * libmicrohttpd zeroes all of it between requests, so it is kept
          * small: a large pool costs every keep-alive request a big memset. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(cfg->max_header + POOL_EXTRA),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)8192,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
         MHD_OPTION_ARRAY, pool_option,
         MHD_OPTION_END);
     if (!daemon) {
         fprintf(stderr, "pkgstored: %s: cannot listen (address in use or not permitted?)\n",
                 cfg->listen);
+        guard_stop();
         tokens_free(g_server.tokens);
         close_store();
         return 1;
@@ -467,6 +639,7 @@ int main(int argc, char **argv)
     unsigned int port = info ? info->port : 0;
     if (cfg->port_file && write_port_file(cfg->port_file, port) < 0) {
         fprintf(stderr, "pkgstored: %s: %s\n", cfg->port_file, strerror(errno));
+        guard_stop();
         MHD_stop_daemon(daemon);
         tokens_free(g_server.tokens);
         close_store();
@@ -478,10 +651,11 @@ int main(int argc, char **argv)
     size_t fleet_nodes = fleet_now.nodes;
     log_msg(LOG_INFO, "listening",
             "listen=%s port=%u store=%s fleet=%s nodes=%zu threads=%u max_upload=%" PRIu64
-            " tokens=%zu pid=%ld",
+            " tokens=%zu max_connections=%u max_connections_per_ip=%u nofile=%llu pid=%ld",
             log_quote(q4, sizeof q4, cfg->listen), port,
             log_quote(q3, sizeof q3, cfg->store_path), log_quote(q5, sizeof q5, cfg->fleet.dir),
             fleet_nodes, threads, cfg->max_upload, tokens_count(g_server.tokens),
+            cfg->max_connections, cfg->max_connections_per_ip, (unsigned long long)nofile,
             (long)getpid());
 
     int signal_number = 0;
@@ -507,6 +681,7 @@ int main(int argc, char **argv)
         struct timespec pause = {0, 20 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    guard_stop();
     MHD_stop_daemon(daemon);
     int flushed = close_store();
     tokens_free(g_server.tokens);

@@ -26,6 +26,7 @@
 #include "pkgstore/version.h"
 
 #include "fleet/fleet.h"
+#include "http/parse.h"
 
 #define SERVER_NAME "pkgstored"
 
@@ -114,6 +115,13 @@ typedef struct server_config {
     uint64_t max_upload;     /* bytes; body cap for uploads */
     size_t max_json;         /* bytes; body cap for JSON requests */
     size_t max_header;       /* bytes; total request header cap */
+    unsigned int header_timeout_s; /* whole header block, absolute */
+    unsigned int idle_timeout_s;   /* no traffic; and next request line on keep-alive */
+    unsigned int body_timeout_s;   /* grace before --min-body-rate applies */
+    uint64_t min_body_rate;        /* bytes/s averaged over the body; 0: no check */
+    unsigned int max_connections;  /* 0: derived from RLIMIT_NOFILE */
+    unsigned int max_connections_per_ip; /* 0: no per-address cap */
+    int per_ip_set;                /* --max-connections-per-ip given */
     unsigned int threads;    /* 0: one per core */
     unsigned int heartbeat_interval_s;
     unsigned int shutdown_timeout_s;
@@ -137,18 +145,63 @@ extern server g_server;
 
 /* ---------------------------------------------------------------- requests */
 
-#define PATH_SEGMENTS_MAX 5
-#define PATH_SEGMENT_MAX 256
+#define PATH_SEGMENTS_MAX HTTP_PATH_SEGMENTS_MAX
+#define PATH_SEGMENT_MAX HTTP_PATH_SEGMENT_MAX
 
 enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_BLOB };
 
 typedef struct request request;
+
+/* ---------------------------------------------------------------- connection guard */
+
+/* Per-connection deadlines libmicrohttpd lacks (guard.c). */
+typedef struct conn_record conn_record;
+
+typedef struct guard_config {
+    unsigned int header_timeout_s;
+    unsigned int idle_timeout_s;
+    unsigned int body_timeout_s;
+    uint64_t min_body_rate;
+} guard_config;
+
+enum guard_cut { GUARD_CUT_HEADER = 0, GUARD_CUT_IDLE, GUARD_CUT_SLOW_BODY, GUARD_CUT_COUNT };
+
+/* Start the watchdog thread (before the daemon) and stop it (before
+ * MHD_stop_daemon). */
+int guard_start(const guard_config *cfg);
+void guard_stop(void);
+/* MHD_OPTION_NOTIFY_CONNECTION callback. */
+void guard_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode code);
+/* The connection's record (NULL if it could not be tracked). */
+conn_record *guard_record(struct MHD_Connection *conn);
+/* The request in progress on conn (set by http.c), or NULL. */
+request *guard_request(struct MHD_Connection *conn);
+void guard_set_request(conn_record *rec, request *req);
+/* Phase changes, called by the connection's worker thread. */
+void guard_request_line(conn_record *rec);
+void guard_body_begin(conn_record *rec);
+void guard_body_bytes(conn_record *rec, uint64_t total);
+void guard_responding(conn_record *rec);
+void guard_request_done(conn_record *rec);
+/* Counters for logs and metrics. */
+const char *guard_cut_name(enum guard_cut cut);
+unsigned long guard_cut_count(enum guard_cut cut);
+long guard_open_connections(void);
 
 /* A handler runs once the whole body is in (JSON routes) or consumed (blob
  * uploads) and must queue exactly one response. */
 typedef enum MHD_Result (*route_handler)(struct MHD_Connection *conn, request *req);
 
 struct request {
+    conn_record *guard;        /* the connection's deadlines */
+    int access_begun;          /* the first access call has run */
+    int counted;               /* counted in g_server.in_flight */
+    /* the raw request target as libmicrohttpd read it (for the NUL check;
+     * compared as a pointer only) and its query, undecoded */
+    const char *raw_uri;
+    size_t raw_uri_len;
+    char *query;
     enum route route;
     enum role role;
     char method[16];
@@ -221,8 +274,9 @@ enum MHD_Result respond_library_json(struct MHD_Connection *conn, request *req,
 void request_fail(request *req, unsigned int status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Percent-decode a query argument into out (NUL and bad escapes refused).
- * Returns 1 if present and valid, 0 if absent, -1 if invalid. */
+/* Percent-decode a query argument into out (NUL and bad escapes refused;
+ * '+' is a literal plus, see docs/api.md). The first occurrence of key
+ * wins. Returns 1 if present and valid, 0 if absent, -1 if invalid. */
 int query_arg(char *out, size_t size, struct MHD_Connection *conn, const char *key);
 
 /* ?key=1|true|0|false; def when absent or unreadable. */
@@ -234,6 +288,9 @@ enum MHD_Result blob_upload_finish(struct MHD_Connection *conn, request *req);
 enum MHD_Result blob_download(struct MHD_Connection *conn, request *req);
 /* Start a streaming write for req (used by blob and package uploads). */
 int upload_open_writer(request *req);
+/* 0 when the body that arrived matches a declared Content-Length; else
+ * aborts the writer, answers 400 into *result and returns -1. */
+int upload_check_size(struct MHD_Connection *conn, request *req, enum MHD_Result *result);
 /* Feed one chunk to the writer; records failures in req. */
 void upload_feed(request *req, const char *data, size_t size);
 
@@ -269,5 +326,8 @@ enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *
 void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     enum MHD_RequestTerminationCode toe);
 size_t http_unescape_none(void *cls, struct MHD_Connection *conn, char *uri);
+/* MHD_OPTION_URI_LOG_CALLBACK: the raw request target, before
+ * libmicrohttpd splits and unescapes it; allocates the request. */
+void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn);
 
 #endif

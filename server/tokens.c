@@ -7,7 +7,8 @@
  * nor the length of a token leaks through timing.
  *
  * Files: --tokens FILE holds "ROLE TOKEN" lines (roles admin, agent,
- * metrics; '#' comments). Without --tokens, pkgstored uses two files beside
+ * metrics; '#' comments), read by common/tokenfile.c like the tools' token
+ * files. Without --tokens, pkgstored uses two files beside
  * the store, <store>.admin-token and <store>.agent-token, each holding one
  * token; on first start it creates both (mode 0600).
  */
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "../common/tokenfile.h"
 
 #define TOKEN_MIN_LEN 16
 #define TOKEN_MAX_LEN 512
@@ -81,53 +83,51 @@ static int token_chars_ok(const char *token, size_t len)
     return 1;
 }
 
+typedef struct load_state {
+    token_set *set;
+    const char *path;
+    char *err;
+    size_t err_size;
+} load_state;
+
+static int load_line(void *payload, int lineno, const char *first, const char *second)
+{
+    load_state *state = payload;
+    enum role role;
+    if (role_parse(&role, first) < 0) {
+        snprintf(state->err, state->err_size,
+                 "%s:%d: unknown role '%.32s' (admin, agent or metrics)", state->path, lineno,
+                 first);
+        return -1;
+    }
+    if (!second || !token_chars_ok(second, strlen(second))) {
+        snprintf(state->err, state->err_size,
+                 "%s:%d: token missing or not %d-%d printable characters", state->path, lineno,
+                 TOKEN_MIN_LEN, TOKEN_MAX_LEN);
+        return -1;
+    }
+    if (set_add(state->set, second, strlen(second), role) < 0) {
+        snprintf(state->err, state->err_size, "%s: out of memory", state->path);
+        return -1;
+    }
+    return 0;
+}
+
 int tokens_load_file(token_set **out, const char *path, char *err, size_t err_size)
 {
     *out = NULL;
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
     token_set *set = calloc(1, sizeof *set);
-    char line[1024];
-    int lineno = 0, error = 0;
-    while (set && fgets(line, sizeof line, file)) {
-        lineno++;
-        char *save = NULL;
-        char *word = strtok_r(line, " \t\r\n", &save);
-        if (!word || word[0] == '#')
-            continue;
-        char *token = strtok_r(NULL, " \t\r\n", &save);
-        enum role role;
-        if (role_parse(&role, word) < 0) {
-            snprintf(err, err_size, "%s:%d: unknown role '%.32s' (admin, agent or metrics)",
-                     path, lineno, word);
-            error = -1;
-            break;
-        }
-        if (!token || !token_chars_ok(token, strlen(token))) {
-            snprintf(err, err_size, "%s:%d: token missing or not %d-%d printable characters",
-                     path, lineno, TOKEN_MIN_LEN, TOKEN_MAX_LEN);
-            error = -1;
-            break;
-        }
-        if (set_add(set, token, strlen(token), role) < 0) {
-            snprintf(err, err_size, "%s: out of memory", path);
-            error = -1;
-            break;
-        }
-    }
-    fclose(file);
     if (!set) {
         snprintf(err, err_size, "%s: out of memory", path);
         return -1;
     }
-    if (error == 0 && set->count == 0) {
+    load_state state = {set, path, err, err_size};
+    int rc = token_file_each(path, load_line, &state, err, err_size);
+    if (rc == 1)
+        snprintf(err, err_size, "%s: %s", path, strerror(ENOENT));
+    else if (rc == 0 && set->count == 0)
         snprintf(err, err_size, "%s: no tokens", path);
-        error = -1;
-    }
-    if (error < 0) {
+    if (rc != 0 || set->count == 0) {
         tokens_free(set);
         return -1;
     }
@@ -139,29 +139,10 @@ int tokens_load_file(token_set **out, const char *path, char *err, size_t err_si
  * 1 when the file does not exist. */
 static int read_token_file(char *buf, size_t size, const char *path, char *err, size_t err_size)
 {
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        if (errno == ENOENT)
-            return 1;
-        snprintf(err, err_size, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[TOKEN_MAX_LEN + 8];
-    int found = 0;
-    while (fgets(line, sizeof line, file)) {
-        char *save = NULL;
-        char *word = strtok_r(line, " \t\r\n", &save);
-        if (!word || word[0] == '#')
-            continue;
-        char *second = strtok_r(NULL, " \t\r\n", &save);
-        if (second) /* "ROLE TOKEN" form */
-            word = second;
-        snprintf(buf, size, "%s", word);
-        found = 1;
-        break;
-    }
-    fclose(file);
-    if (!found || !token_chars_ok(buf, strlen(buf))) {
+    int rc = token_file_first(buf, size, path, err, err_size);
+    if (rc != 0)
+        return rc;
+    if (!token_chars_ok(buf, strlen(buf))) {
         snprintf(err, err_size, "%s: no valid token in the file", path);
         return -1;
     }

@@ -152,6 +152,23 @@ static void test_platform__rejects_bad_input(void **state)
     }
 }
 
+/* A platform ends up in paths and URLs: "../..", "./." or "linux/amd64/.."
+ * must never pass as one. A field starts with a letter or a digit. */
+static void test_platform__rejects_dot_fields(void **state)
+{
+    (void)state;
+    assert_invalid("../..", "os must start with a letter or a digit");
+    assert_invalid("./.", "os must start with a letter or a digit");
+    assert_invalid("linux/..", "arch must start with a letter or a digit");
+    assert_invalid("linux/amd64/..", "variant must start with a letter or a digit");
+    assert_invalid("linux/amd64/.", "variant must start with a letter or a digit");
+    assert_invalid("linux/.hidden", "arch must start with a letter or a digit");
+    assert_invalid("-linux/amd64", "os must start with a letter or a digit");
+    assert_invalid("linux/_x", "arch must start with a letter or a digit");
+    assert_normalizes("linux/amd64/v1.2", "linux/amd64/v1.2"); /* dots inside stay valid */
+    assert_normalizes("linux/x86_64", "linux/amd64");
+}
+
 static void test_platform__ranking_order(void **state)
 {
     (void)state;
@@ -306,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_platform__lower_case_variants_and_any),
         cmocka_unit_test(test_platform__fields),
         cmocka_unit_test(test_platform__rejects_bad_input),
+        cmocka_unit_test(test_platform__rejects_dot_fields),
         cmocka_unit_test(test_platform__ranking_order),
         cmocka_unit_test(test_platform__wildcard_platform_is_exact_for_itself),
         cmocka_unit_test(test_platform__compatible),

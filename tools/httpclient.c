@@ -15,29 +15,16 @@
 #include <jansson.h>
 
 #include "pkgstore/digest.h"
+#include "../common/tokenfile.h"
 
 static int read_token(char *out, size_t size, const char *path, const char *prog)
 {
-    FILE *file = fopen(path, "r");
-    if (!file) {
-        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
-        return -1;
-    }
-    char line[1024];
-    int found = 0;
-    while (fgets(line, sizeof line, file)) {
-        char *save = NULL;
-        char *word = strtok_r(line, " \t\r\n", &save);
-        if (!word || word[0] == '#')
-            continue;
-        char *second = strtok_r(NULL, " \t\r\n", &save);
-        snprintf(out, size, "%s", second ? second : word);
-        found = 1;
-        break;
-    }
-    fclose(file);
-    if (!found) {
-        fprintf(stderr, "%s: %s: no token in the file\n", prog, path);
+    char err[600];
+    int rc = token_file_first(out, size, path, err, sizeof err);
+    if (rc == 1)
+        snprintf(err, sizeof err, "%s: %s", path, strerror(ENOENT));
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
         return -1;
     }
     return 0;

@@ -18,11 +18,30 @@
 
 #include "../server.h"
 
+/* The declared size is not passed to the writer: it would fallocate() it
+ * at once, and a client that declares 2 GiB and sends nothing would hold
+ * 2 GiB of disk for as long as the connection lives. The file grows as the
+ * bytes come; first_call() refused a declared size over the free space, and
+ * libmicrohttpd delivers exactly Content-Length bytes or ends the request
+ * (upload_check_size() checks it once more). */
 int upload_open_writer(request *req)
 {
     return pkgstore_store_writer_open(&req->writer, g_server.store,
-                                      req->have_expected ? &req->expected : NULL,
-                                      req->content_length);
+                                      req->have_expected ? &req->expected : NULL, -1);
+}
+
+int upload_check_size(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    if (req->content_length < 0 || req->body_bytes == (uint64_t)req->content_length)
+        return 0;
+    pkgstore_store_writer_abort(req->writer);
+    req->writer = NULL;
+    metrics_upload(0, 0);
+    *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_ESIZE_MISMATCH,
+                            "upload: Content-Length is %" PRId64 " but %" PRIu64
+                            " bytes arrived",
+                            req->content_length, req->body_bytes);
+    return -1;
 }
 
 void upload_feed(request *req, const char *data, size_t size)
@@ -59,6 +78,9 @@ enum MHD_Result blob_upload_finish(struct MHD_Connection *conn, request *req)
     if (!req->writer)
         return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_EINTERNAL,
                              "upload: no writer");
+    enum MHD_Result result;
+    if (upload_check_size(conn, req, &result) < 0)
+        return result;
     pkgstore_digest digest;
     uint64_t size = 0;
     pkgstore_store_writer *writer = req->writer;
@@ -81,136 +103,6 @@ enum MHD_Result blob_upload_finish(struct MHD_Connection *conn, request *req)
 
 /* ---------------------------------------------------------------- downloads */
 
-/* 1 when the Accept-Encoding list names zstd with a non-zero q. */
-static int accepts_zstd(const char *value)
-{
-    if (!value)
-        return 0;
-    const char *p = value;
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
-            p++;
-        const char *token = p;
-        while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
-            p++;
-        size_t len = (size_t)(p - token);
-        double q = 1.0;
-        while (*p && *p != ',') {
-            if (*p == ';') {
-                p++;
-                while (*p == ' ')
-                    p++;
-                if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
-                    q = strtod(p + 2, NULL);
-            } else {
-                p++;
-            }
-        }
-        if (len == 4 && strncasecmp(token, "zstd", 4) == 0 && q > 0.0)
-            return 1;
-    }
-    return 0;
-}
-
-/* 1 when an entity-tag list (If-None-Match / If-Range) names etag or '*'.
- * weak_ok: If-None-Match compares weakly (W/"x" matches "x"); If-Range
- * must compare strongly, so there a weak tag never matches (RFC 9110 13.1.5). */
-static int etag_listed(const char *list, const char *etag, int allow_star, int weak_ok)
-{
-    if (!list)
-        return 0;
-    size_t etag_len = strlen(etag);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
-            p++;
-        if (!*p)
-            break;
-        if (*p == '*') {
-            if (allow_star)
-                return 1;
-            p++;
-            continue;
-        }
-        int weak = p[0] == 'W' && p[1] == '/';
-        if (weak)
-            p += 2;
-        const char *start = p;
-        if (*p == '"') {
-            const char *end = strchr(p + 1, '"');
-            if (!end)
-                return 0;
-            p = end + 1;
-        } else {
-            while (*p && *p != ',')
-                p++;
-        }
-        if ((!weak || weak_ok) && (size_t)(p - start) == etag_len &&
-            strncmp(start, etag, etag_len) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
-
-/* A single "bytes=" range against size. Malformed or multiple ranges are
- * ignored (RANGE_NONE), as RFC 9110 allows. */
-static enum range_result parse_range(const char *value, uint64_t size, uint64_t *start_out,
-                                     uint64_t *length_out)
-{
-    if (!value)
-        return RANGE_NONE;
-    while (*value == ' ')
-        value++;
-    if (strncasecmp(value, "bytes=", 6) != 0)
-        return RANGE_NONE;
-    const char *p = value + 6;
-    if (strchr(p, ','))
-        return RANGE_NONE;
-    while (*p == ' ')
-        p++;
-    char *end = NULL;
-    uint64_t first = 0, last = 0;
-    int has_first = 0, has_last = 0;
-    if (*p >= '0' && *p <= '9') {
-        first = strtoull(p, &end, 10);
-        p = end;
-        has_first = 1;
-    }
-    if (*p != '-')
-        return RANGE_NONE;
-    p++;
-    if (*p >= '0' && *p <= '9') {
-        last = strtoull(p, &end, 10);
-        p = end;
-        has_last = 1;
-    }
-    while (*p == ' ')
-        p++;
-    if (*p || (!has_first && !has_last))
-        return RANGE_NONE;
-    if (!has_first) { /* suffix: the last N bytes */
-        if (last == 0)
-            return RANGE_UNSATISFIABLE;
-        if (size == 0) /* satisfiable (RFC 9110 14.1.1) but no byte to name: send it all */
-            return RANGE_NONE;
-        uint64_t n = last > size ? size : last;
-        *start_out = size - n;
-        *length_out = n;
-        return RANGE_OK;
-    }
-    if (has_last && last < first)
-        return RANGE_NONE;
-    if (first >= size)
-        return RANGE_UNSATISFIABLE;
-    if (!has_last || last >= size)
-        last = size - 1;
-    *start_out = first;
-    *length_out = last - first + 1;
-    return RANGE_OK;
-}
-
 static void add_cache_headers(struct MHD_Response *response, const char *etag)
 {
     MHD_add_response_header(response, "ETag", etag);
@@ -230,7 +122,7 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     int fd = -1, zstd = 0;
     uint64_t size = 0;
     const char *accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
-    if (accepts_zstd(accept) && pkgstore_store_zstd_open(&fd, &size, g_server.store, &digest) == 0)
+    if (http_accepts_zstd(accept) && pkgstore_store_zstd_open(&fd, &size, g_server.store, &digest) == 0)
         zstd = 1;
     if (!zstd) {
         int error = pkgstore_store_blob_open(&fd, &size, g_server.store, &digest);
@@ -244,8 +136,8 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
 
     /* Blobs are immutable: a client holding either representation is current. */
     const char *if_none_match = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
-    if (etag_listed(if_none_match, etag, 1, 1) ||
-        etag_listed(if_none_match, other_etag, 0, 1)) {
+    if (http_etag_listed(if_none_match, etag, 1, 1) ||
+        http_etag_listed(if_none_match, other_etag, 0, 1)) {
         close(fd);
         struct MHD_Response *response =
             MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
@@ -258,10 +150,10 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     uint64_t start = 0, length = size;
     const char *range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range");
     const char *if_range = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Range");
-    if (range && if_range && !etag_listed(if_range, etag, 0, 0))
+    if (range && if_range && !http_etag_listed(if_range, etag, 0, 0))
         range = NULL; /* the client's copy is another representation: send it all */
-    enum range_result range_result = parse_range(range, size, &start, &length);
-    if (range_result == RANGE_UNSATISFIABLE) {
+    enum http_range range_result = http_parse_range(range, size, &start, &length);
+    if (range_result == HTTP_RANGE_UNSATISFIABLE) {
         close(fd);
         snprintf(req->extra_header_buf, sizeof req->extra_header_buf, "bytes */%" PRIu64, size);
         req->extra_header_name = "Content-Range";
@@ -294,7 +186,7 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
     }
     MHD_add_response_header(response, "X-Pkgstore-Digest", digest_str);
     unsigned int status = MHD_HTTP_OK;
-    if (range_result == RANGE_OK) {
+    if (range_result == HTTP_RANGE_OK) {
         char content_range[96];
         snprintf(content_range, sizeof content_range, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
                  start, start + length - 1, size);

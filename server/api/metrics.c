@@ -172,6 +172,15 @@ char *metrics_render(size_t *len_out)
               (unsigned long long)atomic_load(&upload_bytes),
               (unsigned long long)atomic_load(&heartbeats),
               (long)atomic_load(&g_server.in_flight));
+    tb_printf(&tb, "# HELP pkgstored_connections_open Client connections open now.\n"
+                   "# TYPE pkgstored_connections_open gauge\n"
+                   "pkgstored_connections_open %ld\n"
+                   "# HELP pkgstored_connections_cut_total Connections cut for a deadline, by reason.\n"
+                   "# TYPE pkgstored_connections_cut_total counter\n",
+              guard_open_connections());
+    for (int cut = 0; cut < GUARD_CUT_COUNT; cut++)
+        tb_printf(&tb, "pkgstored_connections_cut_total{reason=\"%s\"} %lu\n",
+                  guard_cut_name((enum guard_cut)cut), guard_cut_count((enum guard_cut)cut));
     fleet_stats stats;
     memset(&stats, 0, sizeof stats);
     if (g_server.fleet)

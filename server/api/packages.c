@@ -171,6 +171,9 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     if (!req->writer || !upload)
         return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_EINTERNAL,
                              "upload: no writer");
+    enum MHD_Result result;
+    if (upload_check_size(conn, req, &result) < 0)
+        return result;
     pkgstore_store_writer *writer = req->writer;
     req->writer = NULL; /* now owned by commit, which always frees it */
     int error = pkgstore_store_writer_commit(&upload->artifact.digest, &upload->artifact.size,
@@ -210,8 +213,7 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
             "name=%s version=%s platform=%s digest=%s size=%" PRIu64 " manifest=%s",
             req->seg[2], log_quote(q, sizeof q, pkgstore_manifest_version(manifest)),
             upload->artifact.platform, digest_str, upload->artifact.size, manifest_str);
-    enum MHD_Result result =
-        respond_manifest(conn, req, MHD_HTTP_CREATED, manifest, &manifest_digest);
+    result = respond_manifest(conn, req, MHD_HTTP_CREATED, manifest, &manifest_digest);
     pkgstore_manifest_free(manifest);
     return result;
 }

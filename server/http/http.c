@@ -12,14 +12,19 @@
  * libmicrohttpd cannot queue a response in the middle of an upload.
  *
  * The URL reaches us undecoded (http_unescape_none): we percent-decode each
- * path segment ourselves, so that an encoded NUL, '/' or ".." is refused
- * before anything is routed, let alone used in a path.
+ * path segment ourselves (parse.c), so that an encoded NUL, '/' or ".." is
+ * refused before anything is routed, let alone used in a path. The request
+ * is allocated in the URI callback (http_uri_log), which sees the raw
+ * target: the query is kept from there, because libmicrohttpd's own
+ * argument table has already turned '+' into ' ', and the target's length
+ * there shows whether a raw NUL cut the request line.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "../server.h"
@@ -186,51 +191,17 @@ void request_fail(request *req, unsigned int status, int code, const char *fmt, 
     va_end(ap);
 }
 
-/* ---------------------------------------------------------------- decoding */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode [src, src+len) into out. -1 on a bad escape, an encoded
- * NUL, a result that does not fit, or (when no_slash) an encoded '/'. */
-static int percent_decode(char *out, size_t size, const char *src, size_t len, int no_slash)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return -1;
-            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = (char)(hi * 16 + lo);
-            i += 2;
-            if (c == '\0' || (no_slash && c == '/'))
-                return -1;
-        }
-        if (o + 1 >= size)
-            return -1;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return 0;
-}
+/* ---------------------------------------------------------------- query */
 
 int query_arg(char *out, size_t size, struct MHD_Connection *conn, const char *key)
 {
-    const char *raw = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
-    if (!raw)
+    /* Not MHD_GET_ARGUMENT_KIND: libmicrohttpd turns '+' into ' ' before
+     * any unescape callback sees the value, and format=tar+gzip must stay
+     * what the API documents. */
+    request *req = guard_request(conn);
+    if (!req)
         return 0;
-    return percent_decode(out, size, raw, strlen(raw), 0) < 0 ? -1 : 1;
+    return http_query_value(out, size, req->query, key);
 }
 
 /* ?name=1|true|0|false; def when absent or unreadable. */
@@ -244,46 +215,6 @@ int query_flag(struct MHD_Connection *conn, const char *key, int def)
     if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0)
         return 0;
     return def;
-}
-
-/* Split the raw path into decoded segments. Returns 0, or -1 with a reason
- * for a 400, or -2 for a path that cannot name any route (404). */
-static int split_path(request *req, const char *url, const char **reason)
-{
-    req->nseg = 0;
-    if (url[0] != '/') {
-        *reason = "path must start with '/'";
-        return -1;
-    }
-    const char *p = url + 1;
-    if (*p == '\0')
-        return 0;
-    for (;;) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (req->nseg == PATH_SEGMENTS_MAX)
-            return -2;
-        char *seg = req->seg[req->nseg];
-        if (percent_decode(seg, PATH_SEGMENT_MAX, p, len, 1) < 0) {
-            *reason = len >= PATH_SEGMENT_MAX
-                          ? "path segment too long"
-                          : "path segment has a bad or forbidden escape (NUL, '/' or malformed %)";
-            return -1;
-        }
-        if (strcmp(seg, "..") == 0 || strcmp(seg, ".") == 0) {
-            *reason = "path segment '.' or '..' is not allowed";
-            return -1;
-        }
-        if (len == 0 && end) /* "//" */
-            return -2;
-        req->nseg++;
-        if (!end)
-            break;
-        p = end + 1;
-        if (*p == '\0') /* trailing slash */
-            return -2;
-    }
-    return 0;
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -533,43 +464,78 @@ static uint64_t credential_hash(const char *token, size_t len)
     return hash;
 }
 
-/* Bearer token from the Authorization header; NULL when absent/malformed. */
-static const char *bearer_token(struct MHD_Connection *conn, size_t *len)
+/* Content-Length and Transfer-Encoding, read from every header line: a
+ * request that frames its body two ways is refused (RFC 9112 6.3), since a
+ * proxy in front may pick the other framing and smuggle a request past it.
+ * libmicrohttpd itself reads only the first Content-Length. */
+typedef struct framing {
+    int content_lengths;  /* Content-Length lines seen */
+    int differing;        /* one differs from the first */
+    int malformed;        /* one is not 1*DIGIT */
+    int transfer_encoding;
+    int64_t content_length;
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
 {
-    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
-        return NULL;
-    value += 7;
-    while (*value == ' ')
-        value++;
-    size_t n = strlen(value);
-    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
-        n--;
-    *len = n;
-    return n ? value : NULL;
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->transfer_encoding = 1;
+    } else if (strcasecmp(key, "Content-Length") == 0) {
+        int64_t n = -1;
+        if (http_parse_content_length(&n, value ? value : "") < 0)
+            f->malformed = 1;
+        else if (f->content_lengths > 0 && n != f->content_length)
+            f->differing = 1;
+        if (f->content_lengths++ == 0)
+            f->content_length = n;
+    }
+    return MHD_YES;
 }
 
-static int parse_content_length(int64_t *out, struct MHD_Connection *conn)
+/* A framing error: 400, and the connection is closed after the answer
+ * because where this request's body ends is not known. */
+static enum MHD_Result refuse_framing(struct MHD_Connection *conn, request *req,
+                                      const char *message)
 {
-    *out = -1;
-    const char *value = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (!value)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    unsigned long long n = strtoull(value, &end, 10);
-    if (errno || end == value || *end != '\0' || value[0] == '-' || n > INT64_MAX)
-        return -1;
-    *out = (int64_t)n;
-    return 0;
+    req->extra_header_name = "Connection";
+    req->extra_header_value = "close";
+    return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", message);
 }
 
 /* The first call for a request: route, authenticate, check sizes, open the
  * upload. Returns MHD_YES to go on reading, or the result of an answer. */
 static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, const char *url,
-                                  const char *method)
+                                  const char *method, const char *version)
 {
     const char *reason = NULL;
+
+    /* libmicrohttpd cuts the request line at a raw NUL and serves what is
+     * left ("GET /healthz\0junk HTTP/1.1" as /healthz). It NUL-terminates
+     * the target in place, right before the version, so a target whose
+     * string ends early was cut; the same holds for the method, which ends
+     * at the first space. Compared as pointers only. */
+    if (req->raw_uri) {
+        const char *method_end = method + strlen(method);
+        int cut = version != req->raw_uri + req->raw_uri_len + 1 || method_end >= req->raw_uri;
+        for (const char *p = method_end + 1; !cut && p < req->raw_uri; p++)
+            if (*p != ' ')
+                cut = 1;
+        if (cut)
+            return refuse_framing(conn, req, "the request line holds a NUL byte");
+    }
+
+    framing frame = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &frame);
+    if (frame.malformed)
+        return refuse_framing(conn, req, "malformed Content-Length");
+    if (frame.differing)
+        return refuse_framing(conn, req, "differing Content-Length headers");
+    if (frame.transfer_encoding && frame.content_lengths)
+        return refuse_framing(conn, req, "both Transfer-Encoding and Content-Length");
+    req->content_length = frame.content_lengths ? frame.content_length : -1;
 
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
@@ -578,7 +544,7 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                              "request header is %zu bytes; the limit is %zu", info->header_size,
                              g_server.config.max_header);
 
-    int split = split_path(req, url, &reason);
+    int split = http_split_path(req->seg, &req->nseg, url, &reason);
     if (split == -1)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", reason);
 
@@ -597,7 +563,8 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
 
     if (req->route != ROUTE_HEALTHZ) {
         size_t token_len = 0;
-        const char *token = bearer_token(conn, &token_len);
+        const char *token = http_bearer_token(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), &token_len);
         if (!token) {
             req->extra_header_name = "WWW-Authenticate";
             req->extra_header_value = "Bearer realm=\"pkgstored\"";
@@ -618,9 +585,6 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                                  route_label(req->route));
     }
 
-    if (parse_content_length(&req->content_length, conn) < 0)
-        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
-                             "malformed Content-Length");
 
     select_handler(req, method_flag);
     switch (req->body_kind) {
@@ -630,6 +594,18 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                                  "body of %" PRId64 " bytes is over the upload limit of %" PRIu64
                                  " bytes",
                                  req->content_length, g_server.config.max_upload);
+        if (req->content_length > 0) {
+            /* Nothing is reserved for the body (upload_open_writer), so a
+             * body that cannot fit is refused here, before it is sent. */
+            struct statvfs fs;
+            if (statvfs(pkgstore_store_path(g_server.store), &fs) == 0 &&
+                (uint64_t)req->content_length / fs.f_frsize >= fs.f_bavail)
+                return respond_error(conn, req, MHD_HTTP_INSUFFICIENT_STORAGE, PKGSTORE_ENOSPC,
+                                     "body of %" PRId64 " bytes does not fit: %" PRIu64
+                                     " bytes free in the store",
+                                     req->content_length,
+                                     (uint64_t)fs.f_bavail * (uint64_t)fs.f_frsize);
+        }
         if (req->route == ROUTE_PACKAGE_VERSION)
             return package_upload_begin(conn, req);
         return blob_upload_begin(conn, req);
@@ -696,33 +672,85 @@ static void body_chunk(request *req, const char *data, size_t size)
     }
 }
 
+static request *request_new(struct MHD_Connection *conn)
+{
+    request *req = calloc(1, sizeof *req);
+    if (!req)
+        return NULL;
+    req->content_length = -1;
+    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    req->guard = guard_record(conn);
+    guard_set_request(req->guard, req);
+    return req;
+}
+
+void *http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    request *req = request_new(conn);
+    if (!req)
+        return NULL; /* http_access tries again and refuses the request */
+    guard_request_line(req->guard);
+    if (uri) {
+        req->raw_uri = uri;
+        req->raw_uri_len = strlen(uri);
+        const char *query = strchr(uri, '?');
+        if (query && !(req->query = strdup(query + 1))) {
+            req->fail_status = MHD_HTTP_SERVICE_UNAVAILABLE;
+            req->fail_code = PKGSTORE_ENOMEM;
+            snprintf(req->fail_message, sizeof req->fail_message, "out of memory");
+        }
+    }
+    return req;
+}
+
+/* Whether the request announces a body: Content-Length over 0, or chunked. */
+static int has_body(const request *req, struct MHD_Connection *conn)
+{
+    if (req->content_length > 0)
+        return 1;
+    return req->content_length < 0 &&
+           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+}
+
 enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,
                             size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
-    (void)version;
     request *req = *con_cls;
-    if (!req) {
-        req = calloc(1, sizeof *req);
+    if (!req) { /* the URI callback could not allocate it */
+        req = request_new(conn);
         if (!req)
             return MHD_NO;
         *con_cls = req;
+    }
+    if (!req->access_begun) {
+        req->access_begun = 1;
+        req->counted = 1;
+        atomic_fetch_add(&g_server.in_flight, 1);
         snprintf(req->method, sizeof req->method, "%s", method);
-        req->content_length = -1;
-        clock_gettime(CLOCK_MONOTONIC, &req->started);
         if (log_threshold <= LOG_DEBUG)
             log_quote(req->path_for_log, sizeof req->path_for_log, url);
-        atomic_fetch_add(&g_server.in_flight, 1);
-        return first_call(conn, req, url, method);
+        if (req->fail_status) /* found by the URI callback */
+            return respond_error(conn, req, req->fail_status, req->fail_code, "%s",
+                                 req->fail_message);
+        enum MHD_Result result = first_call(conn, req, url, method, version);
+        if (result == MHD_YES && !req->status && has_body(req, conn))
+            guard_body_begin(req->guard);
+        else
+            guard_responding(req->guard);
+        return result;
     }
     if (*upload_data_size > 0) {
         body_chunk(req, upload_data, *upload_data_size);
+        guard_body_bytes(req->guard, req->body_bytes);
         *upload_data_size = 0;
         if (req->discarded > DISCARD_MAX)
             return MHD_NO; /* stop reading an unwanted body: close */
         return MHD_YES;
     }
+    guard_responding(req->guard);
     if (req->fail_status) {
         pkgstore_store_writer_abort(req->writer);
         req->writer = NULL;
@@ -743,6 +771,7 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
+    guard_request_done(req->guard);
     if (req->writer) { /* the client went away mid-upload: leave nothing */
         pkgstore_store_writer_abort(req->writer);
         req->writer = NULL;
@@ -767,7 +796,10 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (req->route_data_free)
         req->route_data_free(req->route_data);
+    int counted = req->counted;
     free(req->json);
+    free(req->query);
     free(req);
-    atomic_fetch_sub(&g_server.in_flight, 1);
+    if (counted)
+        atomic_fetch_sub(&g_server.in_flight, 1);
 }

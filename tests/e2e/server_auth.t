@@ -99,7 +99,33 @@ req_as "$MT" GET "/v1/blobs/sha256:$D"
 is "$STATUS" "403" "--tokens: the metrics role may not download"
 req_as "$ADMIN" GET /v1/packages
 is "$STATUS" "401" "--tokens replaces the default token files"
+# pkgstored and the tools read token files with one parser
+# (common/tokenfile.c); a long comment line stays one comment line.
+printf 'admin admin-token-0123456789abcdef\n' >"$TMP/client-token"
+STATUS=$(PKGSTORE_TOKEN_FILE="$TMP/client-token" "$BIN/pkgstore-policy" --server "$URL" ls \
+    >/dev/null 2>"$TMP/err"; echo $?)
+is "$STATUS" "0" "a tool reads the 'ROLE TOKEN' form of a token file"
 stop_server
+
+# A comment line longer than the old 1 KiB line buffer: its tail used to be
+# read as an entry of its own ("admin TOKEN" here), in pkgstored and the tools.
+LONG_COMMENT="# $(head -c 1021 /dev/zero | tr '\0' c) admin comment-tail-token-0123456789"
+printf '%s\nadmin admin-token-0123456789abcdef\n' "$LONG_COMMENT" >"$TMP/long-tokens"
+start_server --tokens "$TMP/long-tokens"
+req_as comment-tail-token-0123456789 GET /v1/packages
+is "$STATUS" "401" "the tail of a long comment line is no token"
+req_as admin-token-0123456789abcdef GET /v1/packages
+is "$STATUS" "200" "the entry after the long comment line is read"
+STATUS=$(PKGSTORE_TOKEN_FILE="$TMP/long-tokens" "$BIN/pkgstore-policy" --server "$URL" ls \
+    >/dev/null 2>"$TMP/err"; echo $?)
+is "$STATUS" "0" "a tool skips the long comment line too and presents the admin token"
+diag "$(cat "$TMP/err")"
+stop_server
+printf 'admin admin-token-0123456789abcdef extra-word\n' >"$TMP/bad-tokens"
+timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
+is "$?|$(cat "$TMP/err")" \
+   "1|pkgstored: tokens: $TMP/bad-tokens:1: more than two words (expected TOKEN or ROLE TOKEN)" \
+   "a line with a third word is refused at start, naming the line"
 
 printf 'root not-a-role-token-0123456789\n' >"$TMP/bad-tokens"
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
