@@ -41,9 +41,12 @@ typedef struct pkgstore_platform {
  * arm64 and a v8 variant dropped; armv7l, armhf, arm -> arm/v7; armv6l,
  * armel -> arm/v6; macos -> darwin; arm variants "7" -> "v7").
  * Fields are [a-z0-9._-]+ (after lower-casing) and must fit the sizes above.
+ * Each field is [A-Za-z0-9._-] and starts with a letter or a digit, so
+ * "../..", "./." and "linux/amd64/.." are refused.
  * Errors: PKGSTORE_EINVALID with a detail naming the field and the cause
- * (missing arch, empty field, bad character at a position, too long, an
- * alias that implies another variant such as "linux/armv7l/v6").
+ * (missing arch, empty field, bad character at a position, a field that
+ * starts with another character, too long, an alias that implies another
+ * variant such as "linux/armv7l/v6").
  * On failure *out is zeroed.
  */
 PKGSTORE_API int pkgstore_platform_parse(pkgstore_platform *out, const char *str);
