@@ -190,32 +190,45 @@ static int resolve_listen(struct sockaddr_storage *addr, socklen_t *addr_len, co
 
 /* libmicrohttpd logs one line per refused or dropped connection, so a
  * flood would flood the log too: at most MHD_LOG_PER_SECOND lines a second
- * pass, and the next line that passes says how many were suppressed. */
+ * pass, and the next line that passes says how many were suppressed (as
+ * does the shutdown, for the last ones). */
 #define MHD_LOG_PER_SECOND 20
+
+static pthread_mutex_t mhd_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long mhd_log_suppressed;
+
+/* At shutdown: report what the last window suppressed. */
+static void mhd_log_flush(void)
+{
+    pthread_mutex_lock(&mhd_log_lock);
+    unsigned long dropped = mhd_log_suppressed;
+    mhd_log_suppressed = 0;
+    pthread_mutex_unlock(&mhd_log_lock);
+    if (dropped)
+        log_msg(LOG_WARN, "libmicrohttpd: messages suppressed", "suppressed=%lu", dropped);
+}
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static time_t window;
     static unsigned int in_window;
-    static unsigned long suppressed;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&mhd_log_lock);
     if (now.tv_sec != window) {
         window = now.tv_sec;
         in_window = 0;
     }
     if (in_window >= MHD_LOG_PER_SECOND) {
-        suppressed++;
-        pthread_mutex_unlock(&lock);
+        mhd_log_suppressed++;
+        pthread_mutex_unlock(&mhd_log_lock);
         return;
     }
     in_window++;
-    unsigned long dropped = suppressed;
-    suppressed = 0;
-    pthread_mutex_unlock(&lock);
+    unsigned long dropped = mhd_log_suppressed;
+    mhd_log_suppressed = 0;
+    pthread_mutex_unlock(&mhd_log_lock);
 
     char message[512];
     vsnprintf(message, sizeof message, fmt, ap);
@@ -683,6 +696,7 @@ int main(int argc, char **argv)
     }
     guard_stop();
     MHD_stop_daemon(daemon);
+    mhd_log_flush();
     int flushed = close_store();
     tokens_free(g_server.tokens);
     log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());

@@ -62,9 +62,9 @@ server_alive
 ok $? "the server survived the flood"
 LINES=$(wc -l <"$TMP/server.log")
 ok "$([ "$LINES" -lt 2000 ]; echo $?)" "the refused connections did not flood the log ($LINES lines)"
-grep -q 'suppressed=' "$TMP/server.log"
-ok $? "libmicrohttpd's repeated messages were counted as suppressed"
 stop_server
+grep -q 'suppressed=[1-9]' "$TMP/server.log"
+ok $? "libmicrohttpd's repeated messages were counted as suppressed (by the shutdown at the latest)"
 
 # --- the caps are checked at start, after raising the soft descriptor limit
 if [ "$HARD" != unlimited ] && [ "$HARD" -le 2097152 ]; then
