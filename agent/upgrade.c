@@ -6,8 +6,6 @@
  */
 #include "supervisor.h"
 
-#include "install.h" /* libpkgstore's private fault hook, for the test hook below */
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -585,15 +583,20 @@ static void stopped_midway(supervisor *sup)
     state_save(sup);
 }
 
-/* Test hook: PKGSTORE_AGENT_TEST_FAULT=swap-after-rename fails the swap at
- * its last step, the directory fsync after the rename, so the new binary
- * is live when the swap reports its failure. */
-static void arm_test_fault(void)
+#ifdef PKGSTORE_TEST_HOOKS
+/* The test build's fault switch (build/test-bin/pkgstore-agent; the
+ * release agent has none): PKGSTORE_AGENT_TEST_FAULT=swap-after-rename
+ * fails every swap at its last step, the directory fsync after the rename,
+ * so the new binary is live when the swap reports its failure. */
+static int test_fault_step(const char *step, void *payload)
 {
+    (void)payload;
     const char *fault = getenv("PKGSTORE_AGENT_TEST_FAULT");
-    if (fault && !strcmp(fault, "swap-after-rename"))
-        ps_install_set_fault_point("new:dirsync", PS_INSTALL_FAULT_FAIL);
+    if (fault && !strcmp(fault, "swap-after-rename") && !strcmp(step, "new:dirsync"))
+        return PKGSTORE_EIO;
+    return 0;
 }
+#endif
 
 void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
 {
@@ -726,9 +729,11 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         agent_mkdirs(dir, 0755);
         free(dir);
     }
-    arm_test_fault();
-    rc = pkgstore_install_swap(slot->executable, prep.executable);
-    ps_install_set_fault(0, 0);
+    pkgstore_install_options install_opts = PKGSTORE_INSTALL_OPTIONS_INIT;
+#ifdef PKGSTORE_TEST_HOOKS
+    install_opts.step = test_fault_step;
+#endif
+    rc = pkgstore_install_swap_ext(slot->executable, prep.executable, &install_opts);
     if (rc < 0) {
         snprintf(why, sizeof why, "swap: %s", pkgstore_error_detail());
         if (new_binary_live(sup, slot) == 0) {

@@ -47,9 +47,9 @@ sampler() { # EXE STATE OUT
     done
 }
 
-# --- phase 1: the agent (and its helper, which inherits the environment) injects the fault
+# --- phase 1: the agent's test build injects the fault
 export PKGSTORE_AGENT_TEST_FAULT=swap-after-rename
-start_agent "$d"
+AGENT_BIN=$TB/pkgstore-agent start_agent "$d"
 unset PKGSTORE_AGENT_TEST_FAULT
 wait_until 10 node_healthy "$d" || diag "v1 never healthy"
 sampler "$exe" "$d/state/state.json" "$d/sample" &

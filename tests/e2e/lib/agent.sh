@@ -4,6 +4,8 @@
 set -u
 : "${PKGSTORE_BIN:?PKGSTORE_BIN must point at build/bin}"
 B=$PKGSTORE_BIN
+# The agent's test build (fault switches compiled in; see docs/pkgstore-agent.md).
+TB=${PKGSTORE_BUILD:-$B/..}/test-bin
 T=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-agent-e2e.XXXXXX")
 PIDS=()
 TESTNUM=0
@@ -136,9 +138,10 @@ YAML
 }
 
 # start_agent DIR: runs the agent in the background, pid in AGENT_PID
+# ($AGENT_BIN, default the release build, chooses the binary)
 start_agent() {
     local dir=$1
-    "$B/pkgstore-agent" --config "$dir/agent.yaml" >> "$dir/agent.log" 2>&1 &
+    "${AGENT_BIN:-$B/pkgstore-agent}" --config "$dir/agent.yaml" >> "$dir/agent.log" 2>&1 &
     AGENT_PID=$!
     PIDS+=($AGENT_PID)
     echo "$AGENT_PID" > "$dir/agent.pid"
