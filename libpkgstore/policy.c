@@ -200,11 +200,12 @@ static void policy_set_swap(pkgstore_policy_db *db, struct ps_policy_set *set)
 
 static json_t *policy_to_record(const pkgstore_policy *policy)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I}", "name", policy->name,
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "name", policy->name,
                      "selector", policy->selector, "package", policy->package, "version",
                      policy->version, "type", pkgstore_package_type_name(policy->type),
                      "priority", policy->priority, "created", (json_int_t)policy->created,
-                     "updated", (json_int_t)policy->updated);
+                     "updated", (json_int_t)policy->updated, "retry",
+                     (json_int_t)policy->retry);
 }
 
 static int copy_field(char *dst, size_t size, json_t *obj, const char *key)
@@ -238,6 +239,12 @@ static int policy_from_record(pkgstore_policy *out, const char *data, size_t len
     out->priority = (int)json_integer_value(priority);
     out->created = (int64_t)json_integer_value(json_object_get(root, "created"));
     out->updated = (int64_t)json_integer_value(json_object_get(root, "updated"));
+    /* absent in records written before retry generations: 0 */
+    json_t *retry = json_object_get(root, "retry");
+    if (retry && (!json_is_integer(retry) || json_integer_value(retry) < 0 ||
+                  json_integer_value(retry) > UINT32_MAX))
+        goto out;
+    out->retry = (uint32_t)json_integer_value(retry);
     error = 0;
 out:
     json_decref(root);
@@ -477,6 +484,7 @@ static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
     const struct ps_policy_item *existing = ps_policy_set_find(set, clean.name);
     clean.updated = (int64_t)time(NULL);
     clean.created = existing ? existing->policy.created : clean.updated;
+    clean.retry = existing ? existing->policy.retry : 0;
     if (!(all = calloc(set->count + 1, sizeof(*all)))) {
         error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", clean.name);
         goto out;
@@ -507,6 +515,56 @@ int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
                         const pkgstore_policy *policy)
 {
     return policy_put(stored_out, db, policy, 1);
+}
+
+int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db, const char *name)
+{
+    struct ps_policy_set *set = NULL, *next = NULL;
+    pkgstore_policy *all = NULL, *target = NULL;
+    int error;
+
+    if (stored_out)
+        memset(stored_out, 0, sizeof(*stored_out));
+    if (!db || !name)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_retry: NULL argument");
+    if ((error = pkgstore_policy_name_validate(name)) < 0)
+        return error;
+    pthread_mutex_lock(&db->policy_write);
+    set = ps_policy_set_get(db);
+    if (!ps_policy_set_find(set, name)) {
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
+        goto out;
+    }
+    if (!(all = calloc(set->count, sizeof(*all)))) {
+        error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", name);
+        goto out;
+    }
+    for (size_t i = 0; i < set->count; i++) {
+        all[i] = set->by_rank[i].policy;
+        if (strcmp(all[i].name, name) == 0)
+            target = &all[i];
+    }
+    if (target->retry == UINT32_MAX) {
+        error = ps_error_set(PKGSTORE_ELIMIT, "policy %s: retry generation at its maximum", name);
+        goto out;
+    }
+    target->retry++;
+    target->updated = (int64_t)time(NULL);
+    if ((error = policy_set_new(&next, all, set->count)) < 0)
+        goto out;
+    struct policy_write write = {target, name};
+    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
+        goto out;
+    policy_set_swap(db, next);
+    next = NULL; /* now owned by db */
+    if (stored_out)
+        *stored_out = *target;
+out:
+    pthread_mutex_unlock(&db->policy_write);
+    policy_set_free(next);
+    ps_policy_set_release(set);
+    free(all);
+    return error;
 }
 
 int pkgstore_policy_get(pkgstore_policy *out, pkgstore_policy_db *db, const char *name)
@@ -691,7 +749,7 @@ int pkgstore_policy_put_json(char **json_out, pkgstore_policy_db *db, const char
                 goto out;
             }
         } else if (strcmp(key, "created") == 0 || strcmp(key, "updated") == 0 ||
-                   strcmp(key, "status") == 0) {
+                   strcmp(key, "status") == 0 || strcmp(key, "retry") == 0) {
             /* read-only fields of a GET, accepted so a GET can be PUT back */
         } else {
             error = ps_error_set(PKGSTORE_EINVALID, "%.64s: unknown field", key);

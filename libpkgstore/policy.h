@@ -17,6 +17,7 @@
 #include "pkgstore/platform.h"
 #include "pkgstore/policy.h"
 #include "pkgstore/registry.h"
+#include "pkgstore/version.h"
 
 #define PS_NODE_SHARDS 64
 #define PS_TARGET_TTL_MS 2000
@@ -97,6 +98,9 @@ struct ps_target {
     size_t nartifacts;
     _Atomic(char *) *offer_text;    /* per artifact: the offer's JSON members
                                        without "policy", built on first use */
+    size_t ndeps;
+    pkgstore_version_constraint **deps; /* per manifest dependency; NULL when it
+                                           does not compile (never satisfied) */
     int64_t fetched_ms;             /* monotonic */
     uint64_t generation;            /* db->target_gen when fetched */
     char key[];                     /* "package\0version\0" */
@@ -162,6 +166,8 @@ struct ps_slot {
     const pkgstore_artifact *artifact; /* borrowed from target; NULL if none */
     pkgstore_rollout_state state;
     int offer;                         /* 1 if the node should get an offer */
+    char reason[768];                  /* why not offered, "" when offered or
+                                          already running it */
 };
 
 /* Evaluate report (and history, may be NULL) against set into slots (room

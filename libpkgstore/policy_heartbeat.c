@@ -273,6 +273,83 @@ struct ps_report *ps_report_build(const struct ps_hb *hb)
 
 /* ---------------------------------------------------------------- heartbeat */
 
+/*
+ * The response's pieces, sized first and then written. Names, versions,
+ * policy names, states and digests are plain ASCII that JSON needs not
+ * escape (each is validated where it is stored); a reason may quote a
+ * manifest's constraint, so it is escaped the way jansson would.
+ */
+#define RETRY_TEXT_MAX 10 /* digits of a uint32_t */
+
+static size_t escaped_size(const char *text)
+{
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        n += (*p == '"' || *p == '\\') ? 2 : *p < 0x20 ? 6 : 1;
+    return n;
+}
+
+static char *put_escaped(char *at, const char *text)
+{
+    *at++ = '"';
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            *at++ = '\\';
+            *at++ = (char)*p;
+        } else if (*p < 0x20) {
+            at += sprintf(at, "\\u%04x", *p);
+        } else {
+            *at++ = (char)*p;
+        }
+    }
+    *at++ = '"';
+    return at;
+}
+
+static size_t offer_size(const struct ps_slot *slot, const char *members)
+{
+    return sizeof("{\"policy\":\"\",\"retry\":,}") + strlen(slot->item->policy.name) +
+           RETRY_TEXT_MAX + strlen(members);
+}
+
+static char *put_offer(char *at, const struct ps_slot *slot, const char *members)
+{
+    at += sprintf(at, "{\"policy\":\"%s\",\"retry\":%u,", slot->item->policy.name,
+                  (unsigned int)slot->item->policy.retry);
+    at = stpcpy(at, members);
+    *at++ = '}';
+    return at;
+}
+
+static size_t target_size(const struct ps_slot *slot)
+{
+    const pkgstore_policy *policy = &slot->item->policy;
+    return sizeof("{\"name\":\"\",\"type\":\"\",\"version\":\"\",\"policy\":\"\",\"state\":\"\","
+                  "\"digest\":\"\",\"reason\":}") +
+           strlen(policy->package) + 8 + strlen(policy->version) + strlen(policy->name) + 16 +
+           PKGSTORE_DIGEST_STR_SIZE + escaped_size(slot->reason);
+}
+
+static char *put_target(char *at, const struct ps_slot *slot)
+{
+    const pkgstore_policy *policy = &slot->item->policy;
+    at += sprintf(at, "{\"name\":\"%s\",\"type\":\"%s\",\"version\":\"%s\",\"policy\":\"%s\","
+                      "\"state\":\"%s\"",
+                  policy->package, pkgstore_package_type_name(policy->type), policy->version,
+                  policy->name, pkgstore_rollout_state_name(slot->state));
+    if (slot->artifact) {
+        char digest[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(digest, &slot->artifact->digest);
+        at += sprintf(at, ",\"digest\":\"%s\"", digest);
+    }
+    if (slot->reason[0]) {
+        at = stpcpy(at, ",\"reason\":");
+        at = put_escaped(at, slot->reason);
+    }
+    *at++ = '}';
+    return at;
+}
+
 int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const char *body,
                               size_t len)
 {
@@ -349,27 +426,26 @@ int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const
             goto out;
     }
 
-    /* {"heartbeat_interval_s":N,"offers":[{"policy":"P",MEMBERS},...]} by
-     * hand: the members are cached JSON texts, so no JSON tree is built per
-     * heartbeat and each offer is copied once, into the response. */
+    /* {"heartbeat_interval_s":N,"offers":[{"policy":"P","retry":R,MEMBERS},...],
+     *  "targets":[{...},...]} by hand: the offer members are cached JSON
+     * texts, so no JSON tree is built per heartbeat and each offer is
+     * copied once, into the response. */
     {
-        static const char offer_head[] = "{\"policy\":\"", offer_mid[] = "\",";
         char head[64];
         size_t head_len = (size_t)snprintf(head, sizeof(head),
                                            "{\"heartbeat_interval_s\":%u,\"offers\":[",
                                            db->heartbeat_interval_s);
-        size_t total = head_len + sizeof("]}");
+        size_t total = head_len + sizeof("],\"targets\":[]}");
         for (size_t i = 0; i < nslots; i++) {
-            if (!slots[i].offer)
-                continue;
-            const char *members = ps_offer_members(&slots[i]);
-            if (!members) {
-                error = ps_error_set(PKGSTORE_ENOMEM, "offer: out of memory");
-                goto out;
+            if (slots[i].offer) {
+                const char *members = ps_offer_members(&slots[i]);
+                if (!members) {
+                    error = ps_error_set(PKGSTORE_ENOMEM, "offer: out of memory");
+                    goto out;
+                }
+                total += offer_size(&slots[i], members);
             }
-            /* policy names are [a-z0-9._-]: they need no escaping */
-            total += sizeof(offer_head) - 1 + strlen(slots[i].item->policy.name) +
-                     sizeof(offer_mid) - 1 + strlen(members) + sizeof("},") - 1;
+            total += target_size(&slots[i]);
         }
         char *text = malloc(total), *at = text;
         if (!text) {
@@ -384,11 +460,13 @@ int pkgstore_policy_heartbeat(char **response_out, pkgstore_policy_db *db, const
             if (!first)
                 *at++ = ',';
             first = 0;
-            at = stpcpy(at, offer_head);
-            at = stpcpy(at, slots[i].item->policy.name);
-            at = stpcpy(at, offer_mid);
-            at = stpcpy(at, ps_offer_members(&slots[i])); /* cached by the first pass */
-            *at++ = '}';
+            at = put_offer(at, &slots[i], ps_offer_members(&slots[i])); /* cached by the first pass */
+        }
+        at = stpcpy(at, "],\"targets\":[");
+        for (size_t i = 0; i < nslots; i++) {
+            if (i > 0)
+                *at++ = ',';
+            at = put_target(at, &slots[i]);
         }
         memcpy(at, "]}", sizeof("]}"));
         *response_out = text;

@@ -6,6 +6,7 @@
  * expiring after PS_TARGET_TTL_MS or at pkgstore_policy_invalidate()), so a
  * heartbeat costs no index read and no manifest parse.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,9 @@ void ps_target_release(struct ps_target *target)
         for (size_t i = 0; target->offer_text && i < target->nartifacts; i++)
             free(atomic_load(&target->offer_text[i]));
         free((void *)target->offer_text);
+        for (size_t i = 0; target->deps && i < target->ndeps; i++)
+            pkgstore_version_constraint_free(target->deps[i]);
+        free(target->deps);
         pkgstore_manifest_free(target->manifest);
         free(target);
     }
@@ -69,10 +73,20 @@ static struct ps_target *target_fetch(pkgstore_policy_db *db, const char *packag
         target->nartifacts = pkgstore_manifest_artifact_count(target->manifest);
         target->offer_text = calloc(target->nartifacts ? target->nartifacts : 1,
                                     sizeof(*target->offer_text));
-        if (!target->offer_text) {
+        target->ndeps = pkgstore_manifest_dependency_count(target->manifest);
+        target->deps = calloc(target->ndeps ? target->ndeps : 1, sizeof(*target->deps));
+        if (!target->offer_text || !target->deps) {
+            free((void *)target->offer_text);
+            free(target->deps);
             pkgstore_manifest_free(target->manifest);
             free(target);
             return NULL;
+        }
+        /* compiled once per target: a heartbeat only matches */
+        for (size_t i = 0; i < target->ndeps; i++) {
+            const pkgstore_dependency *dep = pkgstore_manifest_dependency(target->manifest, i);
+            if (dep && pkgstore_version_constraint_parse(&target->deps[i], dep->constraint) < 0)
+                target->deps[i] = NULL;
         }
     }
     target->fetched_ms = ps_policy_now_ms();
@@ -177,6 +191,40 @@ static int reported_state(pkgstore_rollout_state *out, const pkgstore_policy_db 
     return 0;
 }
 
+/* 1 if the node's packages satisfy every dependency of the target's
+ * manifest, else 0 with the first unmet one described in reason. */
+static int dependencies_met(char *reason, size_t len, const struct ps_target *target,
+                            const struct ps_report *report)
+{
+    for (size_t i = 0; i < target->ndeps; i++) {
+        const pkgstore_dependency *dep = pkgstore_manifest_dependency(target->manifest, i);
+        const struct ps_pkg *running = NULL;
+        pkgstore_semver version;
+        if (!dep)
+            continue;
+        for (size_t j = 0; j < report->npkgs && !running; j++) {
+            if (strcmp(report->pkgs[j].name, dep->name) == 0)
+                running = &report->pkgs[j];
+        }
+        if (!running) {
+            snprintf(reason, len, "requires %.128s %.256s; the node does not run %.128s", dep->name,
+                     dep->constraint, dep->name);
+            return 0;
+        }
+        if (!running->version[0] || pkgstore_version_parse(&version, running->version) < 0) {
+            snprintf(reason, len, "requires %.128s %.256s; the node runs %.128s at an unknown version",
+                     dep->name, dep->constraint, dep->name);
+            return 0;
+        }
+        if (!pkgstore_version_constraint_match(target->deps[i], &version)) {
+            snprintf(reason, len, "requires %.128s %.256s; the node runs %.128s %.128s", dep->name,
+                     dep->constraint, dep->name, running->version);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_db *db,
                         const struct ps_policy_set *set, const struct ps_report *report,
                         const struct ps_node *history, struct ps_target **targets)
@@ -219,6 +267,9 @@ void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_d
         }
         if (!slot->target || slot->target->error < 0) {
             slot->state = PKGSTORE_ROLLOUT_UNKNOWN;
+            snprintf(slot->reason, sizeof(slot->reason), "%.128s %.128s: %s", policy->package,
+                     policy->version,
+                     pkgstore_strerror(slot->target ? slot->target->error : PKGSTORE_ENOMEM));
             continue;
         }
         if (pkgstore_manifest_best_artifact(&slot->artifact, slot->target->manifest,
@@ -226,10 +277,16 @@ void ps_policy_evaluate(struct ps_slot *slots, size_t *nslots, pkgstore_policy_d
             !slot->artifact) {
             slot->artifact = NULL;
             slot->state = PKGSTORE_ROLLOUT_INCOMPATIBLE;
+            snprintf(slot->reason, sizeof(slot->reason), "no artifact of %.128s %.128s for %.64s",
+                     policy->package, policy->version, report->platform);
             continue;
         }
         if (runs_digest(report, &slot->artifact->digest)) {
             slot->state = PKGSTORE_ROLLOUT_UPGRADED;
+            continue;
+        }
+        if (!dependencies_met(slot->reason, sizeof(slot->reason), slot->target, report)) {
+            slot->state = PKGSTORE_ROLLOUT_INCOMPATIBLE;
             continue;
         }
         slot->offer = 1;
@@ -279,14 +336,30 @@ const char *ps_offer_members(const struct ps_slot *slot)
     pkgstore_digest_format(digest, &artifact->digest);
     pkgstore_digest_format(manifest_digest, &target->manifest_digest);
     snprintf(url, sizeof(url), "/v1/blobs/%s", digest);
+    /* what the agent needs to install and run it: it never reads the
+     * manifest itself (GET /v1/packages is admin-only) */
+    json_t *annotations = json_object(), *dependencies = json_array();
+    for (size_t i = 0; annotations && i < pkgstore_manifest_annotation_count(target->manifest);
+         i++) {
+        const char *key, *value;
+        if (pkgstore_manifest_annotation(&key, &value, target->manifest, i) == 0)
+            json_object_set_new(annotations, key, json_string(value));
+    }
+    for (size_t i = 0; dependencies && i < target->ndeps; i++) {
+        const pkgstore_dependency *dep = pkgstore_manifest_dependency(target->manifest, i);
+        if (dep)
+            json_array_append_new(dependencies, json_pack("{s:s, s:s}", "name", dep->name,
+                                                          "version", dep->constraint));
+    }
     json_t *obj = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "name",
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o}", "name",
         pkgstore_manifest_name(target->manifest), "type",
         pkgstore_package_type_name(pkgstore_manifest_type(target->manifest)), "version",
         pkgstore_manifest_version(target->manifest), "platform", artifact->platform, "digest",
         digest, "size", (json_int_t)artifact->size, "format", artifact->format, "entrypoint",
-        artifact->entrypoint, "url", url, "manifest_digest", manifest_digest);
-    char *dumped = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+        artifact->entrypoint, "url", url, "manifest_digest", manifest_digest, "annotations",
+        annotations, "dependencies", dependencies);
+    char *dumped = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(obj);
     if (!dumped)
         return NULL;

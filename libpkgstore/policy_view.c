@@ -14,10 +14,11 @@ json_t *ps_policy_to_json(const pkgstore_policy *policy)
     char created[32], updated[32];
     ps_policy_time_format(created, policy->created);
     ps_policy_time_format(updated, policy->updated);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "name", policy->name,
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:I}", "name", policy->name,
                      "selector", policy->selector, "package", policy->package, "version",
                      policy->version, "type", pkgstore_package_type_name(policy->type),
-                     "priority", policy->priority, "created", created, "updated", updated);
+                     "priority", policy->priority, "created", created, "updated", updated,
+                     "retry", (json_int_t)policy->retry);
 }
 
 struct tally {

@@ -150,6 +150,8 @@ typedef struct pkgstore_policy {
     int priority;                             /* higher wins */
     int64_t created;                          /* Unix seconds; set by put */
     int64_t updated;                          /* Unix seconds; set by put */
+    uint32_t retry;                           /* retry generation: 0, then raised by
+                                                 pkgstore_policy_retry(); kept by put */
 } pkgstore_policy;
 
 /** 0 if name is a valid policy name, else PKGSTORE_EINVALID with a detail. */
@@ -159,8 +161,9 @@ PKGSTORE_API int pkgstore_policy_name_validate(const char *name);
  * Create or replace the policy policy->name. Validates the name, the
  * selector (stored in canonical form), the priority range and the type, and
  * checks that package@version exists in the registry with that type.
- * created is kept from an existing policy; created and updated are set
- * here (the input's values are ignored).
+ * created and retry are kept from an existing policy (a new one starts at
+ * retry 0); created and updated are set here (the input's values are
+ * ignored).
  * *stored_out (may be NULL) receives the stored policy.
  * Errors: PKGSTORE_EINVALID (detail names the field, e.g. "selector:
  * position 5: expected a value"), PKGSTORE_ENOTFOUND (detail: "package
@@ -182,6 +185,19 @@ PKGSTORE_API int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_polic
  */
 PKGSTORE_API int pkgstore_policy_put_json(char **json_out, pkgstore_policy_db *db,
                                           const char *name, const char *body, size_t len);
+
+/**
+ * Raise the retry generation of the policy called name by one and store
+ * it (updated is set too). Offers made under the policy carry the
+ * generation as "retry": an agent that remembers an offered digest as bad
+ * tries it once more when an offer carries a generation above the one it
+ * failed under (docs/policies.md, "Retrying a failed rollout").
+ * *stored_out (may be NULL) receives the stored policy.
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID, PKGSTORE_ELIMIT (the
+ * generation is at its maximum, 2^32 - 1), PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+                                       const char *name);
 
 /** The policy called name into *out. Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID. */
 PKGSTORE_API int pkgstore_policy_get(pkgstore_policy *out, pkgstore_policy_db *db,
@@ -291,13 +307,22 @@ PKGSTORE_API int pkgstore_policy_counts(uint64_t counts[PKGSTORE_ROLLOUT_COUNT],
  * primary type, and for each addon package, the version of the
  * highest-priority matching policy (ties: the lexically first name),
  * resolved to the artifact for the node's platform. No offer when the node
- * already runs that digest or no artifact fits the platform (the node is
- * then "Incompatible").
+ * already runs that digest, when no artifact fits the platform, or when
+ * the packages the node reports do not satisfy the manifest's
+ * dependencies (the node is then "Incompatible").
  *
- * *response_out receives the response JSON text, e.g.
- *   {"heartbeat_interval_s":30,"offers":[{"name","type","version","policy",
- *    "platform","digest","size","format","entrypoint","url","manifest_digest"}]}
- * (free with pkgstore_free()).
+ * *response_out receives the response JSON text (free with
+ * pkgstore_free()), e.g.
+ *   {"heartbeat_interval_s":30,
+ *    "offers":[{"policy","retry","name","type","version","platform","digest",
+ *               "size","format","entrypoint","url","manifest_digest",
+ *               "annotations":{...},"dependencies":[{"name","version"}]}],
+ *    "targets":[{"name","type","version","policy","state"[,"digest"][,"reason"]}]}
+ * "targets" lists every package a policy governs at the node, offered or
+ * not: an agent keeps an installed addon while a target names it. "digest"
+ * is there when the version resolved to an artifact for the node's
+ * platform; "reason" when the package is not offered for another reason
+ * than the node running it already. docs/api.md has the details.
  * Errors: PKGSTORE_EINVALID with the offending field in the detail, e.g.
  * "packages[0].digest: not a sha256 digest" or "body: line 1 column 2:
  * ..."; PKGSTORE_ELIMIT (too many labels or packages); PKGSTORE_ENOMEM.
