@@ -342,6 +342,10 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_GET | M_HEAD | M_PUT | M_DELETE;
             return ROUTE_POLICY;
         }
+        if (req->nseg == 4 && seg_is(req, 3, "retry")) {
+            *methods = M_POST;
+            return ROUTE_POLICY_RETRY;
+        }
     } else if (seg_is(req, 1, "agents")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD;
@@ -452,6 +456,9 @@ static void select_handler(request *req, unsigned int method)
         } else {
             req->handler = policy_get;
         }
+        break;
+    case ROUTE_POLICY_RETRY:
+        req->handler = policy_retry;
         break;
     case ROUTE_HEARTBEAT:
         req->handler = agent_heartbeat;

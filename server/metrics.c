@@ -31,6 +31,7 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_PACKAGE_VERSION] = "/v1/packages/{name}/{version}",
     [ROUTE_POLICIES] = "/v1/policies",
     [ROUTE_POLICY] = "/v1/policies/{name}",
+    [ROUTE_POLICY_RETRY] = "/v1/policies/{name}/retry",
     [ROUTE_HEARTBEAT] = "/v1/agents/heartbeat",
     [ROUTE_AGENTS] = "/v1/agents",
     [ROUTE_AGENT] = "/v1/agents/{id}",

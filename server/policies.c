@@ -1,7 +1,8 @@
 /*
  * server/policies.c - policies, heartbeats and the fleet view over the
  * library's policy module:
- *   PUT/GET/DELETE /v1/policies/NAME, GET /v1/policies
+ *   PUT/GET/DELETE /v1/policies/NAME, GET /v1/policies,
+ *   POST /v1/policies/NAME/retry
  *   POST /v1/agents/heartbeat, GET /v1/agents, GET /v1/agents/ID
  * The library parses and validates the JSON, computes the offers and keeps
  * the nodes; this file only moves text between HTTP and it.
@@ -123,6 +124,26 @@ enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
     char q[300];
     log_msg(LOG_INFO, "policy deleted", "policy=%s", log_quote(q, sizeof q, req->seg[2]));
     return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:s}", "deleted", req->seg[2]));
+}
+
+enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req)
+{
+    enum MHD_Result result;
+    if (check_policy_name(conn, req, &result) < 0)
+        return result;
+    pkgstore_policy stored;
+    pthread_mutex_lock(&g_server.catalog_lock);
+    int error = pkgstore_policy_retry(&stored, g_server.policies, req->seg[2]);
+    pthread_mutex_unlock(&g_server.catalog_lock);
+    if (error < 0)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    char q[300];
+    log_msg(LOG_INFO, "policy retry", "policy=%s retry=%u", log_quote(q, sizeof q, req->seg[2]),
+            (unsigned int)stored.retry);
+    char *text = NULL;
+    if ((error = pkgstore_policy_get_json(&text, g_server.policies, req->seg[2], 0)) < 0)
+        return respond_pkgstore_error(conn, req, error, NULL);
+    return respond_library_json(conn, req, MHD_HTTP_OK, text);
 }
 
 enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req)

@@ -80,6 +80,7 @@ enum route {
     ROUTE_PACKAGE_VERSION, /* /v1/packages/{name}/{version} */
     ROUTE_POLICIES,        /* /v1/policies */
     ROUTE_POLICY,          /* /v1/policies/{name} */
+    ROUTE_POLICY_RETRY,    /* /v1/policies/{name}/retry */
     ROUTE_HEARTBEAT,       /* /v1/agents/heartbeat */
     ROUTE_AGENTS,          /* /v1/agents */
     ROUTE_AGENT,           /* /v1/agents/{id} */
@@ -231,6 +232,7 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req);
 enum MHD_Result policies_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req);
+enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req);
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req);
