@@ -80,7 +80,10 @@ void rollback_running(supervisor *sup, pkg_slot *slot, const char *why)
             agent_log("error", "msg=\"rollback failed\" package=%s error=\"%s\"", slot->name,
                       pkgstore_error_detail());
     }
-    bad_add(sup, failed, slot->name, why, slot->offer_retry, NULL);
+    /* the generation it failed under: its offer's, when that is the
+     * offer last seen for it, else unknown (the next offer's counts) */
+    bad_add(sup, failed, slot->name, why,
+            !strcmp(slot->offer_digest, failed) ? slot->offer_retry : BAD_RETRY_UNKNOWN, NULL);
     slot->watch_until = 0;
     slot->watch_crashes = 0;
     slot->watch_moved = 0;

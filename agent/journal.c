@@ -100,7 +100,8 @@ void bad_add(supervisor *sup, const char *digest, const char *package, const cha
     copy_digest(e->digest, digest);
     e->package = dup_or_null(package);
     e->reason = dup_or_null(reason);
-    e->retry = retry;
+    e->retry_known = retry != BAD_RETRY_UNKNOWN;
+    e->retry = e->retry_known ? retry : 0;
     copy_digest(e->config_digest, config_digest);
     e->time = wall_now();
 }
@@ -180,12 +181,13 @@ static json_t *state_json(const supervisor *sup)
     json_t *bad = json_array();
     for (size_t i = 0; i < sup->nbad; i++) {
         const bad_entry *e = &sup->bad[i];
-        json_array_append_new(bad, json_pack("{s:s, s:s?, s:s?, s:I, s:s?, s:I}", "digest",
-                                             e->digest, "package", e->package, "reason",
-                                             e->reason, "retry", (json_int_t)e->retry,
-                                             "config_digest",
-                                             e->config_digest[0] ? e->config_digest : NULL,
-                                             "time", (json_int_t)e->time));
+        json_t *entry = json_pack("{s:s, s:s?, s:s?, s:s?, s:I}", "digest", e->digest, "package",
+                                  e->package, "reason", e->reason, "config_digest",
+                                  e->config_digest[0] ? e->config_digest : NULL, "time",
+                                  (json_int_t)e->time);
+        if (entry && e->retry_known)
+            json_object_set_new(entry, "retry", json_integer((json_int_t)e->retry));
+        json_array_append_new(bad, entry);
     }
     json_object_set_new(root, "bad", bad);
     json_t *attempts = json_array();
@@ -336,11 +338,14 @@ int state_load(supervisor *sup)
     }
     json_array_foreach(json_object_get(root, "bad"), i, item) {
         const char *digest = jstr(item, "digest");
+        json_t *retry_json = json_object_get(item, "retry");
         int64_t retry = jint(item, "retry");
         if (!digest || pkgstore_digest_validate(digest) < 0 || bad_find(sup, digest))
             continue;
         bad_add(sup, digest, jstr(item, "package"), jstr(item, "reason"),
-                retry > 0 && retry <= (int64_t)UINT32_MAX ? (uint32_t)retry : 0,
+                !json_is_integer(retry_json)            ? BAD_RETRY_UNKNOWN
+                : retry > 0 && retry < (int64_t)UINT32_MAX ? (uint32_t)retry
+                                                        : 0,
                 jstr(item, "config_digest"));
         sup->bad[sup->nbad - 1].time = jint(item, "time");
     }

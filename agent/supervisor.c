@@ -46,6 +46,15 @@ static int still_bad(supervisor *sup, pkg_slot *slot, const agent_offer *o)
     bad_entry *bad = bad_find(sup, o->digest);
     if (!bad)
         return 0;
+    if (!bad->retry_known) {
+        /* it failed while running, out of any offer: the generation it
+         * failed under is the one offered now, so only a later raise
+         * retries it */
+        bad->retry = o->retry;
+        bad->retry_known = 1;
+        state_save(sup);
+        return 1;
+    }
     if (o->retry > bad->retry) {
         agent_log("info", "msg=\"retry generation raised: trying a bad digest again\" package=%s "
                           "digest=%s retry=%u failed_under=%u reason=\"%s\"",

@@ -26,6 +26,8 @@ typedef struct bad_entry {
     char *package;
     char *reason;
     uint32_t retry;                                /* the offer's generation when it failed */
+    int retry_known;                               /* 0: failed outside an offer (a running
+                                                      binary): the next offer's counts */
     char config_digest[PKGSTORE_DIGEST_STR_SIZE];  /* validation failures: the config then */
     int64_t time;                                  /* Unix seconds */
 } bad_entry;
@@ -158,6 +160,9 @@ void slot_mark_good(pkg_slot *slot, const char *exe_digest);
 int slot_is_good(const pkg_slot *slot, const char *exe_digest);
 /* The bad digest entry for digest, or NULL. */
 bad_entry *bad_find(supervisor *sup, const char *digest);
+/* retry BAD_RETRY_UNKNOWN: the generation is not known (a binary that
+ * failed while running, after its offer was gone). */
+#define BAD_RETRY_UNKNOWN UINT32_MAX
 void bad_add(supervisor *sup, const char *digest, const char *package, const char *reason,
              uint32_t retry, const char *config_digest);
 void bad_remove(supervisor *sup, bad_entry *entry);
