@@ -159,6 +159,7 @@ int helper_http_health(const char *url, double timeout_s, long *status_out)
 
 typedef struct download_sink {
     int fd;
+    const char *path;     /* the part, for messages */
     uint64_t written;     /* bytes in the file, including a resumed prefix */
     uint64_t resumed;     /* the offset asked for with Range (0: none) */
     uint64_t max_size;
@@ -302,7 +303,7 @@ static int transfer(download_sink *sink, const char *token, const char *url, int
     else if (sink->io_error)
         rc = agent_error_set(sink->io_error == ENOSPC || sink->io_error == EDQUOT ? PKGSTORE_ENOSPC
                                                                                   : PKGSTORE_EIO,
-                             "write: %s", strerror(sink->io_error));
+                             "%s: write: %s", sink->path, strerror(sink->io_error));
     else if (sink->bad_range)
         rc = agent_error_set(PKGSTORE_ENET, "%s: 206 with Content-Range '%s' for bytes %llu- of %llu",
                              url, sink->range, (unsigned long long)sink->resumed,
@@ -369,7 +370,8 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
         close(fd);
         return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(err));
     }
-    download_sink sink = {.fd = fd, .written = (uint64_t)st.st_size, .max_size = max_size};
+    download_sink sink = {.fd = fd, .path = part_path, .written = (uint64_t)st.st_size,
+                          .max_size = max_size};
     int rc = 0;
     if (sink.written > max_size) /* a stale part of something else: start over */
         rc = start_over(&sink, part_path);
