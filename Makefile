@@ -267,6 +267,15 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
 
+# The agent's harnesses (fuzz/fuzz_agent_*.c) also link the agent's pure
+# parsers: what it receives from a server, the helper and its config file.
+AGENT_FUZZ_SRCS := agent/reply.c agent/util.c agent/config.c agent/helper/range.c
+$(BUILD)/fuzz/replay_fuzz_agent_%: $(BUILD)/obj/fuzz/fuzz_agent_%.o $(BUILD)/obj/fuzz/replay.o \
+    $(AGENT_FUZZ_SRCS:%.c=$(BUILD)/obj/%.o) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS) \
+	    $(call pc_libs,yaml-0.1 jansson)
+
 # Keep objects that are only intermediates of test and fuzz binaries.
 .SECONDARY:
 
@@ -327,6 +336,9 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 	ar rcs $@ $^
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+$(FUZZ_BUILD)/fuzz_agent_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_agent_%.o \
+    $(AGENT_FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/libpkgstore-fuzz.a
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(call pc_libs,yaml-0.1 jansson)
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60
 fuzz-smoke: fuzz

@@ -451,6 +451,135 @@ static void test_policy__no_offer_when_running_the_digest(void **state)
     json_decref(view);
 }
 
+/* The addon contract (docs/api.md): targets name every governed package,
+ * offered or not; an addon running its digest has a target and no offer. */
+static void test_policy__targets_name_every_governed_package(void **state)
+{
+    struct fixture *f = *state;
+    char body[768];
+    put_policy(f, "collector", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
+    put_policy(f, "sidecar", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\"}");
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":["
+             "{\"name\":\"otelcol-contrib\",\"version\":\"0.97.0\",\"digest\":\"%s\"},"
+             "{\"name\":\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\"}]}",
+             f->contrib97_amd64, f->sidecar_amd64);
+    json_t *resp = heartbeat(f, body);
+    json_t *offers = offers_of(resp), *targets = json_object_get(resp, "targets");
+    assert_int_equal(json_array_size(offers), 1);
+    assert_string_equal(str_at(json_array_get(offers, 0), "name"), "otelcol-contrib");
+    assert_true(json_is_array(targets));
+    assert_int_equal(json_array_size(targets), 2);
+    int seen = 0;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *t = json_array_get(targets, i);
+        if (!strcmp(str_at(t, "name"), "log-sidecar")) {
+            assert_string_equal(str_at(t, "type"), "addon");
+            assert_string_equal(str_at(t, "state"), "Upgraded");
+            assert_string_equal(str_at(t, "digest"), f->sidecar_amd64);
+            assert_string_equal(str_at(t, "policy"), "sidecar");
+            assert_null(json_object_get(t, "reason")); /* running it is no reason */
+            seen++;
+        } else {
+            assert_string_equal(str_at(t, "state"), "Pending");
+            assert_string_equal(str_at(t, "digest"), f->contrib98_amd64);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    json_decref(resp);
+
+    /* no artifact for the platform: a target with the reason, no digest */
+    resp = heartbeat(f, "{\"node_id\":\"n2\",\"platform\":\"linux/s390x\"}");
+    assert_int_equal(json_array_size(offers_of(resp)), 0);
+    targets = json_object_get(resp, "targets");
+    assert_int_equal(json_array_size(targets), 2);
+    json_t *t = json_array_get(targets, 0);
+    assert_string_equal(str_at(t, "state"), "Incompatible");
+    assert_null(json_object_get(t, "digest"));
+    assert_non_null(strstr(str_at(t, "reason"), "for linux/s390x"));
+    json_decref(resp);
+
+    /* no policy, no target */
+    CHECK(pkgstore_policy_delete(f->db, "sidecar"));
+    resp = heartbeat(f, body);
+    assert_int_equal(json_array_size(json_object_get(resp, "targets")), 1);
+    json_decref(resp);
+}
+
+/* Offers carry annotations and dependencies; an addon whose dependencies
+ * the node's packages do not meet is Incompatible with the reason. */
+static void test_policy__offers_carry_annotations_and_check_dependencies(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_manifest *m = NULL;
+    CHECK(pkgstore_registry_get(&m, NULL, f->reg, "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_manifest_annotation_set(m, "io.pkgstore.addon.args", "[\"--x\"]"));
+    CHECK(pkgstore_manifest_add_dependency(m, "otelcol-contrib", ">=0.98.0"));
+    CHECK(pkgstore_registry_put(NULL, f->reg, m, 1));
+    pkgstore_manifest_free(m);
+    pkgstore_policy_invalidate(f->db);
+    put_policy(f, "sidecar", "{\"package\":\"log-sidecar\",\"version\":\"1.0.0\"}");
+
+    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":"
+                                "[{\"name\":\"otelcol-contrib\",\"version\":\"0.97.0\"}]}");
+    assert_int_equal(json_array_size(offers_of(resp)), 0);
+    json_t *t = json_array_get(json_object_get(resp, "targets"), 0);
+    assert_string_equal(str_at(t, "state"), "Incompatible");
+    assert_string_equal(str_at(t, "reason"),
+                        "requires otelcol-contrib >=0.98.0; the node runs otelcol-contrib 0.97.0");
+    json_decref(resp);
+    resp = heartbeat(f, "{\"node_id\":\"n3\",\"platform\":\"linux/amd64\"}");
+    assert_non_null(strstr(str_at(json_array_get(json_object_get(resp, "targets"), 0), "reason"),
+                           "the node does not run otelcol-contrib"));
+    json_decref(resp);
+
+    resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":"
+                        "[{\"name\":\"otelcol-contrib\",\"version\":\"0.98.0\"}]}");
+    json_t *offers = offers_of(resp);
+    assert_int_equal(json_array_size(offers), 1);
+    json_t *o = json_array_get(offers, 0);
+    assert_string_equal(str_at(json_object_get(o, "annotations"), "io.pkgstore.addon.args"),
+                        "[\"--x\"]");
+    json_t *dep = json_array_get(json_object_get(o, "dependencies"), 0);
+    assert_string_equal(str_at(dep, "name"), "otelcol-contrib");
+    assert_string_equal(str_at(dep, "version"), ">=0.98.0");
+    assert_int_equal(json_integer_value(json_object_get(o, "retry")), 0);
+    json_decref(resp);
+}
+
+/* The retry generation: 0, raised by one, kept by a PUT, carried by offers. */
+static void test_policy__retry_generation(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_policy stored;
+    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.98.0\"}");
+    CHECK(pkgstore_policy_get(&stored, f->db, "canary"));
+    assert_int_equal(stored.retry, 0);
+    CHECK(pkgstore_policy_retry(&stored, f->db, "canary"));
+    assert_int_equal(stored.retry, 1);
+    CHECK(pkgstore_policy_retry(NULL, f->db, "canary"));
+    /* a PUT keeps it, even one that sends another value */
+    put_policy(f, "canary", "{\"package\":\"otelcol-contrib\",\"version\":\"0.97.0\",\"retry\":0}");
+    CHECK(pkgstore_policy_get(&stored, f->db, "canary"));
+    assert_int_equal(stored.retry, 2);
+    json_t *resp = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(offers_of(resp), 0), "retry")),
+                     2);
+    json_decref(resp);
+    json_t *view = policy_view(f, "canary");
+    assert_int_equal(json_integer_value(json_object_get(view, "retry")), 2);
+    json_decref(view);
+    assert_fails(pkgstore_policy_retry(NULL, f->db, "nope"), PKGSTORE_ENOTFOUND, "nope");
+    assert_fails(pkgstore_policy_retry(NULL, f->db, "Bad!"), PKGSTORE_EINVALID, "policy name");
+    /* it survives a reopen */
+    pkgstore_policy_free(f->db);
+    f->db = NULL;
+    CHECK(open_db(f, 0));
+    CHECK(pkgstore_policy_get(&stored, f->db, "canary"));
+    assert_int_equal(stored.retry, 2);
+}
+
 static void test_policy__incompatible_platform(void **state)
 {
     struct fixture *f = *state;
@@ -1077,6 +1206,9 @@ int main(void)
         T(test_policy__background_flusher_writes_nodes),
         T(test_policy__concurrent_heartbeats),
         T(test_policy__misuse_is_refused),
+        T(test_policy__targets_name_every_governed_package),
+        T(test_policy__offers_carry_annotations_and_check_dependencies),
+        T(test_policy__retry_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #undef T
