@@ -321,6 +321,25 @@ static int policy_write_txn(MDB_txn *txn, ps_index *index, void *payload)
     return 0;
 }
 
+/* Make the count policies of all the current set, after writing the one
+ * change to the index (write->policy NULL: the deletion of write->name).
+ * The caller holds policy_write. */
+static int policy_commit(pkgstore_policy_db *db, const pkgstore_policy *all, size_t count,
+                         struct policy_write *write)
+{
+    struct ps_policy_set *next = NULL;
+    int error;
+
+    if ((error = policy_set_new(&next, all, count)) < 0)
+        return error;
+    if ((error = ps_index_write(db->index, policy_write_txn, write)) < 0) {
+        policy_set_free(next);
+        return error;
+    }
+    policy_set_swap(db, next); /* next is now owned by db */
+    return 0;
+}
+
 /* ---------------------------------------------------------------- the handle */
 
 int pkgstore_policy_open(pkgstore_policy_db **out, pkgstore_store *store,
@@ -467,7 +486,7 @@ static int policy_validate(pkgstore_policy *clean, pkgstore_policy_db *db,
 static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
                       const pkgstore_policy *policy, int type_given)
 {
-    struct ps_policy_set *set = NULL, *next = NULL;
+    struct ps_policy_set *set = NULL;
     pkgstore_policy clean, *all = NULL;
     size_t count = 0;
     int error;
@@ -494,18 +513,13 @@ static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
             all[count++] = set->by_rank[i].policy;
     }
     all[count++] = clean;
-    if ((error = policy_set_new(&next, all, count)) < 0)
-        goto out;
     struct policy_write write = {&clean, clean.name};
-    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
+    if ((error = policy_commit(db, all, count, &write)) < 0)
         goto out;
-    policy_set_swap(db, next);
-    next = NULL; /* now owned by db */
     if (stored_out)
         *stored_out = clean;
 out:
     pthread_mutex_unlock(&db->policy_write);
-    policy_set_free(next);
     ps_policy_set_release(set);
     free(all);
     return error;
@@ -519,7 +533,7 @@ int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
 
 int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db, const char *name)
 {
-    struct ps_policy_set *set = NULL, *next = NULL;
+    struct ps_policy_set *set = NULL;
     pkgstore_policy *all = NULL, *target = NULL;
     int error;
 
@@ -550,18 +564,13 @@ int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db, c
     }
     target->retry++;
     target->updated = (int64_t)time(NULL);
-    if ((error = policy_set_new(&next, all, set->count)) < 0)
-        goto out;
     struct policy_write write = {target, name};
-    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
+    if ((error = policy_commit(db, all, set->count, &write)) < 0)
         goto out;
-    policy_set_swap(db, next);
-    next = NULL; /* now owned by db */
     if (stored_out)
         *stored_out = *target;
 out:
     pthread_mutex_unlock(&db->policy_write);
-    policy_set_free(next);
     ps_policy_set_release(set);
     free(all);
     return error;
@@ -613,7 +622,7 @@ int pkgstore_policy_list(pkgstore_policy **out, size_t *count, pkgstore_policy_d
 
 int pkgstore_policy_delete(pkgstore_policy_db *db, const char *name)
 {
-    struct ps_policy_set *set = NULL, *next = NULL;
+    struct ps_policy_set *set = NULL;
     pkgstore_policy *rest = NULL;
     size_t count = 0;
     int error = 0;
@@ -634,16 +643,10 @@ int pkgstore_policy_delete(pkgstore_policy_db *db, const char *name)
         if (strcmp(set->by_rank[i].policy.name, name) != 0)
             rest[count++] = set->by_rank[i].policy;
     }
-    if ((error = policy_set_new(&next, rest, count)) < 0)
-        goto out;
     struct policy_write write = {NULL, name};
-    if ((error = ps_index_write(db->index, policy_write_txn, &write)) < 0)
-        goto out;
-    policy_set_swap(db, next);
-    next = NULL; /* now owned by db */
+    error = policy_commit(db, rest, count, &write);
 out:
     pthread_mutex_unlock(&db->policy_write);
-    policy_set_free(next);
     ps_policy_set_release(set);
     free(rest);
     return error;
