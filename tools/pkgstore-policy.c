@@ -43,6 +43,14 @@ static void usage(FILE *out)
             "Selectors: comma means AND; key=value, key!=value, key in (a,b), key, !key.\n");
 }
 
+/* "/v1/policies/<NAME escaped><suffix>" into path. */
+static void policy_path(char *path, size_t size, const char *name, const char *suffix)
+{
+    char *escaped = http_escape(name);
+    snprintf(path, size, "/v1/policies/%s%s", escaped ? escaped : "", suffix);
+    free(escaped);
+}
+
 static int fail(http_reply *reply, const char *object)
 {
     fprintf(stderr, PROG ": %s: %s\n", object, http_reply_error(reply));
@@ -147,10 +155,8 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
 /* PUT the policy NAME with the JSON body text (freed here). */
 static int cmd_set(http_client *client, int json_out, const char *name, char *text)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     int result = http_request(&reply, client, "PUT", path, text);
     free(text);
@@ -195,10 +201,8 @@ static int cmd_ls(http_client *client, int json_out)
 
 static int cmd_show(http_client *client, int json_out, const char *name)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
         return fail(&reply, name);
@@ -241,10 +245,8 @@ static int cmd_show(http_client *client, int json_out, const char *name)
 
 static int cmd_rm(http_client *client, int json_out, const char *name)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
         return fail(&reply, name);
@@ -258,10 +260,8 @@ static int cmd_rm(http_client *client, int json_out, const char *name)
 
 static int cmd_retry(http_client *client, int json_out, const char *name)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s/retry", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "/retry");
     http_reply reply;
     if (http_request(&reply, client, "POST", path, "") < 0 || reply.status != 200)
         return fail(&reply, name);
