@@ -7,9 +7,7 @@
 # (an older server) removes nothing.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..11"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE
+real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
 printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/shipper.yaml"

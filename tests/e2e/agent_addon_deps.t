@@ -8,9 +8,8 @@
 # dependencies again itself (against a server that offers regardless).
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..10"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1
+real_server
+export RETRY_INITIAL=1
 d=$T/node; mkdir -p "$d"
 tp=$(free_port); th=$(free_port)
 printf 'ports: [%s]\nhealth_port: %s\n' "$tp" "$th" > "$d/tracer.yaml"

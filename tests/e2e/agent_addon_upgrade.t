@@ -55,8 +55,8 @@ A=$d/state/addons
 sv() { jq -r --arg n "$2" '.packages[] | select(.name == $n) | (.status // "") + (.version // "")' "$1/state/state.json" 2>/dev/null; }
 addon_pid() { cat "$1/state/run/addon-$2.pid" 2>/dev/null; }
 exe_of() { readlink "/proc/$1/exe" 2>/dev/null; }
-exe_sha() { sha256sum "/proc/$1/exe" 2>/dev/null | cut -d' ' -f1; }
-export -f sv addon_pid exe_of exe_sha
+
+export -f sv addon_pid exe_of
 
 start_agent "$d"; wait_until 10 node_healthy "$d"
 set_offers "$d" "$(side_offer 1.0.0 side-a)" "$(offer_json "$d" "$d/helper-1" helper 1.0.0 addon)"

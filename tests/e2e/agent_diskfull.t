@@ -11,9 +11,8 @@ if [ "$(id -u)" != 0 ]; then
     for i in 1 2 3 4 5 6 7; do echo "ok $i # SKIP needs root to mount a small tmpfs"; done
     exit 0
 fi
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1
+real_server
+export RETRY_INITIAL=1
 d=$T/node; mkdir -p "$d/state"
 mount -t tmpfs -o size=4m tmpfs "$d/state" && MOUNTS+=("$d/state") || { echo "Bail out! cannot mount a tmpfs"; exit 1; }
 new_node "$d" "$URL" 1

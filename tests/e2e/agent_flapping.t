@@ -7,9 +7,8 @@
 # the attempts a node makes in a window.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..11"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1
+real_server
+export RETRY_INITIAL=1
 for v in 3 4 5; do
     make_variant crashes-at-start "$T/crash-$v" "flap-$v"
     push --name otelcol --version "$v.0.0" "$T/crash-$v" > /dev/null
@@ -18,8 +17,6 @@ d=$T/flappy; mkdir -p "$d"
 LABELS='role: flappy' new_node "$d" "$URL" 1
 policy set flap --selector role=flappy --package otelcol --version 3.0.0 > /dev/null
 start_agent "$d"
-starts() { log_count "$1" 'msg="upgrade starting"'; }
-export -f starts
 wait_until 30 bash -c '[ "$(starts "$0")" -ge 1 ] && [ "$(journal_of "$0" otelcol status)" = RolledBack ]' "$d"
 # flip the policy on every heartbeat the server answers, 12 times
 for i in $(seq 12); do

@@ -8,10 +8,9 @@
 #     and the server's offer installs it again.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..10"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1 WATCHDOG_WINDOW=1
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=1 WATCHDOG_WINDOW=1
+d=$T/node
 new_node "$d" "$URL" 1
 v1=$(sha "$d/bin/otelcol")
 make_variant v2 "$d/v2" heal-v2

@@ -10,10 +10,9 @@
 #     good, so it goes back to its .bak, and is remembered as bad.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..10"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=60 WATCHDOG_WINDOW=1
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=60 WATCHDOG_WINDOW=1
+d=$T/node
 new_node "$d" "$URL" 4
 echo "crash_after_s: 2" > "$d/crash.yaml"; sed -i 's/^crash_after_s: .*/crash_after_s: 2/' "$d/collector.yaml"
 make_variant v2 "$d/v2" journal-v2

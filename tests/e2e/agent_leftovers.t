@@ -6,10 +6,9 @@
 # upgrades, with no "Text file busy".
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..7"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=1
+d=$T/node
 new_node "$d" "$URL" 1 "  validate_timeout_s: 120"
 echo "validate_sleep_s: 60" >> "$d/collector.yaml"   # validation hangs for a minute
 make_variant v2 "$d/v2" leftovers-v2

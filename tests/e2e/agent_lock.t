@@ -5,10 +5,8 @@
 # upgrades go on); the lock dies with its holder, even a SIGKILLed one.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..8"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE
-d=$T/node; mkdir -p "$d"
+real_server
+d=$T/node
 new_node "$d" "$URL" 1
 start_agent "$d"
 first=$AGENT_PID

@@ -6,19 +6,17 @@
 # retry; once fixed, the upgrade goes through.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..7"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=0.5
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=0.5
+d=$T/node
 new_node "$d" "$URL" 1
 sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 0.5, max_s: 1}/' "$d/agent.yaml"
 for v in 2 3; do
     make_variant v2 "$T/v$v" "preflight-v$v"
     push --name otelcol --version "$v.0.0" "$T/v$v" > /dev/null
 done
-sv() { echo "$(journal_of "$1" otelcol status)$(journal_of "$1" otelcol version)"; }
 stops() { log_count "$1" 'msg="child stopped" name=collector:otelcol'; }
-export -f sv stops
+export -f stops
 start_agent "$d"
 wait_until 10 node_healthy "$d"
 pid=$(collector_pid "$d")

@@ -6,15 +6,12 @@
 # (PKGSTORE_AGENT_TEST_FAULT=kill-at:STEP, docs/pkgstore-agent.md).
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..7"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=0.5
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=0.5
+d=$T/node
 new_node "$d" "$URL" 1
 sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 0.5, max_s: 1}/' "$d/agent.yaml"
 v1=$(sha "$d/bin/otelcol")
-sv() { echo "$(journal_of "$1" otelcol status)$(journal_of "$1" otelcol version)"; }
-export -f sv
 
 # a) leftovers put there by hand, as a kill leaves them
 head -c 10000 "$d/bin/otelcol" > "$d/bin/otelcol.bak.tmp"

@@ -6,10 +6,9 @@
 # and remembered as bad. A version that stays up passes the watchdog.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..8"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1 WATCHDOG_WINDOW=8 WATCHDOG_CRASHES=2
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=1 WATCHDOG_WINDOW=8 WATCHDOG_CRASHES=2
+d=$T/node
 new_node "$d" "$URL" 1
 sed -i 's/^crash_after_s: .*/crash_after_s: 2/' "$d/collector.yaml"   # after the 1 s window
 v1=$(sha "$d/bin/otelcol")

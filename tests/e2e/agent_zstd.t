@@ -4,10 +4,9 @@
 # failed zstd transfer the helper downloads the identity bytes at once.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..5"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE RETRY_INITIAL=1
-d=$T/node; mkdir -p "$d"
+real_server
+export RETRY_INITIAL=1
+d=$T/node
 new_node "$d" "$URL" 1
 make_variant v2 "$d/v2" zstd-v2
 push --name otelcol --version 2.0.0 "$d/v2" > /dev/null

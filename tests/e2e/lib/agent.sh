@@ -204,6 +204,14 @@ start_real_server() {
     export URL ADMIN_TOKEN_FILE AGENT_TOKEN_FILE STORE
 }
 
+# real_server: pkgstored for this test in $T/server (S), answering with a
+# heartbeat interval of 1 s; the agents' configurations use its agent token.
+real_server() {
+    S=$T/server
+    start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
+    export TOKEN_FILE=$AGENT_TOKEN_FILE
+}
+
 # The real server's admin side (after start_real_server).
 admin() { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL$1"; }
 push() { "$B/pkgstore-push" --server "$URL" --token-file "$ADMIN_TOKEN_FILE" --quiet --json "$@"; }
@@ -225,6 +233,10 @@ fleet_of() { admin "/v1/agents/$1" | jq -r --arg p "$2" '.packages[] | select(.n
 journal_of() { jq -r --arg n "$2" '.packages[] | select(.name == $n) | .'"$3"' // empty' "$1/state/state.json" 2>/dev/null; }
 # DIR: the agent's count of a log message
 log_count() { grep -c "$2" "$1/agent.log" 2>/dev/null; }
+# DIR: the primary package's "status+version" in the journal, e.g. Upgraded2.0.0
+sv() { echo "$(journal_of "$1" otelcol status)$(journal_of "$1" otelcol version)"; }
+# DIR: how many upgrades the agent started
+starts() { log_count "$1" 'msg="upgrade starting"'; }
 # The collector's pid, from its pid file.
 collector_pid() { cat "$1/state/run/primary-otelcol.pid" 2>/dev/null; }
 exe_sha() { sha256sum "/proc/$1/exe" 2>/dev/null | cut -d' ' -f1; }
@@ -234,4 +246,4 @@ export B T TB PKGSTORE_BIN
 export -f wait_until free_port sha make_variant health_ok offer_json set_offers collector_version \
     node_healthy state_status state_message status_is reported_statuses admin push policy \
     server_add heartbeats wait_heartbeats history_of fleet_of journal_of log_count collector_pid \
-    exe_sha
+    exe_sha sv starts
