@@ -483,27 +483,40 @@ static int policy_validate(pkgstore_policy *clean, pkgstore_policy_db *db,
     return error;
 }
 
-static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
-                      const pkgstore_policy *policy, int type_given)
+/*
+ * Store clean under its name, keeping the created time and the retry
+ * generation of a policy it replaces; or, with bump, store the existing
+ * policy of clean->name again with its retry generation raised by one.
+ */
+static int policy_replace(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+                          const pkgstore_policy *input, int bump)
 {
     struct ps_policy_set *set = NULL;
-    pkgstore_policy clean, *all = NULL;
+    pkgstore_policy clean = *input, *all = NULL;
     size_t count = 0;
-    int error;
-
-    if (stored_out)
-        memset(stored_out, 0, sizeof(*stored_out));
-    if (!db || !policy)
-        return ps_error_set(PKGSTORE_EINVALID, "policy_put: NULL argument");
-    if ((error = policy_validate(&clean, db, policy, type_given)) < 0)
-        return error;
+    int error = 0;
 
     pthread_mutex_lock(&db->policy_write);
     set = ps_policy_set_get(db);
     const struct ps_policy_item *existing = ps_policy_set_find(set, clean.name);
-    clean.updated = (int64_t)time(NULL);
-    clean.created = existing ? existing->policy.created : clean.updated;
-    clean.retry = existing ? existing->policy.retry : 0;
+    if (bump) {
+        if (!existing) {
+            error = ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", clean.name);
+            goto out;
+        }
+        clean = existing->policy;
+        if (clean.retry == UINT32_MAX) {
+            error = ps_error_set(PKGSTORE_ELIMIT, "policy %s: retry generation at its maximum",
+                                 clean.name);
+            goto out;
+        }
+        clean.retry++;
+        clean.updated = (int64_t)time(NULL);
+    } else {
+        clean.updated = (int64_t)time(NULL);
+        clean.created = existing ? existing->policy.created : clean.updated;
+        clean.retry = existing ? existing->policy.retry : 0;
+    }
     if (!(all = calloc(set->count + 1, sizeof(*all)))) {
         error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", clean.name);
         goto out;
@@ -525,6 +538,21 @@ out:
     return error;
 }
 
+static int policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
+                      const pkgstore_policy *policy, int type_given)
+{
+    pkgstore_policy clean;
+    int error;
+
+    if (stored_out)
+        memset(stored_out, 0, sizeof(*stored_out));
+    if (!db || !policy)
+        return ps_error_set(PKGSTORE_EINVALID, "policy_put: NULL argument");
+    if ((error = policy_validate(&clean, db, policy, type_given)) < 0)
+        return error;
+    return policy_replace(stored_out, db, &clean, 0);
+}
+
 int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
                         const pkgstore_policy *policy)
 {
@@ -533,8 +561,7 @@ int pkgstore_policy_put(pkgstore_policy *stored_out, pkgstore_policy_db *db,
 
 int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db, const char *name)
 {
-    struct ps_policy_set *set = NULL;
-    pkgstore_policy *all = NULL, *target = NULL;
+    pkgstore_policy which;
     int error;
 
     if (stored_out)
@@ -543,37 +570,9 @@ int pkgstore_policy_retry(pkgstore_policy *stored_out, pkgstore_policy_db *db, c
         return ps_error_set(PKGSTORE_EINVALID, "policy_retry: NULL argument");
     if ((error = pkgstore_policy_name_validate(name)) < 0)
         return error;
-    pthread_mutex_lock(&db->policy_write);
-    set = ps_policy_set_get(db);
-    if (!ps_policy_set_find(set, name)) {
-        error = ps_error_set(PKGSTORE_ENOTFOUND, "policy %.128s not found", name);
-        goto out;
-    }
-    if (!(all = calloc(set->count, sizeof(*all)))) {
-        error = ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", name);
-        goto out;
-    }
-    for (size_t i = 0; i < set->count; i++) {
-        all[i] = set->by_rank[i].policy;
-        if (strcmp(all[i].name, name) == 0)
-            target = &all[i];
-    }
-    if (target->retry == UINT32_MAX) {
-        error = ps_error_set(PKGSTORE_ELIMIT, "policy %s: retry generation at its maximum", name);
-        goto out;
-    }
-    target->retry++;
-    target->updated = (int64_t)time(NULL);
-    struct policy_write write = {target, name};
-    if ((error = policy_commit(db, all, set->count, &write)) < 0)
-        goto out;
-    if (stored_out)
-        *stored_out = *target;
-out:
-    pthread_mutex_unlock(&db->policy_write);
-    ps_policy_set_release(set);
-    free(all);
-    return error;
+    memset(&which, 0, sizeof(which));
+    snprintf(which.name, sizeof(which.name), "%s", name);
+    return policy_replace(stored_out, db, &which, 1);
 }
 
 int pkgstore_policy_get(pkgstore_policy *out, pkgstore_policy_db *db, const char *name)
