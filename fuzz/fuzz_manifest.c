@@ -15,13 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            __builtin_trap(); \
-    } while (0)
+#include "harness.h"
 
 static char *canonical(size_t *len, const pkgstore_manifest *m, unsigned int flags)
 {

@@ -13,13 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            __builtin_trap(); \
-    } while (0)
+#include "harness.h"
 
 #define MAX_LABELS 16
 

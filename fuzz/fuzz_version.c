@@ -16,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) \
-    do { \
-        if (!(cond)) \
-            __builtin_trap(); \
-    } while (0)
+#include "harness.h"
 
 static const char *const fixed_versions[] = {
     "0.0.0", "0.0.1-0", "0.98.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta.11", "1.0.0",

@@ -1,5 +1,5 @@
 /*
- * What the agent's harnesses (fuzz_agent_*.c) share: libFuzzer's entry
+ * What the harnesses (fuzz_*.c) share: libFuzzer's entry
  * point and the assertion that reports a finding (a trap, which libFuzzer
  * and fuzz/replay.c both catch).
  */
