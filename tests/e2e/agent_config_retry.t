@@ -8,8 +8,7 @@
 echo "1..9"
 real_server
 export RETRY_INITIAL=1
-d=$T/node
-new_node "$d" "$URL" 1 "  validate_timeout_s: 1"
+real_node 1 "  validate_timeout_s: 1"
 for v in 2 3 4; do
     make_variant v2 "$T/v$v" "config-v$v"
     push --name otelcol --version "$v.0.0" "$T/v$v" > /dev/null

@@ -9,11 +9,10 @@
 . "$(dirname "$0")/lib/agent.sh"
 KILLS=${AGENT_KILLS:-60}
 echo "1..7"
-export HB_INTERVAL=0.2 RETRY_INITIAL=0.2 LIMIT_ATTEMPTS=10000 LIMIT_WINDOW=1
+export HB_INTERVAL=0.2 RETRY_INITIAL=0.2 RETRY_MAX=0.5 LIMIT_ATTEMPTS=10000 LIMIT_WINDOW=1
 d=$T/node; mkdir -p "$d"
 start_fake_server "$d"
 new_node "$d" "$FAKE_URL" 0.5
-sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 0.2, max_s: 0.5}/' "$d/agent.yaml"
 sha "$d/bin/otelcol" > "$d/known"
 RANDOM=$$
 bad=0; missing=0

@@ -10,8 +10,7 @@
 echo "1..10"
 real_server
 export RETRY_INITIAL=1 WATCHDOG_WINDOW=1
-d=$T/node
-new_node "$d" "$URL" 1
+real_node 1
 v1=$(sha "$d/bin/otelcol")
 make_variant v2 "$d/v2" heal-v2
 v2=$(sha "$d/v2")

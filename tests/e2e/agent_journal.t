@@ -12,8 +12,7 @@
 echo "1..10"
 real_server
 export RETRY_INITIAL=60 WATCHDOG_WINDOW=1
-d=$T/node
-new_node "$d" "$URL" 4
+real_node 4
 echo "crash_after_s: 2" > "$d/crash.yaml"; sed -i 's/^crash_after_s: .*/crash_after_s: 2/' "$d/collector.yaml"
 make_variant v2 "$d/v2" journal-v2
 make_variant crashes-after "$d/v3" journal-v3

@@ -8,8 +8,7 @@
 echo "1..7"
 real_server
 export RETRY_INITIAL=1
-d=$T/node
-new_node "$d" "$URL" 1 "  validate_timeout_s: 120"
+real_node 1 "  validate_timeout_s: 120"
 echo "validate_sleep_s: 60" >> "$d/collector.yaml"   # validation hangs for a minute
 make_variant v2 "$d/v2" leftovers-v2
 push --name otelcol --version 2.0.0 "$d/v2" > /dev/null

@@ -6,8 +6,7 @@
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..8"
 real_server
-d=$T/node
-new_node "$d" "$URL" 1
+real_node 1
 start_agent "$d"
 first=$AGENT_PID
 wait_until 10 node_healthy "$d"

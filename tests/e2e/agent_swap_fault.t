@@ -10,11 +10,10 @@
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..13"
 W=2   # monitor window (s)
-export HB_INTERVAL=0.5 RETRY_INITIAL=1
+export HB_INTERVAL=0.5 RETRY_INITIAL=1 RETRY_MAX=2
 d=$T/node; mkdir -p "$d"
 start_fake_server "$d"
 new_node "$d" "$FAKE_URL" $W
-sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 1, max_s: 2}/' "$d/agent.yaml"
 exe=$d/bin/otelcol
 v1=$(sha "$exe")
 make_variant v2 "$d/v2" swap-fault-v2

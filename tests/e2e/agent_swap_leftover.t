@@ -7,10 +7,8 @@
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..7"
 real_server
-export RETRY_INITIAL=0.5
-d=$T/node
-new_node "$d" "$URL" 1
-sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 0.5, max_s: 1}/' "$d/agent.yaml"
+export RETRY_INITIAL=0.5 RETRY_MAX=1
+real_node 1
 v1=$(sha "$d/bin/otelcol")
 
 # a) leftovers put there by hand, as a kill leaves them

@@ -8,8 +8,7 @@
 echo "1..8"
 real_server
 export RETRY_INITIAL=1 WATCHDOG_WINDOW=8 WATCHDOG_CRASHES=2
-d=$T/node
-new_node "$d" "$URL" 1
+real_node 1
 sed -i 's/^crash_after_s: .*/crash_after_s: 2/' "$d/collector.yaml"   # after the 1 s window
 v1=$(sha "$d/bin/otelcol")
 make_variant crashes-after "$d/v3" watchdog-v3

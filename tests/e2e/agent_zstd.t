@@ -6,8 +6,7 @@
 echo "1..5"
 real_server
 export RETRY_INITIAL=1
-d=$T/node
-new_node "$d" "$URL" 1
+real_node 1
 make_variant v2 "$d/v2" zstd-v2
 push --name otelcol --version 2.0.0 "$d/v2" > /dev/null
 h=$(sha "$d/v2")

@@ -147,7 +147,7 @@ collector:
   validate_timeout_s: 5
 $extra
 restart_backoff: {initial_s: 0.2, max_s: 2, reset_after_s: 5}
-upgrade_retry: {initial_s: ${RETRY_INITIAL:-30}, max_s: 60}
+upgrade_retry: {initial_s: ${RETRY_INITIAL:-30}, max_s: ${RETRY_MAX:-60}}
 ${ADDONS_YAML:-}
 YAML
     # PKGSTORE_OLD_AGENT=1: a configuration an agent older than these keys
@@ -210,6 +210,13 @@ real_server() {
     S=$T/server
     start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
     export TOKEN_FILE=$AGENT_TOKEN_FILE
+}
+
+# real_node WINDOW [extra collector yaml]: the node $T/node (d) of the real
+# server, as new_node makes it
+real_node() {
+    d=$T/node
+    new_node "$d" "$URL" "$@"
 }
 
 # The real server's admin side (after start_real_server).
