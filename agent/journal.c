@@ -263,6 +263,10 @@ static void slot_load(pkg_slot *slot, json_t *obj)
     json_t *v;
     json_array_foreach(json_object_get(obj, "good"), i, v) if (json_is_string(v))
         slot_mark_good(slot, json_string_value(v));
+    /* a journal older than known-good executables: what it ran was good
+     * enough to keep, so a crash loop of it is not rolled back */
+    if (!json_object_get(obj, "good"))
+        slot_mark_good(slot, slot->exe_digest);
     json_t *watch = json_object_get(obj, "watch");
     if (json_is_object(watch) && jint(watch, "until") > 0) {
         slot->watch_until = jint(watch, "until");
