@@ -359,7 +359,7 @@ const char *ps_offer_members(const struct ps_slot *slot)
         digest, "size", (json_int_t)artifact->size, "format", artifact->format, "entrypoint",
         artifact->entrypoint, "url", url, "manifest_digest", manifest_digest, "annotations",
         annotations, "dependencies", dependencies);
-    char *dumped = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *dumped = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
     if (!dumped)
         return NULL;
