@@ -26,7 +26,7 @@ v2=$(sha "$d/v2")
 push --name otelcol --version 2.0.0 "$d/v2" > /dev/null
 policy set everyone --package otelcol --version 2.0.0 > /dev/null
 PKGSTORE_AGENT_TEST_FAULT=kill-at:bak:rename AGENT_BIN=$TB/pkgstore-agent start_agent "$d"
-wait "$AGENT_PID"; rc=$?
+{ wait "$AGENT_PID"; } 2>/dev/null; rc=$?
 check "b) the test build died at bak:rename (SIGKILL)" test "$rc" = 137
 check "b) it left otelcol.bak.tmp, and v1 complete at the live path" \
     bash -c '[ -e "$0/bin/otelcol.bak.tmp" ] && [ "$(sha "$0/bin/otelcol")" = "$1" ]' "$d" "$v1"
@@ -41,7 +41,7 @@ make_variant v2 "$d/v3" leftover-v3
 push --name otelcol --version 3.0.0 "$d/v3" > /dev/null
 policy set everyone --package otelcol --version 3.0.0 > /dev/null
 PKGSTORE_AGENT_TEST_FAULT=kill-at:new:dirsync AGENT_BIN=$TB/pkgstore-agent start_agent "$d"
-wait "$AGENT_PID"; rc=$?
+{ wait "$AGENT_PID"; } 2>/dev/null; rc=$?
 check "c) the test build died at new:dirsync with 3.0.0 live and the journal at Swapping" \
     bash -c '[ "$2" = 137 ] && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && [ "$(jq -r .upgrade.step "$0/state/state.json")" = Swapping ]' "$d" "$d/v3" "$rc"
 start_agent "$d"
