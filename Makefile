@@ -64,9 +64,12 @@ pc_libs   = $(shell $(PKGCONF) --libs $(1) 2>/dev/null)
 LMDB_LIBS := $(or $(call pc_libs,lmdb),-llmdb)
 LIB_LIBS  := $(call pc_libs,libcrypto libzstd libarchive jansson) $(LMDB_LIBS) -lpthread
 
+# Programs see only the public headers (include/); the library, its unit
+# tests, fuzz harnesses and benchmark drivers also see its private ones.
 # $(CPPFLAGS) last: a distribution's hardening flags (dpkg-buildflags'
 # -D_FORTIFY_SOURCE=2 ...) apply to every object.
-CPPFLAGS_ALL := -Iinclude -Ilibpkgstore -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(CPPFLAGS)
+CPPFLAGS_PUB := -Iinclude -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(CPPFLAGS)
+CPPFLAGS_ALL := $(CPPFLAGS_PUB) -Ilibpkgstore
 CFLAGS_ALL   := $(WARNINGS) $(CFLAGS) $(XCFLAGS)
 
 # ---------------------------------------------------------------- sources
@@ -137,17 +140,41 @@ $(BUILD)/obj/libpkgstore/%.o: libpkgstore/%.c
 	$(CC) $(CPPFLAGS_ALL) -DPKGSTORE_BUILDING_LIBRARY $(call pc_cflags,$(LIB_PKGS)) \
 	    $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
 
+OBJ_CPPFLAGS = $(CPPFLAGS_ALL)
+$(BUILD)/obj/tools/%.o $(BUILD)/obj/server/%.o $(BUILD)/obj/agent/%.o \
+    $(BUILD)/obj/examples/%.o $(BUILD)/obj/common/%.o: OBJ_CPPFLAGS = $(CPPFLAGS_PUB)
+$(BUILD)/obj/tests/%.o: OBJ_CPPFLAGS = $(CPPFLAGS_ALL) -DPKGSTORE_TEST_HOOKS
 $(BUILD)/obj/%.o: %.c | preflight
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
-	    $(CFLAGS_ALL) $(DEPRECATED_OK) -MMD -MP -c $< -o $@
+	$(CC) $(OBJ_CPPFLAGS) $(call pc_cflags,$(LIB_PKGS) $(SERVER_PKGS) $(AGENT_PKGS) $(TEST_PKGS)) \
+	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# ---------------------------------------------------------------- test build
+# Test hooks (#ifdef PKGSTORE_TEST_HOOKS: the install module's fault
+# injection, the agent's PKGSTORE_AGENT_TEST_FAULT) exist only in a second
+# build of the files that hold them: libpkgstore-test.a, which the unit
+# tests link, and $(BUILD)/test-bin/pkgstore-agent, which the agent's fault
+# tests run. The release libraries and programs have none of them.
+HOOK_LIB_SRCS   := $(shell grep -l PKGSTORE_TEST_HOOKS $(LIB_SRCS) 2>/dev/null)
+HOOK_AGENT_SRCS := $(shell grep -l PKGSTORE_TEST_HOOKS $(wildcard agent/*.c) 2>/dev/null)
+TESTLIB         := $(BUILD)/lib/libpkgstore-test.a
+TESTLIB_OBJS    := $(filter-out $(HOOK_LIB_SRCS:%.c=$(BUILD)/obj/%.o),$(LIB_OBJS)) \
+                   $(HOOK_LIB_SRCS:%.c=$(BUILD)/obj-test/%.o)
+$(BUILD)/obj-test/libpkgstore/%.o: libpkgstore/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_ALL) -DPKGSTORE_BUILDING_LIBRARY -DPKGSTORE_TEST_HOOKS \
+	    $(call pc_cflags,$(LIB_PKGS)) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+$(BUILD)/obj-test/agent/%.o: agent/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_PUB) -DPKGSTORE_TEST_HOOKS $(call pc_cflags,$(AGENT_PKGS) jansson) \
+	    $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+$(TESTLIB): $(TESTLIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+-include $(shell find $(BUILD)/obj-test -name '*.d' 2>/dev/null)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
-
-# pkgstore_version() is deprecated (pkgstore_library_version() replaces it,
-# issue 10 section 5) but server/ and agent/ still call it: keep the warning
-# visible without failing -Werror builds. Drop this once they have switched.
-$(BUILD)/obj/server/%.o $(BUILD)/obj/agent/%.o: DEPRECATED_OK := -Wno-error=deprecated-declarations
 
 # ---------------------------------------------------------------- library
 $(SHLIB): $(LIB_OBJS)
@@ -195,6 +222,18 @@ $(BUILD)/bin/pkgstore-agent: $(AGENT_SRCS:%.c=$(BUILD)/obj/%.o) $(STLIB)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,--as-needed -o $@ \
 	    $(filter %.o,$^) $(STLIB) $(call pc_libs,yaml-0.1 jansson)
 
+# The agent's test build (see "test build" above), with its helper beside it.
+AGENT_TEST_OBJS := $(filter-out $(HOOK_AGENT_SRCS:%.c=$(BUILD)/obj/%.o),$(AGENT_SRCS:%.c=$(BUILD)/obj/%.o)) \
+                   $(HOOK_AGENT_SRCS:%.c=$(BUILD)/obj-test/%.o)
+$(BUILD)/test-bin/pkgstore-agent: $(AGENT_TEST_OBJS) $(STLIB) $(BUILD)/bin/pkgstore-agent-helper
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,--as-needed -o $@ \
+	    $(filter %.o,$^) $(STLIB) $(call pc_libs,yaml-0.1 jansson)
+	ln -sf ../bin/pkgstore-agent-helper $(@D)/pkgstore-agent-helper
+ifneq ($(AGENT_SRCS),)
+all: $(BUILD)/test-bin/pkgstore-agent
+endif
+
 $(BUILD)/bin/pkgstore-agent-helper: $(HELPER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../../lib' \
@@ -228,7 +267,7 @@ FAKE_VARIANTS := good validate-fails crashes-at-start crashes-after never-health
 FAKE_BINS     := $(FAKE_VARIANTS:%=$(BUILD)/bin/fake-otelcol-%) \
                  $(BUILD)/bin/fake-otelcol-v1 $(BUILD)/bin/fake-otelcol-v2 \
                  $(BUILD)/bin/fake-otelcol-v3
-FAKE_CC = $(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
+FAKE_CC = $(CC) $(CPPFLAGS_PUB) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
     $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
 $(FAKE_VARIANTS:%=$(BUILD)/bin/fake-otelcol-%): $(BUILD)/bin/fake-otelcol-%: $(FAKE_SRC)
 	@mkdir -p $(@D)
@@ -246,17 +285,18 @@ $(BUILD)/bin/fake-otelcol-v3: $(FAKE_SRC)
 # agent's end-to-end tests.
 $(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_ALL) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
+	$(CC) $(CPPFLAGS_PUB) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
 	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
 all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 
 # ---------------------------------------------------------------- tests
-# Unit tests link the static library: they may reach ps_* internals where a
-# public entry point cannot provoke the case (fault injection).
+# Unit tests link the static library's test build: they may reach ps_*
+# internals where a public entry point cannot provoke the case (fault
+# injection).
 TEST_HOBJS := $(TEST_HSRCS:%.c=$(BUILD)/obj/%.o)
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(STLIB)
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(TESTLIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(TESTLIB) \
 	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))
 
 $(BUILD)/tests/test_fleet: $(BUILD)/obj/tests/test_fleet.o $(TEST_HOBJS) $(FLEET_OBJS) $(STLIB)
@@ -277,6 +317,15 @@ $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay
         $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+# The agent's harnesses (fuzz/fuzz_agent_*.c) also link the agent's pure
+# parsers: what it receives from a server, the helper and its config file.
+AGENT_FUZZ_SRCS := agent/reply.c agent/util.c agent/config.c agent/helper/range.c
+$(BUILD)/fuzz/replay_fuzz_agent_%: $(BUILD)/obj/fuzz/fuzz_agent_%.o $(BUILD)/obj/fuzz/replay.o \
+    $(AGENT_FUZZ_SRCS:%.c=$(BUILD)/obj/%.o) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS) \
+	    $(call pc_libs,yaml-0.1 jansson)
 
 # Keep objects that are only intermediates of test and fuzz binaries.
 .SECONDARY:
@@ -346,6 +395,9 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o \
         $$(addprefix $(FUZZ_BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+$(FUZZ_BUILD)/fuzz_agent_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_agent_%.o \
+    $(AGENT_FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/libpkgstore-fuzz.a
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(call pc_libs,yaml-0.1 jansson)
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 FUZZ_SECONDS ?= 60
 fuzz-smoke: fuzz

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -83,13 +84,23 @@ typedef struct agent_config {
     double backoff_reset_s;  /* a run this long resets the backoff */
     double retry_initial_s;  /* failed upgrade attempts back off from here */
     double retry_max_s;
+    unsigned limit_attempts; /* upgrade_limit: at most this many upgrade attempts ... */
+    double limit_window_s;   /* ... within this many seconds; 0 attempts: no limit */
+    double watchdog_window_s;    /* upgrade_watchdog: after Upgraded, for this long ... */
+    unsigned watchdog_crashes;   /* ... this many crashes roll back; 0 s: off */
 
     agent_addon_config *addons;
     size_t addon_count;
+    char *log_level;         /* debug, info (default), warn, error */
 } agent_config;
 
 /* Read path into *out (0) or set the error detail and return <0. */
 int agent_config_load(agent_config *out, const char *path);
+/* Parse a configuration from f (name is used in messages) into *out, with
+ * the defaults. AGENT_CONFIG_NO_ENV: look nothing up on this machine (node
+ * id, host platform, token file), so that a fuzz harness can call it. */
+#define AGENT_CONFIG_NO_ENV 1u
+int agent_config_parse(agent_config *out, FILE *f, const char *name, unsigned flags);
 void agent_config_free(agent_config *cfg);
 /* The resolved configuration as a JSON text (free with free()). */
 char *agent_config_dump_json(const agent_config *cfg);
@@ -109,6 +120,8 @@ const char *agent_error(void);
 
 double agent_now(void);                         /* CLOCK_MONOTONIC seconds */
 void agent_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Lines below level ("debug", "info", "warn", "error") are not written. */
+int agent_log_set_level(const char *level);
 int agent_mkdirs(const char *path, int mode);
 char *agent_read_small_file(const char *path, size_t max);   /* NUL-terminated, or NULL */
 /* Strip leading and trailing blanks in place; NULL stays NULL. */
@@ -119,7 +132,8 @@ int agent_valid_name(const char *name);
 
 /* ------------------------------------------------------------------ processes */
 
-typedef struct agent_proc {
+typedef struct agent_proc agent_proc;
+struct agent_proc {
     char *name;              /* "collector", "addon:<name>", "validate" */
     pid_t pid;               /* 0 when not running */
     int supervised;          /* restart it when it exits */
@@ -135,8 +149,21 @@ typedef struct agent_proc {
     int stdout_only;         /* output_fd is stdout only; stderr is inherited */
     int input_fd;            /* > 0: dup'ed to stdin; else /dev/null */
     int quiet;               /* no "child started" log line */
+    int die_with_agent;      /* PR_SET_PDEATHSIG: killed when the agent dies */
+    int spawn_errno;         /* the last spawn's errno, 0 when it started */
+    double last_run_s;       /* how long the last run lasted */
     char *pid_file;          /* owned; NULL = none; rewritten at every spawn */
-} agent_proc;
+    /* Called by the pump (never from a signal handler): after a supervised
+     * child exited, and after a scheduled restart failed to spawn. */
+    void (*on_event)(struct agent_proc *proc, int spawn_failed, void *payload);
+    void *payload;
+};
+
+/* Every child carries PKGSTORE_AGENT_CHILD=<state_dir>/<what> in its
+ * environment, so that a restarted agent finds and stops what a killed one
+ * left running (stop_leftovers). Set the state_dir once at start. */
+#define AGENT_CHILD_MARKER "PKGSTORE_AGENT_CHILD="
+void agent_proc_set_marker_dir(const char *state_dir);
 
 /* The event pump: signals (via signalfd) and child reaping. */
 int agent_signals_init(void);

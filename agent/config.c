@@ -60,6 +60,19 @@ static int get_seconds(parse_ctx *ctx, yaml_node_t *node, const char *key, doubl
     return 0;
 }
 
+static int get_count(parse_ctx *ctx, yaml_node_t *node, const char *key, unsigned min,
+                     unsigned max, unsigned *out)
+{
+    const char *text = scalar(node);
+    char *end = NULL;
+    errno = 0;
+    long value = text ? strtol(text, &end, 10) : 0;
+    if (!text || errno || end == text || *end != '\0' || value < (long)min || value > (long)max)
+        FAIL(node, "%s: expected an integer in %u..%u", key, min, max);
+    *out = (unsigned)value;
+    return 0;
+}
+
 static int get_bool(parse_ctx *ctx, yaml_node_t *node, const char *key, int *out)
 {
     const char *text = scalar(node);
@@ -261,6 +274,26 @@ static int retry_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj
     return 1;
 }
 
+static int limit_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
+{
+    agent_config *cfg = obj;
+    if (!strcmp(key, "attempts"))
+        return get_count(ctx, v, "upgrade_limit.attempts", 0, 10000, &cfg->limit_attempts);
+    if (!strcmp(key, "window_s"))
+        return get_seconds(ctx, v, "upgrade_limit.window_s", 1, &cfg->limit_window_s);
+    return 1;
+}
+
+static int watchdog_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
+{
+    agent_config *cfg = obj;
+    if (!strcmp(key, "window_s"))
+        return get_seconds(ctx, v, "upgrade_watchdog.window_s", 0, &cfg->watchdog_window_s);
+    if (!strcmp(key, "crashes"))
+        return get_count(ctx, v, "upgrade_watchdog.crashes", 1, 1000, &cfg->watchdog_crashes);
+    return 1;
+}
+
 static int addon_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
 {
     agent_addon_config *addon = obj;
@@ -318,8 +351,19 @@ static int top_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
         return each_pair(ctx, v, "restart_backoff", backoff_pair, cfg);
     if (!strcmp(key, "upgrade_retry"))
         return each_pair(ctx, v, "upgrade_retry", retry_pair, cfg);
+    if (!strcmp(key, "upgrade_limit"))
+        return each_pair(ctx, v, "upgrade_limit", limit_pair, cfg);
+    if (!strcmp(key, "upgrade_watchdog"))
+        return each_pair(ctx, v, "upgrade_watchdog", watchdog_pair, cfg);
     if (!strcmp(key, "addons"))
         return addons_value(ctx, v, cfg);
+    if (!strcmp(key, "log_level")) {
+        const char *text = scalar(v);
+        if (!text || (strcmp(text, "debug") && strcmp(text, "info") && strcmp(text, "warn") &&
+                      strcmp(text, "error")))
+            FAIL(v, "log_level: expected debug, info, warn or error");
+        return get_string(ctx, v, "log_level", &cfg->log_level);
+    }
     return 1;
 }
 
@@ -345,7 +389,7 @@ static int resolve_platform(agent_config *cfg)
     return cfg->platform ? 0 : PKGSTORE_ENOMEM;
 }
 
-static int apply_defaults(agent_config *cfg)
+static int apply_defaults(agent_config *cfg, unsigned flags)
 {
     if (!cfg->server_url)
         return agent_error_set(PKGSTORE_EINVALID, "%s: server.url: required", cfg->path);
@@ -380,6 +424,13 @@ static int apply_defaults(agent_config *cfg)
         cfg->backoff_max_s = cfg->backoff_initial_s;
     if (cfg->retry_max_s < cfg->retry_initial_s)
         cfg->retry_max_s = cfg->retry_initial_s;
+    if (flags & AGENT_CONFIG_NO_ENV) {
+        /* nothing of this machine: a harness parses untrusted text */
+        if (!cfg->platform && !(cfg->platform = strdup("linux/amd64")))
+            return PKGSTORE_ENOMEM;
+        if (!cfg->node_id && !(cfg->node_id = strdup("unknown")))
+            return PKGSTORE_ENOMEM;
+    }
     int rc = resolve_platform(cfg);
     if (rc < 0)
         return rc;
@@ -398,7 +449,7 @@ static int apply_defaults(agent_config *cfg)
         if (!id)
             return PKGSTORE_ENOMEM;
     }
-    if (cfg->token_file) {
+    if (cfg->token_file && !(flags & AGENT_CONFIG_NO_ENV)) {
         /* read by the helper at every request; checked here to fail early */
         char *token = agent_read_small_file(cfg->token_file, 4096);
         if (!token)
@@ -420,7 +471,7 @@ static int apply_defaults(agent_config *cfg)
     return 0;
 }
 
-int agent_config_load(agent_config *cfg, const char *path)
+static int config_init(agent_config *cfg, const char *path)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->heartbeat_interval_s = 30;
@@ -437,14 +488,35 @@ int agent_config_load(agent_config *cfg, const char *path)
     cfg->backoff_reset_s = 60;
     cfg->retry_initial_s = 30;
     cfg->retry_max_s = 3600;
+    cfg->limit_attempts = 10;
+    cfg->limit_window_s = 600;
+    cfg->watchdog_window_s = 600;
+    cfg->watchdog_crashes = 2;
     cfg->path = strdup(path);
     if (!cfg->path || !cfg->health.health_url)
-        return PKGSTORE_ENOMEM;
+        return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+    return 0;
+}
 
+static int parse_file(agent_config *cfg, FILE *f, const char *path, unsigned flags);
+
+int agent_config_load(agent_config *cfg, const char *path)
+{
+    int rc = config_init(cfg, path);
+    if (rc < 0)
+        return rc;
     FILE *f = fopen(path, "re");
     if (!f)
         return agent_error_set(errno == ENOENT ? PKGSTORE_ENOTFOUND : PKGSTORE_EIO, "%s: %s", path,
                                strerror(errno));
+    rc = parse_file(cfg, f, path, 0);
+    fclose(f);
+    return rc;
+}
+
+/* Parse f into cfg, whose defaults config_init() set. */
+static int parse_file(agent_config *cfg, FILE *f, const char *path, unsigned flags)
+{
     yaml_parser_t parser;
     yaml_document_t doc;
     int rc = 0;
@@ -455,7 +527,6 @@ int agent_config_load(agent_config *cfg, const char *path)
                              (unsigned long)parser.problem_mark.line + 1,
                              parser.problem ? parser.problem : "YAML error");
         yaml_parser_delete(&parser);
-        fclose(f);
         return rc;
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
@@ -466,10 +537,17 @@ int agent_config_load(agent_config *cfg, const char *path)
         rc = each_pair(&ctx, root, "top level", top_pair, cfg);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    fclose(f);
     if (rc == 0)
-        rc = apply_defaults(cfg);
+        rc = apply_defaults(cfg, flags);
     return rc;
+}
+
+int agent_config_parse(agent_config *cfg, FILE *f, const char *name, unsigned flags)
+{
+    int rc = config_init(cfg, name);
+    if (rc < 0)
+        return rc;
+    return parse_file(cfg, f, name, flags);
 }
 
 static void health_free(agent_health_spec *h)
@@ -503,6 +581,7 @@ void agent_config_free(agent_config *cfg)
         health_free(&cfg->addons[i].health);
     }
     free(cfg->addons);
+    free(cfg->log_level);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -567,6 +646,13 @@ char *agent_config_dump_json(const agent_config *cfg)
     json_object_set_new(root, "upgrade_retry", json_pack("{s:f, s:f}", "initial_s",
                                                          cfg->retry_initial_s, "max_s",
                                                          cfg->retry_max_s));
+    json_object_set_new(root, "upgrade_limit",
+                        json_pack("{s:i, s:f}", "attempts", (int)cfg->limit_attempts, "window_s",
+                                  cfg->limit_window_s));
+    json_object_set_new(root, "upgrade_watchdog",
+                        json_pack("{s:f, s:i}", "window_s", cfg->watchdog_window_s, "crashes",
+                                  (int)cfg->watchdog_crashes));
+    json_object_set_new(root, "log_level", json_string(cfg->log_level ? cfg->log_level : "info"));
     json_t *addons = json_array();
     for (size_t i = 0; i < cfg->addon_count; i++) {
         const agent_addon_config *a = &cfg->addons[i];

@@ -5,6 +5,7 @@
  * running) and the agent's pid (so it dies with the agent).
  */
 #include "agent.h"
+#include "reply.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -153,24 +154,13 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
         free(res.output);
         return agent_error_set(PKGSTORE_ENET, "%s: no answer within %.0f s", cmd, opts.timeout_s);
     }
-    json_error_t jerr;
-    json_t *reply = res.output ? json_loadb(res.output, res.len, 0, &jerr) : NULL;
+    char how[96];
+    agent_describe_status(how, sizeof how, res.wait_status);
+    json_t *reply = NULL;
+    rc = agent_helper_reply_parse(&reply, res.output, res.len, cmd, how);
     free(res.output);
-    if (!json_is_object(reply)) {
-        char how[96];
-        agent_describe_status(how, sizeof how, res.wait_status);
-        json_decref(reply);
-        return agent_error_set(PKGSTORE_EIO, HELPER_NAME " %s: no reply (%s)", cmd, how);
-    }
-    if (!json_is_true(json_object_get(reply, "ok"))) {
-        json_t *code = json_object_get(reply, "code");
-        json_t *error = json_object_get(reply, "error");
-        rc = json_is_integer(code) && json_integer_value(code) < 0 ? (int)json_integer_value(code)
-                                                                 : PKGSTORE_EIO;
-        agent_error_set(rc, "%s", json_is_string(error) ? json_string_value(error) : "failed");
-        json_decref(reply);
+    if (rc < 0)
         return rc;
-    }
     if (reply_out)
         *reply_out = reply;
     else
@@ -185,11 +175,7 @@ int agent_file_digest(char out[PKGSTORE_DIGEST_STR_SIZE], const char *path)
     int rc = agent_helper_call(&reply, NULL, 0, 0, "digest", path, NULL);
     if (rc < 0)
         return rc;
-    json_t *digest = json_object_get(reply, "digest");
-    if (json_is_string(digest) && pkgstore_digest_validate(json_string_value(digest)) == 0)
-        snprintf(out, PKGSTORE_DIGEST_STR_SIZE, "%s", json_string_value(digest));
-    else
-        rc = agent_error_set(PKGSTORE_EIO, HELPER_NAME " digest: malformed reply");
+    rc = agent_helper_reply_digest(out, reply, "digest", HELPER_NAME " digest");
     json_decref(reply);
     return rc;
 }

@@ -111,6 +111,9 @@ static int run(agent_config *cfg)
     double next_heartbeat = agent_now();
     unsigned failures = 0;
     while (!agent_stop_requested()) {
+        /* crashes, spawn failures and watchdogs the pump has seen */
+        if (supervisor_tick(&sup))
+            next_heartbeat = agent_now();
         double wait = next_heartbeat - agent_now();
         if (wait > 0) {
             agent_pump(wait);
@@ -130,7 +133,9 @@ static int run(agent_config *cfg)
             agent_log("info", "msg=\"server reachable again\" after_failures=%u", failures);
         failures = 0;
         /* After an upgrade, report its outcome and ask again right away. */
-        next_heartbeat = agent_now() + (upgraded ? 0 : jittered(cfg, next_interval(&sup)));
+        double delay = upgraded ? 0 : jittered(cfg, next_interval(&sup));
+        agent_log("debug", "msg=\"heartbeat\" next_in_s=%.3f", delay);
+        next_heartbeat = agent_now() + delay;
     }
     int sig = agent_stop_signal();
     agent_log("info", "msg=\"stopping\" signal=%d", sig);
@@ -168,7 +173,7 @@ int main(int argc, char **argv)
             json = 1;
             break;
         case OPT_VERSION:
-            printf(AGENT_NAME " (pkgstore) %s\n", pkgstore_version());
+            printf(AGENT_NAME " (pkgstore) %s\n", pkgstore_library_version());
             return 0;
         case 'h':
             usage(stdout);
@@ -193,6 +198,8 @@ int main(int argc, char **argv)
         agent_config_free(&cfg);
         return 2;
     }
+    if (cfg.log_level)
+        agent_log_set_level(cfg.log_level);
     int status = do_check ? check_config(&cfg, json) : run(&cfg);
     agent_config_free(&cfg);
     return status;

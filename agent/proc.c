@@ -2,7 +2,8 @@
  * Process supervision: the agent's signals arrive on a signalfd (no work in
  * signal handlers), children run in their own process groups, exits are
  * reaped in one place and supervised children restart with a capped
- * exponential backoff.
+ * exponential backoff. Every child carries the agent's child marker; the
+ * short-lived ones (validation, the helper) also die with the agent.
  */
 #include "agent.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +27,40 @@ extern char **environ;
 static int signal_fd = -1;
 static int stop_signal;
 static agent_proc *procs[MAX_PROCS];
+static char *marker_dir;
+
+void agent_proc_set_marker_dir(const char *state_dir)
+{
+    free(marker_dir);
+    marker_dir = state_dir ? strdup(state_dir) : NULL;
+}
+
+/* envp (NULL: the agent's own environment) with the child marker added
+ * unless it has one: "<state_dir>/<name>" with the name's ':' and '/'
+ * turned into '-'. NULL when there is nothing to add or no memory. */
+static char **with_marker(char **envp, const char *name)
+{
+    char **base = envp ? envp : environ;
+    size_t n = 0;
+    if (!marker_dir)
+        return NULL;
+    for (; base[n]; n++)
+        if (!strncmp(base[n], AGENT_CHILD_MARKER, sizeof AGENT_CHILD_MARKER - 1))
+            return NULL;
+    char **out = calloc(n + 2, sizeof *out);
+    char *marker = agent_strdup_printf(AGENT_CHILD_MARKER "%s/%s", marker_dir, name ? name : "child");
+    if (!out || !marker) {
+        free(out);
+        free(marker);
+        return NULL;
+    }
+    for (char *p = marker + strlen(AGENT_CHILD_MARKER) + strlen(marker_dir) + 1; *p; p++)
+        if (*p == ':' || *p == '/')
+            *p = '-';
+    memcpy(out, base, n * sizeof *out);
+    out[n] = marker;
+    return out;
+}
 
 int agent_signals_init(void)
 {
@@ -116,6 +152,7 @@ static void reap(void)
             proc->exited = 1;
             proc->wait_status = status;
             double ran = agent_now() - proc->started_at;
+            proc->last_run_s = ran;
             if (proc->supervised) {
                 char how[96];
                 agent_describe_status(how, sizeof how, status);
@@ -127,6 +164,8 @@ static void reap(void)
                 agent_log("warn", "msg=\"child exited, restarting with backoff\" name=%s pid=%ld "
                                   "status=\"%s\" ran_s=%.1f restart_in_s=%.2f failures=%u",
                           proc->name, (long)pid, how, ran, delay, proc->failures);
+                if (proc->on_event)
+                    proc->on_event(proc, 0, proc->payload);
             }
         }
     }
@@ -146,6 +185,8 @@ static void restart_due(void)
             proc->restart_at = now + delay;
             agent_log("error", "msg=\"cannot start child\" name=%s error=\"%s\" retry_in_s=%.2f",
                       proc->name, agent_error(), delay);
+            if (proc->on_event)
+                proc->on_event(proc, 1, proc->payload);
         }
     }
 }
@@ -192,10 +233,98 @@ int agent_pump(double timeout_s)
     return stop_signal != 0;
 }
 
+/* Free what with_marker() returned: the array and the marker it added. */
+static void free_marked(char **marked)
+{
+    if (!marked)
+        return;
+    size_t n = 0;
+    while (marked[n])
+        n++;
+    if (n)
+        free(marked[n - 1]);
+    free(marked);
+}
+
+static int spawned(agent_proc *proc, pid_t pid);
+
+/* fork + exec for a child that must die with the agent: posix_spawn
+ * cannot set PR_SET_PDEATHSIG. An exec failure comes back through a
+ * close-on-exec pipe, as posix_spawn reports it. 0, or an errno value. */
+static int spawn_tied(pid_t *pid_out, const agent_proc *proc, char **envp)
+{
+    int report[2];
+    pid_t parent = getpid();
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        close(report[0]);
+        close(report[1]);
+        return err;
+    }
+    if (pid == 0) {
+        sigset_t empty;
+        sigemptyset(&empty);
+        int err = 0;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127); /* the agent is gone already */
+        setpgid(0, 0);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal(sig, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        if (proc->input_fd > 0)
+            err = dup2(proc->input_fd, 0) < 0 ? errno : 0;
+        else {
+            int null_fd = open("/dev/null", O_RDONLY);
+            if (null_fd < 0 || dup2(null_fd, 0) < 0)
+                err = errno;
+        }
+        if (!err && proc->output_fd >= 0 &&
+            (dup2(proc->output_fd, 1) < 0 || (!proc->stdout_only && dup2(proc->output_fd, 2) < 0)))
+            err = errno;
+        if (!err) {
+            execve(proc->argv[0], proc->argv, envp);
+            err = errno;
+        }
+        ssize_t ignored = write(report[1], &err, sizeof err);
+        (void)ignored;
+        _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    do
+        n = read(report[0], &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof err) {
+        /* exec failed: the child exits at once; reap it here */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return err ? err : ENOEXEC;
+    }
+    *pid_out = pid; /* it set its own process group before exec */
+    return 0;
+}
+
 int agent_proc_spawn(agent_proc *proc)
 {
     if (proc->pid)
         return 0;
+    char **marked = with_marker(proc->envp, proc->name);
+    char **envp = marked ? marked : proc->envp ? proc->envp : environ;
+    pid_t pid;
+    if (proc->die_with_agent) {
+        int err = spawn_tied(&pid, proc, envp);
+        free_marked(marked);
+        if (err) {
+            proc->spawn_errno = err;
+            return agent_error_set(PKGSTORE_EIO, "%s: spawn: %s", proc->argv[0], strerror(err));
+        }
+        return spawned(proc, pid);
+    }
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     sigset_t empty, all;
@@ -217,13 +346,21 @@ int agent_proc_spawn(agent_proc *proc)
         if (!proc->stdout_only)
             posix_spawn_file_actions_adddup2(&actions, proc->output_fd, 2);
     }
-    pid_t pid;
-    int err = posix_spawn(&pid, proc->argv[0], &actions, &attr, proc->argv,
-                          proc->envp ? proc->envp : environ);
+    int err = posix_spawn(&pid, proc->argv[0], &actions, &attr, proc->argv, envp);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    if (err)
+    free_marked(marked);
+    if (err) {
+        proc->spawn_errno = err;
         return agent_error_set(PKGSTORE_EIO, "%s: spawn: %s", proc->argv[0], strerror(err));
+    }
+    return spawned(proc, pid);
+}
+
+/* Book-keeping of a started child. */
+static int spawned(agent_proc *proc, pid_t pid)
+{
+    proc->spawn_errno = 0;
     proc->pid = pid;
     proc->exited = 0;
     proc->wait_status = 0;
@@ -305,9 +442,12 @@ int agent_run(const agent_run_opts *opts, agent_run_result *result)
         }
         return agent_error_set(PKGSTORE_EIO, "%s: pipe: %s", opts->name, strerror(err));
     }
+    /* A program run to completion (a validation, the helper) must not
+     * outlive the agent: a restarted agent would meet it still executing
+     * what it is about to replace. */
     agent_proc proc = {.name = (char *)opts->name, .argv = opts->argv, .envp = opts->envp,
                        .output_fd = out[1], .stdout_only = !opts->merge_stderr,
-                       .input_fd = in[0], .quiet = 1};
+                       .input_fd = in[0], .quiet = 1, .die_with_agent = 1};
     int rc = agent_proc_spawn(&proc);
     close(out[1]);
     if (in[0] >= 0)

@@ -1,7 +1,8 @@
 /*
  * The Supervisor's slots (one per supervised program: the collector and
- * each addon) and the journal, state_dir/state.json, written atomically
- * through libpkgstore's install module before every upgrade step.
+ * each addon), their processes, the leftovers of a killed agent, and the
+ * lock that keeps a second agent off the state_dir. The journal is in
+ * journal.c.
  */
 #include "supervisor.h"
 
@@ -14,14 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
-
-#define STATE_FORMAT 1
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -64,6 +64,11 @@ double retry_delay(const agent_config *cfg, unsigned attempts)
     return backoff(cfg, cfg->retry_initial_s, cfg->retry_max_s, attempts);
 }
 
+int64_t wall_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
 const char *proc_state(const pkg_slot *slot)
 {
     if (slot->proc.pid)
@@ -77,6 +82,18 @@ const char *proc_state(const pkg_slot *slot)
 
 /* ------------------------------------------------------------------ slots */
 
+/* The pump's news about a slot's process: only flags here (the pump may
+ * be turning inside an upgrade); supervisor_tick() acts on them. */
+static void slot_event(agent_proc *proc, int spawn_failed, void *payload)
+{
+    pkg_slot *slot = payload;
+    (void)proc;
+    if (spawn_failed)
+        slot->spawn_failed = 1;
+    else
+        slot->crashed = 1;
+}
+
 void slot_init(pkg_slot *slot, const char *name, int is_addon, const char *executable,
                       const agent_config *cfg)
 {
@@ -89,6 +106,8 @@ void slot_init(pkg_slot *slot, const char *name, int is_addon, const char *execu
     slot->proc.backoff_initial_s = cfg->backoff_initial_s;
     slot->proc.backoff_max_s = cfg->backoff_max_s;
     slot->proc.backoff_reset_s = cfg->backoff_reset_s;
+    slot->proc.on_event = slot_event;
+    slot->proc.payload = slot;
 }
 
 void slot_free(pkg_slot *slot)
@@ -106,6 +125,8 @@ void slot_free(pkg_slot *slot)
     free(slot->proc.pid_file);
     agent_argv_free(slot->proc.argv);
     agent_argv_free(slot->proc.envp);
+    free(slot->prev_version);
+    free(slot->watch_old_entrypoint);
     memset(slot, 0, sizeof *slot);
 }
 
@@ -124,6 +145,13 @@ char *addon_executable(const supervisor *sup, const char *name, const char *entr
     char *exe = agent_strdup_printf("%s/%s", dir, base);
     free(dir);
     return exe;
+}
+
+/* state_dir/keep/<type>-<name>: the live executable's second name. */
+char *kept_path(const supervisor *sup, const pkg_slot *slot)
+{
+    return agent_strdup_printf("%s/keep/%s-%s", sup->cfg->state_dir,
+                               slot->is_addon ? "addon" : "primary", slot->name);
 }
 
 const agent_health_spec *slot_health(const supervisor *sup, const pkg_slot *slot,
@@ -180,7 +208,7 @@ static char **slot_envp(const supervisor *sup, const pkg_slot *slot)
         if (addon && addon->env.count)
             cfg_env = &addon->env;
     }
-    agent_kv marker_item = {"PKGSTORE_AGENT_CHILD", NULL};
+    agent_kv marker_item = {"PKGSTORE_AGENT_CHILD", NULL}; /* AGENT_CHILD_MARKER */
     marker_item.value = agent_strdup_printf("%s/%s-%s", sup->cfg->state_dir,
                                             slot->is_addon ? "addon" : "primary", slot->name);
     agent_kvv marker = {&marker_item, 1};
@@ -253,11 +281,11 @@ static int process_gone(pid_t pid)
     return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
 }
 
-/* Every child carries PKGSTORE_AGENT_CHILD=<state_dir>/<slot> in its
- * environment. A restarted agent scans /proc for that marker and stops what
- * a killed agent left behind (a pid file alone has a window between the
- * spawn and its write). */
-#define CHILD_MARKER "PKGSTORE_AGENT_CHILD="
+/* Every child carries PKGSTORE_AGENT_CHILD=<state_dir>/<what> in its
+ * environment (proc.c adds it where the caller did not). A restarted agent
+ * scans /proc for that marker and stops what a killed agent left behind: a
+ * collector, an addon, a validation, a helper (a pid file alone has a
+ * window between the spawn and its write). */
 
 static int environ_has_marker(long pid, const char *prefix)
 {
@@ -281,7 +309,7 @@ static int environ_has_marker(long pid, const char *prefix)
 
 void stop_leftovers(const supervisor *sup)
 {
-    char *prefix = agent_strdup_printf(CHILD_MARKER "%s/", sup->cfg->state_dir);
+    char *prefix = agent_strdup_printf(AGENT_CHILD_MARKER "%s/", sup->cfg->state_dir);
     DIR *dir = opendir("/proc");
     if (!prefix || !dir) {
         free(prefix);
@@ -351,82 +379,51 @@ void slot_stop(supervisor *sup, pkg_slot *slot, int sig)
     pid_remove(sup, slot);
 }
 
-/* ------------------------------------------------------------------ state (journal) */
+/* ------------------------------------------------------------------ the lock */
 
-static json_t *slot_json(const pkg_slot *slot)
+/*
+ * One agent per state_dir: an exclusive flock on state_dir/lock, held for
+ * the agent's life (the descriptor is close-on-exec, so no child keeps it
+ * after the agent dies). Taken before anything else is read or touched.
+ */
+int state_lock(supervisor *sup)
 {
-    json_t *obj = json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:s?, s:s?, s:s, s:s, s:i, s:s?}",
-                            "name", slot->name, "type", slot->is_addon ? "addon" : "primary",
-                            "version", slot->version, "digest", slot->digest, "exe_digest",
-                            slot->exe_digest, "status",
-                            slot->status, "message", slot->message, "offer_version",
-                            slot->offer_version, "offer_digest", slot->offer_digest,
-                            "bad_digest", slot->bad_digest, "attempts", (int)slot->attempts,
-                            "entrypoint", slot->entrypoint);
-    if (obj && slot->has_manifest_args) {
-        json_t *args = json_array(), *env = json_object();
-        for (size_t i = 0; i < slot->args.count; i++)
-            json_array_append_new(args, json_string(slot->args.items[i]));
-        for (size_t i = 0; i < slot->env.count; i++)
-            json_object_set_new(env, slot->env.items[i].key, json_string(slot->env.items[i].value));
-        json_object_set_new(obj, "args", args);
-        json_object_set_new(obj, "env", env);
+    char *path = agent_strdup_printf("%s/lock", sup->cfg->state_dir);
+    if (!path)
+        return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        int rc = agent_error_set(PKGSTORE_EIO, "%s: %s", path, strerror(errno));
+        free(path);
+        return rc;
     }
-    return obj;
-}
-
-int state_save(supervisor *sup)
-{
-    json_t *root = json_object();
-    json_t *packages = json_array();
-    json_array_append_new(packages, slot_json(&sup->primary));
-    for (size_t i = 0; i < sup->addon_count; i++)
-        json_array_append_new(packages, slot_json(sup->addons[i]));
-    json_object_set_new(root, "format", json_integer(STATE_FORMAT));
-    json_object_set_new(root, "packages", packages);
-    if (sup->upgrade.active)
-        json_object_set_new(
-            root, "upgrade",
-            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:s?, s:s, s:s, s:b, s:b, s:s?}", "step",
-                      sup->upgrade.step, "name", sup->upgrade.name, "type",
-                      sup->upgrade.is_addon ? "addon" : "primary", "version",
-                      sup->upgrade.version, "digest", sup->upgrade.digest, "exe_digest",
-                      sup->upgrade.exe_digest, "old_version", sup->upgrade.old_version,
-                      "old_digest", sup->upgrade.old_digest, "old_exe_digest",
-                      sup->upgrade.old_exe_digest, "had_old", sup->upgrade.had_old,
-                      "moved", sup->upgrade.old_executable != NULL, "old_entrypoint",
-                      sup->upgrade.old_entrypoint));
-    char *text = json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS);
-    json_decref(root);
-    if (!text)
-        return agent_error_set(PKGSTORE_ENOMEM, "state: cannot serialize");
-    int rc = pkgstore_install_write_atomic(sup->state_path, text, strlen(text), 0600);
-    free(text);
-    if (rc < 0) {
-        agent_log("error", "msg=\"cannot write the journal\" path=%s error=\"%s\"", sup->state_path,
-                  pkgstore_error_detail());
-        return agent_error_set(rc, "%s: %s", sup->state_path, pkgstore_error_detail());
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        char holder[32] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        close(fd);
+        int rc = err == EWOULDBLOCK
+                     ? agent_error_set(PKGSTORE_ELOCKED,
+                                       "%s: in use by another pkgstore-agent%s%s%s; not starting",
+                                       sup->cfg->state_dir, holder[0] ? " (pid " : "", holder,
+                                       holder[0] ? ")" : "")
+                     : agent_error_set(PKGSTORE_EIO, "%s: flock: %s", path, strerror(err));
+        free(path);
+        return rc;
     }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        agent_log("warn", "msg=\"cannot write the lock file\" path=%s error=\"%s\"", path,
+                  strerror(errno));
+    free(path);
+    sup->lock_fd = fd;
     return 0;
 }
 
-const char *jstr(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-void copy_digest(char dst[PKGSTORE_DIGEST_STR_SIZE], const char *src)
-{
-    dst[0] = '\0';
-    if (src && pkgstore_digest_validate(src) == 0)
-        snprintf(dst, PKGSTORE_DIGEST_STR_SIZE, "%s", src);
-}
-
-void copy_status(char dst[STATUS_LEN], const char *src)
-{
-    snprintf(dst, STATUS_LEN, "%s", src ? src : "");
-}
+/* ------------------------------------------------------------------ addon slots */
 
 pkg_slot *find_addon(supervisor *sup, const char *name)
 {
@@ -469,103 +466,21 @@ void remove_addon(supervisor *sup, pkg_slot *slot)
     free(slot);
 }
 
-void strv_from_json(agent_strv *out, json_t *array)
+void slot_mark_good(pkg_slot *slot, const char *exe_digest)
 {
-    size_t i;
-    json_t *v;
-    agent_strv_free(out);
-    out->items = calloc(json_array_size(array) + 1, sizeof(char *));
-    json_array_foreach(array, i, v) if (json_is_string(v) && out->items)
-        out->items[out->count++] = strdup(json_string_value(v));
+    if (!exe_digest || !exe_digest[0] || slot_is_good(slot, exe_digest))
+        return;
+    if (slot->ngood == GOOD_MAX) { /* the oldest goes */
+        memmove(slot->good[0], slot->good[1], (GOOD_MAX - 1) * sizeof slot->good[0]);
+        slot->ngood--;
+    }
+    copy_digest(slot->good[slot->ngood++], exe_digest);
 }
 
-void kvv_from_json(agent_kvv *out, json_t *object)
+int slot_is_good(const pkg_slot *slot, const char *exe_digest)
 {
-    const char *k;
-    json_t *v;
-    agent_kvv_free(out);
-    out->items = calloc(json_object_size(object) + 1, sizeof(agent_kv));
-    json_object_foreach(object, k, v) if (json_is_string(v) && out->items) {
-        out->items[out->count].key = strdup(k);
-        out->items[out->count++].value = strdup(json_string_value(v));
-    }
-}
-
-static void slot_load(pkg_slot *slot, json_t *obj)
-{
-    set_str(&slot->version, jstr(obj, "version"));
-    copy_digest(slot->digest, jstr(obj, "digest"));
-    copy_digest(slot->exe_digest, jstr(obj, "exe_digest"));
-    copy_status(slot->status, jstr(obj, "status"));
-    set_str(&slot->message, jstr(obj, "message"));
-    set_str(&slot->offer_version, jstr(obj, "offer_version"));
-    copy_digest(slot->offer_digest, jstr(obj, "offer_digest"));
-    copy_digest(slot->bad_digest, jstr(obj, "bad_digest"));
-    json_t *attempts = json_object_get(obj, "attempts");
-    slot->attempts = json_is_integer(attempts) ? (unsigned)json_integer_value(attempts) : 0;
-    json_t *args = json_object_get(obj, "args"), *env = json_object_get(obj, "env");
-    if (json_is_array(args) && json_is_object(env)) {
-        strv_from_json(&slot->args, args);
-        kvv_from_json(&slot->env, env);
-        slot->has_manifest_args = 1;
-    }
-}
-
-int state_load(supervisor *sup)
-{
-    json_error_t jerr;
-    json_t *root = json_load_file(sup->state_path, 0, &jerr);
-    if (!root) {
-        if (access(sup->state_path, F_OK) == 0)
-            agent_log("error", "msg=\"unreadable journal, starting fresh\" path=%s error=\"%s\"",
-                      sup->state_path, jerr.text);
-        return 0;
-    }
-    json_t *packages = json_object_get(root, "packages");
-    size_t i;
-    json_t *item;
-    json_array_foreach(packages, i, item) {
-        const char *name = jstr(item, "name"), *type = jstr(item, "type");
-        if (!agent_valid_name(name) || !type)
-            continue;
-        if (!strcmp(type, "primary") && !strcmp(name, sup->cfg->package))
-            slot_load(&sup->primary, item);
-        else if (!strcmp(type, "addon") && !find_addon(sup, name)) {
-            pkg_slot *slot = add_addon(sup, name, jstr(item, "entrypoint"));
-            if (slot)
-                slot_load(slot, item);
-        }
-    }
-    json_t *upgrade = json_object_get(root, "upgrade");
-    if (json_is_object(upgrade) && agent_valid_name(jstr(upgrade, "name"))) {
-        sup->upgrade.active = 1;
-        copy_status(sup->upgrade.step, jstr(upgrade, "step"));
-        set_str(&sup->upgrade.name, jstr(upgrade, "name"));
-        sup->upgrade.is_addon = jstr(upgrade, "type") && !strcmp(jstr(upgrade, "type"), "addon");
-        set_str(&sup->upgrade.version, jstr(upgrade, "version"));
-        copy_digest(sup->upgrade.digest, jstr(upgrade, "digest"));
-        copy_digest(sup->upgrade.exe_digest, jstr(upgrade, "exe_digest"));
-        set_str(&sup->upgrade.old_version, jstr(upgrade, "old_version"));
-        copy_digest(sup->upgrade.old_digest, jstr(upgrade, "old_digest"));
-        copy_digest(sup->upgrade.old_exe_digest, jstr(upgrade, "old_exe_digest"));
-        sup->upgrade.had_old = json_is_true(json_object_get(upgrade, "had_old"));
-        set_str(&sup->upgrade.old_entrypoint, jstr(upgrade, "old_entrypoint"));
-        /* paths are derived from the (checked) name, never read back */
-        if (sup->upgrade.is_addon && json_is_true(json_object_get(upgrade, "moved")))
-            sup->upgrade.old_executable =
-                addon_executable(sup, sup->upgrade.name, sup->upgrade.old_entrypoint);
-    }
-    json_decref(root);
+    for (size_t i = 0; exe_digest && exe_digest[0] && i < slot->ngood; i++)
+        if (!strcmp(slot->good[i], exe_digest))
+            return 1;
     return 0;
 }
-
-void upgrade_clear(supervisor *sup)
-{
-    free(sup->upgrade.name);
-    free(sup->upgrade.version);
-    free(sup->upgrade.old_version);
-    free(sup->upgrade.old_executable);
-    free(sup->upgrade.old_entrypoint);
-    memset(&sup->upgrade, 0, sizeof sup->upgrade);
-}
-

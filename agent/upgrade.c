@@ -1,159 +1,27 @@
 /*
  * The six upgrade steps of DESIGN.md (Downloading, Verifying, Validating,
  * Swapping, Monitoring, Upgraded) with automatic fallback (UpgradeFailed,
- * RolledBack, RollbackFailed), each reported to the server as it starts,
- * and the recovery of an upgrade interrupted by the agent's death.
+ * RolledBack, RollbackFailed), each journaled and reported to the server
+ * as it starts, and the recovery of an upgrade interrupted by the agent's
+ * death. heal.c keeps a node healthy after the upgrade.
  */
 #include "supervisor.h"
-
-#include "install.h" /* libpkgstore's private fault hook, for the test hook below */
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
-#define REPORT_TIMEOUT_S 3.0
-
-/* ------------------------------------------------------------------ heartbeat */
-
-static json_t *heartbeat_request(const supervisor *sup)
-{
-    const agent_config *cfg = sup->cfg;
-    json_t *labels = json_object();
-    for (size_t i = 0; i < cfg->labels.count; i++)
-        json_object_set_new(labels, cfg->labels.items[i].key, json_string(cfg->labels.items[i].value));
-    json_t *packages = json_array();
-    for (size_t i = 0; i <= sup->addon_count; i++) {
-        const pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
-        json_t *pkg = json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "name", slot->name, "type",
-                                slot->is_addon ? "addon" : "primary", "version", slot->version,
-                                "digest", slot->digest[0] ? slot->digest : NULL, "state",
-                                proc_state(slot));
-        if (slot->offer_digest[0])
-            json_object_set_new(pkg, "offer", json_pack("{s:s?, s:s}", "version",
-                                                        slot->offer_version, "digest",
-                                                        slot->offer_digest));
-        if (slot->status[0]) {
-            json_object_set_new(pkg, "status", json_string(slot->status));
-            if (slot->message)
-                json_object_set_new(pkg, "message", json_string(slot->message));
-        }
-        json_array_append_new(packages, pkg);
-    }
-    return json_pack("{s:s, s:o, s:s, s:s, s:o}", "node_id", cfg->node_id, "labels", labels,
-                     "platform", cfg->platform, "agent_version", PKGSTORE_VERSION_STRING,
-                     "packages", packages);
-}
-
-/* One small request through the helper: a JSON POST when body is not
- * NULL, else a GET. *response_out (free()) gets the body. */
-static int http_small(char **response_out, long *status_out, const char *url, const char *body,
-                      double timeout_s)
-{
-    *response_out = NULL;
-    *status_out = 0;
-    json_t *reply = NULL;
-    int rc = agent_helper_call(&reply, body, timeout_s, 0, body ? "http-post" : "http-get", url,
-                               NULL);
-    if (rc < 0)
-        return rc;
-    json_t *status = json_object_get(reply, "status");
-    const char *text = jstr(reply, "body");
-    *status_out = json_is_integer(status) ? (long)json_integer_value(status) : 0;
-    *response_out = strdup(text ? text : "");
-    json_decref(reply);
-    return *response_out ? 0 : agent_error_set(PKGSTORE_ENOMEM, "out of memory");
-}
-
-/* POST a heartbeat; on success *response_out is the parsed reply. */
-int heartbeat_post(supervisor *sup, json_t **response_out, double timeout_s)
-{
-    *response_out = NULL;
-    json_t *request = heartbeat_request(sup);
-    char *body = request ? json_dumps(request, JSON_COMPACT) : NULL;
-    json_decref(request);
-    if (!body)
-        return agent_error_set(PKGSTORE_ENOMEM, "heartbeat: cannot build the request");
-    char *url = agent_strdup_printf("%s/v1/agents/heartbeat", sup->cfg->server_url);
-    char *reply = NULL;
-    long status = 0;
-    int rc = http_small(&reply, &status, url, body, timeout_s);
-    free(body);
-    if (rc == 0 && status != 200) {
-        json_t *err = reply ? json_loads(reply, 0, NULL) : NULL;
-        const char *msg = err ? jstr(json_object_get(err, "error"), "message") : NULL;
-        rc = agent_error_set(status == 401 || status == 403 ? PKGSTORE_EDENIED : PKGSTORE_ENET,
-                             "%s: HTTP %ld%s%s", url, status, msg ? ": " : "", msg ? msg : "");
-        json_decref(err);
-    } else if (rc == 0) {
-        json_error_t jerr;
-        *response_out = json_loads(reply, 0, &jerr);
-        if (!json_is_object(*response_out)) {
-            json_decref(*response_out);
-            *response_out = NULL;
-            rc = agent_error_set(PKGSTORE_EFORMAT, "%s: response is not a JSON object: %s", url,
-                                 jerr.text);
-        }
-    }
-    free(reply);
-    free(url);
-    return rc;
-}
-
-/* Tell the server about a step now (best effort; the next heartbeat
- * carries the latest status anyway). */
-static void report(supervisor *sup)
-{
-    json_t *reply = NULL;
-    if (heartbeat_post(sup, &reply, REPORT_TIMEOUT_S) < 0)
-        agent_log("warn", "msg=\"status report failed\" error=\"%s\"", agent_error());
-    json_decref(reply);
-}
-
-int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
-{
-    copy_status(slot->status, status);
-    free(slot->message);
-    slot->message = NULL;
-    if (fmt) {
-        char msg[MESSAGE_MAX + 1];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        slot->message = strdup(msg);
-    }
-    if (sup->upgrade.active && !strcmp(sup->upgrade.name, slot->name))
-        copy_status(sup->upgrade.step, status);
-    const char *shown_version = sup->upgrade.version ? sup->upgrade.version : slot->version;
-    agent_log(strcmp(status, "UpgradeFailed") && strcmp(status, "RolledBack") &&
-                      strcmp(status, "RollbackFailed")
-                  ? "info"
-                  : "warn",
-              "msg=\"upgrade status\" package=%s status=%s version=%s message=\"%s\"", slot->name,
-              status, shown_version ? shown_version : "-",
-              slot->message ? slot->message : "");
-    int saved = state_save(sup);
-    if (!sup->quiet) /* the first heartbeat carries it otherwise */
-        report(sup);
-    return saved;
-}
-
 /* ------------------------------------------------------------------ validate */
 
-/* Keep the first lines of a program's output, joined with " | ". */
 static void first_lines(char *out, size_t len, const char *text)
 {
     size_t n = 0;
@@ -180,6 +48,9 @@ static void first_lines(char *out, size_t len, const char *text)
     }
 }
 
+/* The outcomes of run_validate() other than 0 (passed). */
+enum { VALIDATE_FAILED = -1, VALIDATE_TIMEOUT = -2, VALIDATE_STOPPED = -3 };
+
 static int run_validate(supervisor *sup, const char *candidate, char *why, size_t why_len)
 {
     const agent_config *cfg = sup->cfg;
@@ -192,7 +63,7 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
         free(template_copy);
         free(argv);
         snprintf(why, why_len, "validate: out of memory");
-        return -1;
+        return VALIDATE_TIMEOUT;
     }
     char *save = NULL;
     for (char *tok = strtok_r(template_copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
@@ -201,7 +72,7 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
     if (argc == 0) {
         agent_argv_free(argv);
         snprintf(why, why_len, "validate: empty validate_command");
-        return -1;
+        return VALIDATE_FAILED;
     }
     agent_run_opts opts = {.name = "validate", .argv = argv, .merge_stderr = 1,
                            .timeout_s = cfg->validate_timeout_s, .interruptible = 1,
@@ -211,7 +82,7 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
     agent_argv_free(argv);
     if (rc < 0) {
         snprintf(why, why_len, "validate: %s", agent_error());
-        return -1;
+        return VALIDATE_TIMEOUT; /* it did not run: no verdict on the binary */
     }
     const char *output = res.output ? res.output : "";
     int timed_out = res.outcome == AGENT_RUN_TIMEOUT ? 1 : res.outcome == AGENT_RUN_STOPPED ? -1 : 0;
@@ -222,17 +93,17 @@ static int run_validate(supervisor *sup, const char *candidate, char *why, size_
     if (timed_out > 0) {
         snprintf(why, why_len, "validate: timed out after %.1f s%s%.400s", cfg->validate_timeout_s,
                  lines[0] ? ": " : "", lines);
-        return -1;
+        return VALIDATE_TIMEOUT;
     }
     if (timed_out < 0) {
         snprintf(why, why_len, "validate: interrupted by stop request");
-        return -1;
+        return VALIDATE_STOPPED;
     }
     if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0) {
         char how[96];
         agent_describe_status(how, sizeof how, wait_status);
         snprintf(why, why_len, "validate: %s%s%.400s", how, lines[0] ? ": " : "", lines);
-        return -1;
+        return VALIDATE_FAILED;
     }
     agent_log("info", "msg=\"validate passed\" output=\"%s\"", lines);
     return 0;
@@ -310,6 +181,9 @@ static int monitor(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
 
 /* ------------------------------------------------------------------ upgrade */
 
+
+/* ------------------------------------------------------------------ upgrade */
+
 static void fail_transient(supervisor *sup, pkg_slot *slot, const char *status, const char *why)
 {
     slot->attempts++;
@@ -319,16 +193,20 @@ static void fail_transient(supervisor *sup, pkg_slot *slot, const char *status, 
     set_status(sup, slot, status, "%s (attempt %u, retry in %.0f s)", why, slot->attempts, delay);
 }
 
-static void fail_bad(supervisor *sup, pkg_slot *slot, const char *status, const char *why)
+/* The digest failed on its merits: remembered as bad (with the config it
+ * was validated against, when a validation failed) until an offer carries
+ * a larger retry generation. */
+static void fail_bad(supervisor *sup, pkg_slot *slot, const char *status, const char *why,
+                     const char *config)
 {
-    copy_digest(slot->bad_digest, sup->upgrade.digest);
+    bad_add(sup, sup->upgrade.digest, slot->name, why, sup->upgrade.retry, config);
     slot->attempts = 0;
     slot->retry_at = 0;
     upgrade_clear(sup);
     set_status(sup, slot, status, "%s", why);
 }
 
-static void unlink_with_bak(const char *path)
+void unlink_with_bak(const char *path)
 {
     char *bak = agent_strdup_printf("%s.bak", path);
     if (unlink(path) < 0 && errno != ENOENT)
@@ -413,9 +291,9 @@ static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int trans
         /* The new binary stays; run it rather than nothing. */
         agent_log("error", "msg=\"rollback failed\" package=%s error=\"%s\"", slot->name, detail);
         slot_start(sup, slot, 1);
-        copy_digest(slot->bad_digest, sup->upgrade.digest);
-        upgrade_clear(sup);
-        set_status(sup, slot, "RollbackFailed", "%s; restore: %s", why, detail);
+        char msg[MESSAGE_MAX];
+        snprintf(msg, sizeof msg, "%.300s; restore: %.150s", why, detail);
+        fail_bad(sup, slot, "RollbackFailed", msg, NULL);
         return;
     }
     slot_set_previous(sup, slot);
@@ -427,7 +305,7 @@ static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int trans
     if (transient)
         fail_transient(sup, slot, "RolledBack", msg);
     else
-        fail_bad(sup, slot, "RolledBack", msg);
+        fail_bad(sup, slot, "RolledBack", msg, NULL);
 }
 
 static char *resolve_url(const supervisor *sup, const char *url, int *with_token)
@@ -443,8 +321,8 @@ static char *resolve_url(const supervisor *sup, const char *url, int *with_token
     return agent_strdup_printf("%s%s%s", server, url[0] == '/' ? "" : "/", url);
 }
 
-/* An addon's args and env from its manifest, held aside until the version
- * they belong to has passed its monitor window. */
+/* An addon's args and env from its offer's annotations, held aside until
+ * the version they belong to has passed its monitor window. */
 typedef struct manifest_args {
     agent_strv args;
     agent_kvv env;
@@ -464,40 +342,26 @@ static void exchange_args(pkg_slot *slot, manifest_args *m)
     m->has = has;
 }
 
-/* Addons: args and env from the manifest's annotations
- * ("io.pkgstore.addon.args": a JSON array, "io.pkgstore.addon.env": a JSON
- * object, both as strings). Best effort: none when they cannot be read. */
-static void fetch_addon_annotations(supervisor *sup, manifest_args *out, const offer *o)
+static int copy_strv(agent_strv *out, const agent_strv *in)
 {
-    char *url = agent_strdup_printf("%s/v1/packages/%s/%s", sup->cfg->server_url, o->name,
-                                    o->version);
-    char *body = NULL;
-    long status = 0;
-    out->has = 1;
-    if (!url || http_small(&body, &status, url, NULL, sup->cfg->http_timeout_s) < 0 ||
-        status != 200) {
-        agent_log("warn", "msg=\"no manifest annotations\" url=%s status=%ld", url ? url : "-",
-                  status);
-        free(body);
-        free(url);
-        return;
+    out->items = calloc(in->count + 1, sizeof *out->items);
+    for (size_t i = 0; out->items && i < in->count; i++)
+        if ((out->items[out->count] = strdup(in->items[i])))
+            out->count++;
+    return out->items && out->count == in->count ? 0 : -1;
+}
+
+static int copy_kvv(agent_kvv *out, const agent_kvv *in)
+{
+    out->items = calloc(in->count + 1, sizeof *out->items);
+    for (size_t i = 0; out->items && i < in->count; i++) {
+        out->items[out->count].key = strdup(in->items[i].key);
+        out->items[out->count].value = strdup(in->items[i].value);
+        out->count++;
+        if (!out->items[out->count - 1].key || !out->items[out->count - 1].value)
+            return -1;
     }
-    json_t *manifest = json_loads(body, 0, NULL);
-    json_t *inner = json_object_get(manifest, "manifest");
-    json_t *ann = json_object_get(inner ? inner : manifest, "annotations");
-    const char *args_text = jstr(ann, "io.pkgstore.addon.args");
-    const char *env_text = jstr(ann, "io.pkgstore.addon.env");
-    json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
-    json_t *env = env_text ? json_loads(env_text, 0, NULL) : NULL;
-    if (json_is_array(args))
-        strv_from_json(&out->args, args);
-    if (json_is_object(env))
-        kvv_from_json(&out->env, env);
-    json_decref(args);
-    json_decref(env);
-    json_decref(manifest);
-    free(body);
-    free(url);
+    return out->items ? 0 : -1;
 }
 
 /* Is name "<hex>.part" for a digest some slot is offered right now? */
@@ -516,9 +380,10 @@ static int part_still_offered(const supervisor *sup, const char *name)
 }
 
 /* Only one upgrade runs at a time, so anything else in tmp_dir is left
- * over: an extraction directory from an agent that died while
- * validating, or a part of a digest no longer offered. Parts still
- * offered are kept so that their download can resume. */
+ * over: an extraction directory or a verified download ("<hex>.ready")
+ * from an agent that died while validating, or a part of a digest no
+ * longer offered. Parts still offered are kept so that their download can
+ * resume. */
 static void clean_tmp(const supervisor *sup)
 {
     DIR *dir = opendir(sup->tmp_dir);
@@ -545,28 +410,47 @@ static void clean_tmp(const supervisor *sup)
     closedir(dir);
 }
 
-/* The prepared executable: its path, its extraction directory (archives)
- * and its own digest. */
+/* The temporary names a kill during a swap or a restore can leave beside
+ * a live executable (pkgstore/install.h); the next install would replace
+ * them, but nothing else removes them. */
+void clean_install_leftovers(const char *executable)
+{
+    static const char *const suffixes[] = {".bak.tmp", ".new.tmp", ".restore.tmp",
+                                           ".check.tmp", ".check2.tmp"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        char *path = agent_strdup_printf("%s%s", executable, suffixes[i]);
+        if (path && unlink(path) == 0)
+            agent_log("info", "msg=\"removed a leftover\" path=%s", path);
+        free(path);
+    }
+}
+
+/* The prepared executable: its path and its extraction directory
+ * (archives). */
 typedef struct prepared {
     char *executable;
     char *extract_dir;
 } prepared;
 
-static int prepare(supervisor *sup, prepared *out, const char *part, const offer *o)
+static int prepare(supervisor *sup, prepared *out, const char *file, const agent_offer *o)
 {
     json_t *reply = NULL;
-    int rc = agent_helper_call(&reply, NULL, 0, 0, "prepare", part, o->format ? o->format : "",
+    int rc = agent_helper_call(&reply, NULL, 0, 0, "prepare", file, o->format ? o->format : "",
                                o->entrypoint ? o->entrypoint : "", sup->tmp_dir, NULL);
     if (rc < 0)
         return rc;
-    out->executable = dup_or_null(jstr(reply, "executable"));
-    out->extract_dir = dup_or_null(jstr(reply, "extract_dir"));
-    /* a plain binary is the verified download: the offer's digest is its own */
-    copy_digest(sup->upgrade.exe_digest, out->extract_dir ? jstr(reply, "digest") : o->digest);
+    if ((rc = agent_helper_reply_path(&out->executable, reply, "executable", sup->tmp_dir, 0,
+                                      "prepare")) == 0 &&
+        (rc = agent_helper_reply_path(&out->extract_dir, reply, "extract_dir", sup->tmp_dir, 1,
+                                      "prepare")) == 0) {
+        /* a plain binary is the verified download: the offer's digest is its own */
+        if (out->extract_dir)
+            rc = agent_helper_reply_digest(sup->upgrade.exe_digest, reply, "digest", "prepare");
+        else
+            copy_digest(sup->upgrade.exe_digest, o->digest);
+    }
     json_decref(reply);
-    if (!out->executable || !sup->upgrade.exe_digest[0])
-        return agent_error_set(PKGSTORE_EIO, "prepare: malformed reply");
-    return 0;
+    return rc;
 }
 
 static void prepared_free(prepared *p)
@@ -585,17 +469,100 @@ static void stopped_midway(supervisor *sup)
     state_save(sup);
 }
 
-/* Test hook: PKGSTORE_AGENT_TEST_FAULT=swap-after-rename fails the swap at
- * its last step, the directory fsync after the rename, so the new binary
- * is live when the swap reports its failure. */
-static void arm_test_fault(void)
+#ifdef PKGSTORE_TEST_HOOKS
+/* Is word one of the comma-separated words of list? */
+static int listed(const char *list, const char *word)
 {
-    const char *fault = getenv("PKGSTORE_AGENT_TEST_FAULT");
-    if (fault && !strcmp(fault, "swap-after-rename"))
-        ps_install_set_fault_point("new:dirsync", PS_INSTALL_FAULT_FAIL);
+    size_t len = strlen(word);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, word, len) && (p[len] == ',' || p[len] == '\0'))
+            return 1;
+    return 0;
 }
 
-void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
+/* The test build's fault switch (build/test-bin/pkgstore-agent; the
+ * release agent has none): PKGSTORE_AGENT_TEST_FAULT holds words
+ * separated by commas:
+ *   swap-after-rename  every swap fails at its last step, the directory
+ *                      fsync after the rename, so the new binary is live
+ *                      when the swap reports its failure;
+ *   check-live         before every step of a swap, log whether the live
+ *                      path is a complete executable (a regular file, not
+ *                      empty, executable): "msg=\"test hook\" live=...";
+ *   kill-at:STEP       the agent SIGKILLs itself at that install step
+ *                      ("bak:rename", "new:rename", ...), a kill at a
+ *                      known point of the swap. */
+static int test_fault_step(const char *step, void *payload)
+{
+    const char *live = payload;
+    const char *fault = getenv("PKGSTORE_AGENT_TEST_FAULT");
+    char kill_at[64];
+    snprintf(kill_at, sizeof kill_at, "kill-at:%s", step);
+    if (fault && listed(fault, "check-live")) {
+        struct stat st;
+        const char *what = stat(live, &st) < 0              ? "MISSING"
+                           : !S_ISREG(st.st_mode)           ? "not-a-file"
+                           : st.st_size == 0                ? "empty"
+                           : !(st.st_mode & 0111)           ? "not-executable"
+                                                            : "complete";
+        agent_log("info", "msg=\"test hook\" step=%s live=%s", step, what);
+    }
+    if (fault && listed(fault, kill_at))
+        raise(SIGKILL);
+    if (fault && listed(fault, "swap-after-rename") && !strcmp(step, "new:dirsync"))
+        return PKGSTORE_EIO;
+    return 0;
+}
+#endif
+
+static void install_options(pkgstore_install_options *opts, const char *live)
+{
+    pkgstore_install_options_init(opts);
+    /* the verified download (or extraction) is ours: move it, never copy */
+    opts->flags = PKGSTORE_INSTALL_MOVE;
+#ifdef PKGSTORE_TEST_HOOKS
+    opts->step = test_fault_step;
+    opts->payload = (void *)live;
+#else
+    (void)live;
+#endif
+}
+
+/* The upgrade passed its window: the .bak holds what ran before, the
+ * watchdog starts, the kept copy follows the live binary. */
+static void upgraded(supervisor *sup, pkg_slot *slot, const agent_offer *o)
+{
+    const agent_config *cfg = sup->cfg;
+    int watch = cfg->watchdog_window_s > 0 && cfg->watchdog_crashes > 0;
+    set_str(&slot->prev_version, sup->upgrade.had_old ? sup->upgrade.old_version : NULL);
+    copy_digest(slot->prev_digest, sup->upgrade.had_old ? sup->upgrade.old_digest : "");
+    copy_digest(slot->prev_exe_digest, sup->upgrade.had_old ? sup->upgrade.old_exe_digest : "");
+    slot->watch_moved = 0;
+    set_str(&slot->watch_old_entrypoint, NULL);
+    if (sup->upgrade.old_executable) {
+        if (watch) {
+            /* a renamed addon: its old path is its way back until the
+             * watchdog ends */
+            slot->watch_moved = 1;
+            set_str(&slot->watch_old_entrypoint, sup->upgrade.old_entrypoint);
+        } else {
+            unlink_with_bak(sup->upgrade.old_executable);
+        }
+    }
+    slot->watch_until = watch ? wall_now() + (int64_t)(cfg->watchdog_window_s + 0.999) : 0;
+    slot->watch_crashes = 0;
+    if (!watch)
+        slot_mark_good(slot, slot->exe_digest);
+    if (slot->is_addon)
+        set_str(&slot->entrypoint, o->entrypoint);
+    slot->proc.supervised = 1;
+    slot->proc.failures = 0;
+    slot->attempts = 0;
+    slot->retry_at = 0;
+    keep_live(sup, slot);
+}
+
+void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
 {
     const agent_config *cfg = sup->cfg;
     char why[MESSAGE_MAX + 64];
@@ -609,6 +576,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     sup->upgrade.is_addon = slot->is_addon;
     sup->upgrade.version = dup_or_null(o->version);
     copy_digest(sup->upgrade.digest, o->digest);
+    sup->upgrade.retry = o->retry;
     sup->upgrade.old_version = dup_or_null(slot->version);
     copy_digest(sup->upgrade.old_digest, slot->digest);
     copy_digest(sup->upgrade.old_exe_digest, slot->exe_digest);
@@ -626,10 +594,18 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         target = NULL;
     }
     agent_log("info", "msg=\"upgrade starting\" package=%s from=%s to=%s digest=%s", slot->name,
-              slot->version ? slot->version : "-", o->version ? o->version : "-", o->digest);
+              slot->version ? slot->version : "-", o->version, o->digest);
 
-    char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, strchr(o->digest, ':') + 1);
+    const char *hex = strchr(o->digest, ':') + 1;
+    char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, hex);
+    /* a verified download is renamed here: no later download writes to
+     * what a validation (or a killed agent's leftover) executes */
+    char *ready = agent_strdup_printf("%s/%s.ready", sup->tmp_dir, hex);
     clean_tmp(sup);
+    if (!part || !ready) {
+        fail_transient(sup, slot, "UpgradeFailed", "out of memory");
+        goto out;
+    }
 
     /* 2. Download */
     set_status(sup, slot, "Downloading", NULL);
@@ -639,15 +615,17 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     snprintf(max_text, sizeof max_text, "%llu", (unsigned long long)o->size);
     double t0 = agent_now();
     json_t *reply = NULL;
-    int rc = agent_helper_call(&reply, NULL, cfg->http_timeout_s,
-                               with_token ? 0 : AGENT_HELPER_NO_TOKEN, "download", url, part,
-                               max_text, NULL);
+    int rc = url ? agent_helper_call(&reply, NULL, cfg->http_timeout_s,
+                                     with_token ? 0 : AGENT_HELPER_NO_TOKEN, "download", url, part,
+                                     max_text, NULL)
+                 : agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     free(url);
-    json_t *got_json = json_object_get(reply, "size");
-    uint64_t got = json_is_integer(got_json) ? (uint64_t)json_integer_value(got_json) : 0;
+    uint64_t got = 0;
+    if (rc == 0)
+        rc = agent_helper_reply_size(&got, reply, o->size, "download");
     json_decref(reply);
-    if (rc == PKGSTORE_ELIMIT)
-        unlink(part);
+    if (rc == PKGSTORE_ELIMIT || rc == PKGSTORE_ENOSPC)
+        unlink(part); /* useless, or what fills the disk: never kept */
     if (rc == 0 && got != o->size)
         rc = agent_error_set(PKGSTORE_ESIZE_MISMATCH, "short body: %llu of %llu bytes",
                              (unsigned long long)got, (unsigned long long)o->size);
@@ -672,65 +650,99 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
     }
+    if (rename(part, ready) < 0) {
+        snprintf(why, sizeof why, "verify: %s: %s", ready, strerror(errno));
+        unlink(part);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
     agent_log("info", "msg=\"verified\" package=%s digest=%s seconds=%.3f", slot->name, o->digest,
               agent_now() - t0);
 
     /* 4. Extract the entrypoint, then the dry-run validation */
     set_status(sup, slot, "Validating", NULL);
     t0 = agent_now();
-    if (prepare(sup, &prep, part, o) < 0) {
+    if (prepare(sup, &prep, ready, o) < 0) {
         snprintf(why, sizeof why, "extract: %s", agent_error());
-        unlink(part);
-        fail_bad(sup, slot, "UpgradeFailed", why);
+        unlink(ready);
+        fail_bad(sup, slot, "UpgradeFailed", why, NULL);
         goto out;
     }
     if (!slot->is_addon) {
-        if (run_validate(sup, prep.executable, why, sizeof why) < 0) {
-            unlink(part);
-            if (agent_stop_requested())
+        /* the config it is validated against: a failure is this
+         * binary's with this configuration, not for ever */
+        char config[PKGSTORE_DIGEST_STR_SIZE];
+        config_digest(sup, config);
+        int verdict = run_validate(sup, prep.executable, why, sizeof why);
+        if (verdict < 0) {
+            unlink(ready);
+            if (verdict == VALIDATE_STOPPED || agent_stop_requested())
                 stopped_midway(sup);
+            else if (verdict == VALIDATE_TIMEOUT)
+                fail_transient(sup, slot, "UpgradeFailed", why);
             else
-                fail_bad(sup, slot, "UpgradeFailed", why);
+                fail_bad(sup, slot, "UpgradeFailed", why, config[0] ? config : NULL);
             goto out;
         }
     } else if (!agent_config_addon(cfg, slot->name) ||
                !agent_config_addon(cfg, slot->name)->has_args) {
-        fetch_addon_annotations(sup, &pending, o);
+        /* the offer carries the manifest's annotations */
+        pending.has = 1;
+        if ((o->has_args && copy_strv(&pending.args, &o->args) < 0) ||
+            (o->has_env && copy_kvv(&pending.env, &o->env) < 0)) {
+            unlink(ready);
+            fail_transient(sup, slot, "UpgradeFailed", "annotations: out of memory");
+            goto out;
+        }
     }
     agent_log("info", "msg=\"validated\" package=%s seconds=%.3f", slot->name, agent_now() - t0);
     if (agent_stop_requested()) {
+        unlink(ready);
         stopped_midway(sup);
         goto out;
     }
 
-    /* 5. Swap: stop, keep .bak, rename the new binary in, start it. A
-     * renamed addon entrypoint goes to its new path instead; the old path
-     * is left alone until the new version has passed its window. */
+    /* 5. Swap: check, stop, keep .bak, rename the new binary in, start it.
+     * A renamed addon entrypoint goes to its new path instead; the old
+     * path is left alone until the new version has passed its window. */
     if (target) {
         sup->upgrade.old_executable = strdup(slot->executable);
         sup->upgrade.old_entrypoint = dup_or_null(slot->entrypoint);
         set_str(&slot->executable, target);
         set_str(&slot->entrypoint, o->entrypoint);
     }
+    if (slot->is_addon) {
+        char *dir = addon_dir(sup, slot->name);
+        if (dir)
+            agent_mkdirs(dir, 0755);
+        free(dir);
+    }
+    pkgstore_install_options install_opts;
+    install_options(&install_opts, slot->executable);
+    /* Everything that can be checked is checked while the old program
+     * still runs: a read-only directory, a full disk or a directory in
+     * the .bak's way fail the upgrade without a restart. */
+    if (pkgstore_install_check(slot->executable, prep.executable, &install_opts) < 0) {
+        snprintf(why, sizeof why, "swap: %s (nothing stopped)", pkgstore_error_detail());
+        undo_move(sup, slot, 0);
+        unlink(ready);
+        fail_transient(sup, slot, "UpgradeFailed", why);
+        goto out;
+    }
     if (set_status(sup, slot, "Swapping", NULL) < 0) {
         /* Without Swapping in the journal a restart could not roll back. */
         undo_move(sup, slot, 0);
+        unlink(ready);
         snprintf(why, sizeof why, "swap: %s cannot be written", sup->state_path);
         fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
     }
     t0 = agent_now();
     slot_stop(sup, slot, SIGTERM);
-    if (slot->is_addon) {
-        char *dir = addon_dir(sup, slot->name);
-        agent_mkdirs(dir, 0755);
-        free(dir);
-    }
-    arm_test_fault();
-    rc = pkgstore_install_swap(slot->executable, prep.executable);
-    ps_install_set_fault(0, 0);
+    rc = pkgstore_install_swap_ext(slot->executable, prep.executable, &install_opts);
     if (rc < 0) {
         snprintf(why, sizeof why, "swap: %s", pkgstore_error_detail());
+        unlink(ready);
         if (new_binary_live(sup, slot) == 0) {
             undo_move(sup, slot, 1);
             slot_start(sup, slot, 1);
@@ -744,7 +756,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
         }
         goto out;
     }
-    unlink(part);
+    unlink(ready);        /* gone when it was moved in; an archive's stays */
     prepared_free(&prep); /* the executable is installed: the extraction is done with */
     copy_digest(slot->digest, o->digest);
     copy_digest(slot->exe_digest, sup->upgrade.exe_digest);
@@ -764,15 +776,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const offer *o)
     }
     if (pending.has)
         exchange_args(slot, &pending);
-    if (sup->upgrade.old_executable)
-        unlink_with_bak(sup->upgrade.old_executable);
-    if (slot->is_addon)
-        set_str(&slot->entrypoint, o->entrypoint);
-    slot->proc.supervised = 1;
-    slot->proc.failures = 0;
-    slot->attempts = 0;
-    slot->retry_at = 0;
-    slot->bad_digest[0] = '\0';
+    upgraded(sup, slot, o);
     upgrade_clear(sup);
     set_status(sup, slot, "Upgraded", "%s %s is running", slot->name,
                slot->version ? slot->version : slot->digest);
@@ -783,6 +787,7 @@ out:
     prepared_free(&prep);
     free(target);
     free(part);
+    free(ready);
 }
 
 /* ------------------------------------------------------------------ recovery */
@@ -804,6 +809,9 @@ void recover(supervisor *sup)
     copy_status(step, sup->upgrade.step);
     agent_log("warn", "msg=\"recovering an interrupted upgrade\" package=%s step=%s", slot->name,
               step);
+    clean_install_leftovers(slot->executable);
+    if (sup->upgrade.old_executable)
+        clean_install_leftovers(sup->upgrade.old_executable);
     if (strcmp(step, "Swapping") && strcmp(step, "Monitoring")) {
         /* Before the swap the live binary was never touched. */
         char why[128];
@@ -814,7 +822,7 @@ void recover(supervisor *sup)
     char detail[256] = "";
     if (put_back(sup, slot, detail, sizeof detail) < 0) {
         /* Whatever is live stays; the start-up check records what it is. */
-        copy_digest(slot->bad_digest, sup->upgrade.digest);
+        bad_add(sup, sup->upgrade.digest, slot->name, detail, sup->upgrade.retry, NULL);
         upgrade_clear(sup);
         copy_status(slot->status, "RollbackFailed");
         set_str(&slot->message, detail);

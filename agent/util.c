@@ -22,8 +22,30 @@ double agent_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static int log_threshold = 1; /* info */
+
+static int level_rank(const char *level)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(level, names[i]))
+            return i;
+    return -1;
+}
+
+int agent_log_set_level(const char *level)
+{
+    int rank = level ? level_rank(level) : -1;
+    if (rank < 0)
+        return PKGSTORE_EINVALID;
+    log_threshold = rank;
+    return 0;
+}
+
 void agent_log(const char *level, const char *fmt, ...)
 {
+    if (level_rank(level) < log_threshold)
+        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

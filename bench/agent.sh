@@ -9,8 +9,9 @@
 # 2. Upgrade time for a 100 MB collector binary over loopback, from the
 #    offer being picked up to the swapped process running (the monitor
 #    window excluded), split into download / verify / validate / swap
-#    (3 upgrades, medians), against curl downloading the same blob and
-#    sha256sum hashing it.
+#    (3 upgrades, medians), against curl downloading the same blob (in the
+#    representation the agent gets, zstd, and without encoding) and
+#    sha256sum hashing it. Target: 1.0 s or less.
 # Everything runs at nice 19 on 127.0.0.1 and is stopped by pid at the end.
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -146,15 +147,19 @@ for run in $(seq "$RUNS"); do
     awk -v d="$(secs 'msg="downloaded"')" -v v="$(secs 'msg="verified"')" -v a="$(secs 'msg="validated"')" \
         -v w="$(secs 'msg="swapped"')" -v s="$start" -v e="$end" \
         'BEGIN { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", d, v, a, w, e - s - d - v - a - w, e - s }' >> "$WORK/upgrade"
-    # references on the same bytes: curl download of the blob, sha256sum
+    # references on the same bytes: curl download of the blob as the agent
+    # asks for it (zstd, decoded by libcurl) and without encoding, sha256sum
     h=$(sha256sum "$big" | cut -d' ' -f1)
+    auth="Authorization: Bearer $(cat "$WORK/store.agent-token")"
     t0=$(now_s)
-    curl -fsS -o "$WORK/curl.out" -H "Authorization: Bearer $(cat "$WORK/store.agent-token")" "$URL/v1/blobs/sha256:$h"
+    curl -fsS -o "$WORK/curl.out" -H "$auth" "$URL/v1/blobs/sha256:$h"
     t1=$(now_s)
     sha256sum "$WORK/curl.out" > /dev/null
     t2=$(now_s)
-    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.3f %.3f\n", b - a, c - b }' >> "$WORK/ref"
-    rm -f "$WORK/curl.out" "$big"
+    curl -fsS -o "$WORK/curl.zst.out" -H "$auth" -H 'Accept-Encoding: zstd' --compressed "$URL/v1/blobs/sha256:$h"
+    t3=$(now_s)
+    awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "%.3f %.3f %.3f\n", b - a, c - b, d - c }' >> "$WORK/ref"
+    rm -f "$WORK/curl.out" "$WORK/curl.zst.out" "$big"
 done
 col() { awk -v c="$1" '{print $c}' "$2" | median; }
 total=$(col 6 "$WORK/upgrade")
@@ -163,10 +168,13 @@ for i in 1 2 3 4 5; do
     name=$(echo download verify validate swap journal+reports | awk -v i=$i '{print $i}')
     t=$(col $i "$WORK/upgrade")
     ref=
-    [ $i = 1 ] && ref=$(awk -v a="$t" -v r="$(col 1 "$WORK/ref")" 'BEGIN { printf "curl %.3f s (agent/curl %.2fx)", r, a / r }')
+    [ $i = 1 ] && ref=$(awk -v a="$t" -v r="$(col 1 "$WORK/ref")" -v z="$(col 3 "$WORK/ref")" \
+        'BEGIN { printf "curl zstd %.3f s (agent/curl %.2fx), curl identity %.3f s (%.2fx)", z, a / z, r, a / r }')
     [ $i = 2 ] && ref=$(awk -v a="$t" -v r="$(col 2 "$WORK/ref")" 'BEGIN { printf "sha256sum %.3f s (agent/sha256sum %.2fx)", r, a / r }')
     awk -v t="$t" -v T="$total" -v n="$name" -v r="$ref" 'BEGIN { printf "   %-16s %9.3f %6.1f%%   %s\n", n, t, 100 * t / T, r }'
 done
 printf '   %-16s %9.3f          (offer picked up -> swapped process running; monitor window not included)\n' total "$total"
-echo "   (swap = stop the old collector, copy it to .bak, install and fsync the new one, start it;"
-echo "    journal+reports = the journal written atomically and the status sent to the server before each step)"
+awk -v t="$total" 'BEGIN { printf "   target <= 1.0 s: %s\n", t <= 1.0 ? "met" : "NOT met" }'
+echo "   (swap = check the install directory, stop the old collector, link it as .bak, fsync the new"
+echo "    one and rename it in, start it; journal+reports = the journal and its copy written"
+echo "    atomically and the status sent to the server before each step)"

@@ -1,8 +1,10 @@
 /*
  * Tests for the install module: verify, prepare, swap with .bak, restore,
- * atomic writes, and every crash point through fault injection (the
- * private install.h): after a failure or a simulated kill at any point the
- * live path holds a complete executable, the old one or the new one.
+ * atomic writes, the preflight check, the step hook, and every crash point
+ * through fault injection (the private install.h of the test build): after
+ * a failure or a simulated kill at any point the live path holds a
+ * complete executable, the old one or the new one, and a .bak is always the
+ * complete old one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,7 +26,7 @@
 #include <unistd.h>
 
 #include "pkgstore.h"
-#include "install.h" /* private: fault injection */
+#include "install.h" /* private: fault injection (test build) */
 
 #define PAYLOAD_SIZE (256 * 1024)
 
@@ -125,6 +127,7 @@ static int teardown(void **state)
 {
     fixture *fx = *state;
     ps_install_set_fault(0, 0);
+    ps_install_set_no_links(0);
     pkgstore_archive_remove_tree(fx->root);
     free(fx->old_content);
     free(fx->new_content);
@@ -273,10 +276,15 @@ static void test_install__swap_keeps_bak(void **state)
     assert_int_equal(pkgstore_install_has_backup(fx->live), 0);
     assert_runs_as(fx->live, "v1");
 
+    struct stat old_st, bak_st;
+    assert_int_equal(stat(fx->live, &old_st), 0);
     write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
     assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
     assert_true(holds(fx->live, fx->new_content));
     assert_true(holds(fx->bak, fx->old_content));
+    /* The .bak is the old file itself under a second name, not a copy. */
+    assert_int_equal(stat(fx->bak, &bak_st), 0);
+    assert_true(bak_st.st_ino == old_st.st_ino);
     assert_int_equal(pkgstore_install_has_backup(fx->live), 1);
     assert_runs_as(fx->live, "v2");
     /* The source stays; no temporary file is left. */
@@ -301,6 +309,10 @@ static void test_install__restore(void **state)
     assert_int_equal(pkgstore_install_restore(fx->live), 0);
     assert_true(holds(fx->live, fx->old_content));
     assert_true(holds(fx->bak, fx->old_content)); /* kept */
+    struct stat live_st, bak_st;
+    assert_int_equal(stat(fx->live, &live_st), 0);
+    assert_int_equal(stat(fx->bak, &bak_st), 0);
+    assert_true(live_st.st_ino == bak_st.st_ino); /* linked back, not copied */
     assert_runs_as(fx->live, "v1");
     assert_int_equal(pkgstore_install_restore(fx->live), 0); /* idempotent */
     assert_true(holds(fx->live, fx->old_content));
@@ -343,6 +355,16 @@ static void test_install__write_atomic(void **state)
 
 /* ------------------------------------------------------------ crash points */
 
+/* The swap under test: copy (0) or move (PKGSTORE_INSTALL_MOVE). */
+static unsigned int swap_flags;
+
+static int swap_now(fixture *fx)
+{
+    pkgstore_install_options opts = PKGSTORE_INSTALL_OPTIONS_INIT;
+    opts.flags = swap_flags;
+    return pkgstore_install_swap_ext(fx->live, fx->new_exe, &opts);
+}
+
 /* Swap v1 -> v2 with point n armed; returns whether the point was hit. */
 static int swap_with_fault(fixture *fx, int n, int mode)
 {
@@ -350,7 +372,7 @@ static int swap_with_fault(fixture *fx, int n, int mode)
     write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
     write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
     ps_install_set_fault(n, mode);
-    int r = pkgstore_install_swap(fx->live, fx->new_exe);
+    int r = swap_now(fx);
     int hit = ps_install_fault_hit();
     ps_install_set_fault(0, 0);
     if (hit)
@@ -379,12 +401,15 @@ static void check_after_swap_fault(fixture *fx, int n, int mode)
         assert_int_not_equal(access(tmp, F_OK), 0);
     }
     /* The agent restarts and retries: a clean swap then works, whatever
-     * the crash left behind. */
-    assert_int_equal(pkgstore_install_swap(fx->live, fx->new_exe), 0);
+     * the crash left behind (a moved new file is gone once it is live:
+     * the retry starts from a new download). */
+    if (access(fx->new_exe, F_OK) != 0)
+        write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(swap_now(fx), 0);
     assert_true(holds(fx->live, fx->new_content));
 }
 
-static void run_swap_faults(fixture *fx, int mode)
+static int run_swap_faults(fixture *fx, int mode)
 {
     int n, hits = 0;
     for (n = 1; n < 100; n++) {
@@ -393,18 +418,57 @@ static void run_swap_faults(fixture *fx, int mode)
         hits++;
         check_after_swap_fault(fx, n, mode);
     }
-    /* bak: write fsync rename dirsync, new: write fsync rename dirsync */
-    assert_int_equal(hits, 8);
+    return hits;
 }
 
 static void test_install__swap_fault_every_point(void **state)
 {
-    run_swap_faults(*state, PS_INSTALL_FAULT_FAIL);
+    /* bak: link rename dirsync, new: write fsync rename dirsync */
+    assert_int_equal(run_swap_faults(*state, PS_INSTALL_FAULT_FAIL), 7);
 }
 
 static void test_install__swap_crash_every_point(void **state)
 {
-    run_swap_faults(*state, PS_INSTALL_FAULT_CRASH);
+    assert_int_equal(run_swap_faults(*state, PS_INSTALL_FAULT_CRASH), 7);
+}
+
+/* Moving the new file in: bak: link rename dirsync, new: fsync rename
+ * dirsync; the file is renamed, never copied. */
+static void test_install__swap_move_every_point(void **state)
+{
+    fixture *fx = *state;
+    swap_flags = PKGSTORE_INSTALL_MOVE;
+    assert_int_equal(run_swap_faults(fx, PS_INSTALL_FAULT_FAIL), 6);
+    assert_int_equal(run_swap_faults(fx, PS_INSTALL_FAULT_CRASH), 6);
+    /* a clean move: the new file is the live file, under its new name */
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    struct stat new_st, live_st;
+    assert_int_equal(stat(fx->new_exe, &new_st), 0);
+    assert_int_equal(swap_now(fx), 0);
+    swap_flags = 0;
+    assert_int_equal(stat(fx->live, &live_st), 0);
+    assert_true(live_st.st_ino == new_st.st_ino);
+    assert_int_equal((int)(live_st.st_mode & 0777), 0755);
+    assert_int_not_equal(access(fx->new_exe, F_OK), 0);
+    assert_runs_as(fx->live, "v2");
+}
+
+/* Where hard links are not supported the .bak and the restore are copies,
+ * with the same guarantees at every point. */
+static void test_install__swap_without_links(void **state)
+{
+    fixture *fx = *state;
+    ps_install_set_no_links(1);
+    /* bak: link(refused) write fsync rename dirsync, new: write fsync rename dirsync */
+    assert_int_equal(run_swap_faults(fx, PS_INSTALL_FAULT_FAIL), 9);
+    assert_int_equal(run_swap_faults(fx, PS_INSTALL_FAULT_CRASH), 9);
+    struct stat live_st, bak_st;
+    assert_int_equal(pkgstore_install_restore(fx->live), 0);
+    assert_int_equal(stat(fx->live, &live_st), 0);
+    assert_int_equal(stat(fx->bak, &bak_st), 0);
+    assert_true(live_st.st_ino != bak_st.st_ino);
+    assert_true(holds(fx->live, fx->old_content));
+    ps_install_set_no_links(0);
 }
 
 static void test_install__restore_crash_every_point(void **state)
@@ -433,7 +497,7 @@ static void test_install__restore_crash_every_point(void **state)
             assert_int_equal(pkgstore_install_restore(fx->live), 0);
             assert_true(holds(fx->live, fx->old_content));
         }
-        assert_int_equal(hits, 4);
+        assert_int_equal(hits, 3); /* link rename dirsync */
     }
 }
 
@@ -463,6 +527,118 @@ static void test_install__write_atomic_crash_every_point(void **state)
         }
         assert_int_equal(hits, 4);
     }
+}
+
+/* The public step hook sees every step in order and can stop one: a
+ * refusal at the final directory fsync leaves v2 live. */
+typedef struct step_log {
+    char steps[16][24];
+    int count;
+    const char *refuse;
+} step_log;
+
+static int record_step(const char *step, void *payload)
+{
+    step_log *log = payload;
+    if (log->count < 16)
+        snprintf(log->steps[log->count++], sizeof(log->steps[0]), "%s", step);
+    return log->refuse && strcmp(step, log->refuse) == 0 ? PKGSTORE_EIO : 0;
+}
+
+static void test_install__step_hook(void **state)
+{
+    fixture *fx = *state;
+    step_log log = {.count = 0};
+    pkgstore_install_options opts;
+    pkgstore_install_options_init(&opts);
+    opts.flags = PKGSTORE_INSTALL_MOVE;
+    opts.step = record_step;
+    opts.payload = &log;
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_swap_ext(fx->live, fx->new_exe, &opts), 0);
+    static const char *const expected[] = {"bak:link", "bak:rename", "bak:dirsync",
+                                           "new:fsync", "new:rename", "new:dirsync"};
+    assert_int_equal(log.count, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(log.steps[i], expected[i]);
+
+    log.count = 0;
+    log.refuse = "new:dirsync";
+    opts.flags = 0;
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_restore(fx->live), 0);
+    assert_int_equal(pkgstore_install_swap_ext(fx->live, fx->new_exe, &opts), PKGSTORE_EIO);
+    assert_non_null(strstr(pkgstore_error_detail(), "new:dirsync"));
+    assert_true(holds(fx->live, fx->new_content));
+    assert_true(holds(fx->bak, fx->old_content));
+
+    /* a refusal before the rename leaves the old file live, nothing behind */
+    log.refuse = "new:rename";
+    assert_int_equal(pkgstore_install_restore(fx->live), 0);
+    assert_int_equal(pkgstore_install_swap_ext(fx->live, fx->new_exe, &opts), PKGSTORE_EIO);
+    assert_true(holds(fx->live, fx->old_content));
+    assert_int_equal(count_entries(fx->root), 4); /* live, .bak, download, work */
+
+    opts.version = PKGSTORE_INSTALL_OPTIONS_VERSION + 1;
+    assert_int_equal(pkgstore_install_swap_ext(fx->live, fx->new_exe, &opts), PKGSTORE_EINVALID);
+    pkgstore_install_options zeroed;
+    memset(&zeroed, 0, sizeof(zeroed)); /* a zeroed struct is the defaults */
+    assert_int_equal(pkgstore_install_swap_ext(fx->live, fx->new_exe, &zeroed), 0);
+    assert_true(holds(fx->live, fx->new_content));
+}
+
+/* The preflight check finds what would fail a swap half-way, changes
+ * nothing, and leaves no probe behind. */
+static void test_install__check(void **state)
+{
+    fixture *fx = *state;
+    pkgstore_install_options opts = PKGSTORE_INSTALL_OPTIONS_INIT;
+    opts.flags = PKGSTORE_INSTALL_MOVE;
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_check(fx->live, fx->new_exe, &opts), 0);
+    assert_int_equal(pkgstore_install_check(fx->live, fx->new_exe, NULL), 0);
+    assert_int_equal(count_entries(fx->root), 3); /* live, download, work */
+    assert_true(holds(fx->live, fx->old_content));
+
+    assert_int_equal(pkgstore_install_check(fx->live, "/nonexistent/x", &opts), PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_install_check("/nonexistent/dir/otelcol", fx->new_exe, &opts),
+                     PKGSTORE_ENOTFOUND);
+    assert_int_equal(pkgstore_install_check(fx->work, fx->new_exe, &opts), PKGSTORE_EINVALID);
+
+    assert_int_equal(mkdir(fx->bak, 0755), 0);
+    assert_int_equal(pkgstore_install_check(fx->live, fx->new_exe, &opts), PKGSTORE_EINVALID);
+    assert_non_null(strstr(pkgstore_error_detail(), ".bak: is a directory"));
+    rmdir(fx->bak);
+
+    /* a first install (no live file yet) is fine too */
+    unlink(fx->live);
+    assert_int_equal(pkgstore_install_check(fx->live, fx->new_exe, &opts), 0);
+}
+
+/* dst becomes a second name of src (the agent's kept copy). */
+static void test_install__link_atomic(void **state)
+{
+    fixture *fx = *state;
+    char keep[400];
+    struct stat a, b;
+    snprintf(keep, sizeof(keep), "%s/keep", fx->root);
+    write_file(fx->live, fx->old_content, PAYLOAD_SIZE, 0755);
+    assert_int_equal(pkgstore_install_link_atomic(keep, fx->live), 0);
+    assert_int_equal(stat(keep, &a), 0);
+    assert_int_equal(stat(fx->live, &b), 0);
+    assert_true(a.st_ino == b.st_ino);
+    write_file(fx->new_exe, fx->new_content, PAYLOAD_SIZE, 0644);
+    assert_int_equal(pkgstore_install_link_atomic(keep, fx->new_exe), 0); /* replaced */
+    assert_true(has_content(keep, fx->new_content));
+    ps_install_set_no_links(1);
+    assert_int_equal(pkgstore_install_link_atomic(keep, fx->live), 0);
+    ps_install_set_no_links(0);
+    assert_true(holds(keep, fx->old_content));
+    assert_int_equal(stat(keep, &a), 0);
+    assert_true(a.st_ino != b.st_ino);
+    assert_int_equal(pkgstore_install_link_atomic(keep, "/nonexistent"), PKGSTORE_ENOTFOUND);
 }
 
 /* A point armed by name fails there every time it is reached: a swap
@@ -505,6 +681,11 @@ int main(void)
         T(test_install__restore_crash_every_point),
         T(test_install__write_atomic_crash_every_point),
         T(test_install__fault_by_name),
+        T(test_install__swap_move_every_point),
+        T(test_install__swap_without_links),
+        T(test_install__step_hook),
+        T(test_install__check),
+        T(test_install__link_atomic),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

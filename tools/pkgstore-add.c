@@ -15,7 +15,8 @@ static const char usage_text[] =
     "Usage: pkgstore-add [--store DIR] [--batch | --no-fsync] [--json] [--zstd]\n"
     "                    [--name N --version V [--type primary|addon]\n"
     "                     [--platform OS/ARCH[/VARIANT]] [--format F] [--entrypoint PATH]\n"
-    "                     [--depends 'NAME CONSTRAINT']... [--force] [--replace]]\n"
+    "                     [--depends 'NAME CONSTRAINT']... [--annotation KEY=VALUE]...\n"
+    "                     [--force] [--replace]]\n"
     "                    FILE... | -\n"
     "Add each FILE (or standard input for -) to the store and print its\n"
     "sha256:<hex> digest, one line per input. With --name and --version, also\n"
@@ -42,6 +43,9 @@ static const char usage_text[] =
     "  --depends 'NAME CONSTRAINT'\n"
     "                     a primary package this one needs, e.g.\n"
     "                     'otelcol-contrib >=0.90.0 <1.0.0' (repeatable)\n"
+    "  --annotation KEY=VALUE\n"
+    "                     set a manifest annotation (repeatable), e.g. an addon's\n"
+    "                     'io.pkgstore.addon.args=[\"--config\",\"{addon_dir}/c.yaml\"]'\n"
     "  --force            skip the dependency check\n"
     "  --replace          replace the artifact the version has for the platform\n"
     "                     (said on stderr; refused while a policy references\n"
@@ -72,6 +76,8 @@ struct package_args {
     const char *name, *version, *type, *platform, *format, *entrypoint;
     const char *depends[MAX_DEPENDS];
     size_t depends_count;
+    const char *annotations[MAX_DEPENDS]; /* "KEY=VALUE" */
+    size_t annotation_count;
     int force;
     int replace;
 };
@@ -134,6 +140,11 @@ static int check_package_args(const struct package_args *args)
         if (pkgstore_version_constraint_parse(&constraint, dep.constraint) < 0)
             return cli_usage("--depends: %s", pkgstore_error_detail());
         pkgstore_version_constraint_free(constraint);
+    }
+    for (size_t i = 0; i < args->annotation_count; i++) {
+        const char *eq = strchr(args->annotations[i], '=');
+        if (!eq || eq == args->annotations[i])
+            return cli_usage("--annotation: '%s' is not KEY=VALUE", args->annotations[i]);
     }
     return 0;
 }
@@ -203,6 +214,22 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     }
     error = pkgstore_registry_add(&manifest, &out->what.manifest_digest, reg, args->name,
                                   args->version, &artifact, &opts);
+    if (error == 0 && args->annotation_count) {
+        /* annotations belong to the version: set them on the manifest the
+         * add produced and store it again */
+        for (size_t i = 0; i < args->annotation_count && error == 0; i++) {
+            const char *text = args->annotations[i], *eq = strchr(text, '=');
+            char key[256];
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - text), text);
+            error = pkgstore_manifest_annotation_set(manifest, key, eq + 1);
+        }
+        if (error == 0)
+            error = pkgstore_registry_put(&out->what.manifest_digest, reg, manifest, args->force);
+        if (error < 0) {
+            pkgstore_manifest_free(manifest);
+            manifest = NULL;
+        }
+    }
     if (error < 0) {
         char object[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + 2];
         snprintf(object, sizeof(object), "%s %s", args->name, args->version);
@@ -268,7 +295,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_STORE = 256, OPT_BATCH, OPT_NOFSYNC, OPT_JSON, OPT_NAME, OPT_VERSION, OPT_TYPE,
            OPT_PLATFORM, OPT_FORMAT, OPT_ENTRYPOINT, OPT_DEPENDS, OPT_FORCE, OPT_REPLACE, OPT_ZSTD,
-           OPT_HELP };
+           OPT_HELP, OPT_ANNOTATION };
     static const struct option options[] = {
         {"store", required_argument, NULL, OPT_STORE},
         {"batch", no_argument, NULL, OPT_BATCH},
@@ -281,6 +308,7 @@ int main(int argc, char **argv)
         {"format", required_argument, NULL, OPT_FORMAT},
         {"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
         {"depends", required_argument, NULL, OPT_DEPENDS},
+        {"annotation", required_argument, NULL, OPT_ANNOTATION},
         {"force", no_argument, NULL, OPT_FORCE},
         {"replace", no_argument, NULL, OPT_REPLACE},
         {"zstd", no_argument, NULL, OPT_ZSTD},
@@ -326,6 +354,11 @@ int main(int argc, char **argv)
                 return cli_usage("--depends: at most %d", MAX_DEPENDS);
             package.depends[package.depends_count++] = optarg;
             break;
+        case OPT_ANNOTATION:
+            if (package.annotation_count == MAX_DEPENDS)
+                return cli_usage("--annotation: at most %d", MAX_DEPENDS);
+            package.annotations[package.annotation_count++] = optarg;
+            break;
         case OPT_FORCE: package.force = 1; break;
         case OPT_REPLACE: package.replace = 1; break;
         case OPT_HELP: fputs(usage_text, stdout); return CLI_EXIT_OK;
@@ -339,10 +372,10 @@ int main(int argc, char **argv)
     if ((package.name == NULL) != (package.version == NULL))
         return cli_usage("--name and --version go together");
     if (package.name == NULL && (package.type || package.platform || package.format ||
-                                 package.entrypoint || package.depends_count || package.force ||
-                                 package.replace))
-        return cli_usage("--type, --platform, --format, --entrypoint, --depends, --force and "
-                         "--replace need --name and --version");
+                                 package.entrypoint || package.depends_count ||
+                                 package.annotation_count || package.force || package.replace))
+        return cli_usage("--type, --platform, --format, --entrypoint, --depends, --annotation, "
+                         "--force and --replace need --name and --version");
     if (package.name != NULL && ninputs != 1)
         return cli_usage("--name records one package: give exactly one input");
     if (package.name != NULL && (error = check_package_args(&package)) != 0)

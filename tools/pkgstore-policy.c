@@ -6,6 +6,7 @@
  *   pkgstore-policy ... ls
  *   pkgstore-policy ... show NAME
  *   pkgstore-policy ... rm NAME
+ *   pkgstore-policy ... retry NAME
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +31,8 @@ static void usage(FILE *out)
             "  ls                          list policies with their rollout counts\n"
             "  show NAME                   one policy, its counts and its nodes\n"
             "  rm NAME                     delete a policy\n"
+            "  retry NAME                  raise the policy's retry generation: agents try\n"
+            "                              the version once more where it failed\n"
             "\n"
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
@@ -38,6 +41,14 @@ static void usage(FILE *out)
             "  --help, --version\n"
             "\n"
             "Selectors: comma means AND; key=value, key!=value, key in (a,b), key, !key.\n");
+}
+
+/* "/v1/policies/<NAME escaped><suffix>" into path. */
+static void policy_path(char *path, size_t size, const char *name, const char *suffix)
+{
+    char *escaped = http_escape(name);
+    snprintf(path, size, "/v1/policies/%s%s", escaped ? escaped : "", suffix);
+    free(escaped);
 }
 
 static int fail(http_reply *reply, const char *object)
@@ -144,10 +155,8 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
 /* PUT the policy NAME with the JSON body text (freed here). */
 static int cmd_set(http_client *client, int json_out, const char *name, char *text)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     int result = http_request(&reply, client, "PUT", path, text);
     free(text);
@@ -192,10 +201,8 @@ static int cmd_ls(http_client *client, int json_out)
 
 static int cmd_show(http_client *client, int json_out, const char *name)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
         return fail(&reply, name);
@@ -211,6 +218,7 @@ static int cmd_show(http_client *client, int json_out, const char *name)
            json_string_value(json_object_get(p, "version")),
            json_string_value(json_object_get(p, "type")));
     printf("priority:  %lld\n", (long long)json_integer_value(json_object_get(p, "priority")));
+    printf("retry:     %lld\n", (long long)json_integer_value(json_object_get(p, "retry")));
     printf("updated:   %s\n", json_string_value(json_object_get(p, "updated")) ?
                                   json_string_value(json_object_get(p, "updated")) : "-");
     json_t *status = json_object_get(p, "status");
@@ -237,10 +245,8 @@ static int cmd_show(http_client *client, int json_out, const char *name)
 
 static int cmd_rm(http_client *client, int json_out, const char *name)
 {
-    char *escaped = http_escape(name);
     char path[1024];
-    snprintf(path, sizeof path, "/v1/policies/%s", escaped ? escaped : "");
-    free(escaped);
+    policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
         return fail(&reply, name);
@@ -248,6 +254,27 @@ static int cmd_rm(http_client *client, int json_out, const char *name)
         printf("%s\n", reply.body);
     else
         printf("deleted policy %s\n", name);
+    http_reply_free(&reply);
+    return 0;
+}
+
+static int cmd_retry(http_client *client, int json_out, const char *name)
+{
+    char path[1024];
+    policy_path(path, sizeof path, name, "/retry");
+    http_reply reply;
+    if (http_request(&reply, client, "POST", path, "") < 0 || reply.status != 200)
+        return fail(&reply, name);
+    if (json_out) {
+        printf("%s\n", reply.body);
+    } else {
+        json_t *p = json_loads(reply.body, 0, NULL);
+        printf("policy %s: retry generation %lld (%s %s is tried again where it failed)\n", name,
+               (long long)json_integer_value(json_object_get(p, "retry")),
+               json_string_value(json_object_get(p, "package")),
+               json_string_value(json_object_get(p, "version")));
+        json_decref(p);
+    }
     http_reply_free(&reply);
     return 0;
 }
@@ -280,13 +307,14 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage("no command: give set, ls, show or rm");
+        return cli_usage("no command: give set, ls, show, rm or retry");
     const char *command = argv[optind];
     int rest_argc = argc - optind;
     char **rest_argv = argv + optind;
-    int needs_name = strcmp(command, "show") == 0 || strcmp(command, "rm") == 0;
+    int needs_name = strcmp(command, "show") == 0 || strcmp(command, "rm") == 0 ||
+                     strcmp(command, "retry") == 0;
     if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 && !needs_name)
-        return cli_usage("%s: unknown command (set, ls, show, rm)", command);
+        return cli_usage("%s: unknown command (set, ls, show, rm, retry)", command);
     if (needs_name && rest_argc != 2)
         return cli_usage("%s: give exactly one NAME", command);
     if (strcmp(command, "ls") == 0 && rest_argc != 1)
@@ -308,5 +336,7 @@ int main(int argc, char **argv)
         return cmd_ls(&client, json_out);
     if (strcmp(command, "show") == 0)
         return cmd_show(&client, json_out, rest_argv[1]);
+    if (strcmp(command, "retry") == 0)
+        return cmd_retry(&client, json_out, rest_argv[1]);
     return cmd_rm(&client, json_out, rest_argv[1]);
 }

@@ -7,6 +7,8 @@
 
 #include "../agent.h"
 
+#include <stdint.h>
+
 #define HELPER_NAME "pkgstore-agent-helper"
 
 int helper_http_init(void);
@@ -23,5 +25,11 @@ int helper_http_health(const char *url, double timeout_s, long *status_out);
  * (PKGSTORE_ENET) when no byte arrives for stall_timeout_s. */
 int helper_http_download(const char *token, const char *url, const char *part_path,
                          uint64_t max_size, double stall_timeout_s, uint64_t *size_out);
+
+/* A Content-Range header's value of len bytes, "bytes START-END/TOTAL":
+ * 0 with START <= END (< TOTAL when TOTAL is known; UINT64_MAX for "*"),
+ * or -1. Pure: no libcurl (range.c). */
+int helper_content_range_parse(uint64_t *start_out, uint64_t *end_out, uint64_t *total_out,
+                               const char *value, size_t len);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -158,31 +159,58 @@ int helper_http_health(const char *url, double timeout_s, long *status_out)
 
 typedef struct download_sink {
     int fd;
+    const char *path;     /* the part, for messages */
     uint64_t written;     /* bytes in the file, including a resumed prefix */
+    uint64_t resumed;     /* the offset asked for with Range (0: none) */
     uint64_t max_size;
     long status;          /* checked on the first body byte */
     CURL *curl;
     int too_big;
     int io_error;
     int truncated;
+    int bad_range;        /* a 206 whose Content-Range is not what was asked */
     char encoding[32];    /* the response's Content-Encoding, "" if none */
+    char range[128];      /* the response's Content-Range, "" if none */
 } download_sink;
+
+/* Copy a header's value (after "name:") when the line is that header. */
+static void header_value(char *out, size_t size, const char *line, size_t n, const char *name)
+{
+    size_t nlen = strlen(name);
+    if (n <= nlen || strncasecmp(line, name, nlen) != 0)
+        return;
+    const char *v = line + nlen;
+    size_t vlen = n - nlen;
+    while (vlen && (*v == ' ' || *v == '\t'))
+        v++, vlen--;
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+        vlen--;
+    snprintf(out, size, "%.*s", (int)vlen, v);
+}
 
 static size_t header_line(char *buffer, size_t size, size_t nitems, void *userdata)
 {
     download_sink *sink = userdata;
     size_t n = size * nitems;
-    static const char name[] = "content-encoding:";
-    if (n > sizeof name && strncasecmp(buffer, name, sizeof name - 1) == 0) {
-        const char *v = buffer + sizeof name - 1;
-        size_t vlen = n - (sizeof name - 1);
-        while (vlen && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-            vlen--;
-        snprintf(sink->encoding, sizeof sink->encoding, "%.*s", (int)vlen, v);
+    if (n >= 5 && strncmp(buffer, "HTTP/", 5) == 0) {
+        /* a new response (after a redirect): forget the last one's headers */
+        sink->encoding[0] = '\0';
+        sink->range[0] = '\0';
     }
+    header_value(sink->encoding, sizeof sink->encoding, buffer, n, "content-encoding:");
+    header_value(sink->range, sizeof sink->range, buffer, n, "content-range:");
     return n;
+}
+
+/* A 206 must be the bytes asked for: from the resume offset to the end of
+ * an artifact of the offered size. */
+static int range_ok(const download_sink *sink)
+{
+    uint64_t start, end, total;
+    if (helper_content_range_parse(&start, &end, &total, sink->range, strlen(sink->range)) < 0)
+        return 0;
+    return start == sink->resumed && end < sink->max_size &&
+           (total == UINT64_MAX || total == sink->max_size);
 }
 
 static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -199,6 +227,9 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
             }
             sink->written = 0;
             sink->truncated = 1;
+        } else if (sink->status == 206 && (!sink->resumed || !range_ok(sink))) {
+            sink->bad_range = 1;
+            return 0;
         } else if (sink->status != 200 && sink->status != 206) {
             return n; /* an error body: not written, reported after */
         }
@@ -223,59 +254,39 @@ static size_t file_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-int helper_http_download(const char *token, const char *url, const char *part_path,
-                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out)
+/* One transfer into sink->fd from sink->written on; accept_zstd asks for
+ * the server's zstd transfer copy (a fresh download only: a Range
+ * addresses the identity encoding). */
+static int transfer(download_sink *sink, const char *token, const char *url, int accept_zstd,
+                    double stall_timeout_s, CURLcode *res_out)
 {
-    *size_out = 0;
-    int fd = open(part_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_END) < 0) {
-        int err = errno;
-        close(fd);
-        return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(err));
-    }
-    uint64_t have = (uint64_t)st.st_size;
-    if (have > max_size) { /* a stale part of something else: start over */
-        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-            close(fd);
-            return agent_error_set(PKGSTORE_EIO, "%s: truncate: %s", part_path, strerror(errno));
-        }
-        have = 0;
-    }
-    if (have == max_size && have > 0) {
-        close(fd);
-        *size_out = have;
-        return 0; /* complete already; verify decides */
-    }
     CURL *curl = easy_new(0);
-    if (!curl) {
-        close(fd);
+    if (!curl)
         return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
-    }
     char errbuf[CURL_ERROR_SIZE] = "";
-    download_sink sink = {.fd = fd, .written = have, .max_size = max_size, .curl = curl};
     struct curl_slist *headers = auth_headers(token, NULL);
     char range[64];
-    if (have > 0) {
-        /* A Range addresses the identity encoding, so resumes ask for it. */
-        snprintf(range, sizeof range, "%llu-", (unsigned long long)have);
+    sink->curl = curl;
+    sink->status = 0;
+    sink->resumed = sink->written;
+    sink->encoding[0] = sink->range[0] = '\0';
+    if (sink->written > 0) {
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)sink->written);
         curl_easy_setopt(curl, CURLOPT_RANGE, range);
         curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "identity");
         agent_log("info", "msg=\"resuming download\" url=%s offset=%llu", url,
-                  (unsigned long long)have);
+                  (unsigned long long)sink->written);
     } else {
         /* libcurl decodes zstd itself, so the file holds the real bytes. */
-        curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "zstd");
+        curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, accept_zstd ? "zstd" : "identity");
     }
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, file_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_line);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, sink);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
@@ -284,32 +295,119 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
     CURLcode res = curl_easy_perform(curl);
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    *res_out = res;
     int rc = 0;
-    if (sink.too_big)
+    if (sink->too_big)
         rc = agent_error_set(PKGSTORE_ELIMIT, "body grows past the offered size of %llu bytes",
-                             (unsigned long long)max_size);
-    else if (sink.io_error)
-        rc = agent_error_set(sink.io_error == ENOSPC ? PKGSTORE_ENOSPC : PKGSTORE_EIO, "%s: %s",
-                             part_path, strerror(sink.io_error));
+                             (unsigned long long)sink->max_size);
+    else if (sink->io_error)
+        rc = agent_error_set(sink->io_error == ENOSPC || sink->io_error == EDQUOT ? PKGSTORE_ENOSPC
+                                                                                  : PKGSTORE_EIO,
+                             "%s: write: %s", sink->path, strerror(sink->io_error));
+    else if (sink->bad_range)
+        rc = agent_error_set(PKGSTORE_ENET, "%s: 206 with Content-Range '%s' for bytes %llu- of %llu",
+                             url, sink->range, (unsigned long long)sink->resumed,
+                             (unsigned long long)sink->max_size);
     else if (res != CURLE_OK)
         rc = agent_error_set(PKGSTORE_ENET, "%s: %s", url,
                              errbuf[0] ? errbuf : curl_easy_strerror(res));
-    else if (status == 416 && have > 0)
+    else if (status == 416 && sink->resumed > 0)
         rc = agent_error_set(PKGSTORE_ENET, "%s: range not satisfiable at offset %llu", url,
-                             (unsigned long long)have);
+                             (unsigned long long)sink->resumed);
     else if (status != 200 && status != 206)
         rc = agent_error_set(PKGSTORE_ENET, "%s: HTTP status %ld", url, status);
+    sink->status = status;
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    sink->curl = NULL;
+    return rc;
+}
+
+static int start_over(download_sink *sink, const char *part_path)
+{
+    if (ftruncate(sink->fd, 0) < 0 || lseek(sink->fd, 0, SEEK_SET) < 0)
+        return agent_error_set(PKGSTORE_EIO, "%s: truncate: %s", part_path, strerror(errno));
+    sink->written = 0;
+    return 0;
+}
+
+/* Room for what is still to come (plus a margin for the journal), checked
+ * before any byte is fetched: a download must not fill state_dir. A part
+ * too big to finish is dropped, which may make room. */
+#define SPACE_MARGIN (1u << 20)
+static int check_space(download_sink *sink, const char *part_path)
+{
+    struct statvfs vfs;
+    if (fstatvfs(sink->fd, &vfs) < 0)
+        return 0; /* cannot tell: the write's ENOSPC will say */
+    uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    if (avail >= sink->max_size - sink->written + SPACE_MARGIN)
+        return 0;
+    if (sink->written > 0) {
+        avail += sink->written;
+        if (start_over(sink, part_path) < 0)
+            return PKGSTORE_EIO;
+        if (avail >= sink->max_size + SPACE_MARGIN)
+            return 0;
+    }
+    return agent_error_set(PKGSTORE_ENOSPC,
+                           "%s: %llu bytes needed (and %u of margin), %llu available", part_path,
+                           (unsigned long long)sink->max_size, SPACE_MARGIN,
+                           (unsigned long long)avail);
+}
+
+int helper_http_download(const char *token, const char *url, const char *part_path,
+                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out)
+{
+    *size_out = 0;
+    int fd = open(part_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return agent_error_set(errno == ENOSPC ? PKGSTORE_ENOSPC : PKGSTORE_EIO, "%s: %s",
+                               part_path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_END) < 0) {
+        int err = errno;
+        close(fd);
+        return agent_error_set(PKGSTORE_EIO, "%s: %s", part_path, strerror(err));
+    }
+    download_sink sink = {.fd = fd, .path = part_path, .written = (uint64_t)st.st_size,
+                          .max_size = max_size};
+    int rc = 0;
+    if (sink.written > max_size) /* a stale part of something else: start over */
+        rc = start_over(&sink, part_path);
+    if (rc == 0 && sink.written == max_size && max_size > 0) {
+        close(fd);
+        *size_out = max_size;
+        return 0; /* complete already; verify decides */
+    }
+    if (rc == 0)
+        rc = check_space(&sink, part_path);
+    CURLcode res = CURLE_OK;
+    int fresh = sink.written == 0;
+    if (rc == 0)
+        rc = transfer(&sink, token, url, 1, stall_timeout_s, &res);
+    /* A damaged zstd transfer copy on the server (cut short, say) would
+     * fail every attempt the same way: fetch the identity bytes at once. */
+    if (fresh && !strcasecmp(sink.encoding, "zstd") && !sink.too_big && !sink.io_error &&
+        (rc < 0 || sink.written != max_size)) {
+        agent_log("warn", "msg=\"zstd transfer failed, downloading without encoding\" url=%s "
+                          "bytes=%llu of=%llu error=\"%s\"",
+                  url, (unsigned long long)sink.written, (unsigned long long)max_size,
+                  rc < 0 ? agent_error() : "short body");
+        sink.bad_range = 0;
+        rc = start_over(&sink, part_path);
+        if (rc == 0)
+            rc = transfer(&sink, token, url, 0, stall_timeout_s, &res);
+    }
     /* No fsync: a part torn by a power cut fails verification and is
      * fetched again; the installed copy is fsynced by the install module. */
     close(fd);
-    if (status == 416 && have > 0)
-        unlink(part_path); /* the part is useless; next attempt starts over */
+    if (rc == PKGSTORE_ENOSPC || sink.bad_range || (sink.status == 416 && sink.resumed > 0))
+        unlink(part_path); /* what fills the disk, or useless: the next attempt starts over */
     *size_out = sink.written;
     if (rc == 0)
         agent_log("info", "msg=\"download finished\" url=%s status=%ld encoding=%s bytes=%llu",
-                  url, status, sink.encoding[0] ? sink.encoding : "identity",
+                  url, sink.status, sink.encoding[0] ? sink.encoding : "identity",
                   (unsigned long long)sink.written);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
     return rc;
 }

@@ -258,7 +258,7 @@ int main(int argc, char **argv)
         }
         case 'V':
             printf(HELPER_NAME " %s (libpkgstore %s)\n", PKGSTORE_VERSION_STRING,
-                   pkgstore_version());
+                   pkgstore_library_version());
             return 0;
         case 'h':
             printf("usage: " HELPER_NAME " [--token-file F] [--timeout S] COMMAND ARGS...\n"

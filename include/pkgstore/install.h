@@ -5,11 +5,18 @@
  *
  * Invariant: at every instant (a crash included) the live path is either
  * absent (before the very first install) or a complete executable, the old
- * one or the new one. Every change of the live path is a rename() of a
- * fully written and fsynced file in the same directory, followed by an
- * fsync of the directory. Temporary files are "<live>.bak.tmp",
- * "<live>.new.tmp" and "<live>.restore.tmp"; a crash may leave them
- * behind, and the next call replaces them.
+ * one or the new one, and "<live>.bak", when present, is a complete
+ * previous executable. Every change of those paths is a rename() of a name
+ * whose content is complete and durable (a fsynced copy, a second hard link
+ * of a durable file, or the fsynced new file itself), followed by an fsync
+ * of the directory. Temporary names are "<live>.bak.tmp", "<live>.new.tmp"
+ * and "<live>.restore.tmp"; a crash may leave them behind, and the next
+ * call replaces them.
+ *
+ * The .bak and a restored live file are hard links where the filesystem
+ * has them (a copy elsewhere): the old binary is never copied. Replace a
+ * live binary by hand with a rename (install(1), mv), never by writing into
+ * it (cp without --remove-destination), or the .bak changes with it.
  */
 #ifndef PKGSTORE_INSTALL_H
 #define PKGSTORE_INSTALL_H
@@ -59,27 +66,86 @@ PKGSTORE_API int pkgstore_install_prepare(char **exe_out, char **dir_out,
                                           const char *entrypoint, const char *work_dir,
                                           const pkgstore_archive_options *opts);
 
+/** new_exe may be moved onto the live path instead of copied (see
+ * pkgstore_install_swap_ext()). */
+#define PKGSTORE_INSTALL_MOVE 0x1u
+
+/**
+ * Options of pkgstore_install_swap_ext() and pkgstore_install_check().
+ * A zeroed struct, or NULL, means the defaults.
+ */
+typedef struct pkgstore_install_options {
+    unsigned int version; /* PKGSTORE_INSTALL_OPTIONS_VERSION (0 is taken as 1) */
+    unsigned int flags;   /* 0 or PKGSTORE_INSTALL_MOVE */
+    /*
+     * Called before each durable step with its name: "bak:link",
+     * "bak:rename", "bak:dirsync" (the .bak), "bak:write", "bak:fsync"
+     * (the .bak where hard links are not supported), "new:fsync",
+     * "new:rename", "new:dirsync" (a moved new file), "new:write" (a copied
+     * one, then "new:fsync", "new:rename", "new:dirsync"). A negative
+     * return stops the operation at that step with that code, through its
+     * normal error path (the detail names the step). For timing, tracing
+     * and fault injection in a program's own tests. NULL: none.
+     */
+    int (*step)(const char *step, void *payload);
+    void *payload;
+} pkgstore_install_options;
+
+#define PKGSTORE_INSTALL_OPTIONS_VERSION 1
+#define PKGSTORE_INSTALL_OPTIONS_INIT { PKGSTORE_INSTALL_OPTIONS_VERSION, 0, NULL, NULL }
+
+/** Set *opts to the defaults (PKGSTORE_INSTALL_OPTIONS_INIT). */
+PKGSTORE_API void pkgstore_install_options_init(pkgstore_install_options *opts);
+
 /**
  * Install new_exe at live_path, keeping the previous live file as
  * "<live_path>.bak":
- *   1. if live_path exists: copy it to "<live>.bak.tmp", fsync, rename to
+ *   1. if live_path exists: link it to "<live>.bak.tmp" (where hard links
+ *      are not supported: copy it there and fsync), rename that to
  *      "<live>.bak", fsync the directory;
- *   2. copy new_exe to "<live>.new.tmp" (mode 0755), fsync, rename over
- *      live_path, fsync the directory.
- * new_exe is left in place (it may be on another filesystem). If live_path
- * does not exist yet, no .bak is written and an older .bak is kept.
- * On failure live_path is unchanged (or already the complete new file, if
- * only the final directory fsync failed) and temporary files are removed.
+ *   2. with PKGSTORE_INSTALL_MOVE and new_exe on live_path's filesystem:
+ *      chmod new_exe 0755, fsync it and rename it over live_path (new_exe
+ *      is gone: it is the live file now); otherwise copy new_exe to
+ *      "<live>.new.tmp" (mode 0755), fsync, rename over live_path, and
+ *      leave new_exe in place. Then fsync the directory.
+ * If live_path does not exist yet, no .bak is written and an older .bak is
+ * kept. On failure live_path is unchanged (or already the complete new
+ * file, if only the final directory fsync failed) and temporary files are
+ * removed. opts may be NULL.
  * Errors: PKGSTORE_ENOTFOUND (new_exe missing, or the directory of
  * live_path), PKGSTORE_EINVALID (new_exe is not a regular file, or a bad
- * argument), PKGSTORE_ENOSPC, PKGSTORE_EDENIED, PKGSTORE_EIO.
+ * argument), PKGSTORE_ENOSPC, PKGSTORE_EDENIED, PKGSTORE_EIO, and the code
+ * of a step hook that refused a step.
  */
+PKGSTORE_API int pkgstore_install_swap_ext(const char *live_path, const char *new_exe,
+                                           const pkgstore_install_options *opts);
+
+/** pkgstore_install_swap_ext() with the defaults: new_exe is copied. */
 PKGSTORE_API int pkgstore_install_swap(const char *live_path, const char *new_exe);
 
 /**
- * Put "<live_path>.bak" back over live_path atomically: copy the .bak to
- * "<live>.restore.tmp", fsync, rename over live_path, fsync the directory.
- * The .bak is kept (a second restore gives the same result).
+ * Check, without changing anything visible, what pkgstore_install_swap_ext()
+ * with the same arguments needs, so that a caller can find out before it
+ * stops the program it is about to replace:
+ * - new_exe is a regular file; live_path is absent or a regular file;
+ * - "<live>.bak", "<live>.bak.tmp" and "<live>.new.tmp" are not directories;
+ * - the directory takes a new file (a probe file is created, hard-linked
+ *   and removed);
+ * - it has room for what the swap would copy (new_exe unless it can be
+ *   moved, the old file where hard links are not supported) plus 1 MiB.
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EINVALID (detail names the path),
+ * PKGSTORE_EDENIED (detail: "directory not writable: Read-only file
+ * system", ...), PKGSTORE_ENOSPC (detail: bytes needed and available),
+ * PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_install_check(const char *live_path, const char *new_exe,
+                                        const pkgstore_install_options *opts);
+
+/**
+ * Put "<live_path>.bak" back over live_path atomically: link the .bak to
+ * "<live>.restore.tmp" (a fsynced copy where hard links are not supported),
+ * rename over live_path, fsync the directory. The .bak is kept (a second
+ * restore gives the same result).
  * Errors: PKGSTORE_ENOTFOUND (no .bak), PKGSTORE_ENOSPC, PKGSTORE_EDENIED,
  * PKGSTORE_EIO, PKGSTORE_EINVALID.
  */
@@ -109,6 +175,17 @@ PKGSTORE_API int pkgstore_install_write_atomic(const char *path, const void *dat
  * missing src.
  */
 PKGSTORE_API int pkgstore_install_copy_atomic(const char *dst, const char *src, unsigned int mode);
+
+/**
+ * Make dst name the content of src atomically and durably without copying
+ * it: src is fsynced, hard-linked to "<dst>.tmp" and renamed over dst, then
+ * the directory is fsynced. Where hard links are not supported (another
+ * filesystem, vfat, ...) it is copied instead, as
+ * pkgstore_install_copy_atomic() with src's mode. dst and src are then two
+ * names of one file: write neither in place.
+ * Errors: as pkgstore_install_copy_atomic().
+ */
+PKGSTORE_API int pkgstore_install_link_atomic(const char *dst, const char *src);
 
 #ifdef __cplusplus
 }

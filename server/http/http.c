@@ -433,6 +433,9 @@ static void select_handler(request *req, unsigned int method)
             req->handler = policy_get;
         }
         break;
+    case ROUTE_POLICY_RETRY:
+        req->handler = policy_retry;
+        break;
     case ROUTE_HEARTBEAT:
         req->handler = agent_heartbeat;
         req->body_kind = BODY_JSON;
@@ -442,9 +445,6 @@ static void select_handler(request *req, unsigned int method)
         break;
     case ROUTE_AGENT:
         req->handler = method == M_DELETE ? agent_delete : agent_get;
-        break;
-    case ROUTE_POLICY_RETRY:
-        req->handler = policy_retry;
         break;
     default:
         req->handler = NULL;

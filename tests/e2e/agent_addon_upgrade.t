@@ -1,7 +1,9 @@
 #!/bin/bash
 # Addon upgrades beyond the happy path:
 #  a) the entrypoint is renamed between versions (bin/side-a -> bin/side-b):
-#     the new name is installed and run, the old one (and its .bak) removed;
+#     the new name is installed and run, the old one (and its .bak) removed
+#     once the watchdog after the upgrade has passed (it is the way back
+#     until then);
 #  b) a failed upgrade of an addon whose args/env come from the manifest's
 #     annotations restarts the old binary with the OLD args and env;
 #  c) a rename that fails (bin/side-c crashes): rolled back to side-b,
@@ -9,7 +11,7 @@
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..16"
 d=$T/node; mkdir -p "$d/manifests/helper" "$d/pkg"
-start_fake_server "$d" --manifests "$d/manifests"
+start_fake_server "$d"
 sp=$(free_port); sh=$(free_port)      # side
 hp1=$(free_port); hh1=$(free_port)    # helper, v1's config
 hp2=$(free_port); hh2=$(free_port)    # helper, v2's config
@@ -27,7 +29,7 @@ export ADDONS_YAML="addons:
   - name: helper
     health_url: http://127.0.0.1:$hh1/
     monitor_window_s: 1"
-new_node "$d" "$FAKE_URL" 1
+WATCHDOG_WINDOW=2 new_node "$d" "$FAKE_URL" 1
 
 # side: three tar+gzip archives whose entrypoint changes name each time
 side_archive() { # VERSION VARIANT ENTRY
@@ -53,8 +55,8 @@ A=$d/state/addons
 sv() { jq -r --arg n "$2" '.packages[] | select(.name == $n) | (.status // "") + (.version // "")' "$1/state/state.json" 2>/dev/null; }
 addon_pid() { cat "$1/state/run/addon-$2.pid" 2>/dev/null; }
 exe_of() { readlink "/proc/$1/exe" 2>/dev/null; }
-exe_sha() { sha256sum "/proc/$1/exe" 2>/dev/null | cut -d' ' -f1; }
-export -f sv addon_pid exe_of exe_sha
+
+export -f sv addon_pid exe_of
 
 start_agent "$d"; wait_until 10 node_healthy "$d"
 set_offers "$d" "$(side_offer 1.0.0 side-a)" "$(offer_json "$d" "$d/helper-1" helper 1.0.0 addon)"
@@ -72,9 +74,9 @@ check "rename: addons/side/side-b is v2's entrypoint" \
 # expects: the process runs from addons/side/side-b (not from the old name)
 check "rename: the running process's executable is addons/side/side-b" \
     wait_until 5 bash -c 'p=$(addon_pid "$0" side); [ "$(exe_of "$p")" = "$0/state/addons/side/side-b" ] && [ "$(exe_sha "$p")" = "$(sha "$1")" ]' "$d" "$d/pkg/2.0.0/bin/side-b"
-# expects: the old name and its backup are gone once the upgrade succeeded
-check "rename: addons/side/side-a and side-a.bak removed" \
-    bash -c '[ ! -e "$0/side/side-a" ] && [ ! -e "$0/side/side-a.bak" ]' "$A"
+# expects: the old name and its backup are gone once the watchdog passed
+check "rename: addons/side/side-a and side-a.bak removed after the watchdog" \
+    bash -c 'wait_until 15 grep -q "msg=\"watchdog passed\" package=side version=2.0.0" "$1" && [ ! -e "$0/side/side-a" ] && [ ! -e "$0/side/side-a.bak" ]' "$A" "$d/agent.log"
 check "rename: side healthy" health_ok "$sh"
 # expects: if the journal records the entrypoint, it is the new one
 check "rename: journal entrypoint (when recorded) is bin/side-b" \

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..12"
 d=$T/node; mkdir -p "$d/manifests/helper"
-start_fake_server "$d" --manifests "$d/manifests"
+start_fake_server "$d"
 ap=$(free_port); ah=$(free_port); hp=$(free_port); hh=$(free_port)
 printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/shipper.yaml"
 printf 'ports: [%s]\nhealth_port: %s\n' "$hp" "$hh" > "$d/helper.yaml"

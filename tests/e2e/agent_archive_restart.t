@@ -7,17 +7,11 @@
 echo "1..10"
 W=2   # monitor window (s)
 export HB_INTERVAL=0.5 RETRY_INITIAL=1
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE
-admin() { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL$1"; }
-push() { "$B/pkgstore-push" --server "$URL" --token-file "$ADMIN_TOKEN_FILE" --quiet --json "$@"; }
-policy() { "$B/pkgstore-policy" --server "$URL" --token-file "$ADMIN_TOKEN_FILE" "$@"; }
-heartbeats() { admin /metrics | awk '$1 == "pkgstored_heartbeats_total" { print $2 }'; }
+real_server
 # the node in the fleet view: "version digest state"
 fleet_pkg() { admin "/v1/agents/$1" | jq -r '.packages[] | select(.type == "primary") | "\(.version) \(.digest) \(.state)"'; }
 upgrades_started() { grep -c 'msg="upgrade starting"' "$1/agent.log"; }
-export -f admin fleet_pkg; export URL ADMIN_TOKEN_FILE
+export -f fleet_pkg
 
 d=$T/arnode; mkdir -p "$d/pkg/bin"
 new_node "$d" "$URL" $W

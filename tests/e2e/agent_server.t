@@ -5,13 +5,9 @@
 # server's store is rejected at Verifying.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..11"
-S=$T/server
-start_real_server "$S" --heartbeat-interval 1 || { echo "Bail out! pkgstored did not start"; exit 1; }
-export TOKEN_FILE=$AGENT_TOKEN_FILE
-push() { "$B/pkgstore-push" --server "$URL" --token-file "$ADMIN_TOKEN_FILE" --quiet --json "$@"; }
-policy() { "$B/pkgstore-policy" --server "$URL" --token-file "$ADMIN_TOKEN_FILE" "$@"; }
+real_server
 fleet() { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/agents"; }
-export -f fleet; export URL ADMIN_TOKEN_FILE
+export -f fleet
 
 LABELS='canary: "true", env: dev' new_node "$T/canary" "$URL" 2
 LABELS='env: dev' new_node "$T/dev" "$URL" 2

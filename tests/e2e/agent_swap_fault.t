@@ -1,19 +1,19 @@
 #!/bin/bash
 # A swap that fails after the new binary was already renamed over the live
-# path (PKGSTORE_AGENT_TEST_FAULT=swap-after-rename: the rename happened,
-# then the swap reports a failure as if the final directory fsync failed).
-# The agent must not believe the old binary is still live: it restores the
-# .bak, restarts v1 and reports RolledBack; v2's digest is never recorded
-# as running. The failure is transient: an agent restarted without the
-# fault converges to v2.
+# path (the agent's test build, PKGSTORE_AGENT_TEST_FAULT=swap-after-rename:
+# the rename happened, then the swap reports a failure as if the final
+# directory fsync failed). The agent must not believe the old binary is
+# still live: it restores the .bak, restarts v1 and reports RolledBack; v2's
+# digest is never recorded as running. The failure is transient: an agent
+# restarted without the fault converges to v2. At every step of every swap
+# (check-live) the live path is a complete executable.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..13"
 W=2   # monitor window (s)
-export HB_INTERVAL=0.5 RETRY_INITIAL=1
+export HB_INTERVAL=0.5 RETRY_INITIAL=1 RETRY_MAX=2
 d=$T/node; mkdir -p "$d"
 start_fake_server "$d"
 new_node "$d" "$FAKE_URL" $W
-sed -i 's/^upgrade_retry:.*/upgrade_retry: {initial_s: 1, max_s: 2}/' "$d/agent.yaml"
 exe=$d/bin/otelcol
 v1=$(sha "$exe")
 make_variant v2 "$d/v2" swap-fault-v2
@@ -23,40 +23,19 @@ v2=$(sha "$d/v2")
 # from one read of state.json (the status and its message belong together).
 primary_sm() { jq -r '.packages[] | select(.type == "primary") | [.status // "", .message // ""] | @tsv' "$1/state/state.json" 2>/dev/null; }
 terminal() { case "$(primary_sm "$1" | cut -f1)" in RolledBack|UpgradeFailed|Upgraded|RollbackFailed) return 0;; esac; return 1; }
-collector_pid() { cat "$1/state/run/primary-otelcol.pid" 2>/dev/null; }
 # The running collector's own binary is v1 ($2) and it answers 200.
-runs_healthy() { local p; p=$(collector_pid "$1"); [ -n "$p" ] && [ "$(sha256sum "/proc/$p/exe" 2>/dev/null | cut -d' ' -f1)" = "$2" ] && node_healthy "$1"; }
-export -f primary_sm terminal collector_pid runs_healthy
+runs_healthy() { local p; p=$(collector_pid "$1"); [ -n "$p" ] && [ "$(exe_sha "$p")" = "$2" ] && node_healthy "$1"; }
+export -f primary_sm terminal runs_healthy
 
-# Every 10 ms: the live path exists and is executable; every distinct
-# state.json is kept (the journal is replaced by rename, so reads are whole).
-sampler() { # EXE STATE OUT
-    local n=0 cur prev=
-    while [ ! -e "$3.stop" ]; do   # stopped by a file, never mid-write by a signal
-        n=$((n + 1))
-        if [ ! -e "$1" ]; then
-            echo "sample $n: missing" >> "$3.bad"
-        elif [ ! -x "$1" ]; then
-            echo "sample $n: not executable" >> "$3.bad"
-        fi
-        cur=
-        IFS= read -r -d '' cur < "$2" 2>/dev/null
-        if [ -n "$cur" ] && [ "$cur" != "$prev" ]; then printf '%s\n' "$cur" >> "$3.states"; prev=$cur; fi
-        echo "$n" > "$3.count"
-        sleep 0.01
-    done
-}
-
-# --- phase 1: the agent (and its helper, which inherits the environment) injects the fault
-export PKGSTORE_AGENT_TEST_FAULT=swap-after-rename
-start_agent "$d"
+# --- phase 1: the agent's test build injects the fault and checks the
+# live path before every step of the swap
+export PKGSTORE_AGENT_TEST_FAULT=swap-after-rename,check-live
+AGENT_BIN=$TB/pkgstore-agent start_agent "$d"
 unset PKGSTORE_AGENT_TEST_FAULT
 wait_until 10 node_healthy "$d" || diag "v1 never healthy"
-sampler "$exe" "$d/state/state.json" "$d/sample" &
-SAMPLER=$!; PIDS+=("$SAMPLER")
 # expects: the fault switch really reached the agent (else nothing below means anything)
-check "agent runs with PKGSTORE_AGENT_TEST_FAULT=swap-after-rename" \
-    bash -c 'tr "\0" "\n" < /proc/$0/environ | grep -qx PKGSTORE_AGENT_TEST_FAULT=swap-after-rename' "$AGENT_PID"
+check "the test build runs with PKGSTORE_AGENT_TEST_FAULT=swap-after-rename,check-live" \
+    bash -c 'tr "\0" "\n" < /proc/$0/environ | grep -qx PKGSTORE_AGENT_TEST_FAULT=swap-after-rename,check-live' "$AGENT_PID"
 set_offers "$d" "$(offer_json "$d" "$d/v2" otelcol 2.0.0)"
 wait_until 20 terminal "$d"
 sm=$(primary_sm "$d")
@@ -71,31 +50,19 @@ check "message has \"swap:\" and \"restored the previous binary\"" \
     bash -c '[[ "$0" == *"swap:"* && "$0" == *"restored the previous binary"* ]]' "$msg"
 # expects: the .bak was put back over the live path
 check "live executable is v1 again" wait_until 5 bash -c '[ "$(sha "$0")" = "$1" ]' "$exe" "$v1"
-# expects: v1 restarted from the restored path, healthy within window + 5 s
-check "collector runs v1 (/proc/PID/exe) and answers 200 within window + 5 s" \
-    wait_until $((W + 5)) runs_healthy "$d" "$v1"
+# expects: v1 restarted from the restored path, healthy
+check "collector runs v1 (/proc/PID/exe) and answers 200" wait_until $((W + 5)) runs_healthy "$d" "$v1"
 check "collector --version is 1.0.0" wait_until 5 bash -c '[ "$(collector_version "$0")" = 1.0.0 ]' "$d"
-# let a retry or two (the fault is still on) happen under the sampler
-sleep 3
-touch "$d/sample.stop"; wait "$SAMPLER" 2>/dev/null
-phase1_heartbeats=$(wc -l < "$d/heartbeats.jsonl")
-samples=$(cat "$d/sample.count" 2>/dev/null); samples=${samples:-0}
+# a retry (the fault is still on) is the second swap the hook watches
+check "the failed swap is retried" wait_until 20 bash -c '[ "$(grep -c "msg=\"upgrade starting\"" "$0")" -ge 2 ] && [ "$(grep -c "test hook\" step=new:dirsync" "$0")" -ge 2 ]' "$d/agent.log"
 # expects: rename() only ever replaces a complete file; the live path never
-# disappears nor loses its mode, not even during the failed swap and restore
-if [ "$samples" -ge 100 ] && [ ! -s "$d/sample.bad" ]; then
-    ok "executable always present and executable ($samples samples, 10 ms apart)"
-else
-    nok "executable always present and executable ($samples samples, $(wc -l < "$d/sample.bad" 2>/dev/null || echo 0) bad)"
-    dump "$d/sample.bad"
-fi
+# disappears nor loses its mode at any step of the swaps
+steps=$(grep -c 'msg="test hook"' "$d/agent.log")
+check "at every step of every swap the live path is a complete executable ($steps checks)" \
+    bash -c '[ "$1" -ge 12 ] && ! grep "msg=\"test hook\"" "$0" | grep -v "live=complete" | grep -q .' "$d/agent.log" "$steps"
 # expects: no heartbeat ever reports v2's digest as the primary's running digest
-check "heartbeats never report v2's digest as running ($phase1_heartbeats heartbeats)" \
+check "heartbeats never report v2's digest as running ($(wc -l < "$d/heartbeats.jsonl") heartbeats)" \
     bash -c '! jq -e --arg v2 "sha256:$1" "select(.packages[]? | select(.type == \"primary\") | .digest == \$v2)" "$0" > /dev/null' "$d/heartbeats.jsonl" "$v2"
-# expects: no journal state ever records v2's digest as the primary's
-# running digest (packages[].digest; the offer and the upgrade in progress
-# may name it)
-check "state.json never records v2's digest as running ($(grep -c '^{' "$d/sample.states" 2>/dev/null) states)" \
-    bash -c '[ -s "$0" ] && ! jq -e --arg v2 "sha256:$1" "select(.packages[]? | select(.type == \"primary\") | .digest == \$v2)" "$0" > /dev/null' "$d/sample.states" "$v2"
 
 # --- phase 2: the same agent restarted without the fault converges to v2
 pid=$(cat "$d/agent.pid")

@@ -214,10 +214,10 @@ usage_error "pkgstore-policy: unknown option" "pkgstore-policy: unknown option '
     "$BIN/pkgstore-policy" --bogus ls
 usage_error "pkgstore-policy: an option without its value" \
     "pkgstore-policy: option '--server' needs a value" "$BIN/pkgstore-policy" --server
-usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show or rm" \
+usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show, rm or retry" \
     "$BIN/pkgstore-policy"
 usage_error "pkgstore-policy: an unknown command" \
-    "pkgstore-policy: frob: unknown command (set, ls, show, rm)" "$BIN/pkgstore-policy" frob
+    "pkgstore-policy: frob: unknown command (set, ls, show, rm, retry)" "$BIN/pkgstore-policy" frob
 usage_error "pkgstore-policy show without NAME" "pkgstore-policy: show: give exactly one NAME" \
     "$BIN/pkgstore-policy" show
 usage_error "pkgstore-policy set: an unknown option" "pkgstore-policy: unknown option '--bogus'" \
