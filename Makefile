@@ -8,6 +8,7 @@
 #   make run        start pkgstored on the default store
 #   make bench      run the benchmarks under bench/
 #   make fuzz       build the libFuzzer harnesses (clang); make fuzz-smoke runs each 60 s
+#   make long-tests 10,000-kill crash test and an hour of each fuzz harness (see below)
 #   make install    install library, headers, pkgstore.pc, programs and man pages
 #
 # Sources are discovered by convention so that adding a module, a tool or a
@@ -209,12 +210,30 @@ $(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
 all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 
 # ---------------------------------------------------------------- tests
-# Unit tests link the static library: they may reach ps_* internals where a
-# public entry point cannot provoke the case (fault injection).
-TEST_HOBJS := $(TEST_HSRCS:%.c=$(BUILD)/obj/%.o)
-$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(STLIB)
+# Unit tests link a static library of their own: the release objects, except
+# that the library files with test hooks (fault injection, a skewed clock:
+# code between #ifdef PKGSTORE_TEST_HOOKS) are compiled again with them. The
+# release library has none. Tests may reach ps_* internals where a public
+# entry point cannot provoke the case. A test build must not change a
+# struct's layout: only functions go behind the macro.
+HOOK_SRCS   := $(shell grep -l PKGSTORE_TEST_HOOKS $(LIB_SRCS) 2>/dev/null)
+HOOK_OBJS   := $(HOOK_SRCS:%.c=$(BUILD)/obj-hooks/%.o)
+TEST_STLIB  := $(BUILD)/lib/libpkgstore-test.a
+$(BUILD)/obj-hooks/libpkgstore/%.o: libpkgstore/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) \
+	$(CC) $(CPPFLAGS_ALL) -DPKGSTORE_BUILDING_LIBRARY -DPKGSTORE_TEST_HOOKS \
+	    $(call pc_cflags,$(LIB_PKGS)) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+-include $(shell find $(BUILD)/obj-hooks -name '*.d' 2>/dev/null)
+$(TEST_STLIB): $(filter-out $(HOOK_SRCS:%.c=$(BUILD)/obj/%.o),$(LIB_OBJS)) $(HOOK_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+TEST_HOBJS := $(TEST_HSRCS:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/obj/tests/%.o: CPPFLAGS_ALL += -DPKGSTORE_TEST_HOOKS
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/test_%.o $(TEST_HOBJS) $(TEST_STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(TEST_STLIB) \
 	    $(LIB_LIBS) $(call pc_libs,$(TEST_PKGS))
 
 # fuzz/replay.c gives every harness a main() that replays its corpus.
@@ -289,6 +308,30 @@ fuzz-smoke: fuzz
 	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+# ---------------------------------------------------------------- long runs
+# Too long for make test, run before a release and after changes to the
+# store, gc or the parsers: the crash test with LONG_KILLS SIGKILLs (gc,
+# deletes and registry changes beside the adds), then every fuzz harness
+# for LONG_FUZZ_SECONDS each, the archive harness extracting on a tmpfs
+# (LONG_FUZZ_TMPFS; it writes a tree per input). Each prints its figures.
+LONG_KILLS        ?= 10000
+LONG_FUZZ_SECONDS ?= 3600
+LONG_FUZZ_TMPFS   ?= /dev/shm
+.PHONY: long-tests long-crash long-fuzz
+long-tests: long-crash long-fuzz
+long-crash: $(BUILD)/tests/test_store_crash
+	PKGSTORE_CRASH_KILLS=$(LONG_KILLS) $(BUILD)/tests/test_store_crash
+long-fuzz: fuzz
+	@[ "$$(stat -f -c %T $(LONG_FUZZ_TMPFS))" = tmpfs ] || \
+	    { echo "long-fuzz: $(LONG_FUZZ_TMPFS) is not a tmpfs (set LONG_FUZZ_TMPFS)"; exit 1; }
+	@for f in $(FUZZ_BINS); do \
+	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    tmp=$${TMPDIR:-/tmp}; [ $$t = archive ] && tmp=$(LONG_FUZZ_TMPFS); \
+	    echo "== $$f ($(LONG_FUZZ_SECONDS) s, TMPDIR=$$tmp)"; \
+	    TMPDIR=$$tmp $$f -max_total_time=$(LONG_FUZZ_SECONDS) -print_final_stats=1 \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
 
 # ---------------------------------------------------------------- demo, run, bench
