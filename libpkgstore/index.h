@@ -72,6 +72,8 @@ int ps_index_foreach(ps_index *index, enum ps_index_db db, const void *prefix,
  * existing record keeps its first 'added' time (and takes the new size).
  * del removes the record; a missing record is a success. get: ENOTFOUND. */
 int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size);
+int ps_index_blob_put_txn(MDB_txn *txn, ps_index *index, const pkgstore_digest *digest,
+                          uint64_t size);
 int ps_index_blob_del(ps_index *index, const pkgstore_digest *digest);
 int ps_index_blob_get(pkgstore_blob_record *out, ps_index *index,
                       const pkgstore_digest *digest);

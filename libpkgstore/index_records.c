@@ -77,10 +77,11 @@ struct blob_op {
     pkgstore_blob_record *out;
 };
 
-static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+int ps_index_blob_put_txn(MDB_txn *txn, ps_index *index, const pkgstore_digest *digest,
+                          uint64_t size)
 {
-    struct blob_op *op = payload;
-    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)op->digest->bytes}, val;
+    struct blob_op op = {digest, size, NULL};
+    MDB_val key = {PKGSTORE_DIGEST_SIZE, (void *)digest->bytes}, val;
     unsigned char value[BLOB_VALUE_SIZE];
     int64_t added = (int64_t)time(NULL);
     int rc;
@@ -89,21 +90,27 @@ static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
     if (rc == 0 && val.mv_size >= BLOB_VALUE_SIZE && ((unsigned char *)val.mv_data)[0] == BLOB_LAYOUT) {
         int64_t first = (int64_t)get_u64((const unsigned char *)val.mv_data + 16);
         uint64_t old_size = get_u64((const unsigned char *)val.mv_data + 8);
-        if (old_size == op->size)
+        if (old_size == op.size)
             return 0; /* nothing to change: keep the txn empty */
         added = first;
     } else if (rc != 0 && rc != MDB_NOTFOUND) {
         return ps_index_error(rc, "read blob record");
     }
-    blob_encode(value, op->size, added);
+    blob_encode(value, op.size, added);
     val.mv_size = sizeof(value);
     val.mv_data = value;
     if ((rc = mdb_put(txn, ps_index_dbi(index, PS_DB_BLOBS), &key, &val, 0)) != 0) {
         char hex[PKGSTORE_DIGEST_STR_SIZE];
-        pkgstore_digest_format(hex, op->digest);
+        pkgstore_digest_format(hex, digest);
         return ps_index_error(rc, "while recording blob %s", hex);
     }
     return 0;
+}
+
+static int blob_put_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    struct blob_op *op = payload;
+    return ps_index_blob_put_txn(txn, index, op->digest, op->size);
 }
 
 int ps_index_blob_put(ps_index *index, const pkgstore_digest *digest, uint64_t size)

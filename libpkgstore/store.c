@@ -7,6 +7,7 @@
  */
 #include "store_impl.h"
 #include "error.h"
+#include "gc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -150,92 +153,6 @@ read_fallback:
     return pkgstore_digest_fd(out, size_out, fd);
 }
 
-/* ------------------------------------------------------------------ lock */
-
-int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
-{
-    int error = 0;
-    pthread_t self = pthread_self();
-
-    if (store == NULL)
-        return ps_error_set(PKGSTORE_EINVALID, "store lock: NULL store");
-    pthread_mutex_lock(&store->lock_mutex);
-    if (store->exclusive_depth > 0 && pthread_equal(store->exclusive_owner, self)) {
-        /* the exclusive holder may take the lock again, either way */
-        store->exclusive_depth++;
-        goto out;
-    }
-    if (exclusive) {
-        while (store->shared_count > 0 || store->exclusive_depth > 0) {
-            if (nonblock) {
-                error = ps_error_set(PKGSTORE_ELOCKED, "%s/lock: in use by this process",
-                                     store->path);
-                goto out;
-            }
-            pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
-        }
-        while (store->lock_fd >= 0 && flock(store->lock_fd, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EWOULDBLOCK)
-                error = ps_error_set(PKGSTORE_ELOCKED,
-                                     "%s/lock: another process is using the store", store->path);
-            else
-                error = ps_error_errno(errno, "%s/lock: flock", store->path);
-            goto out;
-        }
-        store->exclusive_owner = self;
-        store->exclusive_depth = 1;
-        goto out;
-    }
-    while (store->exclusive_depth > 0) {
-        if (nonblock) {
-            error = ps_error_set(PKGSTORE_ELOCKED, "%s/lock: held exclusively by this process",
-                                 store->path);
-            goto out;
-        }
-        pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
-    }
-    /* a read-only store without a lock file has no writers to exclude */
-    if (store->shared_count == 0 && store->lock_fd >= 0) {
-        while (flock(store->lock_fd, LOCK_SH | (nonblock ? LOCK_NB : 0)) < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EWOULDBLOCK)
-                error = ps_error_set(PKGSTORE_ELOCKED,
-                                     "%s/lock: held exclusively by another process", store->path);
-            else
-                error = ps_error_errno(errno, "%s/lock: flock", store->path);
-            goto out;
-        }
-    }
-    store->shared_count++;
-out:
-    pthread_mutex_unlock(&store->lock_mutex);
-    return error;
-}
-
-void ps_store_unlock(pkgstore_store *store)
-{
-    if (store == NULL)
-        return;
-    pthread_mutex_lock(&store->lock_mutex);
-    if (store->exclusive_depth > 0 && pthread_equal(store->exclusive_owner, pthread_self())) {
-        if (--store->exclusive_depth == 0) {
-            if (store->lock_fd >= 0)
-                (void)flock(store->lock_fd, LOCK_UN);
-            pthread_cond_broadcast(&store->lock_cond);
-        }
-    } else if (store->shared_count > 0) {
-        if (--store->shared_count == 0) {
-            if (store->lock_fd >= 0)
-                (void)flock(store->lock_fd, LOCK_UN);
-            pthread_cond_broadcast(&store->lock_cond);
-        }
-    }
-    pthread_mutex_unlock(&store->lock_mutex);
-}
-
 /* ------------------------------------------------------------------ open */
 
 static int dir_is_empty(int dir_fd)
@@ -302,7 +219,7 @@ static int write_format(pkgstore_store *store)
     int fd = -1, error;
     size_t done = 0;
 
-    if ((error = ps_store_tmp_create(&fd, tmp_name, sizeof(tmp_name), store)) < 0)
+    if ((error = ps_store_tmp_create(&fd, tmp_name, sizeof(tmp_name), store, NULL, 0600)) < 0)
         return error;
     while (done < sizeof(text) - 1) {
         ssize_t n = write(fd, text + done, sizeof(text) - 1 - done);
@@ -370,9 +287,37 @@ static enum ps_tmp_mode probe_tmp_mode(pkgstore_store *store)
     return PS_TMP_TMPFILE;
 }
 
+#ifdef PKGSTORE_TEST_HOOKS
 void ps_store_set_tmp_mode(pkgstore_store *store, enum ps_tmp_mode mode)
 {
     store->tmp_mode = mode == PS_TMP_AUTO ? probe_tmp_mode(store) : mode;
+}
+
+void ps_store_test_fail_sync(pkgstore_store *store, int code)
+{
+    pthread_mutex_lock(&store->batch_mutex);
+    store->fail_sync = code;
+    pthread_mutex_unlock(&store->batch_mutex);
+}
+#endif
+
+/* Mark blobs/sha256 as the top of a directory hierarchy (chattr +T): ext4
+ * then spreads the fan-out directories, and the inodes of the blobs in
+ * them, over its block groups instead of packing them next to their
+ * parent. Without it every ingest allocates in the same group, and on a
+ * filesystem without a journal each allocation scans past the inodes of
+ * recently deleted files (gc's, a removed store's) one by one. Best effort:
+ * other filesystems have no such flag. */
+static void spread_fanouts(pkgstore_store *store)
+{
+    int fd = openat(store->root_fd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC), flags;
+    if (fd < 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+        flags |= FS_TOPDIR_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
 }
 
 static int mkdir_at(int dir_fd, const char *name, const char *root)
@@ -393,17 +338,13 @@ static int open_dirs(pkgstore_store *store)
             (error = mkdir_at(store->root_fd, "tmp", store->path)) < 0 ||
             (error = mkdir_at(store->root_fd, "index", store->path)) < 0)
             return error;
+        spread_fanouts(store);
         store->tmp_fd = openat(store->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (store->tmp_fd < 0)
             return ps_error_errno(errno, "%s/tmp: open", store->path);
         store->tmp_mode = probe_tmp_mode(store);
     }
-    store->lock_fd = openat(store->root_fd, "lock",
-                            (store->opts.read_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
-                            0644);
-    if (store->lock_fd < 0 && !(store->opts.read_only && errno == ENOENT))
-        return ps_error_errno(errno, "%s/lock: open", store->path);
-    return 0;
+    return ps_store_lock_open(store);
 }
 
 PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
@@ -437,7 +378,7 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
     for (size_t len = strlen(store->path); len > 1 && store->path[len - 1] == '/'; len--)
         store->path[len - 1] = '\0';
     store->opts = *opts;
-    store->root_fd = store->tmp_fd = store->lock_fd = -1;
+    store->root_fd = store->tmp_fd = store->lock_fd = store->intent_fd = -1;
     pthread_mutex_init(&store->lock_mutex, NULL);
     pthread_cond_init(&store->lock_cond, NULL);
     pthread_mutex_init(&store->batch_mutex, NULL);
@@ -511,11 +452,13 @@ PKGSTORE_API void pkgstore_store_free(pkgstore_store *store)
 {
     if (store == NULL)
         return;
+    /* a batch still pending is synced; a failure leaves its blobs
+     * unrecorded (fsck reports them as orphans) and its detail readable
+     * with pkgstore_error_detail(): callers that must know sync first */
     if (store->index != NULL && !store->opts.read_only)
         (void)pkgstore_store_sync(store);
     ps_index_free(store->index);
-    if (store->lock_fd >= 0)
-        close(store->lock_fd);
+    ps_store_lock_close(store);
     if (store->tmp_fd >= 0)
         close(store->tmp_fd);
     if (store->root_fd >= 0)
@@ -530,9 +473,11 @@ PKGSTORE_API void pkgstore_store_free(pkgstore_store *store)
 
 /* ------------------------------------------------------------------ batch */
 
-int ps_store_record_blob(pkgstore_store *store, const pkgstore_digest *digest, uint64_t size)
+int ps_store_record_blob(pkgstore_store *store, const pkgstore_digest *digest, uint64_t size,
+                         int *yield)
 {
     int error = 0;
+    *yield = 0;
     if (store->opts.durability != PKGSTORE_DURABILITY_BATCH)
         return ps_index_blob_put(store->index, digest, size);
     pthread_mutex_lock(&store->batch_mutex);
@@ -550,43 +495,65 @@ int ps_store_record_blob(pkgstore_store *store, const pkgstore_digest *digest, u
     store->pending[store->pending_len].size = size;
     store->pending_len++;
     store->batch_dirty = 1;
+    /* until the sync records it, the blob stays under the lock */
+    *yield = ps_store_lock_hold_for_batch(store);
 out:
     pthread_mutex_unlock(&store->batch_mutex);
     return error;
 }
 
+static int record_pending_txn(MDB_txn *txn, ps_index *index, void *payload)
+{
+    pkgstore_store *store = payload;
+    int error;
+    for (size_t i = 0; i < store->pending_len; i++)
+        if ((error = ps_index_blob_put_txn(txn, index, &store->pending[i].digest,
+                                           store->pending[i].size)) < 0)
+            return error;
+    return 0;
+}
+
+static int syncfs_error(pkgstore_store *store)
+{
+    int error = ps_error_errno(errno, "%s: syncfs", store->path);
+    return error == PKGSTORE_ENOSPC ? error : PKGSTORE_EIO;
+}
+
 PKGSTORE_API int pkgstore_store_sync(pkgstore_store *store)
 {
-    int error = 0;
+    int error = 0, rc;
     if (store == NULL)
         return ps_error_set(PKGSTORE_EINVALID, "store sync: NULL store");
     if (store->opts.durability != PKGSTORE_DURABILITY_BATCH || store->opts.read_only)
         return 0;
     pthread_mutex_lock(&store->batch_mutex);
-    if (!store->batch_dirty)
-        goto out;
-    /* one syncfs makes every blob of the batch (data and directories)
-     * durable; only then may the index refer to them (invariant 2) */
-    if (syncfs(store->root_fd) < 0) {
-        error = ps_error_errno(errno, "%s: syncfs", store->path);
-        if (error != PKGSTORE_ENOSPC)
-            error = PKGSTORE_EIO;
+#ifdef PKGSTORE_TEST_HOOKS
+    if (store->fail_sync) {
+        error = ps_error_set(store->fail_sync, "%s: sync failed (test hook)", store->path);
         goto out;
     }
-    while (store->pending_len > 0) {
-        ps_pending_blob *blob = &store->pending[store->pending_len - 1];
-        if ((error = ps_index_blob_put(store->index, &blob->digest, blob->size)) < 0)
+#endif
+    if (store->batch_dirty) {
+        /* one syncfs makes every blob of the batch (data and directories)
+         * durable; only then may the index refer to them (invariant 2) */
+        if (syncfs(store->root_fd) < 0) {
+            error = syncfs_error(store);
             goto out;
-        store->pending_len--;
+        }
+        /* all the batch's records in one transaction */
+        if (store->pending_len > 0 &&
+            (error = ps_index_write(store->index, record_pending_txn, store)) < 0)
+            goto out;
+        store->pending_len = 0;
+        /* the index runs without per-transaction syncs in batch mode */
+        if ((rc = mdb_env_sync(ps_index_env(store->index), 1)) != 0) {
+            error = ps_index_error(rc, "%s: syncing the index", store->path);
+            goto out;
+        }
+        store->batch_dirty = 0;
     }
-    /* the index runs without per-transaction syncs in batch mode */
-    if (syncfs(store->root_fd) < 0) {
-        error = ps_error_errno(errno, "%s: syncfs", store->path);
-        if (error != PKGSTORE_ENOSPC)
-            error = PKGSTORE_EIO;
-        goto out;
-    }
-    store->batch_dirty = 0;
+    /* every blob of the batch is recorded: the lock may go */
+    ps_store_lock_release_batch(store);
 out:
     pthread_mutex_unlock(&store->batch_mutex);
     return error;
@@ -664,6 +631,7 @@ PKGSTORE_API int pkgstore_store_blob_open(int *fd_out, uint64_t *size_out, pkgst
 PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgstore_store *store,
                                           const pkgstore_digest *digest)
 {
+    char rel[128], text[PKGSTORE_DIGEST_STR_SIZE];
     int error;
     if (fd_out == NULL)
         return ps_error_set(PKGSTORE_EINVALID, "zstd open: NULL output");
@@ -672,7 +640,22 @@ PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgst
         *size_out = 0;
     if ((error = check_args(store, digest, "zstd open")) < 0)
         return error;
-    return open_blob_file(fd_out, size_out, store, digest, ".zst");
+    if ((error = open_blob_file(fd_out, size_out, store, digest, ".zst")) < 0)
+        return error;
+    /* a copy whose blob is gone (a failed ingest, a crash) is not served */
+    if ((error = ps_store_blob_relpath(rel, sizeof(rel), digest, "")) == 0 &&
+        faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+        pkgstore_digest_format(text, digest);
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "%s (zstd copy): its blob is not in the store",
+                             text);
+    }
+    if (error < 0) {
+        close(*fd_out);
+        *fd_out = -1;
+        if (size_out)
+            *size_out = 0;
+    }
+    return error;
 }
 
 PKGSTORE_API int pkgstore_store_blob_read(void **data_out, size_t *len_out, pkgstore_store *store,
@@ -764,8 +747,8 @@ PKGSTORE_API int pkgstore_store_blob_exists(pkgstore_store *store, const pkgstor
 
 PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstore_digest *digest)
 {
-    char rel[128], zst[128];
-    int error, fanout_fd = -1;
+    char rel[128], zst[128], text[PKGSTORE_DIGEST_STR_SIZE], why[512];
+    int error, referenced, fanout_fd = -1;
 
     if ((error = check_args(store, digest, "blob delete")) < 0)
         return error;
@@ -774,15 +757,28 @@ PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstor
     if ((error = ps_store_blob_relpath(rel, sizeof(rel), digest, "")) < 0 ||
         (error = ps_store_blob_relpath(zst, sizeof(zst), digest, ".zst")) < 0)
         return error;
-    if ((error = ps_store_lock(store, 0, 0)) < 0)
+    /* exclusive: no writer is between finding this blob present and
+     * recording what refers to it (invariant 2 for everyone else) */
+    if ((error = ps_store_lock(store, 1, 0)) < 0)
         return error;
+    pkgstore_digest_format(text, digest);
     if (faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
         error = ps_error_errno(errno, "%s: stat", rel);
-        if (error == PKGSTORE_ENOTFOUND) {
-            char text[PKGSTORE_DIGEST_STR_SIZE];
-            pkgstore_digest_format(text, digest);
+        if (error == PKGSTORE_ENOTFOUND)
             ps_error_set(error, "%s: no such blob in the store", text);
-        }
+        goto out;
+    }
+    if (ps_store_blob_in_flight(store->root_fd, rel)) {
+        error = ps_error_set(PKGSTORE_ELOCKED, "%s: being added (a writer holds it)", text);
+        goto out;
+    }
+    if ((referenced = ps_gc_blob_referenced(why, sizeof(why), store, digest)) != 0) {
+        if (referenced > 0)
+            error = ps_error_set(PKGSTORE_ECONFLICT, "%s: still referenced by %s; remove that "
+                                 "first (gc deletes it once nothing refers to it)",
+                                 text, why);
+        else
+            error = referenced;
         goto out;
     }
     /* the record goes first: an index record never points at nothing */
