@@ -30,7 +30,7 @@
 
 static int io_error(int err, const pkgstore_store_writer *writer, const char *op)
 {
-    int code = ps_error_errno(err, "%s/tmp: %s", writer->store->path, op);
+    int code = ps_error_errno(err, "%s: temporary file: %s", writer->store->path, op);
     return code == PKGSTORE_ENOSPC || code == PKGSTORE_ENOMEM ? code : PKGSTORE_EIO;
 }
 
@@ -278,6 +278,30 @@ static int add_stream(pkgstore_store_writer *writer, int fd, size_t buf_size)
     return error;
 }
 
+PKGSTORE_API int pkgstore_store_writer_read_fd(pkgstore_store_writer *writer, int fd)
+{
+    struct stat st;
+    int error = 1;
+
+    if (writer == NULL || fd < 0)
+        return ps_error_set(PKGSTORE_EINVALID, "writer read: NULL writer or bad fd");
+    if (writer->failed || writer->linked)
+        return ps_error_set(PKGSTORE_EINVALID, "writer read: the writer %s; abort it",
+                            writer->linked ? "is linked already" : "failed earlier");
+    if (fstat(fd, &st) < 0)
+        return ps_error_errno(errno, "writer read: fstat input");
+    if (S_ISDIR(st.st_mode))
+        return ps_error_set(PKGSTORE_EINVALID, "writer read: input is a directory");
+    /* the copier writes from offset 0: only into a writer still empty */
+    if (S_ISREG(st.st_mode) && writer->size == 0 && st.st_size >= (off_t)READ_CHUNK)
+        error = add_regular(writer, fd, (uint64_t)st.st_size);
+    if (error == 1)
+        error = add_stream(writer, fd, READ_CHUNK);
+    if (error < 0)
+        writer->failed = 1;
+    return error;
+}
+
 /* ------------------------------------------------------------------ in memory */
 
 /* Add len bytes already in memory, hashed here. */
@@ -394,13 +418,8 @@ PKGSTORE_API int pkgstore_store_add_fd(pkgstore_digest *digest_out, uint64_t *si
     }
     if ((error = pkgstore_store_writer_open(&writer, store, expected_digest, expected_size)) < 0)
         goto out;
-    error = 1; /* 1: the read loop takes it from here */
-    if (data != NULL && (error = pkgstore_store_writer_write(writer, data, len)) == 0)
-        error = 1;
-    else if (data == NULL && S_ISREG(st.st_mode))
-        error = add_regular(writer, fd, (uint64_t)st.st_size);
-    if (error == 1)
-        error = add_stream(writer, fd, READ_CHUNK);
+    if (data == NULL || (error = pkgstore_store_writer_write(writer, data, len)) == 0)
+        error = pkgstore_store_writer_read_fd(writer, fd);
     if (error < 0) {
         pkgstore_store_writer_abort(writer);
         goto out;

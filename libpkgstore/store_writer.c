@@ -327,7 +327,7 @@ out:
 
 static int io_error(int err, const pkgstore_store_writer *writer, const char *op)
 {
-    int code = ps_error_errno(err, "%s/tmp: %s", writer->store->path, op);
+    int code = ps_error_errno(err, "%s: temporary file: %s", writer->store->path, op);
     return code == PKGSTORE_ENOSPC || code == PKGSTORE_ENOMEM ? code : PKGSTORE_EIO;
 }
 

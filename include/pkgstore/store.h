@@ -120,6 +120,14 @@ PKGSTORE_API int pkgstore_store_writer_write(pkgstore_store_writer *writer, cons
                                              size_t len);
 
 /**
+ * Append everything readable from fd (a regular file of 1 MiB or more, into
+ * a writer still empty, is copied with copy_file_range() while it is
+ * hashed). Errors as pkgstore_store_writer_write(), and PKGSTORE_EINVALID
+ * for a directory; after an error the writer can only be aborted.
+ */
+PKGSTORE_API int pkgstore_store_writer_read_fd(pkgstore_store_writer *writer, int fd);
+
+/**
  * Put the blob in place without recording it yet: check size and digest,
  * fsync (per the durability mode), write the .zst copy of a zstd_copies
  * store, link the blob without replacing anything and fsync the directory,
