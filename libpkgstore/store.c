@@ -291,6 +291,9 @@ static enum ps_tmp_mode probe_tmp_mode(pkgstore_store *store)
 void ps_store_set_tmp_mode(pkgstore_store *store, enum ps_tmp_mode mode)
 {
     store->tmp_mode = mode == PS_TMP_AUTO ? probe_tmp_mode(store) : mode;
+    /* a forced O_TMPFILE is linked through /proc/self/fd, the way every
+     * process without CAP_DAC_READ_SEARCH links it on older kernels */
+    store->link_empty_path = mode == PS_TMP_TMPFILE ? -1 : 0;
 }
 
 void ps_store_test_fail_sync(pkgstore_store *store, int code)

@@ -66,6 +66,7 @@ struct pkgstore_store {
     size_t pending_len, pending_cap;
     int batch_dirty;
     int fail_sync; /* set only by the test hook ps_store_test_fail_sync() */
+    _Atomic int link_empty_path; /* linkat(AT_EMPTY_PATH): 1 works, -1 refused, 0 unknown */
 };
 
 /* Open <store>/lock and <store>/lock.intent and set the lock's defaults
@@ -75,7 +76,8 @@ void ps_store_lock_close(pkgstore_store *store);
 
 /* BATCH: keep the lock shared (the calling thread holds it) until the sync
  * that records the batch, which calls ps_store_lock_release_batch().
- * Returns 1 when an exclusive locker waits, so the caller syncs now. */
+ * Returns 1 when a thread of this handle waits for the lock exclusively, so
+ * the caller syncs now (another process's wait shows at the next lock). */
 int ps_store_lock_hold_for_batch(pkgstore_store *store);
 void ps_store_lock_release_batch(pkgstore_store *store);
 
@@ -163,7 +165,8 @@ void ps_store_tmp_discard(pkgstore_store *store, int tmp_fd, const char *tmp_nam
 
 #ifdef PKGSTORE_TEST_HOOKS
 /* Test hooks (test builds only, see the Makefile). Force a temporary-file
- * mode (fault injection and coverage); make every pkgstore_store_sync() of
+ * mode (fault injection and coverage; PS_TMP_TMPFILE also links through
+ * /proc/self/fd instead of linkat(AT_EMPTY_PATH)); make every pkgstore_store_sync() of
  * the handle fail with code (0: work again). */
 void ps_store_set_tmp_mode(pkgstore_store *store, enum ps_tmp_mode mode);
 void ps_store_test_fail_sync(pkgstore_store *store, int code);

@@ -121,8 +121,21 @@ int ps_store_tmp_link(pkgstore_store *store, int tmp_fd, const char *tmp_name, i
     int rc;
     if (tmp_name == NULL || tmp_name[0] == '\0') {
         char proc_path[64];
-        snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", tmp_fd);
-        rc = linkat(AT_FDCWD, proc_path, dir_fd, name, AT_SYMLINK_FOLLOW);
+        /* straight from the fd where the kernel lets us (CAP_DAC_READ_SEARCH
+         * or a kernel that allows it for our own O_TMPFILE), which spares a
+         * walk through /proc; else through /proc/self/fd */
+        int use_proc = 1;
+        if (atomic_load(&store->link_empty_path) >= 0) {
+            rc = linkat(tmp_fd, "", dir_fd, name, AT_EMPTY_PATH);
+            use_proc = rc < 0 && (errno == ENOENT || errno == EPERM || errno == EINVAL ||
+                                  errno == EACCES);
+            /* ENOENT may also be a missing directory: /proc will say */
+            atomic_store(&store->link_empty_path, !use_proc ? 1 : errno == ENOENT ? 0 : -1);
+        }
+        if (use_proc) {
+            snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", tmp_fd);
+            rc = linkat(AT_FDCWD, proc_path, dir_fd, name, AT_SYMLINK_FOLLOW);
+        }
     } else {
         rc = linkat(store->tmp_fd, tmp_name, dir_fd, name, 0);
     }
@@ -192,8 +205,11 @@ int ps_store_place(ps_store_placed *out, pkgstore_store *store, const pkgstore_d
     snprintf(rel, sizeof(rel), "%s/%s", fanout_rel, hex);
     snprintf(zst_rel, sizeof(zst_rel), "%s/%s.zst", fanout_rel, hex);
 
-    /* a re-add of a blob already there writes nothing (invariant 3) */
-    out->existed = faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    /* a re-add of a blob already there writes nothing (invariant 3). Where
+     * nothing is synced, link()'s EEXIST says it at no extra cost; a look
+     * first spares a sync (FSYNC) or a compression (zstd_copies) */
+    if (fsync_mode || store->opts.zstd_copies)
+        out->existed = faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
     if (!out->existed && *src_fd < 0) {
         /* bytes in memory: into a temporary file beside their blob */
         if ((error = ps_store_tmp_create(src_fd, src_name, src_name_size, store, digest, 0444)) <
@@ -335,9 +351,7 @@ PKGSTORE_API int pkgstore_store_writer_open(pkgstore_store_writer **out, pkgstor
                                             const pkgstore_digest *expected_digest,
                                             int64_t expected_size)
 {
-    static atomic_uint spread;
     pkgstore_store_writer *writer;
-    pkgstore_digest near;
     int error;
 
     if (out == NULL || store == NULL)
@@ -358,15 +372,12 @@ PKGSTORE_API int pkgstore_store_writer_open(pkgstore_store_writer **out, pkgstor
     if (expected_digest) {
         writer->has_expected_digest = 1;
         writer->expected_digest = *expected_digest;
-        near = *expected_digest;
-    } else {
-        memset(&near, 0, sizeof(near));
-        near.bytes[0] = (unsigned char)atomic_fetch_add(&spread, 1);
     }
     if ((error = pkgstore_digest_ctx_new(&writer->ctx)) < 0)
         goto fail;
+    /* beside its blob when the digest is known, else in tmp/ */
     if ((error = ps_store_tmp_create(&writer->fd, writer->tmp_name, sizeof(writer->tmp_name),
-                                     store, &near, 0444)) < 0)
+                                     store, expected_digest, 0444)) < 0)
         goto fail;
     /* reserve the space now so a full disk fails before any copying */
     if (expected_size > 0 && fallocate(writer->fd, 0, 0, (off_t)expected_size) < 0 &&
