@@ -172,7 +172,7 @@ static void test_store_crash__sigkill_while_adding(void **state)
 {
     char *dir = make_tmpdir(), store_dir[4200], tmp_dir[4300];
     unsigned int seed = (unsigned int)time(NULL);
-    int kills = kill_count(), added_phase = 0;
+    int kills = kill_count(), added_phase = 0, housekeeping = 0;
     pkgstore_fsck_report report, repaired;
     pkgstore_store *store;
     struct timespec started, ended;
@@ -201,8 +201,10 @@ static void test_store_crash__sigkill_while_adding(void **state)
         close(ready[1]);
         /* random moment: one kill in ten lands while the store opens, the
          * others while blobs are being added */
-        if (i % 10 != 0 && read(ready[0], &byte, 1) == 1)
+        if (i % 10 != 0 && read(ready[0], &byte, 1) == 1) {
             added_phase++;
+            housekeeping += i % 5 == 4;
+        }
         close(ready[0]);
         delay.tv_nsec = (long)(rand_r(&seed) % 8000) * 1000L;
         nanosleep(&delay, NULL);
@@ -212,7 +214,9 @@ static void test_store_crash__sigkill_while_adding(void **state)
     }
     clock_gettime(CLOCK_MONOTONIC, &ended);
 
-    print_message("crash test: %d kills while working (%.0f s)\n", added_phase,
+    print_message("crash test: %d kills while working, %d of them in gc, deletes and registry "
+                  "changes (%.0f s)\n",
+                  added_phase, housekeeping,
                   (double)(ended.tv_sec - started.tv_sec) +
                       (double)(ended.tv_nsec - started.tv_nsec) / 1e9);
     assert_true(added_phase >= kills * 5 / 6);
