@@ -751,7 +751,7 @@ PKGSTORE_API int pkgstore_store_blob_exists(pkgstore_store *store, const pkgstor
 PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstore_digest *digest)
 {
     char rel[128], zst[128], text[PKGSTORE_DIGEST_STR_SIZE], why[512];
-    int error, referenced, fanout_fd = -1;
+    int error, referenced;
 
     if ((error = check_args(store, digest, "blob delete")) < 0)
         return error;
@@ -790,24 +790,29 @@ PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstor
         error = 0;
     if (error < 0)
         goto out;
-    if (unlinkat(store->root_fd, zst, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", zst);
-        goto out;
-    }
-    if (unlinkat(store->root_fd, rel, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", rel);
-        goto out;
-    }
-    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC &&
-        ps_store_fanout_open(&fanout_fd, NULL, store, digest, 0) == 0 && fsync(fanout_fd) < 0)
-        error = ps_error_errno(errno, "%s: fsync directory", rel);
-    else if (store->opts.durability == PKGSTORE_DURABILITY_BATCH)
-        ps_store_mark_dirty(store);
+    error = ps_store_unlink_blob(store, digest);
 out:
-    if (fanout_fd >= 0)
-        close(fanout_fd);
     ps_store_unlock(store);
     return error;
+}
+
+int ps_store_unlink_blob(pkgstore_store *store, const pkgstore_digest *digest)
+{
+    char rel[128], zst[128], fanout_rel[32];
+    ps_store_blob_relpath(rel, sizeof(rel), digest, "");
+    ps_store_blob_relpath(zst, sizeof(zst), digest, ".zst");
+    /* the copy first: a copy never outlives its blob for long */
+    if (unlinkat(store->root_fd, zst, 0) < 0 && errno != ENOENT)
+        return ps_error_errno(errno, "%s: unlink", zst);
+    if (unlinkat(store->root_fd, rel, 0) < 0 && errno != ENOENT)
+        return ps_error_errno(errno, "%s: unlink", rel);
+    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC) {
+        snprintf(fanout_rel, sizeof(fanout_rel), "blobs/sha256/%02x", digest->bytes[0]);
+        return ps_store_fsync_dir(store, fanout_rel);
+    }
+    if (store->opts.durability == PKGSTORE_DURABILITY_BATCH)
+        ps_store_mark_dirty(store);
+    return 0;
 }
 
 PKGSTORE_API int pkgstore_store_blob_verify(pkgstore_store *store, const pkgstore_digest *digest)

@@ -314,6 +314,10 @@ static int add_memory(pkgstore_digest *digest_out, pkgstore_store *store, const 
     ps_store_placed placed;
     int error, tmp_fd = -1, yield = 0;
 
+    if (digest_out)
+        memset(digest_out, 0, sizeof(*digest_out));
+    if (store == NULL || (data == NULL && len > 0))
+        return ps_error_set(PKGSTORE_EINVALID, "add: NULL store or data");
     if (store->opts.read_only)
         return ps_error_set(PKGSTORE_EDENIED, "%s: store opened read-only", store->path);
     if (expected_size >= 0 && (uint64_t)expected_size != len)
@@ -455,19 +459,11 @@ PKGSTORE_API int pkgstore_store_add_file(pkgstore_digest *digest_out, uint64_t *
 PKGSTORE_API int pkgstore_store_add_buffer(pkgstore_digest *digest_out, pkgstore_store *store,
                                            const void *data, size_t len)
 {
-    if (digest_out)
-        memset(digest_out, 0, sizeof(*digest_out));
-    if (store == NULL || (data == NULL && len > 0))
-        return ps_error_set(PKGSTORE_EINVALID, "add: NULL store or data");
     return add_memory(digest_out, store, data, len, NULL, -1, 0);
 }
 
 int ps_store_add_buffer_unrecorded(pkgstore_digest *digest_out, pkgstore_store *store,
                                    const void *data, size_t len)
 {
-    if (digest_out)
-        memset(digest_out, 0, sizeof(*digest_out));
-    if (store == NULL || (data == NULL && len > 0))
-        return ps_error_set(PKGSTORE_EINVALID, "add: NULL store or data");
     return add_memory(digest_out, store, data, len, NULL, -1, 1);
 }

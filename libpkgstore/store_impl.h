@@ -69,6 +69,11 @@ struct pkgstore_store {
     _Atomic int link_empty_path; /* linkat(AT_EMPTY_PATH): 1 works, -1 refused, 0 unknown */
 };
 
+/* Unlink a blob's .zst copy and the blob (missing ones are fine) and sync
+ * the fan-out directory per the durability mode. The caller holds the
+ * store lock exclusively and has dropped the blob record. */
+int ps_store_unlink_blob(pkgstore_store *store, const pkgstore_digest *digest);
+
 /* Open <store>/lock and <store>/lock.intent and set the lock's defaults
  * (store_lock.c); ps_store_lock_close() closes them and frees its state. */
 int ps_store_lock_open(pkgstore_store *store);

@@ -288,7 +288,7 @@ out:
 int ps_store_unplace(pkgstore_store *store, const pkgstore_digest *digest,
                      const ps_store_placed *placed)
 {
-    char rel[128], zst_rel[128], why[512];
+    char rel[128], why[512];
     int error = 0, referenced;
 
     if (!placed->linked_blob && !placed->existed)
@@ -296,7 +296,6 @@ int ps_store_unplace(pkgstore_store *store, const pkgstore_digest *digest,
     /* also a blob that was there (unrecorded: an earlier failed upload);
      * what is recorded, referenced or held stays, whoever linked it */
     ps_store_blob_relpath(rel, sizeof(rel), digest, "");
-    ps_store_blob_relpath(zst_rel, sizeof(zst_rel), digest, ".zst");
     if ((error = ps_store_lock(store, 1, 0)) < 0) {
         ps_error_prefix("%s: withdraw", rel);
         return error;
@@ -319,21 +318,7 @@ int ps_store_unplace(pkgstore_store *store, const pkgstore_digest *digest,
         error = referenced < 0 ? referenced : 0;
         goto out;
     }
-    if (unlinkat(store->root_fd, zst_rel, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", zst_rel);
-        goto out;
-    }
-    if (unlinkat(store->root_fd, rel, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", rel);
-        goto out;
-    }
-    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC) {
-        char fanout_rel[32];
-        snprintf(fanout_rel, sizeof(fanout_rel), "blobs/sha256/%02x", digest->bytes[0]);
-        error = ps_store_fsync_dir(store, fanout_rel);
-    } else if (store->opts.durability == PKGSTORE_DURABILITY_BATCH) {
-        ps_store_mark_dirty(store);
-    }
+    error = ps_store_unlink_blob(store, digest);
 out:
     ps_store_unlock(store);
     return error;

@@ -87,6 +87,21 @@ static void blob_file(char *buf, size_t size, const struct fixture *fx, const pk
     path_in(buf, size, fx, rel);
 }
 
+static void put_package(pkgstore_store *store, const char *version, const pkgstore_digest *digest,
+                        uint64_t size)
+{
+    pkgstore_package_record record;
+    memset(&record, 0, sizeof(record));
+    strcpy(record.name, "otelcol");
+    snprintf(record.version, sizeof(record.version), "%s", version);
+    strcpy(record.platform, "linux/amd64");
+    strcpy(record.format, "binary");
+    strcpy(record.entrypoint, "otelcol");
+    record.digest = *digest;
+    record.size = size;
+    assert_int_equal(ps_index_package_put(ps_store_index(store), &record), 0);
+}
+
 /* ------------------------------------------------------------------ open */
 
 static void test_store__open_creates_layout(void **state)
@@ -1212,22 +1227,13 @@ static void test_store__repair_rechecks_under_lock(void **state)
 static void test_store__blob_delete_refuses_referenced(void **state)
 {
     struct fixture *fx = *state;
-    pkgstore_package_record record;
     pkgstore_fsck_report report;
     pkgstore_digest used, unused;
     struct holder h;
 
     assert_int_equal(pkgstore_store_add_buffer(&used, fx->store, "an artifact", 11), 0);
     assert_int_equal(pkgstore_store_add_buffer(&unused, fx->store, "nobody's", 8), 0);
-    memset(&record, 0, sizeof(record));
-    strcpy(record.name, "otelcol");
-    strcpy(record.version, "0.98.0");
-    strcpy(record.platform, "linux/amd64");
-    strcpy(record.format, "binary");
-    strcpy(record.entrypoint, "otelcol");
-    record.digest = used;
-    record.size = 11;
-    assert_int_equal(ps_index_package_put(ps_store_index(fx->store), &record), 0);
+    put_package(fx->store, "0.98.0", &used, 11);
 
     assert_int_equal(pkgstore_store_blob_delete(fx->store, &used), PKGSTORE_ECONFLICT);
     assert_non_null(strstr(pkgstore_error_detail(), "otelcol 0.98.0"));
@@ -1246,21 +1252,6 @@ static void test_store__blob_delete_refuses_referenced(void **state)
 }
 
 /* ------------------------------------------------------------------ failed uploads */
-
-static void put_package(pkgstore_store *store, const char *version, const pkgstore_digest *digest,
-                        uint64_t size)
-{
-    pkgstore_package_record record;
-    memset(&record, 0, sizeof(record));
-    strcpy(record.name, "otelcol");
-    snprintf(record.version, sizeof(record.version), "%s", version);
-    strcpy(record.platform, "linux/amd64");
-    strcpy(record.format, "binary");
-    strcpy(record.entrypoint, "otelcol");
-    record.digest = *digest;
-    record.size = size;
-    assert_int_equal(ps_index_package_put(ps_store_index(store), &record), 0);
-}
 
 static pkgstore_store_writer *linked_writer(pkgstore_store *store, const char *text,
                                             pkgstore_digest *digest)
