@@ -1,8 +1,9 @@
 /*
  * store_zstd: the optional transfer copies blobs/sha256/xx/<hex>.zst that the
  * server sends with Content-Encoding: zstd. A copy is written like a blob
- * (tmp/, durability mode, link without replacing) and is only linked after
- * it was checked to decompress to the blob's digest. libzstd streaming API.
+ * (a temporary file beside it, durability mode, link without replacing) and
+ * is only linked after it was checked to decompress to the blob's digest; a
+ * new blob's copy is linked before the blob. libzstd streaming API.
  */
 #include "store_impl.h"
 #include "error.h"
