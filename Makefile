@@ -326,13 +326,15 @@ long-crash: $(BUILD)/tests/test_store_crash
 long-fuzz: fuzz
 	@[ "$$(stat -f -c %T $(LONG_FUZZ_TMPFS))" = tmpfs ] || \
 	    { echo "long-fuzz: $(LONG_FUZZ_TMPFS) is not a tmpfs (set LONG_FUZZ_TMPFS)"; exit 1; }
-	@for f in $(FUZZ_BINS); do \
-	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	@failed=; for f in $(FUZZ_BINS); do \
+	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
 	    tmp=$${TMPDIR:-/tmp}; [ $$t = archive ] && tmp=$(LONG_FUZZ_TMPFS); \
 	    echo "== $$f ($(LONG_FUZZ_SECONDS) s, TMPDIR=$$tmp)"; \
 	    TMPDIR=$$tmp $$f -max_total_time=$(LONG_FUZZ_SECONDS) -print_final_stats=1 \
-	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
-	done
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "long-fuzz: found crashes in:$$failed (inputs in $(FUZZ_BUILD)/crashes/)"; exit 1; fi
 
 # ---------------------------------------------------------------- demo, run, bench
 # deps, then a sub-make for the build and the script: as plain prerequisites
