@@ -46,6 +46,8 @@ struct copy_job {
     off_t src_off;
     uint64_t limit;  /* copy at most this many bytes */
     int writeback;   /* start writeback as chunks land (FSYNC mode) */
+    unsigned char *map; /* the hasher's mapping of the destination (NULL: none) */
+    size_t map_len;
     pthread_mutex_t mutex;
     pthread_cond_t cond;
     uint64_t done;   /* bytes in the destination so far */
@@ -120,6 +122,13 @@ static void *copier_main(void *arg)
         }
         if (got == 0)
             break;
+        /* map what landed for the hasher: the threads share the page
+         * tables, and this thread has time to spare (copying is faster
+         * than hashing), so the hasher only hashes */
+        if (job->map != NULL && done + got <= job->map_len) {
+            uint64_t first = done - done % 4096;
+            (void)madvise(job->map + first, (size_t)(done + got - first), MADV_POPULATE_READ);
+        }
         done += got;
         if (job->writeback && done - synced >= COPY_CHUNK) {
             (void)sync_file_range(job->dst_fd, (off_t)synced, (off_t)(done - synced),
@@ -195,6 +204,8 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
             map = NULL;
         else
             (void)madvise(map, map_len, MADV_SEQUENTIAL);
+        job.map = map;
+        job.map_len = map_len;
     }
     if (pthread_create(&thread, NULL, copier_main, &job) != 0) {
         /* the plain loop writes from offset 0: drop the reservation */
@@ -214,10 +225,8 @@ static int add_regular(pkgstore_store_writer *writer, int fd, uint64_t file_size
             uint64_t to = available - hashed > ((uint64_t)64 << 20) ? hashed + ((uint64_t)64 << 20)
                                                                      : available;
             if (map != NULL && to <= map_len) {
-                /* map the landed pages in one call instead of a fault per
-                 * few pages (best effort: older kernels say EINVAL) */
-                uint64_t first = hashed - hashed % 4096;
-                (void)madvise(map + first, (size_t)(to - first), MADV_POPULATE_READ);
+                /* the copier mapped the landed pages (best effort: older
+                 * kernels say EINVAL, and then this faults them in) */
                 error = pkgstore_digest_ctx_update(writer->ctx, map + hashed, (size_t)(to - hashed));
             }
             else
