@@ -8,6 +8,7 @@
 #   make run        start pkgstored on the default store
 #   make bench      run the benchmarks under bench/
 #   make fuzz       build the libFuzzer harnesses (clang); make fuzz-smoke runs each 60 s
+#   make long-tests 10,000-kill crash test and an hour of each fuzz harness (see below)
 #   make install    install library, headers, pkgstore.pc, programs and man pages
 #
 # Sources are discovered by convention so that adding a module, a tool or a
@@ -406,6 +407,32 @@ fuzz-smoke: fuzz
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
+
+# ---------------------------------------------------------------- long runs
+# Too long for make test, run before a release and after changes to the
+# store, gc or the parsers: the crash test with LONG_KILLS SIGKILLs (gc,
+# deletes and registry changes beside the adds), then every fuzz harness
+# for LONG_FUZZ_SECONDS each, the archive harness extracting on a tmpfs
+# (LONG_FUZZ_TMPFS; it writes a tree per input). Each prints its figures.
+LONG_KILLS        ?= 10000
+LONG_FUZZ_SECONDS ?= 3600
+LONG_FUZZ_TMPFS   ?= /dev/shm
+.PHONY: long-tests long-crash long-fuzz
+long-tests: long-crash long-fuzz
+long-crash: $(BUILD)/tests/test_store_crash
+	PKGSTORE_CRASH_KILLS=$(LONG_KILLS) $(BUILD)/tests/test_store_crash
+long-fuzz: fuzz
+	@[ "$$(stat -f -c %T $(LONG_FUZZ_TMPFS))" = tmpfs ] || \
+	    { echo "long-fuzz: $(LONG_FUZZ_TMPFS) is not a tmpfs (set LONG_FUZZ_TMPFS)"; exit 1; }
+	@failed=; for f in $(FUZZ_BINS); do \
+	    t=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
+	    tmp=$${TMPDIR:-/tmp}; [ $$t = archive ] && tmp=$(LONG_FUZZ_TMPFS); \
+	    echo "== $$f ($(LONG_FUZZ_SECONDS) s, TMPDIR=$$tmp)"; \
+	    TMPDIR=$$tmp $$f -max_total_time=$(LONG_FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "long-fuzz: found crashes in:$$failed (inputs in $(FUZZ_BUILD)/crashes/)"; exit 1; fi
 
 # ---------------------------------------------------------------- demo, run, bench
 # deps, then a sub-make for the build and the script: as plain prerequisites

@@ -32,12 +32,16 @@
 #include "pkgstore/manifest.h"
 #include "store.h"
 
+#ifdef PKGSTORE_TEST_HOOKS
 static _Atomic int64_t clock_skew;
 
 void ps_gc_set_clock_skew(int64_t seconds)
 {
     clock_skew = seconds;
 }
+#else
+#define clock_skew 0
+#endif
 
 /* ---------------------------------------------------------------- pins */
 
@@ -236,7 +240,42 @@ static void mark_clear(struct mark_set *set)
     memset(set, 0, sizeof(*set));
 }
 
-static int mark_manifest_artifacts(struct mark_set *set, const void *key, size_t key_len,
+/* A walk over the roots: either marking every digest they name (set), or
+ * looking for one (target), whose first referrer is described in why. */
+struct mark_walk {
+    struct mark_set *set;
+    enum ps_index_db db;
+    const pkgstore_digest *target;
+    char *why;
+    size_t why_size;
+};
+
+#define FOUND 1 /* stops the walk: the target is referenced */
+
+static void key_text(char *out, size_t size, const void *key, size_t key_len)
+{
+    size_t n = key_len < size - 1 ? key_len : size - 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = ((const char *)key)[i];
+        out[i] = c == '\0' ? ' ' : c;
+    }
+    out[n] = '\0';
+}
+
+static int mark_one(struct mark_walk *walk, const pkgstore_digest *digest, const char *what,
+                    const void *key, size_t key_len)
+{
+    char name[300];
+    if (walk->target == NULL)
+        return mark_add(walk->set, digest);
+    if (!pkgstore_digest_equal(digest, walk->target))
+        return 0;
+    key_text(name, sizeof(name), key, key_len);
+    snprintf(walk->why, walk->why_size, "%s %s", what, name);
+    return FOUND;
+}
+
+static int mark_manifest_artifacts(struct mark_walk *walk, const void *key, size_t key_len,
                                    const void *data, size_t len)
 {
     pkgstore_manifest *manifest = NULL;
@@ -244,25 +283,16 @@ static int mark_manifest_artifacts(struct mark_set *set, const void *key, size_t
 
     if ((error = pkgstore_manifest_parse(&manifest, data, len)) < 0) {
         char name[300];
-        size_t n = key_len < sizeof(name) - 1 ? key_len : sizeof(name) - 1;
-        for (size_t i = 0; i < n; i++) {
-            char c = ((const char *)key)[i];
-            name[i] = c == '\0' ? ' ' : c;
-        }
-        name[n] = '\0';
+        key_text(name, sizeof(name), key, key_len);
         ps_error_prefix("gc: refusing to sweep: manifest record %s", name);
         return error; /* an unreadable root must stop gc, not free its blobs */
     }
     for (size_t i = 0; i < pkgstore_manifest_artifact_count(manifest) && error == 0; i++)
-        error = mark_add(set, &pkgstore_manifest_artifact(manifest, i)->digest);
+        error = mark_one(walk, &pkgstore_manifest_artifact(manifest, i)->digest,
+                         "an artifact of", key, key_len);
     pkgstore_manifest_free(manifest);
     return error;
 }
-
-struct mark_walk {
-    struct mark_set *set;
-    enum ps_index_db db;
-};
 
 static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_len,
                    void *payload)
@@ -270,6 +300,7 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
     struct mark_walk *walk = payload;
     pkgstore_package_record *record;
     pkgstore_digest digest;
+    const char *what;
     int error;
 
     switch (walk->db) {
@@ -285,6 +316,7 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
             ps_error_prefix("gc: refusing to sweep");
             return error; /* an unreadable root must stop gc, not free its blob */
         }
+        what = "package";
         break;
     case PS_DB_MANIFESTS:
         if (val_len < PKGSTORE_DIGEST_SIZE)
@@ -295,30 +327,54 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
          * artifacts too, so they survive even a crash that left the package
          * records behind the manifest. */
         if (val_len > PKGSTORE_DIGEST_SIZE &&
-            (error = mark_manifest_artifacts(walk->set, key, key_len,
+            (error = mark_manifest_artifacts(walk, key, key_len,
                                              (const unsigned char *)val + PKGSTORE_DIGEST_SIZE,
-                                             val_len - PKGSTORE_DIGEST_SIZE)) < 0)
+                                             val_len - PKGSTORE_DIGEST_SIZE)) != 0)
             return error;
+        what = "the manifest of";
         break;
     case PS_DB_PINS:
         if (key_len != PKGSTORE_DIGEST_SIZE)
             return ps_error_set(PKGSTORE_ECORRUPT, "gc: refusing to sweep: malformed pin");
         memcpy(digest.bytes, key, PKGSTORE_DIGEST_SIZE);
-        break;
+        if (walk->target != NULL && pkgstore_digest_equal(&digest, walk->target)) {
+            snprintf(walk->why, walk->why_size, "a pin");
+            return FOUND;
+        }
+        return walk->target != NULL ? 0 : mark_add(walk->set, &digest);
     default:
         return 0;
     }
-    return mark_add(walk->set, &digest);
+    return mark_one(walk, &digest, what, key, key_len);
 }
+
+static const enum ps_index_db roots[] = {PS_DB_PACKAGES, PS_DB_MANIFESTS, PS_DB_PINS};
 
 static int mark_all(struct mark_set *set, ps_index *index)
 {
-    static const enum ps_index_db roots[] = {PS_DB_PACKAGES, PS_DB_MANIFESTS, PS_DB_PINS};
     int error;
 
     for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
-        struct mark_walk walk = {set, roots[i]};
+        struct mark_walk walk = {set, roots[i], NULL, NULL, 0};
         if ((error = ps_index_foreach(index, roots[i], NULL, 0, mark_cb, &walk)) < 0)
+            return error;
+    }
+    return 0;
+}
+
+int ps_gc_blob_referenced(char *why, size_t why_size, pkgstore_store *store,
+                          const pkgstore_digest *digest)
+{
+    ps_index *index;
+    int error;
+
+    if ((error = store_index(&index, store)) < 0)
+        return error;
+    if (why_size > 0)
+        why[0] = '\0';
+    for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+        struct mark_walk walk = {NULL, roots[i], digest, why, why_size};
+        if ((error = ps_index_foreach(index, roots[i], NULL, 0, mark_cb, &walk)) != 0)
             return error;
     }
     return 0;
@@ -636,6 +692,11 @@ static int sweep_blob(struct gc_run *run, const struct candidate *candidate)
     if ((error = blob_age_time(&when, run, &candidate->digest, &st)) < 0)
         return error;
     if (!old_enough(run, when)) {
+        run->report.blobs_young++;
+        return 0;
+    }
+    if (ps_store_blob_in_flight(run->root_fd, path)) {
+        /* a writer linked it and is about to record it or take it back */
         run->report.blobs_young++;
         return 0;
     }

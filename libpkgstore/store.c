@@ -1,12 +1,14 @@
 /*
  * store: the store directory itself. Opening and creating it (format marker,
- * stale tmp/ cleanup, the index), the store lock, batch syncs, and the
- * read-side blob operations: path, open, read, stat, exists, delete, verify
- * and the walk over blobs/. Writing lives in store_writer.c, fsck in
- * store_fsck.c and the zstd transfer copies in store_zstd.c.
+ * stale tmp/ cleanup, the index) and the read-side blob operations: path,
+ * open, read, stat, exists, delete, verify and the walk over blobs/. The
+ * lock lives in store_lock.c, batches in store_batch.c, writing in
+ * store_writer.c and store_add.c, fsck in store_fsck.c and the zstd
+ * transfer copies in store_zstd.c.
  */
 #include "store_impl.h"
 #include "error.h"
+#include "gc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -150,92 +154,6 @@ read_fallback:
     return pkgstore_digest_fd(out, size_out, fd);
 }
 
-/* ------------------------------------------------------------------ lock */
-
-int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock)
-{
-    int error = 0;
-    pthread_t self = pthread_self();
-
-    if (store == NULL)
-        return ps_error_set(PKGSTORE_EINVALID, "store lock: NULL store");
-    pthread_mutex_lock(&store->lock_mutex);
-    if (store->exclusive_depth > 0 && pthread_equal(store->exclusive_owner, self)) {
-        /* the exclusive holder may take the lock again, either way */
-        store->exclusive_depth++;
-        goto out;
-    }
-    if (exclusive) {
-        while (store->shared_count > 0 || store->exclusive_depth > 0) {
-            if (nonblock) {
-                error = ps_error_set(PKGSTORE_ELOCKED, "%s/lock: in use by this process",
-                                     store->path);
-                goto out;
-            }
-            pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
-        }
-        while (store->lock_fd >= 0 && flock(store->lock_fd, LOCK_EX | (nonblock ? LOCK_NB : 0)) < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EWOULDBLOCK)
-                error = ps_error_set(PKGSTORE_ELOCKED,
-                                     "%s/lock: another process is using the store", store->path);
-            else
-                error = ps_error_errno(errno, "%s/lock: flock", store->path);
-            goto out;
-        }
-        store->exclusive_owner = self;
-        store->exclusive_depth = 1;
-        goto out;
-    }
-    while (store->exclusive_depth > 0) {
-        if (nonblock) {
-            error = ps_error_set(PKGSTORE_ELOCKED, "%s/lock: held exclusively by this process",
-                                 store->path);
-            goto out;
-        }
-        pthread_cond_wait(&store->lock_cond, &store->lock_mutex);
-    }
-    /* a read-only store without a lock file has no writers to exclude */
-    if (store->shared_count == 0 && store->lock_fd >= 0) {
-        while (flock(store->lock_fd, LOCK_SH | (nonblock ? LOCK_NB : 0)) < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EWOULDBLOCK)
-                error = ps_error_set(PKGSTORE_ELOCKED,
-                                     "%s/lock: held exclusively by another process", store->path);
-            else
-                error = ps_error_errno(errno, "%s/lock: flock", store->path);
-            goto out;
-        }
-    }
-    store->shared_count++;
-out:
-    pthread_mutex_unlock(&store->lock_mutex);
-    return error;
-}
-
-void ps_store_unlock(pkgstore_store *store)
-{
-    if (store == NULL)
-        return;
-    pthread_mutex_lock(&store->lock_mutex);
-    if (store->exclusive_depth > 0 && pthread_equal(store->exclusive_owner, pthread_self())) {
-        if (--store->exclusive_depth == 0) {
-            if (store->lock_fd >= 0)
-                (void)flock(store->lock_fd, LOCK_UN);
-            pthread_cond_broadcast(&store->lock_cond);
-        }
-    } else if (store->shared_count > 0) {
-        if (--store->shared_count == 0) {
-            if (store->lock_fd >= 0)
-                (void)flock(store->lock_fd, LOCK_UN);
-            pthread_cond_broadcast(&store->lock_cond);
-        }
-    }
-    pthread_mutex_unlock(&store->lock_mutex);
-}
-
 /* ------------------------------------------------------------------ open */
 
 static int dir_is_empty(int dir_fd)
@@ -302,7 +220,7 @@ static int write_format(pkgstore_store *store)
     int fd = -1, error;
     size_t done = 0;
 
-    if ((error = ps_store_tmp_create(&fd, tmp_name, sizeof(tmp_name), store)) < 0)
+    if ((error = ps_store_tmp_create(&fd, tmp_name, sizeof(tmp_name), store, NULL, 0600)) < 0)
         return error;
     while (done < sizeof(text) - 1) {
         ssize_t n = write(fd, text + done, sizeof(text) - 1 - done);
@@ -370,9 +288,40 @@ static enum ps_tmp_mode probe_tmp_mode(pkgstore_store *store)
     return PS_TMP_TMPFILE;
 }
 
+#ifdef PKGSTORE_TEST_HOOKS
 void ps_store_set_tmp_mode(pkgstore_store *store, enum ps_tmp_mode mode)
 {
     store->tmp_mode = mode == PS_TMP_AUTO ? probe_tmp_mode(store) : mode;
+    /* a forced O_TMPFILE is linked through /proc/self/fd, the way every
+     * process without CAP_DAC_READ_SEARCH links it on older kernels */
+    store->link_empty_path = mode == PS_TMP_TMPFILE ? -1 : 0;
+}
+
+void ps_store_test_fail_sync(pkgstore_store *store, int code)
+{
+    pthread_mutex_lock(&store->batch_mutex);
+    store->fail_sync = code;
+    pthread_mutex_unlock(&store->batch_mutex);
+}
+#endif
+
+/* Mark blobs/sha256 as the top of a directory hierarchy (chattr +T): ext4
+ * then spreads the fan-out directories, and the inodes of the blobs in
+ * them, over its block groups instead of packing them next to their
+ * parent. Without it every ingest allocates in the same group, and on a
+ * filesystem without a journal each allocation scans past the inodes of
+ * recently deleted files (gc's, a removed store's) one by one. Best effort:
+ * other filesystems have no such flag. */
+static void spread_fanouts(pkgstore_store *store)
+{
+    int fd = openat(store->root_fd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC), flags;
+    if (fd < 0)
+        return;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && !(flags & FS_TOPDIR_FL)) {
+        flags |= FS_TOPDIR_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
 }
 
 static int mkdir_at(int dir_fd, const char *name, const char *root)
@@ -393,17 +342,13 @@ static int open_dirs(pkgstore_store *store)
             (error = mkdir_at(store->root_fd, "tmp", store->path)) < 0 ||
             (error = mkdir_at(store->root_fd, "index", store->path)) < 0)
             return error;
+        spread_fanouts(store);
         store->tmp_fd = openat(store->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (store->tmp_fd < 0)
             return ps_error_errno(errno, "%s/tmp: open", store->path);
         store->tmp_mode = probe_tmp_mode(store);
     }
-    store->lock_fd = openat(store->root_fd, "lock",
-                            (store->opts.read_only ? O_RDONLY : O_RDWR | O_CREAT) | O_CLOEXEC,
-                            0644);
-    if (store->lock_fd < 0 && !(store->opts.read_only && errno == ENOENT))
-        return ps_error_errno(errno, "%s/lock: open", store->path);
-    return 0;
+    return ps_store_lock_open(store);
 }
 
 PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
@@ -438,7 +383,7 @@ PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
     for (size_t len = strlen(store->path); len > 1 && store->path[len - 1] == '/'; len--)
         store->path[len - 1] = '\0';
     store->opts = *opts;
-    store->root_fd = store->tmp_fd = store->lock_fd = -1;
+    store->root_fd = store->tmp_fd = store->lock_fd = store->intent_fd = -1;
     pthread_mutex_init(&store->lock_mutex, NULL);
     pthread_cond_init(&store->lock_cond, NULL);
     pthread_mutex_init(&store->batch_mutex, NULL);
@@ -521,11 +466,13 @@ PKGSTORE_API void pkgstore_store_free(pkgstore_store *store)
 {
     if (store == NULL)
         return;
+    /* a batch still pending is synced; a failure leaves its blobs
+     * unrecorded (fsck reports them as orphans) and its detail readable
+     * with pkgstore_error_detail(): callers that must know sync first */
     if (store->index != NULL && !store->opts.read_only)
         (void)pkgstore_store_sync(store);
     ps_index_free(store->index);
-    if (store->lock_fd >= 0)
-        close(store->lock_fd);
+    ps_store_lock_close(store);
     if (store->tmp_fd >= 0)
         close(store->tmp_fd);
     if (store->root_fd >= 0)
@@ -536,77 +483,6 @@ PKGSTORE_API void pkgstore_store_free(pkgstore_store *store)
     free(store->pending);
     free(store->path);
     free(store);
-}
-
-/* ------------------------------------------------------------------ batch */
-
-int ps_store_record_blob(pkgstore_store *store, const pkgstore_digest *digest, uint64_t size)
-{
-    int error = 0;
-    if (store->opts.durability != PKGSTORE_DURABILITY_BATCH)
-        return ps_index_blob_put(store->index, digest, size);
-    pthread_mutex_lock(&store->batch_mutex);
-    if (store->pending_len == store->pending_cap) {
-        size_t cap = store->pending_cap ? store->pending_cap * 2 : 64;
-        ps_pending_blob *grown = realloc(store->pending, cap * sizeof(*grown));
-        if (grown == NULL) {
-            error = ps_error_set(PKGSTORE_ENOMEM, "store: growing the batch list");
-            goto out;
-        }
-        store->pending = grown;
-        store->pending_cap = cap;
-    }
-    store->pending[store->pending_len].digest = *digest;
-    store->pending[store->pending_len].size = size;
-    store->pending_len++;
-    store->batch_dirty = 1;
-out:
-    pthread_mutex_unlock(&store->batch_mutex);
-    return error;
-}
-
-PKGSTORE_API int pkgstore_store_sync(pkgstore_store *store)
-{
-    int error = 0;
-    if (store == NULL)
-        return ps_error_set(PKGSTORE_EINVALID, "store sync: NULL store");
-    if (store->opts.durability != PKGSTORE_DURABILITY_BATCH || store->opts.read_only)
-        return 0;
-    pthread_mutex_lock(&store->batch_mutex);
-    if (!store->batch_dirty)
-        goto out;
-    /* one syncfs makes every blob of the batch (data and directories)
-     * durable; only then may the index refer to them (invariant 2) */
-    if (syncfs(store->root_fd) < 0) {
-        error = ps_error_errno(errno, "%s: syncfs", store->path);
-        if (error != PKGSTORE_ENOSPC)
-            error = PKGSTORE_EIO;
-        goto out;
-    }
-    while (store->pending_len > 0) {
-        ps_pending_blob *blob = &store->pending[store->pending_len - 1];
-        if ((error = ps_index_blob_put(store->index, &blob->digest, blob->size)) < 0)
-            goto out;
-        store->pending_len--;
-    }
-    /* the index runs without per-transaction syncs in batch mode */
-    if (syncfs(store->root_fd) < 0) {
-        error = ps_error_errno(errno, "%s: syncfs", store->path);
-        if (error != PKGSTORE_ENOSPC)
-            error = PKGSTORE_EIO;
-        goto out;
-    }
-    store->batch_dirty = 0;
-out:
-    pthread_mutex_unlock(&store->batch_mutex);
-    return error;
-}
-
-void ps_store_mark_dirty(pkgstore_store *store)
-{
-    pthread_mutex_lock(&store->batch_mutex);
-    store->batch_dirty = 1;
-    pthread_mutex_unlock(&store->batch_mutex);
 }
 
 /* ------------------------------------------------------------------ read side */
@@ -674,6 +550,7 @@ PKGSTORE_API int pkgstore_store_blob_open(int *fd_out, uint64_t *size_out, pkgst
 PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgstore_store *store,
                                           const pkgstore_digest *digest)
 {
+    char rel[128], text[PKGSTORE_DIGEST_STR_SIZE];
     int error;
     if (fd_out == NULL)
         return ps_error_set(PKGSTORE_EINVALID, "zstd open: NULL output");
@@ -682,7 +559,22 @@ PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgst
         *size_out = 0;
     if ((error = check_args(store, digest, "zstd open")) < 0)
         return error;
-    return open_blob_file(fd_out, size_out, store, digest, ".zst");
+    if ((error = open_blob_file(fd_out, size_out, store, digest, ".zst")) < 0)
+        return error;
+    /* a copy whose blob is gone (a failed ingest, a crash) is not served */
+    if ((error = ps_store_blob_relpath(rel, sizeof(rel), digest, "")) == 0 &&
+        faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+        pkgstore_digest_format(text, digest);
+        error = ps_error_set(PKGSTORE_ENOTFOUND, "%s (zstd copy): its blob is not in the store",
+                             text);
+    }
+    if (error < 0) {
+        close(*fd_out);
+        *fd_out = -1;
+        if (size_out)
+            *size_out = 0;
+    }
+    return error;
 }
 
 PKGSTORE_API int pkgstore_store_blob_read(void **data_out, size_t *len_out, pkgstore_store *store,
@@ -774,8 +666,8 @@ PKGSTORE_API int pkgstore_store_blob_exists(pkgstore_store *store, const pkgstor
 
 PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstore_digest *digest)
 {
-    char rel[128], zst[128];
-    int error, fanout_fd = -1;
+    char rel[128], zst[128], text[PKGSTORE_DIGEST_STR_SIZE], why[512];
+    int error, referenced;
 
     if ((error = check_args(store, digest, "blob delete")) < 0)
         return error;
@@ -784,15 +676,28 @@ PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstor
     if ((error = ps_store_blob_relpath(rel, sizeof(rel), digest, "")) < 0 ||
         (error = ps_store_blob_relpath(zst, sizeof(zst), digest, ".zst")) < 0)
         return error;
-    if ((error = ps_store_lock(store, 0, 0)) < 0)
+    /* exclusive: no writer is between finding this blob present and
+     * recording what refers to it (invariant 2 for everyone else) */
+    if ((error = ps_store_lock(store, 1, 0)) < 0)
         return error;
+    pkgstore_digest_format(text, digest);
     if (faccessat(store->root_fd, rel, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
         error = ps_error_errno(errno, "%s: stat", rel);
-        if (error == PKGSTORE_ENOTFOUND) {
-            char text[PKGSTORE_DIGEST_STR_SIZE];
-            pkgstore_digest_format(text, digest);
+        if (error == PKGSTORE_ENOTFOUND)
             ps_error_set(error, "%s: no such blob in the store", text);
-        }
+        goto out;
+    }
+    if (ps_store_blob_in_flight(store->root_fd, rel)) {
+        error = ps_error_set(PKGSTORE_ELOCKED, "%s: being added (a writer holds it)", text);
+        goto out;
+    }
+    if ((referenced = ps_gc_blob_referenced(why, sizeof(why), store, digest)) != 0) {
+        if (referenced > 0)
+            error = ps_error_set(PKGSTORE_ECONFLICT, "%s: still referenced by %s; remove that "
+                                 "first (gc deletes it once nothing refers to it)",
+                                 text, why);
+        else
+            error = referenced;
         goto out;
     }
     /* the record goes first: an index record never points at nothing */
@@ -801,24 +706,29 @@ PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstor
         error = 0;
     if (error < 0)
         goto out;
-    if (unlinkat(store->root_fd, zst, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", zst);
-        goto out;
-    }
-    if (unlinkat(store->root_fd, rel, 0) < 0 && errno != ENOENT) {
-        error = ps_error_errno(errno, "%s: unlink", rel);
-        goto out;
-    }
-    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC &&
-        ps_store_fanout_open(&fanout_fd, NULL, store, digest, 0) == 0 && fsync(fanout_fd) < 0)
-        error = ps_error_errno(errno, "%s: fsync directory", rel);
-    else if (store->opts.durability == PKGSTORE_DURABILITY_BATCH)
-        ps_store_mark_dirty(store);
+    error = ps_store_unlink_blob(store, digest);
 out:
-    if (fanout_fd >= 0)
-        close(fanout_fd);
     ps_store_unlock(store);
     return error;
+}
+
+int ps_store_unlink_blob(pkgstore_store *store, const pkgstore_digest *digest)
+{
+    char rel[128], zst[128], fanout_rel[32];
+    ps_store_blob_relpath(rel, sizeof(rel), digest, "");
+    ps_store_blob_relpath(zst, sizeof(zst), digest, ".zst");
+    /* the copy first: a copy never outlives its blob for long */
+    if (unlinkat(store->root_fd, zst, 0) < 0 && errno != ENOENT)
+        return ps_error_errno(errno, "%s: unlink", zst);
+    if (unlinkat(store->root_fd, rel, 0) < 0 && errno != ENOENT)
+        return ps_error_errno(errno, "%s: unlink", rel);
+    if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC) {
+        snprintf(fanout_rel, sizeof(fanout_rel), "blobs/sha256/%02x", digest->bytes[0]);
+        return ps_store_fsync_dir(store, fanout_rel);
+    }
+    if (store->opts.durability == PKGSTORE_DURABILITY_BATCH)
+        ps_store_mark_dirty(store);
+    return 0;
 }
 
 PKGSTORE_API int pkgstore_store_blob_verify(pkgstore_store *store, const pkgstore_digest *digest)

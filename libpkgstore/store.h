@@ -15,9 +15,13 @@
 /* The store's LMDB index (owned by the store). */
 ps_index *ps_store_index(pkgstore_store *store);
 
-/* Store-wide lock on <store>/lock: shared for writers, exclusive for gc and
- * repair. Blocking unless nonblock, which gives PKGSTORE_ELOCKED. Nests per
- * handle; every successful lock is paired with ps_store_unlock(). */
+/* The store lock (store_lock.c): shared for writers, exclusive for gc,
+ * repair and blob deletes. Waits up to the handle's lock timeout
+ * (pkgstore_store_set_lock_timeout(); unlimited by default), or not at all
+ * with nonblock, then fails with PKGSTORE_ELOCKED. Nests per thread (shared
+ * inside exclusive too; asking for exclusive while holding it shared is
+ * PKGSTORE_EINVALID). Unlock from the thread that locked; every successful
+ * lock is paired with ps_store_unlock(). */
 int ps_store_lock(pkgstore_store *store, int exclusive, int nonblock);
 void ps_store_unlock(pkgstore_store *store);
 
@@ -43,5 +47,11 @@ void ps_store_mark_dirty(pkgstore_store *store);
  * pkgstore_store_sync() before that transaction (invariant 2). */
 int ps_store_add_buffer_unrecorded(pkgstore_digest *digest_out, pkgstore_store *store,
                                    const void *data, size_t len);
+
+/* 1 when a writer between pkgstore_store_writer_link() and its commit or
+ * withdraw holds the blob at rel (relative to dir_fd; it keeps an flock on
+ * it), 0 when none does or there is no such file. gc, repair and deletes
+ * leave such a blob alone. */
+int ps_store_blob_in_flight(int dir_fd, const char *rel);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * store_zstd: the optional transfer copies blobs/sha256/xx/<hex>.zst that the
  * server sends with Content-Encoding: zstd. A copy is written like a blob
- * (tmp/, durability mode, link without replacing) and is only linked after
- * it was checked to decompress to the blob's digest. libzstd streaming API.
+ * (a temporary file beside it, durability mode, link without replacing) and
+ * is only linked after it was checked to decompress to the blob's digest; a
+ * new blob's copy is linked before the blob. libzstd streaming API.
  */
 #include "store_impl.h"
 #include "error.h"
@@ -186,7 +187,8 @@ out:
     return error;
 }
 
-int ps_store_zstd_write_fd(pkgstore_store *store, const pkgstore_digest *digest, int blob_fd)
+int ps_store_zstd_write_fd(int *linked, pkgstore_store *store, const pkgstore_digest *digest,
+                           int blob_fd)
 {
     char hex[PKGSTORE_DIGEST_HEX_LEN + 1], name[PKGSTORE_DIGEST_HEX_LEN + 8], rel[128];
     char want[PKGSTORE_DIGEST_STR_SIZE], got[PKGSTORE_DIGEST_STR_SIZE];
@@ -195,15 +197,19 @@ int ps_store_zstd_write_fd(pkgstore_store *store, const pkgstore_digest *digest,
     int tmp_fd = -1, fanout_fd = -1, error;
     int level = store->opts.zstd_level > 0 ? store->opts.zstd_level : ZSTD_DEFAULT_LEVEL;
 
+    if (linked)
+        *linked = 0;
     pkgstore_digest_format_hex(hex, digest);
     snprintf(name, sizeof(name), "%s.zst", hex);
     ps_store_blob_relpath(rel, sizeof(rel), digest, ".zst");
     pkgstore_digest_format(want, digest);
-    if ((error = ps_store_fanout_open(&fanout_fd, NULL, store, digest, 0)) < 0)
+    if ((error = ps_store_fanout_make(store, digest->bytes[0])) < 0 ||
+        (error = ps_store_fanout_open(&fanout_fd, NULL, store, digest, 0)) < 0)
         return error;
     if (faccessat(fanout_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
         goto out; /* an existing copy is a success */
-    if ((error = ps_store_tmp_create(&tmp_fd, tmp_name, sizeof(tmp_name), store)) < 0)
+    if ((error = ps_store_tmp_create(&tmp_fd, tmp_name, sizeof(tmp_name), store, digest, 0444)) <
+        0)
         goto out;
     if ((error = compress_into(tmp_fd, blob_fd, level)) < 0) {
         ps_error_prefix("%s", rel);
@@ -227,7 +233,8 @@ int ps_store_zstd_write_fd(pkgstore_store *store, const pkgstore_digest *digest,
         error = ps_error_errno(errno, "%s: fsync", rel);
         goto out;
     }
-    (void)fchmod(tmp_fd, 0444);
+    if (tmp_name[0] != '\0')
+        (void)fchmod(tmp_fd, 0444);
     error = ps_store_tmp_link(store, tmp_fd, tmp_name, fanout_fd, name, rel);
     if (error == PKGSTORE_EEXISTS) {
         pkgstore_error_clear();
@@ -236,6 +243,8 @@ int ps_store_zstd_write_fd(pkgstore_store *store, const pkgstore_digest *digest,
     }
     if (error < 0)
         goto out;
+    if (linked)
+        *linked = 1;
     if (store->opts.durability == PKGSTORE_DURABILITY_FSYNC && fsync(fanout_fd) < 0)
         error = ps_error_errno(errno, "%s: fsync directory", rel);
     else if (store->opts.durability == PKGSTORE_DURABILITY_BATCH)
@@ -258,7 +267,7 @@ PKGSTORE_API int pkgstore_store_zstd_write(pkgstore_store *store, const pkgstore
     if ((error = pkgstore_store_blob_open(&blob_fd, NULL, store, digest)) < 0)
         return error;
     if ((error = ps_store_lock(store, 0, 0)) == 0) {
-        error = ps_store_zstd_write_fd(store, digest, blob_fd);
+        error = ps_store_zstd_write_fd(NULL, store, digest, blob_fd);
         ps_store_unlock(store);
     }
     close(blob_fd);

@@ -81,6 +81,8 @@ static void usage(FILE *out)
             "                            (default 50/2000; 0 unlimited)\n"
             "  --shutdown-timeout S      wait for requests in flight at exit (default 30)\n"
             "  --no-zstd                 do not write .zst transfer copies of uploads\n"
+            "  --lock-timeout MS         wait at most MS for the store lock (held by gc or\n"
+            "                            repair), then answer 503 (default 100)\n"
             "  --no-fsync                skip fsync (benchmarks and tests only)\n"
             "  --port-file FILE          write the bound port to FILE once listening\n"
             "  --log-level LEVEL         debug|info|warn|error (default info; debug logs\n"
@@ -357,13 +359,15 @@ int main(int argc, char **argv)
     cfg->idle_timeout_s = 120;
     cfg->body_timeout_s = 30;
     cfg->min_body_rate = 1024;
+    cfg->lock_timeout_ms = 100;
 
     enum {
         OPT_LISTEN = 256, OPT_STORE, OPT_TOKENS, OPT_MAX_UPLOAD, OPT_MAX_JSON, OPT_MAX_HEADER,
         OPT_THREADS, OPT_HB, OPT_SHUTDOWN, OPT_NO_ZSTD, OPT_NO_FSYNC, OPT_PORT_FILE,
         OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_FLEET_DIR, OPT_MAX_NODES, OPT_NODE_EXPIRY,
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
-        OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP
+        OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
+        OPT_LOCK_TIMEOUT
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -377,6 +381,7 @@ int main(int argc, char **argv)
         {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN},
         {"no-zstd", no_argument, NULL, OPT_NO_ZSTD},
         {"no-fsync", no_argument, NULL, OPT_NO_FSYNC},
+        {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
         {"port-file", required_argument, NULL, OPT_PORT_FILE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"fleet-dir", required_argument, NULL, OPT_FLEET_DIR},
@@ -488,6 +493,11 @@ int main(int argc, char **argv)
             if (parse_uint(&cfg->fleet.expiry_s, optarg, 100u * 365 * 86400) < 0)
                 return usage_error("--node-expiry: not a number of seconds: %s", optarg);
             break;
+        case OPT_LOCK_TIMEOUT:
+            if (parse_uint(&cfg->lock_timeout_ms, optarg, 60000) < 0)
+                return usage_error("--lock-timeout: not a number of milliseconds in 0..60000: %s",
+                                   optarg);
+            break;
         case OPT_HISTORY_MAX:
             if (parse_uint(&cfg->fleet.history_max, optarg, 1024) < 0 ||
                 cfg->fleet.history_max == 0)
@@ -562,6 +572,8 @@ int main(int argc, char **argv)
         store_error(cfg->store_path, error);
         return 1;
     }
+    /* No request thread waits behind gc or repair: it answers 503. */
+    (void)pkgstore_store_set_lock_timeout(g_server.store, (int)cfg->lock_timeout_ms);
 
     error = pkgstore_registry_open(&g_server.registry, g_server.store);
     if (error < 0) {

@@ -127,6 +127,7 @@ typedef struct server_config {
     unsigned int shutdown_timeout_s;
     int zstd_copies;
     int no_fsync;
+    unsigned int lock_timeout_ms;  /* store lock wait before 503 LOCKED */
     /* the fleet (server/fleet/fleet.h) */
     const char *fleet_dir;   /* NULL: STORE.fleet */
     fleet_options fleet;
@@ -257,9 +258,13 @@ enum MHD_Result respond_error(struct MHD_Connection *conn, request *req, unsigne
                               int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* Map a libpkgstore error code to its HTTP status, using the thread's
- * detail message (prefixed with context when given). */
+ * detail message (prefixed with context when given). PKGSTORE_ELOCKED (gc
+ * or repair has the store) is 503 with Retry-After. */
 enum MHD_Result respond_pkgstore_error(struct MHD_Connection *conn, request *req, int error,
                                        const char *context);
+/* The same with a detail saved earlier (NULL or "": the code's text). */
+enum MHD_Result respond_pkgstore_error_text(struct MHD_Connection *conn, request *req, int error,
+                                            const char *context, const char *detail);
 unsigned int http_status_for_error(int error);
 enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,
                                struct MHD_Response *response);

@@ -162,6 +162,35 @@ static pkgstore_gc_report run_gc(pkgstore_store *store, int64_t grace, int dry_r
     return report;
 }
 
+/* ---------------------------------------------------------------- uploads in progress */
+
+/* A blob linked by a writer that has not committed it yet (its upload is
+ * being checked by the registry) has no record and may look old, but gc
+ * leaves it alone: the writer holds it. */
+static void test_gc__leaves_linked_uploads_alone(void **state)
+{
+    struct fixture *fx = *state;
+    pkgstore_store_writer *writer = NULL;
+    pkgstore_gc_report report;
+    pkgstore_digest digest;
+    char path[4096];
+
+    assert_ok(pkgstore_store_writer_open(&writer, fx->store, NULL, -1));
+    assert_ok(pkgstore_store_writer_write(writer, "being checked", 13));
+    assert_ok(pkgstore_store_writer_link(&digest, NULL, writer));
+    blob_path(path, sizeof(path), fx->store, &digest, "");
+    set_mtime(path, (int64_t)time(NULL) - 7200);
+    report = run_gc(fx->store, 0, 0);
+    assert_int_equal(report.blobs_deleted, 0);
+    assert_int_equal(blob_exists(fx->store, &digest), 1);
+    assert_ok(pkgstore_store_writer_commit(NULL, NULL, writer));
+    /* committed and still unreferenced: an old one goes as usual */
+    backdate(fx->store, &digest, 7200);
+    report = run_gc(fx->store, 3600, 0);
+    assert_int_equal(report.blobs_deleted, 1);
+    assert_int_equal(blob_exists(fx->store, &digest), 0);
+}
+
 /* ---------------------------------------------------------------- mark and sweep */
 
 static void test_gc__mark_sweep(void **state)
@@ -856,6 +885,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gc__mark_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc__leaves_linked_uploads_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__registry_manifests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__unreadable_manifest_stops_gc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc__grace, setup, teardown),

@@ -6,6 +6,8 @@
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,20 +56,27 @@ static const char usage_text[] =
     "  --version          (alone) show the program version\n"
     "\n"
     "An archive is checked before anything is recorded: every entry must be\n"
-    "safe to extract and the entrypoint must be a regular file in it.\n"
+    "safe to extract and the entrypoint must be a regular file in it. A refused\n"
+    "package leaves nothing in the store.\n"
     "\n"
     "Exit status: 0 all added, 1 an input could not be added, 2 usage error,\n"
     "3 the store could not be opened or the package not recorded (an unsafe\n"
     "archive, a format the content contradicts, an unmet dependency, a\n"
-    "different artifact without --replace, ...).\n";
+    "different artifact without --replace, ...), 4 every blob was added but a\n"
+    "--zstd transfer copy could not be written (the blob is fine; pkgstored\n"
+    "serves it uncompressed).\n";
+
+#define EXIT_NO_ZSTD 4 /* blobs added, a transfer copy missing */
 
 struct added {
     const char *input;
     int ok;
     pkgstore_digest digest;
     uint64_t size;
-    int error;     /* when !ok: the library's code */
-    char *message; /* when !ok: its detail (freed by main) */
+    int error;          /* when !ok: the library's code */
+    char *message;      /* when !ok: its detail (freed by main) */
+    int zstd_error;     /* --zstd: the copy's failure (the blob is added) */
+    char *zstd_message; /* its detail (freed by main) */
 };
 
 #define MAX_DEPENDS 64
@@ -149,10 +158,10 @@ static int check_package_args(const struct package_args *args)
     return 0;
 }
 
-/* Add the one input as the artifact of (name, version) through the
- * registry, which regenerates and indexes the manifest. */
+/* Record the linked input as the artifact of (name, version) through the
+ * registry, which checks it and regenerates and indexes the manifest. */
 static int record_package(struct recorded *out, pkgstore_store *store,
-                          const struct package_args *args, const struct added *blob)
+                          const struct package_args *args, struct added *blob)
 {
     pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
     pkgstore_dependency deps[MAX_DEPENDS];
@@ -233,6 +242,8 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     if (error < 0) {
         char object[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + 2];
         snprintf(object, sizeof(object), "%s %s", args->name, args->version);
+        blob->error = error;
+        blob->message = strdup(pkgstore_error_detail());
         if (error == PKGSTORE_ECONFLICT && !args->replace &&
             strstr(pkgstore_error_detail(), "only with replace") != NULL)
             cli_error(NULL, "%s (--replace replaces it)", pkgstore_error_detail());
@@ -261,6 +272,53 @@ static int record_package(struct recorded *out, pkgstore_store *store,
     }
     pkgstore_manifest_free(manifest);
     pkgstore_registry_free(reg);
+    return CLI_EXIT_OK;
+}
+
+/* --name: the input is linked (not recorded), checked and recorded by the
+ * registry, then committed; a refused package is withdrawn and leaves
+ * nothing. Returns CLI_EXIT_OK, CLI_EXIT_FAIL (the input could not be read
+ * or stored: item->error) or CLI_EXIT_ERROR (refused, said so). */
+static int add_package(struct added *item, struct recorded *record, pkgstore_store *store,
+                       const struct package_args *args)
+{
+    pkgstore_store_writer *writer = NULL;
+    int fd = 0, error, rc;
+
+    if (strcmp(item->input, "-") != 0 && (fd = open(item->input, O_RDONLY | O_CLOEXEC)) < 0) {
+        item->error = errno == ENOENT ? PKGSTORE_ENOTFOUND
+                      : errno == EACCES ? PKGSTORE_EDENIED
+                                        : PKGSTORE_EIO;
+        item->message = strdup(strerror(errno));
+        cli_error(item->input, "open: %s", item->message ? item->message : "failed");
+        return CLI_EXIT_FAIL;
+    }
+    if ((error = pkgstore_store_writer_open(&writer, store, NULL, -1)) < 0 ||
+        (error = pkgstore_store_writer_read_fd(writer, fd)) < 0 ||
+        (error = pkgstore_store_writer_link(&item->digest, &item->size, writer)) < 0) {
+        item->error = error;
+        pkgstore_store_writer_abort(writer);
+        if (fd > 0)
+            close(fd);
+        return CLI_EXIT_FAIL;
+    }
+    if (fd > 0)
+        close(fd);
+    /* batch mode: durable before the registry's records name it */
+    if ((error = pkgstore_store_sync(store)) < 0) {
+        item->error = error;
+        pkgstore_store_writer_abort(writer);
+        return CLI_EXIT_FAIL;
+    }
+    if ((rc = record_package(record, store, args, item)) != CLI_EXIT_OK) {
+        if ((error = pkgstore_store_writer_withdraw(writer)) < 0)
+            cli_lib_error(item->input, error); /* it stays as an orphan: fsck says so */
+        return rc;
+    }
+    if ((error = pkgstore_store_writer_commit(&item->digest, &item->size, writer)) < 0) {
+        item->error = error;
+        return CLI_EXIT_FAIL;
+    }
     return CLI_EXIT_OK;
 }
 
@@ -397,42 +455,57 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < ninputs; i++) {
         struct added *item = &added[i];
+        const char *shown;
         item->input = argv[optind + i];
-        if (strcmp(item->input, "-") == 0)
+        shown = strcmp(item->input, "-") == 0 ? "(stdin)" : item->input;
+        if (package.name != NULL) {
+            int rc = add_package(item, &record, store, &package);
+            if (rc == CLI_EXIT_ERROR) { /* the package was refused: nothing was added */
+                status = rc;
+                continue;
+            }
+            have_record = rc == CLI_EXIT_OK;
+            error = rc == CLI_EXIT_OK ? 0 : item->error;
+        } else if (strcmp(item->input, "-") == 0) {
             error = pkgstore_store_add_fd(&item->digest, &item->size, store, 0, NULL, -1);
-        else
+        } else {
             error = pkgstore_store_add_file(&item->digest, &item->size, store, item->input, NULL,
                                             -1);
-        /* also for a blob that was already there: the copy may be missing */
-        if (error == 0 && zstd)
-            error = pkgstore_store_zstd_write(store, &item->digest);
+        }
         if (error < 0) {
             item->error = error;
-            item->message = strdup(pkgstore_error_detail());
-            cli_lib_error(strcmp(item->input, "-") == 0 ? "(stdin)" : NULL, error);
+            if (item->message == NULL) { /* else said already */
+                item->message = strdup(pkgstore_error_detail());
+                cli_lib_error(strcmp(item->input, "-") == 0 ? "(stdin)" : NULL, error);
+            }
             status = CLI_EXIT_FAIL;
             continue;
         }
         item->ok = 1;
+        /* also for a blob that was already there: the copy may be missing.
+         * The blob is added either way; only the copy is missing. */
+        if (zstd && (error = pkgstore_store_zstd_write(store, &item->digest)) < 0) {
+            char text[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(text, &item->digest);
+            item->zstd_error = error;
+            item->zstd_message = strdup(pkgstore_error_detail());
+            cli_error(shown, "added as %s, but its zstd transfer copy was not written: %s", text,
+                      pkgstore_error_detail());
+        }
         if (!json) {
             char text[PKGSTORE_DIGEST_STR_SIZE];
             pkgstore_digest_format(text, &item->digest);
             printf("%s\n", text);
         }
     }
-    /* batch mode: the blobs become durable (and recorded) here, before
-     * a package record may name one */
+    /* batch mode: the blobs become durable (and recorded) here */
     if ((error = pkgstore_store_sync(store)) < 0) {
         cli_lib_error(NULL, error);
         status = CLI_EXIT_FAIL;
     }
-    if (status == CLI_EXIT_OK && package.name != NULL) {
-        int rc = record_package(&record, store, &package, &added[0]);
-        if (rc != CLI_EXIT_OK)
-            status = rc;
-        else
-            have_record = 1;
-    }
+    for (int i = 0; i < ninputs && status == CLI_EXIT_OK; i++)
+        if (added[i].zstd_error)
+            status = EXIT_NO_ZSTD;
     if (json) {
         printf("{\"blobs\": [");
         for (int i = 0, first = 1; i < ninputs; i++) {
@@ -447,8 +520,17 @@ int main(int argc, char **argv)
                 continue;
             }
             pkgstore_digest_format(text, &added[i].digest);
-            printf(", \"digest\": \"%s\", \"size\": %llu}", text,
+            printf(", \"digest\": \"%s\", \"size\": %llu", text,
                    (unsigned long long)added[i].size);
+            if (zstd) {
+                printf(", \"zstd\": %s", added[i].zstd_error ? "false" : "true");
+                if (added[i].zstd_error) {
+                    printf(", \"zstd_error\": \"%s\", \"zstd_message\": ",
+                           pkgstore_error_name(added[i].zstd_error));
+                    cli_json_string(stdout, added[i].zstd_message ? added[i].zstd_message : "");
+                }
+            }
+            printf("}");
         }
         printf("]");
         if (have_record) {
@@ -466,8 +548,10 @@ int main(int argc, char **argv)
                (unsigned long long)a->size, a->format, a->entrypoint);
         printf("manifest %s\n", manifest);
     }
-    for (int i = 0; i < ninputs; i++)
+    for (int i = 0; i < ninputs; i++) {
         free(added[i].message);
+        free(added[i].zstd_message);
+    }
     free(added);
     pkgstore_store_free(store);
     if (fflush(stdout) != 0) {

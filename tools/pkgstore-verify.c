@@ -12,13 +12,15 @@ static const char usage_text[] =
     "       pkgstore-verify --sha256 HEX FILE\n"
     "       pkgstore-verify [--store DIR] --all [--repair] [--json]\n"
     "Re-hash blobs of the store, check FILE against an expected SHA-256, or\n"
-    "check the whole store (every blob, every index record, stray files).\n"
+    "check the whole store (every blob, every index record, stray files,\n"
+    "blobs without a record that a failed upload left).\n"
     "\n"
     "  --store DIR   the store (default: $COLLECTORCTRL_PACKAGES_DIR)\n"
     "  --sha256 HEX  expected digest of FILE (64 hex, or sha256:<hex>)\n"
     "  --all         check the whole store (fsck)\n"
-    "  --repair      with --all: quarantine corrupt blobs and strays, drop\n"
-    "                index records that point at nothing\n"
+    "  --repair      with --all: quarantine corrupt blobs, strays and orphans\n"
+    "                nothing refers to, record orphans something refers to,\n"
+    "                drop index records that point at nothing\n"
     "  --json        print the result as JSON\n"
     "  --help        show this help\n"
     "  --version     show the program version\n"
@@ -34,6 +36,7 @@ static const char *kind_name(pkgstore_fsck_kind kind)
     case PKGSTORE_FSCK_MISSING: return "missing";
     case PKGSTORE_FSCK_CORRUPT: return "corrupt";
     case PKGSTORE_FSCK_STRAY: return "stray";
+    case PKGSTORE_FSCK_ORPHAN: return "orphan";
     }
     return "unknown";
 }
@@ -77,11 +80,12 @@ static int run_fsck(pkgstore_store *store, int repair)
                                 &state);
     if (json_out) {
         printf("%s], \"blobs_checked\": %llu, \"bytes_checked\": %llu, \"missing\": %llu, "
-               "\"corrupt\": %llu, \"stray\": %llu, \"repaired\": %llu, \"ok\": %s}\n",
+               "\"corrupt\": %llu, \"stray\": %llu, \"orphaned\": %llu, \"repaired\": %llu, "
+               "\"ok\": %s}\n",
                state.count ? "\n  " : "", (unsigned long long)report.blobs_checked,
                (unsigned long long)report.bytes_checked, (unsigned long long)report.missing,
                (unsigned long long)report.corrupt, (unsigned long long)report.stray,
-               (unsigned long long)report.repaired,
+               (unsigned long long)report.orphaned, (unsigned long long)report.repaired,
                error == 0 && state.count == 0 ? "true" : "false");
     }
     if (error < 0) {
@@ -90,11 +94,13 @@ static int run_fsck(pkgstore_store *store, int repair)
     }
     if (!json_out)
         printf("checked %llu blobs (%llu bytes): %llu missing, %llu corrupt, %llu stray, "
-               "%llu repaired\n",
+               "%llu orphaned, %llu repaired\n",
                (unsigned long long)report.blobs_checked, (unsigned long long)report.bytes_checked,
                (unsigned long long)report.missing, (unsigned long long)report.corrupt,
-               (unsigned long long)report.stray, (unsigned long long)report.repaired);
-    return report.missing || report.corrupt || report.stray ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+               (unsigned long long)report.stray, (unsigned long long)report.orphaned,
+               (unsigned long long)report.repaired);
+    return report.missing || report.corrupt || report.stray || report.orphaned ? CLI_EXIT_FAIL
+                                                                                : CLI_EXIT_OK;
 }
 
 static int verify_file(const char *hex, const char *path)

@@ -7,11 +7,20 @@
  *   blobs/sha256/ab/<64 hex>.zst   optional zstd transfer copy
  *   tmp/            in-progress ingests (same filesystem)
  *   index/          the LMDB environment (see pkgstore/index.h)
- *   lock            store-wide lock: writers shared, gc and repair exclusive
+ *   lock            store-wide lock: writers shared; gc, repair, deletes exclusive
+ *   lock.intent     taken by whoever waits for the lock exclusively
  *
- * A blob at blobs/sha256/xx/H always hashes to H: bytes go to tmp/, are
- * fsynced, checked, then linked into place without replacing anything, and
- * the directory is fsynced. Handles are safe to share between threads.
+ * A blob at blobs/sha256/xx/H always hashes to H: bytes go to an unnamed
+ * temporary file, are fsynced, checked, then linked into place without
+ * replacing anything, and the directory is fsynced. Handles are safe to
+ * share between threads.
+ *
+ * The store lock: calls that change blobs take it (writers shared; gc,
+ * repair and deletes exclusively) and wait for it up to the handle's lock
+ * timeout (pkgstore_store_set_lock_timeout(); by default as long as it
+ * takes), then fail with PKGSTORE_ELOCKED. Reading blobs never takes it.
+ * A waiting exclusive locker goes before new shared holders, so a stream of
+ * uploads cannot keep gc out.
  */
 #ifndef PKGSTORE_STORE_H
 #define PKGSTORE_STORE_H
@@ -71,24 +80,45 @@ PKGSTORE_API int pkgstore_store_options_init(pkgstore_store_options *opts, unsig
 PKGSTORE_API int pkgstore_store_open(pkgstore_store **out, const char *path,
                                      const pkgstore_store_options *opts);
 
-/** Sync a pending batch, close the index and free. Accepts NULL. */
+/**
+ * Sync a pending batch, close the index and free. Accepts NULL. A failed
+ * sync cannot be returned from here: its blobs stay unrecorded (fsck
+ * reports them as orphans) and pkgstore_error_detail() says why. Call
+ * pkgstore_store_sync() first to know.
+ */
 PKGSTORE_API void pkgstore_store_free(pkgstore_store *store);
+
+/**
+ * How long calls on this handle wait for the store lock: timeout_ms < 0
+ * waits as long as it takes (the default), 0 does not wait, > 0 waits up to
+ * that many milliseconds; then the call fails with PKGSTORE_ELOCKED and
+ * changes nothing. A server sets a short timeout so that no request thread
+ * waits behind gc or `pkgstore-verify --repair` (and answers 503). Errors:
+ * PKGSTORE_EINVALID (NULL store).
+ */
+PKGSTORE_API int pkgstore_store_set_lock_timeout(pkgstore_store *store, int timeout_ms);
 
 /** The store's directory. Valid while the store is open. */
 PKGSTORE_API const char *pkgstore_store_path(const pkgstore_store *store);
 
 /**
- * Make every blob committed so far durable (batch mode: one sync for the
- * batch). A no-op in the other modes. Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC.
+ * Make every blob committed so far durable and record it (batch mode: one
+ * syncfs() and one index transaction for the batch). A batch handle holds
+ * the store lock shared from its first commit to this sync, so call it
+ * regularly: gc and repair wait for it (a commit that sees them waiting
+ * syncs by itself). A no-op in the other modes. On failure the batch stays
+ * pending for the next sync. Errors: PKGSTORE_EIO, PKGSTORE_ENOSPC.
  */
 PKGSTORE_API int pkgstore_store_sync(pkgstore_store *store);
 
 /**
  * Start a streaming write into *out. expected_digest may be NULL;
- * expected_size < 0 means unknown. Errors: PKGSTORE_EINVALID,
- * PKGSTORE_ENOSPC (expected_size does not fit), PKGSTORE_EIO,
- * PKGSTORE_EDENIED (read-only store). The writer holds the store lock
- * shared until it is finished by exactly one of commit or abort.
+ * expected_size < 0 means unknown. The writer holds no lock while bytes
+ * arrive, but open checks that the lock could be had now, so that an upload
+ * is refused before its body while gc or repair has the store.
+ * Errors: PKGSTORE_EINVALID, PKGSTORE_ENOSPC (expected_size does not fit),
+ * PKGSTORE_EIO, PKGSTORE_EDENIED (read-only store), PKGSTORE_ELOCKED. A
+ * writer is finished by exactly one of commit, withdraw or abort.
  */
 PKGSTORE_API int pkgstore_store_writer_open(pkgstore_store_writer **out, pkgstore_store *store,
                                             const pkgstore_digest *expected_digest,
@@ -103,28 +133,76 @@ PKGSTORE_API int pkgstore_store_writer_write(pkgstore_store_writer *writer, cons
                                              size_t len);
 
 /**
- * Finish the blob: fsync (per the durability mode), check size and digest,
- * link into place without replacing anything, fsync the directory, then
- * record it in the index. A blob that already exists is a success that
- * writes nothing. *digest_out and *size_out (each may be NULL) receive the
- * blob's digest and size. Always frees the writer; on failure nothing is
- * left under tmp/ and nothing partial under blobs/ (only when a step after
- * the link fails, the .zst copy of a zstd_copies store or the index
- * update, does the complete, valid blob stay, unrecorded, for gc: another
- * writer may already rely on it).
+ * Append everything readable from fd (a regular file of 1 MiB or more, into
+ * a writer still empty, is copied with copy_file_range() while it is
+ * hashed). Errors as pkgstore_store_writer_write(), and PKGSTORE_EINVALID
+ * for a directory; after an error the writer can only be aborted.
+ */
+PKGSTORE_API int pkgstore_store_writer_read_fd(pkgstore_store_writer *writer, int fd);
+
+/**
+ * Put the blob in place without recording it yet: check size and digest,
+ * fsync (per the durability mode), write the .zst copy of a zstd_copies
+ * store, link the blob without replacing anything and fsync the directory,
+ * under the store lock held shared for the call. The blob can then be read
+ * by digest (pkgstore_registry_add() checks an archive that way), and the
+ * writer stays open: finish it with pkgstore_store_writer_commit() when
+ * the upload is accepted, or pkgstore_store_writer_withdraw() when it is
+ * refused, so that a refused upload leaves nothing that can be served.
+ * Until then gc, repair and deletes leave the blob alone (the writer holds
+ * an flock on it). A blob that exists already is a success that writes
+ * nothing (and that withdraw will not take away). *digest_out and
+ * *size_out (each may be NULL) receive the digest and size.
+ * On failure nothing is linked and the writer can only be aborted.
  * Errors: PKGSTORE_EDIGEST_MISMATCH and PKGSTORE_ESIZE_MISMATCH (the detail
- * holds the expected and the actual value), PKGSTORE_ENOSPC, PKGSTORE_EIO.
+ * holds the expected and the actual value), PKGSTORE_ENOSPC (a full disk,
+ * also for the .zst copy), PKGSTORE_ELOCKED, PKGSTORE_EIO, PKGSTORE_EINVALID
+ * (linked already, or a write failed earlier).
+ */
+PKGSTORE_API int pkgstore_store_writer_link(pkgstore_digest *digest_out, uint64_t *size_out,
+                                            pkgstore_store_writer *writer);
+
+/**
+ * Finish the blob: link it as pkgstore_store_writer_link() does, unless
+ * that was done, then record it in the index (in batch mode, at the next
+ * pkgstore_store_sync()). A blob that already exists is a success that
+ * writes nothing. *digest_out and *size_out (each may be NULL) receive the
+ * blob's digest and size. Always frees the writer. On failure nothing is
+ * left under tmp/ and nothing partial under blobs/; a blob this call linked
+ * but could not record is taken back as by withdraw (where the calling
+ * thread holds no store lock); if even that cannot be done it stays,
+ * unrecorded, and fsck reports it as an orphan.
+ * Errors: as pkgstore_store_writer_link().
  */
 PKGSTORE_API int pkgstore_store_writer_commit(pkgstore_digest *digest_out, uint64_t *size_out,
                                               pkgstore_store_writer *writer);
 
-/** Discard the writer and its temporary file. Accepts NULL. */
+/**
+ * Take back a blob that pkgstore_store_writer_link() put in place, because
+ * the upload failed after it (the registry refused the archive, the client
+ * went away): under the store lock held exclusively (the calling thread
+ * must hold none), the blob and its .zst copy are removed unless someone
+ * relies on it by now: another writer found it present and recorded or
+ * holds it, or a package, manifest or pin refers to it; it then stays
+ * theirs. A writer that was not linked is aborted. Always frees the writer;
+ * accepts NULL. Returns 0 when nothing of this upload is left to serve.
+ * Errors: PKGSTORE_ELOCKED (the lock timeout ran out: the blob stays,
+ * unrecorded; fsck reports it as an orphan and gc removes it after its
+ * grace period), PKGSTORE_EINVALID (the calling thread holds the store
+ * lock), PKGSTORE_EIO.
+ */
+PKGSTORE_API int pkgstore_store_writer_withdraw(pkgstore_store_writer *writer);
+
+/** Discard the writer and its temporary file (withdrawing a linked blob,
+ * see pkgstore_store_writer_withdraw(), keeping the current error detail).
+ * Accepts NULL. */
 PKGSTORE_API void pkgstore_store_writer_abort(pkgstore_store_writer *writer);
 
 /**
- * Add everything readable from fd in one pass (hashing while writing).
- * expected_digest may be NULL, expected_size < 0 means unknown. Output and
- * errors as pkgstore_store_writer_commit().
+ * Add everything readable from fd in one pass and record it (a regular
+ * file under 1 MiB is read and hashed in memory first: a blob that exists
+ * costs no write). expected_digest may be NULL, expected_size < 0 means
+ * unknown. Output and errors as pkgstore_store_writer_commit().
  */
 PKGSTORE_API int pkgstore_store_add_fd(pkgstore_digest *digest_out, uint64_t *size_out,
                                        pkgstore_store *store, int fd,
@@ -166,8 +244,13 @@ PKGSTORE_API int pkgstore_store_blob_stat(uint64_t *size_out, pkgstore_store *st
 PKGSTORE_API int pkgstore_store_blob_exists(pkgstore_store *store, const pkgstore_digest *digest);
 
 /**
- * Delete a blob, its .zst copy and its blob record.
- * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_EIO, PKGSTORE_EDENIED.
+ * Delete a blob, its .zst copy and its blob record, under the store lock
+ * held exclusively (so that no writer is between finding the blob present
+ * and recording what refers to it), and only when nothing refers to it.
+ * Errors: PKGSTORE_ENOTFOUND, PKGSTORE_ECONFLICT (a package, a manifest or
+ * a pin refers to it; the detail names the first), PKGSTORE_ELOCKED (the
+ * lock timeout ran out, or a writer is adding this blob right now),
+ * PKGSTORE_EDENIED (read-only store), PKGSTORE_EIO.
  */
 PKGSTORE_API int pkgstore_store_blob_delete(pkgstore_store *store, const pkgstore_digest *digest);
 
@@ -196,7 +279,8 @@ PKGSTORE_API int pkgstore_store_zstd_write(pkgstore_store *store, const pkgstore
 /**
  * Open the .zst copy read-only into *fd_out (the caller closes it), its
  * compressed size into *size_out (may be NULL). Errors: PKGSTORE_ENOTFOUND
- * when the blob has no copy, PKGSTORE_EIO.
+ * when the blob has no copy, or the copy no blob (what a failed ingest or
+ * a crash may leave: it is never served), PKGSTORE_EIO.
  */
 PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgstore_store *store,
                                           const pkgstore_digest *digest);
@@ -206,7 +290,9 @@ PKGSTORE_API int pkgstore_store_zstd_open(int *fd_out, uint64_t *size_out, pkgst
 typedef enum pkgstore_fsck_kind {
     PKGSTORE_FSCK_MISSING = 1, /* an index record points at a blob that is not there */
     PKGSTORE_FSCK_CORRUPT = 2, /* a blob (or its .zst copy) does not hash to its name */
-    PKGSTORE_FSCK_STRAY = 3    /* a file that has no business in blobs/ or tmp/ */
+    PKGSTORE_FSCK_STRAY = 3,   /* a file that has no business in blobs/ or tmp/ */
+    PKGSTORE_FSCK_ORPHAN = 4   /* a valid blob without a blob record: what a failed or
+                                  interrupted ingest leaves */
 } pkgstore_fsck_kind;
 
 typedef struct pkgstore_fsck_problem {
@@ -225,23 +311,30 @@ typedef struct pkgstore_fsck_report {
     uint64_t corrupt;
     uint64_t stray;
     uint64_t repaired;
+    uint64_t orphaned;
 } pkgstore_fsck_report;
 
-#define PKGSTORE_FSCK_REPAIR 1u /* quarantine corrupt blobs, drop dangling records */
+#define PKGSTORE_FSCK_REPAIR 1u /* quarantine corrupt blobs, drop dangling records, ... */
 
 /** Called once per problem found; a non-zero return stops fsck. */
 typedef int (*pkgstore_fsck_cb)(const pkgstore_fsck_problem *problem, void *payload);
 
 /**
- * Check the whole store: every blob re-hashed, every index record's blob
- * present, no stray files. With PKGSTORE_FSCK_REPAIR (which takes the store
- * lock exclusively) corrupt blobs and stray files move to quarantine/,
+ * Check the whole store: every blob re-hashed and recorded, every index
+ * record's blob present, no stray files. Blobs are hashed without the store
+ * lock. Orphans (blobs without a record) are confirmed under the lock held
+ * exclusively, which waits for ingests between their link and their record
+ * and for batches not yet synced. With PKGSTORE_FSCK_REPAIR, under that
+ * lock and after checking that each file is still the one found: corrupt
+ * blobs, stray files and orphans that nothing refers to move to
+ * quarantine/, orphans that something refers to get their record back,
  * stale temporary files of dead ingests are removed and index records that
- * point at nothing are dropped; repair waits until no writer holds the
- * lock. *report_out (may be NULL) receives the counts; cb (may be NULL)
- * sees each problem. Returns 0 even when problems were found: read the
- * report. Errors: PKGSTORE_EIO, PKGSTORE_EDENIED (repair on a read-only
- * store), or cb's non-zero return.
+ * point at nothing are dropped. *report_out (may be NULL) receives the
+ * counts; cb (may be NULL) sees each problem, once the lock phase is done.
+ * Returns 0 even when problems were found: read the report.
+ * Errors: PKGSTORE_EIO, PKGSTORE_EDENIED (repair on a read-only store),
+ * PKGSTORE_ELOCKED (the lock timeout ran out; the report has what was
+ * hashed), or cb's non-zero return.
  */
 PKGSTORE_API int pkgstore_store_fsck(pkgstore_fsck_report *report_out, pkgstore_store *store,
                                      unsigned int flags, pkgstore_fsck_cb cb, void *payload);

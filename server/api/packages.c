@@ -174,15 +174,19 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     enum MHD_Result result;
     if (upload_check_size(conn, req, &result) < 0)
         return result;
+    /* The blob is linked, readable by digest for the registry's archive
+     * checks, but not recorded: a refused package takes it back
+     * (withdraw), so that nothing of it can be served or mistaken for a
+     * stored upload. Only an accepted package commits it. */
     pkgstore_store_writer *writer = req->writer;
-    req->writer = NULL; /* now owned by commit, which always frees it */
-    int error = pkgstore_store_writer_commit(&upload->artifact.digest, &upload->artifact.size,
-                                             writer);
+    req->writer = NULL; /* now owned here: commit or withdraw frees it */
+    int error = pkgstore_store_writer_link(&upload->artifact.digest, &upload->artifact.size,
+                                           writer);
     if (error < 0) {
+        pkgstore_store_writer_abort(writer);
         metrics_upload(0, 0);
         return respond_pkgstore_error(conn, req, error, "upload");
     }
-    metrics_upload(1, upload->artifact.size);
 
     pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
     pkgstore_artifact replaced;
@@ -194,8 +198,30 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     pkgstore_digest manifest_digest;
     error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry, req->seg[2],
                                   req->seg[3], &upload->artifact, &opts);
-    if (error < 0) /* the blob stays as an orphan for gc */
-        return respond_pkgstore_error(conn, req, error, "package");
+    if (error < 0) {
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", pkgstore_error_detail());
+        if (pkgstore_store_writer_withdraw(writer) < 0) {
+            char d[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(d, &upload->artifact.digest);
+            log_msg(LOG_WARN, "refused upload not withdrawn",
+                    "digest=%s error=%s (an orphan: gc removes it after its grace period)", d,
+                    pkgstore_error_detail());
+        }
+        metrics_upload(0, 0);
+        return respond_pkgstore_error_text(conn, req, error, "package", saved);
+    }
+    int commit_error = pkgstore_store_writer_commit(NULL, NULL, writer);
+    if (commit_error < 0) {
+        /* The manifest names the blob and the blob is in place; only its
+         * own record is missing: fsck gives it back (an orphan something
+         * refers to). Say so, but the package is added. */
+        char d[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(d, &upload->artifact.digest);
+        log_msg(LOG_WARN, "blob record not written", "digest=%s error=%s", d,
+                pkgstore_error_detail());
+    }
+    metrics_upload(1, upload->artifact.size);
     if (error == 1) { /* replaced: versions are immutable unless asked, so say it */
         char old[PKGSTORE_DIGEST_STR_SIZE], new_digest[PKGSTORE_DIGEST_STR_SIZE], qv[300];
         pkgstore_digest_format(old, &replaced.digest);

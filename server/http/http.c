@@ -153,9 +153,19 @@ unsigned int http_status_for_error(int error)
 enum MHD_Result respond_pkgstore_error(struct MHD_Connection *conn, request *req, int error,
                                        const char *context)
 {
-    const char *detail = pkgstore_error_detail();
+    return respond_pkgstore_error_text(conn, req, error, context, pkgstore_error_detail());
+}
+
+enum MHD_Result respond_pkgstore_error_text(struct MHD_Connection *conn, request *req, int error,
+                                            const char *context, const char *detail)
+{
     if (!detail || !*detail)
         detail = pkgstore_strerror(error);
+    if (error == PKGSTORE_ELOCKED && !req->extra_header_name) {
+        /* gc or repair has the store; it is worth trying again soon */
+        req->extra_header_name = "Retry-After";
+        req->extra_header_value = "1";
+    }
     if (context)
         return respond_error(conn, req, http_status_for_error(error), error, "%s: %s", context,
                              detail);

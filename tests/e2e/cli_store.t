@@ -167,5 +167,38 @@ expect 0 "verify checks the copy too" "$BIN/pkgstore-verify" --store "$Z" "$Z_DI
 chmod u+w "$ZBLOB.zst" && zstd -q -c "$WORK/a.txt" >"$ZBLOB.zst"
 expect 1 "verify catches a .zst copy of other bytes" "$BIN/pkgstore-verify" --store "$Z" "$Z_DIGEST"
 
+# ---------------------------------------------------------------- failed adds leave nothing
+# (issue 9) A package the registry refuses leaves no blob behind.
+mkdir -p "$WORK/evil"
+printf 'x' >"$WORK/evil/evil"
+tar -C "$WORK/evil" --transform 's|^evil$|../evil|' -cf "$WORK/evil.tar" evil 2>/dev/null
+EVIL_DIGEST=sha256:$(sha256sum "$WORK/evil.tar" | cut -d' ' -f1)
+R=$WORK/rstore
+expect 3 "add --name of an unsafe archive is refused" "$BIN/pkgstore-add" --store "$R" \
+    --name evil --version 1.0.0 --format tar --entrypoint evil "$WORK/evil.tar"
+check "the refusal says why" "grep -q \"'..' component\" '$WORK/err'"
+check "the refused archive's blob is not in the store" \
+    "[ ! -e '$R/blobs/sha256/${EVIL_DIGEST:7:2}/${EVIL_DIGEST:7}' ]"
+expect 1 "verify cannot find it" "$BIN/pkgstore-verify" --store "$R" "$EVIL_DIGEST"
+expect 0 "verify --all finds nothing left over" "$BIN/pkgstore-verify" --store "$R" --all
+
+# A blob whose .zst copy does not fit is added, and said so precisely:
+# exit 4, the blob's digest, the copy's cause (a small tmpfs: root only).
+if [ "$(id -u)" = 0 ] && mkdir -p "$WORK/small" && mount -t tmpfs -o size=2m tmpfs "$WORK/small"; then
+    head -c 1300000 /dev/urandom >"$WORK/random.bin"
+    RANDOM_DIGEST=sha256:$(sha256sum "$WORK/random.bin" | cut -d' ' -f1)
+    expect 4 "add --zstd where only the blob fits" "$BIN/pkgstore-add" --store "$WORK/small/s" \
+        --zstd "$WORK/random.bin"
+    check "the blob's digest is printed" "[ \"\$(cat '$WORK/out')\" = '$RANDOM_DIGEST' ]"
+    check "the message says the blob is added and the copy is not" \
+        "grep -q 'added as $RANDOM_DIGEST, but its zstd transfer copy was not written: .*No space left' '$WORK/err'"
+    expect 0 "verify --all: the blob is whole, no copy left half-written" \
+        "$BIN/pkgstore-verify" --store "$WORK/small/s" --all
+    check "no .zst copy" "! ls '$WORK/small/s/blobs/sha256/'*/*.zst >/dev/null 2>&1"
+    umount "$WORK/small"
+else
+    n=$((n + 1)); echo "ok $n # SKIP add --zstd on a full disk: needs root to mount a small tmpfs"
+fi
+
 echo "1..$n"
 [ "$fails" = 0 ]

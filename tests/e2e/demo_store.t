@@ -17,6 +17,6 @@ check "verify, fsck and fsck --repair all see the corrupt blob (exit 1 each)" \
 check "repair quarantines it and drops the record" \
     "grep -q '; moved to quarantine/.* (repaired)\$' '$LOG' && grep -q '^missing index/packages/otelcol-contrib .* (repaired)\$' '$LOG'"
 check "after re-adding, fsck is clean" \
-    "tail -3 '$LOG' | grep -q '^checked 4 blobs ([0-9]* bytes): 0 missing, 0 corrupt, 0 stray, 0 repaired\$'"
+    "tail -3 '$LOG' | grep -q '^checked 4 blobs ([0-9]* bytes): 0 missing, 0 corrupt, 0 stray, 0 orphaned, 0 repaired\$'"
 dir=$(grep -o '/[^ )]*/pkgstore-demo-[A-Za-z0-9]*' "$LOG" | head -1)
 check "the temporary store is removed ($dir)" "[ -n '$dir' ] && [ ! -e '$dir' ]"
