@@ -33,7 +33,7 @@ wait_heartbeats 6 30
 check "on otelcol 1.0.0 the addon is not offered: its target is Incompatible, with the reason" \
     bash -c 'curl -fsS -H "Authorization: Bearer $(cat "$AGENT_TOKEN_FILE")" "$URL/v1/agents/heartbeat" \
         -d "{\"node_id\":\"probe\",\"platform\":\"$(jq -r .node.platform <("$B/pkgstore-agent" --config "$0/agent.yaml" --check-config --json))\",\"packages\":[{\"name\":\"otelcol\",\"type\":\"primary\",\"version\":\"1.0.0\"}]}" |
-        jq -e "(.offers | length == 0) and (.targets[] | select(.name == \"tracer\") | .state == \"Incompatible\" and .reason == \"requires otelcol >=5.0.0; the node runs otelcol 1.0.0\")" > /dev/null' "$d"
+        jq -e "(.offers | length == 0) and (.targets[] | select(.name == \"tracer\") | .state == \"Incompatible\" and .reason == \"needs otelcol >=5.0.0; the node runs 1.0.0\")" > /dev/null' "$d"
 check "the agent did not install it" \
     bash -c '[ "$(log_count "$0" "upgrade starting\" package=tracer")" = 0 ] && [ ! -e "$0/state/addons/tracer/tracer" ]' "$d"
 check "the policy shows the node Incompatible" \
