@@ -82,6 +82,13 @@ exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 printf 'PUT /v1/blobs/sha256:%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100000\r\n\r\n' \
     "$(sha256 "$TMP/short")" "$ADMIN" >&3
 head -c 5000 "$TMP/short" >&3
+# hang up once the server has the upload open (its temporary file): a
+# request whose bytes and FIN are all queued before libmicrohttpd accepts
+# the connection may wait for --idle-timeout, which is not what this checks
+for i in $(seq 1 400); do
+    [ "$(tmp_open)" -gt 0 ] || [ "$(count_tmp)" -gt 0 ] && break
+    sleep 0.05
+done
 exec 3>&-
 for i in $(seq 1 400); do
     [ "$(grep -c 'msg="upload aborted"' "$TMP/server.log")" -gt "$ABORTED_BEFORE" ] && break
