@@ -38,7 +38,7 @@ typedef struct scan {
     uint64_t archive_size;
     pkgstore_archive_format format;
     uint64_t entries;
-    uint64_t expanded;     /* file sizes as extraction makes them, holes included (header sizes when skipped) */
+    uint64_t expanded;     /* file sizes as extraction makes them, holes included */
     uint64_t executables;
     char sole_executable[PS_ARCHIVE_MAX_PATH_LEN + 1];
     ps_archive_tree map;
@@ -433,16 +433,14 @@ static int scan_entry(scan *s, struct archive_entry *entry)
             if (error < 0)
                 return error;
         }
-        if (type == PKGSTORE_ENTRY_FILE) {
-            /* Not written: skip the data, but count what the header says. */
-            int64_t size = archive_entry_size(entry);
-            if (size > 0 && (error = check_size(s, s->path, (uint64_t)size)) < 0)
-                return error;
-            if (size > 0)
-                s->expanded += (uint64_t)size;
-            if (archive_read_data_skip(s->a) != ARCHIVE_OK)
-                return ps_archive_reader_error(s->a, s->src, s->path);
-        }
+        /* Not written: read and measure the data all the same, as
+         * validation does. Skipping it trusts the header's compressed size,
+         * which libarchive's zip reader does not use when it reads the
+         * data, so a skip could fail where validation (and a full
+         * extraction) passed: an archive accepted at upload that the agent
+         * cannot install (found by fuzz_archive). */
+        if (type == PKGSTORE_ENTRY_FILE)
+            return consume_data(s, -1, s->path, archive_entry_size(entry));
         return 0;
     }
     /* SCAN_VALIDATE: measure the data itself. */
