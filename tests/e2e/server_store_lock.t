@@ -72,15 +72,9 @@ is "$STATUS" "201" "once the lock is released an upload is stored"
 # A package the registry refuses (an archive entry that climbs out of its
 # directory) leaves nothing: its bytes cannot be downloaded and the store
 # has no orphan.
-python3 - "$TMP/evil.tar" <<'EOF'
-import io, sys, tarfile
-with tarfile.open(sys.argv[1], "w") as tar:
-    data = b"#!/bin/sh\necho pwned\n" + bytes(range(256)) * 64
-    info = tarfile.TarInfo("../../evil")
-    info.size = len(data)
-    info.mode = 0o755
-    tar.addfile(info, io.BytesIO(data))
-EOF
+mkdir "$TMP/evil"
+head -c 5000 /dev/urandom >"$TMP/evil/evil"
+tar -C "$TMP/evil" -P --transform='s,^evil$,../../evil,' -cf "$TMP/evil.tar" evil 2>/dev/null
 req PUT "/v1/packages/helper/1.0.0?platform=linux/amd64&type=addon" --data-binary @"$TMP/evil.tar"
 is "$STATUS $(error_code)" "400 UNSAFE" "an unsafe archive is refused"
 diag "$(json .error.message)"
