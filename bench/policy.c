@@ -201,7 +201,7 @@ int main(int argc, char **argv)
         for (int n = 0; n < nodes; n++) {
             char *response = NULL;
             size_t len = 0;
-            if (fleet_heartbeat(&response, &len, db, bodies[n], lens[n], 1, &ferr) < 0)
+            if (fleet_heartbeat(&response, &len, db, bodies[n], lens[n], 1, NULL, &ferr) < 0)
                 die_fleet("heartbeat", &ferr);
             offers += strstr(response, "\"offers\":[{") != NULL;
             free(response);
@@ -237,7 +237,7 @@ int main(int argc, char **argv)
             char *response = NULL;
             size_t rlen = 0;
             int len = body_for(body, sizeof(body), n, npolicies, unique);
-            if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, &ferr) < 0)
+            if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, NULL, &ferr) < 0)
                 die_fleet("heartbeat", &ferr);
             free(response);
         }
@@ -282,7 +282,7 @@ int main(int argc, char **argv)
         /* the same node without labels and packages: a real change */
         int len = snprintf(body, sizeof(body),
                            "{\"node_id\":\"edge-%06d\",\"platform\":\"linux/amd64\"}", n);
-        if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, &ferr) < 0)
+        if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, NULL, &ferr) < 0)
             die_fleet("heartbeat", &ferr);
         free(response);
     }

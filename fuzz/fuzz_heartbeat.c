@@ -174,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     setup();
     memset(&err, 0, sizeof(err));
-    rc = fleet_heartbeat(&reply, &len, fl, (const char *)data, size, 1, &err);
+    rc = fleet_heartbeat(&reply, &len, fl, (const char *)data, size, 1, NULL, &err);
     if (rc != 0) {
         CHECK(rc == PKGSTORE_EINVALID || rc == PKGSTORE_ELIMIT);
         CHECK(err.code == rc);
@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(reply);
 
     /* again: the node is known, its statuses repeat */
-    CHECK(fleet_heartbeat(&reply, &len, fl, (const char *)data, size, 1, &err) == 0);
+    CHECK(fleet_heartbeat(&reply, &len, fl, (const char *)data, size, 1, NULL, &err) == 0);
     check_reply(reply, len);
     free(reply);
 

@@ -54,8 +54,14 @@ static void usage(FILE *out)
             "                            port 0 picks a free port, see --port-file)\n"
             "  --store DIR               the store (default $COLLECTORCTRL_PACKAGES_DIR)\n"
             "  --tokens FILE             \"ROLE TOKEN\" lines, roles admin|agent|metrics\n"
-            "                            (default: DIR.admin-token and DIR.agent-token,\n"
-            "                            created with mode 0600 on first start)\n"
+            "                            (default: DIR.admin-token, created with mode 0600\n"
+            "                            on first start; token files must be mode 0600)\n"
+            "  --node-credentials FILE   per-node credentials, only their SHA-256 (default\n"
+            "                            DIR.node-credentials; managed by pkgstore-token)\n"
+            "  --allow-shared-agent-token  also accept the fleet-wide agent token\n"
+            "                            (DIR.agent-token or agent lines of --tokens): its\n"
+            "                            holder may speak for ANY node and set any labels;\n"
+            "                            for development only\n"
             "  --max-upload BYTES        largest upload body (default 4G; K, M, G suffixes)\n"
             "  --max-json BYTES          largest JSON request body (default 1M)\n"
             "  --max-header BYTES        largest request header block (default 8K)\n"
@@ -367,12 +373,15 @@ int main(int argc, char **argv)
         OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_FLEET_DIR, OPT_MAX_NODES, OPT_NODE_EXPIRY,
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
-        OPT_LOCK_TIMEOUT
+        OPT_LOCK_TIMEOUT,
+        OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"store", required_argument, NULL, OPT_STORE},
         {"tokens", required_argument, NULL, OPT_TOKENS},
+        {"node-credentials", required_argument, NULL, OPT_NODE_CREDENTIALS},
+        {"allow-shared-agent-token", no_argument, NULL, OPT_SHARED_AGENT_TOKEN},
         {"max-upload", required_argument, NULL, OPT_MAX_UPLOAD},
         {"max-json", required_argument, NULL, OPT_MAX_JSON},
         {"max-header", required_argument, NULL, OPT_MAX_HEADER},
@@ -407,6 +416,8 @@ int main(int argc, char **argv)
         case OPT_LISTEN: cfg->listen = optarg; break;
         case OPT_STORE: cfg->store_path = optarg; break;
         case OPT_TOKENS: cfg->tokens_path = optarg; break;
+        case OPT_NODE_CREDENTIALS: cfg->credentials_path = optarg; break;
+        case OPT_SHARED_AGENT_TOKEN: cfg->allow_shared_agent_token = 1; break;
         case OPT_PORT_FILE: cfg->port_file = optarg; break;
         case OPT_NO_ZSTD: cfg->zstd_copies = 0; break;
         case OPT_NO_FSYNC: cfg->no_fsync = 1; break;
@@ -593,31 +604,12 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char err[512], admin_path[4200], agent_path[4200];
-    int created = 0;
-    if (cfg->tokens_path)
-        error = tokens_load_file(&g_server.tokens, cfg->tokens_path, err, sizeof err);
-    else
-        error = tokens_load_default(&g_server.tokens, cfg->store_path, &created, admin_path,
-                                    agent_path, sizeof admin_path, err, sizeof err);
-    if (error < 0) {
+    char err[4600];
+    if (tokens_open(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "pkgstored: tokens: %s\n", err);
         close_store();
         return 1;
     }
-    char q1[4300], q2[4300];
-    struct stat tokens_stat;
-    if (cfg->tokens_path && stat(cfg->tokens_path, &tokens_stat) == 0 &&
-        (tokens_stat.st_mode & 077))
-        log_msg(LOG_WARN, "tokens file is readable by other users; chmod 600 it",
-                "file=%s mode=%03o", log_quote(q1, sizeof q1, cfg->tokens_path),
-                (unsigned int)(tokens_stat.st_mode & 0777));
-    if (created)
-        log_msg(LOG_INFO, "created tokens (mode 0600)", "admin_token_file=%s agent_token_file=%s",
-                log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));
-    else if (!cfg->tokens_path)
-        log_msg(LOG_INFO, "using tokens", "admin_token_file=%s agent_token_file=%s",
-                log_quote(q1, sizeof q1, admin_path), log_quote(q2, sizeof q2, agent_path));
 
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -711,6 +703,7 @@ int main(int argc, char **argv)
     mhd_log_flush();
     int flushed = close_store();
     tokens_free(g_server.tokens);
+    credentials_unload();
     log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());
     return flushed < 0 ? 1 : 0;
 }

@@ -50,16 +50,20 @@ int log_level_parse(enum log_level *out, const char *str);
 
 /* ---------------------------------------------------------------- tokens */
 
-enum role { ROLE_NONE = 0, ROLE_AGENT = 1, ROLE_METRICS = 2, ROLE_ADMIN = 3 };
+/* ROLE_NODE: a per-node credential (credentials.c); ROLE_AGENT: the
+ * fleet-wide agent token, accepted only with --allow-shared-agent-token. */
+enum role { ROLE_NONE = 0, ROLE_AGENT = 1, ROLE_METRICS = 2, ROLE_ADMIN = 3, ROLE_NODE = 4 };
 
 typedef struct token_set token_set;
 
 /* Load "ROLE TOKEN" lines from path (roles: admin, agent, metrics). */
 int tokens_load_file(token_set **out, const char *path, char *err, size_t err_size);
 
-/* Load <store>.admin-token and <store>.agent-token, creating them (mode
- * 0600, random) when neither exists. *created is set to 1 when created. */
-int tokens_load_default(token_set **out, const char *store_path, int *created,
+/* Load <store>.admin-token and, with with_agent, <store>.agent-token,
+ * creating each (mode 0600, random) that does not exist. *created is set
+ * to 1 when one was created. Each file must be private
+ * (tokens_file_private()). */
+int tokens_load_default(token_set **out, const char *store_path, int with_agent, int *created,
                         char *admin_path, char *agent_path, size_t path_size, char *err,
                         size_t err_size);
 
@@ -69,6 +73,56 @@ enum role tokens_check(const token_set *set, const char *token, size_t len);
 
 size_t tokens_count(const token_set *set);
 void tokens_free(token_set *set);
+/* ---------------------------------------------------------------- start-up */
+
+struct server_config;
+/* Load the token files and the node credentials that cfg names into
+ * g_server.tokens and the credential set, and log what is in use. -1 with
+ * the reason in err (a file not private, unreadable or malformed; agent
+ * lines in --tokens without --allow-shared-agent-token). */
+int tokens_open(const struct server_config *cfg, char *err, size_t err_size);
+
+/* Drop the tokens of role from set; returns how many were dropped. */
+size_t tokens_drop_role(token_set *set, enum role role);
+
+/* Is the token file at path private to this process's user: owned by the
+ * effective uid, with no permission bits for group or others? 0 yes, 1
+ * when it does not exist, -1 with the reason and the fix in err. */
+int tokens_file_private(const char *path, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------- node credentials */
+
+/* A per-node credential (credentials.c): reference-counted, so a request
+ * keeps its own while a revoke removes it from the set. */
+typedef struct node_credential node_credential;
+
+#define CREDENTIAL_ID_LEN 16 /* hex digits of the hash that name a credential */
+
+/* Load the credentials file at path (absent: none yet; it is created on the
+ * first issue). It must be private (tokens_file_private()). */
+int credentials_load(const char *path, size_t *count_out, char *err, size_t err_size);
+void credentials_unload(void);
+/* The credential whose token this is, with a reference (release it), or
+ * NULL. */
+node_credential *credentials_check(const char *token, size_t len);
+void credentials_release(node_credential *cred);
+const char *credentials_node(const node_credential *cred);
+const char *credentials_id(const node_credential *cred);
+/* The fleet's view of cred; borrows from cred. */
+void credentials_identity(fleet_identity *out, const node_credential *cred);
+int credentials_node_id_ok(const char *id);
+/* {"credentials":[{"id","node","created","labels","self_labels"}]}, no
+ * hashes; NULL when out of memory. */
+json_t *credentials_list(void);
+/* Issue a credential for node with pinned labels (object or NULL) and the
+ * reported label keys kept (array of keys or "*", or NULL); the token goes
+ * to token_out (shown once, never stored), the record to *record_out.
+ * PKGSTORE_EINVALID, EIO or ENOMEM with err. */
+int credentials_issue(json_t **record_out, char *token_out, size_t token_size, const char *node,
+                      json_t *labels, json_t *self_labels, char *err, size_t err_size);
+/* Revoke the credential whose id starts with id (4 or more hex digits):
+ * PKGSTORE_ENOTFOUND, EINVALID (ambiguous) or EIO with err. */
+int credentials_revoke(json_t **record_out, const char *id, char *err, size_t err_size);
 
 /* ---------------------------------------------------------------- routes */
 
@@ -87,6 +141,8 @@ enum route {
     ROUTE_HEARTBEAT,       /* /v1/agents/heartbeat */
     ROUTE_AGENTS,          /* /v1/agents */
     ROUTE_AGENT,           /* /v1/agents/{id} */
+    ROUTE_CREDENTIALS,     /* /v1/credentials */
+    ROUTE_CREDENTIAL,      /* /v1/credentials/{id} */
     ROUTE_COUNT
 };
 
@@ -98,6 +154,8 @@ void metrics_request(enum route route, unsigned int status);
 void metrics_bytes_served(uint64_t bytes);
 void metrics_upload(int ok, uint64_t bytes);
 void metrics_heartbeat(void);
+/* A node credential spoke for another node (403). */
+void metrics_node_mismatch(void);
 /* Walk (policy, status, count) for the node gauges (api/agents.c). */
 void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),
@@ -111,6 +169,8 @@ typedef struct server_config {
     const char *listen;      /* host:port */
     const char *store_path;
     const char *tokens_path; /* NULL: the default token files */
+    const char *credentials_path; /* NULL: STORE.node-credentials */
+    int allow_shared_agent_token; /* accept the fleet-wide agent role */
     const char *port_file;   /* write the bound port here once listening */
     uint64_t max_upload;     /* bytes; body cap for uploads */
     size_t max_json;         /* bytes; body cap for JSON requests */
@@ -236,6 +296,8 @@ struct request {
 
     /* who sent it: a hash of the token (the fleet's new-node rate) */
     uint64_t credential;
+    /* with ROLE_NODE, the node credential (a reference, released at the end) */
+    node_credential *node;
 
     /* query arguments of node listings, decoded (api/agents.c) */
     char query_after[256];
@@ -321,6 +383,9 @@ enum MHD_Result respond_fleet_error(struct MHD_Connection *conn, request *req,
  * the 400 answered. */
 int fleet_query_from_request(fleet_query *q, struct MHD_Connection *conn, request *req,
                              int with_filters);
+enum MHD_Result credentials_get(struct MHD_Connection *conn, request *req);
+enum MHD_Result credential_issue(struct MHD_Connection *conn, request *req);
+enum MHD_Result credential_revoke(struct MHD_Connection *conn, request *req);
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req);
 

@@ -9,8 +9,14 @@
  * Files: --tokens FILE holds "ROLE TOKEN" lines (roles admin, agent,
  * metrics; '#' comments), read by common/tokenfile.c like the tools' token
  * files. Without --tokens, pkgstored uses two files beside
- * the store, <store>.admin-token and <store>.agent-token, each holding one
- * token; on first start it creates both (mode 0600).
+ * the store, <store>.admin-token and, with --allow-shared-agent-token,
+ * <store>.agent-token, each holding one token; on first start it creates
+ * them (mode 0600).
+ *
+ * Every token file pkgstored reads must be private to its user: owned by
+ * the effective uid, no permission bits for group or others. Otherwise it
+ * refuses to start and says which file and how to fix it: a token another
+ * user can read is a token another user holds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -113,9 +119,40 @@ static int load_line(void *payload, int lineno, const char *first, const char *s
     return 0;
 }
 
+int tokens_file_private(const char *path, char *err, size_t err_size)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 1;
+        snprintf(err, err_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, err_size, "%s: not a regular file", path);
+        return -1;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, err_size,
+                 "%s: owned by uid %lu, not by pkgstored's user (uid %lu); chown it to that "
+                 "user",
+                 path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        snprintf(err, err_size,
+                 "%s: mode %03o lets other users read or change the tokens; chmod 600 it",
+                 path, (unsigned int)(st.st_mode & 0777));
+        return -1;
+    }
+    return 0;
+}
+
 int tokens_load_file(token_set **out, const char *path, char *err, size_t err_size)
 {
     *out = NULL;
+    if (tokens_file_private(path, err, err_size) < 0)
+        return -1;
     token_set *set = calloc(1, sizeof *set);
     if (!set) {
         snprintf(err, err_size, "%s: out of memory", path);
@@ -139,7 +176,10 @@ int tokens_load_file(token_set **out, const char *path, char *err, size_t err_si
  * 1 when the file does not exist. */
 static int read_token_file(char *buf, size_t size, const char *path, char *err, size_t err_size)
 {
-    int rc = token_file_first(buf, size, path, err, err_size);
+    int rc = tokens_file_private(path, err, err_size);
+    if (rc != 0)
+        return rc;
+    rc = token_file_first(buf, size, path, err, err_size);
     if (rc != 0)
         return rc;
     if (!token_chars_ok(buf, strlen(buf))) {
@@ -182,7 +222,7 @@ static int create_token_file(const char *path, char *token_out, size_t token_siz
     return 0;
 }
 
-int tokens_load_default(token_set **out, const char *store_path, int *created,
+int tokens_load_default(token_set **out, const char *store_path, int with_agent, int *created,
                         char *admin_path, char *agent_path, size_t path_size, char *err,
                         size_t err_size)
 {
@@ -196,12 +236,13 @@ int tokens_load_default(token_set **out, const char *store_path, int *created,
     snprintf(admin_path, path_size, "%s.admin-token", base);
     snprintf(agent_path, path_size, "%s.agent-token", base);
 
-    char admin[TOKEN_MAX_LEN + 1], agent[TOKEN_MAX_LEN + 1];
+    char admin[TOKEN_MAX_LEN + 1], agent[TOKEN_MAX_LEN + 1] = "";
     int admin_state = read_token_file(admin, sizeof admin, admin_path, err, err_size);
     if (admin_state < 0)
         return -1;
-    int agent_state = read_token_file(agent, sizeof agent, agent_path, err, err_size);
-    if (agent_state < 0)
+    int agent_state = 0; /* not read without the shared agent token */
+    if (with_agent && (agent_state = read_token_file(agent, sizeof agent, agent_path, err,
+                                                     err_size)) < 0)
         return -1;
     if (admin_state == 1) {
         if (create_token_file(admin_path, admin, sizeof admin, err, err_size) < 0)
@@ -215,7 +256,7 @@ int tokens_load_default(token_set **out, const char *store_path, int *created,
     }
     token_set *set = calloc(1, sizeof *set);
     if (!set || set_add(set, admin, strlen(admin), ROLE_ADMIN) < 0 ||
-        set_add(set, agent, strlen(agent), ROLE_AGENT) < 0) {
+        (with_agent && set_add(set, agent, strlen(agent), ROLE_AGENT) < 0)) {
         tokens_free(set);
         snprintf(err, err_size, "out of memory");
         return -1;
@@ -247,6 +288,25 @@ enum role tokens_check(const token_set *set, const char *token, size_t len)
     return role;
 }
 
+size_t tokens_drop_role(token_set *set, enum role role)
+{
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; set && i < set->count; i++) {
+        if (set->entries[i].role == role) {
+            dropped++;
+            continue;
+        }
+        if (kept != i)
+            set->entries[kept] = set->entries[i];
+        kept++;
+    }
+    if (set) {
+        explicit_bzero(set->entries + kept, (set->count - kept) * sizeof *set->entries);
+        set->count = kept;
+    }
+    return dropped;
+}
+
 size_t tokens_count(const token_set *set)
 {
     return set ? set->count : 0;
@@ -260,4 +320,69 @@ void tokens_free(token_set *set)
         explicit_bzero(set->entries, set->cap * sizeof *set->entries);
     free(set->entries);
     free(set);
+}
+
+/* ---------------------------------------------------------------- start-up */
+
+int tokens_open(const server_config *cfg, char *err, size_t err_size)
+{
+    char admin_path[4200], agent_path[4200], credentials_path[4200], q1[4300], q2[4300];
+    int created = 0, error;
+    int shared = cfg->allow_shared_agent_token;
+
+    if (cfg->tokens_path)
+        error = tokens_load_file(&g_server.tokens, cfg->tokens_path, err, err_size);
+    else
+        error = tokens_load_default(&g_server.tokens, cfg->store_path, shared, &created,
+                                    admin_path, agent_path, sizeof admin_path, err, err_size);
+    if (error < 0)
+        return -1;
+    if (cfg->tokens_path && !shared) {
+        size_t dropped = tokens_drop_role(g_server.tokens, ROLE_AGENT);
+        if (dropped) {
+            snprintf(err, err_size,
+                     "%s: %zu agent line(s): the fleet-wide agent token lets its holder speak "
+                     "for any node; give each node its own credential (pkgstore-token issue), "
+                     "or pass --allow-shared-agent-token (development only)",
+                     cfg->tokens_path, dropped);
+            tokens_free(g_server.tokens);
+            g_server.tokens = NULL;
+            return -1;
+        }
+    }
+    if (cfg->tokens_path)
+        log_msg(LOG_INFO, "using tokens", "tokens_file=%s",
+                log_quote(q1, sizeof q1, cfg->tokens_path));
+    else if (created)
+        log_msg(LOG_INFO, "created tokens (mode 0600)", "admin_token_file=%s agent_token_file=%s",
+                log_quote(q1, sizeof q1, admin_path),
+                shared ? log_quote(q2, sizeof q2, agent_path) : "none");
+    else
+        log_msg(LOG_INFO, "using tokens", "admin_token_file=%s agent_token_file=%s",
+                log_quote(q1, sizeof q1, admin_path),
+                shared ? log_quote(q2, sizeof q2, agent_path) : "none");
+    if (shared)
+        log_msg(LOG_WARN,
+                "--allow-shared-agent-token: any holder of the agent token may speak for any "
+                "node and set any labels; use per-node credentials outside development",
+                "%s", "");
+
+    if (cfg->credentials_path) {
+        snprintf(credentials_path, sizeof credentials_path, "%s", cfg->credentials_path);
+    } else {
+        size_t len = strlen(cfg->store_path);
+        while (len > 1 && cfg->store_path[len - 1] == '/')
+            len--;
+        snprintf(credentials_path, sizeof credentials_path, "%.*s.node-credentials", (int)len,
+                 cfg->store_path);
+    }
+    size_t count = 0;
+    if (credentials_load(credentials_path, &count, err, err_size) < 0) {
+        tokens_free(g_server.tokens);
+        g_server.tokens = NULL;
+        return -1;
+    }
+    log_msg(LOG_INFO, "node credentials", "file=%s count=%zu",
+            log_quote(q1, sizeof q1, credentials_path), count);
+    return 0;
 }

@@ -164,7 +164,7 @@ static json_t *heartbeat_as(struct fixture *f, uint64_t credential, const char *
     char *reply = NULL;
     size_t len = 0;
     fleet_error err;
-    CHECK_FLEET(fleet_heartbeat(&reply, &len, f->fleet, body, strlen(body), credential, &err), err);
+    CHECK_FLEET(fleet_heartbeat(&reply, &len, f->fleet, body, strlen(body), credential, NULL, &err), err);
     assert_non_null(reply);
     assert_int_equal(len, strlen(reply));
     json_error_t jerr;
@@ -486,7 +486,7 @@ static void test_fleet__heartbeats_are_validated(void **state)
     char *out = (char *)0x1;
     size_t len = 99;
     fleet_error err;
-#define HB(body) fleet_heartbeat(&out, &len, f->fleet, body, strlen(body), 1, &err)
+#define HB(body) fleet_heartbeat(&out, &len, f->fleet, body, strlen(body), 1, NULL, &err)
     assert_fleet_fails(HB("{\"node_id\":"), &err, PKGSTORE_EINVALID, "body: line 1");
     assert_null(out);
     assert_int_equal(len, 0);
@@ -522,7 +522,7 @@ static void test_fleet__heartbeats_are_validated(void **state)
                        PKGSTORE_EINVALID, "packages: not an array");
     assert_fleet_fails(HB("{\"node_id\":\"n\",\"node_id\":\"m\",\"platform\":\"linux/amd64\"}"),
                        &err, PKGSTORE_EINVALID, "duplicate");
-    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, NULL, 0, 1, &err), &err,
+    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, NULL, 0, 1, NULL, &err), &err,
                        PKGSTORE_EINVALID, "body");
 
     char big[8192];
@@ -1414,7 +1414,7 @@ static void test_fleet__node_cap_refuses_new_ids_only(void **state)
     json_decref(heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}"));
     json_decref(heartbeat(f, "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\"}"));
     json_decref(heartbeat(f, "{\"node_id\":\"n3\",\"platform\":\"linux/amd64\"}"));
-    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, fourth, strlen(fourth), 1, &err), &err,
+    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, fourth, strlen(fourth), 1, NULL, &err), &err,
                        PKGSTORE_ELIMIT, "the fleet is full (3 nodes");
     assert_int_equal(err.http_status, 503);
     assert_true(err.retry_after_s > 0);
@@ -1450,7 +1450,7 @@ static void *newcomer_main(void *arg)
     char *reply = NULL;
     size_t len;
     atomic_store(&n->tid, gettid());
-    n->rc = fleet_heartbeat(&reply, &len, n->fleet, n->body, strlen(n->body), 1, &n->err);
+    n->rc = fleet_heartbeat(&reply, &len, n->fleet, n->body, strlen(n->body), 1, NULL, &n->err);
     free(reply);
     atomic_store(&n->done, 1);
     return NULL;
@@ -1511,7 +1511,7 @@ static void test_fleet__new_node_rate_is_per_credential(void **state)
     CHECK(open_fleet(f));
     json_decref(heartbeat_as(f, 7, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}"));
     json_decref(heartbeat_as(f, 7, "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\"}"));
-    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, third, strlen(third), 7, &err), &err,
+    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, third, strlen(third), 7, NULL, &err), &err,
                        PKGSTORE_ELIMIT, "too many new nodes from this credential");
     assert_int_equal(err.http_status, 429);
     assert_true(err.retry_after_s >= 1);
@@ -1527,7 +1527,7 @@ static void test_fleet__new_node_rate_is_per_credential(void **state)
     assert_int_equal(stats(f).nodes, 4);
     assert_int_equal(stats(f).nodes_throttled, 1);
     const char *m2 = "{\"node_id\":\"m2\",\"platform\":\"linux/amd64\"}";
-    assert_int_equal(fleet_heartbeat(&out, &len, f->fleet, m2, strlen(m2), 8, &err),
+    assert_int_equal(fleet_heartbeat(&out, &len, f->fleet, m2, strlen(m2), 8, NULL, &err),
                      PKGSTORE_ELIMIT);
     assert_int_equal(err.http_status, 429);
 }
@@ -1620,7 +1620,7 @@ static void test_fleet__shared_label_sets_share_one_profile(void **state)
         char *reply = NULL;
         size_t len;
         fleet_error err;
-        CHECK_FLEET(fleet_heartbeat(&reply, &len, f->fleet, body, strlen(body), 1, &err), err);
+        CHECK_FLEET(fleet_heartbeat(&reply, &len, f->fleet, body, strlen(body), 1, NULL, &err), err);
         free(reply);
     }
     fleet_stats s = stats(f);
@@ -1780,7 +1780,7 @@ static void *heartbeat_worker(void *arg)
                          "\"otelcol-contrib\",\"offer\":{\"version\":\"0.98.0\"},\"status\":"
                          "\"%s\"}]}",
                          w->index, i % 100, i % 2 ? "dev" : "prod", statuses[i % 3]);
-        if (fleet_heartbeat(&out, &len, w->f->fleet, body, (size_t)n, (uint64_t)w->index, &err) !=
+        if (fleet_heartbeat(&out, &len, w->f->fleet, body, (size_t)n, (uint64_t)w->index, NULL, &err) !=
                 0 ||
             !out)
             w->failures++;

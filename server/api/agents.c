@@ -114,9 +114,18 @@ enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req)
     if (!req->json || req->json_len == 0)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "body: expected a JSON object");
+    fleet_identity who;
+    if (req->node)
+        credentials_identity(&who, req->node);
     if (fleet_heartbeat(&text, &len, g_server.fleet, req->json, req->json_len,
-                        credential_of(req), &err) < 0) {
-        if (err.code != PKGSTORE_EINVALID) {
+                        credential_of(req), req->node ? &who : NULL, &err) < 0) {
+        if (err.code == PKGSTORE_EDENIED && req->node) {
+            char q[600];
+            metrics_node_mismatch();
+            log_msg(LOG_WARN, "heartbeat: credential spoke for another node",
+                    "credential=%s detail=%s", credentials_id(req->node),
+                    log_quote(q, sizeof q, err.message));
+        } else if (err.code != PKGSTORE_EINVALID) {
             char q[600];
             log_msg(err.http_status == 429 || err.http_status == 503 ? LOG_WARN : LOG_ERROR,
                     "heartbeat refused", "detail=%s", log_quote(q, sizeof q, err.message));

@@ -18,6 +18,7 @@ static atomic_uint_fast64_t requests[ROUTE_COUNT][STATUS_MAX];
 static atomic_uint_fast64_t bytes_served;
 static atomic_uint_fast64_t uploads_ok, uploads_failed, upload_bytes;
 static atomic_uint_fast64_t heartbeats;
+static atomic_uint_fast64_t node_mismatches;
 static time_t started_at;
 
 static const char *const route_labels[ROUTE_COUNT] = {
@@ -35,6 +36,8 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_HEARTBEAT] = "/v1/agents/heartbeat",
     [ROUTE_AGENTS] = "/v1/agents",
     [ROUTE_AGENT] = "/v1/agents/{id}",
+    [ROUTE_CREDENTIALS] = "/v1/credentials",
+    [ROUTE_CREDENTIAL] = "/v1/credentials/{id}",
 };
 
 const char *route_label(enum route route)
@@ -66,6 +69,11 @@ void metrics_upload(int ok, uint64_t bytes)
 void metrics_heartbeat(void)
 {
     atomic_fetch_add_explicit(&heartbeats, 1, memory_order_relaxed);
+}
+
+void metrics_node_mismatch(void)
+{
+    atomic_fetch_add_explicit(&node_mismatches, 1, memory_order_relaxed);
 }
 
 typedef struct text_buf {
@@ -163,6 +171,10 @@ char *metrics_render(size_t *len_out)
               "# HELP pkgstored_heartbeats_total Agent heartbeats handled.\n"
               "# TYPE pkgstored_heartbeats_total counter\n"
               "pkgstored_heartbeats_total %llu\n"
+              "# HELP pkgstored_node_mismatch_total Requests refused because a node credential "
+              "spoke for another node.\n"
+              "# TYPE pkgstored_node_mismatch_total counter\n"
+              "pkgstored_node_mismatch_total %llu\n"
               "# HELP pkgstored_requests_in_flight Requests being handled.\n"
               "# TYPE pkgstored_requests_in_flight gauge\n"
               "pkgstored_requests_in_flight %ld\n",
@@ -171,6 +183,7 @@ char *metrics_render(size_t *len_out)
               (unsigned long long)atomic_load(&uploads_failed),
               (unsigned long long)atomic_load(&upload_bytes),
               (unsigned long long)atomic_load(&heartbeats),
+              (unsigned long long)atomic_load(&node_mismatches),
               (long)atomic_load(&g_server.in_flight));
     tb_printf(&tb, "# HELP pkgstored_connections_open Client connections open now.\n"
                    "# TYPE pkgstored_connections_open gauge\n"

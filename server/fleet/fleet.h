@@ -66,10 +66,29 @@ int fleet_close(fleet *f, fleet_error *err);
 /* Write every pending node now. */
 int fleet_flush(fleet *f, fleet_error *err);
 
+/* Who a per-node credential says the sender is: the one node it may speak
+ * for, the labels the admin pinned (they win over reported ones), and which
+ * reported labels are kept besides (self_keys, or every key with
+ * self_any). Sorted by key are the pinned labels. */
+typedef struct fleet_identity {
+    const char *node_id;
+    const pkgstore_label *labels;
+    size_t nlabels;
+    const char *const *self_keys;
+    size_t nself_keys;
+    int self_any;
+} fleet_identity;
+
 /* One heartbeat: the request body; credential identifies who sent it (for
- * the new-node rate). *reply_out receives the reply JSON (free()). */
+ * the new-node rate); who, when not NULL, is the node the credential is
+ * bound to: another node_id in the body is refused with PKGSTORE_EDENIED
+ * and http_status 403 before anything is recorded, and the labels recorded
+ * are who's pinned ones plus the reported ones it allows. NULL (the admin
+ * or the shared agent token) records the body as it is. *reply_out
+ * receives the reply JSON (free()). */
 int fleet_heartbeat(char **reply_out, size_t *reply_len, fleet *f, const char *body,
-                    size_t len, uint64_t credential, fleet_error *err);
+                    size_t len, uint64_t credential, const fleet_identity *who,
+                    fleet_error *err);
 
 /* One node as JSON, with its history (free()). */
 int fleet_node_json(char **json_out, size_t *len_out, fleet *f, const char *id,

@@ -282,10 +282,62 @@ out:
     return error;
 }
 
+/* ---------------------------------------------------------------- identity */
+
+static int key_allowed(const fleet_identity *who, const char *key)
+{
+    if (who->self_any)
+        return 1;
+    for (size_t i = 0; i < who->nself_keys; i++) {
+        if (strcmp(who->self_keys[i], key) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int pinned_has(const fleet_identity *who, const char *key)
+{
+    for (size_t i = 0; i < who->nlabels; i++) {
+        if (strcmp(who->labels[i].key, key) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int cmp_label_key(const void *a, const void *b)
+{
+    return strcmp(((const pkgstore_label *)a)->key, ((const pkgstore_label *)b)->key);
+}
+
+/* Hold hb to what who may say: its own node id only; the pinned labels,
+ * and of the reported ones only those who allows and no pin names. */
+static int apply_identity(struct fl_hb *hb, const fleet_identity *who, fleet_error *err)
+{
+    if (strcmp(hb->node_id, who->node_id) != 0) {
+        int error = fl_fail(err, PKGSTORE_EDENIED,
+                            "node_id %.253s: this credential speaks for node %s only",
+                            hb->node_id, who->node_id);
+        err->http_status = 403;
+        return error;
+    }
+    pkgstore_label kept[FL_LABELS_MAX];
+    size_t nkept = 0;
+    for (size_t i = 0; i < who->nlabels && nkept < FL_LABELS_MAX; i++)
+        kept[nkept++] = who->labels[i];
+    for (size_t i = 0; i < hb->nlabels && nkept < FL_LABELS_MAX; i++) {
+        if (key_allowed(who, hb->labels[i].key) && !pinned_has(who, hb->labels[i].key))
+            kept[nkept++] = hb->labels[i];
+    }
+    qsort(kept, nkept, sizeof(*kept), cmp_label_key);
+    memcpy(hb->labels, kept, nkept * sizeof(*kept));
+    hb->nlabels = nkept;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- heartbeat */
 
 int fleet_heartbeat(char **reply_out, size_t *reply_len, fleet *f, const char *body, size_t len,
-                    uint64_t credential, fleet_error *err)
+                    uint64_t credential, const fleet_identity *who, fleet_error *err)
 {
     struct fl_profile *profile = NULL;
     struct fl_policies *policies = NULL;
@@ -306,6 +358,8 @@ int fleet_heartbeat(char **reply_out, size_t *reply_len, fleet *f, const char *b
         goto out;
     }
     if ((error = fl_hb_parse(hb, root, 0, err)) < 0)
+        goto out;
+    if (who && (error = apply_identity(hb, who, err)) < 0)
         goto out;
     if ((error = fl_targets_refresh(f)) < 0) {
         fl_fail_lib(err, error, "registry");

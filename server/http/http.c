@@ -330,6 +330,15 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_GET | M_HEAD | M_DELETE;
             return ROUTE_AGENT;
         }
+    } else if (seg_is(req, 1, "credentials")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD | M_POST;
+            return ROUTE_CREDENTIALS;
+        }
+        if (req->nseg == 3) {
+            *methods = M_DELETE;
+            return ROUTE_CREDENTIAL;
+        }
     }
     return ROUTE_OTHER;
 }
@@ -344,10 +353,10 @@ static int role_allowed(enum route route, unsigned int method, enum role role)
         return role == ROLE_ADMIN || role == ROLE_METRICS;
     case ROUTE_BLOB:
         if (method & (M_GET | M_HEAD))
-            return role == ROLE_ADMIN || role == ROLE_AGENT;
+            return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
         return role == ROLE_ADMIN;
     case ROUTE_HEARTBEAT:
-        return role == ROLE_ADMIN || role == ROLE_AGENT;
+        return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
     default:
         return role == ROLE_ADMIN;
     }
@@ -455,6 +464,17 @@ static void select_handler(request *req, unsigned int method)
         break;
     case ROUTE_AGENT:
         req->handler = method == M_DELETE ? agent_delete : agent_get;
+        break;
+    case ROUTE_CREDENTIALS:
+        if (method == M_POST) {
+            req->handler = credential_issue;
+            req->body_kind = BODY_JSON;
+        } else {
+            req->handler = credentials_get;
+        }
+        break;
+    case ROUTE_CREDENTIAL:
+        req->handler = credential_revoke;
         break;
     default:
         req->handler = NULL;
@@ -583,6 +603,8 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
         }
         req->role = tokens_check(g_server.tokens, token, token_len);
         req->credential = credential_hash(token, token_len);
+        if (req->role == ROLE_NONE && (req->node = credentials_check(token, token_len)))
+            req->role = ROLE_NODE;
         if (req->role == ROLE_NONE) {
             req->extra_header_name = "WWW-Authenticate";
             req->extra_header_value = "Bearer realm=\"pkgstored\", error=\"invalid_token\"";
@@ -593,6 +615,15 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
             return respond_error(conn, req, MHD_HTTP_FORBIDDEN, PKGSTORE_EDENIED,
                                  "this token's role may not %s %s", method,
                                  route_label(req->route));
+        /* A node credential speaks for its node only, whatever it asks. */
+        const char *claimed = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                          "X-Pkgstore-Node");
+        if (req->node && claimed && strcmp(claimed, credentials_node(req->node)) != 0) {
+            metrics_node_mismatch();
+            return respond_error(conn, req, MHD_HTTP_FORBIDDEN, PKGSTORE_EDENIED,
+                                 "X-Pkgstore-Node %.253s: this credential speaks for node %s "
+                                 "only", claimed, credentials_node(req->node));
+        }
     }
 
 
@@ -806,6 +837,7 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (req->route_data_free)
         req->route_data_free(req->route_data);
+    credentials_release(req->node);
     int counted = req->counted;
     free(req->json);
     free(req->query);

@@ -1,0 +1,482 @@
+/*
+ * server/credentials.c - per-node credentials: a bearer token bound to one
+ * node id, with the labels the admin pins for that node.
+ *
+ * Only the SHA-256 of a token is kept (pkgstore_digest_buffer(), OpenSSL
+ * EVP underneath): in memory and in the credentials file,
+ * <store>.node-credentials by default (--node-credentials FILE), a JSON
+ * document written whole to a temporary file, fsynced and renamed over the
+ * old one, so a crash leaves the old set or the new one. The file is
+ * private to the server's user (checked at start like the token files).
+ *
+ * The set in memory is the truth for requests: an issue or a revoke changes
+ * it under the write lock once the file holds the change, so a revoked
+ * token gets 401 from the next request on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+struct node_credential {
+    atomic_int refs;
+    pkgstore_digest hash;          /* SHA-256 of the token */
+    char id[CREDENTIAL_ID_LEN + 1]; /* the first hex digits of the hash */
+    char node[254];
+    int64_t created;
+    json_t *labels;                /* pinned: {"key":"value"} */
+    json_t *self_labels;           /* reported keys kept: ["key"] or ["*"] */
+    pkgstore_label *pinned;        /* labels, as the fleet wants them */
+    size_t npinned;
+    const char **self_keys;
+    size_t nself;
+    int self_any;
+};
+
+static struct {
+    pthread_rwlock_t lock;
+    pthread_mutex_t write_lock; /* one change at a time, file then memory */
+    node_credential **items;
+    size_t count;
+    char path[4200];
+} g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, ""};
+
+static void credential_release(node_credential *cred)
+{
+    if (!cred || atomic_fetch_sub(&cred->refs, 1) != 1)
+        return;
+    json_decref(cred->labels);
+    json_decref(cred->self_labels);
+    free(cred->pinned);
+    free(cred->self_keys);
+    free(cred);
+}
+
+void credentials_release(node_credential *cred)
+{
+    credential_release(cred);
+}
+
+int credentials_node_id_ok(const char *id)
+{
+    size_t len = strlen(id);
+    if (len < 1 || len > 253)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || !(c == '.' || c == '_' || c == ':' || c == '-')))
+            return 0;
+    }
+    return 1;
+}
+
+static int cmp_label(const void *a, const void *b)
+{
+    return strcmp(((const pkgstore_label *)a)->key, ((const pkgstore_label *)b)->key);
+}
+
+/* Build a credential from its record (JSON object, as in the file and the
+ * issue request's labels and self_labels). */
+static node_credential *credential_from(const char *node, json_t *labels, json_t *self_labels,
+                                        int64_t created, const pkgstore_digest *hash, char *err,
+                                        size_t err_size)
+{
+    node_credential *cred = calloc(1, sizeof *cred);
+    if (!cred) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    atomic_init(&cred->refs, 1);
+    cred->hash = *hash;
+    char hex[PKGSTORE_DIGEST_HEX_LEN + 1];
+    pkgstore_digest_format_hex(hex, hash);
+    memcpy(cred->id, hex, CREDENTIAL_ID_LEN);
+    cred->created = created;
+    if (!credentials_node_id_ok(node)) {
+        snprintf(err, err_size, "node: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,252}");
+        goto fail;
+    }
+    snprintf(cred->node, sizeof cred->node, "%s", node);
+    cred->labels = labels ? json_incref(labels) : json_object();
+    cred->self_labels = self_labels ? json_incref(self_labels) : json_array();
+    if (!json_is_object(cred->labels)) {
+        snprintf(err, err_size, "labels: not an object");
+        goto fail;
+    }
+    if (!json_is_array(cred->self_labels)) {
+        snprintf(err, err_size, "self_labels: not an array");
+        goto fail;
+    }
+    if (json_object_size(cred->labels) > PKGSTORE_LABELS_MAX ||
+        json_array_size(cred->self_labels) > PKGSTORE_LABELS_MAX) {
+        snprintf(err, err_size, "labels: more than %d", PKGSTORE_LABELS_MAX);
+        goto fail;
+    }
+    cred->pinned = calloc(json_object_size(cred->labels) + 1, sizeof *cred->pinned);
+    cred->self_keys = calloc(json_array_size(cred->self_labels) + 1, sizeof *cred->self_keys);
+    if (!cred->pinned || !cred->self_keys) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(cred->labels, key, value) {
+        if (pkgstore_label_key_validate(key) < 0 || !json_is_string(value) ||
+            pkgstore_label_value_validate(json_string_value(value)) < 0) {
+            snprintf(err, err_size, "labels.%.64s: %s", key,
+                     json_is_string(value) ? pkgstore_error_detail() : "not a string");
+            goto fail;
+        }
+        cred->pinned[cred->npinned].key = key;
+        cred->pinned[cred->npinned].value = json_string_value(value);
+        cred->npinned++;
+    }
+    qsort(cred->pinned, cred->npinned, sizeof *cred->pinned, cmp_label);
+    size_t i;
+    json_array_foreach(cred->self_labels, i, value) {
+        const char *word = json_string_value(value);
+        if (!word || (strcmp(word, "*") != 0 && pkgstore_label_key_validate(word) < 0)) {
+            snprintf(err, err_size, "self_labels[%zu]: not a label key or \"*\"", i);
+            goto fail;
+        }
+        if (strcmp(word, "*") == 0)
+            cred->self_any = 1;
+        cred->self_keys[cred->nself++] = word;
+    }
+    return cred;
+fail:
+    credential_release(cred);
+    return NULL;
+}
+
+static json_t *credential_record(const node_credential *cred, int with_hash)
+{
+    char created[32];
+    fleet_time_format(created, cred->created);
+    json_t *record = json_pack("{s:s, s:s, s:s, s:O, s:O}", "id", cred->id, "node", cred->node,
+                               "created", created, "labels", cred->labels, "self_labels",
+                               cred->self_labels);
+    if (record && with_hash) {
+        char digest[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(digest, &cred->hash);
+        json_object_set_new(record, "sha256", json_string(digest));
+    }
+    return record;
+}
+
+/* ---------------------------------------------------------------- the file */
+
+/* Write items to the file: a temporary file beside it, fsync, rename, fsync
+ * of the directory. */
+static int save(node_credential *const *items, size_t count, char *err, size_t err_size)
+{
+    json_t *list = json_array();
+    json_t *doc = json_pack("{s:i, s:o}", "version", 1, "credentials", list);
+    char *text = NULL, tmp[4300], dir_buf[4200];
+    int fd = -1, error = -1, made = 0;
+
+    for (size_t i = 0; doc && i < count; i++) {
+        if (json_array_append_new(list, credential_record(items[i], 1)) < 0)
+            goto out;
+    }
+    if (!doc || !(text = json_dumps(doc, JSON_INDENT(1))))
+        goto nomem;
+    snprintf(tmp, sizeof tmp, "%s.XXXXXX", g_creds.path);
+    if ((fd = mkstemp(tmp)) < 0) {
+        snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    made = 1;
+    size_t len = strlen(text), done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto io;
+        done += (size_t)n;
+    }
+    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0)
+        goto io;
+    if (close(fd) < 0) {
+        fd = -1;
+        goto io;
+    }
+    fd = -1;
+    if (rename(tmp, g_creds.path) < 0)
+        goto io;
+    snprintf(dir_buf, sizeof dir_buf, "%s", g_creds.path);
+    int dir_fd = open(dirname(dir_buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+        (void)fsync(dir_fd);
+        close(dir_fd);
+    }
+    made = 0; /* renamed */
+    error = 0;
+    goto out;
+io:
+    snprintf(err, err_size, "%s: %s", g_creds.path, strerror(errno));
+    goto out;
+nomem:
+    snprintf(err, err_size, "out of memory");
+out:
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        unlink(tmp);
+    free(text);
+    json_decref(doc);
+    return error;
+}
+
+int credentials_load(const char *path, size_t *count_out, char *err, size_t err_size)
+{
+    *count_out = 0;
+    snprintf(g_creds.path, sizeof g_creds.path, "%s", path);
+    int state = tokens_file_private(path, err, err_size);
+    if (state == 1)
+        return 0; /* created on the first issue */
+    if (state < 0)
+        return -1;
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        snprintf(err, err_size, "%s: line %d: %s", path, jerr.line, jerr.text);
+        return -1;
+    }
+    json_t *list = json_object_get(doc, "credentials");
+    json_t *version = json_object_get(doc, "version");
+    if (!json_is_integer(version) || json_integer_value(version) != 1 || !json_is_array(list)) {
+        snprintf(err, err_size, "%s: not a version 1 credentials file", path);
+        json_decref(doc);
+        return -1;
+    }
+    size_t n = json_array_size(list), i;
+    node_credential **items = calloc(n ? n : 1, sizeof *items);
+    json_t *record;
+    int error = 0;
+    if (!items) {
+        snprintf(err, err_size, "out of memory");
+        json_decref(doc);
+        return -1;
+    }
+    json_array_foreach(list, i, record) {
+        const char *node = json_string_value(json_object_get(record, "node"));
+        const char *digest = json_string_value(json_object_get(record, "sha256"));
+        const char *created = json_string_value(json_object_get(record, "created"));
+        pkgstore_digest hash;
+        struct tm tm = {0};
+        char detail[300];
+        if (!node || !digest || !created || pkgstore_digest_parse(&hash, digest) < 0 ||
+            !strptime(created, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+            snprintf(err, err_size, "%s: credentials[%zu]: node, sha256 or created missing or "
+                     "malformed", path, i);
+            error = -1;
+            break;
+        }
+        items[i] = credential_from(node, json_object_get(record, "labels"),
+                                   json_object_get(record, "self_labels"), (int64_t)timegm(&tm),
+                                   &hash, detail, sizeof detail);
+        if (!items[i]) {
+            snprintf(err, err_size, "%s: credentials[%zu]: %s", path, i, detail);
+            error = -1;
+            break;
+        }
+    }
+    json_decref(doc);
+    if (error < 0) {
+        for (size_t j = 0; j < n; j++)
+            credential_release(items[j]);
+        free(items);
+        return -1;
+    }
+    g_creds.items = items;
+    g_creds.count = n;
+    *count_out = n;
+    return 0;
+}
+
+void credentials_unload(void)
+{
+    pthread_rwlock_wrlock(&g_creds.lock);
+    for (size_t i = 0; i < g_creds.count; i++)
+        credential_release(g_creds.items[i]);
+    free(g_creds.items);
+    g_creds.items = NULL;
+    g_creds.count = 0;
+    pthread_rwlock_unlock(&g_creds.lock);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+node_credential *credentials_check(const char *token, size_t len)
+{
+    pkgstore_digest presented;
+    node_credential *found = NULL;
+    if (!token || len == 0 || pkgstore_digest_buffer(&presented, token, len) < 0)
+        return NULL;
+    pthread_rwlock_rdlock(&g_creds.lock);
+    /* Compared as hashes: what a timing difference could tell is a prefix
+     * of the SHA-256 of a random token, not of the token. */
+    for (size_t i = 0; i < g_creds.count && !found; i++) {
+        if (pkgstore_digest_equal(&presented, &g_creds.items[i]->hash)) {
+            found = g_creds.items[i];
+            atomic_fetch_add(&found->refs, 1);
+        }
+    }
+    pthread_rwlock_unlock(&g_creds.lock);
+    return found;
+}
+
+const char *credentials_node(const node_credential *cred)
+{
+    return cred->node;
+}
+
+const char *credentials_id(const node_credential *cred)
+{
+    return cred->id;
+}
+
+void credentials_identity(fleet_identity *out, const node_credential *cred)
+{
+    out->node_id = cred->node;
+    out->labels = cred->pinned;
+    out->nlabels = cred->npinned;
+    out->self_keys = cred->self_keys;
+    out->nself_keys = cred->nself;
+    out->self_any = cred->self_any;
+}
+
+json_t *credentials_list(void)
+{
+    json_t *list = json_array();
+    pthread_rwlock_rdlock(&g_creds.lock);
+    for (size_t i = 0; list && i < g_creds.count; i++) {
+        if (json_array_append_new(list, credential_record(g_creds.items[i], 0)) < 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    pthread_rwlock_unlock(&g_creds.lock);
+    return list ? json_pack("{s:o}", "credentials", list) : NULL;
+}
+
+int credentials_issue(json_t **record_out, char *token_out, size_t token_size, const char *node,
+                      json_t *labels, json_t *self_labels, char *err, size_t err_size)
+{
+    unsigned char random_bytes[32];
+    static const char hex[] = "0123456789abcdef";
+    char token[80] = "psn_";
+    pkgstore_digest hash;
+
+    *record_out = NULL;
+    if (getrandom(random_bytes, sizeof random_bytes, 0) != (ssize_t)sizeof random_bytes) {
+        snprintf(err, err_size, "getrandom: %s", strerror(errno));
+        return PKGSTORE_EIO;
+    }
+    for (size_t i = 0; i < sizeof random_bytes; i++) {
+        token[4 + 2 * i] = hex[random_bytes[i] >> 4];
+        token[4 + 2 * i + 1] = hex[random_bytes[i] & 15];
+    }
+    token[4 + 2 * sizeof random_bytes] = '\0';
+    explicit_bzero(random_bytes, sizeof random_bytes);
+    if (pkgstore_digest_buffer(&hash, token, strlen(token)) < 0) {
+        snprintf(err, err_size, "sha256: %s", pkgstore_error_detail());
+        return PKGSTORE_EIO;
+    }
+    node_credential *cred =
+        credential_from(node, labels, self_labels, (int64_t)time(NULL), &hash, err, err_size);
+    if (!cred)
+        return PKGSTORE_EINVALID;
+
+    pthread_mutex_lock(&g_creds.write_lock);
+    node_credential **grown = malloc((g_creds.count + 1) * sizeof *grown);
+    int error = 0;
+    if (!grown) {
+        snprintf(err, err_size, "out of memory");
+        error = PKGSTORE_ENOMEM;
+    } else {
+        memcpy(grown, g_creds.items, g_creds.count * sizeof *grown);
+        grown[g_creds.count] = cred;
+        if (save(grown, g_creds.count + 1, err, err_size) < 0)
+            error = PKGSTORE_EIO;
+    }
+    if (error == 0) {
+        *record_out = credential_record(cred, 0);
+        pthread_rwlock_wrlock(&g_creds.lock);
+        free(g_creds.items);
+        g_creds.items = grown;
+        g_creds.count++;
+        pthread_rwlock_unlock(&g_creds.lock);
+        cred = NULL; /* now owned by the set */
+        grown = NULL;
+        snprintf(token_out, token_size, "%s", token);
+    }
+    pthread_mutex_unlock(&g_creds.write_lock);
+    free(grown);
+    credential_release(cred);
+    explicit_bzero(token, sizeof token);
+    return error;
+}
+
+int credentials_revoke(json_t **record_out, const char *id, char *err, size_t err_size)
+{
+    int error = 0;
+    size_t matches = 0, at = 0;
+
+    *record_out = NULL;
+    pthread_mutex_lock(&g_creds.write_lock);
+    size_t id_len = strlen(id);
+    for (size_t i = 0; i < g_creds.count; i++) {
+        if (id_len >= 4 && id_len <= CREDENTIAL_ID_LEN &&
+            strncmp(g_creds.items[i]->id, id, id_len) == 0) {
+            matches++;
+            at = i;
+        }
+    }
+    if (matches != 1) {
+        snprintf(err, err_size, matches ? "credential %s: ambiguous; give more of its id"
+                                        : "credential %s: no such credential", id);
+        error = matches ? PKGSTORE_EINVALID : PKGSTORE_ENOTFOUND;
+        goto out;
+    }
+    node_credential **kept = malloc((g_creds.count ? g_creds.count : 1) * sizeof *kept);
+    if (!kept) {
+        snprintf(err, err_size, "out of memory");
+        error = PKGSTORE_ENOMEM;
+        goto out;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < g_creds.count; i++) {
+        if (i != at)
+            kept[n++] = g_creds.items[i];
+    }
+    if (save(kept, n, err, err_size) < 0) {
+        free(kept);
+        error = PKGSTORE_EIO;
+        goto out;
+    }
+    node_credential *gone = g_creds.items[at];
+    *record_out = credential_record(gone, 0);
+    pthread_rwlock_wrlock(&g_creds.lock);
+    free(g_creds.items);
+    g_creds.items = kept;
+    g_creds.count = n;
+    pthread_rwlock_unlock(&g_creds.lock);
+    credential_release(gone); /* requests in flight keep their reference */
+out:
+    pthread_mutex_unlock(&g_creds.write_lock);
+    return error;
+}
