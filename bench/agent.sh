@@ -46,7 +46,7 @@ cpu_ticks_with_children() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat";
 now_s() { date +%s.%N; }
 
 "$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-    --heartbeat-interval 2 --no-fsync 2> "$WORK/pkgstored.log" &
+    --heartbeat-interval 2 --no-fsync --allow-shared-agent-token 2> "$WORK/pkgstored.log" &
 PIDS+=($!)
 wait_until 10 test -s "$WORK/port" || { echo "bench/agent.sh: pkgstored did not start" >&2; exit 1; }
 URL=http://127.0.0.1:$(cat "$WORK/port")

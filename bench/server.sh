@@ -65,7 +65,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else pr
 start_pkgstored() { # start_pkgstored STORE
     rm -f "$WORK/port"
     $NICE "$BIN/pkgstored" --store "$1" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-        --no-fsync --log-level warn --new-nodes-rate 0 2>>"$WORK/pkgstored.log" &
+        --no-fsync --log-level warn --new-nodes-rate 0 --allow-shared-agent-token 2>>"$WORK/pkgstored.log" &
     PKGSTORED_PID=$!
     PIDS+=("$PKGSTORED_PID")
     for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done

@@ -9,7 +9,7 @@ export PKGSTORE_BIN=${PKGSTORE_BIN:-$SRC/build/bin}
 . "$SRC/tests/e2e/lib/agent.sh"
 
 "$B/pkgstored" --store "$T/store" --listen 127.0.0.1:0 --port-file "$T/pk.port" --no-fsync \
-    2>"$T/pkgstored.log" &
+    --allow-shared-agent-token 2>"$T/pkgstored.log" &
 PIDS+=($!)
 wait_until 10 test -s "$T/pk.port" || { echo "Bail out! pkgstored did not start"; exit 1; }
 URL="http://127.0.0.1:$(cat "$T/pk.port")"

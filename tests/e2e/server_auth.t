@@ -86,11 +86,21 @@ agent agent-token-0123456789abcdef
 agent agent2-token-0123456789abcdef
 metrics $MT
 TOKENS
+timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/tokens" \
+    --allow-shared-agent-token 2>"$TMP/err"
+is "$?|$(cat "$TMP/err")" \
+   "1|pkgstored: tokens: $TMP/tokens: mode 644 lets other users read or change the tokens; chmod 600 it" \
+   "a tokens file readable by others (mode 644) is refused at start, saying why"
+chmod 600 "$TMP/tokens"
+timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 \
+    --tokens "$TMP/tokens" 2>"$TMP/err"
+is "$?" "1" "agent lines in --tokens without --allow-shared-agent-token: refused at start"
+grep -q 'agent line(s): the fleet-wide agent token lets its holder speak for any node' "$TMP/err"
+ok $? "... saying what the shared agent token gives away"
+diag "$(cat "$TMP/err")"
 start_server --tokens "$TMP/tokens"
 req_as admin-token-0123456789abcdef GET /v1/packages
 is "$STATUS" "200" "--tokens: admin role"
-grep -q 'msg="tokens file is readable by other users' "$TMP/server.log"
-ok $? "a tokens file readable by others (mode 644) is warned about"
 req_as agent2-token-0123456789abcdef GET "/v1/blobs/sha256:$D"
 is "$STATUS" "200" "--tokens: a second agent token"
 req_as "$MT" GET /metrics
@@ -111,6 +121,7 @@ stop_server
 # read as an entry of its own ("admin TOKEN" here), in pkgstored and the tools.
 LONG_COMMENT="# $(head -c 1021 /dev/zero | tr '\0' c) admin comment-tail-token-0123456789"
 printf '%s\nadmin admin-token-0123456789abcdef\n' "$LONG_COMMENT" >"$TMP/long-tokens"
+chmod 600 "$TMP/long-tokens"
 start_server --tokens "$TMP/long-tokens"
 req_as comment-tail-token-0123456789 GET /v1/packages
 is "$STATUS" "401" "the tail of a long comment line is no token"
@@ -122,16 +133,19 @@ is "$STATUS" "0" "a tool skips the long comment line too and presents the admin 
 diag "$(cat "$TMP/err")"
 stop_server
 printf 'admin admin-token-0123456789abcdef extra-word\n' >"$TMP/bad-tokens"
+chmod 600 "$TMP/bad-tokens"
 timeout 60 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
 is "$?|$(cat "$TMP/err")" \
    "1|pkgstored: tokens: $TMP/bad-tokens:1: more than two words (expected TOKEN or ROLE TOKEN)" \
    "a line with a third word is refused at start, naming the line"
 
 printf 'root not-a-role-token-0123456789\n' >"$TMP/bad-tokens"
+chmod 600 "$TMP/bad-tokens"
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
 is "$?" "1" "a tokens file with an unknown role is refused at start"
 diag "$(cat "$TMP/err")"
 printf 'admin short\n' >"$TMP/bad-tokens"
+chmod 600 "$TMP/bad-tokens"
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --tokens "$TMP/bad-tokens" 2>"$TMP/err"
 is "$?" "1" "a token shorter than 16 characters is refused at start"
 "$BIN/pkgstored" --bogus 2>"$TMP/err"

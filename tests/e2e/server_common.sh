@@ -54,10 +54,14 @@ diag() { echo "# $*"; }
 
 # start_server [pkgstored options...]: start on a free port with the store
 # $TMP/store (kept across restarts); sets URL, ADMIN, AGENT, ADMIN_FILE.
+# The fleet-wide agent token is allowed (--allow-shared-agent-token) unless
+# NO_SHARED_AGENT_TOKEN=1: these tests speak as any node with it.
 start_server() {
     rm -f "$TMP/port"
+    local shared=--allow-shared-agent-token
+    [ "${NO_SHARED_AGENT_TOKEN:-0}" = 1 ] && shared=
     "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --port-file "$TMP/port" \
-        --no-fsync "$@" 2>>"$TMP/server.log" &
+        --no-fsync $shared "$@" 2>>"$TMP/server.log" &
     SERVER_PID=$!
     local i
     for i in $(seq 1 200); do

@@ -187,13 +187,15 @@ reported_statuses() {
 }
 
 # start_real_server DIR [pkgstored options]: pkgstored on a free port with
-# the store DIR/store; sets URL, ADMIN_TOKEN_FILE, AGENT_TOKEN_FILE.
+# the store DIR/store and the fleet-wide agent token allowed (the agent
+# tests let every node share it); sets URL, ADMIN_TOKEN_FILE,
+# AGENT_TOKEN_FILE.
 start_real_server() {
     local dir=$1; shift
     mkdir -p "$dir"
     rm -f "$dir/port"
     "$B/pkgstored" --store "$dir/store" --listen 127.0.0.1:0 --port-file "$dir/port" \
-        --no-fsync "$@" 2>> "$dir/server.log" &
+        --no-fsync --allow-shared-agent-token "$@" 2>> "$dir/server.log" &
     PIDS+=($!)
     wait_until 10 test -s "$dir/port" || return 1
     URL="http://127.0.0.1:$(cat "$dir/port")"
