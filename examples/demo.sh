@@ -55,17 +55,22 @@ say "Start the registry: pkgstored on 127.0.0.1 with a temporary store."
 PIDS+=($!)
 wait_until 10 test -s "$WORK/port" || die "pkgstored did not start (see $WORK/pkgstored.log)"
 URL=http://127.0.0.1:$(cat "$WORK/port")
-wait_until 5 test -s "$WORK/store.agent-token" || die "pkgstored wrote no tokens"
+wait_until 5 test -s "$WORK/store.admin-token" || die "pkgstored wrote no admin token"
 ADMIN=$WORK/store.admin-token
-note "listening on $URL; admin and agent tokens in $WORK/store.{admin,agent}-token"
+note "listening on $URL; the admin token is in $WORK/store.admin-token"
 push()   { "$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN" --quiet "$@"; }
 policy() { "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN" "$@"; }
 api()    { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL$1"; }
 
 # ------------------------------------------------------------------ the fleet
-start_node() { # NAME LABELS
-    local dir=$WORK/$1 port health
+start_node() { # NAME LABELS PINNED-LABEL-OPTIONS...
+    local name=$1 labels=$2 dir=$WORK/$1 port health
+    shift 2
     mkdir -p "$dir/bin"
+    # its own credential, bound to its node id, with its targeting labels
+    # pinned: the node cannot speak for another or relabel itself
+    "$BIN/pkgstore-token" --server "$URL" --token-file "$ADMIN" issue --node "$name" "$@" \
+        --out "$dir/node-token" > /dev/null || die "pkgstore-token issue failed for $name"
     port=$(free_port); health=$(free_port)
     echo "$health" > "$dir/health_port"
     cp "$BIN/fake-otelcol-v1" "$dir/bin/otelcol"
@@ -73,12 +78,12 @@ start_node() { # NAME LABELS
     cat > "$dir/agent.yaml" <<YAML
 server:
   url: $URL
-  token_file: $WORK/store.agent-token
+  token_file: $dir/node-token
 heartbeat:
   interval_s: 1
 node:
-  id: $1
-  labels: {$2}
+  id: $name
+  labels: {$labels}
 state_dir: $dir/state
 collector:
   package: otelcol
@@ -97,9 +102,11 @@ YAML
 
 NODES=(edge-canary edge-dev edge-prod)
 say "Start three edge nodes. Each runs pkgstore-agent, which starts fake collector v1 as its child."
-start_node edge-canary 'canary: "true", env: dev'
-start_node edge-dev 'env: dev'
-start_node edge-prod 'env: prod'
+note "each node gets its own credential (pkgstore-token issue --node NAME --label ...):"
+note "the server keeps only its SHA-256, and the labels pinned there are the ones that count"
+start_node edge-canary 'canary: "true", env: dev' --label canary=true --label env=dev
+start_node edge-dev 'env: dev' --label env=dev
+start_node edge-prod 'env: prod' --label env=prod
 note "edge-canary: canary=true env=dev    edge-dev: env=dev    edge-prod: env=prod"
 note "monitor window: $WINDOW s for this demo (the default is 60 s)"
 in_fleet() { [ "$(api /v1/agents | jq '.nodes | length')" = 3 ]; }

@@ -3,9 +3,11 @@
 #
 # The store is $COLLECTORCTRL_PACKAGES_DIR, or build/run/packages in the
 # source tree when it is not set. The listen address is $PKGSTORE_LISTEN
-# (default 127.0.0.1:8080). On first start pkgstored creates an admin and
-# an agent token beside the store (<store>.admin-token, <store>.agent-token,
-# mode 0600) and logs where they are. Stop it with Ctrl-C.
+# (default 127.0.0.1:8080). On first start pkgstored creates an admin token
+# beside the store (<store>.admin-token, mode 0600) and logs where it is;
+# give each node its own credential with pkgstore-token issue (or pass
+# --allow-shared-agent-token for the development-only <store>.agent-token).
+# Stop it with Ctrl-C.
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${PKGSTORE_BIN:-$SRC/build/bin}
@@ -13,6 +15,6 @@ STORE=${COLLECTORCTRL_PACKAGES_DIR:-$SRC/build/run/packages}
 LISTEN=${PKGSTORE_LISTEN:-127.0.0.1:8080}
 mkdir -p "$(dirname "$STORE")"
 echo "pkgstored: store $STORE, listening on http://$LISTEN (Ctrl-C to stop)" >&2
-echo "  admin token: $STORE.admin-token   agent token: $STORE.agent-token" >&2
+echo "  admin token: $STORE.admin-token   node credentials: pkgstore-token --server http://$LISTEN --token-file $STORE.admin-token issue --node NAME" >&2
 echo "  try: curl -s -H \"Authorization: Bearer \$(cat $STORE.admin-token)\" http://$LISTEN/v1/packages" >&2
 exec "$BIN/pkgstored" --store "$STORE" --listen "$LISTEN" "$@"

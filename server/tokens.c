@@ -350,6 +350,21 @@ int tokens_open(const server_config *cfg, char *err, size_t err_size)
             return -1;
         }
     }
+    if (cfg->credentials_path) {
+        snprintf(credentials_path, sizeof credentials_path, "%s", cfg->credentials_path);
+    } else {
+        size_t len = strlen(cfg->store_path);
+        while (len > 1 && cfg->store_path[len - 1] == '/')
+            len--;
+        snprintf(credentials_path, sizeof credentials_path, "%.*s.node-credentials", (int)len,
+                 cfg->store_path);
+    }
+    size_t count = 0;
+    if (credentials_load(credentials_path, &count, err, err_size) < 0) {
+        tokens_free(g_server.tokens);
+        g_server.tokens = NULL;
+        return -1;
+    }
     if (cfg->tokens_path)
         log_msg(LOG_INFO, "using tokens", "tokens_file=%s",
                 log_quote(q1, sizeof q1, cfg->tokens_path));
@@ -367,21 +382,6 @@ int tokens_open(const server_config *cfg, char *err, size_t err_size)
                 "node and set any labels; use per-node credentials outside development",
                 "%s", "");
 
-    if (cfg->credentials_path) {
-        snprintf(credentials_path, sizeof credentials_path, "%s", cfg->credentials_path);
-    } else {
-        size_t len = strlen(cfg->store_path);
-        while (len > 1 && cfg->store_path[len - 1] == '/')
-            len--;
-        snprintf(credentials_path, sizeof credentials_path, "%.*s.node-credentials", (int)len,
-                 cfg->store_path);
-    }
-    size_t count = 0;
-    if (credentials_load(credentials_path, &count, err, err_size) < 0) {
-        tokens_free(g_server.tokens);
-        g_server.tokens = NULL;
-        return -1;
-    }
     log_msg(LOG_INFO, "node credentials", "file=%s count=%zu",
             log_quote(q1, sizeof q1, credentials_path), count);
     return 0;
