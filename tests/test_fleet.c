@@ -480,6 +480,65 @@ static void test_fleet__many_addon_offers(void **state)
     json_decref(reply);
 }
 
+/* A node credential speaks for its node only: another node_id is refused
+ * before anything is recorded; pinned labels win, and reported labels are
+ * kept only for the keys the credential allows. */
+static void test_fleet__identity_binds_node_and_pins_labels(void **state)
+{
+    struct fixture *f = *state;
+    static const pkgstore_label pinned[] = {{"canary", "false"}, {"env", "prod"}};
+    static const char *const self_keys[] = {"zone"};
+    fleet_identity who = {"edge-1", pinned, 2, self_keys, 1, 0};
+    char *out = NULL;
+    size_t len = 0;
+    fleet_error err;
+
+    json_decref(heartbeat(f, "{\"node_id\":\"edge-2\",\"platform\":\"linux/amd64\","
+                             "\"labels\":{\"env\":\"dev\"},\"packages\":[{\"name\":\"otelcol\","
+                             "\"version\":\"1.0.0\",\"status\":\"Downloading\",\"offer_version\":"
+                             "\"2.0.0\"}]}"));
+    json_t *before = node_view(f, "edge-2");
+    const char *as_edge_2 = "{\"node_id\":\"edge-2\",\"platform\":\"linux/arm64\","
+                            "\"labels\":{\"env\":\"prod\"},\"packages\":[{\"name\":\"otelcol\","
+                            "\"version\":\"1.0.0\",\"status\":\"UpgradeFailed\",\"offer_version\":"
+                            "\"2.0.0\",\"message\":\"forged\"}]}";
+    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, as_edge_2, strlen(as_edge_2), 1,
+                                       &who, &err),
+                       &err, PKGSTORE_EDENIED, "speaks for node edge-1 only");
+    assert_int_equal(err.http_status, 403);
+    assert_null(out);
+    json_t *after = node_view(f, "edge-2");
+    assert_true(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+    /* an unknown id is not created either */
+    const char *as_new = "{\"node_id\":\"edge-9\",\"platform\":\"linux/amd64\"}";
+    assert_fleet_fails(fleet_heartbeat(&out, &len, f->fleet, as_new, strlen(as_new), 1, &who,
+                                       &err),
+                       &err, PKGSTORE_EDENIED, "edge-1 only");
+    assert_int_equal(stats(f).nodes, 1);
+
+    const char *own = "{\"node_id\":\"edge-1\",\"platform\":\"linux/amd64\",\"labels\":"
+                      "{\"canary\":\"true\",\"zone\":\"eu\",\"aa\":\"x\"}}";
+    CHECK_FLEET(fleet_heartbeat(&out, &len, f->fleet, own, strlen(own), 1, &who, &err), err);
+    free(out);
+    json_t *view = node_view(f, "edge-1");
+    json_t *expected = json_pack("{s:s, s:s, s:s}", "canary", "false", "env", "prod", "zone", "eu");
+    assert_true(json_equal(json_object_get(view, "labels"), expected));
+    json_decref(expected);
+    json_decref(view);
+
+    /* self_any keeps every reported label, pins still win */
+    fleet_identity any = {"edge-1", pinned, 1, NULL, 0, 1};
+    CHECK_FLEET(fleet_heartbeat(&out, &len, f->fleet, own, strlen(own), 1, &any, &err), err);
+    free(out);
+    view = node_view(f, "edge-1");
+    expected = json_pack("{s:s, s:s, s:s}", "aa", "x", "canary", "false", "zone", "eu");
+    assert_true(json_equal(json_object_get(view, "labels"), expected));
+    json_decref(expected);
+    json_decref(view);
+}
+
 static void test_fleet__heartbeats_are_validated(void **state)
 {
     struct fixture *f = *state;
@@ -1879,6 +1938,7 @@ int main(void)
         T(test_fleet__offers_follow_policy_and_registry_changes),
         T(test_fleet__many_addon_offers),
         T(test_fleet__heartbeats_are_validated),
+        T(test_fleet__identity_binds_node_and_pins_labels),
         T(test_fleet__history_is_bounded_and_deduplicated),
         T(test_fleet__messages_are_cut_on_a_utf8_boundary),
         T(test_fleet__rollout_counts_and_policy_status),
