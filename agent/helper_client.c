@@ -26,6 +26,7 @@ extern char **environ;
 static char *helper_path;
 static char **helper_envp;
 static char *token_file;
+static char *node_id;
 static double http_timeout_s = 30;
 
 const char *agent_helper_path(void)
@@ -80,6 +81,7 @@ int agent_helper_init(const agent_config *cfg)
         if (!helper_envp[i])
             return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     token_file = cfg->token_file ? strdup(cfg->token_file) : NULL;
+    node_id = cfg->node_id ? strdup(cfg->node_id) : NULL;
     http_timeout_s = cfg->http_timeout_s;
     return 0;
 }
@@ -92,6 +94,8 @@ void agent_helper_cleanup(void)
     helper_envp = NULL;
     free(token_file);
     token_file = NULL;
+    free(node_id);
+    node_id = NULL;
 }
 
 static int is_network(const char *cmd)
@@ -115,6 +119,10 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
     if (network && token_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
         argv[argc++] = "--token-file";
         argv[argc++] = token_file;
+        if (node_id) { /* a per-node credential is checked against it */
+            argv[argc++] = "--node";
+            argv[argc++] = node_id;
+        }
     }
     argv[argc++] = "--timeout";
     argv[argc++] = timeout_text;

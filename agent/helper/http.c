@@ -56,6 +56,23 @@ static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static char node_header[300];
+
+void helper_http_set_node(const char *node_id)
+{
+    size_t len = strlen(node_id);
+    node_header[0] = '\0';
+    if (len == 0 || len > 253)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        char c = node_id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return; /* never a header built from what could hold CR or LF */
+    }
+    snprintf(node_header, sizeof node_header, "X-Pkgstore-Node: %s", node_id);
+}
+
 static struct curl_slist *auth_headers(const char *token, struct curl_slist *list)
 {
     if (token && token[0]) {
@@ -64,6 +81,8 @@ static struct curl_slist *auth_headers(const char *token, struct curl_slist *lis
             list = curl_slist_append(list, line);
             free(line);
         }
+        if (node_header[0])
+            list = curl_slist_append(list, node_header);
     }
     return list;
 }

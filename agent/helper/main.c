@@ -6,7 +6,7 @@
  * budget). It runs this program once per network request, hash,
  * verification or extraction:
  *
- *   pkgstore-agent-helper [--token-file F] [--timeout S] COMMAND ARGS...
+ *   pkgstore-agent-helper [--token-file F] [--node ID] [--timeout S] COMMAND ARGS...
  *
  *   http-post URL            POST stdin as JSON    {"status":N,"body":"..."}
  *   http-get URL             GET a small body      {"status":N,"body":"..."}
@@ -235,6 +235,7 @@ int main(int argc, char **argv)
 {
     static const struct option options[] = {
         {"token-file", required_argument, NULL, 't'},
+        {"node", required_argument, NULL, 'n'},
         {"timeout", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -249,6 +250,9 @@ int main(int argc, char **argv)
         case 't':
             token_file = optarg;
             break;
+        case 'n':
+            helper_http_set_node(optarg);
+            break;
         case 'T': {
             char *end;
             timeout_s = strtod(optarg, &end);
@@ -261,7 +265,7 @@ int main(int argc, char **argv)
                    pkgstore_library_version());
             return 0;
         case 'h':
-            printf("usage: " HELPER_NAME " [--token-file F] [--timeout S] COMMAND ARGS...\n"
+            printf("usage: " HELPER_NAME " [--token-file F] [--node ID] [--timeout S] COMMAND ARGS...\n"
                    "The worker process of pkgstore-agent(8); not meant to be run by hand.\n"
                    "See pkgstore-agent-helper(8).\n");
             return 0;
