@@ -11,7 +11,8 @@
  *
  * The set in memory is the truth for requests: an issue or a revoke changes
  * it under the write lock once the file holds the change, so a revoked
- * token gets 401 from the next request on.
+ * token gets 401 from the next request on. It is kept sorted by hash, so a
+ * request finds its credential by binary search among any number of nodes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,16 @@ struct node_credential {
     size_t nself;
     int self_any;
 };
+
+static int cmp_hash(const pkgstore_digest *a, const pkgstore_digest *b)
+{
+    return memcmp(a->bytes, b->bytes, sizeof a->bytes);
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    return cmp_hash(&(*(node_credential *const *)a)->hash, &(*(node_credential *const *)b)->hash);
+}
 
 static struct {
     pthread_rwlock_t lock;
@@ -301,6 +312,7 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
         free(items);
         return -1;
     }
+    qsort(items, n, sizeof *items, cmp_item);
     g_creds.items = items;
     g_creds.count = n;
     *count_out = n;
@@ -327,12 +339,20 @@ node_credential *credentials_check(const char *token, size_t len)
     if (!token || len == 0 || pkgstore_digest_buffer(&presented, token, len) < 0)
         return NULL;
     pthread_rwlock_rdlock(&g_creds.lock);
-    /* Compared as hashes: what a timing difference could tell is a prefix
-     * of the SHA-256 of a random token, not of the token. */
-    for (size_t i = 0; i < g_creds.count && !found; i++) {
-        if (pkgstore_digest_equal(&presented, &g_creds.items[i]->hash)) {
-            found = g_creds.items[i];
+    /* Searched by hash: what a timing difference could tell is where the
+     * SHA-256 of the presented token falls among the hashes, which says
+     * nothing about any token. */
+    size_t low = 0, high = g_creds.count;
+    while (low < high && !found) {
+        size_t mid = low + (high - low) / 2;
+        int order = cmp_hash(&presented, &g_creds.items[mid]->hash);
+        if (order == 0) {
+            found = g_creds.items[mid];
             atomic_fetch_add(&found->refs, 1);
+        } else if (order < 0) {
+            high = mid;
+        } else {
+            low = mid + 1;
         }
     }
     pthread_rwlock_unlock(&g_creds.lock);
@@ -359,17 +379,37 @@ void credentials_identity(fleet_identity *out, const node_credential *cred)
     out->self_any = cred->self_any;
 }
 
+/* Listings go by node, then age, then id. */
+static int cmp_listed(const void *a, const void *b)
+{
+    const node_credential *x = *(node_credential *const *)a, *y = *(node_credential *const *)b;
+    int order = strcmp(x->node, y->node);
+    if (order == 0)
+        order = (x->created > y->created) - (x->created < y->created);
+    return order ? order : strcmp(x->id, y->id);
+}
+
 json_t *credentials_list(void)
 {
     json_t *list = json_array();
     pthread_rwlock_rdlock(&g_creds.lock);
-    for (size_t i = 0; list && i < g_creds.count; i++) {
-        if (json_array_append_new(list, credential_record(g_creds.items[i], 0)) < 0) {
+    node_credential **sorted = malloc((g_creds.count ? g_creds.count : 1) * sizeof *sorted);
+    if (sorted) {
+        memcpy(sorted, g_creds.items, g_creds.count * sizeof *sorted);
+        qsort(sorted, g_creds.count, sizeof *sorted, cmp_listed);
+    }
+    for (size_t i = 0; list && sorted && i < g_creds.count; i++) {
+        if (json_array_append_new(list, credential_record(sorted[i], 0)) < 0) {
             json_decref(list);
             list = NULL;
         }
     }
     pthread_rwlock_unlock(&g_creds.lock);
+    free(sorted);
+    if (!sorted) {
+        json_decref(list);
+        return NULL;
+    }
     return list ? json_pack("{s:o}", "credentials", list) : NULL;
 }
 
@@ -408,8 +448,12 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         snprintf(err, err_size, "out of memory");
         error = PKGSTORE_ENOMEM;
     } else {
-        memcpy(grown, g_creds.items, g_creds.count * sizeof *grown);
-        grown[g_creds.count] = cred;
+        size_t at = 0; /* keep the order by hash */
+        while (at < g_creds.count && cmp_hash(&g_creds.items[at]->hash, &cred->hash) < 0)
+            at++;
+        memcpy(grown, g_creds.items, at * sizeof *grown);
+        grown[at] = cred;
+        memcpy(grown + at + 1, g_creds.items + at, (g_creds.count - at) * sizeof *grown);
         if (save(grown, g_creds.count + 1, err, err_size) < 0)
             error = PKGSTORE_EIO;
     }
