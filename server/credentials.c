@@ -78,7 +78,8 @@ void credentials_release(node_credential *cred)
     credential_release(cred);
 }
 
-int credentials_node_id_ok(const char *id)
+/* Node ids as the fleet takes them: [A-Za-z0-9][A-Za-z0-9._:-]{0,252}. */
+static int node_id_ok(const char *id)
 {
     size_t len = strlen(id);
     if (len < 1 || len > 253)
@@ -114,7 +115,7 @@ static node_credential *credential_from(const char *node, json_t *labels, json_t
     pkgstore_digest_format_hex(hex, hash);
     memcpy(cred->id, hex, CREDENTIAL_ID_LEN);
     cred->created = created;
-    if (!credentials_node_id_ok(node)) {
+    if (!node_id_ok(node)) {
         snprintf(err, err_size, "node: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,252}");
         goto fail;
     }

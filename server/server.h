@@ -110,7 +110,6 @@ const char *credentials_node(const node_credential *cred);
 const char *credentials_id(const node_credential *cred);
 /* The fleet's view of cred; borrows from cred. */
 void credentials_identity(fleet_identity *out, const node_credential *cred);
-int credentials_node_id_ok(const char *id);
 /* {"credentials":[{"id","node","created","labels","self_labels"}]}, no
  * hashes; NULL when out of memory. */
 json_t *credentials_list(void);
