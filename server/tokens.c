@@ -376,6 +376,11 @@ int tokens_open(const server_config *cfg, char *err, size_t err_size)
         log_msg(LOG_INFO, "using tokens", "admin_token_file=%s agent_token_file=%s",
                 log_quote(q1, sizeof q1, admin_path),
                 shared ? log_quote(q2, sizeof q2, agent_path) : "none");
+    if (!shared && !cfg->tokens_path && access(agent_path, F_OK) == 0)
+        log_msg(LOG_WARN,
+                "the fleet-wide agent token is ignored: give each node its own credential "
+                "(pkgstore-token issue), or pass --allow-shared-agent-token (development only)",
+                "agent_token_file=%s", log_quote(q2, sizeof q2, agent_path));
     if (shared)
         log_msg(LOG_WARN,
                 "--allow-shared-agent-token: any holder of the agent token may speak for any "

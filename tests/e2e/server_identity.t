@@ -133,6 +133,8 @@ chmod 600 "$TMP/store.agent-token"
 start_server
 hb shared-agent-token-0123456789abcdef edge-9 '{}'
 is "$STATUS" "401" "a planted agent token is not accepted without the flag"
+grep -q 'the fleet-wide agent token is ignored: give each node its own credential' "$TMP/server.log"
+ok $? "... and the server says it ignores it, and why"
 stop_server
 NO_SHARED_AGENT_TOKEN=0 start_server
 hb shared-agent-token-0123456789abcdef edge-9 '{"canary":"true"}'
