@@ -66,6 +66,14 @@ is "$(json '.labels | tojson')" '{"canary":"false","env":"prod","zone":"eu"}' \
    "pinned labels win (canary stays false); zone is allowed; rack is dropped"
 req_as "$E1" GET /v1/agents
 is "$STATUS" "403" "a node credential may not read the fleet view"
+req_as "$E1" POST /v1/credentials -d '{"node":"edge-1","labels":{"canary":"true"}}'
+is "$STATUS $(error_code)" "403 DENIED" "a node credential may not issue credentials"
+req_as "$E1" GET /v1/credentials
+is "$STATUS" "403" "... nor list them"
+req_as "" GET /v1/credentials
+is "$STATUS" "401" "no token: 401 on the credentials routes"
+req POST /v1/credentials -d '{"node":"edge-1","bogus":1}'
+is "$STATUS $(error_code)" "400 INVALID" "an unknown member in the issue body: 400"
 
 # targeting: a policy for canary=true offers to edge-2 (pinned true) only
 printf 'fake collector 2\n' >"$TMP/otelcol-2"
