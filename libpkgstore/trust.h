@@ -19,6 +19,9 @@
 /* base64 of 32 and of 64 bytes, without the NUL */
 #define PS_TRUST_PUBLIC_B64_LEN 44
 #define PS_TRUST_SIG_B64_LEN 88
+/* Longest base64 field read before decoding: a wrong length is then
+ * "not base64 of N bytes" (EINVALID), not a limit. */
+#define PS_TRUST_B64_FIELD_MAX 256 /* and key ids */
 
 struct pkgstore_trust_key {
     EVP_PKEY *pkey;

@@ -311,14 +311,14 @@ int ps_trust_sigs_parse(ps_trust_sigs *out, json_t *array)
         if ((error = ps_trust_only_keys(item, prefix, keys)) < 0)
             return error;
         snprintf(field, sizeof(field), "%s.keyid", prefix);
-        if ((error = ps_trust_get_string(&str, item, "keyid", field, 64)) < 0)
+        if ((error = ps_trust_get_string(&str, item, "keyid", field, PS_TRUST_B64_FIELD_MAX)) < 0)
             return error;
         if (!ps_trust_keyid_valid(str))
             return ps_error_set(PKGSTORE_EINVALID, "%s: not 64 lower-case hex characters",
                                 field);
         memcpy(sig->keyid, str, PKGSTORE_TRUST_KEYID_SIZE);
         snprintf(field, sizeof(field), "%s.signature", prefix);
-        if ((error = ps_trust_get_string(&str, item, "signature", field, PS_TRUST_SIG_B64_LEN)) <
+        if ((error = ps_trust_get_string(&str, item, "signature", field, PS_TRUST_B64_FIELD_MAX)) <
                 0 ||
             (error = ps_trust_b64_decode(sig->sig, PS_TRUST_SIG_SIZE, field, str)) < 0)
             return error;

@@ -94,7 +94,7 @@ int pkgstore_trust_envelope_parse(pkgstore_trust_envelope **out, const void *dat
         error = ps_error_set(PKGSTORE_ENOMEM, "envelope: out of memory");
         goto out;
     }
-    if ((error = ps_trust_get_string(&str, obj, "keyid", "keyid", 64)) < 0)
+    if ((error = ps_trust_get_string(&str, obj, "keyid", "keyid", PS_TRUST_B64_FIELD_MAX)) < 0)
         goto out;
     if (!ps_trust_keyid_valid(str)) {
         error = ps_error_set(PKGSTORE_EINVALID, "keyid: not 64 lower-case hex characters");
@@ -118,7 +118,7 @@ int pkgstore_trust_envelope_parse(pkgstore_trust_envelope **out, const void *dat
         goto out;
     }
     if ((error = ps_trust_get_string(&str, obj, "signature", "signature",
-                                     PS_TRUST_SIG_B64_LEN)) < 0 ||
+                                     PS_TRUST_B64_FIELD_MAX)) < 0 ||
         (error = ps_trust_b64_decode(env->sig, PS_TRUST_SIG_SIZE, "signature", str)) < 0)
         goto out;
     *out = env;

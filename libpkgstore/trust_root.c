@@ -173,11 +173,11 @@ static int parse_key(ps_trust_root_key *out, json_t *item, size_t index)
     if ((error = ps_trust_only_keys(item, prefix, keys)) < 0)
         return error;
     snprintf(field, sizeof(field), "%s.public", prefix);
-    if ((error = ps_trust_get_string(&str, item, "public", field, PS_TRUST_PUBLIC_B64_LEN)) < 0 ||
+    if ((error = ps_trust_get_string(&str, item, "public", field, PS_TRUST_B64_FIELD_MAX)) < 0 ||
         (error = ps_trust_b64_decode(out->public_raw, PS_TRUST_PUBLIC_SIZE, field, str)) < 0)
         return error;
     snprintf(field, sizeof(field), "%s.keyid", prefix);
-    if ((error = ps_trust_get_string(&str, item, "keyid", field, 64)) < 0)
+    if ((error = ps_trust_get_string(&str, item, "keyid", field, PS_TRUST_B64_FIELD_MAX)) < 0)
         return error;
     if ((error = ps_trust_keyid(derived, out->public_raw)) < 0)
         return error;
