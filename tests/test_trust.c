@@ -23,6 +23,9 @@
 
 #include "pkgstore.h"
 
+#include "gc.h" /* private: ps_gc_set_clock_skew(), a test hook */
+#include "store_test_util.h"
+
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 /* 2026-12-03T10:00:00Z */
@@ -1039,6 +1042,123 @@ static void test_trust__revocation_refuses_bad_input(void **state)
     pkgstore_trust_revocation_free(rev);
 }
 
+/* ------------------------------------------------------------------ store */
+
+static void test_trust__signatures_kept_in_the_store(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    pkgstore_store *store = NULL;
+    pkgstore_registry *reg = NULL;
+    pkgstore_manifest *m = NULL;
+    pkgstore_artifact a;
+    pkgstore_digest blob, manifest_digest, env_digest[2];
+    pkgstore_trust_key *keys[2] = {seeded_key(1), seeded_key(2)};
+    pkgstore_trust_root *root = make_root(1, 2, keys, 2, keys, 2);
+    pkgstore_trust_stored_signature *list = NULL;
+    size_t count = 0;
+    char *envs[2] = {NULL, NULL};
+    size_t env_len[2];
+
+    assert_non_null(dir);
+    assert_int_equal(pkgstore_store_open(&store, dir, NULL), 0);
+    assert_int_equal(pkgstore_registry_open(&reg, store), 0);
+    assert_int_equal(pkgstore_store_add_buffer(&blob, store, "collector\n", 10), 0);
+    memset(&a, 0, sizeof(a));
+    strcpy(a.platform, "linux/amd64");
+    a.digest = blob;
+    a.size = 10;
+    strcpy(a.format, "binary");
+    assert_int_equal(pkgstore_manifest_new(&m, "otelcol", "1.0.0", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &a), 0);
+    assert_int_equal(pkgstore_registry_put(&manifest_digest, reg, m, 0), 0);
+
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pkgstore_trust_manifest_sign(&envs[i], &env_len[i], keys[i], m), 0);
+        assert_int_equal(pkgstore_trust_signature_add(&env_digest[i], store, "otelcol", "v1.0.0",
+                                                      envs[i], env_len[i]),
+                         0);
+    }
+    /* the same envelope again is no new record */
+    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0],
+                                                  env_len[0]),
+                     1);
+    /* not a version, another version's manifest, not canonical */
+    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "2.0.0", envs[0],
+                                                  env_len[0]),
+                     PKGSTORE_ENOTFOUND);
+    pkgstore_manifest *other = NULL;
+    assert_int_equal(pkgstore_manifest_dup(&other, m), 0);
+    assert_int_equal(pkgstore_registry_put(NULL, reg, other, 0), 0);
+    pkgstore_manifest_free(other);
+    other = NULL;
+    assert_int_equal(pkgstore_manifest_new(&other, "otelcol", "1.1.0", PKGSTORE_TYPE_PRIMARY), 0);
+    assert_int_equal(pkgstore_manifest_add_artifact(other, &a), 0);
+    assert_int_equal(pkgstore_registry_put(NULL, reg, other, 0), 0);
+    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.1.0", envs[0],
+                                                  env_len[0]),
+                     PKGSTORE_ECONFLICT);
+    char *spaced = malloc(env_len[0] + 2);
+    memcpy(spaced, envs[0], env_len[0]);
+    memcpy(spaced + env_len[0], " ", 2);
+    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", spaced,
+                                                  env_len[0] + 1),
+                     PKGSTORE_EINVALID);
+    free(spaced);
+
+    /* listed, and they verify the manifest blob to threshold */
+    assert_int_equal(pkgstore_trust_signatures_list(&list, &count, store, &manifest_digest), 0);
+    assert_int_equal(count, 2);
+    pkgstore_trust_envelope *parsed[2];
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(pkgstore_trust_envelope_parse(&parsed[i], list[i].data, list[i].len), 0);
+    void *manifest_bytes = NULL;
+    size_t manifest_len = 0;
+    assert_int_equal(pkgstore_store_blob_read(&manifest_bytes, &manifest_len, store,
+                                              &manifest_digest, 1 << 20),
+                     0);
+    assert_int_equal(pkgstore_trust_manifest_verify(NULL, NULL, root, manifest_bytes, manifest_len,
+                                                    (const pkgstore_trust_envelope *const *)parsed,
+                                                    2),
+                     0);
+    for (size_t i = 0; i < count; i++)
+        pkgstore_trust_envelope_free(parsed[i]);
+    pkgstore_trust_signatures_free(list, count);
+    pkgstore_free(manifest_bytes);
+
+    /* gc keeps the envelopes while their records name them */
+    pkgstore_gc_options opts = PKGSTORE_GC_OPTIONS_INIT;
+    opts.grace_seconds = 0;
+    ps_gc_set_clock_skew(60);
+    assert_int_equal(pkgstore_gc_run(NULL, store, &opts), 0);
+    assert_int_equal(pkgstore_store_blob_exists(store, &env_digest[0]), 1);
+    assert_int_equal(pkgstore_store_blob_exists(store, &env_digest[1]), 1);
+    pkgstore_fsck_report report;
+    assert_int_equal(pkgstore_store_fsck(&report, store, 0, NULL, NULL), 0);
+    assert_int_equal(report.missing + report.corrupt + report.stray + report.orphaned, 0);
+
+    /* removing the version drops its records; gc then takes the blobs */
+    assert_int_equal(pkgstore_registry_remove(reg, "otelcol", "1.0.0"), 0);
+    assert_int_equal(pkgstore_trust_signatures_list(&list, &count, store, &manifest_digest), 0);
+    assert_int_equal(count, 0);
+    assert_null(list);
+    assert_int_equal(pkgstore_gc_run(NULL, store, &opts), 0);
+    ps_gc_set_clock_skew(0);
+    assert_int_equal(pkgstore_store_blob_exists(store, &env_digest[0]), 0);
+
+    for (int i = 0; i < 2; i++) {
+        pkgstore_free(envs[i]);
+        pkgstore_trust_key_free(keys[i]);
+    }
+    pkgstore_manifest_free(m);
+    pkgstore_manifest_free(other);
+    pkgstore_trust_root_free(root);
+    pkgstore_registry_free(reg);
+    pkgstore_store_free(store);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1063,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_trust__revocation_canonical_bytes_are_pinned),
         cmocka_unit_test(test_trust__signatures_do_not_cross_payload_types),
         cmocka_unit_test(test_trust__revocation_refuses_bad_input),
+        cmocka_unit_test(test_trust__signatures_kept_in_the_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

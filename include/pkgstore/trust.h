@@ -24,6 +24,7 @@
 #include "digest.h"
 #include "index.h"
 #include "manifest.h"
+#include "store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -171,6 +172,52 @@ PKGSTORE_API int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out
 PKGSTORE_API int pkgstore_trust_manifest_match(const pkgstore_manifest *m, const char *name,
                                                const char *version, pkgstore_package_type type,
                                                const char *platform);
+
+/* ---- signatures in a store ---- */
+
+/** A stored signature envelope: its blob digest and its bytes. */
+typedef struct pkgstore_trust_stored_signature {
+    pkgstore_digest digest; /* of the envelope blob */
+    char *data;             /* the envelope's canonical JSON, NUL-terminated */
+    size_t len;
+} pkgstore_trust_stored_signature;
+
+/**
+ * Keep a signature of the manifest of name version in the store: the
+ * envelope as a blob and a record in the index's "signatures" database
+ * under the manifest digest (docs/index-format.md), in one transaction
+ * under the shared store lock, as the registry adds. The envelope must
+ * parse, be in canonical form and sign, by its payload digest, the
+ * manifest that the registry holds for name version now. Its signature is
+ * not checked here: the store holds no root; verifiers check.
+ * Removing or replacing that version's manifest drops its records; gc keeps
+ * the envelope blobs that records name.
+ * *envelope_digest_out (may be NULL) receives the envelope blob's digest.
+ * Returns 0 when added, 1 when that envelope was already recorded.
+ * Errors: PKGSTORE_EINVALID (not an envelope, not canonical, not a manifest
+ * signature), PKGSTORE_ENOTFOUND (no such version), PKGSTORE_ECONFLICT (it
+ * signs another manifest than the version's), PKGSTORE_EIO, PKGSTORE_ENOSPC,
+ * PKGSTORE_ELOCKED.
+ */
+PKGSTORE_API int pkgstore_trust_signature_add(pkgstore_digest *envelope_digest_out,
+                                              pkgstore_store *store, const char *name,
+                                              const char *version, const void *envelope,
+                                              size_t len);
+
+/**
+ * The envelopes stored for manifest_digest, in envelope digest order, into
+ * a new array *out of *count_out items (free with
+ * pkgstore_trust_signatures_free(); *out is NULL when there are none).
+ * Errors: PKGSTORE_ECORRUPT (a malformed record, or a recorded envelope
+ * over PKGSTORE_TRUST_ENVELOPE_SIZE_MAX), PKGSTORE_EIO, PKGSTORE_ENOMEM.
+ */
+PKGSTORE_API int pkgstore_trust_signatures_list(pkgstore_trust_stored_signature **out,
+                                                size_t *count_out, pkgstore_store *store,
+                                                const pkgstore_digest *manifest_digest);
+
+/** Free a list from pkgstore_trust_signatures_list(). Accepts NULL. */
+PKGSTORE_API void pkgstore_trust_signatures_free(pkgstore_trust_stored_signature *list,
+                                                 size_t count);
 
 /* ---- root.json ---- */
 
