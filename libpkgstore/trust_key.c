@@ -208,7 +208,9 @@ static int write_new_file(const char *path, const char *data, size_t len, mode_t
     }
     fd = -1;
     if (link(tmp, path) < 0) {
-        error = ps_error_errno(errno, "%s", path);
+        error = errno == EEXIST
+                    ? ps_error_set(PKGSTORE_EEXISTS, "%s: already exists (never overwritten)", path)
+                    : ps_error_errno(errno, "%s", path);
         goto out;
     }
     snprintf(dir, sizeof(dir), "%s", path);
