@@ -69,7 +69,7 @@ static void verify_offer(const pkgstore_trust_root *trusted_root)
         check(pkgstore_trust_envelope_parse(&envs[i], envelope_text[i], envelope_len[i]),
               "envelope parse");
     check(pkgstore_trust_manifest_verify(&m, NULL, trusted_root, manifest_text, manifest_len,
-                                         (const pkgstore_trust_envelope *const *)envs, KEYS),
+                                         envs, KEYS),
           "manifest verify");
     check(pkgstore_trust_manifest_match(m, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY,
                                         "linux/arm64"),

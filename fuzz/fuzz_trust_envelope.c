@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(first_len == second_len && memcmp(first, second, first_len) == 0);
 
     size_t valid = 99;
-    const pkgstore_trust_envelope *list[1] = {env};
+    pkgstore_trust_envelope *list[1] = {env};
     rc = pkgstore_trust_manifest_verify(NULL, &valid, root, manifest_text, manifest_len, list, 1);
     CHECK(rc == 0 || rc == PKGSTORE_EDENIED);
     CHECK(valid <= 1 && (rc == 0) == (valid == 1));

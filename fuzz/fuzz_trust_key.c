@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(pkgstore_trust_envelope_parse(&env, text, len) == 0);
         CHECK(pkgstore_trust_root_new(&root, 1) == 0);
         CHECK(pkgstore_trust_root_add_key(root, key, NULL) == 0);
-        const pkgstore_trust_envelope *list[1] = {env};
+        pkgstore_trust_envelope *list[1] = {env};
         CHECK(pkgstore_trust_manifest_verify(NULL, NULL, root, manifest, manifest_len, list, 1) ==
               0);
         pkgstore_trust_root_free(root);

@@ -164,7 +164,7 @@ const pkgstore_digest *pkgstore_trust_envelope_payload_digest(const pkgstore_tru
 int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out, size_t *valid_out,
                                    const pkgstore_trust_root *root, const void *manifest_data,
                                    size_t manifest_len,
-                                   const pkgstore_trust_envelope *const *envelopes, size_t count)
+                                   pkgstore_trust_envelope *const *envelopes, size_t count)
 {
     pkgstore_manifest *m = NULL;
     pkgstore_digest digest;

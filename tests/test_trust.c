@@ -119,7 +119,7 @@ static size_t verify(int rc, pkgstore_trust_root *root, pkgstore_manifest *m,
     char *text = canonical(&len, m);
     pkgstore_manifest *verified = NULL;
     int got = pkgstore_trust_manifest_verify(&verified, &valid, root, text, len,
-                                             (const pkgstore_trust_envelope *const *)envs, count);
+                                             envs, count);
     if (got != rc)
         fail_msg("verify gave %d (%s), wanted %d", got, pkgstore_error_detail(), rc);
     if (rc == 0) {
@@ -455,7 +455,7 @@ static void test_trust__only_canonical_manifest_bytes_verify(void **state)
     size_t len = 0;
     assert_int_equal(pkgstore_manifest_serialize(&pretty, &len, m, PKGSTORE_MANIFEST_PRETTY), 0);
     assert_int_equal(pkgstore_trust_manifest_verify(&out, NULL, root, pretty, len,
-                                                    (const pkgstore_trust_envelope *const *)&env,
+                                                    &env,
                                                     1),
                      PKGSTORE_EINVALID);
     expect_detail("not in canonical form");
@@ -1118,7 +1118,7 @@ static void test_trust__signatures_kept_in_the_store(void **state)
                                               &manifest_digest, 1 << 20),
                      0);
     assert_int_equal(pkgstore_trust_manifest_verify(NULL, NULL, root, manifest_bytes, manifest_len,
-                                                    (const pkgstore_trust_envelope *const *)parsed,
+                                                    parsed,
                                                     2),
                      0);
     for (size_t i = 0; i < count; i++)

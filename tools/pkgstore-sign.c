@@ -205,7 +205,7 @@ static int check_root(pkgstore_store *store, const pkgstore_digest *manifest_dig
         parsed++;
     }
     error = pkgstore_trust_manifest_verify(NULL, valid_out, root, manifest, manifest_len,
-                                           (const pkgstore_trust_envelope *const *)envs, parsed);
+                                           envs, parsed);
     if (error == 0)
         status = CLI_EXIT_OK;
     else if (error == PKGSTORE_EDENIED)

@@ -159,7 +159,7 @@ PKGSTORE_API int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out
                                                 size_t *valid_out,
                                                 const pkgstore_trust_root *root,
                                                 const void *manifest_data, size_t manifest_len,
-                                                const pkgstore_trust_envelope *const *envelopes,
+                                                pkgstore_trust_envelope *const *envelopes,
                                                 size_t count);
 
 /**

@@ -101,6 +101,8 @@ check "two envelope files" "[ \$(ls '$WORK/sigs' | wc -l) = 2 ]"
 check "an envelope is canonical JSON with the manifest digest" \
     "f=\$(ls '$WORK/sigs'/* | head -1); [ \"\$(jq -cS . \"\$f\" | tr -d '\n')\" = \"\$(cat \"\$f\")\" ] && [ \"\$(jq -r .payloadDigest \"\$f\")\" = \"\$('$BIN/pkgstore-show' --store '$S' --digest otelcol 1.0.0)\" ]"
 expect 0 "check only" sign --root "$WORK/root.json" otelcol 1.0.0
+expect 0 "pkgstore-show lists the signatures" "$BIN/pkgstore-show" --store "$S" otelcol 1.0.0
+check "three distinct keys signed" "[ \$(sed -n '/^SIGNATURES/,\$p' '$WORK/out' | grep -c '^[0-9a-f]\{64\} sha256:') = 3 ]"
 expect 1 "the rotated root no longer counts key a" sign --root "$WORK/root-2.json" otelcol 1.0.0
 expect 1 "no such version" sign --key "$K/a.key" otelcol 9.9.9
 expect 3 "a public key cannot sign" sign --key "$K/a.pub" otelcol 1.0.0
