@@ -1044,6 +1044,14 @@ static void test_trust__revocation_refuses_bad_input(void **state)
 
 /* ------------------------------------------------------------------ store */
 
+static int remember_problem(const pkgstore_fsck_problem *problem, void *payload)
+{
+    char *seen = payload;
+    size_t used = strlen(seen);
+    snprintf(seen + used, 512 - used, "%s;", problem->path);
+    return 0;
+}
+
 static void test_trust__signatures_kept_in_the_store(void **state)
 {
     (void)state;
@@ -1136,6 +1144,46 @@ static void test_trust__signatures_kept_in_the_store(void **state)
     pkgstore_fsck_report report;
     assert_int_equal(pkgstore_store_fsck(&report, store, 0, NULL, NULL), 0);
     assert_int_equal(report.missing + report.corrupt + report.stray + report.orphaned, 0);
+
+    /* a missing envelope blob is reported by fsck under the record's path */
+    char blob_path[4096], hex[PKGSTORE_DIGEST_STR_SIZE], seen[512] = "";
+    pkgstore_digest_format(hex, &env_digest[1]);
+    snprintf(blob_path, sizeof(blob_path), "%s/blobs/sha256/%.2s/%s", dir, hex + 7, hex + 7);
+    char *saved = NULL;
+    size_t saved_len = 0;
+    {
+        void *data = NULL;
+        assert_int_equal(pkgstore_store_blob_read(&data, &saved_len, store, &env_digest[1], 4096), 0);
+        saved = data;
+    }
+    assert_int_equal(unlink(blob_path), 0);
+    assert_int_equal(pkgstore_store_fsck(&report, store, 0, remember_problem, seen), 0);
+    assert_int_equal(report.missing, 2); /* the blob record and the signature record */
+    assert_non_null(strstr(seen, "index/signatures/sha256:"));
+    pkgstore_digest back;
+    assert_int_equal(pkgstore_store_add_buffer(&back, store, saved, saved_len), 0);
+    pkgstore_free(saved);
+
+    /* a changed manifest (a new platform) is other bytes: its old
+     * signatures go with the old manifest */
+    pkgstore_artifact arm = a;
+    strcpy(arm.platform, "linux/arm64");
+    assert_int_equal(pkgstore_manifest_add_artifact(m, &arm), 0);
+    pkgstore_digest changed_digest;
+    assert_int_equal(pkgstore_registry_put(&changed_digest, reg, m, 0), 0);
+    assert_int_equal(pkgstore_trust_signatures_list(&list, &count, store, &manifest_digest), 0);
+    assert_int_equal(count, 0);
+    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0],
+                                                  env_len[0]),
+                     PKGSTORE_ECONFLICT);
+    for (int i = 0; i < 2; i++) {
+        pkgstore_free(envs[i]);
+        assert_int_equal(pkgstore_trust_manifest_sign(&envs[i], &env_len[i], keys[i], m), 0);
+        assert_int_equal(pkgstore_trust_signature_add(&env_digest[i], store, "otelcol", "1.0.0",
+                                                      envs[i], env_len[i]),
+                         0);
+    }
+    manifest_digest = changed_digest;
 
     /* removing the version drops its records; gc then takes the blobs */
     assert_int_equal(pkgstore_registry_remove(reg, "otelcol", "1.0.0"), 0);
