@@ -821,8 +821,11 @@ static void test_trust__root_parse_refuses_bad_roots(void **state)
     size_t len = 0;
     assert_int_equal(pkgstore_trust_root_serialize(&text, &len, root), 0);
 
-    for (size_t cut = 0; cut < len; cut += 7)
-        expect_root_error(strndup(text, cut), PKGSTORE_EINVALID, NULL);
+    for (size_t cut = 0; cut < len; cut += 7) {
+        char *prefix = strndup(text, cut);
+        expect_root_error(prefix, PKGSTORE_EINVALID, NULL);
+        free(prefix);
+    }
     expect_root_error("{}", PKGSTORE_EINVALID, "signatures: missing");
     expect_root_error("{\"signatures\":[],\"signed\":[]}", PKGSTORE_EINVALID,
                       "signed: not an object");
