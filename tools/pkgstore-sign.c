@@ -14,6 +14,8 @@
 static const char usage_text[] =
     "Usage: pkgstore-sign [--store DIR] --key KEY [--key KEY]... [--output-dir DIR]\n"
     "                     [--no-store] [--root ROOT] [--json] NAME VERSION\n"
+    "       pkgstore-sign --manifest FILE --key KEY... --output-dir DIR NAME VERSION\n"
+    "       pkgstore-sign [--store DIR] --import ENVELOPE... [--root ROOT] NAME VERSION\n"
     "       pkgstore-sign [--store DIR] --root ROOT [--json] NAME VERSION\n"
     "       pkgstore-sign --revoke --key KEY [--key KEY]... [--reason TEXT]\n"
     "                     --output FILE NAME VERSION\n"
@@ -21,7 +23,10 @@ static const char usage_text[] =
     "KEY: one signature envelope per key, kept in the store beside the\n"
     "manifest (and written to DIR with --output-dir). With --root, check that\n"
     "the version's stored signatures reach ROOT's threshold; with --root and\n"
-    "no --key, only check. With --revoke, write a signed statement that\n"
+    "no --key, only check. With --manifest, sign a manifest file instead (the\n"
+    "canonical bytes pkgstore-show --canonical prints, on a machine without\n"
+    "the store); --import then records those envelopes in the store. With\n"
+    "--revoke, write a signed statement that\n"
     "VERSION of NAME is revoked to FILE; when FILE already holds that\n"
     "revocation, the signatures are added to it (co-signing), atomically.\n"
     "\n"
@@ -31,6 +36,9 @@ static const char usage_text[] =
     "  --no-store        do not record the signatures in the store (with\n"
     "                    --output-dir)\n"
     "  --root ROOT       check the stored signatures against ROOT (root.json)\n"
+    "  --manifest FILE   sign the manifest in FILE (it must be NAME VERSION);\n"
+    "                    needs --output-dir, opens no store\n"
+    "  --import FILE     record the envelope in FILE in the store; repeatable\n"
     "  --revoke          sign a revocation of NAME VERSION instead\n"
     "  --reason TEXT     with --revoke: why (UTF-8, at most 1024 bytes)\n"
     "  --output FILE     with --revoke: the revocation file\n"
@@ -47,6 +55,8 @@ enum {
     OPT_OUTPUT_DIR,
     OPT_NO_STORE,
     OPT_ROOT,
+    OPT_MANIFEST,
+    OPT_IMPORT,
     OPT_REVOKE,
     OPT_REASON,
     OPT_OUTPUT,
@@ -58,9 +68,11 @@ enum {
 #define MAX_KEYS 64
 
 typedef struct args {
-    const char *store, *output_dir, *root, *reason, *output;
+    const char *store, *output_dir, *root, *reason, *output, *manifest;
     const char *keys[MAX_KEYS];
     size_t key_count;
+    const char *imports[MAX_KEYS];
+    size_t import_count;
     int no_store, revoke, json;
     const char *name, *version;
 } args;
@@ -237,6 +249,32 @@ static int sign(const args *a)
     snprintf(object, sizeof(object), "%s %s", a->name, a->version);
     if (load_keys(keys, a) < 0)
         goto done;
+    if (a->manifest) {
+        /* offline: the manifest's bytes, checked to be the version named */
+        char *text = NULL;
+        size_t len = 0;
+        if (cli_read_file(&text, &len, a->manifest, PKGSTORE_MANIFEST_SIZE_MAX) < 0)
+            goto done;
+        error = pkgstore_manifest_parse(&m, text, len);
+        free(text);
+        if (error < 0) {
+            cli_lib_error(a->manifest, error);
+            goto done;
+        }
+        if (pkgstore_trust_manifest_match(m, a->name, a->version, pkgstore_manifest_type(m),
+                                          NULL) < 0) {
+            cli_error(a->manifest, "is the manifest of %s %s, not of %s %s",
+                      pkgstore_manifest_name(m), pkgstore_manifest_version(m), a->name,
+                      a->version);
+            status = CLI_EXIT_FAIL;
+            goto done;
+        }
+        if ((error = pkgstore_manifest_digest(&manifest_digest, m)) < 0) {
+            cli_lib_error(a->manifest, error);
+            goto done;
+        }
+        goto signing;
+    }
     if (!(store_dir = cli_store_dir(a->store))) {
         status = CLI_EXIT_USAGE;
         goto done;
@@ -251,6 +289,7 @@ static int sign(const args *a)
                                               : CLI_EXIT_ERROR;
         goto done;
     }
+signing:
     pkgstore_digest_format(shown, &manifest_digest);
     if (a->json)
         printf("{\"name\": \"%s\", \"version\": \"%s\", \"manifest_digest\": \"%s\", "
@@ -266,7 +305,7 @@ static int sign(const args *a)
             cli_lib_error(a->keys[i], error);
             goto done;
         }
-        if (!a->no_store) {
+        if (store && !a->no_store) {
             error = pkgstore_trust_signature_add(&env_digest, store, pkgstore_manifest_name(m),
                                                  pkgstore_manifest_version(m), env, env_len);
             if (error < 0) {
@@ -299,6 +338,35 @@ static int sign(const args *a)
                    pkgstore_manifest_version(m), keyid, env_shown[0] ? ": " : "", env_shown);
         }
     }
+    for (size_t i = 0; i < a->import_count; i++) {
+        char *text = NULL, env_shown[PKGSTORE_DIGEST_STR_SIZE];
+        size_t len = 0;
+        pkgstore_digest env_digest;
+        pkgstore_trust_envelope *env = NULL;
+        if (cli_read_file(&text, &len, a->imports[i], PKGSTORE_TRUST_ENVELOPE_SIZE_MAX) < 0)
+            goto done;
+        if ((error = pkgstore_trust_envelope_parse(&env, text, len)) < 0 ||
+            (error = pkgstore_trust_signature_add(&env_digest, store, pkgstore_manifest_name(m),
+                                                  pkgstore_manifest_version(m), text, len)) < 0) {
+            cli_lib_error(a->imports[i], error);
+            status = error == PKGSTORE_ECONFLICT ? CLI_EXIT_FAIL : CLI_EXIT_ERROR;
+            pkgstore_trust_envelope_free(env);
+            free(text);
+            goto done;
+        }
+        pkgstore_digest_format(env_shown, &env_digest);
+        if (a->json) {
+            printf("%s{\"keyid\": \"%s\", \"envelope_digest\": \"%s\", \"file\": ",
+                   i + a->key_count ? ", " : "", pkgstore_trust_envelope_keyid(env), env_shown);
+            cli_json_string(stdout, a->imports[i]);
+            putchar('}');
+        } else {
+            printf("%s %s signed by %s: %s (imported)\n", pkgstore_manifest_name(m),
+                   pkgstore_manifest_version(m), pkgstore_trust_envelope_keyid(env), env_shown);
+        }
+        pkgstore_trust_envelope_free(env);
+        free(text);
+    }
     status = CLI_EXIT_OK;
     if (a->root) {
         size_t valid = 0;
@@ -329,6 +397,8 @@ int main(int argc, char **argv)
                                             {"output-dir", required_argument, NULL, OPT_OUTPUT_DIR},
                                             {"no-store", no_argument, NULL, OPT_NO_STORE},
                                             {"root", required_argument, NULL, OPT_ROOT},
+                                            {"manifest", required_argument, NULL, OPT_MANIFEST},
+                                            {"import", required_argument, NULL, OPT_IMPORT},
                                             {"revoke", no_argument, NULL, OPT_REVOKE},
                                             {"reason", required_argument, NULL, OPT_REASON},
                                             {"output", required_argument, NULL, OPT_OUTPUT},
@@ -353,6 +423,12 @@ int main(int argc, char **argv)
         case OPT_OUTPUT_DIR: a.output_dir = optarg; break;
         case OPT_NO_STORE: a.no_store = 1; break;
         case OPT_ROOT: a.root = optarg; break;
+        case OPT_MANIFEST: a.manifest = optarg; break;
+        case OPT_IMPORT:
+            if (a.import_count == MAX_KEYS)
+                return cli_usage("more than %d --import options", MAX_KEYS);
+            a.imports[a.import_count++] = optarg;
+            break;
         case OPT_REVOKE: a.revoke = 1; break;
         case OPT_REASON: a.reason = optarg; break;
         case 'o':
@@ -390,8 +466,18 @@ int main(int argc, char **argv)
     }
     if (a.reason || a.output)
         return cli_usage("--reason and --output go with --revoke");
-    if (a.key_count == 0 && !a.root)
-        return cli_usage("need --key (to sign) or --root (to check)");
+    if (a.manifest) {
+        if (a.key_count == 0 || !a.output_dir)
+            return cli_usage("--manifest needs --key and --output-dir");
+        if (a.store || a.root || a.import_count || a.no_store)
+            return cli_usage("--manifest opens no store: no --store, --root, --import or "
+                             "--no-store");
+        return sign(&a);
+    }
+    if (a.key_count == 0 && !a.root && a.import_count == 0)
+        return cli_usage("need --key (to sign), --import (to record) or --root (to check)");
+    if (a.no_store && a.import_count)
+        return cli_usage("--import records in the store; it cannot go with --no-store");
     if (a.no_store && !a.output_dir)
         return cli_usage("--no-store needs --output-dir, or the signatures go nowhere");
     if (a.no_store && a.root)

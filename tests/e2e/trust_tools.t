@@ -109,6 +109,28 @@ expect 3 "a public key cannot sign" sign --key "$K/a.pub" otelcol 1.0.0
 expect 2 "neither --key nor --root" sign otelcol 1.0.0
 expect 2 "an invalid name" sign --key "$K/a.key" Otelcol 1.0.0
 
+# ---------------------------------------------------------------- offline signing
+mkdir -p "$WORK/offline"
+"$BIN/pkgstore-add" --store "$S" --name otelcol --version 2.0.0 --platform linux/amd64 \
+    "$WORK/otelcol" >/dev/null
+"$BIN/pkgstore-show" --store "$S" --canonical otelcol 2.0.0 >"$WORK/offline/manifest.json"
+expect 0 "sign the exported manifest where there is no store" "$BIN/pkgstore-sign" \
+    --manifest "$WORK/offline/manifest.json" --key "$K/a.key" --key "$K/b.key" \
+    --output-dir "$WORK/offline" otelcol 2.0.0
+expect 1 "a manifest file of another version is refused" "$BIN/pkgstore-sign" \
+    --manifest "$WORK/offline/manifest.json" --key "$K/a.key" --output-dir "$WORK/offline" \
+    otelcol 2.0.1
+check "naming both versions" "grep -q 'is the manifest of otelcol 2.0.0, not of otelcol 2.0.1' '$WORK/err'"
+expect 1 "before the import the version is not trusted" sign --root "$WORK/root.json" \
+    otelcol 2.0.0
+expect 0 "import the envelopes into the store, checked" sign --root "$WORK/root.json" \
+    $(for f in "$WORK"/offline/otelcol_2.0.0_*.sig; do printf -- '--import %s ' "$f"; done) \
+    otelcol 2.0.0
+check "two imported" "[ \$(grep -c '(imported)' '$WORK/out') = 2 ]"
+expect 1 "an envelope of 2.0.0 is not imported for 1.0.0" sign \
+    --import "$(ls "$WORK"/offline/otelcol_2.0.0_*.sig | head -1)" otelcol 1.0.0
+check "the refusal says it signs another manifest" "grep -q 'another manifest' '$WORK/err'"
+
 # ---------------------------------------------------------------- gc, fsck, removal
 expect 0 "gc with no grace" "$BIN/pkgstore-gc" --store "$S" --grace 0
 expect 0 "fsck" "$BIN/pkgstore-verify" --store "$S" --all
