@@ -68,8 +68,8 @@ static void verify_offer(const pkgstore_trust_root *trusted_root)
     for (int i = 0; i < KEYS; i++)
         check(pkgstore_trust_envelope_parse(&envs[i], envelope_text[i], envelope_len[i]),
               "envelope parse");
-    check(pkgstore_trust_manifest_verify(&m, NULL, trusted_root, manifest_text, manifest_len,
-                                         envs, KEYS),
+    check(pkgstore_trust_manifest_verify(&m, NULL, trusted_root, manifest_text, manifest_len, envs,
+                                         KEYS),
           "manifest verify");
     check(pkgstore_trust_manifest_match(m, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY,
                                         "linux/arm64"),
@@ -96,7 +96,7 @@ static void setup(void)
     pkgstore_trust_key *keys[KEYS];
     pkgstore_trust_root *root = NULL;
     pkgstore_manifest *m = NULL;
-    static const char *const platforms[] = {"linux/amd64", "linux/arm64", "linux/arm/v7",
+    static const char *const platforms[] = {"linux/amd64",   "linux/arm64",  "linux/arm/v7",
                                             "linux/ppc64le", "darwin/arm64", "windows/amd64"};
     check(pkgstore_trust_root_new(&root, 1), "root");
     for (int i = 0; i < KEYS; i++) {
@@ -121,8 +121,9 @@ static void setup(void)
         strcpy(a.entrypoint, "otelcol-contrib");
         check(pkgstore_manifest_add_artifact(m, &a) < 0 ? -1 : 0, "artifact");
     }
-    check(pkgstore_manifest_annotation_set(m, "org.opencontainers.image.source",
-                                           "https://github.com/open-telemetry/opentelemetry-collector-releases"),
+    check(pkgstore_manifest_annotation_set(
+              m, "org.opencontainers.image.source",
+              "https://github.com/open-telemetry/opentelemetry-collector-releases"),
           "annotation");
     check(pkgstore_manifest_annotation_set(m, "org.opencontainers.image.revision",
                                            "4f1c7a9be0e54d3c9c8f0b1e2d3c4b5a69788796"),

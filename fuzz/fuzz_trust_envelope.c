@@ -38,7 +38,9 @@ static void setup(void)
     CHECK(pkgstore_trust_root_add_key(root, key, NULL) == 0);
     memset(&a, 0, sizeof(a));
     strcpy(a.platform, "linux/amd64");
-    CHECK(pkgstore_digest_parse(&a.digest, "sha256:1111111111111111111111111111111111111111111111111111111111111111") == 0);
+    CHECK(pkgstore_digest_parse(
+              &a.digest,
+              "sha256:1111111111111111111111111111111111111111111111111111111111111111") == 0);
     a.size = 10;
     strcpy(a.format, "binary");
     CHECK(pkgstore_manifest_new(&m, "otelcol", "0.98.0", PKGSTORE_TYPE_PRIMARY) == 0);

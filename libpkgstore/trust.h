@@ -69,8 +69,8 @@ EVP_PKEY *ps_trust_public_pkey(const unsigned char *public_raw);
 /* Sign / verify PAE(type, body). verify returns 1 when valid, else 0. */
 int ps_trust_sign(unsigned char sig[PS_TRUST_SIG_SIZE], const pkgstore_trust_key *key,
                   const char *type, const void *body, size_t len);
-int ps_trust_verify(EVP_PKEY *pkey, const unsigned char sig[PS_TRUST_SIG_SIZE],
-                    const char *type, const void *body, size_t len);
+int ps_trust_verify(EVP_PKEY *pkey, const unsigned char sig[PS_TRUST_SIG_SIZE], const char *type,
+                    const void *body, size_t len);
 
 /* Base64 (standard alphabet, padded). decode accepts only the canonical
  * encoding of exactly n bytes; 0 or PKGSTORE_EINVALID (detail: field). */
@@ -121,9 +121,8 @@ int ps_trust_document_parse(json_t **signed_obj, ps_trust_sigs *sigs, const char
 /* Count the distinct keys of root with a valid signature in sigs over
  * PAE(type, body). why receives "; "-separated reasons for those that did
  * not count (may be truncated). */
-size_t ps_trust_count(const pkgstore_trust_root *root, const ps_trust_sigs *sigs,
-                      const char *type, const void *body, size_t len, char *why,
-                      size_t why_size);
+size_t ps_trust_count(const pkgstore_trust_root *root, const ps_trust_sigs *sigs, const char *type,
+                      const void *body, size_t len, char *why, size_t why_size);
 
 /* Append "key <short id>: <reason>" to why. */
 void ps_trust_why(char *why, size_t size, const char *keyid, const char *reason);

@@ -204,8 +204,8 @@ int ps_trust_load(json_t **out, const char *what, const void *data, size_t len, 
     if (!data && len)
         return ps_error_set(PKGSTORE_EINVALID, "%s: NULL data", what);
     if (len > max)
-        return ps_error_set(PKGSTORE_ELIMIT, "%s: %zu bytes, more than the %zu allowed", what,
-                            len, max);
+        return ps_error_set(PKGSTORE_ELIMIT, "%s: %zu bytes, more than the %zu allowed", what, len,
+                            max);
     if (too_deep(data, len))
         return ps_error_set(PKGSTORE_ELIMIT, "%s: JSON nested deeper than %d levels", what,
                             DEPTH_MAX);
@@ -225,7 +225,8 @@ int ps_trust_only_keys(json_t *object, const char *prefix, const char *const *ke
 {
     const char *key;
     json_t *value;
-    json_object_foreach(object, key, value) {
+    json_object_foreach(object, key, value)
+    {
         int known = 0;
         for (const char *const *k = keys; *k; k++)
             if (strcmp(*k, key) == 0)
@@ -314,8 +315,7 @@ int ps_trust_sigs_parse(ps_trust_sigs *out, json_t *array)
         if ((error = ps_trust_get_string(&str, item, "keyid", field, PS_TRUST_B64_FIELD_MAX)) < 0)
             return error;
         if (!ps_trust_keyid_valid(str))
-            return ps_error_set(PKGSTORE_EINVALID, "%s: not 64 lower-case hex characters",
-                                field);
+            return ps_error_set(PKGSTORE_EINVALID, "%s: not 64 lower-case hex characters", field);
         memcpy(sig->keyid, str, PKGSTORE_TRUST_KEYID_SIZE);
         snprintf(field, sizeof(field), "%s.signature", prefix);
         if ((error = ps_trust_get_string(&str, item, "signature", field, PS_TRUST_B64_FIELD_MAX)) <
@@ -367,9 +367,8 @@ int ps_trust_document(char **out, size_t *len_out, json_t *signed_obj, const ps_
                       const char *what)
 {
     json_t *sig_array = ps_trust_sigs_json(sigs);
-    json_t *doc = sig_array ? json_pack("{s:o, s:O}", "signatures", sig_array, "signed",
-                                        signed_obj)
-                            : NULL;
+    json_t *doc =
+        sig_array ? json_pack("{s:o, s:O}", "signatures", sig_array, "signed", signed_obj) : NULL;
     if (!doc)
         return ps_error_set(PKGSTORE_ENOMEM, "%s: out of memory building JSON", what);
     int error = ps_trust_dump(out, len_out, doc, what);
@@ -411,8 +410,8 @@ void ps_trust_why(char *why, size_t size, const char *keyid, const char *reason)
         snprintf(why + used, size - used, "%skey %.12s: %s", used ? "; " : "", keyid, reason);
 }
 
-size_t ps_trust_count(const pkgstore_trust_root *root, const ps_trust_sigs *sigs,
-                      const char *type, const void *body, size_t len, char *why, size_t why_size)
+size_t ps_trust_count(const pkgstore_trust_root *root, const ps_trust_sigs *sigs, const char *type,
+                      const void *body, size_t len, char *why, size_t why_size)
 {
     unsigned char counted[PKGSTORE_TRUST_ROOT_KEYS_MAX] = {0};
     size_t valid = 0;

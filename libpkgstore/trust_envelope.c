@@ -86,8 +86,9 @@ int pkgstore_trust_envelope_parse(pkgstore_trust_envelope **out, const void *dat
         goto out;
     }
     if (json_integer_value(schema) != PKGSTORE_TRUST_SCHEMA_VERSION) {
-        error = ps_error_set(PKGSTORE_EUNSUPPORTED, "schemaVersion: %lld is not supported (only %d)",
-                             (long long)json_integer_value(schema), PKGSTORE_TRUST_SCHEMA_VERSION);
+        error =
+            ps_error_set(PKGSTORE_EUNSUPPORTED, "schemaVersion: %lld is not supported (only %d)",
+                         (long long)json_integer_value(schema), PKGSTORE_TRUST_SCHEMA_VERSION);
         goto out;
     }
     if (!(env = calloc(1, sizeof(*env)))) {
@@ -117,8 +118,8 @@ int pkgstore_trust_envelope_parse(pkgstore_trust_envelope **out, const void *dat
         error = ps_error_set(PKGSTORE_EINVALID, "payloadDigest: not a sha256 digest");
         goto out;
     }
-    if ((error = ps_trust_get_string(&str, obj, "signature", "signature",
-                                     PS_TRUST_B64_FIELD_MAX)) < 0 ||
+    if ((error = ps_trust_get_string(&str, obj, "signature", "signature", PS_TRUST_B64_FIELD_MAX)) <
+            0 ||
         (error = ps_trust_b64_decode(env->sig, PS_TRUST_SIG_SIZE, "signature", str)) < 0)
         goto out;
     *out = env;
@@ -163,8 +164,8 @@ const pkgstore_digest *pkgstore_trust_envelope_payload_digest(const pkgstore_tru
 
 int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out, size_t *valid_out,
                                    const pkgstore_trust_root *root, const void *manifest_data,
-                                   size_t manifest_len,
-                                   pkgstore_trust_envelope *const *envelopes, size_t count)
+                                   size_t manifest_len, pkgstore_trust_envelope *const *envelopes,
+                                   size_t count)
 {
     pkgstore_manifest *m = NULL;
     pkgstore_digest digest;
@@ -234,9 +235,8 @@ out:
     return error;
 }
 
-int pkgstore_trust_manifest_match(const pkgstore_manifest *m, const char *name,
-                                  const char *version, pkgstore_package_type type,
-                                  const char *platform)
+int pkgstore_trust_manifest_match(const pkgstore_manifest *m, const char *name, const char *version,
+                                  pkgstore_package_type type, const char *platform)
 {
     pkgstore_semver offered, signed_version;
     char offered_text[PKGSTORE_SEMVER_STR_SIZE];
@@ -245,8 +245,8 @@ int pkgstore_trust_manifest_match(const pkgstore_manifest *m, const char *name,
     const char *signed_name = pkgstore_manifest_name(m);
     const char *signed_text = pkgstore_manifest_version(m);
     if (strcmp(signed_name, name) != 0)
-        return ps_error_set(PKGSTORE_EDENIED, "offered %s, but the signed manifest is of %s",
-                            name, signed_name);
+        return ps_error_set(PKGSTORE_EDENIED, "offered %s, but the signed manifest is of %s", name,
+                            signed_name);
     if (pkgstore_version_parse(&offered, version) < 0 ||
         pkgstore_version_parse(&signed_version, signed_text) < 0)
         return ps_error_set(PKGSTORE_EDENIED, "%s: offered version \"%s\" is not SemVer", name,
@@ -255,8 +255,8 @@ int pkgstore_trust_manifest_match(const pkgstore_manifest *m, const char *name,
      * but two builds are two packages. */
     pkgstore_version_format(offered_text, &offered);
     if (strcmp(offered_text, signed_text) != 0)
-        return ps_error_set(PKGSTORE_EDENIED, "%s: offered %s, but the signed manifest is %s",
-                            name, version, signed_text);
+        return ps_error_set(PKGSTORE_EDENIED, "%s: offered %s, but the signed manifest is %s", name,
+                            version, signed_text);
     if (pkgstore_manifest_type(m) != type)
         return ps_error_set(PKGSTORE_EDENIED, "%s %s: offered as %s, but signed as %s", name,
                             signed_text, pkgstore_package_type_name(type),

@@ -37,7 +37,8 @@ int pkgstore_trust_revocation_new(pkgstore_trust_revocation **out, const char *n
         return ps_error_set(PKGSTORE_ENOMEM, "revocation: out of memory");
     if ((error = pkgstore_manifest_name_validate(name)) < 0 ||
         (error = ps_manifest_normalize_version(rev->version, "version", version)) < 0 ||
-        (reason && (error = ps_trust_check_text("reason", reason, PKGSTORE_TRUST_REASON_MAX)) < 0)) {
+        (reason &&
+         (error = ps_trust_check_text("reason", reason, PKGSTORE_TRUST_REASON_MAX)) < 0)) {
         free(rev);
         return error;
     }

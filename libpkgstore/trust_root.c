@@ -186,8 +186,8 @@ static int parse_key(ps_trust_root_key *out, json_t *item, size_t index)
     memcpy(out->keyid, derived, sizeof(out->keyid));
     if (json_object_get(item, "name")) {
         snprintf(field, sizeof(field), "%s.name", prefix);
-        if ((error = ps_trust_get_string(&str, item, "name", field,
-                                         PKGSTORE_TRUST_KEY_NAME_MAX)) < 0)
+        if ((error = ps_trust_get_string(&str, item, "name", field, PKGSTORE_TRUST_KEY_NAME_MAX)) <
+            0)
             return error;
         if (!str[0])
             return ps_error_set(PKGSTORE_EINVALID, "%s: empty (leave it out)", field);
@@ -206,8 +206,7 @@ static int get_positive(json_int_t *out, json_t *obj, const char *key, const cha
     json_t *value = json_object_get(obj, key);
     if (!value)
         return ps_error_set(PKGSTORE_EINVALID, "%s: missing", field);
-    if (!json_is_integer(value) || json_integer_value(value) < 1 ||
-        json_integer_value(value) > max)
+    if (!json_is_integer(value) || json_integer_value(value) < 1 || json_integer_value(value) > max)
         return ps_error_set(PKGSTORE_EINVALID, "%s: not an integer from 1 to %lld", field,
                             (long long)max);
     *out = json_integer_value(value);
@@ -216,8 +215,8 @@ static int get_positive(json_int_t *out, json_t *obj, const char *key, const cha
 
 int pkgstore_trust_root_parse(pkgstore_trust_root **out, const void *data, size_t len)
 {
-    static const char *const keys[] = {"created", "keys",    "schemaVersion", "threshold",
-                                       "type",    "version", NULL};
+    static const char *const keys[] = {"created", "keys", "schemaVersion", "threshold", "type",
+                                       "version", NULL};
     pkgstore_trust_root *root = NULL;
     json_t *body = NULL;
     json_int_t number;
@@ -292,8 +291,8 @@ static int signed_by(const pkgstore_trust_root *root, const pkgstore_trust_root 
     int error;
     if ((error = signed_bytes(&body, &len, root)) < 0)
         return error;
-    size_t valid = ps_trust_count(signer, &root->sigs, PKGSTORE_TRUST_TYPE_ROOT, body, len, why,
-                                  sizeof(why));
+    size_t valid =
+        ps_trust_count(signer, &root->sigs, PKGSTORE_TRUST_TYPE_ROOT, body, len, why, sizeof(why));
     pkgstore_free(body);
     if (valid >= signer->threshold)
         return 0;
@@ -312,10 +311,9 @@ int pkgstore_trust_root_verify(const pkgstore_trust_root *root, const pkgstore_t
         return error;
     if (trusted) {
         if (root->version <= trusted->version)
-            return ps_error_set(PKGSTORE_EDENIED,
-                                "root version %llu: not newer than the trusted version %llu",
-                                (unsigned long long)root->version,
-                                (unsigned long long)trusted->version);
+            return ps_error_set(
+                PKGSTORE_EDENIED, "root version %llu: not newer than the trusted version %llu",
+                (unsigned long long)root->version, (unsigned long long)trusted->version);
         if ((error = signed_by(root, trusted, "the trusted root's")) < 0)
             return error;
     }
@@ -351,8 +349,8 @@ size_t pkgstore_trust_root_key_count(const pkgstore_trust_root *root)
     return root ? root->key_count : 0;
 }
 
-int pkgstore_trust_root_key(const char **keyid, const char **name,
-                            const pkgstore_trust_root *root, size_t i)
+int pkgstore_trust_root_key(const char **keyid, const char **name, const pkgstore_trust_root *root,
+                            size_t i)
 {
     if (keyid)
         *keyid = NULL;

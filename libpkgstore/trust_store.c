@@ -115,7 +115,8 @@ int pkgstore_trust_signature_add(pkgstore_digest *envelope_digest_out, pkgstore_
     op.record[0] = RECORD_LAYOUT;
     const char *keyid = pkgstore_trust_envelope_keyid(env);
     for (size_t i = 0; i < 32; i++)
-        op.record[8 + i] = (unsigned char)(hex_value(keyid[2 * i]) << 4 | hex_value(keyid[2 * i + 1]));
+        op.record[8 + i] =
+            (unsigned char)(hex_value(keyid[2 * i]) << 4 | hex_value(keyid[2 * i + 1]));
 
     /* shared: gc cannot sweep the blob between its write and the record */
     if ((error = ps_store_lock(store, 0, 0)) < 0)
@@ -176,8 +177,7 @@ typedef struct list_walk {
     size_t count, cap;
 } list_walk;
 
-static int list_cb(const void *key, size_t key_len, const void *val, size_t val_len,
-                   void *payload)
+static int list_cb(const void *key, size_t key_len, const void *val, size_t val_len, void *payload)
 {
     list_walk *walk = payload;
     if (key_len != KEY_SIZE || val_len < RECORD_SIZE ||

@@ -118,8 +118,7 @@ static size_t verify(int rc, pkgstore_trust_root *root, pkgstore_manifest *m,
     size_t len = 0, valid = 99;
     char *text = canonical(&len, m);
     pkgstore_manifest *verified = NULL;
-    int got = pkgstore_trust_manifest_verify(&verified, &valid, root, text, len,
-                                             envs, count);
+    int got = pkgstore_trust_manifest_verify(&verified, &valid, root, text, len, envs, count);
     if (got != rc)
         fail_msg("verify gave %d (%s), wanted %d", got, pkgstore_error_detail(), rc);
     if (rc == 0) {
@@ -310,10 +309,11 @@ static void test_trust__envelope_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_trust_manifest_sign(&text, &len, a, m), 0);
     assert_int_equal(pkgstore_manifest_digest(&manifest_digest, m), 0);
     pkgstore_digest_format(digest, &manifest_digest);
-    snprintf(head, sizeof(head),
-             "{\"keyid\":\"%s\",\"payloadDigest\":\"%s\",\"payloadType\":\"" PKGSTORE_TRUST_TYPE_MANIFEST
-             "\",\"schemaVersion\":1,\"signature\":\"",
-             pkgstore_trust_key_id(a), digest);
+    snprintf(
+        head, sizeof(head),
+        "{\"keyid\":\"%s\",\"payloadDigest\":\"%s\",\"payloadType\":\"" PKGSTORE_TRUST_TYPE_MANIFEST
+        "\",\"schemaVersion\":1,\"signature\":\"",
+        pkgstore_trust_key_id(a), digest);
     assert_int_equal(strncmp(text, head, strlen(head)), 0);
     assert_int_equal(len, strlen(head) + 88 + 2);
     assert_string_equal(text + len - 2, "\"}");
@@ -327,7 +327,8 @@ static void test_trust__envelope_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_digest_buffer(&whole, text, len), 0);
     pkgstore_digest_format(whole_text, &whole);
     /* Ed25519 signatures are deterministic: the whole document is pinned */
-    assert_string_equal(whole_text, "sha256:f3312fe35f4273c37b70bf44bc8de46d653eaf576007891841b4096ba7521473");
+    assert_string_equal(whole_text,
+                        "sha256:f3312fe35f4273c37b70bf44bc8de46d653eaf576007891841b4096ba7521473");
     pkgstore_free(again);
     pkgstore_free(text);
     pkgstore_trust_envelope_free(env);
@@ -454,9 +455,7 @@ static void test_trust__only_canonical_manifest_bytes_verify(void **state)
     char *pretty = NULL;
     size_t len = 0;
     assert_int_equal(pkgstore_manifest_serialize(&pretty, &len, m, PKGSTORE_MANIFEST_PRETTY), 0);
-    assert_int_equal(pkgstore_trust_manifest_verify(&out, NULL, root, pretty, len,
-                                                    &env,
-                                                    1),
+    assert_int_equal(pkgstore_trust_manifest_verify(&out, NULL, root, pretty, len, &env, 1),
                      PKGSTORE_EINVALID);
     expect_detail("not in canonical form");
     assert_null(out);
@@ -575,34 +574,33 @@ static void test_trust__mix_and_match_is_caught(void **state)
 {
     (void)state;
     pkgstore_manifest *m = sample_manifest("otelcol", "0.98.0");
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "0.98.0", PKGSTORE_TYPE_PRIMARY,
-                                                   "linux/arm64"),
-                     0);
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "v0.98.0", PKGSTORE_TYPE_PRIMARY,
-                                                   NULL),
-                     0);
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol-contrib", "0.98.0",
-                                                   PKGSTORE_TYPE_PRIMARY, NULL),
-                     PKGSTORE_EDENIED);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "0.98.0", PKGSTORE_TYPE_PRIMARY, "linux/arm64"),
+        0);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "v0.98.0", PKGSTORE_TYPE_PRIMARY, NULL), 0);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol-contrib", "0.98.0", PKGSTORE_TYPE_PRIMARY, NULL),
+        PKGSTORE_EDENIED);
     expect_detail("offered otelcol-contrib, but the signed manifest is of otelcol");
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "0.99.0", PKGSTORE_TYPE_PRIMARY,
-                                                   NULL),
-                     PKGSTORE_EDENIED);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "0.99.0", PKGSTORE_TYPE_PRIMARY, NULL),
+        PKGSTORE_EDENIED);
     expect_detail("offered 0.99.0, but the signed manifest is 0.98.0");
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "0.98.0+build2",
-                                                   PKGSTORE_TYPE_PRIMARY, NULL),
-                     PKGSTORE_EDENIED);
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "0.98.0", PKGSTORE_TYPE_ADDON,
-                                                   NULL),
-                     PKGSTORE_EDENIED);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "0.98.0+build2", PKGSTORE_TYPE_PRIMARY, NULL),
+        PKGSTORE_EDENIED);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "0.98.0", PKGSTORE_TYPE_ADDON, NULL),
+        PKGSTORE_EDENIED);
     expect_detail("offered as addon, but signed as primary");
     assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "0.98.0", PKGSTORE_TYPE_PRIMARY,
                                                    "darwin/arm64"),
                      PKGSTORE_EDENIED);
     expect_detail("offered for darwin/arm64");
-    assert_int_equal(pkgstore_trust_manifest_match(m, "otelcol", "garbage", PKGSTORE_TYPE_PRIMARY,
-                                                   NULL),
-                     PKGSTORE_EDENIED);
+    assert_int_equal(
+        pkgstore_trust_manifest_match(m, "otelcol", "garbage", PKGSTORE_TYPE_PRIMARY, NULL),
+        PKGSTORE_EDENIED);
     pkgstore_manifest_free(m);
 }
 
@@ -622,7 +620,9 @@ static void test_trust__root_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_trust_root_new(&root, 3), 0);
     assert_int_equal(pkgstore_trust_root_set_created(root, CREATED), 0);
     /* non-ASCII, a quote and a backslash in a key's name */
-    assert_int_equal(pkgstore_trust_root_add_key(root, a, "Z\xc3\xbcrich \xe2\x80\x94 \xe9\x8d\xb5 \"q\" \\"), 0);
+    assert_int_equal(
+        pkgstore_trust_root_add_key(root, a, "Z\xc3\xbcrich \xe2\x80\x94 \xe9\x8d\xb5 \"q\" \\"),
+        0);
     assert_int_equal(pkgstore_trust_root_add_key(root, b, NULL), 0);
     assert_int_equal(pkgstore_trust_root_add_key(root, a, NULL), PKGSTORE_EEXISTS);
     assert_int_equal(pkgstore_trust_root_add_key(root, b, "bad \xff"), PKGSTORE_EINVALID);
@@ -641,12 +641,13 @@ static void test_trust__root_canonical_bytes_are_pinned(void **state)
         EVP_EncodeBlock((unsigned char *)(k ? b64b : b64a), raw, 32);
         EVP_PKEY_free(pkey);
     }
-    snprintf(expected, sizeof(expected),
-             "\"signed\":{\"created\":\"2026-12-03T10:00:00Z\",\"keys\":[{\"keyid\":\"%s\","
-             "\"name\":\"Z\xc3\xbcrich \xe2\x80\x94 \xe9\x8d\xb5 \\\"q\\\" \\\\\",\"public\":\"%s\"},"
-             "{\"keyid\":\"%s\",\"public\":\"%s\"}],\"schemaVersion\":1,\"threshold\":2,"
-             "\"type\":\"root\",\"version\":3}}",
-             pkgstore_trust_key_id(a), b64a, pkgstore_trust_key_id(b), b64b);
+    snprintf(
+        expected, sizeof(expected),
+        "\"signed\":{\"created\":\"2026-12-03T10:00:00Z\",\"keys\":[{\"keyid\":\"%s\","
+        "\"name\":\"Z\xc3\xbcrich \xe2\x80\x94 \xe9\x8d\xb5 \\\"q\\\" \\\\\",\"public\":\"%s\"},"
+        "{\"keyid\":\"%s\",\"public\":\"%s\"}],\"schemaVersion\":1,\"threshold\":2,"
+        "\"type\":\"root\",\"version\":3}}",
+        pkgstore_trust_key_id(a), b64a, pkgstore_trust_key_id(b), b64b);
     assert_int_equal(strncmp(text, "{\"signatures\":[{\"keyid\":\"", 25), 0);
     assert_true(len > strlen(expected));
     assert_string_equal(text + len - strlen(expected), expected);
@@ -686,7 +687,8 @@ static void test_trust__root_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_digest_buffer(&whole, text, len), 0);
     pkgstore_digest_format(whole_text, &whole);
     /* Ed25519 signatures are deterministic: the whole document is pinned */
-    assert_string_equal(whole_text, "sha256:a323a3e64812f4e965b973bd67d7a466c565b4d06fb82446c2554d4b13f58cc3");
+    assert_string_equal(whole_text,
+                        "sha256:a323a3e64812f4e965b973bd67d7a466c565b4d06fb82446c2554d4b13f58cc3");
 
     free(spelled);
     free(escaped);
@@ -840,14 +842,16 @@ static void test_trust__root_parse_refuses_bad_roots(void **state)
         {"\"version\":1", "\"version\":0", PKGSTORE_EINVALID, "signed.version"},
         {"\"version\":1", "\"version\":-1", PKGSTORE_EINVALID, "signed.version"},
         {"\"type\":\"root\"", "\"type\":\"revocation\"", PKGSTORE_EINVALID, "signed.type"},
-        {"\"schemaVersion\":1", "\"schemaVersion\":2", PKGSTORE_EUNSUPPORTED, "signed.schemaVersion"},
+        {"\"schemaVersion\":1", "\"schemaVersion\":2", PKGSTORE_EUNSUPPORTED,
+         "signed.schemaVersion"},
         {"\"schemaVersion\":1", "\"schemaVersion\":1,\"expires\":0", PKGSTORE_EINVALID,
          "signed.expires: unknown field"},
         {"\"created\":\"2026-12-03T10:00:00Z\"", "\"created\":\"yesterday\"", PKGSTORE_EINVALID,
          "signed.created"},
         {"\"keys\":[", "\"keys\":[1,", PKGSTORE_EINVALID, "signed.keys[0]: not an object"},
         {"\"public\":\"", "\"public\":\"A", PKGSTORE_EINVALID, "signed.keys[0].public"},
-        {"\"keys\":[{\"keyid\":\"", "\"keys\":[{\"keyid\":\"0", PKGSTORE_EINVALID, "signed.keys[0].keyid"},
+        {"\"keys\":[{\"keyid\":\"", "\"keys\":[{\"keyid\":\"0", PKGSTORE_EINVALID,
+         "signed.keys[0].keyid"},
         {"\"keys\":[{\"keyid\":\"3", "\"keys\":[{\"keyid\":\"4", PKGSTORE_EINVALID,
          "signed.keys[0].keyid: not the id of its public key"},
         {"\"signatures\":[{\"keyid\":\"", "\"signatures\":[{\"keyid\":\"x", PKGSTORE_EINVALID,
@@ -917,12 +921,14 @@ static void test_trust__revocation_canonical_bytes_are_pinned(void **state)
     size_t len = 0, again_len = 0;
     static const char expected_signed[] =
         "\"signed\":{\"created\":\"2026-12-03T10:00:00Z\",\"name\":\"otelcol-contrib\","
-        "\"reason\":\"crashes on arm64 \xe2\x80\x94 incident \xe2\x84\x96" "42 \\\"q\\\"\\n\","
+        "\"reason\":\"crashes on arm64 \xe2\x80\x94 incident \xe2\x84\x96"
+        "42 \\\"q\\\"\\n\","
         "\"schemaVersion\":1,\"type\":\"revocation\",\"version\":\"0.98.0\"}}";
 
     assert_int_equal(pkgstore_trust_revocation_new(&rev, "otelcol-contrib", "v0.98.0",
-                                                    "crashes on arm64 \xe2\x80\x94 incident "
-                                                    "\xe2\x84\x96" "42 \"q\"\n"),
+                                                   "crashes on arm64 \xe2\x80\x94 incident "
+                                                   "\xe2\x84\x96"
+                                                   "42 \"q\"\n"),
                      0);
     assert_int_equal(pkgstore_trust_revocation_set_created(rev, CREATED), 0);
     assert_int_equal(pkgstore_trust_revocation_sign(rev, keys[0]), 0);
@@ -951,7 +957,8 @@ static void test_trust__revocation_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_digest_buffer(&whole, text, len), 0);
     pkgstore_digest_format(whole_text, &whole);
     /* Ed25519 signatures are deterministic: the whole document is pinned */
-    assert_string_equal(whole_text, "sha256:80a86641ab5c013e2de7ab53c55135026a2240806c84063f432d38a6b9886b7d");
+    assert_string_equal(whole_text,
+                        "sha256:80a86641ab5c013e2de7ab53c55135026a2240806c84063f432d38a6b9886b7d");
 
     /* the revoked version changed after signing */
     char *edited = replace(text, "\"version\":\"0.98.0\"", "\"version\":\"0.97.0\"");
@@ -1027,7 +1034,8 @@ static void test_trust__revocation_refuses_bad_input(void **state)
         "{\"signatures\":[],\"signed\":{\"created\":\"2026-12-03T10:00:00Z\",\"name\":\"otelcol\","
         "\"reason\":\"\",\"schemaVersion\":1,\"type\":\"revocation\",\"version\":\"1.0.0\"}}",
         "{\"signatures\":[],\"signed\":{\"created\":\"2026-12-03T10:00:00Z\",\"name\":\"otelcol\","
-        "\"reason\":\"a\\u0000b\",\"schemaVersion\":1,\"type\":\"revocation\",\"version\":\"1.0.0\"}}",
+        "\"reason\":\"a\\u0000b\",\"schemaVersion\":1,\"type\":\"revocation\",\"version\":\"1.0."
+        "0\"}}",
         "{\"signatures\":[],\"signed\":{\"name\":\"otelcol\","
         "\"schemaVersion\":1,\"type\":\"revocation\",\"version\":\"1.0.0\"}}",
     };
@@ -1091,13 +1099,12 @@ static void test_trust__signatures_kept_in_the_store(void **state)
                          0);
     }
     /* the same envelope again is no new record */
-    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0],
-                                                  env_len[0]),
-                     1);
+    assert_int_equal(
+        pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0], env_len[0]), 1);
     /* not a version, another version's manifest, not canonical */
-    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "2.0.0", envs[0],
-                                                  env_len[0]),
-                     PKGSTORE_ENOTFOUND);
+    assert_int_equal(
+        pkgstore_trust_signature_add(NULL, store, "otelcol", "2.0.0", envs[0], env_len[0]),
+        PKGSTORE_ENOTFOUND);
     pkgstore_manifest *other = NULL;
     assert_int_equal(pkgstore_manifest_dup(&other, m), 0);
     assert_int_equal(pkgstore_registry_put(NULL, reg, other, 0), 0);
@@ -1106,15 +1113,15 @@ static void test_trust__signatures_kept_in_the_store(void **state)
     assert_int_equal(pkgstore_manifest_new(&other, "otelcol", "1.1.0", PKGSTORE_TYPE_PRIMARY), 0);
     assert_int_equal(pkgstore_manifest_add_artifact(other, &a), 0);
     assert_int_equal(pkgstore_registry_put(NULL, reg, other, 0), 0);
-    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.1.0", envs[0],
-                                                  env_len[0]),
-                     PKGSTORE_ECONFLICT);
+    assert_int_equal(
+        pkgstore_trust_signature_add(NULL, store, "otelcol", "1.1.0", envs[0], env_len[0]),
+        PKGSTORE_ECONFLICT);
     char *spaced = malloc(env_len[0] + 2);
     memcpy(spaced, envs[0], env_len[0]);
     memcpy(spaced + env_len[0], " ", 2);
-    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", spaced,
-                                                  env_len[0] + 1),
-                     PKGSTORE_EINVALID);
+    assert_int_equal(
+        pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", spaced, env_len[0] + 1),
+        PKGSTORE_EINVALID);
     free(spaced);
 
     /* listed, and they verify the manifest blob to threshold */
@@ -1125,13 +1132,12 @@ static void test_trust__signatures_kept_in_the_store(void **state)
         assert_int_equal(pkgstore_trust_envelope_parse(&parsed[i], list[i].data, list[i].len), 0);
     void *manifest_bytes = NULL;
     size_t manifest_len = 0;
-    assert_int_equal(pkgstore_store_blob_read(&manifest_bytes, &manifest_len, store,
-                                              &manifest_digest, 1 << 20),
-                     0);
-    assert_int_equal(pkgstore_trust_manifest_verify(NULL, NULL, root, manifest_bytes, manifest_len,
-                                                    parsed,
-                                                    2),
-                     0);
+    assert_int_equal(
+        pkgstore_store_blob_read(&manifest_bytes, &manifest_len, store, &manifest_digest, 1 << 20),
+        0);
+    assert_int_equal(
+        pkgstore_trust_manifest_verify(NULL, NULL, root, manifest_bytes, manifest_len, parsed, 2),
+        0);
     for (size_t i = 0; i < count; i++)
         pkgstore_trust_envelope_free(parsed[i]);
     pkgstore_trust_signatures_free(list, count);
@@ -1156,7 +1162,8 @@ static void test_trust__signatures_kept_in_the_store(void **state)
     size_t saved_len = 0;
     {
         void *data = NULL;
-        assert_int_equal(pkgstore_store_blob_read(&data, &saved_len, store, &env_digest[1], 4096), 0);
+        assert_int_equal(pkgstore_store_blob_read(&data, &saved_len, store, &env_digest[1], 4096),
+                         0);
         saved = data;
     }
     assert_int_equal(unlink(blob_path), 0);
@@ -1176,9 +1183,9 @@ static void test_trust__signatures_kept_in_the_store(void **state)
     assert_int_equal(pkgstore_registry_put(&changed_digest, reg, m, 0), 0);
     assert_int_equal(pkgstore_trust_signatures_list(&list, &count, store, &manifest_digest), 0);
     assert_int_equal(count, 0);
-    assert_int_equal(pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0],
-                                                  env_len[0]),
-                     PKGSTORE_ECONFLICT);
+    assert_int_equal(
+        pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0], env_len[0]),
+        PKGSTORE_ECONFLICT);
     for (int i = 0; i < 2; i++) {
         pkgstore_free(envs[i]);
         assert_int_equal(pkgstore_trust_manifest_sign(&envs[i], &env_len[i], keys[i], m), 0);

@@ -155,8 +155,7 @@ pkgstore_trust_envelope_payload_digest(const pkgstore_trust_envelope *env);
  * bytes are not a canonical manifest: a manifest is signed and verified
  * only in canonical form), PKGSTORE_ELIMIT, PKGSTORE_ENOMEM.
  */
-PKGSTORE_API int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out,
-                                                size_t *valid_out,
+PKGSTORE_API int pkgstore_trust_manifest_verify(pkgstore_manifest **manifest_out, size_t *valid_out,
                                                 const pkgstore_trust_root *root,
                                                 const void *manifest_data, size_t manifest_len,
                                                 pkgstore_trust_envelope *const *envelopes,
@@ -266,8 +265,7 @@ PKGSTORE_API int pkgstore_trust_root_serialize(char **out, size_t *len_out,
  * Errors: PKGSTORE_EINVALID, PKGSTORE_ELIMIT, PKGSTORE_EUNSUPPORTED,
  * PKGSTORE_ENOMEM. On failure *out is NULL.
  */
-PKGSTORE_API int pkgstore_trust_root_parse(pkgstore_trust_root **out, const void *data,
-                                           size_t len);
+PKGSTORE_API int pkgstore_trust_root_parse(pkgstore_trust_root **out, const void *data, size_t len);
 
 /**
  * With trusted NULL: 0 when root is signed by a threshold of its own keys
@@ -318,8 +316,8 @@ PKGSTORE_API int pkgstore_trust_revocation_serialize(char **out, size_t *len_out
 
 /** Parse a revocation strictly; signatures are not checked. Errors as
  * pkgstore_trust_root_parse(). */
-PKGSTORE_API int pkgstore_trust_revocation_parse(pkgstore_trust_revocation **out,
-                                                 const void *data, size_t len);
+PKGSTORE_API int pkgstore_trust_revocation_parse(pkgstore_trust_revocation **out, const void *data,
+                                                 size_t len);
 
 /** 0 when rev is signed by a threshold of root's keys. Errors:
  * PKGSTORE_EDENIED, PKGSTORE_EINVALID. */
