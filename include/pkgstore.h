@@ -17,5 +17,6 @@
 #include "pkgstore/archive.h"
 #include "pkgstore/install.h"
 #include "pkgstore/policy.h"
+#include "pkgstore/trust.h"
 
 #endif

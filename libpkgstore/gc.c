@@ -3,7 +3,8 @@
  *
  * The roots are the package records (their artifact digest), the manifest
  * records (the manifest blob, the first 32 bytes of the value, and the
- * artifacts of the manifest bytes the registry keeps after it) and the pins.
+ * artifacts of the manifest bytes the registry keeps after it), the pins and
+ * the signature records (the envelope blob, the second digest of the key).
  * A run has two phases so that adders are blocked only briefly:
  *   1. without the lock: mark, walk blobs/ and tmp/, and list candidates;
  *   2. under the store lock (exclusive): mark again, and delete each
@@ -333,6 +334,22 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
             return error;
         what = "the manifest of";
         break;
+    case PS_DB_SIGNATURES:
+        /* manifest digest, then the envelope's blob digest */
+        if (key_len != 2 * PKGSTORE_DIGEST_SIZE)
+            return ps_error_set(PKGSTORE_ECORRUPT,
+                                "gc: refusing to sweep: malformed signature record");
+        memcpy(digest.bytes, (const unsigned char *)key + PKGSTORE_DIGEST_SIZE,
+               PKGSTORE_DIGEST_SIZE);
+        if (walk->target != NULL && pkgstore_digest_equal(&digest, walk->target)) {
+            char manifest_hex[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest manifest;
+            memcpy(manifest.bytes, key, PKGSTORE_DIGEST_SIZE);
+            pkgstore_digest_format(manifest_hex, &manifest);
+            snprintf(walk->why, walk->why_size, "a signature of manifest %s", manifest_hex);
+            return FOUND;
+        }
+        return walk->target != NULL ? 0 : mark_add(walk->set, &digest);
     case PS_DB_PINS:
         if (key_len != PKGSTORE_DIGEST_SIZE)
             return ps_error_set(PKGSTORE_ECORRUPT, "gc: refusing to sweep: malformed pin");
@@ -348,7 +365,8 @@ static int mark_cb(const void *key, size_t key_len, const void *val, size_t val_
     return mark_one(walk, &digest, what, key, key_len);
 }
 
-static const enum ps_index_db roots[] = {PS_DB_PACKAGES, PS_DB_MANIFESTS, PS_DB_PINS};
+static const enum ps_index_db roots[] = {PS_DB_PACKAGES, PS_DB_MANIFESTS, PS_DB_PINS,
+                                         PS_DB_SIGNATURES};
 
 static int mark_all(struct mark_set *set, ps_index *index)
 {

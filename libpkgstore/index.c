@@ -59,7 +59,7 @@ struct ps_index {
 static const char *const db_names[PS_DB_COUNT] = {
     [PS_DB_META] = "meta",           [PS_DB_BLOBS] = "blobs", [PS_DB_PACKAGES] = "packages",
     [PS_DB_MANIFESTS] = "manifests", [PS_DB_PINS] = "pins",   [PS_DB_POLICIES] = "policies",
-    [PS_DB_NODES] = "nodes",
+    [PS_DB_NODES] = "nodes", [PS_DB_SIGNATURES] = "signatures",
 };
 
 /* The MDB code last translated on this thread: ps_index_write() looks here

@@ -25,6 +25,7 @@ enum ps_index_db {
     PS_DB_PINS,      /* digest(32) -> pin reason (gc roots) */
     PS_DB_POLICIES,  /* policy name -> policy JSON (policy) */
     PS_DB_NODES,     /* node id -> node JSON (policy) */
+    PS_DB_SIGNATURES, /* manifest digest(32) envelope digest(32) -> signature record (trust) */
     PS_DB_COUNT
 };
 

@@ -639,6 +639,13 @@ static int refs_check_cb(const void *key, size_t key_len, const void *val, size_
             return 0;
         memcpy(digest.bytes, val, PKGSTORE_DIGEST_SIZE);
         break;
+    case PS_DB_SIGNATURES:
+        /* the envelope's blob; its manifest is the manifests record's */
+        if (key_len != 2 * PKGSTORE_DIGEST_SIZE)
+            return 0;
+        memcpy(digest.bytes, (const unsigned char *)key + PKGSTORE_DIGEST_SIZE,
+               PKGSTORE_DIGEST_SIZE);
+        break;
     default:
         return 0;
     }
@@ -692,6 +699,15 @@ static void dangling_path(char *buf, size_t size, const struct dangling *item)
         snprintf(buf + used, size - used, "%s", hex);
         return;
     }
+    if (item->db == PS_DB_SIGNATURES) { /* "<manifest digest>/<envelope digest>" */
+        pkgstore_digest manifest;
+        char manifest_hex[PKGSTORE_DIGEST_STR_SIZE];
+        memcpy(manifest.bytes, item->key, PKGSTORE_DIGEST_SIZE);
+        pkgstore_digest_format(manifest_hex, &manifest);
+        pkgstore_digest_format(hex, &item->digest);
+        snprintf(buf + used, size - used, "%s/%s", manifest_hex, hex);
+        return;
+    }
     /* name\0version[\0platform]: NULs become spaces */
     for (size_t i = 0; i < item->key_len && used + 1 < size; i++) {
         unsigned char c = item->key[i];
@@ -704,7 +720,7 @@ int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgs
                         void *payload, uint64_t *missing, uint64_t *repaired)
 {
     static const enum ps_index_db checked[] = {PS_DB_BLOBS, PS_DB_PACKAGES, PS_DB_MANIFESTS,
-                                               PS_DB_PINS};
+                                               PS_DB_PINS, PS_DB_SIGNATURES};
     struct refs_check check;
     int error = 0;
 
@@ -720,7 +736,7 @@ int ps_index_check_refs(ps_index *index, pkgstore_store *store, int repair, pkgs
 
     for (size_t i = 0; i < check.count; i++) {
         struct dangling *item = &check.items[i];
-        char path[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + PKGSTORE_PLATFORM_MAX + 64];
+        char path[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + PKGSTORE_PLATFORM_MAX + 2 * PKGSTORE_DIGEST_STR_SIZE];
         char hex[PKGSTORE_DIGEST_STR_SIZE], detail[128];
         pkgstore_fsck_problem problem;
         int dropped = 0;

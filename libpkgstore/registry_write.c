@@ -34,6 +34,7 @@
 #include "pkgstore/archive.h"
 #include "pkgstore/registry.h"
 #include "store.h"
+#include "trust_store.h"
 
 /* Compare-and-swap attempts before giving up on a version that keeps
  * changing under concurrent writers. */
@@ -198,6 +199,15 @@ static int change_txn(MDB_txn *txn, ps_index *index, void *payload)
     if (op->check_policies &&
         (error = ps_policy_refs_check(txn, index, op->name, op->version)) < 0)
         return error;
+    /* Signatures are of the manifest's bytes: a removed or replaced
+     * manifest takes its signature records with it (docs/trust.md). */
+    if (rc == 0 && (!op->manifest || memcmp(val.mv_data, op->digest->bytes,
+                                            PKGSTORE_DIGEST_SIZE) != 0)) {
+        pkgstore_digest old_digest;
+        memcpy(old_digest.bytes, val.mv_data, PKGSTORE_DIGEST_SIZE);
+        if ((error = ps_trust_signatures_drop_txn(txn, index, &old_digest)) < 0)
+            return error;
+    }
 
     if (op->manifest) {
         /* the blob is durable (the caller synced in BATCH mode) */

@@ -11,7 +11,8 @@ static const char usage_text[] =
     "Usage: pkgstore-show [--store DIR] [--json] [NAME [VERSION]]\n"
     "Without NAME, list every package with its versions. With NAME, list its\n"
     "versions from lowest to highest precedence. With NAME VERSION, show that\n"
-    "manifest: its digest, artifacts, dependencies and annotations.\n"
+    "manifest: its digest, artifacts, dependencies, annotations and the key ids\n"
+    "of the signatures kept with it (pkgstore-sign).\n"
     "\n"
     "  --store DIR    the store (default: $COLLECTORCTRL_PACKAGES_DIR)\n"
     "  --json         print JSON (for a manifest: the manifest itself, indented)\n"
@@ -138,8 +139,36 @@ static int show_versions(pkgstore_registry *reg, const char *name, int json)
     return status;
 }
 
-static int show_manifest(pkgstore_registry *reg, const char *name, const char *version, int json,
-                         int canonical, int digest_only)
+/* The signature envelopes kept with the manifest (pkgstore-sign), one
+ * line each; nothing when there are none. Their validity needs a root:
+ * pkgstore-sign --root checks it. */
+static int show_signatures(pkgstore_store *store, const pkgstore_digest *digest)
+{
+    pkgstore_trust_stored_signature *list = NULL;
+    size_t count = 0;
+    int error;
+    if ((error = pkgstore_trust_signatures_list(&list, &count, store, digest)) < 0) {
+        cli_lib_error("signatures", error);
+        return CLI_EXIT_ERROR;
+    }
+    if (count)
+        printf("\nSIGNATURES\n%-64s %s\n", "KEY ID", "ENVELOPE");
+    for (size_t i = 0; i < count; i++) {
+        pkgstore_trust_envelope *env = NULL;
+        char shown[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(shown, &list[i].digest);
+        if (pkgstore_trust_envelope_parse(&env, list[i].data, list[i].len) < 0)
+            printf("%-64s %s (malformed: %s)\n", "-", shown, pkgstore_error_detail());
+        else
+            printf("%-64s %s\n", pkgstore_trust_envelope_keyid(env), shown);
+        pkgstore_trust_envelope_free(env);
+    }
+    pkgstore_trust_signatures_free(list, count);
+    return CLI_EXIT_OK;
+}
+
+static int show_manifest(pkgstore_store *store, pkgstore_registry *reg, const char *name,
+                         const char *version, int json, int canonical, int digest_only)
 {
     pkgstore_manifest *m = NULL;
     pkgstore_digest digest;
@@ -197,6 +226,10 @@ static int show_manifest(pkgstore_registry *reg, const char *name, const char *v
                 if (pkgstore_manifest_annotation(&key, &value, m, i) == 0)
                     printf("%s=%s\n", key, value);
             }
+        }
+        if (show_signatures(store, &digest) != CLI_EXIT_OK) {
+            pkgstore_manifest_free(m);
+            return CLI_EXIT_ERROR;
         }
     }
     pkgstore_manifest_free(m);
@@ -258,7 +291,7 @@ int main(int argc, char **argv)
     else if (args == 1)
         status = show_versions(reg, argv[optind], json);
     else
-        status = show_manifest(reg, argv[optind], argv[optind + 1], json, canonical, digest_only);
+        status = show_manifest(store, reg, argv[optind], argv[optind + 1], json, canonical, digest_only);
 
     pkgstore_registry_free(reg);
     pkgstore_store_free(store);

@@ -11,8 +11,9 @@
  *
  * The canonical form (pkgstore_manifest_serialize() with flags 0) has sorted
  * keys, compact separators and UTF-8; its SHA-256 is the manifest digest.
- * Signing (later) is a detached Ed25519 signature over exactly those
- * canonical bytes, so nothing here may change them once a manifest exists.
+ * Signing (pkgstore/trust.h) is a detached Ed25519 signature over exactly
+ * those canonical bytes, so nothing here may change them once a manifest
+ * exists.
  *
  * Parsing is strict and every error names the offending field, e.g.
  * "artifacts[1].digest: not a sha256 digest".
