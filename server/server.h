@@ -112,6 +112,8 @@ typedef struct server_config {
     const char *store_path;
     const char *tokens_path; /* NULL: the default token files */
     const char *port_file;   /* write the bound port here once listening */
+    const char *tls_cert;    /* PEM chain: HTTPS (tls.c); NULL: plain HTTP */
+    const char *tls_key;     /* its PEM private key */
     uint64_t max_upload;     /* bytes; body cap for uploads */
     size_t max_json;         /* bytes; body cap for JSON requests */
     size_t max_header;       /* bytes; total request header cap */
