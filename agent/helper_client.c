@@ -26,6 +26,7 @@ extern char **environ;
 static char *helper_path;
 static char **helper_envp;
 static char *token_file;
+static char *ca_file;
 static double http_timeout_s = 30;
 
 const char *agent_helper_path(void)
@@ -80,6 +81,9 @@ int agent_helper_init(const agent_config *cfg)
         if (!helper_envp[i])
             return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     token_file = cfg->token_file ? strdup(cfg->token_file) : NULL;
+    ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    if ((cfg->token_file && !token_file) || (cfg->ca_file && !ca_file))
+        return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     http_timeout_s = cfg->http_timeout_s;
     return 0;
 }
@@ -92,6 +96,8 @@ void agent_helper_cleanup(void)
     helper_envp = NULL;
     free(token_file);
     token_file = NULL;
+    free(ca_file);
+    ca_file = NULL;
 }
 
 static int is_network(const char *cmd)
@@ -109,12 +115,18 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
     int network = is_network(cmd);
     char timeout_text[32];
     snprintf(timeout_text, sizeof timeout_text, "%g", timeout_s > 0 ? timeout_s : http_timeout_s);
-    const char *argv[HELPER_ARGS_MAX + 8];
+    const char *argv[HELPER_ARGS_MAX + 10];
     size_t argc = 0;
     argv[argc++] = helper_path;
     if (network && token_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
         argv[argc++] = "--token-file";
         argv[argc++] = token_file;
+    }
+    /* The server's CA goes where its token goes: requests to server.url.
+     * A mirror or a collector's health URL has certificates of its own. */
+    if (network && ca_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
+        argv[argc++] = "--ca-file";
+        argv[argc++] = ca_file;
     }
     argv[argc++] = "--timeout";
     argv[argc++] = timeout_text;
@@ -122,7 +134,7 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
     va_list ap;
     va_start(ap, cmd);
     const char *arg;
-    while ((arg = va_arg(ap, const char *)) && argc < HELPER_ARGS_MAX + 6)
+    while ((arg = va_arg(ap, const char *)) && argc < HELPER_ARGS_MAX + 8)
         argv[argc++] = arg;
     va_end(ap);
     argv[argc] = NULL;

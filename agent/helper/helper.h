@@ -11,7 +11,10 @@
 
 #define HELPER_NAME "pkgstore-agent-helper"
 
-int helper_http_init(void);
+/* ca_file (may be NULL: the system's CAs) is the only CA an https://
+ * server's certificate may chain to; libcurl checks chain and host name on
+ * every request, and nothing here turns that off. */
+int helper_http_init(const char *ca_file);
 void helper_http_cleanup(void);
 /* One request whose whole response body is kept in memory (at most
  * 4 MiB): a JSON POST when body is not NULL, else a GET. token may be NULL.
