@@ -76,6 +76,26 @@ tool policy --cacert "$C/ca1.pem" --json ls
 ok "$([ "$RC" = 0 ] && jq -e '.policies[0].name == "all"' "$TMP/out" >/dev/null; echo $?)" \
     "pkgstore-policy --cacert lists it"
 
+# blobs over HTTPS come from a reader, not sendfile(): whole, ranges, empty
+head -c 300000 /dev/urandom > "$TMP/big"
+big=sha256:$(sha256 "$TMP/big")
+curl -s -o /dev/null --cacert "$C/ca1.pem" -H "Authorization: Bearer $ADMIN" \
+    --data-binary @"$TMP/big" "$HTTPS_URL/v1/blobs"
+curl -s -o "$TMP/big.got" --cacert "$C/ca1.pem" -H "Authorization: Bearer $ADMIN" \
+    -H 'Accept-Encoding: identity' "$HTTPS_URL/v1/blobs/$big"
+ok "$(cmp -s "$TMP/big" "$TMP/big.got"; echo $?)" "a 300 KB blob downloads intact over HTTPS"
+curl -s -o "$TMP/big.range" --cacert "$C/ca1.pem" -H "Authorization: Bearer $ADMIN" \
+    -r 70000-200009 "$HTTPS_URL/v1/blobs/$big"
+ok "$(cmp -s "$TMP/big.range" <(tail -c +70001 "$TMP/big" | head -c 130010); echo $?)" \
+    "a range of it too"
+: > "$TMP/empty"
+empty=sha256:$(sha256 "$TMP/empty")
+curl -s -o /dev/null --cacert "$C/ca1.pem" -H "Authorization: Bearer $ADMIN" \
+    --data-binary @"$TMP/empty" "$HTTPS_URL/v1/blobs"
+status=$(curl -s -o "$TMP/empty.got" -w '%{http_code}' --cacert "$C/ca1.pem" \
+    -H "Authorization: Bearer $ADMIN" "$HTTPS_URL/v1/blobs/$empty")
+ok "$([ "$status" = 200 ] && [ ! -s "$TMP/empty.got" ]; echo $?)" "and an empty blob"
+
 # --- failures, each with a clear error
 tool policy --cacert "$C/ca2.pem" ls
 expect_fail "wrong CA: refused, 'server certificate not trusted'" "server certificate not trusted"
