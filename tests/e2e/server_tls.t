@@ -174,4 +174,16 @@ tool policy ls
 expect_fail "a server URL that is neither https:// nor http://: refused" "must start with https:// or http://"
 stop_server
 
+# --- a client that connects and never starts the handshake is cut by the
+# header deadline, as over plain HTTP (the guard sees the connection first)
+cp "$C/good.pem" "$TMP/server.pem"; cp "$C/good.key" "$TMP/server.key"
+start_server --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" --threads 1 --header-timeout 1
+exec {silent}<>"/dev/tcp/127.0.0.1/$PORT"
+timeout 30 cat <&"$silent" >/dev/null
+rc=$?
+exec {silent}<&-
+ok "$([ $rc = 0 ] && grep -q 'msg="connection cut" reason=header_timeout' "$TMP/server.log"; echo $?)" \
+    "a connection silent before the TLS handshake is cut (header_timeout)"
+stop_server
+
 finish
