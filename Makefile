@@ -54,7 +54,9 @@ XLDFLAGS ?=
 
 PKGCONF  ?= pkg-config
 LIB_PKGS    := libcrypto lmdb libzstd libarchive jansson
-SERVER_PKGS := libmicrohttpd libcrypto
+# gnutls: pkgstored hands its certificate to libmicrohttpd, which Debian
+# builds over GnuTLS, through a GnuTLS callback (server/tls.c).
+SERVER_PKGS := libmicrohttpd libcrypto gnutls
 AGENT_PKGS  := libcurl yaml-0.1
 TOOL_PKGS   := libcurl
 TEST_PKGS   := cmocka
@@ -124,7 +126,7 @@ tools: $(TOOLS)
 # Before the first object: every library the build needs must be found, else
 # one line that says what to do instead of hundreds of undefined references.
 # (A recipe, not a parse-time check: `make test` installs them first.)
-PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd libcurl yaml-0.1 cmocka)
+PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka)
 .PHONY: preflight
 preflight:
 	@missing=; for p in $(PREFLIGHT_PKGS); do \
@@ -454,7 +456,7 @@ bench-now: all
 # ---------------------------------------------------------------- deps
 # Debian packages needed to build, test, demo and benchmark.
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
-            libarchive-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev \
+            libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux strace
 .PHONY: deps

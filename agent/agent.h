@@ -59,6 +59,7 @@ typedef struct agent_config {
     char *path;              /* the file it was read from */
     char *server_url;        /* without trailing '/' */
     char *token_file;        /* NULL: no token */
+    char *ca_file;           /* PEM CA for an https:// url; NULL: the system's */
     double heartbeat_interval_s;
     double heartbeat_jitter;     /* fraction, 0.1 = +-10 % */
     double heartbeat_retry_max_s;

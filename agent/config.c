@@ -179,6 +179,8 @@ static int server_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *ob
         return get_string(ctx, v, "server.url", &cfg->server_url);
     if (!strcmp(key, "token_file"))
         return get_string(ctx, v, "server.token_file", &cfg->token_file);
+    if (!strcmp(key, "ca_file"))
+        return get_string(ctx, v, "server.ca_file", &cfg->ca_file);
     if (!strcmp(key, "timeout_s"))
         return get_seconds(ctx, v, "server.timeout_s", 0.1, &cfg->http_timeout_s);
     return 1;
@@ -399,6 +401,11 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
     if (strncmp(cfg->server_url, "http://", 7) && strncmp(cfg->server_url, "https://", 8))
         return agent_error_set(PKGSTORE_EINVALID, "%s: server.url: must start with http:// or https://",
                                cfg->path);
+    /* a CA for a plain-HTTP url would protect nothing, silently */
+    if (cfg->ca_file && strncmp(cfg->server_url, "https://", 8))
+        return agent_error_set(PKGSTORE_EINVALID,
+                               "%s: server.ca_file is set but server.url is not https://",
+                               cfg->path);
     if (!cfg->package || !agent_valid_name(cfg->package))
         return agent_error_set(PKGSTORE_EINVALID, "%s: collector.package: required (a package name)",
                                cfg->path);
@@ -457,6 +464,9 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
                                    cfg->path, cfg->token_file, strerror(errno));
         free(token);
     }
+    if (cfg->ca_file && !(flags & AGENT_CONFIG_NO_ENV) && access(cfg->ca_file, R_OK) < 0)
+        return agent_error_set(PKGSTORE_EIO, "%s: server.ca_file: %s: cannot read: %s", cfg->path,
+                               cfg->ca_file, strerror(errno));
     for (size_t i = 0; i < cfg->addon_count; i++) {
         agent_addon_config *addon = &cfg->addons[i];
         if (addon->stop_timeout_s < 0)
@@ -563,6 +573,7 @@ void agent_config_free(agent_config *cfg)
     free(cfg->path);
     free(cfg->server_url);
     free(cfg->token_file);
+    free(cfg->ca_file);
     free(cfg->node_id);
     free(cfg->platform);
     agent_kvv_free(&cfg->labels);
@@ -622,9 +633,10 @@ static void health_json(json_t *obj, const agent_health_spec *h)
 char *agent_config_dump_json(const agent_config *cfg)
 {
     json_t *root = json_object();
-    json_object_set_new(root, "server", json_pack("{s:s, s:s?, s:f}", "url", cfg->server_url,
-                                                  "token_file", cfg->token_file, "timeout_s",
-                                                  cfg->http_timeout_s));
+    json_object_set_new(root, "server",
+                        json_pack("{s:s, s:s?, s:s?, s:f}", "url", cfg->server_url, "token_file",
+                                  cfg->token_file, "ca_file", cfg->ca_file, "timeout_s",
+                                  cfg->http_timeout_s));
     json_object_set_new(root, "heartbeat",
                         json_pack("{s:f, s:f, s:f, s:b}", "interval_s", cfg->heartbeat_interval_s,
                                   "jitter", cfg->heartbeat_jitter, "retry_max_s",

@@ -27,6 +27,7 @@ static char *helper_path;
 static char **helper_envp;
 static char *token_file;
 static char *node_id;
+static char *ca_file;
 static double http_timeout_s = 30;
 
 const char *agent_helper_path(void)
@@ -82,6 +83,10 @@ int agent_helper_init(const agent_config *cfg)
             return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     token_file = cfg->token_file ? strdup(cfg->token_file) : NULL;
     node_id = cfg->node_id ? strdup(cfg->node_id) : NULL;
+    ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    if ((cfg->token_file && !token_file) || (cfg->node_id && !node_id) ||
+        (cfg->ca_file && !ca_file))
+        return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     http_timeout_s = cfg->http_timeout_s;
     return 0;
 }
@@ -96,6 +101,8 @@ void agent_helper_cleanup(void)
     token_file = NULL;
     free(node_id);
     node_id = NULL;
+    free(ca_file);
+    ca_file = NULL;
 }
 
 static int is_network(const char *cmd)
@@ -113,7 +120,7 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
     int network = is_network(cmd);
     char timeout_text[32];
     snprintf(timeout_text, sizeof timeout_text, "%g", timeout_s > 0 ? timeout_s : http_timeout_s);
-    const char *argv[HELPER_ARGS_MAX + 8];
+    const char *argv[HELPER_ARGS_MAX + 10];
     size_t argc = 0;
     argv[argc++] = helper_path;
     if (network && token_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
@@ -124,13 +131,19 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
             argv[argc++] = node_id;
         }
     }
+    /* The server's CA goes where its token goes: requests to server.url.
+     * A mirror or a collector's health URL has certificates of its own. */
+    if (network && ca_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
+        argv[argc++] = "--ca-file";
+        argv[argc++] = ca_file;
+    }
     argv[argc++] = "--timeout";
     argv[argc++] = timeout_text;
     argv[argc++] = cmd;
     va_list ap;
     va_start(ap, cmd);
     const char *arg;
-    while ((arg = va_arg(ap, const char *)) && argc < HELPER_ARGS_MAX + 6)
+    while ((arg = va_arg(ap, const char *)) && argc < HELPER_ARGS_MAX + 8)
         argv[argc++] = arg;
     va_end(ap);
     argv[argc] = NULL;

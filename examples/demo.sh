@@ -9,7 +9,9 @@
 # Story: upload v2 (good) and v3 (crashes a second after it starts); roll v2
 # out to the canary ring, then to everyone; then roll v3 out to the canary
 # ring and watch the agent roll it back. Everything runs on 127.0.0.1 and is
-# stopped (by pid) at the end. The monitor window is 3 s instead of the
+# stopped (by pid) at the end. All of it goes over HTTPS: the demo makes a
+# CA and a server certificate with the openssl command line, pkgstored
+# serves that certificate, and the tools and the agents trust only that CA. The monitor window is 3 s instead of the
 # default 60 s so that the demo ends in well under two minutes.
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,6 +41,7 @@ for tool in pkgstored pkgstore-agent pkgstore-push pkgstore-policy fake-otelcol-
     [ -x "$BIN/$tool" ] || die "$BIN/$tool is missing: run make first"
 done
 command -v jq > /dev/null || die "jq is needed (make deps installs it)"
+command -v openssl > /dev/null || die "openssl is needed (make deps installs it)"
 
 free_port() {
     perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0", ReuseAddr => 1) or die; print $s->sockport, "\n"'
@@ -48,19 +51,37 @@ wait_until() { # SECONDS COMMAND...
     until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.2; done
 }
 
+# ------------------------------------------------------------------ certificates
+say "Make a CA and a certificate for the registry (127.0.0.1) with the openssl command line."
+TLS=$WORK/tls
+mkdir -p "$TLS"
+show openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=pkgstore-demo-ca -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null ||
+    die "openssl could not make the CA"
+show openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$TLS/server.key" -out "$TLS/server.csr" 2>/dev/null ||
+    die "openssl could not make the server key"
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$TLS/server.ext"
+show openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+    -CAcreateserial -days 1 -extfile "$TLS/server.ext" -out "$TLS/server.pem" 2>/dev/null ||
+    die "openssl could not sign the server certificate"
+note "the tools get the CA with --cacert (or PKGSTORE_CACERT), the agents with server.ca_file;"
+note "libcurl checks the chain and the host name, and nothing turns that off"
+
 # ------------------------------------------------------------------ the registry
-say "Start the registry: pkgstored on 127.0.0.1 with a temporary store."
+say "Start the registry: pkgstored on 127.0.0.1 over HTTPS, with a temporary store."
 "$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
+    --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
     --heartbeat-interval 1 --no-fsync 2> "$WORK/pkgstored.log" &
 PIDS+=($!)
 wait_until 10 test -s "$WORK/port" || die "pkgstored did not start (see $WORK/pkgstored.log)"
-URL=http://127.0.0.1:$(cat "$WORK/port")
+URL=https://127.0.0.1:$(cat "$WORK/port")
 wait_until 5 test -s "$WORK/store.admin-token" || die "pkgstored wrote no admin token"
 ADMIN=$WORK/store.admin-token
 note "listening on $URL; the admin token is in $WORK/store.admin-token"
-push()   { "$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN" --quiet "$@"; }
-policy() { "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN" "$@"; }
-api()    { curl -fsS -H "Authorization: Bearer $(cat "$ADMIN")" "$URL$1"; }
+push()   { "$BIN/pkgstore-push" --server "$URL" --cacert "$TLS/ca.pem" --token-file "$ADMIN" --quiet "$@"; }
+policy() { "$BIN/pkgstore-policy" --server "$URL" --cacert "$TLS/ca.pem" --token-file "$ADMIN" "$@"; }
+api()    { curl -fsS --cacert "$TLS/ca.pem" -H "Authorization: Bearer $(cat "$ADMIN")" "$URL$1"; }
 
 # ------------------------------------------------------------------ the fleet
 start_node() { # NAME LABELS PINNED-LABEL-OPTIONS...
@@ -69,7 +90,7 @@ start_node() { # NAME LABELS PINNED-LABEL-OPTIONS...
     mkdir -p "$dir/bin"
     # its own credential, bound to its node id, with its targeting labels
     # pinned: the node cannot speak for another or relabel itself
-    "$BIN/pkgstore-token" --server "$URL" --token-file "$ADMIN" issue --node "$name" "$@" \
+    "$BIN/pkgstore-token" --server "$URL" --cacert "$TLS/ca.pem" --token-file "$ADMIN" issue --node "$name" "$@" \
         --out "$dir/node-token" > /dev/null || die "pkgstore-token issue failed for $name"
     port=$(free_port); health=$(free_port)
     echo "$health" > "$dir/health_port"
@@ -79,6 +100,7 @@ start_node() { # NAME LABELS PINNED-LABEL-OPTIONS...
 server:
   url: $URL
   token_file: $dir/node-token
+  ca_file: $TLS/ca.pem
 heartbeat:
   interval_s: 1
 node:

@@ -1,6 +1,7 @@
 /*
  * server/main.c - pkgstored: options, store and tokens, the libmicrohttpd
- * daemon, and an orderly shutdown on SIGTERM or SIGINT.
+ * daemon (HTTPS with --tls-cert/--tls-key, see tls.c; SIGHUP reloads the
+ * certificate), and an orderly shutdown on SIGTERM or SIGINT.
  *
  * Shutdown: stop listening (MHD_quiesce_daemon), let the requests in flight
  * finish (bounded by --shutdown-timeout), stop the daemon, close the store.
@@ -8,7 +9,9 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "tls.h"
 
 server g_server;
 
@@ -45,13 +49,16 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pkgstored [--listen HOST:PORT] [--store DIR] [--tokens FILE]\n"
-            "                 [--max-upload BYTES] [options]\n"
+            "                 [--tls-cert FILE --tls-key FILE] [--max-upload BYTES] [options]\n"
             "\n"
             "The pkgstore registry server: blobs, packages, policies and agent heartbeats\n"
-            "over HTTP (see docs/api.md and pkgstored(8)).\n"
+            "over HTTPS or HTTP (see docs/api.md and pkgstored(8)).\n"
             "\n"
             "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080;\n"
             "                            port 0 picks a free port, see --port-file)\n"
+            "  --tls-cert FILE           serve HTTPS with this PEM certificate (the server's\n"
+            "                            first, then its chain); SIGHUP reloads it\n"
+            "  --tls-key FILE            the certificate's PEM private key (unencrypted)\n"
             "  --store DIR               the store (default $COLLECTORCTRL_PACKAGES_DIR)\n"
             "  --tokens FILE             \"ROLE TOKEN\" lines, roles admin|agent|metrics\n"
             "                            (default: DIR.admin-token, created with mode 0600\n"
@@ -251,6 +258,35 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
         log_msg(LOG_WARN, "libmicrohttpd", "detail=%s", log_quote(quoted, sizeof quoted, message));
 }
 
+/* Whether the listening address is loopback (127/8, ::1 or ::ffff:127/104). */
+static int is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* SIGHUP: read --tls-cert and --tls-key again. New handshakes get the new
+ * certificate; established connections keep theirs; a file that does not
+ * load leaves the old one in use. */
+static void reload_certificate(const server_config *cfg)
+{
+    if (!cfg->tls_cert) {
+        log_msg(LOG_INFO, "SIGHUP: nothing to reload (no --tls-cert)", "pid=%ld", (long)getpid());
+        return;
+    }
+    char err[4600], q[4700];
+    if (tls_load(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0)
+        log_msg(LOG_ERROR, "SIGHUP: certificate not reloaded; the previous one stays in use",
+                "detail=%s", log_quote(q, sizeof q, err));
+}
+
 static int write_port_file(const char *path, unsigned int port)
 {
     char tmp[4096];
@@ -373,11 +409,13 @@ int main(int argc, char **argv)
         OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_FLEET_DIR, OPT_MAX_NODES, OPT_NODE_EXPIRY,
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
-        OPT_LOCK_TIMEOUT,
-        OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN
+        OPT_LOCK_TIMEOUT, OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN, OPT_TLS_CERT,
+        OPT_TLS_KEY
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"store", required_argument, NULL, OPT_STORE},
         {"tokens", required_argument, NULL, OPT_TOKENS},
         {"node-credentials", required_argument, NULL, OPT_NODE_CREDENTIALS},
@@ -414,6 +452,8 @@ int main(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
         case OPT_LISTEN: cfg->listen = optarg; break;
+        case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
+        case OPT_TLS_KEY: cfg->tls_key = optarg; break;
         case OPT_STORE: cfg->store_path = optarg; break;
         case OPT_TOKENS: cfg->tokens_path = optarg; break;
         case OPT_NODE_CREDENTIALS: cfg->credentials_path = optarg; break;
@@ -551,11 +591,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "pkgstored: no store: pass --store DIR or set COLLECTORCTRL_PACKAGES_DIR\n");
         return 2;
     }
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return usage_error("%s: needs %s too", cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                           cfg->tls_cert ? "--tls-key" : "--tls-cert");
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
     if (resolve_listen(&addr, &addr_len, cfg->listen) < 0) {
         fprintf(stderr, "pkgstored: --listen: not HOST:PORT: %s\n", cfg->listen);
         return 2;
+    }
+    if (cfg->tls_cert) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+            MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            fprintf(stderr, "pkgstored: --tls-cert: this libmicrohttpd was built without TLS "
+                            "(or without its certificate callback)\n");
+            return 1;
+        }
+        char tls_err[4600];
+        if (tls_load(cfg->tls_cert, cfg->tls_key, tls_err, sizeof tls_err) < 0) {
+            fprintf(stderr, "pkgstored: %s\n", tls_err);
+            return 1;
+        }
     }
     unsigned int threads = cfg->threads;
     if (threads == 0) {
@@ -572,6 +628,7 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -590,6 +647,7 @@ int main(int argc, char **argv)
     if (error < 0) {
         store_error(cfg->store_path, error);
         close_store();
+        tls_free();
         return 1;
     }
     char fleet_dir[4200];
@@ -601,6 +659,7 @@ int main(int argc, char **argv)
     if (fleet_open(&g_server.fleet, g_server.registry, &cfg->fleet, &fleet_err) < 0) {
         fprintf(stderr, "pkgstored: %s\n", fleet_err.message);
         close_store();
+        tls_free();
         return 1;
     }
 
@@ -608,12 +667,22 @@ int main(int argc, char **argv)
     if (tokens_open(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "pkgstored: tokens: %s\n", err);
         close_store();
+        tls_free();
         return 1;
     }
 
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The certificate comes from tls_certificate_callback at each
+     * handshake, so that SIGHUP can change it (tls.c). */
+    struct MHD_OptionItem tls_option[2] = {
+        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_certificate_callback},
+        {MHD_OPTION_END, 0, NULL}};
+    if (cfg->tls_cert)
+        flags |= MHD_USE_TLS;
+    else
+        tls_option[0].option = MHD_OPTION_END;
     struct MHD_OptionItem pool_option[2] = {{MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
                                             {MHD_OPTION_END, 0, NULL}};
     if (threads < 2)
@@ -624,6 +693,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "pkgstored: cannot start the connection watchdog: %s\n", strerror(errno));
         tokens_free(g_server.tokens);
         close_store();
+        tls_free();
         return 1;
     }
     struct MHD_Daemon *daemon = MHD_start_daemon(
@@ -643,6 +713,7 @@ int main(int argc, char **argv)
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
         MHD_OPTION_ARRAY, pool_option,
+        MHD_OPTION_ARRAY, tls_option,
         MHD_OPTION_END);
     if (!daemon) {
         fprintf(stderr, "pkgstored: %s: cannot listen (address in use or not permitted?)\n",
@@ -650,6 +721,7 @@ int main(int argc, char **argv)
         guard_stop();
         tokens_free(g_server.tokens);
         close_store();
+        tls_free();
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -660,6 +732,7 @@ int main(int argc, char **argv)
         MHD_stop_daemon(daemon);
         tokens_free(g_server.tokens);
         close_store();
+        tls_free();
         return 1;
     }
     char q3[4300], q4[300], q5[4300];
@@ -667,16 +740,27 @@ int main(int argc, char **argv)
     fleet_stats_get(g_server.fleet, &fleet_now);
     size_t fleet_nodes = fleet_now.nodes;
     log_msg(LOG_INFO, "listening",
-            "listen=%s port=%u store=%s fleet=%s nodes=%zu threads=%u max_upload=%" PRIu64
+            "listen=%s port=%u tls=%s store=%s fleet=%s nodes=%zu threads=%u max_upload=%" PRIu64
             " tokens=%zu max_connections=%u max_connections_per_ip=%u nofile=%llu pid=%ld",
-            log_quote(q4, sizeof q4, cfg->listen), port,
+            log_quote(q4, sizeof q4, cfg->listen), port, cfg->tls_cert ? "on" : "off",
             log_quote(q3, sizeof q3, cfg->store_path), log_quote(q5, sizeof q5, cfg->fleet.dir),
             fleet_nodes, threads, cfg->max_upload, tokens_count(g_server.tokens),
             cfg->max_connections, cfg->max_connections_per_ip, (unsigned long long)nofile,
             (long)getpid());
 
+    if (!cfg->tls_cert && !is_loopback(&addr))
+        log_msg(LOG_WARN,
+                "plain HTTP on an address other than loopback: tokens and offers cross the "
+                "network in clear; serve HTTPS with --tls-cert and --tls-key",
+                "listen=%s", q4);
+
     int signal_number = 0;
-    while (sigwait(&stop_signals, &signal_number) != 0) {
+    for (;;) {
+        if (sigwait(&stop_signals, &signal_number) != 0)
+            continue;
+        if (signal_number != SIGHUP)
+            break;
+        reload_certificate(cfg);
     }
     log_msg(LOG_INFO, "shutting down", "signal=%s in_flight=%ld",
             signal_number == SIGTERM ? "SIGTERM" : "SIGINT", (long)atomic_load(&g_server.in_flight));
@@ -704,6 +788,7 @@ int main(int argc, char **argv)
     int flushed = close_store();
     tokens_free(g_server.tokens);
     credentials_unload();
+    tls_free();
     log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());
     return flushed < 0 ? 1 : 0;
 }

@@ -171,6 +171,8 @@ typedef struct server_config {
     const char *credentials_path; /* NULL: STORE.node-credentials */
     int allow_shared_agent_token; /* accept the fleet-wide agent role */
     const char *port_file;   /* write the bound port here once listening */
+    const char *tls_cert;    /* PEM chain: HTTPS (tls.c); NULL: plain HTTP */
+    const char *tls_key;     /* its PEM private key */
     uint64_t max_upload;     /* bytes; body cap for uploads */
     size_t max_json;         /* bytes; body cap for JSON requests */
     size_t max_header;       /* bytes; total request header cap */

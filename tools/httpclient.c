@@ -31,7 +31,7 @@ static int read_token(char *out, size_t size, const char *path, const char *prog
 }
 
 int http_client_init(http_client *client, const char *prog, const char *server,
-                     const char *token_file)
+                     const char *token_file, const char *ca_file)
 {
     memset(client, 0, sizeof *client);
     client->prog = prog;
@@ -44,6 +44,21 @@ int http_client_init(http_client *client, const char *prog, const char *server,
     size_t len = strlen(client->base_url);
     while (len > 0 && client->base_url[len - 1] == '/')
         client->base_url[--len] = '\0';
+    if (strncmp(client->base_url, "http://", 7) && strncmp(client->base_url, "https://", 8)) {
+        fprintf(stderr, "%s: %s: the server URL must start with https:// or http://\n", prog,
+                client->base_url);
+        return -1;
+    }
+    if (!ca_file || !*ca_file)
+        ca_file = getenv("PKGSTORE_CACERT");
+    if (ca_file && *ca_file) {
+        if (access(ca_file, R_OK) < 0) {
+            fprintf(stderr, "%s: %s: cannot read the CA file: %s\n", prog, ca_file,
+                    strerror(errno));
+            return -1;
+        }
+        snprintf(client->ca_file, sizeof client->ca_file, "%s", ca_file);
+    }
 
     char token[520] = "";
     if (!token_file || !*token_file)
@@ -104,11 +119,40 @@ static CURL *new_handle(const http_client *client, const char *path, struct curl
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, body_sink);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* libcurl verifies the peer and its host name by default; --cacert
+     * replaces the system's CAs rather than adding to them. */
+    if (client->ca_file[0]) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, client->ca_file);
+        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "pkgstore-tools/" PKGSTORE_VERSION_STRING);
     if (client->timeout_s > 0)
         curl_easy_setopt(curl, CURLOPT_TIMEOUT, client->timeout_s);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
     return curl;
+}
+
+/* Words around libcurl's message for the TLS failures an operator meets:
+ * an untrusted certificate and a server that does not speak TLS. */
+static const char *tls_hint_prefix(CURLcode code)
+{
+    switch (code) {
+    case CURLE_PEER_FAILED_VERIFICATION: return "server certificate not trusted: ";
+    case CURLE_SSL_CONNECT_ERROR: return "TLS handshake failed: ";
+    case CURLE_SSL_CACERT_BADFILE: return "cannot use the CA file: ";
+    default: return "";
+    }
+}
+
+static const char *tls_hint_suffix(CURLcode code)
+{
+    switch (code) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return " (check --cacert or PKGSTORE_CACERT, and the host name in --server)";
+    case CURLE_SSL_CONNECT_ERROR: return " (does the server serve HTTPS on that port?)";
+    default: return "";
+    }
 }
 
 static int finish(http_reply *reply, CURL *curl, struct curl_slist *headers, sink *body_sink,
@@ -117,7 +161,8 @@ static int finish(http_reply *reply, CURL *curl, struct curl_slist *headers, sin
     CURLcode code = curl_easy_perform(curl);
     int result = 0;
     if (code != CURLE_OK) {
-        snprintf(reply->error, sizeof reply->error, "%s", *errbuf ? errbuf : curl_easy_strerror(code));
+        snprintf(reply->error, sizeof reply->error, "%s%s%s", tls_hint_prefix(code),
+                 *errbuf ? errbuf : curl_easy_strerror(code), tls_hint_suffix(code));
         result = -1;
     } else {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply->status);

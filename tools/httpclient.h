@@ -14,6 +14,7 @@ typedef struct http_client {
     char base_url[2048];  /* without a trailing slash */
     char auth_header[600];
     long timeout_s;       /* 0: none (uploads) */
+    char ca_file[4096];   /* trust only this CA for https:// ("": the system's) */
 } http_client;
 
 typedef struct http_reply {
@@ -26,11 +27,14 @@ typedef struct http_reply {
 /*
  * Find the token: token_file, else $PKGSTORE_TOKEN_FILE, else $PKGSTORE_TOKEN
  * (the token itself). A file holds the token on its first non-comment line
- * ("ROLE TOKEN" lines are accepted too). Prints the reason and returns -1
- * when none is found.
+ * ("ROLE TOKEN" lines are accepted too). ca_file (--cacert), else
+ * $PKGSTORE_CACERT, is the PEM CA an https:// server's certificate must
+ * chain to; without one, the system's CAs. libcurl always checks the chain
+ * and the host name: nothing turns that off. Prints the reason and returns
+ * -1 when the server URL, the token or the CA file is unusable.
  */
 int http_client_init(http_client *client, const char *prog, const char *server,
-                     const char *token_file);
+                     const char *token_file, const char *ca_file);
 
 /* A request with an optional JSON body (NULL for none). Returns 0 when a
  * response arrived (any status), -1 on a transport failure. */

@@ -24,7 +24,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pkgstore-policy --server URL [--token-file FILE] [--json] COMMAND ...\n"
+            "usage: pkgstore-policy --server URL [--token-file FILE] [--cacert FILE] [--json]\n"
+            "                       COMMAND ...\n"
             "\n"
             "  set NAME --package P --version V [--selector S] [--type primary|addon]\n"
             "           [--priority N]     create or replace a policy\n"
@@ -37,6 +38,8 @@ static void usage(FILE *out)
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
             "                      itself in $PKGSTORE_TOKEN)\n"
+            "  --cacert FILE       PEM CA that an https:// server's certificate must chain to\n"
+            "                      (default $PKGSTORE_CACERT, else the system's CAs)\n"
             "  --json              print the server's JSON\n"
             "  --help, --version\n"
             "\n"
@@ -281,12 +284,13 @@ static int cmd_retry(http_client *client, int json_out, const char *name)
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL;
+    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
     int json_out = 0;
-    enum { O_SERVER = 256, O_TOKEN, O_JSON, O_HELP, O_VERSION };
+    enum { O_SERVER = 256, O_TOKEN, O_JSON, O_HELP, O_VERSION, O_CACERT };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
         {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -300,6 +304,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case O_SERVER: server = optarg; break;
         case O_TOKEN: token_file = optarg; break;
+        case O_CACERT: cacert = optarg; break;
         case O_JSON: json_out = 1; break;
         case O_HELP: usage(stdout); return 0;
         case O_VERSION: return cli_version();
@@ -326,7 +331,7 @@ int main(int argc, char **argv)
                                                           rest_argv)) != 0)
         return error;
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file) < 0) {
+    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
         free(set_text);
         return 2;
     }

@@ -29,7 +29,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pkgstore-push --server URL [--token-file FILE] --name NAME --version VERSION\n"
+            "usage: pkgstore-push --server URL [--token-file FILE] [--cacert FILE]\n"
+            "                     --name NAME --version VERSION\n"
             "                     [--platform OS/ARCH] [--type primary|addon] [--format FORMAT]\n"
             "                     [--entrypoint PATH] [--force] [--replace] [--json] [--quiet]\n"
             "                     FILE\n"
@@ -40,6 +41,8 @@ static void usage(FILE *out)
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
             "                      itself in $PKGSTORE_TOKEN)\n"
+            "  --cacert FILE       PEM CA that an https:// server's certificate must chain to\n"
+            "                      (default $PKGSTORE_CACERT, else the system's CAs)\n"
             "  --platform P        os/arch[/variant] or 'any' (default: this host)\n"
             "  --type T            primary (default) or addon\n"
             "  --format F          binary, tar, tar+gzip, tar+zstd, tar+xz, zip\n"
@@ -69,15 +72,17 @@ static int query_add(char *query, size_t size, const char *key, const char *valu
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *name = NULL,
+    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL,
+               *name = NULL,
                *version = NULL, *platform = NULL, *type = "primary", *format = NULL,
                *entrypoint = NULL;
     int force = 0, replace = 0, json_out = 0, quiet = 0;
     enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
-           O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG };
+           O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG, O_CACERT };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
         {"name", required_argument, NULL, O_NAME},
         {"version", required_argument, NULL, O_VERSION},
         {"platform", required_argument, NULL, O_PLATFORM},
@@ -101,6 +106,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case O_SERVER: server = optarg; break;
         case O_TOKEN: token_file = optarg; break;
+        case O_CACERT: cacert = optarg; break;
         case O_NAME: name = optarg; break;
         case O_VERSION: version = optarg; break;
         case O_PLATFORM: platform = optarg; break;
@@ -148,7 +154,7 @@ int main(int argc, char **argv)
     }
 
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file) < 0) {
+    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
         fclose(file);
         return 2;
     }

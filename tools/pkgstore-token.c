@@ -29,7 +29,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pkgstore-token --server URL [--token-file FILE] [--json] COMMAND ...\n"
+            "usage: pkgstore-token --server URL [--token-file FILE] [--cacert FILE] [--json]\n"
+            "                      COMMAND ...\n"
             "\n"
             "  issue --node ID [--label KEY=VALUE]... [--self-label KEY|*]... [--out FILE]\n"
             "                    issue a credential for node ID and print its token once\n"
@@ -44,6 +45,8 @@ static void usage(FILE *out)
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
             "                      itself in $PKGSTORE_TOKEN)\n"
+            "  --cacert FILE       PEM CA that an https:// server's certificate must chain to\n"
+            "                      (default $PKGSTORE_CACERT, else the system's CAs)\n"
             "  --json              print the server's JSON\n"
             "  --help, --version\n");
 }
@@ -275,12 +278,13 @@ static int cmd_revoke(http_client *client, int json_out, const char *id)
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL;
+    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
     int json_out = 0;
-    enum { O_SERVER = 256, O_TOKEN, O_JSON, O_HELP, O_VERSION };
+    enum { O_SERVER = 256, O_TOKEN, O_CACERT, O_JSON, O_HELP, O_VERSION };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
         {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -294,6 +298,7 @@ int main(int argc, char **argv)
         switch (opt) {
         case O_SERVER: server = optarg; break;
         case O_TOKEN: token_file = optarg; break;
+        case O_CACERT: cacert = optarg; break;
         case O_JSON: json_out = 1; break;
         case O_HELP: usage(stdout); return 0;
         case O_VERSION: return cli_version();
@@ -321,7 +326,7 @@ int main(int argc, char **argv)
         return cli_usage("%s: unknown command (issue, ls, revoke)", command);
     }
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file) < 0) {
+    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
         free(issue_text);
         return 2;
     }

@@ -11,11 +11,14 @@
 
 #define HELPER_NAME "pkgstore-agent-helper"
 
-int helper_http_init(void);
 /* The node the agent runs as: sent as X-Pkgstore-Node with every request
  * that carries the token, so a per-node credential can be checked against
  * it (docs/api.md). Ignored unless it is a plain node id. */
 void helper_http_set_node(const char *node_id);
+/* ca_file (may be NULL: the system's CAs) is the only CA an https://
+ * server's certificate may chain to; libcurl checks chain and host name on
+ * every request, and nothing here turns that off. */
+int helper_http_init(const char *ca_file);
 void helper_http_cleanup(void);
 /* One request whose whole response body is kept in memory (at most
  * 4 MiB): a JSON POST when body is not NULL, else a GET. token may be NULL.

@@ -20,8 +20,11 @@
 
 #define SMALL_BODY_MAX (4u << 20)
 
-int helper_http_init(void)
+static const char *trusted_ca_file;
+
+int helper_http_init(const char *ca_file)
 {
+    trusted_ca_file = ca_file && *ca_file ? ca_file : NULL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return agent_error_set(PKGSTORE_ENET, "curl_global_init failed");
     return 0;
@@ -98,7 +101,35 @@ static CURL *easy_new(double timeout_s)
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
     curl_easy_setopt(curl, CURLOPT_USERAGENT, AGENT_NAME "/" PKGSTORE_VERSION_STRING);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The CA replaces the system's rather than adding to them. */
+    if (trusted_ca_file) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, trusted_ca_file);
+        curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
+    }
     return curl;
+}
+
+/* "url: <what failed>: <libcurl's message><hint>" for a failed transfer:
+ * the TLS failures an operator meets get words that say where to look. */
+static int transfer_error(CURLcode res, const char *url, const char *errbuf)
+{
+    const char *message = errbuf[0] ? errbuf : curl_easy_strerror(res);
+    switch (res) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return agent_error_set(PKGSTORE_ENET,
+                               "%s: server certificate not trusted: %s (check server.ca_file and "
+                               "the host name in server.url)",
+                               url, message);
+    case CURLE_SSL_CONNECT_ERROR:
+        return agent_error_set(PKGSTORE_ENET,
+                               "%s: TLS handshake failed: %s (does the server serve HTTPS on "
+                               "that port?)",
+                               url, message);
+    case CURLE_SSL_CACERT_BADFILE:
+        return agent_error_set(PKGSTORE_ENET, "%s: cannot use server.ca_file: %s", url, message);
+    default:
+        return agent_error_set(PKGSTORE_ENET, "%s: %s", url, message);
+    }
 }
 
 static int perform(CURL *curl, const char *url, char *errbuf)
@@ -106,7 +137,7 @@ static int perform(CURL *curl, const char *url, char *errbuf)
     CURLcode res = curl_easy_perform(curl);
     if (res == CURLE_OK)
         return 0;
-    return agent_error_set(PKGSTORE_ENET, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
+    return transfer_error(res, url, errbuf);
 }
 
 /* One small request whose whole response body is kept in memory: a JSON
@@ -309,6 +340,9 @@ static int transfer(download_sink *sink, const char *token, const char *url, int
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+    /* a redirect never leaves HTTPS for plain HTTP */
+    if (!strncasecmp(url, "https://", 8))
+        curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)(stall_timeout_s + 0.999));
     CURLcode res = curl_easy_perform(curl);
@@ -328,8 +362,7 @@ static int transfer(download_sink *sink, const char *token, const char *url, int
                              url, sink->range, (unsigned long long)sink->resumed,
                              (unsigned long long)sink->max_size);
     else if (res != CURLE_OK)
-        rc = agent_error_set(PKGSTORE_ENET, "%s: %s", url,
-                             errbuf[0] ? errbuf : curl_easy_strerror(res));
+        rc = transfer_error(res, url, errbuf);
     else if (status == 416 && sink->resumed > 0)
         rc = agent_error_set(PKGSTORE_ENET, "%s: range not satisfiable at offset %llu", url,
                              (unsigned long long)sink->resumed);

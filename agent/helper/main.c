@@ -6,7 +6,10 @@
  * budget). It runs this program once per network request, hash,
  * verification or extraction:
  *
- *   pkgstore-agent-helper [--token-file F] [--node ID] [--timeout S] COMMAND ARGS...
+ *   pkgstore-agent-helper [--token-file F] [--node ID] [--ca-file F] [--timeout S] COMMAND ARGS...
+ *
+ * --ca-file names the only CA an https:// server may chain to (the agent's
+ * server.ca_file, for requests to server.url).
  *
  *   http-post URL            POST stdin as JSON    {"status":N,"body":"..."}
  *   http-get URL             GET a small body      {"status":N,"body":"..."}
@@ -236,12 +239,13 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"token-file", required_argument, NULL, 't'},
         {"node", required_argument, NULL, 'n'},
+        {"ca-file", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *token_file = NULL;
+    const char *token_file = NULL, *ca_file = NULL;
     double timeout_s = 30;
     int opt;
     opterr = 0;
@@ -252,6 +256,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             helper_http_set_node(optarg);
+            break;
+        case 'c':
+            ca_file = optarg;
             break;
         case 'T': {
             char *end;
@@ -265,7 +272,8 @@ int main(int argc, char **argv)
                    pkgstore_library_version());
             return 0;
         case 'h':
-            printf("usage: " HELPER_NAME " [--token-file F] [--node ID] [--timeout S] COMMAND ARGS...\n"
+            printf("usage: " HELPER_NAME " [--token-file F] [--node ID] [--ca-file F] [--timeout S]"
+                   " COMMAND ARGS...\n"
                    "The worker process of pkgstore-agent(8); not meant to be run by hand.\n"
                    "See pkgstore-agent-helper(8).\n");
             return 0;
@@ -296,7 +304,7 @@ int main(int argc, char **argv)
     reply = json_object();
     int http = !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download");
     int status;
-    if (http && helper_http_init() < 0)
+    if (http && helper_http_init(ca_file) < 0)
         status = fail(PKGSTORE_ENET, agent_error());
     else
         status = run(cmd, argv + optind + 1, token, timeout_s);

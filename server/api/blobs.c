@@ -8,6 +8,7 @@
  * representation. Each representation has its own strong ETag:
  * "sha256:HEX" for the bytes, "sha256:HEX+zstd" for the zstd copy.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,55 @@ enum MHD_Result blob_upload_finish(struct MHD_Connection *conn, request *req)
 
 /* ---------------------------------------------------------------- downloads */
 
+
+/* Over HTTPS a file response cannot use sendfile(): libmicrohttpd reads it
+ * through a buffer and hands it to GnuTLS, and its fd responses read 4 KiB
+ * at a time, each a TLS record and an event loop turn of its own. A blob
+ * then comes from this reader, TLS_READ_BLOCK bytes at a time. */
+#define TLS_READ_BLOCK ((size_t)64 << 10)
+
+typedef struct blob_reader {
+    int fd;
+    uint64_t start;
+} blob_reader;
+
+static ssize_t blob_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    blob_reader *reader = cls;
+    ssize_t n;
+    do
+        n = pread(reader->fd, buf, max, (off_t)(reader->start + pos));
+    while (n < 0 && errno == EINTR);
+    /* a blob shorter than its size (it never is) ends the connection */
+    return n > 0 ? n : (ssize_t)MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void blob_reader_free(void *cls)
+{
+    blob_reader *reader = cls;
+    close(reader->fd);
+    free(reader);
+}
+
+/* The response for length bytes of fd from start; it owns fd once made
+ * (NULL: fd is still the caller's). Over plain HTTP libmicrohttpd sends
+ * from the fd with sendfile(). */
+static struct MHD_Response *blob_response(uint64_t length, int fd, uint64_t start)
+{
+    if (!g_server.config.tls_cert)
+        return MHD_create_response_from_fd_at_offset64(length, fd, (int64_t)start);
+    blob_reader *reader = malloc(sizeof *reader);
+    if (!reader)
+        return NULL;
+    reader->fd = fd;
+    reader->start = start;
+    struct MHD_Response *response = MHD_create_response_from_callback(
+        length, length < TLS_READ_BLOCK ? (size_t)(length ? length : 1) : TLS_READ_BLOCK,
+        blob_read, reader, blob_reader_free);
+    if (!response)
+        free(reader);
+    return response;
+}
 static void add_cache_headers(struct MHD_Response *response, const char *etag)
 {
     MHD_add_response_header(response, "ETag", etag);
@@ -163,9 +213,7 @@ enum MHD_Result blob_download(struct MHD_Connection *conn, request *req)
                              digest_str);
     }
 
-    /* MHD sends from the fd with sendfile() and closes it when done. */
-    struct MHD_Response *response = MHD_create_response_from_fd_at_offset64(length, fd,
-                                                                            (int64_t)start);
+    struct MHD_Response *response = blob_response(length, fd, start);
     if (!response) {
         close(fd);
         return respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_ENOMEM,

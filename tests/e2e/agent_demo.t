@@ -1,9 +1,9 @@
 #!/bin/bash
 # `make demo` keeps working: examples/demo.sh runs to the end, shows the
 # canary rolled back and everyone on v2, and leaves no process behind
-# (neither pkgstored nor an agent nor a collector).
+# (neither pkgstored nor an agent nor a collector); it runs over HTTPS.
 set -u
-echo "1..3"
+echo "1..4"
 SRC=${PKGSTORE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 LOG=$(mktemp "${TMPDIR:-/tmp}/pkgstore-demo-log-XXXXXX")
 trap 'rm -f "$LOG"' EXIT
@@ -32,3 +32,6 @@ if [ -n "$dir" ] && [ ! -e "$dir" ] && [ ${#left[@]} = 0 ]; then echo "ok 3 - ev
     # stop what the demo left behind, by pid
     [ ${#left[@]} = 0 ] || kill -KILL "${left[@]}" 2>/dev/null
 fi
+if grep -q 'listening on https://127.0.0.1:' "$LOG" && grep -q '^pushed otelcol 2.0.0' "$LOG"; then
+    echo "ok 4 - the demo runs over HTTPS"
+else echo "not ok 4 - the demo runs over HTTPS"; fi
