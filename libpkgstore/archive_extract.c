@@ -42,6 +42,8 @@ typedef struct scan {
     uint64_t executables;
     char sole_executable[PS_ARCHIVE_MAX_PATH_LEN + 1];
     ps_archive_tree map;
+    uint64_t *implied;             /* hash set of the directories earlier paths implied */
+    size_t implied_cap, implied_count;
     ps_archive_resolver res;
     char path[PS_ARCHIVE_MAX_PATH_LEN + 1];   /* normalized path of the current entry */
     char target[PS_ARCHIVE_MAX_PATH_LEN + 1]; /* normalized hard link target */
@@ -54,6 +56,99 @@ static const ps_archive_node *tree_lookup(const ps_archive_tree *tree, const cha
 {
     size_t len = strlen(path);
     return ps_archive_tree_find(tree, path, len, ps_archive_hash(PS_ARCHIVE_HASH_INIT, path, len));
+}
+
+/* ---- the directories that earlier entry paths implied ----
+ * "o/x" implies a directory "o": extraction creates it on disk, so a later
+ * non-directory entry "o" fails there ("replaces a directory") even when a
+ * still later entry makes "o" a directory again, which the final-state
+ * check sees. Validation must refuse it too. The set holds the hashes of
+ * every proper prefix of the paths seen (no strings: 8 bytes a directory);
+ * a hit is confirmed against the tree, which keeps every path seen. */
+static uint64_t implied_key(uint64_t hash)
+{
+    return hash ? hash : 1; /* 0 marks an empty slot */
+}
+
+static int implied_has(const scan *s, uint64_t key)
+{
+    if (!s->implied_cap)
+        return 0;
+    for (size_t i = (size_t)key & (s->implied_cap - 1); s->implied[i];
+         i = (i + 1) & (s->implied_cap - 1))
+        if (s->implied[i] == key)
+            return 1;
+    return 0;
+}
+
+static int implied_add(scan *s, uint64_t key)
+{
+    if ((s->implied_count + 1) * 4 > s->implied_cap * 3) {
+        size_t cap = s->implied_cap ? s->implied_cap * 2 : 64;
+        uint64_t *keys = calloc(cap, sizeof(*keys));
+        if (!keys)
+            return ps_error_set(PKGSTORE_ENOMEM, "archive: out of memory");
+        for (size_t j = 0; j < s->implied_cap; j++) {
+            if (!s->implied[j])
+                continue;
+            size_t i = (size_t)s->implied[j] & (cap - 1);
+            while (keys[i])
+                i = (i + 1) & (cap - 1);
+            keys[i] = s->implied[j];
+        }
+        free(s->implied);
+        s->implied = keys;
+        s->implied_cap = cap;
+    }
+    size_t i = (size_t)key & (s->implied_cap - 1);
+    while (s->implied[i]) {
+        if (s->implied[i] == key)
+            return 0;
+        i = (i + 1) & (s->implied_cap - 1);
+    }
+    s->implied[i] = key;
+    s->implied_count++;
+    return 0;
+}
+
+/* 1 when an earlier entry's path lies below s->path (s->path is a
+ * directory on disk by now). */
+static int implied_directory(const scan *s)
+{
+    size_t len = strlen(s->path);
+    if (!len || !implied_has(s, implied_key(ps_archive_hash(PS_ARCHIVE_HASH_INIT, s->path, len))))
+        return 0;
+    for (size_t i = 0; i < s->map.cap; i++) {
+        const char *p = s->map.slots[i].path;
+        if (p && strncmp(p, s->path, len) == 0 && p[len] == '/')
+            return 1;
+    }
+    return 0; /* a hash collision */
+}
+
+/* Record the proper prefixes of s->path, deepest first, up to one that is
+ * known already (its own prefixes are then known too). */
+static int implied_record(scan *s)
+{
+    uint64_t keys[PS_ARCHIVE_MAX_DEPTH + 1];
+    size_t n = 0;
+    uint64_t hash = PS_ARCHIVE_HASH_INIT;
+    const char *done = s->path;
+    for (const char *slash = strchr(s->path, '/'); slash && n < PS_ARCHIVE_MAX_DEPTH + 1;
+         slash = strchr(slash + 1, '/')) {
+        hash = ps_archive_hash(hash, done, (size_t)(slash - done));
+        done = slash;
+        keys[n++] = implied_key(hash);
+    }
+    while (n > 0) {
+        uint64_t key = keys[--n];
+        if (implied_has(s, key))
+            break;
+        int error = implied_add(s, key);
+        if (error < 0)
+            return error;
+    }
+    return 0;
 }
 
 static int check_size(scan *s, const char *path, uint64_t add)
@@ -403,12 +498,15 @@ static int scan_entry(scan *s, struct archive_entry *entry)
     }
 
     if (s->path[0] && type != PKGSTORE_ENTRY_DIR) {
-        /* As on disk: a directory is never replaced by a non-directory. */
+        /* As on disk: a directory, named or implied by an earlier path, is
+         * never replaced by a non-directory. */
         const ps_archive_node *old = tree_lookup(&s->map, s->path);
-        if (old && old->type == PKGSTORE_ENTRY_DIR)
+        if ((old && old->type == PKGSTORE_ENTRY_DIR) || implied_directory(s))
             return ps_error_set(PKGSTORE_EFORMAT, "%.512s: replaces a directory", raw);
     }
     if (s->path[0] && (error = ps_archive_tree_put(&s->map, s->path, type, link)) < 0)
+        return error;
+    if ((error = implied_record(s)) < 0)
         return error;
 
     if (s->mode == SCAN_EXTRACT) {
@@ -531,6 +629,9 @@ out:
 static void scan_free(scan *s)
 {
     ps_archive_tree_free(&s->map);
+    free(s->implied);
+    s->implied = NULL;
+    s->implied_cap = s->implied_count = 0;
 }
 
 /* ------------------------------------------------------------ validation */

@@ -607,6 +607,17 @@ static void test_archive__later_entry_replaces_earlier(void **state)
     make_archive(fx->archive, FMT_ZIP, file_over_implied, 2);
     expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
     expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
+    /* ... even when a still later entry makes it a directory again, so
+     * that the final state looks sound: extraction met the symlink while
+     * bin was a directory on disk (found by fuzz_archive). */
+    static const spec implied_then_dir[] = {
+        {"bin/otelcol", 'f', "x", 0755, 0},
+        {"bin", 'l', "sbin", 0777, 0},
+        {"bin", 'd', NULL, 0755, 0},
+    };
+    make_archive(fx->archive, FMT_TAR, implied_then_dir, 3);
+    expect_refused(fx, NULL, PKGSTORE_EFORMAT, "bin: replaces a directory");
+    expect_refused(fx, "bin/otelcol", PKGSTORE_EFORMAT, "bin: replaces a directory");
 }
 
 /* ------------------------------------------------------------ attacks */
