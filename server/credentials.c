@@ -154,7 +154,8 @@ static node_credential *credential_from(const char *node, json_t *labels, json_t
         cred->pinned[cred->npinned].value = json_string_value(value);
         cred->npinned++;
     }
-    qsort(cred->pinned, cred->npinned, sizeof *cred->pinned, cmp_label);
+    if (cred->npinned)
+        qsort(cred->pinned, cred->npinned, sizeof *cred->pinned, cmp_label);
     size_t i;
     json_array_foreach(cred->self_labels, i, value) {
         const char *word = json_string_value(value);
@@ -313,7 +314,8 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
         free(items);
         return -1;
     }
-    qsort(items, n, sizeof *items, cmp_item);
+    if (n)
+        qsort(items, n, sizeof *items, cmp_item);
     g_creds.items = items;
     g_creds.count = n;
     *count_out = n;
@@ -395,7 +397,7 @@ json_t *credentials_list(void)
     json_t *list = json_array();
     pthread_rwlock_rdlock(&g_creds.lock);
     node_credential **sorted = malloc((g_creds.count ? g_creds.count : 1) * sizeof *sorted);
-    if (sorted) {
+    if (sorted && g_creds.count) { /* items is NULL in an empty set */
         memcpy(sorted, g_creds.items, g_creds.count * sizeof *sorted);
         qsort(sorted, g_creds.count, sizeof *sorted, cmp_listed);
     }
@@ -452,9 +454,11 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         size_t at = 0; /* keep the order by hash */
         while (at < g_creds.count && cmp_hash(&g_creds.items[at]->hash, &cred->hash) < 0)
             at++;
-        memcpy(grown, g_creds.items, at * sizeof *grown);
+        if (g_creds.count) /* items is NULL in an empty set */
+            memcpy(grown, g_creds.items, at * sizeof *grown);
         grown[at] = cred;
-        memcpy(grown + at + 1, g_creds.items + at, (g_creds.count - at) * sizeof *grown);
+        if (g_creds.count)
+            memcpy(grown + at + 1, g_creds.items + at, (g_creds.count - at) * sizeof *grown);
         if (save(grown, g_creds.count + 1, err, err_size) < 0)
             error = PKGSTORE_EIO;
     }

@@ -34,7 +34,7 @@ check "issue edge-1's credential with ring=canary pinned" \
 TOKEN_FILE=$T/edge-1.token LABELS='ring: prod' new_node "$T/edge-1" "$URL" 1
 start_agent "$T/edge-1"
 check "edge-1 is upgraded to 2.0.0: its pinned label wins over the one it reports" \
-    wait_until 40 bash -c '[ "$(node_state edge-1)" = Upgraded ]'
+    wait_until 40 bash -c '[ "$(node_state edge-1)" = Upgraded ] && [ "$(journal_of "$0" otelcol status)" = Upgraded ]' "$T/edge-1"
 check "its collector runs 2.0.0" test "$(collector_version "$T/edge-1")" = 2.0.0
 check "the fleet view shows the pinned label" \
     test "$(api /v1/agents/edge-1 | jq -c .labels)" = '{"ring":"canary"}'
