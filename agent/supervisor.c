@@ -231,6 +231,8 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
         sup->server_interval_s = 0;
     }
     identify(sup, &reply);
+    /* a rotated root first: the offers of this reply may be signed by it */
+    agent_trust_update_root(&sup->trust, sup->cfg, sup->tmp_dir, reply.trust_root_version);
     process_offers(sup, &reply, upgraded_out);
     agent_reply_free(&reply);
     return 0;
@@ -364,11 +366,14 @@ int supervisor_init(supervisor *sup, agent_config *cfg)
     agent_proc_set_marker_dir(cfg->state_dir);
     slot_init(&sup->primary, cfg->package, 0, cfg->executable, cfg);
     srand48((long)time(NULL) ^ (long)getpid());
-    return state_load(sup);
+    if ((rc = state_load(sup)) < 0)
+        return rc;
+    return agent_trust_init(&sup->trust, cfg);
 }
 
 void supervisor_free(supervisor *sup)
 {
+    agent_trust_free(&sup->trust);
     slot_free(&sup->primary);
     for (size_t i = 0; i < sup->addon_count; i++) {
         slot_free(sup->addons[i]);

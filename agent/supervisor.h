@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "reply.h"
+#include "trust.h"
 
 #include <jansson.h>
 
@@ -107,6 +108,7 @@ typedef struct supervisor {
     } upgrade;
     double server_interval_s;          /* from the last response; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
+    agent_trust trust;                 /* trust.root: the root offers are verified against */
 } supervisor;
 
 int supervisor_init(supervisor *sup, agent_config *cfg);
