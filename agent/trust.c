@@ -40,8 +40,11 @@ int agent_trust_check_pinned(const agent_config *cfg, uint64_t *version_out)
     if (!cfg->trust_root)
         return 0;
     int rc = root_check(version_out, cfg->trust_root);
-    if (rc < 0)
-        return agent_error_set(rc, "%s: trust.root: %s", cfg->path, agent_error());
+    if (rc < 0) {
+        char reason[1024]; /* agent_error() is the buffer agent_error_set() writes */
+        snprintf(reason, sizeof reason, "%s", agent_error());
+        return agent_error_set(rc, "%s: trust.root: %s", cfg->path, reason);
+    }
     if (*version_out == 0)
         return agent_error_set(PKGSTORE_EINVALID, "%s: trust.root: %s: version 0", cfg->path,
                                cfg->trust_root);
