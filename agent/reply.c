@@ -415,6 +415,9 @@ int agent_reply_parse(agent_reply *out, const char *text, size_t len, agent_repl
     json_t *root_version = json_object_get(json_object_get(root, "trust"), "root_version");
     if (json_is_integer(root_version) && json_integer_value(root_version) > 0)
         out->trust_root_version = (uint64_t)json_integer_value(root_version);
+    json_t *revocations = json_object_get(json_object_get(root, "trust"), "revocations");
+    if (json_is_integer(revocations) && json_integer_value(revocations) > 0)
+        out->trust_revocations = (uint64_t)json_integer_value(revocations);
 
     json_t *offers = json_object_get(root, "offers");
     if (offers && !json_is_array(offers)) {

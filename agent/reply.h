@@ -63,6 +63,7 @@ typedef struct agent_reply {
     agent_target *targets;
     size_t ntargets;
     uint64_t trust_root_version;           /* "trust": {"root_version"}; 0 when absent or null */
+    uint64_t trust_revocations;            /* "trust": {"revocations"}: the generation, 0 if none */
 } agent_reply;
 
 /* Called for each part of a reply that is skipped, with the reason. */

@@ -117,6 +117,17 @@ static int handle_offer(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         defer(sup, slot, o, msg);
         return 0;
     }
+    /* With trust.root: never a revoked version, never below the highest
+     * version that ran here unless that one is revoked. Not remembered as
+     * bad: a revocation that arrives later may allow it. */
+    if (sup->trust.enabled &&
+        agent_trust_version_allowed(&sup->trust, slot->name, o->version, slot->highest_version,
+                                    why, sizeof why) < 0) {
+        agent_log("warn", "msg=\"offer refused\" package=%s version=%s error=\"%s\"", slot->name,
+                  o->version, why);
+        defer(sup, slot, o, why);
+        return 0;
+    }
     if (!attempt_allowed(sup)) {
         snprintf(why, sizeof why,
                  "rate-limited: %u upgrade attempts within %.0f s (upgrade_limit); tried when the "
@@ -233,6 +244,7 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
     identify(sup, &reply);
     /* a rotated root first: the offers of this reply may be signed by it */
     agent_trust_update_root(&sup->trust, sup->cfg, sup->tmp_dir, reply.trust_root_version);
+    agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
     process_offers(sup, &reply, upgraded_out);
     agent_reply_free(&reply);
     return 0;
@@ -447,8 +459,11 @@ int supervisor_start(supervisor *sup)
     stop_leftovers(sup);
     sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
-    for (size_t i = 0; i <= sup->addon_count; i++)
+    for (size_t i = 0; i <= sup->addon_count; i++) {
         check_live(sup, i == 0 ? &sup->primary : sup->addons[i - 1]);
+        /* what runs at start counts for the anti-rollback floor */
+        slot_note_highest(i == 0 ? &sup->primary : sup->addons[i - 1]);
+    }
     sup->quiet = 0;
     state_save(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {

@@ -97,8 +97,11 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     return 0;
 }
 
+static void revocations_clear(agent_trust *trust);
+
 void agent_trust_free(agent_trust *trust)
 {
+    revocations_clear(trust);
     free(trust->pinned);
     free(trust->adopted);
     memset(trust, 0, sizeof *trust);
@@ -251,9 +254,115 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
         }
         trust->use_adopted = 1;
         trust->version = next;
+        trust->revocations_generation = 0; /* verified again against the new root */
         agent_log("info", "msg=\"root rotated\" version=%" PRIu64 " path=%s", next,
                   trust->adopted);
     }
     unlink(candidate);
     free(candidate);
+}
+
+static void revocations_clear(agent_trust *trust)
+{
+    for (size_t i = 0; i < trust->nrevoked; i++) {
+        free(trust->revoked[i].name);
+        free(trust->revoked[i].version);
+        free(trust->revoked[i].reason);
+    }
+    free(trust->revoked);
+    trust->revoked = NULL;
+    trust->nrevoked = 0;
+}
+
+void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
+                                    uint64_t generation)
+{
+    if (!trust->enabled || generation == 0 || generation == trust->revocations_generation)
+        return;
+    char *url = agent_strdup_printf("%s/v1/trust/revocations", cfg->server_url);
+    json_t *reply = NULL, *checked = NULL;
+    long status = 0;
+    char *body = NULL;
+    int rc = url ? agent_helper_call(&reply, NULL, 0, 0, "http-get", url, NULL)
+                 : agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+    free(url);
+    if (rc == 0)
+        rc = agent_helper_reply_http(&status, &body, reply, "http-get");
+    if (rc == 0 && status != 200)
+        rc = agent_error_set(PKGSTORE_ENET, "GET /v1/trust/revocations: HTTP %ld", status);
+    if (rc == 0)
+        rc = agent_helper_call(&checked, body, 0, 0, "verify-revocations",
+                               agent_trust_current(trust), NULL);
+    json_t *list = json_object_get(checked, "revoked");
+    if (rc == 0 && !json_is_array(list))
+        rc = agent_error_set(PKGSTORE_EIO, "verify-revocations: malformed reply: revoked");
+    if (rc < 0) {
+        agent_log("warn", "msg=\"cannot read the revocations; keeping the previous list\" "
+                          "generation=%" PRIu64 " error=\"%s\"",
+                  generation, agent_error());
+        goto out;
+    }
+    revocations_clear(trust);
+    size_t n = json_array_size(list), i;
+    json_t *item;
+    trust->revoked = calloc(n + 1, sizeof *trust->revoked);
+    json_array_foreach(list, i, item) {
+        const char *name = json_string_value(json_object_get(item, "name"));
+        const char *version = json_string_value(json_object_get(item, "version"));
+        const char *reason = json_string_value(json_object_get(item, "reason"));
+        if (!trust->revoked || !name || !version)
+            continue;
+        struct agent_revocation *r = &trust->revoked[trust->nrevoked];
+        r->name = strdup(name);
+        r->version = strdup(version);
+        r->reason = strdup(reason ? reason : "");
+        if (r->name && r->version && r->reason)
+            trust->nrevoked++;
+    }
+    json_array_foreach(json_object_get(checked, "ignored"), i, item)
+        agent_log("warn", "msg=\"revocation not signed by the current root, ignored\" error=\"%s\"",
+                  json_string_value(json_object_get(item, "error")));
+    trust->revocations_generation = generation;
+    agent_log("info", "msg=\"revocations\" generation=%" PRIu64 " revoked=%zu", generation,
+              trust->nrevoked);
+out:
+    json_decref(reply);
+    json_decref(checked);
+    free(body);
+}
+
+const char *agent_trust_revoked(const agent_trust *trust, const char *name, const char *version)
+{
+    pkgstore_semver want;
+    if (pkgstore_version_parse(&want, version) < 0)
+        return NULL;
+    for (size_t i = 0; i < trust->nrevoked; i++) {
+        pkgstore_semver have;
+        if (!strcmp(trust->revoked[i].name, name) &&
+            pkgstore_version_parse(&have, trust->revoked[i].version) == 0 &&
+            pkgstore_version_compare(&have, &want) == 0)
+            return trust->revoked[i].reason;
+    }
+    return NULL;
+}
+
+int agent_trust_version_allowed(const agent_trust *trust, const char *name, const char *version,
+                                const char *highest, char *why, size_t why_len)
+{
+    const char *reason = agent_trust_revoked(trust, name, version);
+    if (reason) {
+        snprintf(why, why_len, "revoked: %s %s is revoked%s%.300s", name, version,
+                 reason[0] ? ": " : "", reason);
+        return -1;
+    }
+    pkgstore_semver offered, floor;
+    if (!highest || pkgstore_version_parse(&floor, highest) < 0 ||
+        pkgstore_version_parse(&offered, version) < 0 ||
+        pkgstore_version_compare(&offered, &floor) >= 0)
+        return 0;
+    if (agent_trust_revoked(trust, name, highest))
+        return 0; /* the way back from a revoked release */
+    snprintf(why, why_len, "rollback: %s %s is lower than %s, which ran here, and %s is not "
+                           "revoked", name, version, highest, highest);
+    return -1;
 }

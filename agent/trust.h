@@ -22,6 +22,11 @@ typedef struct agent_trust {
     uint64_t version;        /* the current root's version */
     uint64_t refused;        /* a server root version whose chain failed to verify: not
                                 fetched again until the server announces a higher one */
+    uint64_t revocations_generation;   /* of the list below; 0: never fetched */
+    struct agent_revocation {
+        char *name, *version, *reason;
+    } *revoked;              /* verified against the current root */
+    size_t nrevoked;
 } agent_trust;
 
 /* What the signed manifest says this node installs. */
@@ -61,5 +66,22 @@ int agent_trust_offer(agent_signed_artifact *out, const agent_trust *trust,
  * keeps the current root on any failure. */
 void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const char *tmp_dir,
                              uint64_t server_version);
+
+/* The server's revocation generation: when it is not the one fetched
+ * last, fetch GET /v1/trust/revocations and keep those that verify
+ * against the current root (the helper's verify-revocations). On failure
+ * the previous list stays and the fetch is tried at the next heartbeat. */
+void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
+                                    uint64_t generation);
+
+/* The reason ("" when none given) if name version is revoked, else NULL. */
+const char *agent_trust_revoked(const agent_trust *trust, const char *name, const char *version);
+
+/* Anti-rollback: 0 if the node may move package name to version, given
+ * the highest version it ran successfully (NULL: none); else -1 with why.
+ * A revoked version is never installed; a lower version than highest only
+ * when highest is revoked. */
+int agent_trust_version_allowed(const agent_trust *trust, const char *name, const char *version,
+                                const char *highest, char *why, size_t why_len);
 
 #endif

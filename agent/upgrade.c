@@ -530,6 +530,17 @@ static void install_options(pkgstore_install_options *opts, const char *live)
 
 /* The upgrade passed its window: the .bak holds what ran before, the
  * watchdog starts, the kept copy follows the live binary. */
+void slot_note_highest(pkg_slot *slot)
+{
+    pkgstore_semver running, highest;
+    if (!slot->version || pkgstore_version_parse(&running, slot->version) < 0)
+        return;
+    if (slot->highest_version && pkgstore_version_parse(&highest, slot->highest_version) == 0 &&
+        pkgstore_version_compare(&running, &highest) <= 0)
+        return;
+    set_str(&slot->highest_version, slot->version);
+}
+
 static void upgraded(supervisor *sup, pkg_slot *slot, const agent_offer *o)
 {
     const agent_config *cfg = sup->cfg;
@@ -555,6 +566,7 @@ static void upgraded(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         slot_mark_good(slot, slot->exe_digest);
     if (slot->is_addon)
         set_str(&slot->entrypoint, o->entrypoint);
+    slot_note_highest(slot); /* it passed its window: the anti-rollback floor */
     slot->proc.supervised = 1;
     slot->proc.failures = 0;
     slot->attempts = 0;

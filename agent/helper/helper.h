@@ -50,5 +50,9 @@ int helper_root_rotate(json_t *reply, const char *new_path, const char *current_
                        char *detail, size_t dlen);
 int helper_verify_offer(json_t *reply, char **args, const char *signatures, size_t sig_len,
                         char *detail, size_t dlen);
+/* body: GET /v1/trust/revocations; the reply lists those signed to
+ * threshold by ROOT ("revoked") and why the others do not count. */
+int helper_verify_revocations(json_t *reply, const char *root_path, const char *body, size_t len,
+                              char *detail, size_t dlen);
 
 #endif

@@ -243,3 +243,49 @@ out:
     free(data);
     return rc;
 }
+
+int helper_verify_revocations(json_t *reply, const char *root_path, const char *body, size_t len,
+                              char *detail, size_t dlen)
+{
+    pkgstore_trust_root *root = NULL;
+    int rc = load_root(&root, root_path, detail, dlen);
+    if (rc < 0)
+        return rc;
+    json_error_t jerr;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list = json_object_get(doc, "revocations");
+    if (!json_is_array(list) || json_array_size(list) > 4096) {
+        json_decref(doc);
+        pkgstore_trust_root_free(root);
+        return detail_set(detail, dlen, PKGSTORE_EFORMAT,
+                          "revocations: expected {\"generation\":G,\"revocations\":[...]} "
+                          "(at most 4096)");
+    }
+    json_t *revoked = json_array(), *ignored = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        char *text = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY);
+        pkgstore_trust_revocation *rev = NULL;
+        rc = text ? pkgstore_trust_revocation_parse(&rev, text, strlen(text)) : PKGSTORE_ENOMEM;
+        free(text);
+        /* only a revocation signed to threshold by the current root counts */
+        if (rc == 0)
+            rc = pkgstore_trust_revocation_verify(rev, root);
+        if (rc == 0)
+            json_array_append_new(revoked,
+                                  json_pack("{s:s, s:s, s:s}", "name",
+                                            pkgstore_trust_revocation_name(rev), "version",
+                                            pkgstore_trust_revocation_version(rev), "reason",
+                                            pkgstore_trust_revocation_reason(rev)));
+        else
+            json_array_append_new(ignored, json_pack("{s:i, s:s}", "index", (int)i, "error",
+                                                     pkgstore_error_detail()));
+        pkgstore_trust_revocation_free(rev);
+    }
+    json_object_set_new(reply, "revoked", revoked);
+    json_object_set_new(reply, "ignored", ignored);
+    json_decref(doc);
+    pkgstore_trust_root_free(root);
+    return 0;
+}

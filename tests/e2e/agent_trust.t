@@ -12,7 +12,7 @@
 # this one (the double stays for what a real server cannot be made to do:
 # serve a changed manifest or a swapped blob on purpose).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..26"
+echo "1..32"
 W=1
 export RETRY_INITIAL=30
 
@@ -173,3 +173,32 @@ start_fake_server "$d" --trust "$d/trust.json" --roots "$d/roots"; trust_node "$
 start_agent "$d"; wait_until 10 node_healthy "$d"
 check "bad rotation: refused with the reason, the current root kept" \
     bash -c 'wait_until 10 grep -q "msg=\"root rotation refused; keeping the current root\" version=1 offered=2" "$0/agent.log" && [ ! -e "$0/state/trust/root.json" ]' "$d"
+
+# --- anti-rollback and revocations
+d=$T/rollback; mkdir -p "$d"
+echo '{"root_version": 1, "revocations": 0}' > "$d/trust.json"
+echo '{"generation": 0, "revocations": []}' > "$d/revocations.json"
+start_fake_server "$d" --trust "$d/trust.json" --revocations "$d/revocations.json"; trust_node "$d"
+start_agent "$d"; wait_until 10 node_healthy "$d"
+make_variant v2 "$d/v2" rollback-v2; make_variant v2 "$d/v15" rollback-v15
+offer2=$(signed_offer "$d" "$d/v2" otelcol 2.0.0 a b)
+offer15=$(signed_offer "$d" "$d/v15" otelcol 1.5.0 a b)
+set_offers "$d" "$offer2"
+check "rollback: 2.0.0 installed (the highest that ran)" bash -c 'wait_until 20 status_is "$0" Upgraded && [ "$(journal_of "$0" otelcol highest_version)" = 2.0.0 ]' "$d"
+set_offers "$d" "$offer15"
+check "rollback: a signed 1.5.0 is refused while 2.0.0 is not revoked" \
+    wait_until 15 message_has "$d" "rollback: otelcol 1.5.0 is lower than 2.0.0"
+check "rollback: 1.5.0 never fetched, 2.0.0 still running" \
+    bash -c '! fetched "$0" "$1" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$2")" ] && node_healthy "$0"' "$d" "$d/v15" "$d/v2"
+# a revocation of 2.0.0 signed by a and b, and one of 1.5.0 by a alone (ignored)
+"$B/pkgstore-sign" --revoke --key "$K/a.key" --key "$K/b.key" --reason "bad release" --output "$d/rev2.json" otelcol 2.0.0 > /dev/null
+"$B/pkgstore-sign" --revoke --key "$K/a.key" --output "$d/rev15.json" otelcol 1.5.0 > /dev/null
+jq -c -n --slurpfile a "$d/rev2.json" --slurpfile b "$d/rev15.json" '{generation: 1, revocations: [$a[0], $b[0]]}' > "$d/revocations.json"
+echo '{"root_version": 1, "revocations": 1}' > "$d/trust.json"
+check "revocation: fetched, the one below threshold ignored" \
+    bash -c 'wait_until 15 grep -q "msg=\"revocations\" generation=1 revoked=1" "$0/agent.log" && grep -q "revocation not signed by the current root" "$0/agent.log"' "$d"
+check "revocation: the downgrade to 1.5.0 is now allowed and installed" \
+    bash -c 'wait_until 20 bash -c "[ \"\$(sv \"$0\")\" = Upgraded1.5.0 ]" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ]' "$d" "$d/v15"
+set_offers "$d" "$offer2"
+check "revocation: the revoked 2.0.0 is never installed again" \
+    bash -c 'wait_until 15 message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
