@@ -80,9 +80,10 @@ static int check_config(const agent_config *cfg, int json)
     if (json)
         printf("%s\n", text);
     else
-        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s, helper %s)\n",
+        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s, helper %s%s%s%s)\n",
                cfg->path, cfg->node_id, cfg->platform, cfg->package, cfg->executable,
-               cfg->server_url, agent_helper_path());
+               cfg->server_url, agent_helper_path(), cfg->trust_root ? ", trust root " : "",
+               cfg->trust_root ? cfg->trust_root : "", cfg->trust_root ? " (signed packages only)" : "");
     free(text);
     agent_helper_cleanup();
     return 0;
