@@ -123,8 +123,9 @@ static int handle_offer(supervisor *sup, pkg_slot *slot, const agent_offer *o)
     if (sup->trust.enabled &&
         agent_trust_version_allowed(&sup->trust, slot->name, o->version, slot->highest_version,
                                     why, sizeof why) < 0) {
-        agent_log("warn", "msg=\"offer refused\" package=%s version=%s error=\"%s\"", slot->name,
-                  o->version, why);
+        if (strcmp(slot->deferred, o->digest)) /* once per offer, as defer() reports */
+            agent_log("warn", "msg=\"offer refused\" package=%s version=%s error=\"%s\"",
+                      slot->name, o->version, why);
         defer(sup, slot, o, why);
         return 0;
     }
