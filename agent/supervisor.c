@@ -172,6 +172,31 @@ static void identify(supervisor *sup, const agent_reply *reply)
     }
 }
 
+/* A new root may trust what the old one did not (a new key): the digests
+ * refused for their signatures are judged again, each once. */
+static void forget_signature_failures(supervisor *sup)
+{
+    size_t forgotten = 0;
+    for (size_t i = 0; i < sup->nbad;) {
+        const char *reason = sup->bad[i].reason;
+        if (reason && !strncmp(reason, "signature: ", 11)) {
+            bad_remove(sup, &sup->bad[i]);
+            forgotten++;
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i <= sup->addon_count; i++) {
+        pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
+        slot->deferred[0] = '\0';
+    }
+    if (forgotten) {
+        agent_log("info", "msg=\"new root: offers refused for their signatures are checked "
+                          "again\" count=%zu", forgotten);
+        state_save(sup);
+    }
+}
+
 static void process_offers(supervisor *sup, const agent_reply *reply, int *upgraded_out)
 {
     for (size_t i = 0; i < reply->noffers; i++) {
@@ -244,7 +269,10 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
     }
     identify(sup, &reply);
     /* a rotated root first: the offers of this reply may be signed by it */
+    uint64_t root_before = sup->trust.version;
     agent_trust_update_root(&sup->trust, sup->cfg, sup->tmp_dir, reply.trust_root_version);
+    if (sup->trust.version != root_before)
+        forget_signature_failures(sup);
     agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
     process_offers(sup, &reply, upgraded_out);
     agent_reply_free(&reply);

@@ -12,7 +12,7 @@
 # this one (the double stays for what a real server cannot be made to do:
 # serve a changed manifest or a swapped blob on purpose).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..32"
+echo "1..34"
 W=1
 export RETRY_INITIAL=30
 
@@ -202,3 +202,17 @@ check "revocation: the downgrade to 1.5.0 is now allowed and installed" \
 set_offers "$d" "$offer2"
 check "revocation: the revoked 2.0.0 is never installed again" \
     bash -c 'wait_until 15 message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
+
+# --- a rotation after a refusal: what the new root trusts is judged again
+d=$T/late; mkdir -p "$d/roots"
+cp "$T/rotate/roots/2.json" "$d/roots/2.json"    # keys b and c, signed by a, b and c
+echo '{"root_version": 1, "revocations": 0}' > "$d/trust.json"
+start_fake_server "$d" --trust "$d/trust.json" --roots "$d/roots"; trust_node "$d"
+start_agent "$d"; wait_until 10 node_healthy "$d"
+make_variant v2 "$d/v2" late-v2
+set_offers "$d" "$(signed_offer "$d" "$d/v2" otelcol 2.0.0 b c)"
+check "late rotation: signed by b and c, refused under root 1 (c unknown)" \
+    wait_until 15 message_has "$d" "1 valid signature, 2 required"
+echo '{"root_version": 2, "revocations": 0}' > "$d/trust.json"
+check "late rotation: root 2 adopted, the refused offer checked again and installed" \
+    bash -c 'wait_until 20 status_is "$0" Upgraded && grep -q "offers refused for their signatures are checked again" "$0/agent.log"' "$d"
