@@ -277,7 +277,10 @@ static void revocations_clear(agent_trust *trust)
 void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                                     uint64_t generation)
 {
-    if (!trust->enabled || generation == 0 || generation == trust->revocations_generation)
+    if (!trust->enabled)
+        return;
+    trust->server_generation = generation;
+    if (generation == 0 || generation == trust->revocations_generation)
         return;
     char *url = agent_strdup_printf("%s/v1/trust/revocations", cfg->server_url);
     json_t *reply = NULL, *checked = NULL;
@@ -349,6 +352,13 @@ const char *agent_trust_revoked(const agent_trust *trust, const char *name, cons
 int agent_trust_version_allowed(const agent_trust *trust, const char *name, const char *version,
                                 const char *highest, char *why, size_t why_len)
 {
+    if (trust->server_generation && trust->server_generation != trust->revocations_generation) {
+        /* fail safe: the version may be revoked in the list not read */
+        snprintf(why, why_len, "revocations: generation %" PRIu64 " could not be read from the "
+                               "server yet; nothing is installed until it is",
+                 trust->server_generation);
+        return -1;
+    }
     const char *reason = agent_trust_revoked(trust, name, version);
     if (reason) {
         snprintf(why, why_len, "revoked: %s %s is revoked%s%.300s", name, version,

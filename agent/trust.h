@@ -23,6 +23,8 @@ typedef struct agent_trust {
     uint64_t refused;        /* a server root version whose chain failed to verify: not
                                 fetched again until the server announces a higher one */
     uint64_t revocations_generation;   /* of the list below; 0: never fetched */
+    uint64_t server_generation;        /* the last reply's; nothing is installed while the
+                                          list of that generation could not be read */
     struct agent_revocation {
         char *name, *version, *reason;
     } *revoked;              /* verified against the current root */
@@ -80,7 +82,8 @@ const char *agent_trust_revoked(const agent_trust *trust, const char *name, cons
 /* Anti-rollback: 0 if the node may move package name to version, given
  * the highest version it ran successfully (NULL: none); else -1 with why.
  * A revoked version is never installed; a lower version than highest only
- * when highest is revoked. */
+ * when highest is revoked; nothing while the server's revocations could
+ * not be read. */
 int agent_trust_version_allowed(const agent_trust *trust, const char *name, const char *version,
                                 const char *highest, char *why, size_t why_len);
 

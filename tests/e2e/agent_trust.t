@@ -12,7 +12,7 @@
 # this one (the double stays for what a real server cannot be made to do:
 # serve a changed manifest or a swapped blob on purpose).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..34"
+echo "1..35"
 W=1
 export RETRY_INITIAL=30
 
@@ -216,3 +216,13 @@ check "late rotation: signed by b and c, refused under root 1 (c unknown)" \
 echo '{"root_version": 2, "revocations": 0}' > "$d/trust.json"
 check "late rotation: root 2 adopted, the refused offer checked again and installed" \
     bash -c 'wait_until 20 status_is "$0" Upgraded && grep -q "offers refused for their signatures are checked again" "$0/agent.log"' "$d"
+
+# --- revocations announced but unreadable: nothing is installed (fail safe)
+d=$T/norev; mkdir -p "$d"
+echo '{"root_version": 1, "revocations": 3}' > "$d/trust.json"
+start_fake_server "$d" --trust "$d/trust.json"; trust_node "$d"     # no revocations route: 404
+start_agent "$d"; wait_until 10 node_healthy "$d"
+make_variant v2 "$d/v2" norev-v2
+set_offers "$d" "$(signed_offer "$d" "$d/v2" otelcol 2.0.0 a b)"
+check "unreadable revocations: a signed offer waits, with the reason, nothing fetched" \
+    bash -c 'wait_until 15 message_has "$0" "revocations: generation 3 could not be read" && ! fetched "$0" "$1" && old_running "$0"' "$d" "$d/v2"
