@@ -93,6 +93,8 @@ typedef struct agent_config {
     agent_addon_config *addons;
     size_t addon_count;
     char *log_level;         /* debug, info (default), warn, error */
+    char *trust_root;        /* trust.root: the pinned root.json; NULL: offers are not
+                                checked for signatures */
 } agent_config;
 
 /* Read path into *out (0) or set the error detail and return <0. */

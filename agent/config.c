@@ -336,6 +336,14 @@ static int addons_value(parse_ctx *ctx, yaml_node_t *v, agent_config *cfg)
     return 0;
 }
 
+static int trust_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
+{
+    agent_config *cfg = obj;
+    if (!strcmp(key, "root"))
+        return get_string(ctx, v, "trust.root", &cfg->trust_root);
+    return 1;
+}
+
 static int top_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
 {
     agent_config *cfg = obj;
@@ -359,6 +367,8 @@ static int top_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *obj)
         return each_pair(ctx, v, "upgrade_watchdog", watchdog_pair, cfg);
     if (!strcmp(key, "addons"))
         return addons_value(ctx, v, cfg);
+    if (!strcmp(key, "trust"))
+        return each_pair(ctx, v, "trust", trust_pair, cfg);
     if (!strcmp(key, "log_level")) {
         const char *text = scalar(v);
         if (!text || (strcmp(text, "debug") && strcmp(text, "info") && strcmp(text, "warn") &&
@@ -464,6 +474,12 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
                                    cfg->path, cfg->token_file, strerror(errno));
         free(token);
     }
+    /* its signatures are checked at start by the helper (main.c) */
+    if (cfg->trust_root && !cfg->trust_root[0])
+        return agent_error_set(PKGSTORE_EINVALID, "%s: trust.root: empty path", cfg->path);
+    if (cfg->trust_root && !(flags & AGENT_CONFIG_NO_ENV) && access(cfg->trust_root, R_OK) < 0)
+        return agent_error_set(PKGSTORE_EIO, "%s: trust.root: %s: cannot read: %s", cfg->path,
+                               cfg->trust_root, strerror(errno));
     if (cfg->ca_file && !(flags & AGENT_CONFIG_NO_ENV) && access(cfg->ca_file, R_OK) < 0)
         return agent_error_set(PKGSTORE_EIO, "%s: server.ca_file: %s: cannot read: %s", cfg->path,
                                cfg->ca_file, strerror(errno));
@@ -574,6 +590,7 @@ void agent_config_free(agent_config *cfg)
     free(cfg->server_url);
     free(cfg->token_file);
     free(cfg->ca_file);
+    free(cfg->trust_root);
     free(cfg->node_id);
     free(cfg->platform);
     agent_kvv_free(&cfg->labels);
@@ -665,6 +682,7 @@ char *agent_config_dump_json(const agent_config *cfg)
                         json_pack("{s:f, s:i}", "window_s", cfg->watchdog_window_s, "crashes",
                                   (int)cfg->watchdog_crashes));
     json_object_set_new(root, "log_level", json_string(cfg->log_level ? cfg->log_level : "info"));
+    json_object_set_new(root, "trust", json_pack("{s:s?}", "root", cfg->trust_root));
     json_t *addons = json_array();
     for (size_t i = 0; i < cfg->addon_count; i++) {
         const agent_addon_config *a = &cfg->addons[i];

@@ -156,6 +156,8 @@ static json_t *slot_json(const pkg_slot *slot)
                                                    "exe_digest", slot->prev_exe_digest));
     if (slot->kept_digest[0])
         json_object_set_new(obj, "kept_digest", json_string(slot->kept_digest));
+    if (slot->highest_version)
+        json_object_set_new(obj, "highest_version", json_string(slot->highest_version));
     json_t *good = json_array();
     for (size_t i = 0; i < slot->ngood; i++)
         json_array_append_new(good, json_string(slot->good[i]));
@@ -259,6 +261,7 @@ static void slot_load(pkg_slot *slot, json_t *obj)
     copy_digest(slot->prev_digest, jstr(prev, "digest"));
     copy_digest(slot->prev_exe_digest, jstr(prev, "exe_digest"));
     copy_digest(slot->kept_digest, jstr(obj, "kept_digest"));
+    set_str(&slot->highest_version, jstr(obj, "highest_version"));
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(obj, "good"), i, v) if (json_is_string(v))

@@ -56,11 +56,20 @@ static int check_config(const agent_config *cfg, int json)
         agent_helper_cleanup();
         return 1;
     }
+    uint64_t root_version = 0;
+    if (agent_trust_check_pinned(cfg, &root_version) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        agent_helper_cleanup();
+        return 2;
+    }
     char *text = agent_config_dump_json(cfg);
     json_t *root = text ? json_loads(text, 0, NULL) : NULL;
     free(text);
     if (root)
         json_object_set_new(root, "helper", json_string(agent_helper_path()));
+    if (root && cfg->trust_root)
+        json_object_set_new(json_object_get(root, "trust"), "root_version",
+                            json_integer((json_int_t)root_version));
     text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text) {
@@ -71,9 +80,10 @@ static int check_config(const agent_config *cfg, int json)
     if (json)
         printf("%s\n", text);
     else
-        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s, helper %s)\n",
+        printf("%s: OK (node %s, platform %s, collector %s at %s, server %s, helper %s%s%s%s)\n",
                cfg->path, cfg->node_id, cfg->platform, cfg->package, cfg->executable,
-               cfg->server_url, agent_helper_path());
+               cfg->server_url, agent_helper_path(), cfg->trust_root ? ", trust root " : "",
+               cfg->trust_root ? cfg->trust_root : "", cfg->trust_root ? " (signed packages only)" : "");
     free(text);
     agent_helper_cleanup();
     return 0;
@@ -96,6 +106,14 @@ static int run(agent_config *cfg)
         fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
         agent_helper_cleanup();
         return 1;
+    }
+    /* A pinned root that is not signed to its own threshold is a
+     * configuration error, found before anything runs. */
+    uint64_t root_version = 0;
+    if (agent_trust_check_pinned(cfg, &root_version) < 0) {
+        fprintf(stderr, AGENT_NAME ": %s\n", agent_error());
+        agent_helper_cleanup();
+        return 2;
     }
     if ((rc = supervisor_init(&sup, cfg)) < 0) {
         fprintf(stderr, AGENT_NAME ": %s\n", agent_error());

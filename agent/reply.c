@@ -86,6 +86,9 @@ void agent_offer_free(agent_offer *o)
     free(o->format);
     free(o->entrypoint);
     free(o->policy);
+    free(o->manifest);
+    free(o->signatures);
+    free(o->trust_error);
     agent_strv_free(&o->args);
     agent_kvv_free(&o->env);
     for (size_t i = 0; i < o->ndeps; i++) {
@@ -209,6 +212,32 @@ static int parse_deps(agent_offer *o, json_t *deps, char *why, size_t why_len)
     return 0;
 }
 
+/* "manifest" and "signatures" are kept for the trust check; what is wrong
+ * with them is kept too, as the reason an agent with a root refuses the
+ * offer (one without a root never looks). -1: out of memory. */
+static int parse_signed(agent_offer *o, json_t *item)
+{
+    json_t *manifest = json_object_get(item, "manifest");
+    json_t *signatures = json_object_get(item, "signatures");
+    const char *problem = NULL;
+    if (manifest && !json_is_null(manifest)) {
+        const char *text = json_string_value(manifest);
+        if (!text || pkgstore_digest_validate(text) < 0)
+            problem = "manifest: not a sha256 digest";
+        else if (!(o->manifest = strdup(text)))
+            return -1;
+    }
+    if (signatures && !json_is_null(signatures)) {
+        if (!json_is_array(signatures))
+            problem = problem ? problem : "signatures: not an array";
+        else if (!(o->signatures = json_dumps(signatures, JSON_COMPACT)))
+            return -1;
+    }
+    if (problem && !(o->trust_error = strdup(problem)))
+        return -1;
+    return 0;
+}
+
 int agent_offer_parse(agent_offer *o, json_t *item, char *why, size_t why_len)
 {
     int oom = 0;
@@ -284,6 +313,8 @@ int agent_offer_parse(agent_offer *o, json_t *item, char *why, size_t why_len)
     }
     if (deps && !json_is_null(deps) && parse_deps(o, deps, why, why_len) < 0)
         goto fail;
+    if (parse_signed(o, item) < 0)
+        WHY("out of memory");
     return 0;
 fail:
     agent_offer_free(o);
@@ -381,6 +412,12 @@ int agent_reply_parse(agent_reply *out, const char *text, size_t len, agent_repl
     }
     json_t *interval = json_object_get(root, "heartbeat_interval_s");
     out->interval_s = json_is_number(interval) ? json_number_value(interval) : 0;
+    json_t *root_version = json_object_get(json_object_get(root, "trust"), "root_version");
+    if (json_is_integer(root_version) && json_integer_value(root_version) > 0)
+        out->trust_root_version = (uint64_t)json_integer_value(root_version);
+    json_t *revocations = json_object_get(json_object_get(root, "trust"), "revocations");
+    if (json_is_integer(revocations) && json_integer_value(revocations) > 0)
+        out->trust_revocations = (uint64_t)json_integer_value(revocations);
 
     json_t *offers = json_object_get(root, "offers");
     if (offers && !json_is_array(offers)) {

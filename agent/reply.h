@@ -38,6 +38,11 @@ typedef struct agent_offer {
     int has_env;
     agent_dependency *deps;
     size_t ndeps;
+    /* signed packages (docs/api.md): checked only with trust.root, so a
+     * malformed one does not drop the offer but is its refusal's reason */
+    char *manifest;                        /* "manifest": a sha256 digest, NULL when absent */
+    char *signatures;                      /* "signatures": the array as compact JSON, or NULL */
+    char *trust_error;                     /* why "manifest"/"signatures" are unusable, or NULL */
 } agent_offer;
 
 /* One package a policy governs at the node (docs/api.md, targets). */
@@ -57,6 +62,8 @@ typedef struct agent_reply {
     int has_targets;                       /* a well-formed "targets" array came */
     agent_target *targets;
     size_t ntargets;
+    uint64_t trust_root_version;           /* "trust": {"root_version"}; 0 when absent or null */
+    uint64_t trust_revocations;            /* "trust": {"revocations"}: the generation, 0 if none */
 } agent_reply;
 
 /* Called for each part of a reply that is skipped, with the reason. */

@@ -126,6 +126,7 @@ void slot_free(pkg_slot *slot)
     agent_argv_free(slot->proc.argv);
     agent_argv_free(slot->proc.envp);
     free(slot->prev_version);
+    free(slot->highest_version);
     free(slot->watch_old_entrypoint);
     memset(slot, 0, sizeof *slot);
 }

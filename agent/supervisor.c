@@ -117,6 +117,18 @@ static int handle_offer(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         defer(sup, slot, o, msg);
         return 0;
     }
+    /* With trust.root: never a revoked version, never below the highest
+     * version that ran here unless that one is revoked. Not remembered as
+     * bad: a revocation that arrives later may allow it. */
+    if (sup->trust.enabled &&
+        agent_trust_version_allowed(&sup->trust, slot->name, o->version, slot->highest_version,
+                                    why, sizeof why) < 0) {
+        if (strcmp(slot->deferred, o->digest)) /* once per offer, as defer() reports */
+            agent_log("warn", "msg=\"offer refused\" package=%s version=%s error=\"%s\"",
+                      slot->name, o->version, why);
+        defer(sup, slot, o, why);
+        return 0;
+    }
     if (!attempt_allowed(sup)) {
         snprintf(why, sizeof why,
                  "rate-limited: %u upgrade attempts within %.0f s (upgrade_limit); tried when the "
@@ -156,6 +168,31 @@ static void identify(supervisor *sup, const agent_reply *reply)
                           "digest=%s",
                   slot->name, version, slot->digest);
         set_str(&slot->version, version);
+        state_save(sup);
+    }
+}
+
+/* A new root may trust what the old one did not (a new key): the digests
+ * refused for their signatures are judged again, each once. */
+static void forget_signature_failures(supervisor *sup)
+{
+    size_t forgotten = 0;
+    for (size_t i = 0; i < sup->nbad;) {
+        const char *reason = sup->bad[i].reason;
+        if (reason && !strncmp(reason, "signature: ", 11)) {
+            bad_remove(sup, &sup->bad[i]);
+            forgotten++;
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i <= sup->addon_count; i++) {
+        pkg_slot *slot = i == 0 ? &sup->primary : sup->addons[i - 1];
+        slot->deferred[0] = '\0';
+    }
+    if (forgotten) {
+        agent_log("info", "msg=\"new root: offers refused for their signatures are checked "
+                          "again\" count=%zu", forgotten);
         state_save(sup);
     }
 }
@@ -231,6 +268,12 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
         sup->server_interval_s = 0;
     }
     identify(sup, &reply);
+    /* a rotated root first: the offers of this reply may be signed by it */
+    uint64_t root_before = sup->trust.version;
+    agent_trust_update_root(&sup->trust, sup->cfg, sup->tmp_dir, reply.trust_root_version);
+    if (sup->trust.version != root_before)
+        forget_signature_failures(sup);
+    agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
     process_offers(sup, &reply, upgraded_out);
     agent_reply_free(&reply);
     return 0;
@@ -364,11 +407,14 @@ int supervisor_init(supervisor *sup, agent_config *cfg)
     agent_proc_set_marker_dir(cfg->state_dir);
     slot_init(&sup->primary, cfg->package, 0, cfg->executable, cfg);
     srand48((long)time(NULL) ^ (long)getpid());
-    return state_load(sup);
+    if ((rc = state_load(sup)) < 0)
+        return rc;
+    return agent_trust_init(&sup->trust, cfg);
 }
 
 void supervisor_free(supervisor *sup)
 {
+    agent_trust_free(&sup->trust);
     slot_free(&sup->primary);
     for (size_t i = 0; i < sup->addon_count; i++) {
         slot_free(sup->addons[i]);
@@ -442,8 +488,11 @@ int supervisor_start(supervisor *sup)
     stop_leftovers(sup);
     sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
-    for (size_t i = 0; i <= sup->addon_count; i++)
+    for (size_t i = 0; i <= sup->addon_count; i++) {
         check_live(sup, i == 0 ? &sup->primary : sup->addons[i - 1]);
+        /* what runs at start counts for the anti-rollback floor */
+        slot_note_highest(i == 0 ? &sup->primary : sup->addons[i - 1]);
+    }
     sup->quiet = 0;
     state_save(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {

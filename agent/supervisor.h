@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "reply.h"
+#include "trust.h"
 
 #include <jansson.h>
 
@@ -53,6 +54,9 @@ typedef struct pkg_slot {
     agent_proc proc;
     /* what <executable>.bak holds since the last upgrade ("" / NULL: unknown) */
     char *prev_version;
+    /* the highest version that passed its monitor window here (or ran at
+     * the first start): the anti-rollback floor with trust.root */
+    char *highest_version;
     char prev_digest[PKGSTORE_DIGEST_STR_SIZE];
     char prev_exe_digest[PKGSTORE_DIGEST_STR_SIZE];
     /* state_dir/keep/<type>-<name>: a second name of the live executable */
@@ -107,6 +111,7 @@ typedef struct supervisor {
     } upgrade;
     double server_interval_s;          /* from the last response; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
+    agent_trust trust;                 /* trust.root: the root offers are verified against */
 } supervisor;
 
 int supervisor_init(supervisor *sup, agent_config *cfg);
@@ -175,6 +180,8 @@ int heartbeat_post(supervisor *sup, char **response_out, double timeout_s);
 int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o);
+/* The slot's running version becomes its highest_version when higher. */
+void slot_note_highest(pkg_slot *slot);
 void recover(supervisor *sup);
 /* The collector configuration's digest, "" if it cannot be read. */
 void config_digest(supervisor *sup, char out[PKGSTORE_DIGEST_STR_SIZE]);

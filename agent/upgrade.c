@@ -530,6 +530,17 @@ static void install_options(pkgstore_install_options *opts, const char *live)
 
 /* The upgrade passed its window: the .bak holds what ran before, the
  * watchdog starts, the kept copy follows the live binary. */
+void slot_note_highest(pkg_slot *slot)
+{
+    pkgstore_semver running, highest;
+    if (!slot->version || pkgstore_version_parse(&running, slot->version) < 0)
+        return;
+    if (slot->highest_version && pkgstore_version_parse(&highest, slot->highest_version) == 0 &&
+        pkgstore_version_compare(&running, &highest) <= 0)
+        return;
+    set_str(&slot->highest_version, slot->version);
+}
+
 static void upgraded(supervisor *sup, pkg_slot *slot, const agent_offer *o)
 {
     const agent_config *cfg = sup->cfg;
@@ -555,6 +566,7 @@ static void upgraded(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         slot_mark_good(slot, slot->exe_digest);
     if (slot->is_addon)
         set_str(&slot->entrypoint, o->entrypoint);
+    slot_note_highest(slot); /* it passed its window: the anti-rollback floor */
     slot->proc.supervised = 1;
     slot->proc.failures = 0;
     slot->attempts = 0;
@@ -582,6 +594,38 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
     copy_digest(sup->upgrade.old_exe_digest, slot->exe_digest);
     /* a file at the live path is what runs, whether or not its digest is known */
     sup->upgrade.had_old = access(slot->executable, F_OK) == 0;
+    agent_log("info", "msg=\"upgrade starting\" package=%s from=%s to=%s digest=%s", slot->name,
+              slot->version ? slot->version : "-", o->version, o->digest);
+
+    /* With trust.root, the offer must match a manifest signed to threshold
+     * by the current root's keys before a byte of its artifact is fetched;
+     * from here on the digest, size, format and entrypoint are the signed
+     * manifest's, never the offer's (docs/trust.md). */
+    agent_offer checked;
+    agent_signed_artifact signed_artifact;
+    if (sup->trust.enabled) {
+        int verdict = agent_trust_offer(&signed_artifact, &sup->trust, cfg, sup->tmp_dir, o, why,
+                                        sizeof why);
+        if (verdict == TRUST_TRANSIENT && agent_stop_requested()) {
+            stopped_midway(sup);
+            return;
+        }
+        if (verdict < 0) {
+            agent_log("warn", "msg=\"offer refused\" package=%s version=%s digest=%s error=\"%s\"",
+                      slot->name, o->version, o->digest, why);
+            if (verdict == TRUST_TRANSIENT)
+                fail_transient(sup, slot, "UpgradeFailed", why);
+            else
+                fail_bad(sup, slot, "UpgradeFailed", why, NULL);
+            return;
+        }
+        checked = *o;
+        checked.digest = signed_artifact.digest;
+        checked.size = signed_artifact.size;
+        checked.format = signed_artifact.format;
+        checked.entrypoint = signed_artifact.entrypoint[0] ? signed_artifact.entrypoint : NULL;
+        o = &checked;
+    }
     /* An addon lives at addons/NAME/<entrypoint's base name>. */
     char *target = slot->is_addon ? addon_executable(sup, slot->name, o->entrypoint) : NULL;
     if (target && !strcmp(target, slot->executable)) {
@@ -593,8 +637,6 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         free(target);
         target = NULL;
     }
-    agent_log("info", "msg=\"upgrade starting\" package=%s from=%s to=%s digest=%s", slot->name,
-              slot->version ? slot->version : "-", o->version, o->digest);
 
     const char *hex = strchr(o->digest, ':') + 1;
     char *part = agent_strdup_printf("%s/%s.part", sup->tmp_dir, hex);

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define HELPER_NAME "pkgstore-agent-helper"
 
 /* The node the agent runs as: sent as X-Pkgstore-Node with every request
@@ -38,5 +40,19 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
  * or -1. Pure: no libcurl (range.c). */
 int helper_content_range_parse(uint64_t *start_out, uint64_t *end_out, uint64_t *total_out,
                                const char *value, size_t len);
+
+/* The trust commands (trust.c): 0 with the reply filled, or a PKGSTORE_E*
+ * code with the reason in detail. args of verify-offer: ROOT MANIFEST
+ * MANIFEST_DIGEST NAME VERSION TYPE PLATFORM; signatures is the offer's
+ * "signatures" JSON array as the server sent it. */
+int helper_root_check(json_t *reply, const char *path, char *detail, size_t dlen);
+int helper_root_rotate(json_t *reply, const char *new_path, const char *current_path,
+                       char *detail, size_t dlen);
+int helper_verify_offer(json_t *reply, char **args, const char *signatures, size_t sig_len,
+                        char *detail, size_t dlen);
+/* body: GET /v1/trust/revocations; the reply lists those signed to
+ * threshold by ROOT ("revoked") and why the others do not count. */
+int helper_verify_revocations(json_t *reply, const char *root_path, const char *body, size_t len,
+                              char *detail, size_t dlen);
 
 #endif

@@ -21,6 +21,20 @@
  *                                                   "digest":"sha256:..." (archives)}
  *   digest FILE              SHA-256 of a file     {"digest":"sha256:..."}
  *   rmtree DIR               remove a tree         {}
+ *   root-check FILE          a pinned root.json, self-signed to threshold
+ *                                                  {"version":N,"threshold":K,"keys":N}
+ *   root-rotate NEW CURRENT  NEW may replace CURRENT (docs/trust.md, Rotation)
+ *                                                  {"version":N,"threshold":K,"keys":N}
+ *   verify-offer ROOT MANIFEST MANIFEST_DIGEST NAME VERSION TYPE PLATFORM
+ *                            stdin: the offer's signatures (a JSON array);
+ *                            the manifest blob's digest, a threshold of
+ *                            signatures by ROOT's keys, the signed manifest
+ *                            matching the offer       {"digest","size","format",
+ *                                                  "entrypoint","platform","valid",
+ *                                                  "threshold","root_version"}
+ *   verify-revocations ROOT  stdin: GET /v1/trust/revocations' body; those
+ *                            signed to threshold by ROOT  {"revoked":[{"name",
+ *                                                  "version","reason"}],"ignored":[...]}
  *
  * stdout carries exactly one JSON object: {"ok":true,...} or
  * {"ok":false,"code":<PKGSTORE_E*>,"error":"<detail>"}; the exit status is
@@ -179,7 +193,33 @@ static const struct {
 } commands[] = {
     {"http-post", 1}, {"http-get", 1}, {"health", 1}, {"download", 3},
     {"verify", 3},    {"prepare", 4},  {"digest", 1}, {"rmtree", 1},
+    {"root-check", 1}, {"root-rotate", 2}, {"verify-offer", 7}, {"verify-revocations", 1},
 };
+
+static int cmd_trust(const char *cmd, char **args)
+{
+    char detail[2048] = "";
+    int rc;
+    if (!strcmp(cmd, "root-check")) {
+        rc = helper_root_check(reply, args[0], detail, sizeof detail);
+    } else if (!strcmp(cmd, "root-rotate")) {
+        rc = helper_root_rotate(reply, args[0], args[1], detail, sizeof detail);
+    } else {
+        size_t len = 0;
+        char *input = read_stdin(&len);
+        if (!input)
+            return fail(PKGSTORE_EIO, "cannot read stdin");
+        if (!strcmp(cmd, "verify-offer"))
+            rc = helper_verify_offer(reply, args, input, len, detail, sizeof detail);
+        else
+            rc = helper_verify_revocations(reply, args[0], input, len, detail, sizeof detail);
+        free(input);
+    }
+    /* a refusal is an answer, not a usage error: exit 1, never 2 */
+    if (rc == PKGSTORE_EINVALID)
+        rc = PKGSTORE_EFORMAT;
+    return rc < 0 ? fail(rc, detail) : succeed();
+}
 
 static int run(const char *cmd, char **args, const char *token, double timeout_s)
 {
@@ -217,6 +257,8 @@ static int run(const char *cmd, char **args, const char *token, double timeout_s
         return cmd_prepare(args);
     if (!strcmp(cmd, "digest"))
         return (rc = cmd_digest_of(args[0], "digest")) < 0 ? fail_lib(rc) : succeed();
+    if (!strncmp(cmd, "root-", 5) || !strncmp(cmd, "verify-", 7))
+        return cmd_trust(cmd, args);
     if (!strcmp(cmd, "rmtree"))
         return (rc = pkgstore_archive_remove_tree(args[0])) < 0 ? fail_lib(rc) : succeed();
     return fail(PKGSTORE_EINVALID, "unknown command");
