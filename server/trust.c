@@ -516,6 +516,25 @@ static int load_revocations(char *err, size_t err_size)
         json_decref(doc);
         return -1;
     }
+    /* each must still be a revocation (the file is ours, but a hand edit
+     * must not crash the server later) */
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item) {
+        char *item_text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+        pkgstore_trust_revocation *rev = NULL;
+        int error = item_text ? pkgstore_trust_revocation_parse(&rev, item_text,
+                                                               strlen(item_text))
+                              : PKGSTORE_ENOMEM;
+        free(item_text);
+        pkgstore_trust_revocation_free(rev);
+        if (error < 0) {
+            snprintf(err, err_size, "%s: revocations[%zu]: %s", path, i,
+                     error == PKGSTORE_ENOMEM ? "out of memory" : pkgstore_error_detail());
+            json_decref(doc);
+            return -1;
+        }
+    }
     g_trust.revocations = json_incref(list);
     g_trust.generation = (uint64_t)json_integer_value(generation);
     json_decref(doc);

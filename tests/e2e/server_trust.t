@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 61
+plan 63
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -210,5 +210,13 @@ ok $? "... and says why"
 pid=$!
 wait "$pid"
 is "$?" 1 "a --trust-root that is not signed to its own threshold does not start"
+
+printf '{"generation":1,"revocations":[{"signed":{}}]}' >"$TMP/store.trust/revocations.json"
+"$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 >/dev/null 2>"$TMP/start.err" &
+pid=$!
+wait "$pid"
+is "$?" 1 "a damaged STORE.trust/revocations.json: pkgstored does not start"
+grep -q 'revocations.json: revocations\[0\]' "$TMP/start.err"
+ok $? "... and names the file and the entry"
 
 exit $TEST_FAILED
