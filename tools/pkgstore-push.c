@@ -91,6 +91,19 @@ static int query_add(char *query, size_t size, const char *key, const char *valu
 
 #define SIGN_KEYS_MAX 32
 
+/* The keys and envelopes given, released at exit whatever path it takes
+ * (the keys' private halves are cleared by OpenSSL when freed). */
+static pkgstore_trust_key *sign_keys[SIGN_KEYS_MAX];
+static char *envelopes[SIGN_KEYS_MAX];
+
+static void release_signing(void)
+{
+    for (size_t i = 0; i < SIGN_KEYS_MAX; i++) {
+        pkgstore_trust_key_free(sign_keys[i]);
+        free(envelopes[i]);
+    }
+}
+
 /* PUT one envelope (NUL-terminated canonical JSON) to the version's
  * signatures; prints the outcome. 0 or -1. */
 static int put_signature(const http_client *client, const char *name, const char *version,
@@ -181,7 +194,6 @@ int main(int argc, char **argv)
                *entrypoint = NULL;
     int force = 0, replace = 0, json_out = 0, quiet = 0;
     const char *key_paths[SIGN_KEYS_MAX], *signature_paths[SIGN_KEYS_MAX];
-    pkgstore_trust_key *keys[SIGN_KEYS_MAX];
     size_t nkeys = 0, nsignatures = 0;
     enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
            O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG, O_CACERT, O_SIGN_KEY,
@@ -250,12 +262,12 @@ int main(int argc, char **argv)
         return cli_usage("--type: must be primary or addon, not '%s'", type);
     /* Every key and envelope is read before anything is sent: a bad one
      * stops the push before the upload. */
-    char *envelopes[SIGN_KEYS_MAX];
+    atexit(release_signing);
     for (size_t i = 0; i < nkeys; i++) {
-        if (pkgstore_trust_key_load(&keys[i], key_paths[i]) < 0 ||
-            !pkgstore_trust_key_has_private(keys[i])) {
+        if (pkgstore_trust_key_load(&sign_keys[i], key_paths[i]) < 0 ||
+            !pkgstore_trust_key_has_private(sign_keys[i])) {
             fprintf(stderr, PROG ": --sign-key %s: %s\n", key_paths[i],
-                    i < nkeys && keys[i] ? "a public key: signing needs the private key (.key)"
+                    sign_keys[i] ? "a public key: signing needs the private key (.key)"
                                          : pkgstore_error_detail());
             return 2;
         }
@@ -280,7 +292,7 @@ int main(int argc, char **argv)
         char *manifest_text = NULL;
         int failed = 0;
         if (nkeys && (fetch_manifest(&manifest_text, &client, name, version) < 0 ||
-                      sign_and_put(&client, name, version, manifest_text, keys, key_paths,
+                      sign_and_put(&client, name, version, manifest_text, sign_keys, key_paths,
                                    nkeys, quiet) < 0))
             failed = 1;
         for (size_t i = 0; !failed && i < nsignatures; i++)
@@ -383,7 +395,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int failed = 0;
-    if (nkeys && sign_and_put(&client, name, version, reply.body, keys, key_paths, nkeys,
+    if (nkeys && sign_and_put(&client, name, version, reply.body, sign_keys, key_paths, nkeys,
                               quiet) < 0)
         failed = 1;
     for (size_t i = 0; !failed && i < nsignatures; i++)

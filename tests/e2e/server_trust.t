@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 63
+plan 66
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -153,6 +153,14 @@ ok $? "they reach root v2's threshold (pkgstore-sign --root on the store)"
 is "$?" 2 "--sign-key with a missing key file: exit 2, before the upload"
 req GET /v1/packages/otelcol/2.0.1
 is "$STATUS" 404 "... and nothing was uploaded"
+"$BIN/pkgstore-push" --quiet --name otelcol --version 2.0.1 --platform linux/amd64 \
+    --sign-key "$K/b.pub" "$TMP/otelcol-2" >/dev/null 2>"$TMP/push.err"
+is "$?" 2 "--sign-key with a public key: exit 2"
+grep -q 'signing needs the private key' "$TMP/push.err"
+ok $? "... saying the private key is needed"
+"$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --sign-key "$K/a.key" >/dev/null 2>&1
+req GET /v1/packages/otelcol/1.0.0/signatures
+is "$(json '.signatures | length')" 3 "pkgstore-push --sign-key without FILE signs the version as it is"
 "$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --signature "$SIG_C" >/dev/null 2>"$TMP/push.err"
 ok $? "pkgstore-push --signature FILE uploads an envelope made offline"
 
