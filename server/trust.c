@@ -194,6 +194,24 @@ static int root_check(pkgstore_trust_root **root_out, const char *body, size_t l
         error = PKGSTORE_ECONFLICT;
         goto fail;
     }
+    if (!current && g_trust.pinned) {
+        uint64_t pinned_version = pkgstore_trust_root_version(g_trust.pinned);
+        char *pinned_text = NULL;
+        size_t pinned_len = 0;
+        int same = version == pinned_version &&
+                   pkgstore_trust_root_serialize(&pinned_text, &pinned_len, g_trust.pinned) == 0 &&
+                   pinned_len == len && memcmp(pinned_text, body, len) == 0;
+        pkgstore_free(pinned_text);
+        if (version < pinned_version || (version == pinned_version && !same)) {
+            snprintf(err, err_size,
+                     "root.json version %" PRIu64 ": %s the server's --trust-root (version %" PRIu64
+                     ")",
+                     version, version < pinned_version ? "older than" : "another document than",
+                     pinned_version);
+            error = PKGSTORE_ECONFLICT;
+            goto fail;
+        }
+    }
     /* the first root: self-signed to threshold (and, pinned, a valid
      * successor of the pinned root or the pinned root itself) */
     const pkgstore_trust_root *trusted = current ? current->root : NULL;

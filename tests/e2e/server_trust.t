@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 66
+plan 69
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -219,6 +219,15 @@ pid=$!
 wait "$pid"
 is "$?" 1 "a --trust-root that is not signed to its own threshold does not start"
 
+rm -rf "$TMP/store.trust"
+start_server --trust-root "$TMP/root-2.json"
+req PUT /v1/trust/root --data-binary @"$TMP/root-1.json"
+is "$STATUS $(error_code)" "409 CONFLICT" "with --trust-root v2 and no root held: root v1 (older) is 409"
+json .error.message | grep -q 'older than the server.s --trust-root'
+ok $? "... saying why"
+req PUT /v1/trust/root --data-binary @"$TMP/root-2.json"
+is "$STATUS $(json .version)" "201 2" "... and the --trust-root itself is accepted"
+stop_server
 printf '{"generation":1,"revocations":[{"signed":{}}]}' >"$TMP/store.trust/revocations.json"
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 >/dev/null 2>"$TMP/start.err" &
 pid=$!
