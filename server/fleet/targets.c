@@ -266,8 +266,13 @@ static json_t *offer_signatures(json_t *obj, pkgstore_store *store, const pkgsto
     size_t count = 0;
     json_t *signatures = json_array();
     int failed = !signatures;
-    if (!failed && store && pkgstore_trust_signatures_list(&list, &count, store, digest) < 0)
-        count = 0; /* unreadable records: offer none rather than fail the heartbeat */
+    if (!failed && store && pkgstore_trust_signatures_list(&list, &count, store, digest) < 0) {
+        /* unreadable records: offer none (a node with a root refuses the
+         * offer, one without acts as before) rather than fail the heartbeat */
+        log_msg(LOG_WARN, "fleet: signatures not offered", "manifest=%s error=%s", digest_str,
+                pkgstore_error_detail());
+        count = 0;
+    }
     for (size_t i = 0; !failed && i < count; i++) {
         json_t *env = json_loadb(list[i].data, list[i].len, JSON_REJECT_DUPLICATES, NULL);
         if (env && json_is_object(env))

@@ -26,12 +26,15 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 69
+plan 70
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
 
 # ---------------------------------------------------------------- roots
+req_as "$AGENT" POST /v1/agents/heartbeat -d '{"node_id":"edge-0","platform":"linux/amd64"}'
+is "$STATUS $(json '.trust | tojson')" '200 {"revocations":0,"root_version":null}' \
+    "before any root: the reply's trust is {revocations 0, root_version null}"
 req GET /v1/trust/root
 is "$STATUS $(error_code)" "404 NOTFOUND" "no root yet: 404 NOTFOUND"
 req_as "$AGENT" PUT /v1/trust/root --data-binary @"$TMP/root-1.json"
