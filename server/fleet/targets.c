@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../server.h"
 #include "fleet_impl.h"
 
 /* ---------------------------------------------------------------- policies */
