@@ -154,6 +154,10 @@ int trust_require_signatures(void);
  * pinned root, moved along valid rotations); else PKGSTORE_ECONFLICT (or
  * the registry's error, e.g. ENOTFOUND) with the reason in err. */
 int trust_check_signed(const char *name, const char *version, char *err, size_t err_size);
+/* 1 when a policy targets name version (its name into policy_out), 0 when
+ * none does, < 0 with the reason in policy_out. */
+int trust_version_targeted(char *policy_out, size_t policy_size, const char *name,
+                           const char *version);
 
 /* ---------------------------------------------------------------- routes */
 

@@ -466,6 +466,33 @@ out:
     return error;
 }
 
+int trust_version_targeted(char *policy_out, size_t policy_size, const char *name,
+                           const char *version)
+{
+    pkgstore_semver semver;
+    char normalized[PKGSTORE_SEMVER_STR_SIZE];
+    pkgstore_policies *set = NULL;
+    if (pkgstore_version_parse(&semver, version) < 0)
+        return 0; /* the route refuses it on its own */
+    pkgstore_version_format(normalized, &semver);
+    int error = pkgstore_policies_load(&set, g_server.registry);
+    if (error < 0) {
+        snprintf(policy_out, policy_size, "%s", pkgstore_error_detail());
+        return error;
+    }
+    int found = 0;
+    for (size_t i = 0; !found && i < pkgstore_policies_count(set); i++) {
+        const pkgstore_policy *policy = pkgstore_policies_at(set, i);
+        if (strcmp(pkgstore_policy_package(policy), name) == 0 &&
+            strcmp(pkgstore_policy_version(policy), normalized) == 0) {
+            snprintf(policy_out, policy_size, "%s", pkgstore_policy_name(policy));
+            found = 1;
+        }
+    }
+    pkgstore_policies_free(set);
+    return found;
+}
+
 /* ---------------------------------------------------------------- start */
 
 static int load_roots(char *err, size_t err_size)

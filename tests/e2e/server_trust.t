@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 70
+plan 73
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -207,6 +207,13 @@ is "$STATUS $(json .version)" "200 3.0.0" "once signed by b and c (root v2's thr
 ok $? "push --sign-key then pkgstore-policy set: accepted under --require-signatures"
 req PUT /v1/policies/p1 -d '{"selector":"env=test","package":"otelcol","version":"2.0.0"}'
 is "$STATUS" 200 "a policy moved to 2.0.0 (signed by push --sign-key): accepted"
+"$BIN/pkgstore-push" --quiet --name otelcol --version 2.0.0 --platform linux/arm64 \
+    "$TMP/otelcol-2" >/dev/null 2>"$TMP/push.err"
+is "$?" 1 "--require-signatures: another platform for a targeted version is refused"
+grep -q 'targeted by policy p1' "$TMP/push.err"
+ok $? "... saying which policy and why ($(cut -c1-90 "$TMP/push.err"))"
+req GET /v1/packages/otelcol/2.0.0/signatures
+is "$(json '.signatures | length')" 2 "... and its signatures are untouched"
 
 stop_server
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --require-signatures \
