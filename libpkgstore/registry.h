@@ -36,6 +36,10 @@ struct pkgstore_registry {
 size_t ps_registry_manifest_key(char key[PS_REGISTRY_KEY_MAX], const char *name,
                                 const char *version);
 
+/* Move the generation counter in txn: every change that a reader's cache
+ * (the registry's, the server's offers) must see calls it. */
+int ps_registry_bump_generation(MDB_txn *txn, ps_index *index);
+
 /* The generation counter in txn (0 when never written). */
 int ps_registry_read_generation(uint64_t *out, MDB_txn *txn, ps_index *index);
 

@@ -71,7 +71,7 @@ typedef struct change_op {
     int raced; /* out: the CAS failed */
 } change_op;
 
-static int bump_generation(MDB_txn *txn, ps_index *index)
+int ps_registry_bump_generation(MDB_txn *txn, ps_index *index)
 {
     uint64_t generation;
     unsigned char bytes[8];
@@ -227,7 +227,7 @@ static int change_txn(MDB_txn *txn, ps_index *index, void *payload)
         return error;
     if (op->manifest && (error = put_records(txn, index, op->manifest)) < 0)
         return error;
-    return bump_generation(txn, index);
+    return ps_registry_bump_generation(txn, index);
 }
 
 /* Store m's canonical bytes as its blob (durable once this returns) and

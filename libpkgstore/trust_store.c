@@ -67,7 +67,9 @@ static int add_txn(MDB_txn *txn, ps_index *index, void *payload)
     /* the envelope blob is durable (synced in BATCH mode) */
     if ((error = ps_index_blob_put_txn(txn, index, &op->envelope_digest, op->envelope_len)) < 0)
         return error;
-    return 0;
+    /* a new signature changes what a version's readers see (pkgstored's
+     * offers carry the signatures and are cached by generation) */
+    return ps_registry_bump_generation(txn, index);
 }
 
 static int hex_value(char c)

@@ -69,6 +69,12 @@ static void usage(FILE *out)
             "                            (DIR.agent-token or agent lines of --tokens): its\n"
             "                            holder may speak for ANY node and set any labels;\n"
             "                            for development only\n"
+            "  --trust-dir DIR           roots of trust and revocations served to nodes\n"
+            "                            (default STORE.trust)\n"
+            "  --trust-root FILE         the server's own copy of root.json, the root\n"
+            "                            --require-signatures checks against\n"
+            "  --require-signatures      refuse policies whose version is not signed to\n"
+            "                            threshold by that root (409)\n"
             "  --max-upload BYTES        largest upload body (default 4G; K, M, G suffixes)\n"
             "  --max-json BYTES          largest JSON request body (default 1M)\n"
             "  --max-header BYTES        largest request header block (default 8K)\n"
@@ -410,12 +416,15 @@ int main(int argc, char **argv)
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
         OPT_LOCK_TIMEOUT, OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN, OPT_TLS_CERT,
-        OPT_TLS_KEY
+        OPT_TLS_KEY, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"trust-dir", required_argument, NULL, OPT_TRUST_DIR},
+        {"trust-root", required_argument, NULL, OPT_TRUST_ROOT},
+        {"require-signatures", no_argument, NULL, OPT_REQUIRE_SIGNATURES},
         {"store", required_argument, NULL, OPT_STORE},
         {"tokens", required_argument, NULL, OPT_TOKENS},
         {"node-credentials", required_argument, NULL, OPT_NODE_CREDENTIALS},
@@ -454,6 +463,9 @@ int main(int argc, char **argv)
         case OPT_LISTEN: cfg->listen = optarg; break;
         case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg->tls_key = optarg; break;
+        case OPT_TRUST_DIR: cfg->trust_dir = optarg; break;
+        case OPT_TRUST_ROOT: cfg->trust_root = optarg; break;
+        case OPT_REQUIRE_SIGNATURES: cfg->require_signatures = 1; break;
         case OPT_STORE: cfg->store_path = optarg; break;
         case OPT_TOKENS: cfg->tokens_path = optarg; break;
         case OPT_NODE_CREDENTIALS: cfg->credentials_path = optarg; break;
@@ -655,6 +667,17 @@ int main(int argc, char **argv)
     cfg->fleet.dir = cfg->fleet_dir ? cfg->fleet_dir : fleet_dir;
     cfg->fleet.heartbeat_interval_s = cfg->heartbeat_interval_s;
     cfg->fleet.no_fsync = cfg->no_fsync;
+    cfg->fleet.store = g_server.store;
+    char trust_dir[4200], trust_err[4600];
+    snprintf(trust_dir, sizeof trust_dir, "%s.trust", cfg->store_path);
+    if (trust_open(cfg->trust_dir ? cfg->trust_dir : trust_dir, cfg->trust_root,
+                   cfg->require_signatures, trust_err, sizeof trust_err) < 0) {
+        fprintf(stderr, "pkgstored: trust: %s\n", trust_err);
+        trust_close();
+        close_store();
+        tls_free();
+        return 1;
+    }
     fleet_error fleet_err;
     if (fleet_open(&g_server.fleet, g_server.registry, &cfg->fleet, &fleet_err) < 0) {
         fprintf(stderr, "pkgstored: %s\n", fleet_err.message);
@@ -788,6 +811,7 @@ int main(int argc, char **argv)
     int flushed = close_store();
     tokens_free(g_server.tokens);
     credentials_unload();
+    trust_close();
     tls_free();
     log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());
     return flushed < 0 ? 1 : 0;

@@ -123,6 +123,42 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
  * PKGSTORE_ENOTFOUND, EINVALID (ambiguous) or EIO with err. */
 int credentials_revoke(json_t **record_out, const char *id, char *err, size_t err_size);
 
+/* ---------------------------------------------------------------- trust */
+
+/* Roots and revocations kept in dir (trust.c; docs/trust.md). pinned_path:
+ * --trust-root (may be NULL); require: --require-signatures. -1 with err. */
+int trust_open(const char *dir, const char *pinned_path, int require, char *err,
+               size_t err_size);
+void trust_close(void);
+/* The newest root's version (0: none) and the revocation generation. */
+void trust_summary(uint64_t *root_version, uint64_t *generation);
+/* A copy (free()) of root.json version (0: the newest): PKGSTORE_ENOTFOUND,
+ * PKGSTORE_ENOMEM. */
+int trust_root_get(char **out, size_t *len_out, uint64_t version);
+/* Add a root (first: self-signed; then a valid rotation of the newest):
+ * PKGSTORE_EINVALID and the parsers' codes, PKGSTORE_ECONFLICT, EIO, ENOSPC,
+ * with the reason in err. */
+int trust_root_put(uint64_t *version_out, const char *body, size_t len, char *err,
+                   size_t err_size);
+/* Add a revocation (signed to threshold by the newest root, if any):
+ * *record_out {"name","version","generation"}, *changed_out 0 when the same
+ * statement was held. PKGSTORE_EDENIED, ECONFLICT (older than the one held),
+ * EINVALID, EIO, ENOSPC with err. */
+int trust_revocation_put(json_t **record_out, int *changed_out, const char *body, size_t len,
+                         char *err, size_t err_size);
+/* {"generation":G,"revocations":[...]}, NULL when out of memory. */
+json_t *trust_revocations_json(void);
+/* --require-signatures given? */
+int trust_require_signatures(void);
+/* 0 when name version is signed to threshold by the enforcing root (the
+ * pinned root, moved along valid rotations); else PKGSTORE_ECONFLICT (or
+ * the registry's error, e.g. ENOTFOUND) with the reason in err. */
+int trust_check_signed(const char *name, const char *version, char *err, size_t err_size);
+/* 1 when a policy targets name version (its name into policy_out), 0 when
+ * none does, < 0 with the reason in policy_out. */
+int trust_version_targeted(char *policy_out, size_t policy_size, const char *name,
+                           const char *version);
+
 /* ---------------------------------------------------------------- routes */
 
 enum route {
@@ -142,6 +178,9 @@ enum route {
     ROUTE_AGENT,           /* /v1/agents/{id} */
     ROUTE_CREDENTIALS,     /* /v1/credentials */
     ROUTE_CREDENTIAL,      /* /v1/credentials/{id} */
+    ROUTE_SIGNATURES,      /* /v1/packages/{name}/{version}/signatures */
+    ROUTE_TRUST_ROOT,      /* /v1/trust/root, /v1/trust/root/{version} */
+    ROUTE_REVOCATIONS,     /* /v1/trust/revocations */
     ROUTE_COUNT
 };
 
@@ -173,6 +212,9 @@ typedef struct server_config {
     const char *port_file;   /* write the bound port here once listening */
     const char *tls_cert;    /* PEM chain: HTTPS (tls.c); NULL: plain HTTP */
     const char *tls_key;     /* its PEM private key */
+    const char *trust_dir;   /* NULL: STORE.trust */
+    const char *trust_root;  /* --trust-root FILE, or NULL */
+    int require_signatures;  /* --require-signatures */
     uint64_t max_upload;     /* bytes; body cap for uploads */
     size_t max_json;         /* bytes; body cap for JSON requests */
     size_t max_header;       /* bytes; total request header cap */
@@ -388,6 +430,12 @@ enum MHD_Result credentials_get(struct MHD_Connection *conn, request *req);
 enum MHD_Result credential_issue(struct MHD_Connection *conn, request *req);
 enum MHD_Result credential_revoke(struct MHD_Connection *conn, request *req);
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req);
+enum MHD_Result trust_root_get_route(struct MHD_Connection *conn, request *req);
+enum MHD_Result trust_root_put_route(struct MHD_Connection *conn, request *req);
+enum MHD_Result trust_revocations_get_route(struct MHD_Connection *conn, request *req);
+enum MHD_Result trust_revocation_put_route(struct MHD_Connection *conn, request *req);
+enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req);
+enum MHD_Result package_signatures_get(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_get(struct MHD_Connection *conn, request *req);
 
 /* The access-handler callback and its completion notice (http.c). */

@@ -1092,15 +1092,23 @@ static void test_trust__signatures_kept_in_the_store(void **state)
     assert_int_equal(pkgstore_manifest_add_artifact(m, &a), 0);
     assert_int_equal(pkgstore_registry_put(&manifest_digest, reg, m, 0), 0);
 
+    uint64_t generation[3];
+    assert_int_equal(pkgstore_registry_generation(&generation[0], reg), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(pkgstore_trust_manifest_sign(&envs[i], &env_len[i], keys[i], m), 0);
         assert_int_equal(pkgstore_trust_signature_add(&env_digest[i], store, "otelcol", "v1.0.0",
                                                       envs[i], env_len[i]),
                          0);
     }
-    /* the same envelope again is no new record */
+    /* a new signature moves the registry generation (readers that cache a
+     * version's signatures by it, such as pkgstored's offers, see it) */
+    assert_int_equal(pkgstore_registry_generation(&generation[1], reg), 0);
+    assert_true(generation[1] > generation[0]);
+    /* the same envelope again is no new record, and moves nothing */
     assert_int_equal(
         pkgstore_trust_signature_add(NULL, store, "otelcol", "1.0.0", envs[0], env_len[0]), 1);
+    assert_int_equal(pkgstore_registry_generation(&generation[2], reg), 0);
+    assert_int_equal(generation[2], generation[1]);
     /* not a version, another version's manifest, not canonical */
     assert_int_equal(
         pkgstore_trust_signature_add(NULL, store, "otelcol", "2.0.0", envs[0], env_len[0]),

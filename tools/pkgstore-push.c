@@ -7,6 +7,12 @@
  * Streams FILE with PUT /v1/packages/N/V?platform=&type=&format=&entrypoint=
  * while hashing it, then checks that the manifest the server returns lists
  * the artifact for that platform with the same digest and size.
+ *
+ * --sign-key KEY (repeatable) then signs that manifest, the one the server
+ * answered with and checked above, and PUTs each envelope to
+ * /v1/packages/N/V/signatures; --signature FILE uploads an envelope made
+ * offline (pkgstore-sign --manifest). Without FILE, only the signing and
+ * the envelopes happen, over the version's current manifest.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,8 +27,12 @@
 
 #include "cli.h"
 #include "httpclient.h"
+#include "files.h"
+#include "pkgstore/common.h"
 #include "pkgstore/digest.h"
 #include "pkgstore/error.h"
+#include "pkgstore/manifest.h"
+#include "pkgstore/trust.h"
 
 #define PROG "pkgstore-push"
 
@@ -33,10 +43,13 @@ static void usage(FILE *out)
             "                     --name NAME --version VERSION\n"
             "                     [--platform OS/ARCH] [--type primary|addon] [--format FORMAT]\n"
             "                     [--entrypoint PATH] [--force] [--replace] [--json] [--quiet]\n"
-            "                     FILE\n"
+            "                     [--sign-key KEY]... [--signature ENVELOPE]... FILE\n"
+            "       pkgstore-push --name NAME --version VERSION\n"
+            "                     [--sign-key KEY]... [--signature ENVELOPE]...\n"
             "\n"
             "Upload FILE as the artifact of NAME VERSION for one platform and print the\n"
-            "resulting manifest.\n"
+            "resulting manifest. Without FILE, sign or add signatures to the version as\n"
+            "it is on the server.\n"
             "\n"
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
@@ -53,6 +66,12 @@ static void usage(FILE *out)
             "  --replace           replace the artifact this version already has for the\n"
             "                      platform (versions are immutable otherwise; refused\n"
             "                      while a policy references the version)\n"
+            "  --sign-key KEY      after the upload, sign the manifest the server answered\n"
+            "                      with using this private key (pkgstore-key generate) and\n"
+            "                      upload the signature; repeatable. The manifest lists\n"
+            "                      every platform of the version: sign after the last one\n"
+            "  --signature FILE    upload a signature envelope made offline (pkgstore-sign\n"
+            "                      --manifest ... --output-dir); repeatable\n"
             "  --json              print the manifest JSON\n"
             "  --quiet             no progress bar\n"
             "  --help, --version\n");
@@ -70,6 +89,103 @@ static int query_add(char *query, size_t size, const char *key, const char *valu
     return (n < 0 || (size_t)n >= size - len) ? -1 : 0;
 }
 
+#define SIGN_KEYS_MAX 32
+
+/* The keys and envelopes given, released at exit whatever path it takes
+ * (the keys' private halves are cleared by OpenSSL when freed). */
+static pkgstore_trust_key *sign_keys[SIGN_KEYS_MAX];
+static char *envelopes[SIGN_KEYS_MAX];
+
+static void release_signing(void)
+{
+    for (size_t i = 0; i < SIGN_KEYS_MAX; i++) {
+        pkgstore_trust_key_free(sign_keys[i]);
+        free(envelopes[i]);
+    }
+}
+
+/* PUT one envelope (NUL-terminated canonical JSON) to the version's
+ * signatures; prints the outcome. 0 or -1. */
+static int put_signature(const http_client *client, const char *name, const char *version,
+                         const char *envelope, const char *what, int quiet)
+{
+    char *name_escaped = http_escape(name), *version_escaped = http_escape(version);
+    char path[2048];
+    int error = -1;
+    if (!name_escaped || !version_escaped)
+        goto out;
+    snprintf(path, sizeof path, "/v1/packages/%s/%s/signatures", name_escaped, version_escaped);
+    http_reply reply;
+    if (http_request(&reply, client, "PUT", path, envelope) < 0 ||
+        (reply.status != 201 && reply.status != 200)) {
+        fprintf(stderr, PROG ": signature %s: %s\n", what, http_reply_error(&reply));
+    } else {
+        json_t *body = json_loads(reply.body, 0, NULL);
+        if (!quiet)
+            fprintf(stderr, "%s signature %s (key %.16s) of %s %s\n",
+                    reply.status == 201 ? "added" : "already held", what,
+                    json_string_value(json_object_get(body, "keyid")), name, version);
+        json_decref(body);
+        error = 0;
+    }
+    http_reply_free(&reply);
+out:
+    free(name_escaped);
+    free(version_escaped);
+    return error;
+}
+
+/* Sign manifest_text (the server's canonical manifest of name version) with
+ * each key and upload the envelopes. 0 or -1. */
+static int sign_and_put(const http_client *client, const char *name, const char *version,
+                        const char *manifest_text, pkgstore_trust_key *const *keys,
+                        const char *const *key_paths, size_t nkeys, int quiet)
+{
+    pkgstore_manifest *manifest = NULL;
+    if (pkgstore_manifest_parse(&manifest, manifest_text, strlen(manifest_text)) < 0) {
+        fprintf(stderr, PROG ": the server's manifest of %s %s: %s\n", name, version,
+                pkgstore_error_detail());
+        return -1;
+    }
+    int error = 0;
+    for (size_t i = 0; i < nkeys && error == 0; i++) {
+        char *envelope = NULL;
+        if (pkgstore_trust_manifest_sign(&envelope, NULL, keys[i], manifest) < 0) {
+            fprintf(stderr, PROG ": %s: %s\n", key_paths[i], pkgstore_error_detail());
+            error = -1;
+            break;
+        }
+        error = put_signature(client, name, version, envelope, key_paths[i], quiet);
+        pkgstore_free(envelope);
+    }
+    pkgstore_manifest_free(manifest);
+    return error;
+}
+
+/* GET the version's manifest (canonical JSON) into *out (free()). */
+static int fetch_manifest(char **out, const http_client *client, const char *name,
+                          const char *version)
+{
+    char *name_escaped = http_escape(name), *version_escaped = http_escape(version);
+    char path[2048];
+    int error = -1;
+    *out = NULL;
+    if (name_escaped && version_escaped) {
+        snprintf(path, sizeof path, "/v1/packages/%s/%s", name_escaped, version_escaped);
+        http_reply reply;
+        if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200) {
+            fprintf(stderr, PROG ": %s %s: %s\n", name, version, http_reply_error(&reply));
+            http_reply_free(&reply);
+        } else {
+            *out = reply.body; /* now owned by the caller */
+            error = 0;
+        }
+    }
+    free(name_escaped);
+    free(version_escaped);
+    return error;
+}
+
 int main(int argc, char **argv)
 {
     const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL,
@@ -77,8 +193,11 @@ int main(int argc, char **argv)
                *version = NULL, *platform = NULL, *type = "primary", *format = NULL,
                *entrypoint = NULL;
     int force = 0, replace = 0, json_out = 0, quiet = 0;
+    const char *key_paths[SIGN_KEYS_MAX], *signature_paths[SIGN_KEYS_MAX];
+    size_t nkeys = 0, nsignatures = 0;
     enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
-           O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG, O_CACERT };
+           O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG, O_CACERT, O_SIGN_KEY,
+           O_SIGNATURE };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
@@ -93,6 +212,8 @@ int main(int argc, char **argv)
         {"replace", no_argument, NULL, O_REPLACE},
         {"json", no_argument, NULL, O_JSON},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"sign-key", required_argument, NULL, O_SIGN_KEY},
+        {"signature", required_argument, NULL, O_SIGNATURE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -117,6 +238,16 @@ int main(int argc, char **argv)
         case O_REPLACE: replace = 1; break;
         case O_JSON: json_out = 1; break;
         case O_QUIET: quiet = 1; break;
+        case O_SIGN_KEY:
+            if (nkeys == SIGN_KEYS_MAX)
+                return cli_usage("--sign-key: at most %d keys", SIGN_KEYS_MAX);
+            key_paths[nkeys++] = optarg;
+            break;
+        case O_SIGNATURE:
+            if (nsignatures == SIGN_KEYS_MAX)
+                return cli_usage("--signature: at most %d envelopes", SIGN_KEYS_MAX);
+            signature_paths[nsignatures++] = optarg;
+            break;
         case O_HELP: usage(stdout); return 0;
         case ':':
         default: return cli_option_error(opt, argv);
@@ -124,10 +255,52 @@ int main(int argc, char **argv)
     }
     if (!name || !version)
         return cli_usage("--name and --version are required");
-    if (optind + 1 != argc)
-        return cli_usage("exactly one FILE is required");
+    if (optind + 1 < argc || (optind == argc && !nkeys && !nsignatures))
+        return cli_usage("exactly one FILE is required (or, without FILE, --sign-key or "
+                         "--signature)");
     if (strcmp(type, "primary") != 0 && strcmp(type, "addon") != 0)
         return cli_usage("--type: must be primary or addon, not '%s'", type);
+    /* Every key and envelope is read before anything is sent: a bad one
+     * stops the push before the upload. */
+    atexit(release_signing);
+    for (size_t i = 0; i < nkeys; i++) {
+        if (pkgstore_trust_key_load(&sign_keys[i], key_paths[i]) < 0 ||
+            !pkgstore_trust_key_has_private(sign_keys[i])) {
+            fprintf(stderr, PROG ": --sign-key %s: %s\n", key_paths[i],
+                    sign_keys[i] ? "a public key: signing needs the private key (.key)"
+                                         : pkgstore_error_detail());
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < nsignatures; i++) {
+        size_t len = 0;
+        pkgstore_trust_envelope *env = NULL;
+        if (cli_read_file(&envelopes[i], &len, signature_paths[i],
+                          PKGSTORE_TRUST_ENVELOPE_SIZE_MAX) < 0)
+            return 2;
+        if (pkgstore_trust_envelope_parse(&env, envelopes[i], len) < 0) {
+            fprintf(stderr, PROG ": --signature %s: %s\n", signature_paths[i],
+                    pkgstore_error_detail());
+            return 2;
+        }
+        pkgstore_trust_envelope_free(env);
+    }
+    if (optind == argc) { /* no FILE: signatures of the version as it is */
+        http_client client;
+        if (http_client_init(&client, PROG, server, token_file, cacert) < 0)
+            return 2;
+        char *manifest_text = NULL;
+        int failed = 0;
+        if (nkeys && (fetch_manifest(&manifest_text, &client, name, version) < 0 ||
+                      sign_and_put(&client, name, version, manifest_text, sign_keys, key_paths,
+                                   nkeys, quiet) < 0))
+            failed = 1;
+        for (size_t i = 0; !failed && i < nsignatures; i++)
+            failed = put_signature(&client, name, version, envelopes[i], signature_paths[i],
+                                   quiet) < 0;
+        free(manifest_text);
+        return failed;
+    }
     const char *path = argv[optind];
     char host_platform[128];
     if (!platform) {
@@ -217,6 +390,19 @@ int main(int argc, char **argv)
     if (!matched) {
         fprintf(stderr, PROG ": %s: the server's manifest does not list %s (%lld bytes)\n", path,
                 local_str, (long long)st.st_size);
+        json_decref(manifest);
+        http_reply_free(&reply);
+        return 1;
+    }
+    int failed = 0;
+    if (nkeys && sign_and_put(&client, name, version, reply.body, sign_keys, key_paths, nkeys,
+                              quiet) < 0)
+        failed = 1;
+    for (size_t i = 0; !failed && i < nsignatures; i++)
+        failed = put_signature(&client, name, version, envelopes[i], signature_paths[i],
+                               quiet) < 0;
+    if (failed) {
+        fprintf(stderr, PROG ": %s %s was uploaded but not signed\n", name, version);
         json_decref(manifest);
         http_reply_free(&reply);
         return 1;

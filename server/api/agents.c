@@ -8,6 +8,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,7 +136,27 @@ enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req)
         return respond_fleet_error(conn, req, &prefixed);
     }
     metrics_heartbeat();
-    return respond_text(conn, req, text, len);
+    /* "trust" goes last, spliced in here: the fleet knows nothing of roots
+     * and revocations, and its reply text is an object ending in '}' */
+    uint64_t root_version, generation;
+    trust_summary(&root_version, &generation);
+    char trust[96];
+    int trust_len = root_version
+                        ? snprintf(trust, sizeof trust,
+                                   ",\"trust\":{\"revocations\":%" PRIu64 ",\"root_version\":%" PRIu64
+                                   "}}",
+                                   generation, root_version)
+                        : snprintf(trust, sizeof trust,
+                                   ",\"trust\":{\"revocations\":%" PRIu64 ",\"root_version\":null}}",
+                                   generation);
+    char *spliced = len > 0 && text[len - 1] == '}' ? realloc(text, len + (size_t)trust_len) : NULL;
+    if (!spliced) {
+        free(text);
+        return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
+                             "heartbeat: out of memory");
+    }
+    memcpy(spliced + len - 1, trust, (size_t)trust_len + 1);
+    return respond_text(conn, req, spliced, len - 1 + (size_t)trust_len);
 }
 
 enum MHD_Result agents_list(struct MHD_Connection *conn, request *req)

@@ -38,6 +38,9 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_AGENT] = "/v1/agents/{id}",
     [ROUTE_CREDENTIALS] = "/v1/credentials",
     [ROUTE_CREDENTIAL] = "/v1/credentials/{id}",
+    [ROUTE_SIGNATURES] = "/v1/packages/{name}/{version}/signatures",
+    [ROUTE_TRUST_ROOT] = "/v1/trust/root",
+    [ROUTE_REVOCATIONS] = "/v1/trust/revocations",
 };
 
 const char *route_label(enum route route)

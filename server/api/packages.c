@@ -132,6 +132,21 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
     upload->force = query_flag(conn, "force", 0);
     upload->replace = query_flag(conn, "replace", 0);
 
+    if (trust_require_signatures()) {
+        /* a new artifact makes a new manifest, which drops the signatures
+         * of the old one: a targeted version would become unsigned */
+        char policy[300];
+        int targeted = trust_version_targeted(policy, sizeof policy, req->seg[2], req->seg[3]);
+        if (targeted < 0)
+            return respond_pkgstore_error_text(conn, req, targeted, "policies", policy);
+        if (targeted)
+            return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
+                                 "%s %s is targeted by policy %s: a new artifact would change "
+                                 "its manifest and drop its signatures (--require-signatures); "
+                                 "push and sign a new version, then move the policy",
+                                 req->seg[2], req->seg[3], policy);
+    }
+
     int error = upload_open_writer(req);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, "upload");

@@ -91,6 +91,18 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
             return respond_pkgstore_error(conn, req, err.code, NULL);
         return respond_fleet_error(conn, req, &err);
     }
+    if (trust_require_signatures()) {
+        /* a version cannot be targeted until signed to threshold
+         * (uploads can only be signed once they exist) */
+        char why[2048];
+        int refused = trust_check_signed(pkgstore_policy_package(policy),
+                                         pkgstore_policy_version(policy), why, sizeof why);
+        if (refused < 0) {
+            pkgstore_policy_free(policy);
+            return respond_error(conn, req, http_status_for_error(refused), refused,
+                                 "policy %s: %s", req->seg[2], why);
+        }
+    }
     int error = pkgstore_policy_put(&stored, g_server.registry, policy);
     pkgstore_policy_free(policy);
     if (error < 0)

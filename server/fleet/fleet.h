@@ -49,6 +49,7 @@ typedef struct fleet_options {
     unsigned int flush_interval_ms;   /* write-behind period */
     int no_fsync;                     /* tests and benchmarks */
     int no_flusher;                   /* no background thread (tests, benchmarks) */
+    pkgstore_store *store;            /* the signatures offers carry; NULL: none */
 } fleet_options;
 
 /* Defaults for everything but dir. */

@@ -188,6 +188,7 @@ struct fl_target {
     size_t nartifacts;
     _Atomic(char *) *offer_text; /* per artifact: the offer's members, built once */
     uint64_t generation;         /* registry generation when read */
+    pkgstore_store *store;       /* for the offers' signatures (may be NULL) */
     char key[];                  /* "package\0version\0" */
 };
 

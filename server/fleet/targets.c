@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../server.h"
 #include "fleet_impl.h"
 
 /* ---------------------------------------------------------------- policies */
@@ -93,6 +94,7 @@ static struct fl_target *target_fetch(fleet *f, const char *package, const char 
     memcpy(target->key, package, plen + 1);
     memcpy(target->key + plen + 1, version, vlen + 1);
     target->generation = generation;
+    target->store = f->opts.store;
     target->error = pkgstore_registry_get(&target->manifest, &target->manifest_digest, f->reg,
                                           package, version);
     if (target->error < 0) {
@@ -254,6 +256,41 @@ static json_t *offer_extras(json_t *obj, const pkgstore_manifest *manifest)
     return obj;
 }
 
+/* "manifest": the digest of the manifest blob the agent fetches and checks;
+ * "signatures": every envelope stored for it (docs/api.md). The text is
+ * cached per registry generation, which a new signature moves. An envelope
+ * that no longer parses is left out: the agent counts only valid ones. */
+static json_t *offer_signatures(json_t *obj, pkgstore_store *store, const pkgstore_digest *digest,
+                                const char *digest_str)
+{
+    pkgstore_trust_stored_signature *list = NULL;
+    size_t count = 0;
+    json_t *signatures = json_array();
+    int failed = !signatures;
+    if (!failed && store && pkgstore_trust_signatures_list(&list, &count, store, digest) < 0) {
+        /* unreadable records: offer none (a node with a root refuses the
+         * offer, one without acts as before) rather than fail the heartbeat */
+        log_msg(LOG_WARN, "fleet: signatures not offered", "manifest=%s error=%s", digest_str,
+                pkgstore_error_detail());
+        count = 0;
+    }
+    for (size_t i = 0; !failed && i < count; i++) {
+        json_t *env = json_loadb(list[i].data, list[i].len, JSON_REJECT_DUPLICATES, NULL);
+        if (env && json_is_object(env))
+            failed |= json_array_append_new(signatures, env) < 0;
+        else
+            json_decref(env);
+    }
+    pkgstore_trust_signatures_free(list, count);
+    failed |= json_object_set_new(obj, "manifest", json_string(digest_str)) < 0;
+    failed |= json_object_set_new(obj, "signatures", signatures) < 0;
+    if (failed) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 const char *fl_offer_members(struct fl_target *target, const pkgstore_artifact *artifact)
 {
     size_t index = 0;
@@ -280,6 +317,9 @@ const char *fl_offer_members(struct fl_target *target, const pkgstore_artifact *
         digest, "size", (json_int_t)artifact->size, "format", artifact->format, "entrypoint",
         artifact->entrypoint, "url", url, "manifest_digest", manifest_digest);
     obj = obj ? offer_extras(obj, target->manifest) : NULL;
+    obj = obj ? offer_signatures(obj, target->store, &target->manifest_digest,
+                                 manifest_digest)
+              : NULL;
     char *dumped = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(obj);
     if (!dumped)

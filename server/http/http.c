@@ -304,6 +304,10 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_GET | M_HEAD | M_PUT | M_DELETE;
             return ROUTE_PACKAGE_VERSION;
         }
+        if (req->nseg == 5 && seg_is(req, 4, "signatures")) {
+            *methods = M_GET | M_HEAD | M_PUT;
+            return ROUTE_SIGNATURES;
+        }
     } else if (seg_is(req, 1, "policies")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD;
@@ -329,6 +333,15 @@ static enum route match_route(const request *req, unsigned int *methods)
         if (req->nseg == 3) {
             *methods = M_GET | M_HEAD | M_DELETE;
             return ROUTE_AGENT;
+        }
+    } else if (seg_is(req, 1, "trust")) {
+        if ((req->nseg == 3 || req->nseg == 4) && seg_is(req, 2, "root")) {
+            *methods = req->nseg == 3 ? (M_GET | M_HEAD | M_PUT) : (M_GET | M_HEAD);
+            return ROUTE_TRUST_ROOT;
+        }
+        if (req->nseg == 3 && seg_is(req, 2, "revocations")) {
+            *methods = M_GET | M_HEAD | M_PUT;
+            return ROUTE_REVOCATIONS;
         }
     } else if (seg_is(req, 1, "credentials")) {
         if (req->nseg == 2) {
@@ -357,6 +370,11 @@ static int role_allowed(enum route route, unsigned int method, enum role role)
         return role == ROLE_ADMIN;
     case ROUTE_HEARTBEAT:
         return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
+    case ROUTE_TRUST_ROOT:
+    case ROUTE_REVOCATIONS: /* nodes fetch what they verify; only admins add */
+        if (method & (M_GET | M_HEAD))
+            return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
+        return role == ROLE_ADMIN;
     default:
         return role == ROLE_ADMIN;
     }
@@ -475,6 +493,30 @@ static void select_handler(request *req, unsigned int method)
         break;
     case ROUTE_CREDENTIAL:
         req->handler = credential_revoke;
+        break;
+    case ROUTE_SIGNATURES:
+        if (method == M_PUT) {
+            req->handler = package_signature_put;
+            req->body_kind = BODY_JSON;
+        } else {
+            req->handler = package_signatures_get;
+        }
+        break;
+    case ROUTE_TRUST_ROOT:
+        if (method == M_PUT) {
+            req->handler = trust_root_put_route;
+            req->body_kind = BODY_JSON;
+        } else {
+            req->handler = trust_root_get_route;
+        }
+        break;
+    case ROUTE_REVOCATIONS:
+        if (method == M_PUT) {
+            req->handler = trust_revocation_put_route;
+            req->body_kind = BODY_JSON;
+        } else {
+            req->handler = trust_revocations_get_route;
+        }
         break;
     default:
         req->handler = NULL;

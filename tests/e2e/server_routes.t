@@ -206,7 +206,7 @@ usage_error "pkgstore-push: an option without its value" "pkgstore-push: option 
     "$BIN/pkgstore-push" --version 1.0.0 --name
 usage_error "pkgstore-push without arguments" "pkgstore-push: --name and --version are required" \
     "$BIN/pkgstore-push"
-usage_error "pkgstore-push without FILE" "pkgstore-push: exactly one FILE is required" \
+usage_error "pkgstore-push without FILE" "pkgstore-push: exactly one FILE is required (or, without FILE, --sign-key or --signature)" \
     "$BIN/pkgstore-push" --name a --version 1.0.0
 usage_error "pkgstore-push: a bad --type" "pkgstore-push: --type: must be primary or addon, not 'x'" \
     "$BIN/pkgstore-push" --name a --version 1.0.0 --type x "$TMP/tool-bin"
