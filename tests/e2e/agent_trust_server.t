@@ -5,14 +5,7 @@
 # verified there. agent_trust.t covers the attacks a real server cannot be
 # made to serve (a changed manifest, a swapped blob, garbage signatures)
 # with tests/fixtures/fake-pkgstored.
-#
-# Skipped while pkgstored does not serve the trust routes (the server side
-# of issue 12, section 3, is built on another branch).
 . "$(dirname "$0")/lib/agent.sh"
-if ! "$B/pkgstored" --help 2>&1 | grep -q -- '--trust-dir'; then
-    echo "1..0 # SKIP pkgstored does not serve /v1/trust/* yet"
-    exit 0
-fi
 echo "1..7"
 
 K=$T/keys; mkdir -p "$K"
