@@ -458,7 +458,7 @@ bench-now: all
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux strace
+            util-linux strace ca-certificates
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
