@@ -60,6 +60,8 @@ typedef struct agent_config {
     char *server_url;        /* without trailing '/' */
     char *token_file;        /* NULL: no token */
     char *ca_file;           /* PEM CA for an https:// url; NULL: the system's */
+    char *client_cert;       /* PEM client certificate (mutual TLS); NULL: none */
+    char *client_key;        /* its PEM private key (private to the agent's user) */
     double heartbeat_interval_s;
     double heartbeat_jitter;     /* fraction, 0.1 = +-10 % */
     double heartbeat_retry_max_s;

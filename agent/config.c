@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -181,6 +182,10 @@ static int server_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *ob
         return get_string(ctx, v, "server.token_file", &cfg->token_file);
     if (!strcmp(key, "ca_file"))
         return get_string(ctx, v, "server.ca_file", &cfg->ca_file);
+    if (!strcmp(key, "client_cert"))
+        return get_string(ctx, v, "server.client_cert", &cfg->client_cert);
+    if (!strcmp(key, "client_key"))
+        return get_string(ctx, v, "server.client_key", &cfg->client_key);
     if (!strcmp(key, "timeout_s"))
         return get_seconds(ctx, v, "server.timeout_s", 0.1, &cfg->http_timeout_s);
     return 1;
@@ -416,6 +421,14 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
         return agent_error_set(PKGSTORE_EINVALID,
                                "%s: server.ca_file is set but server.url is not https://",
                                cfg->path);
+    if (!cfg->client_cert != !cfg->client_key)
+        return agent_error_set(PKGSTORE_EINVALID, "%s: server.%s is set but server.%s is not",
+                               cfg->path, cfg->client_cert ? "client_cert" : "client_key",
+                               cfg->client_cert ? "client_key" : "client_cert");
+    if (cfg->client_cert && strncmp(cfg->server_url, "https://", 8))
+        return agent_error_set(PKGSTORE_EINVALID,
+                               "%s: server.client_cert is set but server.url is not https://",
+                               cfg->path);
     if (!cfg->package || !agent_valid_name(cfg->package))
         return agent_error_set(PKGSTORE_EINVALID, "%s: collector.package: required (a package name)",
                                cfg->path);
@@ -483,6 +496,21 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
     if (cfg->ca_file && !(flags & AGENT_CONFIG_NO_ENV) && access(cfg->ca_file, R_OK) < 0)
         return agent_error_set(PKGSTORE_EIO, "%s: server.ca_file: %s: cannot read: %s", cfg->path,
                                cfg->ca_file, strerror(errno));
+    if (cfg->client_cert && !(flags & AGENT_CONFIG_NO_ENV)) {
+        struct stat st;
+        if (access(cfg->client_cert, R_OK) < 0)
+            return agent_error_set(PKGSTORE_EIO, "%s: server.client_cert: %s: cannot read: %s",
+                                   cfg->path, cfg->client_cert, strerror(errno));
+        if (access(cfg->client_key, R_OK) < 0 || stat(cfg->client_key, &st) < 0)
+            return agent_error_set(PKGSTORE_EIO, "%s: server.client_key: %s: cannot read: %s",
+                                   cfg->path, cfg->client_key, strerror(errno));
+        /* what proves this node's identity must not be readable by others */
+        if (st.st_mode & (S_IRWXG | S_IRWXO))
+            return agent_error_set(PKGSTORE_EINVALID,
+                                   "%s: server.client_key: %s: mode %04o lets others read it; "
+                                   "chmod 600 it",
+                                   cfg->path, cfg->client_key, (unsigned)(st.st_mode & 07777));
+    }
     for (size_t i = 0; i < cfg->addon_count; i++) {
         agent_addon_config *addon = &cfg->addons[i];
         if (addon->stop_timeout_s < 0)
@@ -590,6 +618,8 @@ void agent_config_free(agent_config *cfg)
     free(cfg->server_url);
     free(cfg->token_file);
     free(cfg->ca_file);
+    free(cfg->client_cert);
+    free(cfg->client_key);
     free(cfg->trust_root);
     free(cfg->node_id);
     free(cfg->platform);
@@ -651,9 +681,10 @@ char *agent_config_dump_json(const agent_config *cfg)
 {
     json_t *root = json_object();
     json_object_set_new(root, "server",
-                        json_pack("{s:s, s:s?, s:s?, s:f}", "url", cfg->server_url, "token_file",
-                                  cfg->token_file, "ca_file", cfg->ca_file, "timeout_s",
-                                  cfg->http_timeout_s));
+                        json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:f}", "url", cfg->server_url,
+                                  "token_file", cfg->token_file, "ca_file", cfg->ca_file,
+                                  "client_cert", cfg->client_cert, "client_key", cfg->client_key,
+                                  "timeout_s", cfg->http_timeout_s));
     json_object_set_new(root, "heartbeat",
                         json_pack("{s:f, s:f, s:f, s:b}", "interval_s", cfg->heartbeat_interval_s,
                                   "jitter", cfg->heartbeat_jitter, "retry_max_s",

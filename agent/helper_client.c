@@ -28,6 +28,7 @@ static char **helper_envp;
 static char *token_file;
 static char *node_id;
 static char *ca_file;
+static char *client_cert, *client_key;
 static double http_timeout_s = 30;
 
 const char *agent_helper_path(void)
@@ -84,8 +85,11 @@ int agent_helper_init(const agent_config *cfg)
     token_file = cfg->token_file ? strdup(cfg->token_file) : NULL;
     node_id = cfg->node_id ? strdup(cfg->node_id) : NULL;
     ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    client_cert = cfg->client_cert ? strdup(cfg->client_cert) : NULL;
+    client_key = cfg->client_key ? strdup(cfg->client_key) : NULL;
     if ((cfg->token_file && !token_file) || (cfg->node_id && !node_id) ||
-        (cfg->ca_file && !ca_file))
+        (cfg->ca_file && !ca_file) || (cfg->client_cert && !client_cert) ||
+        (cfg->client_key && !client_key))
         return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     http_timeout_s = cfg->http_timeout_s;
     return 0;
@@ -103,6 +107,10 @@ void agent_helper_cleanup(void)
     node_id = NULL;
     free(ca_file);
     ca_file = NULL;
+    free(client_cert);
+    client_cert = NULL;
+    free(client_key);
+    client_key = NULL;
 }
 
 static int is_network(const char *cmd)
@@ -136,6 +144,12 @@ int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, u
     if (network && ca_file && !(flags & AGENT_HELPER_NO_TOKEN)) {
         argv[argc++] = "--ca-file";
         argv[argc++] = ca_file;
+    }
+    if (network && client_cert && !(flags & AGENT_HELPER_NO_TOKEN)) {
+        argv[argc++] = "--client-cert";
+        argv[argc++] = client_cert;
+        argv[argc++] = "--client-key";
+        argv[argc++] = client_key;
     }
     argv[argc++] = "--timeout";
     argv[argc++] = timeout_text;

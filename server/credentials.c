@@ -59,8 +59,25 @@ static struct {
     pthread_mutex_t write_lock; /* one change at a time, file then memory */
     node_credential **items;
     size_t count;
+    /* the same credentials by node, then age (cmp_listed): for a client
+     * certificate's node (credentials_for_node); NULL when it could not be
+     * allocated, and then that lookup scans items */
+    node_credential **by_node;
     char path[4200];
-} g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, ""};
+} g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, NULL, ""};
+
+static int cmp_listed(const void *a, const void *b);
+
+/* Rebuild by_node from items: under the write lock of g_creds.lock. */
+static void index_by_node(void)
+{
+    free(g_creds.by_node);
+    g_creds.by_node = malloc((g_creds.count ? g_creds.count : 1) * sizeof *g_creds.by_node);
+    if (g_creds.by_node && g_creds.count) {
+        memcpy(g_creds.by_node, g_creds.items, g_creds.count * sizeof *g_creds.by_node);
+        qsort(g_creds.by_node, g_creds.count, sizeof *g_creds.by_node, cmp_listed);
+    }
+}
 
 static void credential_release(node_credential *cred)
 {
@@ -316,8 +333,11 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
     }
     if (n)
         qsort(items, n, sizeof *items, cmp_item);
+    pthread_rwlock_wrlock(&g_creds.lock);
     g_creds.items = items;
     g_creds.count = n;
+    index_by_node();
+    pthread_rwlock_unlock(&g_creds.lock);
     *count_out = n;
     return 0;
 }
@@ -328,7 +348,9 @@ void credentials_unload(void)
     for (size_t i = 0; i < g_creds.count; i++)
         credential_release(g_creds.items[i]);
     free(g_creds.items);
+    free(g_creds.by_node);
     g_creds.items = NULL;
+    g_creds.by_node = NULL;
     g_creds.count = 0;
     pthread_rwlock_unlock(&g_creds.lock);
 }
@@ -358,6 +380,37 @@ node_credential *credentials_check(const char *token, size_t len)
             low = mid + 1;
         }
     }
+    pthread_rwlock_unlock(&g_creds.lock);
+    return found;
+}
+
+node_credential *credentials_for_node(const char *node)
+{
+    node_credential *found = NULL;
+    if (!node || !*node)
+        return NULL;
+    pthread_rwlock_rdlock(&g_creds.lock);
+    if (g_creds.by_node) {
+        /* the last of node's run in by_node is its newest */
+        size_t low = 0, high = g_creds.count;
+        while (low < high) {
+            size_t mid = low + (high - low) / 2;
+            if (strcmp(g_creds.by_node[mid]->node, node) <= 0)
+                low = mid + 1;
+            else
+                high = mid;
+        }
+        if (low > 0 && strcmp(g_creds.by_node[low - 1]->node, node) == 0)
+            found = g_creds.by_node[low - 1];
+    } else {
+        for (size_t i = 0; i < g_creds.count; i++) {
+            node_credential *c = g_creds.items[i];
+            if (strcmp(c->node, node) == 0 && (!found || cmp_listed(&found, &c) < 0))
+                found = c;
+        }
+    }
+    if (found)
+        atomic_fetch_add(&found->refs, 1);
     pthread_rwlock_unlock(&g_creds.lock);
     return found;
 }
@@ -468,6 +521,7 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         free(g_creds.items);
         g_creds.items = grown;
         g_creds.count++;
+        index_by_node();
         pthread_rwlock_unlock(&g_creds.lock);
         cred = NULL; /* now owned by the set */
         grown = NULL;
@@ -523,6 +577,7 @@ int credentials_revoke(json_t **record_out, const char *id, char *err, size_t er
     free(g_creds.items);
     g_creds.items = kept;
     g_creds.count = n;
+    index_by_node();
     pthread_rwlock_unlock(&g_creds.lock);
     credential_release(gone); /* requests in flight keep their reference */
 out:

@@ -59,6 +59,10 @@ static void usage(FILE *out)
             "  --tls-cert FILE           serve HTTPS with this PEM certificate (the server's\n"
             "                            first, then its chain); SIGHUP reloads it\n"
             "  --tls-key FILE            the certificate's PEM private key (unencrypted)\n"
+            "  --tls-client-ca FILE      accept node client certificates (mutual TLS) that\n"
+            "                            chain to these PEM CAs: the CN names the node,\n"
+            "                            which speaks with its newest issued credential;\n"
+            "                            SIGHUP reloads it\n"
             "  --store DIR               the store (default $COLLECTORCTRL_PACKAGES_DIR)\n"
             "  --tokens FILE             \"ROLE TOKEN\" lines, roles admin|agent|metrics\n"
             "                            (default: DIR.admin-token, created with mode 0600\n"
@@ -291,6 +295,28 @@ static void reload_certificate(const server_config *cfg)
     if (tls_load(cfg->tls_cert, cfg->tls_key, err, sizeof err) < 0)
         log_msg(LOG_ERROR, "SIGHUP: certificate not reloaded; the previous one stays in use",
                 "detail=%s", log_quote(q, sizeof q, err));
+    if (cfg->tls_client_ca && tls_client_ca_load(cfg->tls_client_ca, err, sizeof err) < 0)
+        log_msg(LOG_ERROR, "SIGHUP: client CA not reloaded; the previous one stays in use",
+                "detail=%s", log_quote(q, sizeof q, err));
+}
+
+/* A whole small text file as a string (free()), or NULL with errno. */
+static char *read_small_file(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return NULL;
+    char *text = malloc(1 << 20);
+    size_t len = text ? fread(text, 1, (1 << 20) - 1, file) : 0;
+    int failed = !text || ferror(file) || !feof(file);
+    fclose(file);
+    if (failed) {
+        free(text);
+        errno = text ? EFBIG : ENOMEM;
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
 }
 
 static int write_port_file(const char *path, unsigned int port)
@@ -416,12 +442,13 @@ int main(int argc, char **argv)
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
         OPT_LOCK_TIMEOUT, OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN, OPT_TLS_CERT,
-        OPT_TLS_KEY, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES
+        OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
         {"trust-dir", required_argument, NULL, OPT_TRUST_DIR},
         {"trust-root", required_argument, NULL, OPT_TRUST_ROOT},
         {"require-signatures", no_argument, NULL, OPT_REQUIRE_SIGNATURES},
@@ -463,6 +490,7 @@ int main(int argc, char **argv)
         case OPT_LISTEN: cfg->listen = optarg; break;
         case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
         case OPT_TLS_KEY: cfg->tls_key = optarg; break;
+        case OPT_TLS_CLIENT_CA: cfg->tls_client_ca = optarg; break;
         case OPT_TRUST_DIR: cfg->trust_dir = optarg; break;
         case OPT_TRUST_ROOT: cfg->trust_root = optarg; break;
         case OPT_REQUIRE_SIGNATURES: cfg->require_signatures = 1; break;
@@ -606,6 +634,9 @@ int main(int argc, char **argv)
     if (!cfg->tls_cert != !cfg->tls_key)
         return usage_error("%s: needs %s too", cfg->tls_cert ? "--tls-cert" : "--tls-key",
                            cfg->tls_cert ? "--tls-key" : "--tls-cert");
+    if (cfg->tls_client_ca && !cfg->tls_cert)
+        return usage_error("--tls-client-ca: needs --tls-cert and --tls-key (client "
+                           "certificates are a part of HTTPS)");
     struct sockaddr_storage addr;
     socklen_t addr_len = 0;
     if (resolve_listen(&addr, &addr_len, cfg->listen) < 0) {
@@ -622,6 +653,12 @@ int main(int argc, char **argv)
         char tls_err[4600];
         if (tls_load(cfg->tls_cert, cfg->tls_key, tls_err, sizeof tls_err) < 0) {
             fprintf(stderr, "pkgstored: %s\n", tls_err);
+            return 1;
+        }
+        if (cfg->tls_client_ca &&
+            tls_client_ca_load(cfg->tls_client_ca, tls_err, sizeof tls_err) < 0) {
+            fprintf(stderr, "pkgstored: --tls-client-ca: %s\n", tls_err);
+            tls_free();
             return 1;
         }
     }
@@ -699,9 +736,26 @@ int main(int argc, char **argv)
         flags |= MHD_USE_IPv6;
     /* The certificate comes from tls_certificate_callback at each
      * handshake, so that SIGHUP can change it (tls.c). */
-    struct MHD_OptionItem tls_option[2] = {
+    /* With --tls-client-ca, libmicrohttpd's trust makes GnuTLS ask every
+     * client for a certificate (optional: tokens still work); tls.c
+     * verifies what is presented, against the list SIGHUP reloads. */
+    struct MHD_OptionItem tls_option[3] = {
         {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_certificate_callback},
+        {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL}};
+    char *client_ca_pem = NULL;
+    if (cfg->tls_client_ca) {
+        client_ca_pem = read_small_file(cfg->tls_client_ca);
+        if (!client_ca_pem) {
+            fprintf(stderr, "pkgstored: --tls-client-ca: %s: cannot read: %s\n",
+                    cfg->tls_client_ca, strerror(errno));
+            tokens_free(g_server.tokens);
+            close_store();
+            tls_free();
+            return 1;
+        }
+        tls_option[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, client_ca_pem};
+    }
     if (cfg->tls_cert)
         flags |= MHD_USE_TLS;
     else
@@ -717,6 +771,7 @@ int main(int argc, char **argv)
         tokens_free(g_server.tokens);
         close_store();
         tls_free();
+        free(client_ca_pem);
         return 1;
     }
     struct MHD_Daemon *daemon = MHD_start_daemon(
@@ -745,6 +800,7 @@ int main(int argc, char **argv)
         tokens_free(g_server.tokens);
         close_store();
         tls_free();
+        free(client_ca_pem);
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -756,6 +812,7 @@ int main(int argc, char **argv)
         tokens_free(g_server.tokens);
         close_store();
         tls_free();
+        free(client_ca_pem);
         return 1;
     }
     char q3[4300], q4[300], q5[4300];
@@ -813,6 +870,7 @@ int main(int argc, char **argv)
     credentials_unload();
     trust_close();
     tls_free();
+    free(client_ca_pem);
     log_msg(LOG_INFO, "stopped", "pid=%ld", (long)getpid());
     return flushed < 0 ? 1 : 0;
 }

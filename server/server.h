@@ -106,6 +106,15 @@ void credentials_unload(void);
  * NULL. */
 node_credential *credentials_check(const char *token, size_t len);
 void credentials_release(node_credential *cred);
+/* The newest credential issued for node, with a reference, or NULL: what a
+ * verified client certificate for node speaks with (tls_client_node()). */
+node_credential *credentials_for_node(const char *node);
+/* The node a connection's client certificate names (tls.c): 1 with its
+ * common name in node once the chain verifies against --tls-client-ca
+ * (dates and purpose included); 0 when no certificate was presented or no
+ * client CA is loaded; -1 with the reason in why for a certificate refused. */
+int tls_client_node(struct MHD_Connection *conn, char *node, size_t node_size, char *why,
+                    size_t why_size);
 const char *credentials_node(const node_credential *cred);
 const char *credentials_id(const node_credential *cred);
 /* The fleet's view of cred; borrows from cred. */
@@ -194,6 +203,8 @@ void metrics_upload(int ok, uint64_t bytes);
 void metrics_heartbeat(void);
 /* A node credential spoke for another node (403). */
 void metrics_node_mismatch(void);
+/* A request without a token whose client certificate was refused (401). */
+void metrics_client_certificate_refused(void);
 /* Walk (policy, status, count) for the node gauges (api/agents.c). */
 void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),
@@ -212,6 +223,7 @@ typedef struct server_config {
     const char *port_file;   /* write the bound port here once listening */
     const char *tls_cert;    /* PEM chain: HTTPS (tls.c); NULL: plain HTTP */
     const char *tls_key;     /* its PEM private key */
+    const char *tls_client_ca; /* PEM CAs of node client certificates, or NULL */
     const char *trust_dir;   /* NULL: STORE.trust */
     const char *trust_root;  /* --trust-root FILE, or NULL */
     int require_signatures;  /* --require-signatures */

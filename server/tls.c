@@ -165,8 +165,11 @@ int tls_load(const char *cert_path, const char *key_path, char *err, size_t err_
     return 0;
 }
 
+void tls_client_ca_free(void);
+
 void tls_free(void)
 {
+    tls_client_ca_free();
     pthread_mutex_lock(&reload_lock);
     tls_generation *gen = atomic_exchange(&current, NULL);
     pthread_mutex_unlock(&reload_lock);
@@ -194,4 +197,145 @@ int tls_certificate_callback(gnutls_session_t session, const gnutls_datum_t *req
     *pcert_length = gen->count;
     *pkey = gen->key;
     return 0;
+}
+
+/* ---------------------------------------------------------------- client certificates */
+
+/* --tls-client-ca: the authorities a node's client certificate must chain
+ * to. Reloaded on SIGHUP like the server's certificate; a list is never
+ * freed before exit, for the same reason (a verification may be using it). */
+typedef struct client_ca {
+    gnutls_x509_trust_list_t list;
+    unsigned int count;
+    struct client_ca *previous;
+} client_ca;
+
+static _Atomic(client_ca *) client_current;
+
+int tls_client_ca_load(const char *path, char *err, size_t err_size)
+{
+    gnutls_datum_t pem = {NULL, 0};
+    client_ca *ca = calloc(1, sizeof *ca);
+    int rc;
+    if (!ca) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    errno = 0;
+    if (gnutls_load_file(path, &pem) < 0) {
+        snprintf(err, err_size, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+        free(ca);
+        return -1;
+    }
+    if ((rc = gnutls_x509_trust_list_init(&ca->list, 0)) < 0 ||
+        (rc = gnutls_x509_trust_list_add_trust_mem(ca->list, &pem, NULL, GNUTLS_X509_FMT_PEM, 0,
+                                                   0)) <= 0) {
+        snprintf(err, err_size, "%s: no PEM CA certificate: %s", path,
+                 rc < 0 ? gnutls_strerror(rc) : "none found");
+        if (ca->list)
+            gnutls_x509_trust_list_deinit(ca->list, 1);
+        gnutls_free(pem.data);
+        free(ca);
+        return -1;
+    }
+    ca->count = (unsigned int)rc;
+    gnutls_free(pem.data);
+    pthread_mutex_lock(&reload_lock);
+    ca->previous = atomic_load(&client_current);
+    atomic_store(&client_current, ca);
+    pthread_mutex_unlock(&reload_lock);
+    char q[4300];
+    log_msg(LOG_INFO, ca->previous ? "reloaded the client CA" : "loaded the client CA",
+            "client_ca=%s certificates=%u", log_quote(q, sizeof q, path), ca->count);
+    return 0;
+}
+
+void tls_client_ca_free(void)
+{
+    pthread_mutex_lock(&reload_lock);
+    client_ca *ca = atomic_exchange(&client_current, NULL);
+    pthread_mutex_unlock(&reload_lock);
+    while (ca) {
+        client_ca *previous = ca->previous;
+        gnutls_x509_trust_list_deinit(ca->list, 1);
+        free(ca);
+        ca = previous;
+    }
+}
+
+/* The common name of crt, which must be a node id; -1 when it has none. */
+static int common_name(gnutls_x509_crt_t crt, char *out, size_t size)
+{
+    size_t len = size;
+    if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, out, &len) < 0 ||
+        len == 0 || len >= size || memchr(out, '\0', len))
+        return -1;
+    out[len] = '\0';
+    return 0;
+}
+
+int tls_client_node(struct MHD_Connection *conn, char *node, size_t node_size, char *why,
+                    size_t why_size)
+{
+    client_ca *ca = atomic_load(&client_current);
+    if (!ca)
+        return 0;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    gnutls_session_t session = info ? (gnutls_session_t)info->tls_session : NULL;
+    unsigned int count = 0;
+    const gnutls_datum_t *raw = session ? gnutls_certificate_get_peers(session, &count) : NULL;
+    if (!raw || count == 0)
+        return 0;
+    if (gnutls_certificate_type_get(session) != GNUTLS_CRT_X509) {
+        snprintf(why, why_size, "not an X.509 certificate");
+        return -1;
+    }
+    if (count > TLS_CHAIN_MAX)
+        count = TLS_CHAIN_MAX;
+    gnutls_x509_crt_t chain[TLS_CHAIN_MAX];
+    unsigned int imported = 0, status = 0;
+    int result = -1, rc = 0;
+    for (; imported < count; imported++) {
+        if ((rc = gnutls_x509_crt_init(&chain[imported])) < 0)
+            break;
+        if ((rc = gnutls_x509_crt_import(chain[imported], &raw[imported], GNUTLS_X509_FMT_DER)) <
+            0) {
+            gnutls_x509_crt_deinit(chain[imported]);
+            break;
+        }
+    }
+    if (imported < count) {
+        snprintf(why, why_size, "unreadable certificate: %s", gnutls_strerror(rc));
+        goto out;
+    }
+    /* The chain, its dates and a client-authentication purpose (when the
+     * certificate states purposes at all). TLS itself proved that the
+     * client holds the leaf's private key. */
+    gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID,
+                                     (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+    rc = gnutls_x509_trust_list_verify_crt2(ca->list, chain, count, &purpose, 1, 0, &status,
+                                            NULL);
+    if (rc < 0 || status != 0) {
+        gnutls_datum_t text = {NULL, 0};
+        if (rc >= 0 &&
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) >= 0)
+            snprintf(why, why_size, "%s", (const char *)text.data);
+        else
+            snprintf(why, why_size, "not verified: %s",
+                     rc < 0 ? gnutls_strerror(rc) : "unknown reason");
+        for (size_t len = strlen(why); len > 0 && why[len - 1] == ' '; len--)
+            why[len - 1] = '\0'; /* GnuTLS ends its sentences with a space */
+        gnutls_free(text.data);
+        goto out;
+    }
+    if (common_name(chain[0], node, node_size) < 0) {
+        snprintf(why, why_size, "the certificate has no common name (CN) to name its node");
+        goto out;
+    }
+    result = 1;
+out:
+    for (unsigned int i = 0; i < imported; i++)
+        gnutls_x509_crt_deinit(chain[i]);
+    return result;
 }

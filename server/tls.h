@@ -21,4 +21,10 @@ void tls_free(void);
 /* MHD_OPTION_HTTPS_CERT_CALLBACK: the current certificate and key. */
 gnutls_certificate_retrieve_function2 tls_certificate_callback;
 
+/* --tls-client-ca: load (or, on SIGHUP, reload) the PEM authorities that
+ * nodes' client certificates must chain to. 0, or -1 with the reason in
+ * err (the list in use stays). tls_client_ca_free(): at exit. */
+int tls_client_ca_load(const char *path, char *err, size_t err_size);
+void tls_client_ca_free(void);
+
 #endif

@@ -20,7 +20,9 @@ void helper_http_set_node(const char *node_id);
 /* ca_file (may be NULL: the system's CAs) is the only CA an https://
  * server's certificate may chain to; libcurl checks chain and host name on
  * every request, and nothing here turns that off. */
-int helper_http_init(const char *ca_file);
+/* ca_file: the server's CA (NULL: the system's); client_cert and
+ * client_key: the node's certificate for mutual TLS (NULL: none). */
+int helper_http_init(const char *ca_file, const char *client_cert, const char *client_key);
 void helper_http_cleanup(void);
 /* One request whose whole response body is kept in memory (at most
  * 4 MiB): a JSON POST when body is not NULL, else a GET. token may be NULL.

@@ -21,10 +21,13 @@
 #define SMALL_BODY_MAX (4u << 20)
 
 static const char *trusted_ca_file;
+static const char *own_cert_file, *own_key_file;
 
-int helper_http_init(const char *ca_file)
+int helper_http_init(const char *ca_file, const char *client_cert, const char *client_key)
 {
     trusted_ca_file = ca_file && *ca_file ? ca_file : NULL;
+    own_cert_file = client_cert && *client_cert ? client_cert : NULL;
+    own_key_file = own_cert_file && client_key && *client_key ? client_key : NULL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return agent_error_set(PKGSTORE_ENET, "curl_global_init failed");
     return 0;
@@ -106,6 +109,13 @@ static CURL *easy_new(double timeout_s)
         curl_easy_setopt(curl, CURLOPT_CAINFO, trusted_ca_file);
         curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
     }
+    /* mutual TLS: the certificate whose CN is this node's id */
+    if (own_cert_file) {
+        curl_easy_setopt(curl, CURLOPT_SSLCERT, own_cert_file);
+        curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(curl, CURLOPT_SSLKEY, own_key_file);
+        curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+    }
     return curl;
 }
 
@@ -127,6 +137,10 @@ static int transfer_error(CURLcode res, const char *url, const char *errbuf)
                                url, message);
     case CURLE_SSL_CACERT_BADFILE:
         return agent_error_set(PKGSTORE_ENET, "%s: cannot use server.ca_file: %s", url, message);
+    case CURLE_SSL_CERTPROBLEM:
+        return agent_error_set(PKGSTORE_ENET,
+                               "%s: cannot use server.client_cert and server.client_key: %s", url,
+                               message);
     default:
         return agent_error_set(PKGSTORE_ENET, "%s: %s", url, message);
     }

@@ -282,12 +282,14 @@ int main(int argc, char **argv)
         {"token-file", required_argument, NULL, 't'},
         {"node", required_argument, NULL, 'n'},
         {"ca-file", required_argument, NULL, 'c'},
+        {"client-cert", required_argument, NULL, 'C'},
+        {"client-key", required_argument, NULL, 'K'},
         {"timeout", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *token_file = NULL, *ca_file = NULL;
+    const char *token_file = NULL, *ca_file = NULL, *client_cert = NULL, *client_key = NULL;
     double timeout_s = 30;
     int opt;
     opterr = 0;
@@ -302,6 +304,12 @@ int main(int argc, char **argv)
         case 'c':
             ca_file = optarg;
             break;
+        case 'C':
+            client_cert = optarg;
+            break;
+        case 'K':
+            client_key = optarg;
+            break;
         case 'T': {
             char *end;
             timeout_s = strtod(optarg, &end);
@@ -314,8 +322,8 @@ int main(int argc, char **argv)
                    pkgstore_library_version());
             return 0;
         case 'h':
-            printf("usage: " HELPER_NAME " [--token-file F] [--node ID] [--ca-file F] [--timeout S]"
-                   " COMMAND ARGS...\n"
+            printf("usage: " HELPER_NAME " [--token-file F] [--node ID] [--ca-file F]\n"
+                   "       [--client-cert F --client-key F] [--timeout S] COMMAND ARGS...\n"
                    "The worker process of pkgstore-agent(8); not meant to be run by hand.\n"
                    "See pkgstore-agent-helper(8).\n");
             return 0;
@@ -346,7 +354,7 @@ int main(int argc, char **argv)
     reply = json_object();
     int http = !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download");
     int status;
-    if (http && helper_http_init(ca_file) < 0)
+    if (http && helper_http_init(ca_file, client_cert, client_key) < 0)
         status = fail(PKGSTORE_ENET, agent_error());
     else
         status = run(cmd, argv + optind + 1, token, timeout_s);

@@ -19,6 +19,7 @@ static atomic_uint_fast64_t bytes_served;
 static atomic_uint_fast64_t uploads_ok, uploads_failed, upload_bytes;
 static atomic_uint_fast64_t heartbeats;
 static atomic_uint_fast64_t node_mismatches;
+static atomic_uint_fast64_t client_certificates_refused;
 static time_t started_at;
 
 static const char *const route_labels[ROUTE_COUNT] = {
@@ -77,6 +78,11 @@ void metrics_heartbeat(void)
 void metrics_node_mismatch(void)
 {
     atomic_fetch_add_explicit(&node_mismatches, 1, memory_order_relaxed);
+}
+
+void metrics_client_certificate_refused(void)
+{
+    atomic_fetch_add_explicit(&client_certificates_refused, 1, memory_order_relaxed);
 }
 
 typedef struct text_buf {
@@ -188,6 +194,12 @@ char *metrics_render(size_t *len_out)
               (unsigned long long)atomic_load(&heartbeats),
               (unsigned long long)atomic_load(&node_mismatches),
               (long)atomic_load(&g_server.in_flight));
+    tb_printf(&tb,
+              "# HELP pkgstored_client_certificates_refused_total Requests without a token "
+              "whose client certificate did not verify or names a node without a credential.\n"
+              "# TYPE pkgstored_client_certificates_refused_total counter\n"
+              "pkgstored_client_certificates_refused_total %llu\n",
+              (unsigned long long)atomic_load(&client_certificates_refused));
     tb_printf(&tb, "# HELP pkgstored_connections_open Client connections open now.\n"
                    "# TYPE pkgstored_connections_open gauge\n"
                    "pkgstored_connections_open %ld\n"

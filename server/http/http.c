@@ -536,6 +536,35 @@ static uint64_t credential_hash(const char *token, size_t len)
     return hash;
 }
 
+/* A node's client certificate (tls.c verifies it against --tls-client-ca)
+ * stands for the newest credential issued for its node: the credential
+ * holds the node's pinned labels, and revoking it shuts the certificate
+ * out too. 1: req->role is ROLE_NODE; 0: no certificate; -1: refused,
+ * with the reason in why. */
+static int client_certificate(struct MHD_Connection *conn, request *req, char *why,
+                              size_t why_size)
+{
+    char node[256], detail[512];
+    int verified = tls_client_node(conn, node, sizeof node, detail, sizeof detail);
+    if (verified < 0) {
+        snprintf(why, why_size, "client certificate refused: %s", detail);
+        return -1;
+    }
+    if (verified == 0)
+        return 0;
+    if (!(req->node = credentials_for_node(node))) {
+        snprintf(why, why_size,
+                 "client certificate for node %s: no credential is issued for that node "
+                 "(pkgstore-token issue --node %s), or it was revoked",
+                 node, node);
+        return -1;
+    }
+    req->role = ROLE_NODE;
+    /* the new-node rate is counted per credential, as for its token */
+    req->credential = credential_hash(credentials_id(req->node), strlen(credentials_id(req->node)));
+    return 1;
+}
+
 /* Content-Length and Transfer-Encoding, read from every header line: a
  * request that frames its body two ways is refused (RFC 9112 6.3), since a
  * proxy in front may pick the other framing and smuggle a request past it.
@@ -637,21 +666,32 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
         size_t token_len = 0;
         const char *token = http_bearer_token(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), &token_len);
-        if (!token) {
-            req->extra_header_name = "WWW-Authenticate";
-            req->extra_header_value = "Bearer realm=\"pkgstored\"";
-            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
-                                 "missing 'Authorization: Bearer <token>'");
-        }
-        req->role = tokens_check(g_server.tokens, token, token_len);
-        req->credential = credential_hash(token, token_len);
-        if (req->role == ROLE_NONE && (req->node = credentials_check(token, token_len)))
-            req->role = ROLE_NODE;
-        if (req->role == ROLE_NONE) {
-            req->extra_header_name = "WWW-Authenticate";
-            req->extra_header_value = "Bearer realm=\"pkgstored\", error=\"invalid_token\"";
-            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
-                                 "unknown token");
+        if (token) {
+            req->role = tokens_check(g_server.tokens, token, token_len);
+            req->credential = credential_hash(token, token_len);
+            if (req->role == ROLE_NONE && (req->node = credentials_check(token, token_len)))
+                req->role = ROLE_NODE;
+            if (req->role == ROLE_NONE) {
+                req->extra_header_name = "WWW-Authenticate";
+                req->extra_header_value = "Bearer realm=\"pkgstored\", error=\"invalid_token\"";
+                return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
+                                     "unknown token");
+            }
+        } else {
+            /* No token: a client certificate may name the node (mutual
+             * TLS, --tls-client-ca); it speaks with that node's credential. */
+            char why[700];
+            int by_certificate = client_certificate(conn, req, why, sizeof why);
+            if (by_certificate <= 0) {
+                req->extra_header_name = "WWW-Authenticate";
+                req->extra_header_value = "Bearer realm=\"pkgstored\"";
+                if (by_certificate < 0)
+                    metrics_client_certificate_refused();
+                return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED, "%s",
+                                     by_certificate < 0
+                                         ? why
+                                         : "missing 'Authorization: Bearer <token>'");
+            }
         }
         if (!role_allowed(req->route, method_flag, req->role))
             return respond_error(conn, req, MHD_HTTP_FORBIDDEN, PKGSTORE_EDENIED,

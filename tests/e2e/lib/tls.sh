@@ -5,6 +5,9 @@
 #   tls_cert DIR CA NAME SAN [expired]   DIR/NAME.pem and .key signed by CA,
 #                                        subjectAltName SAN ("IP:127.0.0.1");
 #                                        "expired": valid 2020-01-01 to 01-02
+#   tls_client_cert DIR CA NAME [expired]  a client certificate (CN=NAME,
+#                                        extendedKeyUsage clientAuth) for
+#                                        mutual TLS
 
 tls_ca() {
     local dir=$1 name=$2
@@ -18,7 +21,7 @@ tls_cert() {
     local dir=$1 ca=$2 name=$3 san=$4 when=${5:-}
     openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/$name.key" \
         -out "$dir/$name.csr" -subj "/CN=$name" 2>/dev/null || return 1
-    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$san" \
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=%s\n' "$san" "${TLS_EKU:-serverAuth}" \
         > "$dir/$name.ext"
     if [ "$when" = expired ]; then
         # openssl x509 cannot set a start date: openssl ca can
@@ -48,4 +51,8 @@ CNF
         openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.pem" -CAkey "$dir/$ca.key" \
             -CAcreateserial -out "$dir/$name.pem" -days 30 -extfile "$dir/$name.ext" 2>/dev/null
     fi
+}
+
+tls_client_cert() {
+    TLS_EKU=clientAuth tls_cert "$1" "$2" "$3" "DNS:$3" "${4:-}"
 }
