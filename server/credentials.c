@@ -63,8 +63,10 @@ static struct {
      * certificate's node (credentials_for_node); NULL when it could not be
      * allocated, and then that lookup scans items */
     node_credential **by_node;
+    size_t lines;  /* change lines in the file's journal */
+    int exists;    /* the file exists (else the first change writes it whole) */
     char path[4200];
-} g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, NULL, ""};
+} g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, NULL, 0, 0, ""};
 
 static int cmp_listed(const void *a, const void *b);
 
@@ -77,6 +79,49 @@ static void index_by_node(void)
         memcpy(g_creds.by_node, g_creds.items, g_creds.count * sizeof *g_creds.by_node);
         qsort(g_creds.by_node, g_creds.count, sizeof *g_creds.by_node, cmp_listed);
     }
+}
+
+/* Where cred goes in by_node (or is): the first entry not before it. */
+static size_t by_node_position(const node_credential *cred)
+{
+    size_t low = 0, high = g_creds.count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (cmp_listed(&g_creds.by_node[mid], &cred) < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+/* Add cred to by_node, before count grows; under the write lock. */
+static void by_node_insert(node_credential *cred)
+{
+    if (!g_creds.by_node)
+        return;
+    node_credential **grown =
+        realloc(g_creds.by_node, (g_creds.count + 1) * sizeof *g_creds.by_node);
+    if (!grown) {
+        free(g_creds.by_node); /* lookups scan instead */
+        g_creds.by_node = NULL;
+        return;
+    }
+    g_creds.by_node = grown;
+    size_t at = by_node_position(cred);
+    memmove(grown + at + 1, grown + at, (g_creds.count - at) * sizeof *grown);
+    grown[at] = cred;
+}
+
+/* Drop cred from by_node, before count shrinks; under the write lock. */
+static void by_node_remove(const node_credential *cred)
+{
+    if (!g_creds.by_node)
+        return;
+    size_t at = by_node_position(cred);
+    if (at < g_creds.count && g_creds.by_node[at] == cred)
+        memmove(g_creds.by_node + at, g_creds.by_node + at + 1,
+                (g_creds.count - at - 1) * sizeof *g_creds.by_node);
 }
 
 static void credential_release(node_credential *cred)
@@ -207,138 +252,402 @@ static json_t *credential_record(const node_credential *cred, int with_hash)
 
 /* ---------------------------------------------------------------- the file */
 
-/* Write items to the file: a temporary file beside it, fsync, rename, fsync
- * of the directory. */
-static int save(node_credential *const *items, size_t count, char *err, size_t err_size)
-{
-    json_t *list = json_array();
-    json_t *doc = json_pack("{s:i, s:o}", "version", 1, "credentials", list);
-    char *text = NULL, tmp[4300], dir_buf[4200];
-    int fd = -1, error = -1, made = 0;
+/*
+ * The file is a journal, so that issuing or revoking one credential among
+ * 100,000 writes one line, not the whole set: the first line is
+ * {"version":2}, then one change per line, {"issue":RECORD} or
+ * {"revoke":"sha256:..."}, each appended and fsynced before the admin is
+ * answered. When the lines outnumber twice the live credentials (plus a
+ * margin), the set is written whole again (snapshot(): a temporary file,
+ * fsync, rename, fsync of the directory), which also happens at start for
+ * a version 1 file (one JSON document, as earlier servers wrote it) or a
+ * last line torn by a crash in the middle of an append.
+ */
+#define JOURNAL_SLACK 1024u
 
-    for (size_t i = 0; doc && i < count; i++) {
-        if (json_array_append_new(list, credential_record(items[i], 1)) < 0)
-            goto out;
-    }
-    if (!doc || !(text = json_dumps(doc, JSON_INDENT(1))))
-        goto nomem;
+/* Write items to the file as a fresh journal: header and one issue line
+ * each. */
+static int snapshot(node_credential *const *items, size_t count, char *err, size_t err_size)
+{
+    char tmp[4300], dir_buf[4200];
+    int error = -1, made = 0;
+    FILE *file = NULL;
+
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", g_creds.path);
-    if ((fd = mkstemp(tmp)) < 0) {
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
         snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
-        goto out;
+        return -1;
     }
     made = 1;
-    size_t len = strlen(text), done = 0;
-    while (done < len) {
-        ssize_t n = write(fd, text + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
+    if (!(file = fdopen(fd, "w"))) {
+        close(fd);
+        goto io;
+    }
+    fputs("{\"version\":2}\n", file);
+    for (size_t i = 0; i < count; i++) {
+        json_t *line = json_pack("{s:o}", "issue", credential_record(items[i], 1));
+        if (!line || json_dumpf(line, file, JSON_COMPACT) < 0) {
+            json_decref(line);
             goto io;
-        done += (size_t)n;
+        }
+        json_decref(line);
+        fputc('\n', file);
     }
-    if (write(fd, "\n", 1) != 1 || fsync(fd) < 0)
+    if (fflush(file) != 0 || ferror(file) || fsync(fileno(file)) < 0)
         goto io;
-    if (close(fd) < 0) {
-        fd = -1;
+    int closed = fclose(file);
+    file = NULL;
+    if (closed != 0 || rename(tmp, g_creds.path) < 0)
         goto io;
-    }
-    fd = -1;
-    if (rename(tmp, g_creds.path) < 0)
-        goto io;
+    made = 0;
     snprintf(dir_buf, sizeof dir_buf, "%s", g_creds.path);
     int dir_fd = open(dirname(dir_buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd >= 0) {
         (void)fsync(dir_fd);
         close(dir_fd);
     }
-    made = 0; /* renamed */
+    g_creds.lines = count;
+    g_creds.exists = 1;
     error = 0;
     goto out;
 io:
-    snprintf(err, err_size, "%s: %s", g_creds.path, strerror(errno));
+    snprintf(err, err_size, "%s: %s", g_creds.path, strerror(errno ? errno : EIO));
+out:
+    if (file)
+        fclose(file);
+    if (made)
+        unlink(tmp);
+    return error;
+}
+
+/* Append one change (a line) and fsync it. A failed write is cut back off,
+ * so that the next line does not join a torn one. */
+static int append_line(json_t *line, char *err, size_t err_size)
+{
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (!text) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    size_t len = strlen(text);
+    text[len++] = '\n'; /* json_dumps()'s terminator becomes the newline */
+    int fd = open(g_creds.path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    struct stat st;
+    int error = -1;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        goto io;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto cut;
+        done += (size_t)n;
+    }
+    if (fsync(fd) < 0)
+        goto cut;
+    g_creds.lines++;
+    error = 0;
     goto out;
-nomem:
-    snprintf(err, err_size, "out of memory");
+cut: {
+    int saved = errno;
+    (void)ftruncate(fd, st.st_size);
+    errno = saved;
+}
+io:
+    snprintf(err, err_size, "%s: %s", g_creds.path, strerror(errno));
 out:
     if (fd >= 0)
         close(fd);
-    if (made)
-        unlink(tmp);
     free(text);
-    json_decref(doc);
     return error;
+}
+
+/* Make one change durable: line appended to the journal, or, while there
+ * is no file yet, items (the set after the change) written whole. */
+static int record_change(json_t *line, node_credential *const *items, size_t count, char *err,
+                         size_t err_size)
+{
+    if (!g_creds.exists) {
+        json_decref(line);
+        return snapshot(items, count, err, err_size);
+    }
+    return append_line(line, err, err_size);
+}
+
+/* After a change: write the set whole when the journal has grown past
+ * twice the set. A failure leaves the journal, which is still whole. */
+static void maybe_compact(node_credential *const *items, size_t count)
+{
+    char err[300];
+    if (g_creds.lines <= 2 * count + JOURNAL_SLACK)
+        return;
+    if (snapshot(items, count, err, sizeof err) < 0)
+        log_msg(LOG_WARN, "node credentials: could not compact the file; it stays as it is",
+                "detail=%s", err);
+}
+
+/* One issue record (in either version of the file) into a credential. */
+static node_credential *record_credential(json_t *record, const char *path, const char *where,
+                                          char *err, size_t err_size)
+{
+    const char *node = json_string_value(json_object_get(record, "node"));
+    const char *digest = json_string_value(json_object_get(record, "sha256"));
+    const char *created = json_string_value(json_object_get(record, "created"));
+    pkgstore_digest hash;
+    struct tm tm = {0};
+    char detail[300];
+    if (!node || !digest || !created || pkgstore_digest_parse(&hash, digest) < 0 ||
+        !strptime(created, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+        snprintf(err, err_size, "%s: %s: node, sha256 or created missing or malformed", path,
+                 where);
+        return NULL;
+    }
+    node_credential *cred =
+        credential_from(node, json_object_get(record, "labels"),
+                        json_object_get(record, "self_labels"), (int64_t)timegm(&tm), &hash,
+                        detail, sizeof detail);
+    if (!cred)
+        snprintf(err, err_size, "%s: %s: %s", path, where, detail);
+    return cred;
+}
+
+/* The whole file (free()); NULL with the reason in err. */
+static char *read_whole(const char *path, size_t *len_out, char *err, size_t err_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *text = NULL;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        goto io;
+    if (!(text = malloc((size_t)st.st_size + 1))) {
+        close(fd);
+        snprintf(err, err_size, "%s: out of memory", path);
+        return NULL;
+    }
+    size_t done = 0;
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, text + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto io;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    close(fd);
+    text[done] = '\0';
+    *len_out = done;
+    return text;
+io:
+    snprintf(err, err_size, "%s: cannot read: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    return NULL;
+}
+
+typedef struct load_state {
+    node_credential **items;
+    size_t count, cap;
+    pkgstore_digest *revoked;
+    size_t nrevoked, revoked_cap;
+} load_state;
+
+static int push_item(load_state *st, node_credential *cred)
+{
+    if (st->count == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 64;
+        node_credential **grown = realloc(st->items, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        st->items = grown;
+        st->cap = cap;
+    }
+    st->items[st->count++] = cred;
+    return 0;
+}
+
+static int push_revoked(load_state *st, const pkgstore_digest *hash)
+{
+    if (st->nrevoked == st->revoked_cap) {
+        size_t cap = st->revoked_cap ? st->revoked_cap * 2 : 16;
+        pkgstore_digest *grown = realloc(st->revoked, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        st->revoked = grown;
+        st->revoked_cap = cap;
+    }
+    st->revoked[st->nrevoked++] = *hash;
+    return 0;
+}
+
+static int cmp_digest(const void *a, const void *b)
+{
+    return cmp_hash(a, b);
+}
+
+/* A version 1 file: {"version":1,"credentials":[RECORD...]}. */
+static int load_v1(load_state *st, const char *text, size_t len, const char *path, char *err,
+                   size_t err_size)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *list = json_object_get(doc, "credentials");
+    json_t *version = json_object_get(doc, "version");
+    if (!doc) {
+        snprintf(err, err_size, "%s: line %d: %s", path, jerr.line, jerr.text);
+        return -1;
+    }
+    if (!json_is_integer(version) || json_integer_value(version) != 1 || !json_is_array(list)) {
+        snprintf(err, err_size, "%s: not a credentials file (version 1 or 2)", path);
+        json_decref(doc);
+        return -1;
+    }
+    size_t i;
+    json_t *record;
+    json_array_foreach(list, i, record) {
+        char where[40];
+        snprintf(where, sizeof where, "credentials[%zu]", i);
+        node_credential *cred = record_credential(record, path, where, err, err_size);
+        if (cred && push_item(st, cred) < 0) {
+            credential_release(cred);
+            cred = NULL;
+            snprintf(err, err_size, "out of memory");
+        }
+        if (!cred) {
+            json_decref(doc);
+            return -1;
+        }
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* A version 2 journal; *torn is set when its last line was cut short (a
+ * crash while appending), which is then ignored. */
+static int load_v2(load_state *st, const char *text, size_t len, const char *path, int *torn,
+                   char *err, size_t err_size)
+{
+    size_t lineno = 1;
+    const char *p = memchr(text, '\n', len);
+    p = p ? p + 1 : text + len; /* after the header */
+    while (p < text + len) {
+        lineno++;
+        const char *end = memchr(p, '\n', (size_t)(text + len - p));
+        int last = !end;
+        if (!end)
+            end = text + len;
+        json_error_t jerr;
+        json_t *line = json_loadb(p, (size_t)(end - p), JSON_REJECT_DUPLICATES, &jerr);
+        json_t *issue = json_object_get(line, "issue");
+        const char *revoke = json_string_value(json_object_get(line, "revoke"));
+        pkgstore_digest hash;
+        if (!line && last) {
+            *torn = 1; /* the append that a crash cut: never answered */
+            break;
+        }
+        if (json_is_object(issue) && json_object_size(line) == 1) {
+            char where[40];
+            snprintf(where, sizeof where, "line %zu", lineno);
+            node_credential *cred = record_credential(issue, path, where, err, err_size);
+            if (!cred || push_item(st, cred) < 0) {
+                if (cred)
+                    snprintf(err, err_size, "out of memory");
+                credential_release(cred);
+                json_decref(line);
+                return -1;
+            }
+        } else if (revoke && json_object_size(line) == 1 &&
+                   pkgstore_digest_parse(&hash, revoke) == 0) {
+            if (push_revoked(st, &hash) < 0) {
+                snprintf(err, err_size, "out of memory");
+                json_decref(line);
+                return -1;
+            }
+        } else {
+            snprintf(err, err_size, "%s: line %zu: %s", path, lineno,
+                     line ? "neither {\"issue\":{...}} nor {\"revoke\":\"sha256:...\"}"
+                          : jerr.text);
+            json_decref(line);
+            return -1;
+        }
+        json_decref(line);
+        p = end + 1;
+    }
+    g_creds.lines = lineno - 1 - (*torn ? 1 : 0);
+    return 0;
 }
 
 int credentials_load(const char *path, size_t *count_out, char *err, size_t err_size)
 {
     *count_out = 0;
     snprintf(g_creds.path, sizeof g_creds.path, "%s", path);
+    g_creds.lines = 0;
     int state = tokens_file_private(path, err, err_size);
     if (state == 1)
         return 0; /* created on the first issue */
     if (state < 0)
         return -1;
-    json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc) {
-        snprintf(err, err_size, "%s: line %d: %s", path, jerr.line, jerr.text);
+    g_creds.exists = 1;
+    size_t len = 0;
+    char *text = read_whole(path, &len, err, err_size);
+    if (!text)
         return -1;
-    }
-    json_t *list = json_object_get(doc, "credentials");
-    json_t *version = json_object_get(doc, "version");
-    if (!json_is_integer(version) || json_integer_value(version) != 1 || !json_is_array(list)) {
-        snprintf(err, err_size, "%s: not a version 1 credentials file", path);
-        json_decref(doc);
-        return -1;
-    }
-    size_t n = json_array_size(list), i;
-    node_credential **items = calloc(n ? n : 1, sizeof *items);
-    json_t *record;
-    int error = 0;
-    if (!items) {
-        snprintf(err, err_size, "out of memory");
-        json_decref(doc);
-        return -1;
-    }
-    json_array_foreach(list, i, record) {
-        const char *node = json_string_value(json_object_get(record, "node"));
-        const char *digest = json_string_value(json_object_get(record, "sha256"));
-        const char *created = json_string_value(json_object_get(record, "created"));
-        pkgstore_digest hash;
-        struct tm tm = {0};
-        char detail[300];
-        if (!node || !digest || !created || pkgstore_digest_parse(&hash, digest) < 0 ||
-            !strptime(created, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
-            snprintf(err, err_size, "%s: credentials[%zu]: node, sha256 or created missing or "
-                     "malformed", path, i);
-            error = -1;
-            break;
+    load_state st = {0};
+    int torn = 0, version = 1, error;
+    /* the first line says which version */
+    const char *nl = memchr(text, '\n', len);
+    json_t *header = json_loadb(text, nl ? (size_t)(nl - text) : len, 0, NULL);
+    if (json_is_object(header) && json_object_size(header) == 1 &&
+        json_integer_value(json_object_get(header, "version")) == 2)
+        version = 2;
+    json_decref(header);
+    error = version == 2 ? load_v2(&st, text, len, path, &torn, err, err_size)
+                         : load_v1(&st, text, len, path, err, err_size);
+    free(text);
+    if (error == 0 && st.nrevoked) { /* drop what a later line revoked */
+        qsort(st.revoked, st.nrevoked, sizeof *st.revoked, cmp_digest);
+        size_t kept = 0;
+        for (size_t i = 0; i < st.count; i++) {
+            if (bsearch(&st.items[i]->hash, st.revoked, st.nrevoked, sizeof *st.revoked,
+                        cmp_digest))
+                credential_release(st.items[i]);
+            else
+                st.items[kept++] = st.items[i];
         }
-        items[i] = credential_from(node, json_object_get(record, "labels"),
-                                   json_object_get(record, "self_labels"), (int64_t)timegm(&tm),
-                                   &hash, detail, sizeof detail);
-        if (!items[i]) {
-            snprintf(err, err_size, "%s: credentials[%zu]: %s", path, i, detail);
+        st.count = kept;
+    }
+    free(st.revoked);
+    if (error == 0 && st.count)
+        qsort(st.items, st.count, sizeof *st.items, cmp_item);
+    for (size_t i = 1; error == 0 && i < st.count; i++) {
+        if (cmp_hash(&st.items[i - 1]->hash, &st.items[i]->hash) == 0) {
+            snprintf(err, err_size, "%s: credential %s issued twice", path, st.items[i]->id);
             error = -1;
-            break;
         }
     }
-    json_decref(doc);
+    if (error == 0 && (version == 1 || torn || g_creds.lines > 2 * st.count + JOURNAL_SLACK)) {
+        if (torn)
+            log_msg(LOG_WARN, "node credentials: the last line was cut short (a crash while "
+                              "it was written; never confirmed); it is dropped", "file=%s", path);
+        error = snapshot(st.items, st.count, err, err_size);
+    }
     if (error < 0) {
-        for (size_t j = 0; j < n; j++)
-            credential_release(items[j]);
-        free(items);
+        for (size_t i = 0; i < st.count; i++)
+            credential_release(st.items[i]);
+        free(st.items);
         return -1;
     }
-    if (n)
-        qsort(items, n, sizeof *items, cmp_item);
     pthread_rwlock_wrlock(&g_creds.lock);
-    g_creds.items = items;
-    g_creds.count = n;
+    g_creds.items = st.items;
+    g_creds.count = st.count;
     index_by_node();
     pthread_rwlock_unlock(&g_creds.lock);
-    *count_out = n;
+    *count_out = st.count;
     return 0;
 }
 
@@ -512,7 +821,8 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         grown[at] = cred;
         if (g_creds.count)
             memcpy(grown + at + 1, g_creds.items + at, (g_creds.count - at) * sizeof *grown);
-        if (save(grown, g_creds.count + 1, err, err_size) < 0)
+        if (record_change(json_pack("{s:o}", "issue", credential_record(cred, 1)), grown,
+                          g_creds.count + 1, err, err_size) < 0)
             error = PKGSTORE_EIO;
     }
     if (error == 0) {
@@ -520,9 +830,10 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         pthread_rwlock_wrlock(&g_creds.lock);
         free(g_creds.items);
         g_creds.items = grown;
+        by_node_insert(cred);
         g_creds.count++;
-        index_by_node();
         pthread_rwlock_unlock(&g_creds.lock);
+        maybe_compact(g_creds.items, g_creds.count);
         cred = NULL; /* now owned by the set */
         grown = NULL;
         snprintf(token_out, token_size, "%s", token);
@@ -566,7 +877,9 @@ int credentials_revoke(json_t **record_out, const char *id, char *err, size_t er
         if (i != at)
             kept[n++] = g_creds.items[i];
     }
-    if (save(kept, n, err, err_size) < 0) {
+    char digest[PKGSTORE_DIGEST_STR_SIZE];
+    pkgstore_digest_format(digest, &g_creds.items[at]->hash);
+    if (record_change(json_pack("{s:s}", "revoke", digest), kept, n, err, err_size) < 0) {
         free(kept);
         error = PKGSTORE_EIO;
         goto out;
@@ -576,9 +889,10 @@ int credentials_revoke(json_t **record_out, const char *id, char *err, size_t er
     pthread_rwlock_wrlock(&g_creds.lock);
     free(g_creds.items);
     g_creds.items = kept;
+    by_node_remove(gone);
     g_creds.count = n;
-    index_by_node();
     pthread_rwlock_unlock(&g_creds.lock);
+    maybe_compact(g_creds.items, g_creds.count);
     credential_release(gone); /* requests in flight keep their reference */
 out:
     pthread_mutex_unlock(&g_creds.write_lock);
