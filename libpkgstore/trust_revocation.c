@@ -222,3 +222,9 @@ size_t pkgstore_trust_revocation_signature_count(const pkgstore_trust_revocation
 {
     return rev ? rev->sigs.count : 0;
 }
+
+const char *pkgstore_trust_revocation_signature_keyid(const pkgstore_trust_revocation *rev,
+                                                      size_t i)
+{
+    return rev && i < rev->sigs.count ? rev->sigs.items[i].keyid : NULL;
+}

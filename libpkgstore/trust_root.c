@@ -369,3 +369,8 @@ size_t pkgstore_trust_root_signature_count(const pkgstore_trust_root *root)
 {
     return root ? root->sigs.count : 0;
 }
+
+const char *pkgstore_trust_root_signature_keyid(const pkgstore_trust_root *root, size_t i)
+{
+    return root && i < root->sigs.count ? root->sigs.items[i].keyid : NULL;
+}
