@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 73
+plan 79
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -37,6 +37,9 @@ is "$STATUS $(json '.trust | tojson')" '200 {"revocations":0,"root_version":null
     "before any root: the reply's trust is {revocations 0, root_version null}"
 req GET /v1/trust/root
 is "$STATUS $(error_code)" "404 NOTFOUND" "no root yet: 404 NOTFOUND"
+"$BIN/pkgstore-show" --server "$URL" --trust --json >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(jq -c '[.roots, .generation, .revocations]' "$TMP/show.out")" '0 [[],0,[]]' \
+    "pkgstore-show --server --trust before any root: none, generation 0"
 req_as "$AGENT" PUT /v1/trust/root --data-binary @"$TMP/root-1.json"
 is "$STATUS" 403 "the agent role may not PUT a root"
 req PUT /v1/trust/root --data-binary 'garbage{'
@@ -97,6 +100,21 @@ is "$STATUS $(json .generation)" "200 1" "the same revocation again: 200, genera
 req_as "$AGENT" GET /v1/trust/revocations
 is "$STATUS $(json .generation) $(json '.revocations[0].signed.reason')" "200 1 bad build" \
     "the agent role reads the revocations"
+"$BIN/pkgstore-show" --server "$URL" --trust --json >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(jq -c '[[.roots[] | .version, .threshold, .valid], .generation, [.revocations[] | .name, .version, .reason, (.signed_by | length), .valid]]' "$TMP/show.out")" \
+    '0 [[1,2,true,2,2,true],1,["otelcol","1.0.0","bad build",2,true]]' \
+    "pkgstore-show --server --trust: roots 1 and 2 (walked down from the newest), the revocation"
+is "$(jq -r '.roots[1].keys | map(.keyid) | join(" ")' "$TMP/show.out")" \
+    "$(jq -r '.signed.keys | map(.keyid) | join(" ")' "$TMP/root-2.json")" "... with root 2's key ids"
+PKGSTORE_TOKEN_FILE= PKGSTORE_TOKEN=$AGENT "$BIN/pkgstore-show" --server "$URL" --trust \
+    >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(grep -c '^ROOT [12] ' "$TMP/show.out") $(grep -c '^otelcol 1.0.0 .*signed to threshold by root 2' "$TMP/show.out")" \
+    "0 2 1" "... and as text with the agent's token"
+PKGSTORE_TOKEN_FILE= PKGSTORE_TOKEN=wrong "$BIN/pkgstore-show" --server "$URL" --trust \
+    >/dev/null 2>"$TMP/show.err"
+is "$?" 3 "pkgstore-show --server with a wrong token: exit 3"
+grep -q '/v1/trust/root: .*401' "$TMP/show.err"
+ok $? "... naming the route and the status ($(head -c 100 "$TMP/show.err"))"
 
 # ---------------------------------------------------------------- signatures
 "$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --platform linux/amd64 "$TMP/otelcol-1" >/dev/null
