@@ -137,9 +137,10 @@ void trust_summary(uint64_t *root_version, uint64_t *generation);
 int trust_root_get(char **out, size_t *len_out, uint64_t version);
 /* Add a root (first: self-signed; then a valid rotation of the newest):
  * PKGSTORE_EINVALID and the parsers' codes, PKGSTORE_ECONFLICT, EIO, ENOSPC,
- * with the reason in err. */
-int trust_root_put(uint64_t *version_out, const char *body, size_t len, char *err,
-                   size_t err_size);
+ * with the reason in err. *untrusted_out is 1 when the ECONFLICT is a
+ * root whose signatures do not count (not a valid rotation), else 0. */
+int trust_root_put(uint64_t *version_out, int *untrusted_out, const char *body, size_t len,
+                   char *err, size_t err_size);
 /* Add a revocation (signed to threshold by the newest root, if any):
  * *record_out {"name","version","generation"}, *changed_out 0 when the same
  * statement was held. PKGSTORE_EDENIED, ECONFLICT (older than the one held),
@@ -194,6 +195,25 @@ void metrics_upload(int ok, uint64_t bytes);
 void metrics_heartbeat(void);
 /* A node credential spoke for another node (403). */
 void metrics_node_mismatch(void);
+/* Trust documents refused on PUT (api/trust.c), by document and reason
+ * class (docs/api.md, "GET /metrics"). */
+enum trust_document { TRUST_DOC_ROOT, TRUST_DOC_REVOCATION, TRUST_DOC_SIGNATURE, TRUST_DOC_COUNT };
+enum trust_refusal {
+    TRUST_REFUSED_MALFORMED, /* not a document of that kind, not canonical, too large */
+    TRUST_REFUSED_UNTRUSTED, /* its signatures do not reach the threshold (a rotation too) */
+    TRUST_REFUSED_CONFLICT,  /* version held or older; another manifest than the version's */
+    TRUST_REFUSED_NOT_FOUND, /* a signature for a version that does not exist */
+    TRUST_REFUSED_ERROR,     /* the server's own failure: disk, memory, lock */
+    TRUST_REFUSED_COUNT
+};
+/* The class of a refusal's error code (an untrusted root is ECONFLICT
+ * over HTTP: trust_root_put() tells that one apart). */
+enum trust_refusal trust_refusal_of(int error);
+void metrics_trust_refused(enum trust_document document, enum trust_refusal reason);
+/* --require-signatures refused a policy (version not signed to threshold)
+ * or an upload (to a version a policy targets). */
+enum unsigned_refusal { UNSIGNED_REFUSED_POLICY, UNSIGNED_REFUSED_UPLOAD, UNSIGNED_REFUSED_COUNT };
+void metrics_unsigned_refused(enum unsigned_refusal what);
 /* Walk (policy, status, count) for the node gauges (api/agents.c). */
 void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),

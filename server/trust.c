@@ -158,8 +158,8 @@ static const pkgstore_trust_root *enforcing_root(void)
 
 /* Check body as a root the server may add (see trust.h's rules); on
  * success *root_out and *version_out. Called with the lock held. */
-static int root_check(pkgstore_trust_root **root_out, const char *body, size_t len, char *err,
-                      size_t err_size)
+static int root_check(pkgstore_trust_root **root_out, int *untrusted_out, const char *body,
+                      size_t len, char *err, size_t err_size)
 {
     pkgstore_trust_root *root = NULL;
     char *canonical = NULL;
@@ -221,6 +221,7 @@ static int root_check(pkgstore_trust_root **root_out, const char *body, size_t l
         snprintf(err, err_size, "root.json version %" PRIu64 ": %s", version,
                  pkgstore_error_detail());
         error = PKGSTORE_ECONFLICT; /* the contract: a refused rotation is 409 */
+        *untrusted_out = 1;
         goto fail;
     }
     pkgstore_free(canonical);
@@ -232,13 +233,14 @@ fail:
     return error;
 }
 
-int trust_root_put(uint64_t *version_out, const char *body, size_t len, char *err,
-                   size_t err_size)
+int trust_root_put(uint64_t *version_out, int *untrusted_out, const char *body, size_t len,
+                   char *err, size_t err_size)
 {
     pkgstore_trust_root *root = NULL;
     char *text = NULL, name[64];
+    *untrusted_out = 0;
     pthread_mutex_lock(&g_trust.lock);
-    int error = root_check(&root, body, len, err, err_size);
+    int error = root_check(&root, untrusted_out, body, len, err, err_size);
     if (error < 0)
         goto out;
     uint64_t version = pkgstore_trust_root_version(root);

@@ -139,12 +139,14 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
         int targeted = trust_version_targeted(policy, sizeof policy, req->seg[2], req->seg[3]);
         if (targeted < 0)
             return respond_pkgstore_error_text(conn, req, targeted, "policies", policy);
-        if (targeted)
+        if (targeted) {
+            metrics_unsigned_refused(UNSIGNED_REFUSED_UPLOAD);
             return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
                                  "%s %s is targeted by policy %s: a new artifact would change "
                                  "its manifest and drop its signatures (--require-signatures); "
                                  "push and sign a new version, then move the policy",
                                  req->seg[2], req->seg[3], policy);
+        }
     }
 
     int error = upload_open_writer(req);

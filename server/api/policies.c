@@ -98,6 +98,8 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
         int refused = trust_check_signed(pkgstore_policy_package(policy),
                                          pkgstore_policy_version(policy), why, sizeof why);
         if (refused < 0) {
+            if (refused == PKGSTORE_ECONFLICT)
+                metrics_unsigned_refused(UNSIGNED_REFUSED_POLICY);
             pkgstore_policy_free(policy);
             return respond_error(conn, req, http_status_for_error(refused), refused,
                                  "policy %s: %s", req->seg[2], why);

@@ -72,13 +72,19 @@ enum MHD_Result trust_root_get_route(struct MHD_Connection *conn, request *req)
 enum MHD_Result trust_root_put_route(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (body_present(conn, req, "a signed root.json", &result) < 0)
+    if (body_present(conn, req, "a signed root.json", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_ROOT, TRUST_REFUSED_MALFORMED);
         return result;
+    }
     char err[2048];
     uint64_t version = 0;
-    int error = trust_root_put(&version, req->json, req->json_len, err, sizeof err);
-    if (error < 0)
+    int untrusted = 0;
+    int error = trust_root_put(&version, &untrusted, req->json, req->json_len, err, sizeof err);
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_ROOT,
+                              untrusted ? TRUST_REFUSED_UNTRUSTED : trust_refusal_of(error));
         return respond_trust_error(conn, req, error, err);
+    }
     log_msg(LOG_INFO, "root of trust added", "version=%" PRIu64, version);
     return respond_json(conn, req, MHD_HTTP_CREATED,
                         json_pack("{s:I}", "version", (json_int_t)version));
@@ -96,14 +102,18 @@ enum MHD_Result trust_revocations_get_route(struct MHD_Connection *conn, request
 enum MHD_Result trust_revocation_put_route(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (body_present(conn, req, "a signed revocation", &result) < 0)
+    if (body_present(conn, req, "a signed revocation", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_REVOCATION, TRUST_REFUSED_MALFORMED);
         return result;
+    }
     char err[2048];
     json_t *record = NULL;
     int changed = 0;
     int error = trust_revocation_put(&record, &changed, req->json, req->json_len, err, sizeof err);
-    if (error < 0)
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_REVOCATION, trust_refusal_of(error));
         return respond_trust_error(conn, req, error, err);
+    }
     if (!record)
         return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
                              "revocation: out of memory");
@@ -137,15 +147,18 @@ static int check_name_version(struct MHD_Connection *conn, request *req, enum MH
 enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, &result) < 0)
+    if (check_name_version(conn, req, &result) < 0 ||
+        body_present(conn, req, "a signature envelope", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_SIGNATURE, TRUST_REFUSED_MALFORMED);
         return result;
-    if (body_present(conn, req, "a signature envelope", &result) < 0)
-        return result;
+    }
     pkgstore_digest envelope_digest;
     int error = pkgstore_trust_signature_add(&envelope_digest, g_server.store, req->seg[2],
                                              req->seg[3], req->json, req->json_len);
-    if (error < 0)
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_SIGNATURE, trust_refusal_of(error));
         return respond_pkgstore_error(conn, req, error, "signature");
+    }
     pkgstore_trust_envelope *env = NULL;
     if (pkgstore_trust_envelope_parse(&env, req->json, req->json_len) < 0)
         return respond_pkgstore_error(conn, req, PKGSTORE_EINTERNAL, "signature");

@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 79
+plan 84
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -143,6 +143,21 @@ is "$STATUS $(json .manifest)" "201 $MANIFEST" "an envelope for the version's ma
 req PUT /v1/packages/otelcol/1.0.0/signatures --data-binary @"$SIG_B"
 is "$STATUS" 200 "the same envelope again: 200"
 
+# ---------------------------------------------------------------- /metrics
+# every refusal above that reached a route, by class (the agent's 403s
+# are the roles', counted only in pkgstored_requests_total)
+metric() { printf '%s\n' "$BODY" | awk -v k="$1" '$1 == k {print $2}'; }
+trust_refused() { metric "pkgstored_trust_refused_total{document=\"$1\",reason=\"$2\"}"; }
+req GET /metrics
+is "$(trust_refused root malformed) $(trust_refused root untrusted) $(trust_refused root conflict) $(trust_refused root error)" \
+    "3 2 1 0" "/metrics: roots refused: 3 malformed, 2 untrusted (hand-edited, weak rotation), 1 conflict"
+is "$(trust_refused revocation malformed) $(trust_refused revocation untrusted) $(trust_refused revocation conflict)" \
+    "2 1 0" "/metrics: revocations refused: 2 malformed, 1 untrusted"
+is "$(trust_refused signature malformed) $(trust_refused signature not_found) $(trust_refused signature conflict)" \
+    "3 1 0" "/metrics: signatures refused: 3 malformed, 1 for a version that does not exist"
+is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkgstored_unsigned_refused_total{request="upload"}')" \
+    "0 0" "/metrics: nothing refused by --require-signatures (not given)"
+
 # ---------------------------------------------------------------- offers
 hb() { req_as "$AGENT" POST /v1/agents/heartbeat -d '{"node_id":"edge-1","labels":{"env":"test"},"platform":"linux/amd64","packages":[{"name":"otelcol","type":"primary","version":"0.1.0","status":"Upgraded"}]}'; }
 "$BIN/pkgstore-policy" set p1 --selector env=test --package otelcol --version 1.0.0 >/dev/null 2>&1
@@ -232,6 +247,9 @@ grep -q 'targeted by policy p1' "$TMP/push.err"
 ok $? "... saying which policy and why ($(cut -c1-90 "$TMP/push.err"))"
 req GET /v1/packages/otelcol/2.0.0/signatures
 is "$(json '.signatures | length')" 2 "... and its signatures are untouched"
+req GET /metrics
+is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkgstored_unsigned_refused_total{request="upload"}')" \
+    "2 1" "/metrics: --require-signatures refused 2 policies (unsigned, then below threshold) and 1 upload"
 
 stop_server
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --require-signatures \
