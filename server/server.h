@@ -151,6 +151,13 @@ int trust_revocation_put(json_t **record_out, int *changed_out, const char *body
 json_t *trust_revocations_json(void);
 /* --require-signatures given? */
 int trust_require_signatures(void);
+/* With --require-signatures: a policy PUT takes trust_policy_lock() from
+ * trust_check_signed() to its write, an upload trust_upload_lock() from
+ * its trust_version_targeted() to its registry write; each ends with
+ * trust_signed_unlock(). No-ops without --require-signatures. */
+void trust_policy_lock(void);
+void trust_upload_lock(void);
+void trust_signed_unlock(void);
 /* 0 when name version is signed to threshold by the enforcing root (the
  * pinned root, moved along valid rotations); else PKGSTORE_ECONFLICT (or
  * the registry's error, e.g. ENOTFOUND) with the reason in err. */

@@ -417,6 +417,35 @@ int trust_require_signatures(void)
     return g_trust.require;
 }
 
+/* Under --require-signatures a policy may name a version only while the
+ * version's manifest is signed, and an upload may change a manifest only
+ * while no policy names the version. Each is a check followed by a write
+ * in another transaction (the library offers no hook inside its own), so
+ * the two exclude each other here: a policy PUT holds this lock
+ * exclusively from its signature check to its write, an upload holds it
+ * shared from its "targeted?" check to its registry write (uploads do not
+ * exclude each other). Writers outside this process are not covered
+ * (docs/trust.md). */
+static pthread_rwlock_t g_signed_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void trust_policy_lock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_wrlock(&g_signed_lock);
+}
+
+void trust_upload_lock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_rdlock(&g_signed_lock);
+}
+
+void trust_signed_unlock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_unlock(&g_signed_lock);
+}
+
 int trust_check_signed(const char *name, const char *version, char *err, size_t err_size)
 {
     pkgstore_manifest *manifest = NULL;

@@ -72,6 +72,31 @@ static int entrypoint_unsafe(const char *entrypoint, const char *format)
     }
 }
 
+/* Under --require-signatures, 0 when no policy targets name version, else
+ * PKGSTORE_ECONFLICT (or the error of reading the policies) with why: a new
+ * artifact makes a new manifest, which drops the signatures of the old
+ * one, so a targeted version would become unsigned. */
+static int refuse_targeted(char *why, size_t why_size, const char *name, const char *version)
+{
+    if (!trust_require_signatures())
+        return 0;
+    char policy[300];
+    int targeted = trust_version_targeted(policy, sizeof policy, name, version);
+    if (targeted < 0) {
+        snprintf(why, why_size, "policies: %s", policy);
+        return targeted;
+    }
+    if (!targeted)
+        return 0;
+    metrics_unsigned_refused(UNSIGNED_REFUSED_UPLOAD);
+    snprintf(why, why_size,
+             "%s %s is targeted by policy %s: a new artifact would change its manifest and drop "
+             "its signatures (--require-signatures); push and sign a new version, then move the "
+             "policy",
+             name, version, policy);
+    return PKGSTORE_ECONFLICT;
+}
+
 enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
@@ -132,24 +157,13 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
     upload->force = query_flag(conn, "force", 0);
     upload->replace = query_flag(conn, "replace", 0);
 
-    if (trust_require_signatures()) {
-        /* a new artifact makes a new manifest, which drops the signatures
-         * of the old one: a targeted version would become unsigned */
-        char policy[300];
-        int targeted = trust_version_targeted(policy, sizeof policy, req->seg[2], req->seg[3]);
-        if (targeted < 0)
-            return respond_pkgstore_error_text(conn, req, targeted, "policies", policy);
-        if (targeted) {
-            metrics_unsigned_refused(UNSIGNED_REFUSED_UPLOAD);
-            return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
-                                 "%s %s is targeted by policy %s: a new artifact would change "
-                                 "its manifest and drop its signatures (--require-signatures); "
-                                 "push and sign a new version, then move the policy",
-                                 req->seg[2], req->seg[3], policy);
-        }
-    }
+    /* early, before the body; package_upload_finish() checks again */
+    char why[512];
+    int error = refuse_targeted(why, sizeof why, req->seg[2], req->seg[3]);
+    if (error < 0)
+        return respond_pkgstore_error_text(conn, req, error, NULL, why);
 
-    int error = upload_open_writer(req);
+    error = upload_open_writer(req);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, "upload");
     return MHD_YES;
@@ -213,11 +227,15 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     opts.replaced = &replaced;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest manifest_digest;
-    error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry, req->seg[2],
-                                  req->seg[3], &upload->artifact, &opts);
-    if (error < 0) {
-        char saved[512];
+    char saved[512];
+    /* a policy may have been put on the version since the upload began */
+    trust_upload_lock();
+    if ((error = refuse_targeted(saved, sizeof saved, req->seg[2], req->seg[3])) == 0 &&
+        (error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry,
+                                       req->seg[2], req->seg[3], &upload->artifact, &opts)) < 0)
         snprintf(saved, sizeof saved, "%s", pkgstore_error_detail());
+    trust_signed_unlock();
+    if (error < 0) {
         if (pkgstore_store_writer_withdraw(writer) < 0) {
             char d[PKGSTORE_DIGEST_STR_SIZE];
             pkgstore_digest_format(d, &upload->artifact.digest);

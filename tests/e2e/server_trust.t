@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 84
+plan 88
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -250,6 +250,31 @@ is "$(json '.signatures | length')" 2 "... and its signatures are untouched"
 req GET /metrics
 is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkgstored_unsigned_refused_total{request="upload"}')" \
     "2 1" "/metrics: --require-signatures refused 2 policies (unsigned, then below threshold) and 1 upload"
+
+# An upload that passed its check (no policy targeted the version yet)
+# while a policy is put on that version: the upload must not then change
+# the manifest under the policy (it would drop the signatures the policy
+# was checked against). The body is held back until the policy is stored;
+# the upload's writer being open (its O_TMPFILE in the store's tmp/) is the
+# sign that the upload passed its check.
+"$BIN/pkgstore-push" --quiet --name otelcol --version 5.0.0 --platform linux/amd64 \
+    --sign-key "$K/b.key" --sign-key "$K/c.key" "$TMP/otelcol-2" >/dev/null 2>&1
+mkfifo "$TMP/gate"
+( printf '#!/bin/sh\n'; read -r _ <"$TMP/gate"; printf 'echo v5 arm64\n' ) |
+    curl -s -o "$TMP/race.body" -w '%{http_code}' -X PUT -T - -H "Authorization: Bearer $ADMIN" \
+        "$URL/v1/packages/otelcol/5.0.0?platform=linux/arm64" >"$TMP/race.status" &
+race_pid=$!
+open_uploads() { ls -l "/proc/$SERVER_PID/fd" 2>/dev/null | grep -c "$TMP/store/tmp/#"; }
+for _ in $(seq 1 500); do [ "$(open_uploads)" -ge 1 ] && break; sleep 0.01; done
+is "$(open_uploads)" 1 "an upload of another platform for 5.0.0 has passed its check and is open"
+req PUT /v1/policies/p5 -d '{"selector":"env=prod5","package":"otelcol","version":"5.0.0"}'
+is "$STATUS" 200 "meanwhile a policy on the signed 5.0.0 is stored"
+echo go >"$TMP/gate"
+wait "$race_pid"
+is "$(cat "$TMP/race.status") $(jq -r .error.code "$TMP/race.body")" "409 CONFLICT" \
+    "the upload, finished after the policy, is refused (409)"
+req GET /v1/packages/otelcol/5.0.0/signatures
+is "$(json '.signatures | length')" 2 "... and the version keeps its manifest and signatures"
 
 stop_server
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --require-signatures \
