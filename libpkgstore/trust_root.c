@@ -123,7 +123,7 @@ static int signed_bytes(char **out, size_t *len_out, const pkgstore_trust_root *
     json_t *obj = ps_trust_root_signed_json(root);
     if (!obj)
         return ps_error_set(PKGSTORE_ENOMEM, "root: out of memory building JSON");
-    int error = ps_trust_dump(out, len_out, obj, "root");
+    int error = ps_json_dump(out, len_out, obj, PS_JSON_CANONICAL, "root");
     json_decref(obj);
     return error;
 }
