@@ -437,6 +437,15 @@ enum MHD_Result packages_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_versions(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req);
+/* The package name (seg[2]) and, with_version, the version (seg[3]) of
+ * the path: 0 when valid, else answers 400 into *result and returns -1. */
+int package_path_check(struct MHD_Connection *conn, request *req, int with_version,
+                       enum MHD_Result *result);
+/* The version the path names (package_path_check(), then the registry):
+ * 0 with its manifest (free it; manifest_out may be NULL) and digest, else
+ * answers (400, 404, ...) into *result and returns -1. */
+int package_path_get(pkgstore_manifest **manifest_out, pkgstore_digest *digest_out,
+                     struct MHD_Connection *conn, request *req, enum MHD_Result *result);
 
 enum MHD_Result policy_put(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req);

@@ -30,9 +30,8 @@ static enum MHD_Result bad_field(struct MHD_Connection *conn, request *req, cons
                          *detail ? detail : "invalid");
 }
 
-/* 0 when name and version in the path are valid, else answers 400. */
-static int check_name_version(struct MHD_Connection *conn, request *req, int with_version,
-                              enum MHD_Result *result)
+int package_path_check(struct MHD_Connection *conn, request *req, int with_version,
+                       enum MHD_Result *result)
 {
     if (pkgstore_manifest_name_validate(req->seg[2]) < 0) {
         *result = bad_field(conn, req, "name");
@@ -100,7 +99,7 @@ static int refuse_targeted(char *why, size_t why_size, const char *name, const c
 enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
+    if (package_path_check(conn, req, 1, &result) < 0)
         return result;
     package_upload *upload = calloc(1, sizeof *upload);
     if (!upload)
@@ -315,7 +314,7 @@ enum MHD_Result packages_list(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_versions(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 0, &result) < 0)
+    if (package_path_check(conn, req, 0, &result) < 0)
         return result;
     int error = 0;
     json_t *versions = versions_array(req->seg[2], &error);
@@ -325,17 +324,34 @@ enum MHD_Result package_versions(struct MHD_Connection *conn, request *req)
                         json_pack("{s:s,s:o}", "name", req->seg[2], "versions", versions));
 }
 
+int package_path_get(pkgstore_manifest **manifest_out, pkgstore_digest *digest_out,
+                     struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    pkgstore_manifest *manifest = NULL;
+    if (manifest_out)
+        *manifest_out = NULL;
+    if (package_path_check(conn, req, 1, result) < 0)
+        return -1;
+    int error = pkgstore_registry_get(&manifest, digest_out, g_server.registry, req->seg[2],
+                                      req->seg[3]);
+    if (error < 0) {
+        *result = respond_pkgstore_error(conn, req, error, NULL);
+        return -1;
+    }
+    if (manifest_out)
+        *manifest_out = manifest; /* now owned by the caller */
+    else
+        pkgstore_manifest_free(manifest);
+    return 0;
+}
+
 enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
-        return result;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest digest;
-    int error = pkgstore_registry_get(&manifest, &digest, g_server.registry, req->seg[2],
-                                      req->seg[3]);
-    if (error < 0)
-        return respond_pkgstore_error(conn, req, error, NULL);
+    if (package_path_get(&manifest, &digest, conn, req, &result) < 0)
+        return result;
     result = respond_manifest(conn, req, MHD_HTTP_OK, manifest, &digest);
     pkgstore_manifest_free(manifest);
     return result;
@@ -344,7 +360,7 @@ enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
+    if (package_path_check(conn, req, 1, &result) < 0)
         return result;
     /* The registry refuses, in its remove transaction, a version a policy
      * references (409). */

@@ -128,26 +128,10 @@ enum MHD_Result trust_revocation_put_route(struct MHD_Connection *conn, request 
 
 /* ---------------------------------------------------------------- signatures */
 
-static int check_name_version(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
-{
-    pkgstore_semver semver;
-    if (pkgstore_manifest_name_validate(req->seg[2]) < 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "name: %s",
-                                pkgstore_error_detail());
-        return -1;
-    }
-    if (pkgstore_version_parse(&semver, req->seg[3]) < 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "version: %s",
-                                pkgstore_error_detail());
-        return -1;
-    }
-    return 0;
-}
-
 enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, &result) < 0 ||
+    if (package_path_check(conn, req, 1, &result) < 0 ||
         body_present(conn, req, "a signature envelope", &result) < 0) {
         metrics_trust_refused(TRUST_DOC_SIGNATURE, TRUST_REFUSED_MALFORMED);
         return result;
@@ -178,18 +162,13 @@ enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_signatures_get(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, &result) < 0)
-        return result;
-    pkgstore_manifest *manifest = NULL;
     pkgstore_digest digest;
-    int error = pkgstore_registry_get(&manifest, &digest, g_server.registry, req->seg[2],
-                                      req->seg[3]);
-    if (error < 0)
-        return respond_pkgstore_error(conn, req, error, NULL);
-    pkgstore_manifest_free(manifest);
+    if (package_path_get(NULL, &digest, conn, req, &result) < 0)
+        return result;
     pkgstore_trust_stored_signature *list = NULL;
     size_t count = 0;
-    if ((error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest)) < 0)
+    int error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest);
+    if (error < 0)
         return respond_pkgstore_error(conn, req, error, "signatures");
     json_t *signatures = json_array();
     for (size_t i = 0; signatures && i < count; i++) {
