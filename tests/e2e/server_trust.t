@@ -255,7 +255,7 @@ is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkg
 # while a policy is put on that version: the upload must not then change
 # the manifest under the policy (it would drop the signatures the policy
 # was checked against). The body is held back until the policy is stored;
-# the upload's writer being open (its O_TMPFILE in the store's tmp/) is the
+# the upload's writer being open (a file of the store's tmp/) is the
 # sign that the upload passed its check.
 "$BIN/pkgstore-push" --quiet --name otelcol --version 5.0.0 --platform linux/amd64 \
     --sign-key "$K/b.key" --sign-key "$K/c.key" "$TMP/otelcol-2" >/dev/null 2>&1
@@ -264,7 +264,7 @@ mkfifo "$TMP/gate"
     curl -s -o "$TMP/race.body" -w '%{http_code}' -X PUT -T - -H "Authorization: Bearer $ADMIN" \
         "$URL/v1/packages/otelcol/5.0.0?platform=linux/arm64" >"$TMP/race.status" &
 race_pid=$!
-open_uploads() { ls -l "/proc/$SERVER_PID/fd" 2>/dev/null | grep -c "$TMP/store/tmp/#"; }
+open_uploads() { ls -l "/proc/$SERVER_PID/fd" 2>/dev/null | grep -c "$TMP/store/tmp/"; }
 for _ in $(seq 1 500); do [ "$(open_uploads)" -ge 1 ] && break; sleep 0.01; done
 is "$(open_uploads)" 1 "an upload of another platform for 5.0.0 has passed its check and is open"
 req PUT /v1/policies/p5 -d '{"selector":"env=prod5","package":"otelcol","version":"5.0.0"}'
