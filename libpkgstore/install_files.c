@@ -17,6 +17,7 @@
 #include "install.h"
 
 #include "error.h"
+#include "file_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -171,22 +172,6 @@ static char *concat(const char *a, const char *b)
     return p;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Copy up to limit bytes of src_fd (from offset 0) to dst_fd. */
 static int copy_fd(int dst_fd, int src_fd, uint64_t limit, unsigned char **buf)
 {
@@ -221,7 +206,7 @@ static int copy_fd(int dst_fd, int src_fd, uint64_t limit, unsigned char **buf)
             return -1;
         if (n == 0)
             break;
-        if (write_all(dst_fd, *buf, (size_t)n) < 0)
+        if (ps_write_all(dst_fd, *buf, (size_t)n) < 0)
             return -1;
         in_off += n;
         done += (uint64_t)n;
@@ -263,7 +248,7 @@ static int replace_atomic(const op *o, int dirfd, const char *tmp_name, const ch
                 if (fstat(c->src_fd, &st) == 0)
                     copy_fd(fd, c->src_fd, (uint64_t)st.st_size / 2, &buf);
             } else {
-                write_all(fd, c->data, (size_t)(c->len / 2));
+                ps_write_all(fd, c->data, (size_t)(c->len / 2));
             }
             free(buf);
             close(fd);
@@ -277,7 +262,7 @@ static int replace_atomic(const op *o, int dirfd, const char *tmp_name, const ch
             error = ps_error_errno(errno, "%s: write %s", display, tmp_name);
             goto out;
         }
-    } else if (write_all(fd, c->data, (size_t)c->len) < 0) {
+    } else if (ps_write_all(fd, c->data, (size_t)c->len) < 0) {
         error = ps_error_errno(errno, "%s: write %s", display, tmp_name);
         goto out;
     }

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "json_dump.h"
 #include "manifest.h"
 #include "name.h"
 #include "pkgstore/archive.h"
@@ -718,29 +719,11 @@ int pkgstore_manifest_serialize(char **out, size_t *len_out, const pkgstore_mani
     json_t *root = to_json(m);
     if (!root)
         return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory building JSON");
-    size_t dump_flags = JSON_SORT_KEYS | ((flags & PKGSTORE_MANIFEST_PRETTY) ? JSON_INDENT(2)
-                                                                           : JSON_COMPACT);
-    char *text = json_dumps(root, dump_flags);
+    size_t dump_flags = (flags & PKGSTORE_MANIFEST_PRETTY) ? JSON_SORT_KEYS | JSON_INDENT(2)
+                                                           : PS_JSON_CANONICAL;
+    int error = ps_json_dump(out, len_out, root, dump_flags, "manifest");
     json_decref(root);
-    if (!text)
-        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
-    /* jansson allocated text with whatever allocator the program gave it
-     * (json_set_alloc_funcs()): hand out our own copy, which pkgstore_free()
-     * frees, and give text back to jansson's free. */
-    json_malloc_t jansson_malloc;
-    json_free_t jansson_free;
-    json_get_alloc_funcs(&jansson_malloc, &jansson_free);
-    size_t len = strlen(text);
-    char *copy = malloc(len + 1);
-    if (copy)
-        memcpy(copy, text, len + 1);
-    jansson_free(text);
-    if (!copy)
-        return ps_error_set(PKGSTORE_ENOMEM, "manifest: out of memory serializing JSON");
-    *out = copy;
-    if (len_out)
-        *len_out = len;
-    return 0;
+    return error;
 }
 
 int pkgstore_manifest_digest(pkgstore_digest *out, const pkgstore_manifest *m)

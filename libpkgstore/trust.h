@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "json_dump.h"
 #include "pkgstore/trust.h"
 
 #define PS_TRUST_PUBLIC_SIZE 32
@@ -79,10 +80,6 @@ int ps_trust_b64_decode(unsigned char *out, size_t n, const char *field, const c
 
 /* 1 when text is 64 lower-case hex characters. */
 int ps_trust_keyid_valid(const char *text);
-
-/* Canonical JSON (sorted keys, compact, UTF-8) of value into a malloc'd
- * NUL-terminated copy that pkgstore_free() frees. */
-int ps_trust_dump(char **out, size_t *len_out, json_t *value, const char *what);
 
 /* Size and nesting limits, then jansson with duplicate keys refused; the
  * detail starts with what. */

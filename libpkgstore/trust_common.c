@@ -146,32 +146,6 @@ int ps_trust_b64_decode(unsigned char *out, size_t n, const char *field, const c
     return 0;
 }
 
-int ps_trust_dump(char **out, size_t *len_out, json_t *value, const char *what)
-{
-    *out = NULL;
-    if (len_out)
-        *len_out = 0;
-    char *text = json_dumps(value, JSON_SORT_KEYS | JSON_COMPACT);
-    if (!text)
-        return ps_error_set(PKGSTORE_ENOMEM, "%s: out of memory serializing JSON", what);
-    /* jansson's allocator may be the program's (json_set_alloc_funcs()):
-     * hand out a malloc'd copy, which pkgstore_free() frees. */
-    json_malloc_t jansson_malloc;
-    json_free_t jansson_free;
-    json_get_alloc_funcs(&jansson_malloc, &jansson_free);
-    size_t len = strlen(text);
-    char *copy = malloc(len + 1);
-    if (copy)
-        memcpy(copy, text, len + 1);
-    jansson_free(text);
-    if (!copy)
-        return ps_error_set(PKGSTORE_ENOMEM, "%s: out of memory serializing JSON", what);
-    *out = copy;
-    if (len_out)
-        *len_out = len;
-    return 0;
-}
-
 /* Deepest nesting, found by a scan that skips strings, so deep input is
  * refused before jansson recurses. The documents here nest 4 deep at most. */
 #define DEPTH_MAX 6
@@ -371,7 +345,7 @@ int ps_trust_document(char **out, size_t *len_out, json_t *signed_obj, const ps_
         sig_array ? json_pack("{s:o, s:O}", "signatures", sig_array, "signed", signed_obj) : NULL;
     if (!doc)
         return ps_error_set(PKGSTORE_ENOMEM, "%s: out of memory building JSON", what);
-    int error = ps_trust_dump(out, len_out, doc, what);
+    int error = ps_json_dump(out, len_out, doc, PS_JSON_CANONICAL, what);
     json_decref(doc);
     return error;
 }

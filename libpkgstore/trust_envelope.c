@@ -31,7 +31,7 @@ static int envelope_serialize(char **out, size_t *len_out, const pkgstore_trust_
                             PKGSTORE_TRUST_SCHEMA_VERSION, "signature", b64);
     if (!obj)
         return ps_error_set(PKGSTORE_ENOMEM, "envelope: out of memory building JSON");
-    int error = ps_trust_dump(out, len_out, obj, "envelope");
+    int error = ps_json_dump(out, len_out, obj, PS_JSON_CANONICAL, "envelope");
     json_decref(obj);
     return error;
 }

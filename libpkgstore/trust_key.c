@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "error.h"
+#include "file_io.h"
 #include "trust.h"
 
 /* Never let OpenSSL prompt on the terminal for an encrypted key's
@@ -172,20 +173,6 @@ int pkgstore_trust_key_load(pkgstore_trust_key **out, const char *path)
     return 0;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Write data to path atomically and without replacing anything: a
  * temporary file beside it, fsync, link() to path (EEXIST if there is
  * one), unlink the temporary, fsync the directory. */
@@ -197,7 +184,7 @@ static int write_new_file(const char *path, const char *data, size_t len, mode_t
         return ps_error_set(PKGSTORE_EINVALID, "%s: path too long", path);
     if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
         return ps_error_errno(errno, "%s: create", tmp);
-    if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, mode) < 0 || ps_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         error = ps_error_errno(errno, "%s: write", tmp);
         goto out;
     }

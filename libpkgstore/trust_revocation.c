@@ -78,7 +78,7 @@ static int signed_bytes(char **out, size_t *len_out, const pkgstore_trust_revoca
     json_t *obj = signed_json(rev);
     if (!obj)
         return ps_error_set(PKGSTORE_ENOMEM, "revocation: out of memory building JSON");
-    int error = ps_trust_dump(out, len_out, obj, "revocation");
+    int error = ps_json_dump(out, len_out, obj, PS_JSON_CANONICAL, "revocation");
     json_decref(obj);
     return error;
 }
@@ -221,4 +221,10 @@ int64_t pkgstore_trust_revocation_created(const pkgstore_trust_revocation *rev)
 size_t pkgstore_trust_revocation_signature_count(const pkgstore_trust_revocation *rev)
 {
     return rev ? rev->sigs.count : 0;
+}
+
+const char *pkgstore_trust_revocation_signature_keyid(const pkgstore_trust_revocation *rev,
+                                                      size_t i)
+{
+    return rev && i < rev->sigs.count ? rev->sigs.items[i].keyid : NULL;
 }

@@ -123,7 +123,7 @@ static int signed_bytes(char **out, size_t *len_out, const pkgstore_trust_root *
     json_t *obj = ps_trust_root_signed_json(root);
     if (!obj)
         return ps_error_set(PKGSTORE_ENOMEM, "root: out of memory building JSON");
-    int error = ps_trust_dump(out, len_out, obj, "root");
+    int error = ps_json_dump(out, len_out, obj, PS_JSON_CANONICAL, "root");
     json_decref(obj);
     return error;
 }
@@ -368,4 +368,9 @@ int pkgstore_trust_root_key(const char **keyid, const char **name, const pkgstor
 size_t pkgstore_trust_root_signature_count(const pkgstore_trust_root *root)
 {
     return root ? root->sigs.count : 0;
+}
+
+const char *pkgstore_trust_root_signature_keyid(const pkgstore_trust_root *root, size_t i)
+{
+    return root && i < root->sigs.count ? root->sigs.items[i].keyid : NULL;
 }

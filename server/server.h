@@ -146,9 +146,10 @@ void trust_summary(uint64_t *root_version, uint64_t *generation);
 int trust_root_get(char **out, size_t *len_out, uint64_t version);
 /* Add a root (first: self-signed; then a valid rotation of the newest):
  * PKGSTORE_EINVALID and the parsers' codes, PKGSTORE_ECONFLICT, EIO, ENOSPC,
- * with the reason in err. */
-int trust_root_put(uint64_t *version_out, const char *body, size_t len, char *err,
-                   size_t err_size);
+ * with the reason in err. *untrusted_out is 1 when the ECONFLICT is a
+ * root whose signatures do not count (not a valid rotation), else 0. */
+int trust_root_put(uint64_t *version_out, int *untrusted_out, const char *body, size_t len,
+                   char *err, size_t err_size);
 /* Add a revocation (signed to threshold by the newest root, if any):
  * *record_out {"name","version","generation"}, *changed_out 0 when the same
  * statement was held. PKGSTORE_EDENIED, ECONFLICT (older than the one held),
@@ -159,6 +160,13 @@ int trust_revocation_put(json_t **record_out, int *changed_out, const char *body
 json_t *trust_revocations_json(void);
 /* --require-signatures given? */
 int trust_require_signatures(void);
+/* With --require-signatures: a policy PUT takes trust_policy_lock() from
+ * trust_check_signed() to its write, an upload trust_upload_lock() from
+ * its trust_version_targeted() to its registry write; each ends with
+ * trust_signed_unlock(). No-ops without --require-signatures. */
+void trust_policy_lock(void);
+void trust_upload_lock(void);
+void trust_signed_unlock(void);
 /* 0 when name version is signed to threshold by the enforcing root (the
  * pinned root, moved along valid rotations); else PKGSTORE_ECONFLICT (or
  * the registry's error, e.g. ENOTFOUND) with the reason in err. */
@@ -205,6 +213,25 @@ void metrics_heartbeat(void);
 void metrics_node_mismatch(void);
 /* A request without a token whose client certificate was refused (401). */
 void metrics_client_certificate_refused(void);
+/* Trust documents refused on PUT (api/trust.c), by document and reason
+ * class (docs/api.md, "GET /metrics"). */
+enum trust_document { TRUST_DOC_ROOT, TRUST_DOC_REVOCATION, TRUST_DOC_SIGNATURE, TRUST_DOC_COUNT };
+enum trust_refusal {
+    TRUST_REFUSED_MALFORMED, /* not a document of that kind, not canonical, too large */
+    TRUST_REFUSED_UNTRUSTED, /* its signatures do not reach the threshold (a rotation too) */
+    TRUST_REFUSED_CONFLICT,  /* version held or older; another manifest than the version's */
+    TRUST_REFUSED_NOT_FOUND, /* a signature for a version that does not exist */
+    TRUST_REFUSED_ERROR,     /* the server's own failure: disk, memory, lock */
+    TRUST_REFUSED_COUNT
+};
+/* The class of a refusal's error code (an untrusted root is ECONFLICT
+ * over HTTP: trust_root_put() tells that one apart). */
+enum trust_refusal trust_refusal_of(int error);
+void metrics_trust_refused(enum trust_document document, enum trust_refusal reason);
+/* --require-signatures refused a policy (version not signed to threshold)
+ * or an upload (to a version a policy targets). */
+enum unsigned_refusal { UNSIGNED_REFUSED_POLICY, UNSIGNED_REFUSED_UPLOAD, UNSIGNED_REFUSED_COUNT };
+void metrics_unsigned_refused(enum unsigned_refusal what);
 /* Walk (policy, status, count) for the node gauges (api/agents.c). */
 void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),
@@ -422,6 +449,15 @@ enum MHD_Result packages_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_versions(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req);
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req);
+/* The package name (seg[2]) and, with_version, the version (seg[3]) of
+ * the path: 0 when valid, else answers 400 into *result and returns -1. */
+int package_path_check(struct MHD_Connection *conn, request *req, int with_version,
+                       enum MHD_Result *result);
+/* The version the path names (package_path_check(), then the registry):
+ * 0 with its manifest (free it; manifest_out may be NULL) and digest, else
+ * answers (400, 404, ...) into *result and returns -1. */
+int package_path_get(pkgstore_manifest **manifest_out, pkgstore_digest *digest_out,
+                     struct MHD_Connection *conn, request *req, enum MHD_Result *result);
 
 enum MHD_Result policy_put(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_get(struct MHD_Connection *conn, request *req);

@@ -158,8 +158,8 @@ static const pkgstore_trust_root *enforcing_root(void)
 
 /* Check body as a root the server may add (see trust.h's rules); on
  * success *root_out and *version_out. Called with the lock held. */
-static int root_check(pkgstore_trust_root **root_out, const char *body, size_t len, char *err,
-                      size_t err_size)
+static int root_check(pkgstore_trust_root **root_out, int *untrusted_out, const char *body,
+                      size_t len, char *err, size_t err_size)
 {
     pkgstore_trust_root *root = NULL;
     char *canonical = NULL;
@@ -221,6 +221,7 @@ static int root_check(pkgstore_trust_root **root_out, const char *body, size_t l
         snprintf(err, err_size, "root.json version %" PRIu64 ": %s", version,
                  pkgstore_error_detail());
         error = PKGSTORE_ECONFLICT; /* the contract: a refused rotation is 409 */
+        *untrusted_out = 1;
         goto fail;
     }
     pkgstore_free(canonical);
@@ -232,13 +233,14 @@ fail:
     return error;
 }
 
-int trust_root_put(uint64_t *version_out, const char *body, size_t len, char *err,
-                   size_t err_size)
+int trust_root_put(uint64_t *version_out, int *untrusted_out, const char *body, size_t len,
+                   char *err, size_t err_size)
 {
     pkgstore_trust_root *root = NULL;
     char *text = NULL, name[64];
+    *untrusted_out = 0;
     pthread_mutex_lock(&g_trust.lock);
-    int error = root_check(&root, body, len, err, err_size);
+    int error = root_check(&root, untrusted_out, body, len, err, err_size);
     if (error < 0)
         goto out;
     uint64_t version = pkgstore_trust_root_version(root);
@@ -413,6 +415,35 @@ void trust_summary(uint64_t *root_version, uint64_t *generation)
 int trust_require_signatures(void)
 {
     return g_trust.require;
+}
+
+/* Under --require-signatures a policy may name a version only while the
+ * version's manifest is signed, and an upload may change a manifest only
+ * while no policy names the version. Each is a check followed by a write
+ * in another transaction (the library offers no hook inside its own), so
+ * the two exclude each other here: a policy PUT holds this lock
+ * exclusively from its signature check to its write, an upload holds it
+ * shared from its "targeted?" check to its registry write (uploads do not
+ * exclude each other). Writers outside this process are not covered
+ * (docs/trust.md). */
+static pthread_rwlock_t g_signed_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void trust_policy_lock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_wrlock(&g_signed_lock);
+}
+
+void trust_upload_lock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_rdlock(&g_signed_lock);
+}
+
+void trust_signed_unlock(void)
+{
+    if (g_trust.require)
+        pthread_rwlock_unlock(&g_signed_lock);
 }
 
 int trust_check_signed(const char *name, const char *version, char *err, size_t err_size)

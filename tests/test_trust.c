@@ -631,6 +631,19 @@ static void test_trust__root_canonical_bytes_are_pinned(void **state)
     assert_int_equal(pkgstore_trust_root_sign(root, b), 0);
     assert_int_equal(pkgstore_trust_root_sign(root, a), 0); /* replaces a's */
     assert_int_equal(pkgstore_trust_root_signature_count(root), 2);
+    {
+        const char *first = pkgstore_trust_root_signature_keyid(root, 0);
+        const char *second = pkgstore_trust_root_signature_keyid(root, 1);
+        assert_non_null(first);
+        assert_non_null(second);
+        assert_string_not_equal(first, second);
+        assert_true(strcmp(first, pkgstore_trust_key_id(a)) == 0 ||
+                    strcmp(first, pkgstore_trust_key_id(b)) == 0);
+        assert_true(strcmp(second, pkgstore_trust_key_id(a)) == 0 ||
+                    strcmp(second, pkgstore_trust_key_id(b)) == 0);
+        assert_null(pkgstore_trust_root_signature_keyid(root, 2));
+        assert_null(pkgstore_trust_root_signature_keyid(NULL, 0));
+    }
     assert_int_equal(pkgstore_trust_root_serialize(&text, &len, root), 0);
 
     for (int k = 0; k < 2; k++) {
@@ -940,6 +953,9 @@ static void test_trust__revocation_canonical_bytes_are_pinned(void **state)
     assert_string_equal(pkgstore_trust_revocation_version(parsed), "0.98.0");
     assert_int_equal(pkgstore_trust_revocation_created(parsed), CREATED);
     assert_int_equal(pkgstore_trust_revocation_signature_count(parsed), 1);
+    assert_string_equal(pkgstore_trust_revocation_signature_keyid(parsed, 0),
+                        pkgstore_trust_key_id(keys[0]));
+    assert_null(pkgstore_trust_revocation_signature_keyid(parsed, 1));
     assert_int_equal(pkgstore_trust_revocation_serialize(&again, &again_len, parsed), 0);
     assert_int_equal(again_len, len);
     assert_memory_equal(again, text, len);

@@ -1,6 +1,7 @@
 /*
  * tools/httpclient.h - the small libcurl client shared by the operator tools
- * that talk to pkgstored (pkgstore-push, pkgstore-policy, pkgstore-token).
+ * that talk to pkgstored (pkgstore-push, pkgstore-policy, pkgstore-token,
+ * pkgstore-show --server).
  */
 #ifndef PKGSTORE_TOOLS_HTTPCLIENT_H
 #define PKGSTORE_TOOLS_HTTPCLIENT_H

@@ -291,6 +291,12 @@ PKGSTORE_API size_t pkgstore_trust_root_key_count(const pkgstore_trust_root *roo
 PKGSTORE_API int pkgstore_trust_root_key(const char **keyid, const char **name,
                                          const pkgstore_trust_root *root, size_t i);
 PKGSTORE_API size_t pkgstore_trust_root_signature_count(const pkgstore_trust_root *root);
+/** The key id that signature i names (not checked: who claims to have
+ * signed; pkgstore_trust_root_verify() says which count), in document
+ * order; borrowed until root is modified or freed. NULL when i is out of
+ * range. */
+PKGSTORE_API const char *pkgstore_trust_root_signature_keyid(const pkgstore_trust_root *root,
+                                                             size_t i);
 
 /* ---- revocations ---- */
 
@@ -332,6 +338,10 @@ PKGSTORE_API const char *pkgstore_trust_revocation_version(const pkgstore_trust_
 PKGSTORE_API const char *pkgstore_trust_revocation_reason(const pkgstore_trust_revocation *rev);
 PKGSTORE_API int64_t pkgstore_trust_revocation_created(const pkgstore_trust_revocation *rev);
 PKGSTORE_API size_t pkgstore_trust_revocation_signature_count(const pkgstore_trust_revocation *rev);
+/** The key id that signature i names, as
+ * pkgstore_trust_root_signature_keyid(). */
+PKGSTORE_API const char *
+pkgstore_trust_revocation_signature_keyid(const pkgstore_trust_revocation *rev, size_t i);
 
 #ifdef __cplusplus
 }

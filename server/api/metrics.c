@@ -20,6 +20,8 @@ static atomic_uint_fast64_t uploads_ok, uploads_failed, upload_bytes;
 static atomic_uint_fast64_t heartbeats;
 static atomic_uint_fast64_t node_mismatches;
 static atomic_uint_fast64_t client_certificates_refused;
+static atomic_uint_fast64_t trust_refused[TRUST_DOC_COUNT][TRUST_REFUSED_COUNT];
+static atomic_uint_fast64_t unsigned_refused[UNSIGNED_REFUSED_COUNT];
 static time_t started_at;
 
 static const char *const route_labels[ROUTE_COUNT] = {
@@ -83,6 +85,56 @@ void metrics_node_mismatch(void)
 void metrics_client_certificate_refused(void)
 {
     atomic_fetch_add_explicit(&client_certificates_refused, 1, memory_order_relaxed);
+}
+
+static const char *const trust_document_labels[TRUST_DOC_COUNT] = {
+    [TRUST_DOC_ROOT] = "root",
+    [TRUST_DOC_REVOCATION] = "revocation",
+    [TRUST_DOC_SIGNATURE] = "signature",
+};
+
+static const char *const trust_refusal_labels[TRUST_REFUSED_COUNT] = {
+    [TRUST_REFUSED_MALFORMED] = "malformed", [TRUST_REFUSED_UNTRUSTED] = "untrusted",
+    [TRUST_REFUSED_CONFLICT] = "conflict",   [TRUST_REFUSED_NOT_FOUND] = "not_found",
+    [TRUST_REFUSED_ERROR] = "error",
+};
+
+static const char *const unsigned_refusal_labels[UNSIGNED_REFUSED_COUNT] = {
+    [UNSIGNED_REFUSED_POLICY] = "policy",
+    [UNSIGNED_REFUSED_UPLOAD] = "upload",
+};
+
+enum trust_refusal trust_refusal_of(int error)
+{
+    switch (error) {
+    case PKGSTORE_EINVALID:
+    case PKGSTORE_EUNSUPPORTED:
+    case PKGSTORE_ELIMIT:
+        return TRUST_REFUSED_MALFORMED;
+    case PKGSTORE_EDENIED:
+        return TRUST_REFUSED_UNTRUSTED;
+    case PKGSTORE_ECONFLICT:
+    case PKGSTORE_EEXISTS:
+        return TRUST_REFUSED_CONFLICT;
+    case PKGSTORE_ENOTFOUND:
+        return TRUST_REFUSED_NOT_FOUND;
+    default:
+        return TRUST_REFUSED_ERROR;
+    }
+}
+
+void metrics_trust_refused(enum trust_document document, enum trust_refusal reason)
+{
+    if (document < 0 || document >= TRUST_DOC_COUNT || reason < 0 || reason >= TRUST_REFUSED_COUNT)
+        return;
+    atomic_fetch_add_explicit(&trust_refused[document][reason], 1, memory_order_relaxed);
+}
+
+void metrics_unsigned_refused(enum unsigned_refusal what)
+{
+    if (what < 0 || what >= UNSIGNED_REFUSED_COUNT)
+        return;
+    atomic_fetch_add_explicit(&unsigned_refused[what], 1, memory_order_relaxed);
 }
 
 typedef struct text_buf {
@@ -209,6 +261,21 @@ char *metrics_render(size_t *len_out)
     for (int cut = 0; cut < GUARD_CUT_COUNT; cut++)
         tb_printf(&tb, "pkgstored_connections_cut_total{reason=\"%s\"} %lu\n",
                   guard_cut_name((enum guard_cut)cut), guard_cut_count((enum guard_cut)cut));
+    tb_printf(&tb, "# HELP pkgstored_trust_refused_total Trust documents refused on PUT, by "
+                   "document and reason.\n"
+                   "# TYPE pkgstored_trust_refused_total counter\n");
+    for (int doc = 0; doc < TRUST_DOC_COUNT; doc++)
+        for (int reason = 0; reason < TRUST_REFUSED_COUNT; reason++)
+            tb_printf(&tb, "pkgstored_trust_refused_total{document=\"%s\",reason=\"%s\"} %llu\n",
+                      trust_document_labels[doc], trust_refusal_labels[reason],
+                      (unsigned long long)atomic_load(&trust_refused[doc][reason]));
+    tb_printf(&tb, "# HELP pkgstored_unsigned_refused_total Requests refused by "
+                   "--require-signatures, by request.\n"
+                   "# TYPE pkgstored_unsigned_refused_total counter\n");
+    for (int what = 0; what < UNSIGNED_REFUSED_COUNT; what++)
+        tb_printf(&tb, "pkgstored_unsigned_refused_total{request=\"%s\"} %llu\n",
+                  unsigned_refusal_labels[what],
+                  (unsigned long long)atomic_load(&unsigned_refused[what]));
     fleet_stats stats;
     memset(&stats, 0, sizeof stats);
     if (g_server.fleet)

@@ -30,9 +30,8 @@ static enum MHD_Result bad_field(struct MHD_Connection *conn, request *req, cons
                          *detail ? detail : "invalid");
 }
 
-/* 0 when name and version in the path are valid, else answers 400. */
-static int check_name_version(struct MHD_Connection *conn, request *req, int with_version,
-                              enum MHD_Result *result)
+int package_path_check(struct MHD_Connection *conn, request *req, int with_version,
+                       enum MHD_Result *result)
 {
     if (pkgstore_manifest_name_validate(req->seg[2]) < 0) {
         *result = bad_field(conn, req, "name");
@@ -72,10 +71,35 @@ static int entrypoint_unsafe(const char *entrypoint, const char *format)
     }
 }
 
+/* Under --require-signatures, 0 when no policy targets name version, else
+ * PKGSTORE_ECONFLICT (or the error of reading the policies) with why: a new
+ * artifact makes a new manifest, which drops the signatures of the old
+ * one, so a targeted version would become unsigned. */
+static int refuse_targeted(char *why, size_t why_size, const char *name, const char *version)
+{
+    if (!trust_require_signatures())
+        return 0;
+    char policy[300];
+    int targeted = trust_version_targeted(policy, sizeof policy, name, version);
+    if (targeted < 0) {
+        snprintf(why, why_size, "policies: %s", policy);
+        return targeted;
+    }
+    if (!targeted)
+        return 0;
+    metrics_unsigned_refused(UNSIGNED_REFUSED_UPLOAD);
+    snprintf(why, why_size,
+             "%s %s is targeted by policy %s: a new artifact would change its manifest and drop "
+             "its signatures (--require-signatures); push and sign a new version, then move the "
+             "policy",
+             name, version, policy);
+    return PKGSTORE_ECONFLICT;
+}
+
 enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
+    if (package_path_check(conn, req, 1, &result) < 0)
         return result;
     package_upload *upload = calloc(1, sizeof *upload);
     if (!upload)
@@ -132,22 +156,13 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
     upload->force = query_flag(conn, "force", 0);
     upload->replace = query_flag(conn, "replace", 0);
 
-    if (trust_require_signatures()) {
-        /* a new artifact makes a new manifest, which drops the signatures
-         * of the old one: a targeted version would become unsigned */
-        char policy[300];
-        int targeted = trust_version_targeted(policy, sizeof policy, req->seg[2], req->seg[3]);
-        if (targeted < 0)
-            return respond_pkgstore_error_text(conn, req, targeted, "policies", policy);
-        if (targeted)
-            return respond_error(conn, req, MHD_HTTP_CONFLICT, PKGSTORE_ECONFLICT,
-                                 "%s %s is targeted by policy %s: a new artifact would change "
-                                 "its manifest and drop its signatures (--require-signatures); "
-                                 "push and sign a new version, then move the policy",
-                                 req->seg[2], req->seg[3], policy);
-    }
+    /* early, before the body; package_upload_finish() checks again */
+    char why[512];
+    int error = refuse_targeted(why, sizeof why, req->seg[2], req->seg[3]);
+    if (error < 0)
+        return respond_pkgstore_error_text(conn, req, error, NULL, why);
 
-    int error = upload_open_writer(req);
+    error = upload_open_writer(req);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, "upload");
     return MHD_YES;
@@ -211,11 +226,15 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     opts.replaced = &replaced;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest manifest_digest;
-    error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry, req->seg[2],
-                                  req->seg[3], &upload->artifact, &opts);
-    if (error < 0) {
-        char saved[512];
+    char saved[512];
+    /* a policy may have been put on the version since the upload began */
+    trust_upload_lock();
+    if ((error = refuse_targeted(saved, sizeof saved, req->seg[2], req->seg[3])) == 0 &&
+        (error = pkgstore_registry_add(&manifest, &manifest_digest, g_server.registry,
+                                       req->seg[2], req->seg[3], &upload->artifact, &opts)) < 0)
         snprintf(saved, sizeof saved, "%s", pkgstore_error_detail());
+    trust_signed_unlock();
+    if (error < 0) {
         if (pkgstore_store_writer_withdraw(writer) < 0) {
             char d[PKGSTORE_DIGEST_STR_SIZE];
             pkgstore_digest_format(d, &upload->artifact.digest);
@@ -295,7 +314,7 @@ enum MHD_Result packages_list(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_versions(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 0, &result) < 0)
+    if (package_path_check(conn, req, 0, &result) < 0)
         return result;
     int error = 0;
     json_t *versions = versions_array(req->seg[2], &error);
@@ -305,17 +324,34 @@ enum MHD_Result package_versions(struct MHD_Connection *conn, request *req)
                         json_pack("{s:s,s:o}", "name", req->seg[2], "versions", versions));
 }
 
+int package_path_get(pkgstore_manifest **manifest_out, pkgstore_digest *digest_out,
+                     struct MHD_Connection *conn, request *req, enum MHD_Result *result)
+{
+    pkgstore_manifest *manifest = NULL;
+    if (manifest_out)
+        *manifest_out = NULL;
+    if (package_path_check(conn, req, 1, result) < 0)
+        return -1;
+    int error = pkgstore_registry_get(&manifest, digest_out, g_server.registry, req->seg[2],
+                                      req->seg[3]);
+    if (error < 0) {
+        *result = respond_pkgstore_error(conn, req, error, NULL);
+        return -1;
+    }
+    if (manifest_out)
+        *manifest_out = manifest; /* now owned by the caller */
+    else
+        pkgstore_manifest_free(manifest);
+    return 0;
+}
+
 enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
-        return result;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest digest;
-    int error = pkgstore_registry_get(&manifest, &digest, g_server.registry, req->seg[2],
-                                      req->seg[3]);
-    if (error < 0)
-        return respond_pkgstore_error(conn, req, error, NULL);
+    if (package_path_get(&manifest, &digest, conn, req, &result) < 0)
+        return result;
     result = respond_manifest(conn, req, MHD_HTTP_OK, manifest, &digest);
     pkgstore_manifest_free(manifest);
     return result;
@@ -324,7 +360,7 @@ enum MHD_Result package_manifest(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_delete(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, 1, &result) < 0)
+    if (package_path_check(conn, req, 1, &result) < 0)
         return result;
     /* The registry refuses, in its remove transaction, a version a policy
      * references (409). */

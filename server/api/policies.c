@@ -91,6 +91,7 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
             return respond_pkgstore_error(conn, req, err.code, NULL);
         return respond_fleet_error(conn, req, &err);
     }
+    trust_policy_lock(); /* no upload changes the version from check to write */
     if (trust_require_signatures()) {
         /* a version cannot be targeted until signed to threshold
          * (uploads can only be signed once they exist) */
@@ -98,12 +99,16 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
         int refused = trust_check_signed(pkgstore_policy_package(policy),
                                          pkgstore_policy_version(policy), why, sizeof why);
         if (refused < 0) {
+            trust_signed_unlock();
+            if (refused == PKGSTORE_ECONFLICT)
+                metrics_unsigned_refused(UNSIGNED_REFUSED_POLICY);
             pkgstore_policy_free(policy);
             return respond_error(conn, req, http_status_for_error(refused), refused,
                                  "policy %s: %s", req->seg[2], why);
         }
     }
     int error = pkgstore_policy_put(&stored, g_server.registry, policy);
+    trust_signed_unlock();
     pkgstore_policy_free(policy);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);

@@ -72,13 +72,19 @@ enum MHD_Result trust_root_get_route(struct MHD_Connection *conn, request *req)
 enum MHD_Result trust_root_put_route(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (body_present(conn, req, "a signed root.json", &result) < 0)
+    if (body_present(conn, req, "a signed root.json", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_ROOT, TRUST_REFUSED_MALFORMED);
         return result;
+    }
     char err[2048];
     uint64_t version = 0;
-    int error = trust_root_put(&version, req->json, req->json_len, err, sizeof err);
-    if (error < 0)
+    int untrusted = 0;
+    int error = trust_root_put(&version, &untrusted, req->json, req->json_len, err, sizeof err);
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_ROOT,
+                              untrusted ? TRUST_REFUSED_UNTRUSTED : trust_refusal_of(error));
         return respond_trust_error(conn, req, error, err);
+    }
     log_msg(LOG_INFO, "root of trust added", "version=%" PRIu64, version);
     return respond_json(conn, req, MHD_HTTP_CREATED,
                         json_pack("{s:I}", "version", (json_int_t)version));
@@ -96,14 +102,18 @@ enum MHD_Result trust_revocations_get_route(struct MHD_Connection *conn, request
 enum MHD_Result trust_revocation_put_route(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (body_present(conn, req, "a signed revocation", &result) < 0)
+    if (body_present(conn, req, "a signed revocation", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_REVOCATION, TRUST_REFUSED_MALFORMED);
         return result;
+    }
     char err[2048];
     json_t *record = NULL;
     int changed = 0;
     int error = trust_revocation_put(&record, &changed, req->json, req->json_len, err, sizeof err);
-    if (error < 0)
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_REVOCATION, trust_refusal_of(error));
         return respond_trust_error(conn, req, error, err);
+    }
     if (!record)
         return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
                              "revocation: out of memory");
@@ -118,34 +128,21 @@ enum MHD_Result trust_revocation_put_route(struct MHD_Connection *conn, request 
 
 /* ---------------------------------------------------------------- signatures */
 
-static int check_name_version(struct MHD_Connection *conn, request *req, enum MHD_Result *result)
-{
-    pkgstore_semver semver;
-    if (pkgstore_manifest_name_validate(req->seg[2]) < 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "name: %s",
-                                pkgstore_error_detail());
-        return -1;
-    }
-    if (pkgstore_version_parse(&semver, req->seg[3]) < 0) {
-        *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "version: %s",
-                                pkgstore_error_detail());
-        return -1;
-    }
-    return 0;
-}
-
 enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, &result) < 0)
+    if (package_path_check(conn, req, 1, &result) < 0 ||
+        body_present(conn, req, "a signature envelope", &result) < 0) {
+        metrics_trust_refused(TRUST_DOC_SIGNATURE, TRUST_REFUSED_MALFORMED);
         return result;
-    if (body_present(conn, req, "a signature envelope", &result) < 0)
-        return result;
+    }
     pkgstore_digest envelope_digest;
     int error = pkgstore_trust_signature_add(&envelope_digest, g_server.store, req->seg[2],
                                              req->seg[3], req->json, req->json_len);
-    if (error < 0)
+    if (error < 0) {
+        metrics_trust_refused(TRUST_DOC_SIGNATURE, trust_refusal_of(error));
         return respond_pkgstore_error(conn, req, error, "signature");
+    }
     pkgstore_trust_envelope *env = NULL;
     if (pkgstore_trust_envelope_parse(&env, req->json, req->json_len) < 0)
         return respond_pkgstore_error(conn, req, PKGSTORE_EINTERNAL, "signature");
@@ -165,18 +162,13 @@ enum MHD_Result package_signature_put(struct MHD_Connection *conn, request *req)
 enum MHD_Result package_signatures_get(struct MHD_Connection *conn, request *req)
 {
     enum MHD_Result result;
-    if (check_name_version(conn, req, &result) < 0)
-        return result;
-    pkgstore_manifest *manifest = NULL;
     pkgstore_digest digest;
-    int error = pkgstore_registry_get(&manifest, &digest, g_server.registry, req->seg[2],
-                                      req->seg[3]);
-    if (error < 0)
-        return respond_pkgstore_error(conn, req, error, NULL);
-    pkgstore_manifest_free(manifest);
+    if (package_path_get(NULL, &digest, conn, req, &result) < 0)
+        return result;
     pkgstore_trust_stored_signature *list = NULL;
     size_t count = 0;
-    if ((error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest)) < 0)
+    int error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest);
+    if (error < 0)
         return respond_pkgstore_error(conn, req, error, "signatures");
     json_t *signatures = json_array();
     for (size_t i = 0; signatures && i < count; i++) {

@@ -75,6 +75,9 @@ ok "$RC" "pkgstore-policy with PKGSTORE_CACERT sets a policy over HTTPS"
 tool policy --cacert "$C/ca1.pem" --json ls
 ok "$([ "$RC" = 0 ] && jq -e '.policies[0].name == "all"' "$TMP/out" >/dev/null; echo $?)" \
     "pkgstore-policy --cacert lists it"
+tool show --cacert "$C/ca1.pem" --trust --json
+ok "$([ "$RC" = 0 ] && jq -e '.roots == [] and .generation == 0' "$TMP/out" >/dev/null; echo $?)" \
+    "pkgstore-show --server --cacert --trust reads the trust over HTTPS"
 
 # blobs over HTTPS come from a reader, not sendfile(): whole, ranges, empty
 head -c 300000 /dev/urandom > "$TMP/big"
@@ -101,6 +104,8 @@ tool policy --cacert "$C/ca2.pem" ls
 expect_fail "wrong CA: refused, 'server certificate not trusted'" "server certificate not trusted"
 tool policy ls
 expect_fail "no CA given: the system's CAs do not know ca1" "server certificate not trusted"
+tool show --cacert "$C/ca2.pem" --trust
+expect_fail "pkgstore-show --trust with the wrong CA: refused" "server certificate not trusted"
 tool push --cacert "$C/ca2.pem" --name hello --version 1.0.1 --platform any --quiet "$TMP/artifact"
 expect_fail "pkgstore-push with the wrong CA: refused, nothing uploaded" "server certificate not trusted"
 tool policy --cacert "$TMP/missing.pem" ls

@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 73
+plan 88
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -37,6 +37,9 @@ is "$STATUS $(json '.trust | tojson')" '200 {"revocations":0,"root_version":null
     "before any root: the reply's trust is {revocations 0, root_version null}"
 req GET /v1/trust/root
 is "$STATUS $(error_code)" "404 NOTFOUND" "no root yet: 404 NOTFOUND"
+"$BIN/pkgstore-show" --server "$URL" --trust --json >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(jq -c '[.roots, .generation, .revocations]' "$TMP/show.out")" '0 [[],0,[]]' \
+    "pkgstore-show --server --trust before any root: none, generation 0"
 req_as "$AGENT" PUT /v1/trust/root --data-binary @"$TMP/root-1.json"
 is "$STATUS" 403 "the agent role may not PUT a root"
 req PUT /v1/trust/root --data-binary 'garbage{'
@@ -97,6 +100,21 @@ is "$STATUS $(json .generation)" "200 1" "the same revocation again: 200, genera
 req_as "$AGENT" GET /v1/trust/revocations
 is "$STATUS $(json .generation) $(json '.revocations[0].signed.reason')" "200 1 bad build" \
     "the agent role reads the revocations"
+"$BIN/pkgstore-show" --server "$URL" --trust --json >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(jq -c '[[.roots[] | .version, .threshold, .valid], .generation, [.revocations[] | .name, .version, .reason, (.signed_by | length), .valid]]' "$TMP/show.out")" \
+    '0 [[1,2,true,2,2,true],1,["otelcol","1.0.0","bad build",2,true]]' \
+    "pkgstore-show --server --trust: roots 1 and 2 (walked down from the newest), the revocation"
+is "$(jq -r '.roots[1].keys | map(.keyid) | join(" ")' "$TMP/show.out")" \
+    "$(jq -r '.signed.keys | map(.keyid) | join(" ")' "$TMP/root-2.json")" "... with root 2's key ids"
+PKGSTORE_TOKEN_FILE= PKGSTORE_TOKEN=$AGENT "$BIN/pkgstore-show" --server "$URL" --trust \
+    >"$TMP/show.out" 2>"$TMP/show.err"
+is "$? $(grep -c '^ROOT [12] ' "$TMP/show.out") $(grep -c '^otelcol 1.0.0 .*signed to threshold by root 2' "$TMP/show.out")" \
+    "0 2 1" "... and as text with the agent's token"
+PKGSTORE_TOKEN_FILE= PKGSTORE_TOKEN=wrong "$BIN/pkgstore-show" --server "$URL" --trust \
+    >/dev/null 2>"$TMP/show.err"
+is "$?" 3 "pkgstore-show --server with a wrong token: exit 3"
+grep -q '/v1/trust/root: .*401' "$TMP/show.err"
+ok $? "... naming the route and the status ($(head -c 100 "$TMP/show.err"))"
 
 # ---------------------------------------------------------------- signatures
 "$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --platform linux/amd64 "$TMP/otelcol-1" >/dev/null
@@ -124,6 +142,21 @@ req PUT /v1/packages/otelcol/1.0.0/signatures --data-binary @"$SIG_B"
 is "$STATUS $(json .manifest)" "201 $MANIFEST" "an envelope for the version's manifest: 201"
 req PUT /v1/packages/otelcol/1.0.0/signatures --data-binary @"$SIG_B"
 is "$STATUS" 200 "the same envelope again: 200"
+
+# ---------------------------------------------------------------- /metrics
+# every refusal above that reached a route, by class (the agent's 403s
+# are the roles', counted only in pkgstored_requests_total)
+metric() { printf '%s\n' "$BODY" | awk -v k="$1" '$1 == k {print $2}'; }
+trust_refused() { metric "pkgstored_trust_refused_total{document=\"$1\",reason=\"$2\"}"; }
+req GET /metrics
+is "$(trust_refused root malformed) $(trust_refused root untrusted) $(trust_refused root conflict) $(trust_refused root error)" \
+    "3 2 1 0" "/metrics: roots refused: 3 malformed, 2 untrusted (hand-edited, weak rotation), 1 conflict"
+is "$(trust_refused revocation malformed) $(trust_refused revocation untrusted) $(trust_refused revocation conflict)" \
+    "2 1 0" "/metrics: revocations refused: 2 malformed, 1 untrusted"
+is "$(trust_refused signature malformed) $(trust_refused signature not_found) $(trust_refused signature conflict)" \
+    "3 1 0" "/metrics: signatures refused: 3 malformed, 1 for a version that does not exist"
+is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkgstored_unsigned_refused_total{request="upload"}')" \
+    "0 0" "/metrics: nothing refused by --require-signatures (not given)"
 
 # ---------------------------------------------------------------- offers
 hb() { req_as "$AGENT" POST /v1/agents/heartbeat -d '{"node_id":"edge-1","labels":{"env":"test"},"platform":"linux/amd64","packages":[{"name":"otelcol","type":"primary","version":"0.1.0","status":"Upgraded"}]}'; }
@@ -214,6 +247,34 @@ grep -q 'targeted by policy p1' "$TMP/push.err"
 ok $? "... saying which policy and why ($(cut -c1-90 "$TMP/push.err"))"
 req GET /v1/packages/otelcol/2.0.0/signatures
 is "$(json '.signatures | length')" 2 "... and its signatures are untouched"
+req GET /metrics
+is "$(metric 'pkgstored_unsigned_refused_total{request="policy"}') $(metric 'pkgstored_unsigned_refused_total{request="upload"}')" \
+    "2 1" "/metrics: --require-signatures refused 2 policies (unsigned, then below threshold) and 1 upload"
+
+# An upload that passed its check (no policy targeted the version yet)
+# while a policy is put on that version: the upload must not then change
+# the manifest under the policy (it would drop the signatures the policy
+# was checked against). The body is held back until the policy is stored;
+# the upload's writer being open (a file of the store's tmp/) is the
+# sign that the upload passed its check.
+"$BIN/pkgstore-push" --quiet --name otelcol --version 5.0.0 --platform linux/amd64 \
+    --sign-key "$K/b.key" --sign-key "$K/c.key" "$TMP/otelcol-2" >/dev/null 2>&1
+mkfifo "$TMP/gate"
+( printf '#!/bin/sh\n'; read -r _ <"$TMP/gate"; printf 'echo v5 arm64\n' ) |
+    curl -s -o "$TMP/race.body" -w '%{http_code}' -X PUT -T - -H "Authorization: Bearer $ADMIN" \
+        "$URL/v1/packages/otelcol/5.0.0?platform=linux/arm64" >"$TMP/race.status" &
+race_pid=$!
+open_uploads() { ls -l "/proc/$SERVER_PID/fd" 2>/dev/null | grep -c "$TMP/store/tmp/"; }
+for _ in $(seq 1 500); do [ "$(open_uploads)" -ge 1 ] && break; sleep 0.01; done
+is "$(open_uploads)" 1 "an upload of another platform for 5.0.0 has passed its check and is open"
+req PUT /v1/policies/p5 -d '{"selector":"env=prod5","package":"otelcol","version":"5.0.0"}'
+is "$STATUS" 200 "meanwhile a policy on the signed 5.0.0 is stored"
+echo go >"$TMP/gate"
+wait "$race_pid"
+is "$(cat "$TMP/race.status") $(jq -r .error.code "$TMP/race.body")" "409 CONFLICT" \
+    "the upload, finished after the policy, is refused (409)"
+req GET /v1/packages/otelcol/5.0.0/signatures
+is "$(json '.signatures | length')" 2 "... and the version keeps its manifest and signatures"
 
 stop_server
 "$BIN/pkgstored" --store "$TMP/store" --listen 127.0.0.1:0 --require-signatures \

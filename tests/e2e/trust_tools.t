@@ -156,5 +156,51 @@ expect 2 "the reason cannot change" "$BIN/pkgstore-sign" --revoke --key "$K/c.ke
     --reason other -o "$WORK/revoke.json" otelcol 1.0.0
 expect 2 "--revoke needs --output" "$BIN/pkgstore-sign" --revoke --key "$K/a.key" otelcol 1.0.0
 
+# ---------------------------------------------------------------- pkgstore-show --trust
+# STORE.trust as pkgstored keeps it (server/trust.c): root.N.json as
+# accepted, revocations.json wrapping the signed statements.
+show() { "$BIN/pkgstore-show" "$@"; }
+expect 1 "--trust without a trust directory" show --store "$S" --trust
+check "says where pkgstored keeps it" "grep -q 'store.trust: No such file or directory' '$WORK/err'"
+mkdir "$S.trust"
+expect 0 "an empty trust directory" show --store "$S" --trust --json
+check "no roots, generation 0, no revocations" \
+    "jq -e '.roots == [] and .generation == 0 and .revocations == []' '$WORK/out' >/dev/null"
+cp "$WORK/root.json" "$S.trust/root.1.json"
+cp "$WORK/root-2.json" "$S.trust/root.2.json"
+printf '{"generation":4,"revocations":[%s]}' "$(cat "$WORK/revoke.json")" >"$S.trust/revocations.json"
+expect 0 "roots and revocations" show --store "$S" --trust
+check "each root with its threshold and validity" \
+    "grep -q '^ROOT 1 .*threshold 2 of 2  self-signed to threshold' '$WORK/out' && grep -q '^ROOT 2 .*threshold 2 of 2  valid rotation' '$WORK/out'"
+check "a key name is quoted (it may hold any UTF-8)" \
+    "grep -q '\"release key A — Zürich\"' '$WORK/out'"
+check "the revocation with its generation, reason and signers" \
+    "grep -q '^REVOCATIONS  generation 4' '$WORK/out' && grep -q '^otelcol 1.0.0 .*NOT VALID under root 2: .*required' '$WORK/out' && grep -q 'reason     \"crashes on arm64 — incident №42\"' '$WORK/out' && [ \$(grep -c '^  signed by' '$WORK/out') = 7 ]"
+expect 0 "the same as JSON, through --trust-dir" show --trust-dir "$S.trust" --json
+A_ID=$(key id "$K/a.pub" | cut -c1-64); B_ID=$(key id "$K/b.pub" | cut -c1-64)
+C_ID=$(key id "$K/c.pub" | cut -c1-64)
+check "versions, thresholds, key ids and signers in the JSON" \
+    "jq -e --arg a '$A_ID' --arg b '$B_ID' --arg c '$C_ID' '[.roots[].version] == [1,2] and .roots[0].threshold == 2 and [.roots[0].keys[].keyid] == [\$a,\$b] and .roots[0].keys[0].name == \"release key A — Zürich\" and (.roots[1].signed_by | sort) == ([\$a,\$b,\$c] | sort) and (.roots | all(.valid)) and .roots_complete' '$WORK/out' >/dev/null"
+check "the revocation in the JSON" \
+    "jq -e --arg a '$A_ID' --arg b '$B_ID' '.generation == 4 and (.revocations | length) == 1 and .revocations[0].name == \"otelcol\" and .revocations[0].version == \"1.0.0\" and .revocations[0].reason == \"crashes on arm64 — incident №42\" and (.revocations[0].created | test(\"^[0-9]{4}-\")) and (.revocations[0].signed_by | sort) == ([\$a,\$b] | sort)' '$WORK/out' >/dev/null"
+check "signed by a and b, it no longer reaches root 2's threshold: not valid, and why" \
+    "jq -e '.revocations[0].valid == false and (.revocations[0].why | test(\"required\"))' '$WORK/out' >/dev/null"
+mv "$S.trust/root.1.json" "$WORK/held-root-1.json"
+cp "$WORK/root-evil.json" "$S.trust/root.3.json"
+expect 0 "a chain that does not hold" show --store "$S" --trust --json
+check "root 3 is shown as no valid rotation of root 2, with the reason" \
+    "jq -e '[.roots[].version] == [2,3] and .roots[0].valid and (.roots[1].valid | not) and (.roots[1].why | length) > 0' '$WORK/out' >/dev/null"
+cp "$WORK/root.json" "$S.trust/root.4.json"
+expect 3 "a root file whose version is not the one in its name" show --store "$S" --trust
+check "names the file" "grep -q 'root.4.json: holds root version 1, not 4' '$WORK/err'"
+rm "$S.trust/root.4.json"
+printf '{"generation":1,"revocations":[{"signed":{}}]}' >"$S.trust/revocations.json"
+expect 3 "a damaged revocations.json" show --store "$S" --trust
+check "names the file and the entry" "grep -q 'revocations.json: revocations\[0\]' '$WORK/err'"
+expect 2 "--trust takes no NAME" show --store "$S" --trust otelcol
+expect 2 "--trust with --digest" show --store "$S" --trust --digest
+expect 2 "--cacert without --server" show --store "$S" --trust --cacert /dev/null
+expect 2 "--server with --store" show --server http://127.0.0.1:1 --store "$S" --trust
+
 echo "1..$n"
 [ "$fails" = 0 ]
