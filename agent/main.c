@@ -67,9 +67,13 @@ static int check_config(const agent_config *cfg, int json)
     free(text);
     if (root)
         json_object_set_new(root, "helper", json_string(agent_helper_path()));
-    if (root && cfg->trust_root)
-        json_object_set_new(json_object_get(root, "trust"), "root_version",
-                            json_integer((json_int_t)root_version));
+    if (root && cfg->trust_root) {
+        json_t *trust = json_object_get(root, "trust");
+        json_object_set_new(trust, "root_version", json_integer((json_int_t)root_version));
+        /* what this node verified, read from its state_dir: the view of
+         * the node's trust that does not depend on the registry */
+        json_object_set_new(trust, "state", agent_trust_status(cfg));
+    }
     text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text) {
