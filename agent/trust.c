@@ -62,19 +62,18 @@ void agent_trust_time_format(char out[32], int64_t seconds)
 /* ------------------------------------------------------------------ state.json */
 
 #define TRUST_STATE_FORMAT 1
-#define TRUST_REVOKED_MAX 4096 /* as many as verify-revocations reads */
 
 static void revocations_clear(agent_trust *trust);
 
-/* Add one verified revocation unless held; 0, or -1 when out of memory. */
+/* Add one verified revocation unless held; 0, or -1 when out of memory.
+ * Not capped: only statements signed to threshold get here, and dropping
+ * one would undo it. */
 static int revoked_add(agent_trust *trust, const char *name, const char *version,
                        const char *reason, int64_t created)
 {
     for (size_t i = 0; i < trust->nrevoked; i++)
         if (!strcmp(trust->revoked[i].name, name) && !strcmp(trust->revoked[i].version, version))
             return 0;
-    if (trust->nrevoked >= TRUST_REVOKED_MAX)
-        return 0;
     struct agent_revocation *grown =
         realloc(trust->revoked, (trust->nrevoked + 1) * sizeof *trust->revoked);
     if (!grown)
