@@ -7,9 +7,10 @@
 # trust=behind filter and in /metrics; the node's own --check-config --json
 # shows what it verified; and the verified revocations outlive an agent
 # restart, so a server that lost them (an older generation) cannot get the
-# revoked version installed.
+# revoked version installed; a manifest verified for an offer moves the
+# newest signed time too.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..12"
+echo "1..13"
 
 K=$T/keys; mkdir -p "$K"
 for k in a b x; do "$B/pkgstore-key" generate -o "$K/$k" > /dev/null; done
@@ -91,6 +92,17 @@ start_agent "$d"
 policy set p --package otelcol --version 2.0.0 > /dev/null
 check "after both restarts, the revoked 2.0.0 is refused and 1.0.0 keeps running" \
     bash -c 'wait_until 30 bash -c "[[ \"\$(state_message \"$0\")\" == *\"revoked: otelcol 2.0.0 is revoked\"* ]]" && [ "$(collector_version "$0")" = 1.0.0 ] && node_healthy "$0" && ! grep -q "msg=\"downloaded\"" "$0/agent.log"' "$d"
+
+# A manifest verified for an offer counts too: 3.0.0 is signed after
+# everything above (the clock past root 2's second first, so that its time
+# is the newest), and the node installs it.
+wait_until 5 bash -c '[[ "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$(created "$0")" ]]' "$K/root2.json"
+make_variant v2 "$T/v3" fresh-v3
+push --name otelcol --version 3.0.0 --sign-key "$K/a.key" "$T/v3" > /dev/null
+policy set p --package otelcol --version 3.0.0 > /dev/null
+m3=$(admin /v1/packages/otelcol/3.0.0 | jq -r .created)
+check "an offer's signed manifest moves newest_signed (3.0.0 installed)" \
+    bash -c 'wait_until 30 bash -c "[ \"\$(sv \"$0\")\" = Upgraded3.0.0 ]" && wait_until 10 trust_is node ".newest_signed == \"$1\" and .root_version == 2"' "$d" "$m3"
 
 [ "$FAILED" = 0 ] || for n in node nodeb nodec; do diag "$n"; dump "$T/$n/agent.log"; done
 exit "$FAILED"
