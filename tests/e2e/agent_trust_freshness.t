@@ -51,8 +51,8 @@ for n in node nodeb; do
 done
 check "nodec (another root): its own root's time" \
     wait_until 20 trust_is nodec ".root_version == 1 and .newest_signed == \"$(created "$K/other.json")\""
-check "the node's --check-config --json shows what it verified, from its state_dir" \
-    bash -c '"$B/pkgstore-agent" --check-config --json --config "$0/agent.yaml" | jq -e --arg t "$(created "$1")" ".trust.state.newest_signed == \$t and .trust.state.revocations == 0 and .trust.root_version == 1" > /dev/null' "$d" "$K/root.json"
+check "the node's --check-config (and --json) shows what it verified, from its state_dir" \
+    bash -c '"$B/pkgstore-agent" --check-config --json --config "$0/agent.yaml" | jq -e --arg t "$(created "$1")" ".trust.state.newest_signed == \$t and .trust.state.revocations == 0 and .trust.root_version == 1" > /dev/null && "$B/pkgstore-agent" --check-config --config "$0/agent.yaml" | grep -q "trust: root version 1 (pinned), revocation generation 0 (0 revoked), newest signed data $(created "$1") ("' "$d" "$K/root.json"
 
 # nodeb's agent stops: it cannot learn what follows
 stop_agent "$T/nodeb"
