@@ -7,6 +7,7 @@
 #include "supervisor.h"
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,9 +68,13 @@ static int check_config(const agent_config *cfg, int json)
     free(text);
     if (root)
         json_object_set_new(root, "helper", json_string(agent_helper_path()));
-    if (root && cfg->trust_root)
-        json_object_set_new(json_object_get(root, "trust"), "root_version",
-                            json_integer((json_int_t)root_version));
+    if (root && cfg->trust_root) {
+        json_t *trust = json_object_get(root, "trust");
+        json_object_set_new(trust, "root_version", json_integer((json_int_t)root_version));
+        /* what this node verified, read from its state_dir: the view of
+         * the node's trust that does not depend on the registry */
+        json_object_set_new(trust, "state", agent_trust_status(cfg));
+    }
     text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(root);
     if (!text) {
@@ -84,6 +89,26 @@ static int check_config(const agent_config *cfg, int json)
                cfg->path, cfg->node_id, cfg->platform, cfg->package, cfg->executable,
                cfg->server_url, agent_helper_path(), cfg->trust_root ? ", trust root " : "",
                cfg->trust_root ? cfg->trust_root : "", cfg->trust_root ? " (signed packages only)" : "");
+    if (!json && cfg->trust_root) {
+        /* what this node verified so far, from its state_dir */
+        json_t *state = agent_trust_status(cfg);
+        json_t *adopted = json_object_get(state, "adopted_root_version");
+        if (json_integer_value(adopted) <= (json_int_t)root_version)
+            adopted = NULL; /* the agent uses the pinned root then */
+        json_t *generation = json_object_get(state, "revocations");
+        const char *newest = json_string_value(json_object_get(state, "newest_signed"));
+        char age[64] = "";
+        if (newest)
+            snprintf(age, sizeof age, " (%lld s ago)",
+                     (long long)json_integer_value(json_object_get(state, "newest_signed_age_s")));
+        printf("%s: trust: root version %" PRIu64 "%s, revocation generation %lld (%zu revoked), "
+               "newest signed data %s%s\n",
+               cfg->path, adopted ? (uint64_t)json_integer_value(adopted) : root_version,
+               adopted ? " (adopted)" : " (pinned)", (long long)json_integer_value(generation),
+               json_array_size(json_object_get(state, "revoked")), newest ? newest : "none seen yet",
+               age);
+        json_decref(state);
+    }
     free(text);
     agent_helper_cleanup();
     return 0;

@@ -40,9 +40,11 @@ static json_t *heartbeat_request(const supervisor *sup)
         }
         json_array_append_new(packages, pkg);
     }
-    return json_pack("{s:s, s:o, s:s, s:s, s:o}", "node_id", cfg->node_id, "labels", labels,
+    /* with trust.root: what this node verified, so that the fleet view
+     * shows a node kept on old signed data (docs/trust.md) */
+    return json_pack("{s:s, s:o, s:s, s:s, s:o, s:o*}", "node_id", cfg->node_id, "labels", labels,
                      "platform", cfg->platform, "agent_version", PKGSTORE_VERSION_STRING,
-                     "packages", packages);
+                     "packages", packages, "trust", agent_trust_report(&sup->trust));
 }
 
 /* One small request through the helper: a JSON POST when body is not

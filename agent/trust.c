@@ -1,6 +1,7 @@
 /*
  * Signed packages on the agent (trust.h): the current root, the check of
- * an offer before its artifact is downloaded, root rotations. The helper
+ * an offer before its artifact is downloaded, root rotations, revocations
+ * and what was verified (state_dir/trust/state.json). The helper
  * verifies; this file fetches, decides and keeps files.
  */
 #include "trust.h"
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -23,15 +25,163 @@ static int reply_u64(uint64_t *out, json_t *reply, const char *key)
     return 0;
 }
 
-/* root-check: 0 with the version of the root in path. */
-static int root_check(uint64_t *version_out, const char *path)
+/* A "created" member of a helper reply: Unix seconds, 0 when absent. */
+static int64_t reply_created(json_t *reply)
+{
+    json_t *v = json_object_get(reply, "created");
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* root-check: 0 with the version of the root in path (and its "created"
+ * in *created_out when not NULL). */
+static int root_check_created(uint64_t *version_out, int64_t *created_out, const char *path)
 {
     json_t *reply = NULL;
     int rc = agent_helper_call(&reply, NULL, 0, 0, "root-check", path, NULL);
     if (rc == 0)
         rc = reply_u64(version_out, reply, "version");
+    if (rc == 0 && created_out)
+        *created_out = reply_created(reply);
     json_decref(reply);
     return rc;
+}
+
+static int root_check(uint64_t *version_out, const char *path)
+{
+    return root_check_created(version_out, NULL, path);
+}
+
+void agent_trust_time_format(char out[32], int64_t seconds)
+{
+    struct tm tm;
+    time_t t = (time_t)seconds;
+    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+/* ------------------------------------------------------------------ state.json */
+
+#define TRUST_STATE_FORMAT 1
+
+static void revocations_clear(agent_trust *trust);
+
+/* Add one verified revocation unless held; 0, or -1 when out of memory.
+ * Not capped: only statements signed to threshold get here, and dropping
+ * one would undo it. */
+static int revoked_add(agent_trust *trust, const char *name, const char *version,
+                       const char *reason, int64_t created)
+{
+    for (size_t i = 0; i < trust->nrevoked; i++)
+        if (!strcmp(trust->revoked[i].name, name) && !strcmp(trust->revoked[i].version, version))
+            return 0;
+    struct agent_revocation *grown =
+        realloc(trust->revoked, (trust->nrevoked + 1) * sizeof *trust->revoked);
+    if (!grown)
+        return -1;
+    trust->revoked = grown;
+    struct agent_revocation *r = &trust->revoked[trust->nrevoked];
+    r->name = strdup(name);
+    r->version = strdup(version);
+    r->reason = strdup(reason ? reason : "");
+    r->created = created;
+    if (!r->name || !r->version || !r->reason) {
+        free(r->name);
+        free(r->version);
+        free(r->reason);
+        return -1;
+    }
+    trust->nrevoked++;
+    return 0;
+}
+
+/* Keep what was verified: the revocations, the generation they were read
+ * at and newest_signed, written whole and renamed. A failure is logged:
+ * the next change writes it again, and the server is asked again after a
+ * restart. */
+static void trust_save(const agent_trust *trust)
+{
+    json_t *revoked = json_array();
+    for (size_t i = 0; revoked && i < trust->nrevoked; i++)
+        json_array_append_new(revoked, json_pack("{s:s, s:s, s:s, s:I}", "name",
+                                                 trust->revoked[i].name, "version",
+                                                 trust->revoked[i].version, "reason",
+                                                 trust->revoked[i].reason, "created",
+                                                 (json_int_t)trust->revoked[i].created));
+    json_t *root = json_pack("{s:i, s:I, s:I, s:I, s:o*}", "format", TRUST_STATE_FORMAT,
+                             "root_version", (json_int_t)trust->version,
+                             "revocations_generation", (json_int_t)trust->revocations_generation,
+                             "newest_signed", (json_int_t)trust->newest_signed, "revoked",
+                             revoked);
+    char *text = root ? json_dumps(root, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    if (!text || pkgstore_install_write_atomic(trust->state_path, text, strlen(text), 0600) < 0)
+        agent_log("error", "msg=\"cannot keep the verified trust state\" path=%s error=\"%s\"",
+                  trust->state_path, text ? pkgstore_error_detail() : "out of memory");
+    free(text);
+}
+
+/* state.json as a JSON object of the right format, or NULL (logged when
+ * a file is there but unusable). */
+static json_t *trust_state_read(const char *path)
+{
+    if (access(path, F_OK) != 0)
+        return NULL;
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *format = json_object_get(root, "format");
+    if (json_is_integer(format) && json_integer_value(format) == TRUST_STATE_FORMAT &&
+        json_is_array(json_object_get(root, "revoked")))
+        return root;
+    agent_log("warn", "msg=\"ignoring the verified trust state; the server is asked again\" "
+                      "path=%s error=\"%s\"",
+              path, root ? "not a trust state" : jerr.text);
+    json_decref(root);
+    return NULL;
+}
+
+static uint64_t json_u64(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* What an earlier run verified. The file is this agent's own, in its
+ * state_dir (0700); a damaged one is ignored, which is safe: the
+ * generation stays 0, so nothing is installed until the list is read from
+ * the server again. */
+static void trust_load(agent_trust *trust)
+{
+    json_t *root = trust_state_read(trust->state_path);
+    if (!root)
+        return;
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(root, "revoked"), i, item) {
+        const char *name = json_string_value(json_object_get(item, "name"));
+        const char *version = json_string_value(json_object_get(item, "version"));
+        if (name && version &&
+            revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason")),
+                        (int64_t)json_u64(item, "created")) < 0)
+            break;
+    }
+    if (i == json_array_size(json_object_get(root, "revoked")))
+        trust->revocations_generation = json_u64(root, "revocations_generation");
+    trust->newest_signed = (int64_t)json_u64(root, "newest_signed");
+    agent_log("info", "msg=\"verified trust state\" path=%s revocations_generation=%" PRIu64
+                      " revoked=%zu newest_signed=%" PRId64,
+              trust->state_path, trust->revocations_generation, trust->nrevoked,
+              trust->newest_signed);
+    json_decref(root);
+}
+
+/* A signed document created at created was verified: 1 when it is the
+ * newest so far (the caller saves), else 0. */
+static int note_signed(agent_trust *trust, int64_t created)
+{
+    if (created <= trust->newest_signed)
+        return 0;
+    trust->newest_signed = created;
+    return 1;
 }
 
 int agent_trust_check_pinned(const agent_config *cfg, uint64_t *version_out)
@@ -65,7 +215,8 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     trust->pinned = strdup(cfg->trust_root);
     char *dir = agent_strdup_printf("%s/trust", cfg->state_dir);
     trust->adopted = dir ? agent_strdup_printf("%s/root.json", dir) : NULL;
-    if (!trust->pinned || !trust->adopted) {
+    trust->state_path = dir ? agent_strdup_printf("%s/state.json", dir) : NULL;
+    if (!trust->pinned || !trust->adopted || !trust->state_path) {
         free(dir);
         return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     }
@@ -78,6 +229,7 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     int rc = agent_trust_check_pinned(cfg, &trust->version);
     if (rc < 0)
         return rc;
+    trust_load(trust);
     /* The adopted root was verified as a rotation when it was written, by
      * this agent, into its own state_dir; it is checked again for damage
      * (self-signed to threshold) and used only when newer than the pinned
@@ -92,18 +244,24 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
             trust->version = adopted;
         }
     }
+    /* the current root counts among the signed data seen */
+    uint64_t checked = 0;
+    int64_t created = 0;
+    if (root_check_created(&checked, &created, agent_trust_current(trust)) == 0 &&
+        checked == trust->version)
+        note_signed(trust, created);
+    trust_save(trust);
     agent_log("info", "msg=\"trust root\" path=%s version=%" PRIu64, agent_trust_current(trust),
               trust->version);
     return 0;
 }
-
-static void revocations_clear(agent_trust *trust);
 
 void agent_trust_free(agent_trust *trust)
 {
     revocations_clear(trust);
     free(trust->pinned);
     free(trust->adopted);
+    free(trust->state_path);
     memset(trust, 0, sizeof *trust);
 }
 
@@ -116,7 +274,7 @@ static int copy_field(char *dst, size_t len, json_t *reply, const char *key)
     return 0;
 }
 
-int agent_trust_offer(agent_signed_artifact *out, const agent_trust *trust,
+int agent_trust_offer(agent_signed_artifact *out, agent_trust *trust,
                       const agent_config *cfg, const char *tmp_dir, const agent_offer *o,
                       char *why, size_t why_len)
 {
@@ -182,6 +340,8 @@ int agent_trust_offer(agent_signed_artifact *out, const agent_trust *trust,
     }
     uint64_t valid = 0;
     reply_u64(&valid, reply, "valid");
+    if (note_signed(trust, reply_created(reply)))
+        trust_save(trust);
     agent_log("info", "msg=\"offer signature verified\" package=%s version=%s manifest=%s "
                       "valid_keys=%" PRIu64 " root_version=%" PRIu64,
               o->name, o->version, o->manifest, valid, trust->version);
@@ -239,6 +399,7 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
         if (rc == 0 && (rc = reply_u64(&got, reply, "version")) == 0 && got != next)
             rc = agent_error_set(PKGSTORE_EDENIED, "asked for root version %" PRIu64
                                  ", got version %" PRIu64, next, got);
+        int64_t created = rc == 0 ? reply_created(reply) : 0;
         json_decref(reply);
         /* Only a verified rotation replaces the current root, atomically;
          * the pinned file is never written. */
@@ -254,7 +415,9 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
         }
         trust->use_adopted = 1;
         trust->version = next;
-        trust->revocations_generation = 0; /* verified again against the new root */
+        trust->revocations_generation = 0; /* read again, verified against the new root */
+        note_signed(trust, created);
+        trust_save(trust);
         agent_log("info", "msg=\"root rotated\" version=%" PRIu64 " path=%s", next,
                   trust->adopted);
     }
@@ -305,33 +468,81 @@ void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                   generation, agent_error());
         goto out;
     }
-    revocations_clear(trust);
-    size_t n = json_array_size(list), i;
+    /* Added to what was verified before, never replacing it: a revocation
+     * cannot be withdrawn, so a list without it (an older generation, a
+     * server that lost its trust directory) takes nothing away. */
+    size_t i, before = trust->nrevoked;
     json_t *item;
-    trust->revoked = calloc(n + 1, sizeof *trust->revoked);
     json_array_foreach(list, i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
         const char *version = json_string_value(json_object_get(item, "version"));
-        const char *reason = json_string_value(json_object_get(item, "reason"));
-        if (!trust->revoked || !name || !version)
+        if (!name || !version)
             continue;
-        struct agent_revocation *r = &trust->revoked[trust->nrevoked];
-        r->name = strdup(name);
-        r->version = strdup(version);
-        r->reason = strdup(reason ? reason : "");
-        if (r->name && r->version && r->reason)
-            trust->nrevoked++;
+        int64_t created = reply_created(item);
+        if (revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason")),
+                        created) < 0) {
+            agent_log("warn", "msg=\"cannot keep the revocations; keeping the previous list\" "
+                              "generation=%" PRIu64 " error=\"out of memory\"",
+                      generation);
+            goto out; /* the generation stays unread: tried again */
+        }
+        note_signed(trust, created);
     }
     json_array_foreach(json_object_get(checked, "ignored"), i, item)
         agent_log("warn", "msg=\"revocation not signed by the current root, ignored\" error=\"%s\"",
                   json_string_value(json_object_get(item, "error")));
     trust->revocations_generation = generation;
-    agent_log("info", "msg=\"revocations\" generation=%" PRIu64 " revoked=%zu", generation,
-              trust->nrevoked);
+    trust_save(trust);
+    agent_log("info", "msg=\"revocations\" generation=%" PRIu64 " revoked=%zu new=%zu",
+              generation, trust->nrevoked, trust->nrevoked - before);
 out:
     json_decref(reply);
     json_decref(checked);
     free(body);
+}
+
+json_t *agent_trust_report(const agent_trust *trust)
+{
+    if (!trust->enabled)
+        return NULL;
+    json_t *obj = json_pack("{s:I, s:I}", "root_version", (json_int_t)trust->version,
+                            "revocations", (json_int_t)trust->revocations_generation);
+    if (obj && trust->newest_signed > 0) {
+        char when[32];
+        agent_trust_time_format(when, trust->newest_signed);
+        json_object_set_new(obj, "newest_signed", json_string(when));
+    }
+    return obj;
+}
+
+json_t *agent_trust_status(const agent_config *cfg)
+{
+    if (!cfg->trust_root)
+        return NULL;
+    json_t *out = json_object();
+    char *adopted = agent_strdup_printf("%s/trust/root.json", cfg->state_dir);
+    char *path = agent_strdup_printf("%s/trust/state.json", cfg->state_dir);
+    uint64_t version = 0;
+    if (adopted && access(adopted, F_OK) == 0 && root_check(&version, adopted) == 0)
+        json_object_set_new(out, "adopted_root_version", json_integer((json_int_t)version));
+    json_t *state = path ? trust_state_read(path) : NULL;
+    if (state) {
+        json_object_set_new(out, "revocations",
+                            json_integer((json_int_t)json_u64(state, "revocations_generation")));
+        json_object_set_new(out, "revoked", json_incref(json_object_get(state, "revoked")));
+        int64_t newest = (int64_t)json_u64(state, "newest_signed");
+        if (newest > 0) {
+            char when[32];
+            agent_trust_time_format(when, newest);
+            json_object_set_new(out, "newest_signed", json_string(when));
+            json_object_set_new(out, "newest_signed_age_s",
+                                json_integer((json_int_t)(time(NULL) - newest)));
+        }
+    }
+    json_decref(state);
+    free(adopted);
+    free(path);
+    return out;
 }
 
 const char *agent_trust_revoked(const agent_trust *trust, const char *name, const char *version)

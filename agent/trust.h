@@ -5,6 +5,13 @@
  * an offer before any download of its artifact, and the walk of the root
  * chain the server announces. Every signature is checked by the helper
  * (root-check, root-rotate, verify-offer): this process maps no OpenSSL.
+ *
+ * What was verified outlives a restart in state_dir/trust/state.json
+ * (written atomically): the revocations with the generation last read,
+ * and the newest "created" time of the signed data this agent verified
+ * (its root, revocations, manifests), which every heartbeat reports so
+ * that a node fed stale data shows in the fleet view (docs/trust.md,
+ * "Freeze attacks").
  */
 #ifndef PKGSTORE_AGENT_TRUST_H
 #define PKGSTORE_AGENT_TRUST_H
@@ -18,6 +25,7 @@ typedef struct agent_trust {
     int enabled;             /* trust.root is configured */
     char *pinned;            /* the configured root.json (never written) */
     char *adopted;           /* state_dir/trust/root.json */
+    char *state_path;        /* state_dir/trust/state.json: revocations, newest_signed */
     int use_adopted;         /* the current root is the adopted one */
     uint64_t version;        /* the current root's version */
     uint64_t refused;        /* a server root version whose chain failed to verify: not
@@ -27,8 +35,12 @@ typedef struct agent_trust {
                                           list of that generation could not be read */
     struct agent_revocation {
         char *name, *version, *reason;
-    } *revoked;              /* verified against the current root */
+        int64_t created;     /* Unix seconds, 0 when unknown */
+    } *revoked;              /* each verified against the root current then; never
+                                withdrawn (docs/trust.md), so the list only grows */
     size_t nrevoked;
+    int64_t newest_signed;   /* the newest "created" among the signed data verified
+                                here (Unix seconds); 0: none yet */
 } agent_trust;
 
 /* What the signed manifest says this node installs. */
@@ -59,7 +71,7 @@ const char *agent_trust_current(const agent_trust *trust);
  * of the signed manifest (its digest equals the offer's), TRUST_TRANSIENT
  * (the manifest could not be fetched) or TRUST_REFUSED, with why set.
  */
-int agent_trust_offer(agent_signed_artifact *out, const agent_trust *trust,
+int agent_trust_offer(agent_signed_artifact *out, agent_trust *trust,
                       const agent_config *cfg, const char *tmp_dir, const agent_offer *o,
                       char *why, size_t why_len);
 
@@ -70,11 +82,26 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
                              uint64_t server_version);
 
 /* The server's revocation generation: when it is not the one fetched
- * last, fetch GET /v1/trust/revocations and keep those that verify
- * against the current root (the helper's verify-revocations). On failure
- * the previous list stays and the fetch is tried at the next heartbeat. */
+ * last, fetch GET /v1/trust/revocations and add those that verify
+ * against the current root (the helper's verify-revocations) to the list;
+ * none is ever dropped, so a server that lost its revocations, or serves
+ * an older list, takes nothing away. On failure the list stays and the
+ * fetch is tried at the next heartbeat. */
 void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                                     uint64_t generation);
+
+/* The heartbeat's "trust" member: {"root_version":N,"revocations":G,
+ * "newest_signed":"RFC 3339"} (newest_signed absent while 0); NULL when
+ * trust is off. */
+json_t *agent_trust_report(const agent_trust *trust);
+
+/* For --check-config --json: what state_dir/trust/ holds, read without the
+ * lock ({"adopted_root_version","revocations","revoked","newest_signed"},
+ * members absent when unknown); NULL without trust.root. */
+json_t *agent_trust_status(const agent_config *cfg);
+
+/* "YYYY-MM-DDTHH:MM:SSZ" of Unix seconds. */
+void agent_trust_time_format(char out[32], int64_t seconds);
 
 /* The reason ("" when none given) if name version is revoked, else NULL. */
 const char *agent_trust_revoked(const agent_trust *trust, const char *name, const char *version);

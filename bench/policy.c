@@ -99,7 +99,10 @@ static int body_for(char *buf, size_t size, int node, int policies, int unique)
                     "\"zone\":\"eu-west-%d\"},\"platform\":\"%s\",\"agent_version\":\"0.1.0\","
                     "\"packages\":[{\"name\":\"otelcol-contrib\",\"type\":\"primary\","
                     "\"version\":\"0.89.0\",\"digest\":\"sha256:0123456789abcdef0123456789abcdef"
-                    "0123456789abcdef0123456789abcdef\",\"state\":\"Running\"}]}",
+                    "0123456789abcdef0123456789abcdef\",\"state\":\"Running\"}],"
+                    /* what an agent with trust.root adds: fleet-wide the same */
+                    "\"trust\":{\"root_version\":2,\"revocations\":3,"
+                    "\"newest_signed\":\"2026-12-01T09:00:00Z\"}}",
                     node, host, node % 3 ? "prod" : "dev", node % (policies + 5), node % 3,
                     platforms[node % 3]);
 }

@@ -236,6 +236,9 @@ void metrics_unsigned_refused(enum unsigned_refusal what);
 void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char *status,
                                        uint64_t count),
                           void *ctx);
+/* The fleet's trust gauges against the server's roots and revocations
+ * (api/agents.c); -1 without a fleet. */
+int metrics_trust_stats(fleet_trust_stats *out);
 /* Render the Prometheus text exposition into a new string (free()). */
 char *metrics_render(size_t *len_out);
 

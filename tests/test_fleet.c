@@ -1930,6 +1930,143 @@ static void test_fleet__bad_options_are_refused(void **state)
     assert_string_equal(out, "2023-11-14T22:13:20Z");
 }
 
+/* ---------------------------------------------------------------- trust */
+
+static fleet_trust_stats trust_stats(struct fixture *f)
+{
+    fleet_trust_stats s;
+    fleet_trust_stats_get(f->fleet, &s);
+    return s;
+}
+
+/* The ids of a page filtered by trust, joined by ','. */
+static void trust_page(struct fixture *f, const char *trust, char *out, size_t size)
+{
+    fleet_query q = {0};
+    q.trust = trust;
+    json_t *root = page(f, &q, NULL), *item;
+    size_t i, n = 0;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(root, "nodes"), i, item)
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? "," : "", str_at(item, "id"));
+    json_decref(root);
+}
+
+static void test_fleet__trust_is_validated_counted_filtered_and_kept(void **state)
+{
+    struct fixture *f = *state;
+    char *out = NULL, ids[256];
+    size_t len = 0;
+    fleet_error err;
+#define HB(body) fleet_heartbeat(&out, &len, f->fleet, body, strlen(body), 1, NULL, &err)
+#define NODE "{\"node_id\":\"bad\",\"platform\":\"linux/amd64\",\"trust\":"
+    assert_fleet_fails(HB(NODE "7}"), &err, PKGSTORE_EINVALID, "trust: not an object");
+    assert_fleet_fails(HB(NODE "{\"revocations\":0}}"), &err, PKGSTORE_EINVALID,
+                       "trust.root_version: missing");
+    assert_fleet_fails(HB(NODE "{\"root_version\":0,\"revocations\":0}}"), &err,
+                       PKGSTORE_EINVALID, "trust.root_version: not a positive integer");
+    assert_fleet_fails(HB(NODE "{\"root_version\":\"1\",\"revocations\":0}}"), &err,
+                       PKGSTORE_EINVALID, "trust.root_version: not a positive integer");
+    assert_fleet_fails(HB(NODE "{\"root_version\":1}}"), &err, PKGSTORE_EINVALID,
+                       "trust.revocations: missing");
+    assert_fleet_fails(HB(NODE "{\"root_version\":1,\"revocations\":-1}}"), &err,
+                       PKGSTORE_EINVALID, "trust.revocations: not a generation");
+    assert_fleet_fails(HB(NODE "{\"root_version\":1,\"revocations\":0,\"newest_signed\":"
+                               "\"yesterday\"}}"),
+                       &err, PKGSTORE_EINVALID, "trust.newest_signed: not an RFC 3339");
+    assert_fleet_fails(HB(NODE "{\"root_version\":1,\"revocations\":0,\"newest_signed\":5}}"),
+                       &err, PKGSTORE_EINVALID, "trust.newest_signed: not an RFC 3339");
+    assert_int_equal(stats(f).nodes, 0);
+#undef NODE
+#undef HB
+
+    /* a and b say the same: one profile; c read an older generation */
+    const char *current = "\"trust\":{\"root_version\":1,\"revocations\":2,"
+                          "\"newest_signed\":\"2026-01-01T00:00:00Z\"}";
+    char body[512];
+    snprintf(body, sizeof body, "{\"node_id\":\"a\",\"platform\":\"linux/amd64\",%s}", current);
+    json_decref(heartbeat(f, body));
+    snprintf(body, sizeof body, "{\"node_id\":\"b\",\"platform\":\"linux/amd64\",%s}", current);
+    json_decref(heartbeat(f, body));
+    json_decref(heartbeat(f, "{\"node_id\":\"c\",\"platform\":\"linux/amd64\",\"trust\":"
+                             "{\"root_version\":1,\"revocations\":1,\"newest_signed\":"
+                             "\"2025-01-01T00:00:00Z\"}}"));
+    json_decref(heartbeat(f, "{\"node_id\":\"d\",\"platform\":\"linux/amd64\"}"));
+    assert_int_equal(stats(f).profiles, 3);
+
+    fleet_trust_server(f->fleet, 1, 2);
+    fleet_trust_stats ts = trust_stats(f);
+    assert_int_equal(ts.nodes_reporting, 3);
+    assert_int_equal(ts.behind_root, 0);
+    assert_int_equal(ts.behind_revocations, 1);
+    assert_int_equal(ts.oldest_newest_signed, 1735689600);
+    json_t *view = node_view(f, "c"), *trust = json_object_get(view, "trust");
+    assert_int_equal(int_at(trust, "root_version"), 1);
+    assert_int_equal(int_at(trust, "revocations"), 1);
+    assert_string_equal(str_at(trust, "newest_signed"), "2025-01-01T00:00:00Z");
+    assert_true(int_at(trust, "newest_signed_age_s") > 0);
+    assert_true(json_is_true(json_object_get(trust, "behind")));
+    json_decref(view);
+    view = node_view(f, "d");
+    assert_null(json_object_get(view, "trust"));
+    json_decref(view);
+    trust_page(f, "behind", ids, sizeof ids);
+    assert_string_equal(ids, "c");
+    trust_page(f, "current", ids, sizeof ids);
+    assert_string_equal(ids, "a,b");
+    trust_page(f, "none", ids, sizeof ids);
+    assert_string_equal(ids, "d");
+    fleet_query q = {0};
+    q.trust = "stale";
+    assert_fleet_fails(fleet_node_page(&out, &len, f->fleet, &q, &err), &err, PKGSTORE_EINVALID,
+                       "trust: 'stale' is not behind, current or none");
+
+    /* a new root on the server: every reporting node is behind on it */
+    fleet_trust_server(f->fleet, 2, 2);
+    ts = trust_stats(f);
+    assert_int_equal(ts.behind_root, 3);
+    trust_page(f, "behind", ids, sizeof ids);
+    assert_string_equal(ids, "a,b,c");
+
+    /* c catches up, a is forgotten, d starts to report: the counts follow */
+    fleet_trust_server(f->fleet, 1, 2);
+    snprintf(body, sizeof body, "{\"node_id\":\"c\",\"platform\":\"linux/amd64\",%s}", current);
+    json_decref(heartbeat(f, body));
+    CHECK_FLEET(fleet_node_delete(f->fleet, "a", &err), err);
+    json_decref(heartbeat(f, "{\"node_id\":\"d\",\"platform\":\"linux/amd64\",\"trust\":"
+                             "{\"root_version\":1,\"revocations\":0}}"));
+    ts = trust_stats(f);
+    assert_int_equal(ts.nodes_reporting, 3);
+    assert_int_equal(ts.behind_revocations, 1);
+    assert_int_equal(ts.oldest_newest_signed, 1767225600);
+    view = node_view(f, "d");
+    trust = json_object_get(view, "trust");
+    assert_true(json_is_null(json_object_get(trust, "newest_signed")));
+    assert_true(json_is_null(json_object_get(trust, "newest_signed_age_s")));
+    json_decref(view);
+
+    /* kept on disk: the same views and counts after a reopen */
+    json_t *before = node_view(f, "b");
+    close_fleet(f);
+    CHECK(open_fleet(f));
+    fleet_trust_server(f->fleet, 1, 2);
+    view = node_view(f, "b");
+    json_object_del(json_object_get(before, "trust"), "newest_signed_age_s");
+    json_object_del(json_object_get(view, "trust"), "newest_signed_age_s");
+    json_object_del(before, "last_seen");
+    json_object_del(view, "last_seen");
+    if (!json_equal(view, before)) {
+        char *x = json_dumps(before, JSON_SORT_KEYS), *y = json_dumps(view, JSON_SORT_KEYS);
+        fail_msg("before: %s\nafter:  %s", x, y);
+    }
+    json_decref(view);
+    json_decref(before);
+    ts = trust_stats(f);
+    assert_int_equal(ts.nodes_reporting, 3);
+    assert_int_equal(ts.behind_revocations, 1);
+    assert_int_equal(ts.oldest_newest_signed, 1767225600);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1960,6 +2097,7 @@ int main(void)
         T(test_fleet__a_full_disk_is_reported_and_recovered),
         T(test_fleet__concurrent_heartbeats),
         T(test_fleet__bad_options_are_refused),
+        T(test_fleet__trust_is_validated_counted_filtered_and_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #undef T

@@ -79,6 +79,7 @@ static void root_reply(json_t *reply, const pkgstore_trust_root *root)
     json_object_set_new(reply, "version", json_integer((json_int_t)pkgstore_trust_root_version(root)));
     json_object_set_new(reply, "threshold", json_integer(pkgstore_trust_root_threshold(root)));
     json_object_set_new(reply, "keys", json_integer((json_int_t)pkgstore_trust_root_key_count(root)));
+    json_object_set_new(reply, "created", json_integer((json_int_t)pkgstore_trust_root_created(root)));
 }
 
 int helper_root_check(json_t *reply, const char *path, char *detail, size_t dlen)
@@ -234,6 +235,7 @@ int helper_verify_offer(json_t *reply, char **args, const char *signatures, size
     json_object_set_new(reply, "threshold", json_integer(pkgstore_trust_root_threshold(root)));
     json_object_set_new(reply, "root_version",
                         json_integer((json_int_t)pkgstore_trust_root_version(root)));
+    json_object_set_new(reply, "created", json_integer((json_int_t)pkgstore_manifest_created(m)));
 out:
     for (size_t i = 0; i < count; i++)
         pkgstore_trust_envelope_free(envelopes[i]);
@@ -274,10 +276,11 @@ int helper_verify_revocations(json_t *reply, const char *root_path, const char *
             rc = pkgstore_trust_revocation_verify(rev, root);
         if (rc == 0)
             json_array_append_new(revoked,
-                                  json_pack("{s:s, s:s, s:s}", "name",
+                                  json_pack("{s:s, s:s, s:s, s:I}", "name",
                                             pkgstore_trust_revocation_name(rev), "version",
                                             pkgstore_trust_revocation_version(rev), "reason",
-                                            pkgstore_trust_revocation_reason(rev)));
+                                            pkgstore_trust_revocation_reason(rev), "created",
+                                            (json_int_t)pkgstore_trust_revocation_created(rev)));
         else
             json_array_append_new(ignored, json_pack("{s:i, s:s}", "index", (int)i, "error",
                                                      pkgstore_error_detail()));

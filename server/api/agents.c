@@ -1,7 +1,7 @@
 /*
  * server/api/agents.c - the agent routes over the fleet:
  *   POST   /v1/agents/heartbeat
- *   GET    /v1/agents?limit=&after=&selector=&policy=&state=&history=
+ *   GET    /v1/agents?limit=&after=&selector=&policy=&state=&trust=&history=
  *   GET    /v1/agents/ID
  *   DELETE /v1/agents/ID
  * and the per-policy node gauges of /metrics.
@@ -100,6 +100,15 @@ bad_limit:
     return -1;
 }
 
+/* The fleet knows nothing of roots: tell it the server's newest root and
+ * revocation generation before a view says which nodes are behind. */
+static void fleet_trust_sync(void)
+{
+    uint64_t root_version, generation;
+    trust_summary(&root_version, &generation);
+    fleet_trust_server(g_server.fleet, root_version, generation);
+}
+
 /* The token behind a request, as a number that names it without keeping
  * it (the fleet's per-credential rate). */
 static uint64_t credential_of(const request *req)
@@ -167,6 +176,14 @@ enum MHD_Result agents_list(struct MHD_Connection *conn, request *req)
     size_t len = 0;
     if (fleet_query_from_request(&q, conn, req, 1) < 0)
         return MHD_YES; /* answered */
+    char trust[16];
+    int rc = query_arg(trust, sizeof trust, conn, "trust");
+    if (rc < 0)
+        return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                             "trust: must be behind, current or none");
+    if (rc > 0)
+        q.trust = trust;
+    fleet_trust_sync();
     if (fleet_node_page(&text, &len, g_server.fleet, &q, &err) < 0)
         return respond_fleet_error(conn, req, &err);
     return respond_text(conn, req, text, len);
@@ -180,6 +197,7 @@ enum MHD_Result agent_get(struct MHD_Connection *conn, request *req)
     size_t len = 0;
     if (check_node_id(conn, req, &result) < 0)
         return result;
+    fleet_trust_sync();
     if (fleet_node_json(&text, &len, g_server.fleet, req->seg[2], &err) < 0)
         return respond_fleet_error(conn, req, &err);
     return respond_text(conn, req, text, len);
@@ -208,4 +226,14 @@ void metrics_render_nodes(void (*emit)(void *ctx, const char *policy, const char
         log_msg(LOG_WARN, "metrics: no node gauges", "detail=%s",
                 log_quote(q, sizeof q, err.message));
     }
+}
+
+int metrics_trust_stats(fleet_trust_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!g_server.fleet)
+        return -1;
+    fleet_trust_sync();
+    fleet_trust_stats_get(g_server.fleet, out);
+    return 0;
 }

@@ -306,6 +306,28 @@ char *metrics_render(size_t *len_out)
               stats.nodes, stats.profiles, stats.unsaved, stats.degraded,
               (unsigned long long)stats.flushes_failed, (unsigned long long)stats.nodes_expired,
               (unsigned long long)stats.nodes_refused, (unsigned long long)stats.nodes_throttled);
+    fleet_trust_stats trust;
+    if (metrics_trust_stats(&trust) == 0) {
+        int64_t age = trust.oldest_newest_signed ? (int64_t)time(NULL) - trust.oldest_newest_signed
+                                                 : 0;
+        tb_printf(&tb,
+                  "# HELP pkgstored_nodes_trust_reporting Nodes that report what they verified "
+                  "(trust.root).\n"
+                  "# TYPE pkgstored_nodes_trust_reporting gauge\n"
+                  "pkgstored_nodes_trust_reporting %llu\n"
+                  "# HELP pkgstored_nodes_trust_behind Nodes on an older root or revocation "
+                  "generation than the server holds.\n"
+                  "# TYPE pkgstored_nodes_trust_behind gauge\n"
+                  "pkgstored_nodes_trust_behind{on=\"root\"} %llu\n"
+                  "pkgstored_nodes_trust_behind{on=\"revocations\"} %llu\n"
+                  "# HELP pkgstored_trust_newest_signed_max_age_seconds The oldest newest-signed "
+                  "time a node reports, as an age (0: none reported).\n"
+                  "# TYPE pkgstored_trust_newest_signed_max_age_seconds gauge\n"
+                  "pkgstored_trust_newest_signed_max_age_seconds %lld\n",
+                  (unsigned long long)trust.nodes_reporting,
+                  (unsigned long long)trust.behind_root,
+                  (unsigned long long)trust.behind_revocations, (long long)(age > 0 ? age : 0));
+    }
     tb_printf(&tb, "# HELP pkgstored_nodes Nodes by rollout state per policy.\n"
                    "# TYPE pkgstored_nodes gauge\n");
     metrics_render_nodes(emit_node_gauge, &tb);

@@ -23,6 +23,7 @@ void fleet_options_init(fleet_options *opts)
 static void fleet_free(fleet *f)
 {
     fl_nodes_free(f);
+    fl_trust_free(f); /* after the nodes, which count themselves out of it */
     fl_targets_free(f);
     fl_policies_release(f->policies);
     fl_store_close(f);
@@ -69,6 +70,7 @@ int fleet_open(fleet **out, pkgstore_registry *reg, const fleet_options *opts, f
     pthread_mutex_init(&f->flusher_lock, NULL);
     pthread_cond_init(&f->flusher_cond, NULL);
     pthread_mutex_init(&f->stats_lock, NULL);
+    pthread_mutex_init(&f->trust_lock, NULL);
     if (fl_nodes_init(f) < 0) {
         error = fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory");
         goto fail;

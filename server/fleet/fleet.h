@@ -13,7 +13,8 @@
  * nodes.c (the node table and history), targets.c (manifests and offer
  * texts per policy target), heartbeat.c (a heartbeat in, the reply out),
  * views.c (node JSON, paging, rollout tallies, /metrics counts), persist.c
- * (the LMDB environment, the write-behind flusher, expiry).
+ * (the LMDB environment, the write-behind flusher, expiry), trust.c (what
+ * nodes report they verified, "behind", the trust gauges).
  *
  * Every function is safe to call from many threads at once.
  */
@@ -103,6 +104,7 @@ typedef struct fleet_query {
     const char *selector;  /* label selector */
     const char *policy;    /* nodes that policy governs */
     const char *state;     /* with that rollout state (with policy: for it) */
+    const char *trust;     /* "behind", "current" or "none" (fleet_trust_server) */
     const char *after;     /* ids greater than this (the previous page's "next") */
     size_t limit;          /* nodes per page */
     size_t max_bytes;      /* stop early past this many bytes of JSON */
@@ -134,6 +136,24 @@ void fleet_policies_changed(fleet *f);
 typedef void (*fleet_count_cb)(void *ctx, const char *policy, const char *state,
                                uint64_t count);
 int fleet_count_foreach(fleet *f, fleet_count_cb cb, void *ctx, fleet_error *err);
+
+/* The server's newest root version and revocation generation (0: none):
+ * a node that reports a lower one is "behind" in the views, the trust
+ * filter and fleet_trust_stats_get(). Call it before those with the
+ * current values; the fleet knows nothing else of roots. */
+void fleet_trust_server(fleet *f, uint64_t root_version, uint64_t revocations);
+
+/* For /metrics, from counts kept as heartbeats arrive (no walk of the
+ * nodes): nodes that report trust, those behind the server's root and
+ * revocations, and the oldest newest_signed reported (0: none). */
+typedef struct fleet_trust_stats {
+    uint64_t nodes_reporting;
+    uint64_t behind_root;
+    uint64_t behind_revocations;
+    int64_t oldest_newest_signed;
+} fleet_trust_stats;
+
+void fleet_trust_stats_get(fleet *f, fleet_trust_stats *out);
 
 /* RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ". */
 void fleet_time_format(char out[32], int64_t seconds);

@@ -67,10 +67,20 @@ struct fl_pkg {
     pkgstore_digest digest;
 };
 
+/* What a node with trust.root verified (the heartbeat's "trust"): usually
+ * the same fleet-wide, so it is part of the interned profile and costs a
+ * node nothing of its own. */
+struct fl_trust {
+    uint64_t root_version;    /* 0: the node reported no trust */
+    uint64_t revocations;     /* the revocation generation it read last */
+    int64_t newest_signed;    /* Unix seconds; 0 when not reported */
+};
+
 struct fl_profile {
     struct fl_chain chain;
     uint32_t refs;  /* under the stripe's lock */
     uint16_t nlabels, npkgs;
+    struct fl_trust trust;
     const char *platform;
     const char *agent_version; /* "" when unknown */
     pkgstore_label *labels;    /* sorted by key */
@@ -95,6 +105,7 @@ struct fl_hb_pkg {
 
 struct fl_hb {
     const char *node_id;
+    struct fl_trust trust; /* zero when absent */
     const char *platform; /* points at platform_buf once normalized */
     char platform_buf[PKGSTORE_PLATFORM_STR_SIZE];
     const char *agent_version;
@@ -255,6 +266,21 @@ int fl_nodes_flush(fleet *f, int full, fleet_error *err);
 /* Forget nodes silent for longer than the expiry. */
 void fl_expire(fleet *f, int64_t now);
 
+/* ---- trust: nodes per reported trust, for /metrics (trust.c) ---- */
+
+/* The node's profile changes from old to new (either may be NULL): move
+ * its count between their trust values. Called wherever node->profile
+ * changes. */
+void fl_trust_move(fleet *f, const struct fl_profile *old, const struct fl_profile *new_profile);
+/* Is t behind the server's root or revocation generation (fleet_trust_server)? */
+int fl_trust_behind(fleet *f, const struct fl_trust *t);
+/* The "trust" member of a node: stored (integer time) or the API view
+ * (RFC 3339, its age and "behind"); NULL when the node reported none. */
+json_t *fl_trust_json(fleet *f, const struct fl_trust *t, int stored);
+/* Parse the optional "trust" member of a heartbeat or stored record. */
+int fl_trust_parse(struct fl_trust *out, json_t *root, int stored, fleet_error *err);
+void fl_trust_free(fleet *f);
+
 /* ---- views (views.c) ---- */
 
 /* The node as JSON: stored (the record: integer times, no computed fields)
@@ -314,6 +340,15 @@ struct fleet {
     int flusher_running;
     pthread_t flusher;
     int64_t last_expiry;
+
+    /* nodes per reported trust value (trust.c): few distinct values */
+    pthread_mutex_t trust_lock;
+    struct fl_trust_count {
+        struct fl_trust trust;
+        uint64_t nodes;
+    } *trust_counts;           /* sorted by trust */
+    size_t ntrust_counts, cap_trust_counts;
+    atomic_uint_fast64_t server_root_version, server_revocations;
 
     /* health */
     pthread_mutex_t stats_lock;

@@ -325,7 +325,7 @@ int fl_hb_parse(struct fl_hb *hb, json_t *root, int stored, fleet_error *err)
             hb->npkgs++;
         }
     }
-    return 0;
+    return fl_trust_parse(&hb->trust, root, stored, err);
 }
 
 /* ---------------------------------------------------------------- profiles */
@@ -345,6 +345,9 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
         hash = hash_str(hash, hb->labels[i].value);
     }
     hash = fl_fnv1a(hash, "\1", 1); /* labels end */
+    hash = fl_fnv1a(hash, &hb->trust.root_version, sizeof(hb->trust.root_version));
+    hash = fl_fnv1a(hash, &hb->trust.revocations, sizeof(hb->trust.revocations));
+    hash = fl_fnv1a(hash, &hb->trust.newest_signed, sizeof(hb->trust.newest_signed));
     for (size_t i = 0; i < hb->npkgs; i++) {
         const struct fl_hb_pkg *pkg = &hb->pkgs[i];
         unsigned char extra[2] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest};
@@ -367,7 +370,10 @@ static int str_eq(const char *a, const char *b)
 static int profile_equals(const struct fl_profile *p, const struct fl_hb *hb)
 {
     if (p->nlabels != hb->nlabels || p->npkgs != hb->npkgs || !str_eq(p->platform, hb->platform) ||
-        !str_eq(p->agent_version, hb->agent_version))
+        !str_eq(p->agent_version, hb->agent_version) ||
+        p->trust.root_version != hb->trust.root_version ||
+        p->trust.revocations != hb->trust.revocations ||
+        p->trust.newest_signed != hb->trust.newest_signed)
         return 0;
     for (size_t i = 0; i < hb->nlabels; i++) {
         if (!str_eq(p->labels[i].key, hb->labels[i].key) ||
@@ -426,6 +432,7 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
     p->pkgs = (struct fl_pkg *)(p->labels + hb->nlabels);
     p->nlabels = (uint16_t)hb->nlabels;
     p->npkgs = (uint16_t)hb->npkgs;
+    p->trust = hb->trust;
     p->platform = put_str(&next, hb->platform);
     p->agent_version = put_str(&next, hb->agent_version);
     for (size_t i = 0; i < hb->nlabels; i++) {

@@ -89,6 +89,7 @@ static void hist_clear(fleet *f, struct fl_node *node)
 static void node_free(fleet *f, struct fl_node *node)
 {
     hist_clear(f, node);
+    fl_trust_move(f, node->profile, NULL);
     fl_profile_release(f, node->profile);
     if (node->dirty)
         atomic_fetch_sub(&f->unsaved, 1);
@@ -114,6 +115,7 @@ int fl_node_remove(fleet *f, struct fl_shard *shard, const char *id, uint64_t ha
 void fl_node_set_profile(fleet *f, struct fl_node *node, struct fl_profile *profile)
 {
     struct fl_profile *old = node->profile;
+    fl_trust_move(f, old, profile);
     node->profile = profile;
     fl_profile_release(f, old);
 }

@@ -174,6 +174,7 @@ static enum load_outcome load_node(fleet *f, const char *data, size_t len, int64
     if (node || !(node = fl_node_insert(shard, hb->node_id, hash)))
         goto out;
     atomic_fetch_add(&f->node_count, 1);
+    fl_trust_move(f, NULL, profile);
     node->profile = profile;
     profile = NULL; /* now owned by the node */
     node->last_seen = last_seen;

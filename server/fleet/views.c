@@ -84,6 +84,7 @@ static int add_rollout(json_t *obj, const struct fl_node *node, const struct fl_
 json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
                         struct fl_lookup *lookup, int stored, int with_history)
 {
+    fleet *f = lookup ? lookup->f : NULL; /* the API view's: "behind" needs the server's */
     const struct fl_profile *r = node->profile;
     json_t *obj = json_object(), *labels = json_object(), *pkgs = json_array();
     int failed = !obj || !labels || !pkgs;
@@ -118,6 +119,10 @@ json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
         failed |= json_object_set_new(obj, "agent_version", json_string(r->agent_version));
     failed |= json_object_set_new(obj, "last_seen", time_json(node->last_seen, stored));
     failed |= json_object_set_new(obj, "packages", pkgs);
+    if (r->trust.root_version && (stored || f)) {
+        json_t *trust = fl_trust_json(f, &r->trust, stored);
+        failed |= !trust || json_object_set_new(obj, "trust", trust) < 0;
+    }
     if (!stored && p) {
         failed |= add_rollout(obj, node, p, lookup) < 0;
         failed |= json_object_set_new(obj, "last_status",
@@ -301,6 +306,7 @@ struct walk {
     pkgstore_selector *selector;     /* NULL: no filter */
     size_t policy_rank;              /* SIZE_MAX: no policy filter */
     int state;                       /* -1: no state filter */
+    int trust;                       /* TRUST_ANY, or the trust filter */
     const char *after;
     uint64_t total;
     struct id_heap heap;
@@ -332,13 +338,28 @@ static int node_state(struct walk *w, const struct fl_node *node, struct fl_eval
     return state;
 }
 
+enum { TRUST_ANY, TRUST_BEHIND, TRUST_CURRENT, TRUST_NONE };
+
+static int trust_passes(struct walk *w, const struct fl_profile *r)
+{
+    switch (w->trust) {
+    case TRUST_BEHIND:
+        return fl_trust_behind(w->f, &r->trust);
+    case TRUST_CURRENT:
+        return r->trust.root_version && !fl_trust_behind(w->f, &r->trust);
+    case TRUST_NONE:
+        return !r->trust.root_version;
+    }
+    return 1;
+}
+
 static int walk_node(struct fl_node *node, void *payload)
 {
     struct walk *w = payload;
     const struct fl_profile *r = node->profile;
     int state = -1;
 
-    if (!r)
+    if (!r || !trust_passes(w, r))
         return 0;
     if (w->selector && !pkgstore_selector_matches(w->selector, r->labels, r->nlabels))
         return 0;
@@ -401,6 +422,16 @@ static int walk_init(struct walk *w, fleet *f, const struct fl_policies *p,
                            "state: '%.64s' is not a rollout state (Pending, Downloading, ..., "
                            "Incompatible, Unknown)",
                            q->state);
+    }
+    if (q && q->trust) {
+        static const char *const words[] = {"behind", "current", "none"};
+        for (int t = 0; t < 3 && w->trust == TRUST_ANY; t++) {
+            if (strcmp(q->trust, words[t]) == 0)
+                w->trust = TRUST_BEHIND + t;
+        }
+        if (w->trust == TRUST_ANY)
+            return fl_fail(err, PKGSTORE_EINVALID,
+                           "trust: '%.64s' is not behind, current or none", q->trust);
     }
     w->after = q ? q->after : NULL;
     if (heap_init(&w->heap, heap_cap) < 0)

@@ -23,6 +23,21 @@ req_as "$AGENT" POST /v1/agents/heartbeat -d '{"node_id":"../etc","platform":"li
 json_error "heartbeat: a node id with a path in it" 400 INVALID
 req_as "$AGENT" POST /v1/agents/heartbeat
 json_error "heartbeat: no body" 400 INVALID
+# the optional "trust" (docs/api.md): each bad member is named
+HB='{"node_id":"n1","platform":"linux/amd64","trust":'
+req_as "$AGENT" POST /v1/agents/heartbeat -d "$HB"'[1]}'
+json_error "heartbeat: trust not an object" 400 INVALID
+req_as "$AGENT" POST /v1/agents/heartbeat -d "$HB"'{"root_version":"1","revocations":0}}'
+is "$STATUS $(json .error.message)" "400 heartbeat: trust.root_version: not a positive integer" \
+    "heartbeat: trust.root_version of the wrong type, named"
+req_as "$AGENT" POST /v1/agents/heartbeat -d "$HB"'{"root_version":1,"revocations":-2}}'
+json_error "heartbeat: a negative trust.revocations" 400 INVALID
+req_as "$AGENT" POST /v1/agents/heartbeat -d "$HB"'{"root_version":1,"revocations":0,"newest_signed":"2026-13-01T00:00:00Z"}}'
+is "$STATUS $(json .error.message)" \
+    "400 heartbeat: trust.newest_signed: not an RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SSZ)" \
+    "heartbeat: trust.newest_signed not a time, named"
+req "GET" "/v1/agents?trust=stale"
+json_error "agents: an unknown trust filter" 400 INVALID
 req PUT /v1/policies/p -d '{"selector": '
 json_error "policy: malformed JSON" 400 INVALID
 req PUT /v1/policies/p -d '{"selector":"a=b","package":1}'
