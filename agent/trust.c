@@ -14,6 +14,8 @@
 
 #include <jansson.h>
 
+static void revoked_load(agent_trust *trust);
+
 static int reply_u64(uint64_t *out, json_t *reply, const char *key)
 {
     json_t *v = json_object_get(reply, key);
@@ -65,7 +67,8 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     trust->pinned = strdup(cfg->trust_root);
     char *dir = agent_strdup_printf("%s/trust", cfg->state_dir);
     trust->adopted = dir ? agent_strdup_printf("%s/root.json", dir) : NULL;
-    if (!trust->pinned || !trust->adopted) {
+    trust->revoked_path = dir ? agent_strdup_printf("%s/revoked.json", dir) : NULL;
+    if (!trust->pinned || !trust->adopted || !trust->revoked_path) {
         free(dir);
         return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
     }
@@ -94,6 +97,7 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     }
     agent_log("info", "msg=\"trust root\" path=%s version=%" PRIu64, agent_trust_current(trust),
               trust->version);
+    revoked_load(trust);
     return 0;
 }
 
@@ -104,6 +108,7 @@ void agent_trust_free(agent_trust *trust)
     revocations_clear(trust);
     free(trust->pinned);
     free(trust->adopted);
+    free(trust->revoked_path);
     memset(trust, 0, sizeof *trust);
 }
 
@@ -262,6 +267,75 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
     free(candidate);
 }
 
+/* Add name version (reason) unless held already: a verified revocation is
+ * never dropped, whatever a later list leaves out (docs/trust.md: a
+ * revocation cannot be withdrawn; a registry taken over must not undo
+ * one by serving a newer generation without it). 1 if added. */
+static int revoked_add(agent_trust *trust, const char *name, const char *version,
+                       const char *reason)
+{
+    if (agent_trust_revoked(trust, name, version))
+        return 0;
+    struct agent_revocation *grown =
+        realloc(trust->revoked, (trust->nrevoked + 1) * sizeof *trust->revoked);
+    if (!grown)
+        return 0;
+    trust->revoked = grown;
+    struct agent_revocation *r = &trust->revoked[trust->nrevoked];
+    r->name = strdup(name);
+    r->version = strdup(version);
+    r->reason = strdup(reason ? reason : "");
+    if (r->name && r->version && r->reason) {
+        trust->nrevoked++;
+        return 1;
+    }
+    free(r->name);
+    free(r->version);
+    free(r->reason);
+    return 0;
+}
+
+/* The verified list, kept in state_dir/trust/revoked.json so that a
+ * restart does not forget it either (written by this agent after the
+ * helper verified each statement, like the adopted root). */
+static void revoked_save(const agent_trust *trust)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < trust->nrevoked; i++)
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name", trust->revoked[i].name,
+                                              "version", trust->revoked[i].version, "reason",
+                                              trust->revoked[i].reason));
+    char *text = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (!text || pkgstore_install_write_atomic(trust->revoked_path, text, strlen(text), 0600) < 0)
+        agent_log("warn", "msg=\"cannot keep the revocations\" path=%s error=\"%s\"",
+                  trust->revoked_path, text ? pkgstore_error_detail() : "out of memory");
+    free(text);
+}
+
+static void revoked_load(agent_trust *trust)
+{
+    if (access(trust->revoked_path, F_OK) != 0)
+        return;
+    json_error_t jerr;
+    json_t *list = json_load_file(trust->revoked_path, JSON_REJECT_DUPLICATES, &jerr);
+    size_t i;
+    json_t *item;
+    if (!json_is_array(list))
+        agent_log("warn", "msg=\"ignoring the kept revocations\" path=%s error=\"%s\"",
+                  trust->revoked_path, list ? "not an array" : jerr.text);
+    json_array_foreach(list, i, item) {
+        const char *name = json_string_value(json_object_get(item, "name"));
+        const char *version = json_string_value(json_object_get(item, "version"));
+        if (name && version)
+            revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason")));
+    }
+    json_decref(list);
+    if (trust->nrevoked)
+        agent_log("info", "msg=\"revocations kept\" path=%s revoked=%zu", trust->revoked_path,
+                  trust->nrevoked);
+}
+
 static void revocations_clear(agent_trust *trust)
 {
     for (size_t i = 0; i < trust->nrevoked; i++) {
@@ -305,23 +379,23 @@ void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                   generation, agent_error());
         goto out;
     }
-    revocations_clear(trust);
-    size_t n = json_array_size(list), i;
+    size_t i, added = 0, listed = 0;
     json_t *item;
-    trust->revoked = calloc(n + 1, sizeof *trust->revoked);
     json_array_foreach(list, i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
         const char *version = json_string_value(json_object_get(item, "version"));
-        const char *reason = json_string_value(json_object_get(item, "reason"));
-        if (!trust->revoked || !name || !version)
+        if (!name || !version)
             continue;
-        struct agent_revocation *r = &trust->revoked[trust->nrevoked];
-        r->name = strdup(name);
-        r->version = strdup(version);
-        r->reason = strdup(reason ? reason : "");
-        if (r->name && r->version && r->reason)
-            trust->nrevoked++;
+        listed++;
+        added += (size_t)revoked_add(trust, name, version,
+                                     json_string_value(json_object_get(item, "reason")));
     }
+    if (added)
+        revoked_save(trust);
+    if (listed < trust->nrevoked)
+        agent_log("warn", "msg=\"the server's revocations leave out some this node verified; "
+                          "they stay revoked\" generation=%" PRIu64 " listed=%zu kept=%zu",
+                  generation, listed, trust->nrevoked);
     json_array_foreach(json_object_get(checked, "ignored"), i, item)
         agent_log("warn", "msg=\"revocation not signed by the current root, ignored\" error=\"%s\"",
                   json_string_value(json_object_get(item, "error")));

@@ -18,6 +18,7 @@ typedef struct agent_trust {
     int enabled;             /* trust.root is configured */
     char *pinned;            /* the configured root.json (never written) */
     char *adopted;           /* state_dir/trust/root.json */
+    char *revoked_path;      /* state_dir/trust/revoked.json: the list below, kept */
     int use_adopted;         /* the current root is the adopted one */
     uint64_t version;        /* the current root's version */
     uint64_t refused;        /* a server root version whose chain failed to verify: not
@@ -27,7 +28,8 @@ typedef struct agent_trust {
                                           list of that generation could not be read */
     struct agent_revocation {
         char *name, *version, *reason;
-    } *revoked;              /* verified against the current root */
+    } *revoked;              /* every revocation verified here, by the root current then;
+                                never dropped (a registry cannot withdraw one) */
     size_t nrevoked;
 } agent_trust;
 
@@ -70,9 +72,11 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
                              uint64_t server_version);
 
 /* The server's revocation generation: when it is not the one fetched
- * last, fetch GET /v1/trust/revocations and keep those that verify
- * against the current root (the helper's verify-revocations). On failure
- * the previous list stays and the fetch is tried at the next heartbeat. */
+ * last, fetch GET /v1/trust/revocations and add those that verify against
+ * the current root (the helper's verify-revocations) to the list, which
+ * keeps every one verified before (also in state_dir/trust/revoked.json):
+ * a list that leaves one out withdraws nothing. On failure the list stays
+ * and the fetch is tried at the next heartbeat. */
 void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                                     uint64_t generation);
 

@@ -34,7 +34,7 @@
 # agent_trust.t runs the same checks against fake-pkgstored alone;
 # agent_trust_server.t the admin's good path (revocation, rotation).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..36"
+echo "1..41"
 export RETRY_INITIAL=30
 
 K=$T/keys; mkdir -p "$K"
@@ -247,16 +247,41 @@ check "revoked version offered again: UpgradeFailed, revoked with the reason" \
 check "revoked version offered again: not downloaded again, 2.5.0 running" \
     bash -c '[ "$(served_count "$0")" = 1 ] && safe ""' "$H300"
 
+# 10b. the registry withdraws the revocation (STORE, across a restart):
+# revocations.json rewritten with a newer generation and an empty list. A
+# signed revocation cannot be withdrawn (docs/trust.md): the node keeps it.
+restart_server() { # the store or trust directory is changed while pkgstored is down
+    kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+    "$@"
+    start_real_server "$S" --heartbeat-interval 1 --log-level debug --listen "127.0.0.1:$SERVER_PORT" ||
+        { echo "Bail out! pkgstored did not restart"; exit 1; }
+    SERVER_PID=${PIDS[-1]}
+}
+withdraw() { echo '{"generation":2,"revocations":[]}' > "$STORE.trust/revocations.json"; }
+restart_server withdraw
+check "withdrawn revocation: the server serves generation 2 without it" \
+    bash -c 'admin /v1/trust/revocations | jq -e ".generation == 2 and (.revocations | length) == 0" > /dev/null'
+check "withdrawn revocation: the node read generation 2 and still holds 3.0.0 revoked" \
+    bash -c 'wait_until 20 grep -q "msg=\"revocations\" generation=2 revoked=1" "$0/agent.log"' "$d"
+# the verdict is taken again at each heartbeat: wait for two more
+wait_heartbeats 2 20 > /dev/null
+check "withdrawn revocation: 3.0.0 is still refused as revoked, 2.5.0 running" \
+    bash -c 'message_has "revoked: otelcol 3.0.0 is revoked: incident 42" && [ "$(served_count "$0")" = 1 ] && safe ""' "$H300"
+# and across a restart of the agent, while the registry still leaves it out
+stop_agent "$d"; start_agent "$d"
+check "withdrawn revocation: a restarted agent keeps it (state_dir/trust/revoked.json)" \
+    bash -c 'wait_until 20 grep -q "msg=\"revocations kept\" path=$0/state/trust/revoked.json revoked=1" "$0/agent.log" && wait_until 20 node_healthy "$0" 2>/dev/null' "$d"
+wait_heartbeats 2 20 > /dev/null
+check "withdrawn revocation: after the restart 3.0.0 is still refused, 2.5.0 running" \
+    bash -c 'message_has "revoked: otelcol 3.0.0 is revoked: incident 42" && [ "$(served_count "$0")" = 1 ] && safe ""' "$H300"
+
 # 11. a root rotation signed by too few old keys (STORE, across a restart):
 # root 2 = keys b and c, signed by b (one old key of two) and c
 "$B/pkgstore-key" root create --version 2 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
     --sign "$K/b.key" --sign "$K/c.key" -o "$K/root2.json" > /dev/null 2>&1
 check "bad rotation: the honest server refuses it on PUT (409)" \
     bash -c '[ "$(put /v1/trust/root "$0")" = 409 ]' "$K/root2.json"
-kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
-cp "$K/root2.json" "$STORE.trust/root.2.json"
-start_real_server "$S" --heartbeat-interval 1 --log-level debug --listen "127.0.0.1:$SERVER_PORT" ||
-    { echo "Bail out! pkgstored did not restart"; exit 1; }
+restart_server cp "$K/root2.json" "$STORE.trust/root.2.json"
 check "bad rotation: the server now announces root 2" bash -c 'admin /v1/trust/root/2 | cmp -s - "$0"' "$K/root2.json"
 check "bad rotation: refused by the node with the reason, root 1 kept" \
     bash -c 'wait_until 20 grep -q "msg=\"root rotation refused; keeping the current root\" version=1 offered=2 error=\"root version 2: .*1 valid signature" "$0/agent.log" && [ ! -e "$0/state/trust/root.json" ]' "$d"
