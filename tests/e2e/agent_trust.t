@@ -7,10 +7,11 @@
 #
 # TEST DOUBLE: this runs against tests/fixtures/fake-pkgstored, which serves
 # the wire contract's offer fields ("manifest", "signatures"), "trust" and
-# GET /v1/trust/root/V as written in its files. Once pkgstored serves them,
-# a real-server version of the good path and of each attack belongs beside
-# this one (the double stays for what a real server cannot be made to do:
-# serve a changed manifest or a swapped blob on purpose).
+# GET /v1/trust/root/V as written in its files: quick to script, and the
+# place for the agent's configuration checks and corner cases. The same
+# attacks against the REAL pkgstored (its store tampered with, or behind
+# fake-pkgstored --proxy) are tests/e2e/agent_trust_attacks.t; the admin's
+# good path against it is agent_trust_server.t.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..35"
 W=1
