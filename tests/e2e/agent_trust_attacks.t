@@ -23,7 +23,7 @@
 #   PROXY    tests/fixtures/fake-pkgstored --proxy in front of the real
 #            server (the node's server.url): every request goes to pkgstored
 #            and back untouched, except that the heartbeat reply's offers get
-#            a JSON merge patch. Used where the honest server refuses to hold
+#            a JSON merge patch, per version. Used where the honest server refuses to hold
 #            the attack (it keeps only envelopes over the version's current
 #            manifest, refuses non-canonical ones, and offers what its index
 #            says): a stripped manifest digest, another package's signed
@@ -54,12 +54,17 @@ export -f put
 [ "$(put /v1/trust/root "$K/root.json")" = 201 ] || echo "Bail out! PUT root 1: $(cat "$T/put.out")"
 
 # --- the compromised registry's front: a proxy that patches offers
-P=$T/proxy; mkdir -p "$P"; : > "$P/patch.json"
+P=$T/proxy; mkdir -p "$P"; echo '{}' > "$P/patch.json"
 "$B/fake-pkgstored" --port-file "$P/port" --proxy "$URL" --patch "$P/patch.json" 2> "$P/proxy.log" &
 PIDS+=($!)
 wait_until 5 test -s "$P/port" || echo "Bail out! proxy did not start"
 PROXY_URL="http://127.0.0.1:$(cat "$P/port")"
-patch_offers() { echo "$1" > "$P/patch.json.tmp" && mv "$P/patch.json.tmp" "$P/patch.json"; }
+# patch_offers VERSION JSON: from now on, offers of VERSION get the merge patch
+# JSON (by version, so that an honest offer of VERSION is never seen unpatched)
+patch_offers() {
+    jq -c --arg v "$1" --argjson p "$2" '.[$v] = $p' "$P/patch.json" > "$P/patch.json.tmp" &&
+        mv "$P/patch.json.tmp" "$P/patch.json"
+}
 
 # --- the node, through the proxy (which forwards untouched while the patch is empty)
 d=$T/node
@@ -110,12 +115,11 @@ check "unsigned package: the reason says unsigned" message_has "unsigned (no sig
 
 # 1b. a well-signed package whose manifest digest the registry strips (PROXY)
 artifact 2.0.2; push --name otelcol --version 2.0.2 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
-patch_offers '{"manifest": null, "signatures": null}'
+patch_offers 2.0.2 '{"manifest": null, "signatures": null}'
 target 2.0.2
 check "stripped manifest digest: UpgradeFailed, unsigned offer" \
     wait_until 20 message_has "signature: unsigned offer (no manifest digest"
 check "stripped manifest digest: never downloaded, old collector running" safe "$H"
-patch_offers ''
 
 # 2. signed by a key the root does not list (REAL)
 artifact 2.0.3; push --name otelcol --version 2.0.3 --sign-key "$K/x.key" "$A" > /dev/null
@@ -135,13 +139,12 @@ check "one compromised key: never downloaded, old collector running" safe "$H"
 artifact 2.0.5; push --name otelcol --version 2.0.5 "$A" > /dev/null
 make_variant v2 "$T/othercol" othercol-2.0.5
 push --name othercol --version 2.0.5 --sign-key "$K/a.key" --sign-key "$K/b.key" "$T/othercol" > /dev/null
-patch_offers "$(jq -c -n --arg m "$(manifest_of othercol 2.0.5)" --argjson s "$(signatures_of othercol 2.0.5)" \
+patch_offers 2.0.5 "$(jq -c -n --arg m "$(manifest_of othercol 2.0.5)" --argjson s "$(signatures_of othercol 2.0.5)" \
     '{manifest: $m, signatures: $s}')"
 target 2.0.5
 check "mix-and-match: UpgradeFailed, naming the difference" wait_until 20 message_has "mix-and-match: "
 check "mix-and-match: neither artifact downloaded, old collector running" \
     bash -c 'safe "$0" && ! served "$1"' "$H" "sha256:$(sha "$T/othercol")"
-patch_offers ''
 
 # 5a. the manifest rewritten on the server under its signed digest (STORE)
 artifact 2.0.6; push --name otelcol --version 2.0.6 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
@@ -167,14 +170,13 @@ artifact 2.0.7; push --name otelcol --version 2.0.7 --sign-key "$K/a.key" --sign
 evil_manifest 2.0.7 > "$T/m207"
 M207=sha256:$(sha "$T/m207")
 curl -fsS -X PUT -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" --data-binary "@$T/m207" "$URL/v1/blobs/$M207" > /dev/null
-patch_offers "$(jq -c -n --arg m "$M207" --arg e "$EVIL" --argjson s "$(stat -c %s "$T/evil")" \
+patch_offers 2.0.7 "$(jq -c -n --arg m "$M207" --arg e "$EVIL" --argjson s "$(stat -c %s "$T/evil")" \
     '{manifest: $m, digest: $e, size: $s, url: ("/v1/blobs/" + $e)}')"
 target 2.0.7
 check "manifest changed after signing: UpgradeFailed, no signature counts" \
     wait_until 20 message_has "2.0.7: 0 valid signatures, 2 required"
 check "manifest changed: the changed manifest was served, the evil artifact never" \
     bash -c 'served "$0" && safe "$1" && ! served "$2"' "$M207" "$H" "$EVIL"
-patch_offers ''
 
 # 6a. the artifact's bytes swapped in the server's store (STORE): the
 # signature passes, the download is fetched and fails verify
@@ -194,29 +196,27 @@ cp "$A" "$MI/blobs/${H#sha256:}"; printf 'Y' | dd of="$MI/blobs/${H#sha256:}" bs
 "$B/fake-pkgstored" --port-file "$MI/port" --blobs "$MI/blobs" 2> "$MI/mirror.log" &
 PIDS+=($!)
 wait_until 5 test -s "$MI/port" || diag "mirror did not start"
-patch_offers "$(jq -c -n --arg u "http://127.0.0.1:$(cat "$MI/port")/v1/blobs/$H" '{url: $u}')"
+patch_offers 2.0.9 "$(jq -c -n --arg u "http://127.0.0.1:$(cat "$MI/port")/v1/blobs/$H" '{url: $u}')"
 target 2.0.9
 check "blob swapped on a mirror: fetched from the mirror, fails verify" \
     bash -c 'wait_until 20 bash -c "message_has \"verify: \" && message_has \"expected $0\"" && grep -q "GET $0" "$1"' "$H" "$MI/mirror.log"
 check "blob swapped on a mirror: not from the server, never installed, old collector running" \
     bash -c '! served "$0" && [ "$(swaps)" = "$SW" ] && running "$OLD"' "$H"
-patch_offers ''
 mark
 
 # 7. garbage, truncated and wrong-type signatures (PROXY)
 artifact 2.1.0; push --name otelcol --version 2.1.0 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
-patch_offers "$(signatures_of otelcol 2.1.0 | jq -c '{signatures: ["garbage", {keyid: "zz"},
+patch_offers 2.1.0 "$(signatures_of otelcol 2.1.0 | jq -c '{signatures: ["garbage", {keyid: "zz"},
     (.[0] | .signature = .signature[0:20]), (.[1] | .payloadType = "application/vnd.pkgstore.root.v1+json")]}')"
 target 2.1.0
 check "garbage, truncated and wrong-type signatures: UpgradeFailed, each named" \
     wait_until 20 bash -c 'message_has "2.1.0: 0 valid signatures, 2 required" && message_has "signatures[0]"'
 check "garbage signatures: never downloaded, old collector running" safe "$H"
 artifact 2.1.1; push --name otelcol --version 2.1.1 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
-patch_offers '{"signatures": "AAAA"}'
+patch_offers 2.1.1 '{"signatures": "AAAA"}'
 target 2.1.1
 check "signatures not an array: UpgradeFailed" wait_until 20 message_has "signatures: not an array"
 check "signatures not an array: never downloaded, old collector running" safe "$H"
-patch_offers ''
 
 # 8. a well-signed version passes every check (REAL)
 artifact 3.0.0; push --name otelcol --version 3.0.0 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
