@@ -18,19 +18,20 @@
 #            would (pkgstored does not re-hash blobs on read, and loads
 #            STORE.trust/root.N.json at start without the rotation check its
 #            PUT makes): a manifest blob rewritten under its signed digest, an
-#            artifact blob's bytes swapped, a root.2.json signed by too few
-#            old keys written into STORE.trust/;
+#            artifact blob's bytes swapped, STORE.trust/revocations.json
+#            rewritten without a revocation (a newer generation), and a
+#            root.2.json signed by too few old keys written into STORE.trust/;
 #   PROXY    tests/fixtures/fake-pkgstored --proxy in front of the real
 #            server (the node's server.url): every request goes to pkgstored
-#            and back untouched, except that the heartbeat reply's offers get
-#            a JSON merge patch, per version. Used where the honest server refuses to hold
-#            the attack (it keeps only envelopes over the version's current
-#            manifest, refuses non-canonical ones, and offers what its index
-#            says): a stripped manifest digest, another package's signed
-#            manifest (mix-and-match), a changed manifest under its own
-#            digest with the old signatures, garbage / truncated /
-#            wrong-type signatures, and an absolute url to a mirror (a
-#            fake-pkgstored serving a swapped blob).
+#            and back untouched, except that the heartbeat reply's offers of
+#            a given version get a JSON merge patch. Used where the honest
+#            server refuses to hold the attack (it keeps only envelopes over
+#            the version's current manifest, refuses non-canonical ones, and
+#            offers what its index says): a stripped manifest digest,
+#            another package's signed manifest (mix-and-match), a changed
+#            manifest under its own digest with the old signatures, garbage /
+#            truncated / wrong-type signatures, and an absolute url to a
+#            mirror (a fake-pkgstored serving a swapped blob).
 # agent_trust.t runs the same checks against fake-pkgstored alone;
 # agent_trust_server.t the admin's good path (revocation, rotation).
 . "$(dirname "$0")/lib/agent.sh"
