@@ -149,8 +149,8 @@ int agent_trust_offer(agent_signed_artifact *out, const agent_trust *trust,
     unlink(path); /* the helper would resume a leftover: start afresh */
     int result = 0;
     json_t *reply = NULL;
-    int rc = agent_helper_call(NULL, NULL, cfg->http_timeout_s, 0, "download", url, path,
-                               max_text, NULL);
+    int rc = agent_helper_call(NULL, NULL, cfg->http_timeout_s, 0, "fetch", url, path, max_text,
+                               NULL);
     if (rc < 0) {
         snprintf(why, why_len, "signature: manifest %s: %s", o->manifest, agent_error());
         result = rc == PKGSTORE_ELIMIT ? TRUST_REFUSED : TRUST_TRANSIENT;
