@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-static void revoked_load(agent_trust *trust);
+static int revoked_load(agent_trust *trust);
 
 static int reply_u64(uint64_t *out, json_t *reply, const char *key)
 {
@@ -97,7 +97,8 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     }
     agent_log("info", "msg=\"trust root\" path=%s version=%" PRIu64, agent_trust_current(trust),
               trust->version);
-    revoked_load(trust);
+    if (revoked_load(trust) < 0)
+        return agent_error_set(PKGSTORE_ENOMEM, "%s: out of memory", trust->revoked_path);
     return 0;
 }
 
@@ -270,7 +271,8 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
 /* Add name version (reason) unless held already: a verified revocation is
  * never dropped, whatever a later list leaves out (docs/trust.md: a
  * revocation cannot be withdrawn; a registry taken over must not undo
- * one by serving a newer generation without it). 1 if added. */
+ * one by serving a newer generation without it). 1 if added, 0 if held,
+ * -1 when out of memory. */
 static int revoked_add(agent_trust *trust, const char *name, const char *version,
                        const char *reason)
 {
@@ -279,7 +281,7 @@ static int revoked_add(agent_trust *trust, const char *name, const char *version
     struct agent_revocation *grown =
         realloc(trust->revoked, (trust->nrevoked + 1) * sizeof *trust->revoked);
     if (!grown)
-        return 0;
+        return -1;
     trust->revoked = grown;
     struct agent_revocation *r = &trust->revoked[trust->nrevoked];
     r->name = strdup(name);
@@ -292,7 +294,7 @@ static int revoked_add(agent_trust *trust, const char *name, const char *version
     free(r->name);
     free(r->version);
     free(r->reason);
-    return 0;
+    return -1;
 }
 
 /* The verified list, kept in state_dir/trust/revoked.json so that a
@@ -313,10 +315,11 @@ static void revoked_save(const agent_trust *trust)
     free(text);
 }
 
-static void revoked_load(agent_trust *trust)
+/* 0, or -1 out of memory (a kept revocation must not be lost quietly). */
+static int revoked_load(agent_trust *trust)
 {
     if (access(trust->revoked_path, F_OK) != 0)
-        return;
+        return 0;
     json_error_t jerr;
     json_t *list = json_load_file(trust->revoked_path, JSON_REJECT_DUPLICATES, &jerr);
     size_t i;
@@ -327,13 +330,17 @@ static void revoked_load(agent_trust *trust)
     json_array_foreach(list, i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
         const char *version = json_string_value(json_object_get(item, "version"));
-        if (name && version)
-            revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason")));
+        if (name && version &&
+            revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason"))) < 0) {
+            json_decref(list);
+            return -1;
+        }
     }
     json_decref(list);
     if (trust->nrevoked)
         agent_log("info", "msg=\"revocations kept\" path=%s revoked=%zu", trust->revoked_path,
                   trust->nrevoked);
+    return 0;
 }
 
 static void revocations_clear(agent_trust *trust)
@@ -379,7 +386,7 @@ void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
                   generation, agent_error());
         goto out;
     }
-    size_t i, added = 0, listed = 0;
+    size_t i, added = 0, listed = 0, lost = 0;
     json_t *item;
     json_array_foreach(list, i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
@@ -387,11 +394,20 @@ void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
         if (!name || !version)
             continue;
         listed++;
-        added += (size_t)revoked_add(trust, name, version,
-                                     json_string_value(json_object_get(item, "reason")));
+        int held = revoked_add(trust, name, version,
+                               json_string_value(json_object_get(item, "reason")));
+        if (held < 0)
+            lost++;
+        else
+            added += (size_t)held;
     }
     if (added)
         revoked_save(trust);
+    if (lost) { /* fail safe: nothing is installed until the whole list is held */
+        agent_log("warn", "msg=\"cannot hold the revocations; trying again\" generation=%" PRIu64
+                          " error=\"out of memory\"", generation);
+        goto out;
+    }
     if (listed < trust->nrevoked)
         agent_log("warn", "msg=\"the server's revocations leave out some this node verified; "
                           "they stay revoked\" generation=%" PRIu64 " listed=%zu kept=%zu",
