@@ -207,11 +207,16 @@ mark
 
 # 7. garbage, truncated and wrong-type signatures (PROXY)
 artifact 2.1.0; push --name otelcol --version 2.1.0 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
-patch_offers 2.1.0 "$(signatures_of otelcol 2.1.0 | jq -c '{signatures: ["garbage", {keyid: "zz"},
-    (.[0] | .signature = .signature[0:20]), (.[1] | .payloadType = "application/vnd.pkgstore.root.v1+json")]}')"
+# garbage, an object that is no envelope, a truncated signature, an envelope
+# of another payload type, and a genuine signature by key a over root 1
+# replayed as a's signature of this manifest
+patch_offers 2.1.0 "$(signatures_of otelcol 2.1.0 | jq -c --argjson rs "$(jq -c '.signatures[0]' "$K/root.json")" \
+    '{signatures: ["garbage", {keyid: "zz"}, (.[0] | .signature = .signature[0:20]),
+      (.[1] | .payloadType = "application/vnd.pkgstore.root.v1+json"),
+      (.[] | select(.keyid == $rs.keyid) | .signature = $rs.signature)]}')"
 target 2.1.0
-check "garbage, truncated and wrong-type signatures: UpgradeFailed, each named" \
-    wait_until 20 bash -c 'message_has "2.1.0: 0 valid signatures, 2 required" && message_has "signatures[0]"'
+check "garbage, truncated, wrong-type and replayed signatures: UpgradeFailed, each named" \
+    wait_until 20 bash -c 'message_has "2.1.0: 0 valid signatures, 2 required" && message_has "signatures[0]" && message_has "not a manifest signature" && message_has "signature does not verify"'
 check "garbage signatures: never downloaded, old collector running" safe "$H"
 artifact 2.1.1; push --name otelcol --version 2.1.1 --sign-key "$K/a.key" --sign-key "$K/b.key" "$A" > /dev/null
 patch_offers 2.1.1 '{"signatures": "AAAA"}'
