@@ -35,7 +35,7 @@
 # agent_trust.t runs the same checks against fake-pkgstored alone;
 # agent_trust_server.t the admin's good path (revocation, rotation).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..42"
+echo "1..43"
 export RETRY_INITIAL=30
 
 K=$T/keys; mkdir -p "$K"
@@ -308,3 +308,9 @@ check "every attack was refused before its artifact, with the reason logged" \
 # unknown: a zstd transfer of it could not be checked for a short body)
 check "each manifest fetched once, without a failed zstd attempt" \
     bash -c '! grep -q "zstd transfer failed" "$0/agent.log" && [ "$(served_count "$1")" = 1 ]' "$d" "$M207"
+# the reasons reached the fleet view too (the node's last 32 statuses)
+admin /v1/agents/node | jq -r '.history[] | select(.status == "UpgradeFailed") | .message' > "$T/history"
+check "the node reported each refusal's reason to the server" \
+    bash -c 'for r in "mix-and-match: " "manifest: the server'"'"'s blob is" "signs another manifest" "verify: " \
+        "signatures: not an array" "rollback: " "revoked: otelcol 3.0.0" "3.1.0: 1 valid signature"; do
+        grep -qF "$r" "$0" || { echo "# no \"$r\" in the history"; exit 1; }; done' "$T/history"
