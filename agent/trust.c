@@ -254,7 +254,11 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
             agent_log("warn", "msg=\"root rotation refused; keeping the current root\" "
                               "version=%" PRIu64 " offered=%" PRIu64 " error=\"%s\"",
                       trust->version, next, agent_error());
-            if (rc != PKGSTORE_ENET) /* unreachable: try again; refused: not again */
+            /* unreachable, or our own files could not be read or written
+             * (a full disk, say): try again; the document refused: not
+             * until the server announces a newer one */
+            if (rc != PKGSTORE_ENET && rc != PKGSTORE_EIO && rc != PKGSTORE_ENOSPC &&
+                rc != PKGSTORE_ENOMEM && rc != PKGSTORE_ENOTFOUND)
                 trust->refused = server_version;
             break;
         }
