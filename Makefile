@@ -284,12 +284,12 @@ $(BUILD)/bin/fake-otelcol-v2: $(FAKE_SRC)
 $(BUILD)/bin/fake-otelcol-v3: $(FAKE_SRC)
 	@mkdir -p $(@D)
 	$(FAKE_CC) -DFAKE_VARIANT='"crashes-after"' -DFAKE_VERSION='"3.0.0"'
-# A scripted stand-in for pkgstored (corrupt blobs, cut downloads) for the
-# agent's end-to-end tests.
+# A scripted stand-in for pkgstored (corrupt blobs, cut downloads), or a
+# tampering proxy in front of the real one, for the agent's end-to-end tests.
 $(BUILD)/bin/fake-pkgstored: tests/fixtures/fake-pkgstored.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS_PUB) $(call pc_cflags,libmicrohttpd) $(CFLAGS_ALL) $(LDFLAGS) \
-	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd) -lpthread
+	$(CC) $(CPPFLAGS_PUB) $(call pc_cflags,libmicrohttpd libcurl jansson) $(CFLAGS_ALL) $(LDFLAGS) \
+	    $(XLDFLAGS) -o $@ $< $(call pc_libs,libmicrohttpd libcurl jansson) -lpthread
 all: $(FAKE_BINS) $(BUILD)/bin/fake-pkgstored
 
 # ---------------------------------------------------------------- tests

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+
 static int reply_u64(uint64_t *out, json_t *reply, const char *key)
 {
     json_t *v = json_object_get(reply, key);
@@ -302,8 +303,8 @@ int agent_trust_offer(agent_signed_artifact *out, agent_trust *trust,
     unlink(path); /* the helper would resume a leftover: start afresh */
     int result = 0;
     json_t *reply = NULL;
-    int rc = agent_helper_call(NULL, NULL, cfg->http_timeout_s, 0, "download", url, path,
-                               max_text, NULL);
+    int rc = agent_helper_call(NULL, NULL, cfg->http_timeout_s, 0, "fetch", url, path, max_text,
+                               NULL);
     if (rc < 0) {
         snprintf(why, why_len, "signature: manifest %s: %s", o->manifest, agent_error());
         result = rc == PKGSTORE_ELIMIT ? TRUST_REFUSED : TRUST_TRANSIENT;
@@ -409,7 +410,11 @@ void agent_trust_update_root(agent_trust *trust, const agent_config *cfg, const 
             agent_log("warn", "msg=\"root rotation refused; keeping the current root\" "
                               "version=%" PRIu64 " offered=%" PRIu64 " error=\"%s\"",
                       trust->version, next, agent_error());
-            if (rc != PKGSTORE_ENET) /* unreachable: try again; refused: not again */
+            /* unreachable, or our own files could not be read or written
+             * (a full disk, say): try again; the document refused: not
+             * until the server announces a newer one */
+            if (rc != PKGSTORE_ENET && rc != PKGSTORE_EIO && rc != PKGSTORE_ENOSPC &&
+                rc != PKGSTORE_ENOMEM && rc != PKGSTORE_ENOTFOUND)
                 trust->refused = server_version;
             break;
         }
@@ -471,23 +476,30 @@ void agent_trust_update_revocations(agent_trust *trust, const agent_config *cfg,
     /* Added to what was verified before, never replacing it: a revocation
      * cannot be withdrawn, so a list without it (an older generation, a
      * server that lost its trust directory) takes nothing away. */
-    size_t i, before = trust->nrevoked;
+    size_t i, before = trust->nrevoked, listed = 0;
     json_t *item;
     json_array_foreach(list, i, item) {
         const char *name = json_string_value(json_object_get(item, "name"));
         const char *version = json_string_value(json_object_get(item, "version"));
         if (!name || !version)
             continue;
+        listed++;
         int64_t created = reply_created(item);
         if (revoked_add(trust, name, version, json_string_value(json_object_get(item, "reason")),
                         created) < 0) {
+            /* fail safe: the generation stays unread, so nothing is
+             * installed until the whole list is held; tried again */
             agent_log("warn", "msg=\"cannot keep the revocations; keeping the previous list\" "
                               "generation=%" PRIu64 " error=\"out of memory\"",
                       generation);
-            goto out; /* the generation stays unread: tried again */
+            goto out;
         }
         note_signed(trust, created);
     }
+    if (listed < trust->nrevoked)
+        agent_log("warn", "msg=\"the server's revocations leave out some this node verified; "
+                          "they stay revoked\" generation=%" PRIu64 " listed=%zu kept=%zu",
+                  generation, listed, trust->nrevoked);
     json_array_foreach(json_object_get(checked, "ignored"), i, item)
         agent_log("warn", "msg=\"revocation not signed by the current root, ignored\" error=\"%s\"",
                   json_string_value(json_object_get(item, "error")));

@@ -33,9 +33,13 @@ int helper_http_request(char **response_out, long *status_out, const char *token
 int helper_http_health(const char *url, double timeout_s, long *status_out);
 /* Download url into part_path, resuming from its current size with Range.
  * Fails (PKGSTORE_ELIMIT) as soon as the body would exceed max_size, and
- * (PKGSTORE_ENET) when no byte arrives for stall_timeout_s. */
+ * (PKGSTORE_ENET) when no byte arrives for stall_timeout_s. exact_size:
+ * max_size is the size the body must have (an artifact), and a fresh
+ * download asks for zstd; else it is only a bound, and no encoding is
+ * asked for. */
 int helper_http_download(const char *token, const char *url, const char *part_path,
-                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out);
+                         uint64_t max_size, int exact_size, double stall_timeout_s,
+                         uint64_t *size_out);
 
 /* A Content-Range header's value of len bytes, "bytes START-END/TOTAL":
  * 0 with START <= END (< TOTAL when TOTAL is known; UINT64_MAX for "*"),

@@ -423,7 +423,8 @@ static int check_space(download_sink *sink, const char *part_path)
 }
 
 int helper_http_download(const char *token, const char *url, const char *part_path,
-                         uint64_t max_size, double stall_timeout_s, uint64_t *size_out)
+                         uint64_t max_size, int exact_size, double stall_timeout_s,
+                         uint64_t *size_out)
 {
     *size_out = 0;
     int fd = open(part_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -451,7 +452,7 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
     CURLcode res = CURLE_OK;
     int fresh = sink.written == 0;
     if (rc == 0)
-        rc = transfer(&sink, token, url, 1, stall_timeout_s, &res);
+        rc = transfer(&sink, token, url, exact_size, stall_timeout_s, &res);
     /* A damaged zstd transfer copy on the server (cut short, say) would
      * fail every attempt the same way: fetch the identity bytes at once. */
     if (fresh && !strcasecmp(sink.encoding, "zstd") && !sink.too_big && !sink.io_error &&

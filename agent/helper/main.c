@@ -15,6 +15,7 @@
  *   http-get URL             GET a small body      {"status":N,"body":"..."}
  *   health URL               200 within --timeout  {"status":200}
  *   download URL PART MAX    resumable download    {"size":N}
+ *   fetch URL FILE MAX       a document of at most MAX bytes, no encoding {"size":N}
  *   verify FILE DIGEST MAX   size and SHA-256      {"digest":"sha256:..."}
  *   prepare FILE FORMAT ENTRYPOINT WORKDIR
  *                            ("": none)            {"executable":P,"extract_dir":P|null,
@@ -191,7 +192,7 @@ static const struct {
     const char *name;
     int argc;
 } commands[] = {
-    {"http-post", 1}, {"http-get", 1}, {"health", 1}, {"download", 3},
+    {"http-post", 1}, {"http-get", 1}, {"health", 1}, {"download", 3}, {"fetch", 3},
     {"verify", 3},    {"prepare", 4},  {"digest", 1}, {"rmtree", 1},
     {"root-check", 1}, {"root-rotate", 2}, {"verify-offer", 7}, {"verify-revocations", 1},
 };
@@ -233,11 +234,14 @@ static int run(const char *cmd, char **args, const char *token, double timeout_s
         json_object_set_new(reply, "status", json_integer(status));
         return rc < 0 ? fail(rc, agent_error()) : succeed();
     }
-    if (!strcmp(cmd, "download")) {
+    if (!strcmp(cmd, "download") || !strcmp(cmd, "fetch")) {
         if (parse_u64(&size, args[2]) < 0)
             return fail(PKGSTORE_EINVALID, "download: MAX must be a byte count");
         uint64_t got = 0;
-        rc = helper_http_download(token, args[0], args[1], size, timeout_s, &got);
+        /* fetch: MAX bounds a document of unknown size, so no zstd (whose
+         * short-body check needs the exact size) */
+        rc = helper_http_download(token, args[0], args[1], size, !strcmp(cmd, "download"),
+                                  timeout_s, &got);
         json_object_set_new(reply, "size", json_integer((json_int_t)got));
         return rc < 0 ? fail(rc, agent_error()) : succeed();
     }
@@ -352,7 +356,8 @@ int main(int argc, char **argv)
         return fail(PKGSTORE_EIO, detail);
     }
     reply = json_object();
-    int http = !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download");
+    int http = !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download") ||
+               !strcmp(cmd, "fetch");
     int status;
     if (http && helper_http_init(ca_file, client_cert, client_key) < 0)
         status = fail(PKGSTORE_ENET, agent_error());

@@ -7,12 +7,13 @@
 #
 # TEST DOUBLE: this runs against tests/fixtures/fake-pkgstored, which serves
 # the wire contract's offer fields ("manifest", "signatures"), "trust" and
-# GET /v1/trust/root/V as written in its files. Once pkgstored serves them,
-# a real-server version of the good path and of each attack belongs beside
-# this one (the double stays for what a real server cannot be made to do:
-# serve a changed manifest or a swapped blob on purpose).
+# GET /v1/trust/root/V as written in its files: quick to script, and the
+# place for the agent's configuration checks and corner cases. The same
+# attacks against the REAL pkgstored (its store tampered with, or behind
+# fake-pkgstored --proxy) are tests/e2e/agent_trust_attacks.t; the admin's
+# good path against it is agent_trust_server.t.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..35"
+echo "1..37"
 W=1
 export RETRY_INITIAL=30
 
@@ -173,6 +174,21 @@ start_fake_server "$d" --trust "$d/trust.json" --roots "$d/roots"; trust_node "$
 start_agent "$d"; wait_until 10 node_healthy "$d"
 check "bad rotation: refused with the reason, the current root kept" \
     bash -c 'wait_until 10 grep -q "msg=\"root rotation refused; keeping the current root\" version=1 offered=2" "$0/agent.log" && [ ! -e "$0/state/trust/root.json" ]' "$d"
+
+# --- a valid rotation that fails here (its file cannot be written) is tried
+# again at the next heartbeat, not refused until the server has a newer root
+d=$T/rotlocal; mkdir -p "$d/roots" "$d/state/trust"
+cp "$T/rotate/roots/2.json" "$d/roots/2.json"
+echo '{"root_version": 2, "revocations": 0}' > "$d/trust.json"
+start_fake_server "$d" --trust "$d/trust.json" --roots "$d/roots"; trust_node "$d"
+IMMUTABLE+=("$d/state/trust")
+if [ "$(id -u)" = 0 ]; then chattr +i "$d/state/trust"; else chmod a-w "$d/state/trust"; fi
+start_agent "$d"; wait_until 10 node_healthy "$d" 2>/dev/null
+check "local failure: the rotation cannot be kept, the current root stays" \
+    wait_until 10 grep -q 'msg="root rotation refused; keeping the current root" version=1 offered=2' "$d/agent.log"
+if [ "$(id -u)" = 0 ]; then chattr -i "$d/state/trust"; else chmod u+w "$d/state/trust"; fi
+check "local failure: once it can be written, root 2 is adopted (same server root)" \
+    bash -c 'wait_until 10 grep -q "msg=\"root rotated\" version=2" "$0/agent.log" && cmp -s "$0/roots/2.json" "$0/state/trust/root.json"' "$d"
 
 # --- anti-rollback and revocations
 d=$T/rollback; mkdir -p "$d"

@@ -2,9 +2,9 @@
 # pkgstore-agent with trust.root against the real pkgstored: a version
 # signed by one key of two is refused, one signed by both is installed, a
 # revocation and a root rotation PUT by the admin reach the agent and are
-# verified there. agent_trust.t covers the attacks a real server cannot be
-# made to serve (a changed manifest, a swapped blob, garbage signatures)
-# with tests/fixtures/fake-pkgstored.
+# verified there. The attacks against the real server (a compromised
+# registry: its store tampered with, or a proxy in front of it) are
+# agent_trust_attacks.t; agent_trust.t runs them against fake-pkgstored.
 . "$(dirname "$0")/lib/agent.sh"
 echo "1..7"
 
