@@ -1048,11 +1048,14 @@ static json_t *summary_json(double elapsed, proc_sample p0, proc_sample p1, doub
     json_t *server = json_null();
     if (opt.server_pid > 0 && p1.ok) {
         double cpu = p1.cpu_s - p0.cpu_s;
-        server = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "pid", (json_int_t)opt.server_pid,
-                           "rss_mb", p1.rss_kb / 1024.0, "rss_peak_mb", p1.hwm_kb / 1024.0,
+        /* per node: what the server grew by during the run, over the
+         * nodes it got to know (the start-up footprint is not theirs) */
+        server = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "pid",
+                           (json_int_t)opt.server_pid, "rss_mb", p1.rss_kb / 1024.0,
+                           "rss_start_mb", p0.rss_kb / 1024.0, "rss_peak_mb", p1.hwm_kb / 1024.0,
                            "rss_bytes_per_node",
-                           registered ? p1.rss_kb * 1024.0 / registered : 0.0, "cpu_s", cpu,
-                           "cpu_percent", elapsed > 0 ? 100 * cpu / elapsed : 0.0);
+                           registered ? (p1.rss_kb - p0.rss_kb) * 1024.0 / registered : 0.0,
+                           "cpu_s", cpu, "cpu_percent", elapsed > 0 ? 100 * cpu / elapsed : 0.0);
     }
     return json_pack(
         "{s:f, s:I, s:I, s:f, s:o, s:o, s:o, s:I, s:s?, s:I, s:s?, s:I, s:I, s:o, s:o, s:{s:f, s:f, s:f}}",
@@ -1111,8 +1114,11 @@ static void print_summary(FILE *out, json_t *summary)
         fprintf(out, "  first protocol error: %s\n", first);
     json_t *server = json_object_get(summary, "server");
     if (json_is_object(server))
-        fprintf(out, "server: rss %.1f MB (peak %.1f MB, %.0f bytes per node), cpu %.1f s (%.0f%%)\n",
+        fprintf(out,
+                "server: rss %.1f MB (%.1f MB at start, peak %.1f MB; %.0f bytes per node), "
+                "cpu %.1f s (%.0f%%)\n",
                 json_real_value(json_object_get(server, "rss_mb")),
+                json_real_value(json_object_get(server, "rss_start_mb")),
                 json_real_value(json_object_get(server, "rss_peak_mb")),
                 json_real_value(json_object_get(server, "rss_bytes_per_node")),
                 json_real_value(json_object_get(server, "cpu_s")),
