@@ -129,7 +129,7 @@ check "$(awk -v p="$P99" 'BEGIN {print (p < 50)}')" "heartbeat p99 under 50 ms (
 check "$([ "$ERRORS" = 0 ] && echo 1 || echo 0)" "no error responses ($ERRORS)"
 check "$([ "$REG" = "$NODES" ] && echo 1 || echo 0)" "every node registered ($REG of $NODES)"
 if [ "$NODES" -ge 100000 ]; then
-    check "$(awk -v r="$RSS" 'BEGIN {print (r <= 256 * NODES / 100000)}' NODES="$NODES")" \
+    check "$(awk -v r="$RSS" -v n="$NODES" 'BEGIN {print (r <= 256 * n / 100000)}')" \
         "RSS at most 256 MB per 100k nodes ($RSS MB for $NODES)"
 else
     echo "  (RSS: checked from 100,000 nodes on; below, fixed costs dominate the growth per node)"
