@@ -120,6 +120,11 @@ grep -q 'first transport error: .*certificate' "$TMP/notrust.out"
 ok $? "... and the summary says why"
 
 # ---- usage
+"$FLEETSIM" --help >"$TMP/help.out" 2>&1
+is "$? $(head -1 "$TMP/help.out")" "0 usage: pkgstore-fleetsim --server URL [options]" "--help prints the usage"
+"$FLEETSIM" --version >"$TMP/version.out" 2>&1
+grep -q '^pkgstore-fleetsim (pkgstore) ' "$TMP/version.out"
+ok $? "--version names the program"
 for server in http://localhost:$PORT http://10.0.0.1:$PORT "http://127.0.0.1.nip.io:$PORT" \
     "http://[::1]:$PORT"; do
     "$FLEETSIM" --server "$server" --token-file "$AGENT_FILE" --duration 1 >/dev/null 2>"$TMP/usage.err"
