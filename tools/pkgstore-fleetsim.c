@@ -137,9 +137,10 @@ static struct {
     const char *server;
     char base_url[256];
     const char *token_file, *credentials_file, *cacert, *report_path, *id_prefix, *package;
+    const char *admin_token_file;
     const char *base_version;
     unsigned nodes, connections, quiet_rounds;
-    double duration, interval, jitter, step_time, ramp, progress_every;
+    double duration, interval, jitter, step_time, ramp, progress_every, watch_every;
     uint64_t seed;
     enum download_mode download;
     label_dist labels[LABEL_KEYS_MAX];
@@ -163,6 +164,7 @@ static struct {
     .step_time = 0.5,
     .ramp = -1,
     .progress_every = 10,
+    .watch_every = 1,
     .seed = 1,
     .download = DL_FULL,
 };
@@ -323,9 +325,9 @@ static event heap_pop(void)
 
 /* ---------------------------------------------------------------- measurements */
 
-enum route { R_HEARTBEAT, R_BLOB, R_COUNT };
+enum route { R_HEARTBEAT, R_BLOB, R_POLICIES, R_COUNT };
 static const char *const route_names[R_COUNT] = {"POST /v1/agents/heartbeat",
-                                                 "GET /v1/blobs/{digest}"};
+                                                 "GET /v1/blobs/{digest}", "GET /v1/policies"};
 
 typedef struct samples {
     uint32_t *us;
@@ -387,6 +389,17 @@ static double percentile_ms(const samples *s, double p)
     return s->us[rank - 1] / 1000.0;
 }
 
+static void protocol_error(const char *fmt, ...)
+{
+    g_stats.protocol_errors++;
+    if (g_stats.first_protocol_error[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_stats.first_protocol_error, sizeof g_stats.first_protocol_error, fmt, ap);
+    va_end(ap);
+}
+
 /* ---------------------------------------------------------------- timeline */
 
 /* Nodes by (version, status), as the simulator sees them; a row is added
@@ -398,6 +411,7 @@ static struct {
     int nversions;
     int dirty;
     json_t *rows;
+    json_t *server; /* the policies as GET /v1/policies last showed them (--admin-token-file) */
 } g_tl;
 
 static int tl_slot(uint16_t version)
@@ -448,8 +462,44 @@ static void tl_tick(double t)
     if (!g_tl.dirty)
         return;
     g_tl.dirty = 0;
-    json_array_append_new(g_tl.rows,
-                          json_pack("{s:f, s:o}", "t", round(t * 10) / 10, "versions", tl_counts()));
+    json_t *row = json_pack("{s:f, s:o}", "t", round(t * 10) / 10, "versions", tl_counts());
+    if (row && g_tl.server)
+        json_object_set(row, "policies", g_tl.server);
+    json_array_append_new(g_tl.rows, row);
+}
+
+/* A GET /v1/policies reply: each policy without its timestamps and node
+ * page, by name. A change is a timeline row: the server's side of the
+ * rollout (its counts and whatever state a rollout strategy shows). */
+static void watch_reply(const char *body, size_t len)
+{
+    json_t *reply = json_loadb(body, len, 0, NULL);
+    json_t *list = json_object_get(reply, "policies");
+    json_t *view = json_object();
+    size_t i;
+    json_t *p;
+    json_array_foreach(list, i, p) {
+        const char *name = json_string_value(json_object_get(p, "name"));
+        if (!name)
+            continue;
+        json_t *copy = json_deep_copy(p);
+        json_object_del(copy, "created");
+        json_object_del(copy, "updated");
+        json_object_del(copy, "name");
+        json_t *status = json_object_get(copy, "status");
+        json_object_del(status, "nodes");
+        json_object_del(status, "next");
+        json_object_set_new(view, name, copy);
+    }
+    if (!json_is_array(list))
+        protocol_error("GET /v1/policies: the reply has no policies array");
+    else if (!g_tl.server || !json_equal(view, g_tl.server)) {
+        json_decref(g_tl.server);
+        g_tl.server = json_incref(view);
+        g_tl.dirty = 1;
+    }
+    json_decref(view);
+    json_decref(reply);
 }
 
 /* ---------------------------------------------------------------- quiet detection */
@@ -525,16 +575,6 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-static void protocol_error(const char *fmt, ...)
-{
-    g_stats.protocol_errors++;
-    if (g_stats.first_protocol_error[0])
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g_stats.first_protocol_error, sizeof g_stats.first_protocol_error, fmt, ap);
-    va_end(ap);
-}
 
 /* The heartbeat a node sends now: what agent/report.c sends. */
 static char *heartbeat_body(uint32_t idx)
@@ -571,9 +611,11 @@ static char *heartbeat_body(uint32_t idx)
     return text;
 }
 
+static char g_admin_token[520];
+
 static int xfer_start(xfer *x, uint32_t idx, enum route route, double due)
 {
-    node *n = &g_nodes[idx];
+    node *n = route == R_POLICIES ? NULL : &g_nodes[idx];
     char id[300], header[700];
     node_id(id, sizeof id, idx);
     curl_slist_free_all(x->headers);
@@ -603,14 +645,20 @@ static int xfer_start(xfer *x, uint32_t idx, enum route route, double due)
     if (opt.cacert)
         curl_easy_setopt(e, CURLOPT_CAINFO, opt.cacert);
     snprintf(header, sizeof header, "Authorization: Bearer %s",
-             g_tokens && g_tokens[idx] ? g_tokens[idx] : g_shared_token);
+             route == R_POLICIES               ? g_admin_token
+             : g_tokens && g_tokens[idx] ? g_tokens[idx]
+                                               : g_shared_token);
     x->headers = curl_slist_append(x->headers, header);
-    snprintf(header, sizeof header, "X-Pkgstore-Node: %s", id);
-    x->headers = curl_slist_append(x->headers, header);
+    if (n) {
+        snprintf(header, sizeof header, "X-Pkgstore-Node: %s", id);
+        x->headers = curl_slist_append(x->headers, header);
+    }
     x->headers = curl_slist_append(x->headers, "Expect:");
 
     char url[4096];
-    if (route == R_HEARTBEAT) {
+    if (route == R_POLICIES) {
+        snprintf(url, sizeof url, "%s/v1/policies", opt.base_url);
+    } else if (route == R_HEARTBEAT) {
         x->request = heartbeat_body(idx);
         if (!x->request)
             return -1;
@@ -632,9 +680,11 @@ static int xfer_start(xfer *x, uint32_t idx, enum route route, double due)
         return -1;
     x->active = 1;
     x->started = now();
-    n->busy = 1;
-    g_active++;
-    sample_add(&g_stats.lag, x->started - due);
+    if (n) { /* the pool's: the policy watch has its own transfer */
+        g_active++;
+        n->busy = 1;
+        sample_add(&g_stats.lag, x->started - due);
+    }
     return 0;
 }
 
@@ -815,7 +865,7 @@ static void enter_step(node *n, uint8_t step)
 static void finish(xfer *x, CURLcode result)
 {
     uint32_t idx = x->node;
-    node *n = &g_nodes[idx];
+    node *n = x->route == R_POLICIES ? NULL : &g_nodes[idx];
     double t = now();
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -823,8 +873,10 @@ static void finish(xfer *x, CURLcode result)
     curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &total_us);
     curl_multi_remove_handle(g_multi, x->easy);
     x->active = 0;
-    n->busy = 0;
-    g_active--;
+    if (n) {
+        n->busy = 0;
+        g_active--;
+    }
     g_stats.requests++;
     g_stats.window_requests++;
 
@@ -841,6 +893,11 @@ static void finish(xfer *x, CURLcode result)
         g_stats.by_status[status >= 0 && status < 600 ? status : 0]++;
     }
 
+    if (x->route == R_POLICIES) {
+        if (status == 200)
+            watch_reply(x->body, x->len);
+        return;
+    }
     if (x->route == R_BLOB) {
         int ok = status == (opt.download == DL_RANGE ? 206 : 200);
         if (ok && opt.download == DL_FULL) {
@@ -1276,6 +1333,9 @@ static void usage(FILE *out)
             "  --seed N              labels, platforms, outcomes and jitter (default 1)\n"
             "  --connections N       keep-alive connections (default 8, at most %d)\n"
             "  --server-pid PID      report this process's RSS and CPU (/proc)\n"
+            "  --admin-token-file F  also read GET /v1/policies every --watch-every S\n"
+            "                        (default 1) with this admin token: the server's side\n"
+            "                        of the rollout joins the timeline\n"
             "  --report FILE         write everything as JSON, with every node's offers\n"
             "  --progress S          plain progress lines every S s when stderr is not a\n"
             "                        terminal (default 10; 0: none)\n"
@@ -1474,7 +1534,7 @@ enum {
     O_SERVER = 256, O_TOKEN, O_CREDS, O_CACERT, O_NODES, O_DURATION, O_QUIET_ROUNDS, O_INTERVAL,
     O_JITTER, O_RAMP, O_STEP, O_DOWNLOAD, O_FAIL, O_ROLLBACK, O_LABEL, O_PLATFORM, O_PACKAGE,
     O_BASE, O_PREFIX, O_SEED, O_CONNECTIONS, O_PID, O_REPORT, O_PROGRESS, O_JSON, O_QUIET,
-    O_HELP, O_VERSION
+    O_HELP, O_VERSION, O_ADMIN, O_WATCH
 };
 
 int main(int argc, char **argv)
@@ -1503,6 +1563,8 @@ int main(int argc, char **argv)
         {"connections", required_argument, NULL, O_CONNECTIONS},
         {"server-pid", required_argument, NULL, O_PID},
         {"report", required_argument, NULL, O_REPORT},
+        {"admin-token-file", required_argument, NULL, O_ADMIN},
+        {"watch-every", required_argument, NULL, O_WATCH},
         {"progress", required_argument, NULL, O_PROGRESS},
         {"json", no_argument, NULL, O_JSON},
         {"quiet", no_argument, NULL, O_QUIET},
@@ -1566,6 +1628,8 @@ int main(int argc, char **argv)
             opt.server_pid = u;
             break;
         case O_REPORT: opt.report_path = optarg; break;
+        case O_ADMIN: opt.admin_token_file = optarg; break;
+        case O_WATCH: rc = parse_double(&opt.watch_every, optarg, 0.1, 3600, "--watch-every"); break;
         case O_PROGRESS: rc = parse_double(&opt.progress_every, optarg, 0, 86400, "--progress"); break;
         case O_JSON: opt.json = 1; break;
         case O_QUIET: opt.quiet = 1; break;
@@ -1620,8 +1684,20 @@ int main(int argc, char **argv)
         snprintf(g_shared_token, sizeof g_shared_token, "%s", getenv("PKGSTORE_TOKEN"));
     }
 
+    if (opt.admin_token_file) {
+        int t = token_file_first(g_admin_token, sizeof g_admin_token, opt.admin_token_file, err,
+                                 sizeof err);
+        if (t == 1)
+            snprintf(err, sizeof err, "%s: %s", opt.admin_token_file, strerror(ENOENT));
+        if (t != 0) {
+            cli_error(NULL, "%s", err);
+            return CLI_EXIT_ERROR;
+        }
+    }
+
     g_nodes = calloc(opt.nodes, sizeof *g_nodes);
-    g_xfers = calloc(opt.connections, sizeof *g_xfers);
+    /* one more transfer than the pool: the policy watch's */
+    g_xfers = calloc(opt.connections + 1, sizeof *g_xfers);
     g_tl.rows = json_array();
     if (!g_nodes || !g_xfers || !g_tl.rows) {
         cli_error(NULL, "out of memory for %u nodes", opt.nodes);
@@ -1672,10 +1748,11 @@ int main(int argc, char **argv)
         cli_error(NULL, "libcurl: cannot create a multi handle");
         return CLI_EXIT_ERROR;
     }
-    curl_multi_setopt(g_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)opt.connections);
-    curl_multi_setopt(g_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)opt.connections);
-    curl_multi_setopt(g_multi, CURLMOPT_MAXCONNECTS, (long)opt.connections);
-    for (unsigned i = 0; i < opt.connections; i++)
+    long conns = (long)opt.connections + (opt.admin_token_file ? 1 : 0);
+    curl_multi_setopt(g_multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+    curl_multi_setopt(g_multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, conns);
+    curl_multi_setopt(g_multi, CURLMOPT_MAXCONNECTS, conns);
+    for (unsigned i = 0; i <= opt.connections; i++)
         if (!(g_xfers[i].easy = curl_easy_init())) {
             cli_error(NULL, "libcurl: cannot create a handle");
             return CLI_EXIT_ERROR;
@@ -1702,7 +1779,8 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < opt.nodes; i++)
         schedule(i, opt.ramp * draw(i, 0x4a3b, 1));
 
-    double next_tick = 1.0, next_progress = opt.progress_every;
+    double next_tick = 1.0, next_progress = opt.progress_every, next_watch = 0;
+    xfer *watch = &g_xfers[opt.connections];
     unsigned free_hint = 0;
     int stopping = 0;
     const char *stop_reason = "duration";
@@ -1716,7 +1794,7 @@ int main(int argc, char **argv)
             else if (opt.quiet_rounds && g_quiet_nodes >= opt.nodes && !g_upgrading)
                 stopping = 1, stop_reason = "quiet";
         }
-        if (stopping && !g_active)
+        if (stopping && !g_active && !watch->active)
             break;
         if (stopping && t >= opt.duration + 30)
             break; /* in-flight requests get 30 s past the end, no more */
@@ -1735,6 +1813,13 @@ int main(int argc, char **argv)
                 g_stop_signal = SIGTERM;
                 break;
             }
+        }
+        if (!stopping && opt.admin_token_file && !watch->active && t >= next_watch) {
+            if (xfer_start(watch, UINT32_MAX, R_POLICIES, t) < 0) {
+                cli_error(NULL, "cannot start a request: out of memory");
+                g_stop_signal = SIGTERM;
+            }
+            next_watch = t + opt.watch_every;
         }
         int running = 0;
         curl_multi_perform(g_multi, &running);
@@ -1764,6 +1849,8 @@ int main(int argc, char **argv)
             wake = g_heap.items[0].due;
         if (!stopping && opt.duration < wake)
             wake = opt.duration;
+        if (!stopping && opt.admin_token_file && !watch->active && next_watch < wake)
+            wake = next_watch;
         int timeout_ms = (int)ceil((wake - now()) * 1000);
         if (timeout_ms > 0)
             curl_multi_poll(g_multi, NULL, 0, timeout_ms > 1000 ? 1000 : timeout_ms, NULL);
@@ -1809,7 +1896,7 @@ int main(int argc, char **argv)
         exit_code = CLI_EXIT_ERROR;
     json_decref(summary);
     json_decref(config);
-    for (unsigned i = 0; i < opt.connections; i++) {
+    for (unsigned i = 0; i <= opt.connections; i++) {
         if (g_xfers[i].active)
             curl_multi_remove_handle(g_multi, g_xfers[i].easy);
         curl_easy_cleanup(g_xfers[i].easy);

@@ -29,6 +29,7 @@ ok $? "policy prod-eu targets env=prod,region in (eu-west)"
 "$FLEETSIM" --server "$URL" --token-file "$AGENT_FILE" --nodes $NODES --interval 2 \
     --step-time 0.2 --duration 300 --until-quiet 2 --fail 2.0.0=0.1 --rollback 2.0.0=0.05 \
     --server-pid "$SERVER_PID" --report "$TMP/report.json" --progress 5 \
+    --admin-token-file "$ADMIN_FILE" \
     >"$TMP/fleetsim.out" 2>"$TMP/fleetsim.err"
 RC=$?
 is "$RC" 0 "pkgstore-fleetsim exits 0 (no error response, no transport error)"
@@ -73,6 +74,9 @@ ok $([ "$FAILED" -gt 0 ] && [ "$ROLLED" -gt 0 ] && [ "$FAILED" -lt $((MATCHED / 
 req GET "/v1/policies/prod-eu?nodes=0"
 is "$(json '.status | "\(.nodes_total) \(.counts.Upgraded) \(.counts.UpgradeFailed) \(.counts.RolledBack) \(.counts.Pending)"')" \
     "$MATCHED $UP $FAILED $ROLLED 0" "the server's rollout counts agree with what the nodes did"
+is "$(jq -r '[.timeline[] | select(.policies)] | last | .policies["prod-eu"].status |
+            "\(.nodes_total) \(.counts.Upgraded) \(.counts.UpgradeFailed) \(.counts.RolledBack)"' "$R")" \
+    "$MATCHED $UP $FAILED $ROLLED" "the timeline's last view of the server (--admin-token-file) holds the same counts"
 req GET "/v1/agents?state=UpgradeFailed&policy=prod-eu&limit=1"
 is "$(json '.nodes[0].last_status.message')" "validate: simulated failure (fleetsim)" \
     "a failed node's message reached the server"
