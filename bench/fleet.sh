@@ -4,10 +4,15 @@
 # Starts pkgstored on a free 127.0.0.1 port and pkgstore-fleetsim with
 # FLEET_NODES nodes (default 10,000; FLEET_NODES=100000 for the issue's
 # target) heartbeating every FLEET_INTERVAL seconds on average (30), for
-# FLEET_DURATION seconds (default 120). The nodes join spread over one
-# interval; after FLEET_ROLLOUT_AT seconds (default: two intervals, so
-# the fleet has reached its steady state) a policy offers a new version to
-# every node, and each node goes through the upgrade steps (a Range probe
+# FLEET_DURATION seconds (default 150). The nodes join spread over one
+# interval. Then a 4-batch rollout of a new version runs across them: each
+# node carries a label batch=b1..b4 (1%, 4%, 20%, 75% of the fleet), and
+# from FLEET_ROLLOUT_AT seconds (default: the interval plus 5 s, once every
+# node has joined) the policy's selector widens by one batch every
+# FLEET_BATCH_EVERY seconds (default half an interval): batch in (b1),
+# then (b1,b2), ..., so that 1%, 5%, 25% and 100% of the fleet are
+# targeted, as the server's own batches will do it. Each node offered the
+# version goes through the upgrade steps, each a heartbeat (a Range probe
 # of the blob, FLEET_DOWNLOAD=range; FLEET_FAIL=P fails that share of
 # them). FLEET_POLICY_ARGS adds arguments to `pkgstore-policy set` (a
 # rollout strategy, once the server has one).
@@ -31,8 +36,9 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${PKGSTORE_BIN:-$SRC/build/bin}
 NODES=${FLEET_NODES:-10000}
 INTERVAL=${FLEET_INTERVAL:-30}
-DURATION=${FLEET_DURATION:-120}
-ROLLOUT_AT=${FLEET_ROLLOUT_AT:-$((INTERVAL * 2))}
+DURATION=${FLEET_DURATION:-150}
+ROLLOUT_AT=${FLEET_ROLLOUT_AT:-$((INTERVAL + 5))}
+BATCH_EVERY=${FLEET_BATCH_EVERY:-$((INTERVAL / 2))}
 DOWNLOAD=${FLEET_DOWNLOAD:-range}
 FAIL=${FLEET_FAIL:-0}
 CONNECTIONS=${FLEET_CONNECTIONS:-16}
@@ -76,24 +82,29 @@ head -c 65536 /dev/urandom >"$WORK/v2.bin"
     die "push failed"
 
 echo "bench/fleet.sh: $NODES nodes, heartbeat every ${INTERVAL} s (+-10%), ${DURATION} s;" \
-     "rollout of 2.0.0 to every node at ${ROLLOUT_AT} s"
+     "rollout of 2.0.0 in 4 batches (1%, 5%, 25%, 100%) from ${ROLLOUT_AT} s, every ${BATCH_EVERY} s"
 echo "pkgstored ${SERVER_ARGS[*]}"
 FAIL_ARGS=()
 [ "$FAIL" != 0 ] && FAIL_ARGS=(--fail "2.0.0=$FAIL")
 $NICE "$BIN/pkgstore-fleetsim" --server "$URL" --token-file "$WORK/store.agent-token" \
     --nodes "$NODES" --interval "$INTERVAL" --duration "$DURATION" --download "$DOWNLOAD" \
     --step-time 1 --connections "$CONNECTIONS" --server-pid "$SERVER_PID" "${FAIL_ARGS[@]}" \
+    --label env=prod:70,staging:20,dev:10 --label region=eu-west:40,us-east:40,ap-south:20 \
+    --label canary=true:5,false:95 --label batch=b1:1,b2:4,b3:20,b4:75 \
     --progress 10 --json >"$WORK/result.json" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
 sleep "$ROLLOUT_AT"
-if kill -0 "$SIM_PID" 2>/dev/null; then
-    # every node: the default labels give each node an env
+BATCHES=
+for b in b1 b2 b3 b4; do
+    kill -0 "$SIM_PID" 2>/dev/null || break
+    BATCHES=${BATCHES:+$BATCHES,}$b
     "$BIN/pkgstore-policy" --server "$URL" --token-file "$WORK/store.admin-token" set fleet \
-        --package otelcol-contrib --version 2.0.0 --selector 'env' ${FLEET_POLICY_ARGS:-} \
-        >/dev/null || die "policy failed"
-    echo "bench/fleet.sh: policy 'fleet' set at ${ROLLOUT_AT} s"
-fi
+        --package otelcol-contrib --version 2.0.0 --selector "batch in ($BATCHES)" \
+        ${FLEET_POLICY_ARGS:-} >/dev/null || die "policy failed"
+    echo "bench/fleet.sh: policy 'fleet' now targets batch in ($BATCHES)"
+    [ "$b" = b4 ] || sleep "$BATCH_EVERY"
+done
 wait "$SIM_PID"
 SIM_RC=$?
 [ -s "$WORK/result.json" ] || die "pkgstore-fleetsim failed (exit $SIM_RC)"
