@@ -115,7 +115,7 @@ static const char *const status_names[ST_COUNT] = {
     "Swapping", "Monitoring", "Upgraded",    "UpgradeFailed", "RolledBack",
 };
 
-enum outcome { OUT_UPGRADED, OUT_UPGRADE_FAILED, OUT_ROLLED_BACK };
+enum outcome { OUT_UPGRADED, OUT_UPGRADE_FAILED, OUT_ROLLED_BACK, OUT_DOWNLOAD_FAILED };
 
 /* ---------------------------------------------------------------- options */
 
@@ -596,7 +596,9 @@ static char *heartbeat_body(uint32_t idx)
                                       str(n->offer_digest)));
     if (n->status > ST_OFFERED) {
         json_object_set_new(pkg, "status", json_string(status_names[n->status]));
-        const char *msg = n->status == ST_UPGRADE_FAILED ? "validate: simulated failure (fleetsim)"
+        const char *msg = n->outcome == OUT_DOWNLOAD_FAILED && n->status == ST_UPGRADE_FAILED
+                              ? "download: failed (fleetsim)"
+                          : n->status == ST_UPGRADE_FAILED ? "validate: simulated failure (fleetsim)"
                           : n->status == ST_ROLLED_BACK  ? "monitor: simulated crash (fleetsim)"
                           : n->status == ST_UPGRADED     ? "upgraded (fleetsim)"
                                                          : NULL;
@@ -920,6 +922,7 @@ static void finish(xfer *x, CURLcode result)
         /* a failed download fails the upgrade, transiently: no bad mark */
         if (!ok) {
             n->status = ST_UPGRADE_FAILED; /* offered again on the next heartbeat */
+            n->outcome = OUT_DOWNLOAD_FAILED;
             tl_move(n, n->offer_version, ST_UPGRADE_FAILED);
             upgrade_end(n);
             schedule(idx, t + jittered(opt.interval));
