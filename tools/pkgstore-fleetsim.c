@@ -1093,7 +1093,7 @@ static json_t *summary_json(double elapsed, proc_sample p0, proc_sample p1, doub
     for (int s = 0; s < 600; s++) {
         if (!g_stats.by_status[s])
             continue;
-        char code[8];
+        char code[16];
         snprintf(code, sizeof code, "%d", s);
         json_object_set_new(by_status, code, json_integer((json_int_t)g_stats.by_status[s]));
         if (s >= 400) {
@@ -1393,7 +1393,10 @@ static int parse_weights(char **names, double *cumulative, int *count, int max, 
             return cli_usage("%s: more than %d values", what, max);
         if (!*item)
             return cli_usage("%s: an empty value", what);
-        names[*count] = strdup(item);
+        if (!(names[*count] = strdup(item))) {
+            cli_error(NULL, "out of memory");
+            return CLI_EXIT_ERROR;
+        }
         total += w;
         cumulative[(*count)++] = total;
     }
@@ -1523,14 +1526,31 @@ static void on_signal(int sig)
     g_stop_signal = sig;
 }
 
-static char *dup_arg(const char *s)
+/* Parse a writable copy of arg with parse (which keeps copies of what it
+ * keeps), then free the copy. */
+static int parse_copy(int (*parse)(char *, int), const char *arg, int flag)
 {
-    char *copy = strdup(s);
+    char *copy = strdup(arg);
     if (!copy) {
         cli_error(NULL, "out of memory");
-        exit(CLI_EXIT_ERROR);
+        return CLI_EXIT_ERROR;
     }
-    return copy;
+    int rc = parse(copy, flag);
+    free(copy);
+    return rc;
+}
+
+static int parse_label_flag(char *arg, int unused)
+{
+    (void)unused;
+    return parse_label(arg);
+}
+
+static int parse_platforms(char *arg, int unused)
+{
+    (void)unused;
+    return parse_weights(opt.platforms, opt.platform_weights, &opt.platform_count, PLATFORMS_MAX,
+                         arg, "--platform");
 }
 
 enum {
@@ -1608,13 +1628,10 @@ int main(int argc, char **argv)
             else
                 rc = cli_usage("--download: '%s' is not full, range or none", optarg);
             break;
-        case O_FAIL: rc = parse_fail(dup_arg(optarg), 0); break;
-        case O_ROLLBACK: rc = parse_fail(dup_arg(optarg), 1); break;
-        case O_LABEL: rc = parse_label(dup_arg(optarg)); break;
-        case O_PLATFORM:
-            rc = parse_weights(opt.platforms, opt.platform_weights, &opt.platform_count,
-                               PLATFORMS_MAX, dup_arg(optarg), "--platform");
-            break;
+        case O_FAIL: rc = parse_copy(parse_fail, optarg, 0); break;
+        case O_ROLLBACK: rc = parse_copy(parse_fail, optarg, 1); break;
+        case O_LABEL: rc = parse_copy(parse_label_flag, optarg, 0); break;
+        case O_PLATFORM: rc = parse_copy(parse_platforms, optarg, 0); break;
         case O_PACKAGE: opt.package = optarg; break;
         case O_BASE: opt.base_version = optarg; break;
         case O_PREFIX: opt.id_prefix = optarg; break;
@@ -1662,11 +1679,11 @@ int main(int argc, char **argv)
                                "region=eu-west:40,us-east:40,ap-south:20",
                                "canary=true:5,false:95"};
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-            parse_label(dup_arg(defaults[i]));
+            if ((rc = parse_label(defaults[i])))
+                return rc;
     }
-    if (!opt.platform_count)
-        parse_weights(opt.platforms, opt.platform_weights, &opt.platform_count, PLATFORMS_MAX,
-                      dup_arg("linux/amd64:80,linux/arm64:20"), "--platform");
+    if (!opt.platform_count && (rc = parse_copy(parse_platforms, "linux/amd64:80,linux/arm64:20", 0)))
+        return rc;
     if (opt.cacert && access(opt.cacert, R_OK) < 0) {
         cli_error(opt.cacert, "cannot read the CA file: %s", strerror(errno));
         return CLI_EXIT_ERROR;
