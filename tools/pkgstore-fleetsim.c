@@ -1803,20 +1803,23 @@ int main(int argc, char **argv)
     xfer *watch = &g_xfers[opt.connections];
     unsigned free_hint = 0;
     int stopping = 0;
-    const char *stop_reason = "duration";
+    double stopped_at = 0;
+    const char *stop_reason = NULL;
     for (;;) {
         double t = now();
         if (!stopping) {
             if (g_stop_signal)
-                stopping = 1, stop_reason = "signal";
+                stop_reason = "signal";
             else if (t >= opt.duration)
-                stopping = 1;
+                stop_reason = "duration";
             else if (opt.quiet_rounds && g_quiet_nodes >= opt.nodes && !g_upgrading)
-                stopping = 1, stop_reason = "quiet";
+                stop_reason = "quiet";
+            if (stop_reason)
+                stopping = 1, stopped_at = t;
         }
         if (stopping && !g_active && !watch->active)
             break;
-        if (stopping && t >= opt.duration + 30)
+        if (stopping && t >= stopped_at + 30)
             break; /* in-flight requests get 30 s past the end, no more */
         /* start whatever is due, as far as the pool allows */
         while (!stopping && g_active < opt.connections && g_heap.count &&
