@@ -105,6 +105,13 @@ is "$?" 3 "a node without a credential and no --token-file: exit 3"
 grep -q 'no token for node cred-000002' "$TMP/cred3.err"
 ok $? "... naming the node: $(cat "$TMP/cred3.err")"
 
+# a token that speaks for another node: every request refused, counted
+printf 'cred-000000 %s\n' "$(cat "$TMP/cred-000001.token")" >"$TMP/swapped"
+"$FLEETSIM" --server "$URL" --credentials "$TMP/swapped" --id-prefix cred- --nodes 1 --ramp 0 \
+    --interval 0.5 --duration 2 --quiet --json >"$TMP/swapped.json" 2>/dev/null
+is "$? $(jq -r '.summary.error_responses | to_entries | map("\(.key)=\(.value > 0)") | join(",")' "$TMP/swapped.json")" \
+    "1 403=true" "another node's credential: 403 for each request, counted, exit 1"
+
 # ---- HTTPS with --cacert
 C=$TMP/tls
 mkdir -p "$C"
