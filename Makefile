@@ -208,7 +208,7 @@ $(BUILD)/pkgstore.pc: Makefile
 $(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
-	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread -lm
 
 $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
