@@ -24,7 +24,7 @@
 static const char *const state_names[PKGSTORE_ROLLOUT_COUNT] = {
     "Pending",       "Downloading", "Verifying",     "Validating", "Swapping",
     "Monitoring",    "Upgraded",    "UpgradeFailed", "RolledBack", "RollbackFailed",
-    "Incompatible",  "Unknown",
+    "Incompatible",  "Unknown",     "Waiting",
 };
 
 const char *pkgstore_rollout_state_name(pkgstore_rollout_state state)

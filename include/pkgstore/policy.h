@@ -426,7 +426,8 @@ PKGSTORE_API int pkgstore_policy_evaluate(pkgstore_decision *decisions, size_t c
 /*
  * Where a node stands for the policy that governs one of its slots. The
  * first ten are the agent's status values after Pending (docs/api.md);
- * Incompatible and Unknown come from the verdicts.
+ * Incompatible and Unknown come from the verdicts; Waiting from a fleet
+ * that holds the offer back (a staged rollout).
  */
 typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_PENDING = 0,     /* offered; the node reported nothing for it yet */
@@ -441,11 +442,12 @@ typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_ROLLBACK_FAILED,
     PKGSTORE_ROLLOUT_INCOMPATIBLE,    /* INCOMPATIBLE or UNMET */
     PKGSTORE_ROLLOUT_UNKNOWN,         /* UNRESOLVED */
+    PKGSTORE_ROLLOUT_WAITING,         /* OFFER, but a staged rollout has not reached the node */
     PKGSTORE_ROLLOUT_COUNT
 } pkgstore_rollout_state;
 
 /** "Pending", "Downloading", ..., "RollbackFailed", "Incompatible",
- * "Unknown"; NULL for an out-of-range value. Static storage. */
+ * "Unknown", "Waiting"; NULL for an out-of-range value. Static storage. */
 PKGSTORE_API const char *pkgstore_rollout_state_name(pkgstore_rollout_state state);
 
 /** Parse an agent status value ("Downloading" ... "RollbackFailed") into

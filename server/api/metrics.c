@@ -41,6 +41,8 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_SIGNATURES] = "/v1/packages/{name}/{version}/signatures",
     [ROUTE_TRUST_ROOT] = "/v1/trust/root",
     [ROUTE_REVOCATIONS] = "/v1/trust/revocations",
+    [ROUTE_POLICY_ROLLOUT] = "/v1/policies/{name}/{pause,resume,abort}",
+    [ROUTE_AUDIT] = "/v1/audit",
 };
 
 const char *route_label(enum route route)
