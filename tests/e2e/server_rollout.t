@@ -127,8 +127,9 @@ check "the other three were never offered 4.0.0" test "$(touched 4.0.0)" = 3
 check "the rollout says aborted, reverted from 4.0.0" \
     bash -c '[ "$(rollout state) $(rollout reverted_from)" = "aborted 4.0.0" ]'
 "$B/pkgstore-policy" resume fleet 2>"$T/resume.err"
-check "resume after a revert is refused (exit 1) and says why" \
-    bash -c '[ $? = 0 ] || true; grep -q "reverted: put the policy again" "$0"' "$T/resume.err"
+RESUME_STATUS=$?
+check "resume after a revert is refused (exit 1) and says why: $(cat "$T/resume.err")" \
+    bash -c '[ "$0" = 1 ] && grep -q "reverted: put the policy again" "$1"' "$RESUME_STATUS" "$T/resume.err"
 check "the audit log names the admin token" \
     bash -c 'api "/v1/audit?policy=fleet" | jq -e "[.entries[] | select(.action == \"abort-revert\") | .who | test(\"^token:[0-9a-f]{16}$\")] == [true]" >/dev/null'
 
