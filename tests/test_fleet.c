@@ -1177,6 +1177,38 @@ static void test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes(void
     assert_int_equal(offered, 1);
 }
 
+static void test_fleet__staged_rollout_max_parallel_bounds_the_starts(void **state)
+{
+    struct fixture *f = *state;
+    int offered[PROD_NODES], total = 0;
+
+    put_staged(f, "prod", "0.98.0", "{\"max_parallel\":2}");
+    for (size_t i = 0; i < PROD_NODES; i++) /* before the driver has seen it: nobody */
+        assert_false(prod_heartbeat(f, prod[i], 0, NULL, NULL));
+    tick(f, 1000);
+    for (size_t i = 0; i < PROD_NODES; i++)
+        total += offered[i] = prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    assert_int_equal(total, 2);
+    /* the same two keep their offer; nobody else gets one, before or after a count */
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < PROD_NODES; i++)
+            assert_int_equal(prod_heartbeat(f, prod[i], 0, NULL, NULL), offered[i]);
+        tick(f, 1001 + round);
+    }
+    /* one finishes: one more may start */
+    size_t done = 0;
+    while (!offered[done])
+        done++;
+    prod_heartbeat(f, prod[done], 1, "Upgraded", "");
+    tick(f, 1005);
+    int more = 0;
+    for (size_t i = 0; i < PROD_NODES; i++) {
+        if (!offered[i])
+            more += prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    }
+    assert_int_equal(more, 1);
+}
+
 static void test_fleet__losing_policies_govern_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -2274,6 +2306,7 @@ int main(void)
         T(test_fleet__staged_rollout_pauses_on_failures_and_resumes),
         T(test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved),
         T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
+        T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
         T(test_fleet__pages_cover_every_node_once),
         T(test_fleet__pages_filter_by_selector_policy_and_state),
         T(test_fleet__pages_stop_at_the_byte_budget),

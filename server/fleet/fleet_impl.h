@@ -276,11 +276,13 @@ int fl_rollout_driver_start(fleet *f, fleet_error *err);
 void fl_rollout_driver_stop(fleet *f);
 /* Tick soon (a policy changed). */
 void fl_rollout_kick(fleet *f);
-/* May policy's version be offered to node (its shard locked; may be NULL)? */
-int fl_rollout_admits(fleet *f, const pkgstore_policy *policy, const struct fl_node *node);
+/* May policy's version be offered to node (its shard locked)? offering:
+ * this is the heartbeat's answer, which takes a max_parallel slot (and
+ * records the offer in the node's history); views pass 0. */
+int fl_rollout_admits(fleet *f, const pkgstore_policy *policy, struct fl_node *node, int offering);
 /* The states of offers the rollouts hold back become Waiting (node's shard
  * locked). */
-void fl_rollout_gate(fleet *f, struct fl_eval *eval, const struct fl_node *node);
+void fl_rollout_gate(fleet *f, struct fl_eval *eval, struct fl_node *node, int offering);
 /* The rollout part of a policy's status (a new object). */
 json_t *fl_rollout_json(fleet *f, const pkgstore_policy *policy);
 

@@ -151,11 +151,11 @@ static void restate(fleet *f, struct fl_eval *eval, const char *id)
     uint64_t hash = fl_node_hash(id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     pthread_mutex_lock(&shard->lock);
-    const struct fl_node *node = fl_node_find(shard, id, hash);
+    struct fl_node *node = fl_node_find(shard, id, hash);
     for (size_t i = 0; node && i < eval->count; i++)
         eval->states[i] = fl_decision_state(&eval->decisions[i], node);
     if (node)
-        fl_rollout_gate(f, eval, node); /* a staged rollout may hold an offer back */
+        fl_rollout_gate(f, eval, node, 1); /* a staged rollout may hold an offer back */
     pthread_mutex_unlock(&shard->lock);
 }
 

@@ -48,7 +48,7 @@ struct ro_failure {
 
 struct ro_live {                   /* the last tick's counts: not persisted */
     int64_t at;
-    uint64_t eligible, waiting;
+    uint64_t eligible, waiting, active_total;
     uint64_t nodes[PKGSTORE_ROLLOUT_BATCHES_MAX];
     uint64_t done[PKGSTORE_ROLLOUT_BATCHES_MAX];
     uint64_t active[PKGSTORE_ROLLOUT_BATCHES_MAX];
@@ -74,6 +74,9 @@ struct fl_rollout {
     int64_t started, batch_started, settled_at, changed;
     char reason[1024];
     uint64_t generation;                        /* moved by every change */
+    /* --max-parallel: nodes offered or upgrading now (the last count plus
+     * the offers since), and offers ever made (not persisted) */
+    uint64_t active_now, offers;
     struct ro_live live;
 };
 
@@ -322,8 +325,19 @@ static int runs_version(const struct fl_node *node, const char *package, const c
     return 0;
 }
 
+/* A policy the driver has not seen yet is offered at once only when it
+ * has one batch and no parallel limit: today's behaviour, also for a fleet
+ * without a driver thread. */
+static int goes_at_once(const pkgstore_policy *policy)
+{
+    const pkgstore_rollout_strategy *s = pkgstore_policy_strategy(policy);
+    return pkgstore_rollout_batch_count(s) == 1 && s->max_parallel == 0;
+}
+
+/* 1 when r admits node to policy's version; *needs_slot when it does only
+ * as a new start under max_parallel. */
 static int admits_locked(const struct fl_rollout *r, const pkgstore_policy *policy,
-                         const struct fl_node *node)
+                         const struct fl_node *node, int *needs_slot)
 {
     const char *package = pkgstore_policy_package(policy), *version = pkgstore_policy_version(policy);
     pkgstore_rollout_state latest;
@@ -334,13 +348,16 @@ static int admits_locked(const struct fl_rollout *r, const pkgstore_policy *poli
          * being written, or a new target waits for its first batch */
         if (r->revert_from[0] && strcmp(r->revert_from, version) == 0)
             return 0;
-        return pkgstore_rollout_batch_count(pkgstore_policy_strategy(policy)) == 1;
+        return goes_at_once(policy);
     }
     switch (r->state) {
     case FL_RO_RUNNING:
     case FL_RO_SOAKING:
     case FL_RO_DONE:
-        return r->all || (node && pkgstore_rollout_rank(r->policy, node->id) < r->limit[r->batch]);
+        if (!r->all && !(node && pkgstore_rollout_rank(r->policy, node->id) < r->limit[r->batch]))
+            return 0;
+        *needs_slot = !started && pkgstore_policy_strategy(policy)->max_parallel > 0;
+        return 1;
     case FL_RO_ABORTED:
         if (r->revert_from[0]) /* the way back: to the nodes that moved only */
             return node && (fl_hist_latest(&latest, node, package, r->revert_from) ||
@@ -352,28 +369,47 @@ static int admits_locked(const struct fl_rollout *r, const pkgstore_policy *poli
     return 0;
 }
 
-int fl_rollout_admits(fleet *f, const pkgstore_policy *policy, const struct fl_node *node)
+int fl_rollout_admits(fleet *f, const pkgstore_policy *policy, struct fl_node *node, int offering)
 {
     struct fl_rollouts *ro = f->rollouts;
-    int admitted;
+    int admitted, needs_slot = 0;
     if (!ro)
         return 1;
     pthread_rwlock_rdlock(&ro->lock);
     const struct fl_rollout *r = find(ro, pkgstore_policy_name(policy));
     if (r)
-        admitted = admits_locked(r, policy, node);
+        admitted = admits_locked(r, policy, node, &needs_slot);
     else /* not seen by the driver yet: unstaged policies go at once */
-        admitted = pkgstore_rollout_batch_count(pkgstore_policy_strategy(policy)) == 1;
+        admitted = goes_at_once(policy);
     pthread_rwlock_unlock(&ro->lock);
+    if (!admitted || !needs_slot || !offering)
+        return admitted;
+    /* max_parallel: a new start takes a slot, and the offer goes into the
+     * node's history (Pending) so that the next count sees it */
+    uint32_t max = pkgstore_policy_strategy(policy)->max_parallel;
+    pthread_rwlock_wrlock(&ro->lock);
+    struct fl_rollout *w = find(ro, pkgstore_policy_name(policy));
+    admitted = w && admits_locked(w, policy, node, &needs_slot) &&
+               (!needs_slot || w->active_now < max);
+    if (admitted && needs_slot) {
+        w->active_now++;
+        w->offers++;
+    }
+    pthread_rwlock_unlock(&ro->lock);
+    if (admitted && needs_slot &&
+        fl_hist_append(f, node, (int64_t)time(NULL), pkgstore_policy_package(policy),
+                       pkgstore_policy_version(policy), PKGSTORE_ROLLOUT_PENDING,
+                       "offered (the rollout's max_parallel admits it)") > 0)
+        fl_node_mark_dirty(f, node);
     return admitted;
 }
 
-void fl_rollout_gate(fleet *f, struct fl_eval *eval, const struct fl_node *node)
+void fl_rollout_gate(fleet *f, struct fl_eval *eval, struct fl_node *node, int offering)
 {
     for (size_t i = 0; i < eval->count; i++) {
         if (eval->decisions[i].verdict == PKGSTORE_VERDICT_OFFER &&
             eval->states[i] == PKGSTORE_ROLLOUT_PENDING &&
-            !fl_rollout_admits(f, eval->decisions[i].policy, node))
+            !fl_rollout_admits(f, eval->decisions[i].policy, node, offering))
             eval->states[i] = PKGSTORE_ROLLOUT_WAITING;
     }
 }
@@ -439,6 +475,7 @@ static enum ro_class classify(const struct tick *t, const struct tick_item *it,
         return RC_FAILED;
     if (latest == PKGSTORE_ROLLOUT_UPGRADED)
         return RC_DONE;
+    /* else upgrading, or offered under max_parallel (Pending) */
     uint32_t deadline = pkgstore_policy_strategy(d->policy)->deadline_s;
     if (deadline && t->now - node->last_seen > (int64_t)deadline) {
         *status = PKGSTORE_ROLLOUT_COUNT;
@@ -524,7 +561,10 @@ static int tick_node(struct fl_node *node, void *payload)
         live->state_counts[status < PKGSTORE_ROLLOUT_COUNT ? status : PKGSTORE_ROLLOUT_PENDING]++;
         switch (cls) {
         case RC_DONE: live->done[b]++; break;
-        case RC_ACTIVE: live->active[b]++; break;
+        case RC_ACTIVE:
+            live->active[b]++;
+            live->active_total++;
+            break;
         case RC_PENDING: live->pending[b]++; break;
         case RC_FAILED:
             live->failed[b]++;
@@ -716,6 +756,9 @@ static int commit(fleet *f, const struct fl_rollout *r, uint64_t gen, const char
         }
     } else {
         current->live = r->live; /* counts only */
+        /* the offers made while the walk counted may be counted twice:
+         * never fewer than there are */
+        current->active_now = r->live.active_total + (current->offers - r->offers);
     }
     pthread_rwlock_unlock(&ro->lock);
     return error;

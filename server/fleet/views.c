@@ -52,7 +52,7 @@ static int add_rollout(json_t *obj, const struct fl_node *node, const struct fl_
     if (!failed && fl_evaluate(&eval, p, node->profile, node, lookup, &err) < 0)
         failed = 1;
     if (!failed)
-        fl_rollout_gate(lookup->f, &eval, node);
+        fl_rollout_gate(lookup->f, &eval, (struct fl_node *)node, 0); /* 0: writes nothing */
     /* one word for the fleet table: the primary slot's state, else the
      * first addon's, else null (no policy governs the node) */
     size_t headline = eval.count;
@@ -352,7 +352,7 @@ static int walk_node(struct fl_node *node, void *payload)
             w->failed = 1;
             return 1;
         }
-        fl_rollout_gate(w->f, &eval, node);
+        fl_rollout_gate(w->f, &eval, node, 0);
         if (w->counts) {
             for (size_t i = 0; i < eval.count; i++)
                 w->counts[eval.decisions[i].rank][eval.states[i]]++;
