@@ -63,6 +63,12 @@ check "six agents heartbeat" wait_until 30 bash -c '[ "$(api /v1/agents | jq -r 
 # ---- a 3-batch rollout that completes
 make_variant v2 "$T/otelcol-2" rollout-v2
 check "push 2.0.0" "$B/pkgstore-push" --quiet --name otelcol --version 2.0.0 "$T/otelcol-2"
+"$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 2.0.0 \
+    --batches 1,50% 2>"$T/bad.err"
+BAD_STATUS=$?
+check "a strategy whose last batch is not 100% is refused: $(cat "$T/bad.err")" \
+    bash -c '[ "$0" = 1 ] && grep -q "strategy: batches\[1\]: the last batch must be \"100%\"" "$1"' \
+    "$BAD_STATUS" "$T/bad.err"
 check "pkgstore-policy set with --batches 1,50%,100% --soak 1 --max-failures 0" \
     "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 2.0.0 \
     --batches 1,50%,100% --soak 1 --max-failures 0
