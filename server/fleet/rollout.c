@@ -81,7 +81,8 @@ struct fl_rollout {
 };
 
 struct fl_rollouts {
-    pthread_rwlock_t lock;
+    pthread_rwlock_t lock;          /* the records: heartbeats read, installs write */
+    pthread_mutex_t write_lock;     /* one transition at a time; audit_seq */
     struct fl_rollout **items;
     size_t count, cap;
     MDB_dbi dbi, audit_dbi;
@@ -175,7 +176,9 @@ static int record_parse(struct fl_rollout *r, const void *data, size_t len)
 }
 
 /* Write r (or delete the record of policy when r is NULL) and one audit
- * entry, in one transaction. */
+ * entry, in one transaction. The caller holds the write lock (not the
+ * rollouts' rwlock: a heartbeat takes that one under its shard lock, and
+ * the flusher takes shard locks under the flush lock taken here). */
 static int persist(fleet *f, const char *policy, const struct fl_rollout *r, const char *who,
                    const char *action, const char *why, fleet_error *err)
 {
@@ -210,18 +213,30 @@ static int persist(fleet *f, const char *policy, const struct fl_rollout *r, con
         seq_key[i] = (unsigned char)(seq >> (56 - 8 * i)); /* big-endian: LMDB order is time order */
     MDB_val key = {strlen(policy), (void *)policy}, val = {text ? strlen(text) : 0, text};
     MDB_val akey = {8, seq_key}, aval = {strlen(entry_text), entry_text};
-    if ((rc = mdb_txn_begin(f->env, NULL, 0, &txn)) == 0) {
-        if (r)
-            rc = mdb_put(txn, ro->dbi, &key, &val, 0);
-        else if ((rc = mdb_del(txn, ro->dbi, &key, NULL)) == MDB_NOTFOUND)
-            rc = 0;
-        if (rc == 0)
-            rc = mdb_put(txn, ro->audit_dbi, &akey, &aval, MDB_APPEND);
-        if (rc == 0)
-            rc = mdb_txn_commit(txn);
-        else
-            mdb_txn_abort(txn);
+    /* the flush lock serialises this process's transactions with the
+     * flusher's, which may grow the map (no transaction may be open then) */
+    pthread_mutex_lock(&f->flush_lock);
+    for (;;) {
+        if ((rc = mdb_txn_begin(f->env, NULL, 0, &txn)) == 0) {
+            if (r)
+                rc = mdb_put(txn, ro->dbi, &key, &val, 0);
+            else if ((rc = mdb_del(txn, ro->dbi, &key, NULL)) == MDB_NOTFOUND)
+                rc = 0;
+            if (rc == 0)
+                rc = mdb_put(txn, ro->audit_dbi, &akey, &aval, MDB_APPEND);
+            if (rc == 0)
+                rc = mdb_txn_commit(txn);
+            else
+                mdb_txn_abort(txn);
+        }
+        if (rc == MDB_MAP_FULL && f->map_size < ((size_t)64 << 30)) {
+            f->map_size *= 2;
+            if ((rc = mdb_env_set_mapsize(f->env, f->map_size)) == 0)
+                continue;
+        }
+        break;
     }
+    pthread_mutex_unlock(&f->flush_lock);
     free(text);
     free(entry_text);
     if (rc != 0)
@@ -245,6 +260,7 @@ int fl_rollouts_open(fleet *f, MDB_txn *txn, fleet_error *err)
     if (!ro)
         return fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory");
     pthread_rwlock_init(&ro->lock, NULL);
+    pthread_mutex_init(&ro->write_lock, NULL);
     pthread_mutex_init(&ro->wake_lock, NULL);
     pthread_cond_init(&ro->wake, NULL);
     f->rollouts = ro;
@@ -296,6 +312,7 @@ void fl_rollouts_free(fleet *f)
         free(ro->items[i]);
     free(ro->items);
     pthread_rwlock_destroy(&ro->lock);
+    pthread_mutex_destroy(&ro->write_lock);
     pthread_mutex_destroy(&ro->wake_lock);
     pthread_cond_destroy(&ro->wake);
     free(ro);
@@ -714,53 +731,84 @@ static void record_init(struct fl_rollout *r, const pkgstore_policy *policy, con
     r->limit[0] = r->all ? UINT64_MAX : 0;
 }
 
-/* Replace the stored record of r->policy if its generation is still gen. */
+/* Put r in place of the record of r->policy (or add fresh, allocated by
+ * the caller, when there is none), as generation gen; the max_parallel
+ * counters stay. The write lock is held. */
+static int install(struct fl_rollouts *ro, const struct fl_rollout *r, struct fl_rollout *fresh,
+                   uint64_t gen, fleet_error *err)
+{
+    int error = 0;
+    pthread_rwlock_wrlock(&ro->lock);
+    struct fl_rollout *current = find(ro, r->policy);
+    if (current) {
+        uint64_t active_now = current->active_now, offers = current->offers;
+        *current = *r;
+        current->active_now = active_now;
+        current->offers = offers;
+        current->generation = gen;
+        free(fresh);
+    } else if (!fresh) {
+        error = fl_fail(err, PKGSTORE_EINTERNAL, "rollout %s: no record", r->policy);
+    } else {
+        if (ro->count == ro->cap) {
+            size_t cap = ro->cap ? ro->cap * 2 : 8;
+            struct fl_rollout **grown = realloc(ro->items, cap * sizeof(*grown));
+            if (!grown) {
+                pthread_rwlock_unlock(&ro->lock);
+                free(fresh);
+                return fl_fail(err, PKGSTORE_ENOMEM, "rollout: out of memory");
+            }
+            ro->items = grown;
+            ro->cap = cap;
+        }
+        *fresh = *r;
+        fresh->generation = gen;
+        fresh->active_now = fresh->offers = 0;
+        ro->items[ro->count++] = fresh;
+    }
+    pthread_rwlock_unlock(&ro->lock);
+    return error;
+}
+
+/* Replace the stored record of r->policy if its generation is still gen
+ * (0: there is none), writing it and its audit entry first; with no
+ * action, only the counts change. */
 static int commit(fleet *f, const struct fl_rollout *r, uint64_t gen, const char *who,
                   const char *action, const char *why, fleet_error *err)
 {
     struct fl_rollouts *ro = f->rollouts;
+    struct fl_rollout *fresh = NULL;
     int error = 0;
-    pthread_rwlock_wrlock(&ro->lock);
+
+    pthread_mutex_lock(&ro->write_lock);
+    pthread_rwlock_rdlock(&ro->lock);
     struct fl_rollout *current = find(ro, r->policy);
-    if (current && current->generation != gen) {
-        pthread_rwlock_unlock(&ro->lock); /* an operator acted meanwhile: count again */
-        return 0;
-    }
-    if (!current) {
-        struct fl_rollout **grown = ro->count < ro->cap
-                                        ? ro->items
-                                        : realloc(ro->items, (ro->cap ? ro->cap * 2 : 8) *
-                                                                 sizeof(*grown));
-        current = calloc(1, sizeof(*current));
-        if (!grown || !current) {
-            free(current);
-            pthread_rwlock_unlock(&ro->lock);
-            return fl_fail(err, PKGSTORE_ENOMEM, "rollout: out of memory");
-        }
-        if (grown != ro->items) {
-            ro->items = grown;
-            ro->cap = ro->cap ? ro->cap * 2 : 8;
-        }
-        if ((error = persist(f, r->policy, r, who, action, why, err)) < 0) {
-            free(current);
-            pthread_rwlock_unlock(&ro->lock);
-            return error;
-        }
-        *current = *r;
-        current->generation = 1;
-        ro->items[ro->count++] = current;
-    } else if (action) {
-        if ((error = persist(f, r->policy, r, who, action, why, err)) == 0) {
-            *current = *r;
-            current->generation = gen + 1;
-        }
-    } else {
-        current->live = r->live; /* counts only */
-        /* the offers made while the walk counted may be counted twice:
-         * never fewer than there are */
-        current->active_now = r->live.active_total + (current->offers - r->offers);
-    }
+    int stale = current && current->generation != gen;
     pthread_rwlock_unlock(&ro->lock);
+    if (stale) /* an operator acted meanwhile: count again */
+        goto out;
+    if (!action) {
+        pthread_rwlock_wrlock(&ro->lock);
+        if ((current = find(ro, r->policy)) && current->generation == gen) {
+            current->live = r->live; /* counts only */
+            /* the offers made while the walk counted may be counted
+             * twice: never fewer than there are */
+            current->active_now = r->live.active_total + (current->offers - r->offers);
+        }
+        pthread_rwlock_unlock(&ro->lock);
+        goto out;
+    }
+    if (!current && !(fresh = calloc(1, sizeof(*fresh)))) {
+        error = fl_fail(err, PKGSTORE_ENOMEM, "rollout: out of memory");
+        goto out;
+    }
+    if ((error = persist(f, r->policy, r, who, action, why, err)) < 0)
+        goto out;
+    error = install(ro, r, fresh, gen + 1, err);
+    fresh = NULL; /* now owned by the set, or freed */
+out:
+    free(fresh);
+    pthread_mutex_unlock(&ro->write_lock);
     return error;
 }
 
@@ -807,8 +855,9 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err)
     }
     pthread_rwlock_unlock(&ro->lock);
     if (gone[0]) {
-        pthread_rwlock_wrlock(&ro->lock);
+        pthread_mutex_lock(&ro->write_lock);
         if ((error = persist(f, gone, NULL, NULL, "forget", "the policy was deleted", err)) == 0) {
+            pthread_rwlock_wrlock(&ro->lock);
             for (size_t i = 0; i < ro->count; i++) {
                 if (strcmp(ro->items[i]->policy, gone) == 0) {
                     free(ro->items[i]);
@@ -816,8 +865,9 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err)
                     break;
                 }
             }
+            pthread_rwlock_unlock(&ro->lock);
         }
-        pthread_rwlock_unlock(&ro->lock);
+        pthread_mutex_unlock(&ro->write_lock);
         if (error < 0)
             goto out;
     }
@@ -1043,30 +1093,36 @@ int fleet_rollout_action(fleet *f, const char *name, const char *action, int rev
 {
     struct fl_rollouts *ro = f->rollouts;
     pkgstore_policy *policy = NULL, *back = NULL;
-    struct fl_rollout next;
+    struct fl_rollout before, next;
+    const char *what = action;
     char why[1200];
-    int error;
+    int error, found;
 
+    if (strcmp(action, "pause") != 0 && strcmp(action, "resume") != 0 &&
+        strcmp(action, "abort") != 0)
+        return fl_fail(err, PKGSTORE_EINVALID, "rollout action '%.32s': not pause, resume or abort",
+                       action);
     if ((error = pkgstore_policy_get(&policy, f->reg, name)) < 0)
         return fl_fail_lib(err, error, NULL);
-    pthread_rwlock_wrlock(&ro->lock);
-    struct fl_rollout *r = find(ro, name);
-    if (!r || strcmp(r->version, pkgstore_policy_version(policy)) != 0 ||
-        strcmp(r->package, pkgstore_policy_package(policy)) != 0) {
-        pthread_rwlock_unlock(&ro->lock);
-        pkgstore_policy_free(policy);
+    pthread_mutex_lock(&ro->write_lock);
+    pthread_rwlock_rdlock(&ro->lock);
+    const struct fl_rollout *r = find(ro, name);
+    found = r && strcmp(r->version, pkgstore_policy_version(policy)) == 0 &&
+            strcmp(r->package, pkgstore_policy_package(policy)) == 0;
+    if (found)
+        before = *r;
+    pthread_rwlock_unlock(&ro->lock);
+    if (!found) {
         error = fl_fail(err, PKGSTORE_ECONFLICT,
                         "policy %s: its rollout has not started yet; try again in a moment", name);
-        err->http_status = 409;
         err->retry_after_s = 1;
-        return error;
+        goto conflict;
     }
-    next = *r;
-    const char *what = action;
+    next = before;
     if (strcmp(action, "pause") == 0) {
-        if (r->state == FL_RO_DONE || r->state == FL_RO_ABORTED) {
+        if (before.state == FL_RO_DONE || before.state == FL_RO_ABORTED) {
             error = fl_fail(err, PKGSTORE_ECONFLICT, "policy %s: the rollout is %s: nothing to pause",
-                            name, fl_rollout_state_name(r->state));
+                            name, fl_rollout_state_name(before.state));
             goto conflict;
         }
         next.state = FL_RO_PAUSED;
@@ -1075,25 +1131,26 @@ int fleet_rollout_action(fleet *f, const char *name, const char *action, int rev
         snprintf(next.reason, sizeof(next.reason), "paused by %s", who);
         snprintf(why, sizeof(why), "operator pause");
     } else if (strcmp(action, "resume") == 0) {
-        if (r->state != FL_RO_PAUSED && !(r->state == FL_RO_ABORTED && !r->revert_from[0])) {
-            error = fl_fail(err, PKGSTORE_ECONFLICT,
-                            "policy %s: the rollout is %s, not paused%s", name,
-                            fl_rollout_state_name(r->state),
-                            r->revert_from[0] ? " (it was reverted: put the policy again to start "
-                                                "a new rollout)"
-                                              : "");
+        if (before.state != FL_RO_PAUSED &&
+            !(before.state == FL_RO_ABORTED && !before.revert_from[0])) {
+            error = fl_fail(err, PKGSTORE_ECONFLICT, "policy %s: the rollout is %s, not paused%s",
+                            name, fl_rollout_state_name(before.state),
+                            before.revert_from[0] ? " (it was reverted: put the policy again to "
+                                                    "start a new rollout)"
+                                                  : "");
             goto conflict;
         }
         /* the failures seen so far are accepted: only new ones count */
-        for (size_t j = 0; j <= r->batch; j++)
-            next.acked[j] = r->live.failed[j] > r->acked[j] ? r->live.failed[j] : r->acked[j];
-        snprintf(why, sizeof(why), "operator resume (was: %.1000s)", r->reason);
+        for (size_t j = 0; j <= before.batch; j++)
+            next.acked[j] = before.live.failed[j] > before.acked[j] ? before.live.failed[j]
+                                                                    : before.acked[j];
+        snprintf(why, sizeof(why), "operator resume (was: %.1000s)", before.reason);
         next.state = FL_RO_RUNNING;
         next.paused_auto = 0;
         next.settled_at = 0;
         next.reason[0] = '\0';
-    } else if (strcmp(action, "abort") == 0) {
-        if (r->state == FL_RO_ABORTED) {
+    } else {
+        if (before.state == FL_RO_ABORTED) {
             error = fl_fail(err, PKGSTORE_ECONFLICT, "policy %s: the rollout is aborted already",
                             name);
             goto conflict;
@@ -1103,76 +1160,60 @@ int fleet_rollout_action(fleet *f, const char *name, const char *action, int rev
         snprintf(next.reason, sizeof(next.reason), "aborted by %s", who);
         snprintf(why, sizeof(why), "operator abort");
         if (revert) {
-            if (!r->previous[0]) {
+            if (!before.previous[0]) {
                 error = fl_fail(err, PKGSTORE_ECONFLICT,
                                 "policy %s: no previous version is known to revert to (the "
                                 "policy named %s when this rollout started)",
-                                name, r->version);
+                                name, before.version);
                 goto conflict;
             }
-            if ((error = policy_with_version(&back, policy, r->previous)) < 0) {
-                pthread_rwlock_unlock(&ro->lock);
-                pkgstore_policy_free(policy);
-                return fl_fail_lib(err, error, "revert");
+            if ((error = policy_with_version(&back, policy, before.previous)) < 0) {
+                fl_fail_lib(err, error, "revert");
+                goto out;
             }
             /* the record first: heartbeats in between hold the version
              * left (admits_locked) */
-            snprintf(next.revert_from, sizeof(next.revert_from), "%s", r->version);
-            snprintf(next.version, sizeof(next.version), "%s", r->previous);
+            snprintf(next.revert_from, sizeof(next.revert_from), "%s", before.version);
+            snprintf(next.version, sizeof(next.version), "%s", before.previous);
             next.previous[0] = '\0';
-            snprintf(next.reason, sizeof(next.reason), "aborted by %s; %s offered back to the "
-                                                       "nodes that moved to %s",
-                     who, r->previous, r->version);
-            snprintf(why, sizeof(why), "operator abort with revert to %s", r->previous);
+            snprintf(next.reason, sizeof(next.reason),
+                     "aborted by %s; %s offered back to the nodes that moved to %s", who,
+                     before.previous, before.version);
+            snprintf(why, sizeof(why), "operator abort with revert to %s", before.previous);
             what = "abort-revert";
         }
-    } else {
-        pthread_rwlock_unlock(&ro->lock);
-        pkgstore_policy_free(policy);
-        return fl_fail(err, PKGSTORE_EINVALID, "rollout action '%.32s': not pause, resume or abort",
-                       action);
     }
     next.changed = (int64_t)time(NULL);
-    struct fl_rollout before = *r;
-    if ((error = persist(f, name, &next, who, what, why, err)) < 0) {
-        pthread_rwlock_unlock(&ro->lock);
-        pkgstore_policy_free(policy);
-        pkgstore_policy_free(back);
-        return error;
-    }
-    *r = next;
-    r->generation = before.generation + 1;
-    pthread_rwlock_unlock(&ro->lock);
+    if ((error = persist(f, name, &next, who, what, why, err)) < 0 ||
+        (error = install(ro, &next, NULL, before.generation + 1, err)) < 0)
+        goto out;
     if (back) {
-        error = pkgstore_policy_put(NULL, f->reg, back);
-        if (error < 0) {
+        if ((error = pkgstore_policy_put(NULL, f->reg, back)) < 0) {
             fleet_error ignored;
-            int code = error;
             char detail[300];
+            int code = error;
             snprintf(detail, sizeof(detail), "%s", pkgstore_error_detail());
-            pthread_rwlock_wrlock(&ro->lock);
-            if ((r = find(ro, name)) && persist(f, name, &before, who, "abort-revert-failed",
-                                                detail, &ignored) == 0) {
-                *r = before;
-                r->generation = before.generation + 2;
-            }
-            pthread_rwlock_unlock(&ro->lock);
-            error = fl_fail(err, code, "policy %s: revert to %s: %s", name, before.previous, detail);
-        } else {
-            fleet_policies_changed(f);
+            /* the policy still names the version: so does its record again */
+            before.changed = (int64_t)time(NULL);
+            if (persist(f, name, &before, who, "abort-revert-failed", detail, &ignored) == 0)
+                install(ro, &before, NULL, before.generation + 2, &ignored);
+            error = fl_fail(err, code, "policy %s: revert to %s: %s", name, before.previous,
+                            detail);
+            goto out;
         }
+        fleet_policies_changed(f);
     }
-    if (error == 0)
-        log_transition(name, what, &next, why);
+    log_transition(name, what, &next, why);
+out:
+    pthread_mutex_unlock(&ro->write_lock);
     pkgstore_policy_free(policy);
     pkgstore_policy_free(back);
-    fl_rollout_kick(f);
+    if (error == 0)
+        fl_rollout_kick(f);
     return error;
 conflict:
-    pthread_rwlock_unlock(&ro->lock);
-    pkgstore_policy_free(policy);
     err->http_status = 409;
-    return error;
+    goto out;
 }
 
 /* ---------------------------------------------------------------- views */
@@ -1286,10 +1327,12 @@ int fleet_audit_json(json_t **out, fleet *f, const char *policy, size_t limit, f
         return fl_fail(err, PKGSTORE_ENOMEM, "audit: out of memory");
     if (limit == 0 || limit > RO_AUDIT_MAX)
         limit = limit ? RO_AUDIT_MAX : 100;
+    pthread_mutex_lock(&f->flush_lock); /* no transaction may be open while the map grows */
     if ((rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn)) != 0 ||
         (rc = mdb_cursor_open(txn, ro->audit_dbi, &cursor)) != 0) {
         if (txn)
             mdb_txn_abort(txn);
+        pthread_mutex_unlock(&f->flush_lock);
         json_decref(entries);
         return fl_fail(err, PKGSTORE_EIO, "audit: lmdb: %s", mdb_strerror(rc));
     }
@@ -1313,6 +1356,7 @@ int fleet_audit_json(json_t **out, fleet *f, const char *policy, size_t limit, f
     }
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
+    pthread_mutex_unlock(&f->flush_lock);
     *out = json_pack("{s:o}", "entries", entries);
     return *out ? 0 : fl_fail(err, PKGSTORE_ENOMEM, "audit: out of memory");
 }
