@@ -911,6 +911,20 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err)
         it->snap.live.at = now;
     }
 
+    /* done and aborted rollouts change only by a new version or an
+     * operator: no walk over the fleet for them */
+    int need_walk = 0;
+    for (size_t k = 0; k < t.nitems; k++) {
+        const struct fl_rollout *snap = &t.items[k].snap;
+        if (t.items[k].matches &&
+            (snap->state == FL_RO_RUNNING || snap->state == FL_RO_SOAKING ||
+             snap->state == FL_RO_PAUSED))
+            need_walk = 1;
+        else
+            t.items[k].matches = 0;
+    }
+    if (!need_walk)
+        goto out;
     fl_nodes_foreach(f, tick_node, &t);
     if (t.failed) {
         error = fl_fail(err, PKGSTORE_ENOMEM, "rollout: out of memory");
@@ -1002,6 +1016,7 @@ static void *driver_main(void *arg)
     fleet *f = arg;
     struct fl_rollouts *ro = f->rollouts;
     unsigned int period_ms = f->opts.rollout_tick_ms ? f->opts.rollout_tick_ms : 1000;
+    unsigned int wait_ms = period_ms;
     char last_error[512] = "";
 
     pthread_mutex_lock(&ro->wake_lock);
@@ -1009,8 +1024,8 @@ static void *driver_main(void *arg)
         if (!ro->kick) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += period_ms / 1000;
-            until.tv_nsec += (long)(period_ms % 1000) * 1000000L;
+            until.tv_sec += wait_ms / 1000;
+            until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
@@ -1022,7 +1037,14 @@ static void *driver_main(void *arg)
         ro->kick = 0;
         pthread_mutex_unlock(&ro->wake_lock);
         fleet_error err = {0};
-        if (fleet_rollout_tick(f, (int64_t)time(NULL), &err) < 0) {
+        int64_t started_ms = fl_now_ms();
+        int rc = fleet_rollout_tick(f, (int64_t)time(NULL), &err);
+        /* a round costs a walk over the fleet: at most a tenth of a core */
+        int64_t took_ms = fl_now_ms() - started_ms;
+        wait_ms = took_ms * 10 > (int64_t)period_ms ? (unsigned int)(took_ms * 10) : period_ms;
+        if (wait_ms > 60000)
+            wait_ms = 60000;
+        if (rc < 0) {
             if (strcmp(last_error, err.message) != 0) /* once per distinct failure */
                 log_msg(LOG_ERROR, "rollout tick failed", "error=\"%s\"", err.message);
             snprintf(last_error, sizeof(last_error), "%s", err.message);
