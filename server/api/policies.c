@@ -47,6 +47,21 @@ static json_t *policy_json(const pkgstore_policy *policy)
                      "updated", updated, "strategy", strategy);
 }
 
+/* An audit entry for an operator's change of a policy. The change is made
+ * already: a failure to record it is logged, not answered. */
+static void audit(request *req, const char *policy, const char *action, const char *version,
+                  const char *why)
+{
+    fleet_error err;
+    if (fleet_audit_append(g_server.fleet, req->token_id[0] ? req->token_id : "token:unknown",
+                           policy, action, version, why, &err) < 0)
+    {
+        char q[300], e[1100];
+        log_msg(LOG_ERROR, "audit entry not written", "policy=%s action=%s error=%s",
+                log_quote(q, sizeof q, policy), action, log_quote(e, sizeof e, err.message));
+    }
+}
+
 /* Answer with a fleet error (its status, Retry-After, message). */
 enum MHD_Result respond_fleet_error(struct MHD_Connection *conn, request *req,
                                     const fleet_error *err)
@@ -115,6 +130,9 @@ enum MHD_Result policy_put(struct MHD_Connection *conn, request *req)
     pkgstore_policy_free(policy);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
+    /* the entry before the driver hears of the change: it comes before "start" */
+    audit(req, pkgstore_policy_name(stored), "policy-put", pkgstore_policy_version(stored),
+          pkgstore_policy_selector_text(stored));
     fleet_policies_changed(g_server.fleet);
     char q[300], s[1100];
     log_msg(LOG_INFO, "policy stored", "policy=%s package=%s version=%s selector=%s",
@@ -135,6 +153,7 @@ enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req)
     int error = pkgstore_policy_retry(&stored, g_server.registry, req->seg[2]);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
+    audit(req, req->seg[2], "policy-retry", pkgstore_policy_version(stored), "");
     fleet_policies_changed(g_server.fleet);
     char q[300];
     log_msg(LOG_INFO, "policy retry requested", "policy=%s retry=%" PRIu64,
@@ -203,6 +222,7 @@ enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req)
     int error = pkgstore_policy_delete(g_server.registry, req->seg[2]);
     if (error < 0)
         return respond_pkgstore_error(conn, req, error, NULL);
+    audit(req, req->seg[2], "policy-delete", NULL, "");
     fleet_policies_changed(g_server.fleet);
     char q[300];
     log_msg(LOG_INFO, "policy deleted", "policy=%s", log_quote(q, sizeof q, req->seg[2]));

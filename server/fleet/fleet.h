@@ -151,6 +151,11 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err);
 int fleet_rollout_action(fleet *f, const char *name, const char *action, int revert,
                          const char *who, fleet_error *err);
 
+/* Append an operator's action on a policy itself (put, delete, retry) to
+ * the audit log; version may be NULL. */
+int fleet_audit_append(fleet *f, const char *who, const char *policy, const char *action,
+                       const char *version, const char *why, fleet_error *err);
+
 /* The audit log, oldest first: the last limit entries (of policy, when
  * not NULL) as {"entries":[...]}. */
 int fleet_audit_json(json_t **out, fleet *f, const char *policy, size_t limit, fleet_error *err);

@@ -179,8 +179,20 @@ static int record_parse(struct fl_rollout *r, const void *data, size_t len)
  * entry, in one transaction. The caller holds the write lock (not the
  * rollouts' rwlock: a heartbeat takes that one under its shard lock, and
  * the flusher takes shard locks under the flush lock taken here). */
+static int persist_entry(fleet *f, const char *policy, const struct fl_rollout *r,
+                         int touch_record, const char *who, const char *action, const char *why,
+                         const char *version, fleet_error *err);
+
 static int persist(fleet *f, const char *policy, const struct fl_rollout *r, const char *who,
                    const char *action, const char *why, fleet_error *err)
+{
+    return persist_entry(f, policy, r, 1, who, action, why, NULL, err);
+}
+
+/* persist() with touch_record 0: the audit entry only (version for it). */
+static int persist_entry(fleet *f, const char *policy, const struct fl_rollout *r,
+                         int touch_record, const char *who, const char *action, const char *why,
+                         const char *version, fleet_error *err)
 {
     struct fl_rollouts *ro = f->rollouts;
     MDB_txn *txn = NULL;
@@ -197,6 +209,8 @@ static int persist(fleet *f, const char *policy, const struct fl_rollout *r, con
     json_t *entry = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)seq, "time",
                               (json_int_t)time(NULL), "who", who ? who : "pkgstored", "policy",
                               policy, "action", action, "reason", why ? why : "");
+    if (entry && version)
+        json_object_set_new(entry, "version", json_string(version));
     if (entry && r) {
         json_object_set_new(entry, "version", json_string(r->version));
         json_object_set_new(entry, "state", json_string(fl_rollout_state_name(r->state)));
@@ -218,7 +232,9 @@ static int persist(fleet *f, const char *policy, const struct fl_rollout *r, con
     pthread_mutex_lock(&f->flush_lock);
     for (;;) {
         if ((rc = mdb_txn_begin(f->env, NULL, 0, &txn)) == 0) {
-            if (r)
+            if (!touch_record)
+                rc = 0;
+            else if (r)
                 rc = mdb_put(txn, ro->dbi, &key, &val, 0);
             else if ((rc = mdb_del(txn, ro->dbi, &key, NULL)) == MDB_NOTFOUND)
                 rc = 0;
@@ -1334,6 +1350,19 @@ uint64_t fleet_rollout_auto_pauses(fleet *f)
 }
 
 /* ---------------------------------------------------------------- the audit log */
+
+int fleet_audit_append(fleet *f, const char *who, const char *policy, const char *action,
+                       const char *version, const char *why, fleet_error *err)
+{
+    struct fl_rollouts *ro = f->rollouts;
+    int error;
+    if (!ro)
+        return 0;
+    pthread_mutex_lock(&ro->write_lock);
+    error = persist_entry(f, policy, NULL, 0, who, action, why, version, err);
+    pthread_mutex_unlock(&ro->write_lock);
+    return error;
+}
 
 int fleet_audit_json(json_t **out, fleet *f, const char *policy, size_t limit, fleet_error *err)
 {

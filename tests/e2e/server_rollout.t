@@ -77,9 +77,12 @@ check "the policy carries its strategy" \
 check "the rollout completes by itself" wait_until 120 bash -c '[ "$(rollout state)" = done ]'
 check "every node runs 2.0.0" wait_until 20 bash -c '[ "$(versions)" = "2.0.0 2.0.0 2.0.0 2.0.0 2.0.0 2.0.0 " ]'
 api "/v1/audit?policy=fleet" >"$T/audit1.json"
-check "the audit log has start, three batches with soaks, done" \
-    test "$(jq -r '[.entries[].action] | join(",")' "$T/audit1.json")" = \
-    "start,advance,soak,advance,soak,advance,done"
+check "the audit log has the put, then start, three batches with soaks, done" \
+    test "$(jq -r '[.entries[].action | select(startswith("policy-") | not)] | join(",")' "$T/audit1.json") $(jq -r '[.entries[].action | select(startswith("policy-"))] | join(",")' "$T/audit1.json")" = \
+    "start,advance,soak,advance,soak,advance,done policy-put"
+check "... the put by the admin token, the rest by pkgstored" \
+    test "$(jq -r '[.entries[].who | sub("^token:[0-9a-f]{16}$"; "token")] | unique | join(",")' "$T/audit1.json")" = \
+    "pkgstored,token"
 check "... batch 1 was one node, batch 2 three, batch 3 every node" \
     test "$(jq -r '[.entries[] | select(.action == "advance") | .reason] | join(";")' "$T/audit1.json")" = \
     "batch 1 of 3: 1 of 6 nodes;batch 2 of 3: 3 of 6 nodes;batch 3 of 3: 6 of 6 nodes (every node)"
