@@ -1209,6 +1209,34 @@ static void test_fleet__staged_rollout_max_parallel_bounds_the_starts(void **sta
     assert_int_equal(more, 1);
 }
 
+static void test_fleet__staged_rollout_counts_silent_nodes_as_failed(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    int64_t t0 = (int64_t)time(NULL);
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0",
+               "{\"batches\":[1,\"100%\"],\"deadline_s\":60,\"max_failures\":0}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    tick(f, t0);
+    assert_true(prod_heartbeat(f, order[0], 0, NULL, NULL));
+    prod_heartbeat(f, order[0], 0, "Downloading", "");
+    /* the node goes silent while it downloads: within the deadline it is
+     * still upgrading, past it, failed */
+    tick(f, t0 + 59);
+    assert_rollout(f, "prod", "running", 1);
+    tick(f, t0 + 62);
+    assert_rollout(f, "prod", "paused", 1);
+    json_t *rollout = rollout_of(f, "prod");
+    assert_non_null(strstr(str_at(rollout, "reason"), "silent past the deadline"));
+    json_t *failure = json_array_get(json_object_get(rollout, "failures"), 0);
+    assert_string_equal(str_at(failure, "node"), order[0]);
+    assert_string_equal(str_at(failure, "status"), "Silent");
+    json_decref(rollout);
+}
+
 static void test_fleet__losing_policies_govern_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -2219,6 +2247,21 @@ static void test_fleet__concurrent_heartbeats(void **state)
     f->opts.flush_interval_ms = 5;
     CHECK(open_fleet(f));
     put_policy(f, "dev", "otelcol-contrib", "0.98.0", "env=dev", 0);
+    /* a staged rollout over the prod nodes, driven and acted on meanwhile */
+    {
+        pkgstore_policy *staged = NULL;
+        pkgstore_rollout_strategy strategy;
+        const char *json = "{\"batches\":[\"10%\",\"50%\",\"100%\"],\"max_parallel\":10,"
+                           "\"max_failures\":\"50%\"}";
+        CHECK(pkgstore_policy_new(&staged, "staged", "otelcol-contrib", "0.98.0"));
+        CHECK(pkgstore_policy_set_selector(staged, "env=prod"));
+        CHECK(pkgstore_policy_set_priority(staged, 5));
+        CHECK(pkgstore_rollout_strategy_parse(&strategy, json, strlen(json)));
+        CHECK(pkgstore_policy_set_strategy(staged, &strategy));
+        CHECK(pkgstore_policy_put(NULL, f->reg, staged));
+        pkgstore_policy_free(staged);
+        fleet_policies_changed(f->fleet);
+    }
     for (int i = 0; i < 4; i++) {
         workers[i] = (struct worker){f, i, 0};
         assert_int_equal(pthread_create(&threads[i], NULL, heartbeat_worker, &workers[i]), 0);
@@ -2243,6 +2286,13 @@ static void test_fleet__concurrent_heartbeats(void **state)
         json_decref(status);
         CHECK_FLEET(fleet_flush(f->fleet, &err), err);
         fl_expire(f->fleet, (int64_t)time(NULL));
+        /* the rollout: a round, an operator's action, the audit log */
+        CHECK_FLEET(fleet_rollout_tick(f->fleet, (int64_t)time(NULL), &err), err);
+        int rc = fleet_rollout_action(f->fleet, "staged", i % 2 ? "resume" : "pause", 0,
+                                      "token:test", &err);
+        assert_true(rc == 0 || rc == PKGSTORE_ECONFLICT);
+        CHECK_FLEET(fleet_audit_json(&status, f->fleet, "staged", 10, &err), err);
+        json_decref(status);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(threads[i], NULL);
@@ -2307,6 +2357,7 @@ int main(void)
         T(test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved),
         T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
         T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
+        T(test_fleet__staged_rollout_counts_silent_nodes_as_failed),
         T(test_fleet__pages_cover_every_node_once),
         T(test_fleet__pages_filter_by_selector_policy_and_state),
         T(test_fleet__pages_stop_at_the_byte_budget),
