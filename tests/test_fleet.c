@@ -1067,6 +1067,9 @@ static void test_fleet__staged_rollout_pauses_on_failures_and_resumes(void **sta
     close_fleet(f);
     CHECK(open_fleet(f));
     assert_rollout(f, "prod", "paused", 1);
+    /* a resume before the first count would accept no failures */
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err),
+                       &err, PKGSTORE_ECONFLICT, "not been counted since the server started");
     tick(f, 1003);
     assert_rollout(f, "prod", "paused", 1);
     assert_false(prod_heartbeat(f, order[2], 0, NULL, NULL));

@@ -832,7 +832,8 @@ static void log_transition(const char *policy, const char *action, const struct 
                            const char *why)
 {
     char q[300], w[1400];
-    log_msg(LOG_INFO, "rollout", "policy=%s action=%s state=%s batch=%zu version=%s why=%s",
+    log_msg(strcmp(action, "auto-pause") == 0 ? LOG_WARN : LOG_INFO, "rollout",
+            "policy=%s action=%s state=%s batch=%zu version=%s why=%s",
             log_quote(q, sizeof(q), policy), action, fl_rollout_state_name(r->state),
             r->batch + 1, r->version, log_quote(w, sizeof(w), why));
 }
@@ -1176,6 +1177,16 @@ int fleet_rollout_action(fleet *f, const char *name, const char *action, int rev
                             before.revert_from[0] ? " (it was reverted: put the policy again to "
                                                     "start a new rollout)"
                                                   : "");
+            goto conflict;
+        }
+        if (before.live.at == 0) {
+            /* counts come with the first round after a start: acknowledge
+             * the failures there are, not none */
+            error = fl_fail(err, PKGSTORE_ECONFLICT,
+                            "policy %s: the rollout has not been counted since the server "
+                            "started; try again in a moment",
+                            name);
+            err->retry_after_s = 1;
             goto conflict;
         }
         /* the failures seen so far are accepted: only new ones count */
