@@ -1295,6 +1295,12 @@ json_t *fl_rollout_json(fleet *f, const pkgstore_policy *policy)
         json_t *b = json_pack("{s:I, s:s, s:s}", "batch", (json_int_t)j + 1, "size", amount,
                               "state", state);
         if (b && j <= r.batch && j < PKGSTORE_ROLLOUT_BATCHES_MAX) {
+            /* the admission limit, for checks from outside: a node of rank
+             * (pkgstore_rollout_rank()) below it is admitted */
+            char limit[24];
+            snprintf(limit, sizeof(limit), "%016" PRIx64, r.limit[j]);
+            json_object_set_new(b, "rank_below",
+                                j == r.batch && r.all ? json_string("all") : json_string(limit));
             json_object_set_new(b, "nodes", json_integer((json_int_t)r.live.nodes[j]));
             json_object_set_new(b, "done", json_integer((json_int_t)r.live.done[j]));
             json_object_set_new(b, "active", json_integer((json_int_t)r.live.active[j]));
