@@ -976,6 +976,16 @@ static void test_fleet__staged_rollout_advances_by_rank_after_the_soak(void **st
     tick(f, 1013); /* counts are the last tick's */
     json_t *rollout = rollout_of(f, "prod");
     assert_int_equal(int_at(rollout, "waiting"), 3);
+    /* the limits, as hex: one past the rank of the last node admitted */
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%016llx",
+             (unsigned long long)pkgstore_rollout_rank("prod", order[2]) + 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(rollout, "batches"), 1), "rank_below"),
+                        limit);
+    snprintf(limit, sizeof(limit), "%016llx",
+             (unsigned long long)pkgstore_rollout_rank("prod", order[0]) + 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(rollout, "batches"), 0), "rank_below"),
+                        limit);
     json_decref(rollout);
 
     /* a node that joins now takes its place in the order: admitted when
