@@ -1250,6 +1250,40 @@ static void test_fleet__staged_rollout_counts_silent_nodes_as_failed(void **stat
     json_decref(rollout);
 }
 
+static void test_fleet__staged_rollout_strategy_changed_midway(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,2,3,\"100%\"]}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    tick(f, 1000);
+    prod_heartbeat(f, order[0], 1, "Upgraded", "");
+    tick(f, 1001);
+    tick(f, 1002);
+    assert_rollout(f, "prod", "running", 2);
+    prod_heartbeat(f, order[1], 1, "Upgraded", "");
+    tick(f, 1003);
+    tick(f, 1004);
+    assert_rollout(f, "prod", "running", 3);
+    /* the operator cuts the strategy to two batches: batch 3 is past the
+     * last, so the rollout goes on to every node once it settles */
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,\"100%\"]}");
+    prod_heartbeat(f, order[2], 1, "Upgraded", "");
+    tick(f, 1005);
+    tick(f, 1006);
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_true(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    for (size_t i = 3; i < PROD_NODES; i++)
+        prod_heartbeat(f, order[i], 1, "Upgraded", "");
+    tick(f, 1007);
+    json_t *rollout = rollout_of(f, "prod");
+    assert_string_equal(str_at(rollout, "state"), "done");
+    json_decref(rollout);
+}
+
 static void test_fleet__losing_policies_govern_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -2371,6 +2405,7 @@ int main(void)
         T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
         T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
         T(test_fleet__staged_rollout_counts_silent_nodes_as_failed),
+        T(test_fleet__staged_rollout_strategy_changed_midway),
         T(test_fleet__pages_cover_every_node_once),
         T(test_fleet__pages_filter_by_selector_policy_and_state),
         T(test_fleet__pages_stop_at_the_byte_budget),

@@ -670,7 +670,6 @@ static int decide(struct fl_rollout *r, const pkgstore_policy *policy, int64_t n
 {
     const pkgstore_rollout_strategy *s = pkgstore_policy_strategy(policy);
     const struct ro_live *live = &r->live;
-    size_t last = pkgstore_rollout_batch_count(s) - 1;
 
     *auto_paused = 0;
     if (r->state != FL_RO_RUNNING && r->state != FL_RO_SOAKING)
@@ -714,7 +713,9 @@ static int decide(struct fl_rollout *r, const pkgstore_policy *policy, int64_t n
         return 0;
     }
     /* settled: every admitted node is done or failed within the threshold */
-    if (r->all || r->batch >= last) {
+    /* done after the batch that admits every node (a strategy cut short
+     * mid-rollout first advances its current batch to that) */
+    if (r->all) {
         r->state = FL_RO_DONE;
         r->reason[0] = '\0';
         snprintf(why, why_size, "every batch settled");
@@ -995,8 +996,11 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err)
         struct fl_rollout next = it->snap;
         char why[300];
         int all = 0;
-        if (next.all || next.limit[next.batch] != 0)
-            next.batch++; /* else the current batch begins */
+        /* the next batch, or the current one begins; a strategy cut short
+         * mid-rollout makes the current batch the last */
+        if ((next.all || next.limit[next.batch] != 0) &&
+            next.batch + 1 < pkgstore_rollout_batch_count(s))
+            next.batch++;
         uint64_t size = pkgstore_rollout_batch_size(s, next.batch, it->nranks);
         uint64_t limit = limit_for(it->ranks, it->nranks, size, &all);
         if (next.batch + 1 >= pkgstore_rollout_batch_count(s))
