@@ -4,7 +4,8 @@
 #   - a 3-batch rollout that completes by itself, batch after batch;
 #   - a version that fails validation: the rollout pauses itself after the
 #     first batch, says why, and no node outside that batch is offered it;
-#     a fixed version pushed by the operator then rolls out to every node;
+#     resumed, it pauses again on the next batch's new failures; a fixed
+#     version pushed by the operator then rolls out to every node;
 #   - abort --revert: the nodes that moved go back, the others never move;
 #   - a server restart in the middle of a rollout keeps its batch.
 # Every wait is for an event (a rollout state, a status in the history,
@@ -112,6 +113,13 @@ check "the four others wait, as the policy's counts say" \
 check "/metrics counts the auto-pause" bash -c 'api /metrics | grep -q "^pkgstored_rollout_auto_pauses_total 1$"'
 check "/metrics shows the rollout paused" \
     bash -c 'api /metrics | grep -q "^pkgstored_rollout_state{policy=\"fleet\",state=\"paused\"} 1$"'
+check "pkgstore-policy resume: the failures seen are accepted, batch 2 starts" \
+    "$B/pkgstore-policy" resume fleet
+check "the rest fail too: the rollout pauses itself again, in batch 2" \
+    wait_until 120 bash -c '[ "$(rollout state) $(rollout batch)" = "paused 2" ]'
+check "... for the new failures only: $(rollout reason | cut -c1-60)" \
+    bash -c 'rollout reason | grep -q "^batch 2: [1-4] of 4 nodes failed (0 tolerated)"'
+check "/metrics counts two auto-pauses" bash -c 'api /metrics | grep -q "^pkgstored_rollout_auto_pauses_total 2$"'
 make_variant v2 "$T/otelcol-3.0.1" rollout-v3.0.1
 check "push the fix, 3.0.1" "$B/pkgstore-push" --quiet --name otelcol --version 3.0.1 "$T/otelcol-3.0.1"
 check "set the policy to 3.0.1" \
