@@ -154,8 +154,8 @@ int pkgstore_rollout_strategy_validate(const pkgstore_rollout_strategy *s)
         return ps_error_set(PKGSTORE_EINVALID, "deadline_s: %u is more than %u", s->deadline_s,
                             PKGSTORE_ROLLOUT_SECONDS_MAX);
     if (s->max_parallel > PKGSTORE_ROLLOUT_COUNT_MAX)
-        return ps_error_set(PKGSTORE_EINVALID, "max_parallel: %u is more than %u",
-                            s->max_parallel, PKGSTORE_ROLLOUT_COUNT_MAX);
+        return ps_error_set(PKGSTORE_EINVALID, "max_parallel: %u is more than %u", s->max_parallel,
+                            PKGSTORE_ROLLOUT_COUNT_MAX);
     if (s->has_max_failures && (error = amount_check(&s->max_failures, "max_failures", 1)) < 0)
         return error;
     return 0;
@@ -264,9 +264,9 @@ json_t *ps_policy_strategy_to_json(const pkgstore_rollout_strategy *s)
     failed |= json_object_set_new(obj, "batches", batches) < 0;
     batches = NULL;
     failed |= json_object_set_new(obj, "soak_s", json_integer(s->soak_s)) < 0;
-    failed |= json_object_set_new(obj, "max_failures", s->has_max_failures
-                                                           ? amount_json(&s->max_failures)
-                                                           : json_null()) < 0;
+    failed |=
+        json_object_set_new(obj, "max_failures",
+                            s->has_max_failures ? amount_json(&s->max_failures) : json_null()) < 0;
     failed |= json_object_set_new(obj, "deadline_s", json_integer(s->deadline_s)) < 0;
     failed |= json_object_set_new(obj, "max_parallel", json_integer(s->max_parallel)) < 0;
     if (failed) {
@@ -311,7 +311,8 @@ int ps_policy_strategy_from_json(pkgstore_rollout_strategy *out, json_t *obj)
 
     if (!json_is_object(obj))
         return ps_error_set(PKGSTORE_EINVALID, "strategy: not an object");
-    json_object_foreach(obj, key, value) {
+    json_object_foreach(obj, key, value)
+    {
         if (strcmp(key, "batches") == 0) {
             size_t n = json_array_size(value);
             if (!json_is_array(value) || n == 0 || n > PKGSTORE_ROLLOUT_BATCHES_MAX)

@@ -13,7 +13,9 @@
  * nodes.c (the node table and history), targets.c (manifests and offer
  * texts per policy target), heartbeat.c (a heartbeat in, the reply out),
  * views.c (node JSON, paging, rollout tallies, /metrics counts), persist.c
- * (the LMDB environment, the write-behind flusher, expiry).
+ * (the LMDB environment, the write-behind flusher, expiry), rollout*.c
+ * (staged rollouts: admission, the driver, operators' actions, the audit
+ * log; rollout_impl.h).
  *
  * Every function is safe to call from many threads at once.
  */
