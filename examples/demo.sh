@@ -8,7 +8,9 @@
 #   edge-prod    env=prod
 # Story: upload v2 (good) and v3 (crashes a second after it starts); roll v2
 # out to the canary ring, then to everyone; then roll v3 out to the canary
-# ring and watch the agent roll it back. Everything runs on 127.0.0.1 and is
+# ring and watch the agent roll it back; then roll v3 out to the others in
+# batches and watch the rollout pause itself after the first node fails.
+# Everything runs on 127.0.0.1 and is
 # stopped (by pid) at the end. All of it goes over HTTPS: the demo makes a
 # CA and a server certificate with the openssl command line, pkgstored
 # serves that certificate, and the tools and the agents trust only that CA. The monitor window is 3 s instead of the
@@ -191,5 +193,21 @@ fleet
 printf '\n   '; show "$WORK/edge-canary/bin/otelcol" --version
 say "Policies and their rollout state:"
 policy ls | sed 's/^/   /'
+
+# ------------------------------------------------------------------ a staged rollout that brakes
+say "Roll v3 out to everyone else in batches: one node first, then the rest; any failure pauses it."
+show policy set everyone --package otelcol --version 3.0.0 --priority 1 \
+    --batches 1,100% --soak 5 --max-failures 0
+note "pkgstored admits the node that ranks first (a hash of node id and policy), waits for it,"
+note "and pauses the rollout by itself when it fails: the other node is never offered v3."
+rollout_state() { api /v1/policies/everyone | jq -r '.status.rollout.state'; }
+paused() { [ "$(rollout_state)" = paused ]; }
+wait_until 60 paused || die "the rollout did not pause itself"
+say "The rollout paused itself and says why (pkgstore-policy status everyone):"
+policy status everyone | sed 's/^/   /'
+say "The fleet: one node rolled back from v3, the other was never offered it."
+fleet
+say "The audit log of the policy (pkgstore-policy audit everyone):"
+policy audit everyone | sed 's/^/   /'
 
 say "Done in $((SECONDS - START)) s. Stopping the three agents (each stops its collector) and pkgstored."

@@ -24,7 +24,7 @@
 static const char *const state_names[PKGSTORE_ROLLOUT_COUNT] = {
     "Pending",       "Downloading", "Verifying",     "Validating", "Swapping",
     "Monitoring",    "Upgraded",    "UpgradeFailed", "RolledBack", "RollbackFailed",
-    "Incompatible",  "Unknown",
+    "Incompatible",  "Unknown",     "Waiting",
 };
 
 const char *pkgstore_rollout_state_name(pkgstore_rollout_state state)
@@ -96,6 +96,7 @@ static int policy_alloc(pkgstore_policy **out, const char *name, const char *pac
     pkgstore_version_format(normalized, &semver);
     if (!(policy = calloc(1, sizeof(*policy))))
         return ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", name);
+    policy->strategy = (pkgstore_rollout_strategy)PKGSTORE_ROLLOUT_STRATEGY_INIT;
     policy->name = strdup(name);
     policy->package = strdup(package);
     policy->version = strdup(normalized);
@@ -192,7 +193,10 @@ uint64_t pkgstore_policy_retry_generation(const pkgstore_policy *p) { return p ?
 /* ---------------------------------------------------------------- records */
 
 /* The record: {"created","name","package","priority","retry","selector",
- * "type","updated","version"} with sorted keys (docs/index-format.md). */
+ * "type","updated","version"} with sorted keys (docs/index-format.md), and
+ * "strategy" when the policy has one other than the default (so that a
+ * record without it reads as before and an unstaged policy's record does
+ * not change). */
 static char *policy_to_record(const pkgstore_policy *policy)
 {
     json_t *record = json_pack(
@@ -201,6 +205,13 @@ static char *policy_to_record(const pkgstore_policy *policy)
         policy->version, "type", pkgstore_package_type_name(policy->type), "priority",
         policy->priority, "created", (json_int_t)policy->created, "updated",
         (json_int_t)policy->updated, "retry", (json_int_t)policy->retry);
+    if (record && !ps_policy_strategy_is_default(&policy->strategy)) {
+        json_t *strategy = ps_policy_strategy_to_json(&policy->strategy);
+        if (!strategy || json_object_set_new(record, "strategy", strategy) < 0) {
+            json_decref(record);
+            return NULL;
+        }
+    }
     char *text = record ? json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(record);
     return text;
@@ -238,6 +249,11 @@ int ps_policy_from_record(pkgstore_policy **out, const void *data, size_t len)
     if (pkgstore_package_type_parse(&policy->type,
                                     json_string_value(json_object_get(root, "type"))) < 0) {
         ps_error_set(PKGSTORE_ECORRUPT, "type: not primary or addon");
+        goto corrupt;
+    }
+    json_t *strategy = json_object_get(root, "strategy");
+    if (strategy && ps_policy_strategy_from_json(&policy->strategy, strategy) < 0) {
+        ps_error_prefix("strategy");
         goto corrupt;
     }
     policy->priority = (int)json_integer_value(priority);
@@ -425,6 +441,7 @@ static int policy_copy(pkgstore_policy **out, const pkgstore_policy *src)
     copy->created = src->created;
     copy->updated = src->updated;
     copy->retry = src->retry;
+    copy->strategy = src->strategy;
     copy->stored = 1;
     *out = copy;
     return 0;

@@ -7,6 +7,8 @@
 #ifndef PS_POLICY_H
 #define PS_POLICY_H
 
+#include <jansson.h>
+
 #include "index.h"
 #include "pkgstore/policy.h"
 
@@ -20,6 +22,7 @@ struct pkgstore_policy {
     int priority;
     int64_t created, updated;
     uint64_t retry;
+    pkgstore_rollout_strategy strategy; /* nbatches 0: one batch of 100% */
     pkgstore_selector *selector;
     char *name, *package, *version;
 };
@@ -36,6 +39,15 @@ int ps_policy_read_generation(uint64_t *out, MDB_txn *txn, ps_index *index);
  * transaction; PKGSTORE_ECORRUPT when a record cannot be read to tell. */
 int ps_policy_check_unreferenced(MDB_txn *txn, ps_index *index, const char *package,
                                  const char *version);
+
+/* The strategy as the JSON object of records and the API (policy_rollout.c). */
+json_t *ps_policy_strategy_to_json(const pkgstore_rollout_strategy *s);
+/* A strategy from that object, validated. Errors: PKGSTORE_EINVALID. */
+int ps_policy_strategy_from_json(pkgstore_rollout_strategy *out, json_t *obj);
+/* A count (integer) or an amount string. Errors: PKGSTORE_EINVALID. */
+int ps_policy_amount_from_json(pkgstore_rollout_amount *out, json_t *value);
+/* 1 when s is the default: one batch of 100%, nothing else set. */
+int ps_policy_strategy_is_default(const pkgstore_rollout_strategy *s);
 
 /* The index of reg's store. */
 ps_index *ps_policy_index(pkgstore_registry *reg);

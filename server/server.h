@@ -198,6 +198,8 @@ enum route {
     ROUTE_SIGNATURES,      /* /v1/packages/{name}/{version}/signatures */
     ROUTE_TRUST_ROOT,      /* /v1/trust/root, /v1/trust/root/{version} */
     ROUTE_REVOCATIONS,     /* /v1/trust/revocations */
+    ROUTE_POLICY_ROLLOUT,  /* /v1/policies/{name}/pause|resume|abort */
+    ROUTE_AUDIT,           /* /v1/audit */
     ROUTE_COUNT
 };
 
@@ -381,6 +383,9 @@ struct request {
 
     /* who sent it: a hash of the token (the fleet's new-node rate) */
     uint64_t credential;
+    /* an admin's token id for the audit log: "token:" and the first 16 hex
+     * digits of its SHA-256 (the token itself is not kept) */
+    char token_id[24];
     /* with ROLE_NODE, the node credential (a reference, released at the end) */
     node_credential *node;
 
@@ -467,6 +472,9 @@ enum MHD_Result policy_get(struct MHD_Connection *conn, request *req);
 enum MHD_Result policies_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_delete(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req);
+/* POST /v1/policies/NAME/pause|resume|abort and GET /v1/audit (policies.c) */
+enum MHD_Result policy_rollout_action(struct MHD_Connection *conn, request *req);
+enum MHD_Result audit_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_delete(struct MHD_Connection *conn, request *req);
 /* Answer with a fleet error (its HTTP status, Retry-After and message). */

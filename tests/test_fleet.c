@@ -850,6 +850,440 @@ static void test_fleet__rollout_counts_and_policy_status(void **state)
     assert_null(status);
 }
 
+
+/* ---------------------------------------------------------------- staged rollouts */
+
+static void put_staged(struct fixture *f, const char *name, const char *version,
+                       const char *strategy_json)
+{
+    pkgstore_policy *policy = NULL;
+    pkgstore_rollout_strategy strategy;
+    CHECK(pkgstore_policy_new(&policy, name, "otelcol-contrib", version));
+    CHECK(pkgstore_policy_set_selector(policy, "ring=prod"));
+    CHECK(pkgstore_rollout_strategy_parse(&strategy, strategy_json, strlen(strategy_json)));
+    CHECK(pkgstore_policy_set_strategy(policy, &strategy));
+    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+    pkgstore_policy_free(policy);
+    fleet_policies_changed(f->fleet);
+}
+
+/* A prod node's heartbeat, running 0.97.0 (or 0.98.0 with its digest when
+ * running98), reporting status for the 0.98.0 offer (NULL: none). 1 when
+ * the reply offers 0.98.0. */
+static int prod_heartbeat(struct fixture *f, const char *node, int running98, const char *status,
+                          const char *message)
+{
+    char body[1024], report[256] = "";
+    if (status)
+        snprintf(report, sizeof(report),
+                 ",\"offer\":{\"version\":\"0.98.0\"},\"status\":\"%s\",\"message\":\"%s\"",
+                 status, message ? message : "");
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"%s\",\"labels\":{\"ring\":\"prod\"},\"platform\":\"linux/amd64\","
+             "\"packages\":[{\"name\":\"otelcol-contrib\",\"version\":\"%s\",\"digest\":\"%s\"%s}]}",
+             node, running98 ? "0.98.0" : "0.97.0",
+             running98 ? f->contrib98_amd64 : f->contrib97_amd64, report);
+    json_t *reply = heartbeat(f, body);
+    int offered = json_array_size(offers_of(reply)) > 0;
+    if (offered)
+        assert_string_equal(str_at(json_array_get(offers_of(reply), 0), "version"), "0.98.0");
+    json_t *target = json_array_get(json_object_get(reply, "targets"), 0);
+    if (!offered && !running98 && !status && strcmp(str_at(target, "version"), "0.98.0") == 0)
+        assert_string_equal(str_at(target, "state"), "Waiting");
+    json_decref(reply);
+    return offered;
+}
+
+static void tick(struct fixture *f, int64_t now)
+{
+    fleet_error err;
+    CHECK_FLEET(fleet_rollout_tick(f->fleet, now, &err), err);
+}
+
+static json_t *rollout_of(struct fixture *f, const char *policy)
+{
+    json_t *status = policy_status(f, policy, NULL);
+    json_t *rollout = json_incref(json_object_get(status, "rollout"));
+    json_decref(status);
+    assert_non_null(rollout);
+    return rollout;
+}
+
+static void assert_rollout(struct fixture *f, const char *policy, const char *state,
+                           json_int_t batch)
+{
+    json_t *rollout = rollout_of(f, policy);
+    if (strcmp(str_at(rollout, "state"), state) != 0 || int_at(rollout, "batch") != batch) {
+        char *dump = json_dumps(rollout, 0);
+        print_error("expected %s in batch %lld, got %s\n", state, (long long)batch, dump);
+        free(dump);
+        fail();
+    }
+    json_decref(rollout);
+}
+
+#define PROD_NODES 6
+static const char *const prod[PROD_NODES] = {"p0", "p1", "p2", "p3", "p4", "p5"};
+
+/* The ids of prod in rollout order of policy. */
+static void rank_order(const char *order[PROD_NODES], const char *policy)
+{
+    for (size_t i = 0; i < PROD_NODES; i++)
+        order[i] = prod[i];
+    for (size_t i = 0; i < PROD_NODES; i++)
+        for (size_t j = i + 1; j < PROD_NODES; j++)
+            if (pkgstore_rollout_rank(policy, order[j]) < pkgstore_rollout_rank(policy, order[i])) {
+                const char *t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+}
+
+static void test_fleet__staged_rollout_advances_by_rank_after_the_soak(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,\"50%\",\"100%\"],\"soak_s\":10}");
+    /* before the driver has seen the policy nobody is offered anything */
+    for (size_t i = 0; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, prod[i], 0, NULL, NULL));
+    tick(f, 1000);
+    assert_rollout(f, "prod", "running", 1);
+    /* batch 1: exactly the lowest rank */
+    for (size_t i = 0; i < PROD_NODES; i++)
+        assert_int_equal(prod_heartbeat(f, order[i], 0, NULL, NULL), i == 0);
+    /* running the version while the agent monitors it is not done */
+    prod_heartbeat(f, order[0], 1, "Monitoring", "");
+    tick(f, 1001);
+    assert_rollout(f, "prod", "running", 1);
+    json_t *node = node_view(f, order[0]);
+    assert_string_equal(str_at(node, "rollout_state"), "Monitoring");
+    json_decref(node);
+    prod_heartbeat(f, order[0], 1, "Upgraded", "");
+    tick(f, 1002);
+    assert_rollout(f, "prod", "soaking", 1);
+    tick(f, 1011); /* 9 s of 10 */
+    assert_rollout(f, "prod", "soaking", 1);
+    for (size_t i = 1; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    tick(f, 1012);
+    assert_rollout(f, "prod", "running", 2);
+    /* batch 2: 50% of 6 is 3 nodes, the first one included */
+    for (size_t i = 1; i < PROD_NODES; i++)
+        assert_int_equal(prod_heartbeat(f, order[i], 0, NULL, NULL), i < 3);
+    tick(f, 1013); /* counts are the last tick's */
+    json_t *rollout = rollout_of(f, "prod");
+    assert_int_equal(int_at(rollout, "waiting"), 3);
+    /* the limits, as hex: one past the rank of the last node admitted */
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%016llx",
+             (unsigned long long)pkgstore_rollout_rank("prod", order[2]) + 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(rollout, "batches"), 1), "rank_below"),
+                        limit);
+    snprintf(limit, sizeof(limit), "%016llx",
+             (unsigned long long)pkgstore_rollout_rank("prod", order[0]) + 1);
+    assert_string_equal(str_at(json_array_get(json_object_get(rollout, "batches"), 0), "rank_below"),
+                        limit);
+    json_decref(rollout);
+
+    /* a node that joins now takes its place in the order: admitted when
+     * its rank is below the third lowest of the six */
+    char id[32];
+    int joined_in = 0, joined_out = 0;
+    for (int i = 0; i < 40 && !(joined_in && joined_out); i++) {
+        snprintf(id, sizeof(id), "late-%d", i);
+        int admitted = pkgstore_rollout_rank("prod", id) <= pkgstore_rollout_rank("prod", order[2]);
+        assert_int_equal(prod_heartbeat(f, id, 0, NULL, NULL), admitted);
+        joined_in |= admitted;
+        joined_out |= !admitted;
+        /* it leaves again: it would hold the batch open */
+        fleet_error err;
+        CHECK_FLEET(fleet_node_delete(f->fleet, id, &err), err);
+    }
+    assert_true(joined_in && joined_out);
+
+    /* a restart keeps the batch: the same three nodes, no more */
+    close_fleet(f);
+    CHECK(open_fleet(f));
+    assert_rollout(f, "prod", "running", 2);
+    for (size_t i = 1; i < PROD_NODES; i++)
+        assert_int_equal(prod_heartbeat(f, order[i], 0, NULL, NULL), i < 3);
+    for (size_t i = 1; i < 3; i++)
+        prod_heartbeat(f, order[i], 1, "Upgraded", "");
+    tick(f, 2000);
+    assert_rollout(f, "prod", "soaking", 2);
+    tick(f, 2010);
+    assert_rollout(f, "prod", "running", 3);
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_true(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    for (size_t i = 3; i < PROD_NODES; i++)
+        prod_heartbeat(f, order[i], 1, "Upgraded", "");
+    tick(f, 2011);
+    assert_rollout(f, "prod", "done", 3);
+
+    /* nothing to pause once done; the audit log has every transition */
+    fleet_error err;
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "prod", "pause", 0, "token:t", &err), &err,
+                       PKGSTORE_ECONFLICT, "the rollout is done");
+    json_t *audit = NULL;
+    CHECK_FLEET(fleet_audit_json(&audit, f->fleet, "prod", 100, &err), err);
+    static const char *const actions[] = {"start", "advance", "soak", "advance", "soak", "advance",
+                                          "done"};
+    json_t *entries = json_object_get(audit, "entries");
+    assert_int_equal(json_array_size(entries), 7);
+    for (size_t i = 0; i < 7; i++)
+        assert_string_equal(str_at(json_array_get(entries, i), "action"), actions[i]);
+    json_decref(audit);
+}
+
+static void test_fleet__staged_rollout_pauses_on_failures_and_resumes(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    fleet_error err;
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[\"50%\",\"100%\"],\"max_failures\":1}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    tick(f, 1000);
+    for (size_t i = 0; i < PROD_NODES; i++)
+        assert_int_equal(prod_heartbeat(f, order[i], 0, NULL, NULL), i < 3);
+    /* one failure is tolerated, two are not */
+    prod_heartbeat(f, order[0], 0, "RolledBack", "health check failed");
+    prod_heartbeat(f, order[1], 0, "Downloading", "");
+    tick(f, 1001);
+    assert_rollout(f, "prod", "running", 1);
+    prod_heartbeat(f, order[1], 0, "UpgradeFailed", "validate: exit 1");
+    tick(f, 1002);
+    assert_rollout(f, "prod", "paused", 1);
+    assert_int_equal(fleet_rollout_auto_pauses(f->fleet), 1);
+    json_t *rollout = rollout_of(f, "prod");
+    const char *reason = str_at(rollout, "reason");
+    assert_non_null(strstr(reason, "2 of 3 nodes failed (1 tolerated)"));
+    assert_non_null(strstr(reason, "validate: exit 1"));
+    assert_non_null(strstr(reason, "health check failed"));
+    assert_true(json_is_true(json_object_get(rollout, "paused_by_threshold")));
+    assert_int_equal(json_array_size(json_object_get(rollout, "failures")), 2);
+    json_decref(rollout);
+    /* paused: the one admitted node that has not started waits too */
+    assert_false(prod_heartbeat(f, order[2], 0, NULL, NULL));
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, order[i], 0, NULL, NULL));
+
+    /* the pause survives a restart */
+    close_fleet(f);
+    CHECK(open_fleet(f));
+    assert_rollout(f, "prod", "paused", 1);
+    /* a resume before the first count would accept no failures */
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err),
+                       &err, PKGSTORE_ECONFLICT, "not been counted since the server started");
+    tick(f, 1003);
+    assert_rollout(f, "prod", "paused", 1);
+    assert_false(prod_heartbeat(f, order[2], 0, NULL, NULL));
+
+    /* resume accepts the failures seen; the next batch needs the third */
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err), err);
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err),
+                       &err, PKGSTORE_ECONFLICT, "not paused");
+    assert_true(prod_heartbeat(f, order[2], 0, NULL, NULL));
+    tick(f, 1004);
+    assert_rollout(f, "prod", "running", 1);
+    prod_heartbeat(f, order[2], 1, "Upgraded", "");
+    tick(f, 1005);
+    assert_rollout(f, "prod", "running", 2);
+    /* an operator pause holds the rest until resumed */
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "prod", "pause", 0, "token:ops", &err), err);
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    tick(f, 1006);
+    assert_rollout(f, "prod", "paused", 2);
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err), err);
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_true(prod_heartbeat(f, order[i], 0, NULL, NULL));
+
+    json_t *audit = NULL;
+    CHECK_FLEET(fleet_audit_json(&audit, f->fleet, NULL, 100, &err), err);
+    json_t *entries = json_object_get(audit, "entries");
+    json_t *pause = find_by(entries, "action", "auto-pause");
+    assert_non_null(pause);
+    assert_string_equal(str_at(pause, "who"), "pkgstored");
+    json_t *resume = find_by(entries, "action", "resume");
+    assert_non_null(resume);
+    assert_string_equal(str_at(resume, "who"), "token:ops");
+    assert_non_null(strstr(str_at(resume, "reason"), "2 of 3 nodes failed"));
+    json_decref(audit);
+}
+
+static void test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    fleet_error err;
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.97.0", "{}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        assert_false(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    tick(f, 1000);
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[\"50%\",\"100%\"]}");
+    tick(f, 1001);
+    json_t *rollout = rollout_of(f, "prod");
+    assert_string_equal(str_at(rollout, "previous_version"), "0.97.0");
+    json_decref(rollout);
+    for (size_t i = 0; i < 3; i++)
+        prod_heartbeat(f, order[i], 1, "Upgraded", "");
+    /* a node that never ran 0.98.0 and runs something else: not moved */
+    json_decref(heartbeat(f, "{\"node_id\":\"other\",\"labels\":{\"ring\":\"prod\"},"
+                             "\"platform\":\"linux/amd64\"}"));
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "prod", "abort", 1, "token:ops", &err), err);
+    pkgstore_policy *policy = NULL;
+    CHECK(pkgstore_policy_get(&policy, f->reg, "prod"));
+    assert_string_equal(pkgstore_policy_version(policy), "0.97.0");
+    pkgstore_policy_free(policy);
+    /* the three that moved are offered 0.97.0; the others run it already */
+    for (size_t i = 0; i < 3; i++) {
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"node_id\":\"%s\",\"labels\":{\"ring\":\"prod\"},\"platform\":\"linux/amd64\","
+                 "\"packages\":[{\"name\":\"otelcol-contrib\",\"version\":\"0.98.0\",\"digest\":"
+                 "\"%s\"}]}",
+                 order[i], f->contrib98_amd64);
+        json_t *reply = heartbeat(f, body);
+        assert_int_equal(json_array_size(offers_of(reply)), 1);
+        assert_string_equal(str_at(json_array_get(offers_of(reply), 0), "version"), "0.97.0");
+        json_decref(reply);
+    }
+    json_t *reply = heartbeat(f, "{\"node_id\":\"other\",\"labels\":{\"ring\":\"prod\"},"
+                                 "\"platform\":\"linux/amd64\"}");
+    assert_int_equal(json_array_size(offers_of(reply)), 0);
+    json_decref(reply);
+    tick(f, 1002);
+    rollout = rollout_of(f, "prod");
+    assert_string_equal(str_at(rollout, "state"), "aborted");
+    assert_string_equal(str_at(rollout, "reverted_from"), "0.98.0");
+    json_decref(rollout);
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "prod", "resume", 0, "token:ops", &err),
+                       &err, PKGSTORE_ECONFLICT, "reverted");
+    /* no previous version: nothing to revert to */
+    put_staged(f, "fresh", "0.98.0", "{}");
+    tick(f, 1003);
+    assert_fleet_fails(fleet_rollout_action(f->fleet, "fresh", "abort", 1, "token:ops", &err),
+                       &err, PKGSTORE_ECONFLICT, "no previous version");
+}
+
+static void test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes(void **state)
+{
+    struct fixture *f = *state;
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,\"100%\"]}");
+    for (int64_t t = 1000; t < 1005; t++)
+        tick(f, t);
+    /* no node: batch 1 never settles, so a node that comes later is not
+     * handed the whole rollout at once */
+    assert_rollout(f, "prod", "running", 1);
+    assert_false(prod_heartbeat(f, "a", 0, NULL, NULL));
+    assert_false(prod_heartbeat(f, "b", 0, NULL, NULL));
+    tick(f, 1006);
+    int offered = prod_heartbeat(f, "a", 0, NULL, NULL) + prod_heartbeat(f, "b", 0, NULL, NULL);
+    assert_int_equal(offered, 1);
+}
+
+static void test_fleet__staged_rollout_max_parallel_bounds_the_starts(void **state)
+{
+    struct fixture *f = *state;
+    int offered[PROD_NODES], total = 0;
+
+    put_staged(f, "prod", "0.98.0", "{\"max_parallel\":2}");
+    for (size_t i = 0; i < PROD_NODES; i++) /* before the driver has seen it: nobody */
+        assert_false(prod_heartbeat(f, prod[i], 0, NULL, NULL));
+    tick(f, 1000);
+    for (size_t i = 0; i < PROD_NODES; i++)
+        total += offered[i] = prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    assert_int_equal(total, 2);
+    /* the same two keep their offer; nobody else gets one, before or after a count */
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < PROD_NODES; i++)
+            assert_int_equal(prod_heartbeat(f, prod[i], 0, NULL, NULL), offered[i]);
+        tick(f, 1001 + round);
+    }
+    /* one finishes: one more may start */
+    size_t done = 0;
+    while (!offered[done])
+        done++;
+    prod_heartbeat(f, prod[done], 1, "Upgraded", "");
+    tick(f, 1005);
+    int more = 0;
+    for (size_t i = 0; i < PROD_NODES; i++) {
+        if (!offered[i])
+            more += prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    }
+    assert_int_equal(more, 1);
+}
+
+static void test_fleet__staged_rollout_counts_silent_nodes_as_failed(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    int64_t t0 = (int64_t)time(NULL);
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0",
+               "{\"batches\":[1,\"100%\"],\"deadline_s\":60,\"max_failures\":0}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    tick(f, t0);
+    assert_true(prod_heartbeat(f, order[0], 0, NULL, NULL));
+    prod_heartbeat(f, order[0], 0, "Downloading", "");
+    /* the node goes silent while it downloads: within the deadline it is
+     * still upgrading, past it, failed */
+    tick(f, t0 + 59);
+    assert_rollout(f, "prod", "running", 1);
+    tick(f, t0 + 62);
+    assert_rollout(f, "prod", "paused", 1);
+    json_t *rollout = rollout_of(f, "prod");
+    assert_non_null(strstr(str_at(rollout, "reason"), "silent past the deadline"));
+    json_t *failure = json_array_get(json_object_get(rollout, "failures"), 0);
+    assert_string_equal(str_at(failure, "node"), order[0]);
+    assert_string_equal(str_at(failure, "status"), "Silent");
+    json_decref(rollout);
+}
+
+static void test_fleet__staged_rollout_strategy_changed_midway(void **state)
+{
+    struct fixture *f = *state;
+    const char *order[PROD_NODES];
+    rank_order(order, "prod");
+
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,2,3,\"100%\"]}");
+    for (size_t i = 0; i < PROD_NODES; i++)
+        prod_heartbeat(f, prod[i], 0, NULL, NULL);
+    tick(f, 1000);
+    prod_heartbeat(f, order[0], 1, "Upgraded", "");
+    tick(f, 1001);
+    tick(f, 1002);
+    assert_rollout(f, "prod", "running", 2);
+    prod_heartbeat(f, order[1], 1, "Upgraded", "");
+    tick(f, 1003);
+    tick(f, 1004);
+    assert_rollout(f, "prod", "running", 3);
+    /* the operator cuts the strategy to two batches: batch 3 is past the
+     * last, so the rollout goes on to every node once it settles */
+    put_staged(f, "prod", "0.98.0", "{\"batches\":[1,\"100%\"]}");
+    prod_heartbeat(f, order[2], 1, "Upgraded", "");
+    tick(f, 1005);
+    tick(f, 1006);
+    for (size_t i = 3; i < PROD_NODES; i++)
+        assert_true(prod_heartbeat(f, order[i], 0, NULL, NULL));
+    for (size_t i = 3; i < PROD_NODES; i++)
+        prod_heartbeat(f, order[i], 1, "Upgraded", "");
+    tick(f, 1007);
+    json_t *rollout = rollout_of(f, "prod");
+    assert_string_equal(str_at(rollout, "state"), "done");
+    json_decref(rollout);
+}
+
 static void test_fleet__losing_policies_govern_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -1860,6 +2294,21 @@ static void test_fleet__concurrent_heartbeats(void **state)
     f->opts.flush_interval_ms = 5;
     CHECK(open_fleet(f));
     put_policy(f, "dev", "otelcol-contrib", "0.98.0", "env=dev", 0);
+    /* a staged rollout over the prod nodes, driven and acted on meanwhile */
+    {
+        pkgstore_policy *staged = NULL;
+        pkgstore_rollout_strategy strategy;
+        const char *json = "{\"batches\":[\"10%\",\"50%\",\"100%\"],\"max_parallel\":10,"
+                           "\"max_failures\":\"50%\"}";
+        CHECK(pkgstore_policy_new(&staged, "staged", "otelcol-contrib", "0.98.0"));
+        CHECK(pkgstore_policy_set_selector(staged, "env=prod"));
+        CHECK(pkgstore_policy_set_priority(staged, 5));
+        CHECK(pkgstore_rollout_strategy_parse(&strategy, json, strlen(json)));
+        CHECK(pkgstore_policy_set_strategy(staged, &strategy));
+        CHECK(pkgstore_policy_put(NULL, f->reg, staged));
+        pkgstore_policy_free(staged);
+        fleet_policies_changed(f->fleet);
+    }
     for (int i = 0; i < 4; i++) {
         workers[i] = (struct worker){f, i, 0};
         assert_int_equal(pthread_create(&threads[i], NULL, heartbeat_worker, &workers[i]), 0);
@@ -1884,6 +2333,13 @@ static void test_fleet__concurrent_heartbeats(void **state)
         json_decref(status);
         CHECK_FLEET(fleet_flush(f->fleet, &err), err);
         fl_expire(f->fleet, (int64_t)time(NULL));
+        /* the rollout: a round, an operator's action, the audit log */
+        CHECK_FLEET(fleet_rollout_tick(f->fleet, (int64_t)time(NULL), &err), err);
+        int rc = fleet_rollout_action(f->fleet, "staged", i % 2 ? "resume" : "pause", 0,
+                                      "token:test", &err);
+        assert_true(rc == 0 || rc == PKGSTORE_ECONFLICT);
+        CHECK_FLEET(fleet_audit_json(&status, f->fleet, "staged", 10, &err), err);
+        json_decref(status);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(threads[i], NULL);
@@ -2080,6 +2536,13 @@ int main(void)
         T(test_fleet__messages_are_cut_on_a_utf8_boundary),
         T(test_fleet__rollout_counts_and_policy_status),
         T(test_fleet__losing_policies_govern_nothing),
+        T(test_fleet__staged_rollout_advances_by_rank_after_the_soak),
+        T(test_fleet__staged_rollout_pauses_on_failures_and_resumes),
+        T(test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved),
+        T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
+        T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
+        T(test_fleet__staged_rollout_counts_silent_nodes_as_failed),
+        T(test_fleet__staged_rollout_strategy_changed_midway),
         T(test_fleet__pages_cover_every_node_once),
         T(test_fleet__pages_filter_by_selector_policy_and_state),
         T(test_fleet__pages_stop_at_the_byte_budget),

@@ -1100,6 +1100,178 @@ static void test_policy__misuse_is_refused(void **state)
     pkgstore_policy_free(policy);
 }
 
+
+/* ---------------------------------------------------------------- rollout strategies */
+
+static pkgstore_rollout_amount amount(const char *text)
+{
+    pkgstore_rollout_amount a;
+    CHECK(pkgstore_rollout_amount_parse(&a, text));
+    return a;
+}
+
+static void test_policy__rollout_amounts_parse_and_format(void **state)
+{
+    (void)state;
+    static const char *const round_trip[] = {"0", "1", "250", "5%", "0.5%", "0.25%", "100%", "12.3%"};
+    for (size_t i = 0; i < sizeof(round_trip) / sizeof(*round_trip); i++) {
+        char text[PKGSTORE_ROLLOUT_AMOUNT_STR_SIZE];
+        pkgstore_rollout_amount a = amount(round_trip[i]);
+        pkgstore_rollout_amount_format(text, &a);
+        assert_string_equal(text, round_trip[i]);
+    }
+    assert_int_equal(amount("0.5%").value, 50);
+    assert_int_equal(amount("0.5%").percent, 1);
+    assert_int_equal(amount("7").value, 7);
+    pkgstore_rollout_amount a;
+    assert_fails(pkgstore_rollout_amount_parse(&a, "101%"), PKGSTORE_EINVALID, "more than 100%");
+    assert_fails(pkgstore_rollout_amount_parse(&a, "1.5"), PKGSTORE_EINVALID, "whole number");
+    assert_fails(pkgstore_rollout_amount_parse(&a, "0.125%"), PKGSTORE_EINVALID, "two decimals");
+    assert_fails(pkgstore_rollout_amount_parse(&a, "5 %"), PKGSTORE_EINVALID, "not a count");
+    assert_fails(pkgstore_rollout_amount_parse(&a, "-1"), PKGSTORE_EINVALID, "not a count");
+    assert_fails(pkgstore_rollout_amount_parse(&a, ""), PKGSTORE_EINVALID, "empty");
+    assert_fails(pkgstore_rollout_amount_parse(&a, "99999999999"), PKGSTORE_EINVALID, "more than");
+}
+
+static pkgstore_rollout_strategy strategy_of(const char *json)
+{
+    pkgstore_rollout_strategy s;
+    CHECK(pkgstore_rollout_strategy_parse(&s, json, strlen(json)));
+    return s;
+}
+
+static void test_policy__rollout_strategy_validation_names_the_member(void **state)
+{
+    (void)state;
+    pkgstore_rollout_strategy s;
+#define REFUSED(json, needle) \
+    assert_fails(pkgstore_rollout_strategy_parse(&s, json, strlen(json)), PKGSTORE_EINVALID, needle)
+    REFUSED("{\"batches\":[1,\"5%\"]}", "batches[1]: the last batch must be \"100%\"");
+    REFUSED("{\"batches\":[\"5%\",\"5%\",\"100%\"]}", "batches[1]: 5% is not more than");
+    REFUSED("{\"batches\":[3,2,\"100%\"]}", "batches[1]: 2 is not more than");
+    REFUSED("{\"batches\":[0,\"100%\"]}", "batches[0]: a batch must admit more than 0");
+    REFUSED("{\"batches\":[]}", "batches: not an array");
+    REFUSED("{\"batches\":[true,\"100%\"]}", "batches[0]: not a count");
+    REFUSED("{\"soak_s\":-1}", "soak_s: not a non-negative integer");
+    REFUSED("{\"soak_s\":40000000}", "soak_s: 40000000 is more than");
+    REFUSED("{\"max_failures\":\"x\"}", "max_failures: amount 'x'");
+    REFUSED("{\"batch\":[1]}", "batch: unknown field");
+    REFUSED("[1]", "strategy: not an object");
+#undef REFUSED
+    s = strategy_of("{\"batches\":[1,\"5%\",\"25%\",\"100%\"],\"soak_s\":60,"
+                    "\"max_failures\":\"10%\",\"deadline_s\":600,\"max_parallel\":5}");
+    assert_int_equal(s.nbatches, 4);
+    assert_int_equal(s.soak_s, 60);
+    assert_int_equal(s.has_max_failures, 1);
+    char *text = NULL;
+    CHECK(pkgstore_rollout_strategy_format(&text, &s));
+    assert_string_equal(text, "{\"batches\":[1,\"5%\",\"25%\",\"100%\"],\"deadline_s\":600,"
+                              "\"max_failures\":\"10%\",\"max_parallel\":5,\"soak_s\":60}");
+    free(text);
+    /* a single 100% batch is the default spelled out */
+    s = strategy_of("{\"batches\":[\"100%\"]}");
+    assert_int_equal(s.nbatches, 0);
+    assert_int_equal(pkgstore_rollout_batch_count(&s), 1);
+}
+
+static void test_policy__rollout_batch_sizes_round_up_and_are_cumulative(void **state)
+{
+    (void)state;
+    pkgstore_rollout_strategy s = strategy_of("{\"batches\":[1,\"5%\",\"25%\",\"100%\"]}");
+    /* 6 nodes: 1, ceil(0.3)=1, ceil(1.5)=2, 6 */
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 0, 6), 1);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 1, 6), 1);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 2, 6), 2);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 3, 6), 6);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 9, 6), 6);
+    /* 100000 nodes: 1, 5000, 25000, 100000 */
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 0, 100000), 1);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 1, 100000), 5000);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 2, 100000), 25000);
+    /* 20001 nodes: 5% is 1000.05, rounded up */
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 1, 20001), 1001);
+    /* an empty selector: every batch is empty */
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(pkgstore_rollout_batch_size(&s, k, 0), 0);
+    /* a count larger than the fleet is capped; a count after a larger
+     * percentage never shrinks the batch */
+    s = strategy_of("{\"batches\":[\"50%\",3,\"100%\"]}");
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 0, 2), 1);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 1, 2), 2);
+    assert_int_equal(pkgstore_rollout_batch_size(&s, 1, 100), 50);
+    /* huge totals do not overflow */
+    assert_true(pkgstore_rollout_batch_size(&s, 0, UINT64_MAX) == UINT64_MAX / 2 + 1);
+    /* the default: one batch of everything */
+    pkgstore_rollout_strategy d = PKGSTORE_ROLLOUT_STRATEGY_INIT;
+    assert_int_equal(pkgstore_rollout_batch_size(&d, 0, 7), 7);
+}
+
+static void test_policy__rollout_failures_allowed_round_down(void **state)
+{
+    (void)state;
+    pkgstore_rollout_strategy s = PKGSTORE_ROLLOUT_STRATEGY_INIT;
+    assert_true(pkgstore_rollout_failures_allowed(&s, 10) == UINT64_MAX);
+    s = strategy_of("{\"max_failures\":\"10%\"}");
+    assert_int_equal(pkgstore_rollout_failures_allowed(&s, 6), 0);
+    assert_int_equal(pkgstore_rollout_failures_allowed(&s, 19), 1);
+    assert_int_equal(pkgstore_rollout_failures_allowed(&s, 100000), 10000);
+    s = strategy_of("{\"max_failures\":2}");
+    assert_int_equal(pkgstore_rollout_failures_allowed(&s, 6), 2);
+    s = strategy_of("{\"max_failures\":0}");
+    assert_int_equal(pkgstore_rollout_failures_allowed(&s, 6), 0);
+}
+
+static void test_policy__rollout_rank_is_stable_and_per_policy(void **state)
+{
+    (void)state;
+    /* fixed values: the order must not change between releases */
+    assert_true(pkgstore_rollout_rank("canary", "node-1") == pkgstore_rollout_rank("canary", "node-1"));
+    assert_true(pkgstore_rollout_rank("canary", "node-1") != pkgstore_rollout_rank("canary", "node-2"));
+    assert_true(pkgstore_rollout_rank("canary", "node-1") != pkgstore_rollout_rank("prod", "node-1"));
+    /* "ab"+"c" and "a"+"bc" differ */
+    assert_true(pkgstore_rollout_rank("ab", "c") != pkgstore_rollout_rank("a", "bc"));
+    /* fair: about half of 10000 nodes fall below the middle of the range */
+    unsigned int below = 0;
+    for (int i = 0; i < 10000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "node-%d", i);
+        below += pkgstore_rollout_rank("prod", id) < (UINT64_MAX / 2);
+    }
+    assert_in_range(below, 4700, 5300);
+}
+
+static void test_policy__rollout_strategy_is_stored_and_old_records_read(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_policy *policy = NULL, *stored = NULL;
+    pkgstore_rollout_strategy s = strategy_of("{\"batches\":[1,\"50%\",\"100%\"],\"soak_s\":5,"
+                                              "\"max_failures\":1}");
+    CHECK(pkgstore_policy_new(&policy, "staged", "otelcol-contrib", "0.98.0"));
+    CHECK(pkgstore_policy_set_strategy(policy, &s));
+    s.nbatches = 2; /* last batch not 100% */
+    assert_fails(pkgstore_policy_set_strategy(policy, &s), PKGSTORE_EINVALID, "batches[1]");
+    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+    pkgstore_policy_free(policy);
+    CHECK(pkgstore_policy_get(&stored, f->reg, "staged"));
+    const pkgstore_rollout_strategy *got = pkgstore_policy_strategy(stored);
+    assert_int_equal(got->nbatches, 3);
+    assert_int_equal(got->batches[1].value, 5000);
+    assert_int_equal(got->soak_s, 5);
+    assert_int_equal(got->has_max_failures, 1);
+    assert_int_equal(got->max_failures.value, 1);
+    assert_int_equal(pkgstore_policy_set_strategy(stored, NULL), PKGSTORE_EINVALID);
+    pkgstore_policy_free(stored);
+
+    /* a policy without a strategy stores no "strategy" member, and reads as
+     * one batch of 100% */
+    CHECK(pkgstore_policy_new(&policy, "plain", "otelcol-contrib", "0.98.0"));
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_int_equal(pkgstore_policy_strategy(stored)->nbatches, 0);
+    assert_int_equal(pkgstore_rollout_batch_count(pkgstore_policy_strategy(stored)), 1);
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1124,6 +1296,12 @@ int main(void)
         T(test_policy__evaluate_unresolved_keeps_the_lookup_error),
         T(test_policy__evaluate_refuses_a_small_capacity),
         T(test_policy__misuse_is_refused),
+        T(test_policy__rollout_amounts_parse_and_format),
+        T(test_policy__rollout_strategy_validation_names_the_member),
+        T(test_policy__rollout_batch_sizes_round_up_and_are_cumulative),
+        T(test_policy__rollout_failures_allowed_round_down),
+        T(test_policy__rollout_rank_is_stable_and_per_policy),
+        T(test_policy__rollout_strategy_is_stored_and_old_records_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #undef T

@@ -7,6 +7,10 @@
  *   pkgstore-policy ... show NAME
  *   pkgstore-policy ... rm NAME
  *   pkgstore-policy ... retry NAME
+ *   pkgstore-policy ... status NAME
+ *   pkgstore-policy ... pause|resume NAME
+ *   pkgstore-policy ... abort [--revert] NAME
+ *   pkgstore-policy ... audit [NAME]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,11 +33,21 @@ static void usage(FILE *out)
             "\n"
             "  set NAME --package P --version V [--selector S] [--type primary|addon]\n"
             "           [--priority N]     create or replace a policy\n"
+            "           [--batches LIST] [--soak SECONDS] [--max-failures N|P%%]\n"
+            "           [--deadline SECONDS] [--max-parallel N]\n"
+            "                              ... with a staged rollout: LIST is cumulative\n"
+            "                              batch sizes, e.g. 1,5%%,25%%,100%%\n"
             "  ls                          list policies with their rollout counts\n"
             "  show NAME                   one policy, its counts and its nodes\n"
             "  rm NAME                     delete a policy\n"
             "  retry NAME                  raise the policy's retry generation: agents try\n"
             "                              the version once more where it failed\n"
+            "  status NAME                 the rollout: state, batches with their counts, reason\n"
+            "  pause NAME, resume NAME     hold the rollout's offers; go on (failures seen so\n"
+            "                              far are accepted)\n"
+            "  abort [--revert] NAME       stop the rollout; --revert offers the version the\n"
+            "                              policy named before to the nodes that moved\n"
+            "  audit [NAME]                the audit log (of one policy)\n"
             "\n"
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
@@ -95,16 +109,87 @@ static void print_header(void)
            "VERSION", "TYPE", "NODES", "UPGRADED", "ACTIVE", "FAILED", "INCOMP", "SELECTOR");
 }
 
+/* A whole number of seconds or nodes from a flag. */
+static int flag_count(json_t **out, const char *flag, const char *text)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (errno || *end || end == text || n < 0 || n > 1000000000)
+        return cli_usage("--%s: '%s' is not a whole number in 0..1000000000", flag, text);
+    *out = json_integer(n);
+    return 0;
+}
+
+/* An amount: "3" as a count, "5%" as a percentage string. */
+static json_t *amount_json(const char *text)
+{
+    if (strchr(text, '%'))
+        return json_string(text);
+    char *end;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (errno || *end || end == text)
+        return json_string(text); /* the server names what is wrong */
+    return json_integer(n);
+}
+
+/* The "strategy" object of a policy from set's flags (the server
+ * validates it and names what is wrong). */
+static int strategy_parse(json_t **out, const char *batches, const char *soak,
+                          const char *max_failures, const char *deadline, const char *max_parallel)
+{
+    json_t *strategy = json_object(), *value = NULL;
+    int error = 0;
+    *out = NULL;
+    if (batches) {
+        json_t *list = json_array();
+        char *copy = strdup(batches), *save = NULL;
+        for (char *item = copy ? strtok_r(copy, ",", &save) : NULL; item;
+             item = strtok_r(NULL, ",", &save))
+            json_array_append_new(list, amount_json(item));
+        free(copy);
+        if (json_array_size(list) == 0) {
+            json_decref(list);
+            json_decref(strategy);
+            return cli_usage("--batches: give cumulative sizes such as 1,5%%,25%%,100%%");
+        }
+        json_object_set_new(strategy, "batches", list);
+    }
+    if (soak && (error = flag_count(&value, "soak", soak)) == 0)
+        json_object_set_new(strategy, "soak_s", value);
+    if (!error && deadline && (error = flag_count(&value, "deadline", deadline)) == 0)
+        json_object_set_new(strategy, "deadline_s", value);
+    if (!error && max_parallel && (error = flag_count(&value, "max-parallel", max_parallel)) == 0)
+        json_object_set_new(strategy, "max_parallel", value);
+    if (!error && max_failures)
+        json_object_set_new(strategy, "max_failures", amount_json(max_failures));
+    if (error) {
+        json_decref(strategy);
+        return error;
+    }
+    *out = strategy;
+    return 0;
+}
+
 /* The arguments of "set" (argv[0] is the command): the policy's NAME into
  * *name and its JSON body into *text (free()). 0, or a usage error, checked
  * before the client needs a server or a token. */
 static int set_parse(const char **name, char **text, int argc, char **argv)
 {
     const char *selector = "", *package = NULL, *version = NULL, *type = NULL;
+    const char *batches = NULL, *soak = NULL, *max_failures = NULL, *deadline = NULL,
+               *max_parallel = NULL;
     long priority = 0;
     int has_priority = 0;
-    enum { S_SELECTOR = 256, S_PACKAGE, S_VERSION, S_TYPE, S_PRIORITY };
+    enum { S_SELECTOR = 256, S_PACKAGE, S_VERSION, S_TYPE, S_PRIORITY, S_BATCHES, S_SOAK,
+           S_MAX_FAILURES, S_DEADLINE, S_MAX_PARALLEL };
     static const struct option options[] = {
+        {"batches", required_argument, NULL, S_BATCHES},
+        {"soak", required_argument, NULL, S_SOAK},
+        {"max-failures", required_argument, NULL, S_MAX_FAILURES},
+        {"deadline", required_argument, NULL, S_DEADLINE},
+        {"max-parallel", required_argument, NULL, S_MAX_PARALLEL},
         {"selector", required_argument, NULL, S_SELECTOR},
         {"package", required_argument, NULL, S_PACKAGE},
         {"version", required_argument, NULL, S_VERSION},
@@ -121,6 +206,11 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
         case S_PACKAGE: package = optarg; break;
         case S_VERSION: version = optarg; break;
         case S_TYPE: type = optarg; break;
+        case S_BATCHES: batches = optarg; break;
+        case S_SOAK: soak = optarg; break;
+        case S_MAX_FAILURES: max_failures = optarg; break;
+        case S_DEADLINE: deadline = optarg; break;
+        case S_MAX_PARALLEL: max_parallel = optarg; break;
         case S_PRIORITY:
             errno = 0;
             priority = strtol(optarg, &end, 10);
@@ -146,6 +236,15 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
         return cli_usage("set: arguments must be UTF-8");
     if (has_priority)
         json_object_set_new(body, "priority", json_integer(priority));
+    if (batches || soak || max_failures || deadline || max_parallel) {
+        json_t *strategy = NULL;
+        int error = strategy_parse(&strategy, batches, soak, max_failures, deadline, max_parallel);
+        if (error != 0) {
+            json_decref(body);
+            return error;
+        }
+        json_object_set_new(body, "strategy", strategy);
+    }
     *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!*text) {
@@ -202,6 +301,59 @@ static int cmd_ls(http_client *client, int json_out)
     return 0;
 }
 
+static void print_rollout(json_t *rollout)
+{
+    printf("state:     %s\n", json_string_value(json_object_get(rollout, "state")));
+    if (json_object_get(rollout, "batch"))
+        printf("batch:     %lld of %lld\n",
+               (long long)json_integer_value(json_object_get(rollout, "batch")),
+               (long long)json_integer_value(json_object_get(rollout, "batch_count")));
+    const char *reason = json_string_value(json_object_get(rollout, "reason"));
+    if (reason && *reason)
+        printf("reason:    %s\n", reason);
+    const char *until = json_string_value(json_object_get(rollout, "soak_until"));
+    if (until)
+        printf("soak until %s\n", until);
+    if (json_object_get(rollout, "nodes"))
+        printf("nodes:     %lld (%lld waiting for a later batch)\n",
+               (long long)json_integer_value(json_object_get(rollout, "nodes")),
+               (long long)json_integer_value(json_object_get(rollout, "waiting")));
+    json_t *batches = json_object_get(rollout, "batches");
+    if (json_array_size(batches)) {
+        printf("%-6s %-6s %-8s %6s %6s %6s %7s %6s\n", "BATCH", "SIZE", "STATE", "NODES", "DONE",
+               "ACTIVE", "PENDING", "FAILED");
+        for (size_t i = 0; i < json_array_size(batches); i++) {
+            json_t *b = json_array_get(batches, i);
+            if (json_object_get(b, "nodes"))
+                printf("%-6lld %-6s %-8s %6lld %6lld %6lld %7lld %6lld\n",
+                       (long long)json_integer_value(json_object_get(b, "batch")),
+                       json_string_value(json_object_get(b, "size")),
+                       json_string_value(json_object_get(b, "state")),
+                       (long long)json_integer_value(json_object_get(b, "nodes")),
+                       (long long)json_integer_value(json_object_get(b, "done")),
+                       (long long)json_integer_value(json_object_get(b, "active")),
+                       (long long)json_integer_value(json_object_get(b, "pending")),
+                       (long long)json_integer_value(json_object_get(b, "failed")));
+            else
+                printf("%-6lld %-6s %-8s %6lld\n",
+                       (long long)json_integer_value(json_object_get(b, "batch")),
+                       json_string_value(json_object_get(b, "size")),
+                       json_string_value(json_object_get(b, "state")),
+                       (long long)json_integer_value(json_object_get(b, "planned_nodes")));
+        }
+    }
+    json_t *failures = json_object_get(rollout, "failures");
+    for (size_t i = 0; i < json_array_size(failures); i++) {
+        json_t *fail_item = json_array_get(failures, i);
+        const char *message = json_string_value(json_object_get(fail_item, "message"));
+        printf("failed:    %s %s (batch %lld)%s%s\n",
+               json_string_value(json_object_get(fail_item, "node")),
+               json_string_value(json_object_get(fail_item, "status")),
+               (long long)json_integer_value(json_object_get(fail_item, "batch")),
+               message && *message ? ": " : "", message ? message : "");
+    }
+}
+
 static int cmd_show(http_client *client, int json_out, const char *name)
 {
     char path[1024];
@@ -231,6 +383,10 @@ static int cmd_show(http_client *client, int json_out, const char *name)
     json_object_foreach(json_object_get(status, "counts"), key, value) {
         if (json_integer_value(value))
             printf("  %-16s %lld\n", key, (long long)json_integer_value(value));
+    }
+    if (json_is_object(json_object_get(status, "rollout"))) {
+        printf("rollout:\n");
+        print_rollout(json_object_get(status, "rollout"));
     }
     json_t *nodes = json_object_get(status, "nodes");
     if (json_array_size(nodes)) {
@@ -282,6 +438,85 @@ static int cmd_retry(http_client *client, int json_out, const char *name)
     return 0;
 }
 
+static int cmd_status(http_client *client, int json_out, const char *name)
+{
+    char path[1024];
+    policy_path(path, sizeof path, name, "");
+    http_reply reply;
+    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
+        return fail(&reply, name);
+    json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
+    if (json_out) {
+        char *text = json_dumps(rollout ? rollout : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("%s\n", text ? text : "null");
+        free(text);
+    } else {
+        printf("policy:    %s (%s %s)\n", name, json_string_value(json_object_get(p, "package")),
+               json_string_value(json_object_get(p, "version")));
+        print_rollout(rollout);
+    }
+    json_decref(p);
+    http_reply_free(&reply);
+    return 0;
+}
+
+static int cmd_action(http_client *client, int json_out, const char *action, const char *name,
+                      int revert)
+{
+    char path[1024], suffix[16];
+    snprintf(suffix, sizeof suffix, "/%s", action);
+    policy_path(path, sizeof path, name, suffix);
+    http_reply reply;
+    if (http_request(&reply, client, "POST", path, revert ? "{\"revert\":true}" : "") < 0 ||
+        reply.status != 200)
+        return fail(&reply, name);
+    if (json_out) {
+        printf("%s\n", reply.body);
+    } else {
+        json_t *p = json_loads(reply.body, 0, NULL);
+        json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
+        printf("policy %s: rollout %s (%s %s)\n", name,
+               json_string_value(json_object_get(rollout, "state")),
+               json_string_value(json_object_get(p, "package")),
+               json_string_value(json_object_get(p, "version")));
+        json_decref(p);
+    }
+    http_reply_free(&reply);
+    return 0;
+}
+
+static int cmd_audit(http_client *client, int json_out, const char *name)
+{
+    char path[1024] = "/v1/audit";
+    if (name) {
+        char *escaped = http_escape(name);
+        snprintf(path, sizeof path, "/v1/audit?policy=%s", escaped ? escaped : "");
+        free(escaped);
+    }
+    http_reply reply;
+    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
+        return fail(&reply, "audit");
+    if (json_out) {
+        printf("%s\n", reply.body);
+    } else {
+        json_t *root = json_loads(reply.body, 0, NULL);
+        json_t *entries = json_object_get(root, "entries");
+        printf("%-20s %-20s %-24s %-14s %s\n", "TIME", "POLICY", "WHO", "ACTION", "REASON");
+        for (size_t i = 0; i < json_array_size(entries); i++) {
+            json_t *e = json_array_get(entries, i);
+            printf("%-20s %-20s %-24s %-14s %s\n", json_string_value(json_object_get(e, "time")),
+                   json_string_value(json_object_get(e, "policy")),
+                   json_string_value(json_object_get(e, "who")),
+                   json_string_value(json_object_get(e, "action")),
+                   json_string_value(json_object_get(e, "reason")));
+        }
+        json_decref(root);
+    }
+    http_reply_free(&reply);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
@@ -312,16 +547,36 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage("no command: give set, ls, show, rm or retry");
+        return cli_usage("no command: give set, ls, show, rm, retry, status, pause, resume, "
+                         "abort or audit");
     const char *command = argv[optind];
     int rest_argc = argc - optind;
     char **rest_argv = argv + optind;
+    int revert = 0;
+    if (strcmp(command, "abort") == 0 && rest_argc >= 2 && strcmp(rest_argv[1], "--revert") == 0) {
+        revert = 1;
+        rest_argv[1] = rest_argv[0];
+        rest_argv++;
+        rest_argc--;
+    } else if (strcmp(command, "abort") == 0 && rest_argc == 3 &&
+               strcmp(rest_argv[2], "--revert") == 0) {
+        revert = 1;
+        rest_argc--;
+    }
     int needs_name = strcmp(command, "show") == 0 || strcmp(command, "rm") == 0 ||
-                     strcmp(command, "retry") == 0;
-    if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 && !needs_name)
-        return cli_usage("%s: unknown command (set, ls, show, rm, retry)", command);
+                     strcmp(command, "retry") == 0 || strcmp(command, "status") == 0 ||
+                     strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0 ||
+                     strcmp(command, "abort") == 0;
+    if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 &&
+        strcmp(command, "audit") != 0 && !needs_name)
+        return cli_usage("%s: unknown command (set, ls, show, rm, retry, status, pause, resume, "
+                         "abort, audit)",
+                         command);
     if (needs_name && rest_argc != 2)
-        return cli_usage("%s: give exactly one NAME", command);
+        return cli_usage("%s: give exactly one NAME%s", command,
+                         strcmp(command, "abort") == 0 ? " (and --revert)" : "");
+    if (strcmp(command, "audit") == 0 && rest_argc > 2)
+        return cli_usage("audit: give at most one NAME");
     if (strcmp(command, "ls") == 0 && rest_argc != 1)
         return cli_usage("ls: takes no arguments");
     const char *set_name = NULL;
@@ -343,5 +598,12 @@ int main(int argc, char **argv)
         return cmd_show(&client, json_out, rest_argv[1]);
     if (strcmp(command, "retry") == 0)
         return cmd_retry(&client, json_out, rest_argv[1]);
+    if (strcmp(command, "status") == 0)
+        return cmd_status(&client, json_out, rest_argv[1]);
+    if (strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0 ||
+        strcmp(command, "abort") == 0)
+        return cmd_action(&client, json_out, command, rest_argv[1], revert);
+    if (strcmp(command, "audit") == 0)
+        return cmd_audit(&client, json_out, rest_argc == 2 ? rest_argv[1] : NULL);
     return cmd_rm(&client, json_out, rest_argv[1]);
 }

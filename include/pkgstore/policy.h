@@ -158,6 +158,119 @@ PKGSTORE_API int64_t pkgstore_policy_updated(const pkgstore_policy *policy);
  */
 PKGSTORE_API uint64_t pkgstore_policy_retry_generation(const pkgstore_policy *policy);
 
+/* ---------------------------------------------------------------- rollout strategy */
+
+/*
+ * A policy's rollout strategy: how the fleet that serves the policy admits
+ * nodes to its version, batch by batch (docs/policies.md, "Staged
+ * rollouts"). The library holds, validates and stores it and does the
+ * arithmetic below; the program that keeps a fleet drives the rollout.
+ */
+
+#define PKGSTORE_ROLLOUT_BATCHES_MAX 16
+#define PKGSTORE_ROLLOUT_COUNT_MAX 1000000000u  /* a count of nodes */
+#define PKGSTORE_ROLLOUT_SECONDS_MAX 31536000u  /* soak and deadline: one year */
+#define PKGSTORE_ROLLOUT_AMOUNT_STR_SIZE 16
+
+/** A number of nodes, absolute or relative. */
+typedef struct pkgstore_rollout_amount {
+    uint32_t value; /* a count of nodes, or hundredths of a percent (1..10000) */
+    int percent;    /* 1: value is in hundredths of a percent */
+} pkgstore_rollout_amount;
+
+/** A strategy. Start from PKGSTORE_ROLLOUT_STRATEGY_INIT: one batch of
+ * 100%, no soak, no failure threshold, no deadline, no parallel limit,
+ * which is how a policy without a strategy behaves. */
+typedef struct pkgstore_rollout_strategy {
+    unsigned int version;        /* PKGSTORE_ROLLOUT_STRATEGY_VERSION */
+    size_t nbatches;             /* 0 means one batch of 100% */
+    pkgstore_rollout_amount batches[PKGSTORE_ROLLOUT_BATCHES_MAX]; /* cumulative sizes */
+    uint32_t soak_s;             /* a batch stays healthy this long before the next one */
+    int has_max_failures;        /* 0: failures never pause the rollout */
+    pkgstore_rollout_amount max_failures; /* failed nodes a batch tolerates */
+    uint32_t deadline_s;         /* an admitted node silent this long counts as failed; 0: never */
+    uint32_t max_parallel;       /* nodes upgrading at once; 0: no limit */
+} pkgstore_rollout_strategy;
+
+#define PKGSTORE_ROLLOUT_STRATEGY_VERSION 1
+#define PKGSTORE_ROLLOUT_STRATEGY_INIT {PKGSTORE_ROLLOUT_STRATEGY_VERSION, 0, {{0, 0}}, 0, 0, {0, 0}, 0, 0}
+
+/**
+ * Parse "N" (a count of nodes, 0..PKGSTORE_ROLLOUT_COUNT_MAX) or "P%"
+ * (a percentage, 0 to 100 with at most two decimals, e.g. "0.5%") into
+ * *out. Errors: PKGSTORE_EINVALID with a detail quoting the text.
+ */
+PKGSTORE_API int pkgstore_rollout_amount_parse(pkgstore_rollout_amount *out, const char *text);
+
+/** The text of an amount ("3", "5%", "0.25%") into out (NUL-terminated). */
+PKGSTORE_API void pkgstore_rollout_amount_format(char out[PKGSTORE_ROLLOUT_AMOUNT_STR_SIZE],
+                                                 const pkgstore_rollout_amount *amount);
+
+/**
+ * Check a strategy: 1 to PKGSTORE_ROLLOUT_BATCHES_MAX batches (or 0 for the
+ * default), each more than 0 nodes, counts and percentages each strictly
+ * increasing, the last batch "100%"; times at most
+ * PKGSTORE_ROLLOUT_SECONDS_MAX; max_parallel at most
+ * PKGSTORE_ROLLOUT_COUNT_MAX. Errors: PKGSTORE_EINVALID naming the field
+ * ("batches[2]: ...", "soak_s: ...").
+ */
+PKGSTORE_API int pkgstore_rollout_strategy_validate(const pkgstore_rollout_strategy *strategy);
+
+/** The number of batches (1 for the default). */
+PKGSTORE_API size_t pkgstore_rollout_batch_count(const pkgstore_rollout_strategy *strategy);
+
+/**
+ * How many of total nodes batches 0..k admit together: the largest of
+ * their amounts resolved against total, a count capped at total, a
+ * percentage rounded up (ceil(total * p / 100)), so a non-empty fleet gives
+ * every non-empty batch at least one node. The last batch (and any k past
+ * it) admits total.
+ */
+PKGSTORE_API uint64_t pkgstore_rollout_batch_size(const pkgstore_rollout_strategy *strategy,
+                                                  size_t k, uint64_t total);
+
+/**
+ * How many failed nodes a batch of batch_size nodes tolerates: the count,
+ * or the percentage of batch_size rounded down ("10%" of 6 is 0: one
+ * failure pauses); UINT64_MAX without a threshold. The rollout pauses when
+ * a batch has more failures than this.
+ */
+PKGSTORE_API uint64_t pkgstore_rollout_failures_allowed(const pkgstore_rollout_strategy *strategy,
+                                                        uint64_t batch_size);
+
+/**
+ * The rank of a node in the rollout order of a policy: a 64-bit hash of
+ * the policy name and the node id (FNV-1a with a 64-bit finalizer), the
+ * same on every run and every machine. Lower ranks go first; a node that
+ * joins later takes its place in the order.
+ */
+PKGSTORE_API uint64_t pkgstore_rollout_rank(const char *policy, const char *node_id);
+
+/**
+ * Parse the JSON text of a strategy (len bytes), the form of the policy
+ * record and of the API: {"batches":[1,"5%","100%"],"soak_s":600,
+ * "max_failures":"10%","deadline_s":1800,"max_parallel":50}; every member
+ * is optional, unknown members are refused, max_failures may be null.
+ * A single batch of "100%" reads as the default. Then validated.
+ * Errors: PKGSTORE_EINVALID naming the member. On failure *out is the default.
+ */
+PKGSTORE_API int pkgstore_rollout_strategy_parse(pkgstore_rollout_strategy *out, const char *json,
+                                                 size_t len);
+
+/** The JSON text of a strategy (every member, batches written out) into
+ * *out: free() it. Errors: PKGSTORE_EINVALID, PKGSTORE_ENOMEM. */
+PKGSTORE_API int pkgstore_rollout_strategy_format(char **out,
+                                                  const pkgstore_rollout_strategy *strategy);
+
+/** Set the policy's rollout strategy (copied, after
+ * pkgstore_rollout_strategy_validate()). NULL restores the default.
+ * Errors: PKGSTORE_EINVALID. */
+PKGSTORE_API int pkgstore_policy_set_strategy(pkgstore_policy *policy,
+                                              const pkgstore_rollout_strategy *strategy);
+
+/** The policy's strategy; never NULL, valid while the policy lives. */
+PKGSTORE_API const pkgstore_rollout_strategy *pkgstore_policy_strategy(const pkgstore_policy *policy);
+
 /* ---------------------------------------------------------------- stored policies */
 
 /**
@@ -313,7 +426,8 @@ PKGSTORE_API int pkgstore_policy_evaluate(pkgstore_decision *decisions, size_t c
 /*
  * Where a node stands for the policy that governs one of its slots. The
  * first ten are the agent's status values after Pending (docs/api.md);
- * Incompatible and Unknown come from the verdicts.
+ * Incompatible and Unknown come from the verdicts; Waiting from a fleet
+ * that holds the offer back (a staged rollout).
  */
 typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_PENDING = 0,     /* offered; the node reported nothing for it yet */
@@ -328,11 +442,12 @@ typedef enum pkgstore_rollout_state {
     PKGSTORE_ROLLOUT_ROLLBACK_FAILED,
     PKGSTORE_ROLLOUT_INCOMPATIBLE,    /* INCOMPATIBLE or UNMET */
     PKGSTORE_ROLLOUT_UNKNOWN,         /* UNRESOLVED */
+    PKGSTORE_ROLLOUT_WAITING,         /* OFFER, but a staged rollout has not reached the node */
     PKGSTORE_ROLLOUT_COUNT
 } pkgstore_rollout_state;
 
 /** "Pending", "Downloading", ..., "RollbackFailed", "Incompatible",
- * "Unknown"; NULL for an out-of-range value. Static storage. */
+ * "Unknown", "Waiting"; NULL for an out-of-range value. Static storage. */
 PKGSTORE_API const char *pkgstore_rollout_state_name(pkgstore_rollout_state state);
 
 /** Parse an agent status value ("Downloading" ... "RollbackFailed") into

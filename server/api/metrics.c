@@ -44,6 +44,8 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_SIGNATURES] = "/v1/packages/{name}/{version}/signatures",
     [ROUTE_TRUST_ROOT] = "/v1/trust/root",
     [ROUTE_REVOCATIONS] = "/v1/trust/revocations",
+    [ROUTE_POLICY_ROLLOUT] = "/v1/policies/{name}/{pause,resume,abort}",
+    [ROUTE_AUDIT] = "/v1/audit",
 };
 
 const char *route_label(enum route route)
@@ -199,6 +201,18 @@ static void emit_node_gauge(void *ctx, const char *policy, const char *status, u
               (unsigned long long)count);
 }
 
+/* One line per rollout state: 1 for the policy's state, 0 for the others,
+ * so that a query can select a state without knowing the others. */
+static void emit_rollout_state(void *ctx, const char *policy, const char *state)
+{
+    static const char *const states[] = {"running", "soaking", "paused", "done", "aborted"};
+    char p[512];
+    label_escape(p, sizeof p, policy);
+    for (size_t i = 0; i < sizeof states / sizeof *states; i++)
+        tb_printf(ctx, "pkgstored_rollout_state{policy=\"%s\",state=\"%s\"} %d\n", p, states[i],
+                  strcmp(state, states[i]) == 0);
+}
+
 char *metrics_render(size_t *len_out)
 {
     text_buf tb = {malloc(16384), 0, 16384, 0};
@@ -331,6 +345,16 @@ char *metrics_render(size_t *len_out)
     tb_printf(&tb, "# HELP pkgstored_nodes Nodes by rollout state per policy.\n"
                    "# TYPE pkgstored_nodes gauge\n");
     metrics_render_nodes(emit_node_gauge, &tb);
+    tb_printf(&tb, "# HELP pkgstored_rollout_state The state of each policy's rollout (1 for the "
+                   "current one).\n"
+                   "# TYPE pkgstored_rollout_state gauge\n");
+    if (g_server.fleet)
+        fleet_rollout_foreach(g_server.fleet, emit_rollout_state, &tb);
+    tb_printf(&tb, "# HELP pkgstored_rollout_auto_pauses_total Rollouts paused by their failure "
+                   "threshold since the start.\n"
+                   "# TYPE pkgstored_rollout_auto_pauses_total counter\n"
+                   "pkgstored_rollout_auto_pauses_total %llu\n",
+              (unsigned long long)(g_server.fleet ? fleet_rollout_auto_pauses(g_server.fleet) : 0));
     if (tb.failed) {
         free(tb.data);
         return NULL;

@@ -4,13 +4,15 @@
  * reach it.
  *
  *   {"selector":"env=dev","package":"otelcol-contrib","version":"0.98.0",
- *    "type":"primary","priority":10}
+ *    "type":"primary","priority":10,
+ *    "strategy":{"batches":[1,"5%","100%"],"soak_s":600,"max_failures":"10%"}}
  *
  * selector defaults to "" (every node), type to the package's own, priority
  * to 0; unknown fields are refused; the read-only fields of a GET (name,
  * created, updated, retry, status) are accepted so that a GET can be PUT
  * back. The library checks the values (pkgstore_policy_new() and setters).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy_body.h"
@@ -46,7 +48,7 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
                       fleet_error *err)
 {
     const char *selector = "", *package = NULL, *version = NULL, *type = NULL, *key;
-    json_t *priority = NULL, *value, *root;
+    json_t *priority = NULL, *strategy = NULL, *value, *root;
     json_error_t jerr;
     pkgstore_policy *policy = NULL;
     pkgstore_package_type parsed_type = PKGSTORE_TYPE_PRIMARY;
@@ -75,6 +77,10 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
             if (!json_is_integer(value))
                 error = fl_body_fail(err, PKGSTORE_EINVALID, 0, "priority: not an integer");
             priority = value;
+        } else if (strcmp(key, "strategy") == 0) {
+            if (!json_is_object(value) && !json_is_null(value))
+                error = fl_body_fail(err, PKGSTORE_EINVALID, 0, "strategy: not an object");
+            strategy = json_is_null(value) ? NULL : value;
         } else if (strcmp(key, "name") == 0) {
             if (!json_is_string(value) || strcmp(json_string_value(value), name) != 0)
                 error = fl_body_fail(err, PKGSTORE_EINVALID, 0,
@@ -111,6 +117,21 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
         fl_body_fail(err, error, error == PKGSTORE_ELIMIT ? 413 : 0, "%s",
                      *detail ? detail : pkgstore_strerror(error));
         goto out;
+    }
+    if (strategy) {
+        pkgstore_rollout_strategy parsed;
+        char *text = json_dumps(strategy, JSON_COMPACT);
+        error = text ? pkgstore_rollout_strategy_parse(&parsed, text, strlen(text))
+                     : PKGSTORE_ENOMEM;
+        free(text);
+        if (error == 0)
+            error = pkgstore_policy_set_strategy(policy, &parsed);
+        if (error < 0) {
+            const char *detail = pkgstore_error_detail();
+            fl_body_fail(err, error, 0, "strategy: %s",
+                         *detail ? detail : pkgstore_strerror(error));
+            goto out;
+        }
     }
     *out = policy;
     policy = NULL; /* now owned by the caller */

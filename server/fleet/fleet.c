@@ -26,6 +26,7 @@ static void fleet_free(fleet *f)
     fl_trust_free(f); /* after the nodes, which count themselves out of it */
     fl_targets_free(f);
     fl_policies_release(f->policies);
+    fl_rollouts_free(f);
     fl_store_close(f);
     for (size_t s = 0; s < FL_INTERN_STRIPES; s++) {
         free(f->stripes[s].strs);
@@ -84,11 +85,14 @@ int fleet_open(fleet **out, pkgstore_registry *reg, const fleet_options *opts, f
     if ((error = fl_store_open(f, err)) < 0 || (error = fl_store_load(f, err)) < 0)
         goto fail;
     f->last_expiry = (int64_t)time(NULL); /* fl_store_load() dropped the expired records */
-    if (!opts->no_flusher && (error = fl_flusher_start(f, err)) < 0)
+    if (!opts->no_flusher && ((error = fl_flusher_start(f, err)) < 0 ||
+                              (error = fl_rollout_driver_start(f, err)) < 0))
         goto fail;
     *out = f;
     return 0;
 fail:
+    fl_rollout_driver_stop(f);
+    fl_flusher_stop(f);
     fleet_free(f);
     return error;
 }
@@ -103,6 +107,7 @@ int fleet_close(fleet *f, fleet_error *err)
     int error = 0;
     if (!f)
         return 0;
+    fl_rollout_driver_stop(f);
     fl_flusher_stop(f);
     error = fl_nodes_flush(f, 1, err);
     fleet_free(f);

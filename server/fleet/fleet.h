@@ -14,7 +14,9 @@
  * texts per policy target), heartbeat.c (a heartbeat in, the reply out),
  * views.c (node JSON, paging, rollout tallies, /metrics counts), persist.c
  * (the LMDB environment, the write-behind flusher, expiry), trust.c (what
- * nodes report they verified, "behind", the trust gauges).
+ * nodes report they verified, "behind", the trust gauges), rollout*.c
+ * (staged rollouts: admission, the driver, operators' actions, the audit
+ * log; rollout_impl.h).
  *
  * Every function is safe to call from many threads at once.
  */
@@ -51,6 +53,7 @@ typedef struct fleet_options {
     int no_fsync;                     /* tests and benchmarks */
     int no_flusher;                   /* no background thread (tests, benchmarks) */
     pkgstore_store *store;            /* the signatures offers carry; NULL: none */
+    unsigned int rollout_tick_ms;     /* how often the rollout driver counts (default 1000) */
 } fleet_options;
 
 /* Defaults for everything but dir. */
@@ -154,6 +157,34 @@ typedef struct fleet_trust_stats {
 } fleet_trust_stats;
 
 void fleet_trust_stats_get(fleet *f, fleet_trust_stats *out);
+/* ---- staged rollouts (rollout.c; docs/policies.md "Staged rollouts") ---- */
+
+/* One round of the rollout driver at time now: count every rollout's
+ * batches, then start, soak, advance, finish or auto-pause them, writing
+ * each transition (and its audit entry) before it takes effect. The
+ * driver thread calls it every rollout_tick_ms; tests call it directly. */
+int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err);
+
+/* An operator's action on the rollout of policy name: "pause", "resume"
+ * or "abort" (with revert: the policy goes back to the version it named
+ * before, offered only to the nodes that moved). who names the token for
+ * the audit log. PKGSTORE_ECONFLICT (409) when the state does not allow it. */
+int fleet_rollout_action(fleet *f, const char *name, const char *action, int revert,
+                         const char *who, fleet_error *err);
+
+/* Append an operator's action on a policy itself (put, delete, retry) to
+ * the audit log; version may be NULL. */
+int fleet_audit_append(fleet *f, const char *who, const char *policy, const char *action,
+                       const char *version, const char *why, fleet_error *err);
+
+/* The audit log, oldest first: the last limit entries (of policy, when
+ * not NULL) as {"entries":[...]}. */
+int fleet_audit_json(json_t **out, fleet *f, const char *policy, size_t limit, fleet_error *err);
+
+/* For /metrics: every rollout's state, and the auto-pauses since start. */
+typedef void (*fleet_rollout_cb)(void *ctx, const char *policy, const char *state);
+void fleet_rollout_foreach(fleet *f, fleet_rollout_cb cb, void *ctx);
+uint64_t fleet_rollout_auto_pauses(fleet *f);
 
 /* RFC 3339 UTC, "YYYY-MM-DDTHH:MM:SSZ". */
 void fleet_time_format(char out[32], int64_t seconds);

@@ -288,6 +288,30 @@ void fl_trust_free(fleet *f);
 json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
                         struct fl_lookup *lookup, int stored, int with_history);
 
+/* ---- staged rollouts (rollout.c) ---- */
+
+enum { FL_RO_RUNNING = 0, FL_RO_SOAKING, FL_RO_PAUSED, FL_RO_DONE, FL_RO_ABORTED, FL_RO_COUNT };
+struct fl_rollouts;
+
+const char *fl_rollout_state_name(int state);
+/* Open the "rollouts" and "audit" databases in txn (fl_store_open's) and
+ * read the records. */
+int fl_rollouts_open(fleet *f, MDB_txn *txn, fleet_error *err);
+void fl_rollouts_free(fleet *f);
+int fl_rollout_driver_start(fleet *f, fleet_error *err);
+void fl_rollout_driver_stop(fleet *f);
+/* Tick soon (a policy changed). */
+void fl_rollout_kick(fleet *f);
+/* May policy's version be offered to node (its shard locked)? offering:
+ * this is the heartbeat's answer, which takes a max_parallel slot (and
+ * records the offer in the node's history); views pass 0. */
+int fl_rollout_admits(fleet *f, const pkgstore_policy *policy, struct fl_node *node, int offering);
+/* The states of offers the rollouts hold back become Waiting (node's shard
+ * locked). */
+void fl_rollout_gate(fleet *f, struct fl_eval *eval, struct fl_node *node, int offering);
+/* The rollout part of a policy's status (a new object). */
+json_t *fl_rollout_json(fleet *f, const pkgstore_policy *policy);
+
 /* ---- new-node rate per credential ---- */
 
 struct fl_bucket {
@@ -349,6 +373,8 @@ struct fleet {
     } *trust_counts;           /* sorted by trust */
     size_t ntrust_counts, cap_trust_counts;
     atomic_uint_fast64_t server_root_version, server_revocations;
+    /* staged rollouts (rollout.c) */
+    struct fl_rollouts *rollouts;
 
     /* health */
     pthread_mutex_t stats_lock;

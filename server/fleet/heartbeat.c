@@ -151,9 +151,11 @@ static void restate(fleet *f, struct fl_eval *eval, const char *id)
     uint64_t hash = fl_node_hash(id);
     struct fl_shard *shard = fl_shard_of(f, hash);
     pthread_mutex_lock(&shard->lock);
-    const struct fl_node *node = fl_node_find(shard, id, hash);
+    struct fl_node *node = fl_node_find(shard, id, hash);
     for (size_t i = 0; node && i < eval->count; i++)
         eval->states[i] = fl_decision_state(&eval->decisions[i], node);
+    if (node)
+        fl_rollout_gate(f, eval, node, 1); /* a staged rollout may hold an offer back */
     pthread_mutex_unlock(&shard->lock);
 }
 
@@ -211,6 +213,11 @@ static json_t *targets_json(const struct fl_eval *eval, const struct fl_profile 
             json_object_set_new(t, "digest", json_string(digest));
         }
         const char *why = reason_for(reason, sizeof(reason), d, profile);
+        if (eval->states[i] == PKGSTORE_ROLLOUT_WAITING) {
+            snprintf(reason, sizeof(reason), "the staged rollout of policy %s has not reached "
+                     "this node", pkgstore_policy_name(d->policy));
+            why = reason;
+        }
         if (t && why)
             json_object_set_new(t, "reason", json_string(why));
         if (!t || json_array_append_new(targets, t) < 0) {
@@ -245,7 +252,7 @@ static int reply_build(char **out, size_t *len_out, fleet *f, const struct fl_ev
     for (size_t i = 0; i < eval->count; i++) {
         const pkgstore_decision *d = &eval->decisions[i];
         members[i] = NULL;
-        if (d->verdict != PKGSTORE_VERDICT_OFFER)
+        if (d->verdict != PKGSTORE_VERDICT_OFFER || eval->states[i] == PKGSTORE_ROLLOUT_WAITING)
             continue;
         struct fl_target *target = fl_lookup_target(lookup, d);
         if (!target || !(members[i] = fl_offer_members(target, d->artifact))) {

@@ -77,7 +77,7 @@ int fl_store_open(fleet *f, fleet_error *err)
 
     if ((rc = mdb_env_create(&f->env)) != 0)
         return lmdb_fail(f, err, rc, "creating the environment");
-    mdb_env_set_maxdbs(f->env, 4);
+    mdb_env_set_maxdbs(f->env, 8);
     f->map_size = MAP_SIZE_START;
     mdb_env_set_mapsize(f->env, f->map_size);
     unsigned int flags = MDB_NOTLS | (f->opts.no_fsync ? MDB_NOSYNC : 0);
@@ -106,6 +106,13 @@ int fl_store_open(fleet *f, fleet_error *err)
         val.mv_size = 1;
         val.mv_data = FORMAT_VALUE;
         rc = mdb_put(txn, meta, &key, &val, 0);
+    }
+    if (rc == 0) {
+        int error = fl_rollouts_open(f, txn, err);
+        if (error < 0) {
+            mdb_txn_abort(txn);
+            return error;
+        }
     }
     if (rc != 0 || (rc = mdb_txn_commit(txn)) != 0) {
         if (rc != 0 && txn)

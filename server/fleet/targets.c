@@ -61,6 +61,7 @@ struct fl_policies *fl_policies_get(fleet *f, fleet_error *err)
 void fleet_policies_changed(fleet *f)
 {
     atomic_store(&f->policies_stale, 1);
+    fl_rollout_kick(f); /* a new target starts its rollout now, not at the next tick */
 }
 
 /* ---------------------------------------------------------------- targets */
@@ -343,6 +344,13 @@ pkgstore_rollout_state fl_decision_state(const pkgstore_decision *d, const struc
     pkgstore_rollout_state state;
     switch (d->verdict) {
     case PKGSTORE_VERDICT_CURRENT:
+        /* running the digest is not done while the agent still monitors
+         * it: Upgraded once it says so (or when it reported nothing for
+         * this version: it ran it before) */
+        if (node && fl_hist_latest(&state, node, pkgstore_policy_package(d->policy),
+                                   pkgstore_policy_version(d->policy)) &&
+            state >= PKGSTORE_ROLLOUT_DOWNLOADING && state <= PKGSTORE_ROLLOUT_MONITORING)
+            return state;
         return PKGSTORE_ROLLOUT_UPGRADED;
     case PKGSTORE_VERDICT_INCOMPATIBLE:
     case PKGSTORE_VERDICT_UNMET:

@@ -51,6 +51,8 @@ static int add_rollout(json_t *obj, const struct fl_node *node, const struct fl_
 
     if (!failed && fl_evaluate(&eval, p, node->profile, node, lookup, &err) < 0)
         failed = 1;
+    if (!failed)
+        fl_rollout_gate(lookup->f, &eval, (struct fl_node *)node, 0); /* 0: writes nothing */
     /* one word for the fleet table: the primary slot's state, else the
      * first addon's, else null (no policy governs the node) */
     size_t headline = eval.count;
@@ -371,6 +373,7 @@ static int walk_node(struct fl_node *node, void *payload)
             w->failed = 1;
             return 1;
         }
+        fl_rollout_gate(w->f, &eval, node, 0);
         if (w->counts) {
             for (size_t i = 0; i < eval.count; i++)
                 w->counts[eval.decisions[i].rank][eval.states[i]]++;
@@ -648,7 +651,9 @@ int fleet_policy_status(json_t **status_out, fleet *f, const char *name, const f
         goto out;
     }
     fl_nodes_foreach(f, walk_node, &w);
-    if (w.failed || w.heap.failed || !(status = status_json(&w, w.policy_rank))) {
+    if (w.failed || w.heap.failed || !(status = status_json(&w, w.policy_rank)) ||
+        json_object_set_new(status, "rollout",
+                            fl_rollout_json(f, pkgstore_policies_at(p->set, w.policy_rank))) < 0) {
         error = fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory");
         goto out;
     }
@@ -715,6 +720,9 @@ int fleet_policies_status(json_t **out, fleet *f, fleet_error *err)
     }
     for (size_t rank = 0; rank < pkgstore_policies_count(p->set); rank++) {
         json_t *status = status_json(&w, rank);
+        if (status)
+            json_object_set_new(status, "rollout",
+                                fl_rollout_json(f, pkgstore_policies_at(p->set, rank)));
         if (!status || json_object_set_new(all, pkgstore_policy_name(pkgstore_policies_at(p->set, rank)),
                                            status) < 0) {
             error = fl_fail(err, PKGSTORE_ENOMEM, "fleet: out of memory");

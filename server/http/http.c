@@ -321,6 +321,16 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_POST;
             return ROUTE_POLICY_RETRY;
         }
+        if (req->nseg == 4 &&
+            (seg_is(req, 3, "pause") || seg_is(req, 3, "resume") || seg_is(req, 3, "abort"))) {
+            *methods = M_POST;
+            return ROUTE_POLICY_ROLLOUT;
+        }
+    } else if (seg_is(req, 1, "audit")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD;
+            return ROUTE_AUDIT;
+        }
     } else if (seg_is(req, 1, "agents")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD;
@@ -472,6 +482,13 @@ static void select_handler(request *req, unsigned int method)
         break;
     case ROUTE_POLICY_RETRY:
         req->handler = policy_retry;
+        break;
+    case ROUTE_POLICY_ROLLOUT:
+        req->handler = policy_rollout_action;
+        req->body_kind = BODY_JSON;
+        break;
+    case ROUTE_AUDIT:
+        req->handler = audit_list;
         break;
     case ROUTE_HEARTBEAT:
         req->handler = agent_heartbeat;
@@ -669,6 +686,14 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
         if (token) {
             req->role = tokens_check(g_server.tokens, token, token_len);
             req->credential = credential_hash(token, token_len);
+            if (req->role == ROLE_ADMIN) {
+                pkgstore_digest digest;
+                char hex[PKGSTORE_DIGEST_STR_SIZE];
+                if (pkgstore_digest_buffer(&digest, token, token_len) == 0) {
+                    pkgstore_digest_format(hex, &digest);
+                    snprintf(req->token_id, sizeof req->token_id, "token:%.16s", hex + 7);
+                }
+            }
             if (req->role == ROLE_NONE && (req->node = credentials_check(token, token_len)))
                 req->role = ROLE_NODE;
             if (req->role == ROLE_NONE) {

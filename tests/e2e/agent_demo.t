@@ -1,9 +1,10 @@
 #!/bin/bash
 # `make demo` keeps working: examples/demo.sh runs to the end, shows the
 # canary rolled back and everyone on v2, and leaves no process behind
-# (neither pkgstored nor an agent nor a collector); it runs over HTTPS.
+# (neither pkgstored nor an agent nor a collector); it runs over HTTPS; its
+# staged rollout of v3 pauses itself.
 set -u
-echo "1..4"
+echo "1..5"
 SRC=${PKGSTORE_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 LOG=$(mktemp "${TMPDIR:-/tmp}/pkgstore-demo-log-XXXXXX")
 trap 'rm -f "$LOG"' EXIT
@@ -35,3 +36,6 @@ fi
 if grep -q 'listening on https://127.0.0.1:' "$LOG" && grep -q '^pushed otelcol 2.0.0' "$LOG"; then
     echo "ok 4 - the demo runs over HTTPS"
 else echo "not ok 4 - the demo runs over HTTPS"; fi
+if grep -q '^   state: *paused' "$LOG" && grep -q '^   reason: *batch 1: 1 of 1 nodes failed (0 tolerated)' "$LOG"; then
+    echo "ok 5 - the staged rollout paused itself and said why"
+else echo "not ok 5 - the staged rollout paused itself and said why"; fi

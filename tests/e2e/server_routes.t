@@ -214,10 +214,10 @@ usage_error "pkgstore-policy: unknown option" "pkgstore-policy: unknown option '
     "$BIN/pkgstore-policy" --bogus ls
 usage_error "pkgstore-policy: an option without its value" \
     "pkgstore-policy: option '--server' needs a value" "$BIN/pkgstore-policy" --server
-usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show, rm or retry" \
+usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show, rm, retry, status, pause, resume, abort or audit" \
     "$BIN/pkgstore-policy"
 usage_error "pkgstore-policy: an unknown command" \
-    "pkgstore-policy: frob: unknown command (set, ls, show, rm, retry)" "$BIN/pkgstore-policy" frob
+    "pkgstore-policy: frob: unknown command (set, ls, show, rm, retry, status, pause, resume, abort, audit)" "$BIN/pkgstore-policy" frob
 usage_error "pkgstore-policy show without NAME" "pkgstore-policy: show: give exactly one NAME" \
     "$BIN/pkgstore-policy" show
 usage_error "pkgstore-policy set: an unknown option" "pkgstore-policy: unknown option '--bogus'" \
@@ -226,6 +226,12 @@ usage_error "pkgstore-policy set: an option without its value, before any server
     "pkgstore-policy: option '--package' needs a value" env -u PKGSTORE_SERVER "$BIN/pkgstore-policy" set x --package
 usage_error "pkgstore-policy set: a bad --priority" "pkgstore-policy: --priority: 'high' is not an integer" \
     "$BIN/pkgstore-policy" --server "$URL" set x --package p --version 1.0.0 --priority high
+usage_error "pkgstore-policy set: a bad --soak" "pkgstore-policy: --soak: 'long' is not a whole number in 0..1000000000" \
+    "$BIN/pkgstore-policy" --server "$URL" set x --package p --version 1.0.0 --soak long
+usage_error "pkgstore-policy abort without NAME" "pkgstore-policy: abort: give exactly one NAME (and --revert)" \
+    "$BIN/pkgstore-policy" abort --revert
+usage_error "pkgstore-policy audit with two names" "pkgstore-policy: audit: give at most one NAME" \
+    "$BIN/pkgstore-policy" audit a b
 for tool in pkgstore-push pkgstore-policy; do
     is "$("$BIN/$tool" --version)" "$tool (pkgstore) $(sed -n 's/^VERSION *:= *//p' "$SRC/Makefile")" \
         "$tool --version prints like the other tools"
