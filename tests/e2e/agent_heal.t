@@ -44,10 +44,14 @@ check "b) the .bak is v1 again" bash -c '[ "$(sha "$0/bin/otelcol.bak")" = "$1" 
 
 # c) nothing at all to restore: reported NotInstalled, installed again
 wait_until 10 bash -c '[ "$(log_count "$0" "msg=\"watchdog passed\" package=otelcol version=2.0.0")" -ge 2 ]' "$d"
+# the policy is set again only once NotInstalled has been seen: with its
+# offer standing, the reinstall could replace the state before a look
+policy rm everyone > /dev/null
 pid=$(collector_pid "$d")
 rm "$d/bin/otelcol" "$d/bin/otelcol.bak" "$d/state/keep/primary-otelcol"; kill -KILL "$pid"
 check "c) no copy: the agent says so and reports the package NotInstalled" \
     wait_until 20 bash -c 'grep -q "no copy of the executable to restore" "$0/agent.log" && admin /v1/agents/node | jq -e ".packages[] | select(.name == \"otelcol\" and .state == \"NotInstalled\")" > /dev/null' "$d"
+policy set everyone --package otelcol --version 2.0.0 > /dev/null
 check "c) the server offers 2.0.0 and the agent installs it: Upgraded, running v2" \
     wait_until 30 bash -c 'upgraded_to_v2 "$0" && runs "$0" "$1"' "$d" "$v2"
 check "c) the fleet view shows 2.0.0 running" \
