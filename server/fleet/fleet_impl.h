@@ -65,6 +65,8 @@ struct fl_pkg {
     pkgstore_package_type type;
     int has_digest;
     pkgstore_digest digest;
+    int has_config;               /* an addon runs a policy's configuration */
+    pkgstore_digest config_digest;
 };
 
 struct fl_profile {
@@ -87,6 +89,8 @@ struct fl_hb_pkg {
     pkgstore_package_type type;
     int has_digest;
     pkgstore_digest digest;
+    int has_config;
+    pkgstore_digest config_digest;
     const char *offer_version;
     int has_status;
     pkgstore_rollout_state status;

@@ -233,6 +233,13 @@ static int parse_pkg(struct fl_hb_pkg *pkg, json_t *obj, size_t index, fleet_err
             return fl_fail(err, PKGSTORE_EINVALID, "%sdigest: not a sha256 digest", where);
         pkg->has_digest = 1;
     }
+    if ((error = get_string(&str, obj, "config_digest", where, 1, 80, CS_TOKEN, err)) < 0)
+        return error;
+    if (str) {
+        if (pkgstore_digest_parse(&pkg->config_digest, str) < 0)
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_digest: not a sha256 digest", where);
+        pkg->has_config = 1;
+    }
     if ((value = json_object_get(obj, "offer")) && !json_is_null(value)) {
         char offer_where[64];
         snprintf(offer_where, sizeof(offer_where), "%soffer.", where);
@@ -347,13 +354,16 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
     hash = fl_fnv1a(hash, "\1", 1); /* labels end */
     for (size_t i = 0; i < hb->npkgs; i++) {
         const struct fl_hb_pkg *pkg = &hb->pkgs[i];
-        unsigned char extra[2] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest};
+        unsigned char extra[3] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest,
+                                  (unsigned char)pkg->has_config};
         hash = hash_str(hash, pkg->name);
         hash = hash_str(hash, pkg->version);
         hash = hash_str(hash, pkg->state);
         hash = fl_fnv1a(hash, extra, sizeof(extra));
         if (pkg->has_digest)
             hash = fl_fnv1a(hash, pkg->digest.bytes, sizeof(pkg->digest.bytes));
+        if (pkg->has_config)
+            hash = fl_fnv1a(hash, pkg->config_digest.bytes, sizeof(pkg->config_digest.bytes));
     }
     return hash;
 }
@@ -379,7 +389,10 @@ static int profile_equals(const struct fl_profile *p, const struct fl_hb *hb)
         const struct fl_hb_pkg *b = &hb->pkgs[i];
         if (!str_eq(a->name, b->name) || !str_eq(a->version, b->version) ||
             !str_eq(a->state, b->state) || a->type != b->type || a->has_digest != b->has_digest ||
-            (a->has_digest && memcmp(a->digest.bytes, b->digest.bytes, PKGSTORE_DIGEST_SIZE)))
+            (a->has_digest && memcmp(a->digest.bytes, b->digest.bytes, PKGSTORE_DIGEST_SIZE)) ||
+            a->has_config != b->has_config ||
+            (a->has_config &&
+             memcmp(a->config_digest.bytes, b->config_digest.bytes, PKGSTORE_DIGEST_SIZE)))
             return 0;
     }
     return 1;
@@ -441,6 +454,8 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
         pkg->type = hb->pkgs[i].type;
         pkg->has_digest = hb->pkgs[i].has_digest;
         pkg->digest = hb->pkgs[i].digest;
+        pkg->has_config = hb->pkgs[i].has_config;
+        pkg->config_digest = hb->pkgs[i].config_digest;
     }
     return p;
 }

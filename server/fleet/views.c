@@ -105,6 +105,11 @@ json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
         }
         if (pj && pkg->state[0])
             json_object_set_new(pj, "state", json_string(pkg->state));
+        if (pj && pkg->has_config) {
+            char digest[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(digest, &pkg->config_digest);
+            json_object_set_new(pj, "config_digest", json_string(digest));
+        }
         failed |= json_array_append_new(pkgs, pj);
     }
     if (failed) {
