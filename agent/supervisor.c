@@ -275,6 +275,8 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
         forget_signature_failures(sup);
     agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
     process_offers(sup, &reply, upgraded_out);
+    if (!agent_stop_requested())
+        process_configs(sup, &reply, upgraded_out);
     agent_reply_free(&reply);
     return 0;
 }
@@ -422,6 +424,7 @@ void supervisor_free(supervisor *sup)
     }
     free(sup->addons);
     upgrade_clear(sup);
+    config_apply_clear(sup);
     while (sup->nbad)
         bad_remove(sup, &sup->bad[0]);
     free(sup->attempt_times);
@@ -488,6 +491,7 @@ int supervisor_start(supervisor *sup)
     stop_leftovers(sup);
     sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
+    recover_config(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {
         check_live(sup, i == 0 ? &sup->primary : sup->addons[i - 1]);
         /* what runs at start counts for the anti-rollback floor */

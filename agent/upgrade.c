@@ -131,7 +131,7 @@ static int health_check(const agent_health_spec *spec, char *why, size_t why_len
 
 /* Watch a freshly swapped program for the window. 0 if it stayed alive
  * and is healthy at the end; else -1 with the reason in why. */
-static int monitor(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
+int monitor_slot(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
 {
     double stop_timeout;
     const agent_health_spec *spec = slot_health(sup, slot, &stop_timeout);
@@ -812,7 +812,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
 
     /* 6. Monitor */
     set_status(sup, slot, "Monitoring", NULL);
-    if (monitor(sup, slot, why, sizeof why) < 0) {
+    if (monitor_slot(sup, slot, why, sizeof why) < 0) {
         rollback(sup, slot, why, agent_stop_requested());
         goto out;
     }
