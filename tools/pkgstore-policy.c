@@ -275,9 +275,14 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
     if (config_file) {
         char *data = NULL;
         size_t len = 0;
-        /* one byte over the server's cap, so that it names the limit */
-        if (cli_read_file(&data, &len, config_file, PKGSTORE_ADDON_CONFIG_FILE_MAX + 1) < 0) {
+        if (cli_read_file(&data, &len, config_file, 4u << 20) < 0) {
             error = 1;
+            goto out;
+        }
+        if (len > PKGSTORE_ADDON_CONFIG_FILE_MAX) {
+            free(data);
+            error = cli_usage("--config-file: %s: %zu bytes, more than %d (config.file's cap)",
+                              config_file, len, PKGSTORE_ADDON_CONFIG_FILE_MAX);
             goto out;
         }
         json_t *body = strlen(data) == len ? json_string(data) : NULL;

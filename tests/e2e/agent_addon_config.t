@@ -1,0 +1,130 @@
+#!/bin/bash
+# Issue 13 section 2, against the real pkgstored and a real agent: an
+# addon's configuration from its policy (arguments, environment, a config
+# file) reaches a node that already runs the version, is applied (the addon
+# runs with it), a bad one is rolled back to the last good one with the
+# reason reported and is not applied again over many heartbeats, a raised
+# retry generation tries it once more, and removing the configuration
+# brings back the manifest's arguments. The policy side refuses what it
+# cannot mean (a configuration for a primary package, bad names, a file
+# over the cap).
+. "$(dirname "$0")/lib/agent.sh"
+echo "1..28"
+real_server
+d=$T/node; mkdir -p "$d"
+ap=$(free_port); ah=$(free_port)
+# the manifest's arguments: the addon's own default configuration
+printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
+# the policy's files: the same ports (the local YAML's health spec), a
+# marker comment, and one the fake addon refuses at start
+printf '# from the policy, one\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/one.yaml"
+printf '# from the policy, three\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/three.yaml"
+printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 1\n' "$ap" "$ah" > "$d/bad.yaml"
+# the local YAML gives the health spec only: arguments come from the
+# policy, else from the manifest
+export ADDONS_YAML="addons:
+  - name: shipper
+    ports: [$ap]
+    health_url: http://127.0.0.1:$ah/
+    monitor_window_s: 1"
+new_node "$d" "$URL" 1
+make_variant v1 "$d/shipper" config-shipper
+make_variant v1 "$d/otelcol-2" config-otelcol
+server_add --name shipper --version 1.0.0 --type addon --entrypoint shipper \
+    --annotation "io.pkgstore.addon.args=[\"--config\",\"$d/default.yaml\"]" "$d/shipper" > /dev/null
+server_add --name otelcol --version 2.0.0 --type primary "$d/otelcol-2" > /dev/null
+
+shipper_pid() { cat "$d/state/run/addon-shipper.pid" 2>/dev/null; }
+cmdline() { tr '\0' ' ' < "/proc/$(shipper_pid)/cmdline" 2>/dev/null; }
+mark() { tr '\0' '\n' < "/proc/$(shipper_pid)/environ" 2>/dev/null | grep '^SHIP_MARK=' ; }
+applying() { log_count "$d" 'msg="config applying" addon=shipper'; }
+policy_digest() { admin /v1/policies/shippers | jq -r '.config_digest // "none"'; }
+node_digest() { admin /v1/agents/node | jq -r '.packages[] | select(.name == "shipper") | .config_digest // "none"'; }
+journal_digest() { jq -r '.packages[] | select(.name == "shipper") | .config.digest // "none"' "$d/state/state.json" 2>/dev/null; }
+conf=$d/state/addons/shipper/policy.conf
+export -f shipper_pid cmdline mark applying policy_digest node_digest journal_digest
+export d conf
+
+# --- the policy side: what a configuration may not be
+check "a configuration on a primary package's policy is refused, naming config" \
+    bash -c 'out=$(policy set col --package otelcol --version 2.0.0 --arg --x 2>&1); [ $? -ne 0 ] && [[ "$out" == *"config: otelcol 2.0.0 is a primary package"* ]] || { echo "# $out"; exit 1; }'
+check "an environment name that is not one is refused, naming it" \
+    bash -c 'out=$(policy set s --package shipper --version 1.0.0 --env 1X=a 2>&1); [ $? -ne 0 ] && [[ "$out" == *"config.env.1X: not a variable name"* ]] || { echo "# $out"; exit 1; }'
+head -c 70000 /dev/zero | tr '\0' a > "$d/big.yaml"
+check "pkgstore-policy refuses a file over 64 KiB, naming the cap" \
+    bash -c 'out=$(policy set s --package shipper --version 1.0.0 --config-file "$0" 2>&1); [ $? = 2 ] && [[ "$out" == *"70000 bytes, more than 65536 (config.file"* ]] || { echo "# $out"; exit 1; }' "$d/big.yaml"
+check "so does the server, naming config.file" \
+    bash -c 'jq -n --rawfile f "$0" "{package:\"shipper\",version:\"1.0.0\",config:{file:\$f}}" | curl -sS -X PUT -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/policies/s" --data-binary @- | grep -q "config.file: 70000 bytes, more than 65536"' "$d/big.yaml"
+check "the PUT body's unknown config member is refused" \
+    bash -c 'curl -sS -X PUT -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/policies/s" -d "{\"package\":\"shipper\",\"version\":\"1.0.0\",\"config\":{\"argz\":[]}}" | grep -q "config.argz: unknown member"'
+check "no refused policy was stored" bash -c '[ "$(admin /v1/policies | jq "[.policies[] | select(.name == \"col\" or .name == \"s\")] | length")" = 0 ]'
+
+# --- the addon, installed without a configuration from its policy
+policy set shippers --package shipper --version 1.0.0 > /dev/null
+start_agent "$d"
+check "the addon is installed and runs with the manifest's arguments" \
+    bash -c 'wait_until 20 bash -c "[ \"\$(journal_of \"$d\" shipper status)\" = Upgraded ]" && wait_until 5 health_ok "$0" && [[ "$(cmdline)" == *"--config $d/default.yaml"* ]]' "$ah"
+
+# --- a configuration reaches the node already on the version
+policy set shippers --package shipper --version 1.0.0 --config-file "$d/one.yaml" \
+    --arg --config --arg '{config_file}' --env SHIP_MARK=one > /dev/null
+D1=$(policy_digest)
+check "the policy holds the configuration and its digest ($D1)" \
+    bash -c '[[ "$0" == sha256:* ]] && admin /v1/policies/shippers | jq -e ".config.args == [\"--config\",\"{config_file}\"] and .config.env.SHIP_MARK == \"one\"" > /dev/null' "$D1"
+check "the agent applies it: the journal records its digest" \
+    wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ]' "$D1"
+check "policy.conf holds the policy's file, mode 0600" \
+    bash -c 'cmp -s "$conf" "$d/one.yaml" && [ "$(stat -c %a "$conf")" = 600 ]'
+check "the addon runs with the policy's arguments ({config_file} expanded)" \
+    bash -c '[[ "$(cmdline)" == *"--config $conf"* ]] || { echo "# cmdline: $(cmdline)"; exit 1; }'
+check "the addon runs with the policy's environment" bash -c '[ "$(mark)" = SHIP_MARK=one ]'
+check "the addon is healthy" health_ok "$ah"
+check "the server's view of the node has the applied digest" \
+    wait_until 10 bash -c '[ "$(node_digest)" = "$0" ]' "$D1"
+good_pid=$(shipper_pid)
+
+# --- a bad configuration: the addon exits at start; rolled back
+policy set shippers --package shipper --version 1.0.0 --config-file "$d/bad.yaml" \
+    --arg --config --arg '{config_file}' --env SHIP_MARK=two > /dev/null
+D2=$(policy_digest)
+check "a bad configuration is RolledBack with the reason" \
+    wait_until 20 bash -c '[ "$(journal_of "$d" shipper status)" = RolledBack ] && [[ "$(journal_of "$d" shipper message)" == *"configuration ${0:0:19}: monitor: process exit 1"*"restored the previous configuration (${1:0:19})"* ]]' "$D2" "$D1"
+check "the last good configuration is back: file, arguments, environment" \
+    wait_until 5 bash -c 'cmp -s "$conf" "$d/one.yaml" && [[ "$(cmdline)" == *"--config $conf"* ]] && [ "$(mark)" = SHIP_MARK=one ] && health_ok "$0"' "$ah"
+check "the journal and the server's view keep the good digest" \
+    wait_until 10 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(node_digest)" = "$0" ]' "$D1"
+check "the server's history has the rollback" \
+    wait_until 10 bash -c '[[ "$(history_of node shipper)" == *"Swapping Monitoring RolledBack" ]]'
+[ "$(shipper_pid)" != "$good_pid" ] || diag "the addon was not restarted"
+# no loop: over ten heartbeats the bad configuration is not applied again
+# (the server still names it: the node does not run it)
+wait_heartbeats 10 || diag "fewer than 10 heartbeats"
+check "applied twice in all (one, the bad one): $(applying)" test "$(applying)" = 2
+check "the binary was installed once" test "$(log_count "$d" 'msg="upgrade starting" package=shipper')" = 1
+check "the bad digest is remembered under the policy's retry generation" \
+    bash -c 'jq -e --arg d "$0" ".bad[] | select(.digest == \$d and .package == \"shipper\" and .retry == 0)" "$d/state/state.json" > /dev/null' "$D2"
+
+# --- a raised retry generation tries it once more, no more
+policy retry shippers > /dev/null
+check "after a retry the bad configuration is tried once more and rolled back" \
+    wait_until 20 bash -c '[ "$(applying)" = 3 ] && [ "$(journal_of "$d" shipper status)" = RolledBack ] && [ "$(journal_digest)" = "$0" ]' "$D1"
+wait_heartbeats 6 || diag "fewer than 6 heartbeats"
+check "and then not again: $(applying)" test "$(applying)" = 3
+
+# --- a fix: a new configuration is applied
+policy set shippers --package shipper --version 1.0.0 --config-file "$d/three.yaml" \
+    --arg --config --arg '{config_file}' --env SHIP_MARK=three > /dev/null
+D3=$(policy_digest)
+check "a new good configuration is applied" \
+    wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/three.yaml" && [ "$(mark)" = SHIP_MARK=three ] && health_ok "$1"' "$D3" "$ah"
+
+# --- the configuration removed: the manifest's arguments again
+policy set shippers --package shipper --version 1.0.0 > /dev/null
+check "without a configuration the addon runs with the manifest's arguments again" \
+    wait_until 20 bash -c '[ "$(journal_digest)" = none ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && [[ "$(cmdline)" == *"--config $d/default.yaml"* ]] && [ -z "$(mark)" ] && health_ok "$0"' "$ah"
+check "policy.conf is removed" test ! -e "$conf"
+check "the server's view has no configuration digest" \
+    wait_until 10 bash -c '[ "$(node_digest)" = none ]'
+wait_heartbeats 4 || diag "fewer than 4 heartbeats"
+check "five applications in all: $(applying)" test "$(applying)" = 5
+[ "$FAILED" = 0 ] || { dump "$d/agent.log" "$S/server.log"; }
