@@ -140,7 +140,7 @@ int pkgstore_policy_set_config(pkgstore_policy *policy, const char *json, size_t
         return ps_error_set(PKGSTORE_EINVALID, "policy_set_config: %s",
                             policy ? "the policy is read-only" : "NULL policy");
     if (json) {
-        if (!(root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr)))
+        if (!(root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr)))
             return ps_error_set(PKGSTORE_EINVALID, "config: line %d column %d: %s", jerr.line,
                                 jerr.column, jerr.text);
         if (!json_is_null(root)) {
