@@ -199,9 +199,11 @@ static const char *reason_for(char *buf, size_t size, const pkgstore_decision *d
 
 /* An addon's configuration from its policy: "config_digest" and "retry"
  * always, and the body ("config") only to a node that runs the version
- * (CURRENT) and did not report that digest applied, so that the reply of a
- * node in step stays small (docs/api.md). 0, or -1 out of memory. */
-static int target_config(json_t *t, const pkgstore_decision *d, const struct fl_profile *profile)
+ * (CURRENT) or is offered it now, and did not report that digest applied,
+ * so that the reply of a node in step stays small (docs/api.md). 0, or -1
+ * out of memory. */
+static int target_config(json_t *t, const pkgstore_decision *d, pkgstore_rollout_state state,
+                         const struct fl_profile *profile)
 {
     const char *config = pkgstore_policy_config(d->policy);
     pkgstore_digest digest;
@@ -214,7 +216,8 @@ static int target_config(json_t *t, const pkgstore_decision *d, const struct fl_
                             json_integer((json_int_t)pkgstore_policy_retry_generation(
                                 d->policy))) < 0)
         return -1;
-    if (d->verdict != PKGSTORE_VERDICT_CURRENT)
+    if (d->verdict != PKGSTORE_VERDICT_CURRENT &&
+        (d->verdict != PKGSTORE_VERDICT_OFFER || state == PKGSTORE_ROLLOUT_WAITING))
         return 0;
     for (size_t i = 0; i < profile->npkgs; i++) {
         const struct fl_pkg *pkg = &profile->pkgs[i];
@@ -250,7 +253,7 @@ static json_t *targets_json(const struct fl_eval *eval, const struct fl_profile 
         }
         if (t && why)
             json_object_set_new(t, "reason", json_string(why));
-        if (t && target_config(t, d, profile) < 0) {
+        if (t && target_config(t, d, eval->states[i], profile) < 0) {
             json_decref(t);
             t = NULL;
         }
