@@ -267,3 +267,87 @@ void recover_config(supervisor *sup)
     set_str(&slot->message, msg);
     state_save(sup);
 }
+
+/* ------------------------------------------------------------------ with an upgrade */
+
+/* The reply's target for slot at the package digest, or NULL. */
+static const agent_target *target_for(const supervisor *sup, const pkg_slot *slot,
+                                      const char *digest)
+{
+    const agent_reply *reply = sup->reply;
+    for (size_t i = 0; reply && reply->has_targets && i < reply->ntargets; i++) {
+        const agent_target *t = &reply->targets[i];
+        if (t->is_addon && !strcmp(t->name, slot->name) && !strcmp(t->digest, digest))
+            return t;
+    }
+    return NULL;
+}
+
+const char *config_wanted(const supervisor *sup, const pkg_slot *slot, const char *digest)
+{
+    const agent_target *t = target_for(sup, slot, digest);
+    if (!t)
+        return NULL;
+    return t->config_digest[0] ? t->config_digest : CONFIG_NONE_DIGEST;
+}
+
+int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
+{
+    static const agent_policy_config none;
+    const agent_target *t = target_for(sup, slot, digest);
+    if (!t || !strcmp(t->config_digest, slot->config.digest) ||
+        (t->config_digest[0] && !t->has_config))
+        return 0;
+    const char *identity = t->config_digest[0] ? t->config_digest : CONFIG_NONE_DIGEST;
+    if (config_still_bad(sup, slot, identity, t->retry))
+        return 0; /* the version goes on with the configuration it has */
+    agent_policy_config next;
+    if (agent_policy_config_copy(&next, t->config_digest[0] ? &t->config : &none) < 0)
+        return 0;
+    char from_short[32], to_short[32], why[MESSAGE_MAX];
+    short_digest(from_short, slot->config.digest);
+    short_digest(to_short, next.digest);
+    config_apply_clear(sup);
+    sup->config_apply.active = 1;
+    sup->config_apply.name = strdup(slot->name);
+    sup->config_apply.retry = t->retry;
+    copy_status(sup->config_apply.step, "Swapping");
+    sup->config_apply.old = slot->config; /* now owned by config_apply */
+    slot->config = next;
+    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s with=upgrade", slot->name,
+              from_short, to_short);
+    if (!sup->config_apply.name || state_save(sup) < 0 ||
+        write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
+        agent_log("warn", "msg=\"cannot stage the configuration; the upgrade goes on without "
+                          "it\" addon=%s error=\"%s\"",
+                  slot->name, sup->config_apply.name ? why : "out of memory");
+        config_unstage(sup, slot);
+        return 0;
+    }
+    return 1;
+}
+
+void config_unstage(supervisor *sup, pkg_slot *slot)
+{
+    if (!sup->config_apply.active || strcmp(sup->config_apply.name, slot->name))
+        return;
+    agent_policy_config_free(&slot->config);
+    slot->config = sup->config_apply.old;
+    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
+    char why[256] = "";
+    if (write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0)
+        agent_log("error", "msg=\"cannot restore the previous configuration\" addon=%s "
+                           "error=\"%s\"", slot->name, why);
+    config_apply_clear(sup);
+    state_save(sup);
+}
+
+void config_commit(supervisor *sup, pkg_slot *slot)
+{
+    if (!sup->config_apply.active || strcmp(sup->config_apply.name, slot->name))
+        return;
+    config_apply_clear(sup);
+    agent_log("info", "msg=\"config applied\" addon=%s digest=%s with=upgrade", slot->name,
+              slot->config.digest[0] ? slot->config.digest : "none");
+    state_save(sup);
+}

@@ -60,6 +60,15 @@ static int still_bad(supervisor *sup, pkg_slot *slot, const agent_offer *o)
                           "digest=%s retry=%u failed_under=%u reason=\"%s\"",
                   slot->name, o->digest, (unsigned)o->retry, (unsigned)bad->retry,
                   bad->reason ? bad->reason : "");
+    } else if (bad->config_digest[0] && slot->is_addon) {
+        /* it failed with the configuration its policy gave: a new one
+         * may be what it needed */
+        const char *now = config_wanted(sup, slot, o->digest);
+        if (!now || !strcmp(now, bad->config_digest))
+            return 1;
+        agent_log("info", "msg=\"the addon's configuration changed since it failed: trying "
+                          "again\" package=%s digest=%s config=%s",
+                  slot->name, o->digest, now);
     } else if (bad->config_digest[0]) {
         char now[PKGSTORE_DIGEST_STR_SIZE];
         config_digest(sup, now);
@@ -274,9 +283,11 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
     if (sup->trust.version != root_before)
         forget_signature_failures(sup);
     agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
+    sup->reply = &reply;
     process_offers(sup, &reply, upgraded_out);
     if (!agent_stop_requested())
         process_configs(sup, &reply, upgraded_out);
+    sup->reply = NULL;
     agent_reply_free(&reply);
     return 0;
 }

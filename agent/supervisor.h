@@ -121,6 +121,7 @@ typedef struct supervisor {
         uint32_t retry;                                 /* the policy's retry generation */
         agent_policy_config old;
     } config_apply;
+    const agent_reply *reply;          /* the reply being acted on, NULL outside */
     double server_interval_s;          /* from the last response; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
     agent_trust trust;                 /* trust.root: the root offers are verified against */
@@ -202,6 +203,21 @@ void process_configs(supervisor *sup, const agent_reply *reply, int *changed_out
  * interrupted (the journal's config_apply). */
 void recover_config(supervisor *sup);
 void config_apply_clear(supervisor *sup);
+/* The identity ("sha256:..." or CONFIG_NONE_DIGEST) of the configuration
+ * the current reply's target wants for slot at the package digest, or NULL
+ * when the reply says nothing about it. */
+const char *config_wanted(const supervisor *sup, const pkg_slot *slot, const char *digest);
+/* With an addon upgrade: stage the configuration the reply's target wants
+ * for the offer's digest (journaled in config_apply, the file written)
+ * so that the new version starts with it. 1 when one was staged, 0 when
+ * none is due (or it is bad, or it could not be written). */
+int config_stage(supervisor *sup, pkg_slot *slot, const char *digest);
+/* The staged configuration goes (the upgrade failed): the previous one is
+ * back in the slot and the file, without a restart. */
+void config_unstage(supervisor *sup, pkg_slot *slot);
+/* The staged configuration stays (the upgrade passed, or its binary could
+ * not be put back). */
+void config_commit(supervisor *sup, pkg_slot *slot);
 /* The configuration's JSON form in the journal, and back. */
 json_t *policy_config_json(const agent_policy_config *config);
 void policy_config_from_json(agent_policy_config *out, json_t *obj);

@@ -5,14 +5,18 @@
 # runs with it), a bad one is rolled back to the last good one with the
 # reason reported and is not applied again over many heartbeats, a raised
 # retry generation tries it once more, and removing the configuration
-# brings back the manifest's arguments. The policy side refuses what it
-# cannot mean (a configuration for a primary package, bad names, a file
-# over the cap).
+# brings back the manifest's arguments. An addon that needs its policy's
+# configuration to start at all is installed with it; a new version that
+# fails with a new configuration is rolled back as a pair, and is tried
+# again (once) when the configuration changes. The policy side refuses
+# what it cannot mean (a configuration for a primary package, bad names, a
+# file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..28"
+echo "1..36"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
+rp=$(free_port); rh=$(free_port)
 # the manifest's arguments: the addon's own default configuration
 printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
 # the policy's files: the same ports (the local YAML's health spec), a
@@ -20,12 +24,19 @@ printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
 printf '# from the policy, one\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/one.yaml"
 printf '# from the policy, three\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/three.yaml"
 printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 1\n' "$ap" "$ah" > "$d/bad.yaml"
+printf '# relay one\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay1.yaml"
+printf '# relay two\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay2.yaml"
+printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 2\n' "$rp" "$rh" > "$d/relay-bad.yaml"
 # the local YAML gives the health spec only: arguments come from the
 # policy, else from the manifest
 export ADDONS_YAML="addons:
   - name: shipper
     ports: [$ap]
     health_url: http://127.0.0.1:$ah/
+    monitor_window_s: 1
+  - name: relay
+    ports: [$rp]
+    health_url: http://127.0.0.1:$rh/
     monitor_window_s: 1"
 new_node "$d" "$URL" 1
 make_variant v1 "$d/shipper" config-shipper
@@ -33,6 +44,11 @@ make_variant v1 "$d/otelcol-2" config-otelcol
 server_add --name shipper --version 1.0.0 --type addon --entrypoint shipper \
     --annotation "io.pkgstore.addon.args=[\"--config\",\"$d/default.yaml\"]" "$d/shipper" > /dev/null
 server_add --name otelcol --version 2.0.0 --type primary "$d/otelcol-2" > /dev/null
+# relay has no arguments of its own: without its policy's it cannot start
+make_variant v1 "$d/relay-1" config-relay-1
+make_variant v1 "$d/relay-2" config-relay-2
+server_add --name relay --version 1.0.0 --type addon --entrypoint relay "$d/relay-1" > /dev/null
+server_add --name relay --version 2.0.0 --type addon --entrypoint relay "$d/relay-2" > /dev/null
 
 shipper_pid() { cat "$d/state/run/addon-shipper.pid" 2>/dev/null; }
 cmdline() { tr '\0' ' ' < "/proc/$(shipper_pid)/cmdline" 2>/dev/null; }
@@ -127,4 +143,41 @@ check "the server's view has no configuration digest" \
     wait_until 10 bash -c '[ "$(node_digest)" = none ]'
 wait_heartbeats 4 || diag "fewer than 4 heartbeats"
 check "five applications in all: $(applying)" test "$(applying)" = 5
+
+# --- relay: installed with its policy's configuration from the start
+relay_cmdline() { tr '\0' ' ' < "/proc/$(cat "$d/state/run/addon-relay.pid" 2>/dev/null)/cmdline" 2>/dev/null; }
+relay_digest() { jq -r '.packages[] | select(.name == "relay") | .config.digest // "none"' "$d/state/state.json" 2>/dev/null; }
+relay_starts() { log_count "$d" 'msg="upgrade starting" package=relay'; }
+export -f relay_cmdline relay_digest relay_starts
+rconf=$d/state/addons/relay/policy.conf
+policy set relays --package relay --version 1.0.0 --config-file "$d/relay1.yaml" \
+    --arg --config --arg '{config_file}' > /dev/null
+R1=$(admin /v1/policies/relays | jq -r .config_digest)
+check "an addon that needs its policy's configuration is installed with it" \
+    wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded1.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml" && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2"' "$R1" "$rconf" "$rh"
+check "in one upgrade, the configuration staged with it" \
+    bash -c '[ "$(relay_starts)" = 1 ] && [ "$(log_count "$d" "msg=\"config applying\" addon=relay from=none to=${0:0:19} with=upgrade")" = 1 ]' "$R1"
+
+# --- relay 2.0.0 with a bad configuration: the pair is rolled back
+policy set relays --package relay --version 2.0.0 --config-file "$d/relay-bad.yaml" \
+    --arg --config --arg '{config_file}' > /dev/null
+RB=$(admin /v1/policies/relays | jq -r .config_digest)
+check "a new version with a bad configuration: RolledBack, binary and configuration restored" \
+    wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = RolledBack1.0.0 ] && [[ "$(journal_of "$d" relay message)" == *"restored the previous binary and configuration"* ]] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml"' "$R1" "$rconf"
+check "relay 1.0.0 runs again with its configuration" \
+    wait_until 5 bash -c '[ "$(exe_sha "$(cat "$d/state/run/addon-relay.pid")")" = "$(sha "$d/relay-1")" ] && [[ "$(relay_cmdline)" == *"--config $0"* ]] && health_ok "$1"' "$rconf" "$rh"
+check "the version is bad with that configuration" \
+    bash -c 'jq -e --arg d "sha256:$(sha "$d/relay-2")" --arg c "$0" ".bad[] | select(.digest == \$d and .config_digest == \$c)" "$d/state/state.json" > /dev/null' "$RB"
+wait_heartbeats 8 || diag "fewer than 8 heartbeats"
+check "not tried again: two upgrades in all ($(relay_starts))" test "$(relay_starts)" = 2
+
+# --- the configuration fixed: the version is tried again, once, with it
+policy set relays --package relay --version 2.0.0 --config-file "$d/relay2.yaml" \
+    --arg --config --arg '{config_file}' > /dev/null
+R2=$(admin /v1/policies/relays | jq -r .config_digest)
+check "a new configuration retries the version: Upgraded 2.0.0 with it" \
+    wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded2.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay2.yaml" && health_ok "$2"' "$R2" "$rconf" "$rh"
+wait_heartbeats 4 || diag "fewer than 4 heartbeats"
+check "three upgrades in all ($(relay_starts)), and the server sees the configuration" \
+    bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
 [ "$FAILED" = 0 ] || { dump "$d/agent.log" "$S/server.log"; }
