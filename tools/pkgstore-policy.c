@@ -455,6 +455,18 @@ static int cmd_show(http_client *client, int json_out, const char *name)
            json_string_value(json_object_get(p, "type")));
     printf("priority:  %lld\n", (long long)json_integer_value(json_object_get(p, "priority")));
     printf("retry:     %lld\n", (long long)json_integer_value(json_object_get(p, "retry")));
+    json_t *config = json_object_get(p, "config");
+    if (json_is_object(config)) {
+        const char *file = json_string_value(json_object_get(config, "file"));
+        printf("config:    %s (%zu args, %zu env, ",
+               json_string_value(json_object_get(p, "config_digest")),
+               json_array_size(json_object_get(config, "args")),
+               json_object_size(json_object_get(config, "env")));
+        if (file)
+            printf("a file of %zu bytes)\n", strlen(file));
+        else
+            printf("no file)\n");
+    }
     printf("updated:   %s\n", json_string_value(json_object_get(p, "updated")) ?
                                   json_string_value(json_object_get(p, "updated")) : "-");
     json_t *status = json_object_get(p, "status");
