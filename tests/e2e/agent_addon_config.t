@@ -12,7 +12,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..36"
+echo "1..39"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -180,4 +180,23 @@ check "a new configuration retries the version: Upgraded 2.0.0 with it" \
 wait_heartbeats 4 || diag "fewer than 4 heartbeats"
 check "three upgrades in all ($(relay_starts)), and the server sees the configuration" \
     bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
+
+# --- the agent killed while it applies a configuration: the previous one
+# is restored at start, and the new one applied again
+printf '# from the policy, four\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/four.yaml"
+before=$(applying)
+policy set shippers --package shipper --version 1.0.0 --config-file "$d/four.yaml" \
+    --arg --config --arg '{config_file}' --env SHIP_MARK=four > /dev/null
+D4=$(policy_digest)
+if wait_until 20 jq -e '.config_apply.name == "shipper"' "$d/state/state.json" > /dev/null; then
+    kill -KILL "$(cat "$d/agent.pid")"
+    ok "the agent was killed while it applied a configuration"
+else
+    nok "the agent was killed while it applied a configuration (never saw config_apply)"
+fi
+start_agent "$d"
+check "at start the previous configuration is restored" \
+    wait_until 20 grep -q 'msg="recovering an interrupted configuration" addon=shipper' "$d/agent.log"
+check "then the new one is applied: Upgraded with it, once more" \
+    wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/four.yaml" && [ "$(mark)" = SHIP_MARK=four ] && health_ok "$1" && [ "$(applying)" = $(( $2 + 2 )) ] && ! jq -e .config_apply "$d/state/state.json" > /dev/null' "$D4" "$ah" "$before"
 [ "$FAILED" = 0 ] || { dump "$d/agent.log" "$S/server.log"; }
