@@ -82,6 +82,16 @@ void config_apply_clear(supervisor *sup)
 
 /* ------------------------------------------------------------------ applying */
 
+/* The node's own args win over the policy's (docs/policies.md,
+ * "Precedence"): say so where it happens, once per application. */
+static void note_local_args(const supervisor *sup, const pkg_slot *slot)
+{
+    const agent_addon_config *local = agent_config_addon(sup->cfg, slot->name);
+    if (local && local->has_args && slot->config.has_args)
+        agent_log("warn", "msg=\"the local configuration's args win over the policy's\" "
+                          "addon=%s config=%s", slot->name, sup->cfg->path);
+}
+
 /* Write body to addons/NAME/policy.conf through a temporary file and a
  * rename, or remove it when body is NULL. 0, or -1 with why. */
 static int write_config_file(const supervisor *sup, const pkg_slot *slot, const char *body,
@@ -165,6 +175,7 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     slot->config = next;
     agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s", slot->name,
               from_short, to_short);
+    note_local_args(sup, slot);
     if (!sup->config_apply.name ||
         set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
                    from_short) < 0) {
@@ -316,6 +327,7 @@ int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
     slot->config = next;
     agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s with=upgrade", slot->name,
               from_short, to_short);
+    note_local_args(sup, slot);
     if (!sup->config_apply.name || state_save(sup) < 0 ||
         write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
         agent_log("warn", "msg=\"cannot stage the configuration; the upgrade goes on without "

@@ -12,11 +12,13 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..39"
+echo "1..42"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
 rp=$(free_port); rh=$(free_port)
+pp=$(free_port); ph=$(free_port)
+printf 'ports: [%s]\nhealth_port: %s\n' "$pp" "$ph" > "$d/pinned.yaml"
 # the manifest's arguments: the addon's own default configuration
 printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
 # the policy's files: the same ports (the local YAML's health spec), a
@@ -37,6 +39,12 @@ export ADDONS_YAML="addons:
   - name: relay
     ports: [$rp]
     health_url: http://127.0.0.1:$rh/
+    monitor_window_s: 1
+  - name: pinned
+    args: [\"--config\", \"$d/pinned.yaml\"]
+    env: {PIN_LOCAL: yaml, PIN_BOTH: yaml}
+    ports: [$pp]
+    health_url: http://127.0.0.1:$ph/
     monitor_window_s: 1"
 new_node "$d" "$URL" 1
 make_variant v1 "$d/shipper" config-shipper
@@ -49,6 +57,8 @@ make_variant v1 "$d/relay-1" config-relay-1
 make_variant v1 "$d/relay-2" config-relay-2
 server_add --name relay --version 1.0.0 --type addon --entrypoint relay "$d/relay-1" > /dev/null
 server_add --name relay --version 2.0.0 --type addon --entrypoint relay "$d/relay-2" > /dev/null
+make_variant v1 "$d/pinned" config-pinned
+server_add --name pinned --version 1.0.0 --type addon --entrypoint pinned "$d/pinned" > /dev/null
 
 shipper_pid() { cat "$d/state/run/addon-shipper.pid" 2>/dev/null; }
 cmdline() { tr '\0' ' ' < "/proc/$(shipper_pid)/cmdline" 2>/dev/null; }
@@ -181,6 +191,19 @@ wait_heartbeats 4 || diag "fewer than 4 heartbeats"
 check "three upgrades in all ($(relay_starts)), and the server sees the configuration" \
     bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
 
+# --- precedence: the local YAML's args win over the policy's (which would
+# make the addon exit); environment merged, the YAML's winning per variable
+pinned_pid() { cat "$d/state/run/addon-pinned.pid" 2>/dev/null; }
+export -f pinned_pid
+policy set pins --package pinned --version 1.0.0 --arg --no-such-flag \
+    --env PIN_POLICY=policy --env PIN_BOTH=policy > /dev/null
+P1=$(admin /v1/policies/pins | jq -r .config_digest)
+check "with local args the policy's configuration applies, and the addon runs with the local args" \
+    wait_until 20 bash -c '[ "$(jq -r ".packages[] | select(.name == \"pinned\") | .config.digest // \"none\"" "$d/state/state.json")" = "$0" ] && [ "$(journal_of "$d" pinned status)" = Upgraded ] && [[ "$(tr "\0" " " < /proc/$(pinned_pid)/cmdline)" == *"--config $d/pinned.yaml"* ]] && health_ok "$1"' "$P1" "$ph"
+check "environment: the policy's over nothing, the YAML's over the policy's" \
+    bash -c 'e=$(tr "\0" "\n" < /proc/$(pinned_pid)/environ | grep "^PIN_" | sort | tr "\n" " "); [ "$e" = "PIN_BOTH=yaml PIN_LOCAL=yaml PIN_POLICY=policy " ] || { echo "# $e"; exit 1; }'
+check "the agent says the local args win" grep -q 'msg="the local configuration.s args win over the policy.s" addon=pinned' "$d/agent.log"
+
 # --- the agent killed while it applies a configuration: the previous one
 # is restored at start, and the new one applied again
 printf '# from the policy, four\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/four.yaml"
@@ -189,7 +212,9 @@ policy set shippers --package shipper --version 1.0.0 --config-file "$d/four.yam
     --arg --config --arg '{config_file}' --env SHIP_MARK=four > /dev/null
 D4=$(policy_digest)
 if wait_until 20 jq -e '.config_apply.name == "shipper"' "$d/state/state.json" > /dev/null; then
-    kill -KILL "$(cat "$d/agent.pid")"
+    killed=$(cat "$d/agent.pid")
+    kill -KILL "$killed"
+    wait "$killed" 2>/dev/null # its lock goes with it
     ok "the agent was killed while it applied a configuration"
 else
     nok "the agent was killed while it applied a configuration (never saw config_apply)"
