@@ -35,6 +35,17 @@ static void short_digest(char out[32], const char *digest)
         snprintf(out, 32, "%.19s", digest);
 }
 
+const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot)
+{
+    for (size_t i = sup->nbad; i-- > 0;) {
+        const bad_entry *e = &sup->bad[i];
+        if (e->package && !strcmp(e->package, slot->name) && e->reason &&
+            !strncmp(e->reason, CONFIG_BAD_PREFIX, strlen(CONFIG_BAD_PREFIX)))
+            return e;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ the journal */
 
 json_t *policy_config_json(const agent_policy_config *c)
@@ -140,11 +151,11 @@ static void rollback_config(supervisor *sup, pkg_slot *slot, const char *why, in
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
     if (restored < 0)
-        snprintf(msg, sizeof msg, "configuration %s: %.250s; restore: %.150s", failed_short, why,
-                 detail);
+        snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.250s; restore: %.150s", failed_short,
+                 why, detail);
     else
-        snprintf(msg, sizeof msg, "configuration %s: %.300s; restored the previous configuration "
-                 "(%s)", failed_short, why, back_short);
+        snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.300s; restored the previous "
+                 "configuration (%s)", failed_short, why, back_short);
     int stopping = agent_stop_requested();
     if (!stopping) /* its own fault: not tried again until the policy changes it */
         bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);

@@ -31,6 +31,11 @@ static json_t *heartbeat_request(const supervisor *sup)
                                 proc_state(slot));
         if (slot->config.digest[0]) /* the policy's configuration it runs with */
             json_object_set_new(pkg, "config_digest", json_string(slot->config.digest));
+        const bad_entry *refused = slot->is_addon ? config_refused(sup, slot) : NULL;
+        if (refused && refused->retry_known) /* ... and the one it rolled back */
+            json_object_set_new(pkg, "config_refused",
+                                json_pack("{s:s, s:I}", "digest", refused->digest, "retry",
+                                          (json_int_t)refused->retry));
         if (slot->offer_digest[0])
             json_object_set_new(pkg, "offer", json_pack("{s:s?, s:s}", "version",
                                                         slot->offer_version, "digest",

@@ -192,6 +192,12 @@ int attempt_allowed(supervisor *sup);
 /* The identity of "no configuration from a policy" in the bad set: the
  * SHA-256 of the empty string (a removal that fails is remembered too). */
 #define CONFIG_NONE_DIGEST "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/* The reason of a configuration's bad entry starts with this (a binary's
+ * never does), as a signature failure's starts with "signature: ". */
+#define CONFIG_BAD_PREFIX "configuration "
+/* The configuration of slot most recently rolled back (its bad entry), or
+ * NULL: the heartbeat reports it so that the server stops sending it. */
+const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot);
 /* addons/NAME/policy.conf: the file {config_file} names in its arguments. */
 char *config_file_path(const supervisor *sup, const char *name);
 /* Apply what the reply's targets say about each addon's configuration

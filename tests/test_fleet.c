@@ -560,6 +560,31 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     assert_true(json_equal(json_object_get(t, "config"), expected));
     json_decref(reply);
 
+    /* refused (rolled back) under the policy's retry generation: no body,
+     * until the generation rises; the view shows the refusal */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
+             f->sidecar_amd64, digest_text);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_string_equal(str_at(t, "config_digest"), digest_text);
+    assert_null(json_object_get(t, "config"));
+    json_decref(reply);
+    view = node_view(f, "n1");
+    json_t *refused = json_object_get(
+        find_by(json_object_get(view, "packages"), "name", "log-sidecar"), "config_refused");
+    assert_string_equal(str_at(refused, "digest"), digest_text);
+    assert_int_equal(json_integer_value(json_object_get(refused, "retry")), 0);
+    json_decref(view);
+    CHECK(pkgstore_policy_retry(NULL, f->reg, "side"));
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_int_equal(json_integer_value(json_object_get(t, "retry")), 1);
+    assert_true(json_equal(json_object_get(t, "config"), expected));
+    json_decref(reply);
+
     /* a policy without a configuration: no config members at all */
     put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
     reply = heartbeat(f, body);

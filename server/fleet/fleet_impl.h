@@ -67,6 +67,9 @@ struct fl_pkg {
     pkgstore_digest digest;
     int has_config;               /* an addon runs a policy's configuration */
     pkgstore_digest config_digest;
+    int has_refused;              /* ... and refused this one (rolled back) */
+    uint32_t refused_retry;       /* under this retry generation */
+    pkgstore_digest refused_digest;
 };
 
 struct fl_profile {
@@ -91,6 +94,9 @@ struct fl_hb_pkg {
     pkgstore_digest digest;
     int has_config;
     pkgstore_digest config_digest;
+    int has_refused;
+    uint32_t refused_retry;
+    pkgstore_digest refused_digest;
     const char *offer_version;
     int has_status;
     pkgstore_rollout_state status;

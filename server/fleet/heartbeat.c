@@ -199,9 +199,10 @@ static const char *reason_for(char *buf, size_t size, const pkgstore_decision *d
 
 /* An addon's configuration from its policy: "config_digest" and "retry"
  * always, and the body ("config") only to a node that runs the version
- * (CURRENT) or is offered it now, and did not report that digest applied,
- * so that the reply of a node in step stays small (docs/api.md). 0, or -1
- * out of memory. */
+ * (CURRENT) or is offered it now, and did not report that digest applied
+ * (nor refused it under the policy's retry generation), so that the reply
+ * of a node in step, or of one that rolled the configuration back, stays
+ * small (docs/api.md). 0, or -1 out of memory. */
 static int target_config(json_t *t, const pkgstore_decision *d, pkgstore_rollout_state state,
                          const struct fl_profile *profile)
 {
@@ -221,9 +222,13 @@ static int target_config(json_t *t, const pkgstore_decision *d, pkgstore_rollout
         return 0;
     for (size_t i = 0; i < profile->npkgs; i++) {
         const struct fl_pkg *pkg = &profile->pkgs[i];
-        if (strcmp(pkg->name, pkgstore_policy_package(d->policy)) == 0 && pkg->has_config &&
-            pkgstore_digest_equal(&pkg->config_digest, &digest))
+        if (strcmp(pkg->name, pkgstore_policy_package(d->policy)) != 0)
+            continue;
+        if (pkg->has_config && pkgstore_digest_equal(&pkg->config_digest, &digest))
             return 0; /* applied */
+        if (pkg->has_refused && pkgstore_digest_equal(&pkg->refused_digest, &digest) &&
+            pkg->refused_retry >= pkgstore_policy_retry_generation(d->policy))
+            return 0; /* rolled back: it is not applied again until the retry rises */
     }
     json_t *body = json_loads(config, 0, NULL);
     return body && json_object_set_new(t, "config", body) == 0 ? 0 : -1;

@@ -240,6 +240,24 @@ static int parse_pkg(struct fl_hb_pkg *pkg, json_t *obj, size_t index, fleet_err
             return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_digest: not a sha256 digest", where);
         pkg->has_config = 1;
     }
+    if ((value = json_object_get(obj, "config_refused")) && !json_is_null(value)) {
+        char refused_where[64];
+        json_t *retry = json_object_get(value, "retry");
+        snprintf(refused_where, sizeof(refused_where), "%sconfig_refused.", where);
+        if (!json_is_object(value))
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_refused: not an object", where);
+        if ((error = get_string(&str, value, "digest", refused_where, 0, 80, CS_TOKEN, err)) < 0)
+            return error;
+        if (pkgstore_digest_parse(&pkg->refused_digest, str) < 0)
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_refused.digest: not a sha256 digest",
+                           where);
+        if (retry && (!json_is_integer(retry) || json_integer_value(retry) < 0 ||
+                      json_integer_value(retry) > (json_int_t)UINT32_MAX))
+            return fl_fail(err, PKGSTORE_EINVALID,
+                           "%sconfig_refused.retry: not an integer in 0..4294967295", where);
+        pkg->refused_retry = retry ? (uint32_t)json_integer_value(retry) : 0;
+        pkg->has_refused = 1;
+    }
     if ((value = json_object_get(obj, "offer")) && !json_is_null(value)) {
         char offer_where[64];
         snprintf(offer_where, sizeof(offer_where), "%soffer.", where);
@@ -354,8 +372,8 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
     hash = fl_fnv1a(hash, "\1", 1); /* labels end */
     for (size_t i = 0; i < hb->npkgs; i++) {
         const struct fl_hb_pkg *pkg = &hb->pkgs[i];
-        unsigned char extra[3] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest,
-                                  (unsigned char)pkg->has_config};
+        unsigned char extra[4] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest,
+                                  (unsigned char)pkg->has_config, (unsigned char)pkg->has_refused};
         hash = hash_str(hash, pkg->name);
         hash = hash_str(hash, pkg->version);
         hash = hash_str(hash, pkg->state);
@@ -364,6 +382,10 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
             hash = fl_fnv1a(hash, pkg->digest.bytes, sizeof(pkg->digest.bytes));
         if (pkg->has_config)
             hash = fl_fnv1a(hash, pkg->config_digest.bytes, sizeof(pkg->config_digest.bytes));
+        if (pkg->has_refused) {
+            hash = fl_fnv1a(hash, pkg->refused_digest.bytes, sizeof(pkg->refused_digest.bytes));
+            hash = fl_fnv1a(hash, &pkg->refused_retry, sizeof(pkg->refused_retry));
+        }
     }
     return hash;
 }
@@ -392,7 +414,11 @@ static int profile_equals(const struct fl_profile *p, const struct fl_hb *hb)
             (a->has_digest && memcmp(a->digest.bytes, b->digest.bytes, PKGSTORE_DIGEST_SIZE)) ||
             a->has_config != b->has_config ||
             (a->has_config &&
-             memcmp(a->config_digest.bytes, b->config_digest.bytes, PKGSTORE_DIGEST_SIZE)))
+             memcmp(a->config_digest.bytes, b->config_digest.bytes, PKGSTORE_DIGEST_SIZE)) ||
+            a->has_refused != b->has_refused ||
+            (a->has_refused &&
+             (a->refused_retry != b->refused_retry ||
+              memcmp(a->refused_digest.bytes, b->refused_digest.bytes, PKGSTORE_DIGEST_SIZE))))
             return 0;
     }
     return 1;
@@ -456,6 +482,9 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
         pkg->digest = hb->pkgs[i].digest;
         pkg->has_config = hb->pkgs[i].has_config;
         pkg->config_digest = hb->pkgs[i].config_digest;
+        pkg->has_refused = hb->pkgs[i].has_refused;
+        pkg->refused_retry = hb->pkgs[i].refused_retry;
+        pkg->refused_digest = hb->pkgs[i].refused_digest;
     }
     return p;
 }

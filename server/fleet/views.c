@@ -110,6 +110,13 @@ json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
             pkgstore_digest_format(digest, &pkg->config_digest);
             json_object_set_new(pj, "config_digest", json_string(digest));
         }
+        if (pj && pkg->has_refused) {
+            char digest[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(digest, &pkg->refused_digest);
+            json_object_set_new(pj, "config_refused",
+                                json_pack("{s:s, s:I}", "digest", digest, "retry",
+                                          (json_int_t)pkg->refused_retry));
+        }
         failed |= json_array_append_new(pkgs, pj);
     }
     if (failed) {

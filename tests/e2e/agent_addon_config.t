@@ -12,7 +12,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..42"
+echo "1..43"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -119,6 +119,8 @@ check "the last good configuration is back: file, arguments, environment" \
     wait_until 5 bash -c 'cmp -s "$conf" "$d/one.yaml" && [[ "$(cmdline)" == *"--config $conf"* ]] && [ "$(mark)" = SHIP_MARK=one ] && health_ok "$0"' "$ah"
 check "the journal and the server's view keep the good digest" \
     wait_until 10 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(node_digest)" = "$0" ]' "$D1"
+check "the server's view of the node has the refusal, under retry 0" \
+    wait_until 10 bash -c '[ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"shipper\") | .config_refused | \"\(.digest) \(.retry)\"")" = "$0 0" ]' "$D2"
 check "the server's history has the rollback" \
     wait_until 10 bash -c '[[ "$(history_of node shipper)" == *"Swapping Monitoring RolledBack" ]]'
 [ "$(shipper_pid)" != "$good_pid" ] || diag "the addon was not restarted"
