@@ -224,10 +224,11 @@ static int target_config(json_t *t, const pkgstore_decision *d, pkgstore_rollout
         const struct fl_pkg *pkg = &profile->pkgs[i];
         if (strcmp(pkg->name, pkgstore_policy_package(d->policy)) != 0)
             continue;
-        if (pkg->has_config && pkgstore_digest_equal(&pkg->config_digest, &digest))
+        const struct fl_pkg_config *c = pkg->config;
+        if (c && c->has_config && pkgstore_digest_equal(&c->config_digest, &digest))
             return 0; /* applied */
-        if (pkg->has_refused && pkgstore_digest_equal(&pkg->refused_digest, &digest) &&
-            pkg->refused_retry >= pkgstore_policy_retry_generation(d->policy))
+        if (c && c->has_refused && pkgstore_digest_equal(&c->refused_digest, &digest) &&
+            c->refused_retry >= pkgstore_policy_retry_generation(d->policy))
             return 0; /* rolled back: it is not applied again until the retry rises */
     }
     json_t *body = json_loads(config, 0, NULL);

@@ -105,17 +105,17 @@ json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
         }
         if (pj && pkg->state[0])
             json_object_set_new(pj, "state", json_string(pkg->state));
-        if (pj && pkg->has_config) {
+        if (pj && pkg->config && pkg->config->has_config) {
             char digest[PKGSTORE_DIGEST_STR_SIZE];
-            pkgstore_digest_format(digest, &pkg->config_digest);
+            pkgstore_digest_format(digest, &pkg->config->config_digest);
             json_object_set_new(pj, "config_digest", json_string(digest));
         }
-        if (pj && pkg->has_refused) {
+        if (pj && pkg->config && pkg->config->has_refused) {
             char digest[PKGSTORE_DIGEST_STR_SIZE];
-            pkgstore_digest_format(digest, &pkg->refused_digest);
+            pkgstore_digest_format(digest, &pkg->config->refused_digest);
             json_object_set_new(pj, "config_refused",
                                 json_pack("{s:s, s:I}", "digest", digest, "retry",
-                                          (json_int_t)pkg->refused_retry));
+                                          (json_int_t)pkg->config->refused_retry));
         }
         failed |= json_array_append_new(pkgs, pj);
     }
