@@ -12,7 +12,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..43"
+echo "1..46"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -55,8 +55,10 @@ server_add --name otelcol --version 2.0.0 --type primary "$d/otelcol-2" > /dev/n
 # relay has no arguments of its own: without its policy's it cannot start
 make_variant v1 "$d/relay-1" config-relay-1
 make_variant v1 "$d/relay-2" config-relay-2
+make_variant v1 "$d/relay-3" config-relay-3
 server_add --name relay --version 1.0.0 --type addon --entrypoint relay "$d/relay-1" > /dev/null
 server_add --name relay --version 2.0.0 --type addon --entrypoint relay "$d/relay-2" > /dev/null
+server_add --name relay --version 3.0.0 --type addon --entrypoint relay "$d/relay-3" > /dev/null
 make_variant v1 "$d/pinned" config-pinned
 server_add --name pinned --version 1.0.0 --type addon --entrypoint pinned "$d/pinned" > /dev/null
 
@@ -193,6 +195,12 @@ wait_heartbeats 4 || diag "fewer than 4 heartbeats"
 check "three upgrades in all ($(relay_starts)), and the server sees the configuration" \
     bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
 
+# --- a new version with the same configuration keeps it
+policy set relays --package relay --version 3.0.0 --config-file "$d/relay2.yaml" \
+    --arg --config --arg '{config_file}' > /dev/null
+check "a new version with the same configuration: Upgraded 3.0.0, run with it, nothing re-applied" \
+    wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded3.0.0 ] && [ "$(relay_digest)" = "$0" ] && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2" && [ "$(log_count "$d" "msg=\"config applying\" addon=relay")" = 3 ]' "$R2" "$rconf" "$rh"
+
 # --- precedence: the local YAML's args win over the policy's (which would
 # make the addon exit); environment merged, the YAML's winning per variable
 pinned_pid() { cat "$d/state/run/addon-pinned.pid" 2>/dev/null; }
@@ -226,4 +234,14 @@ check "at start the previous configuration is restored" \
     wait_until 20 grep -q 'msg="recovering an interrupted configuration" addon=shipper' "$d/agent.log"
 check "then the new one is applied: Upgraded with it, once more" \
     wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/four.yaml" && [ "$(mark)" = SHIP_MARK=four ] && health_ok "$1" && [ "$(applying)" = $(( $2 + 2 )) ] && ! jq -e .config_apply "$d/state/state.json" > /dev/null' "$D4" "$ah" "$before"
+
+# --- an agent restarted in the ordinary way starts the addon with the
+# configuration it applied, and does not apply it again
+stop_agent "$d"
+before=$(applying)
+start_agent "$d"
+check "after a restart the addon runs with its policy's configuration" \
+    wait_until 20 bash -c '[[ "$(cmdline)" == *"--config $conf"* ]] && [ "$(mark)" = SHIP_MARK=four ] && health_ok "$0"' "$ah"
+wait_heartbeats 4 || diag "fewer than 4 heartbeats"
+check "and nothing was applied again ($(applying))" test "$(applying)" = "$before"
 [ "$FAILED" = 0 ] || { dump "$d/agent.log" "$S/server.log"; }
