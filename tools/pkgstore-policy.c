@@ -466,6 +466,11 @@ static int cmd_show(http_client *client, int json_out, const char *name)
             printf("a file of %zu bytes)\n", strlen(file));
         else
             printf("no file)\n");
+        json_t *tally = json_object_get(json_object_get(p, "status"), "config");
+        if (tally)
+            printf("           applied on %lld node(s), rolled back on %lld\n",
+                   (long long)json_integer_value(json_object_get(tally, "applied")),
+                   (long long)json_integer_value(json_object_get(tally, "refused")));
     }
     printf("updated:   %s\n", json_string_value(json_object_get(p, "updated")) ?
                                   json_string_value(json_object_get(p, "updated")) : "-");

@@ -12,7 +12,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..46"
+echo "1..48"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -123,6 +123,8 @@ check "the journal and the server's view keep the good digest" \
     wait_until 10 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(node_digest)" = "$0" ]' "$D1"
 check "the server's view of the node has the refusal, under retry 0" \
     wait_until 10 bash -c '[ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"shipper\") | .config_refused | \"\(.digest) \(.retry)\"")" = "$0 0" ]' "$D2"
+check "the policy's status counts the node as refusing it" \
+    bash -c '[ "$(admin /v1/policies/shippers | jq -c .status.config)" = "{\"applied\":0,\"refused\":1}" ] && policy show shippers | grep -q "applied on 0 node(s), rolled back on 1"'
 check "the server's history has the rollback" \
     wait_until 10 bash -c '[[ "$(history_of node shipper)" == *"Swapping Monitoring RolledBack" ]]'
 [ "$(shipper_pid)" != "$good_pid" ] || diag "the addon was not restarted"
@@ -147,6 +149,8 @@ policy set shippers --package shipper --version 1.0.0 --config-file "$d/three.ya
 D3=$(policy_digest)
 check "a new good configuration is applied" \
     wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/three.yaml" && [ "$(mark)" = SHIP_MARK=three ] && health_ok "$1"' "$D3" "$ah"
+check "the policy's status counts it applied" \
+    wait_until 10 bash -c '[ "$(admin /v1/policies/shippers | jq -c .status.config)" = "{\"applied\":1,\"refused\":0}" ]'
 
 # --- the configuration removed: the manifest's arguments again
 policy set shippers --package shipper --version 1.0.0 > /dev/null
