@@ -578,6 +578,24 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     assert_string_equal(str_at(refused, "digest"), digest_text);
     assert_int_equal(json_integer_value(json_object_get(refused, "retry")), 0);
     json_decref(view);
+    /* the policy's status counts it; n2 runs the configuration */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_digest\":\"%s\"}]}",
+             f->sidecar_amd64, digest_text);
+    json_decref(heartbeat(f, body));
+    json_t *status = NULL;
+    CHECK_FLEET(fleet_policy_status(&status, f->fleet, "side", NULL, &err), err);
+    json_t *tally = json_object_get(status, "config");
+    assert_int_equal(json_integer_value(json_object_get(tally, "applied")), 1);
+    assert_int_equal(json_integer_value(json_object_get(tally, "refused")), 1);
+    json_decref(status);
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
+             f->sidecar_amd64, digest_text);
     CHECK(pkgstore_policy_retry(NULL, f->reg, "side"));
     reply = heartbeat(f, body);
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
