@@ -276,7 +276,7 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
         char *data = NULL;
         size_t len = 0;
         if (cli_read_file(&data, &len, config_file, 4u << 20) < 0) {
-            error = 1;
+            error = 2; /* as an unreadable CA file: before the server is asked */
             goto out;
         }
         if (len > PKGSTORE_ADDON_CONFIG_FILE_MAX) {

@@ -12,7 +12,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..48"
+echo "1..49"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -81,6 +81,8 @@ check "an environment name that is not one is refused, naming it" \
 head -c 70000 /dev/zero | tr '\0' a > "$d/big.yaml"
 check "pkgstore-policy refuses a file over 64 KiB, naming the cap" \
     bash -c 'out=$(policy set s --package shipper --version 1.0.0 --config-file "$0" 2>&1); [ $? = 2 ] && [[ "$out" == *"70000 bytes, more than 65536 (config.file"* ]] || { echo "# $out"; exit 1; }' "$d/big.yaml"
+check "an unreadable --config-file is a usage error (exit 2), before the server is asked" \
+    bash -c '"$B/pkgstore-policy" --server http://127.0.0.1:1 set s --package shipper --version 1.0.0 --config-file "$0/missing" 2> /dev/null; [ $? = 2 ]' "$d"
 check "so does the server, naming config.file" \
     bash -c 'jq -n --rawfile f "$0" "{package:\"shipper\",version:\"1.0.0\",config:{file:\$f}}" | curl -sS -X PUT -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" "$URL/v1/policies/s" --data-binary @- | grep -q "config.file: 70000 bytes, more than 65536"' "$d/big.yaml"
 check "the PUT body's unknown config member is refused" \
