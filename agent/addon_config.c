@@ -99,8 +99,10 @@ static void note_local_args(const supervisor *sup, const pkg_slot *slot)
 {
     const agent_addon_config *local = agent_config_addon(sup->cfg, slot->name);
     if (local && local->has_args && slot->config.has_args)
-        agent_log("warn", "msg=\"the local configuration's args win over the policy's\" "
-                          "addon=%s config=%s", slot->name, sup->cfg->path);
+        agent_log("warn",
+                  "msg=\"the local configuration's args win over the policy's\" "
+                  "addon=%s config=%s",
+                  slot->name, sup->cfg->path);
 }
 
 /* Write body to addons/NAME/policy.conf through a temporary file and a
@@ -154,8 +156,10 @@ static void rollback_config(supervisor *sup, pkg_slot *slot, const char *why, in
         snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.250s; restore: %.150s", failed_short,
                  why, detail);
     else
-        snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.300s; restored the previous "
-                 "configuration (%s)", failed_short, why, back_short);
+        snprintf(msg, sizeof msg,
+                 CONFIG_BAD_PREFIX "%s: %.300s; restored the previous "
+                                   "configuration (%s)",
+                 failed_short, why, back_short);
     int stopping = agent_stop_requested();
     if (!stopping) /* its own fault: not tried again until the policy changes it */
         bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);
@@ -172,8 +176,10 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     char why[MESSAGE_MAX], from_short[32], to_short[32];
     agent_policy_config next;
     if (agent_policy_config_copy(&next, want) < 0) {
-        agent_log("error", "msg=\"cannot apply the configuration\" addon=%s error=\"out of "
-                           "memory\"", slot->name);
+        agent_log("error",
+                  "msg=\"cannot apply the configuration\" addon=%s error=\"out of "
+                  "memory\"",
+                  slot->name);
         return;
     }
     short_digest(from_short, slot->config.digest);
@@ -184,8 +190,8 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     sup->config_apply.retry = retry;
     sup->config_apply.old = slot->config; /* now owned by config_apply */
     slot->config = next;
-    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s", slot->name,
-              from_short, to_short);
+    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s", slot->name, from_short,
+              to_short);
     note_local_args(sup, slot);
     if (!sup->config_apply.name ||
         set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
@@ -223,8 +229,9 @@ static int config_still_bad(supervisor *sup, pkg_slot *slot, const char *identit
         return 0;
     if (!bad->retry_known || retry <= bad->retry)
         return 1;
-    agent_log("info", "msg=\"retry generation raised: trying a bad configuration again\" "
-                      "addon=%s digest=%s retry=%u failed_under=%u",
+    agent_log("info",
+              "msg=\"retry generation raised: trying a bad configuration again\" "
+              "addon=%s digest=%s retry=%u failed_under=%u",
               slot->name, identity, (unsigned)retry, (unsigned)bad->retry);
     bad_remove(sup, bad);
     state_save(sup);
@@ -270,8 +277,10 @@ void recover_config(supervisor *sup)
     copy_status(step, sup->config_apply.step);
     short_digest(failed_short, slot->config.digest);
     short_digest(back_short, sup->config_apply.old.digest);
-    agent_log("warn", "msg=\"recovering an interrupted configuration\" addon=%s step=%s "
-                      "digest=%s", slot->name, step, failed_short);
+    agent_log("warn",
+              "msg=\"recovering an interrupted configuration\" addon=%s step=%s "
+              "digest=%s",
+              slot->name, step, failed_short);
     agent_policy_config_free(&slot->config);
     slot->config = sup->config_apply.old;
     memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
@@ -282,9 +291,8 @@ void recover_config(supervisor *sup)
      * applies it again */
     copy_status(slot->status, restored < 0 ? "RollbackFailed" : "RolledBack");
     char msg[MESSAGE_MAX];
-    snprintf(msg, sizeof msg, "configuration %s: agent restarted during %s; %s%.200s",
-             failed_short, step,
-             restored < 0 ? "restore: " : "restored the previous configuration ",
+    snprintf(msg, sizeof msg, "configuration %s: agent restarted during %s; %s%.200s", failed_short,
+             step, restored < 0 ? "restore: " : "restored the previous configuration ",
              restored < 0 ? detail : back_short);
     set_str(&slot->message, msg);
     state_save(sup);
@@ -341,8 +349,9 @@ int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
     note_local_args(sup, slot);
     if (!sup->config_apply.name || state_save(sup) < 0 ||
         write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
-        agent_log("warn", "msg=\"cannot stage the configuration; the upgrade goes on without "
-                          "it\" addon=%s error=\"%s\"",
+        agent_log("warn",
+                  "msg=\"cannot stage the configuration; the upgrade goes on without "
+                  "it\" addon=%s error=\"%s\"",
                   slot->name, sup->config_apply.name ? why : "out of memory");
         config_unstage(sup, slot);
         return 0;
@@ -359,8 +368,10 @@ void config_unstage(supervisor *sup, pkg_slot *slot)
     memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char why[256] = "";
     if (write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0)
-        agent_log("error", "msg=\"cannot restore the previous configuration\" addon=%s "
-                           "error=\"%s\"", slot->name, why);
+        agent_log("error",
+                  "msg=\"cannot restore the previous configuration\" addon=%s "
+                  "error=\"%s\"",
+                  slot->name, why);
     config_apply_clear(sup);
     state_save(sup);
 }

@@ -39,8 +39,8 @@ static int string_ok(json_t *value, size_t max, const char *what, const char *in
     if (len != strlen(json_string_value(value)))
         return ps_error_set(PKGSTORE_EINVALID, "config.%s%s: holds a NUL byte", what, index);
     if (len > max)
-        return ps_error_set(PKGSTORE_EINVALID, "config.%s%s: %zu bytes, more than %zu", what,
-                            index, len, max);
+        return ps_error_set(PKGSTORE_EINVALID, "config.%s%s: %zu bytes, more than %zu", what, index,
+                            len, max);
     return 0;
 }
 
@@ -55,7 +55,8 @@ static int check_args(json_t *args)
     if (json_array_size(args) > PKGSTORE_ADDON_CONFIG_ARGS_MAX)
         return ps_error_set(PKGSTORE_EINVALID, "config.args: %zu arguments, more than %d",
                             json_array_size(args), PKGSTORE_ADDON_CONFIG_ARGS_MAX);
-    json_array_foreach(args, i, value) {
+    json_array_foreach(args, i, value)
+    {
         snprintf(index, sizeof(index), "[%zu]", i);
         if ((error = string_ok(value, PKGSTORE_ADDON_CONFIG_STRING_MAX, "args", index)) < 0)
             return error;
@@ -73,7 +74,8 @@ static int check_env(json_t *env)
     if (json_object_size(env) > PKGSTORE_ADDON_CONFIG_ENV_MAX)
         return ps_error_set(PKGSTORE_EINVALID, "config.env: %zu variables, more than %d",
                             json_object_size(env), PKGSTORE_ADDON_CONFIG_ENV_MAX);
-    json_object_foreach(env, name, value) {
+    json_object_foreach(env, name, value)
+    {
         if (!env_name_ok(name))
             return ps_error_set(PKGSTORE_EINVALID,
                                 "config.env.%.64s: not a variable name ([A-Za-z_][A-Za-z0-9_]*, "
@@ -101,7 +103,8 @@ int ps_policy_config_from_json(char **canonical, pkgstore_digest *digest, json_t
     memset(digest, 0, sizeof(*digest));
     if (!json_is_object(obj))
         return ps_error_set(PKGSTORE_EINVALID, "config: not a JSON object");
-    json_object_foreach(obj, key, value) {
+    json_object_foreach(obj, key, value)
+    {
         if (strcmp(key, "args") == 0)
             error = check_args(value);
         else if (strcmp(key, "env") == 0)
@@ -109,9 +112,9 @@ int ps_policy_config_from_json(char **canonical, pkgstore_digest *digest, json_t
         else if (strcmp(key, "file") == 0)
             error = string_ok(value, PKGSTORE_ADDON_CONFIG_FILE_MAX, "file", "");
         else
-            error = ps_error_set(PKGSTORE_EINVALID,
-                                 "config.%.64s: unknown member (args, env and file are known)",
-                                 key);
+            error =
+                ps_error_set(PKGSTORE_EINVALID,
+                             "config.%.64s: unknown member (args, env and file are known)", key);
         if (error < 0)
             return error;
     }
