@@ -150,6 +150,8 @@ static json_t *slot_json(const pkg_slot *slot)
         json_object_set_new(obj, "args", args);
         json_object_set_new(obj, "env", env);
     }
+    if (slot->config.digest[0])
+        json_object_set_new(obj, "config", policy_config_json(&slot->config));
     if (slot->prev_digest[0] || slot->prev_exe_digest[0])
         json_object_set_new(obj, "prev", json_pack("{s:s?, s:s, s:s}", "version",
                                                    slot->prev_version, "digest", slot->prev_digest,
@@ -209,6 +211,14 @@ static json_t *state_json(const supervisor *sup)
                       "had_old", sup->upgrade.had_old, "moved",
                       sup->upgrade.old_executable != NULL, "old_entrypoint",
                       sup->upgrade.old_entrypoint));
+    if (sup->config_apply.active) {
+        json_t *old = sup->config_apply.old.digest[0] ? policy_config_json(&sup->config_apply.old)
+                                                      : json_null();
+        json_object_set_new(root, "config_apply",
+                            json_pack("{s:s, s:s, s:I, s:o}", "name", sup->config_apply.name,
+                                      "step", sup->config_apply.step, "retry",
+                                      (json_int_t)sup->config_apply.retry, "old", old));
+    }
     return root;
 }
 
@@ -256,6 +266,7 @@ static void slot_load(pkg_slot *slot, json_t *obj)
         kvv_from_json(&slot->env, env);
         slot->has_manifest_args = 1;
     }
+    policy_config_from_json(&slot->config, json_object_get(obj, "config"));
     json_t *prev = json_object_get(obj, "prev");
     set_str(&slot->prev_version, jstr(prev, "version"));
     copy_digest(slot->prev_digest, jstr(prev, "digest"));
@@ -388,6 +399,15 @@ int state_load(supervisor *sup)
         if (sup->upgrade.is_addon && json_is_true(json_object_get(upgrade, "moved")))
             sup->upgrade.old_executable =
                 addon_executable(sup, sup->upgrade.name, sup->upgrade.old_entrypoint);
+    }
+    json_t *config_apply = json_object_get(root, "config_apply");
+    if (json_is_object(config_apply) && agent_valid_name(jstr(config_apply, "name"))) {
+        sup->config_apply.active = 1;
+        set_str(&sup->config_apply.name, jstr(config_apply, "name"));
+        copy_status(sup->config_apply.step, jstr(config_apply, "step"));
+        int64_t retry = jint(config_apply, "retry");
+        sup->config_apply.retry = retry > 0 && retry <= (int64_t)UINT32_MAX ? (uint32_t)retry : 0;
+        policy_config_from_json(&sup->config_apply.old, json_object_get(config_apply, "old"));
     }
     json_decref(root);
     return 0;

@@ -323,8 +323,106 @@ fail:
 
 /* ------------------------------------------------------------------ targets */
 
+void agent_policy_config_free(agent_policy_config *c)
+{
+    if (!c)
+        return;
+    agent_strv_free(&c->args);
+    agent_kvv_free(&c->env);
+    free(c->file);
+    memset(c, 0, sizeof *c);
+}
+
+int agent_policy_config_copy(agent_policy_config *out, const agent_policy_config *in)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->digest, sizeof out->digest, "%s", in->digest);
+    out->has_args = in->has_args;
+    out->args.items = calloc(in->args.count + 1, sizeof *out->args.items);
+    out->env.items = calloc(in->env.count + 1, sizeof *out->env.items);
+    int oom = !out->args.items || !out->env.items;
+    for (size_t i = 0; !oom && i < in->args.count; i++)
+        oom = !(out->args.items[out->args.count++] = strdup(in->args.items[i]));
+    for (size_t i = 0; !oom && i < in->env.count; i++) {
+        agent_kv *kv = &out->env.items[out->env.count++];
+        kv->key = strdup(in->env.items[i].key);
+        kv->value = strdup(in->env.items[i].value);
+        oom = !kv->key || !kv->value;
+    }
+    if (!oom && in->file)
+        oom = !(out->file = strdup(in->file));
+    if (oom) {
+        agent_policy_config_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* "config": {"args":[...],"env":{...},"file":"..."}, as the policy holds it. */
+static int config_parse(agent_policy_config *c, json_t *obj, const char *name, char *why,
+                        size_t why_len)
+{
+    const char *key;
+    json_t *value;
+    size_t i;
+    if (!json_is_object(obj))
+        WHY("%s: config: not an object", name);
+    json_object_foreach(obj, key, value) {
+        if (strcmp(key, "args") && strcmp(key, "env") && strcmp(key, "file"))
+            WHY("%s: config.%.64s: unknown member", name, key);
+    }
+    json_t *args = json_object_get(obj, "args"), *env = json_object_get(obj, "env");
+    json_t *file = json_object_get(obj, "file");
+    if (args) {
+        if (!json_is_array(args) || json_array_size(args) > REPLY_ARGS_MAX)
+            WHY("%s: config.args: not an array of at most %d strings", name, REPLY_ARGS_MAX);
+        if (!(c->args.items = calloc(json_array_size(args) + 1, sizeof *c->args.items)))
+            WHY("out of memory");
+        c->has_args = 1;
+        json_array_foreach(args, i, value) {
+            const char *arg = json_string_value(value);
+            if (!arg || json_string_length(value) != strlen(arg) || strlen(arg) > REPLY_STRING_MAX)
+                WHY("%s: config.args[%zu]: not a string of at most %d bytes", name, i,
+                    REPLY_STRING_MAX);
+            if (!(c->args.items[c->args.count] = strdup(arg)))
+                WHY("out of memory");
+            c->args.count++;
+        }
+    }
+    if (env) {
+        if (!json_is_object(env) || json_object_size(env) > REPLY_ENV_MAX)
+            WHY("%s: config.env: not an object of at most %d strings", name, REPLY_ENV_MAX);
+        if (!(c->env.items = calloc(json_object_size(env) + 1, sizeof *c->env.items)))
+            WHY("out of memory");
+        json_object_foreach(env, key, value) {
+            const char *text = json_string_value(value);
+            if (!env_name_ok(key) || !strcmp(key, "PKGSTORE_AGENT_CHILD") || !text ||
+                json_string_length(value) != strlen(text) || strlen(text) > REPLY_STRING_MAX)
+                WHY("%s: config.env: '%.64s': not NAME: string", name, key);
+            agent_kv *kv = &c->env.items[c->env.count++];
+            kv->key = strdup(key);
+            kv->value = strdup(text);
+            if (!kv->key || !kv->value)
+                WHY("out of memory");
+        }
+    }
+    if (file) {
+        const char *body = json_string_value(file);
+        if (!body || json_string_length(file) != strlen(body) ||
+            strlen(body) > REPLY_CONFIG_FILE_MAX)
+            WHY("%s: config.file: not a string of at most %d bytes", name, REPLY_CONFIG_FILE_MAX);
+        if (!(c->file = strdup(body)))
+            WHY("out of memory");
+    }
+    return 0;
+fail:
+    agent_policy_config_free(c);
+    return -1;
+}
+
 static void target_free(agent_target *t)
 {
+    agent_policy_config_free(&t->config);
     free(t->name);
     free(t->version);
     free(t->state);
@@ -355,6 +453,26 @@ static int target_parse(agent_target *t, json_t *item, char *why, size_t why_len
         WHY("%s: state: not a state name", name);
     if (reason && !plain_string(reason, 1024))
         WHY("%s: reason: not a line of at most 1024 bytes", name);
+    const char *config_digest = member_string(item, "config_digest");
+    json_t *retry = json_object_get(item, "retry"), *config = json_object_get(item, "config");
+    if (json_object_get(item, "config_digest") &&
+        (!config_digest || pkgstore_digest_validate(config_digest) < 0))
+        WHY("%s: config_digest: not a sha256 digest", name);
+    if (retry && !json_is_null(retry) &&
+        (!json_is_integer(retry) || json_integer_value(retry) < 0 ||
+         json_integer_value(retry) > (json_int_t)UINT32_MAX))
+        WHY("%s: retry: not an integer in 0..%u", name, (unsigned)UINT32_MAX);
+    if (config && !json_is_null(config)) {
+        if (!config_digest)
+            WHY("%s: config: without config_digest", name);
+        if (config_parse(&t->config, config, name, why, why_len) < 0)
+            return -1; /* t holds nothing else yet */
+        snprintf(t->config.digest, sizeof t->config.digest, "%s", config_digest);
+        t->has_config = 1;
+    }
+    if (config_digest)
+        snprintf(t->config_digest, sizeof t->config_digest, "%s", config_digest);
+    t->retry = json_is_integer(retry) ? (uint32_t)json_integer_value(retry) : 0;
     t->is_addon = !strcmp(type, "addon");
     t->name = dup_checked(name, &oom);
     t->version = dup_checked(version, &oom);

@@ -19,6 +19,7 @@
 #define REPLY_ENV_MAX 256        /* io.pkgstore.addon.env entries */
 #define REPLY_STRING_MAX 4096    /* any one string taken from a reply */
 #define REPLY_WHY_MAX 256
+#define REPLY_CONFIG_FILE_MAX 65536  /* a policy's config file body (PKGSTORE_ADDON_CONFIG_FILE_MAX) */
 
 typedef struct agent_dependency {
     char *name;
@@ -45,6 +46,20 @@ typedef struct agent_offer {
     char *trust_error;                     /* why "manifest"/"signatures" are unusable, or NULL */
 } agent_offer;
 
+/* An addon's configuration from its policy (docs/policies.md, "Addon
+ * configuration"): what the agent runs it with. Every string owned. */
+typedef struct agent_policy_config {
+    char digest[PKGSTORE_DIGEST_STR_SIZE]; /* the policy's config_digest; "" for none */
+    agent_strv args;                       /* replaces the manifest's, when has_args */
+    int has_args;
+    agent_kvv env;                         /* over the manifest's, under the local YAML's */
+    char *file;                            /* the config file's body; NULL: no file */
+} agent_policy_config;
+
+void agent_policy_config_free(agent_policy_config *config);
+/* A deep copy of in into out (0), or -1 out of memory (out is then empty). */
+int agent_policy_config_copy(agent_policy_config *out, const agent_policy_config *in);
+
 /* One package a policy governs at the node (docs/api.md, targets). */
 typedef struct agent_target {
     char *name;
@@ -53,6 +68,12 @@ typedef struct agent_target {
     char digest[PKGSTORE_DIGEST_STR_SIZE]; /* "" when absent */
     char *state;                           /* NULL when absent */
     char *reason;                          /* NULL when absent */
+    /* an addon's configuration: its digest ("" when the policy has none),
+     * the policy's retry generation, and the body when the server sent it */
+    char config_digest[PKGSTORE_DIGEST_STR_SIZE];
+    uint32_t retry;
+    int has_config;                        /* config holds the body */
+    agent_policy_config config;
 } agent_target;
 
 typedef struct agent_reply {

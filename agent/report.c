@@ -29,6 +29,13 @@ static json_t *heartbeat_request(const supervisor *sup)
                                 slot->is_addon ? "addon" : "primary", "version", slot->version,
                                 "digest", slot->digest[0] ? slot->digest : NULL, "state",
                                 proc_state(slot));
+        if (slot->config.digest[0]) /* the policy's configuration it runs with */
+            json_object_set_new(pkg, "config_digest", json_string(slot->config.digest));
+        const bad_entry *refused = slot->is_addon ? config_refused(sup, slot) : NULL;
+        if (refused && refused->retry_known) /* ... and the one it rolled back */
+            json_object_set_new(pkg, "config_refused",
+                                json_pack("{s:s, s:I}", "digest", refused->digest, "retry",
+                                          (json_int_t)refused->retry));
         if (slot->offer_digest[0])
             json_object_set_new(pkg, "offer", json_pack("{s:s?, s:s}", "version",
                                                         slot->offer_version, "digest",
@@ -119,6 +126,8 @@ int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *
     }
     if (sup->upgrade.active && !strcmp(sup->upgrade.name, slot->name))
         copy_status(sup->upgrade.step, status);
+    if (sup->config_apply.active && !strcmp(sup->config_apply.name, slot->name))
+        copy_status(sup->config_apply.step, status);
     const char *shown_version = sup->upgrade.version ? sup->upgrade.version : slot->version;
     agent_log(strcmp(status, "UpgradeFailed") && strcmp(status, "RolledBack") &&
                       strcmp(status, "RollbackFailed")

@@ -128,6 +128,7 @@ void slot_free(pkg_slot *slot)
     free(slot->prev_version);
     free(slot->highest_version);
     free(slot->watch_old_entrypoint);
+    agent_policy_config_free(&slot->config);
     memset(slot, 0, sizeof *slot);
 }
 
@@ -179,17 +180,23 @@ static char **slot_argv(const supervisor *sup, const pkg_slot *slot, const char 
     const agent_config *cfg = sup->cfg;
     const agent_strv *args = &cfg->args;
     char *dir = slot->is_addon ? addon_dir(sup, slot->name) : NULL;
+    char *config_file = slot->is_addon ? config_file_path(sup, slot->name) : NULL;
     if (slot->is_addon) {
+        /* the local YAML, then the policy, then the manifest
+         * (docs/policies.md, "Addon configuration") */
         const agent_addon_config *addon = agent_config_addon(cfg, slot->name);
-        args = addon && addon->has_args ? &addon->args : &slot->args;
+        args = addon && addon->has_args ? &addon->args
+               : slot->config.has_args  ? &slot->config.args
+                                        : &slot->args;
     }
     agent_kv var_items[] = {
         {"executable", (char *)executable},
         {"config", cfg->collector_config},
         {"state_dir", cfg->state_dir},
         {"addon_dir", dir ? dir : cfg->state_dir},
+        {"config_file", config_file ? config_file : ""},
     };
-    agent_kvv vars = {var_items, 4};
+    agent_kvv vars = {var_items, 5};
     char **argv = calloc(args->count + 2, sizeof *argv);
     if (argv) {
         argv[0] = strdup(executable);
@@ -197,6 +204,7 @@ static char **slot_argv(const supervisor *sup, const pkg_slot *slot, const char 
             argv[i + 1] = agent_expand(args->items[i], &vars);
     }
     free(dir);
+    free(config_file);
     return argv;
 }
 
@@ -213,9 +221,11 @@ static char **slot_envp(const supervisor *sup, const pkg_slot *slot)
     marker_item.value = agent_strdup_printf("%s/%s-%s", sup->cfg->state_dir,
                                             slot->is_addon ? "addon" : "primary", slot->name);
     agent_kvv marker = {&marker_item, 1};
-    /* later sources win: manifest annotations, then the config, then the marker */
-    const agent_kvv *sources[3] = {slot->is_addon ? &slot->env : NULL, cfg_env, &marker};
-    size_t extra = 1 + slot->env.count + (cfg_env ? cfg_env->count : 0);
+    /* later sources win: manifest annotations, the policy, the local
+     * config, then the marker */
+    const agent_kvv *sources[4] = {slot->is_addon ? &slot->env : NULL,
+                                   slot->is_addon ? &slot->config.env : NULL, cfg_env, &marker};
+    size_t extra = 1 + slot->env.count + slot->config.env.count + (cfg_env ? cfg_env->count : 0);
     size_t base = 0;
     while (environ[base])
         base++;
@@ -228,7 +238,7 @@ static char **slot_envp(const supervisor *sup, const pkg_slot *slot)
     size_t n = 0;
     for (size_t i = 0; i < base; i++)
         envp[n++] = strdup(environ[i]);
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 4; s++) {
         if (!sources[s])
             continue;
         for (size_t i = 0; i < sources[s]->count; i++) {

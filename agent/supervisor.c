@@ -60,6 +60,15 @@ static int still_bad(supervisor *sup, pkg_slot *slot, const agent_offer *o)
                           "digest=%s retry=%u failed_under=%u reason=\"%s\"",
                   slot->name, o->digest, (unsigned)o->retry, (unsigned)bad->retry,
                   bad->reason ? bad->reason : "");
+    } else if (bad->config_digest[0] && slot->is_addon) {
+        /* it failed with the configuration its policy gave: a new one
+         * may be what it needed */
+        const char *now = config_wanted(sup, slot, o->digest);
+        if (!now || !strcmp(now, bad->config_digest))
+            return 1;
+        agent_log("info", "msg=\"the addon's configuration changed since it failed: trying "
+                          "again\" package=%s digest=%s config=%s",
+                  slot->name, o->digest, now);
     } else if (bad->config_digest[0]) {
         char now[PKGSTORE_DIGEST_STR_SIZE];
         config_digest(sup, now);
@@ -274,7 +283,11 @@ int supervisor_heartbeat(supervisor *sup, int *upgraded_out)
     if (sup->trust.version != root_before)
         forget_signature_failures(sup);
     agent_trust_update_revocations(&sup->trust, sup->cfg, reply.trust_revocations);
+    sup->reply = &reply;
     process_offers(sup, &reply, upgraded_out);
+    if (!agent_stop_requested())
+        process_configs(sup, &reply, upgraded_out);
+    sup->reply = NULL;
     agent_reply_free(&reply);
     return 0;
 }
@@ -422,6 +435,7 @@ void supervisor_free(supervisor *sup)
     }
     free(sup->addons);
     upgrade_clear(sup);
+    config_apply_clear(sup);
     while (sup->nbad)
         bad_remove(sup, &sup->bad[0]);
     free(sup->attempt_times);
@@ -488,6 +502,7 @@ int supervisor_start(supervisor *sup)
     stop_leftovers(sup);
     sup->quiet = 1; /* start the collector first, report on the first heartbeat */
     recover(sup);
+    recover_config(sup);
     for (size_t i = 0; i <= sup->addon_count; i++) {
         check_live(sup, i == 0 ? &sup->primary : sup->addons[i - 1]);
         /* what runs at start counts for the anti-rollback floor */

@@ -73,6 +73,9 @@ typedef struct pkg_slot {
     int crashed, spawn_failed;
     /* the offer whose refusal (rate limit, dependencies) was last reported */
     char deferred[PKGSTORE_DIGEST_STR_SIZE];
+    /* addons: the configuration from its policy that it runs with
+     * (addon_config.c); config.digest "" when none */
+    agent_policy_config config;
 } pkg_slot;
 
 typedef struct supervisor {
@@ -109,6 +112,16 @@ typedef struct supervisor {
         char *old_executable;                           /* NULL: same path */
         char *old_entrypoint;
     } upgrade;
+    /* a policy's addon configuration being applied, persisted in the
+     * journal: the slot runs the new one, old is the way back */
+    struct {
+        int active;
+        char step[STATUS_LEN];
+        char *name;
+        uint32_t retry;                                 /* the policy's retry generation */
+        agent_policy_config old;
+    } config_apply;
+    const agent_reply *reply;          /* the reply being acted on, NULL outside */
     double server_interval_s;          /* from the last response; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
     agent_trust trust;                 /* trust.root: the root offers are verified against */
@@ -175,7 +188,50 @@ void bad_remove(supervisor *sup, bad_entry *entry);
  * counted), 0 if the limit is reached. */
 int attempt_allowed(supervisor *sup);
 
+/* addon_config.c: an addon's configuration from its policy */
+/* The identity of "no configuration from a policy" in the bad set: the
+ * SHA-256 of the empty string (a removal that fails is remembered too). */
+#define CONFIG_NONE_DIGEST "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/* The reason of a configuration's bad entry starts with this (a binary's
+ * never does), as a signature failure's starts with "signature: ". */
+#define CONFIG_BAD_PREFIX "configuration "
+/* The configuration of slot most recently rolled back (its bad entry), or
+ * NULL: the heartbeat reports it so that the server stops sending it. */
+const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot);
+/* addons/NAME/policy.conf: the file {config_file} names in its arguments. */
+char *config_file_path(const supervisor *sup, const char *name);
+/* Apply what the reply's targets say about each addon's configuration
+ * (a slot on the target's version whose configuration differs), each
+ * watched like an upgrade and rolled back when it fails. *changed_out is
+ * set when something was applied. */
+void process_configs(supervisor *sup, const agent_reply *reply, int *changed_out);
+/* Roll back a configuration whose application the agent's death
+ * interrupted (the journal's config_apply). */
+void recover_config(supervisor *sup);
+void config_apply_clear(supervisor *sup);
+/* The identity ("sha256:..." or CONFIG_NONE_DIGEST) of the configuration
+ * the current reply's target wants for slot at the package digest, or NULL
+ * when the reply says nothing about it. */
+const char *config_wanted(const supervisor *sup, const pkg_slot *slot, const char *digest);
+/* With an addon upgrade: stage the configuration the reply's target wants
+ * for the offer's digest (journaled in config_apply, the file written)
+ * so that the new version starts with it. 1 when one was staged, 0 when
+ * none is due (or it is bad, or it could not be written). */
+int config_stage(supervisor *sup, pkg_slot *slot, const char *digest);
+/* The staged configuration goes (the upgrade failed): the previous one is
+ * back in the slot and the file, without a restart. */
+void config_unstage(supervisor *sup, pkg_slot *slot);
+/* The staged configuration stays (the upgrade passed, or its binary could
+ * not be put back). */
+void config_commit(supervisor *sup, pkg_slot *slot);
+/* The configuration's JSON form in the journal, and back. */
+json_t *policy_config_json(const agent_policy_config *config);
+void policy_config_from_json(agent_policy_config *out, json_t *obj);
+
 /* upgrade.c: status reports, the six steps, recovery, rollback and healing */
+/* Watch a freshly started program for its window (its health spec): 0 if
+ * it stayed alive and is healthy at the end; else -1 with why. */
+int monitor_slot(supervisor *sup, pkg_slot *slot, char *why, size_t why_len);
 int heartbeat_post(supervisor *sup, char **response_out, double timeout_s);
 int set_status(supervisor *sup, pkg_slot *slot, const char *status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

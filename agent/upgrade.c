@@ -131,7 +131,7 @@ static int health_check(const agent_health_spec *spec, char *why, size_t why_len
 
 /* Watch a freshly swapped program for the window. 0 if it stayed alive
  * and is healthy at the end; else -1 with the reason in why. */
-static int monitor(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
+int monitor_slot(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
 {
     double stop_timeout;
     const agent_health_spec *spec = slot_health(sup, slot, &stop_timeout);
@@ -282,14 +282,21 @@ static void slot_set_previous(supervisor *sup, pkg_slot *slot)
     copy_digest(slot->exe_digest, sup->upgrade.had_old ? sup->upgrade.old_exe_digest : "");
 }
 
-/* After the swap: stop the new program, put the previous one back. */
+/* After the swap: stop the new program, put the previous one back (and
+ * the configuration it ran with, when one from its policy came with it:
+ * the pair failed, so the binary is bad with that configuration only). */
 static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int transient)
 {
+    char staged[PKGSTORE_DIGEST_STR_SIZE] = "";
+    if (sup->config_apply.active && !strcmp(sup->config_apply.name, slot->name))
+        snprintf(staged, sizeof staged, "%s",
+                 slot->config.digest[0] ? slot->config.digest : CONFIG_NONE_DIGEST);
     slot_stop(sup, slot, SIGTERM);
     char detail[256] = "";
     if (put_back(sup, slot, detail, sizeof detail) < 0) {
         /* The new binary stays; run it rather than nothing. */
         agent_log("error", "msg=\"rollback failed\" package=%s error=\"%s\"", slot->name, detail);
+        config_commit(sup, slot);
         slot_start(sup, slot, 1);
         char msg[MESSAGE_MAX];
         snprintf(msg, sizeof msg, "%.300s; restore: %.150s", why, detail);
@@ -297,15 +304,17 @@ static void rollback(supervisor *sup, pkg_slot *slot, const char *why, int trans
         return;
     }
     slot_set_previous(sup, slot);
+    config_unstage(sup, slot);
     if (!agent_stop_requested())
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
-    snprintf(msg, sizeof msg, "%.400s; %s", why,
-             sup->upgrade.had_old ? "restored the previous binary" : "removed (no previous binary)");
+    snprintf(msg, sizeof msg, "%.400s; %s%s", why,
+             sup->upgrade.had_old ? "restored the previous binary" : "removed (no previous binary)",
+             staged[0] ? " and configuration" : "");
     if (transient)
         fail_transient(sup, slot, "RolledBack", msg);
     else
-        fail_bad(sup, slot, "RolledBack", msg, NULL);
+        fail_bad(sup, slot, "RolledBack", msg, staged[0] ? staged : NULL);
 }
 
 static char *resolve_url(const supervisor *sup, const char *url, int *with_token)
@@ -779,6 +788,9 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         fail_transient(sup, slot, "UpgradeFailed", why);
         goto out;
     }
+    /* an addon's configuration from its policy for this version starts with it */
+    if (slot->is_addon)
+        config_stage(sup, slot, o->digest);
     t0 = agent_now();
     slot_stop(sup, slot, SIGTERM);
     rc = pkgstore_install_swap_ext(slot->executable, prep.executable, &install_opts);
@@ -787,6 +799,7 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
         unlink(ready);
         if (new_binary_live(sup, slot) == 0) {
             undo_move(sup, slot, 1);
+            config_unstage(sup, slot);
             slot_start(sup, slot, 1);
             fail_transient(sup, slot, "UpgradeFailed", why);
         } else {
@@ -812,13 +825,14 @@ void upgrade(supervisor *sup, pkg_slot *slot, const agent_offer *o)
 
     /* 6. Monitor */
     set_status(sup, slot, "Monitoring", NULL);
-    if (monitor(sup, slot, why, sizeof why) < 0) {
+    if (monitor_slot(sup, slot, why, sizeof why) < 0) {
         rollback(sup, slot, why, agent_stop_requested());
         goto out;
     }
     if (pending.has)
         exchange_args(slot, &pending);
     upgraded(sup, slot, o);
+    config_commit(sup, slot);
     upgrade_clear(sup);
     set_status(sup, slot, "Upgraded", "%s %s is running", slot->name,
                slot->version ? slot->version : slot->digest);

@@ -66,6 +66,7 @@ void pkgstore_policy_free(pkgstore_policy *policy)
     free(policy->name);
     free(policy->package);
     free(policy->version);
+    free(policy->config);
     free(policy);
 }
 
@@ -196,7 +197,7 @@ uint64_t pkgstore_policy_retry_generation(const pkgstore_policy *p) { return p ?
  * "type","updated","version"} with sorted keys (docs/index-format.md), and
  * "strategy" when the policy has one other than the default (so that a
  * record without it reads as before and an unstaged policy's record does
- * not change). */
+ * not change); "config" likewise, when it configures its addon. */
 static char *policy_to_record(const pkgstore_policy *policy)
 {
     json_t *record = json_pack(
@@ -208,6 +209,13 @@ static char *policy_to_record(const pkgstore_policy *policy)
     if (record && !ps_policy_strategy_is_default(&policy->strategy)) {
         json_t *strategy = ps_policy_strategy_to_json(&policy->strategy);
         if (!strategy || json_object_set_new(record, "strategy", strategy) < 0) {
+            json_decref(record);
+            return NULL;
+        }
+    }
+    if (record && policy->config) {
+        json_t *config = json_loads(policy->config, 0, NULL);
+        if (!config || json_object_set_new(record, "config", config) < 0) {
             json_decref(record);
             return NULL;
         }
@@ -256,6 +264,9 @@ int ps_policy_from_record(pkgstore_policy **out, const void *data, size_t len)
         ps_error_prefix("strategy");
         goto corrupt;
     }
+    json_t *config = json_object_get(root, "config");
+    if (config && ps_policy_config_from_json(&policy->config, &policy->config_digest, config) < 0)
+        goto corrupt;
     policy->priority = (int)json_integer_value(priority);
     policy->retry = retry ? (uint64_t)json_integer_value(retry) : 0;
     policy->created = (int64_t)json_integer_value(json_object_get(root, "created"));
@@ -417,6 +428,12 @@ static int check_package(pkgstore_package_type *type_out, MDB_txn *txn, pkgstore
                             type == PKGSTORE_TYPE_ADDON ? "n" : "",
                             pkgstore_package_type_name(type),
                             pkgstore_package_type_name(policy->type));
+    if (policy->config && type != PKGSTORE_TYPE_ADDON)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "config: %s %s is a primary package; only addons take a "
+                            "configuration from a policy (the collector's is the node's "
+                            "collector.config)",
+                            policy->package, policy->version);
     *type_out = type;
     return 0;
 }
@@ -442,6 +459,11 @@ static int policy_copy(pkgstore_policy **out, const pkgstore_policy *src)
     copy->updated = src->updated;
     copy->retry = src->retry;
     copy->strategy = src->strategy;
+    if (src->config && !(copy->config = strdup(src->config))) {
+        pkgstore_policy_free(copy);
+        return ps_error_set(PKGSTORE_ENOMEM, "policy %s: out of memory", src->name);
+    }
+    copy->config_digest = src->config_digest;
     copy->stored = 1;
     *out = copy;
     return 0;

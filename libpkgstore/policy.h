@@ -23,6 +23,8 @@ struct pkgstore_policy {
     int64_t created, updated;
     uint64_t retry;
     pkgstore_rollout_strategy strategy; /* nbatches 0: one batch of 100% */
+    char *config;                       /* an addon's configuration (canonical JSON), or NULL */
+    pkgstore_digest config_digest;      /* its SHA-256 */
     pkgstore_selector *selector;
     char *name, *package, *version;
 };
@@ -48,6 +50,12 @@ int ps_policy_strategy_from_json(pkgstore_rollout_strategy *out, json_t *obj);
 int ps_policy_amount_from_json(pkgstore_rollout_amount *out, json_t *value);
 /* 1 when s is the default: one batch of 100%, nothing else set. */
 int ps_policy_strategy_is_default(const pkgstore_rollout_strategy *s);
+
+/* An addon configuration object (policy_config.c): checked, then its
+ * canonical text into *canonical (NULL for an empty object; free()) and
+ * its digest. Errors: PKGSTORE_EINVALID naming "config.<member>",
+ * PKGSTORE_ENOMEM. */
+int ps_policy_config_from_json(char **canonical, pkgstore_digest *digest, json_t *obj);
 
 /* The index of reg's store. */
 ps_index *ps_policy_index(pkgstore_registry *reg);

@@ -480,6 +480,148 @@ static void test_fleet__many_addon_offers(void **state)
     json_decref(reply);
 }
 
+/* An addon's configuration from its policy: every target of the slot names
+ * its digest and the retry generation; the body goes only to a node that
+ * is offered the version or runs it, until it reports that digest applied
+ * (kept in its profile, its view and its record). */
+static void test_fleet__addon_config_travels_in_targets_until_applied(void **state)
+{
+    struct fixture *f = *state;
+    const char *config = "{\"args\":[\"--config\",\"{config_file}\"],\"env\":{\"A\":\"1\"},"
+                         "\"file\":\"x: 1\\n\"}";
+    pkgstore_policy *policy = NULL;
+    pkgstore_digest digest;
+    char digest_text[PKGSTORE_DIGEST_STR_SIZE], body[1024];
+    fleet_error err;
+
+    CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_policy_set_config(policy, config, strlen(config)));
+    CHECK(pkgstore_policy_config_digest(&digest, policy));
+    CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+    pkgstore_policy_free(policy);
+    pkgstore_digest_format(digest_text, &digest);
+    json_t *expected = json_loads(config, 0, NULL);
+
+    /* offered: the body comes with the offer's target */
+    json_t *reply = heartbeat(f, "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\"}");
+    json_t *t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_non_null(find_by(offers_of(reply), "name", "log-sidecar"));
+    assert_string_equal(str_at(t, "config_digest"), digest_text);
+    assert_int_equal(json_integer_value(json_object_get(t, "retry")), 0);
+    assert_true(json_equal(json_object_get(t, "config"), expected));
+    json_decref(reply);
+
+    /* runs the version without it: the body, no offer */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\"}]}",
+             f->sidecar_amd64);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_null(find_by(offers_of(reply), "name", "log-sidecar"));
+    assert_string_equal(str_at(t, "state"), "Upgraded");
+    assert_true(json_equal(json_object_get(t, "config"), expected));
+    json_decref(reply);
+
+    /* applied: the digest only */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_digest\":\"%s\"}]}",
+             f->sidecar_amd64, digest_text);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_string_equal(str_at(t, "config_digest"), digest_text);
+    assert_null(json_object_get(t, "config"));
+    json_decref(reply);
+    json_t *view = node_view(f, "n1");
+    assert_string_equal(str_at(find_by(json_object_get(view, "packages"), "name", "log-sidecar"),
+                               "config_digest"),
+                        digest_text);
+    json_decref(view);
+
+    /* it is part of the record: the same after a reopen */
+    close_fleet(f);
+    CHECK(open_fleet(f));
+    view = node_view(f, "n1");
+    assert_string_equal(str_at(find_by(json_object_get(view, "packages"), "name", "log-sidecar"),
+                               "config_digest"),
+                        digest_text);
+    json_decref(view);
+
+    /* another configuration applied (a rollback to an older one): the body again */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_digest\":\"sha256:%064d\"}]}",
+             f->sidecar_amd64, 0);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_true(json_equal(json_object_get(t, "config"), expected));
+    json_decref(reply);
+
+    /* refused (rolled back) under the policy's retry generation: no body,
+     * until the generation rises; the view shows the refusal */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
+             f->sidecar_amd64, digest_text);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_string_equal(str_at(t, "config_digest"), digest_text);
+    assert_null(json_object_get(t, "config"));
+    json_decref(reply);
+    view = node_view(f, "n1");
+    json_t *refused = json_object_get(
+        find_by(json_object_get(view, "packages"), "name", "log-sidecar"), "config_refused");
+    assert_string_equal(str_at(refused, "digest"), digest_text);
+    assert_int_equal(json_integer_value(json_object_get(refused, "retry")), 0);
+    json_decref(view);
+    /* the policy's status counts it; n2 runs the configuration */
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_digest\":\"%s\"}]}",
+             f->sidecar_amd64, digest_text);
+    json_decref(heartbeat(f, body));
+    json_t *status = NULL;
+    CHECK_FLEET(fleet_policy_status(&status, f->fleet, "side", NULL, &err), err);
+    json_t *tally = json_object_get(status, "config");
+    assert_int_equal(json_integer_value(json_object_get(tally, "applied")), 1);
+    assert_int_equal(json_integer_value(json_object_get(tally, "refused")), 1);
+    json_decref(status);
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
+             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
+             f->sidecar_amd64, digest_text);
+    CHECK(pkgstore_policy_retry(NULL, f->reg, "side"));
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_int_equal(json_integer_value(json_object_get(t, "retry")), 1);
+    assert_true(json_equal(json_object_get(t, "config"), expected));
+    json_decref(reply);
+
+    /* a policy without a configuration: no config members at all */
+    put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
+    reply = heartbeat(f, body);
+    t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
+    assert_null(json_object_get(t, "config_digest"));
+    assert_null(json_object_get(t, "config"));
+    assert_null(json_object_get(t, "retry"));
+    json_decref(reply);
+
+    /* a config_digest that is not one is refused, naming it */
+    const char *bad = "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+                      "\"log-sidecar\",\"config_digest\":\"md5:00\"}]}";
+    char *text = NULL;
+    size_t len = 0;
+    assert_fleet_fails(fleet_heartbeat(&text, &len, f->fleet, bad, strlen(bad), 1, NULL, &err),
+                       &err, PKGSTORE_EINVALID, "packages[0].config_digest: not a sha256 digest");
+    json_decref(expected);
+}
+
 /* A node credential speaks for its node only: another node_id is refused
  * before anything is recorded; pinned labels win, and reported labels are
  * kept only for the keys the credential allows. */
@@ -2530,6 +2672,7 @@ int main(void)
         T(test_fleet__reply_carries_every_offer_field_and_every_target),
         T(test_fleet__offers_follow_policy_and_registry_changes),
         T(test_fleet__many_addon_offers),
+        T(test_fleet__addon_config_travels_in_targets_until_applied),
         T(test_fleet__heartbeats_are_validated),
         T(test_fleet__identity_binds_node_and_pins_labels),
         T(test_fleet__history_is_bounded_and_deduplicated),

@@ -1272,6 +1272,163 @@ static void test_policy__rollout_strategy_is_stored_and_old_records_read(void **
     pkgstore_policy_free(policy);
 }
 
+/* ---------------------------------------------------------------- addon configurations */
+
+static void test_policy__addon_config_validation_names_the_member(void **state)
+{
+    (void)state;
+    pkgstore_policy *policy = NULL;
+    CHECK(pkgstore_policy_new(&policy, "cfg", "log-sidecar", "1.0.0"));
+#define CONFIG_REFUSED(json, needle)                                                            \
+    assert_fails(pkgstore_policy_set_config(policy, json, strlen(json)), PKGSTORE_EINVALID, needle)
+    CONFIG_REFUSED("[1]", "config: not a JSON object");
+    CONFIG_REFUSED("{\"args\":\"--x\"}", "config.args: not an array of strings");
+    CONFIG_REFUSED("{\"args\":[\"a\",2]}", "config.args[1]: not a string");
+    CONFIG_REFUSED("{\"args\":[\"a\\u0000b\"]}", "config: line 1 column 19: \\u0000 is not allowed");
+    CONFIG_REFUSED("{\"env\":[]}", "config.env: not an object of strings");
+    CONFIG_REFUSED("{\"env\":{\"1X\":\"a\"}}", "config.env.1X: not a variable name");
+    CONFIG_REFUSED("{\"env\":{\"A-B\":\"a\"}}", "config.env.A-B: not a variable name");
+    CONFIG_REFUSED("{\"env\":{\"PKGSTORE_AGENT_CHILD\":\"x\"}}", "config.env.PKGSTORE_AGENT_CHILD: reserved");
+    CONFIG_REFUSED("{\"env\":{\"A\":1}}", "config.env.A: not a string");
+    CONFIG_REFUSED("{\"file\":true}", "config.file: not a string");
+    CONFIG_REFUSED("{\"argz\":[]}", "config.argz: unknown member");
+    CONFIG_REFUSED("{\"args\":[],\"args\":[]}", "config: line 1");
+    /* the bounds: 64 arguments, 64 variables, 4096 bytes a string, 64 KiB a file */
+    char *big = malloc(PKGSTORE_ADDON_CONFIG_FILE_MAX + 64);
+    assert_non_null(big);
+    strcpy(big, "{\"args\":[");
+    for (int i = 0; i <= PKGSTORE_ADDON_CONFIG_ARGS_MAX; i++)
+        strcat(big, i ? ",\"a\"" : "\"a\"");
+    strcat(big, "]}");
+    CONFIG_REFUSED(big, "config.args: 65 arguments, more than 64");
+    strcpy(big, "{\"env\":{");
+    for (int i = 0; i <= PKGSTORE_ADDON_CONFIG_ENV_MAX; i++)
+        sprintf(big + strlen(big), "%s\"V%d\":\"x\"", i ? "," : "", i);
+    strcat(big, "}}");
+    CONFIG_REFUSED(big, "config.env: 65 variables, more than 64");
+    strcpy(big, "{\"args\":[\"");
+    memset(big + strlen(big), 'a', PKGSTORE_ADDON_CONFIG_STRING_MAX + 1);
+    strcpy(big + 10 + PKGSTORE_ADDON_CONFIG_STRING_MAX + 1, "\"]}");
+    CONFIG_REFUSED(big, "config.args[0]: 4097 bytes, more than 4096");
+    strcpy(big, "{\"file\":\"");
+    memset(big + 9, 'a', PKGSTORE_ADDON_CONFIG_FILE_MAX + 1);
+    strcpy(big + 9 + PKGSTORE_ADDON_CONFIG_FILE_MAX + 1, "\"}");
+    CONFIG_REFUSED(big, "config.file: 65537 bytes, more than 65536");
+    /* exactly at the cap is fine */
+    strcpy(big + 9 + PKGSTORE_ADDON_CONFIG_FILE_MAX, "\"}");
+    CHECK(pkgstore_policy_set_config(policy, big, strlen(big)));
+    free(big);
+    /* a refusal leaves the policy as it was */
+    CONFIG_REFUSED("{\"env\":{\"1X\":\"a\"}}", "config.env.1X");
+    assert_non_null(pkgstore_policy_config(policy));
+    /* NULL, null and {} remove it */
+    CHECK(pkgstore_policy_set_config(policy, "{}", 2));
+    assert_null(pkgstore_policy_config(policy));
+    pkgstore_digest digest;
+    assert_fails(pkgstore_policy_config_digest(&digest, policy), PKGSTORE_ENOTFOUND,
+                 "no addon configuration");
+    CHECK(pkgstore_policy_set_config(policy, "{\"args\":[]}", 11));
+    CHECK(pkgstore_policy_set_config(policy, "null", 4));
+    assert_null(pkgstore_policy_config(policy));
+    CHECK(pkgstore_policy_set_config(policy, "{\"args\":[]}", 11));
+    CHECK(pkgstore_policy_set_config(policy, NULL, 0));
+    assert_null(pkgstore_policy_config(policy));
+    pkgstore_policy_free(policy);
+#undef CONFIG_REFUSED
+}
+
+static void test_policy__addon_config_is_canonical_with_its_digest(void **state)
+{
+    (void)state;
+    pkgstore_policy *a = NULL, *b = NULL;
+    const char *one = "{ \"file\": \"ports: [1]\\n\", \"env\": {\"B\": \"2\", \"A\": \"1\"},"
+                      " \"args\": [\"--config\", \"{config_file}\"] }";
+    const char *two = "{\"args\":[\"--config\",\"{config_file}\"],\"env\":{\"A\":\"1\",\"B\":\"2\"},"
+                      "\"file\":\"ports: [1]\\n\"}";
+    CHECK(pkgstore_policy_new(&a, "a", "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_policy_new(&b, "b", "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_policy_set_config(a, one, strlen(one)));
+    CHECK(pkgstore_policy_set_config(b, two, strlen(two)));
+    /* sorted keys, compact: the same text, so the same digest */
+    assert_string_equal(pkgstore_policy_config(a), two);
+    assert_string_equal(pkgstore_policy_config(b), two);
+    pkgstore_digest da, db, expected;
+    CHECK(pkgstore_policy_config_digest(&da, a));
+    CHECK(pkgstore_policy_config_digest(&db, b));
+    CHECK(pkgstore_digest_buffer(&expected, two, strlen(two)));
+    assert_true(pkgstore_digest_equal(&da, &db));
+    assert_true(pkgstore_digest_equal(&da, &expected));
+    /* another value, another digest */
+    CHECK(pkgstore_policy_set_config(b, "{\"env\":{\"A\":\"1\"}}", 17));
+    CHECK(pkgstore_policy_config_digest(&db, b));
+    assert_false(pkgstore_digest_equal(&da, &db));
+    pkgstore_policy_free(a);
+    pkgstore_policy_free(b);
+}
+
+static void test_policy__addon_config_is_stored_and_refused_on_primaries(void **state)
+{
+    struct fixture *f = *state;
+    pkgstore_policy *policy = NULL, *stored = NULL;
+    const char *config = "{\"args\":[\"-v\"],\"file\":\"x: 1\\n\"}";
+    pkgstore_digest before, after;
+
+    CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_policy_set_config(policy, config, strlen(config)));
+    CHECK(pkgstore_policy_config_digest(&before, policy));
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    pkgstore_policy_free(policy);
+    assert_string_equal(pkgstore_policy_config(stored), config);
+    /* read-only once stored */
+    assert_int_equal(pkgstore_policy_set_config(stored, NULL, 0), PKGSTORE_EINVALID);
+    pkgstore_policy_free(stored);
+    CHECK(pkgstore_policy_get(&stored, f->reg, "side"));
+    CHECK(pkgstore_policy_config_digest(&after, stored));
+    assert_true(pkgstore_digest_equal(&before, &after));
+    pkgstore_policy_free(stored);
+    /* it survives a set, and a retry keeps it */
+    CHECK(pkgstore_policy_retry(&stored, f->reg, "side"));
+    assert_string_equal(pkgstore_policy_config(stored), config);
+    pkgstore_policy_free(stored);
+    pkgstore_policies *set = NULL;
+    CHECK(pkgstore_policies_load(&set, f->reg));
+    assert_string_equal(pkgstore_policy_config(pkgstore_policies_find(set, "side", NULL)), config);
+    pkgstore_policies_free(set);
+
+    /* a primary package's policy: refused when the type is given, and by
+     * put when it comes from the package */
+    CHECK(pkgstore_policy_new(&policy, "col", "otelcol-contrib", "0.98.0"));
+    CHECK(pkgstore_policy_set_type(policy, PKGSTORE_TYPE_PRIMARY));
+    assert_fails(pkgstore_policy_set_config(policy, config, strlen(config)), PKGSTORE_EINVALID,
+                 "config: policy col is for a primary package");
+    pkgstore_policy_free(policy);
+    CHECK(pkgstore_policy_new(&policy, "col", "otelcol-contrib", "0.98.0"));
+    CHECK(pkgstore_policy_set_config(policy, config, strlen(config)));
+    assert_fails(pkgstore_policy_put(NULL, f->reg, policy), PKGSTORE_EINVALID,
+                 "config: otelcol-contrib 0.98.0 is a primary package");
+    pkgstore_policy_free(policy);
+    assert_int_equal(pkgstore_policy_get(&stored, f->reg, "col"), PKGSTORE_ENOTFOUND);
+
+    /* a record without "config" has none; a policy without one stores none */
+    CHECK(pkgstore_policy_new(&policy, "plain", "log-sidecar", "1.0.0"));
+    CHECK(pkgstore_policy_put(&stored, f->reg, policy));
+    assert_null(pkgstore_policy_config(stored));
+    pkgstore_policy_free(stored);
+    pkgstore_policy_free(policy);
+    plant(f, "old", "{\"name\":\"old\",\"package\":\"log-sidecar\",\"version\":\"1.0.0\","
+                    "\"selector\":\"\",\"type\":\"addon\",\"priority\":0,\"created\":1,"
+                    "\"updated\":1}");
+    CHECK(pkgstore_policy_get(&stored, f->reg, "old"));
+    assert_null(pkgstore_policy_config(stored));
+    pkgstore_policy_free(stored);
+    /* a record whose config is not one is corrupt, and says why */
+    plant(f, "old", "{\"name\":\"old\",\"package\":\"log-sidecar\",\"version\":\"1.0.0\","
+                    "\"selector\":\"\",\"type\":\"addon\",\"priority\":0,"
+                    "\"config\":{\"env\":{\"1X\":\"a\"}}}");
+    assert_fails(pkgstore_policy_get(&stored, f->reg, "old"), PKGSTORE_ECORRUPT, "config.env.1X");
+    CHECK(pkgstore_policy_delete(f->reg, "old"));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1302,6 +1459,9 @@ int main(void)
         T(test_policy__rollout_failures_allowed_round_down),
         T(test_policy__rollout_rank_is_stable_and_per_policy),
         T(test_policy__rollout_strategy_is_stored_and_old_records_read),
+        T(test_policy__addon_config_validation_names_the_member),
+        T(test_policy__addon_config_is_canonical_with_its_digest),
+        T(test_policy__addon_config_is_stored_and_refused_on_primaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #undef T

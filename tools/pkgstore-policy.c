@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "files.h"
 #include "httpclient.h"
 
 #define PROG "pkgstore-policy"
@@ -37,6 +38,11 @@ static void usage(FILE *out)
             "           [--deadline SECONDS] [--max-parallel N]\n"
             "                              ... with a staged rollout: LIST is cumulative\n"
             "                              batch sizes, e.g. 1,5%%,25%%,100%%\n"
+            "           [--config-file FILE] [--arg A]... [--env K=V]...\n"
+            "                              ... configuring its addon: the file's body (at\n"
+            "                              most 64 KiB), the arguments and environment\n"
+            "                              the agent runs it with ({config_file} in an\n"
+            "                              argument is the file's path on the node)\n"
             "  ls                          list policies with their rollout counts\n"
             "  show NAME                   one policy, its counts and its nodes\n"
             "  rm NAME                     delete a policy\n"
@@ -182,9 +188,15 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
                *max_parallel = NULL;
     long priority = 0;
     int has_priority = 0;
+    json_t *config = json_object(), *config_args = json_array(), *config_env = json_object();
+    const char *config_file = NULL;
     enum { S_SELECTOR = 256, S_PACKAGE, S_VERSION, S_TYPE, S_PRIORITY, S_BATCHES, S_SOAK,
-           S_MAX_FAILURES, S_DEADLINE, S_MAX_PARALLEL };
+           S_MAX_FAILURES, S_DEADLINE, S_MAX_PARALLEL, S_CONFIG_FILE, S_ARG, S_ENV };
     static const struct option options[] = {
+        {"config-file", required_argument, NULL, S_CONFIG_FILE},
+        {"arg", required_argument, NULL, S_ARG},
+        {"env", required_argument, NULL, S_ENV},
+
         {"batches", required_argument, NULL, S_BATCHES},
         {"soak", required_argument, NULL, S_SOAK},
         {"max-failures", required_argument, NULL, S_MAX_FAILURES},
@@ -198,10 +210,38 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     optind = 0; /* glibc: 0 restarts the scan (argv[0] is the command) */
-    int opt;
+    int opt, error = 0;
     char *end;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+    if (!config || !config_args || !config_env) {
+        error = cli_usage("set: out of memory");
+        goto out;
+    }
+    while (error == 0 && (opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (opt) {
+        case S_CONFIG_FILE: config_file = optarg; break;
+        case S_ARG: {
+            json_t *arg = json_string(optarg);
+            if (!arg || json_array_append_new(config_args, arg) < 0)
+                error = cli_usage("--arg: '%s' is not UTF-8", optarg);
+            break;
+        }
+        case S_ENV: {
+            const char *eq = strchr(optarg, '=');
+            char key[256];
+            if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof key) {
+                error = cli_usage("--env: '%s' is not NAME=VALUE", optarg);
+                break;
+            }
+            memcpy(key, optarg, (size_t)(eq - optarg));
+            key[eq - optarg] = '\0';
+            json_t *value = json_string(eq + 1);
+            if (json_object_get(config_env, key))
+                error = cli_usage("--env: %s given twice", key);
+            else if (!value || json_object_set_new(config_env, key, value) < 0)
+                error = cli_usage("--env: '%s' is not UTF-8", optarg);
+            value = NULL; /* now owned by config_env, or freed by it */
+            break;
+        }
         case S_SELECTOR: selector = optarg; break;
         case S_PACKAGE: package = optarg; break;
         case S_VERSION: version = optarg; break;
@@ -215,16 +255,48 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
             errno = 0;
             priority = strtol(optarg, &end, 10);
             if (errno || *end || end == optarg)
-                return cli_usage("--priority: '%s' is not an integer", optarg);
+                error = cli_usage("--priority: '%s' is not an integer", optarg);
             has_priority = 1;
             break;
-        default: return cli_option_error(opt, argv);
+        default: error = cli_option_error(opt, argv); break;
         }
     }
-    if (!package || !version)
-        return cli_usage("set: --package and --version are required");
-    if (optind + 1 != argc)
-        return cli_usage("set: give exactly one NAME");
+    if (error != 0)
+        goto out;
+    if (!package || !version) {
+        error = cli_usage("set: --package and --version are required");
+        goto out;
+    }
+    if (optind + 1 != argc) {
+        error = cli_usage("set: give exactly one NAME");
+        goto out;
+    }
+    int has_config = config_file || json_array_size(config_args) || json_object_size(config_env);
+    if (config_file) {
+        char *data = NULL;
+        size_t len = 0;
+        if (cli_read_file(&data, &len, config_file, 4u << 20) < 0) {
+            error = 2; /* as an unreadable CA file: before the server is asked */
+            goto out;
+        }
+        if (len > PKGSTORE_ADDON_CONFIG_FILE_MAX) {
+            free(data);
+            error = cli_usage("--config-file: %s: %zu bytes, more than %d (config.file's cap)",
+                              config_file, len, PKGSTORE_ADDON_CONFIG_FILE_MAX);
+            goto out;
+        }
+        json_t *body = strlen(data) == len ? json_string(data) : NULL;
+        free(data);
+        if (!body) {
+            error = cli_usage("--config-file: %s is not UTF-8 text", config_file);
+            goto out;
+        }
+        json_object_set_new(config, "file", body);
+    }
+    if (json_array_size(config_args))
+        json_object_set(config, "args", config_args);
+    if (json_object_size(config_env))
+        json_object_set(config, "env", config_env);
     *name = argv[optind];
     json_t *body = json_pack("{s:s,s:s,s:s}", "selector", selector, "package", package,
                              "version", version);
@@ -232,16 +304,21 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
         json_decref(body);
         body = NULL;
     }
-    if (!body)
-        return cli_usage("set: arguments must be UTF-8");
+    if (!body) {
+        error = cli_usage("set: arguments must be UTF-8");
+        goto out;
+    }
+    /* without a configuration flag the policy has none: set replaces it whole */
+    if (has_config)
+        json_object_set(body, "config", config);
     if (has_priority)
         json_object_set_new(body, "priority", json_integer(priority));
     if (batches || soak || max_failures || deadline || max_parallel) {
         json_t *strategy = NULL;
-        int error = strategy_parse(&strategy, batches, soak, max_failures, deadline, max_parallel);
+        error = strategy_parse(&strategy, batches, soak, max_failures, deadline, max_parallel);
         if (error != 0) {
             json_decref(body);
-            return error;
+            goto out;
         }
         json_object_set_new(body, "strategy", strategy);
     }
@@ -249,9 +326,13 @@ static int set_parse(const char **name, char **text, int argc, char **argv)
     json_decref(body);
     if (!*text) {
         cli_error(NULL, "out of memory");
-        return 1;
+        error = 1;
     }
-    return 0;
+out:
+    json_decref(config);
+    json_decref(config_args);
+    json_decref(config_env);
+    return error;
 }
 
 /* PUT the policy NAME with the JSON body text (freed here). */
@@ -374,6 +455,23 @@ static int cmd_show(http_client *client, int json_out, const char *name)
            json_string_value(json_object_get(p, "type")));
     printf("priority:  %lld\n", (long long)json_integer_value(json_object_get(p, "priority")));
     printf("retry:     %lld\n", (long long)json_integer_value(json_object_get(p, "retry")));
+    json_t *config = json_object_get(p, "config");
+    if (json_is_object(config)) {
+        const char *file = json_string_value(json_object_get(config, "file"));
+        printf("config:    %s (%zu args, %zu env, ",
+               json_string_value(json_object_get(p, "config_digest")),
+               json_array_size(json_object_get(config, "args")),
+               json_object_size(json_object_get(config, "env")));
+        if (file)
+            printf("a file of %zu bytes)\n", strlen(file));
+        else
+            printf("no file)\n");
+        json_t *tally = json_object_get(json_object_get(p, "status"), "config");
+        if (tally)
+            printf("           applied on %lld node(s), rolled back on %lld\n",
+                   (long long)json_integer_value(json_object_get(tally, "applied")),
+                   (long long)json_integer_value(json_object_get(tally, "refused")));
+    }
     printf("updated:   %s\n", json_string_value(json_object_get(p, "updated")) ?
                                   json_string_value(json_object_get(p, "updated")) : "-");
     json_t *status = json_object_get(p, "status");

@@ -271,6 +271,48 @@ PKGSTORE_API int pkgstore_policy_set_strategy(pkgstore_policy *policy,
 /** The policy's strategy; never NULL, valid while the policy lives. */
 PKGSTORE_API const pkgstore_rollout_strategy *pkgstore_policy_strategy(const pkgstore_policy *policy);
 
+/* ---------------------------------------------------------------- addon configuration */
+
+/*
+ * A policy for an addon package may carry the addon's configuration: its
+ * arguments, environment variables and the body of a configuration file,
+ * which the agent applies, watches and rolls back (docs/policies.md,
+ * "Addon configuration"). The library holds it as canonical JSON (sorted
+ * keys, compact) and its SHA-256, the identity agents report.
+ */
+
+#define PKGSTORE_ADDON_CONFIG_ARGS_MAX 64      /* arguments */
+#define PKGSTORE_ADDON_CONFIG_ENV_MAX 64       /* environment variables */
+#define PKGSTORE_ADDON_CONFIG_STRING_MAX 4096  /* bytes of one argument or value */
+#define PKGSTORE_ADDON_CONFIG_NAME_MAX 128     /* bytes of a variable name */
+#define PKGSTORE_ADDON_CONFIG_FILE_MAX 65536   /* bytes of the file body */
+
+/**
+ * Check the JSON text of an addon configuration (len bytes) and set it on
+ * the policy: {"args":["--config","{config_file}"],"env":{"NAME":"value"},
+ * "file":"body"}. Every member is optional; unknown members are refused;
+ * args holds at most PKGSTORE_ADDON_CONFIG_ARGS_MAX strings, env at most
+ * PKGSTORE_ADDON_CONFIG_ENV_MAX variables named [A-Za-z_][A-Za-z0-9_]*
+ * (PKGSTORE_AGENT_CHILD is the agent's own), strings at most
+ * PKGSTORE_ADDON_CONFIG_STRING_MAX bytes, file at most
+ * PKGSTORE_ADDON_CONFIG_FILE_MAX bytes; no string holds a NUL. NULL, "null"
+ * and "{}" remove the configuration. A policy whose type was set to
+ * primary is refused (pkgstore_policy_put() refuses a configuration on a
+ * policy for a primary package too).
+ * Errors: PKGSTORE_EINVALID naming the member ("config.env.1X: ...");
+ * PKGSTORE_ENOMEM. On failure the policy is unchanged.
+ */
+PKGSTORE_API int pkgstore_policy_set_config(pkgstore_policy *policy, const char *json, size_t len);
+
+/** The policy's addon configuration as canonical JSON, or NULL when it has
+ * none. Valid while the policy lives. */
+PKGSTORE_API const char *pkgstore_policy_config(const pkgstore_policy *policy);
+
+/** The SHA-256 of pkgstore_policy_config()'s text into *out.
+ * Errors: PKGSTORE_ENOTFOUND (no configuration), PKGSTORE_EINVALID. */
+PKGSTORE_API int pkgstore_policy_config_digest(pkgstore_digest *out,
+                                               const pkgstore_policy *policy);
+
 /* ---------------------------------------------------------------- stored policies */
 
 /**

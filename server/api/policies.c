@@ -37,14 +37,28 @@ static json_t *policy_json(const pkgstore_policy *policy)
     free(strategy_text);
     if (!strategy)
         return NULL;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:o}", "name",
-                     pkgstore_policy_name(policy), "selector", pkgstore_policy_selector_text(policy),
-                     "package", pkgstore_policy_package(policy), "version",
-                     pkgstore_policy_version(policy), "type",
-                     pkgstore_package_type_name(pkgstore_policy_type(policy)), "priority",
-                     pkgstore_policy_priority(policy), "retry",
-                     (json_int_t)pkgstore_policy_retry_generation(policy), "created", created,
-                     "updated", updated, "strategy", strategy);
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:o}", "name", pkgstore_policy_name(policy),
+        "selector", pkgstore_policy_selector_text(policy), "package",
+        pkgstore_policy_package(policy), "version", pkgstore_policy_version(policy), "type",
+        pkgstore_package_type_name(pkgstore_policy_type(policy)), "priority",
+        pkgstore_policy_priority(policy), "retry",
+        (json_int_t)pkgstore_policy_retry_generation(policy), "created", created, "updated",
+        updated, "strategy", strategy);
+    /* an addon's configuration, and its digest: what agents report applied */
+    const char *config = pkgstore_policy_config(policy);
+    pkgstore_digest digest;
+    if (obj && config && pkgstore_policy_config_digest(&digest, policy) == 0) {
+        char digest_text[PKGSTORE_DIGEST_STR_SIZE];
+        pkgstore_digest_format(digest_text, &digest);
+        json_t *parsed = json_loads(config, 0, NULL);
+        if (!parsed || json_object_set_new(obj, "config", parsed) < 0 ||
+            json_object_set_new(obj, "config_digest", json_string(digest_text)) < 0) {
+            json_decref(obj);
+            return NULL;
+        }
+    }
+    return obj;
 }
 
 /* An audit entry for an operator's change of a policy. The change is made

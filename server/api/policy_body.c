@@ -5,12 +5,14 @@
  *
  *   {"selector":"env=dev","package":"otelcol-contrib","version":"0.98.0",
  *    "type":"primary","priority":10,
- *    "strategy":{"batches":[1,"5%","100%"],"soak_s":600,"max_failures":"10%"}}
+ *    "strategy":{"batches":[1,"5%","100%"],"soak_s":600,"max_failures":"10%"},
+ *    "config":{"args":["--config","{config_file}"],"env":{"K":"V"},"file":"..."}}
  *
  * selector defaults to "" (every node), type to the package's own, priority
  * to 0; unknown fields are refused; the read-only fields of a GET (name,
  * created, updated, retry, status) are accepted so that a GET can be PUT
- * back. The library checks the values (pkgstore_policy_new() and setters).
+ * back (and "config_digest", which the server computes). The library checks
+ * the values (pkgstore_policy_new() and setters).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +50,7 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
                       fleet_error *err)
 {
     const char *selector = "", *package = NULL, *version = NULL, *type = NULL, *key;
-    json_t *priority = NULL, *strategy = NULL, *value, *root;
+    json_t *priority = NULL, *strategy = NULL, *config = NULL, *value, *root;
     json_error_t jerr;
     pkgstore_policy *policy = NULL;
     pkgstore_package_type parsed_type = PKGSTORE_TYPE_PRIMARY;
@@ -81,12 +83,17 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
             if (!json_is_object(value) && !json_is_null(value))
                 error = fl_body_fail(err, PKGSTORE_EINVALID, 0, "strategy: not an object");
             strategy = json_is_null(value) ? NULL : value;
+        } else if (strcmp(key, "config") == 0) {
+            if (!json_is_object(value) && !json_is_null(value))
+                error = fl_body_fail(err, PKGSTORE_EINVALID, 0, "config: not an object");
+            config = json_is_null(value) ? NULL : value;
         } else if (strcmp(key, "name") == 0) {
             if (!json_is_string(value) || strcmp(json_string_value(value), name) != 0)
                 error = fl_body_fail(err, PKGSTORE_EINVALID, 0,
                                      "name: does not match the policy name in the path");
         } else if (strcmp(key, "created") != 0 && strcmp(key, "updated") != 0 &&
-                   strcmp(key, "status") != 0 && strcmp(key, "retry") != 0) {
+                   strcmp(key, "status") != 0 && strcmp(key, "retry") != 0 &&
+                   strcmp(key, "config_digest") != 0) {
             /* a key may hold any UTF-8: quote at most 64 bytes of it */
             error = fl_body_fail(err, PKGSTORE_EINVALID, 0, "%.64s: unknown field", key);
         }
@@ -130,6 +137,16 @@ int policy_body_parse(pkgstore_policy **out, const char *name, const char *body,
             const char *detail = pkgstore_error_detail();
             fl_body_fail(err, error, 0, "strategy: %s",
                          *detail ? detail : pkgstore_strerror(error));
+            goto out;
+        }
+    }
+    if (config) {
+        char *text = json_dumps(config, JSON_COMPACT);
+        error = text ? pkgstore_policy_set_config(policy, text, strlen(text)) : PKGSTORE_ENOMEM;
+        free(text);
+        if (error < 0) {
+            const char *detail = pkgstore_error_detail();
+            fl_body_fail(err, error, 0, "%s", *detail ? detail : pkgstore_strerror(error));
             goto out;
         }
     }

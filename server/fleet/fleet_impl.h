@@ -58,6 +58,16 @@ void fl_str_release(fleet *f, struct fl_str *str);
 
 /* ---- profiles: what a node reported (intern.c) ---- */
 
+/* An addon's configuration from its policy, as the node reports it: the
+ * one it runs with, and the one it last rolled back. */
+struct fl_pkg_config {
+    int has_config;
+    int has_refused;
+    uint32_t refused_retry;       /* the retry generation it was refused under */
+    pkgstore_digest config_digest;
+    pkgstore_digest refused_digest;
+};
+
 struct fl_pkg {
     const char *name;
     const char *version; /* "" when unknown */
@@ -65,6 +75,9 @@ struct fl_pkg {
     pkgstore_package_type type;
     int has_digest;
     pkgstore_digest digest;
+    /* NULL when the node reported neither: most packages, so that the
+     * profile of a node without addon configurations does not grow */
+    const struct fl_pkg_config *config;
 };
 
 /* What a node with trust.root verified (the heartbeat's "trust"): usually
@@ -97,6 +110,7 @@ struct fl_hb_pkg {
     pkgstore_package_type type;
     int has_digest;
     pkgstore_digest digest;
+    struct fl_pkg_config config;
     const char *offer_version;
     int has_status;
     pkgstore_rollout_state status;

@@ -6,7 +6,8 @@
  *
  *   {"heartbeat_interval_s":30,
  *    "offers":[{"policy":"P","retry":0,<the offer's members>}],
- *    "targets":[{"name","type","version","policy","state"[,"digest"][,"reason"]}]}
+ *    "targets":[{"name","type","version","policy","state"[,"digest"][,"reason"]
+ *                [,"config_digest","retry"[,"config"]]}]}
  *
  * "targets" names every slot a policy governs, offered or not: an agent
  * keeps an installed addon while a target names it (docs/api.md).
@@ -196,6 +197,44 @@ static const char *reason_for(char *buf, size_t size, const pkgstore_decision *d
     return NULL;
 }
 
+/* An addon's configuration from its policy: "config_digest" and "retry"
+ * always, and the body ("config") only to a node that runs the version
+ * (CURRENT) or is offered it now, and did not report that digest applied
+ * (nor refused it under the policy's retry generation), so that the reply
+ * of a node in step, or of one that rolled the configuration back, stays
+ * small (docs/api.md). 0, or -1 out of memory. */
+static int target_config(json_t *t, const pkgstore_decision *d, pkgstore_rollout_state state,
+                         const struct fl_profile *profile)
+{
+    const char *config = pkgstore_policy_config(d->policy);
+    pkgstore_digest digest;
+    if (!config || pkgstore_policy_config_digest(&digest, d->policy) < 0)
+        return 0;
+    char text[PKGSTORE_DIGEST_STR_SIZE];
+    pkgstore_digest_format(text, &digest);
+    if (json_object_set_new(t, "config_digest", json_string(text)) < 0 ||
+        json_object_set_new(t, "retry",
+                            json_integer((json_int_t)pkgstore_policy_retry_generation(
+                                d->policy))) < 0)
+        return -1;
+    if (d->verdict != PKGSTORE_VERDICT_CURRENT &&
+        (d->verdict != PKGSTORE_VERDICT_OFFER || state == PKGSTORE_ROLLOUT_WAITING))
+        return 0;
+    for (size_t i = 0; i < profile->npkgs; i++) {
+        const struct fl_pkg *pkg = &profile->pkgs[i];
+        if (strcmp(pkg->name, pkgstore_policy_package(d->policy)) != 0)
+            continue;
+        const struct fl_pkg_config *c = pkg->config;
+        if (c && c->has_config && pkgstore_digest_equal(&c->config_digest, &digest))
+            return 0; /* applied */
+        if (c && c->has_refused && pkgstore_digest_equal(&c->refused_digest, &digest) &&
+            c->refused_retry >= pkgstore_policy_retry_generation(d->policy))
+            return 0; /* rolled back: it is not applied again until the retry rises */
+    }
+    json_t *body = json_loads(config, 0, NULL);
+    return body && json_object_set_new(t, "config", body) == 0 ? 0 : -1;
+}
+
 static json_t *targets_json(const struct fl_eval *eval, const struct fl_profile *profile)
 {
     json_t *targets = json_array();
@@ -220,6 +259,10 @@ static json_t *targets_json(const struct fl_eval *eval, const struct fl_profile 
         }
         if (t && why)
             json_object_set_new(t, "reason", json_string(why));
+        if (t && target_config(t, d, eval->states[i], profile) < 0) {
+            json_decref(t);
+            t = NULL;
+        }
         if (!t || json_array_append_new(targets, t) < 0) {
             json_decref(targets);
             return NULL;

@@ -233,6 +233,31 @@ static int parse_pkg(struct fl_hb_pkg *pkg, json_t *obj, size_t index, fleet_err
             return fl_fail(err, PKGSTORE_EINVALID, "%sdigest: not a sha256 digest", where);
         pkg->has_digest = 1;
     }
+    if ((error = get_string(&str, obj, "config_digest", where, 1, 80, CS_TOKEN, err)) < 0)
+        return error;
+    if (str) {
+        if (pkgstore_digest_parse(&pkg->config.config_digest, str) < 0)
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_digest: not a sha256 digest", where);
+        pkg->config.has_config = 1;
+    }
+    if ((value = json_object_get(obj, "config_refused")) && !json_is_null(value)) {
+        char refused_where[64];
+        json_t *retry = json_object_get(value, "retry");
+        snprintf(refused_where, sizeof(refused_where), "%sconfig_refused.", where);
+        if (!json_is_object(value))
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_refused: not an object", where);
+        if ((error = get_string(&str, value, "digest", refused_where, 0, 80, CS_TOKEN, err)) < 0)
+            return error;
+        if (pkgstore_digest_parse(&pkg->config.refused_digest, str) < 0)
+            return fl_fail(err, PKGSTORE_EINVALID, "%sconfig_refused.digest: not a sha256 digest",
+                           where);
+        if (retry && (!json_is_integer(retry) || json_integer_value(retry) < 0 ||
+                      json_integer_value(retry) > (json_int_t)UINT32_MAX))
+            return fl_fail(err, PKGSTORE_EINVALID,
+                           "%sconfig_refused.retry: not an integer in 0..4294967295", where);
+        pkg->config.refused_retry = retry ? (uint32_t)json_integer_value(retry) : 0;
+        pkg->config.has_refused = 1;
+    }
     if ((value = json_object_get(obj, "offer")) && !json_is_null(value)) {
         char offer_where[64];
         snprintf(offer_where, sizeof(offer_where), "%soffer.", where);
@@ -350,13 +375,21 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
     hash = fl_fnv1a(hash, &hb->trust.newest_signed, sizeof(hb->trust.newest_signed));
     for (size_t i = 0; i < hb->npkgs; i++) {
         const struct fl_hb_pkg *pkg = &hb->pkgs[i];
-        unsigned char extra[2] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest};
+        const struct fl_pkg_config *c = &pkg->config;
+        unsigned char extra[4] = {(unsigned char)pkg->type, (unsigned char)pkg->has_digest,
+                                  (unsigned char)c->has_config, (unsigned char)c->has_refused};
         hash = hash_str(hash, pkg->name);
         hash = hash_str(hash, pkg->version);
         hash = hash_str(hash, pkg->state);
         hash = fl_fnv1a(hash, extra, sizeof(extra));
         if (pkg->has_digest)
             hash = fl_fnv1a(hash, pkg->digest.bytes, sizeof(pkg->digest.bytes));
+        if (c->has_config)
+            hash = fl_fnv1a(hash, c->config_digest.bytes, sizeof(c->config_digest.bytes));
+        if (c->has_refused) {
+            hash = fl_fnv1a(hash, c->refused_digest.bytes, sizeof(c->refused_digest.bytes));
+            hash = fl_fnv1a(hash, &c->refused_retry, sizeof(c->refused_retry));
+        }
     }
     return hash;
 }
@@ -364,6 +397,24 @@ uint64_t fl_hb_hash(const struct fl_hb *hb)
 static int str_eq(const char *a, const char *b)
 {
     return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static int has_pkg_config(const struct fl_pkg_config *c)
+{
+    return c->has_config || c->has_refused;
+}
+
+/* The same configuration report (a profile's may be NULL: none). */
+static int pkg_config_equals(const struct fl_pkg_config *a, const struct fl_pkg_config *b)
+{
+    if (!a || !has_pkg_config(a))
+        return !has_pkg_config(b);
+    return a->has_config == b->has_config && a->has_refused == b->has_refused &&
+           (!a->has_config ||
+            memcmp(a->config_digest.bytes, b->config_digest.bytes, PKGSTORE_DIGEST_SIZE) == 0) &&
+           (!a->has_refused ||
+            (a->refused_retry == b->refused_retry &&
+             memcmp(a->refused_digest.bytes, b->refused_digest.bytes, PKGSTORE_DIGEST_SIZE) == 0));
 }
 
 /* Does profile hold exactly what hb reports? */
@@ -385,7 +436,8 @@ static int profile_equals(const struct fl_profile *p, const struct fl_hb *hb)
         const struct fl_hb_pkg *b = &hb->pkgs[i];
         if (!str_eq(a->name, b->name) || !str_eq(a->version, b->version) ||
             !str_eq(a->state, b->state) || a->type != b->type || a->has_digest != b->has_digest ||
-            (a->has_digest && memcmp(a->digest.bytes, b->digest.bytes, PKGSTORE_DIGEST_SIZE)))
+            (a->has_digest && memcmp(a->digest.bytes, b->digest.bytes, PKGSTORE_DIGEST_SIZE)) ||
+            !pkg_config_equals(a->config, &b->config))
             return 0;
     }
     return 1;
@@ -418,8 +470,11 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
     for (size_t i = 0; i < hb->npkgs; i++)
         strings += str_size(hb->pkgs[i].name) + str_size(hb->pkgs[i].version) +
                    str_size(hb->pkgs[i].state);
+    size_t nconfigs = 0;
+    for (size_t i = 0; i < hb->npkgs; i++)
+        nconfigs += has_pkg_config(&hb->pkgs[i].config);
     size_t head = sizeof(struct fl_profile) + hb->nlabels * sizeof(pkgstore_label) +
-                  hb->npkgs * sizeof(struct fl_pkg);
+                  hb->npkgs * sizeof(struct fl_pkg) + nconfigs * sizeof(struct fl_pkg_config);
     struct fl_profile *p = malloc(head + strings);
     if (!p)
         return NULL;
@@ -430,6 +485,7 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
     p->size = head + strings;
     p->labels = (pkgstore_label *)(p + 1);
     p->pkgs = (struct fl_pkg *)(p->labels + hb->nlabels);
+    struct fl_pkg_config *configs = (struct fl_pkg_config *)(p->pkgs + hb->npkgs);
     p->nlabels = (uint16_t)hb->nlabels;
     p->npkgs = (uint16_t)hb->npkgs;
     p->trust = hb->trust;
@@ -448,6 +504,10 @@ static struct fl_profile *profile_build(const struct fl_hb *hb, uint64_t hash)
         pkg->type = hb->pkgs[i].type;
         pkg->has_digest = hb->pkgs[i].has_digest;
         pkg->digest = hb->pkgs[i].digest;
+        if (has_pkg_config(&hb->pkgs[i].config)) {
+            *configs = hb->pkgs[i].config;
+            pkg->config = configs++;
+        }
     }
     return p;
 }

@@ -106,6 +106,18 @@ json_t *fl_node_to_json(const struct fl_node *node, const struct fl_policies *p,
         }
         if (pj && pkg->state[0])
             json_object_set_new(pj, "state", json_string(pkg->state));
+        if (pj && pkg->config && pkg->config->has_config) {
+            char digest[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(digest, &pkg->config->config_digest);
+            json_object_set_new(pj, "config_digest", json_string(digest));
+        }
+        if (pj && pkg->config && pkg->config->has_refused) {
+            char digest[PKGSTORE_DIGEST_STR_SIZE];
+            pkgstore_digest_format(digest, &pkg->config->refused_digest);
+            json_object_set_new(pj, "config_refused",
+                                json_pack("{s:s, s:I}", "digest", digest, "retry",
+                                          (json_int_t)pkg->config->refused_retry));
+        }
         failed |= json_array_append_new(pkgs, pj);
     }
     if (failed) {
@@ -315,8 +327,28 @@ struct walk {
     /* tallies (policy views): per rank */
     uint64_t (*counts)[PKGSTORE_ROLLOUT_COUNT];
     uint64_t *matching;
+    uint64_t (*config_counts)[2];    /* an addon configuration: applied, refused */
     int failed;
 };
+
+/* Does the node report the configuration of decision d's policy as applied
+ * (0) or as refused (1)? -1: neither, or the policy has none. */
+static int config_outcome(const struct fl_profile *r, const pkgstore_decision *d)
+{
+    pkgstore_digest digest;
+    if (!pkgstore_policy_config(d->policy) || pkgstore_policy_config_digest(&digest, d->policy) < 0)
+        return -1;
+    for (size_t i = 0; i < r->npkgs; i++) {
+        const struct fl_pkg_config *c = r->pkgs[i].config;
+        if (!c || strcmp(r->pkgs[i].name, pkgstore_policy_package(d->policy)) != 0)
+            continue;
+        if (c->has_config && pkgstore_digest_equal(&c->config_digest, &digest))
+            return 0;
+        if (c->has_refused && pkgstore_digest_equal(&c->refused_digest, &digest))
+            return 1;
+    }
+    return -1;
+}
 
 /* The node's state for the policy filter (or its headline state); -1 when
  * the policy does not govern it (or no policy does). */
@@ -375,8 +407,12 @@ static int walk_node(struct fl_node *node, void *payload)
         }
         fl_rollout_gate(w->f, &eval, node, 0);
         if (w->counts) {
-            for (size_t i = 0; i < eval.count; i++)
+            for (size_t i = 0; i < eval.count; i++) {
                 w->counts[eval.decisions[i].rank][eval.states[i]]++;
+                int outcome = config_outcome(r, &eval.decisions[i]);
+                if (outcome >= 0)
+                    w->config_counts[eval.decisions[i].rank][outcome]++;
+            }
             for (size_t rank = 0; rank < pkgstore_policies_count(w->p->set); rank++) {
                 const pkgstore_policy *policy = pkgstore_policies_at(w->p->set, rank);
                 if (pkgstore_selector_matches(pkgstore_policy_selector(policy), r->labels,
@@ -448,6 +484,7 @@ static void walk_free(struct walk *w)
     pkgstore_selector_free(w->selector);
     free(w->counts);
     free(w->matching);
+    free(w->config_counts);
 }
 
 /* ---------------------------------------------------------------- pages */
@@ -614,15 +651,28 @@ static json_t *status_json(const struct walk *w, size_t rank)
         json_decref(counts);
         return NULL;
     }
-    return json_pack("{s:I, s:I, s:o}", "nodes_total", (json_int_t)total, "nodes_matching",
-                     (json_int_t)w->matching[rank], "counts", counts);
+    json_t *status = json_pack("{s:I, s:I, s:o}", "nodes_total", (json_int_t)total,
+                               "nodes_matching", (json_int_t)w->matching[rank], "counts", counts);
+    /* a policy with an addon configuration: how many nodes run it, and how
+     * many rolled it back */
+    const pkgstore_policy *policy = pkgstore_policies_at(w->p->set, rank);
+    if (status && pkgstore_policy_config(policy) &&
+        json_object_set_new(status, "config",
+                            json_pack("{s:I, s:I}", "applied",
+                                      (json_int_t)w->config_counts[rank][0], "refused",
+                                      (json_int_t)w->config_counts[rank][1])) < 0) {
+        json_decref(status);
+        return NULL;
+    }
+    return status;
 }
 
 static int tally_init(struct walk *w, size_t nranks)
 {
     w->counts = calloc(nranks ? nranks : 1, sizeof(*w->counts));
     w->matching = calloc(nranks ? nranks : 1, sizeof(*w->matching));
-    return w->counts && w->matching ? 0 : -1;
+    w->config_counts = calloc(nranks ? nranks : 1, sizeof(*w->config_counts));
+    return w->counts && w->matching && w->config_counts ? 0 : -1;
 }
 
 int fleet_policy_status(json_t **status_out, fleet *f, const char *name, const fleet_query *nodes,
