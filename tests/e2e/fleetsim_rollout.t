@@ -17,6 +17,7 @@
 # by pid (SIGTERM: it writes its report and exits 0 without errors).
 . "$(dirname "$0")/server_common.sh"
 
+export LC_ALL=C # sort, comm and awk compare the 16-hex-digit ranks as bytes
 FLEETSIM=$BIN/pkgstore-fleetsim
 NODES=2000
 STRATEGY=(--batches 20,10%,50%,100% --max-failures 3)
@@ -104,12 +105,13 @@ R=$TMP/report.json
 is "$(jq -r '"\(.summary.stopped_by) \(.summary.errors) \([.nodes[] | select(.registered)] | length)"' "$R")" \
     "signal 0 $NODES" "the report: stopped by the signal, no error, $NODES nodes registered"
 
-# ---- exactly: who was offered 2.0.0, against the ranks
+# ---- exactly: who was offered 2.0.0, against the ranks (awk compares
+# them as strings: ("" $1); 16 hex digits compare as the numbers do)
 jq -r '.nodes[].id' "$R" | policy rank fleet >"$TMP/ranks"
 is "$(wc -l <"$TMP/ranks")" $NODES "pkgstore-policy rank: one rank per node"
 jq -r '.nodes[] | select(any(.offers[]; .version == "2.0.0")) | .id' "$R" | sort >"$TMP/offered"
-awk -v l="$LIMIT2" '$1 < l {print $2}' "$TMP/ranks" | sort >"$TMP/admitted"
-awk -v l="$LIMIT1" '$1 < l {print $2}' "$TMP/ranks" | sort >"$TMP/batch1"
+awk -v l="$LIMIT2" '("" $1) < ("" l) {print $2}' "$TMP/ranks" | sort >"$TMP/admitted"
+awk -v l="$LIMIT1" '("" $1) < ("" l) {print $2}' "$TMP/ranks" | sort >"$TMP/batch1"
 OFFERED=$(wc -l <"$TMP/offered")
 ADMITTED=$(wc -l <"$TMP/admitted")
 is "$(comm -23 "$TMP/offered" "$TMP/admitted" | wc -l)" 0 \
@@ -125,7 +127,7 @@ inside=1
 while read -r n b; do
     lo=0000000000000000 hi=$LIMIT1
     [ "$b" = 2 ] && lo=$LIMIT1 hi=$LIMIT2
-    awk -v n="$n" -v lo="$lo" -v hi="$hi" '$2 == n && $1 >= lo && $1 < hi {f = 1} END {exit !f}' \
+    awk -v n="$n" -v lo="$lo" -v hi="$hi" '$2 == n && ("" $1) >= ("" lo) && ("" $1) < ("" hi) {f = 1} END {exit !f}' \
         "$TMP/ranks" || inside=0
     [ "$(jq -r --arg n "$n" '.nodes[] | select(.id == $n) |
             [.offers[] | select(.version == "2.0.0")] | length' "$R")" -ge 1 ] || inside=0
