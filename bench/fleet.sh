@@ -207,7 +207,7 @@ printf 'nodes offered 2.0.0 %s; admitted by the started batches %s (rank below %
     "$OFFERED" "$ADMITTED" "$LIMIT" "$OUTSIDE"
 if [ -n "$CROSS_T" ]; then
     BRAKE=$(awk -v p="$PAUSE_T" -v c="$CROSS_T" 'BEGIN {printf "%.1f", p - c}')
-    printf 'brake               batch %s: %s failures tolerated; the %dth failure (%s) reported at t=%s s;\n' \
+    printf 'brake               batch %s: %s failures tolerated; failure number %d (%s) reported at t=%s s;\n' \
         "$PBATCH" "$TOLERATED" $((TOLERATED + 1)) "$CROSS_NODE" "$CROSS_T"
     printf '                    paused seen at t=%s s: %s s later (%s of its failures reported by the end)\n' \
         "$PAUSE_T" "$BRAKE" "$(wc -l <"$WORK/batch_failed")"

@@ -216,8 +216,9 @@ static const char *last_message(const struct fl_node *node, const char *package)
     size_t plen = strlen(package);
     for (unsigned int k = node->hlen; k > 0; k--) {
         const struct fl_hist *h = fl_hist_at(node, k - 1);
-        if (strncmp(h->key->s, package, plen) == 0 && h->key->s[plen] == '\0')
-            return h->message ? h->message->s : "";
+        const char *hist_package = fl_hist_package(h);
+        if (strncmp(hist_package, package, plen) == 0 && hist_package[plen] == '\0')
+            return fl_hist_message(h);
     }
     return "";
 }
