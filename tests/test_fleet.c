@@ -1115,6 +1115,22 @@ static void test_fleet__staged_rollout_pauses_on_failures_and_resumes(void **sta
     assert_string_equal(str_at(resume, "who"), "token:ops");
     assert_non_null(strstr(str_at(resume, "reason"), "2 of 3 nodes failed"));
     json_decref(audit);
+
+    /* batch 2 fails too: its reason names its own nodes, not batch 1's */
+    prod_heartbeat(f, order[3], 0, "UpgradeFailed", "batch two exit 2");
+    prod_heartbeat(f, order[4], 0, "RolledBack", "batch two crash");
+    tick(f, 1007);
+    assert_rollout(f, "prod", "paused", 2);
+    rollout = rollout_of(f, "prod");
+    reason = str_at(rollout, "reason");
+    assert_non_null(strstr(reason, "batch 2: 2 of 3 nodes failed (1 tolerated): "));
+    assert_non_null(strstr(reason, order[3]));
+    assert_non_null(strstr(reason, order[4]));
+    assert_null(strstr(reason, order[0]));
+    assert_null(strstr(reason, order[1]));
+    /* status.failures still lists every started batch's, with its batch */
+    assert_int_equal(json_array_size(json_object_get(rollout, "failures")), 4);
+    json_decref(rollout);
 }
 
 static void test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved(void **state)

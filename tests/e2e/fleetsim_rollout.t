@@ -68,13 +68,16 @@ is "$(jq -r '"\(.batch) \(.paused_by_threshold)"' "$P")" "2 true" \
 REASON=$(jq -r .reason "$P")
 echo "$REASON" | grep -Eq '^batch 2: [0-9]+ of [0-9]+ nodes failed \(3 tolerated\): sim-[0-9]{6} UpgradeFailed'
 ok $? "the reason: $REASON"
-FAILURES=$(jq -r '[.failures[].node] | join(" ")' "$P")
+FAILURES=$(jq -r '[.failures[] | select(.batch == 2) | .node] | join(" ")' "$P")
 missing=0
 for n in $FAILURES; do
     case $REASON in *"$n UpgradeFailed"*) ;; *) missing=1 ;; esac
 done
 ok $([ -n "$FAILURES" ] && [ "$missing" = 0 ] && echo 0 || echo 1) \
-    "the reason names the failed nodes of status.failures: $FAILURES"
+    "the reason names batch 2's failed nodes of status.failures: $FAILURES"
+ok $(jq -r '.failures[] | select(.batch != 2) | .node' "$P" | while read -r n; do
+        case $REASON in *"$n "*) echo bad ;; esac; done | grep -q bad && echo 1 || echo 0) \
+    "... and no node of another batch"
 is "$(metric pkgstored_rollout_auto_pauses_total)" 1 "pkgstored_rollout_auto_pauses_total is 1"
 policy --json audit fleet >"$TMP/audit.json"
 is "$(jq -r '[.entries[] | select(.action == "auto-pause")] |
