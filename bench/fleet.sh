@@ -43,7 +43,8 @@
 # 503) is an error response of the run. FLEET_ROLLOUT_AT past
 # FLEET_DURATION measures heartbeats alone. Both processes run at BENCH_NICE
 # (default 10) on the same machine: the simulator's own CPU is reported
-# too. Everything started here is stopped by pid.
+# too. Everything started here is stopped by pid. FLEET_KEEP=1 keeps the
+# work directory (the store, the fleet's LMDB, the report) for a look.
 set -u
 export LC_ALL=C # sort, join, comm and awk compare the 16-hex-digit ranks as bytes
 
@@ -68,7 +69,11 @@ cleanup() {
         kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
-    rm -rf "$WORK"
+    if [ "${FLEET_KEEP:-0}" = 1 ]; then
+        echo "bench/fleet.sh: kept $WORK (the store, store.fleet, report.json)"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 die() { echo "bench/fleet.sh: $*" >&2; exit 2; }

@@ -300,12 +300,16 @@ int main(int argc, char **argv)
         if (fleet_flush(db, &ferr) < 0)
             die_fleet("flush", &ferr);
         off_t mdb_after = stat(mdb_path, &st) == 0 ? st.st_size : 0;
+        malloc_trim(0);
+        struct mallinfo2 flushed = mallinfo2();
         printf("rollout:    %d nodes report 6 statuses each: heap +%.0f bytes per node, RSS +%.0f "
                "bytes per node; the flush grows the fleet's LMDB file by %.0f bytes per node "
-               "(%.1f MB now)\n",
+               "(%.1f MB now) and the heap by %.1f MB (LMDB keeps the pages a write "
+               "transaction dirtied for the next)\n",
                memory_nodes, (double)(after.uordblks - before.uordblks) / memory_nodes,
                (double)(rss_mid - rss_before) * 1024 / memory_nodes,
-               (double)(mdb_after - mdb_before) / memory_nodes, (double)mdb_after / (1 << 20));
+               (double)(mdb_after - mdb_before) / memory_nodes, (double)mdb_after / (1 << 20),
+               ((double)flushed.uordblks - (double)after.uordblks) / (1 << 20));
     }
 
     /* 3. views, flush, reopen */
