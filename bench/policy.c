@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static double cpu_now(void)
@@ -254,6 +255,61 @@ int main(int argc, char **argv)
                "RSS +%ld MB; fleet %zu nodes, %zu distinct reports, RSS %ld MB\n",
                last - first, unique ? "unique" : "shared", per_node,
                (rss_kb() - rss_before) / 1024, stats.nodes, stats.profiles, rss_kb() / 1024);
+    }
+
+    /* 2b. a rollout's statuses: each node of shared reports goes through
+     * an upgrade as pkgstore-fleetsim reports it (six statuses, the last
+     * with a message); the heap they add per node (history rings, interned
+     * keys and messages), then what the flush adds to the fleet's LMDB
+     * file (the records with their history), which pkgstored maps: its
+     * pages count in the RSS as file pages */
+    {
+        static const char *const steps[] = {"Downloading", "Verifying",  "Validating",
+                                            "Swapping",    "Monitoring", "Upgraded"};
+        char mdb_path[96];
+        struct stat st;
+        snprintf(mdb_path, sizeof(mdb_path), "%s/data.mdb", fleet_dir);
+        if (fleet_flush(db, &ferr) < 0)
+            die_fleet("flush", &ferr);
+        off_t mdb_before = stat(mdb_path, &st) == 0 ? st.st_size : 0;
+        malloc_trim(0);
+        struct mallinfo2 before = mallinfo2();
+        long rss_before = rss_kb();
+        for (size_t k = 0; k < sizeof(steps) / sizeof(*steps); k++) {
+            for (int n = 0; n < memory_nodes; n++) {
+                char *response = NULL;
+                size_t rlen = 0;
+                int len = body_for(body, sizeof(body), n, npolicies, 0);
+                /* the package reports the offer and its status (the body
+                 * ends with the trust object: insert before "}],") */
+                char *pkg_end = strstr(body, "}],");
+                char tail[512];
+                snprintf(tail, sizeof(tail), "%s", pkg_end);
+                len = (int)(pkg_end - body) +
+                      snprintf(pkg_end, sizeof(body) - (size_t)(pkg_end - body),
+                               ",\"offer\":{\"version\":\"0.99.0\"},\"status\":\"%s\"%s%s", steps[k],
+                               k == 5 ? ",\"message\":\"upgraded (fleetsim)\"" : "", tail);
+                if (fleet_heartbeat(&response, &rlen, db, body, (size_t)len, 1, NULL, &ferr) < 0)
+                    die_fleet("heartbeat", &ferr);
+                free(response);
+            }
+        }
+        malloc_trim(0);
+        struct mallinfo2 after = mallinfo2();
+        long rss_mid = rss_kb();
+        if (fleet_flush(db, &ferr) < 0)
+            die_fleet("flush", &ferr);
+        off_t mdb_after = stat(mdb_path, &st) == 0 ? st.st_size : 0;
+        malloc_trim(0);
+        struct mallinfo2 flushed = mallinfo2();
+        printf("rollout:    %d nodes report 6 statuses each: heap +%.0f bytes per node, RSS +%.0f "
+               "bytes per node; the flush grows the fleet's LMDB file by %.0f bytes per node "
+               "(%.1f MB now) and the heap by %.1f MB (LMDB keeps the pages a write "
+               "transaction dirtied for the next)\n",
+               memory_nodes, (double)(after.uordblks - before.uordblks) / memory_nodes,
+               (double)(rss_mid - rss_before) * 1024 / memory_nodes,
+               (double)(mdb_after - mdb_before) / memory_nodes, (double)mdb_after / (1 << 20),
+               ((double)flushed.uordblks - (double)after.uordblks) / (1 << 20));
     }
 
     /* 3. views, flush, reopen */

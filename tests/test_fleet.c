@@ -1257,6 +1257,22 @@ static void test_fleet__staged_rollout_pauses_on_failures_and_resumes(void **sta
     assert_string_equal(str_at(resume, "who"), "token:ops");
     assert_non_null(strstr(str_at(resume, "reason"), "2 of 3 nodes failed"));
     json_decref(audit);
+
+    /* batch 2 fails too: its reason names its own nodes, not batch 1's */
+    prod_heartbeat(f, order[3], 0, "UpgradeFailed", "batch two exit 2");
+    prod_heartbeat(f, order[4], 0, "RolledBack", "batch two crash");
+    tick(f, 1007);
+    assert_rollout(f, "prod", "paused", 2);
+    rollout = rollout_of(f, "prod");
+    reason = str_at(rollout, "reason");
+    assert_non_null(strstr(reason, "batch 2: 2 of 3 nodes failed (1 tolerated): "));
+    assert_non_null(strstr(reason, order[3]));
+    assert_non_null(strstr(reason, order[4]));
+    assert_null(strstr(reason, order[0]));
+    assert_null(strstr(reason, order[1]));
+    /* status.failures still lists every started batch's, with its batch */
+    assert_int_equal(json_array_size(json_object_get(rollout, "failures")), 4);
+    json_decref(rollout);
 }
 
 static void test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved(void **state)
@@ -1938,6 +1954,63 @@ static void test_fleet__survives_close_and_reopen(void **state)
     char *json = NULL;
     size_t len;
     assert_int_equal(fleet_node_json(&json, &len, f->fleet, "n2", &err), PKGSTORE_ENOTFOUND);
+}
+
+/* History entries are stored compactly in memory (one interned string for
+ * package, version and message) and on disk (no empty message): the view
+ * and the records read back are what they were, and an old record that
+ * spells out an empty message still loads. */
+static void test_fleet__history_entries_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct raw_env raw;
+
+    put_policy(f, "canary", "otelcol-contrib", "0.98.0", NULL, 0);
+    send_status(f, "n1", "Downloading", "");
+    send_status(f, "n1", "Downloading", "slow mirror"); /* same status, a message: recorded */
+    send_status(f, "n1", "UpgradeFailed", "validate: exit 1");
+    send_status(f, "n2", "UpgradeFailed", "validate: exit 1"); /* shares n1's entry string */
+    send_status(f, "n2", "Upgraded", "");
+    json_t *before1 = node_view(f, "n1"), *before2 = node_view(f, "n2");
+    json_t *history = json_object_get(before1, "history");
+    assert_int_equal(json_array_size(history), 3);
+    assert_string_equal(str_at(json_array_get(history, 0), "message"), "");
+    assert_string_equal(str_at(json_array_get(history, 1), "message"), "slow mirror");
+    assert_string_equal(str_at(json_array_get(history, 2), "message"), "validate: exit 1");
+    assert_string_equal(str_at(json_array_get(history, 2), "version"), "0.98.0");
+    assert_string_equal(str_at(json_array_get(history, 2), "package"), "otelcol-contrib");
+    close_fleet(f);
+
+    raw_open(&raw, f);
+    json_t *record = raw_get(&raw, "n1");
+    json_t *stored = json_object_get(record, "history");
+    assert_int_equal(json_array_size(stored), 3);
+    assert_null(json_object_get(json_array_get(stored, 0), "message"));
+    assert_string_equal(str_at(json_array_get(stored, 1), "message"), "slow mirror");
+    assert_string_equal(str_at(json_array_get(stored, 0), "status"), "Downloading");
+    assert_true(json_is_integer(json_object_get(json_array_get(stored, 0), "time")));
+    json_decref(record);
+    /* a record as earlier versions wrote it: "message":"" spelled out */
+    raw_put(&raw, "old", "{\"id\":\"old\",\"platform\":\"linux/amd64\",\"last_seen\":1764237600,"
+                         "\"history\":[{\"time\":1764237600,\"package\":\"otelcol-contrib\","
+                         "\"version\":\"0.98.0\",\"status\":\"Upgraded\",\"message\":\"\"}]}");
+    raw_close(&raw);
+    f->opts.expiry_s = 0; /* the old record's last_seen is long past */
+    CHECK(open_fleet(f));
+
+    json_t *after1 = node_view(f, "n1"), *after2 = node_view(f, "n2");
+    assert_true(json_equal(after1, before1));
+    assert_true(json_equal(after2, before2));
+    json_t *old = node_view(f, "old");
+    history = json_object_get(old, "history");
+    assert_int_equal(json_array_size(history), 1);
+    assert_string_equal(str_at(json_array_get(history, 0), "message"), "");
+    assert_string_equal(str_at(json_array_get(history, 0), "time"), "2025-11-27T10:00:00Z");
+    json_decref(old);
+    json_decref(after1);
+    json_decref(after2);
+    json_decref(before1);
+    json_decref(before2);
 }
 
 /* Write the policy record "name\0value" (payload) through the index. */
@@ -2692,6 +2765,7 @@ int main(void)
         T(test_fleet__a_node_deleted_during_a_walk_is_not_paged_twice),
         T(test_fleet__node_view_and_delete),
         T(test_fleet__survives_close_and_reopen),
+        T(test_fleet__history_entries_round_trip),
         T(test_fleet__unreadable_records_and_policies),
         T(test_fleet__flusher_writes_without_a_flush),
         T(test_fleet__one_server_per_fleet_directory),

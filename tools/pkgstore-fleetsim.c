@@ -150,6 +150,8 @@ static struct {
     int platform_count;
     fail_rate fails[FAILS_MAX];
     int fail_count;
+    char healthy_policy[256]; /* --healthy-first POLICY=N: "" none */
+    unsigned healthy_count;
     long server_pid;
     int json, quiet;
 } opt = {
@@ -192,6 +194,7 @@ typedef struct node {
     int32_t first_offer; /* index in g_offers, -1: none */
     int32_t last_offer;
     uint32_t heartbeats;
+    float end_t; /* when it last reported Upgraded, UpgradeFailed or RolledBack */
 } node;
 
 /* Every distinct offer a node received: a new entry when the digest, the
@@ -205,6 +208,8 @@ typedef struct offer_entry {
 } offer_entry;
 
 static node *g_nodes;
+/* --healthy-first: nodes whose rank in that policy is below this never fail */
+static uint64_t g_healthy_below;
 static char **g_tokens; /* per node: its credential, or NULL for the shared token */
 static char g_shared_token[520];
 static struct {
@@ -747,6 +752,12 @@ static uint8_t plan_outcome(uint32_t idx, const char *version, const char *diges
     const fail_rate *f = fail_for(version);
     if (!f)
         return OUT_UPGRADED;
+    if (opt.healthy_count) { /* --healthy-first: the first in the order never fail */
+        char id[300];
+        node_id(id, sizeof id, idx);
+        if (pkgstore_rollout_rank(opt.healthy_policy, id) < g_healthy_below)
+            return OUT_UPGRADED;
+    }
     double u = draw(idx, hash_str(digest), 0xfa11);
     if (u < f->upgrade_failed)
         return OUT_UPGRADE_FAILED;
@@ -841,6 +852,8 @@ static void upgrade_end(node *n)
 static void enter_step(node *n, uint8_t step)
 {
     n->status = step;
+    if (step >= ST_UPGRADED)
+        n->end_t = (float)now(); /* reported now: the request starts */
     switch (step) {
     case ST_MONITORING: /* swapped: the new binary runs */
         n->prev_version = n->version;
@@ -1261,13 +1274,14 @@ static int write_report(const char *path, json_t *summary, json_t *config)
                                         "policy", str(g_offers.items[n->first_offer].policy))
                             : json_null();
         json_t *obj = json_pack(
-            "{s:s, s:o, s:s, s:b, s:I, s:o, s:o, s:{s:s, s:s?, s:s?, s:s?, s:b}}", "id", id,
+            "{s:s, s:o, s:s, s:b, s:I, s:o, s:o, s:{s:s, s:s?, s:s?, s:s?, s:b, s:o}}", "id", id,
             "labels", labels, "platform", opt.platforms[n->platform], "registered",
             n->registered, "heartbeats", (json_int_t)n->heartbeats, "first_offer", first,
             "offers", offers, "final", "version", str(n->version), "digest",
             n->digest ? str(n->digest) : NULL, "status",
             n->status > ST_OFFERED ? status_names[n->status] : NULL, "offer_version",
-            n->offer_version ? str(n->offer_version) : NULL, "upgrading", n->step != ST_NONE);
+            n->offer_version ? str(n->offer_version) : NULL, "upgrading", n->step != ST_NONE,
+            "t", n->status >= ST_UPGRADED ? json_real(round(n->end_t * 1000) / 1000) : json_null());
         char *node_text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
         json_decref(obj);
         if (!node_text) {
@@ -1324,6 +1338,10 @@ static void usage(FILE *out)
             "  --fail VERSION=P      a node upgrading to VERSION ends UpgradeFailed with\n"
             "                        chance P (repeatable)\n"
             "  --rollback VERSION=P  ... ends RolledBack with chance P (repeatable)\n"
+            "  --healthy-first POLICY=N\n"
+            "                        the N nodes first in POLICY's rollout order\n"
+            "                        (pkgstore_rollout_rank()) never fail: a first batch\n"
+            "                        of N is healthy, the chances apply to the others\n"
             "  --label KEY=V:W,...   a label and the weights of its values (repeatable;\n"
             "                        default env=prod:70,staging:20,dev:10\n"
             "                        region=eu-west:40,us-east:40,ap-south:20\n"
@@ -1452,6 +1470,47 @@ static int parse_fail(char *arg, int rolled_back)
     return 0;
 }
 
+/* --healthy-first POLICY=N */
+static int parse_healthy(char *arg, int unused)
+{
+    (void)unused;
+    char *eq = strrchr(arg, '=');
+    if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof opt.healthy_policy)
+        return cli_usage("--healthy-first: '%s' is not POLICY=N", arg);
+    *eq = '\0';
+    if (parse_unsigned(&opt.healthy_count, eq + 1, 1, FLEETSIM_NODES_MAX, "--healthy-first"))
+        return 2;
+    snprintf(opt.healthy_policy, sizeof opt.healthy_policy, "%s", arg);
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* --healthy-first: the rank below which the first N nodes are. */
+static int healthy_limit(void)
+{
+    if (opt.healthy_count >= opt.nodes) {
+        g_healthy_below = UINT64_MAX; /* every node: above it only UINT64_MAX itself */
+        return 0;
+    }
+    uint64_t *ranks = malloc(sizeof *ranks * opt.nodes);
+    if (!ranks)
+        return -1;
+    for (uint32_t i = 0; i < opt.nodes; i++) {
+        char id[300];
+        node_id(id, sizeof id, i);
+        ranks[i] = pkgstore_rollout_rank(opt.healthy_policy, id);
+    }
+    qsort(ranks, opt.nodes, sizeof *ranks, cmp_u64);
+    g_healthy_below = ranks[opt.healthy_count - 1] + 1; /* one past the N-th lowest */
+    free(ranks);
+    return 0;
+}
+
 /* The server must be http(s)://127.0.0.1[:PORT]: libcurl's URL parser
  * says what the host is. */
 static int check_server(const char *server)
@@ -1557,7 +1616,7 @@ enum {
     O_SERVER = 256, O_TOKEN, O_CREDS, O_CACERT, O_NODES, O_DURATION, O_QUIET_ROUNDS, O_INTERVAL,
     O_JITTER, O_RAMP, O_STEP, O_DOWNLOAD, O_FAIL, O_ROLLBACK, O_LABEL, O_PLATFORM, O_PACKAGE,
     O_BASE, O_PREFIX, O_SEED, O_CONNECTIONS, O_PID, O_REPORT, O_PROGRESS, O_JSON, O_QUIET,
-    O_HELP, O_VERSION, O_ADMIN, O_WATCH
+    O_HELP, O_VERSION, O_ADMIN, O_WATCH, O_HEALTHY
 };
 
 int main(int argc, char **argv)
@@ -1583,6 +1642,7 @@ int main(int argc, char **argv)
         {"base-version", required_argument, NULL, O_BASE},
         {"id-prefix", required_argument, NULL, O_PREFIX},
         {"seed", required_argument, NULL, O_SEED},
+        {"healthy-first", required_argument, NULL, O_HEALTHY},
         {"connections", required_argument, NULL, O_CONNECTIONS},
         {"server-pid", required_argument, NULL, O_PID},
         {"report", required_argument, NULL, O_REPORT},
@@ -1630,6 +1690,7 @@ int main(int argc, char **argv)
             break;
         case O_FAIL: rc = parse_copy(parse_fail, optarg, 0); break;
         case O_ROLLBACK: rc = parse_copy(parse_fail, optarg, 1); break;
+        case O_HEALTHY: rc = parse_copy(parse_healthy, optarg, 0); break;
         case O_LABEL: rc = parse_copy(parse_label_flag, optarg, 0); break;
         case O_PLATFORM: rc = parse_copy(parse_platforms, optarg, 0); break;
         case O_PACKAGE: opt.package = optarg; break;
@@ -1752,6 +1813,10 @@ int main(int argc, char **argv)
             }
     }
 
+    if (opt.healthy_count && healthy_limit() < 0) {
+        cli_error(NULL, "out of memory");
+        return CLI_EXIT_ERROR;
+    }
     uint16_t base = intern(opt.base_version);
     for (uint32_t i = 0; i < opt.nodes; i++) {
         node *n = &g_nodes[i];
@@ -1903,6 +1968,10 @@ int main(int argc, char **argv)
                             json_pack("{s:f, s:f}", "UpgradeFailed", opt.fails[i].upgrade_failed,
                                       "RolledBack", opt.fails[i].rolled_back));
     json_object_set_new(config, "failures", fails);
+    if (opt.healthy_count)
+        json_object_set_new(config, "healthy_first",
+                            json_pack("{s:s, s:I}", "policy", opt.healthy_policy, "nodes",
+                                      (json_int_t)opt.healthy_count));
 
     if (opt.json) {
         json_t *out = json_pack("{s:O, s:O, s:O}", "config", config, "summary", summary,

@@ -11,8 +11,10 @@
  *   pkgstore-policy ... pause|resume NAME
  *   pkgstore-policy ... abort [--revert] NAME
  *   pkgstore-policy ... audit [NAME]
+ *   pkgstore-policy rank NAME [NODE...]
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +56,10 @@ static void usage(FILE *out)
             "  abort [--revert] NAME       stop the rollout; --revert offers the version the\n"
             "                              policy named before to the nodes that moved\n"
             "  audit [NAME]                the audit log (of one policy)\n"
+            "  rank NAME [NODE...]         each node's place in the policy's rollout order\n"
+            "                              (nodes one a line on stdin when none are given):\n"
+            "                              'RANK NODE', RANK as 16 hex digits, compared with\n"
+            "                              a started batch's rank_below; no server is asked\n"
             "\n"
             "  --server URL        pkgstored base URL (default $PKGSTORE_SERVER)\n"
             "  --token-file FILE   admin token (default $PKGSTORE_TOKEN_FILE, then the token\n"
@@ -559,6 +565,42 @@ static int cmd_status(http_client *client, int json_out, const char *name)
     return 0;
 }
 
+/* "rank": pkgstore_rollout_rank() of each node, computed here, so that a
+ * check from outside can compare it with a batch's rank_below (same
+ * format: 16 lowercase hex digits, which compare as the numbers do). */
+static int rank_line(const char *policy, const char *node)
+{
+    if (*node == '\0') {
+        cli_error(NULL, "rank: an empty node id");
+        return 1;
+    }
+    printf("%016" PRIx64 " %s\n", pkgstore_rollout_rank(policy, node), node);
+    return 0;
+}
+
+static int cmd_rank(const char *policy, int argc, char **argv)
+{
+    int rc = 0;
+    for (int i = 0; i < argc; i++)
+        rc |= rank_line(policy, argv[i]);
+    if (argc > 0)
+        return rc;
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t len;
+    while ((len = getline(&line, &size, stdin)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        rc |= rank_line(policy, line);
+    }
+    free(line);
+    if (ferror(stdin)) {
+        cli_error("stdin", "%s", strerror(errno));
+        return 1;
+    }
+    return rc;
+}
+
 static int cmd_action(http_client *client, int json_out, const char *action, const char *name,
                       int revert)
 {
@@ -646,7 +688,7 @@ int main(int argc, char **argv)
     }
     if (optind >= argc)
         return cli_usage("no command: give set, ls, show, rm, retry, status, pause, resume, "
-                         "abort or audit");
+                         "abort, audit or rank");
     const char *command = argv[optind];
     int rest_argc = argc - optind;
     char **rest_argv = argv + optind;
@@ -661,6 +703,12 @@ int main(int argc, char **argv)
         revert = 1;
         rest_argc--;
     }
+    if (strcmp(command, "rank") == 0) {
+        /* computed here: no server, no token */
+        if (rest_argc < 2)
+            return cli_usage("rank: give the policy's NAME (then node ids, or them on stdin)");
+        return cmd_rank(rest_argv[1], rest_argc - 2, rest_argv + 2);
+    }
     int needs_name = strcmp(command, "show") == 0 || strcmp(command, "rm") == 0 ||
                      strcmp(command, "retry") == 0 || strcmp(command, "status") == 0 ||
                      strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0 ||
@@ -668,7 +716,7 @@ int main(int argc, char **argv)
     if (strcmp(command, "set") != 0 && strcmp(command, "ls") != 0 &&
         strcmp(command, "audit") != 0 && !needs_name)
         return cli_usage("%s: unknown command (set, ls, show, rm, retry, status, pause, resume, "
-                         "abort, audit)",
+                         "abort, audit, rank)",
                          command);
     if (needs_name && rest_argc != 2)
         return cli_usage("%s: give exactly one NAME%s", command,

@@ -147,11 +147,13 @@ uint64_t fl_fnv1a(uint64_t hash, const void *data, size_t len);
 
 /* ---- nodes (nodes.c) ---- */
 
+/* 16 bytes: a node's history is most of what a rollout adds to it (a ring
+ * of 8 after an upgrade's 7 statuses). The package, version and message
+ * are one interned string, shared by every node that reported the same. */
 struct fl_hist {
-    int64_t time;
-    struct fl_str *key;     /* "package\0version" */
-    struct fl_str *message; /* NULL when empty */
-    pkgstore_rollout_state status;
+    struct fl_str *entry; /* "package\0version\0message" (message "" when none) */
+    uint32_t time;        /* Unix seconds, clamped to 0..UINT32_MAX (until 2106) */
+    uint8_t status;       /* pkgstore_rollout_state */
 };
 
 struct fl_node {
@@ -195,7 +197,10 @@ const struct fl_hist *fl_hist_at(const struct fl_node *node, unsigned int k);
 /* The most recent status the node reported for package at version. */
 int fl_hist_latest(pkgstore_rollout_state *out, const struct fl_node *node, const char *package,
                    const char *version);
+const char *fl_hist_package(const struct fl_hist *h);
 const char *fl_hist_version(const struct fl_hist *h);
+const char *fl_hist_message(const struct fl_hist *h); /* "" when none */
+int64_t fl_hist_time(const struct fl_hist *h);
 int fl_nodes_init(fleet *f);
 void fl_nodes_free(fleet *f);
 /* Call fn on every node under its shard's lock; a non-zero return stops. */

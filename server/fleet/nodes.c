@@ -78,8 +78,7 @@ static void hist_clear(fleet *f, struct fl_node *node)
 {
     for (unsigned int k = 0; k < node->hlen; k++) {
         struct fl_hist *h = &node->hist[(node->hstart + k) % node->hcap];
-        fl_str_release(f, h->key);
-        fl_str_release(f, h->message);
+        fl_str_release(f, h->entry);
     }
     free(node->hist);
     node->hist = NULL;
@@ -181,9 +180,25 @@ const struct fl_hist *fl_hist_at(const struct fl_node *node, unsigned int k)
     return &node->hist[(node->hstart + k) % node->hcap];
 }
 
+const char *fl_hist_package(const struct fl_hist *h)
+{
+    return h->entry->s;
+}
+
 const char *fl_hist_version(const struct fl_hist *h)
 {
-    return h->key->s + strlen(h->key->s) + 1;
+    return h->entry->s + strlen(h->entry->s) + 1;
+}
+
+const char *fl_hist_message(const struct fl_hist *h)
+{
+    const char *version = fl_hist_version(h);
+    return version + strlen(version) + 1;
+}
+
+int64_t fl_hist_time(const struct fl_hist *h)
+{
+    return (int64_t)h->time;
 }
 
 /* Cut a message to FL_MESSAGE_MAX bytes on a UTF-8 boundary. */
@@ -198,11 +213,17 @@ static size_t message_len(const char *message)
     return len;
 }
 
+/* Is h's package the one of plen bytes? */
+static int package_is(const struct fl_hist *h, const char *package, size_t plen)
+{
+    return h->entry->len > plen && memcmp(h->entry->s, package, plen) == 0 &&
+           h->entry->s[plen] == '\0';
+}
+
 static int key_is(const struct fl_hist *h, const char *package, size_t plen,
                   const char *version)
 {
-    return h->key->len == plen + 1 + strlen(version) && memcmp(h->key->s, package, plen) == 0 &&
-           h->key->s[plen] == '\0' && strcmp(h->key->s + plen + 1, version) == 0;
+    return package_is(h, package, plen) && strcmp(h->entry->s + plen + 1, version) == 0;
 }
 
 int fl_hist_latest(pkgstore_rollout_state *out, const struct fl_node *node, const char *package,
@@ -212,7 +233,7 @@ int fl_hist_latest(pkgstore_rollout_state *out, const struct fl_node *node, cons
     for (unsigned int k = node->hlen; k > 0; k--) {
         const struct fl_hist *h = fl_hist_at(node, k - 1);
         if (key_is(h, package, plen, version)) {
-            *out = h->status;
+            *out = (pkgstore_rollout_state)h->status;
             return 1;
         }
     }
@@ -242,8 +263,7 @@ static int hist_make_room(fleet *f, struct fl_node *node)
         return 0;
     }
     struct fl_hist *oldest = &node->hist[node->hstart];
-    fl_str_release(f, oldest->key);
-    fl_str_release(f, oldest->message);
+    fl_str_release(f, oldest->entry);
     node->hstart = (uint16_t)((node->hstart + 1) % node->hcap);
     node->hlen--;
     return 0;
@@ -262,33 +282,31 @@ int fl_hist_append(fleet *f, struct fl_node *node, int64_t time, const char *pac
 
     for (unsigned int k = node->hlen; k > 0; k--) {
         const struct fl_hist *h = fl_hist_at(node, k - 1);
-        if (h->key->len < plen || memcmp(h->key->s, package, plen) != 0 ||
-            h->key->s[plen] != '\0')
+        if (!package_is(h, package, plen))
             continue;
-        const char *old_message = h->message ? h->message->s : "";
-        if (h->status == status && strcmp(h->key->s + plen + 1, version) == 0 &&
+        const char *old_message = fl_hist_message(h);
+        if (h->status == status && strcmp(h->entry->s + plen + 1, version) == 0 &&
             strlen(old_message) == mlen && memcmp(old_message, message, mlen) == 0)
             return 0;
         break;
     }
 
-    char key[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + 2];
+    char entry[PKGSTORE_NAME_MAX + PKGSTORE_VERSION_MAX + FL_MESSAGE_MAX + 3];
     if (plen > PKGSTORE_NAME_MAX || vlen > PKGSTORE_VERSION_MAX)
         return -1; /* the parser bounds both */
-    memcpy(key, package, plen + 1);
-    memcpy(key + plen + 1, version, vlen);
-    struct fl_str *key_str = fl_str_intern(f, key, plen + 1 + vlen);
-    struct fl_str *message_str = mlen ? fl_str_intern(f, message, mlen) : NULL;
-    if (!key_str || (mlen && !message_str) || hist_make_room(f, node) < 0) {
-        fl_str_release(f, key_str);
-        fl_str_release(f, message_str);
+    memcpy(entry, package, plen + 1);
+    memcpy(entry + plen + 1, version, vlen);
+    entry[plen + 1 + vlen] = '\0';
+    memcpy(entry + plen + 2 + vlen, message, mlen);
+    struct fl_str *entry_str = fl_str_intern(f, entry, plen + 2 + vlen + mlen);
+    if (!entry_str || hist_make_room(f, node) < 0) {
+        fl_str_release(f, entry_str);
         return -1;
     }
     struct fl_hist *slot = &node->hist[(node->hstart + node->hlen) % node->hcap];
-    slot->time = time;
-    slot->status = status;
-    slot->key = key_str;
-    slot->message = message_str;
+    slot->time = time < 0 ? 0 : time > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)time;
+    slot->status = (uint8_t)status;
+    slot->entry = entry_str;
     node->hlen++;
     return 1;
 }

@@ -12,6 +12,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,8 @@
 #define FORMAT_VALUE "1"
 #define MAP_SIZE_START ((size_t)256 << 20)
 #define MAP_SIZE_MAX ((size_t)64 << 30)
+/* A flusher round that writes this many nodes returns the freed heap. */
+#define FL_TRIM_AFTER 1024
 
 /* An LMDB failure. A short write of LMDB's is reported as EIO; when the
  * file system is full, say so. */
@@ -537,7 +542,15 @@ static void *flusher_main(void *arg)
         pthread_mutex_unlock(&f->flusher_lock);
         /* a failure leaves the nodes dirty for the next round; it is
          * logged and counted by fl_nodes_flush() */
+        size_t unsaved = atomic_load(&f->unsaved);
         fl_nodes_flush(f, 0, NULL);
+#ifdef __GLIBC__
+        /* a large round (a rollout's statuses) leaves its records' texts,
+         * JSON objects and LMDB's page copies freed in this thread's
+         * arena: give them back rather than keep them in the RSS */
+        if (unsaved >= FL_TRIM_AFTER)
+            malloc_trim(0);
+#endif
         int64_t now = (int64_t)time(NULL);
         /* look for silent nodes every minute, or twice per expiry period
          * when that is shorter */

@@ -211,13 +211,37 @@ static enum ro_class classify(const struct tick *t, const struct tick_item *it,
     return RC_ACTIVE;
 }
 
+/* Where a failure of batch b is kept: a free slot, else the last kept
+ * entry of the batch that holds the most of them (the earliest such batch)
+ * when that is more than b holds, so that the failing batches share the
+ * slots and each can name its own in its reason; NULL: not kept. */
+static struct ro_failure *failure_slot(struct ro_live *live, size_t b)
+{
+    if (live->nfailures < RO_FAILURES_KEPT)
+        return &live->failures[live->nfailures++];
+    size_t kept[PKGSTORE_ROLLOUT_BATCHES_MAX] = {0};
+    for (size_t i = 0; i < live->nfailures; i++)
+        kept[live->failures[i].batch]++;
+    size_t victim = b == 0 ? 1 : 0;
+    for (size_t j = 0; j < PKGSTORE_ROLLOUT_BATCHES_MAX; j++)
+        if (j != b && kept[j] > kept[victim])
+            victim = j;
+    if (kept[victim] <= kept[b])
+        return NULL;
+    for (size_t i = live->nfailures; i > 0; i--)
+        if (live->failures[i - 1].batch == victim)
+            return &live->failures[i - 1];
+    return NULL;
+}
+
 static const char *last_message(const struct fl_node *node, const char *package)
 {
     size_t plen = strlen(package);
     for (unsigned int k = node->hlen; k > 0; k--) {
         const struct fl_hist *h = fl_hist_at(node, k - 1);
-        if (strncmp(h->key->s, package, plen) == 0 && h->key->s[plen] == '\0')
-            return h->message ? h->message->s : "";
+        const char *hist_package = fl_hist_package(h);
+        if (strncmp(hist_package, package, plen) == 0 && hist_package[plen] == '\0')
+            return fl_hist_message(h);
     }
     return "";
 }
@@ -299,8 +323,8 @@ static int tick_node(struct fl_node *node, void *payload)
             break;
         case RC_FAILED:
             live->failed[b]++;
-            if (live->nfailures < RO_FAILURES_KEPT) {
-                struct ro_failure *fail = &live->failures[live->nfailures++];
+            struct ro_failure *fail = failure_slot(live, b);
+            if (fail) {
                 snprintf(fail->node, sizeof(fail->node), "%s", node->id);
                 fail->status = status;
                 snprintf(fail->message, sizeof(fail->message), "%s",
@@ -343,16 +367,22 @@ static uint64_t limit_for(uint64_t *ranks, size_t n, uint64_t size, int *all_out
 
 /* ---------------------------------------------------------------- the tick: deciding */
 
-static void failure_text(char *out, size_t size, const struct ro_live *live)
+/* The kept failures of batch b, for its reason (all of them when none of
+ * b's was kept). */
+static void failure_text(char *out, size_t size, const struct ro_live *live, size_t b)
 {
-    size_t used = 0;
+    size_t used = 0, of_b = 0;
     out[0] = '\0';
+    for (size_t i = 0; i < live->nfailures; i++)
+        of_b += live->failures[i].batch == b;
     for (size_t i = 0; i < live->nfailures && used + 1 < size; i++) {
         const struct ro_failure *fail = &live->failures[i];
+        if (of_b && fail->batch != b)
+            continue;
         const char *status = fail->status == PKGSTORE_ROLLOUT_COUNT
                                  ? "silent past the deadline"
                                  : pkgstore_rollout_state_name(fail->status);
-        int n = snprintf(out + used, size - used, "%s%s %s%s%.120s%s", i ? "; " : "", fail->node,
+        int n = snprintf(out + used, size - used, "%s%s %s%s%.120s%s", used ? "; " : "", fail->node,
                          status, fail->message[0] ? " (" : "", fail->message,
                          fail->message[0] ? ")" : "");
         if (n < 0)
@@ -382,7 +412,7 @@ static int decide(struct fl_rollout *r, const pkgstore_policy *policy, int64_t n
         uint64_t allowed = pkgstore_rollout_failures_allowed(s, live->nodes[j]);
         if (failed > acked && failed - acked > allowed) {
             char names[700];
-            failure_text(names, sizeof(names), live);
+            failure_text(names, sizeof(names), live, j);
             snprintf(why, why_size,
                      "batch %zu: %" PRIu64 " of %" PRIu64 " nodes failed (%" PRIu64
                      " tolerated): %s",

@@ -34,10 +34,18 @@ static json_t *time_json(int64_t seconds, int stored)
 
 static json_t *hist_json(const struct fl_hist *h, int stored)
 {
-    return json_pack("{s:o, s:s, s:s, s:s, s:s}", "time", time_json(h->time, stored), "package",
-                     h->key->s, "version", fl_hist_version(h), "status",
-                     pkgstore_rollout_state_name(h->status), "message",
-                     h->message ? h->message->s : "");
+    json_t *obj = json_pack("{s:o, s:s, s:s, s:s}", "time", time_json(fl_hist_time(h), stored),
+                            "package", fl_hist_package(h), "version", fl_hist_version(h), "status",
+                            pkgstore_rollout_state_name((pkgstore_rollout_state)h->status));
+    /* the stored record leaves an empty message out (the loader reads a
+     * missing one as empty, as every version did); the API view has it */
+    const char *message = fl_hist_message(h);
+    if (obj && (!stored || message[0]) &&
+        json_object_set_new(obj, "message", json_string(message)) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* "rollout" and "rollout_state" of the API view. */

@@ -214,12 +214,15 @@ usage_error "pkgstore-policy: unknown option" "pkgstore-policy: unknown option '
     "$BIN/pkgstore-policy" --bogus ls
 usage_error "pkgstore-policy: an option without its value" \
     "pkgstore-policy: option '--server' needs a value" "$BIN/pkgstore-policy" --server
-usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show, rm, retry, status, pause, resume, abort or audit" \
+usage_error "pkgstore-policy without a command" "pkgstore-policy: no command: give set, ls, show, rm, retry, status, pause, resume, abort, audit or rank" \
     "$BIN/pkgstore-policy"
 usage_error "pkgstore-policy: an unknown command" \
-    "pkgstore-policy: frob: unknown command (set, ls, show, rm, retry, status, pause, resume, abort, audit)" "$BIN/pkgstore-policy" frob
+    "pkgstore-policy: frob: unknown command (set, ls, show, rm, retry, status, pause, resume, abort, audit, rank)" "$BIN/pkgstore-policy" frob
 usage_error "pkgstore-policy show without NAME" "pkgstore-policy: show: give exactly one NAME" \
     "$BIN/pkgstore-policy" show
+usage_error "pkgstore-policy rank without NAME" \
+    "pkgstore-policy: rank: give the policy's NAME (then node ids, or them on stdin)" \
+    "$BIN/pkgstore-policy" rank
 usage_error "pkgstore-policy set: an unknown option" "pkgstore-policy: unknown option '--bogus'" \
     "$BIN/pkgstore-policy" set x --bogus
 usage_error "pkgstore-policy set: an option without its value, before any server is needed" \
