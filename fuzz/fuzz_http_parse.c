@@ -12,13 +12,16 @@
  *   - a range satisfies 0 < length and start + length <= size, for sizes
  *     0, 1, 1000, 2^64-1 and one taken from the input;
  *   - etag lists and Accept-Encoding answer 0 or 1, and match the obvious
- *     cases.
+ *     cases;
+ *   - a session id parses only from exactly 64 hex digits, and then prints
+ *     back as the same digits (case aside); otherwise it is all zeros.
  */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../server/http/parse.h"
 #include "fuzz.h"
@@ -143,6 +146,21 @@ static void check_lists(const char *value)
         CHECK(zstd);
 }
 
+static void check_hex_id(const char *value)
+{
+    unsigned char id[32];
+    static const unsigned char zeros[32];
+    if (http_hex_id_parse(id, sizeof id, value) < 0) {
+        CHECK(memcmp(id, zeros, sizeof id) == 0);
+        return;
+    }
+    CHECK(strlen(value) == 2 * sizeof id);
+    char printed[2 * sizeof id + 1];
+    for (size_t i = 0; i < sizeof id; i++)
+        snprintf(printed + 2 * i, 3, "%02x", id[i]);
+    CHECK(strncasecmp(printed, value, sizeof printed) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 8192)
@@ -182,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_range(text, UINT64_MAX);
     check_range(text, from_input);
     check_lists(text);
+    check_hex_id(text);
 
     free(text);
     return 0;

@@ -292,3 +292,26 @@ int http_accepts_zstd(const char *value)
     }
     return 0;
 }
+
+int http_hex_id_parse(unsigned char *out, size_t size, const char *value)
+{
+    memset(out, 0, size);
+    if (!value)
+        return -1;
+    for (size_t i = 0; i < size; i++) {
+        /* value[2 * i] is read only when every byte before it was a hex
+         * digit, so a short string stops at its NUL */
+        int hi = hex_value(value[2 * i]);
+        if (hi < 0)
+            goto bad;
+        int lo = hex_value(value[2 * i + 1]);
+        if (lo < 0)
+            goto bad;
+        out[i] = (unsigned char)(hi * 16 + lo);
+    }
+    if (value[2 * size] == '\0')
+        return 0;
+bad:
+    memset(out, 0, size);
+    return -1;
+}

@@ -1,7 +1,7 @@
 /*
  * server/http/parse.h - the parsers that see request bytes before any
  * token is checked: path segments, query arguments, Authorization,
- * Content-Length, Range, entity-tag lists, Accept-Encoding.
+ * Content-Length, Range, entity-tag lists, Accept-Encoding, session ids.
  *
  * They depend on neither libmicrohttpd nor libpkgstore, so that
  * fuzz/fuzz_http_parse.c can drive them directly. Every function takes its
@@ -62,5 +62,11 @@ int http_etag_listed(const char *list, const char *etag, int allow_star, int wea
 
 /* 1 when an Accept-Encoding value names zstd with a non-zero q. */
 int http_accepts_zstd(const char *value);
+
+/* A random id sent back by a client (a session cookie's value, an
+ * X-CSRF-Token): exactly 2 * size hex digits (either case), decoded into
+ * out. Returns 0, or -1 (out zeroed) for NULL, another length or a
+ * non-hex byte: such a value names no session. */
+int http_hex_id_parse(unsigned char *out, size_t size, const char *value);
 
 #endif
