@@ -9,13 +9,14 @@
 #   make bench      run the benchmarks under bench/
 #   make fuzz       build the libFuzzer harnesses (clang); make fuzz-smoke runs each 60 s
 #   make long-tests 10,000-kill crash test and an hour of each fuzz harness (see below)
-#   make install    install library, headers, pkgstore.pc, programs and man pages
+#   make install    install library, headers, pkgstore.pc, programs, man pages and ui/
 #
 # Sources are discovered by convention so that adding a module, a tool or a
 # test needs no edit here:
 #   libpkgstore/*.c            -> libpkgstore.so.$(SOMAJOR) and libpkgstore.a
 #   tools/pkgstore*.c          -> one program each; other tools/*.c are shared CLI helpers
 #   server/*.c, server/*/*.c    -> pkgstored (http/, api/, fleet/: docs/architecture.md)
+#   ui/*                       -> compiled into pkgstored (the web console, at /ui/)
 #   common/*.c                 -> linked into pkgstored and the tools (token files)
 #   agent/*.c                  -> pkgstore-agent
 #   tests/test_*.c             -> one cmocka binary each, linked with tests/helpers/*.c
@@ -42,6 +43,8 @@ MANDIR   := $(PREFIX)/share/man
 # pkgstore-agent finds its worker here, relative to its own bin/ directory.
 LIBEXECDIR := $(PREFIX)/libexec/pkgstore
 PCDIR    := $(LIBDIR)/pkgconfig
+# the web console's files (ui/; pkgstored also has them compiled in)
+UIDIR    := $(PREFIX)/share/pkgstore/ui
 
 BUILD    ?= build
 CC       ?= cc
@@ -210,7 +213,19 @@ $(TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(TOOL_HOBJS) $(COMMON_OBJS) $(
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(TOOL_PKGS)) -lpthread -lm
 
-$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(COMMON_OBJS) $(SHLIB)
+# The web console (ui/*) is compiled into pkgstored: embed-ui.sh writes its
+# files as byte arrays into a generated source, rebuilt when a file in ui/
+# changes, or one is added or removed (the directory's own time changes).
+UI_FILES := $(sort $(wildcard ui/*))
+$(BUILD)/gen/console_files.c: $(UI_FILES) $(wildcard ui) server/http/embed-ui.sh
+	@mkdir -p $(@D)
+	sh server/http/embed-ui.sh $@ $(UI_FILES)
+$(BUILD)/obj/gen/console_files.o: $(BUILD)/gen/console_files.c server/http/console_files.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS_PUB) -Iserver/http $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/console_files.o \
+    $(COMMON_OBJS) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
 	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) -lpthread
@@ -499,6 +514,10 @@ install: all
 	chmod 0644 $(DESTDIR)$(PCDIR)/pkgstore.pc
 	for m in $(MANPAGES); do \
 	    s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	# the console's files, as pkgstored serves them from its binary (for
+	# a reverse proxy that would rather serve them itself)
+	install -d $(DESTDIR)$(UIDIR)
+	$(if $(UI_FILES),install -m 0644 $(UI_FILES) $(DESTDIR)$(UIDIR)/)
 
 .PHONY: clean
 clean:

@@ -104,6 +104,10 @@ static void usage(FILE *out)
             "                            (default 50/2000; 0 unlimited)\n"
             "  --shutdown-timeout S      wait for requests in flight at exit (default 30)\n"
             "  --no-zstd                 do not write .zst transfer copies of uploads\n"
+            "  --session-ttl S           a console sign-in lasts S seconds, however busy\n"
+            "                            (default 28800, 8 hours; 1..604800)\n"
+            "  --max-sessions N          console sessions held at most; a new sign-in\n"
+            "                            past it ends the oldest (default 256, 1..65536)\n"
             "  --lock-timeout MS         wait at most MS for the store lock (held by gc or\n"
             "                            repair), then answer 503 (default 100)\n"
             "  --no-fsync                skip fsync (benchmarks and tests only)\n"
@@ -434,6 +438,8 @@ int main(int argc, char **argv)
     cfg->body_timeout_s = 30;
     cfg->min_body_rate = 1024;
     cfg->lock_timeout_ms = 100;
+    cfg->session_ttl_s = 28800;
+    cfg->max_sessions = 256;
 
     enum {
         OPT_LISTEN = 256, OPT_STORE, OPT_TOKENS, OPT_MAX_UPLOAD, OPT_MAX_JSON, OPT_MAX_HEADER,
@@ -442,7 +448,8 @@ int main(int argc, char **argv)
         OPT_HISTORY_MAX, OPT_NEW_NODES_RATE, OPT_HEADER_TIMEOUT, OPT_IDLE_TIMEOUT,
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
         OPT_LOCK_TIMEOUT, OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN, OPT_TLS_CERT,
-        OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES
+        OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES,
+        OPT_SESSION_TTL, OPT_MAX_SESSIONS
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -465,6 +472,8 @@ int main(int argc, char **argv)
         {"no-zstd", no_argument, NULL, OPT_NO_ZSTD},
         {"no-fsync", no_argument, NULL, OPT_NO_FSYNC},
         {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+        {"session-ttl", required_argument, NULL, OPT_SESSION_TTL},
+        {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
         {"port-file", required_argument, NULL, OPT_PORT_FILE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"fleet-dir", required_argument, NULL, OPT_FLEET_DIR},
@@ -583,6 +592,15 @@ int main(int argc, char **argv)
         case OPT_NODE_EXPIRY:
             if (parse_uint(&cfg->fleet.expiry_s, optarg, 100u * 365 * 86400) < 0)
                 return usage_error("--node-expiry: not a number of seconds: %s", optarg);
+            break;
+        case OPT_SESSION_TTL:
+            if (parse_uint(&cfg->session_ttl_s, optarg, 7u * 86400) < 0 || cfg->session_ttl_s == 0)
+                return usage_error("--session-ttl: not a number of seconds in 1..604800: %s",
+                                   optarg);
+            break;
+        case OPT_MAX_SESSIONS:
+            if (parse_uint(&cfg->max_sessions, optarg, 65536) < 0 || cfg->max_sessions == 0)
+                return usage_error("--max-sessions: not a number in 1..65536: %s", optarg);
             break;
         case OPT_LOCK_TIMEOUT:
             if (parse_uint(&cfg->lock_timeout_ms, optarg, 60000) < 0)
@@ -866,6 +884,7 @@ int main(int argc, char **argv)
     MHD_stop_daemon(daemon);
     mhd_log_flush();
     int flushed = close_store();
+    console_free();
     tokens_free(g_server.tokens);
     credentials_unload();
     trust_close();

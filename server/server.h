@@ -200,6 +200,9 @@ enum route {
     ROUTE_REVOCATIONS,     /* /v1/trust/revocations */
     ROUTE_POLICY_ROLLOUT,  /* /v1/policies/{name}/pause|resume|abort */
     ROUTE_AUDIT,           /* /v1/audit */
+    ROUTE_ROOT,            /* / (redirects to /ui/) */
+    ROUTE_UI,              /* /ui, /ui/ and /ui/{file}: the web console */
+    ROUTE_SESSION,         /* /v1/session: the console's sign-in */
     ROUTE_COUNT
 };
 
@@ -275,6 +278,8 @@ typedef struct server_config {
     int zstd_copies;
     int no_fsync;
     unsigned int lock_timeout_ms;  /* store lock wait before 503 LOCKED */
+    unsigned int session_ttl_s;    /* console sessions' absolute lifetime */
+    unsigned int max_sessions;     /* console sessions held at most */
     /* the fleet (server/fleet/fleet.h) */
     const char *fleet_dir;   /* NULL: STORE.fleet */
     fleet_options fleet;
@@ -388,6 +393,14 @@ struct request {
     char token_id[24];
     /* with ROLE_NODE, the node credential (a reference, released at the end) */
     node_credential *node;
+    /* authenticated by a console session cookie (console.c): its id and
+     * CSRF token, copied */
+    int by_session;
+    unsigned char session_id[32];
+    unsigned char session_csrf[32];
+    char cookie_header[160]; /* a Set-Cookie value (extra_header_value) */
+    /* a GET whose 200 carries an ETag and honours If-None-Match */
+    int etag_route;
 
     /* query arguments of node listings, decoded (api/agents.c) */
     char query_after[256];
@@ -418,6 +431,34 @@ enum MHD_Result respond_pkgstore_error(struct MHD_Connection *conn, request *req
 enum MHD_Result respond_pkgstore_error_text(struct MHD_Connection *conn, request *req, int error,
                                             const char *context, const char *detail);
 unsigned int http_status_for_error(int error);
+/* Queue a 200 response whose body is body (len bytes): on an ETag route
+ * (req->etag_route) with an ETag made from the body, or a 304 without the
+ * body when If-None-Match names it. Takes response in every case. */
+enum MHD_Result queue_body_response(struct MHD_Connection *conn, request *req,
+                                    unsigned int status, struct MHD_Response *response,
+                                    const char *body, size_t len);
+/* An admin token's id for the audit log: "token:" and the first 16 hex
+ * digits of its SHA-256; "" if it cannot be hashed. */
+void token_id_of(char *out, size_t size, const char *token, size_t len);
+
+/* ---------------------------------------------------------------- console (http/console.c) */
+
+/* GET /ui/, /ui/{file} (the files of ui/, compiled in) and GET / (302 to /ui/). */
+enum MHD_Result console_file_get(struct MHD_Connection *conn, request *req);
+enum MHD_Result console_redirect(struct MHD_Connection *conn, request *req);
+/* POST, GET and DELETE /v1/session. */
+enum MHD_Result session_create(struct MHD_Connection *conn, request *req);
+enum MHD_Result session_get(struct MHD_Connection *conn, request *req);
+enum MHD_Result session_delete(struct MHD_Connection *conn, request *req);
+/* The request's session cookies: 1 when one names a live session
+ * (req->role is then ROLE_ADMIN, req->by_session set, the session's id,
+ * CSRF token and token id copied into req), 0 when none was sent, -1
+ * when none names a live session. */
+int session_authenticate(struct MHD_Connection *conn, request *req);
+/* 1 when X-CSRF-Token holds the CSRF token of req's session. */
+int session_csrf_ok(struct MHD_Connection *conn, const request *req);
+/* Forget every session and the files' ETags (at exit). */
+void console_free(void);
 enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,
                                struct MHD_Response *response);
 

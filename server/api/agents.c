@@ -44,7 +44,7 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, request *req, c
     MHD_add_response_header(response, "Content-Type", "application/json");
     MHD_add_response_header(response, "Cache-Control", "no-store");
     req->response_bytes = len;
-    return queue_response(conn, req, MHD_HTTP_OK, response);
+    return queue_body_response(conn, req, MHD_HTTP_OK, response, text, len);
 }
 
 /* The query arguments of a node listing into *q; the strings live in the

@@ -46,6 +46,9 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_REVOCATIONS] = "/v1/trust/revocations",
     [ROUTE_POLICY_ROLLOUT] = "/v1/policies/{name}/{pause,resume,abort}",
     [ROUTE_AUDIT] = "/v1/audit",
+    [ROUTE_ROOT] = "/",
+    [ROUTE_UI] = "/ui/{file}",
+    [ROUTE_SESSION] = "/v1/session",
 };
 
 const char *route_label(enum route route)

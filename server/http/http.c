@@ -42,9 +42,18 @@ size_t http_unescape_none(void *cls, struct MHD_Connection *conn, char *uri)
 
 /* ---------------------------------------------------------------- responses */
 
+/* The console's security headers go on every response: a JSON answer
+ * opened in a tab is as much the console's origin as ui/index.html. */
 static void add_common_headers(struct MHD_Response *response)
 {
     MHD_add_response_header(response, "Server", SERVER_NAME "/" PKGSTORE_VERSION_STRING);
+    MHD_add_response_header(response, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'self'; style-src 'self'; "
+                            "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(response, "X-Frame-Options", "DENY");
 }
 
 enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,
@@ -60,6 +69,32 @@ enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsign
     if (req)
         req->status = status;
     return result;
+}
+
+enum MHD_Result queue_body_response(struct MHD_Connection *conn, request *req,
+                                    unsigned int status, struct MHD_Response *response,
+                                    const char *body, size_t len)
+{
+    if (!response || !req || !req->etag_route || status != MHD_HTTP_OK)
+        return queue_response(conn, req, status, response);
+    pkgstore_digest digest;
+    char hex[PKGSTORE_DIGEST_STR_SIZE], etag[40];
+    if (pkgstore_digest_buffer(&digest, body, len) < 0)
+        return queue_response(conn, req, status, response); /* served without an ETag */
+    pkgstore_digest_format(hex, &digest);
+    snprintf(etag, sizeof etag, "\"%.32s\"", hex + 7); /* strong: a hash of the bytes */
+    const char *listed = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
+    if (listed && http_etag_listed(listed, etag, 1, 1)) {
+        MHD_destroy_response(response);
+        response = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!response)
+            return MHD_NO;
+        MHD_add_response_header(response, "Cache-Control", "no-store");
+        req->response_bytes = 0;
+        status = MHD_HTTP_NOT_MODIFIED;
+    }
+    MHD_add_response_header(response, "ETag", etag);
+    return queue_response(conn, req, status, response);
 }
 
 enum MHD_Result respond_json(struct MHD_Connection *conn, request *req, unsigned int status,
@@ -87,7 +122,7 @@ enum MHD_Result respond_json(struct MHD_Connection *conn, request *req, unsigned
     MHD_add_response_header(response, "Cache-Control", "no-store");
     if (req)
         req->response_bytes = len;
-    return queue_response(conn, req, status, response);
+    return queue_body_response(conn, req, status, response, text, len);
 }
 
 enum MHD_Result respond_error(struct MHD_Connection *conn, request *req, unsigned int status,
@@ -186,7 +221,7 @@ enum MHD_Result respond_library_json(struct MHD_Connection *conn, request *req,
     MHD_add_response_header(response, "Content-Type", "application/json");
     MHD_add_response_header(response, "Cache-Control", "no-store");
     req->response_bytes = len;
-    return queue_response(conn, req, status, response);
+    return queue_body_response(conn, req, status, response, text, len);
 }
 
 void request_fail(request *req, unsigned int status, int code, const char *fmt, ...)
@@ -272,6 +307,14 @@ static int seg_is(const request *req, int i, const char *s)
 static enum route match_route(const request *req, unsigned int *methods)
 {
     *methods = 0;
+    if (req->nseg == 0) {
+        *methods = M_GET | M_HEAD;
+        return ROUTE_ROOT;
+    }
+    if ((req->nseg == 1 || req->nseg == 2) && seg_is(req, 0, "ui")) {
+        *methods = M_GET | M_HEAD;
+        return ROUTE_UI;
+    }
     if (req->nseg == 1 && seg_is(req, 0, "healthz")) {
         *methods = M_GET | M_HEAD;
         return ROUTE_HEALTHZ;
@@ -326,6 +369,11 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_POST;
             return ROUTE_POLICY_ROLLOUT;
         }
+    } else if (seg_is(req, 1, "session")) {
+        if (req->nseg == 2) {
+            *methods = M_GET | M_HEAD | M_POST | M_DELETE;
+            return ROUTE_SESSION;
+        }
     } else if (seg_is(req, 1, "audit")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD;
@@ -371,6 +419,8 @@ static int role_allowed(enum route route, unsigned int method, enum role role)
 {
     switch (route) {
     case ROUTE_HEALTHZ:
+    case ROUTE_ROOT:
+    case ROUTE_UI:
         return 1;
     case ROUTE_METRICS:
         return role == ROLE_ADMIN || role == ROLE_METRICS;
@@ -435,6 +485,22 @@ static void select_handler(request *req, unsigned int method)
     switch (req->route) {
     case ROUTE_HEALTHZ:
         req->handler = healthz;
+        break;
+    case ROUTE_ROOT:
+        req->handler = console_redirect;
+        break;
+    case ROUTE_UI:
+        req->handler = console_file_get;
+        break;
+    case ROUTE_SESSION:
+        if (method == M_POST) {
+            req->handler = session_create;
+            req->body_kind = BODY_JSON;
+        } else if (method == M_DELETE) {
+            req->handler = session_delete;
+        } else {
+            req->handler = session_get;
+        }
         break;
     case ROUTE_METRICS:
         req->handler = metrics;
@@ -538,6 +604,35 @@ static void select_handler(request *req, unsigned int method)
     default:
         req->handler = NULL;
         break;
+    }
+}
+
+void token_id_of(char *out, size_t size, const char *token, size_t len)
+{
+    pkgstore_digest digest;
+    char hex[PKGSTORE_DIGEST_STR_SIZE];
+    if (size)
+        out[0] = '\0';
+    if (pkgstore_digest_buffer(&digest, token, len) == 0) {
+        pkgstore_digest_format(hex, &digest);
+        snprintf(out, size, "token:%.16s", hex + 7);
+    }
+}
+
+/* Whether the route's GET answers carry an ETag (the console polls them). */
+static int is_etag_route(enum route route)
+{
+    switch (route) {
+    case ROUTE_AGENTS:
+    case ROUTE_AGENT:
+    case ROUTE_POLICIES:
+    case ROUTE_POLICY:
+    case ROUTE_PACKAGES:
+    case ROUTE_PACKAGE:
+    case ROUTE_AUDIT:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -662,7 +757,11 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                              "request header is %zu bytes; the limit is %zu", info->header_size,
                              g_server.config.max_header);
 
-    int split = http_split_path(req->seg, &req->nseg, url, &reason);
+    /* "/ui/" is the console's page; a trailing '/' names no other route */
+    int split = strcmp(url, "/ui/") == 0
+                    ? (snprintf(req->seg[0], sizeof req->seg[0], "ui"),
+                       snprintf(req->seg[1], sizeof req->seg[1], "index.html"), req->nseg = 2, 0)
+                    : http_split_path(req->seg, &req->nseg, url, &reason);
     if (split == -1)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", reason);
 
@@ -679,21 +778,36 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                              req->extra_header_value);
     }
 
-    if (req->route != ROUTE_HEALTHZ) {
+    /* No credential for: health, the console's files and its redirect,
+     * and the sign-in, whose token is in the body (and whose session
+     * cookies are ignored: a new session is always issued). */
+    int open_route = req->route == ROUTE_HEALTHZ || req->route == ROUTE_ROOT ||
+                     req->route == ROUTE_UI ||
+                     (req->route == ROUTE_SESSION && method_flag == M_POST);
+    int by_session = 0;
+    if (!open_route) {
         size_t token_len = 0;
         const char *token = http_bearer_token(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"), &token_len);
-        if (token) {
+        /* No Authorization: a console session cookie stands for an admin */
+        if (!token && (by_session = session_authenticate(conn, req)) < 0)
+            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
+                                 "the console session is unknown, expired or signed out");
+        if (by_session > 0) {
+            /* A cookie goes with every request the browser makes, a
+             * forged cross-site one included: a change needs the CSRF
+             * token too, which only the console's page can read. */
+            if (!(method_flag & (M_GET | M_HEAD)) && !session_csrf_ok(conn, req))
+                return respond_error(conn, req, MHD_HTTP_FORBIDDEN, PKGSTORE_EDENIED,
+                                     "missing or wrong X-CSRF-Token");
+        } else if (req->route == ROUTE_SESSION) {
+            return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
+                                 "no console session: sign in with POST /v1/session");
+        } else if (token) {
             req->role = tokens_check(g_server.tokens, token, token_len);
             req->credential = credential_hash(token, token_len);
-            if (req->role == ROLE_ADMIN) {
-                pkgstore_digest digest;
-                char hex[PKGSTORE_DIGEST_STR_SIZE];
-                if (pkgstore_digest_buffer(&digest, token, token_len) == 0) {
-                    pkgstore_digest_format(hex, &digest);
-                    snprintf(req->token_id, sizeof req->token_id, "token:%.16s", hex + 7);
-                }
-            }
+            if (req->role == ROLE_ADMIN)
+                token_id_of(req->token_id, sizeof req->token_id, token, token_len);
             if (req->role == ROLE_NONE && (req->node = credentials_check(token, token_len)))
                 req->role = ROLE_NODE;
             if (req->role == ROLE_NONE) {
@@ -732,7 +846,7 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                                  "only", claimed, credentials_node(req->node));
         }
     }
-
+    req->etag_route = is_etag_route(req->route) && (method_flag & (M_GET | M_HEAD));
 
     select_handler(req, method_flag);
     switch (req->body_kind) {
