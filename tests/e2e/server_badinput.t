@@ -132,7 +132,8 @@ req GET /v1/packages
 is "$STATUS $(json '.packages | length')" "200 0" "nothing was stored by the refused uploads"
 
 # --- unknown routes and wrong methods
-for path in / /v2/packages /v1 /v1/blobs/a/b /v1/nothing /v1/packages/a/b/c /healthz/x /v1/packages/; do
+# (GET / redirects to the console, /ui/: server_console.t)
+for path in /v2/packages /ui/a/b /v1 /v1/blobs/a/b /v1/nothing /v1/packages/a/b/c /healthz/x /v1/packages/; do
     req GET "$path"
     json_error "unknown route $path: 404" 404 NOTFOUND
 done
