@@ -257,6 +257,8 @@ enum MHD_Result session_create(struct MHD_Connection *conn, request *req)
     const char *token = NULL;
     if (!body || json_unpack(body, "{s:s}", "token", &token) < 0 || !*token) {
         json_decref(body);
+        if (req->json)
+            explicit_bzero(req->json, req->json_len);
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "body must be {\"token\":\"<admin token>\"}");
     }
@@ -272,6 +274,7 @@ enum MHD_Result session_create(struct MHD_Connection *conn, request *req)
         credentials_release(node);
     }
     json_decref(body); /* the token goes with it */
+    explicit_bzero(req->json, req->json_len);
     if (role == ROLE_NONE)
         return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED, "unknown token");
     if (role != ROLE_ADMIN)
@@ -291,10 +294,21 @@ enum MHD_Result session_create(struct MHD_Connection *conn, request *req)
     fresh.expires.tv_sec += g_server.config.session_ttl_s;
     fresh.expires_wall = time(NULL) + g_server.config.session_ttl_s;
 
+    /* A session this browser already had ends: the new cookie replaces
+     * it anyway, and it must not stay usable beside the new one. */
+    cookie_scan scan = {0};
+    MHD_get_connection_values(conn, MHD_COOKIE_KIND, cookie_visit, &scan);
+
     unsigned int max = g_server.config.max_sessions;
     json_t *reply = NULL;
     int evicted = 0;
     pthread_mutex_lock(&sessions_lock);
+    for (int i = 0; i < scan.nids; i++) {
+        session *old = session_find(scan.ids[i]);
+        if (old)
+            session_clear(old);
+    }
+    explicit_bzero(&scan, sizeof scan);
     if (!sessions)
         sessions = calloc(max, sizeof *sessions);
     if (sessions) {

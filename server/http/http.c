@@ -794,6 +794,8 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
             return respond_error(conn, req, MHD_HTTP_UNAUTHORIZED, PKGSTORE_EDENIED,
                                  "the console session is unknown, expired or signed out");
         if (by_session > 0) {
+            /* the new-node rate counts it as the token that signed in */
+            req->credential = credential_hash(req->token_id, strlen(req->token_id));
             /* A cookie goes with every request the browser makes, a
              * forged cross-site one included: a change needs the CSRF
              * token too, which only the console's page can read. */

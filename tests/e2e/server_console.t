@@ -178,6 +178,9 @@ is "$STATUS $(error_code)" "401 DENIED" "the attacker's cookie is not a session"
 C2=$COOKIE
 sign_in "$ADMIN" -H "Cookie: pkgstore_session=$C2"
 ok "$([ -n "$COOKIE" ] && [ "$COOKIE" != "$C2" ]; echo $?)" "sign-in with a live session's cookie issues another id"
+as_cookie "$C2" GET /v1/policies
+is "$STATUS" "401" "... and the session it replaces ends"
+C2=$COOKIE
 as_cookie "$ATTACKER" GET /v1/session
 is "$STATUS" "401" "GET /v1/session with an unknown cookie: 401"
 as_cookie "x;y" GET /v1/policies
