@@ -757,11 +757,15 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                              "request header is %zu bytes; the limit is %zu", info->header_size,
                              g_server.config.max_header);
 
-    /* "/ui/" is the console's page; a trailing '/' names no other route */
-    int split = strcmp(url, "/ui/") == 0
-                    ? (snprintf(req->seg[0], sizeof req->seg[0], "ui"),
-                       snprintf(req->seg[1], sizeof req->seg[1], "index.html"), req->nseg = 2, 0)
-                    : http_split_path(req->seg, &req->nseg, url, &reason);
+    int split = 0;
+    if (strcmp(url, "/ui/") == 0) {
+        /* the console's page; a trailing '/' names no other route */
+        snprintf(req->seg[0], sizeof req->seg[0], "ui");
+        snprintf(req->seg[1], sizeof req->seg[1], "index.html");
+        req->nseg = 2;
+    } else {
+        split = http_split_path(req->seg, &req->nseg, url, &reason);
+    }
     if (split == -1)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID, "%s", reason);
 
