@@ -457,6 +457,8 @@ enum MHD_Result session_delete(struct MHD_Connection *conn, request *req);
 int session_authenticate(struct MHD_Connection *conn, request *req);
 /* 1 when X-CSRF-Token holds the CSRF token of req's session. */
 int session_csrf_ok(struct MHD_Connection *conn, const request *req);
+/* Live (not expired) sessions, for /metrics. */
+unsigned int session_count(void);
 /* Forget every session and the files' ETags (at exit). */
 void console_free(void);
 enum MHD_Result queue_response(struct MHD_Connection *conn, request *req, unsigned int status,

@@ -255,14 +255,18 @@ char *metrics_render(size_t *len_out)
               "pkgstored_node_mismatch_total %llu\n"
               "# HELP pkgstored_requests_in_flight Requests being handled.\n"
               "# TYPE pkgstored_requests_in_flight gauge\n"
-              "pkgstored_requests_in_flight %ld\n",
+              "pkgstored_requests_in_flight %ld\n"
+              "# HELP pkgstored_console_sessions Web console sessions signed in and not "
+              "expired.\n"
+              "# TYPE pkgstored_console_sessions gauge\n"
+              "pkgstored_console_sessions %u\n",
               (unsigned long long)atomic_load(&bytes_served),
               (unsigned long long)atomic_load(&uploads_ok),
               (unsigned long long)atomic_load(&uploads_failed),
               (unsigned long long)atomic_load(&upload_bytes),
               (unsigned long long)atomic_load(&heartbeats),
               (unsigned long long)atomic_load(&node_mismatches),
-              (long)atomic_load(&g_server.in_flight));
+              (long)atomic_load(&g_server.in_flight), session_count());
     tb_printf(&tb,
               "# HELP pkgstored_client_certificates_refused_total Requests without a token "
               "whose client certificate did not verify or names a node without a credential.\n"

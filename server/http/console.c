@@ -380,6 +380,18 @@ enum MHD_Result session_delete(struct MHD_Connection *conn, request *req)
     return respond_json(conn, req, MHD_HTTP_OK, json_pack("{s:b}", "deleted", 1));
 }
 
+unsigned int session_count(void)
+{
+    unsigned int live = 0;
+    struct timespec now;
+    clock_gettime(CLOCK_BOOTTIME, &now);
+    pthread_mutex_lock(&sessions_lock);
+    for (unsigned int i = 0; sessions && i < g_server.config.max_sessions; i++)
+        live += sessions[i].used && ts_before(&now, &sessions[i].expires);
+    pthread_mutex_unlock(&sessions_lock);
+    return live;
+}
+
 void console_free(void)
 {
     pthread_mutex_lock(&sessions_lock);

@@ -186,6 +186,11 @@ is "$STATUS" "401" "GET /v1/session with an unknown cookie: 401"
 as_cookie "x;y" GET /v1/policies
 is "$STATUS" "401" "a malformed session cookie: 401"
 
+req GET /metrics
+ok "$(printf '%s' "$BODY" | grep -Eq '^pkgstored_requests_total\{route="/v1/session",code="401"\} [1-9][0-9]*$'; echo $?)" \
+    "/metrics counts the refused sign-in like a bad bearer token (route /v1/session, 401)"
+is "$(printf '%s' "$BODY" | sed -n 's/^pkgstored_console_sessions //p')" "2" "/metrics: 2 live console sessions (C1, and the one that replaced C2)"
+
 # ---- sign-out
 as_cookie "$C1" DELETE /v1/session
 is "$STATUS" "403" "sign-out without X-CSRF-Token: 403"
