@@ -186,6 +186,13 @@ is "$STATUS" "401" "GET /v1/session with an unknown cookie: 401"
 as_cookie "x;y" GET /v1/policies
 is "$STATUS" "401" "a malformed session cookie: 401"
 
+as_cookie "$C1" PUT "/v1/packages/otelcol/2.0.0?platform=any" --data-binary @"$TMP/small"
+is "$STATUS" "403" "a cookie upload without X-CSRF-Token: 403 (before its body is read)"
+req GET /v1/packages/otelcol
+is "$(json '.versions | join(",")')" "1.0.0" "... and no version was stored"
+as_cookie "$C1" PUT "/v1/packages/otelcol/2.0.0?platform=any" -H "X-CSRF-Token: $X1" --data-binary @"$TMP/small"
+is "$STATUS $(json .version)" "201 2.0.0" "a cookie upload with the right X-CSRF-Token works"
+
 req GET /metrics
 ok "$(printf '%s' "$BODY" | grep -Eq '^pkgstored_requests_total\{route="/v1/session",code="401"\} [1-9][0-9]*$'; echo $?)" \
     "/metrics counts the refused sign-in like a bad bearer token (route /v1/session, 401)"
