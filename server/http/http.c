@@ -1066,6 +1066,8 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->route_data_free(req->route_data);
     credentials_release(req->node);
     int counted = req->counted;
+    explicit_bzero(req->session_id, sizeof req->session_id);
+    explicit_bzero(req->session_csrf, sizeof req->session_csrf);
     free(req->json);
     free(req->query);
     free(req);
