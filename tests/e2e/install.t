@@ -130,6 +130,13 @@ bad_refs=$(for m in "$DEST$PREFIX"/share/man/man[18]/*.[18]; do
 done)
 check "every man page cross-reference names an installed page${bad_refs:+ (dangling: $(echo $bad_refs))}" \
     "[ -z '$bad_refs' ]"
+ui_bad=
+for f in "$SRC"/ui/*; do
+    [ -f "$f" ] || continue
+    cmp -s "$f" "$DEST$PREFIX/share/pkgstore/ui/${f##*/}" || ui_bad="$ui_bad ${f##*/}"
+done
+check "every file of ui/ (the web console) installed in share/pkgstore/ui${ui_bad:+ (missing or different:$ui_bad)}" \
+    "[ -z '$ui_bad' ] && [ -f '$DEST$PREFIX/share/pkgstore/ui/index.html' ]"
 check "every program has its man page" \
     "for p in '$DEST$PREFIX'/bin/* '$HELPER'; do b=\${p##*/}; ls '$DEST$PREFIX'/share/man/man[18]/\$b.[18] >/dev/null 2>&1 || { echo \"# no man page for \$b\"; exit 1; }; done"
 
