@@ -296,4 +296,12 @@ is "$STATUS $(header Content-Security-Policy "$TMP/h" | grep -c "frame-ancestors
     "GET /ui/ over HTTPS, with the CSP"
 
 ok "$(server_alive; echo $?)" "pkgstored is still running"
+
+# ---- the options' bounds
+"$BIN/pkgstored" --store "$TMP/store" --session-ttl 0 2>"$TMP/err"
+is "$?:$(head -n1 "$TMP/err")" "2:pkgstored: --session-ttl: not a number of seconds in 1..604800: 0" \
+    "--session-ttl 0: a usage error"
+"$BIN/pkgstored" --store "$TMP/store" --max-sessions 0 2>"$TMP/err"
+is "$?:$(head -n1 "$TMP/err")" "2:pkgstored: --max-sessions: not a number in 1..65536: 0" \
+    "--max-sessions 0: a usage error"
 finish
