@@ -161,7 +161,9 @@ is "$STATUS" "201" "a cookie POST with the right X-CSRF-Token works"
 
 as_cookie "$C1" DELETE /v1/policies/p
 is "$STATUS" "403" "a cookie DELETE without X-CSRF-Token: 403"
-as_cookie "$C1" DELETE /v1/policies/p -H "X-CSRF-Token: ${X1%?}0"
+# the right token with its last digit changed (never to the same digit)
+last=${X1: -1}; [ "$last" = 0 ] && other=1 || other=0
+as_cookie "$C1" DELETE /v1/policies/p -H "X-CSRF-Token: ${X1%?}$other"
 is "$STATUS" "403" "a cookie DELETE with a wrong X-CSRF-Token: 403"
 req GET /v1/policies/p
 is "$STATUS" "200" "... and the policy is still there"
