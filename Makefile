@@ -458,7 +458,7 @@ bench-now: all
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux strace ca-certificates
+            util-linux strace ca-certificates chromium nodejs npm
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -474,6 +474,10 @@ deps:
 	    $$SUDO apt-get install -y -q --no-install-recommends $$missing \
 	      || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends $$missing; } \
 	      || exit 1; \
+	fi
+	@# the console's browser tests: puppeteer-core as pinned in tests/ui/package-lock.json
+	@if [ ! -f tests/ui/node_modules/.package-lock.json ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules/.package-lock.json ]; then \
+	    cd tests/ui && npm ci --no-audit --no-fund; \
 	fi
 
 # ---------------------------------------------------------------- install

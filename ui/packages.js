@@ -128,6 +128,7 @@ export async function uploadForm(main, _args, params) {
     if (chosen && !entrypoint.value && /\.(tar|tgz|zip|gz|zst|xz)/.test(chosen.name) === false) entrypoint.placeholder = name.value || '';
   };
   file.addEventListener('change', () => choose(file.files[0]));
+  file.addEventListener('input', () => choose(file.files[0]));
   drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => {
@@ -147,6 +148,7 @@ export async function uploadForm(main, _args, params) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     clear(result);
+    if (!chosen && file.files.length) choose(file.files[0]);
     if (!chosen) { result.append(errorBox({ message: 'Choose a file to upload.' })); return; }
     if (!form.checkValidity()) { form.reportValidity(); return; }
     submit.disabled = true;
