@@ -78,7 +78,7 @@ const waitText = (sel, re) => page.waitForFunction((s, src) => {
 const shot = async (name) => {
   await page.setViewport({ width: 1280, height: 800 });
   await page.screenshot({ path: path.join(SHOTS, `${name}-1280.png`) });
-  await page.setViewport({ width: 390, height: 844 } // isMobile would make puppeteer reload the page);
+  await page.setViewport({ width: 390, height: 844 }); // no isMobile: puppeteer would reload the page
   await page.screenshot({ path: path.join(SHOTS, `${name}-390.png`), fullPage: true });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   if (overflow > 1) diag(`${name}: the page is ${overflow} px wider than 390 px`);
