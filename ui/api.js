@@ -61,11 +61,14 @@ export const post = async (path, body) => (await request('POST', path, body)).da
 export const put = async (path, body) => (await request('PUT', path, body)).data;
 export const del = async (path) => (await request('DELETE', path)).data;
 
+// A query string. encodeURIComponent, not URLSearchParams: the latter
+// writes a space as '+', which the server takes literally ("key in (a,b)").
 export function q(params) {
-  const usp = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') usp.set(k, v);
-  const s = usp.toString();
-  return s ? '?' + s : '';
+  const parts = [];
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') parts.push(encodeURIComponent(k) + '=' + encodeURIComponent(String(v)));
+  }
+  return parts.length ? '?' + parts.join('&') : '';
 }
 
 export const seg = (s) => encodeURIComponent(String(s));
