@@ -105,7 +105,7 @@ const PLATFORMS = ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'darwin/arm64',
 export async function uploadForm(main, _args, params) {
   main.append(h('p', { class: 'crumbs' }, link('Packages', 'packages'), ' / upload'), h('h1', null, 'Upload a package'));
   const field = (id, label, input, hint) => h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('small', { id: id + '-hint' }, hint) : null);
-  const name = h('input', { id: 'up-name', name: 'name', required: true, pattern: '[a-z0-9][a-z0-9._\-]*', autocomplete: 'off', value: params.get('name') || '' });
+  const name = h('input', { id: 'up-name', name: 'name', required: true, pattern: '[a-z0-9][a-z0-9._\\-]*', autocomplete: 'off', value: params.get('name') || '' });
   const ver = h('input', { id: 'up-version', name: 'version', required: true, autocomplete: 'off', placeholder: '1.2.3' });
   const type = h('select', { id: 'up-type', name: 'type' }, h('option', { value: 'primary' }, 'primary (the collector)'), h('option', { value: 'addon' }, 'addon'));
   const platform = h('input', { id: 'up-platform', name: 'platform', required: true, list: 'platforms', value: 'linux/amd64', autocomplete: 'off' });

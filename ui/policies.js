@@ -79,7 +79,7 @@ export async function edit(main, [name]) {
     return null;
   }
   const field = (id, label, input, hint) => h('div', { class: 'field' }, h('label', { for: id }, label), input, hint || null);
-  const nameInput = h('input', { id: 'pol-name', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._\-]*', autocomplete: 'off', value: name || '', readonly: name ? true : null });
+  const nameInput = h('input', { id: 'pol-name', required: true, pattern: '[A-Za-z0-9][A-Za-z0-9._\\-]*', autocomplete: 'off', value: name || '', readonly: name ? true : null });
   const selector = h('input', { id: 'pol-selector', autocomplete: 'off', spellcheck: 'false', value: existing ? existing.selector : '', placeholder: 'env=prod,canary=true', 'aria-describedby': 'pol-selector-check' });
   const check = h('output', { id: 'pol-selector-check', class: 'hint', for: 'pol-selector', 'aria-live': 'polite' });
   const pkg = h('select', { id: 'pol-package' }, pkgs.map((p) => h('option', { value: p.name }, p.name)));
