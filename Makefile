@@ -469,16 +469,19 @@ bench-now: all
 	@for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; bash $$b || exit 1; done
 
 # ---------------------------------------------------------------- deps
-# Debian packages needed to build, test, demo and benchmark.
+# Debian packages needed to build, test, demo and benchmark. (npm counts as
+# present when an npm command is: NodeSource's nodejs bundles it and
+# conflicts with Debian's npm package.)
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux strace ca-certificates
+            util-linux strace ca-certificates chromium nodejs npm
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
 	done); \
+	if command -v npm > /dev/null; then missing=$$(echo $$missing | tr ' ' '\n' | grep -vx npm); fi; \
 	if [ -n "$$missing" ]; then \
 	    echo "make deps: installing:" $$missing; \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -489,6 +492,10 @@ deps:
 	    $$SUDO apt-get install -y -q --no-install-recommends $$missing \
 	      || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends $$missing; } \
 	      || exit 1; \
+	fi
+	@# the console's browser tests: puppeteer-core as pinned in tests/ui/package-lock.json
+	@if [ ! -f tests/ui/node_modules/.package-lock.json ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules/.package-lock.json ]; then \
+	    cd tests/ui && npm ci --no-audit --no-fund; \
 	fi
 
 # ---------------------------------------------------------------- install
