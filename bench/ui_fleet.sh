@@ -11,7 +11,7 @@
 # node table on screen. Prints each run, the median and the worst, against
 # the target: under 1 s. Exit 1 when the median misses it, 2 when the
 # server lacks the console (/ui/, /v1/session). Measured 2026-12-03 (2 shared
-# cores, the console server branch's pkgstored): median 169 ms, worst 180 ms.
+# cores, main after the console merge): median 145 ms, worst 154 ms.
 #
 # Needs `make` (build/bin) and `make deps` (chromium, node, tests/ui).
 # BIN=DIR picks the binaries (default build/bin), KEEP=1 keeps the work dir.
