@@ -185,6 +185,8 @@ is "$STATUS" "401" "... and the session it replaces ends"
 C2=$COOKIE
 as_cookie "$ATTACKER" GET /v1/session
 is "$STATUS" "401" "GET /v1/session with an unknown cookie: 401"
+as_cookie "$ATTACKER; pkgstore_session=$C2" GET /v1/policies
+is "$STATUS" "200" "a cookie planted before ours (cookie tossing): ours still signs in"
 as_cookie "x;y" GET /v1/policies
 is "$STATUS" "401" "a malformed session cookie: 401"
 
