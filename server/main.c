@@ -304,25 +304,6 @@ static void reload_certificate(const server_config *cfg)
                 "detail=%s", log_quote(q, sizeof q, err));
 }
 
-/* A whole small text file as a string (free()), or NULL with errno. */
-static char *read_small_file(const char *path)
-{
-    FILE *file = fopen(path, "r");
-    if (!file)
-        return NULL;
-    char *text = malloc(1 << 20);
-    size_t len = text ? fread(text, 1, (1 << 20) - 1, file) : 0;
-    int failed = !text || ferror(file) || !feof(file);
-    fclose(file);
-    if (failed) {
-        free(text);
-        errno = text ? EFBIG : ENOMEM;
-        return NULL;
-    }
-    text[len] = '\0';
-    return text;
-}
-
 static int write_port_file(const char *path, unsigned int port)
 {
     char tmp[4096];
@@ -763,8 +744,8 @@ int main(int argc, char **argv)
         {MHD_OPTION_END, 0, NULL}};
     char *client_ca_pem = NULL;
     if (cfg->tls_client_ca) {
-        client_ca_pem = read_small_file(cfg->tls_client_ca);
-        if (!client_ca_pem) {
+        size_t pem_len;
+        if (read_whole_file(&client_ca_pem, &pem_len, cfg->tls_client_ca, 1u << 20) < 0) {
             fprintf(stderr, "pkgstored: --tls-client-ca: %s: cannot read: %s\n",
                     cfg->tls_client_ca, strerror(errno));
             tokens_free(g_server.tokens);

@@ -139,6 +139,9 @@ int credentials_revoke(json_t **record_out, const char *id, char *err, size_t er
 int trust_open(const char *dir, const char *pinned_path, int require, char *err,
                size_t err_size);
 void trust_close(void);
+/* A whole file of at most max bytes into *out, NUL-terminated (free()),
+ * its length in *len_out (trust.c). -1 with errno (EFBIG past max). */
+int read_whole_file(char **out, size_t *len_out, const char *path, size_t max);
 /* The newest root's version (0: none) and the revocation generation. */
 void trust_summary(uint64_t *root_version, uint64_t *generation);
 /* A copy (free()) of root.json version (0: the newest): PKGSTORE_ENOTFOUND,

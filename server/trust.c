@@ -99,7 +99,7 @@ fail:;
     return saved == ENOSPC ? PKGSTORE_ENOSPC : PKGSTORE_EIO;
 }
 
-static int read_whole(char **out, size_t *len_out, const char *path, size_t max)
+int read_whole_file(char **out, size_t *len_out, const char *path, size_t max)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -545,7 +545,7 @@ static int load_roots(char *err, size_t err_size)
         size_t len = 0;
         pkgstore_trust_root *root = NULL;
         snprintf(path, sizeof path, "%s/%s", g_trust.dir, entry->d_name);
-        if (read_whole(&text, &len, path, PKGSTORE_TRUST_DOCUMENT_SIZE_MAX) < 0) {
+        if (read_whole_file(&text, &len, path, PKGSTORE_TRUST_DOCUMENT_SIZE_MAX) < 0) {
             snprintf(err, err_size, "%s: %s", path, strerror(errno));
             error = -1;
         } else if (pkgstore_trust_root_parse(&root, text, len) < 0 ||
@@ -572,7 +572,7 @@ static int load_revocations(char *err, size_t err_size)
     char path[4400], *text = NULL;
     size_t len = 0;
     snprintf(path, sizeof path, "%s/revocations.json", g_trust.dir);
-    if (read_whole(&text, &len, path, 64u << 20) < 0) {
+    if (read_whole_file(&text, &len, path, 64u << 20) < 0) {
         if (errno == ENOENT) {
             g_trust.revocations = json_array();
             return g_trust.revocations ? 0 : -1;
@@ -630,7 +630,7 @@ int trust_open(const char *dir, const char *pinned_path, int require, char *err,
     if (pinned_path) {
         char *text = NULL;
         size_t len = 0;
-        if (read_whole(&text, &len, pinned_path, PKGSTORE_TRUST_DOCUMENT_SIZE_MAX) < 0) {
+        if (read_whole_file(&text, &len, pinned_path, PKGSTORE_TRUST_DOCUMENT_SIZE_MAX) < 0) {
             snprintf(err, err_size, "--trust-root %s: %s", pinned_path, strerror(errno));
             return -1;
         }
