@@ -60,8 +60,7 @@ static struct {
     node_credential **items;
     size_t count;
     /* the same credentials by node, then age (cmp_listed): for a client
-     * certificate's node (credentials_for_node); NULL when it could not be
-     * allocated, and then that lookup scans items */
+     * certificate's node (credentials_for_node) and the listing */
     node_credential **by_node;
     size_t lines;  /* change lines in the file's journal */
     int exists;    /* the file exists (else the first change writes it whole) */
@@ -69,17 +68,6 @@ static struct {
 } g_creds = {PTHREAD_RWLOCK_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, 0, NULL, 0, 0, ""};
 
 static int cmp_listed(const void *a, const void *b);
-
-/* Rebuild by_node from items: under the write lock of g_creds.lock. */
-static void index_by_node(void)
-{
-    free(g_creds.by_node);
-    g_creds.by_node = malloc((g_creds.count ? g_creds.count : 1) * sizeof *g_creds.by_node);
-    if (g_creds.by_node && g_creds.count) {
-        memcpy(g_creds.by_node, g_creds.items, g_creds.count * sizeof *g_creds.by_node);
-        qsort(g_creds.by_node, g_creds.count, sizeof *g_creds.by_node, cmp_listed);
-    }
-}
 
 /* Where cred goes in by_node (or is): the first entry not before it. */
 static size_t by_node_position(const node_credential *cred)
@@ -95,29 +83,9 @@ static size_t by_node_position(const node_credential *cred)
     return low;
 }
 
-/* Add cred to by_node, before count grows; under the write lock. */
-static void by_node_insert(node_credential *cred)
-{
-    if (!g_creds.by_node)
-        return;
-    node_credential **grown =
-        realloc(g_creds.by_node, (g_creds.count + 1) * sizeof *g_creds.by_node);
-    if (!grown) {
-        free(g_creds.by_node); /* lookups scan instead */
-        g_creds.by_node = NULL;
-        return;
-    }
-    g_creds.by_node = grown;
-    size_t at = by_node_position(cred);
-    memmove(grown + at + 1, grown + at, (g_creds.count - at) * sizeof *grown);
-    grown[at] = cred;
-}
-
 /* Drop cred from by_node, before count shrinks; under the write lock. */
 static void by_node_remove(const node_credential *cred)
 {
-    if (!g_creds.by_node)
-        return;
     size_t at = by_node_position(cred);
     if (at < g_creds.count && g_creds.by_node[at] == cred)
         memmove(g_creds.by_node + at, g_creds.by_node + at + 1,
@@ -636,16 +604,25 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
                               "it was written; never confirmed); it is dropped", "file=%s", path);
         error = snapshot(st.items, st.count, err, err_size);
     }
+    node_credential **by_node = NULL;
+    if (error == 0 && !(by_node = malloc((st.count ? st.count : 1) * sizeof *by_node))) {
+        snprintf(err, err_size, "out of memory");
+        error = -1;
+    }
     if (error < 0) {
         for (size_t i = 0; i < st.count; i++)
             credential_release(st.items[i]);
         free(st.items);
         return -1;
     }
+    if (st.count) {
+        memcpy(by_node, st.items, st.count * sizeof *by_node);
+        qsort(by_node, st.count, sizeof *by_node, cmp_listed);
+    }
     pthread_rwlock_wrlock(&g_creds.lock);
     g_creds.items = st.items;
     g_creds.count = st.count;
-    index_by_node();
+    g_creds.by_node = by_node;
     pthread_rwlock_unlock(&g_creds.lock);
     *count_out = st.count;
     return 0;
@@ -699,25 +676,17 @@ node_credential *credentials_for_node(const char *node)
     if (!node || !*node)
         return NULL;
     pthread_rwlock_rdlock(&g_creds.lock);
-    if (g_creds.by_node) {
-        /* the last of node's run in by_node is its newest */
-        size_t low = 0, high = g_creds.count;
-        while (low < high) {
-            size_t mid = low + (high - low) / 2;
-            if (strcmp(g_creds.by_node[mid]->node, node) <= 0)
-                low = mid + 1;
-            else
-                high = mid;
-        }
-        if (low > 0 && strcmp(g_creds.by_node[low - 1]->node, node) == 0)
-            found = g_creds.by_node[low - 1];
-    } else {
-        for (size_t i = 0; i < g_creds.count; i++) {
-            node_credential *c = g_creds.items[i];
-            if (strcmp(c->node, node) == 0 && (!found || cmp_listed(&found, &c) < 0))
-                found = c;
-        }
+    /* the last of node's run in by_node is its newest */
+    size_t low = 0, high = g_creds.count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        if (strcmp(g_creds.by_node[mid]->node, node) <= 0)
+            low = mid + 1;
+        else
+            high = mid;
     }
+    if (low > 0 && strcmp(g_creds.by_node[low - 1]->node, node) == 0)
+        found = g_creds.by_node[low - 1];
     if (found)
         atomic_fetch_add(&found->refs, 1);
     pthread_rwlock_unlock(&g_creds.lock);
@@ -758,23 +727,13 @@ json_t *credentials_list(void)
 {
     json_t *list = json_array();
     pthread_rwlock_rdlock(&g_creds.lock);
-    node_credential **sorted = malloc((g_creds.count ? g_creds.count : 1) * sizeof *sorted);
-    if (sorted && g_creds.count) { /* items is NULL in an empty set */
-        memcpy(sorted, g_creds.items, g_creds.count * sizeof *sorted);
-        qsort(sorted, g_creds.count, sizeof *sorted, cmp_listed);
-    }
-    for (size_t i = 0; list && sorted && i < g_creds.count; i++) {
-        if (json_array_append_new(list, credential_record(sorted[i], 0)) < 0) {
+    for (size_t i = 0; list && i < g_creds.count; i++) { /* by_node is the listing's order */
+        if (json_array_append_new(list, credential_record(g_creds.by_node[i], 0)) < 0) {
             json_decref(list);
             list = NULL;
         }
     }
     pthread_rwlock_unlock(&g_creds.lock);
-    free(sorted);
-    if (!sorted) {
-        json_decref(list);
-        return NULL;
-    }
     return list ? json_pack("{s:o}", "credentials", list) : NULL;
 }
 
@@ -808,8 +767,9 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
 
     pthread_mutex_lock(&g_creds.write_lock);
     node_credential **grown = malloc((g_creds.count + 1) * sizeof *grown);
+    node_credential **grown_by_node = malloc((g_creds.count + 1) * sizeof *grown_by_node);
     int error = 0;
-    if (!grown) {
+    if (!grown || !grown_by_node) {
         snprintf(err, err_size, "out of memory");
         error = PKGSTORE_ENOMEM;
     } else {
@@ -821,6 +781,13 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         grown[at] = cred;
         if (g_creds.count)
             memcpy(grown + at + 1, g_creds.items + at, (g_creds.count - at) * sizeof *grown);
+        at = by_node_position(cred); /* and the order by node */
+        if (g_creds.count)
+            memcpy(grown_by_node, g_creds.by_node, at * sizeof *grown_by_node);
+        grown_by_node[at] = cred;
+        if (g_creds.count)
+            memcpy(grown_by_node + at + 1, g_creds.by_node + at,
+                   (g_creds.count - at) * sizeof *grown_by_node);
         if (record_change(json_pack("{s:o}", "issue", credential_record(cred, 1)), grown,
                           g_creds.count + 1, err, err_size) < 0)
             error = PKGSTORE_EIO;
@@ -829,17 +796,20 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         *record_out = credential_record(cred, 0);
         pthread_rwlock_wrlock(&g_creds.lock);
         free(g_creds.items);
+        free(g_creds.by_node);
         g_creds.items = grown;
-        by_node_insert(cred);
+        g_creds.by_node = grown_by_node;
         g_creds.count++;
         pthread_rwlock_unlock(&g_creds.lock);
         maybe_compact(g_creds.items, g_creds.count);
         cred = NULL; /* now owned by the set */
         grown = NULL;
+        grown_by_node = NULL;
         snprintf(token_out, token_size, "%s", token);
     }
     pthread_mutex_unlock(&g_creds.write_lock);
     free(grown);
+    free(grown_by_node);
     credential_release(cred);
     explicit_bzero(token, sizeof token);
     return error;
