@@ -228,8 +228,9 @@ static json_t *credential_record(const node_credential *cred, int with_hash)
  * answered. When the lines outnumber twice the live credentials (plus a
  * margin), the set is written whole again (snapshot(): a temporary file,
  * fsync, rename, fsync of the directory), which also happens at start for
- * a version 1 file (one JSON document, as earlier servers wrote it) or a
- * last line torn by a crash in the middle of an append.
+ * a version 1 file (one JSON document, as earlier servers wrote it), a
+ * last line torn by a crash in the middle of an append (dropped), or a
+ * whole last line that lost its newline (kept).
  */
 #define JOURNAL_SLACK 1024u
 
@@ -576,6 +577,9 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
     json_decref(header);
     error = version == 2 ? load_v2(&st, text, len, path, &torn, err, err_size)
                          : load_v1(&st, text, len, path, err, err_size);
+    /* a whole last line whose newline a crash cut off is kept, but the
+     * next append must not join it: the file is written whole again */
+    int unterminated = len > 0 && text[len - 1] != '\n';
     free(text);
     if (error == 0 && st.nrevoked) { /* drop what a later line revoked */
         qsort(st.revoked, st.nrevoked, sizeof *st.revoked, cmp_digest);
@@ -598,7 +602,7 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
             error = -1;
         }
     }
-    if (error == 0 && (version == 1 || torn || g_creds.lines > 2 * st.count + JOURNAL_SLACK)) {
+    if (error == 0 && (version == 1 || torn || unterminated || g_creds.lines > 2 * st.count + JOURNAL_SLACK)) {
         if (torn)
             log_msg(LOG_WARN, "node credentials: the last line was cut short (a crash while "
                               "it was written; never confirmed); it is dropped", "file=%s", path);

@@ -4,7 +4,8 @@
 # so a fleet of 100,000 nodes can be enrolled one by one; restarts replay
 # it; a file of the earlier format (one JSON document) is read and
 # rewritten as a journal; a last line cut short by a crash is dropped with
-# a warning; a damaged line in the middle stops pkgstored at start, naming
+# a warning, one that lost only its newline is kept; a damaged line in
+# the middle stops pkgstored at start, naming
 # the line; the journal is compacted once it outgrows the set.
 . "$(dirname "$0")/server_common.sh"
 
@@ -46,6 +47,15 @@ is "$(count) $(wc -l < "$CREDS")" "2 3" "the torn line is dropped: the file is w
 T4=$(issue edge-4)
 is "$(heartbeat_as "$T4" edge-4) $(tail -n 1 "$CREDS" | jq -r .issue.node)" "200 edge-4" \
    "the next issue appends a whole line after it"
+
+# --- a whole last line that lost its newline (a crash between the two)
+stop_server
+truncate -s -1 "$CREDS"
+start_server
+T5=$(issue edge-5)
+stop_server; start_server
+is "$(count) $(heartbeat_as "$T4" edge-4) $(heartbeat_as "$T5" edge-5)" "4 200 200" \
+   "a last line without its newline is kept, and the next issue does not join it"
 
 # --- a damaged line in the middle refuses the start, naming it
 stop_server
