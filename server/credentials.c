@@ -383,42 +383,6 @@ static node_credential *record_credential(json_t *record, const char *path, cons
     return cred;
 }
 
-/* The whole file (free()); NULL with the reason in err. */
-static char *read_whole(const char *path, size_t *len_out, char *err, size_t err_size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *text = NULL;
-    if (fd < 0 || fstat(fd, &st) < 0)
-        goto io;
-    if (!(text = malloc((size_t)st.st_size + 1))) {
-        close(fd);
-        snprintf(err, err_size, "%s: out of memory", path);
-        return NULL;
-    }
-    size_t done = 0;
-    while (done < (size_t)st.st_size) {
-        ssize_t n = read(fd, text + done, (size_t)st.st_size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto io;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    close(fd);
-    text[done] = '\0';
-    *len_out = done;
-    return text;
-io:
-    snprintf(err, err_size, "%s: cannot read: %s", path, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(text);
-    return NULL;
-}
-
 typedef struct load_state {
     node_credential **items;
     size_t count, cap;
@@ -563,9 +527,11 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
         return -1;
     g_creds.exists = 1;
     size_t len = 0;
-    char *text = read_whole(path, &len, err, err_size);
-    if (!text)
+    char *text = NULL;
+    if (read_whole_file(&text, &len, path, SIZE_MAX - 2) < 0) {
+        snprintf(err, err_size, "%s: cannot read: %s", path, strerror(errno));
         return -1;
+    }
     load_state st = {0};
     int torn = 0, version = 1, error;
     /* the first line says which version */

@@ -104,13 +104,25 @@ int read_whole_file(char **out, size_t *len_out, const char *path, size_t max)
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
-    char *buf = malloc(max + 1);
-    size_t len = buf ? fread(buf, 1, max + 1, f) : 0;
-    int bad = !buf || ferror(f) || len > max;
+    /* sized by the file, not by max: a cap of 64 MiB must not cost that */
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int saved = 0;
+    if (fstat(fileno(f), &st) < 0)
+        saved = errno;
+    else if ((uint64_t)st.st_size > max)
+        saved = EFBIG;
+    else if (!(buf = malloc((size_t)st.st_size + 2)))
+        saved = ENOMEM;
+    else if ((len = fread(buf, 1, (size_t)st.st_size + 1, f)) > max)
+        saved = EFBIG; /* grew past max while read */
+    else if (ferror(f))
+        saved = EIO;
     fclose(f);
-    if (bad) {
+    if (saved) {
         free(buf);
-        errno = buf ? EFBIG : ENOMEM;
+        errno = saved;
         return -1;
     }
     buf[len] = '\0';
