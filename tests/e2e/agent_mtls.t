@@ -96,8 +96,9 @@ chmod 600 "$C/edge-1.key"
 start_agent "$d"
 check "over mutual TLS with no token: the node Upgraded to 2.0.0 (its pinned ring selects it)" \
     bash -c 'wait_until 30 status_is "$0" Upgraded && [ "$(collector_version "$0")" = 2.0.0 ] && node_healthy "$0"' "$d"
+# the agent's state says Upgraded before its next report tells pkgstored
 check "pkgstored recorded the node's statuses under its certificate's name" \
-    bash -c 'adm /v1/agents/edge-1 | jq -r "[.history[].status] | join(\" \")" | grep -q "Downloading Verifying Validating Swapping Monitoring Upgraded"'
+    wait_until 15 bash -c 'adm /v1/agents/edge-1 | jq -r "[.history[].status] | join(\" \")" | grep -q "Downloading Verifying Validating Swapping Monitoring Upgraded"'
 
 # --- revocation shuts the certificate out at once
 id=$(token --json ls | jq -r '.credentials[] | select(.node == "edge-1") | .id')
