@@ -1320,6 +1320,37 @@ static void test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved(void *
                        &err, PKGSTORE_ECONFLICT, "no previous version");
 }
 
+/* abort --revert puts back the previous version and nothing else: the
+ * addon configuration the policy carries stays with it. */
+static void test_fleet__staged_rollout_revert_keeps_the_addon_config(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const versions[] = {"1.0.0", "1.1.0"};
+    const char *config = "{\"env\":{\"A\":\"1\"}}";
+    pkgstore_policy *policy = NULL;
+    pkgstore_digest put_digest, kept_digest;
+    fleet_error err;
+
+    add_artifact(f, "log-sidecar", "1.1.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "sidecar 1.1.0 amd64", NULL, NULL, 0);
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", versions[i]));
+        CHECK(pkgstore_policy_set_config(policy, config, strlen(config)));
+        CHECK(pkgstore_policy_config_digest(&put_digest, policy));
+        CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+        pkgstore_policy_free(policy);
+        fleet_policies_changed(f->fleet);
+        tick(f, 1000 + (int64_t)i);
+    }
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "side", "abort", 1, "token:ops", &err), err);
+    CHECK(pkgstore_policy_get(&policy, f->reg, "side"));
+    assert_string_equal(pkgstore_policy_version(policy), "1.0.0");
+    assert_non_null(pkgstore_policy_config(policy));
+    CHECK(pkgstore_policy_config_digest(&kept_digest, policy));
+    assert_true(pkgstore_digest_equal(&kept_digest, &put_digest));
+    pkgstore_policy_free(policy);
+}
+
 static void test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes(void **state)
 {
     struct fixture *f = *state;
@@ -2743,6 +2774,7 @@ int main(void)
         T(test_fleet__staged_rollout_advances_by_rank_after_the_soak),
         T(test_fleet__staged_rollout_pauses_on_failures_and_resumes),
         T(test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved),
+        T(test_fleet__staged_rollout_revert_keeps_the_addon_config),
         T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
         T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
         T(test_fleet__staged_rollout_counts_silent_nodes_as_failed),
