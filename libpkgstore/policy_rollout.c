@@ -126,22 +126,15 @@ int pkgstore_rollout_strategy_validate(const pkgstore_rollout_strategy *s)
         if ((error = amount_check(b, field, 0)) < 0)
             return error;
         pkgstore_rollout_amount_format(text, b);
-        /* batches are cumulative: each admits more than the one before */
-        if (b->percent) {
-            if (b->value <= last_percent)
-                return ps_error_set(PKGSTORE_EINVALID,
-                                    "%s: %s is not more than an earlier batch (batches are "
-                                    "cumulative sizes, e.g. [1, \"5%%\", \"25%%\", \"100%%\"])",
-                                    field, text);
-            last_percent = b->value;
-        } else {
-            if (b->value <= last_count)
-                return ps_error_set(PKGSTORE_EINVALID,
-                                    "%s: %s is not more than an earlier batch (batches are "
-                                    "cumulative sizes, e.g. [1, \"5%%\", \"25%%\", \"100%%\"])",
-                                    field, text);
-            last_count = b->value;
-        }
+        /* batches are cumulative: each admits more than the one before
+         * of its kind (counts and percentages are compared apart) */
+        uint32_t *last = b->percent ? &last_percent : &last_count;
+        if (b->value <= *last)
+            return ps_error_set(PKGSTORE_EINVALID,
+                                "%s: %s is not more than an earlier batch (batches are "
+                                "cumulative sizes, e.g. [1, \"5%%\", \"25%%\", \"100%%\"])",
+                                field, text);
+        *last = b->value;
         if (i + 1 == s->nbatches && !(b->percent && b->value == 10000))
             return ps_error_set(PKGSTORE_EINVALID,
                                 "%s: the last batch must be \"100%%\" (every node), not %s", field,

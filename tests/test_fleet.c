@@ -480,6 +480,18 @@ static void test_fleet__many_addon_offers(void **state)
     json_decref(reply);
 }
 
+/* A heartbeat of node running log-sidecar 1.0.0 on linux/amd64, with
+ * extra members in its package entry ("" for none). */
+static json_t *sidecar_heartbeat(struct fixture *f, const char *node, const char *extra)
+{
+    char body[1024];
+    snprintf(body, sizeof(body),
+             "{\"node_id\":\"%s\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
+             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\"%s}]}",
+             node, f->sidecar_amd64, extra);
+    return heartbeat(f, body);
+}
+
 /* An addon's configuration from its policy: every target of the slot names
  * its digest and the retry generation; the body goes only to a node that
  * is offered the version or runs it, until it reports that digest applied
@@ -491,7 +503,7 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
                          "\"file\":\"x: 1\\n\"}";
     pkgstore_policy *policy = NULL;
     pkgstore_digest digest;
-    char digest_text[PKGSTORE_DIGEST_STR_SIZE], body[1024];
+    char digest_text[PKGSTORE_DIGEST_STR_SIZE], applied[128], refused_at_0[160];
     fleet_error err;
 
     CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", "1.0.0"));
@@ -500,6 +512,9 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     CHECK(pkgstore_policy_put(NULL, f->reg, policy));
     pkgstore_policy_free(policy);
     pkgstore_digest_format(digest_text, &digest);
+    snprintf(applied, sizeof(applied), ",\"config_digest\":\"%s\"", digest_text);
+    snprintf(refused_at_0, sizeof(refused_at_0), ",\"config_refused\":{\"digest\":\"%s\",\"retry\":0}",
+             digest_text);
     json_t *expected = json_loads(config, 0, NULL);
 
     /* offered: the body comes with the offer's target */
@@ -512,11 +527,7 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     json_decref(reply);
 
     /* runs the version without it: the body, no offer */
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\"}]}",
-             f->sidecar_amd64);
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1", "");
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_null(find_by(offers_of(reply), "name", "log-sidecar"));
     assert_string_equal(str_at(t, "state"), "Upgraded");
@@ -524,12 +535,7 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     json_decref(reply);
 
     /* applied: the digest only */
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
-             "\"config_digest\":\"%s\"}]}",
-             f->sidecar_amd64, digest_text);
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1", applied);
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_string_equal(str_at(t, "config_digest"), digest_text);
     assert_null(json_object_get(t, "config"));
@@ -550,24 +556,16 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     json_decref(view);
 
     /* another configuration applied (a rollback to an older one): the body again */
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
-             "\"config_digest\":\"sha256:%064d\"}]}",
-             f->sidecar_amd64, 0);
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1",
+                              ",\"config_digest\":\"sha256:"
+                              "0000000000000000000000000000000000000000000000000000000000000000\"");
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_true(json_equal(json_object_get(t, "config"), expected));
     json_decref(reply);
 
     /* refused (rolled back) under the policy's retry generation: no body,
      * until the generation rises; the view shows the refusal */
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
-             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
-             f->sidecar_amd64, digest_text);
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1", refused_at_0);
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_string_equal(str_at(t, "config_digest"), digest_text);
     assert_null(json_object_get(t, "config"));
@@ -579,25 +577,15 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
     assert_int_equal(json_integer_value(json_object_get(refused, "retry")), 0);
     json_decref(view);
     /* the policy's status counts it; n2 runs the configuration */
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n2\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
-             "\"config_digest\":\"%s\"}]}",
-             f->sidecar_amd64, digest_text);
-    json_decref(heartbeat(f, body));
+    json_decref(sidecar_heartbeat(f, "n2", applied));
     json_t *status = NULL;
     CHECK_FLEET(fleet_policy_status(&status, f->fleet, "side", NULL, &err), err);
     json_t *tally = json_object_get(status, "config");
     assert_int_equal(json_integer_value(json_object_get(tally, "applied")), 1);
     assert_int_equal(json_integer_value(json_object_get(tally, "refused")), 1);
     json_decref(status);
-    snprintf(body, sizeof(body),
-             "{\"node_id\":\"n1\",\"platform\":\"linux/amd64\",\"packages\":[{\"name\":"
-             "\"log-sidecar\",\"type\":\"addon\",\"version\":\"1.0.0\",\"digest\":\"%s\","
-             "\"config_refused\":{\"digest\":\"%s\",\"retry\":0}}]}",
-             f->sidecar_amd64, digest_text);
     CHECK(pkgstore_policy_retry(NULL, f->reg, "side"));
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1", refused_at_0);
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_int_equal(json_integer_value(json_object_get(t, "retry")), 1);
     assert_true(json_equal(json_object_get(t, "config"), expected));
@@ -605,7 +593,7 @@ static void test_fleet__addon_config_travels_in_targets_until_applied(void **sta
 
     /* a policy without a configuration: no config members at all */
     put_policy(f, "side", "log-sidecar", "1.0.0", NULL, 0);
-    reply = heartbeat(f, body);
+    reply = sidecar_heartbeat(f, "n1", refused_at_0);
     t = find_by(json_object_get(reply, "targets"), "name", "log-sidecar");
     assert_null(json_object_get(t, "config_digest"));
     assert_null(json_object_get(t, "config"));
@@ -1330,6 +1318,37 @@ static void test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved(void *
     tick(f, 1003);
     assert_fleet_fails(fleet_rollout_action(f->fleet, "fresh", "abort", 1, "token:ops", &err),
                        &err, PKGSTORE_ECONFLICT, "no previous version");
+}
+
+/* abort --revert puts back the previous version and nothing else: the
+ * addon configuration the policy carries stays with it. */
+static void test_fleet__staged_rollout_revert_keeps_the_addon_config(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const versions[] = {"1.0.0", "1.1.0"};
+    const char *config = "{\"env\":{\"A\":\"1\"}}";
+    pkgstore_policy *policy = NULL;
+    pkgstore_digest put_digest, kept_digest;
+    fleet_error err;
+
+    add_artifact(f, "log-sidecar", "1.1.0", PKGSTORE_TYPE_ADDON, "linux/amd64",
+                 "sidecar 1.1.0 amd64", NULL, NULL, 0);
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(pkgstore_policy_new(&policy, "side", "log-sidecar", versions[i]));
+        CHECK(pkgstore_policy_set_config(policy, config, strlen(config)));
+        CHECK(pkgstore_policy_config_digest(&put_digest, policy));
+        CHECK(pkgstore_policy_put(NULL, f->reg, policy));
+        pkgstore_policy_free(policy);
+        fleet_policies_changed(f->fleet);
+        tick(f, 1000 + (int64_t)i);
+    }
+    CHECK_FLEET(fleet_rollout_action(f->fleet, "side", "abort", 1, "token:ops", &err), err);
+    CHECK(pkgstore_policy_get(&policy, f->reg, "side"));
+    assert_string_equal(pkgstore_policy_version(policy), "1.0.0");
+    assert_non_null(pkgstore_policy_config(policy));
+    CHECK(pkgstore_policy_config_digest(&kept_digest, policy));
+    assert_true(pkgstore_digest_equal(&kept_digest, &put_digest));
+    pkgstore_policy_free(policy);
 }
 
 static void test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes(void **state)
@@ -2755,6 +2774,7 @@ int main(void)
         T(test_fleet__staged_rollout_advances_by_rank_after_the_soak),
         T(test_fleet__staged_rollout_pauses_on_failures_and_resumes),
         T(test_fleet__staged_rollout_abort_reverts_the_nodes_that_moved),
+        T(test_fleet__staged_rollout_revert_keeps_the_addon_config),
         T(test_fleet__staged_rollout_of_an_empty_selector_waits_for_nodes),
         T(test_fleet__staged_rollout_max_parallel_bounds_the_starts),
         T(test_fleet__staged_rollout_counts_silent_nodes_as_failed),

@@ -147,7 +147,6 @@ enum ro_class { RC_EXCLUDED, RC_DONE, RC_ACTIVE, RC_PENDING, RC_FAILED };
 
 struct tick_item {
     struct fl_rollout snap; /* the record as the walk saw it */
-    size_t rank;            /* in the policy set */
     const pkgstore_policy *policy;
     int matches;     /* the record is for the policy's target */
     uint64_t *ranks; /* the second walk: eligible nodes' ranks */
@@ -158,7 +157,7 @@ struct tick {
     fleet *f;
     const struct fl_policies *p;
     struct fl_lookup *lookup;
-    struct tick_item *items;
+    struct tick_item *items; /* one per policy, by rank */
     size_t nitems;
     int64_t now;
     int collect; /* the second walk: ranks of items with ranks != NULL */
@@ -260,12 +259,9 @@ static int tick_node(struct fl_node *node, void *payload)
     }
     for (size_t i = 0; i < eval.count; i++) {
         const pkgstore_decision *d = &eval.decisions[i];
-        struct tick_item *it = NULL;
-        for (size_t k = 0; k < t->nitems && !it; k++) {
-            if (t->items[k].rank == d->rank && t->items[k].matches)
-                it = &t->items[k];
-        }
-        if (!it)
+        /* items[k] is the policy of rank k */
+        struct tick_item *it = d->rank < t->nitems ? &t->items[d->rank] : NULL;
+        if (!it || !it->matches)
             continue;
         pkgstore_rollout_state status;
         enum ro_class cls = classify(t, it, d, node, &status);
@@ -576,7 +572,6 @@ int fleet_rollout_tick(fleet *f, int64_t now, fleet_error *err)
     for (size_t rank = 0; rank < npolicies; rank++) {
         const pkgstore_policy *policy = pkgstore_policies_at(p->set, rank);
         struct tick_item *it = &t.items[t.nitems++];
-        it->rank = rank;
         it->policy = policy;
         pthread_rwlock_rdlock(&ro->lock);
         const struct fl_rollout *r = fl_ro_find(ro, pkgstore_policy_name(policy));

@@ -14,10 +14,13 @@
 
 /* ---------------------------------------------------------------- operator actions */
 
+/* src with another version, and everything else of it kept (its addon
+ * configuration too). */
 static int policy_with_version(pkgstore_policy **out, const pkgstore_policy *src,
                                const char *version)
 {
     pkgstore_policy *copy = NULL;
+    const char *config = pkgstore_policy_config(src);
     int error;
     *out = NULL;
     if ((error = pkgstore_policy_new(&copy, pkgstore_policy_name(src), pkgstore_policy_package(src),
@@ -25,7 +28,8 @@ static int policy_with_version(pkgstore_policy **out, const pkgstore_policy *src
         (error = pkgstore_policy_set_selector(copy, pkgstore_policy_selector_text(src))) < 0 ||
         (error = pkgstore_policy_set_priority(copy, pkgstore_policy_priority(src))) < 0 ||
         (error = pkgstore_policy_set_type(copy, pkgstore_policy_type(src))) < 0 ||
-        (error = pkgstore_policy_set_strategy(copy, pkgstore_policy_strategy(src))) < 0) {
+        (error = pkgstore_policy_set_strategy(copy, pkgstore_policy_strategy(src))) < 0 ||
+        (config && (error = pkgstore_policy_set_config(copy, config, strlen(config))) < 0)) {
         pkgstore_policy_free(copy);
         return error;
     }

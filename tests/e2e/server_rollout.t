@@ -128,13 +128,20 @@ check "set the policy to 3.0.1" \
 check "the fix rolls out to every node" wait_until 120 bash -c '[ "$(rollout state)" = done ]'
 check "every node runs 3.0.1" wait_until 20 bash -c '[ "$(versions)" = "3.0.1 3.0.1 3.0.1 3.0.1 3.0.1 3.0.1 " ]'
 
+# soak_half VERSION: push otelcol VERSION and set the policy to it, half the
+# nodes first, with a soak long enough that batch 1 stays soaking until the
+# operator acts.
+soak_half() {
+    make_variant v2 "$T/otelcol-$1" "rollout-v$1"
+    check "push $1" "$B/pkgstore-push" --quiet --name otelcol --version "$1" "$T/otelcol-$1"
+    check "set the policy to $1, half first, with a long soak" \
+        "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version "$1" \
+        --batches 50%,100% --soak 3600
+    check "batch 1 settles and soaks" wait_until 120 bash -c '[ "$(rollout state)" = soaking ]'
+}
+
 # ---- abort --revert
-make_variant v2 "$T/otelcol-4" rollout-v4
-check "push 4.0.0" "$B/pkgstore-push" --quiet --name otelcol --version 4.0.0 "$T/otelcol-4"
-check "set the policy to 4.0.0, half first, with a long soak" \
-    "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 4.0.0 \
-    --batches 50%,100% --soak 3600
-check "batch 1 settles and soaks" wait_until 120 bash -c '[ "$(rollout state)" = soaking ]'
+soak_half 4.0.0
 check "pkgstore-policy abort --revert" "$B/pkgstore-policy" abort --revert fleet
 check "the policy names 3.0.1 again" \
     bash -c '[ "$(api /v1/policies/fleet | jq -r .version)" = 3.0.1 ]'
@@ -151,12 +158,7 @@ check "the audit log names the admin token" \
     bash -c 'api "/v1/audit?policy=fleet" | jq -e "[.entries[] | select(.action == \"abort-revert\") | .who | test(\"^token:[0-9a-f]{16}$\")] == [true]" >/dev/null'
 
 # ---- a server restart in the middle of a rollout
-make_variant v2 "$T/otelcol-5" rollout-v5
-check "push 5.0.0" "$B/pkgstore-push" --quiet --name otelcol --version 5.0.0 "$T/otelcol-5"
-check "set the policy to 5.0.0, half first, with a long soak" \
-    "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 5.0.0 \
-    --batches 50%,100% --soak 3600
-check "batch 1 settles and soaks" wait_until 120 bash -c '[ "$(rollout state)" = soaking ]'
+soak_half 5.0.0
 stop_server
 start_server
 check "after a restart the rollout is still soaking in batch 1" \
