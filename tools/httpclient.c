@@ -6,6 +6,7 @@
 #include "httpclient.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 
 #include "pkgstore/digest.h"
 #include "../common/tokenfile.h"
+#include "cli.h"
 
 static int read_token(char *out, size_t size, const char *path, const char *prog)
 {
@@ -28,6 +30,38 @@ static int read_token(char *out, size_t size, const char *path, const char *prog
         return -1;
     }
     return 0;
+}
+
+int http_tool_options_parse(http_tool_options *out, int argc, char **argv,
+                            void (*usage)(FILE *out))
+{
+    enum { O_SERVER = 256, O_TOKEN, O_CACERT, O_JSON, O_HELP, O_VERSION };
+    static const struct option options[] = {
+        {"server", required_argument, NULL, O_SERVER},
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
+        {"json", no_argument, NULL, O_JSON},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    memset(out, 0, sizeof *out);
+    out->server = getenv("PKGSTORE_SERVER");
+    opterr = 0;
+    /* '+': stop at the command; its own options follow it */
+    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
+        switch (opt) {
+        case O_SERVER: out->server = optarg; break;
+        case O_TOKEN: out->token_file = optarg; break;
+        case O_CACERT: out->cacert = optarg; break;
+        case O_JSON: out->json = 1; break;
+        case O_HELP: usage(stdout); return 0;
+        case O_VERSION: return cli_version();
+        default: return cli_option_error(opt, argv);
+        }
+    }
+    return -1;
 }
 
 int http_client_init(http_client *client, const char *prog, const char *server,
@@ -298,6 +332,13 @@ int http_upload(http_reply *reply, const http_client *client, const char *path, 
         return -1;
     }
     return result;
+}
+
+int http_reply_fail(http_reply *reply, const char *object)
+{
+    cli_error(object, "%s", http_reply_error(reply));
+    http_reply_free(reply);
+    return 1;
 }
 
 const char *http_reply_error(const http_reply *reply)

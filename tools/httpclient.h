@@ -34,6 +34,18 @@ typedef struct http_reply {
  * and the host name: nothing turns that off. Prints the reason and returns
  * -1 when the server URL, the token or the CA file is unusable.
  */
+/* The options the admin tools (pkgstore-policy, pkgstore-token) take before
+ * their COMMAND: --server (default $PKGSTORE_SERVER), --token-file, --cacert,
+ * --json, --help (usage(stdout)) and --version. Parsing stops at the command,
+ * left at argv[optind]. Returns -1 to go on, else the exit code: 0 after
+ * --help or --version, 2 on a usage error (printed). */
+typedef struct http_tool_options {
+    const char *server, *token_file, *cacert;
+    int json;
+} http_tool_options;
+int http_tool_options_parse(http_tool_options *out, int argc, char **argv,
+                            void (*usage)(FILE *out));
+
 int http_client_init(http_client *client, const char *prog, const char *server,
                      const char *token_file, const char *ca_file);
 
@@ -47,6 +59,10 @@ int http_request(http_reply *reply, const http_client *client, const char *metho
 struct pkgstore_digest_ctx;
 int http_upload(http_reply *reply, const http_client *client, const char *path, FILE *file,
                 uint64_t size, int progress, struct pkgstore_digest_ctx *digest);
+
+/* "prog: object: <http_reply_error()>" on stderr (cli_error()) for a request
+ * that failed or got an unexpected status; frees the reply and returns 1. */
+int http_reply_fail(http_reply *reply, const char *object);
 
 /* "CODE: message" from an error body, or the raw body. Points into a static
  * buffer. */

@@ -80,13 +80,6 @@ static void policy_path(char *path, size_t size, const char *name, const char *s
     free(escaped);
 }
 
-static int fail(http_reply *reply, const char *object)
-{
-    fprintf(stderr, PROG ": %s: %s\n", object, http_reply_error(reply));
-    http_reply_free(reply);
-    return 1;
-}
-
 static long long count_of(json_t *policy, const char *state)
 {
     return (long long)json_integer_value(
@@ -350,7 +343,7 @@ static int cmd_set(http_client *client, int json_out, const char *name, char *te
     int result = http_request(&reply, client, "PUT", path, text);
     free(text);
     if (result < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out) {
         printf("%s\n", reply.body);
     } else {
@@ -373,7 +366,7 @@ static int cmd_ls(http_client *client, int json_out)
 {
     http_reply reply;
     if (http_request(&reply, client, "GET", "/v1/policies", NULL) < 0 || reply.status != 200)
-        return fail(&reply, "policies");
+        return http_reply_fail(&reply, "policies");
     if (json_out) {
         printf("%s\n", reply.body);
     } else {
@@ -447,7 +440,7 @@ static int cmd_show(http_client *client, int json_out, const char *name)
     policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out) {
         printf("%s\n", reply.body);
         http_reply_free(&reply);
@@ -512,7 +505,7 @@ static int cmd_rm(http_client *client, int json_out, const char *name)
     policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out)
         printf("%s\n", reply.body);
     else
@@ -527,7 +520,7 @@ static int cmd_retry(http_client *client, int json_out, const char *name)
     policy_path(path, sizeof path, name, "/retry");
     http_reply reply;
     if (http_request(&reply, client, "POST", path, "") < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out) {
         printf("%s\n", reply.body);
     } else {
@@ -548,7 +541,7 @@ static int cmd_status(http_client *client, int json_out, const char *name)
     policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     json_t *p = json_loads(reply.body, 0, NULL);
     json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
     if (json_out) {
@@ -610,7 +603,7 @@ static int cmd_action(http_client *client, int json_out, const char *action, con
     http_reply reply;
     if (http_request(&reply, client, "POST", path, revert ? "{\"revert\":true}" : "") < 0 ||
         reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out) {
         printf("%s\n", reply.body);
     } else {
@@ -636,7 +629,7 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
     }
     http_reply reply;
     if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, "audit");
+        return http_reply_fail(&reply, "audit");
     if (json_out) {
         printf("%s\n", reply.body);
     } else {
@@ -659,33 +652,11 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
-    int json_out = 0;
-    enum { O_SERVER = 256, O_TOKEN, O_JSON, O_HELP, O_VERSION, O_CACERT };
-    static const struct option options[] = {
-        {"server", required_argument, NULL, O_SERVER},
-        {"token-file", required_argument, NULL, O_TOKEN},
-        {"cacert", required_argument, NULL, O_CACERT},
-        {"json", no_argument, NULL, O_JSON},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
+    http_tool_options opts;
+    int rc;
     cli_init(argv[0]);
-    opterr = 0;
-    /* '+': stop at the command; its own options follow it */
-    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
-        switch (opt) {
-        case O_SERVER: server = optarg; break;
-        case O_TOKEN: token_file = optarg; break;
-        case O_CACERT: cacert = optarg; break;
-        case O_JSON: json_out = 1; break;
-        case O_HELP: usage(stdout); return 0;
-        case O_VERSION: return cli_version();
-        default: return cli_option_error(opt, argv);
-        }
-    }
+    if ((rc = http_tool_options_parse(&opts, argc, argv, usage)) >= 0)
+        return rc;
     if (optind >= argc)
         return cli_usage("no command: give set, ls, show, rm, retry, status, pause, resume, "
                          "abort, audit or rank");
@@ -732,24 +703,24 @@ int main(int argc, char **argv)
                                                           rest_argv)) != 0)
         return error;
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
+    if (http_client_init(&client, PROG, opts.server, opts.token_file, opts.cacert) < 0) {
         free(set_text);
         return 2;
     }
     if (strcmp(command, "set") == 0)
-        return cmd_set(&client, json_out, set_name, set_text);
+        return cmd_set(&client, opts.json, set_name, set_text);
     if (strcmp(command, "ls") == 0)
-        return cmd_ls(&client, json_out);
+        return cmd_ls(&client, opts.json);
     if (strcmp(command, "show") == 0)
-        return cmd_show(&client, json_out, rest_argv[1]);
+        return cmd_show(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "retry") == 0)
-        return cmd_retry(&client, json_out, rest_argv[1]);
+        return cmd_retry(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "status") == 0)
-        return cmd_status(&client, json_out, rest_argv[1]);
+        return cmd_status(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0 ||
         strcmp(command, "abort") == 0)
-        return cmd_action(&client, json_out, command, rest_argv[1], revert);
+        return cmd_action(&client, opts.json, command, rest_argv[1], revert);
     if (strcmp(command, "audit") == 0)
-        return cmd_audit(&client, json_out, rest_argc == 2 ? rest_argv[1] : NULL);
-    return cmd_rm(&client, json_out, rest_argv[1]);
+        return cmd_audit(&client, opts.json, rest_argc == 2 ? rest_argv[1] : NULL);
+    return cmd_rm(&client, opts.json, rest_argv[1]);
 }
