@@ -341,6 +341,28 @@ int http_reply_fail(http_reply *reply, const char *object)
     return 1;
 }
 
+int http_json_request(json_t **out, const http_client *client, const char *method,
+                      const char *path, const char *body, int json_out, const char *object)
+{
+    http_reply reply;
+    *out = NULL;
+    if (http_request(&reply, client, method, path, body) < 0 || reply.status != 200)
+        return http_reply_fail(&reply, object);
+    if (json_out) {
+        printf("%s\n", reply.body);
+        http_reply_free(&reply);
+        return 0;
+    }
+    json_error_t error;
+    *out = json_loads(reply.body, 0, &error);
+    http_reply_free(&reply);
+    if (!*out) {
+        cli_error(object, "the server's answer is not JSON: %s", error.text);
+        return 1;
+    }
+    return 0;
+}
+
 const char *http_reply_error(const http_reply *reply)
 {
     static char message[1024];

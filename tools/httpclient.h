@@ -64,6 +64,14 @@ int http_upload(http_reply *reply, const http_client *client, const char *path, 
  * that failed or got an unexpected status; frees the reply and returns 1. */
 int http_reply_fail(http_reply *reply, const char *object);
 
+/* A request whose answer is a JSON document with status 200. With json_out,
+ * the body is printed as it came and *out is NULL; otherwise *out receives
+ * the parsed document (json_decref()). Returns 0, or 1 after printing the
+ * error under object (http_reply_fail(), or a body that is not JSON). */
+struct json_t;
+int http_json_request(struct json_t **out, const http_client *client, const char *method,
+                      const char *path, const char *body, int json_out, const char *object);
+
 /* "CODE: message" from an error body, or the raw body. Points into a static
  * buffer. */
 const char *http_reply_error(const http_reply *reply);

@@ -339,15 +339,12 @@ static int cmd_set(http_client *client, int json_out, const char *name, char *te
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    int result = http_request(&reply, client, "PUT", path, text);
+    json_t *p;
+    int result = http_json_request(&p, client, "PUT", path, text, json_out, name);
     free(text);
-    if (result < 0 || reply.status != 200)
-        return http_reply_fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    if (result != 0)
+        return result;
+    if (p) {
         const char *matching = json_string_value(json_object_get(p, "selector"));
         printf("policy %s: %s %s for ", name, json_string_value(json_object_get(p, "package")),
                json_string_value(json_object_get(p, "version")));
@@ -358,26 +355,21 @@ static int cmd_set(http_client *client, int json_out, const char *name, char *te
         printf(" (priority %lld)\n", (long long)json_integer_value(json_object_get(p, "priority")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
 static int cmd_ls(http_client *client, int json_out)
 {
-    http_reply reply;
-    if (http_request(&reply, client, "GET", "/v1/policies", NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, "policies");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", "/v1/policies", NULL, json_out, "policies"))
+        return 1;
+    if (root) {
         json_t *policies = json_object_get(root, "policies");
         print_header();
         for (size_t i = 0; i < json_array_size(policies); i++)
             print_policy_row(json_array_get(policies, i));
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -438,15 +430,11 @@ static int cmd_show(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-        http_reply_free(&reply);
+    json_t *p;
+    if (http_json_request(&p, client, "GET", path, NULL, json_out, name))
+        return 1;
+    if (!p)
         return 0;
-    }
-    json_t *p = json_loads(reply.body, 0, NULL);
     printf("name:      %s\n", json_string_value(json_object_get(p, "name")));
     printf("selector:  %s\n", json_string_value(json_object_get(p, "selector")));
     printf("package:   %s %s (%s)\n", json_string_value(json_object_get(p, "package")),
@@ -495,7 +483,6 @@ static int cmd_show(http_client *client, int json_out, const char *name)
         }
     }
     json_decref(p);
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -518,20 +505,16 @@ static int cmd_retry(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "/retry");
-    http_reply reply;
-    if (http_request(&reply, client, "POST", path, "") < 0 || reply.status != 200)
-        return http_reply_fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    if (http_json_request(&p, client, "POST", path, "", json_out, name))
+        return 1;
+    if (p) {
         printf("policy %s: retry generation %lld (%s %s is tried again where it failed)\n", name,
                (long long)json_integer_value(json_object_get(p, "retry")),
                json_string_value(json_object_get(p, "package")),
                json_string_value(json_object_get(p, "version")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -539,10 +522,10 @@ static int cmd_status(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, name);
-    json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    /* --json prints the rollout alone, not the policy */
+    if (http_json_request(&p, client, "GET", path, NULL, 0, name))
+        return 1;
     json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
     if (json_out) {
         char *text = json_dumps(rollout ? rollout : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -554,7 +537,6 @@ static int cmd_status(http_client *client, int json_out, const char *name)
         print_rollout(rollout);
     }
     json_decref(p);
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -600,14 +582,11 @@ static int cmd_action(http_client *client, int json_out, const char *action, con
     char path[1024], suffix[16];
     snprintf(suffix, sizeof suffix, "/%s", action);
     policy_path(path, sizeof path, name, suffix);
-    http_reply reply;
-    if (http_request(&reply, client, "POST", path, revert ? "{\"revert\":true}" : "") < 0 ||
-        reply.status != 200)
-        return http_reply_fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    if (http_json_request(&p, client, "POST", path, revert ? "{\"revert\":true}" : "", json_out,
+                          name))
+        return 1;
+    if (p) {
         json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
         printf("policy %s: rollout %s (%s %s)\n", name,
                json_string_value(json_object_get(rollout, "state")),
@@ -615,7 +594,6 @@ static int cmd_action(http_client *client, int json_out, const char *action, con
                json_string_value(json_object_get(p, "version")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -627,13 +605,10 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
         snprintf(path, sizeof path, "/v1/audit?policy=%s", escaped ? escaped : "");
         free(escaped);
     }
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, "audit");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", path, NULL, json_out, "audit"))
+        return 1;
+    if (root) {
         json_t *entries = json_object_get(root, "entries");
         printf("%-20s %-20s %-24s %-14s %s\n", "TIME", "POLICY", "WHO", "ACTION", "REASON");
         for (size_t i = 0; i < json_array_size(entries); i++) {
@@ -646,7 +621,6 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
         }
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 

@@ -223,13 +223,10 @@ static int cmd_issue(http_client *client, int json_out, char *text, const char *
 
 static int cmd_ls(http_client *client, int json_out)
 {
-    http_reply reply;
-    if (http_request(&reply, client, "GET", "/v1/credentials", NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, "credentials");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", "/v1/credentials", NULL, json_out, "credentials"))
+        return 1;
+    if (root) {
         json_t *list = json_object_get(root, "credentials");
         printf("%-16s %-24s %-20s %-24s %s\n", "ID", "NODE", "CREATED", "PINNED", "SELF");
         for (size_t i = 0; i < json_array_size(list); i++) {
@@ -244,7 +241,6 @@ static int cmd_ls(http_client *client, int json_out)
         }
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -254,18 +250,14 @@ static int cmd_revoke(http_client *client, int json_out, const char *id)
     char *escaped = http_escape(id);
     snprintf(path, sizeof path, "/v1/credentials/%s", escaped ? escaped : "");
     free(escaped);
-    http_reply reply;
-    if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
-        return http_reply_fail(&reply, id);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *c = json_loads(reply.body, 0, NULL);
+    json_t *c;
+    if (http_json_request(&c, client, "DELETE", path, NULL, json_out, id))
+        return 1;
+    if (c) {
         printf("revoked credential %s of node %s\n", json_string_value(json_object_get(c, "id")),
                json_string_value(json_object_get(c, "node")));
         json_decref(c);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
