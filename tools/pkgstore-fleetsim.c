@@ -15,8 +15,8 @@
  * few keep-alive connections (--connections): the nodes are small records
  * in an array, their next moments in a binary heap. It is bounded in count
  * (--nodes, at most FLEETSIM_NODES_MAX) and time (--duration), and it talks
- * to 127.0.0.1 only: every URL it is given or offered is checked by
- * libcurl's URL parser first.
+ * to 127.0.0.1 only: the --server URL is checked by libcurl's URL parser,
+ * and an offer's url must be a path on that server.
  *
  * At the end it prints latency percentiles per route, request rate, error
  * responses by status, the server's RSS and CPU (--server-pid), and the
@@ -766,8 +766,8 @@ static uint8_t plan_outcome(uint32_t idx, const char *version, const char *diges
     return OUT_UPGRADED;
 }
 
-/* An offer's url must be the server's own: a path, or an absolute URL on
- * 127.0.0.1 (then taken as its path on our server). */
+/* An offer's url must be the server's own: a path (pkgstored offers
+ * /v1/blobs/DIGEST), never an absolute or scheme-relative URL. */
 static int offer_url_ok(const char *url)
 {
     return url && url[0] == '/' && url[1] != '/';
