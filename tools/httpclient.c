@@ -19,7 +19,7 @@
 #include "../common/tokenfile.h"
 #include "cli.h"
 
-static int read_token(char *out, size_t size, const char *path, const char *prog)
+int http_read_token(char *out, size_t size, const char *path, const char *prog)
 {
     char err[600];
     int rc = token_file_first(out, size, path, err, sizeof err);
@@ -98,7 +98,7 @@ int http_client_init(http_client *client, const char *prog, const char *server,
     if (!token_file || !*token_file)
         token_file = getenv("PKGSTORE_TOKEN_FILE");
     if (token_file && *token_file) {
-        if (read_token(token, sizeof token, token_file, prog) < 0)
+        if (http_read_token(token, sizeof token, token_file, prog) < 0)
             return -1;
     } else if (getenv("PKGSTORE_TOKEN") && *getenv("PKGSTORE_TOKEN")) {
         snprintf(token, sizeof token, "%s", getenv("PKGSTORE_TOKEN"));

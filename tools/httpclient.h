@@ -34,6 +34,11 @@ typedef struct http_reply {
  * and the host name: nothing turns that off. Prints the reason and returns
  * -1 when the server URL, the token or the CA file is unusable.
  */
+/* The token in the file at path (its first non-comment line; "ROLE TOKEN"
+ * lines are accepted too) into out. Prints "prog: path: reason" and returns
+ * -1 when the file is missing, unreadable or holds no token. */
+int http_read_token(char *out, size_t size, const char *path, const char *prog);
+
 /* The options the admin tools (pkgstore-policy, pkgstore-token) take before
  * their COMMAND: --server (default $PKGSTORE_SERVER), --token-file, --cacert,
  * --json, --help (usage(stdout)) and --version. Parsing stops at the command,

@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "httpclient.h"
 #include "../common/tokenfile.h"
 
 #define FLEETSIM_NODES_MAX 1000000u
@@ -1754,27 +1755,15 @@ int main(int argc, char **argv)
     const char *token_file = opt.token_file ? opt.token_file : getenv("PKGSTORE_TOKEN_FILE");
     char err[600];
     if (token_file && *token_file) {
-        int t = token_file_first(g_shared_token, sizeof g_shared_token, token_file, err, sizeof err);
-        if (t == 1)
-            snprintf(err, sizeof err, "%s: %s", token_file, strerror(ENOENT));
-        if (t != 0) {
-            cli_error(NULL, "%s", err);
+        if (http_read_token(g_shared_token, sizeof g_shared_token, token_file, cli_prog()) < 0)
             return CLI_EXIT_ERROR;
-        }
     } else if (getenv("PKGSTORE_TOKEN") && *getenv("PKGSTORE_TOKEN")) {
         snprintf(g_shared_token, sizeof g_shared_token, "%s", getenv("PKGSTORE_TOKEN"));
     }
 
-    if (opt.admin_token_file) {
-        int t = token_file_first(g_admin_token, sizeof g_admin_token, opt.admin_token_file, err,
-                                 sizeof err);
-        if (t == 1)
-            snprintf(err, sizeof err, "%s: %s", opt.admin_token_file, strerror(ENOENT));
-        if (t != 0) {
-            cli_error(NULL, "%s", err);
-            return CLI_EXIT_ERROR;
-        }
-    }
+    if (opt.admin_token_file &&
+        http_read_token(g_admin_token, sizeof g_admin_token, opt.admin_token_file, cli_prog()) < 0)
+        return CLI_EXIT_ERROR;
 
     g_nodes = calloc(opt.nodes, sizeof *g_nodes);
     /* one more transfer than the pool: the policy watch's */
