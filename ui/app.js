@@ -139,6 +139,13 @@ document.getElementById('signout').addEventListener('click', async () => {
   showSignIn('Signed out.');
 });
 
+// "Skip to content" moves the focus: following its #main would route to a
+// page named "main", which does not exist.
+document.querySelector('a.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
 api.onUnauthorized(() => showSignIn('Your session has ended; sign in again.'));
 window.addEventListener('hashchange', () => show());
 document.addEventListener('visibilitychange', () => {

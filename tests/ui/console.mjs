@@ -146,6 +146,16 @@ await step('pages changed before they finish loading leave one page on screen an
   if (loops !== 1) throw new Error(`${loops} polling loops`);
 });
 
+await step('the skip link moves the focus to the page and stays on it', async () => {
+  await go('#/fleet');
+  await page.waitForSelector('#fleet-table');
+  await page.focus('a.skip');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'main');
+  const state = await page.evaluate(() => ({ hash: location.hash, table: !!document.querySelector('#fleet-table') }));
+  if (state.hash !== '#/fleet' || !state.table) throw new Error('after the skip link: ' + JSON.stringify(state));
+});
+
 await step('upload v2 through the form and see its SHA-256', async () => {
   await go('#/packages/upload');
   await fill('#up-name', 'otelcol');
