@@ -19,19 +19,15 @@ BIN=${PKGSTORE_BIN:-$SRC/build/bin}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-bench-agent-XXXXXX")
 SIZE_MB=${BENCH_AGENT_MB:-100}
 RUNS=${BENCH_RUNS:-3}
-PIDS=()
+. "$SRC/bench/lib.sh"
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    stop_started
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 renice -n 19 $$ > /dev/null 2>&1 || true
 
-free_port() {
-    perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0", ReuseAddr => 1) or die; print $s->sockport, "\n"'
-}
+die() { echo "bench/agent.sh: $*" >&2; exit 1; }
 wait_until() { local end=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.1; done; }
 median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -45,11 +41,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_ticks_with_children() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"; }
 now_s() { date +%s.%N; }
 
-"$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-    --heartbeat-interval 2 --no-fsync --allow-shared-agent-token 2> "$WORK/pkgstored.log" &
-PIDS+=($!)
-wait_until 10 test -s "$WORK/port" || { echo "bench/agent.sh: pkgstored did not start" >&2; exit 1; }
-URL=http://127.0.0.1:$(cat "$WORK/port")
+start_pkgstored "$WORK/store" --heartbeat-interval 2
 wait_until 5 test -s "$WORK/store.admin-token"
 ADMIN=$WORK/store.admin-token
 

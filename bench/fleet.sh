@@ -61,14 +61,10 @@ FAIL=${FLEET_FAIL:-0.03}
 CONNECTIONS=${FLEET_CONNECTIONS:-16}
 NICE="nice -n ${BENCH_NICE:-10}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-fleet.XXXXXX")
-PIDS=()
+. "$SRC/bench/lib.sh"
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+    stop_started
     if [ "${FLEET_KEEP:-0}" = 1 ]; then
         echo "bench/fleet.sh: kept $WORK (the store, store.fleet, report.json)"
     else
@@ -88,14 +84,8 @@ BURST=$((NODES / 10 > 2000 ? NODES / 10 : 2000))
 SERVER_ARGS=(--max-nodes "$MAX_NODES" --new-nodes-rate "$RATE/$BURST"
              --heartbeat-interval "$INTERVAL")
 
-$NICE "$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-    --no-fsync --log-level warn --allow-shared-agent-token "${SERVER_ARGS[@]}" \
-    2>>"$WORK/pkgstored.log" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done
-[ -s "$WORK/port" ] || die "pkgstored did not start: $(cat "$WORK/pkgstored.log")"
-URL=http://127.0.0.1:$(cat "$WORK/port")
+start_pkgstored "$WORK/store" --log-level warn "${SERVER_ARGS[@]}"
+SERVER_PID=$PKGSTORED_PID
 
 head -c 65536 /dev/urandom >"$WORK/v2.bin"
 "$BIN/pkgstore-push" --server "$URL" --token-file "$WORK/store.admin-token" \

@@ -31,14 +31,10 @@ SECTIONS=" ${SECTIONS:-download heartbeats memory https} "
 want() { [[ "$SECTIONS" == *" $1 "* ]]; }
 NICE="nice -n ${BENCH_NICE:-19}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-bench.XXXXXX")
-PIDS=()
+. "$SRC/bench/lib.sh"
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+    stop_started
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -63,25 +59,14 @@ install_missing openssl openssl
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$BIN/pkgstored" ] || die "$BIN/pkgstored not built (run make)"
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-        || echo $((20000 + RANDOM % 20000))
-}
-
 median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---------------------------------------------------------------- servers
-start_pkgstored() { # start_pkgstored STORE [pkgstored options]
+start_server() { # start_server STORE [pkgstored options]
     local store=$1
     shift
-    rm -f "$WORK/port"
-    $NICE "$BIN/pkgstored" --store "$store" --listen 127.0.0.1:0 --port-file "$WORK/port" \
-        --no-fsync --log-level warn --new-nodes-rate 0 --allow-shared-agent-token "$@" 2>>"$WORK/pkgstored.log" &
-    PKGSTORED_PID=$!
-    PIDS+=("$PKGSTORED_PID")
-    for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done
-    [ -s "$WORK/port" ] || die "pkgstored did not start: $(cat "$WORK/pkgstored.log")"
-    PK_URL="http://127.0.0.1:$(cat "$WORK/port")"
+    start_pkgstored "$store" --log-level warn --new-nodes-rate 0 "$@"
+    PK_URL=$URL
     TOKEN=$(cat "$store.admin-token")
     AGENT_TOKEN=$(cat "$store.agent-token")
 }
@@ -142,7 +127,7 @@ NG_TLS_URL="https://127.0.0.1:$NGINX_TLS_PORT"
 
 # ---------------------------------------------------------------- 1. blob download
 head -c 100000000 /dev/urandom >"$WORK/www/blob.bin"
-start_pkgstored "$WORK/store"
+start_server "$WORK/store"
 BLOB=$(curl -s -H "Authorization: Bearer $TOKEN" --data-binary @"$WORK/www/blob.bin" "$PK_URL/v1/blobs" | jq -r .digest)
 [ "$(sha256sum "$WORK/www/blob.bin" | cut -c1-64)" = "${BLOB#sha256:}" ] || die "upload failed"
 for _ in $(seq 1 50); do curl -s -o /dev/null "$NG_URL/blob.bin" && break; sleep 0.1; done
@@ -279,7 +264,7 @@ stop_pkgstored
 # ---------------------------------------------------------------- 4. HTTPS
 if want https; then
     # the same store (blob, packages, policies, nodes) served over HTTPS
-    start_pkgstored "$WORK/store" --tls-cert "$WORK/tls/server.pem" --tls-key "$WORK/tls/server.key"
+    start_server "$WORK/store" --tls-cert "$WORK/tls/server.pem" --tls-key "$WORK/tls/server.key"
     PK_TLS_URL=${PK_URL/http:/https:}
     curl -s -o /dev/null --cacert "$WORK/tls/ca.pem" "$PK_TLS_URL/healthz" ||
         die "pkgstored does not answer over HTTPS: $(tail -3 "$WORK/pkgstored.log")"

@@ -23,11 +23,9 @@ RAMP=${UI_RAMP:-60}
 SETTLE=${UI_SETTLE:-5}
 RUNS=${UI_RUNS:-5}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pkgstore-ui-bench.XXXXXX")
-PIDS=()
+. "$SRC/bench/lib.sh"
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    stop_started
     [ -n "${KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -39,14 +37,8 @@ command -v node > /dev/null && command -v chromium > /dev/null || die "node and 
 
 MAX_NODES=$((NODES + NODES / 10)); [ "$MAX_NODES" -lt 200000 ] && MAX_NODES=200000
 RATE=$(((NODES * 2 + RAMP - 1) / RAMP))
-"$BIN/pkgstored" --store "$WORK/store" --listen 127.0.0.1:0 --port-file "$WORK/port" --no-fsync \
-    --log-level warn --allow-shared-agent-token --max-nodes "$MAX_NODES" \
-    --new-nodes-rate "$RATE/$((NODES / 10 > 2000 ? NODES / 10 : 2000))" --heartbeat-interval "$RAMP" \
-    2>> "$WORK/pkgstored.log" &
-PIDS+=($!)
-for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.05; done
-[ -s "$WORK/port" ] || die "pkgstored did not start: $(cat "$WORK/pkgstored.log")"
-URL=http://127.0.0.1:$(cat "$WORK/port")
+start_pkgstored "$WORK/store" --log-level warn --max-nodes "$MAX_NODES" \
+    --new-nodes-rate "$RATE/$((NODES / 10 > 2000 ? NODES / 10 : 2000))" --heartbeat-interval "$RAMP"
 
 ui=$(curl -s -o /dev/null -w '%{http_code}' "$URL/ui/")
 session=$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"token":"wrong"}' "$URL/v1/session")

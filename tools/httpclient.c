@@ -6,6 +6,7 @@
 #include "httpclient.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,8 +17,9 @@
 
 #include "pkgstore/digest.h"
 #include "../common/tokenfile.h"
+#include "cli.h"
 
-static int read_token(char *out, size_t size, const char *path, const char *prog)
+int http_read_token(char *out, size_t size, const char *path, const char *prog)
 {
     char err[600];
     int rc = token_file_first(out, size, path, err, sizeof err);
@@ -28,6 +30,38 @@ static int read_token(char *out, size_t size, const char *path, const char *prog
         return -1;
     }
     return 0;
+}
+
+int http_tool_options_parse(http_tool_options *out, int argc, char **argv,
+                            void (*usage)(FILE *out))
+{
+    enum { O_SERVER = 256, O_TOKEN, O_CACERT, O_JSON, O_HELP, O_VERSION };
+    static const struct option options[] = {
+        {"server", required_argument, NULL, O_SERVER},
+        {"token-file", required_argument, NULL, O_TOKEN},
+        {"cacert", required_argument, NULL, O_CACERT},
+        {"json", no_argument, NULL, O_JSON},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    memset(out, 0, sizeof *out);
+    out->server = getenv("PKGSTORE_SERVER");
+    opterr = 0;
+    /* '+': stop at the command; its own options follow it */
+    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
+        switch (opt) {
+        case O_SERVER: out->server = optarg; break;
+        case O_TOKEN: out->token_file = optarg; break;
+        case O_CACERT: out->cacert = optarg; break;
+        case O_JSON: out->json = 1; break;
+        case O_HELP: usage(stdout); return 0;
+        case O_VERSION: return cli_version();
+        default: return cli_option_error(opt, argv);
+        }
+    }
+    return -1;
 }
 
 int http_client_init(http_client *client, const char *prog, const char *server,
@@ -64,7 +98,7 @@ int http_client_init(http_client *client, const char *prog, const char *server,
     if (!token_file || !*token_file)
         token_file = getenv("PKGSTORE_TOKEN_FILE");
     if (token_file && *token_file) {
-        if (read_token(token, sizeof token, token_file, prog) < 0)
+        if (http_read_token(token, sizeof token, token_file, prog) < 0)
             return -1;
     } else if (getenv("PKGSTORE_TOKEN") && *getenv("PKGSTORE_TOKEN")) {
         snprintf(token, sizeof token, "%s", getenv("PKGSTORE_TOKEN"));
@@ -298,6 +332,35 @@ int http_upload(http_reply *reply, const http_client *client, const char *path, 
         return -1;
     }
     return result;
+}
+
+int http_reply_fail(http_reply *reply, const char *object)
+{
+    cli_error(object, "%s", http_reply_error(reply));
+    http_reply_free(reply);
+    return 1;
+}
+
+int http_json_request(json_t **out, const http_client *client, const char *method,
+                      const char *path, const char *body, int json_out, const char *object)
+{
+    http_reply reply;
+    *out = NULL;
+    if (http_request(&reply, client, method, path, body) < 0 || reply.status != 200)
+        return http_reply_fail(&reply, object);
+    if (json_out) {
+        printf("%s\n", reply.body);
+        http_reply_free(&reply);
+        return 0;
+    }
+    json_error_t error;
+    *out = json_loads(reply.body, 0, &error);
+    http_reply_free(&reply);
+    if (!*out) {
+        cli_error(object, "the server's answer is not JSON: %s", error.text);
+        return 1;
+    }
+    return 0;
 }
 
 const char *http_reply_error(const http_reply *reply)

@@ -34,6 +34,23 @@ typedef struct http_reply {
  * and the host name: nothing turns that off. Prints the reason and returns
  * -1 when the server URL, the token or the CA file is unusable.
  */
+/* The token in the file at path (its first non-comment line; "ROLE TOKEN"
+ * lines are accepted too) into out. Prints "prog: path: reason" and returns
+ * -1 when the file is missing, unreadable or holds no token. */
+int http_read_token(char *out, size_t size, const char *path, const char *prog);
+
+/* The options the admin tools (pkgstore-policy, pkgstore-token) take before
+ * their COMMAND: --server (default $PKGSTORE_SERVER), --token-file, --cacert,
+ * --json, --help (usage(stdout)) and --version. Parsing stops at the command,
+ * left at argv[optind]. Returns -1 to go on, else the exit code: 0 after
+ * --help or --version, 2 on a usage error (printed). */
+typedef struct http_tool_options {
+    const char *server, *token_file, *cacert;
+    int json;
+} http_tool_options;
+int http_tool_options_parse(http_tool_options *out, int argc, char **argv,
+                            void (*usage)(FILE *out));
+
 int http_client_init(http_client *client, const char *prog, const char *server,
                      const char *token_file, const char *ca_file);
 
@@ -47,6 +64,18 @@ int http_request(http_reply *reply, const http_client *client, const char *metho
 struct pkgstore_digest_ctx;
 int http_upload(http_reply *reply, const http_client *client, const char *path, FILE *file,
                 uint64_t size, int progress, struct pkgstore_digest_ctx *digest);
+
+/* "prog: object: <http_reply_error()>" on stderr (cli_error()) for a request
+ * that failed or got an unexpected status; frees the reply and returns 1. */
+int http_reply_fail(http_reply *reply, const char *object);
+
+/* A request whose answer is a JSON document with status 200. With json_out,
+ * the body is printed as it came and *out is NULL; otherwise *out receives
+ * the parsed document (json_decref()). Returns 0, or 1 after printing the
+ * error under object (http_reply_fail(), or a body that is not JSON). */
+struct json_t;
+int http_json_request(struct json_t **out, const http_client *client, const char *method,
+                      const char *path, const char *body, int json_out, const char *object);
 
 /* "CODE: message" from an error body, or the raw body. Points into a static
  * buffer. */

@@ -15,8 +15,8 @@
  * few keep-alive connections (--connections): the nodes are small records
  * in an array, their next moments in a binary heap. It is bounded in count
  * (--nodes, at most FLEETSIM_NODES_MAX) and time (--duration), and it talks
- * to 127.0.0.1 only: every URL it is given or offered is checked by
- * libcurl's URL parser first.
+ * to 127.0.0.1 only: the --server URL is checked by libcurl's URL parser,
+ * and an offer's url must be a path on that server.
  *
  * At the end it prints latency percentiles per route, request rate, error
  * responses by status, the server's RSS and CPU (--server-pid), and the
@@ -41,6 +41,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "httpclient.h"
 #include "../common/tokenfile.h"
 
 #define FLEETSIM_NODES_MAX 1000000u
@@ -766,8 +767,8 @@ static uint8_t plan_outcome(uint32_t idx, const char *version, const char *diges
     return OUT_UPGRADED;
 }
 
-/* An offer's url must be the server's own: a path, or an absolute URL on
- * 127.0.0.1 (then taken as its path on our server). */
+/* An offer's url must be the server's own: a path (pkgstored offers
+ * /v1/blobs/DIGEST), never an absolute or scheme-relative URL. */
 static int offer_url_ok(const char *url)
 {
     return url && url[0] == '/' && url[1] != '/';
@@ -1754,27 +1755,15 @@ int main(int argc, char **argv)
     const char *token_file = opt.token_file ? opt.token_file : getenv("PKGSTORE_TOKEN_FILE");
     char err[600];
     if (token_file && *token_file) {
-        int t = token_file_first(g_shared_token, sizeof g_shared_token, token_file, err, sizeof err);
-        if (t == 1)
-            snprintf(err, sizeof err, "%s: %s", token_file, strerror(ENOENT));
-        if (t != 0) {
-            cli_error(NULL, "%s", err);
+        if (http_read_token(g_shared_token, sizeof g_shared_token, token_file, cli_prog()) < 0)
             return CLI_EXIT_ERROR;
-        }
     } else if (getenv("PKGSTORE_TOKEN") && *getenv("PKGSTORE_TOKEN")) {
         snprintf(g_shared_token, sizeof g_shared_token, "%s", getenv("PKGSTORE_TOKEN"));
     }
 
-    if (opt.admin_token_file) {
-        int t = token_file_first(g_admin_token, sizeof g_admin_token, opt.admin_token_file, err,
-                                 sizeof err);
-        if (t == 1)
-            snprintf(err, sizeof err, "%s: %s", opt.admin_token_file, strerror(ENOENT));
-        if (t != 0) {
-            cli_error(NULL, "%s", err);
-            return CLI_EXIT_ERROR;
-        }
-    }
+    if (opt.admin_token_file &&
+        http_read_token(g_admin_token, sizeof g_admin_token, opt.admin_token_file, cli_prog()) < 0)
+        return CLI_EXIT_ERROR;
 
     g_nodes = calloc(opt.nodes, sizeof *g_nodes);
     /* one more transfer than the pool: the policy watch's */

@@ -80,13 +80,6 @@ static void policy_path(char *path, size_t size, const char *name, const char *s
     free(escaped);
 }
 
-static int fail(http_reply *reply, const char *object)
-{
-    fprintf(stderr, PROG ": %s: %s\n", object, http_reply_error(reply));
-    http_reply_free(reply);
-    return 1;
-}
-
 static long long count_of(json_t *policy, const char *state)
 {
     return (long long)json_integer_value(
@@ -346,15 +339,12 @@ static int cmd_set(http_client *client, int json_out, const char *name, char *te
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    int result = http_request(&reply, client, "PUT", path, text);
+    json_t *p;
+    int result = http_json_request(&p, client, "PUT", path, text, json_out, name);
     free(text);
-    if (result < 0 || reply.status != 200)
-        return fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    if (result != 0)
+        return result;
+    if (p) {
         const char *matching = json_string_value(json_object_get(p, "selector"));
         printf("policy %s: %s %s for ", name, json_string_value(json_object_get(p, "package")),
                json_string_value(json_object_get(p, "version")));
@@ -365,26 +355,21 @@ static int cmd_set(http_client *client, int json_out, const char *name, char *te
         printf(" (priority %lld)\n", (long long)json_integer_value(json_object_get(p, "priority")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
 static int cmd_ls(http_client *client, int json_out)
 {
-    http_reply reply;
-    if (http_request(&reply, client, "GET", "/v1/policies", NULL) < 0 || reply.status != 200)
-        return fail(&reply, "policies");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", "/v1/policies", NULL, json_out, "policies"))
+        return 1;
+    if (root) {
         json_t *policies = json_object_get(root, "policies");
         print_header();
         for (size_t i = 0; i < json_array_size(policies); i++)
             print_policy_row(json_array_get(policies, i));
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -445,15 +430,11 @@ static int cmd_show(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-        http_reply_free(&reply);
+    json_t *p;
+    if (http_json_request(&p, client, "GET", path, NULL, json_out, name))
+        return 1;
+    if (!p)
         return 0;
-    }
-    json_t *p = json_loads(reply.body, 0, NULL);
     printf("name:      %s\n", json_string_value(json_object_get(p, "name")));
     printf("selector:  %s\n", json_string_value(json_object_get(p, "selector")));
     printf("package:   %s %s (%s)\n", json_string_value(json_object_get(p, "package")),
@@ -502,7 +483,6 @@ static int cmd_show(http_client *client, int json_out, const char *name)
         }
     }
     json_decref(p);
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -512,7 +492,7 @@ static int cmd_rm(http_client *client, int json_out, const char *name)
     policy_path(path, sizeof path, name, "");
     http_reply reply;
     if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
+        return http_reply_fail(&reply, name);
     if (json_out)
         printf("%s\n", reply.body);
     else
@@ -525,20 +505,16 @@ static int cmd_retry(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "/retry");
-    http_reply reply;
-    if (http_request(&reply, client, "POST", path, "") < 0 || reply.status != 200)
-        return fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    if (http_json_request(&p, client, "POST", path, "", json_out, name))
+        return 1;
+    if (p) {
         printf("policy %s: retry generation %lld (%s %s is tried again where it failed)\n", name,
                (long long)json_integer_value(json_object_get(p, "retry")),
                json_string_value(json_object_get(p, "package")),
                json_string_value(json_object_get(p, "version")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -546,10 +522,10 @@ static int cmd_status(http_client *client, int json_out, const char *name)
 {
     char path[1024];
     policy_path(path, sizeof path, name, "");
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, name);
-    json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    /* --json prints the rollout alone, not the policy */
+    if (http_json_request(&p, client, "GET", path, NULL, 0, name))
+        return 1;
     json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
     if (json_out) {
         char *text = json_dumps(rollout ? rollout : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -561,7 +537,6 @@ static int cmd_status(http_client *client, int json_out, const char *name)
         print_rollout(rollout);
     }
     json_decref(p);
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -607,14 +582,11 @@ static int cmd_action(http_client *client, int json_out, const char *action, con
     char path[1024], suffix[16];
     snprintf(suffix, sizeof suffix, "/%s", action);
     policy_path(path, sizeof path, name, suffix);
-    http_reply reply;
-    if (http_request(&reply, client, "POST", path, revert ? "{\"revert\":true}" : "") < 0 ||
-        reply.status != 200)
-        return fail(&reply, name);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *p = json_loads(reply.body, 0, NULL);
+    json_t *p;
+    if (http_json_request(&p, client, "POST", path, revert ? "{\"revert\":true}" : "", json_out,
+                          name))
+        return 1;
+    if (p) {
         json_t *rollout = json_object_get(json_object_get(p, "status"), "rollout");
         printf("policy %s: rollout %s (%s %s)\n", name,
                json_string_value(json_object_get(rollout, "state")),
@@ -622,7 +594,6 @@ static int cmd_action(http_client *client, int json_out, const char *action, con
                json_string_value(json_object_get(p, "version")));
         json_decref(p);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -634,13 +605,10 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
         snprintf(path, sizeof path, "/v1/audit?policy=%s", escaped ? escaped : "");
         free(escaped);
     }
-    http_reply reply;
-    if (http_request(&reply, client, "GET", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, "audit");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", path, NULL, json_out, "audit"))
+        return 1;
+    if (root) {
         json_t *entries = json_object_get(root, "entries");
         printf("%-20s %-20s %-24s %-14s %s\n", "TIME", "POLICY", "WHO", "ACTION", "REASON");
         for (size_t i = 0; i < json_array_size(entries); i++) {
@@ -653,39 +621,16 @@ static int cmd_audit(http_client *client, int json_out, const char *name)
         }
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
-    int json_out = 0;
-    enum { O_SERVER = 256, O_TOKEN, O_JSON, O_HELP, O_VERSION, O_CACERT };
-    static const struct option options[] = {
-        {"server", required_argument, NULL, O_SERVER},
-        {"token-file", required_argument, NULL, O_TOKEN},
-        {"cacert", required_argument, NULL, O_CACERT},
-        {"json", no_argument, NULL, O_JSON},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
+    http_tool_options opts;
+    int rc;
     cli_init(argv[0]);
-    opterr = 0;
-    /* '+': stop at the command; its own options follow it */
-    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
-        switch (opt) {
-        case O_SERVER: server = optarg; break;
-        case O_TOKEN: token_file = optarg; break;
-        case O_CACERT: cacert = optarg; break;
-        case O_JSON: json_out = 1; break;
-        case O_HELP: usage(stdout); return 0;
-        case O_VERSION: return cli_version();
-        default: return cli_option_error(opt, argv);
-        }
-    }
+    if ((rc = http_tool_options_parse(&opts, argc, argv, usage)) >= 0)
+        return rc;
     if (optind >= argc)
         return cli_usage("no command: give set, ls, show, rm, retry, status, pause, resume, "
                          "abort, audit or rank");
@@ -732,24 +677,24 @@ int main(int argc, char **argv)
                                                           rest_argv)) != 0)
         return error;
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
+    if (http_client_init(&client, PROG, opts.server, opts.token_file, opts.cacert) < 0) {
         free(set_text);
         return 2;
     }
     if (strcmp(command, "set") == 0)
-        return cmd_set(&client, json_out, set_name, set_text);
+        return cmd_set(&client, opts.json, set_name, set_text);
     if (strcmp(command, "ls") == 0)
-        return cmd_ls(&client, json_out);
+        return cmd_ls(&client, opts.json);
     if (strcmp(command, "show") == 0)
-        return cmd_show(&client, json_out, rest_argv[1]);
+        return cmd_show(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "retry") == 0)
-        return cmd_retry(&client, json_out, rest_argv[1]);
+        return cmd_retry(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "status") == 0)
-        return cmd_status(&client, json_out, rest_argv[1]);
+        return cmd_status(&client, opts.json, rest_argv[1]);
     if (strcmp(command, "pause") == 0 || strcmp(command, "resume") == 0 ||
         strcmp(command, "abort") == 0)
-        return cmd_action(&client, json_out, command, rest_argv[1], revert);
+        return cmd_action(&client, opts.json, command, rest_argv[1], revert);
     if (strcmp(command, "audit") == 0)
-        return cmd_audit(&client, json_out, rest_argc == 2 ? rest_argv[1] : NULL);
-    return cmd_rm(&client, json_out, rest_argv[1]);
+        return cmd_audit(&client, opts.json, rest_argc == 2 ? rest_argv[1] : NULL);
+    return cmd_rm(&client, opts.json, rest_argv[1]);
 }

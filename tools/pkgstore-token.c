@@ -51,13 +51,6 @@ static void usage(FILE *out)
             "  --help, --version\n");
 }
 
-static int fail(http_reply *reply, const char *object)
-{
-    fprintf(stderr, PROG ": %s: %s\n", object, http_reply_error(reply));
-    http_reply_free(reply);
-    return 1;
-}
-
 /* The arguments of "issue" (argv[0] is the command): the request body into
  * *text (free()) and --out into *out_path. 0, or a usage error, checked
  * before the client needs a server or a token. */
@@ -192,7 +185,7 @@ static int cmd_issue(http_client *client, int json_out, char *text, const char *
     int result = http_request(&reply, client, "POST", "/v1/credentials", text);
     free(text);
     if (result < 0 || reply.status != 201)
-        return fail(&reply, "issue");
+        return http_reply_fail(&reply, "issue");
     json_t *record = json_loads(reply.body, 0, NULL);
     const char *token = json_string_value(json_object_get(record, "token"));
     const char *id = json_string_value(json_object_get(record, "id"));
@@ -230,13 +223,10 @@ static int cmd_issue(http_client *client, int json_out, char *text, const char *
 
 static int cmd_ls(http_client *client, int json_out)
 {
-    http_reply reply;
-    if (http_request(&reply, client, "GET", "/v1/credentials", NULL) < 0 || reply.status != 200)
-        return fail(&reply, "credentials");
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *root = json_loads(reply.body, 0, NULL);
+    json_t *root;
+    if (http_json_request(&root, client, "GET", "/v1/credentials", NULL, json_out, "credentials"))
+        return 1;
+    if (root) {
         json_t *list = json_object_get(root, "credentials");
         printf("%-16s %-24s %-20s %-24s %s\n", "ID", "NODE", "CREATED", "PINNED", "SELF");
         for (size_t i = 0; i < json_array_size(list); i++) {
@@ -251,7 +241,6 @@ static int cmd_ls(http_client *client, int json_out)
         }
         json_decref(root);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
@@ -261,50 +250,24 @@ static int cmd_revoke(http_client *client, int json_out, const char *id)
     char *escaped = http_escape(id);
     snprintf(path, sizeof path, "/v1/credentials/%s", escaped ? escaped : "");
     free(escaped);
-    http_reply reply;
-    if (http_request(&reply, client, "DELETE", path, NULL) < 0 || reply.status != 200)
-        return fail(&reply, id);
-    if (json_out) {
-        printf("%s\n", reply.body);
-    } else {
-        json_t *c = json_loads(reply.body, 0, NULL);
+    json_t *c;
+    if (http_json_request(&c, client, "DELETE", path, NULL, json_out, id))
+        return 1;
+    if (c) {
         printf("revoked credential %s of node %s\n", json_string_value(json_object_get(c, "id")),
                json_string_value(json_object_get(c, "node")));
         json_decref(c);
     }
-    http_reply_free(&reply);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *server = getenv("PKGSTORE_SERVER"), *token_file = NULL, *cacert = NULL;
-    int json_out = 0;
-    enum { O_SERVER = 256, O_TOKEN, O_CACERT, O_JSON, O_HELP, O_VERSION };
-    static const struct option options[] = {
-        {"server", required_argument, NULL, O_SERVER},
-        {"token-file", required_argument, NULL, O_TOKEN},
-        {"cacert", required_argument, NULL, O_CACERT},
-        {"json", no_argument, NULL, O_JSON},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    int opt;
+    http_tool_options opts;
+    int rc;
     cli_init(argv[0]);
-    opterr = 0;
-    /* '+': stop at the command; its own options follow it */
-    while ((opt = getopt_long(argc, argv, "+:", options, NULL)) != -1) {
-        switch (opt) {
-        case O_SERVER: server = optarg; break;
-        case O_TOKEN: token_file = optarg; break;
-        case O_CACERT: cacert = optarg; break;
-        case O_JSON: json_out = 1; break;
-        case O_HELP: usage(stdout); return 0;
-        case O_VERSION: return cli_version();
-        default: return cli_option_error(opt, argv);
-        }
-    }
+    if ((rc = http_tool_options_parse(&opts, argc, argv, usage)) >= 0)
+        return rc;
     if (optind >= argc)
         return cli_usage("no command: give issue, ls or revoke");
     const char *command = argv[optind];
@@ -326,13 +289,13 @@ int main(int argc, char **argv)
         return cli_usage("%s: unknown command (issue, ls, revoke)", command);
     }
     http_client client;
-    if (http_client_init(&client, PROG, server, token_file, cacert) < 0) {
+    if (http_client_init(&client, PROG, opts.server, opts.token_file, opts.cacert) < 0) {
         free(issue_text);
         return 2;
     }
     if (strcmp(command, "issue") == 0)
-        return cmd_issue(&client, json_out, issue_text, out_path);
+        return cmd_issue(&client, opts.json, issue_text, out_path);
     if (strcmp(command, "ls") == 0)
-        return cmd_ls(&client, json_out);
-    return cmd_revoke(&client, json_out, rest_argv[1]);
+        return cmd_ls(&client, opts.json);
+    return cmd_revoke(&client, opts.json, rest_argv[1]);
 }

@@ -10,6 +10,7 @@ const nav = document.getElementById('nav');
 const POLL_MS = 5000;          // a gentle rate; 304s cost the server little
 let pollTimer = null;
 let current = null;            // {refresh, leave} of the view on screen
+let shown = 0;                 // counts show() calls: a view whose show was overtaken is dropped
 
 const ROUTES = [
   [/^packages$/, packages.list],
@@ -36,10 +37,15 @@ function setNav(path) {
   }
 }
 
-async function show() {
+function leaveView() {
   stopPolling();
   if (current && current.leave) current.leave();
   current = null;
+}
+
+async function show() {
+  const mine = ++shown;
+  leaveView();
   if (!api.signedIn()) return showSignIn();
   document.body.classList.remove('signed-out');
   const { path, params } = parseHash();
@@ -49,11 +55,23 @@ async function show() {
     const m = path.match(pattern);
     if (!m) continue;
     const args = m.slice(1).map(decodeURIComponent);
+    // the view's own container: what it adds after an await, once a newer
+    // show() has cleared main, goes nowhere
+    const root = h('div', { class: 'view' });
+    main.append(root);
+    let shownView = null;
     try {
-      current = await view(main, args, params) || null;
+      shownView = await view(root, args, params) || null;
     } catch (err) {
-      clear(main).append(errorBox(err));
+      clear(root).append(errorBox(err));
     }
+    // another hash change (or a sign-out) came while this view loaded: the
+    // newer show() owns main and the polling
+    if (mine !== shown) {
+      if (shownView && shownView.leave) shownView.leave();
+      return;
+    }
+    current = shownView;
     const heading = main.querySelector('h1');
     if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); document.title = heading.textContent + ' · pkgstore'; }
     startPolling();
@@ -62,13 +80,17 @@ async function show() {
   main.append(h('h1', null, 'Not found'), h('p', null, 'No such page. ', h('a', { href: '#/fleet' }, 'Go to the fleet')));
 }
 
+// One polling loop, for the view on screen: a tick that finds another view
+// (it was replaced while a refresh was in flight) ends its loop.
 function startPolling() {
   if (!current || !current.refresh) return;
+  const view = current;
   const tick = async () => {
-    if (document.visibilityState === 'visible' && current && current.refresh) {
-      try { await current.refresh(); } catch (err) { if (err.status !== 401) console.warn('refresh:', err.message); }
+    if (current !== view) return;
+    if (document.visibilityState === 'visible') {
+      try { await view.refresh(); } catch (err) { if (err.status !== 401) console.warn('refresh:', err.message); }
     }
-    pollTimer = setTimeout(tick, POLL_MS);
+    if (current === view) pollTimer = setTimeout(tick, POLL_MS);
   };
   pollTimer = setTimeout(tick, POLL_MS);
 }
@@ -79,7 +101,8 @@ function stopPolling() {
 }
 
 function showSignIn(message) {
-  stopPolling();
+  shown++;
+  leaveView();
   document.body.classList.add('signed-out');
   setNav('');
   clear(main);
@@ -114,6 +137,13 @@ document.getElementById('signout').addEventListener('click', async () => {
   stopPolling();
   try { await api.signOut(); } catch (err) { console.warn('sign-out:', err.message); }
   showSignIn('Signed out.');
+});
+
+// "Skip to content" moves the focus: following its #main would route to a
+// page named "main", which does not exist.
+document.querySelector('a.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
 });
 
 api.onUnauthorized(() => showSignIn('Your session has ended; sign in again.'));

@@ -39,6 +39,18 @@ const browser = await puppeteer.launch({
 const page = await browser.newPage();
 await page.setViewport({ width: 1280, height: 800 });
 page.setDefaultTimeout(WAIT_MS);
+// The console's polling loops: timers of its POLL_MS (5 s) still pending.
+await page.evaluateOnNewDocument(() => {
+  const pending = new Set();
+  const set = window.setTimeout, cancel = window.clearTimeout;
+  window.setTimeout = (fn, ms, ...rest) => {
+    const id = set(() => { pending.delete(id); fn(...rest); }, ms);
+    if (ms === 5000) pending.add(id);
+    return id;
+  };
+  window.clearTimeout = (id) => { pending.delete(id); cancel(id); };
+  window.__pollLoops = () => pending.size;
+});
 // Chromium logs each 4xx answer as a console error; these are the answers
 // the flow provokes on purpose (no session yet, a wrong token, a bad
 // selector, a refused upload). Any other error fails the test.
@@ -117,6 +129,32 @@ await step('sign in with the admin token', async () => {
   if (stored.includes(TOKEN)) throw new Error('the admin token is in the page storage or a script-visible cookie');
 });
 narrow.push(['fleet', await shot('fleet')]);
+
+await step('pages changed before they finish loading leave one page on screen and one polling loop', async () => {
+  const [name, ver] = XSS_PKG.split('/');
+  // the version page adds its sections after its requests, the fleet page
+  // polls: both are overtaken by the policies page
+  await page.evaluate((n, v) => {
+    location.hash = `#/packages/${encodeURIComponent(n)}/${encodeURIComponent(v)}`;
+    location.hash = '#/fleet?state=Pending';
+    location.hash = '#/policies';
+  }, name, ver);
+  await page.waitForNetworkIdle({ idleTime: 300 });
+  const headings = await page.$$eval('main h1', (hs) => hs.map((x) => x.textContent));
+  if (headings.length !== 1 || headings[0] !== 'Policies') throw new Error('headings on screen: ' + JSON.stringify(headings));
+  const loops = await page.evaluate(() => window.__pollLoops());
+  if (loops !== 1) throw new Error(`${loops} polling loops`);
+});
+
+await step('the skip link moves the focus to the page and stays on it', async () => {
+  await go('#/fleet');
+  await page.waitForSelector('#fleet-table');
+  await page.focus('a.skip');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'main');
+  const state = await page.evaluate(() => ({ hash: location.hash, table: !!document.querySelector('#fleet-table') }));
+  if (state.hash !== '#/fleet' || !state.table) throw new Error('after the skip link: ' + JSON.stringify(state));
+});
 
 await step('upload v2 through the form and see its SHA-256', async () => {
   await go('#/packages/upload');
