@@ -39,8 +39,7 @@ const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot)
 {
     for (size_t i = sup->nbad; i-- > 0;) {
         const bad_entry *e = &sup->bad[i];
-        if (e->package && !strcmp(e->package, slot->name) && e->reason &&
-            !strncmp(e->reason, CONFIG_BAD_PREFIX, strlen(CONFIG_BAD_PREFIX)))
+        if (e->is_config && e->package && !strcmp(e->package, slot->name))
             return e;
     }
     return NULL;
@@ -153,16 +152,17 @@ static void rollback_config(supervisor *sup, pkg_slot *slot, const char *why, in
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
     if (restored < 0)
-        snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.250s; restore: %.150s", failed_short,
-                 why, detail);
+        snprintf(msg, sizeof msg, "configuration %s: %.250s; restore: %.150s", failed_short, why,
+                 detail);
     else
         snprintf(msg, sizeof msg,
-                 CONFIG_BAD_PREFIX "%s: %.300s; restored the previous "
-                                   "configuration (%s)",
+                 "configuration %s: %.300s; restored the previous configuration (%s)",
                  failed_short, why, back_short);
     int stopping = agent_stop_requested();
-    if (!stopping) /* its own fault: not tried again until the policy changes it */
-        bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);
+    if (!stopping) { /* its own fault: not tried again until the policy changes it */
+        bad_entry *bad = bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);
+        bad->is_config = 1;
+    }
     config_apply_clear(sup);
     agent_log("warn", "msg=\"config rolled back\" addon=%s digest=%s restored=%s error=\"%s\"",
               slot->name, identity, back_short, why);

@@ -135,8 +135,8 @@ check "the server's history has the rollback" \
 wait_heartbeats 10 || diag "fewer than 10 heartbeats"
 check "applied twice in all (one, the bad one): $(applying)" test "$(applying)" = 2
 check "the binary was installed once" test "$(log_count "$d" 'msg="upgrade starting" package=shipper')" = 1
-check "the bad digest is remembered under the policy's retry generation" \
-    bash -c 'jq -e --arg d "$0" ".bad[] | select(.digest == \$d and .package == \"shipper\" and .retry == 0)" "$d/state/state.json" > /dev/null' "$D2"
+check "the bad configuration is remembered as one, under the policy's retry generation" \
+    bash -c 'jq -e --arg d "$0" ".bad[] | select(.digest == \$d and .package == \"shipper\" and .retry == 0 and .kind == \"config\")" "$d/state/state.json" > /dev/null' "$D2"
 
 # --- a raised retry generation tries it once more, no more
 policy retry shippers > /dev/null
