@@ -70,6 +70,16 @@ policy_digest() { admin /v1/policies/shippers | jq -r '.config_digest // "none"'
 node_digest() { admin /v1/agents/node | jq -r '.packages[] | select(.name == "shipper") | .config_digest // "none"'; }
 journal_digest() { jq -r '.packages[] | select(.name == "shipper") | .config.digest // "none"' "$d/state/state.json" 2>/dev/null; }
 conf=$d/state/addons/shipper/policy.conf
+# a policy whose configuration is a file the addon reads through
+# {config_file}: shipper's with a SHIP_MARK, relay's at a version
+shipper_policy() { # FILE MARK
+    policy set shippers --package shipper --version 1.0.0 --config-file "$1" \
+        --arg --config --arg '{config_file}' --env "SHIP_MARK=$2" > /dev/null
+}
+relay_policy() { # VERSION FILE
+    policy set relays --package relay --version "$1" --config-file "$2" \
+        --arg --config --arg '{config_file}' > /dev/null
+}
 export -f shipper_pid cmdline mark applying policy_digest node_digest journal_digest
 export d conf
 
@@ -96,8 +106,7 @@ check "the addon is installed and runs with the manifest's arguments" \
     bash -c 'wait_until 20 bash -c "[ \"\$(journal_of \"$d\" shipper status)\" = Upgraded ]" && wait_until 5 health_ok "$0" && [[ "$(cmdline)" == *"--config $d/default.yaml"* ]]' "$ah"
 
 # --- a configuration reaches the node already on the version
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/one.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=one > /dev/null
+shipper_policy "$d/one.yaml" one
 D1=$(policy_digest)
 check "the policy holds the configuration and its digest ($D1)" \
     bash -c '[[ "$0" == sha256:* ]] && admin /v1/policies/shippers | jq -e ".config.args == [\"--config\",\"{config_file}\"] and .config.env.SHIP_MARK == \"one\"" > /dev/null' "$D1"
@@ -114,8 +123,7 @@ check "the server's view of the node has the applied digest" \
 good_pid=$(shipper_pid)
 
 # --- a bad configuration: the addon exits at start; rolled back
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/bad.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=two > /dev/null
+shipper_policy "$d/bad.yaml" two
 D2=$(policy_digest)
 check "a bad configuration is RolledBack with the reason" \
     wait_until 20 bash -c '[ "$(journal_of "$d" shipper status)" = RolledBack ] && [[ "$(journal_of "$d" shipper message)" == *"configuration ${0:0:19}: monitor: process exit 1"*"restored the previous configuration (${1:0:19})"* ]]' "$D2" "$D1"
@@ -146,8 +154,7 @@ wait_heartbeats 6 || diag "fewer than 6 heartbeats"
 check "and then not again: $(applying)" test "$(applying)" = 3
 
 # --- a fix: a new configuration is applied
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/three.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=three > /dev/null
+shipper_policy "$d/three.yaml" three
 D3=$(policy_digest)
 check "a new good configuration is applied" \
     wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/three.yaml" && [ "$(mark)" = SHIP_MARK=three ] && health_ok "$1"' "$D3" "$ah"
@@ -170,8 +177,7 @@ relay_digest() { jq -r '.packages[] | select(.name == "relay") | .config.digest 
 relay_starts() { log_count "$d" 'msg="upgrade starting" package=relay'; }
 export -f relay_cmdline relay_digest relay_starts
 rconf=$d/state/addons/relay/policy.conf
-policy set relays --package relay --version 1.0.0 --config-file "$d/relay1.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 1.0.0 "$d/relay1.yaml"
 R1=$(admin /v1/policies/relays | jq -r .config_digest)
 check "an addon that needs its policy's configuration is installed with it" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded1.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml" && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2"' "$R1" "$rconf" "$rh"
@@ -179,8 +185,7 @@ check "in one upgrade, the configuration staged with it" \
     bash -c '[ "$(relay_starts)" = 1 ] && [ "$(log_count "$d" "msg=\"config applying\" addon=relay from=none to=${0:0:19} with=upgrade")" = 1 ]' "$R1"
 
 # --- relay 2.0.0 with a bad configuration: the pair is rolled back
-policy set relays --package relay --version 2.0.0 --config-file "$d/relay-bad.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 2.0.0 "$d/relay-bad.yaml"
 RB=$(admin /v1/policies/relays | jq -r .config_digest)
 check "a new version with a bad configuration: RolledBack, binary and configuration restored" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = RolledBack1.0.0 ] && [[ "$(journal_of "$d" relay message)" == *"restored the previous binary and configuration"* ]] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml"' "$R1" "$rconf"
@@ -192,8 +197,7 @@ wait_heartbeats 8 || diag "fewer than 8 heartbeats"
 check "not tried again: two upgrades in all ($(relay_starts))" test "$(relay_starts)" = 2
 
 # --- the configuration fixed: the version is tried again, once, with it
-policy set relays --package relay --version 2.0.0 --config-file "$d/relay2.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 2.0.0 "$d/relay2.yaml"
 R2=$(admin /v1/policies/relays | jq -r .config_digest)
 check "a new configuration retries the version: Upgraded 2.0.0 with it" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded2.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay2.yaml" && health_ok "$2"' "$R2" "$rconf" "$rh"
@@ -202,8 +206,7 @@ check "three upgrades in all ($(relay_starts)), and the server sees the configur
     bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
 
 # --- a new version with the same configuration keeps it
-policy set relays --package relay --version 3.0.0 --config-file "$d/relay2.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 3.0.0 "$d/relay2.yaml"
 check "a new version with the same configuration: Upgraded 3.0.0, run with it, nothing re-applied" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded3.0.0 ] && [ "$(relay_digest)" = "$0" ] && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2" && [ "$(log_count "$d" "msg=\"config applying\" addon=relay")" = 3 ]' "$R2" "$rconf" "$rh"
 
@@ -224,8 +227,7 @@ check "the agent says the local args win" grep -q 'msg="the local configuration.
 # is restored at start, and the new one applied again
 printf '# from the policy, four\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/four.yaml"
 before=$(applying)
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/four.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=four > /dev/null
+shipper_policy "$d/four.yaml" four
 D4=$(policy_digest)
 if wait_until 20 jq -e '.config_apply.name == "shipper"' "$d/state/state.json" > /dev/null; then
     killed=$(cat "$d/agent.pid")
