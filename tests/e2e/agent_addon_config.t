@@ -2,9 +2,10 @@
 # Issue 13 section 2, against the real pkgstored and a real agent: an
 # addon's configuration from its policy (arguments, environment, a config
 # file) reaches a node that already runs the version, is applied (the addon
-# runs with it), a bad one is rolled back to the last good one with the
-# reason reported and is not applied again over many heartbeats, a raised
-# retry generation tries it once more, and removing the configuration
+# runs with it), a bad one (the addon exits, or fails its health check) is
+# rolled back to the last good one with the reason reported and is not
+# applied again over many heartbeats, a raised retry generation tries it
+# once more, and removing the configuration
 # brings back the manifest's arguments. An addon that needs its policy's
 # configuration to start at all is installed with it; a new version that
 # fails with a new configuration is rolled back as a pair, and is tried
@@ -12,7 +13,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..49"
+echo "1..51"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -26,6 +27,8 @@ printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
 printf '# from the policy, one\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/one.yaml"
 printf '# from the policy, three\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/three.yaml"
 printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 1\n' "$ap" "$ah" > "$d/bad.yaml"
+# one it runs with, but its health endpoint is not where the YAML looks
+printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$(free_port)" > "$d/unhealthy.yaml"
 printf '# relay one\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay1.yaml"
 printf '# relay two\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay2.yaml"
 printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 2\n' "$rp" "$rh" > "$d/relay-bad.yaml"
@@ -153,6 +156,15 @@ check "after a retry the bad configuration is tried once more and rolled back" \
 wait_heartbeats 6 || diag "fewer than 6 heartbeats"
 check "and then not again: $(applying)" test "$(applying)" = 3
 
+# --- a configuration the addon runs with but fails its health check:
+# rolled back the same way
+shipper_policy "$d/unhealthy.yaml" unhealthy
+DU=$(policy_digest)
+check "a configuration that fails the health check is RolledBack with the reason" \
+    wait_until 20 bash -c '[ "$(applying)" = 4 ] && [ "$(journal_of "$d" shipper status)" = RolledBack ] && [[ "$(journal_of "$d" shipper message)" == *"configuration ${0:0:19}: monitor: health http://127.0.0.1:$2/"*"restored the previous configuration (${1:0:19})"* ]]' "$DU" "$D1" "$ah"
+check "the last good configuration runs again, healthy" \
+    wait_until 5 bash -c '[ "$(journal_digest)" = "$0" ] && cmp -s "$conf" "$d/one.yaml" && [ "$(mark)" = SHIP_MARK=one ] && health_ok "$1"' "$D1" "$ah"
+
 # --- a fix: a new configuration is applied
 shipper_policy "$d/three.yaml" three
 D3=$(policy_digest)
@@ -169,7 +181,7 @@ check "policy.conf is removed" test ! -e "$conf"
 check "the server's view has no configuration digest" \
     wait_until 10 bash -c '[ "$(node_digest)" = none ]'
 wait_heartbeats 4 || diag "fewer than 4 heartbeats"
-check "five applications in all: $(applying)" test "$(applying)" = 5
+check "six applications in all: $(applying)" test "$(applying)" = 6
 
 # --- relay: installed with its policy's configuration from the start
 relay_cmdline() { tr '\0' ' ' < "/proc/$(cat "$d/state/run/addon-relay.pid" 2>/dev/null)/cmdline" 2>/dev/null; }
