@@ -13,7 +13,7 @@
 # fake-pkgstored --proxy) are tests/e2e/agent_trust_attacks.t; the admin's
 # good path against it is agent_trust_server.t.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..39"
+echo "1..41"
 W=1
 export RETRY_INITIAL=30
 
@@ -218,6 +218,24 @@ check "revocation: the downgrade to 1.5.0 is now allowed and installed" \
 set_offers "$d" "$offer2"
 check "revocation: the revoked 2.0.0 is never installed again" \
     bash -c 'wait_until 15 message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
+
+# --- state_dir/trust/state.json across restarts: left as it is when
+# nothing new is verified; a damaged one is ignored with a warning and the
+# revocations are read from the server again
+st=$d/state/trust/state.json
+revocations_read() { grep -c 'msg="revocations" generation=1 revoked=1' "$1/agent.log"; }
+heartbeats_seen() { wc -l < "$1/heartbeats.jsonl"; }
+export -f revocations_read heartbeats_seen
+ino=$(stat -c %i "$st")
+stop_agent "$d"; hb=$(heartbeats_seen "$d")
+start_agent "$d"
+check "trust state: a restart that verifies nothing new does not rewrite state.json" \
+    bash -c 'wait_until 15 bash -c "[ \$(heartbeats_seen \"$0\") -ge $(( $3 + 3 )) ]" && [ "$(stat -c %i "$1")" = "$2" ] && [ "$(revocations_read "$0")" = 1 ]' "$d" "$st" "$ino" "$hb"
+stop_agent "$d"
+head -c 40 "$st" > "$st.cut" && mv "$st.cut" "$st"
+start_agent "$d"
+check "trust state: a damaged one is ignored with a warning, the list read again, 2.0.0 still refused" \
+    bash -c 'wait_until 15 grep -q "msg=\"ignoring the verified trust state; the server is asked again\"" "$0/agent.log" && wait_until 15 bash -c "[ \$(revocations_read \"$0\") = 2 ]" && jq -e ".revocations_generation == 1 and (.revoked | length) == 1" "$0/state/trust/state.json" > /dev/null && message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
 
 # --- a rotation after a refusal: what the new root trusts is judged again
 d=$T/late; mkdir -p "$d/roots"
