@@ -130,6 +130,36 @@ static int write_config_file(const supervisor *sup, const pkg_slot *slot, const 
     return rc;
 }
 
+/* Start applying next (taken over) to slot: config_apply keeps the
+ * configuration it replaces, the way back. The caller journals it. */
+static void begin_apply(supervisor *sup, pkg_slot *slot, agent_policy_config *next,
+                        uint32_t retry, const char *with)
+{
+    char from_short[32], to_short[32];
+    short_digest(from_short, slot->config.digest);
+    short_digest(to_short, next->digest);
+    config_apply_clear(sup);
+    sup->config_apply.active = 1;
+    sup->config_apply.name = strdup(slot->name);
+    sup->config_apply.retry = retry;
+    sup->config_apply.old = slot->config; /* now owned by config_apply */
+    slot->config = *next;
+    memset(next, 0, sizeof *next); /* now owned by slot */
+    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s%s", slot->name, from_short,
+              to_short, with);
+    note_local_args(sup, slot);
+}
+
+/* The configuration config_apply replaced goes back into slot and its
+ * file; 0, or -1 with why (the file could not be restored). */
+static int restore_previous(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
+{
+    agent_policy_config_free(&slot->config);
+    slot->config = sup->config_apply.old;
+    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
+    return write_config_file(sup, slot, slot->config.file, why, why_len);
+}
+
 /* The configuration being applied failed (why): the previous one goes
  * back, in the file and in the launch spec, and the addon runs with it
  * again. Unless the agent is stopping, the failed configuration is
@@ -143,11 +173,8 @@ static void rollback_config(supervisor *sup, pkg_slot *slot, const char *why, in
              slot->config.digest[0] ? slot->config.digest : CONFIG_NONE_DIGEST);
     if (restarted)
         slot_stop(sup, slot, SIGTERM);
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char detail[256] = "";
-    int restored = write_config_file(sup, slot, slot->config.file, detail, sizeof detail);
+    int restored = restore_previous(sup, slot, detail, sizeof detail);
     if (restarted && !agent_stop_requested())
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
@@ -184,15 +211,7 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     }
     short_digest(from_short, slot->config.digest);
     short_digest(to_short, want->digest);
-    config_apply_clear(sup);
-    sup->config_apply.active = 1;
-    sup->config_apply.name = strdup(slot->name);
-    sup->config_apply.retry = retry;
-    sup->config_apply.old = slot->config; /* now owned by config_apply */
-    slot->config = next;
-    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s", slot->name, from_short,
-              to_short);
-    note_local_args(sup, slot);
+    begin_apply(sup, slot, &next, retry, "");
     if (!sup->config_apply.name ||
         set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
                    from_short) < 0) {
@@ -281,11 +300,8 @@ void recover_config(supervisor *sup)
               "msg=\"recovering an interrupted configuration\" addon=%s step=%s "
               "digest=%s",
               slot->name, step, failed_short);
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char detail[256] = "";
-    int restored = write_config_file(sup, slot, slot->config.file, detail, sizeof detail);
+    int restored = restore_previous(sup, slot, detail, sizeof detail);
     config_apply_clear(sup);
     /* not the configuration's fault as far as we know: the next heartbeat
      * applies it again */
@@ -334,19 +350,9 @@ int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
     agent_policy_config next;
     if (agent_policy_config_copy(&next, t->config_digest[0] ? &t->config : &none) < 0)
         return 0;
-    char from_short[32], to_short[32], why[MESSAGE_MAX];
-    short_digest(from_short, slot->config.digest);
-    short_digest(to_short, next.digest);
-    config_apply_clear(sup);
-    sup->config_apply.active = 1;
-    sup->config_apply.name = strdup(slot->name);
-    sup->config_apply.retry = t->retry;
+    char why[MESSAGE_MAX];
+    begin_apply(sup, slot, &next, t->retry, " with=upgrade");
     copy_status(sup->config_apply.step, "Swapping");
-    sup->config_apply.old = slot->config; /* now owned by config_apply */
-    slot->config = next;
-    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s with=upgrade", slot->name,
-              from_short, to_short);
-    note_local_args(sup, slot);
     if (!sup->config_apply.name || state_save(sup) < 0 ||
         write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
         agent_log("warn",
@@ -363,11 +369,8 @@ void config_unstage(supervisor *sup, pkg_slot *slot)
 {
     if (!sup->config_apply.active || strcmp(sup->config_apply.name, slot->name))
         return;
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char why[256] = "";
-    if (write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0)
+    if (restore_previous(sup, slot, why, sizeof why) < 0)
         agent_log("error",
                   "msg=\"cannot restore the previous configuration\" addon=%s "
                   "error=\"%s\"",
