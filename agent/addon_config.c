@@ -131,16 +131,23 @@ static int write_config_file(const supervisor *sup, const pkg_slot *slot, const 
 }
 
 /* Start applying next (taken over) to slot: config_apply keeps the
- * configuration it replaces, the way back. The caller journals it. */
-static void begin_apply(supervisor *sup, pkg_slot *slot, agent_policy_config *next,
-                        uint32_t retry, const char *with)
+ * configuration it replaces, the way back. The caller journals it. 0, or
+ * -1 out of memory with nothing changed (next freed). */
+static int begin_apply(supervisor *sup, pkg_slot *slot, agent_policy_config *next,
+                       uint32_t retry, const char *with)
 {
-    char from_short[32], to_short[32];
+    char from_short[32], to_short[32], *name = strdup(slot->name);
+    if (!name) {
+        agent_policy_config_free(next);
+        agent_log("error", "msg=\"cannot apply the configuration\" addon=%s error=\"out of memory\"",
+                  slot->name);
+        return -1;
+    }
     short_digest(from_short, slot->config.digest);
     short_digest(to_short, next->digest);
     config_apply_clear(sup);
     sup->config_apply.active = 1;
-    sup->config_apply.name = strdup(slot->name);
+    sup->config_apply.name = name;
     sup->config_apply.retry = retry;
     sup->config_apply.old = slot->config; /* now owned by config_apply */
     slot->config = *next;
@@ -148,6 +155,7 @@ static void begin_apply(supervisor *sup, pkg_slot *slot, agent_policy_config *ne
     agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s%s", slot->name, from_short,
               to_short, with);
     note_local_args(sup, slot);
+    return 0;
 }
 
 /* The configuration config_apply replaced goes back into slot and its
@@ -211,9 +219,9 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     }
     short_digest(from_short, slot->config.digest);
     short_digest(to_short, want->digest);
-    begin_apply(sup, slot, &next, retry, "");
-    if (!sup->config_apply.name ||
-        set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
+    if (begin_apply(sup, slot, &next, retry, "") < 0)
+        return;
+    if (set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
                    from_short) < 0) {
         /* without the journal a restart could not roll it back */
         rollback_config(sup, slot, "the journal cannot be written", 0);
@@ -350,15 +358,16 @@ int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
     agent_policy_config next;
     if (agent_policy_config_copy(&next, t->config_digest[0] ? &t->config : &none) < 0)
         return 0;
-    char why[MESSAGE_MAX];
-    begin_apply(sup, slot, &next, t->retry, " with=upgrade");
+    char why[MESSAGE_MAX] = "the journal cannot be written"; /* else write_config_file's */
+    if (begin_apply(sup, slot, &next, t->retry, " with=upgrade") < 0)
+        return 0;
     copy_status(sup->config_apply.step, "Swapping");
-    if (!sup->config_apply.name || state_save(sup) < 0 ||
+    if (state_save(sup) < 0 ||
         write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
         agent_log("warn",
                   "msg=\"cannot stage the configuration; the upgrade goes on without "
                   "it\" addon=%s error=\"%s\"",
-                  slot->name, sup->config_apply.name ? why : "out of memory");
+                  slot->name, why);
         config_unstage(sup, slot);
         return 0;
     }
