@@ -39,8 +39,7 @@ const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot)
 {
     for (size_t i = sup->nbad; i-- > 0;) {
         const bad_entry *e = &sup->bad[i];
-        if (e->package && !strcmp(e->package, slot->name) && e->reason &&
-            !strncmp(e->reason, CONFIG_BAD_PREFIX, strlen(CONFIG_BAD_PREFIX)))
+        if (e->is_config && e->package && !strcmp(e->package, slot->name))
             return e;
     }
     return NULL;
@@ -131,6 +130,44 @@ static int write_config_file(const supervisor *sup, const pkg_slot *slot, const 
     return rc;
 }
 
+/* Start applying next (taken over) to slot: config_apply keeps the
+ * configuration it replaces, the way back. The caller journals it. 0, or
+ * -1 out of memory with nothing changed (next freed). */
+static int begin_apply(supervisor *sup, pkg_slot *slot, agent_policy_config *next,
+                       uint32_t retry, const char *with)
+{
+    char from_short[32], to_short[32], *name = strdup(slot->name);
+    if (!name) {
+        agent_policy_config_free(next);
+        agent_log("error", "msg=\"cannot apply the configuration\" addon=%s error=\"out of memory\"",
+                  slot->name);
+        return -1;
+    }
+    short_digest(from_short, slot->config.digest);
+    short_digest(to_short, next->digest);
+    config_apply_clear(sup);
+    sup->config_apply.active = 1;
+    sup->config_apply.name = name;
+    sup->config_apply.retry = retry;
+    sup->config_apply.old = slot->config; /* now owned by config_apply */
+    slot->config = *next;
+    memset(next, 0, sizeof *next); /* now owned by slot */
+    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s%s", slot->name, from_short,
+              to_short, with);
+    note_local_args(sup, slot);
+    return 0;
+}
+
+/* The configuration config_apply replaced goes back into slot and its
+ * file; 0, or -1 with why (the file could not be restored). */
+static int restore_previous(supervisor *sup, pkg_slot *slot, char *why, size_t why_len)
+{
+    agent_policy_config_free(&slot->config);
+    slot->config = sup->config_apply.old;
+    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
+    return write_config_file(sup, slot, slot->config.file, why, why_len);
+}
+
 /* The configuration being applied failed (why): the previous one goes
  * back, in the file and in the launch spec, and the addon runs with it
  * again. Unless the agent is stopping, the failed configuration is
@@ -144,25 +181,23 @@ static void rollback_config(supervisor *sup, pkg_slot *slot, const char *why, in
              slot->config.digest[0] ? slot->config.digest : CONFIG_NONE_DIGEST);
     if (restarted)
         slot_stop(sup, slot, SIGTERM);
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char detail[256] = "";
-    int restored = write_config_file(sup, slot, slot->config.file, detail, sizeof detail);
+    int restored = restore_previous(sup, slot, detail, sizeof detail);
     if (restarted && !agent_stop_requested())
         slot_start(sup, slot, 1);
     char msg[MESSAGE_MAX];
     if (restored < 0)
-        snprintf(msg, sizeof msg, CONFIG_BAD_PREFIX "%s: %.250s; restore: %.150s", failed_short,
-                 why, detail);
+        snprintf(msg, sizeof msg, "configuration %s: %.250s; restore: %.150s", failed_short, why,
+                 detail);
     else
         snprintf(msg, sizeof msg,
-                 CONFIG_BAD_PREFIX "%s: %.300s; restored the previous "
-                                   "configuration (%s)",
+                 "configuration %s: %.300s; restored the previous configuration (%s)",
                  failed_short, why, back_short);
     int stopping = agent_stop_requested();
-    if (!stopping) /* its own fault: not tried again until the policy changes it */
-        bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);
+    if (!stopping) { /* its own fault: not tried again until the policy changes it */
+        bad_entry *bad = bad_add(sup, identity, slot->name, msg, sup->config_apply.retry, NULL);
+        bad->is_config = 1;
+    }
     config_apply_clear(sup);
     agent_log("warn", "msg=\"config rolled back\" addon=%s digest=%s restored=%s error=\"%s\"",
               slot->name, identity, back_short, why);
@@ -184,17 +219,9 @@ static void apply_config(supervisor *sup, pkg_slot *slot, const agent_policy_con
     }
     short_digest(from_short, slot->config.digest);
     short_digest(to_short, want->digest);
-    config_apply_clear(sup);
-    sup->config_apply.active = 1;
-    sup->config_apply.name = strdup(slot->name);
-    sup->config_apply.retry = retry;
-    sup->config_apply.old = slot->config; /* now owned by config_apply */
-    slot->config = next;
-    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s", slot->name, from_short,
-              to_short);
-    note_local_args(sup, slot);
-    if (!sup->config_apply.name ||
-        set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
+    if (begin_apply(sup, slot, &next, retry, "") < 0)
+        return;
+    if (set_status(sup, slot, "Swapping", "configuration %s: applying (was %s)", to_short,
                    from_short) < 0) {
         /* without the journal a restart could not roll it back */
         rollback_config(sup, slot, "the journal cannot be written", 0);
@@ -281,11 +308,8 @@ void recover_config(supervisor *sup)
               "msg=\"recovering an interrupted configuration\" addon=%s step=%s "
               "digest=%s",
               slot->name, step, failed_short);
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char detail[256] = "";
-    int restored = write_config_file(sup, slot, slot->config.file, detail, sizeof detail);
+    int restored = restore_previous(sup, slot, detail, sizeof detail);
     config_apply_clear(sup);
     /* not the configuration's fault as far as we know: the next heartbeat
      * applies it again */
@@ -334,25 +358,16 @@ int config_stage(supervisor *sup, pkg_slot *slot, const char *digest)
     agent_policy_config next;
     if (agent_policy_config_copy(&next, t->config_digest[0] ? &t->config : &none) < 0)
         return 0;
-    char from_short[32], to_short[32], why[MESSAGE_MAX];
-    short_digest(from_short, slot->config.digest);
-    short_digest(to_short, next.digest);
-    config_apply_clear(sup);
-    sup->config_apply.active = 1;
-    sup->config_apply.name = strdup(slot->name);
-    sup->config_apply.retry = t->retry;
+    char why[MESSAGE_MAX] = "the journal cannot be written"; /* else write_config_file's */
+    if (begin_apply(sup, slot, &next, t->retry, " with=upgrade") < 0)
+        return 0;
     copy_status(sup->config_apply.step, "Swapping");
-    sup->config_apply.old = slot->config; /* now owned by config_apply */
-    slot->config = next;
-    agent_log("info", "msg=\"config applying\" addon=%s from=%s to=%s with=upgrade", slot->name,
-              from_short, to_short);
-    note_local_args(sup, slot);
-    if (!sup->config_apply.name || state_save(sup) < 0 ||
+    if (state_save(sup) < 0 ||
         write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0) {
         agent_log("warn",
                   "msg=\"cannot stage the configuration; the upgrade goes on without "
                   "it\" addon=%s error=\"%s\"",
-                  slot->name, sup->config_apply.name ? why : "out of memory");
+                  slot->name, why);
         config_unstage(sup, slot);
         return 0;
     }
@@ -363,11 +378,8 @@ void config_unstage(supervisor *sup, pkg_slot *slot)
 {
     if (!sup->config_apply.active || strcmp(sup->config_apply.name, slot->name))
         return;
-    agent_policy_config_free(&slot->config);
-    slot->config = sup->config_apply.old;
-    memset(&sup->config_apply.old, 0, sizeof sup->config_apply.old); /* now owned by slot */
     char why[256] = "";
-    if (write_config_file(sup, slot, slot->config.file, why, sizeof why) < 0)
+    if (restore_previous(sup, slot, why, sizeof why) < 0)
         agent_log("error",
                   "msg=\"cannot restore the previous configuration\" addon=%s "
                   "error=\"%s\"",

@@ -85,11 +85,11 @@ void bad_remove(supervisor *sup, bad_entry *entry)
     memset(&sup->bad[sup->nbad], 0, sizeof sup->bad[0]);
 }
 
-void bad_add(supervisor *sup, const char *digest, const char *package, const char *reason,
-             uint32_t retry, const char *config_digest)
+bad_entry *bad_add(supervisor *sup, const char *digest, const char *package, const char *reason,
+                   uint32_t retry, const char *config_digest)
 {
     if (!digest || !digest[0])
-        return;
+        return NULL;
     bad_entry *old = bad_find(sup, digest);
     if (old)
         bad_remove(sup, old);
@@ -104,6 +104,7 @@ void bad_add(supervisor *sup, const char *digest, const char *package, const cha
     e->retry = e->retry_known ? retry : 0;
     copy_digest(e->config_digest, config_digest);
     e->time = wall_now();
+    return e;
 }
 
 int attempt_allowed(supervisor *sup)
@@ -191,6 +192,8 @@ static json_t *state_json(const supervisor *sup)
                                   (json_int_t)e->time);
         if (entry && e->retry_known)
             json_object_set_new(entry, "retry", json_integer((json_int_t)e->retry));
+        if (entry && e->is_config)
+            json_object_set_new(entry, "kind", json_string("config"));
         json_array_append_new(bad, entry);
     }
     json_object_set_new(root, "bad", bad);
@@ -360,12 +363,14 @@ int state_load(supervisor *sup)
         int64_t retry = jint(item, "retry");
         if (!digest || pkgstore_digest_validate(digest) < 0 || bad_find(sup, digest))
             continue;
-        bad_add(sup, digest, jstr(item, "package"), jstr(item, "reason"),
-                !json_is_integer(retry_json)            ? BAD_RETRY_UNKNOWN
-                : retry > 0 && retry < (int64_t)UINT32_MAX ? (uint32_t)retry
-                                                        : 0,
-                jstr(item, "config_digest"));
-        sup->bad[sup->nbad - 1].time = jint(item, "time");
+        bad_entry *e = bad_add(sup, digest, jstr(item, "package"), jstr(item, "reason"),
+                               !json_is_integer(retry_json)               ? BAD_RETRY_UNKNOWN
+                               : retry > 0 && retry < (int64_t)UINT32_MAX ? (uint32_t)retry
+                                                                          : 0,
+                               jstr(item, "config_digest"));
+        const char *kind = jstr(item, "kind");
+        e->is_config = kind && !strcmp(kind, "config");
+        e->time = jint(item, "time");
     }
     json_t *attempts = json_object_get(root, "attempts");
     if (sup->cfg->limit_attempts && json_array_size(attempts)) {

@@ -30,6 +30,8 @@ typedef struct bad_entry {
     int retry_known;                               /* 0: failed outside an offer (a running
                                                       binary): the next offer's counts */
     char config_digest[PKGSTORE_DIGEST_STR_SIZE];  /* validation failures: the config then */
+    int is_config;                                 /* digest is a policy's addon configuration
+                                                      (addon_config.c), not a package's */
     int64_t time;                                  /* Unix seconds */
 } bad_entry;
 
@@ -181,8 +183,9 @@ bad_entry *bad_find(supervisor *sup, const char *digest);
 /* retry BAD_RETRY_UNKNOWN: the generation is not known (a binary that
  * failed while running, after its offer was gone). */
 #define BAD_RETRY_UNKNOWN UINT32_MAX
-void bad_add(supervisor *sup, const char *digest, const char *package, const char *reason,
-             uint32_t retry, const char *config_digest);
+/* The entry added (NULL when digest is empty). */
+bad_entry *bad_add(supervisor *sup, const char *digest, const char *package, const char *reason,
+                   uint32_t retry, const char *config_digest);
 void bad_remove(supervisor *sup, bad_entry *entry);
 /* Rate limit: 1 if another upgrade attempt may start now (and it is
  * counted), 0 if the limit is reached. */
@@ -192,9 +195,6 @@ int attempt_allowed(supervisor *sup);
 /* The identity of "no configuration from a policy" in the bad set: the
  * SHA-256 of the empty string (a removal that fails is remembered too). */
 #define CONFIG_NONE_DIGEST "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-/* The reason of a configuration's bad entry starts with this (a binary's
- * never does), as a signature failure's starts with "signature: ". */
-#define CONFIG_BAD_PREFIX "configuration "
 /* The configuration of slot most recently rolled back (its bad entry), or
  * NULL: the heartbeat reports it so that the server stops sending it. */
 const bad_entry *config_refused(const supervisor *sup, const pkg_slot *slot);

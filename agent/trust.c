@@ -146,15 +146,18 @@ static uint64_t json_u64(json_t *obj, const char *key)
     return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 }
 
-/* What an earlier run verified. The file is this agent's own, in its
+/* What an earlier run verified, and in *root_version_out the root it was
+ * verified against (0: no file). The file is this agent's own, in its
  * state_dir (0700); a damaged one is ignored, which is safe: the
  * generation stays 0, so nothing is installed until the list is read from
  * the server again. */
-static void trust_load(agent_trust *trust)
+static void trust_load(agent_trust *trust, uint64_t *root_version_out)
 {
+    *root_version_out = 0;
     json_t *root = trust_state_read(trust->state_path);
     if (!root)
         return;
+    *root_version_out = json_u64(root, "root_version");
     size_t i;
     json_t *item;
     json_array_foreach(json_object_get(root, "revoked"), i, item) {
@@ -230,7 +233,8 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
     int rc = agent_trust_check_pinned(cfg, &trust->version);
     if (rc < 0)
         return rc;
-    trust_load(trust);
+    uint64_t kept_root = 0;
+    trust_load(trust, &kept_root);
     /* The adopted root was verified as a rotation when it was written, by
      * this agent, into its own state_dir; it is checked again for damage
      * (self-signed to threshold) and used only when newer than the pinned
@@ -245,13 +249,20 @@ int agent_trust_init(agent_trust *trust, const agent_config *cfg)
             trust->version = adopted;
         }
     }
+    /* The generation was read with the root of the file: under another
+     * one (a new pinned root installed with the node) the statements it
+     * ignored may verify, so the list is read again, as after a rotation. */
+    int changed = kept_root != trust->version;
+    if (changed)
+        trust->revocations_generation = 0;
     /* the current root counts among the signed data seen */
     uint64_t checked = 0;
     int64_t created = 0;
     if (root_check_created(&checked, &created, agent_trust_current(trust)) == 0 &&
         checked == trust->version)
-        note_signed(trust, created);
-    trust_save(trust);
+        changed |= note_signed(trust, created);
+    if (changed)
+        trust_save(trust);
     agent_log("info", "msg=\"trust root\" path=%s version=%" PRIu64, agent_trust_current(trust),
               trust->version);
     return 0;

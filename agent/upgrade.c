@@ -877,7 +877,10 @@ void recover(supervisor *sup)
     }
     char detail[256] = "";
     if (put_back(sup, slot, detail, sizeof detail) < 0) {
-        /* Whatever is live stays; the start-up check records what it is. */
+        /* Whatever is live stays; the start-up check records what it is.
+         * A configuration staged with it stays too, as in rollback(): the
+         * new binary was meant to run with it. */
+        config_commit(sup, slot);
         bad_add(sup, sup->upgrade.digest, slot->name, detail, sup->upgrade.retry, NULL);
         upgrade_clear(sup);
         copy_status(slot->status, "RollbackFailed");

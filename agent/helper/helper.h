@@ -19,8 +19,7 @@
 void helper_http_set_node(const char *node_id);
 /* ca_file (may be NULL: the system's CAs) is the only CA an https://
  * server's certificate may chain to; libcurl checks chain and host name on
- * every request, and nothing here turns that off. */
-/* ca_file: the server's CA (NULL: the system's); client_cert and
+ * every request, and nothing here turns that off. client_cert and
  * client_key: the node's certificate for mutual TLS (NULL: none). */
 int helper_http_init(const char *ca_file, const char *client_cert, const char *client_key);
 void helper_http_cleanup(void);

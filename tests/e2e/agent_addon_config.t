@@ -2,9 +2,10 @@
 # Issue 13 section 2, against the real pkgstored and a real agent: an
 # addon's configuration from its policy (arguments, environment, a config
 # file) reaches a node that already runs the version, is applied (the addon
-# runs with it), a bad one is rolled back to the last good one with the
-# reason reported and is not applied again over many heartbeats, a raised
-# retry generation tries it once more, and removing the configuration
+# runs with it), a bad one (the addon exits, or fails its health check) is
+# rolled back to the last good one with the reason reported and is not
+# applied again over many heartbeats, a raised retry generation tries it
+# once more, and removing the configuration
 # brings back the manifest's arguments. An addon that needs its policy's
 # configuration to start at all is installed with it; a new version that
 # fails with a new configuration is rolled back as a pair, and is tried
@@ -12,7 +13,7 @@
 # what it cannot mean (a configuration for a primary package, bad names, a
 # file over the cap).
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..49"
+echo "1..51"
 real_server
 d=$T/node; mkdir -p "$d"
 ap=$(free_port); ah=$(free_port)
@@ -26,6 +27,8 @@ printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/default.yaml"
 printf '# from the policy, one\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/one.yaml"
 printf '# from the policy, three\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/three.yaml"
 printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 1\n' "$ap" "$ah" > "$d/bad.yaml"
+# one it runs with, but its health endpoint is not where the YAML looks
+printf 'ports: [%s]\nhealth_port: %s\n' "$ap" "$(free_port)" > "$d/unhealthy.yaml"
 printf '# relay one\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay1.yaml"
 printf '# relay two\nports: [%s]\nhealth_port: %s\n' "$rp" "$rh" > "$d/relay2.yaml"
 printf 'ports: [%s]\nhealth_port: %s\nbogus_key: 2\n' "$rp" "$rh" > "$d/relay-bad.yaml"
@@ -70,6 +73,16 @@ policy_digest() { admin /v1/policies/shippers | jq -r '.config_digest // "none"'
 node_digest() { admin /v1/agents/node | jq -r '.packages[] | select(.name == "shipper") | .config_digest // "none"'; }
 journal_digest() { jq -r '.packages[] | select(.name == "shipper") | .config.digest // "none"' "$d/state/state.json" 2>/dev/null; }
 conf=$d/state/addons/shipper/policy.conf
+# a policy whose configuration is a file the addon reads through
+# {config_file}: shipper's with a SHIP_MARK, relay's at a version
+shipper_policy() { # FILE MARK
+    policy set shippers --package shipper --version 1.0.0 --config-file "$1" \
+        --arg --config --arg '{config_file}' --env "SHIP_MARK=$2" > /dev/null
+}
+relay_policy() { # VERSION FILE
+    policy set relays --package relay --version "$1" --config-file "$2" \
+        --arg --config --arg '{config_file}' > /dev/null
+}
 export -f shipper_pid cmdline mark applying policy_digest node_digest journal_digest
 export d conf
 
@@ -96,8 +109,7 @@ check "the addon is installed and runs with the manifest's arguments" \
     bash -c 'wait_until 20 bash -c "[ \"\$(journal_of \"$d\" shipper status)\" = Upgraded ]" && wait_until 5 health_ok "$0" && [[ "$(cmdline)" == *"--config $d/default.yaml"* ]]' "$ah"
 
 # --- a configuration reaches the node already on the version
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/one.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=one > /dev/null
+shipper_policy "$d/one.yaml" one
 D1=$(policy_digest)
 check "the policy holds the configuration and its digest ($D1)" \
     bash -c '[[ "$0" == sha256:* ]] && admin /v1/policies/shippers | jq -e ".config.args == [\"--config\",\"{config_file}\"] and .config.env.SHIP_MARK == \"one\"" > /dev/null' "$D1"
@@ -114,8 +126,7 @@ check "the server's view of the node has the applied digest" \
 good_pid=$(shipper_pid)
 
 # --- a bad configuration: the addon exits at start; rolled back
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/bad.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=two > /dev/null
+shipper_policy "$d/bad.yaml" two
 D2=$(policy_digest)
 check "a bad configuration is RolledBack with the reason" \
     wait_until 20 bash -c '[ "$(journal_of "$d" shipper status)" = RolledBack ] && [[ "$(journal_of "$d" shipper message)" == *"configuration ${0:0:19}: monitor: process exit 1"*"restored the previous configuration (${1:0:19})"* ]]' "$D2" "$D1"
@@ -135,8 +146,8 @@ check "the server's history has the rollback" \
 wait_heartbeats 10 || diag "fewer than 10 heartbeats"
 check "applied twice in all (one, the bad one): $(applying)" test "$(applying)" = 2
 check "the binary was installed once" test "$(log_count "$d" 'msg="upgrade starting" package=shipper')" = 1
-check "the bad digest is remembered under the policy's retry generation" \
-    bash -c 'jq -e --arg d "$0" ".bad[] | select(.digest == \$d and .package == \"shipper\" and .retry == 0)" "$d/state/state.json" > /dev/null' "$D2"
+check "the bad configuration is remembered as one, under the policy's retry generation" \
+    bash -c 'jq -e --arg d "$0" ".bad[] | select(.digest == \$d and .package == \"shipper\" and .retry == 0 and .kind == \"config\")" "$d/state/state.json" > /dev/null' "$D2"
 
 # --- a raised retry generation tries it once more, no more
 policy retry shippers > /dev/null
@@ -145,9 +156,17 @@ check "after a retry the bad configuration is tried once more and rolled back" \
 wait_heartbeats 6 || diag "fewer than 6 heartbeats"
 check "and then not again: $(applying)" test "$(applying)" = 3
 
+# --- a configuration the addon runs with but fails its health check:
+# rolled back the same way
+shipper_policy "$d/unhealthy.yaml" unhealthy
+DU=$(policy_digest)
+check "a configuration that fails the health check is RolledBack with the reason" \
+    wait_until 20 bash -c '[ "$(applying)" = 4 ] && [ "$(journal_of "$d" shipper status)" = RolledBack ] && [[ "$(journal_of "$d" shipper message)" == *"configuration ${0:0:19}: monitor: health http://127.0.0.1:$2/"*"restored the previous configuration (${1:0:19})"* ]]' "$DU" "$D1" "$ah"
+check "the last good configuration runs again, healthy" \
+    wait_until 5 bash -c '[ "$(journal_digest)" = "$0" ] && cmp -s "$conf" "$d/one.yaml" && [ "$(mark)" = SHIP_MARK=one ] && health_ok "$1"' "$D1" "$ah"
+
 # --- a fix: a new configuration is applied
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/three.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=three > /dev/null
+shipper_policy "$d/three.yaml" three
 D3=$(policy_digest)
 check "a new good configuration is applied" \
     wait_until 20 bash -c '[ "$(journal_digest)" = "$0" ] && [ "$(journal_of "$d" shipper status)" = Upgraded ] && cmp -s "$conf" "$d/three.yaml" && [ "$(mark)" = SHIP_MARK=three ] && health_ok "$1"' "$D3" "$ah"
@@ -162,7 +181,7 @@ check "policy.conf is removed" test ! -e "$conf"
 check "the server's view has no configuration digest" \
     wait_until 10 bash -c '[ "$(node_digest)" = none ]'
 wait_heartbeats 4 || diag "fewer than 4 heartbeats"
-check "five applications in all: $(applying)" test "$(applying)" = 5
+check "six applications in all: $(applying)" test "$(applying)" = 6
 
 # --- relay: installed with its policy's configuration from the start
 relay_cmdline() { tr '\0' ' ' < "/proc/$(cat "$d/state/run/addon-relay.pid" 2>/dev/null)/cmdline" 2>/dev/null; }
@@ -170,8 +189,7 @@ relay_digest() { jq -r '.packages[] | select(.name == "relay") | .config.digest 
 relay_starts() { log_count "$d" 'msg="upgrade starting" package=relay'; }
 export -f relay_cmdline relay_digest relay_starts
 rconf=$d/state/addons/relay/policy.conf
-policy set relays --package relay --version 1.0.0 --config-file "$d/relay1.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 1.0.0 "$d/relay1.yaml"
 R1=$(admin /v1/policies/relays | jq -r .config_digest)
 check "an addon that needs its policy's configuration is installed with it" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded1.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml" && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2"' "$R1" "$rconf" "$rh"
@@ -179,8 +197,7 @@ check "in one upgrade, the configuration staged with it" \
     bash -c '[ "$(relay_starts)" = 1 ] && [ "$(log_count "$d" "msg=\"config applying\" addon=relay from=none to=${0:0:19} with=upgrade")" = 1 ]' "$R1"
 
 # --- relay 2.0.0 with a bad configuration: the pair is rolled back
-policy set relays --package relay --version 2.0.0 --config-file "$d/relay-bad.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 2.0.0 "$d/relay-bad.yaml"
 RB=$(admin /v1/policies/relays | jq -r .config_digest)
 check "a new version with a bad configuration: RolledBack, binary and configuration restored" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = RolledBack1.0.0 ] && [[ "$(journal_of "$d" relay message)" == *"restored the previous binary and configuration"* ]] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay1.yaml"' "$R1" "$rconf"
@@ -192,8 +209,7 @@ wait_heartbeats 8 || diag "fewer than 8 heartbeats"
 check "not tried again: two upgrades in all ($(relay_starts))" test "$(relay_starts)" = 2
 
 # --- the configuration fixed: the version is tried again, once, with it
-policy set relays --package relay --version 2.0.0 --config-file "$d/relay2.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 2.0.0 "$d/relay2.yaml"
 R2=$(admin /v1/policies/relays | jq -r .config_digest)
 check "a new configuration retries the version: Upgraded 2.0.0 with it" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded2.0.0 ] && [ "$(relay_digest)" = "$0" ] && cmp -s "$1" "$d/relay2.yaml" && health_ok "$2"' "$R2" "$rconf" "$rh"
@@ -202,8 +218,7 @@ check "three upgrades in all ($(relay_starts)), and the server sees the configur
     bash -c '[ "$(relay_starts)" = 3 ] && [ "$(admin /v1/agents/node | jq -r ".packages[] | select(.name == \"relay\") | .config_digest")" = "$0" ]' "$R2"
 
 # --- a new version with the same configuration keeps it
-policy set relays --package relay --version 3.0.0 --config-file "$d/relay2.yaml" \
-    --arg --config --arg '{config_file}' > /dev/null
+relay_policy 3.0.0 "$d/relay2.yaml"
 check "a new version with the same configuration: Upgraded 3.0.0, run with it, nothing re-applied" \
     wait_until 20 bash -c '[ "$(journal_of "$d" relay status)$(journal_of "$d" relay version)" = Upgraded3.0.0 ] && [ "$(relay_digest)" = "$0" ] && [[ "$(relay_cmdline)" == *"--config $1"* ]] && health_ok "$2" && [ "$(log_count "$d" "msg=\"config applying\" addon=relay")" = 3 ]' "$R2" "$rconf" "$rh"
 
@@ -224,8 +239,7 @@ check "the agent says the local args win" grep -q 'msg="the local configuration.
 # is restored at start, and the new one applied again
 printf '# from the policy, four\nports: [%s]\nhealth_port: %s\n' "$ap" "$ah" > "$d/four.yaml"
 before=$(applying)
-policy set shippers --package shipper --version 1.0.0 --config-file "$d/four.yaml" \
-    --arg --config --arg '{config_file}' --env SHIP_MARK=four > /dev/null
+shipper_policy "$d/four.yaml" four
 D4=$(policy_digest)
 if wait_until 20 jq -e '.config_apply.name == "shipper"' "$d/state/state.json" > /dev/null; then
     killed=$(cat "$d/agent.pid")

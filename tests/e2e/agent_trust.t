@@ -13,7 +13,7 @@
 # fake-pkgstored --proxy) are tests/e2e/agent_trust_attacks.t; the admin's
 # good path against it is agent_trust_server.t.
 . "$(dirname "$0")/lib/agent.sh"
-echo "1..37"
+echo "1..41"
 W=1
 export RETRY_INITIAL=30
 
@@ -219,6 +219,24 @@ set_offers "$d" "$offer2"
 check "revocation: the revoked 2.0.0 is never installed again" \
     bash -c 'wait_until 15 message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
 
+# --- state_dir/trust/state.json across restarts: left as it is when
+# nothing new is verified; a damaged one is ignored with a warning and the
+# revocations are read from the server again
+st=$d/state/trust/state.json
+revocations_read() { grep -c 'msg="revocations" generation=1 revoked=1' "$1/agent.log"; }
+heartbeats_seen() { wc -l < "$1/heartbeats.jsonl"; }
+export -f revocations_read heartbeats_seen
+ino=$(stat -c %i "$st")
+stop_agent "$d"; hb=$(heartbeats_seen "$d")
+start_agent "$d"
+check "trust state: a restart that verifies nothing new does not rewrite state.json" \
+    bash -c 'wait_until 15 bash -c "[ \$(heartbeats_seen \"$0\") -ge $(( $3 + 3 )) ]" && [ "$(stat -c %i "$1")" = "$2" ] && [ "$(revocations_read "$0")" = 1 ]' "$d" "$st" "$ino" "$hb"
+stop_agent "$d"
+head -c 40 "$st" > "$st.cut" && mv "$st.cut" "$st"
+start_agent "$d"
+check "trust state: a damaged one is ignored with a warning, the list read again, 2.0.0 still refused" \
+    bash -c 'wait_until 15 grep -q "msg=\"ignoring the verified trust state; the server is asked again\"" "$0/agent.log" && wait_until 15 bash -c "[ \$(revocations_read \"$0\") = 2 ]" && jq -e ".revocations_generation == 1 and (.revoked | length) == 1" "$0/state/trust/state.json" > /dev/null && message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad release" && [ "$(sha "$0/bin/otelcol")" = "$(sha "$1")" ] && node_healthy "$0"' "$d" "$d/v15"
+
 # --- a rotation after a refusal: what the new root trusts is judged again
 d=$T/late; mkdir -p "$d/roots"
 cp "$T/rotate/roots/2.json" "$d/roots/2.json"    # keys b and c, signed by a, b and c
@@ -242,3 +260,25 @@ make_variant v2 "$d/v2" norev-v2
 set_offers "$d" "$(signed_offer "$d" "$d/v2" otelcol 2.0.0 a b)"
 check "unreadable revocations: a signed offer waits, with the reason, nothing fetched" \
     bash -c 'wait_until 15 message_has "$0" "revocations: generation 3 could not be read" && ! fetched "$0" "$1" && old_running "$0"' "$d" "$d/v2"
+
+# --- a new pinned root installed with the node: the revocation generation
+# read under the old root is read again, so a statement that only the new
+# root's keys sign is held (not skipped because its generation was read)
+d=$T/newpin; mkdir -p "$d"
+"$B/pkgstore-key" root create --version 2 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
+    --sign "$K/b.key" --sign "$K/c.key" -o "$d/root2.json" > /dev/null
+"$B/pkgstore-sign" --revoke --key "$K/b.key" --key "$K/c.key" --reason "bad under root 2" \
+    --output "$d/rev2.json" otelcol 2.0.0 > /dev/null
+jq -c -n --slurpfile a "$d/rev2.json" '{generation: 1, revocations: [$a[0]]}' > "$d/revocations.json"
+echo '{"root_version": 1, "revocations": 1}' > "$d/trust.json"
+start_fake_server "$d" --trust "$d/trust.json" --revocations "$d/revocations.json"; trust_node "$d"
+start_agent "$d"; wait_until 10 node_healthy "$d"
+check "new pinned root: under root 1 generation 1 is read, its statement ignored" \
+    bash -c 'wait_until 15 grep -q "msg=\"revocations\" generation=1 revoked=0" "$0/agent.log" && grep -q "revocation not signed by the current root" "$0/agent.log"' "$d"
+stop_agent "$d"
+sed -i "s|  root: .*|  root: $d/root2.json|" "$d/agent.yaml"
+make_variant v2 "$d/v2" newpin-v2
+set_offers "$d" "$(signed_offer "$d" "$d/v2" otelcol 2.0.0 b c)"
+start_agent "$d"
+check "new pinned root: generation 1 read again and the revoked 2.0.0 refused, nothing fetched" \
+    bash -c 'wait_until 15 message_has "$0" "revoked: otelcol 2.0.0 is revoked: bad under root 2" && grep -q "msg=\"revocations\" generation=1 revoked=1" "$0/agent.log" && ! fetched "$0" "$1" && old_running "$0"' "$d" "$d/v2"
