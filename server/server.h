@@ -407,7 +407,7 @@ struct request {
 
     /* query arguments of node listings, decoded (api/agents.c) */
     char query_after[256];
-    char query_filters[3][1040]; /* selector, policy, state */
+    char query_filters[6][1040]; /* selector, policy, state, package, version, status */
 
     /* one extra response header (WWW-Authenticate, Location) */
     const char *extra_header_name;

@@ -1,7 +1,8 @@
 /*
  * server/api/agents.c - the agent routes over the fleet:
  *   POST   /v1/agents/heartbeat
- *   GET    /v1/agents?limit=&after=&selector=&policy=&state=&trust=&history=
+ *   GET    /v1/agents?limit=&after=&selector=&policy=&state=&package=&version=&status=
+ *                     &trust=&history=
  *   GET    /v1/agents/ID
  *   DELETE /v1/agents/ID
  * and the per-policy node gauges of /metrics.
@@ -52,7 +53,10 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, request *req, c
 int fleet_query_from_request(fleet_query *q, struct MHD_Connection *conn, request *req,
                              int with_filters)
 {
-    static const char *const filters[] = {"selector", "policy", "state"};
+    static const char *const filters[] = {"selector", "policy",  "state",
+                                          "package",  "version", "status"};
+    const char **slots[] = {&q->selector, &q->policy,  &q->state,
+                            &q->package,  &q->version, &q->status};
     char limit[24];
     int rc;
 
@@ -72,7 +76,7 @@ int fleet_query_from_request(fleet_query *q, struct MHD_Connection *conn, reques
         q->limit = n;
     }
     q->with_history = query_flag(conn, "history", 0);
-    for (size_t i = 0; with_filters && i < 3; i++) {
+    for (size_t i = 0; with_filters && i < sizeof filters / sizeof *filters; i++) {
         char *buf = req->query_filters[i];
         if ((rc = query_arg(buf, sizeof req->query_filters[i], conn, filters[i])) < 0) {
             respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
@@ -80,14 +84,8 @@ int fleet_query_from_request(fleet_query *q, struct MHD_Connection *conn, reques
                           sizeof req->query_filters[i] - 1);
             return -1;
         }
-        if (rc > 0) {
-            if (i == 0)
-                q->selector = buf;
-            else if (i == 1)
-                q->policy = buf;
-            else
-                q->state = buf;
-        }
+        if (rc > 0)
+            *slots[i] = buf;
     }
     return 0;
 bad_after:

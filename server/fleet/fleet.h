@@ -107,6 +107,9 @@ typedef struct fleet_query {
     const char *selector;  /* label selector */
     const char *policy;    /* nodes that policy governs */
     const char *state;     /* with that rollout state (with policy: for it) */
+    const char *package;   /* nodes that run a package of this name */
+    const char *version;   /* ... at this version (without package: their primary's) */
+    const char *status;    /* whose last status (newest history entry) is this state */
     const char *trust;     /* "behind", "current" or "none" (fleet_trust_server) */
     const char *after;     /* ids greater than this (the previous page's "next") */
     size_t limit;          /* nodes per page */

@@ -328,6 +328,8 @@ struct walk {
     pkgstore_selector *selector;     /* NULL: no filter */
     size_t policy_rank;              /* SIZE_MAX: no policy filter */
     int state;                       /* -1: no state filter */
+    const char *package, *version;   /* NULL: no package or version filter */
+    int status;                      /* -1: no last-status filter */
     int trust;                       /* TRUST_ANY, or the trust filter */
     const char *after;
     uint64_t total;
@@ -395,13 +397,31 @@ static int trust_passes(struct walk *w, const struct fl_profile *r)
     return 1;
 }
 
+/* Does the node run w's package (any, when only a version is asked: the
+ * primary, the one the fleet table shows) at w's version? */
+static int package_passes(const struct walk *w, const struct fl_profile *r)
+{
+    if (!w->package && !w->version)
+        return 1;
+    for (size_t i = 0; i < r->npkgs; i++) {
+        const struct fl_pkg *pkg = &r->pkgs[i];
+        if (w->package ? strcmp(pkg->name, w->package) != 0 : pkg->type != PKGSTORE_TYPE_PRIMARY)
+            continue;
+        if (!w->version || strcmp(pkg->version, w->version) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int walk_node(struct fl_node *node, void *payload)
 {
     struct walk *w = payload;
     const struct fl_profile *r = node->profile;
     int state = -1;
 
-    if (!r || !trust_passes(w, r))
+    if (!r || !trust_passes(w, r) || !package_passes(w, r))
+        return 0;
+    if (w->status >= 0 && (!node->hlen || fl_hist_at(node, node->hlen - 1)->status != w->status))
         return 0;
     if (w->selector && !pkgstore_selector_matches(w->selector, r->labels, r->nlabels))
         return 0;
@@ -441,6 +461,21 @@ static int walk_node(struct fl_node *node, void *payload)
     return 0;
 }
 
+/* The rollout state called name into *out; -1 with err naming field. */
+static int state_parse(int *out, const char *field, const char *name, fleet_error *err)
+{
+    for (int s = 0; s < PKGSTORE_ROLLOUT_COUNT; s++) {
+        if (strcmp(name, pkgstore_rollout_state_name((pkgstore_rollout_state)s)) == 0) {
+            *out = s;
+            return 0;
+        }
+    }
+    return fl_fail(err, PKGSTORE_EINVALID,
+                   "%s: '%.64s' is not a rollout state (Pending, Downloading, ..., Incompatible, "
+                   "Unknown)",
+                   field, name);
+}
+
 /* Parse the query's filters into w (p must be set). */
 static int walk_init(struct walk *w, fleet *f, const struct fl_policies *p,
                      struct fl_lookup *lookup, const fleet_query *q, size_t heap_cap,
@@ -459,16 +494,15 @@ static int walk_init(struct walk *w, fleet *f, const struct fl_policies *p,
     }
     if (q && q->policy && !pkgstore_policies_find(p->set, q->policy, &w->policy_rank))
         return fl_fail(err, PKGSTORE_ENOTFOUND, "policy %.128s not found", q->policy);
-    if (q && q->state) {
-        for (int s = 0; s < PKGSTORE_ROLLOUT_COUNT && w->state < 0; s++) {
-            if (strcmp(q->state, pkgstore_rollout_state_name((pkgstore_rollout_state)s)) == 0)
-                w->state = s;
-        }
-        if (w->state < 0)
-            return fl_fail(err, PKGSTORE_EINVALID,
-                           "state: '%.64s' is not a rollout state (Pending, Downloading, ..., "
-                           "Incompatible, Unknown)",
-                           q->state);
+    w->status = -1;
+    int error;
+    if (q && q->state && (error = state_parse(&w->state, "state", q->state, err)) < 0)
+        return error;
+    if (q && q->status && (error = state_parse(&w->status, "status", q->status, err)) < 0)
+        return error;
+    if (q) {
+        w->package = q->package;
+        w->version = q->version;
     }
     if (q && q->trust) {
         static const char *const words[] = {"behind", "current", "none"};

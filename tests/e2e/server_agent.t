@@ -51,6 +51,23 @@ check "the policy's rollout counts it as UpgradeFailed" \
     bash -c '[ "$(api /v1/policies/rollout | jq -r .status.counts.UpgradeFailed)" = 1 ]'
 api /metrics | grep -q '^pkgstored_nodes{policy="rollout",status="UpgradeFailed"} 1$'
 check "/metrics shows the node by status" test $? = 0
+# ---- the fleet's filters on the server (GET /v1/agents): the package and
+# version a node runs and its last status; a second node, posted by hand,
+# runs 1.0.0 and last said Upgraded
+curl -s -o /dev/null -H "Authorization: Bearer $(cat "$T/store.agent-token")" \
+    -d '{"node_id":"edge-2","labels":{"env":"other"},"platform":"linux/amd64","packages":[{"name":"otelcol","type":"primary","version":"1.0.0","status":"Upgraded","message":"by hand"}]}' \
+    "$URL/v1/agents/heartbeat"
+ids() { api "/v1/agents?$1" | jq -r '[.total] + [.nodes[].id] | join(" ")'; }
+check "?package=otelcol&version=2.0.0: the node that runs it" test "$(ids 'package=otelcol&version=2.0.0')" = "1 edge-1"
+check "?version=1.0.0: the node whose primary is at 1.0.0" test "$(ids 'version=1.0.0')" = "1 edge-2"
+check "?package=otelcol: both nodes" test "$(ids 'package=otelcol')" = "2 edge-1 edge-2"
+check "?package=otelcol&version=3.0.0: none runs the failed version" test "$(ids 'package=otelcol&version=3.0.0')" = "0"
+check "?package=other: none" test "$(ids 'package=other')" = "0"
+check "?status=UpgradeFailed: the node whose last status it is" test "$(ids 'status=UpgradeFailed')" = "1 edge-1"
+check "?status=Upgraded: not edge-1 (Upgraded earlier, UpgradeFailed last)" test "$(ids 'status=Upgraded')" = "1 edge-2"
+check "?status=Upgraded&selector=env%3Dtest: none" test "$(ids 'status=Upgraded&selector=env%3Dtest')" = "0"
+check "?status=Bogus: 400 INVALID naming the argument" \
+    bash -c 'api "/v1/agents?status=Bogus" | jq -e ".error.code == \"INVALID\" and (.error.message | startswith(\"status: '"'"'Bogus'"'"' is not a rollout state\"))" >/dev/null'
 if [ "$FAILED" != 0 ]; then
     dump "$T/edge-1/agent.log" "$T/pkgstored.log"
 fi
