@@ -45,6 +45,7 @@ function leaveView() {
 
 async function show() {
   const mine = ++shown;
+  const hash = location.hash;
   leaveView();
   if (!api.signedIn()) return showSignIn();
   document.body.classList.remove('signed-out');
@@ -74,10 +75,12 @@ async function show() {
     current = shownView;
     const heading = main.querySelector('h1');
     if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); document.title = heading.textContent + ' · pkgstore'; }
+    main.dataset.shown = hash; // the page for this hash is complete (tests wait for it)
     startPolling();
     return;
   }
   main.append(h('h1', null, 'Not found'), h('p', null, 'No such page. ', h('a', { href: '#/fleet' }, 'Go to the fleet')));
+  main.dataset.shown = hash;
 }
 
 // One polling loop, for the view on screen: a tick that finds another view

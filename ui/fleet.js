@@ -7,13 +7,13 @@ const STATES = ['', 'Pending', 'Downloading', 'Verifying', 'Validating', 'Swappi
   'UpgradeFailed', 'RolledBack', 'RollbackFailed', 'Incompatible', 'Unknown'];
 
 function primary(node) {
-  return (node.packages || []).find((p) => p.type === 'primary') || (node.packages || [])[0] || null;
+  return (node.packages || []).find((p) => p.type === 'primary') || null; // what ?version= filters on
 }
 
 export async function list(main, _args, params) {
   const filters = {
     selector: params.get('selector') || '', policy: params.get('policy') || '', state: params.get('state') || '',
-    version: params.get('version') || '', status: params.get('status') || '',
+    package: params.get('package') || '', version: params.get('version') || '', status: params.get('status') || '',
   };
   const cursors = [''];   // the `after` of each page seen, for Previous
   let page = 0;
@@ -23,17 +23,18 @@ export async function list(main, _args, params) {
   const policy = h('input', { id: 'f-policy', name: 'policy', value: filters.policy, autocomplete: 'off' });
   const state = h('select', { id: 'f-state', name: 'state' }, STATES.map((s) => h('option', { value: s }, s || 'any')));
   state.value = filters.state;
+  const pkg = h('input', { id: 'f-package', name: 'package', value: filters.package, autocomplete: 'off', placeholder: 'the primary' });
   const version = h('input', { id: 'f-version', name: 'version', value: filters.version, autocomplete: 'off' });
   const status = h('select', { id: 'f-status', name: 'status' }, STATES.map((s) => h('option', { value: s }, s || 'any')));
   status.value = filters.status;
   const form = h('form', { class: 'filters', id: 'fleet-filters', role: 'search' },
     field('f-selector', 'Selector', selector), field('f-policy', 'Policy', policy), field('f-state', 'Rollout state', state),
-    field('f-version', 'Version (this page)', version), field('f-status', 'Last status (this page)', status),
+    field('f-package', 'Package', pkg), field('f-version', 'Version', version), field('f-status', 'Last status', status),
     h('button', { type: 'submit', class: 'primary' }, 'Filter'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const usp = new URLSearchParams();
-    for (const [k, el] of Object.entries({ selector, policy, state, version, status })) if (el.value.trim()) usp.set(k, el.value.trim());
+    for (const [k, el] of Object.entries({ selector, policy, state, package: pkg, version, status })) if (el.value.trim()) usp.set(k, el.value.trim());
     const hash = '#/fleet' + (usp.toString() ? '?' + usp : '');
     if (location.hash === hash) location.reload(); else location.hash = hash;
   });
@@ -41,14 +42,12 @@ export async function list(main, _args, params) {
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
   main.append(form, body, pager);
 
-  const path = () => '/v1/agents' + api.q({ limit: PAGE, after: cursors[page], selector: filters.selector, policy: filters.policy, state: filters.state });
+  const path = () => '/v1/agents' + api.q({ limit: PAGE, after: cursors[page], ...filters });
   const render = (data) => {
-    let nodes = data.nodes || [];
-    if (filters.version) nodes = nodes.filter((n) => (primary(n) || {}).version === filters.version);
-    if (filters.status) nodes = nodes.filter((n) => n.last_status && n.last_status.status === filters.status);
+    const nodes = data.nodes || [];
     clear(body);
     if (!data.total) {
-      const any = filters.selector || filters.policy || filters.state;
+      const any = Object.values(filters).some(Boolean);
       body.append(any ? emptyState('No node matches these filters.', 'Loosen the selector or clear the filters (', link('all nodes', 'fleet'), ').')
         : emptyState('No node has reported yet.', 'Start pkgstore-agent on a node with server.url pointing here; it appears after its first heartbeat.'));
     } else {
@@ -66,7 +65,6 @@ export async function list(main, _args, params) {
               h('td', null, n.last_status ? [badge(n.last_status.status), ' ', h('span', { class: 'msg' }, n.last_status.message || '')] : ''),
               h('td', null, when(n.last_seen)));
           })))));
-      if (!nodes.length) body.append(emptyState('No node on this page has that version or last status.', 'Try the next page or clear those filters.'));
     }
     clear(pager);
     const prev = h('button', { type: 'button', disabled: page === 0 }, 'Previous');

@@ -51,10 +51,11 @@ export async function list(main) {
 
 export async function version(main, [name, ver]) {
   const base = `/v1/packages/${api.seg(name)}/${api.seg(ver)}`;
-  const [manifest, sigs, policiesData] = await Promise.all([
+  const [manifest, sigs, policiesData, running] = await Promise.all([
     api.get(base),
     api.get(base + '/signatures').catch(() => null),
     api.get('/v1/policies'),
+    api.get('/v1/agents' + api.q({ package: name, version: ver, limit: 20 })),
   ]);
   main.append(h('p', { class: 'crumbs' }, link('Packages', 'packages'), ' / ', name),
     h('h1', null, `${name} ${ver}`));
@@ -62,8 +63,9 @@ export async function version(main, [name, ver]) {
   const facts = h('dl', { class: 'facts' },
     h('dt', null, 'Type'), h('dd', null, manifest.type),
     h('dt', null, 'Created'), h('dd', null, when(manifest.created)),
-    h('dt', null, 'Dependencies'), h('dd', null, (manifest.dependencies || []).length
-      ? (manifest.dependencies || []).map((d) => typeof d === 'string' ? d : JSON.stringify(d)).join(', ') : 'none'));
+    h('dt', null, 'Dependencies'), h('dd', { id: 'pkg-deps' }, (manifest.dependencies || []).length
+      ? h('ul', { class: 'plain' }, manifest.dependencies.map((d) => h('li', null, link(d.name, 'packages', d.name), ' ', h('code', null, d.version))))
+      : 'none'));
   if (sigs && sigs.manifest) add(facts, [h('dt', null, 'Manifest digest'), h('dd', null, h('code', { class: 'digest' }, sigs.manifest), ' ', copyButton(sigs.manifest, 'Copy the manifest digest'))]);
   const annotations = Object.entries(manifest.annotations || {});
   if (annotations.length) add(facts, [h('dt', null, 'Annotations'), h('dd', null, h('ul', { class: 'plain' }, annotations.map(([k, v]) => h('li', null, h('code', null, k), ' = ', String(v)))))]);
@@ -82,20 +84,15 @@ export async function version(main, [name, ver]) {
     : emptyState('Not signed.', 'Sign it with pkgstore-push --sign-key or pkgstore-sign.')));
 
   const refs = (policiesData.policies || []).filter((p) => p.package === name && p.version === ver);
-  const refSection = h('section', { class: 'card' }, h('h2', null, 'Policies and nodes'));
-  main.append(refSection);
-  if (!refs.length) {
-    refSection.append(emptyState('No policy targets this version.', link('Create a policy', 'policies', 'new'), ' to roll it out.'));
-  } else {
-    const items = await Promise.all(refs.map(async (p) => {
-      let upgraded = null;
-      try { upgraded = (await api.get(`/v1/agents${api.q({ policy: p.name, state: 'Upgraded', limit: 20 })}`)); } catch { /* left out */ }
-      return h('li', null, link(p.name, 'policies', p.name), ` — selector "${p.selector}", ${p.status ? p.status.nodes_total : '?'} nodes governed`,
-        upgraded ? h('div', null, `${upgraded.total} running it: `,
-          upgraded.nodes.map((n, i) => [i ? ', ' : '', link(n.id, 'fleet', n.id)]), upgraded.next ? ' …' : '') : null);
-    }));
-    refSection.append(h('ul', { class: 'plain' }, items));
-  }
+  main.append(h('section', { class: 'card', id: 'pkg-policies' }, h('h2', null, 'Policies'), refs.length
+    ? h('ul', { class: 'plain' }, refs.map((p) => h('li', null, link(p.name, 'policies', p.name),
+      ` — selector "${p.selector}", ${p.status ? p.status.nodes_total : '?'} nodes governed`)))
+    : emptyState('No policy targets this version.', link('Create a policy', 'policies', 'new'), ' to roll it out.')));
+  const fleetLink = h('a', { href: '#/fleet' + api.q({ version: ver, package: name }) }, 'see them in the fleet');
+  main.append(h('section', { class: 'card', id: 'pkg-nodes' }, h('h2', null, 'Nodes running it'), running.total
+    ? h('p', null, `${running.total} node${running.total === 1 ? '' : 's'}: `,
+      running.nodes.map((n, i) => [i ? ', ' : '', link(n.id, 'fleet', n.id)]), running.next ? ' … (' : ' (', fleetLink, ')')
+    : emptyState('No node reports running this version.', 'Nodes appear here once their agent reports it after an upgrade.')));
   main.append(h('section', { class: 'card' }, h('h2', null, 'Manifest'), h('pre', { class: 'json' }, JSON.stringify(manifest, null, 2))));
   return null;
 }
@@ -112,7 +109,7 @@ export async function uploadForm(main, _args, params) {
   const datalist = h('datalist', { id: 'platforms' }, PLATFORMS.map((p) => h('option', { value: p })));
   const format = h('select', { id: 'up-format', name: 'format' }, ['binary', 'tar', 'tar+gzip', 'tar+zstd', 'tar+xz', 'zip'].map((f) => h('option', { value: f }, f)));
   const entrypoint = h('input', { id: 'up-entrypoint', name: 'entrypoint', autocomplete: 'off', 'aria-describedby': 'up-entrypoint-hint' });
-  const deps = h('input', { id: 'up-deps', name: 'dependencies', autocomplete: 'off', disabled: true, 'aria-describedby': 'up-deps-hint' });
+  const deps = h('textarea', { id: 'up-deps', name: 'dependencies', rows: 2, autocomplete: 'off', spellcheck: 'false', placeholder: 'otelcol-contrib >=0.90.0 <1.0.0', 'aria-describedby': 'up-deps-hint' });
   const force = h('input', { id: 'up-force', name: 'force', type: 'checkbox' });
   const file = h('input', { id: 'up-file', name: 'file', type: 'file', required: true });
   const drop = h('div', { class: 'drop', id: 'drop' }, h('p', null, 'Drop the binary or archive here, or '), h('label', { for: 'up-file', class: 'button' }, 'choose a file'), file,
@@ -140,7 +137,7 @@ export async function uploadForm(main, _args, params) {
     field('up-name', 'Name', name), field('up-version', 'Version', ver), field('up-type', 'Type', type),
     field('up-platform', 'Platform', platform), datalist, field('up-format', 'Format', format),
     field('up-entrypoint', 'Entrypoint', entrypoint, 'The executable inside an archive, or the binary\'s name (default: the package name).'),
-    field('up-deps', 'Dependencies', deps, 'Set with pkgstore-add --depends on the store: the upload route takes none yet.'),
+    field('up-deps', 'Dependencies', deps, 'One per line: a primary package\'s name and a version constraint (the name alone: any version).'),
     h('div', { class: 'field check' }, force, h('label', { for: 'up-force' }, 'Skip the dependency check')),
     h('div', { class: 'wide' }, drop),
     h('div', { class: 'wide progress-row' }, progress, ' ', progressText),
@@ -156,7 +153,7 @@ export async function uploadForm(main, _args, params) {
     const path = `/v1/packages/${api.seg(name.value.trim())}/${api.seg(ver.value.trim())}` + api.q({
       platform: platform.value.trim(), type: type.value, format: format.value,
       entrypoint: entrypoint.value.trim(), force: force.checked ? '1' : '',
-    });
+    }) + deps.value.split('\n').map((d) => d.trim()).filter(Boolean).map((d) => '&depends=' + encodeURIComponent(d)).join('');
     try {
       const manifest = await api.upload(path, chosen, (sent, total) => {
         progress.max = total || 1;

@@ -24,7 +24,10 @@
  *   health_port: 13133         health endpoint port (default 13133)
  *   crash_after_s: 2           the crashes-after variant's delay
  *   validate_sleep_s: 0        make "validate" slow (to test timeouts)
- *   invalid: true              "validate" rejects this config (any variant)
+ *   invalid: true              "validate" rejects this config (any variant);
+ *   invalid: TEXT              ... with TEXT as its reason, the way a real
+ *                              collector names the bad entry (other than
+ *                              "false"; the collector still runs with it)
  * Any other key is rejected by "validate" and at start, as a collector does.
  *
  * The health endpoint is served by libmicrohttpd: GET any path answers
@@ -62,6 +65,7 @@ struct fake_config {
     int crash_after_s;
     int validate_sleep_s;
     int invalid;
+    char invalid_reason[256]; /* "" for plain "invalid: true" */
 };
 
 static int is_variant(const char *name)
@@ -176,9 +180,11 @@ static int load_config(const char *path, struct fake_config *cfg, char *err, siz
             bad = parse_int(value, 0, 86400, &cfg->crash_after_s);
         else if (strcmp(key, "validate_sleep_s") == 0)
             bad = parse_int(value, 0, 86400, &cfg->validate_sleep_s);
-        else if (strcmp(key, "invalid") == 0)
+        else if (strcmp(key, "invalid") == 0) {
             cfg->invalid = strcmp(value, "false") != 0;
-        else {
+            if (cfg->invalid && strcmp(value, "true") != 0)
+                snprintf(cfg->invalid_reason, sizeof cfg->invalid_reason, "%s", value);
+        } else {
             snprintf(err, errlen, "%s:%d: unknown key '%s'", path, lineno, key);
             rc = -1;
             break;
@@ -208,7 +214,8 @@ static int validate(const char *config_path)
     if (cfg.validate_sleep_s > 0)
         sleep((unsigned)cfg.validate_sleep_s);
     if (cfg.invalid) {
-        fprintf(stderr, "Error: invalid configuration: config marked invalid\n");
+        fprintf(stderr, "Error: invalid configuration: %s\n",
+                cfg.invalid_reason[0] ? cfg.invalid_reason : "config marked invalid");
         return 1;
     }
     if (is_variant("validate-fails")) {

@@ -5,8 +5,8 @@
 # by the form and see its SHA-256, create the canary policy, watch the
 # canary reach Upgraded in the fleet view, widen the rollout, push a
 # crashing v3 and see the rollback and the pause with its reason, sign out.
-# Also: markup sent in a heartbeat's status message and in a package's
-# annotation and an upload's file name stays text (nothing executes, no
+# Also: markup in a real agent's status message, a package's annotation
+# and an upload's file name stays text (nothing executes, no
 # dialog opens), the pages ask no other host, the browser console has no
 # error, and every page is screenshot at 1280x800 and 390 px wide into
 # $PKGSTORE_BUILD/ui/. A server without /ui/ or /v1/session fails here.
@@ -45,15 +45,19 @@ start_agent "$T/edge-b"
 make_variant v2 "$T/otelcol-v2" ui-v2
 make_variant crashes-at-start "$T/otelcol-v3" ui-v3-crashes
 
-# Markup through a heartbeat (the agents' route, with the agent token) and
-# through an uploader's annotation and file name.
+# Markup through a real agent's report: edge-markup's collector names the
+# bad entry of its configuration when asked to validate (as a real one does),
+# and its agent reports that as the reason of a failed upgrade; and through
+# an uploader's annotation and file name.
 XSS='<img src=x onerror="window.__xss=1;alert(1)">'
-curl -fsS -o /dev/null -H "Authorization: Bearer $(cat "$AGENT_TOKEN_FILE")" "$URL/v1/agents/heartbeat" \
-    -d "$(jq -cn --arg m "$XSS" '{node_id:"edge-markup",labels:{env:"other"},platform:"linux/amd64",agent_version:"0.1.0",
-        packages:[{name:"otelcol",type:"primary",version:"1.0.0",digest:("sha256:" + ("0" * 64)),state:"Running",
-                   status:"UpgradeFailed",message:$m}]}')"
-check "a heartbeat with markup in its status message is recorded" \
-    bash -c 'admin /v1/agents/edge-markup | jq -e ".last_status.message | test(\"<img\")" > /dev/null'
+LABELS="env: other" new_node "$T/edge-markup" "$URL" 1
+printf 'invalid: %s\n' "$XSS" >> "$T/edge-markup/collector.yaml"
+start_agent "$T/edge-markup"
+make_variant v2 "$T/otelcol-1.5" ui-markup
+server_add --name otelcol --version 1.5.0 --platform linux/amd64 "$T/otelcol-1.5" > /dev/null
+policy set markup --selector 'env=other' --package otelcol --version 1.5.0 > /dev/null
+check "the agent reports the validation failure, markup and all, as edge-markup's last status" \
+    wait_until 30 bash -c 'admin /v1/agents/edge-markup | jq -e --arg x "$0" ".last_status.status == \"UpgradeFailed\" and (.last_status.message | contains(\$x))" > /dev/null' "$XSS"
 printf 'notes\n' > "$T/notes.txt"
 server_add --name notes --version 1.0.0 --platform linux/amd64 --annotation "note=$XSS" "$T/notes.txt" > /dev/null
 XSS_FILE="$T/<img src=x onerror=window.__xss=2>.bin"

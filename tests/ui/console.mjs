@@ -78,9 +78,11 @@ const step = async (name, fn) => {
     try { await page.screenshot({ path: path.join(SHOTS, 'failure-' + name.replace(/[^a-z0-9]+/gi, '-') + '.png') }); } catch { /* no page */ }
   }
 };
+// Route to hash and wait until its page is complete (app.js marks main with
+// the hash it finished showing; the hashchange event itself comes later).
 const go = async (hash) => {
-  await page.evaluate((h) => { location.hash = h; }, hash);
-  await page.waitForFunction(() => !document.querySelector('main > p.muted:only-child'));
+  const shown = await page.evaluate((h) => { location.hash = h; return location.hash; }, hash);
+  await page.waitForFunction((h) => document.querySelector('main').dataset.shown === h, { polling: 100 }, shown);
 };
 const text = (sel) => page.$eval(sel, (e) => e.textContent);
 const waitText = (sel, re) => page.waitForFunction((s, src) => {
@@ -183,6 +185,25 @@ await step('an upload the server refuses shows the server\'s words', async () =>
   diag('shown: ' + msg);
 });
 
+await step('an addon with dependencies: an unmet one is refused in the server\'s words, met ones land in the manifest', async () => {
+  await go('#/packages/upload');
+  await fill('#up-name', 'sidecar');
+  await fill('#up-version', '1.0.0');
+  await page.select('#up-type', 'addon');
+  await fill('#up-deps', 'otelcol >=9.0.0');
+  await (await page.$('#up-file')).uploadFile(V2);
+  await page.click('#up-submit');
+  await page.waitForSelector('#up-result .error');
+  const msg = await text('#up-result .error');
+  if (!/^DEPENDENCY: /.test(msg)) throw new Error('shown: ' + msg);
+  diag('shown: ' + msg);
+  await fill('#up-deps', 'otelcol >=2.0.0 <3.0.0\nnotes');
+  await page.click('#up-submit');
+  await page.waitForSelector('#up-digest');
+  await go('#/packages/sidecar/1.0.0');
+  await waitText('#pkg-deps', /^otelcol >=2\.0\.0 <3\.0\.0notes \*$/);
+});
+
 await step('the packages list and the version page', async () => {
   await go('#/packages');
   await waitText('main table', /otelcol/);
@@ -228,6 +249,16 @@ await step('widen the rollout to every test node; all reach Upgraded', async () 
     return cells.length === n && cells.every((c) => c.textContent === 'Upgraded');
   }, { polling: 500 }, NODES);
   narrow.push(['fleet-upgraded', await shot('fleet-upgraded')]);
+});
+
+await step('the fleet filters by version and last status on the server; the version page counts its nodes', async () => {
+  await go('#/fleet?version=2.0.0');
+  await waitText('#fleet-total', new RegExp(`^${NODES} nodes;`));
+  await go('#/fleet?status=UpgradeFailed');
+  await page.waitForFunction((id) => [...document.querySelectorAll('#fleet-table tbody tr')].map((r) => r.dataset.node).join() === id,
+    { polling: 200 }, XSS_NODE);
+  await go('#/packages/otelcol/2.0.0');
+  await waitText('#pkg-nodes', new RegExp(`^Nodes running it${NODES} nodes: `));
 });
 
 await step('push a crashing v3: the rollout rolls back and pauses with its reason', async () => {
