@@ -84,6 +84,19 @@ static void check_query(const char *query, const char *key)
         CHECK(rc_large == 1);
         CHECK(strcmp(small, large) == 0);
     }
+    /* every occurrence: the first is http_query_value()'s, *pos only moves
+     * forward within the query, and the walk ends */
+    const char *pos = query, *end = query ? query + strlen(query) : NULL;
+    size_t visits = 0;
+    int rc_next;
+    while ((rc_next = http_query_next(large, sizeof large, &pos, key)) != 0) {
+        CHECK(rc_next == 1 || rc_next == -1);
+        if (visits == 0)
+            CHECK(rc_next == rc_large);
+        CHECK(pos > query && pos <= end);
+        CHECK(++visits <= strlen(query) + 1);
+    }
+    CHECK((visits == 0) == (rc_large == 0));
 }
 
 static void check_bearer(const char *value)

@@ -545,6 +545,50 @@ int pkgstore_manifest_add_dependency(pkgstore_manifest *m, const char *name,
     return 0;
 }
 
+int pkgstore_dependency_parse(pkgstore_dependency *out, const char *text)
+{
+    pkgstore_version_constraint *parsed = NULL;
+    int error;
+
+    if (!out)
+        return ps_error_set(PKGSTORE_EINVALID, "dependency: NULL output");
+    memset(out, 0, sizeof(*out));
+    if (!text)
+        return ps_error_set(PKGSTORE_EINVALID, "dependency: missing");
+    const char *space = strchr(text, ' ');
+    size_t name_len = space ? (size_t)(space - text) : strlen(text);
+    if (name_len == 0)
+        return ps_error_set(PKGSTORE_EINVALID,
+                            "name: empty (give NAME, or NAME, a space and a constraint)");
+    if (name_len > PKGSTORE_NAME_MAX)
+        return ps_error_set(PKGSTORE_EINVALID, "name: longer than %d characters",
+                            PKGSTORE_NAME_MAX);
+    memcpy(out->name, text, name_len);
+    if ((error = pkgstore_manifest_name_validate(out->name)) < 0)
+        goto fail;
+    /* NAME alone: any version, as a manifest writes it */
+    const char *constraint = "*";
+    if (space) {
+        for (constraint = space; *constraint == ' '; constraint++) {
+        }
+        if (!*constraint) {
+            error = ps_error_set(PKGSTORE_EINVALID,
+                                 "constraint: empty after the name (NAME alone means any "
+                                 "version)");
+            goto fail;
+        }
+    }
+    if ((error = check_text("constraint", constraint, PKGSTORE_MANIFEST_CONSTRAINT_MAX, 0)) < 0 ||
+        (error = pkgstore_version_constraint_parse(&parsed, constraint)) < 0)
+        goto fail;
+    pkgstore_version_constraint_free(parsed);
+    strcpy(out->constraint, constraint); /* checked: within the limit */
+    return 0;
+fail:
+    memset(out, 0, sizeof(*out));
+    return error;
+}
+
 size_t pkgstore_manifest_annotation_count(const pkgstore_manifest *m)
 {
     return m ? m->annotation_count : 0;

@@ -450,6 +450,77 @@ static void test_manifest__dependencies(void **state)
                           PKGSTORE_EINVALID, "dependencies[1].name: duplicate dependency");
 }
 
+/* A failed parse: code, a detail starting with want, and *out zeroed. */
+static void expect_dependency_error(const char *text, int code, const char *want)
+{
+    pkgstore_dependency dep, zero;
+    memset(&dep, 'x', sizeof(dep));
+    memset(&zero, 0, sizeof(zero));
+    int rc = pkgstore_dependency_parse(&dep, text);
+    if (rc != code)
+        fail_msg("'%s': parse gave %d (%s), wanted %d", text ? text : "(null)", rc,
+                 pkgstore_error_detail(), code);
+    if (strncmp(pkgstore_error_detail(), want, strlen(want)) != 0)
+        fail_msg("'%s': detail \"%s\" does not start with \"%s\"", text ? text : "(null)",
+                 pkgstore_error_detail(), want);
+    assert_memory_equal(&dep, &zero, sizeof(dep));
+}
+
+static void test_manifest__dependency_parse(void **state)
+{
+    (void)state;
+    pkgstore_dependency dep;
+    assert_int_equal(pkgstore_dependency_parse(&dep, "otelcol-contrib >=0.90.0 <1.0.0"), 0);
+    assert_string_equal(dep.name, "otelcol-contrib");
+    assert_string_equal(dep.constraint, ">=0.90.0 <1.0.0");
+    assert_int_equal(pkgstore_dependency_parse(&dep, "otelcol   ^0.98"), 0); /* spaces between */
+    assert_string_equal(dep.name, "otelcol");
+    assert_string_equal(dep.constraint, "^0.98");
+    assert_int_equal(pkgstore_dependency_parse(&dep, "otelcol"), 0); /* any version */
+    assert_string_equal(dep.name, "otelcol");
+    assert_string_equal(dep.constraint, "*");
+
+    /* the longest name and constraint fit */
+    char text[PKGSTORE_NAME_MAX + PKGSTORE_MANIFEST_CONSTRAINT_MAX + 8];
+    memset(text, 'a', PKGSTORE_NAME_MAX);
+    snprintf(text + PKGSTORE_NAME_MAX, sizeof(text) - PKGSTORE_NAME_MAX, " >=1.0.0%*s",
+             PKGSTORE_MANIFEST_CONSTRAINT_MAX - 7, "");
+    assert_int_equal(strlen(text), PKGSTORE_NAME_MAX + 1 + PKGSTORE_MANIFEST_CONSTRAINT_MAX);
+    assert_int_equal(pkgstore_dependency_parse(&dep, text), 0);
+    assert_int_equal(strlen(dep.name), PKGSTORE_NAME_MAX);
+    assert_int_equal(strlen(dep.constraint), PKGSTORE_MANIFEST_CONSTRAINT_MAX);
+    /* one byte more of either does not */
+    strcat(text, " ");
+    expect_dependency_error(text, PKGSTORE_ELIMIT, "constraint: longer than 256 bytes");
+    memset(text, 'a', PKGSTORE_NAME_MAX + 1);
+    strcpy(text + PKGSTORE_NAME_MAX + 1, " 1");
+    expect_dependency_error(text, PKGSTORE_EINVALID, "name: longer than 128 characters");
+
+    expect_dependency_error(NULL, PKGSTORE_EINVALID, "dependency: missing");
+    expect_dependency_error("", PKGSTORE_EINVALID, "name: empty");
+    expect_dependency_error(" >=1.0.0", PKGSTORE_EINVALID, "name: empty");
+    expect_dependency_error("Bad_Name >=1.0.0", PKGSTORE_EINVALID,
+                            "name: invalid character 'B' at position 1");
+    expect_dependency_error("otelcol\t>=1.0.0", PKGSTORE_EINVALID,
+                            "name: invalid byte 0x09 at position 8");
+    expect_dependency_error("otelcol ", PKGSTORE_EINVALID, "constraint: empty after the name");
+    expect_dependency_error("otelcol   ", PKGSTORE_EINVALID, "constraint: empty after the name");
+    expect_dependency_error("otelcol >>1", PKGSTORE_EINVALID, "constraint: ");
+    expect_dependency_error("otelcol >=1.0.0 \xff", PKGSTORE_EINVALID,
+                            "constraint: not valid UTF-8");
+    assert_int_equal(pkgstore_dependency_parse(NULL, "otelcol"), PKGSTORE_EINVALID);
+
+    /* what it gives is what a manifest takes */
+    pkgstore_manifest *m = NULL;
+    assert_int_equal(pkgstore_manifest_new(&m, "sidecar", "1.0.0", PKGSTORE_TYPE_ADDON), 0);
+    assert_int_equal(pkgstore_dependency_parse(&dep, "otelcol >=0.90.0"), 0);
+    assert_int_equal(pkgstore_manifest_add_dependency(m, dep.name, dep.constraint), 0);
+    assert_int_equal(pkgstore_dependency_parse(&dep, "otelcol"), 0);
+    assert_int_equal(pkgstore_manifest_add_dependency(m, dep.name, dep.constraint), 1);
+    assert_string_equal(pkgstore_manifest_dependency(m, 0)->constraint, "*");
+    pkgstore_manifest_free(m);
+}
+
 static void test_manifest__names(void **state)
 {
     (void)state;
@@ -689,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_manifest__parse_refuses_malformed_json),
         cmocka_unit_test(test_manifest__limits),
         cmocka_unit_test(test_manifest__dependencies),
+        cmocka_unit_test(test_manifest__dependency_parse),
         cmocka_unit_test(test_manifest__names),
         cmocka_unit_test(test_manifest__times),
         cmocka_unit_test(test_manifest__best_artifact),

@@ -79,11 +79,13 @@ struct added {
     char *zstd_message; /* its detail (freed by main) */
 };
 
-#define MAX_DEPENDS 64
+/* a manifest holds no more */
+#define MAX_DEPENDS PKGSTORE_MANIFEST_DEPENDENCIES_MAX
 
 struct package_args {
     const char *name, *version, *type, *platform, *format, *entrypoint;
-    const char *depends[MAX_DEPENDS];
+    const char *depends_text[MAX_DEPENDS];      /* as given */
+    pkgstore_dependency depends[MAX_DEPENDS];   /* parsed by check_package_args() */
     size_t depends_count;
     const char *annotations[MAX_DEPENDS]; /* "KEY=VALUE" */
     size_t annotation_count;
@@ -99,31 +101,13 @@ struct recorded {
     pkgstore_artifact previous; /* the artifact it replaced */
 };
 
-/* "NAME CONSTRAINT" (or NAME alone: any version) into *dep. */
-static int parse_depends(pkgstore_dependency *dep, const char *text)
-{
-    const char *space = strchr(text, ' ');
-    size_t name_len = space ? (size_t)(space - text) : strlen(text);
-    const char *constraint = space ? space + 1 : "*";
-    memset(dep, 0, sizeof(*dep));
-    while (*constraint == ' ')
-        constraint++;
-    if (name_len == 0 || name_len > PKGSTORE_NAME_MAX || !*constraint ||
-        strlen(constraint) > PKGSTORE_MANIFEST_CONSTRAINT_MAX)
-        return cli_usage("--depends: '%s' is not 'NAME CONSTRAINT'", text);
-    memcpy(dep->name, text, name_len);
-    strcpy(dep->constraint, constraint);
-    return 0;
-}
-
 /* Check the package options up front, so a bad one is a usage error and
- * nothing is added. */
-static int check_package_args(const struct package_args *args)
+ * nothing is added; parses the --depends texts into args->depends. */
+static int check_package_args(struct package_args *args)
 {
     pkgstore_package_type type;
     pkgstore_semver version;
     pkgstore_platform platform;
-    pkgstore_dependency dep;
     int error;
     if (args->type && pkgstore_package_type_parse(&type, args->type) < 0)
         return cli_usage("--type: must be primary or addon, not '%s'", args->type);
@@ -141,14 +125,13 @@ static int check_package_args(const struct package_args *args)
     if ((error = pkgstore_version_parse(&version, args->version)) < 0)
         return cli_usage("--version: %s", pkgstore_error_detail());
     for (size_t i = 0; i < args->depends_count; i++) {
-        pkgstore_version_constraint *constraint = NULL;
-        if (parse_depends(&dep, args->depends[i]) != 0)
-            return CLI_EXIT_USAGE;
-        if (pkgstore_manifest_name_validate(dep.name) < 0)
-            return cli_usage("--depends: %s", pkgstore_error_detail());
-        if (pkgstore_version_constraint_parse(&constraint, dep.constraint) < 0)
-            return cli_usage("--depends: %s", pkgstore_error_detail());
-        pkgstore_version_constraint_free(constraint);
+        if (pkgstore_dependency_parse(&args->depends[i], args->depends_text[i]) < 0)
+            return cli_usage("--depends: '%s': %s", args->depends_text[i],
+                             pkgstore_error_detail());
+        /* the registry would keep only the last: say so instead */
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(args->depends[j].name, args->depends[i].name) == 0)
+                return cli_usage("--depends: '%s' is given twice", args->depends[i].name);
     }
     for (size_t i = 0; i < args->annotation_count; i++) {
         const char *eq = strchr(args->annotations[i], '=');
@@ -164,7 +147,6 @@ static int record_package(struct recorded *out, pkgstore_store *store,
                           const struct package_args *args, struct added *blob)
 {
     pkgstore_registry_add_options opts = PKGSTORE_REGISTRY_ADD_OPTIONS_INIT;
-    pkgstore_dependency deps[MAX_DEPENDS];
     pkgstore_registry *reg = NULL;
     pkgstore_manifest *manifest = NULL;
     pkgstore_artifact artifact;
@@ -207,11 +189,9 @@ static int record_package(struct recorded *out, pkgstore_store *store,
                      slash ? slash + 1 : blob->input);
         }
     }
-    for (size_t i = 0; i < args->depends_count; i++)
-        parse_depends(&deps[i], args->depends[i]); /* checked before */
     if (args->type)
         pkgstore_package_type_parse(&opts.type, args->type);
-    opts.dependencies = deps;
+    opts.dependencies = args->depends; /* parsed by check_package_args() */
     opts.dependency_count = args->depends_count;
     opts.force = args->force;
     opts.replace = args->replace;
@@ -410,7 +390,7 @@ int main(int argc, char **argv)
         case OPT_DEPENDS:
             if (package.depends_count == MAX_DEPENDS)
                 return cli_usage("--depends: at most %d", MAX_DEPENDS);
-            package.depends[package.depends_count++] = optarg;
+            package.depends_text[package.depends_count++] = optarg;
             break;
         case OPT_ANNOTATION:
             if (package.annotation_count == MAX_DEPENDS)

@@ -2,10 +2,11 @@
  * pkgstore-push - upload a package artifact to pkgstored.
  *
  *   pkgstore-push --server URL [--token-file F] --name N --version V
- *                 [--platform P] [--type T] [--format F] [--entrypoint E] FILE
+ *                 [--platform P] [--type T] [--format F] [--entrypoint E]
+ *                 [--depends 'NAME CONSTRAINT']... FILE
  *
  * Streams FILE with PUT /v1/packages/N/V?platform=&type=&format=&entrypoint=
- * while hashing it, then checks that the manifest the server returns lists
+ * &depends=... while hashing it, then checks that the manifest the server returns lists
  * the artifact for that platform with the same digest and size.
  *
  * --sign-key KEY (repeatable) then signs that manifest, the one the server
@@ -42,7 +43,8 @@ static void usage(FILE *out)
             "usage: pkgstore-push --server URL [--token-file FILE] [--cacert FILE]\n"
             "                     --name NAME --version VERSION\n"
             "                     [--platform OS/ARCH] [--type primary|addon] [--format FORMAT]\n"
-            "                     [--entrypoint PATH] [--force] [--replace] [--json] [--quiet]\n"
+            "                     [--entrypoint PATH] [--depends 'NAME CONSTRAINT']...\n"
+            "                     [--force] [--replace] [--json] [--quiet]\n"
             "                     [--sign-key KEY]... [--signature ENVELOPE]... FILE\n"
             "       pkgstore-push --name NAME --version VERSION\n"
             "                     [--sign-key KEY]... [--signature ENVELOPE]...\n"
@@ -62,6 +64,12 @@ static void usage(FILE *out)
             "                      (default: from the file name, else binary)\n"
             "  --entrypoint PATH   executable inside an archive; file name for a binary\n"
             "                      (default for a binary: the package name)\n"
+            "  --depends 'NAME CONSTRAINT'\n"
+            "                      a primary package this one needs, e.g.\n"
+            "                      'otelcol-contrib >=0.90.0 <1.0.0'; NAME alone means any\n"
+            "                      version (repeatable). The server refuses the upload\n"
+            "                      while it is unmet; a dependency the version already\n"
+            "                      has gets the new constraint\n"
             "  --force             skip the server's dependency check\n"
             "  --replace           replace the artifact this version already has for the\n"
             "                      platform (versions are immutable otherwise; refused\n"
@@ -77,7 +85,7 @@ static void usage(FILE *out)
             "  --help, --version\n");
 }
 
-/* Append "&key=value" (escaped) to query. */
+/* Append "&key=value" (escaped) to query, size bytes in all. */
 static int query_add(char *query, size_t size, const char *key, const char *value)
 {
     char *escaped = http_escape(value);
@@ -90,6 +98,8 @@ static int query_add(char *query, size_t size, const char *key, const char *valu
 }
 
 #define SIGN_KEYS_MAX 32
+/* a manifest holds no more */
+#define DEPENDS_MAX PKGSTORE_MANIFEST_DEPENDENCIES_MAX
 
 /* The keys and envelopes given, released at exit whatever path it takes
  * (the keys' private halves are cleared by OpenSSL when freed). */
@@ -194,10 +204,11 @@ int main(int argc, char **argv)
                *entrypoint = NULL;
     int force = 0, replace = 0, json_out = 0, quiet = 0;
     const char *key_paths[SIGN_KEYS_MAX], *signature_paths[SIGN_KEYS_MAX];
-    size_t nkeys = 0, nsignatures = 0;
+    const char *depends[DEPENDS_MAX];
+    size_t nkeys = 0, nsignatures = 0, ndepends = 0;
     enum { O_SERVER = 256, O_TOKEN, O_NAME, O_VERSION, O_PLATFORM, O_TYPE, O_FORMAT, O_ENTRY,
            O_FORCE, O_REPLACE, O_JSON, O_QUIET, O_HELP, O_VERSION_FLAG, O_CACERT, O_SIGN_KEY,
-           O_SIGNATURE };
+           O_SIGNATURE, O_DEPENDS };
     static const struct option options[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"token-file", required_argument, NULL, O_TOKEN},
@@ -208,6 +219,7 @@ int main(int argc, char **argv)
         {"type", required_argument, NULL, O_TYPE},
         {"format", required_argument, NULL, O_FORMAT},
         {"entrypoint", required_argument, NULL, O_ENTRY},
+        {"depends", required_argument, NULL, O_DEPENDS},
         {"force", no_argument, NULL, O_FORCE},
         {"replace", no_argument, NULL, O_REPLACE},
         {"json", no_argument, NULL, O_JSON},
@@ -234,6 +246,11 @@ int main(int argc, char **argv)
         case O_TYPE: type = optarg; break;
         case O_FORMAT: format = optarg; break;
         case O_ENTRY: entrypoint = optarg; break;
+        case O_DEPENDS:
+            if (ndepends == DEPENDS_MAX)
+                return cli_usage("--depends: at most %d", DEPENDS_MAX);
+            depends[ndepends++] = optarg;
+            break;
         case O_FORCE: force = 1; break;
         case O_REPLACE: replace = 1; break;
         case O_JSON: json_out = 1; break;
@@ -260,6 +277,18 @@ int main(int argc, char **argv)
                          "--signature)");
     if (strcmp(type, "primary") != 0 && strcmp(type, "addon") != 0)
         return cli_usage("--type: must be primary or addon, not '%s'", type);
+    if (ndepends && optind == argc)
+        return cli_usage("--depends needs FILE: dependencies are set by an upload");
+    /* checked here as the server checks them, so that a bad one is a usage
+     * error and nothing is sent */
+    static pkgstore_dependency parsed[DEPENDS_MAX];
+    for (size_t i = 0; i < ndepends; i++) {
+        if (pkgstore_dependency_parse(&parsed[i], depends[i]) < 0)
+            return cli_usage("--depends: '%s': %s", depends[i], pkgstore_error_detail());
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(parsed[j].name, parsed[i].name) == 0)
+                return cli_usage("--depends: '%s' is given twice", parsed[i].name);
+    }
     /* Every key and envelope is read before anything is sent: a bad one
      * stops the push before the upload. */
     atexit(release_signing);
@@ -331,35 +360,54 @@ int main(int argc, char **argv)
         fclose(file);
         return 2;
     }
+    /* room for every value escaped (at most three times as long) and its
+     * "&key=" */
+    const char *values[] = {platform, type, format, entrypoint};
+    size_t query_size = 64;
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++)
+        query_size += values[i] ? 3 * strlen(values[i]) + 16 : 0;
+    for (size_t i = 0; i < ndepends; i++)
+        query_size += 3 * strlen(depends[i]) + 16;
     char *name_escaped = http_escape(name), *version_escaped = http_escape(version);
-    char query[4096] = "";
-    int bad = !name_escaped || !version_escaped || query_add(query, sizeof query, "platform", platform) < 0 ||
-              query_add(query, sizeof query, "type", type) < 0 ||
-              (format && query_add(query, sizeof query, "format", format) < 0) ||
-              (entrypoint && query_add(query, sizeof query, "entrypoint", entrypoint) < 0) ||
-              (force && query_add(query, sizeof query, "force", "1") < 0) ||
-              (replace && query_add(query, sizeof query, "replace", "1") < 0);
-    char url_path[8192];
-    if (!bad)
-        snprintf(url_path, sizeof url_path, "/v1/packages/%s/%s%s", name_escaped,
-                 version_escaped, query);
+    char *query = calloc(1, query_size), *url_path = NULL;
+    int bad = !name_escaped || !version_escaped || !query ||
+              query_add(query, query_size, "platform", platform) < 0 ||
+              query_add(query, query_size, "type", type) < 0 ||
+              (format && query_add(query, query_size, "format", format) < 0) ||
+              (entrypoint && query_add(query, query_size, "entrypoint", entrypoint) < 0) ||
+              (force && query_add(query, query_size, "force", "1") < 0) ||
+              (replace && query_add(query, query_size, "replace", "1") < 0);
+    for (size_t i = 0; !bad && i < ndepends; i++)
+        bad = query_add(query, query_size, "depends", depends[i]) < 0;
+    if (!bad) {
+        size_t url_size = strlen(name_escaped) + strlen(version_escaped) + strlen(query) + 32;
+        if ((url_path = malloc(url_size)) != NULL)
+            snprintf(url_path, url_size, "/v1/packages/%s/%s%s", name_escaped, version_escaped,
+                     query);
+        bad = !url_path;
+    }
     free(name_escaped);
     free(version_escaped);
+    free(query);
     if (bad) {
         fclose(file);
-        return cli_usage("arguments too long");
+        free(url_path);
+        fprintf(stderr, PROG ": out of memory\n");
+        return 1;
     }
 
     pkgstore_digest_ctx *ctx = NULL;
     if (pkgstore_digest_ctx_new(&ctx) < 0) {
         fprintf(stderr, PROG ": sha256: %s\n", pkgstore_error_detail());
         fclose(file);
+        free(url_path);
         return 1;
     }
     http_reply reply;
     int progress = !quiet && isatty(STDERR_FILENO);
     int result = http_upload(&reply, &client, url_path, file, (uint64_t)st.st_size, progress, ctx);
     fclose(file);
+    free(url_path);
     pkgstore_digest local;
     pkgstore_digest_ctx_final(&local, ctx);
     pkgstore_digest_ctx_free(ctx);

@@ -167,6 +167,23 @@ PKGSTORE_API const pkgstore_dependency *pkgstore_manifest_dependency(const pkgst
 PKGSTORE_API int pkgstore_manifest_add_dependency(pkgstore_manifest *m, const char *name,
                                                   const char *constraint);
 
+/**
+ * Parse the text form of a dependency, "NAME CONSTRAINT" (the name, one or
+ * more spaces, the constraint: "otelcol-contrib >=0.90.0 <1.0.0"), or NAME
+ * alone for any version (constraint "*"), into *out. This is what
+ * pkgstore-add --depends, pkgstore-push --depends and the upload route's
+ * ?depends= take. The name is checked as pkgstore_manifest_name_validate()
+ * does and the constraint as pkgstore_version_constraint_parse() does.
+ * The detail starts with the part at fault: "name: invalid character '_'
+ * at position 4 ...", "constraint: expected ...".
+ * Errors: PKGSTORE_EINVALID (NULL, empty, a bad name, a space but no
+ * constraint after it, a constraint that does not parse),
+ * PKGSTORE_ELIMIT (a constraint longer than
+ * PKGSTORE_MANIFEST_CONSTRAINT_MAX), PKGSTORE_ENOMEM. On failure *out is
+ * zeroed.
+ */
+PKGSTORE_API int pkgstore_dependency_parse(pkgstore_dependency *out, const char *text);
+
 PKGSTORE_API size_t pkgstore_manifest_annotation_count(const pkgstore_manifest *m);
 
 /** Annotation i in key order into *key and *value (borrowed from m).

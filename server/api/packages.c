@@ -1,12 +1,13 @@
 /*
  * server/api/packages.c - the package routes over the registry:
- *   PUT    /v1/packages/NAME/VERSION?platform=&type=&entrypoint=&format=
+ *   PUT    /v1/packages/NAME/VERSION?platform=&type=&entrypoint=&format=&depends=...
  *   GET    /v1/packages, /v1/packages/NAME, /v1/packages/NAME/VERSION
  *   DELETE /v1/packages/NAME/VERSION   (409 while a policy references it)
  *
- * An upload is checked (name, version, platform, type, format) before a
- * byte of the body is read, then streams into the store writer like a blob
- * upload; once the blob is durable the registry adds it to the manifest.
+ * An upload is checked (name, version, platform, type, format, entrypoint,
+ * dependencies) before a byte of the body is read, then streams into the
+ * store writer like a blob upload; once the blob is durable the registry
+ * adds it to the manifest.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -19,7 +20,74 @@ typedef struct package_upload {
     pkgstore_package_type type;
     int force;
     int replace; /* ?replace=1: a different artifact may replace the platform's */
+    pkgstore_dependency *dependencies; /* every ?depends=, in order (heap) */
+    size_t dependency_count;
 } package_upload;
+
+static void package_upload_free(void *data)
+{
+    package_upload *upload = data;
+    if (upload)
+        free(upload->dependencies);
+    free(upload);
+}
+
+/* Room for a name, spaces and a constraint at their limits; longer is
+ * refused before it is parsed. */
+#define DEPENDS_TEXT_MAX 511
+
+/* Every ?depends=NAME%20CONSTRAINT (or NAME: any version) into upload, in
+ * order. 0, or -1 with the 400 queued into *result. */
+static int read_depends(struct MHD_Connection *conn, request *req, package_upload *upload,
+                        enum MHD_Result *result)
+{
+    char text[DEPENDS_TEXT_MAX + 1];
+    const char *pos = req->query;
+    int present;
+    while ((present = http_query_next(text, sizeof text, &pos, "depends")) != 0) {
+        if (present < 0) {
+            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                    "depends: bad escape, NUL or longer than %d bytes",
+                                    DEPENDS_TEXT_MAX);
+            return -1;
+        }
+        if (!text[0]) {
+            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                    "depends: empty (give NAME, or NAME%%20CONSTRAINT)");
+            return -1;
+        }
+        if (upload->dependency_count == PKGSTORE_MANIFEST_DEPENDENCIES_MAX) {
+            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                    "depends: more than %d dependencies",
+                                    PKGSTORE_MANIFEST_DEPENDENCIES_MAX);
+            return -1;
+        }
+        pkgstore_dependency dep;
+        if (pkgstore_dependency_parse(&dep, text) < 0) {
+            *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                    "depends: '%s': %s", text, pkgstore_error_detail());
+            return -1;
+        }
+        /* the registry would keep only the last constraint: refuse instead */
+        for (size_t i = 0; i < upload->dependency_count; i++) {
+            if (strcmp(upload->dependencies[i].name, dep.name) == 0) {
+                *result = respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
+                                        "depends: '%s' is given twice", dep.name);
+                return -1;
+            }
+        }
+        pkgstore_dependency *grown = realloc(
+            upload->dependencies, (upload->dependency_count + 1) * sizeof *upload->dependencies);
+        if (!grown) {
+            *result = respond_error(conn, req, MHD_HTTP_INTERNAL_SERVER_ERROR, PKGSTORE_ENOMEM,
+                                    "depends: out of memory");
+            return -1;
+        }
+        upload->dependencies = grown;
+        upload->dependencies[upload->dependency_count++] = dep;
+    }
+    return 0;
+}
 
 static enum MHD_Result bad_field(struct MHD_Connection *conn, request *req, const char *field)
 {
@@ -105,7 +173,7 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
     if (!upload)
         return MHD_NO;
     req->route_data = upload;
-    req->route_data_free = free;
+    req->route_data_free = package_upload_free;
 
     char value[PKGSTORE_ENTRYPOINT_MAX + 1];
     int present = query_arg(value, sizeof value, conn, "platform");
@@ -152,6 +220,9 @@ enum MHD_Result package_upload_begin(struct MHD_Connection *conn, request *req)
         return respond_error(conn, req, MHD_HTTP_BAD_REQUEST, PKGSTORE_EINVALID,
                              "entrypoint: must be a relative path without '..' components "
                              "(a plain file name for a binary)");
+
+    if (read_depends(conn, req, upload, &result) < 0)
+        return result;
 
     upload->force = query_flag(conn, "force", 0);
     upload->replace = query_flag(conn, "replace", 0);
@@ -224,6 +295,8 @@ enum MHD_Result package_upload_finish(struct MHD_Connection *conn, request *req)
     opts.force = upload->force;
     opts.replace = upload->replace;
     opts.replaced = &replaced;
+    opts.dependencies = upload->dependencies;
+    opts.dependency_count = upload->dependency_count;
     pkgstore_manifest *manifest = NULL;
     pkgstore_digest manifest_digest;
     char saved[512];

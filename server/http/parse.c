@@ -91,29 +91,34 @@ int http_split_path(char seg[HTTP_PATH_SEGMENTS_MAX][HTTP_PATH_SEGMENT_MAX], int
     return 0;
 }
 
-int http_query_value(char *out, size_t size, const char *query, const char *key)
+int http_query_next(char *out, size_t size, const char **pos, const char *key)
 {
     size_t key_len = strlen(key);
     if (size > 0)
         out[0] = '\0';
-    if (!query)
+    const char *p = *pos;
+    if (!p)
         return 0;
-    const char *p = query;
     while (*p) {
         const char *end = strchr(p, '&');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         size_t name_len = eq ? (size_t)(eq - p) : len;
+        *pos = end ? end + 1 : p + len;
         if (name_len == key_len && memcmp(p, key, key_len) == 0) {
             const char *value = eq ? eq + 1 : p + len;
             size_t value_len = (size_t)(p + len - value);
             return http_percent_decode(out, size, value, value_len, 0) < 0 ? -1 : 1;
         }
-        if (!end)
-            break;
-        p = end + 1;
+        p = *pos;
     }
     return 0;
+}
+
+int http_query_value(char *out, size_t size, const char *query, const char *key)
+{
+    const char *pos = query;
+    return http_query_next(out, size, &pos, key);
 }
 
 const char *http_bearer_token(const char *value, size_t *len)

@@ -37,6 +37,13 @@ int http_split_path(char seg[HTTP_PATH_SEGMENTS_MAX][HTTP_PATH_SEGMENT_MAX], int
  * value has a bad escape, a NUL or does not fit. */
 int http_query_value(char *out, size_t size, const char *query, const char *key);
 
+/* Every occurrence of key, in order: set *pos to the raw query (NULL: no
+ * query) and call until it returns 0. Each call decodes the next value as
+ * http_query_value() does into out and moves *pos past it. Returns 1 for a
+ * value, 0 when none is left, -1 when this occurrence's value is invalid
+ * (*pos is past it as well). */
+int http_query_next(char *out, size_t size, const char **pos, const char *key);
+
 /* The token of an "Authorization: Bearer TOKEN" value: *len receives its
  * length (surrounding blanks trimmed). NULL when value is NULL, not the
  * Bearer scheme, or holds an empty token. */

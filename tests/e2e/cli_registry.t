@@ -102,6 +102,12 @@ expect 2 "--format must be a known one" add --name archived --version 1.0.2 --fo
 expect 2 "--version must be SemVer" add --name otelcol --version 1.0 "$WORK/helper.sh"
 expect 2 "--depends needs a valid constraint" add --name helper --version 1.0.0 \
     --depends 'otelcol >>1' "$WORK/helper.sh"
+check "the error names --depends, the text and the library's reason" \
+    "grep -q \"^pkgstore-add: --depends: 'otelcol >>1': constraint: \" '$WORK/err'"
+expect 2 "--depends may not name a package twice" add --name helper --version 1.0.0 \
+    --depends 'otelcol >=1.0.0' --depends otelcol "$WORK/helper.sh"
+check "the error names the package given twice" \
+    "grep -q \"^pkgstore-add: --depends: 'otelcol' is given twice\$\" '$WORK/err'"
 expect 2 "--force needs --name" add --force "$WORK/helper.sh"
 
 # dependencies

@@ -167,6 +167,34 @@ is "$? $(jq -r '.artifacts | length' "$TMP/out")" "0 2" "pkgstore-push --json wi
     --platform linux/amd64 "$TMP/tool-bin" >/dev/null 2>"$TMP/err"
 is "$?" "1" "pkgstore-push with the agent token fails"
 diag "$(cat "$TMP/err")"
+printf 'helper v1\n' >"$TMP/tool-addon"
+"$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN_FILE" --name base-tool --version 0.1.0 \
+    --platform any --quiet "$TMP/tool-addon" >/dev/null 2>"$TMP/err"
+"$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN_FILE" --name tool-addon --version 1.0.0 \
+    --type addon --platform any --depends 'otelcol-tool >=1.2.0 <2.0.0' --depends base-tool \
+    --json --quiet "$TMP/tool-addon" >"$TMP/out" 2>"$TMP/err"
+is "$? $(jq -c .dependencies "$TMP/out")" \
+   '0 [{"name":"otelcol-tool","version":">=1.2.0 <2.0.0"},{"name":"base-tool","version":"*"}]' \
+   "pkgstore-push --depends sends each, escaped (spaces, '<', '>='), into the manifest"
+"$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN_FILE" --name tool-addon --version 1.0.1 \
+    --type addon --platform any --depends 'otelcol-tool >=9.0.0' --quiet "$TMP/tool-addon" \
+    >"$TMP/out" 2>"$TMP/err"
+is "$? $(cat "$TMP/err")" \
+   "1 pkgstore-push: $TMP/tool-addon: package: tool-addon 1.0.1: unmet dependency: otelcol-tool >=9.0.0 (no matching version) (HTTP 409 DEPENDENCY)" \
+   "pkgstore-push --depends with an unmet one: the server's 409 DEPENDENCY, exit 1"
+req GET /v1/packages/tool-addon/1.0.1
+is "$STATUS" "404" "and the version was not stored"
+"$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN_FILE" --name tool-addon --version 1.0.1 \
+    --type addon --platform any --depends 'otelcol-tool >=9.0.0' --force --json --quiet \
+    "$TMP/tool-addon" >"$TMP/out" 2>"$TMP/err"
+is "$? $(jq -c .dependencies "$TMP/out")" '0 [{"name":"otelcol-tool","version":">=9.0.0"}]' \
+   "pkgstore-push --depends --force stores the unmet one"
+"$BIN/pkgstore-push" --server "$URL" --token-file "$ADMIN_FILE" --name tool-addon --version 1.0.2 \
+    --type addon --platform any --depends 'Otelcol-tool >=1.0.0' --quiet "$TMP/tool-addon" \
+    >"$TMP/out" 2>"$TMP/err"
+STATUS_RC=$?
+req GET /v1/packages/tool-addon/1.0.2
+is "$STATUS_RC $STATUS" "2 404" "a malformed --depends is a usage error and nothing is sent"
 "$BIN/pkgstore-policy" --server "$URL" --token-file "$ADMIN_FILE" set ring1 --selector 'ring=1' \
     --package otelcol-tool --version 1.2.3 --priority 5 >"$TMP/out" 2>"$TMP/err"
 is "$?" "0" "pkgstore-policy set"
@@ -210,6 +238,21 @@ usage_error "pkgstore-push without FILE" "pkgstore-push: exactly one FILE is req
     "$BIN/pkgstore-push" --name a --version 1.0.0
 usage_error "pkgstore-push: a bad --type" "pkgstore-push: --type: must be primary or addon, not 'x'" \
     "$BIN/pkgstore-push" --name a --version 1.0.0 --type x "$TMP/tool-bin"
+usage_error "pkgstore-push: --depends with a bad name" \
+    "pkgstore-push: --depends: 'Bad_Name >=1.0.0': name: invalid character 'B' at position 1 (names match [a-z0-9][a-z0-9._-]*)" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --depends 'Bad_Name >=1.0.0' "$TMP/tool-bin"
+usage_error "pkgstore-push: --depends with a bad constraint" \
+    "pkgstore-push: --depends: 'otelcol >>1': constraint: expected the major number or a wildcard at position 1 ('>') in \">[>]1\"" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --depends 'otelcol >>1' "$TMP/tool-bin"
+usage_error "pkgstore-push: --depends with a space but no constraint" \
+    "pkgstore-push: --depends: 'otelcol ': constraint: empty after the name (NAME alone means any version)" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --depends 'otelcol ' "$TMP/tool-bin"
+usage_error "pkgstore-push: --depends naming a package twice" \
+    "pkgstore-push: --depends: 'otelcol' is given twice" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --depends otelcol --depends 'otelcol ^1' "$TMP/tool-bin"
+usage_error "pkgstore-push: --depends without FILE" \
+    "pkgstore-push: --depends needs FILE: dependencies are set by an upload" \
+    "$BIN/pkgstore-push" --name a --version 1.0.0 --depends otelcol --sign-key "$TMP/no-such.key"
 usage_error "pkgstore-policy: unknown option" "pkgstore-policy: unknown option '--bogus'" \
     "$BIN/pkgstore-policy" --bogus ls
 usage_error "pkgstore-policy: an option without its value" \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Streaming uploads: a 1 GiB body with bounded server memory, concurrent
 # uploads of the same blob, and aborted or rejected uploads leave nothing.
+# Package uploads with dependencies (?depends=): stored, refused when unmet
+# (the blob withdrawn), forced, and malformed ones refused before the body.
 . "$(dirname "$0")/server_common.sh"
 
 # The same bound holds under ASan (measured: about 19 MB there, 11 MB without).
@@ -98,6 +100,99 @@ is "$(grep -c 'msg="upload aborted"' "$TMP/server.log")" "$((ABORTED_BEFORE + 1)
    "the server saw the short body as an aborted upload"
 is "$(tmp_open) $(count_tmp) $(find "$TMP/store/blobs" -type f | wc -l)" "0 0 1" \
    "a body shorter than its Content-Length leaves nothing"
+
+# --- dependencies: ?depends=NAME%20CONSTRAINT, repeatable
+# put_pkg PATH FILE: PUT FILE with Expect: 100-continue; sets STATUS, BODY
+# and SENT, the body bytes curl sent (0 when answered before the body)
+put_pkg() {
+    local out
+    out=$(curl -s -o "$TMP/body" -w '%{http_code} %{size_upload}' "${H[@]}" -X PUT \
+        -H 'Expect: 100-continue' --data-binary @"$2" "$URL$1")
+    STATUS=${out% *}
+    SENT=${out#* }
+    BODY=$(cat "$TMP/body")
+}
+# blob_gone FILE: its bytes cannot be downloaded and have no file under blobs/
+blob_gone() {
+    local digest
+    digest=$(sha256 "$1")
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "${H[@]}" "$URL/v1/blobs/sha256:$digest")" = 404 ] &&
+        [ -z "$(find "$TMP/store/blobs" -name "$digest*")" ]
+}
+printf 'collector 0.95.0\n' >"$TMP/collector"
+printf 'base library 1.2.0\n' >"$TMP/baselib"
+req PUT "/v1/packages/otelcol-contrib/0.95.0?platform=linux/amd64" --data-binary @"$TMP/collector"
+FIRST=$STATUS
+req PUT "/v1/packages/base-lib/1.2.0?platform=any" --data-binary @"$TMP/baselib"
+is "$FIRST $STATUS" "201 201" "two primary packages to depend on"
+
+head -c 100000 /dev/urandom >"$TMP/helper-amd64"
+put_pkg "/v1/packages/helper/1.0.0?platform=linux/amd64&type=addon&depends=otelcol-contrib%20%3E%3D0.90.0%20%3C1.0.0&depends=base-lib" \
+    "$TMP/helper-amd64"
+is "$STATUS $SENT" "201 100000" "an upload with two met depends is stored"
+req GET /v1/packages/helper/1.0.0
+is "$STATUS $(json '.dependencies | tojson')" \
+   '200 [{"name":"otelcol-contrib","version":">=0.90.0 <1.0.0"},{"name":"base-lib","version":"*"}]' \
+   "the manifest lists both, %20 and %3E%3D decoded, NAME alone as '*'"
+
+head -c 100000 /dev/urandom >"$TMP/helper-arm64"
+put_pkg "/v1/packages/helper/1.0.0?platform=linux/arm64&type=addon&depends=base-lib%20%5E1.2" \
+    "$TMP/helper-arm64"
+req GET /v1/packages/helper/1.0.0
+is "$STATUS $(json '.artifacts | length') $(json '.dependencies | tojson')" \
+   '200 2 [{"name":"otelcol-contrib","version":">=0.90.0 <1.0.0"},{"name":"base-lib","version":"^1.2"}]' \
+   "another platform's depends replaces the constraint of the same name and keeps the rest"
+
+head -c 100000 /dev/urandom >"$TMP/helper-unmet"
+put_pkg "/v1/packages/helper/2.0.0?platform=linux/amd64&type=addon&depends=otelcol-contrib%20%3E%3D5.0.0&depends=base-lib" \
+    "$TMP/helper-unmet"
+is "$STATUS $(error_code)" "409 DEPENDENCY" "an unmet dependency: 409 DEPENDENCY"
+is "$(json .error.message)" \
+   "package: helper 2.0.0: unmet dependency: otelcol-contrib >=5.0.0 (no matching version)" \
+   "the message names the unmet dependency, and only it"
+req GET /v1/packages/helper/2.0.0
+is "$STATUS" "404" "the refused version was not stored"
+blob_gone "$TMP/helper-unmet"
+ok $? "the refused upload's blob is withdrawn: not downloadable, no file under blobs/"
+put_pkg "/v1/packages/helper/2.0.0?platform=linux/amd64&type=addon&depends=otelcol-contrib%20%3E%3D5.0.0&force=1" \
+    "$TMP/helper-unmet"
+is "$STATUS $(json '.dependencies | tojson')" '201 [{"name":"otelcol-contrib","version":">=5.0.0"}]' \
+   "force=1 stores it with the unmet dependency"
+
+# refused before a byte of the body is read: curl sends none after the answer
+head -c 2000000 /dev/urandom >"$TMP/dep-body"
+bad_depends() { # bad_depends DESCRIPTION QUERY EXPECTED-MESSAGE-START [EXPECTED-END]
+    put_pkg "/v1/packages/helper/3.0.0?platform=linux/amd64&type=addon&$2" "$TMP/dep-body"
+    local message start end
+    message=$(json .error.message)
+    start=${message:0:${#3}}
+    end=${4:+${message: -${#4}}}
+    is "$STATUS $(error_code) $SENT|$start|$end" "400 INVALID 0|$3|${4:-}" \
+       "$1: 400 INVALID before the body, naming depends and the value"
+}
+bad_depends "a bad name" "depends=Bad_Name%20%3E%3D1.0.0" \
+    "depends: 'Bad_Name >=1.0.0': name: invalid character 'B' at position 1 (names match [a-z0-9][a-z0-9._-]*)"
+bad_depends "a bad constraint, with the library's reason" "depends=base-lib%20%3E%3E1" \
+    "depends: 'base-lib >>1': constraint: expected the major number or a wildcard at position 1 ('>') in \">[>]1\""
+bad_depends "a name given twice" "depends=base-lib&depends=otelcol-contrib&depends=base-lib%20%5E1" \
+    "depends: 'base-lib' is given twice"
+bad_depends "'+' is a plus, not a space" "depends=base-lib+%5E1" \
+    "depends: 'base-lib+^1': name: invalid character '+' at position 9"
+bad_depends "an empty value" "platform=any&depends=base-lib&depends=" \
+    "depends: empty (give NAME, or NAME%20CONSTRAINT)"
+bad_depends "a bad escape" "depends=base-lib%2" "depends: bad escape, NUL or longer than 511 bytes"
+bad_depends "a value over 511 bytes" "depends=base-lib%20$(printf '%0600d' 1)" \
+    "depends: bad escape, NUL or longer than 511 bytes"
+bad_depends "a constraint over 256 bytes (not 413)" "depends=base-lib%20%3E%3D1.0.0$(printf '%%20%.0s' $(seq 250))" \
+    "depends: 'base-lib >=1.0.0 " "': constraint: longer than 256 bytes"
+MANY=$(for i in $(seq 0 64); do printf '&depends=p%d' "$i"; done)
+bad_depends "65 dependencies" "force=1$MANY" "depends: more than 64 dependencies"
+MANY=$(for i in $(seq 1 64); do printf '&depends=p%d' "$i"; done)
+put_pkg "/v1/packages/helper/3.0.0?platform=linux/amd64&type=addon&force=1$MANY" "$TMP/helper-amd64"
+is "$STATUS $(json '.dependencies | length')" "201 64" "64 dependencies are taken"
+is "$(count_tmp)" "0" "the refused uploads left nothing in tmp/"
+blob_gone "$TMP/dep-body"
+ok $? "and no blob of their body"
 
 server_alive
 ok $? "the server is still running"
