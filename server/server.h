@@ -174,6 +174,16 @@ void trust_signed_unlock(void);
  * pinned root, moved along valid rotations); else PKGSTORE_ECONFLICT (or
  * the registry's error, e.g. ENOTFOUND) with the reason in err. */
 int trust_check_signed(const char *name, const char *version, char *err, size_t err_size);
+/* For the console: how the count stored signatures (list) of the manifest
+ * text stand against the root the server judges by (the enforcing root when
+ * --trust-root is given, else the newest stored root, unverified), as
+ * {"root_version":N|null,"root_pinned":B,"threshold":T|null,"valid":K,
+ *  "signed":B,"revoked":B,"states":[...]}: one state per entry of list, in
+ * its order ("valid", "bad signature", "unknown key", "malformed", or
+ * "unchecked" without a root). NULL when out of memory. */
+json_t *trust_signatures_check(const char *name, const char *version, const char *text,
+                               size_t len, const pkgstore_trust_stored_signature *list,
+                               size_t count);
 /* 1 when a policy targets name version (its name into policy_out), 0 when
  * none does, < 0 with the reason in policy_out. */
 int trust_version_targeted(char *policy_out, size_t policy_size, const char *name,

@@ -509,6 +509,83 @@ out:
     return error;
 }
 
+/* Is keyid one of root's keys? */
+static int root_has_key(const pkgstore_trust_root *root, const char *keyid)
+{
+    for (size_t i = 0; i < pkgstore_trust_root_key_count(root); i++) {
+        const char *id = NULL;
+        if (pkgstore_trust_root_key(&id, NULL, root, i) == 0 && strcmp(id, keyid) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Is name version revoked by a statement the server holds? (locked) */
+static int revoked_locked(const char *name, const char *version)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(g_trust.revocations, i, item) {
+        json_t *signed_obj = json_object_get(item, "signed");
+        const char *n = json_string_value(json_object_get(signed_obj, "name"));
+        const char *v = json_string_value(json_object_get(signed_obj, "version"));
+        if (n && v && strcmp(n, name) == 0 && strcmp(v, version) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+json_t *trust_signatures_check(const char *name, const char *version, const char *text,
+                               size_t len, const pkgstore_trust_stored_signature *list,
+                               size_t count)
+{
+    pkgstore_trust_envelope **envelopes = count ? calloc(count, sizeof *envelopes) : NULL;
+    json_t *states = json_array(), *out = NULL;
+    size_t valid = 0, parsed = 0;
+    if ((count && !envelopes) || !states)
+        goto done;
+    pthread_mutex_lock(&g_trust.lock);
+    const pkgstore_trust_root *root = enforcing_root();
+    int pinned = root != NULL;
+    if (!root && newest_root())
+        root = newest_root()->root;
+    for (size_t i = 0; i < count; i++) {
+        const char *state = "unchecked";
+        pkgstore_trust_envelope *env = NULL;
+        if (pkgstore_trust_envelope_parse(&env, list[i].data, list[i].len) < 0) {
+            state = "malformed";
+        } else {
+            envelopes[parsed++] = env;
+            size_t one = 0;
+            if (root && !root_has_key(root, pkgstore_trust_envelope_keyid(env)))
+                state = "unknown key";
+            else if (root) {
+                pkgstore_trust_manifest_verify(NULL, &one, root, text, len, &env, 1);
+                state = one ? "valid" : "bad signature";
+            }
+        }
+        json_array_append_new(states, json_string(state));
+    }
+    int error = root ? pkgstore_trust_manifest_verify(NULL, &valid, root, text, len, envelopes,
+                                                      parsed)
+                     : PKGSTORE_EDENIED;
+    out = json_pack("{s:o, s:b, s:o, s:I, s:b, s:b, s:O}", "root_version",
+                    root ? json_integer((json_int_t)pkgstore_trust_root_version(root))
+                         : json_null(),
+                    "root_pinned", pinned, "threshold",
+                    root ? json_integer((json_int_t)pkgstore_trust_root_threshold(root))
+                         : json_null(),
+                    "valid", (json_int_t)valid, "signed", error == 0, "revoked",
+                    revoked_locked(name, version), "states", states);
+    pthread_mutex_unlock(&g_trust.lock);
+done:
+    for (size_t i = 0; i < parsed; i++)
+        pkgstore_trust_envelope_free(envelopes[i]);
+    free(envelopes);
+    json_decref(states);
+    return out;
+}
+
 int trust_version_targeted(char *policy_out, size_t policy_size, const char *name,
                            const char *version)
 {

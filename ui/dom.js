@@ -59,6 +59,8 @@ const STATE_CLASS = {
   Upgraded: 'good', Running: 'good', done: 'good',
   UpgradeFailed: 'bad', RolledBack: 'bad', RollbackFailed: 'bad', Incompatible: 'bad', aborted: 'bad',
   paused: 'warn', Pending: 'idle', Unknown: 'idle',
+  valid: 'good', signed: 'good', 'bad signature': 'bad', malformed: 'bad', revoked: 'bad',
+  'unknown key': 'warn', 'below threshold': 'warn', unchecked: 'idle',
 };
 export function badge(state) {
   const cls = STATE_CLASS[state] || 'busy';

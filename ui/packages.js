@@ -79,9 +79,19 @@ export async function version(main, [name, ver]) {
       h('td', null, h('code', { class: 'digest' }, a.digest), ' ', copyButton(a.digest, `Copy the digest of ${a.platform}`)))))))));
 
   const signatures = (sigs && sigs.signatures) || [];
-  main.append(h('section', { class: 'card' }, h('h2', null, 'Signatures'), signatures.length
-    ? h('ul', { class: 'plain' }, signatures.map((s) => h('li', null, 'key ', h('code', { class: 'digest' }, s.keyid || '?'), ' ', h('span', { class: 'muted' }, s.payloadType || ''))))
-    : emptyState('Not signed.', 'Sign it with pkgstore-push --sign-key or pkgstore-sign.')));
+  const check = (sigs && sigs.check) || {};
+  const states = check.states || [];
+  const verdict = check.root_version == null
+    ? h('p', { id: 'sig-verdict' }, badge('unchecked'), ' The server holds no root: signatures are not checked here (each agent checks them against its own).')
+    : h('p', { id: 'sig-verdict' }, check.revoked ? [badge('revoked'), ' '] : null, badge(check.signed ? 'signed' : 'below threshold'),
+      ` ${check.valid} valid of the ${check.threshold} root version ${check.root_version} needs`,
+      check.root_pinned ? ' (the root the server enforces).' : ' (the newest root the server holds; not pinned with --trust-root).',
+      check.revoked ? ' A revocation of this version is published: agents refuse it however it is signed.' : '');
+  main.append(h('section', { class: 'card', id: 'pkg-signatures' }, h('h2', null, 'Signatures'), signatures.length
+    ? [verdict, h('ul', { class: 'plain' }, signatures.map((s, i) => h('li', null, badge(states[i] || 'unchecked'), ' key ',
+      h('code', { class: 'digest' }, (s && s.keyid) || '?'))))]
+    : [check.revoked ? h('p', null, badge('revoked'), ' A revocation of this version is published.') : null,
+      emptyState('Not signed.', 'Sign it with pkgstore-push --sign-key or pkgstore-sign.')]));
 
   const refs = (policiesData.policies || []).filter((p) => p.package === name && p.version === ver);
   main.append(h('section', { class: 'card', id: 'pkg-policies' }, h('h2', null, 'Policies'), refs.length

@@ -163,23 +163,43 @@ enum MHD_Result package_signatures_get(struct MHD_Connection *conn, request *req
 {
     enum MHD_Result result;
     pkgstore_digest digest;
-    if (package_path_get(NULL, &digest, conn, req, &result) < 0)
+    pkgstore_manifest *manifest = NULL;
+    if (package_path_get(&manifest, &digest, conn, req, &result) < 0)
         return result;
+    char *text = NULL;
+    size_t len = 0;
     pkgstore_trust_stored_signature *list = NULL;
     size_t count = 0;
-    int error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest);
-    if (error < 0)
+    int error = pkgstore_manifest_serialize(&text, &len, manifest, 0);
+    if (error == 0)
+        error = pkgstore_trust_signatures_list(&list, &count, g_server.store, &digest);
+    if (error < 0) {
+        pkgstore_manifest_free(manifest);
+        pkgstore_free(text);
         return respond_pkgstore_error(conn, req, error, "signatures");
+    }
     json_t *signatures = json_array();
     for (size_t i = 0; signatures && i < count; i++) {
         json_t *env = json_loadb(list[i].data, list[i].len, 0, NULL);
-        if (env)
-            json_array_append_new(signatures, env);
+        json_array_append_new(signatures, env ? env : json_null()); /* null: out of memory */
     }
+    /* a stored envelope is canonical JSON (checked on PUT): every one
+     * parses, so "check.states" lines up with "signatures" */
+    json_t *check = trust_signatures_check(pkgstore_manifest_name(manifest),
+                                           pkgstore_manifest_version(manifest), text, len, list,
+                                           count);
+    pkgstore_manifest_free(manifest);
     pkgstore_trust_signatures_free(list, count);
+    pkgstore_free(text);
+    if (!signatures || !check) {
+        json_decref(signatures);
+        json_decref(check);
+        return respond_error(conn, req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
+                             "signatures: out of memory");
+    }
     char digest_str[PKGSTORE_DIGEST_STR_SIZE];
     pkgstore_digest_format(digest_str, &digest);
     return respond_json(conn, req, MHD_HTTP_OK,
-                        json_pack("{s:s, s:o}", "manifest", digest_str, "signatures",
-                                  signatures ? signatures : json_array()));
+                        json_pack("{s:s, s:o, s:o}", "manifest", digest_str, "signatures",
+                                  signatures, "check", check));
 }

@@ -26,7 +26,7 @@ key root create --version 3 --threshold 2 --key "$K/b.pub" --key "$K/c.pub" \
 printf '#!/bin/sh\necho v1\n' >"$TMP/otelcol-1"
 printf '#!/bin/sh\necho v2\n' >"$TMP/otelcol-2"
 
-plan 88
+plan 94
 start_server
 error_code() { json .error.code; }
 export PKGSTORE_SERVER=$URL PKGSTORE_TOKEN_FILE=$ADMIN_FILE
@@ -197,6 +197,23 @@ ok $? "... saying the private key is needed"
 "$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --sign-key "$K/a.key" >/dev/null 2>&1
 req GET /v1/packages/otelcol/1.0.0/signatures
 is "$(json '.signatures | length')" 3 "pkgstore-push --sign-key without FILE signs the version as it is"
+# how each signature stands, for the console: against the newest stored
+# root (v2: keys b and c, threshold 2; no --trust-root, so not pinned)
+is "$(json '.check | [.root_version, .root_pinned, .threshold, .valid, .signed, .revoked] | tojson')" \
+    '[2,false,2,2,true,true]' "check: root v2 (not pinned), threshold 2, 2 valid: signed, and revoked (revoke-1)"
+is "$(json '[.signatures, .check.states] | transpose | map(.[0].keyid[0:8] + "=" + .[1]) | sort | join(" ")')" \
+    "$(for k in a b c; do s=valid; [ $k = a ] && s='unknown key'; echo "$("$BIN/pkgstore-key" id "$K/$k.pub" | cut -c1-8)=$s"; done | sort | paste -sd' ')" \
+    "check.states line up with signatures: b and c valid, a (not in root v2) an unknown key"
+"$BIN/pkgstore-push" --quiet --name otelcol --version 2.2.0 --platform linux/amd64 \
+    --sign-key "$K/b.key" --sign-key "$K/c.key" "$TMP/otelcol-2" >/dev/null 2>&1
+req GET /v1/packages/otelcol/2.2.0/signatures
+printf '%s' "$BODY" | jq -cj '.signatures[0].signature = .signatures[1].signature | .signatures[0]' >"$TMP/forged.sig"
+req PUT /v1/packages/otelcol/2.2.0/signatures --data-binary @"$TMP/forged.sig"
+is "$STATUS" 201 "an envelope with another key's signature is stored (signatures are checked by who trusts a root)"
+req GET /v1/packages/otelcol/2.2.0/signatures
+is "$(json '[(.check.states | sort | join(",")), .check.valid, .check.signed, .check.revoked] | tojson')" \
+    '["bad signature,valid,valid",2,true,false]' \
+    "a stored envelope whose signature does not verify is a bad signature; 2.2.0 is signed and not revoked"
 "$BIN/pkgstore-push" --quiet --name otelcol --version 1.0.0 --signature "$SIG_C" >/dev/null 2>"$TMP/push.err"
 ok $? "pkgstore-push --signature FILE uploads an envelope made offline"
 
@@ -292,6 +309,11 @@ is "$?" 1 "a --trust-root that is not signed to its own threshold does not start
 
 rm -rf "$TMP/store.trust"
 start_server --trust-root "$TMP/root-2.json"
+req GET /v1/packages/otelcol/2.0.0/signatures
+is "$(json '.check | [.root_version, .root_pinned, .valid, .signed, .revoked] | tojson')" '[2,true,2,true,false]' \
+    "with --trust-root and no root held, signatures are checked against the pinned root (no revocations held)"
+req GET /v1/packages/otelcol/1.0.0/signatures
+is "$(json '.check | [.valid, .revoked] | tojson')" '[2,false]' "... so 1.0.0 shows signed, its revocation gone with STORE.trust"
 req PUT /v1/trust/root --data-binary @"$TMP/root-1.json"
 is "$STATUS $(error_code)" "409 CONFLICT" "with --trust-root v2 and no root held: root v1 (older) is 409"
 json .error.message | grep -q 'older than the server.s --trust-root'

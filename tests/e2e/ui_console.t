@@ -60,6 +60,14 @@ check "the agent reports the validation failure, markup and all, as edge-markup'
     wait_until 30 bash -c 'admin /v1/agents/edge-markup | jq -e --arg x "$0" ".last_status.status == \"UpgradeFailed\" and (.last_status.message | contains(\$x))" > /dev/null' "$XSS"
 printf 'notes\n' > "$T/notes.txt"
 server_add --name notes --version 1.0.0 --platform linux/amd64 --annotation "note=$XSS" "$T/notes.txt" > /dev/null
+# A root on the server (one key, threshold 1) and notes 1.0.0 signed with
+# it: the version page shows the signature as valid and the version signed.
+"$B/pkgstore-key" generate --output "$T/key-a" > /dev/null
+"$B/pkgstore-key" root create --version 1 --threshold 1 --key "$T/key-a.pub" --sign "$T/key-a.key" \
+    --output "$T/root-1.json" > /dev/null
+check "the server holds root version 1" \
+    bash -c 'curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $(cat "$ADMIN_TOKEN_FILE")" --data-binary @"$0" "$URL/v1/trust/root"' "$T/root-1.json"
+check "notes 1.0.0 signed with its key (pkgstore-push --sign-key)" push --name notes --version 1.0.0 --sign-key "$T/key-a.key"
 XSS_FILE="$T/<img src=x onerror=window.__xss=2>.bin"
 printf 'x' > "$XSS_FILE"
 

@@ -301,7 +301,7 @@ await step('the node page shows the rollback in its history', async () => {
   narrow.push(['policies', await shot('policies')]);
 });
 
-await step('markup from an agent and an uploader stays text', async () => {
+await step('markup from an agent and an uploader stays text; the signed version shows its signature valid', async () => {
   await go('#/fleet/' + encodeURIComponent(XSS_NODE));
   await waitText('#node-history', /<img src=x onerror=/);
   await go('#/fleet');
@@ -309,6 +309,10 @@ await step('markup from an agent and an uploader stays text', async () => {
   const [name, ver] = XSS_PKG.split('/');
   await go(`#/packages/${name}/${ver}`);
   await waitText('main', /<img src=x onerror=/);
+  // signed by the test's root (ui_console.t): its state as the server checks it
+  await waitText('#sig-verdict', /^signed 1 valid of the 1 root version 1 needs \(the newest root/);
+  await waitText('#pkg-signatures li', /^valid key [0-9a-f]{64}$/);
+  narrow.push(['version-signed', await shot('version-signed')]);
   await go('#/packages/upload');
   await (await page.$('#up-file')).uploadFile(env('UI_XSS_FILE'));
   await waitText('#drop-file', /<img/);
