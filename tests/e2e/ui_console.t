@@ -6,7 +6,7 @@
 # canary reach Upgraded in the fleet view, widen the rollout, push a
 # crashing v3 and see the rollback and the pause with its reason, sign out.
 # Also: markup in a real agent's status message, a package's annotation
-# and an upload's file name stays text (nothing executes, no
+# and an upload's file name and entrypoint stays text (nothing executes, no
 # dialog opens), the pages ask no other host, the browser console has no
 # error, and every page is screenshot at 1280x800 and 390 px wide into
 # $PKGSTORE_BUILD/ui/. A server without /ui/ or /v1/session fails here.

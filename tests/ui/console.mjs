@@ -313,9 +313,17 @@ await step('markup from an agent and an uploader stays text; the signed version 
   await waitText('#sig-verdict', /^signed 1 valid of the 1 root version 1 needs \(the newest root/);
   await waitText('#pkg-signatures li', /^valid key [0-9a-f]{64}$/);
   narrow.push(['version-signed', await shot('version-signed')]);
+  // through an upload: a file name, and an entrypoint the server stores
   await go('#/packages/upload');
   await (await page.$('#up-file')).uploadFile(env('UI_XSS_FILE'));
   await waitText('#drop-file', /<img/);
+  await fill('#up-name', 'markup');
+  await fill('#up-version', '1.0.0');
+  await fill('#up-entrypoint', '<img src=x onerror=window.__xss=3>');
+  await page.click('#up-submit');
+  await page.waitForSelector('#up-digest');
+  await go('#/packages/markup/1.0.0');
+  await waitText('main table', /<img src=x onerror=window.__xss=3>/);
   await new Promise((r) => setTimeout(r, 500)); // let a broken image fire its onerror, were there one
   if (await xssFired()) throw new Error('a handler ran or an element with onerror was created');
   if (dialogs.length) throw new Error('dialogs opened: ' + dialogs.join(' | '));
