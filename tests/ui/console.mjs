@@ -185,13 +185,19 @@ await step('an upload the server refuses shows the server\'s words', async () =>
   diag('shown: ' + msg);
 });
 
-await step('an addon with dependencies: an unmet one is refused in the server\'s words, met ones land in the manifest', async () => {
+await step('an addon dropped on the form, with dependencies: an unmet one is refused in the server\'s words, met ones land in the manifest', async () => {
   await go('#/packages/upload');
   await fill('#up-name', 'sidecar');
   await fill('#up-version', '1.0.0');
   await page.select('#up-type', 'addon');
   await fill('#up-deps', 'otelcol >=9.0.0');
-  await (await page.$('#up-file')).uploadFile(V2);
+  // dropped on the drop zone, as a file dragged from the desktop is
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['#!/bin/sh\necho sidecar\n'], 'sidecar.bin'));
+    document.querySelector('#drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await waitText('#drop-file', /^sidecar\.bin \(/);
   await page.click('#up-submit');
   await page.waitForSelector('#up-result .error');
   const msg = await text('#up-result .error');
