@@ -73,12 +73,16 @@ export async function list(main, _args, params) {
     next.addEventListener('click', () => { cursors[page + 1] = data.next; page++; load(); });
     pager.append(prev, next);
   };
+  // Only the newest request renders: a poll of the old page answered after
+  // Next or Previous must not paint it over the new one.
+  let loads = 0;
   const load = async (onlyChanged) => {
+    const mine = ++loads;
     try {
       const { data, changed } = await api.request('GET', path());
-      if (!onlyChanged || changed) render(data);
+      if (mine === loads && (!onlyChanged || changed)) render(data);
     } catch (err) {
-      clear(body).append(errorBox(err));
+      if (mine === loads) clear(body).append(errorBox(err));
     }
   };
   await load(false);
