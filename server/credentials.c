@@ -35,6 +35,7 @@ struct node_credential {
     char id[CREDENTIAL_ID_LEN + 1]; /* the first hex digits of the hash */
     char node[254];
     int64_t created;
+    uint64_t seq;                  /* issue order (the file's order): breaks ties of created */
     json_t *labels;                /* pinned: {"key":"value"} */
     json_t *self_labels;           /* reported keys kept: ["key"] or ["*"] */
     pkgstore_label *pinned;        /* labels, as the fleet wants them */
@@ -145,6 +146,10 @@ static node_credential *credential_from(const char *node, json_t *labels, json_t
     pkgstore_digest_format_hex(hex, hash);
     memcpy(cred->id, hex, CREDENTIAL_ID_LEN);
     cred->created = created;
+    /* the file lists a node's credentials in issue order (snapshots write
+     * them by node, then age): reading it in order numbers them again */
+    static atomic_uint_fast64_t next_seq;
+    cred->seq = atomic_fetch_add(&next_seq, 1);
     if (!node_id_ok(node)) {
         snprintf(err, err_size, "node: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,252}");
         goto fail;
@@ -235,7 +240,8 @@ static json_t *credential_record(const node_credential *cred, int with_hash)
 #define JOURNAL_SLACK 1024u
 
 /* Write items to the file as a fresh journal: header and one issue line
- * each. */
+ * each, in by_node order (node, then age), so that a reload numbers each
+ * node's credentials in the order they were issued. */
 static int snapshot(node_credential *const *items, size_t count, char *err, size_t err_size)
 {
     char tmp[4300], dir_buf[4200];
@@ -568,26 +574,27 @@ int credentials_load(const char *path, size_t *count_out, char *err, size_t err_
             error = -1;
         }
     }
-    if (error == 0 && (version == 1 || torn || unterminated || g_creds.lines > 2 * st.count + JOURNAL_SLACK)) {
-        if (torn)
-            log_msg(LOG_WARN, "node credentials: the last line was cut short (a crash while "
-                              "it was written; never confirmed); it is dropped", "file=%s", path);
-        error = snapshot(st.items, st.count, err, err_size);
-    }
     node_credential **by_node = NULL;
     if (error == 0 && !(by_node = malloc((st.count ? st.count : 1) * sizeof *by_node))) {
         snprintf(err, err_size, "out of memory");
         error = -1;
     }
+    if (error == 0 && st.count) {
+        memcpy(by_node, st.items, st.count * sizeof *by_node);
+        qsort(by_node, st.count, sizeof *by_node, cmp_listed);
+    }
+    if (error == 0 && (version == 1 || torn || unterminated || g_creds.lines > 2 * st.count + JOURNAL_SLACK)) {
+        if (torn)
+            log_msg(LOG_WARN, "node credentials: the last line was cut short (a crash while "
+                              "it was written; never confirmed); it is dropped", "file=%s", path);
+        error = snapshot(by_node, st.count, err, err_size);
+    }
     if (error < 0) {
         for (size_t i = 0; i < st.count; i++)
             credential_release(st.items[i]);
         free(st.items);
+        free(by_node);
         return -1;
-    }
-    if (st.count) {
-        memcpy(by_node, st.items, st.count * sizeof *by_node);
-        qsort(by_node, st.count, sizeof *by_node, cmp_listed);
     }
     pthread_rwlock_wrlock(&g_creds.lock);
     g_creds.items = st.items;
@@ -690,6 +697,8 @@ static int cmp_listed(const void *a, const void *b)
     int order = strcmp(x->node, y->node);
     if (order == 0)
         order = (x->created > y->created) - (x->created < y->created);
+    if (order == 0) /* issued within the same second: the later issue is newer */
+        order = (x->seq > y->seq) - (x->seq < y->seq);
     return order ? order : strcmp(x->id, y->id);
 }
 
@@ -758,8 +767,8 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         if (g_creds.count)
             memcpy(grown_by_node + at + 1, g_creds.by_node + at,
                    (g_creds.count - at) * sizeof *grown_by_node);
-        if (record_change(json_pack("{s:o}", "issue", credential_record(cred, 1)), grown,
-                          g_creds.count + 1, err, err_size) < 0)
+        if (record_change(json_pack("{s:o}", "issue", credential_record(cred, 1)),
+                          grown_by_node, g_creds.count + 1, err, err_size) < 0)
             error = PKGSTORE_EIO;
     }
     if (error == 0) {
@@ -771,7 +780,7 @@ int credentials_issue(json_t **record_out, char *token_out, size_t token_size, c
         g_creds.by_node = grown_by_node;
         g_creds.count++;
         pthread_rwlock_unlock(&g_creds.lock);
-        maybe_compact(g_creds.items, g_creds.count);
+        maybe_compact(g_creds.by_node, g_creds.count);
         cred = NULL; /* now owned by the set */
         grown = NULL;
         grown_by_node = NULL;
@@ -832,7 +841,7 @@ int credentials_revoke(json_t **record_out, const char *id, char *err, size_t er
     by_node_remove(gone);
     g_creds.count = n;
     pthread_rwlock_unlock(&g_creds.lock);
-    maybe_compact(g_creds.items, g_creds.count);
+    maybe_compact(g_creds.by_node, g_creds.count);
     credential_release(gone); /* requests in flight keep their reference */
 out:
     pthread_mutex_unlock(&g_creds.write_lock);
