@@ -5,6 +5,7 @@
  * is only linked after it was checked to decompress to the blob's digest; a
  * new blob's copy is linked before the blob. libzstd streaming API.
  */
+#include "file_io.h"
 #include "store_impl.h"
 #include "error.h"
 
@@ -23,21 +24,6 @@
 static int zstd_error(size_t rc, const char *what)
 {
     return ps_error_set(PKGSTORE_EINTERNAL, "zstd: %s: %s", what, ZSTD_getErrorName(rc));
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 int ps_store_zstd_hash_fd(pkgstore_digest *out, uint64_t *size_out, int fd)
@@ -134,7 +120,7 @@ static int compress_into(int tmp_fd, int blob_fd, int level)
     size_t in_cap = ZSTD_CStreamInSize(), out_cap = ZSTD_CStreamOutSize();
     unsigned char *in_buf = malloc(in_cap), *out_buf = malloc(out_cap);
     off_t offset = 0;
-    int error = 0, err;
+    int error = 0;
     size_t rc;
 
     if (cctx == NULL || in_buf == NULL || out_buf == NULL) {
@@ -169,8 +155,8 @@ static int compress_into(int tmp_fd, int blob_fd, int level)
                 error = zstd_error(rc, "compress");
                 goto out;
             }
-            if ((err = write_all(tmp_fd, out_buf, output.pos)) != 0) {
-                error = ps_error_errno(err, "write zstd copy");
+            if (ps_write_all(tmp_fd, out_buf, output.pos) < 0) {
+                error = ps_error_errno(errno, "write zstd copy");
                 if (error != PKGSTORE_ENOSPC)
                     error = PKGSTORE_EIO;
                 goto out;
