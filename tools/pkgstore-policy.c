@@ -150,10 +150,16 @@ static int strategy_parse(json_t **out, const char *batches, const char *soak,
     if (batches) {
         json_t *list = json_array();
         char *copy = strdup(batches), *save = NULL;
-        for (char *item = copy ? strtok_r(copy, ",", &save) : NULL; item;
+        int bad = 0;
+        for (char *item = copy ? strtok_r(copy, ",", &save) : NULL; item && !bad;
              item = strtok_r(NULL, ",", &save))
-            json_array_append_new(list, amount_json(item));
+            bad = json_array_append_new(list, amount_json(item)) < 0; /* NULL: not UTF-8 */
         free(copy);
+        if (bad) {
+            json_decref(list);
+            json_decref(strategy);
+            return cli_usage("--batches: not valid UTF-8");
+        }
         if (json_array_size(list) == 0) {
             json_decref(list);
             json_decref(strategy);
@@ -167,8 +173,9 @@ static int strategy_parse(json_t **out, const char *batches, const char *soak,
         json_object_set_new(strategy, "deadline_s", value);
     if (!error && max_parallel && (error = flag_count(&value, "max-parallel", max_parallel)) == 0)
         json_object_set_new(strategy, "max_parallel", value);
-    if (!error && max_failures)
-        json_object_set_new(strategy, "max_failures", amount_json(max_failures));
+    if (!error && max_failures &&
+        json_object_set_new(strategy, "max_failures", amount_json(max_failures)) < 0)
+        error = cli_usage("--max-failures: not valid UTF-8");
     if (error) {
         json_decref(strategy);
         return error;

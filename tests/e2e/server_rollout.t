@@ -70,6 +70,13 @@ BAD_STATUS=$?
 check "a strategy whose last batch is not 100% is refused: $(cat "$T/bad.err")" \
     bash -c '[ "$0" = 1 ] && grep -q "strategy: batches\[1\]: the last batch must be \"100%\"" "$1"' \
     "$BAD_STATUS" "$T/bad.err"
+for flag in --batches --max-failures; do
+    "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 2.0.0 \
+        $flag "1,$(printf '\377')%" 2>"$T/bad.err"
+    check "$flag with bytes that are not UTF-8: a usage error (exit 2), nothing dropped silently" \
+        bash -c '[ "$0" = 2 ] && grep -q -- "$1: not valid UTF-8" "$2" && ! "$B/pkgstore-policy" status fleet >/dev/null 2>&1' \
+        "$?" "$flag" "$T/bad.err"
+done
 check "pkgstore-policy set with --batches 1,50%,100% --soak 1 --max-failures 0" \
     "$B/pkgstore-policy" set fleet --selector env=test --package otelcol --version 2.0.0 \
     --batches 1,50%,100% --soak 1 --max-failures 0
