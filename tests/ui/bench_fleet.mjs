@@ -16,18 +16,25 @@ await page.waitForSelector('#token');
 await page.type('#token', TOKEN);
 await page.click('#signin button[type=submit]');
 await page.waitForSelector('#fleet-table');
-const times = [];
-for (let i = 0; i < RUNS; i++) {
-  await page.goto('about:blank');
-  await page.goto(URL0 + '/ui/#/fleet', { waitUntil: 'domcontentloaded' });
-  await page.waitForSelector('#fleet-table tbody tr');
-  const ms = await page.evaluate(() => performance.now()); // since this navigation started
-  const total = await page.$eval('#fleet-total', (e) => e.textContent);
-  times.push(ms);
-  console.log(`run ${i + 1}: ${ms.toFixed(0)} ms (${total})`);
-}
+// hash: the page to time; the median of RUNS first renders
+const measure = async (hash) => {
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    await page.goto('about:blank');
+    await page.goto(URL0 + '/ui/' + hash, { waitUntil: 'domcontentloaded' });
+    await page.waitForSelector('#fleet-table tbody tr');
+    const ms = await page.evaluate(() => performance.now()); // since this navigation started
+    const total = await page.$eval('#fleet-total', (e) => e.textContent);
+    times.push(ms);
+    console.log(`${hash} run ${i + 1}: ${ms.toFixed(0)} ms (${total})`);
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  console.log(`first render of ${hash}: median ${median.toFixed(0)} ms, worst ${times[times.length - 1].toFixed(0)} ms (target under ${TARGET_MS} ms): ${median < TARGET_MS ? 'met' : 'MISSED'}`);
+  return median < TARGET_MS;
+};
+// the whole fleet, then filtered on the server by package and version
+// (every simulated node runs otelcol-contrib 0.0.0 until a rollout)
+const met = [await measure('#/fleet'), await measure('#/fleet?package=otelcol-contrib&version=0.0.0')];
 await browser.close();
-times.sort((a, b) => a - b);
-const median = times[Math.floor(times.length / 2)];
-console.log(`first render of #/fleet: median ${median.toFixed(0)} ms, worst ${times[times.length - 1].toFixed(0)} ms (target under ${TARGET_MS} ms): ${median < TARGET_MS ? 'met' : 'MISSED'}`);
-process.exit(median < TARGET_MS ? 0 : 1);
+process.exit(met.every(Boolean) ? 0 : 1);
