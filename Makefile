@@ -129,12 +129,13 @@ tools: $(TOOLS)
 # Before the first object: every library the build needs must be found, else
 # one line that says what to do instead of hundreds of undefined references.
 # (A recipe, not a parse-time check: `make test` installs them first.)
-PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka)
+PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka libprotobuf-c)
 .PHONY: preflight
 preflight:
 	@missing=; for p in $(PREFLIGHT_PKGS); do \
 	    $(PKGCONF) --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
 	echo '#include <lmdb.h>' | $(CC) $(CPPFLAGS) -E -x c - >/dev/null 2>&1 || missing="$$missing lmdb"; \
+	command -v protoc-c >/dev/null 2>&1 || missing="$$missing protoc-c"; \
 	if [ -n "$$missing" ]; then \
 	    echo "pkgstore: missing build dependencies:$$missing; run 'make deps' (installs them with apt-get)" >&2; \
 	    exit 1; fi
@@ -223,6 +224,24 @@ $(BUILD)/gen/console_files.c: $(UI_FILES) $(wildcard ui) server/http/embed-ui.sh
 $(BUILD)/obj/gen/console_files.o: $(BUILD)/gen/console_files.c server/http/console_files.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS_PUB) -Iserver/http $(CFLAGS_ALL) -c $< -o $@
+
+# OpAMP's messages (proto/opamp.proto): protobuf-c generates the C code at
+# build time, since its generated code checks the runtime's version. Sources
+# that use it include "opamp.pb-c.h" with $(OPAMP_CPPFLAGS) and depend on
+# $(OPAMP_H); programs link $(OPAMP_OBJ) and $(OPAMP_LIBS).
+OPAMP_GEN      := $(BUILD)/gen/proto
+OPAMP_H        := $(OPAMP_GEN)/opamp.pb-c.h
+OPAMP_OBJ      := $(BUILD)/obj/gen/proto/opamp.pb-c.o
+OPAMP_CPPFLAGS := -I$(OPAMP_GEN) $(call pc_cflags,libprotobuf-c)
+OPAMP_LIBS     := $(or $(call pc_libs,libprotobuf-c),-lprotobuf-c)
+$(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H) &: proto/opamp.proto
+	@mkdir -p $(OPAMP_GEN)
+	protoc-c --c_out=$(OPAMP_GEN) -Iproto proto/opamp.proto
+$(OPAMP_OBJ): $(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H)
+	@mkdir -p $(@D)
+	$(CC) $(OPAMP_CPPFLAGS) $(CFLAGS_ALL) -c $< -o $@
+$(OPAMP_GEN)/opamp.pb-c.c: | preflight
+all: $(OPAMP_OBJ)
 
 $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/console_files.o \
     $(COMMON_OBJS) $(SHLIB)
@@ -475,7 +494,8 @@ bench-now: all
 DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-dev zstd \
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
-            util-linux strace ca-certificates chromium nodejs npm
+            util-linux strace ca-certificates chromium nodejs npm \
+            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
