@@ -12,23 +12,9 @@ stop_started() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 }
 
-# A free port on 127.0.0.1 below the ephemeral range (as
-# tests/e2e/lib/agent.sh picks them): a port the kernel hands out for
-# outgoing connections could be taken between this check and its use.
-free_port() {
-    perl -MIO::Socket::INET -e '
-        my ($low, $high) = (20000, 32767);
-        if (open my $f, "<", "/proc/sys/net/ipv4/ip_local_port_range") {
-            my ($lo) = split " ", scalar <$f>;
-            $high = $lo - 1 if $lo && $lo - 1 < $high && $lo - 1 > $low + 1000;
-        }
-        for (1 .. 200) {
-            my $p = $low + int rand($high - $low + 1);
-            my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:$p") or next;
-            print "$p\n"; exit 0;
-        }
-        die "no free port in $low-$high\n";'
-}
+# free_port: a free port on 127.0.0.1 below the ephemeral range, as the
+# tests pick them
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/e2e/lib/ports.sh"
 
 # start_pkgstored STORE [pkgstored options]: pkgstored (without fsync, with
 # the fleet-wide agent token) on a free 127.0.0.1 port, its log appended
