@@ -129,7 +129,7 @@ tools: $(TOOLS)
 # Before the first object: every library the build needs must be found, else
 # one line that says what to do instead of hundreds of undefined references.
 # (A recipe, not a parse-time check: `make test` installs them first.)
-PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka libprotobuf-c)
+PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka libprotobuf-c zlib)
 .PHONY: preflight
 preflight:
 	@missing=; for p in $(PREFLIGHT_PKGS); do \
@@ -243,11 +243,16 @@ $(OPAMP_OBJ): $(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H)
 $(OPAMP_GEN)/opamp.pb-c.c: | preflight
 all: $(OPAMP_OBJ)
 
+# The OpAMP server (server/opamp/) uses the generated messages.
+$(BUILD)/obj/server/opamp/%.o: OBJ_CPPFLAGS = $(CPPFLAGS_PUB) $(OPAMP_CPPFLAGS)
+$(BUILD)/obj/server/opamp/opamp.o: $(OPAMP_H)
+
 $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/console_files.o \
-    $(COMMON_OBJS) $(SHLIB)
+    $(COMMON_OBJS) $(OPAMP_OBJ) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
-	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) -lpthread
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) \
+	    $(OPAMP_LIBS) -lpthread
 
 # The resident agent maps neither libcurl nor OpenSSL nor libarchive (its
 # idle memory budget is smaller than theirs): it takes only libpkgstore's
@@ -495,7 +500,7 @@ DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-de
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux strace ca-certificates chromium nodejs npm \
-            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
+            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler zlib1g-dev
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -553,4 +558,6 @@ clean:
 # ---------------------------------------------------------------- server (pkgstored, push, policy)
 # pkgstored and the operator tools read and write JSON themselves.
 SERVER_PKGS += jansson
+# pkgstored inflates gzip OpAMP bodies (server/api/opamp.c).
+SERVER_PKGS += zlib
 TOOL_PKGS   += jansson
