@@ -354,11 +354,24 @@ FUZZ_EXTRA_policy_body := server/api/policy_body.o
 FUZZ_EXTRA_http_parse := server/http/parse.o
 # fuzz_heartbeat posts to the fleet, as tests/test_fleet.c does.
 FUZZ_EXTRA_heartbeat := $(patsubst %.c,%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
+# fuzz_opamp_server drives the OpAMP exchange over a fleet (no libmicrohttpd)
+# and decodes with the generated messages (OPAMP_* below: the protobuf-c
+# runtime is linked by its own rule).
+FUZZ_EXTRA_opamp_server := server/opamp/opamp.o server/opamp/agents.o gen/proto/opamp.pb-c.o \
+                           $(FUZZ_EXTRA_heartbeat)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o \
         $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+$(BUILD)/obj/fuzz/fuzz_opamp_server.o: OBJ_CPPFLAGS = $(CPPFLAGS_ALL) $(OPAMP_CPPFLAGS)
+$(BUILD)/obj/fuzz/fuzz_opamp_server.o: $(OPAMP_H)
+$(BUILD)/fuzz/replay_fuzz_opamp_server: $(BUILD)/obj/fuzz/fuzz_opamp_server.o \
+        $(BUILD)/obj/fuzz/replay.o $(addprefix $(BUILD)/obj/,$(FUZZ_EXTRA_opamp_server)) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS) \
+	    $(OPAMP_LIBS)
 
 # The agent's harnesses (fuzz/fuzz_agent_*.c) also link the agent's pure
 # parsers: what it receives from a server, the helper and its config file.
@@ -437,6 +450,16 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o \
         $$(addprefix $(FUZZ_BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+# the generated OpAMP code, instrumented, for fuzz_opamp_server
+$(FUZZ_BUILD)/obj/gen/proto/opamp.pb-c.o: $(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(OPAMP_CPPFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/obj/server/opamp/%.o $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o: \
+    FUZZ_CFLAGS += $(OPAMP_CPPFLAGS)
+$(FUZZ_BUILD)/obj/server/opamp/opamp.o $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o: $(OPAMP_H)
+$(FUZZ_BUILD)/fuzz_opamp_server: $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o \
+        $(addprefix $(FUZZ_BUILD)/obj/,$(FUZZ_EXTRA_opamp_server)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(OPAMP_LIBS)
 $(FUZZ_BUILD)/fuzz_agent_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_agent_%.o \
     $(AGENT_FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(call pc_libs,yaml-0.1 jansson)
