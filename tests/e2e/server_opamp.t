@@ -243,7 +243,7 @@ mkdir -p "$TMP/pkg"
 printf '#!/bin/sh\necho contrib\n' >"$TMP/pkg/otelcol-contrib"
 chmod +x "$TMP/pkg/otelcol-contrib"
 tar -C "$TMP/pkg" -czf "$TMP/contrib.tar.gz" otelcol-contrib
-start_server --opamp-primary-empty-name
+start_server --opamp-primary-empty-name --new-nodes-rate 1/1
 export PKGSTORE_SERVER=$URL
 send "$AGENT" "$(msg "$UID1" 20 $CAPS)"
 is "$STATUS|$(field flags)" "200|1" "after a restart the agent is unknown: ReportFullState"
@@ -263,5 +263,13 @@ send "$AGENT" "$(msg "$UID2" 2 $CAPS "package_statuses { packages { key: \"\" va
 req GET /v1/policies/contrib
 is "$(json '.status.nodes[0].id + "|" + .status.nodes[0].state')" "sup-1|Upgraded" \
     "statuses for \"\" are the primary's: Upgraded for otelcol-contrib"
+
+# ---- overload: the heartbeat's refusals keep their status and Retry-After
+UID3='\061\062\063\064\065\066\067\070\071\072\073\074\075\076\077\100'
+send "$AGENT" "$(msg "$UID3" 1 $CAPS "$(desc over-1)")"
+RETRY=$(sed -n 's/^[Rr]etry-[Aa]fter: \([0-9]*\)\r$/\1/p' "$TMP/headers")
+BODY=$(cat "$TMP/reply.bin")
+is "$STATUS|$(error_code)|${RETRY:+set}" "429|LIMIT|set" \
+    "a new node past --new-nodes-rate: 429 with Retry-After, as the JSON heartbeat"
 
 finish
