@@ -129,7 +129,7 @@ tools: $(TOOLS)
 # Before the first object: every library the build needs must be found, else
 # one line that says what to do instead of hundreds of undefined references.
 # (A recipe, not a parse-time check: `make test` installs them first.)
-PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka libprotobuf-c)
+PREFLIGHT_PKGS := $(sort libcrypto libzstd libarchive jansson libmicrohttpd gnutls libcurl yaml-0.1 cmocka libprotobuf-c zlib)
 .PHONY: preflight
 preflight:
 	@missing=; for p in $(PREFLIGHT_PKGS); do \
@@ -243,11 +243,16 @@ $(OPAMP_OBJ): $(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H)
 $(OPAMP_GEN)/opamp.pb-c.c: | preflight
 all: $(OPAMP_OBJ)
 
+# The OpAMP server (server/opamp/) uses the generated messages.
+$(BUILD)/obj/server/opamp/%.o: OBJ_CPPFLAGS = $(CPPFLAGS_PUB) $(OPAMP_CPPFLAGS)
+$(BUILD)/obj/server/opamp/opamp.o: $(OPAMP_H)
+
 $(BUILD)/bin/pkgstored: $(SERVER_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/console_files.o \
-    $(COMMON_OBJS) $(SHLIB)
+    $(COMMON_OBJS) $(OPAMP_OBJ) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) $(RPATH_LDFLAGS) -o $@ \
-	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) -lpthread
+	    $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,$(SERVER_PKGS)) $(LMDB_LIBS) \
+	    $(OPAMP_LIBS) -lpthread
 
 # The resident agent maps neither libcurl nor OpenSSL nor libarchive (its
 # idle memory budget is smaller than theirs): it takes only libpkgstore's
@@ -349,11 +354,24 @@ FUZZ_EXTRA_policy_body := server/api/policy_body.o
 FUZZ_EXTRA_http_parse := server/http/parse.o
 # fuzz_heartbeat posts to the fleet, as tests/test_fleet.c does.
 FUZZ_EXTRA_heartbeat := $(patsubst %.c,%.o,$(sort $(wildcard server/fleet/*.c)) server/log.c)
+# fuzz_opamp_server drives the OpAMP exchange over a fleet (no libmicrohttpd)
+# and decodes with the generated messages (OPAMP_* below: the protobuf-c
+# runtime is linked by its own rule).
+FUZZ_EXTRA_opamp_server := server/opamp/opamp.o server/opamp/agents.o gen/proto/opamp.pb-c.o \
+                           $(FUZZ_EXTRA_heartbeat)
 .SECONDEXPANSION:
 $(BUILD)/fuzz/replay_fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o \
         $$(addprefix $(BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(STLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS)
+
+$(BUILD)/obj/fuzz/fuzz_opamp_server.o: OBJ_CPPFLAGS = $(CPPFLAGS_ALL) $(OPAMP_CPPFLAGS)
+$(BUILD)/obj/fuzz/fuzz_opamp_server.o: $(OPAMP_H)
+$(BUILD)/fuzz/replay_fuzz_opamp_server: $(BUILD)/obj/fuzz/fuzz_opamp_server.o \
+        $(BUILD)/obj/fuzz/replay.o $(addprefix $(BUILD)/obj/,$(FUZZ_EXTRA_opamp_server)) $(STLIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -o $@ $(filter %.o,$^) $(STLIB) $(LIB_LIBS) \
+	    $(OPAMP_LIBS)
 
 # The agent's harnesses (fuzz/fuzz_agent_*.c) also link the agent's pure
 # parsers: what it receives from a server, the helper and its config file.
@@ -432,6 +450,16 @@ $(FUZZ_BUILD)/libpkgstore-fuzz.a: $(FUZZ_LIB_OBJS)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o \
         $$(addprefix $(FUZZ_BUILD)/obj/,$$(FUZZ_EXTRA_$$*)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS)
+# the generated OpAMP code, instrumented, for fuzz_opamp_server
+$(FUZZ_BUILD)/obj/gen/proto/opamp.pb-c.o: $(OPAMP_GEN)/opamp.pb-c.c $(OPAMP_H)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(OPAMP_CPPFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/obj/server/opamp/%.o $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o: \
+    FUZZ_CFLAGS += $(OPAMP_CPPFLAGS)
+$(FUZZ_BUILD)/obj/server/opamp/opamp.o $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o: $(OPAMP_H)
+$(FUZZ_BUILD)/fuzz_opamp_server: $(FUZZ_BUILD)/obj/fuzz/fuzz_opamp_server.o \
+        $(addprefix $(FUZZ_BUILD)/obj/,$(FUZZ_EXTRA_opamp_server)) $(FUZZ_BUILD)/libpkgstore-fuzz.a
+	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(OPAMP_LIBS)
 $(FUZZ_BUILD)/fuzz_agent_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_agent_%.o \
     $(AGENT_FUZZ_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/libpkgstore-fuzz.a
 	clang -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LIB_LIBS) $(call pc_libs,yaml-0.1 jansson)
@@ -495,7 +523,7 @@ DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-de
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux strace ca-certificates chromium nodejs npm \
-            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
+            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler zlib1g-dev
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
@@ -553,4 +581,6 @@ clean:
 # ---------------------------------------------------------------- server (pkgstored, push, policy)
 # pkgstored and the operator tools read and write JSON themselves.
 SERVER_PKGS += jansson
+# pkgstored inflates gzip OpAMP bodies (server/api/opamp.c).
+SERVER_PKGS += zlib
 TOOL_PKGS   += jansson

@@ -96,12 +96,18 @@ static void usage(FILE *out)
             "  --threads N               worker threads (default: one per core)\n"
             "  --heartbeat-interval S    interval told to agents (default 30)\n"
             "  --fleet-dir DIR           node records (default: the store's path + .fleet)\n"
-            "  --max-nodes N             nodes the fleet holds at most (default 200000)\n"
+            "  --max-nodes N             nodes the fleet holds at most (default 200000);\n"
+            "                            also the OpAMP agents remembered\n"
             "  --node-expiry S           forget nodes silent this long; 0 never\n"
             "                            (default 2592000, 30 days)\n"
             "  --history-max N           status entries kept per node, 1..1024 (default 32)\n"
             "  --new-nodes-rate N[/B]    new node ids per second per token, burst B\n"
             "                            (default 50/2000; 0 unlimited)\n"
+            "  --public-url URL          http(s)://HOST[:PORT][/PREFIX] of this server as\n"
+            "                            nodes reach it: OpAMP download URLs are made from\n"
+            "                            it (default: the scheme and the request's Host)\n"
+            "  --opamp-primary-empty-name  offer the primary package to OpAMP agents under\n"
+            "                            the name \"\" (the upstream supervisor's design)\n"
             "  --shutdown-timeout S      wait for requests in flight at exit (default 30)\n"
             "  --no-zstd                 do not write .zst transfer copies of uploads\n"
             "  --session-ttl S           a console sign-in lasts S seconds, however busy\n"
@@ -430,7 +436,7 @@ int main(int argc, char **argv)
         OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_PER_IP,
         OPT_LOCK_TIMEOUT, OPT_NODE_CREDENTIALS, OPT_SHARED_AGENT_TOKEN, OPT_TLS_CERT,
         OPT_TLS_KEY, OPT_TLS_CLIENT_CA, OPT_TRUST_DIR, OPT_TRUST_ROOT, OPT_REQUIRE_SIGNATURES,
-        OPT_SESSION_TTL, OPT_MAX_SESSIONS
+        OPT_SESSION_TTL, OPT_MAX_SESSIONS, OPT_PUBLIC_URL, OPT_OPAMP_PRIMARY_EMPTY_NAME
     };
     static const struct option options[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
@@ -468,6 +474,8 @@ int main(int argc, char **argv)
         {"min-body-rate", required_argument, NULL, OPT_MIN_BODY_RATE},
         {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
         {"max-connections-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
+        {"public-url", required_argument, NULL, OPT_PUBLIC_URL},
+        {"opamp-primary-empty-name", no_argument, NULL, OPT_OPAMP_PRIMARY_EMPTY_NAME},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -491,6 +499,15 @@ int main(int argc, char **argv)
         case OPT_PORT_FILE: cfg->port_file = optarg; break;
         case OPT_NO_ZSTD: cfg->zstd_copies = 0; break;
         case OPT_NO_FSYNC: cfg->no_fsync = 1; break;
+        case OPT_OPAMP_PRIMARY_EMPTY_NAME: cfg->opamp_primary_empty_name = 1; break;
+        case OPT_PUBLIC_URL: {
+            static char public_url[400];
+            char why[200];
+            if (opamp_public_url_check(public_url, sizeof public_url, optarg, why, sizeof why) < 0)
+                return usage_error("--public-url %s: %s", optarg, why);
+            cfg->public_url = public_url;
+            break;
+        }
         case OPT_MAX_UPLOAD:
             if (parse_size(&cfg->max_upload, optarg) < 0 || cfg->max_upload == 0) {
                 fprintf(stderr, "pkgstored: --max-upload: not a size: %s\n", optarg);
@@ -722,6 +739,13 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (opamp_agents_new(&g_server.opamp, cfg->fleet.max_nodes) < 0) {
+        fprintf(stderr, "pkgstored: opamp: out of memory\n");
+        close_store();
+        tls_free();
+        return 1;
+    }
+
     char err[4600];
     if (tokens_open(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "pkgstored: tokens: %s\n", err);
@@ -865,6 +889,8 @@ int main(int argc, char **argv)
     MHD_stop_daemon(daemon);
     mhd_log_flush();
     int flushed = close_store();
+    opamp_agents_free(g_server.opamp);
+    g_server.opamp = NULL;
     console_free();
     tokens_free(g_server.tokens);
     credentials_unload();

@@ -27,6 +27,7 @@
 
 #include "fleet/fleet.h"
 #include "http/parse.h"
+#include "opamp/opamp.h"
 
 #define SERVER_NAME "pkgstored"
 
@@ -216,6 +217,7 @@ enum route {
     ROUTE_ROOT,            /* / (redirects to /ui/) */
     ROUTE_UI,              /* /ui, /ui/ and /ui/{file}: the web console */
     ROUTE_SESSION,         /* /v1/session: the console's sign-in */
+    ROUTE_OPAMP,           /* /v1/opamp: OpAMP over HTTP (api/opamp.c) */
     ROUTE_COUNT
 };
 
@@ -293,6 +295,9 @@ typedef struct server_config {
     unsigned int lock_timeout_ms;  /* store lock wait before 503 LOCKED */
     unsigned int session_ttl_s;    /* console sessions' absolute lifetime */
     unsigned int max_sessions;     /* console sessions held at most */
+    /* OpAMP (server/opamp/, docs/opamp.md) */
+    const char *public_url;  /* --public-url, validated, without a trailing '/'; or NULL */
+    int opamp_primary_empty_name; /* --opamp-primary-empty-name */
     /* the fleet (server/fleet/fleet.h) */
     const char *fleet_dir;   /* NULL: STORE.fleet */
     fleet_options fleet;
@@ -303,6 +308,7 @@ typedef struct server {
     pkgstore_store *store;
     pkgstore_registry *registry;
     fleet *fleet;
+    opamp_agents *opamp;   /* OpAMP's per-instance_uid state */
     token_set *tokens;
     atomic_long in_flight; /* requests between their first call and completion */
 } server;
@@ -314,7 +320,8 @@ extern server g_server;
 #define PATH_SEGMENTS_MAX HTTP_PATH_SEGMENTS_MAX
 #define PATH_SEGMENT_MAX HTTP_PATH_SEGMENT_MAX
 
-enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_BLOB };
+/* BODY_OPAMP: a protobuf body into the json buffer, up to OPAMP_BODY_MAX */
+enum body_kind { BODY_NONE = 0, BODY_JSON, BODY_BLOB, BODY_OPAMP };
 
 typedef struct request request;
 
@@ -532,6 +539,13 @@ enum MHD_Result policy_retry(struct MHD_Connection *conn, request *req);
 enum MHD_Result policy_rollout_action(struct MHD_Connection *conn, request *req);
 enum MHD_Result audit_list(struct MHD_Connection *conn, request *req);
 enum MHD_Result agent_heartbeat(struct MHD_Connection *conn, request *req);
+/* POST /v1/opamp (api/opamp.c): its headers checked on the first call
+ * (0, or -1 with the answer in *result), the exchange once the body is in. */
+int opamp_check_headers(struct MHD_Connection *conn, request *req, enum MHD_Result *result);
+enum MHD_Result agent_opamp(struct MHD_Connection *conn, request *req);
+/* --public-url: 0 when url is http(s)://HOST[:PORT][/PREFIX] (a trailing
+ * '/' is cut from the copy in out), else -1 with the reason in why. */
+int opamp_public_url_check(char *out, size_t size, const char *url, char *why, size_t why_size);
 enum MHD_Result agent_delete(struct MHD_Connection *conn, request *req);
 /* Answer with a fleet error (its HTTP status, Retry-After and message). */
 enum MHD_Result respond_fleet_error(struct MHD_Connection *conn, request *req,

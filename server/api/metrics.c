@@ -49,6 +49,7 @@ static const char *const route_labels[ROUTE_COUNT] = {
     [ROUTE_ROOT] = "/",
     [ROUTE_UI] = "/ui/{file}",
     [ROUTE_SESSION] = "/v1/session",
+    [ROUTE_OPAMP] = "/v1/opamp",
 };
 
 const char *route_label(enum route route)

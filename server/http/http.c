@@ -401,6 +401,11 @@ static enum route match_route(const request *req, unsigned int *methods)
             *methods = M_GET | M_HEAD | M_PUT;
             return ROUTE_REVOCATIONS;
         }
+    } else if (seg_is(req, 1, "opamp")) {
+        if (req->nseg == 2) {
+            *methods = M_POST;
+            return ROUTE_OPAMP;
+        }
     } else if (seg_is(req, 1, "credentials")) {
         if (req->nseg == 2) {
             *methods = M_GET | M_HEAD | M_POST;
@@ -429,6 +434,7 @@ static int role_allowed(enum route route, unsigned int method, enum role role)
             return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
         return role == ROLE_ADMIN;
     case ROUTE_HEARTBEAT:
+    case ROUTE_OPAMP:
         return role == ROLE_ADMIN || role == ROLE_AGENT || role == ROLE_NODE;
     case ROUTE_TRUST_ROOT:
     case ROUTE_REVOCATIONS: /* nodes fetch what they verify; only admins add */
@@ -559,6 +565,10 @@ static void select_handler(request *req, unsigned int method)
     case ROUTE_HEARTBEAT:
         req->handler = agent_heartbeat;
         req->body_kind = BODY_JSON;
+        break;
+    case ROUTE_OPAMP:
+        req->handler = agent_opamp;
+        req->body_kind = BODY_OPAMP;
         break;
     case ROUTE_AGENTS:
         req->handler = agents_list;
@@ -883,6 +893,16 @@ static enum MHD_Result first_call(struct MHD_Connection *conn, request *req, con
                                  "JSON body of %" PRId64 " bytes is over the limit of %zu bytes",
                                  req->content_length, g_server.config.max_json);
         break;
+    case BODY_OPAMP: {
+        enum MHD_Result result;
+        if (opamp_check_headers(conn, req, &result) < 0)
+            return result;
+        if (req->content_length >= 0 && (uint64_t)req->content_length > OPAMP_BODY_MAX)
+            return respond_error(conn, req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
+                                 "opamp: body of %" PRId64 " bytes is over the limit of %zu bytes",
+                                 req->content_length, OPAMP_BODY_MAX);
+        break;
+    }
     case BODY_NONE:
         break;
     }
@@ -910,17 +930,20 @@ static void body_chunk(request *req, const char *data, size_t size)
         upload_feed(req, data, size);
         break;
     case BODY_JSON:
-        if (req->json_len + size > g_server.config.max_json) {
+    case BODY_OPAMP: {
+        size_t limit = req->body_kind == BODY_OPAMP ? OPAMP_BODY_MAX : g_server.config.max_json;
+        if (req->json_len + size > limit) {
             request_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, PKGSTORE_ELIMIT,
-                         "JSON body is over the limit of %zu bytes", g_server.config.max_json);
+                         "%s body is over the limit of %zu bytes",
+                         req->body_kind == BODY_OPAMP ? "opamp:" : "JSON", limit);
             return;
         }
         if (req->json_len + size + 1 > req->json_cap) {
             size_t cap = req->json_cap ? req->json_cap : 1024;
             while (cap < req->json_len + size + 1)
                 cap *= 2;
-            if (cap > g_server.config.max_json + 1)
-                cap = g_server.config.max_json + 1;
+            if (cap > limit + 1)
+                cap = limit + 1;
             char *json = realloc(req->json, cap);
             if (!json) {
                 request_fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, PKGSTORE_ENOMEM,
@@ -934,6 +957,7 @@ static void body_chunk(request *req, const char *data, size_t size)
         req->json_len += size;
         req->json[req->json_len] = '\0';
         break;
+    }
     case BODY_NONE:
         req->discarded += size;
         break;
