@@ -276,10 +276,14 @@ ifneq ($(AGENT_SRCS),)
 all: $(BUILD)/test-bin/pkgstore-agent
 endif
 
-$(BUILD)/bin/pkgstore-agent-helper: $(HELPER_SRCS:%.c=$(BUILD)/obj/%.o) $(SHLIB)
+# The helper speaks OpAMP for the agent (agent/helper/opamp.c): protobuf-c
+# lives here, never in the resident agent.
+$(BUILD)/obj/agent/helper/opamp.o: OBJ_CPPFLAGS = $(CPPFLAGS_PUB) $(OPAMP_CPPFLAGS)
+$(BUILD)/obj/agent/helper/opamp.o: $(OPAMP_H)
+$(BUILD)/bin/pkgstore-agent-helper: $(HELPER_SRCS:%.c=$(BUILD)/obj/%.o) $(OPAMP_OBJ) $(SHLIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $(XLDFLAGS) -Wl,-rpath,'$$ORIGIN/../lib:$$ORIGIN/../../lib' \
-	    -o $@ $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,libcurl jansson) -lpthread
+	    -o $@ $(filter %.o,$^) $(PROG_LDLIBS) $(call pc_libs,libcurl jansson) $(OPAMP_LIBS) -lpthread
 
 $(BUILD)/bin/example-%: $(BUILD)/obj/examples/%.o $(SHLIB)
 	@mkdir -p $(@D)

@@ -62,6 +62,8 @@ typedef struct agent_config {
     char *ca_file;           /* PEM CA for an https:// url; NULL: the system's */
     char *client_cert;       /* PEM client certificate (mutual TLS); NULL: none */
     char *client_key;        /* its PEM private key (private to the agent's user) */
+    int opamp;               /* server.protocol: 0 pkgstore (JSON heartbeat), 1 opamp */
+    char *opamp_path;        /* server.opamp_path: "/v1/opamp" by default */
     double heartbeat_interval_s;
     double heartbeat_jitter;     /* fraction, 0.1 = +-10 % */
     double heartbeat_retry_max_s;

@@ -188,6 +188,15 @@ static int server_pair(parse_ctx *ctx, const char *key, yaml_node_t *v, void *ob
         return get_string(ctx, v, "server.client_key", &cfg->client_key);
     if (!strcmp(key, "timeout_s"))
         return get_seconds(ctx, v, "server.timeout_s", 0.1, &cfg->http_timeout_s);
+    if (!strcmp(key, "protocol")) {
+        const char *protocol = scalar(v);
+        if (!protocol || (strcmp(protocol, "pkgstore") && strcmp(protocol, "opamp")))
+            FAIL(v, "server.protocol: must be pkgstore or opamp");
+        cfg->opamp = !strcmp(protocol, "opamp");
+        return 0;
+    }
+    if (!strcmp(key, "opamp_path"))
+        return get_string(ctx, v, "server.opamp_path", &cfg->opamp_path);
     return 1;
 }
 
@@ -421,6 +430,16 @@ static int apply_defaults(agent_config *cfg, unsigned flags)
         return agent_error_set(PKGSTORE_EINVALID,
                                "%s: server.ca_file is set but server.url is not https://",
                                cfg->path);
+    if (!cfg->opamp_path && !(cfg->opamp_path = strdup("/v1/opamp")))
+        return agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+    /* a path only: the OpAMP endpoint lives on server.url's host, with its
+     * token, CA and client certificate */
+    if (cfg->opamp_path[0] != '/' || strlen(cfg->opamp_path) > 1024 ||
+        strcspn(cfg->opamp_path, " \t\r\n?#") != strlen(cfg->opamp_path))
+        return agent_error_set(PKGSTORE_EINVALID,
+                               "%s: server.opamp_path: must be a path starting with / (no blanks, "
+                               "query or fragment)",
+                               cfg->path);
     if (!cfg->client_cert != !cfg->client_key)
         return agent_error_set(PKGSTORE_EINVALID, "%s: server.%s is set but server.%s is not",
                                cfg->path, cfg->client_cert ? "client_cert" : "client_key",
@@ -620,6 +639,7 @@ void agent_config_free(agent_config *cfg)
     free(cfg->ca_file);
     free(cfg->client_cert);
     free(cfg->client_key);
+    free(cfg->opamp_path);
     free(cfg->trust_root);
     free(cfg->node_id);
     free(cfg->platform);
@@ -681,10 +701,12 @@ char *agent_config_dump_json(const agent_config *cfg)
 {
     json_t *root = json_object();
     json_object_set_new(root, "server",
-                        json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:f}", "url", cfg->server_url,
-                                  "token_file", cfg->token_file, "ca_file", cfg->ca_file,
-                                  "client_cert", cfg->client_cert, "client_key", cfg->client_key,
-                                  "timeout_s", cfg->http_timeout_s));
+                        json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:f, s:s, s:s?}", "url",
+                                  cfg->server_url, "token_file", cfg->token_file, "ca_file",
+                                  cfg->ca_file, "client_cert", cfg->client_cert, "client_key",
+                                  cfg->client_key, "timeout_s", cfg->http_timeout_s, "protocol",
+                                  cfg->opamp ? "opamp" : "pkgstore", "opamp_path",
+                                  cfg->opamp_path));
     json_object_set_new(root, "heartbeat",
                         json_pack("{s:f, s:f, s:f, s:b}", "interval_s", cfg->heartbeat_interval_s,
                                   "jitter", cfg->heartbeat_jitter, "retry_max_s",

@@ -116,7 +116,7 @@ void agent_helper_cleanup(void)
 static int is_network(const char *cmd)
 {
     return !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download") ||
-           !strcmp(cmd, "fetch");
+           !strcmp(cmd, "fetch") || !strcmp(cmd, "opamp-exchange");
 }
 
 int agent_helper_call(json_t **reply_out, const char *input, double timeout_s, unsigned flags,

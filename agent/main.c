@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define DEFAULT_CONFIG "/etc/pkgstore/agent.yaml"
+#define RETRY_AFTER_MAX_S 3600.0   /* the longest pause a server may ask for */
 
 static void usage(FILE *out)
 {
@@ -167,6 +168,11 @@ static int run(agent_config *cfg)
             /* Keep everything running, keep the state, try again later. */
             failures++;
             double delay = backoff(cfg, next_interval(&sup), cfg->heartbeat_retry_max_s, failures);
+            /* 429/503 with Retry-After, or OpAMP's RetryInfo: at least
+             * that long (bounded: a server cannot silence a node for good) */
+            if (sup.retry_after_s > delay)
+                delay = sup.retry_after_s < RETRY_AFTER_MAX_S ? sup.retry_after_s
+                                                               : RETRY_AFTER_MAX_S;
             agent_log("warn", "msg=\"heartbeat failed\" error=\"%s\" failures=%u retry_in_s=%.2f",
                       agent_error(), failures, delay);
             next_heartbeat = agent_now() + delay;

@@ -72,19 +72,40 @@ static int http_small(char **response_out, long *status_out, const char *url, co
 }
 
 /* POST a heartbeat; on success *response_out (free()) is the reply's body
- * (a 200: agent_reply_parse() reads it). */
+ * (a 200: agent_reply_parse() reads it). With server.protocol opamp the
+ * helper sends it as an OpAMP AgentToServer and hands back the
+ * ServerToAgent translated into the same reply (docs/opamp.md). A pause
+ * the server asked for (Retry-After, OpAMP's RetryInfo) goes to
+ * sup->retry_after_s. */
 int heartbeat_post(supervisor *sup, char **response_out, double timeout_s)
 {
     *response_out = NULL;
+    const agent_config *cfg = sup->cfg;
     json_t *request = heartbeat_request(sup);
     char *body = request ? json_dumps(request, JSON_COMPACT) : NULL;
     json_decref(request);
     if (!body)
         return agent_error_set(PKGSTORE_ENOMEM, "heartbeat: cannot build the request");
-    char *url = agent_strdup_printf("%s/v1/agents/heartbeat", sup->cfg->server_url);
+    char *url = cfg->opamp ? agent_strdup_printf("%s%s", cfg->server_url, cfg->opamp_path)
+                           : agent_strdup_printf("%s/v1/agents/heartbeat", cfg->server_url);
     char *reply = NULL;
     long status = 0;
-    int rc = http_small(&reply, &status, url, body, timeout_s);
+    int rc;
+    if (!url) {
+        rc = agent_error_set(PKGSTORE_ENOMEM, "out of memory");
+    } else if (cfg->opamp) {
+        json_t *answer = NULL;
+        rc = agent_helper_call(&answer, body, timeout_s, 0, "opamp-exchange", cfg->server_url,
+                               cfg->opamp_path, cfg->state_dir, NULL);
+        if (rc == 0)
+            rc = agent_helper_reply_http(&status, &reply, answer, "opamp-exchange");
+        json_t *pause = json_object_get(answer, "retry_after_s");
+        sup->retry_after_s = json_is_number(pause) ? json_number_value(pause) : 0;
+        json_decref(answer);
+    } else {
+        sup->retry_after_s = 0;
+        rc = http_small(&reply, &status, url, body, timeout_s);
+    }
     free(body);
     if (rc == 0 && status != 200) {
         json_t *err = reply ? json_loads(reply, 0, NULL) : NULL;

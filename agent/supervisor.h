@@ -125,6 +125,7 @@ typedef struct supervisor {
     } config_apply;
     const agent_reply *reply;          /* the reply being acted on, NULL outside */
     double server_interval_s;          /* from the last response; 0 = none */
+    double retry_after_s;              /* the pause the last failed one asked for; 0 = none */
     int quiet;                         /* recovering at start: no immediate reports */
     agent_trust trust;                 /* trust.root: the root offers are verified against */
 } supervisor;

@@ -40,6 +40,32 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
                          uint64_t max_size, int exact_size, double stall_timeout_s,
                          uint64_t *size_out);
 
+/* One binary POST (OpAMP): the response's status, body (free()), its
+ * Content-Type and Retry-After (delta seconds; -1 when absent or a date). */
+typedef struct helper_exchange {
+    long status;
+    char *body;
+    size_t len;
+    char content_type[128];
+    double retry_after_s;
+} helper_exchange;
+int helper_http_exchange(helper_exchange *out, const char *token, const char *url,
+                         const void *body, size_t body_len, const char *content_type,
+                         double timeout_s);
+/* The size of url's body from a HEAD request's Content-Length (200 only). */
+int helper_http_content_length(uint64_t *size_out, const char *token, const char *url,
+                               double timeout_s);
+
+/* OpAMP (opamp.c, docs/opamp.md): heartbeat is the agent's JSON heartbeat
+ * (docs/api.md); sent as an AgentToServer to server_url + path, the
+ * ServerToAgent becomes the JSON reply the agent reads. state_dir/opamp/
+ * keeps the instance_uid and what must outlive one helper run. The reply
+ * gets "status", "body" (a JSON text) and "retry_after_s" when the server
+ * asked for a pause; 0, or a code with the reason in detail. */
+int helper_opamp_exchange(json_t *reply, const char *server_url, const char *path,
+                          const char *state_dir, const char *token, const char *heartbeat,
+                          size_t len, double timeout_s, char *detail, size_t dlen);
+
 /* A Content-Range header's value of len bytes, "bytes START-END/TOTAL":
  * 0 with START <= END (< TOTAL when TOTAL is known; UINT64_MAX for "*"),
  * or -1. Pure: no libcurl (range.c). */

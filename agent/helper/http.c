@@ -478,3 +478,109 @@ int helper_http_download(const char *token, const char *url, const char *part_pa
                   (unsigned long long)sink.written);
     return rc;
 }
+
+/* ------------------------------------------------------------------ OpAMP */
+
+typedef struct exchange_headers {
+    char content_type[128];
+    char retry_after[64];
+} exchange_headers;
+
+static size_t exchange_header_line(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+    exchange_headers *h = userdata;
+    size_t n = size * nitems;
+    if (n >= 5 && strncmp(buffer, "HTTP/", 5) == 0) {
+        h->content_type[0] = '\0';
+        h->retry_after[0] = '\0';
+    }
+    header_value(h->content_type, sizeof h->content_type, buffer, n, "content-type:");
+    header_value(h->retry_after, sizeof h->retry_after, buffer, n, "retry-after:");
+    return n;
+}
+
+/* Retry-After in its delta-seconds form; an HTTP date (or nothing) is -1:
+ * the caller's own backoff applies then. */
+static double retry_after_seconds(const char *value)
+{
+    if (!value[0] || strspn(value, "0123456789") != strlen(value) || strlen(value) > 9)
+        return -1;
+    return (double)strtol(value, NULL, 10);
+}
+
+int helper_http_exchange(helper_exchange *out, const char *token, const char *url,
+                         const void *body, size_t body_len, const char *content_type,
+                         double timeout_s)
+{
+    memset(out, 0, sizeof *out);
+    out->retry_after_s = -1;
+    CURL *curl = easy_new(timeout_s);
+    if (!curl)
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    membuf buf = {0};
+    exchange_headers got = {{0}, {0}};
+    char type_line[160];
+    snprintf(type_line, sizeof type_line, "Content-Type: %s", content_type);
+    struct curl_slist *headers = curl_slist_append(NULL, type_line);
+    headers = auth_headers(token, headers);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_len ? body : "");
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, mem_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, exchange_header_line);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &got);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    int rc = perform(curl, url, errbuf);
+    if (rc < 0 && buf.too_big)
+        rc = agent_error_set(PKGSTORE_ELIMIT, "%s: response body over %u bytes", url,
+                             SMALL_BODY_MAX);
+    if (rc == 0) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &out->status);
+        out->body = buf.data;
+        out->len = buf.len;
+        buf.data = NULL;
+        snprintf(out->content_type, sizeof out->content_type, "%s", got.content_type);
+        out->retry_after_s = retry_after_seconds(got.retry_after);
+    }
+    free(buf.data);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return rc;
+}
+
+int helper_http_content_length(uint64_t *size_out, const char *token, const char *url,
+                               double timeout_s)
+{
+    *size_out = 0;
+    CURL *curl = easy_new(timeout_s);
+    if (!curl)
+        return agent_error_set(PKGSTORE_ENOMEM, "curl_easy_init failed");
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = auth_headers(token, NULL);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+    int rc = perform(curl, url, errbuf);
+    long status = 0;
+    curl_off_t length = -1;
+    if (rc == 0) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+        if (status != 200)
+            rc = agent_error_set(PKGSTORE_ENET, "%s: HEAD: HTTP %ld", url, status);
+        else if (length <= 0)
+            rc = agent_error_set(PKGSTORE_ENET, "%s: HEAD: no Content-Length", url);
+        else
+            *size_out = (uint64_t)length;
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return rc;
+}

@@ -33,6 +33,12 @@
  *                            matching the offer       {"digest","size","format",
  *                                                  "entrypoint","platform","valid",
  *                                                  "threshold","root_version"}
+ *   opamp-exchange SERVER_URL PATH STATE_DIR
+ *                            stdin: the JSON heartbeat; sent as an OpAMP
+ *                            AgentToServer to SERVER_URL PATH, the
+ *                            ServerToAgent read back as the JSON reply
+ *                            (docs/opamp.md)    {"status":N,"body":"...",
+ *                                                  "retry_after_s":S (a pause asked for)}
  *   verify-revocations ROOT  stdin: GET /v1/trust/revocations' body; those
  *                            signed to threshold by ROOT  {"revoked":[{"name",
  *                                                  "version","reason"}],"ignored":[...]}
@@ -195,7 +201,23 @@ static const struct {
     {"http-post", 1}, {"http-get", 1}, {"health", 1}, {"download", 3}, {"fetch", 3},
     {"verify", 3},    {"prepare", 4},  {"digest", 1}, {"rmtree", 1},
     {"root-check", 1}, {"root-rotate", 2}, {"verify-offer", 7}, {"verify-revocations", 1},
+    {"opamp-exchange", 3},
 };
+
+static int cmd_opamp(char **args, const char *token, double timeout_s)
+{
+    size_t len = 0;
+    char *input = read_stdin(&len);
+    if (!input)
+        return fail(PKGSTORE_EIO, "cannot read the heartbeat from stdin");
+    char detail[2048] = "";
+    int rc = helper_opamp_exchange(reply, args[0], args[1], args[2], token, input, len, timeout_s,
+                                   detail, sizeof detail);
+    free(input);
+    if (rc == PKGSTORE_EINVALID)
+        rc = PKGSTORE_EFORMAT; /* an answer, not a usage error */
+    return rc < 0 ? fail(rc, detail) : succeed();
+}
 
 static int cmd_trust(const char *cmd, char **args)
 {
@@ -257,6 +279,8 @@ static int run(const char *cmd, char **args, const char *token, double timeout_s
         json_object_set_new(reply, "digest", json_string(args[1]));
         return succeed();
     }
+    if (!strcmp(cmd, "opamp-exchange"))
+        return cmd_opamp(args, token, timeout_s);
     if (!strcmp(cmd, "prepare"))
         return cmd_prepare(args);
     if (!strcmp(cmd, "digest"))
@@ -357,7 +381,7 @@ int main(int argc, char **argv)
     }
     reply = json_object();
     int http = !strncmp(cmd, "http-", 5) || !strcmp(cmd, "health") || !strcmp(cmd, "download") ||
-               !strcmp(cmd, "fetch");
+               !strcmp(cmd, "fetch") || !strcmp(cmd, "opamp-exchange");
     int status;
     if (http && helper_http_init(ca_file, client_cert, client_key) < 0)
         status = fail(PKGSTORE_ENET, agent_error());
