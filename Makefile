@@ -527,7 +527,7 @@ DEB_PKGS := build-essential pkg-config libssl-dev openssl liblmdb-dev libzstd-de
             libarchive-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev \
             libyaml-dev libcmocka-dev curl xz-utils jq perl git procps iproute2 xxd bc \
             util-linux strace ca-certificates chromium nodejs npm \
-            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler zlib1g-dev
+            protobuf-c-compiler libprotobuf-c-dev protobuf-compiler python3 zlib1g-dev
 .PHONY: deps
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
